@@ -1,0 +1,45 @@
+"""Redis (ElastiCache) edge: the hot-read keys, their TTLs, the Flink sink and a client.
+
+Keys (documented in docs/streams.md):
+- ``order:{order_id}``           order status (contract), string, 24 h
+- ``inventory:{store_id}``       hash ingredient_id -> on hand, no expiry (always current)
+- ``catalog:product:{id}``       hash name/unit_price/active, no expiry (reloaded with the catalog)
+"""
+from __future__ import annotations
+
+import redis
+from pyflink.common import Types
+from pyflink.datastream.connectors import Sink
+from pyflink.java_gateway import get_gateway
+
+ORDER_STATUS_TTL_S = 24 * 3600
+# What a job emits to Redis: SET key value, or HSET key field value.
+REDIS_COMMAND = Types.ROW_NAMED(
+    ["command", "key", "field", "value"],
+    [Types.STRING(), Types.STRING(), Types.STRING(), Types.STRING()],
+)
+
+
+def order_status_key(order_id: str) -> str:
+    return f"order:{order_id}"
+
+
+def inventory_key(store_id: int | str) -> str:
+    return f"inventory:{store_id}"
+
+
+def product_key(product_id: int | str) -> str:
+    return f"catalog:product:{product_id}"
+
+
+def client(props: dict[str, dict[str, str]]) -> redis.Redis:
+    conf = props["Redis"]
+    return redis.Redis(host=conf["host"], port=int(conf["port"]), decode_responses=True)
+
+
+def sink(props: dict[str, dict[str, str]], ttl_seconds: int = 0, batch_size: int = 500) -> Sink:
+    conf = props["Redis"]
+    j_sink = get_gateway().jvm.pizzastream.flink.RedisSink(
+        conf["host"], int(conf["port"]), ttl_seconds, batch_size
+    )
+    return Sink(j_sink)

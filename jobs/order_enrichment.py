@@ -1,0 +1,93 @@
+"""order_enrichment: raw orders in, validated orders priced from the catalog out.
+
+orders (Kinesis, raw bytes) -> validate + enrich (one Python call per record) ->
+orders-enriched (Kinesis, keyed by store) | dead_letter (Aurora, with the reason).
+
+Run locally with ``python jobs/order_enrichment.py``; the same file is the ``python`` run
+option of the Managed Service for Apache Flink application.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyflink.common import Row, Types  # noqa: E402
+from pyflink.datastream import OutputTag, ProcessFunction, StreamExecutionEnvironment  # noqa: E402
+
+from connectors import aurora, kinesis  # noqa: E402
+from jobs import runtime  # noqa: E402
+from pizzastream.catalog import Catalog  # noqa: E402
+from pizzastream.config import load_properties  # noqa: E402
+from pizzastream.dead_letters import DeadLetter, dead_letter  # noqa: E402
+from pizzastream.orders import OrderRules, Rejection, enrich  # noqa: E402
+
+JOB_NAME = "order_enrichment"
+DEAD_LETTER_ROW = Types.ROW_NAMED(list(DeadLetter.FIELDS), [Types.STRING()] * len(DeadLetter.FIELDS))
+DEAD_LETTERS = OutputTag("dead-letters", DEAD_LETTER_ROW)
+
+
+class EnrichOrders(ProcessFunction):
+    """Adapts ``pizzastream.orders.enrich`` to the stream: valid orders go on, the rest
+    leave through the dead-letter side output. The catalog reloads while running."""
+
+    def __init__(self, props: dict[str, dict[str, str]]):
+        self._props = props
+        self._rules = OrderRules.from_properties(props["OrderRules"])
+        self._catalog = None
+
+    def open(self, runtime_context):
+        period = float(self._props["OrderRules"].get("catalog_refresh_seconds", "30"))
+        self._catalog = aurora.Refreshing(
+            lambda: Catalog.from_rows(*aurora.catalog_rows(self._props)), period
+        )
+
+    def process_element(self, raw, ctx):
+        raw = bytes(raw)
+        result = enrich(raw, self._catalog.get(), self._rules, time.time_ns() // 1_000_000)
+        if isinstance(result, Rejection):
+            letter = dead_letter(
+                JOB_NAME, raw, result.reason, result.detail, result.event_id, result.order_id
+            )
+            yield DEAD_LETTERS, Row(*letter.as_tuple())
+        else:
+            yield Row(str(result.store_id), result.to_json())
+
+
+def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
+    """Adds the job's dataflow to ``env`` (tests and benchmarks reuse it)."""
+    t_env = runtime.table_environment(env)
+    enriched = (
+        kinesis.raw_record_source(env, props, "orders")
+        .process(EnrichOrders(props), output_type=kinesis.KEYED_RECORD)
+        .name("enrich-orders")
+        .uid("enrich-orders")
+    )
+    kinesis.sink_to_stream(enriched, props, "orders_enriched")
+
+    t_env.execute_sql(
+        aurora.jdbc_upsert_table_ddl(
+            props,
+            "dead_letter_sink",
+            [(name, "STRING") for name in DeadLetter.FIELDS],
+            ["dead_letter_id"],
+            "dead_letter",
+        )
+    )
+    dead_letters = t_env.from_data_stream(enriched.get_side_output(DEAD_LETTERS))
+    statements = t_env.create_statement_set()
+    statements.add_insert("dead_letter_sink", dead_letters)
+    statements.attach_as_datastream()
+
+
+def main() -> None:
+    props = load_properties()
+    env = runtime.stream_environment(props)
+    build(env, props)
+    env.execute(JOB_NAME)
+
+
+if __name__ == "__main__":
+    main()

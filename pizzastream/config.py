@@ -1,0 +1,74 @@
+"""One configuration path for every job, tool and test.
+
+Production reads the property groups that Managed Service for Apache Flink writes to
+``/etc/flink/application_properties.json``; the local stack and the tests read the same
+groups from ``conf/local/application_properties.json`` (or the file named by
+``PIZZASTREAM_PROPERTIES``). A single value can be overridden with an environment
+variable ``PIZZASTREAM__<GROUP>__<KEY>`` (for example ``PIZZASTREAM__AURORA__PORT``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+MSF_PROPERTIES = Path("/etc/flink/application_properties.json")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_PROPERTIES = REPO_ROOT / "conf" / "local" / "application_properties.json"
+ENV_FILE = "PIZZASTREAM_PROPERTIES"
+ENV_OVERRIDE_PREFIX = "PIZZASTREAM__"
+
+
+def properties_path() -> Path:
+    if os.environ.get(ENV_FILE):
+        return Path(os.environ[ENV_FILE])
+    if MSF_PROPERTIES.exists():
+        return MSF_PROPERTIES
+    return LOCAL_PROPERTIES
+
+
+def is_local() -> bool:
+    """True unless running on MSF, where the platform provides the properties file."""
+    return properties_path() != MSF_PROPERTIES
+
+
+def load_properties(path: Path | None = None) -> dict[str, dict[str, str]]:
+    """Property groups as ``{group_id: {key: value}}``, environment overrides applied."""
+    groups: dict[str, dict[str, str]] = {}
+    for group in json.loads((path or properties_path()).read_text()):
+        groups[group["PropertyGroupId"]] = {k: str(v) for k, v in group["PropertyMap"].items()}
+    lowered = {g.lower(): g for g in groups}
+    for name, value in os.environ.items():
+        if not name.startswith(ENV_OVERRIDE_PREFIX):
+            continue
+        group, _, key = name[len(ENV_OVERRIDE_PREFIX):].partition("__")
+        if key:
+            groups.setdefault(lowered.get(group.lower(), group), {})[key.lower()] = value
+    return groups
+
+
+def stream_arn(props: dict[str, dict[str, str]], logical_name: str) -> str:
+    """ARN of a Kinesis stream named in the ``Streams`` group (the new source reads by ARN)."""
+    aws = props["Aws"]
+    name = props["Streams"][logical_name]
+    if name.startswith("arn:"):
+        return name
+    return f"arn:aws:kinesis:{aws['region']}:{aws['account_id']}:stream/{name}"
+
+
+def stream_name(props: dict[str, dict[str, str]], logical_name: str) -> str:
+    value = props["Streams"][logical_name]
+    return value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
+
+
+def postgres_dsn(props: dict[str, dict[str, str]], group: str = "Aurora") -> str:
+    db = props[group]
+    return (
+        f"host={db['host']} port={db['port']} dbname={db['dbname']} "
+        f"user={db['user']} password={db['password']}"
+    )
+
+
+def jdbc_url(props: dict[str, dict[str, str]], group: str = "Aurora") -> str:
+    db = props[group]
+    return f"jdbc:postgresql://{db['host']}:{db['port']}/{db['dbname']}"

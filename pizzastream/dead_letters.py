@@ -1,0 +1,40 @@
+"""What a dead letter records about a record the pipeline could not use.
+
+Its id hashes the job and the raw bytes: a replayed bad record (source rewind after a
+restart, producer retry) lands on the same row instead of a second one.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+PAYLOAD_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    dead_letter_id: str
+    job: str
+    reason: str
+    detail: str
+    event_id: str | None
+    order_id: str | None
+    payload: str
+
+    FIELDS = ("dead_letter_id", "job", "reason", "detail", "event_id", "order_id", "payload")
+
+    def as_tuple(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.FIELDS)
+
+
+def printable_payload(raw: bytes) -> str:
+    """The record as readable text: invalid UTF-8 and NULs escaped (PostgreSQL text refuses
+    NUL), cut to a bounded size so an oversize record cannot bloat the table."""
+    text = raw[:PAYLOAD_LIMIT].decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+    return text if len(raw) <= PAYLOAD_LIMIT else text + f"…[{len(raw)} bytes]"
+
+
+def dead_letter(job: str, raw: bytes, reason: str, detail: str,
+                event_id: str | None = None, order_id: str | None = None) -> DeadLetter:
+    digest = hashlib.sha256(job.encode() + b"\x00" + raw).hexdigest()[:32]
+    return DeadLetter(digest, job, reason, detail, event_id, order_id, printable_payload(raw))

@@ -1,0 +1,58 @@
+"""What an accepted or rejected order turns into on the way out (docs/streams.md): the
+sale record, the ``order_fct`` rows and the order status record. Money stays in integer
+cents; the Aurora sink converts to ``numeric(…,2)`` at the edge (``catalog.from_cents``).
+"""
+from __future__ import annotations
+
+import json
+
+from pizzastream.orders import EnrichedOrder, OrderStatus, Rejection
+
+# ``order_fct`` without ``delivery_id`` (the delivery service sets it), money in cents.
+FACT_COLUMNS = ("store_id", "order_id", "product_id", "transaction_ts_ms", "quantity",
+                "unit_price_cents", "total_cents", "delivery_type", "channel")
+STATUSES = frozenset(status.value for status in OrderStatus)
+
+
+def item_count(order: EnrichedOrder) -> int:
+    return sum(line.quantity for line in order.lines)
+
+
+def sale_json(order: EnrichedOrder) -> str:
+    """The enriched order JSON plus ``"n"`` (items) and ``"r"`` (revenue in cents)."""
+    enriched = order.to_json()  # a JSON object: ends with "}"
+    return f'{enriched[:-1]},"n":{item_count(order)},"r":{order.total_cents}}}'
+
+
+def fact_rows(order: EnrichedOrder) -> list[tuple]:
+    """One ``FACT_COLUMNS`` row per line; the amounts sum to ``order.total_cents``."""
+    return [(order.store_id, order.order_id, line.product_id, order.ts_ms, line.quantity,
+             line.unit_price_cents, line.amount_cents, order.fulfillment, order.channel)
+            for line in order.lines]
+
+
+def order_status_json(order_id: str, event_id: str | None, store_id: int | None,
+                      ts_ms: int | None, status: str, detail: str = "") -> str:
+    """The ``order-status`` record; ``status`` must be one of the contract's statuses."""
+    if status not in STATUSES:
+        raise ValueError(f"{status!r} is not an order status")
+    return json.dumps({"o": order_id, "e": event_id, "s": store_id, "t": ts_ms,
+                       "status": str(status), "detail": detail}, separators=(",", ":"))
+
+
+def enriched_status_json(order: EnrichedOrder, status: str = OrderStatus.ACCEPTED.value,
+                         detail: str = "") -> str:
+    """Status of an order the inventory decided on, e.g.
+    ``enriched_status_json(order, decision.status, decision.detail)``."""
+    return order_status_json(order.order_id, order.event_id, order.store_id, order.ts_ms,
+                             status, detail)
+
+
+def rejection_status_json(rejection: Rejection, ts_ms: int) -> str | None:
+    """Status of an order ``enrich`` rejected (``status_for`` its reason), or None when
+    the record names no order. ``ts_ms`` is the caller's clock: a rejected record's own
+    ``ts`` may be missing or unreadable."""
+    if rejection.order_id is None:
+        return None
+    return order_status_json(rejection.order_id, rejection.event_id, rejection.store_id,
+                             ts_ms, rejection.status(), f"{rejection.reason}: {rejection.detail}")

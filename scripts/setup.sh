@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, from its own files, and can be run again:
+# Debian packages (PostgreSQL, Redis), the Python venv, the connector jar (Maven).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v java >/dev/null || need_apt+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need_apt[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
+fi
+# Debian's packaging starts a default redis on 6379; the project runs its own.
+if systemctl is-active --quiet redis-server 2>/dev/null; then systemctl stop redis-server || true; fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
+  echo "setup: pip install -r requirements.txt"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt
+  touch .venv/.installed
+fi
+
+jar=deploy/target/pizzastream-deps.jar
+if [ ! -f "$jar" ] || [ -n "$(find deploy/pom.xml connectors/jvm -newer "$jar" -type f 2>/dev/null)" ]; then
+  echo "setup: mvn package (connector jar)"
+  mvn -q -B -f deploy/pom.xml package -DskipTests
+fi
+echo "setup: ready"

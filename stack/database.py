@@ -1,0 +1,120 @@
+"""Databases of the local stack: roles, schemas, reference data, and the test reset.
+
+The operational database (``Aurora`` group) gets ``stack/sql/operational.sql`` and the
+reference data from ``pizzastream.reference_data``; the warehouse database (``Warehouse``
+group) gets ``stack/sql/warehouse.sql`` when that file exists.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import astuple, fields, is_dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from pizzastream import reference_data
+from pizzastream.config import postgres_dsn
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+SCHEMAS = {"Aurora": SQL_DIR / "operational.sql", "Warehouse": SQL_DIR / "warehouse.sql"}
+
+# Loaded in this order (foreign keys); reset_data keeps them, empties everything else.
+REFERENCE_TABLES = {
+    "supplier": reference_data.suppliers,
+    "ingredient": reference_data.ingredients,
+    "product": reference_data.products,
+    "recipe": reference_data.recipes,
+    "store": reference_data.stores,
+    "delivery_partner": reference_data.delivery_partners,
+}
+INVENTORY = "inventory"
+# A reset must not hang behind a job's open transaction; fail loudly instead.
+LOCK_TIMEOUT = "10s"
+
+Props = dict[str, dict[str, str]]
+
+
+def ensure_databases(admin: psycopg.Connection, props: Props) -> None:
+    """Create (or re-password) each configured role and create its database if missing."""
+    for group in SCHEMAS:
+        db = props[group]
+        _ensure_role(admin, db["user"], db["password"])
+        _ensure_database(admin, db["dbname"], db["user"])
+
+
+def _ensure_role(admin: psycopg.Connection, user: str, password: str) -> None:
+    exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [user]).fetchone()
+    admin.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+        sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(user), sql.Literal(password)))
+
+
+def _ensure_database(admin: psycopg.Connection, dbname: str, owner: str) -> None:
+    if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone():
+        return
+    admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+        sql.Identifier(dbname), sql.Identifier(owner)))
+
+
+def apply_schemas(props: Props) -> None:
+    """Run each schema file as the application role, so its tables belong to that role."""
+    for group, path in SCHEMAS.items():
+        if path.exists():
+            with psycopg.connect(postgres_dsn(props, group)) as conn:
+                conn.execute(path.read_text())
+
+
+def seed(props: Props, force: bool = False) -> bool:
+    """Load the reference data and opening inventory; True when it (re)loaded.
+
+    Skipped when all stores are already there, unless ``force``. One transaction, so a
+    failed load leaves the previous data rather than half of the new.
+    """
+    with psycopg.connect(postgres_dsn(props, "Aurora")) as conn:
+        count = conn.execute("SELECT count(*) FROM store").fetchone()[0]
+        if count == reference_data.STORE_COUNT and not force:
+            return False
+        _truncate(conn, [*REFERENCE_TABLES, INVENTORY])
+        for table, rows in REFERENCE_TABLES.items():
+            _copy(conn, table, rows())
+        _copy(conn, INVENTORY, reference_data.initial_inventory())
+    return True
+
+
+def reset(props: Props) -> None:
+    """Empty every non-reference table of both databases and restore the opening inventory.
+
+    Tables are discovered, not listed, so tables added by other parts of the project are
+    reset too without touching this module.
+    """
+    with psycopg.connect(postgres_dsn(props, "Aurora")) as conn:
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+        _truncate(conn, [t for t in _tables(conn) if t not in REFERENCE_TABLES])
+        _copy(conn, INVENTORY, reference_data.initial_inventory())
+    with psycopg.connect(postgres_dsn(props, "Warehouse")) as conn:
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+        _truncate(conn, _tables(conn))
+
+
+def _tables(conn: psycopg.Connection) -> list[str]:
+    rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    return [name for (name,) in rows]
+
+
+def _truncate(conn: psycopg.Connection, tables: Sequence[str]) -> None:
+    """One TRUNCATE for all, so foreign keys among them do not get in the way."""
+    if tables:
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+            sql.SQL(", ").join(map(sql.Identifier, tables))))
+
+
+def _copy(conn: psycopg.Connection, table: str, rows: Sequence) -> None:
+    """COPY dataclass or named-tuple rows into ``table``; field names are column names."""
+    first = rows[0]
+    names = [f.name for f in fields(first)] if is_dataclass(first) else list(first._fields)
+    as_tuple = astuple if is_dataclass(first) else tuple
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names)))
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(as_tuple(row))

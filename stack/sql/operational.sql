@@ -1,0 +1,92 @@
+-- Aurora (PostgreSQL) operational store. Idempotent: safe to run on every `stack up`.
+
+CREATE TABLE IF NOT EXISTS store (
+    store_id        integer PRIMARY KEY CHECK (store_id BETWEEN 1 AND 2000),
+    name            text NOT NULL,
+    lat             double precision NOT NULL,
+    lon             double precision NOT NULL,
+    traffic_weight  double precision NOT NULL,   -- share of the chain's orders
+    busy            boolean NOT NULL             -- one of the 20% that carry 80% of orders
+);
+
+CREATE TABLE IF NOT EXISTS product (
+    product_id  integer PRIMARY KEY,
+    name        text NOT NULL,
+    unit_price  numeric(10,2) NOT NULL CHECK (unit_price > 0),
+    active      boolean NOT NULL DEFAULT true,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS supplier (
+    supplier_id        integer PRIMARY KEY,
+    name               text NOT NULL,
+    lead_time_minutes  integer NOT NULL CHECK (lead_time_minutes > 0)
+);
+
+-- Quantities of raw material are whole units (grams, pieces) so stock arithmetic is exact.
+CREATE TABLE IF NOT EXISTS ingredient (
+    ingredient_id     integer PRIMARY KEY,
+    name              text NOT NULL,
+    unit              text NOT NULL,
+    supplier_id       integer NOT NULL REFERENCES supplier,
+    safety_stock      integer NOT NULL CHECK (safety_stock >= 0),
+    reorder_quantity  integer NOT NULL CHECK (reorder_quantity > 0)
+);
+
+CREATE TABLE IF NOT EXISTS recipe (
+    product_id     integer NOT NULL REFERENCES product,
+    ingredient_id  integer NOT NULL REFERENCES ingredient,
+    quantity       integer NOT NULL CHECK (quantity > 0),   -- per unit of product
+    PRIMARY KEY (product_id, ingredient_id)
+);
+
+CREATE TABLE IF NOT EXISTS inventory (
+    store_id       integer NOT NULL REFERENCES store,
+    ingredient_id  integer NOT NULL REFERENCES ingredient,
+    on_hand        bigint NOT NULL CHECK (on_hand >= 0),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (store_id, ingredient_id)
+);
+
+CREATE TABLE IF NOT EXISTS delivery_partner (
+    partner_id      integer PRIMARY KEY,
+    name            text NOT NULL,
+    lat             double precision NOT NULL,
+    lon             double precision NOT NULL,
+    base_fee        numeric(8,2) NOT NULL,
+    fee_per_km      numeric(8,2) NOT NULL,
+    capacity        integer NOT NULL CHECK (capacity > 0),
+    refusal_rate    double precision NOT NULL CHECK (refusal_rate BETWEEN 0 AND 1),
+    speed_kmh       double precision NOT NULL CHECK (speed_kmh > 0)
+);
+
+-- The contract's sales fact: one row per sold line item.
+CREATE TABLE IF NOT EXISTS order_fct (
+    store_id               integer NOT NULL,
+    order_id               text NOT NULL,
+    product_id             integer NOT NULL,
+    transaction_ts         timestamptz NOT NULL,
+    quantity               integer NOT NULL CHECK (quantity > 0),
+    unit_price             numeric(10,2) NOT NULL,
+    total_transaction_amt  numeric(12,2) NOT NULL,
+    delivery_id            text NULL,
+    delivery_type          text NOT NULL CHECK (delivery_type IN ('delivery', 'pickup', 'dine_in')),
+    channel                text NOT NULL CHECK (channel IN ('online', 'in_store')),
+    PRIMARY KEY (order_id, product_id)
+);
+CREATE INDEX IF NOT EXISTS order_fct_transaction_ts ON order_fct (transaction_ts);
+CREATE INDEX IF NOT EXISTS order_fct_store_transaction_ts ON order_fct (store_id, transaction_ts);
+
+-- Every record a job could not use, with the reason; the stream keeps flowing past it.
+-- The id is a hash of the job and the raw record, so a replayed bad record lands once.
+CREATE TABLE IF NOT EXISTS dead_letter (
+    dead_letter_id  text PRIMARY KEY,
+    job             text NOT NULL,
+    reason          text NOT NULL,
+    detail          text NOT NULL,
+    event_id        text NULL,
+    order_id        text NULL,
+    payload         text NOT NULL,      -- the record as received, non-UTF-8 bytes escaped, cut at 4 KiB
+    received_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS dead_letter_reason ON dead_letter (reason);

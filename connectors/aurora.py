@@ -10,8 +10,12 @@ import time
 from typing import Callable
 
 import psycopg
+from pyflink.common import Types
+from pyflink.datastream import DataStream
+from pyflink.table import StatementSet, StreamTableEnvironment
 
 from pizzastream.config import jdbc_url, postgres_dsn
+from pizzastream.dead_letters import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,24 @@ def catalog_rows(props: dict[str, dict[str, str]]) -> tuple[list[tuple], list[tu
             "SELECT product_id, ingredient_id, quantity FROM recipe"
         ).fetchall()
     return products, recipes
+
+
+def ingredient_policy_rows(props: dict[str, dict[str, str]]) -> list[tuple]:
+    """``pizzastream.inventory.POLICY_COLUMNS`` rows: each ingredient with its supplier's
+    lead time, for the reorder rules."""
+    with connect(props) as conn:
+        return conn.execute(
+            "SELECT i.ingredient_id, i.supplier_id, s.lead_time_minutes, i.safety_stock,"
+            " i.reorder_quantity FROM ingredient i JOIN supplier s USING (supplier_id)"
+        ).fetchall()
+
+
+def store_inventory(conn: psycopg.Connection, store_id: int) -> dict[int, int]:
+    """A store's stock as the operational ``inventory`` table holds it."""
+    rows = conn.execute(
+        "SELECT ingredient_id, on_hand FROM inventory WHERE store_id = %s", (store_id,)
+    ).fetchall()
+    return {ingredient_id: on_hand for ingredient_id, on_hand in rows}
 
 
 class Refreshing:
@@ -84,3 +106,36 @@ CREATE TEMPORARY TABLE `{flink_table}` (
   'sink.buffer-flush.interval' = '{db.get("sink_flush_interval", "1s")}',
   'sink.max-retries' = '5'
 )"""
+
+
+DEAD_LETTER_ROW = Types.ROW_NAMED(
+    list(DeadLetter.FIELDS), [Types.STRING()] * len(DeadLetter.FIELDS)
+)
+
+
+def upsert_rows(
+    t_env: StreamTableEnvironment,
+    statements: StatementSet,
+    props: dict[str, dict[str, str]],
+    rows: DataStream,
+    target_table: str,
+    columns: list[tuple[str, str]],
+    primary_key: list[str],
+    select: str = "*",
+) -> None:
+    """Adds to ``statements`` an upsert of ``rows`` into ``target_table``. ``columns`` are the
+    target's columns as Flink SQL types; ``select`` maps the rows' fields onto them (unit
+    conversions such as cents to ``DECIMAL`` stay in the JVM)."""
+    t_env.execute_sql(
+        jdbc_upsert_table_ddl(props, f"{target_table}_sink", columns, primary_key, target_table)
+    )
+    t_env.create_temporary_view(f"{target_table}_rows", t_env.from_data_stream(rows))
+    statements.add_insert_sql(
+        f"INSERT INTO `{target_table}_sink` SELECT {select} FROM `{target_table}_rows`"
+    )
+
+
+def sink_dead_letters(t_env, statements, props, letters: DataStream) -> None:
+    """``DEAD_LETTER_ROW`` rows into ``dead_letter``, one row per distinct bad record."""
+    upsert_rows(t_env, statements, props, letters, "dead_letter",
+                [(name, "STRING") for name in DeadLetter.FIELDS], ["dead_letter_id"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pyflink.common import Configuration, Types, WatermarkStrategy
 from pyflink.common.serialization import SerializationSchema
-from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors import Source
 from pyflink.datastream.connectors.kinesis import KinesisStreamsSink, PartitionKeyGenerator
 from pyflink.java_gateway import get_gateway
@@ -19,7 +19,7 @@ from pizzastream.config import stream_arn, stream_name
 RAW_RECORD = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # A record tagged with the kind of stream it came from, as a keyed function receives it.
 TAGGED_RECORD = Types.ROW([Types.STRING(), RAW_RECORD])
-_KEYED_TAGGED_RECORD = Types.ROW([Types.STRING(), TAGGED_RECORD])
+KEYED_TAGGED_RECORD = Types.ROW([Types.STRING(), TAGGED_RECORD])
 # What jobs emit to an output stream: the partition key (the store) and the JSON payload.
 KEYED_RECORD = Types.ROW_NAMED(["partition_key", "payload"], [Types.STRING(), Types.STRING()])
 
@@ -68,25 +68,18 @@ def raw_record_source(
     return _source(env, props, logical_name, schema, RAW_RECORD)
 
 
-def keyed_by_store(
+def tagged_records(
     env: StreamExecutionEnvironment, props: dict[str, dict[str, str]], kinds: dict[str, str]
-) -> KeyedStream:
-    """Streams ``{logical_name: kind}`` merged and keyed by their partition key (the store),
-    each element a ``TAGGED_RECORD`` ``(kind, data)``.
-
-    The key is taken in the JVM, so a keyed Python function on this stream costs one
-    JVM-Python crossing per event; PyFlink's ``key_by`` would add a Python key extractor."""
+) -> DataStream:
+    """Streams ``{logical_name: kind}`` merged into one, each element
+    ``(partition_key, (kind, data))`` built in the JVM (see ``jobs.runtime.key_by_store``)."""
     jvm = get_gateway().jvm
     streams = [
         _source(env, props, name, jvm.pizzastream.flink.KeyedRawRecordSchema(kind),
-                _KEYED_TAGGED_RECORD)
+                KEYED_TAGGED_RECORD)
         for name, kind in kinds.items()
     ]
-    merged = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
-    j_keyed = merged._j_data_stream.keyBy(
-        jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
-    )
-    return KeyedStream(j_keyed, TAGGED_RECORD, merged)
+    return streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
 
 
 def keyed_record_sink(props: dict[str, dict[str, str]], logical_name: str) -> KinesisStreamsSink:

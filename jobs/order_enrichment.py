@@ -1,7 +1,9 @@
 """order_enrichment: raw orders in, validated orders priced from the catalog out.
 
 orders (Kinesis, raw bytes) -> validate + enrich (one Python call per record) ->
-orders-enriched (Kinesis, keyed by store) | dead_letter (Aurora, with the reason).
+  orders-enriched (Kinesis, keyed by store)
+  dead_letter (Aurora): every unusable record with its reason
+  order-status (Kinesis) and Redis: the final status of each rejected order it can name
 
 Run locally with ``python jobs/order_enrichment.py``; the same file is the ``python`` run
 option of the Managed Service for Apache Flink application.
@@ -14,19 +16,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyflink.common import Row, Types  # noqa: E402
+from pyflink.common import Row  # noqa: E402
 from pyflink.datastream import OutputTag, ProcessFunction, StreamExecutionEnvironment  # noqa: E402
 
-from connectors import aurora, kinesis  # noqa: E402
+from connectors import aurora, kinesis, redis_store  # noqa: E402
 from jobs import runtime  # noqa: E402
 from pizzastream.catalog import Catalog  # noqa: E402
 from pizzastream.config import load_properties  # noqa: E402
-from pizzastream.dead_letters import DeadLetter, dead_letter  # noqa: E402
+from pizzastream.dead_letters import dead_letter  # noqa: E402
 from pizzastream.orders import OrderRules, Rejection, enrich  # noqa: E402
+from pizzastream.sales import rejection_status_json  # noqa: E402
 
 JOB_NAME = "order_enrichment"
-DEAD_LETTER_ROW = Types.ROW_NAMED(list(DeadLetter.FIELDS), [Types.STRING()] * len(DeadLetter.FIELDS))
-DEAD_LETTERS = OutputTag("dead-letters", DEAD_LETTER_ROW)
+DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
+STATUSES = OutputTag("order-status", kinesis.KEYED_RECORD)
+STATUS_CACHE = OutputTag("order-status-cache", redis_store.REDIS_COMMAND)
 
 
 class EnrichOrders(ProcessFunction):
@@ -46,14 +50,22 @@ class EnrichOrders(ProcessFunction):
 
     def process_element(self, raw, ctx):
         raw = bytes(raw)
-        result = enrich(raw, self._catalog.get(), self._rules, time.time_ns() // 1_000_000)
-        if isinstance(result, Rejection):
-            letter = dead_letter(
-                JOB_NAME, raw, result.reason, result.detail, result.event_id, result.order_id
-            )
-            yield DEAD_LETTERS, Row(*letter.as_tuple())
-        else:
+        now_ms = time.time_ns() // 1_000_000
+        result = enrich(raw, self._catalog.get(), self._rules, now_ms)
+        if not isinstance(result, Rejection):
             yield Row(str(result.store_id), result.to_json())
+            return
+        letter = dead_letter(JOB_NAME, raw, result.reason, result.detail,
+                             result.event_id, result.order_id)
+        yield DEAD_LETTERS, Row(*letter.as_tuple())
+        status = rejection_status_json(result, now_ms)
+        if status is not None:
+            # Keyed by store like every stream; by order when the store was unreadable.
+            key = result.order_id if result.store_id is None else str(result.store_id)
+            yield STATUSES, Row(key, status)
+            yield STATUS_CACHE, Row(
+                "SET", redis_store.order_status_key(result.order_id), "", result.status()
+            )
 
 
 def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
@@ -66,19 +78,13 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
         .uid("enrich-orders")
     )
     kinesis.sink_to_stream(enriched, props, "orders_enriched")
+    kinesis.sink_to_stream(enriched.get_side_output(STATUSES), props, "order_status")
+    enriched.get_side_output(STATUS_CACHE).sink_to(
+        redis_store.sink(props, redis_store.ORDER_STATUS_TTL_S)
+    ).name("redis:order-status").uid("sink-redis-order-status")
 
-    t_env.execute_sql(
-        aurora.jdbc_upsert_table_ddl(
-            props,
-            "dead_letter_sink",
-            [(name, "STRING") for name in DeadLetter.FIELDS],
-            ["dead_letter_id"],
-            "dead_letter",
-        )
-    )
-    dead_letters = t_env.from_data_stream(enriched.get_side_output(DEAD_LETTERS))
     statements = t_env.create_statement_set()
-    statements.add_insert("dead_letter_sink", dead_letters)
+    aurora.sink_dead_letters(t_env, statements, props, enriched.get_side_output(DEAD_LETTERS))
     statements.attach_as_datastream()
 
 

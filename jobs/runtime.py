@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 from pyflink.common import Configuration
-from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+from pyflink.common import Types
+from pyflink.datastream import CheckpointingMode, DataStream, KeyedStream, StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
 
 from pizzastream.config import REPO_ROOT, is_local
@@ -32,6 +34,9 @@ def _prepare_local_jvm(props: dict[str, dict[str, str]]) -> None:
         args = os.environ.get("JVM_ARGS", "")
         if "aws.cborEnabled" not in args:
             os.environ["JVM_ARGS"] = f"{args} -Daws.cborEnabled=false".strip()
+    # Timestamps reach PostgreSQL through the JVM's zone; MSF runs in UTC, so do we.
+    if "user.timezone" not in os.environ.get("JVM_ARGS", ""):
+        os.environ["JVM_ARGS"] = f"{os.environ.get('JVM_ARGS', '')} -Duser.timezone=UTC".strip()
         os.environ.setdefault("AWS_CBOR_ENABLED", "false")
     # Python workers in separate processes, as on a cluster, not inside this client.
     os.environ.setdefault("_python_worker_execution_mode", "process")
@@ -66,4 +71,40 @@ def stream_environment(props: dict[str, dict[str, str]]) -> StreamExecutionEnvir
 
 
 def table_environment(env: StreamExecutionEnvironment) -> StreamTableEnvironment:
-    return StreamTableEnvironment.create(env)
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("table.local-time-zone", "UTC")
+    return t_env
+
+
+def first_seen(
+    records: DataStream, id_field_by_kind: dict[str, str], ttl_ms: int
+) -> tuple[DataStream, DataStream]:
+    """Splits tagged records ``(partition_key, (kind, data))`` into first sightings and
+    repeats of the same id (``id_field_by_kind`` names the JSON id field of each kind).
+
+    Runs in the JVM (``pizzastream.flink.FirstSeenFilter``): a Python lookup of an id never
+    seen before would cost a synchronous state round trip on every event."""
+    jvm = get_gateway().jvm
+    fields = jvm.java.util.HashMap()
+    for kind, field in id_field_by_kind.items():
+        fields.put(kind, field)
+    record_type = jvm.pizzastream.flink.KeyedRawRecordSchema.TYPE
+    unique = (
+        records._j_data_stream.keyBy(jvm.pizzastream.flink.DedupKey(fields), Types.STRING().get_java_type_info())
+        .process(jvm.pizzastream.flink.FirstSeenFilter(ttl_ms), record_type)
+        .name("first-seen")
+        .uid("first-seen")
+    )
+    repeats = unique.getSideOutput(jvm.pizzastream.flink.FirstSeenFilter.REPEATS)
+    return DataStream(unique), DataStream(repeats)
+
+
+def key_by_store(records: DataStream, value_type) -> KeyedStream:
+    """Keys tagged records by their partition key (the store) in the JVM, so a keyed Python
+    function receives ``value_type`` values with one JVM-Python crossing per event
+    (PyFlink's ``key_by`` would run a Python key extractor first)."""
+    jvm = get_gateway().jvm
+    j_keyed = records._j_data_stream.keyBy(
+        jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, value_type, records)

@@ -7,7 +7,8 @@ object across the JVM/Python boundary. For each event the operator does:
     stock = StoreStock.from_state(state.value()) or StoreStock.initial(...)
     order:   decision = place_order(stock, order, catalog)    -> status (+ sale if accepted)
     restock: restock(stock, ingredient_id, quantity, supplier_order_id, ts_ms)
-    then:    for so in due_reorders(stock, policies, stock.clock_ms): emit so.to_json()
+    then:    for so in due_reorders(stock, policies, stock.clock_ms or event_ts_ms):
+                 emit so.to_json()
     state.update(stock.to_state())
 
 Rules
@@ -49,7 +50,8 @@ event always give the same decision, state and supplier orders (ids included:
 is *not* a no-op (a restock would add stock twice), so the operator must drop replayed
 ``event_id`` values before calling them (its MapState with TTL); everything else is
 replay-safe: a rejection changes nothing, ``due_reorders`` called twice emits nothing
-the second time, closing an already closed reorder does nothing, and after a restore
+the second time, a restock naming an already closed reorder closes nothing (it only
+adds its stock), and after a restore
 from a checkpoint the re-processed events regenerate the same supplier order ids, so a
 consumer can deduplicate on ``supplier_order_id``.
 """
@@ -386,8 +388,9 @@ def reorder_point(stock: StoreStock, policy: IngredientPolicy, now_ms: int) -> i
 def due_reorders(stock: StoreStock, ingredients: Mapping[int, IngredientPolicy],
                  now_ms: int) -> list[SupplierOrder]:
     """Supplier orders to emit now, by ingredient id, each marked outstanding in
-    ``stock`` so it is emitted once. Pass the event-time clock (``stock.clock_ms``) as
-    ``now_ms`` to keep the result deterministic under replay."""
+    ``stock`` so it is emitted once. ``now_ms`` should be event time, so a replay gives
+    the same result: the store's clock ``stock.clock_ms``, or the current event's own
+    time while the store has accepted no order yet (clock 0)."""
     orders = []
     for ingredient_id in sorted(ingredients):
         if ingredient_id in stock.outstanding:

@@ -90,3 +90,15 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     received_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS dead_letter_reason ON dead_letter (reason);
+
+-- Reorders sent to suppliers; a restock carrying the same supplier_order_id answers one.
+CREATE TABLE IF NOT EXISTS supplier_order (
+    supplier_order_id  text PRIMARY KEY,
+    store_id           integer NOT NULL,
+    ingredient_id      integer NOT NULL,
+    supplier_id        integer NOT NULL,
+    quantity           integer NOT NULL CHECK (quantity > 0),
+    ordered_ts         timestamptz NOT NULL,
+    on_hand            bigint NOT NULL,
+    reorder_point      bigint NOT NULL
+);

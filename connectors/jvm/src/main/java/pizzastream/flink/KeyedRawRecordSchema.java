@@ -19,6 +19,12 @@ import org.apache.flink.util.Collector;
 public final class KeyedRawRecordSchema implements KinesisDeserializationSchema<Row> {
     private static final long serialVersionUID = 1L;
 
+    /** {@code Row(partition_key, Row(kind, data))}. */
+    public static final TypeInformation<Row> TYPE =
+            Types.ROW(
+                    Types.STRING,
+                    Types.ROW(Types.STRING, PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
+
     private final String kind;
 
     public KeyedRawRecordSchema(String kind) {
@@ -32,8 +38,6 @@ public final class KeyedRawRecordSchema implements KinesisDeserializationSchema<
 
     @Override
     public TypeInformation<Row> getProducedType() {
-        return Types.ROW(
-                Types.STRING,
-                Types.ROW(Types.STRING, PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
+        return TYPE;
     }
 }

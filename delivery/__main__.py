@@ -1,0 +1,34 @@
+"""``python -m delivery [--worker-id ID] [--print-properties]``: run one delivery worker.
+
+Start as many workers as you like (on one machine or several): they share the shards of
+the ``deliveries`` stream through the KCL lease table in DynamoDB, and when one dies the
+others take its shards over after ``Delivery.kcl_failover_ms``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from delivery import daemon
+from pizzastream.config import load_properties
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m delivery", description=__doc__.split("\n")[0])
+    parser.add_argument("--worker-id", help="KCL worker id (default: host name + random suffix)")
+    parser.add_argument("--print-properties", action="store_true",
+                        help="print the generated MultiLangDaemon properties and exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    props = load_properties()
+    if args.print_properties:
+        print(daemon.render_properties(daemon.kcl_properties(props, args.worker_id or "<worker>")),
+              end="")
+        return 0
+    return daemon.run(props, args.worker_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

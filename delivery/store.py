@@ -1,0 +1,151 @@
+"""The delivery service's side of Aurora: reference data, decisions and the write-back.
+
+See ``stack/sql/delivery.sql`` for the tables and the trigger this pairs with. One
+decision is one transaction on one connection:
+
+1. ``lock_order`` - a transaction advisory lock (class ``DISPATCH_LOCK_CLASS``) serialises
+   everything deciding the same order (two workers around a lease hand-over); the Flink
+   sink never takes it, so it may be held across the provider calls;
+2. ``existing`` - the decision already recorded, if any: a replayed record stops here;
+3. ``load`` - partners' current deliveries, for the capacity rule;
+4. ``record`` - the ``delivery_assignment`` row and, for an assignment,
+   ``UPDATE order_fct SET delivery_id``, after taking the lock the ``order_fct`` trigger
+   takes (class ``DELIVERY_LOCK_CLASS``), and then commit.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pizzastream.config import postgres_dsn
+from pizzastream.dead_letters import DeadLetter
+from pizzastream.delivery import ASSIGNED, Partner, Place
+
+# Advisory lock classes (first key of pg_advisory_xact_lock(int, int)); the second key is
+# hashtext(order_id). DELIVERY_LOCK_CLASS must equal the one in stack/sql/delivery.sql.
+DELIVERY_LOCK_CLASS = 7246
+DISPATCH_LOCK_CLASS = 7247
+
+COLUMNS = ("order_id", "store_id", "status", "reason", "detail", "partner_id", "delivery_id",
+           "fee", "distance_km", "eta_minutes", "order_ts", "busy_until", "assigned_at")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A ``delivery_assignment`` row."""
+
+    order_id: str
+    store_id: int
+    status: str                 # 'assigned' | 'denied'
+    reason: str | None
+    detail: str | None
+    partner_id: int | None
+    delivery_id: str | None
+    fee: Decimal | None
+    distance_km: Decimal | None
+    eta_minutes: Decimal | None
+    order_ts: datetime
+    busy_until: datetime | None
+    assigned_at: datetime | None = None
+
+    @property
+    def delivery_status(self) -> str:
+        """``assigned`` or ``denied:<reason>``: the value of Redis ``delivery:{order_id}``."""
+        return ASSIGNED if self.status == ASSIGNED else f"denied:{self.reason}"
+
+    def to_redis(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"order_id": self.order_id, "store_id": self.store_id,
+                               "status": self.delivery_status}
+        if self.status == ASSIGNED:
+            doc |= {"partner_id": self.partner_id, "delivery_id": self.delivery_id,
+                    "fee": None if self.fee is None else str(self.fee),
+                    "distance_km": None if self.distance_km is None else float(self.distance_km),
+                    "eta_minutes": None if self.eta_minutes is None else float(self.eta_minutes)}
+        else:
+            doc |= {"reason": self.reason, "detail": self.detail}
+        doc["order_ts"] = self.order_ts.isoformat()
+        if self.assigned_at is not None:
+            doc["decided_at"] = self.assigned_at.isoformat()
+        return doc
+
+
+def ms_to_datetime(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+
+
+def connect(props: Mapping[str, Mapping[str, str]]) -> psycopg.Connection:
+    """A connection for decisions: explicit transactions, rows as dicts."""
+    conn = psycopg.connect(postgres_dsn(props), autocommit=False, row_factory=dict_row,
+                           connect_timeout=5, application_name="delivery")
+    return conn
+
+
+def load_partners(props: Mapping[str, Mapping[str, str]]) -> tuple[Partner, ...]:
+    with psycopg.connect(postgres_dsn(props), row_factory=dict_row, connect_timeout=5) as conn:
+        rows = conn.execute("SELECT * FROM delivery_partner ORDER BY partner_id").fetchall()
+    return tuple(Partner.from_row(row) for row in rows)
+
+
+def load_stores(props: Mapping[str, Mapping[str, str]]) -> dict[int, Place]:
+    with psycopg.connect(postgres_dsn(props), connect_timeout=5) as conn:
+        rows = conn.execute("SELECT store_id, lat, lon FROM store").fetchall()
+    return {store_id: Place(lat, lon) for store_id, lat, lon in rows}
+
+
+def lock_order(conn: psycopg.Connection, order_id: str) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                 [DISPATCH_LOCK_CLASS, order_id])
+
+
+def existing(conn: psycopg.Connection, order_id: str) -> Decision | None:
+    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM delivery_assignment "
+                       "WHERE order_id = %s", [order_id]).fetchone()
+    return Decision(**row) if row else None
+
+
+def load(conn: psycopg.Connection, partner_ids: Iterable[int], at: datetime) -> dict[int, int]:
+    """Deliveries each partner carries at event time ``at``."""
+    ids = list(partner_ids)
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT partner_id, count(*) AS n FROM delivery_assignment "
+        "WHERE status = 'assigned' AND partner_id = ANY(%s) "
+        "AND busy_until > %s AND order_ts <= %s GROUP BY partner_id", [ids, at, at]).fetchall()
+    return {row["partner_id"]: row["n"] for row in rows}
+
+
+def record(conn: psycopg.Connection, decision: Decision) -> tuple[Decision, int]:
+    """Writes the decision and the order's delivery id; returns the decision as stored
+    (an earlier one wins) and how many ``order_fct`` rows were updated. Commits."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                 [DELIVERY_LOCK_CLASS, decision.order_id])
+    values = [getattr(decision, name) for name in COLUMNS[:-1]]
+    inserted = conn.execute(
+        f"INSERT INTO delivery_assignment ({', '.join(COLUMNS[:-1])}) "
+        f"VALUES ({', '.join(['%s'] * (len(COLUMNS) - 1))}) "
+        "ON CONFLICT (order_id) DO NOTHING RETURNING assigned_at", values).fetchone()
+    stored = existing(conn, decision.order_id) if inserted is None else Decision(
+        **{**decision.__dict__, "assigned_at": inserted["assigned_at"]})
+    updated = 0
+    if stored is not None and stored.status == ASSIGNED:
+        updated = conn.execute(
+            "UPDATE order_fct SET delivery_id = %s WHERE order_id = %s "
+            "AND delivery_id IS DISTINCT FROM %s",
+            [stored.delivery_id, stored.order_id, stored.delivery_id]).rowcount
+    conn.commit()
+    return stored, updated
+
+
+def dead_letter(conn: psycopg.Connection, letter: DeadLetter) -> None:
+    conn.execute(
+        f"INSERT INTO dead_letter ({', '.join(DeadLetter.FIELDS)}) "
+        f"VALUES ({', '.join(['%s'] * len(DeadLetter.FIELDS))}) "
+        "ON CONFLICT (dead_letter_id) DO NOTHING", list(letter.as_tuple()))
+    conn.commit()

@@ -1,0 +1,252 @@
+"""inventory_windowing: per-store stock in keyed state decides every order.
+
+orders-enriched + restocks (Kinesis, keyed by store) -> first sighting of each order id /
+restock event id (JVM) -> StoreInventory (keyed by store, one Python call per event) ->
+  order-status (Kinesis) and Redis           exactly one final status per order
+  sales (Kinesis) + order_fct (Aurora)        accepted online sales
+  pos-orders (Kinesis)                        accepted in-store sales, for the POS
+  deliveries (Kinesis)                        accepted delivery orders, for the delivery service
+  supplier-orders (Kinesis) + supplier_order  reorders when stock runs low
+  inventory (Aurora) and Redis                current stock per store, every few seconds
+  dead_letter (Aurora)                        repeats and unusable restocks, with the reason
+
+Run locally with ``python jobs/inventory_windowing.py``; the same file is the ``python``
+run option of the Managed Service for Apache Flink application.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyflink.common import Row, Types  # noqa: E402
+from pyflink.datastream import (  # noqa: E402
+    KeyedProcessFunction, OutputTag, StreamExecutionEnvironment,
+)
+from pyflink.datastream.state import ValueStateDescriptor  # noqa: E402
+
+from connectors import aurora, kinesis, redis_store  # noqa: E402
+from jobs import runtime  # noqa: E402
+from pizzastream.catalog import Catalog  # noqa: E402
+from pizzastream.config import load_properties  # noqa: E402
+from pizzastream.dead_letters import dead_letter  # noqa: E402
+from pizzastream.inventory import (  # noqa: E402
+    InvalidRestock, StoreStock, due_reorders, parse_restock, place_order, policies_from_rows,
+    restock,
+)
+from pizzastream.orders import Channel, EnrichedOrder, Fulfillment  # noqa: E402
+from pizzastream.sales import enriched_status_json, fact_rows, sale_json  # noqa: E402
+
+JOB_NAME = "inventory_windowing"
+ORDER, RESTOCK = "o", "r"
+# The id that makes two records the same event: an order's id, a restock's event id.
+DEDUP_ID_FIELDS = {ORDER: "o", RESTOCK: "event_id"}
+
+FACT_ROW = Types.ROW_NAMED(
+    ["store_id", "order_id", "product_id", "transaction_ts_ms", "quantity", "unit_price_cents",
+     "total_cents", "delivery_type", "channel"],
+    [Types.INT(), Types.STRING(), Types.INT(), Types.LONG(), Types.INT(), Types.LONG(),
+     Types.LONG(), Types.STRING(), Types.STRING()],
+)
+SUPPLIER_ORDER_ROW = Types.ROW_NAMED(
+    ["supplier_order_id", "store_id", "ingredient_id", "supplier_id", "quantity", "ordered_ts_ms",
+     "on_hand", "reorder_point"],
+    [Types.STRING(), Types.INT(), Types.INT(), Types.INT(), Types.INT(), Types.LONG(),
+     Types.LONG(), Types.LONG()],
+)
+INVENTORY_ROW = Types.ROW_NAMED(
+    ["store_id", "ingredient_id", "on_hand"], [Types.INT(), Types.INT(), Types.LONG()]
+)
+
+SALES = OutputTag("sales", kinesis.KEYED_RECORD)
+POS_ORDERS = OutputTag("pos-orders", kinesis.KEYED_RECORD)
+DELIVERIES = OutputTag("deliveries", kinesis.KEYED_RECORD)
+SUPPLIER_ORDERS = OutputTag("supplier-orders", kinesis.KEYED_RECORD)
+STATUS_CACHE = OutputTag("order-status-cache", redis_store.REDIS_COMMAND)
+INVENTORY_CACHE = OutputTag("inventory-cache", redis_store.REDIS_COMMAND)
+FACTS = OutputTag("order-fct", FACT_ROW)
+SUPPLIER_ORDER_ROWS = OutputTag("supplier-order-rows", SUPPLIER_ORDER_ROW)
+INVENTORY_LEVELS = OutputTag("inventory-levels", INVENTORY_ROW)
+DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
+
+
+class StoreInventory(KeyedProcessFunction):
+    """Adapts ``pizzastream.inventory`` to keyed state: one ``StoreStock`` per store, read
+    and written once per event. The main output is the order status; everything else
+    leaves through side outputs. Stock levels are published on a timer, not per order."""
+
+    def __init__(self, props: dict[str, dict[str, str]]):
+        self._props = props
+        settings = props["Inventory"]
+        self._snapshot_ms = int(settings.get("snapshot_interval_ms", "5000"))
+        self._window_minutes = int(settings.get("consumption_window_minutes", "60"))
+        self._bucket_minutes = int(settings.get("consumption_bucket_minutes", "5"))
+
+    def open(self, runtime_context):
+        period = float(self._props["OrderRules"].get("catalog_refresh_seconds", "30"))
+        self._catalog = aurora.Refreshing(
+            lambda: Catalog.from_rows(*aurora.catalog_rows(self._props)), period)
+        self._policies = aurora.Refreshing(
+            lambda: policies_from_rows(aurora.ingredient_policy_rows(self._props)), period)
+        self._db = aurora.connect(self._props)
+        self._stock_state = runtime_context.get_state(
+            ValueStateDescriptor("stock", Types.PICKLED_BYTE_ARRAY()))
+        self._snapshot_pending: set[str] = set()
+
+    def close(self):
+        self._db.close()
+
+    def _stock(self, store_id: int) -> StoreStock:
+        """The store's stock; the first time a store is seen, its opening stock is read
+        from the operational ``inventory`` table."""
+        state = self._stock_state.value()
+        if state is not None:
+            return StoreStock.from_state(state)
+        return StoreStock.initial(store_id, aurora.store_inventory(self._db, store_id),
+                                  window_minutes=self._window_minutes,
+                                  bucket_minutes=self._bucket_minutes)
+
+    def process_element(self, value, ctx):
+        kind, data = value
+        data = bytes(data)
+        key = ctx.get_current_key()
+        store_id = int(key)
+        stock = self._stock(store_id)
+        if kind == ORDER:
+            order = EnrichedOrder.from_json(data)
+            yield from self._place(stock, order, key)
+            event_ms = order.ts_ms
+        else:
+            try:
+                event_ms = self._restock(stock, data, store_id)
+            except InvalidRestock as invalid:
+                letter = dead_letter(JOB_NAME, data, invalid.reason, invalid.detail)
+                yield DEAD_LETTERS, Row(*letter.as_tuple())
+                return
+        for supplier_order in due_reorders(stock, self._policies.get(),
+                                           stock.clock_ms or event_ms):
+            yield SUPPLIER_ORDERS, Row(key, supplier_order.to_json())
+            yield SUPPLIER_ORDER_ROWS, Row(
+                supplier_order.supplier_order_id, store_id, supplier_order.ingredient_id,
+                supplier_order.supplier_id, supplier_order.quantity, supplier_order.ts_ms,
+                supplier_order.on_hand, supplier_order.reorder_point)
+        self._stock_state.update(stock.to_state())
+        if key not in self._snapshot_pending:
+            self._snapshot_pending.add(key)
+            now = ctx.timer_service().current_processing_time()
+            ctx.timer_service().register_processing_time_timer(now + self._snapshot_ms)
+
+    def _place(self, stock: StoreStock, order: EnrichedOrder, key: str):
+        decision = place_order(stock, order, self._catalog.get())
+        yield Row(key, enriched_status_json(order, decision.status, decision.detail))
+        yield STATUS_CACHE, Row(
+            "SET", redis_store.order_status_key(order.order_id), "", decision.status)
+        if not decision.accepted:
+            return
+        sale = Row(key, sale_json(order))
+        if order.channel == Channel.ONLINE:
+            yield SALES, sale
+            for fact in fact_rows(order):
+                yield FACTS, Row(*fact)
+        else:
+            yield POS_ORDERS, sale
+        if order.fulfillment == Fulfillment.DELIVERY:
+            yield DELIVERIES, sale
+
+    def _restock(self, stock: StoreStock, data: bytes, store_id: int) -> int:
+        delivery = parse_restock(data)
+        if delivery.store_id != store_id:
+            raise InvalidRestock("store_mismatch",
+                                 f"store {delivery.store_id} sent on partition key {store_id}")
+        restock(stock, delivery.ingredient_id, delivery.quantity, delivery.supplier_order_id,
+                delivery.ts_ms, known=self._policies.get())
+        return delivery.ts_ms
+
+    def on_timer(self, timestamp, ctx):
+        key = ctx.get_current_key()
+        self._snapshot_pending.discard(key)
+        state = self._stock_state.value()
+        if state is None:
+            return
+        for store_id, ingredient_id, on_hand in StoreStock.from_state(state).levels():
+            yield INVENTORY_LEVELS, Row(store_id, ingredient_id, on_hand)
+            yield INVENTORY_CACHE, Row(
+                "HSET", redis_store.inventory_key(store_id), str(ingredient_id), str(on_hand))
+
+
+def repeat_dead_letter(record):
+    """A repeated order id or restock event id: recorded, never applied twice."""
+    _, (kind, data) = record
+    data = bytes(data)
+    reason = "duplicate_order" if kind == ORDER else "duplicate_restock"
+    letter = dead_letter(JOB_NAME, data, reason, "already processed; ignored")
+    return Row(*letter.as_tuple())
+
+
+def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
+    """Adds the job's dataflow to ``env`` (tests and benchmarks reuse it)."""
+    t_env = runtime.table_environment(env)
+    records = kinesis.tagged_records(env, props, {"orders_enriched": ORDER, "restocks": RESTOCK})
+    ttl_ms = int(float(props["Inventory"].get("dedup_ttl_hours", "50")) * 3600 * 1000)
+    first, repeats = runtime.first_seen(records, DEDUP_ID_FIELDS, ttl_ms)
+    statuses = (
+        runtime.key_by_store(first, kinesis.TAGGED_RECORD)
+        .process(StoreInventory(props), output_type=kinesis.KEYED_RECORD)
+        .name("store-inventory")
+        .uid("store-inventory")
+    )
+    kinesis.sink_to_stream(statuses, props, "order_status")
+    for tag, stream in ((SALES, "sales"), (POS_ORDERS, "pos_orders"),
+                        (DELIVERIES, "deliveries"), (SUPPLIER_ORDERS, "supplier_orders")):
+        kinesis.sink_to_stream(statuses.get_side_output(tag), props, stream)
+    statuses.get_side_output(STATUS_CACHE).sink_to(
+        redis_store.sink(props, redis_store.ORDER_STATUS_TTL_S)
+    ).name("redis:order-status").uid("sink-redis-order-status")
+    statuses.get_side_output(INVENTORY_CACHE).sink_to(redis_store.sink(props)).name(
+        "redis:inventory").uid("sink-redis-inventory")
+
+    statements = t_env.create_statement_set()
+    aurora.upsert_rows(
+        t_env, statements, props, statuses.get_side_output(FACTS), "order_fct",
+        [("store_id", "INT"), ("order_id", "STRING"), ("product_id", "INT"),
+         ("transaction_ts", "TIMESTAMP(3)"), ("quantity", "INT"),
+         ("unit_price", "DECIMAL(10, 2)"), ("total_transaction_amt", "DECIMAL(12, 2)"),
+         ("delivery_type", "STRING"), ("channel", "STRING")],
+        ["order_id", "product_id"],
+        select="store_id, order_id, product_id,"
+               " CAST(TO_TIMESTAMP_LTZ(transaction_ts_ms, 3) AS TIMESTAMP(3)), quantity,"
+               " CAST(unit_price_cents / 100.0 AS DECIMAL(10, 2)),"
+               " CAST(total_cents / 100.0 AS DECIMAL(12, 2)), delivery_type, channel",
+    )
+    aurora.upsert_rows(
+        t_env, statements, props, statuses.get_side_output(SUPPLIER_ORDER_ROWS), "supplier_order",
+        [("supplier_order_id", "STRING"), ("store_id", "INT"), ("ingredient_id", "INT"),
+         ("supplier_id", "INT"), ("quantity", "INT"), ("ordered_ts", "TIMESTAMP(3)"),
+         ("on_hand", "BIGINT"), ("reorder_point", "BIGINT")],
+        ["supplier_order_id"],
+        select="supplier_order_id, store_id, ingredient_id, supplier_id, quantity,"
+               " CAST(TO_TIMESTAMP_LTZ(ordered_ts_ms, 3) AS TIMESTAMP(3)), on_hand, reorder_point",
+    )
+    aurora.upsert_rows(
+        t_env, statements, props, statuses.get_side_output(INVENTORY_LEVELS), "inventory",
+        [("store_id", "INT"), ("ingredient_id", "INT"), ("on_hand", "BIGINT"),
+         ("updated_at", "TIMESTAMP(3)")],
+        ["store_id", "ingredient_id"],
+        select="store_id, ingredient_id, on_hand, CAST(LOCALTIMESTAMP AS TIMESTAMP(3))",
+    )
+    dead_letters = statuses.get_side_output(DEAD_LETTERS).union(
+        repeats.map(repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW).name("repeats"))
+    aurora.sink_dead_letters(t_env, statements, props, dead_letters)
+    statements.attach_as_datastream()
+
+
+def main() -> None:
+    props = load_properties()
+    env = runtime.stream_environment(props)
+    build(env, props)
+    env.execute(JOB_NAME)
+
+
+if __name__ == "__main__":
+    main()

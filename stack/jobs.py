@@ -1,0 +1,55 @@
+"""Runs the Flink jobs' real entry points (``python jobs/<job>.py``) as local processes.
+
+Each job is its own process group with its own mini-cluster JVM, as each is its own
+application on Managed Service for Apache Flink; stopping the group leaves nothing behind.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from pizzastream.config import REPO_ROOT
+
+LOG_DIR = REPO_ROOT / ".stack" / "logs"
+
+
+class JobProcess:
+    def __init__(self, job: str, env: dict[str, str] | None = None):
+        self.job = job
+        self.log_path: Path = LOG_DIR / f"{job}.log"
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, str(REPO_ROOT / "jobs" / f"{job}.py")],
+                cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})}, start_new_session=True,
+            )
+
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> None:
+        """Stops the job's whole process group (client, JVM, Python workers)."""
+        if self.running():
+            os.killpg(self._process.pid, sig)
+            try:
+                self._process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+        try:  # the JVM or Python workers may outlive the client
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> JobProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

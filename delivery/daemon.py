@@ -4,7 +4,7 @@
 stream, lease table = application name, endpoints, polling retrieval, lease timings, no
 CloudWatch metrics), a logback configuration, and then runs
 
-    java -Daws.cborEnabled=false -cp 'deploy/kcl/target/jars/*:<run dir>'
+    java -Daws.cborEnabled=false -cp 'deploy/kcl/target/jars/*'
          software.amazon.kinesis.multilang.MultiLangDaemon --properties-file <file> ...
 
 in this process's process group, with ``AWS_CBOR_DISABLE=true`` and, when the
@@ -45,7 +45,12 @@ LOGBACK = """<configuration>
     <encoder><pattern>%d{HH:mm:ss.SSS} %-5level [{worker}] %logger{30} - %msg%n</pattern></encoder>
   </appender>
   <logger name="software.amazon.kinesis" level="{level}"/>
-  <logger name="software.amazon.kinesis.multilang.DrainChildSTDERRTask" level="INFO"/>
+  <!-- Lifecycle lines stay visible at any level. -->
+  <logger name="software.amazon.kinesis.coordinator.Scheduler" level="INFO"/>
+  <logger name="software.amazon.kinesis.multilang.MultiLangDaemon" level="INFO"/>
+  <!-- The record processors' stderr is copied to the daemon's stderr verbatim already;
+       this logger would repeat every line as an ERROR. -->
+  <logger name="software.amazon.kinesis.multilang.DrainChildSTDERRTask" level="OFF"/>
   <root level="WARN"><appender-ref ref="OUT"/></root>
 </configuration>
 """
@@ -73,6 +78,8 @@ def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = 
         "maxRecords": group.get("kcl_max_records", "100"),
         "idleTimeBetweenReadsInMillis": group.get("kcl_idle_between_reads_ms", "500"),
         "failoverTimeMillis": group.get("kcl_failover_ms", "10000"),
+        # Also how long the first shard sync pauses after creating leases: keep it short
+        # locally, or a fresh application idles for a minute before processing.
         "shardSyncIntervalMillis": group.get("kcl_shard_sync_ms", "60000"),
         "parentShardPollIntervalMillis": group.get("kcl_parent_shard_poll_ms", "10000"),
         "metricsLevel": group.get("kcl_metrics_level", "NONE"),
@@ -80,6 +87,14 @@ def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = 
         "leaseTableDeletionProtectionEnabled": "false",
         "leaseTablePitrEnabled": "false",
     }
+    # KCL 3 lease assignment: the leader assigns leases (new, or expired after
+    # failoverTimeMillis without renewal) every leaseAssignmentIntervalMillis, to workers
+    # that have reported their metrics (every workerMetricsReporterFreqInMillis).
+    optional = {"leaseAssignmentIntervalMillis": "kcl_lease_assignment_ms",
+                "workerMetricsReporterFreqInMillis": "kcl_worker_metrics_report_ms"}
+    for name, key in optional.items():
+        if group.get(key):
+            result[name] = group[key]
     if aws.get("endpoint"):
         result["kinesisEndpoint"] = kinesis_endpoint or aws["endpoint"]
         result["dynamoDBEndpoint"] = aws["endpoint"]
@@ -106,8 +121,7 @@ def java_command(props: Props, properties_file: Path, logback_file: Path) -> lis
     options = shlex.split(props["Delivery"].get("kcl_java_opts", ""))
     if not cbor_enabled(props):
         options.append("-Daws.cborEnabled=false")
-    classpath = os.pathsep.join([str(JARS_DIR / "*"), str(properties_file.parent)])
-    return [java, *options, "-cp", classpath, DAEMON_CLASS,
+    return [java, *options, "-cp", str(JARS_DIR / "*"), DAEMON_CLASS,
             "--properties-file", str(properties_file), "--log-configuration", str(logback_file)]
 
 
@@ -139,7 +153,7 @@ def prepare(props: Props, worker_id: str, run_dir: Path,
     properties_file = run_dir / "delivery.properties"
     properties_file.write_text(render_properties(kcl_properties(props, worker_id,
                                                                 kinesis_endpoint)))
-    logback_file = run_dir / "logback.xml"
+    logback_file = run_dir / "delivery-logback.xml"
     logback_file.write_text(LOGBACK.replace("{worker}", worker_id).replace(
         "{level}", props["Delivery"].get("kcl_log_level", "INFO")))
     return properties_file, logback_file

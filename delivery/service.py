@@ -137,9 +137,9 @@ class DeliveryService:
             adopted = False
         decision, updated = store.record(conn, self._decision(order, outcome))
         if isinstance(outcome, Assignment):
-            log.info("order %s -> partner %s delivery %s (tries %s), %d order_fct rows",
+            log.info("order %s -> partner %s delivery %s (%s), %d order_fct rows",
                      order.order_id, outcome.quote.partner.partner_id, outcome.delivery_id,
-                     outcome.attempts, updated)
+                     rules_mod.describe_attempts(outcome.attempts), updated)
         else:
             log.info("order %s delivery %s: %s", order.order_id, outcome.status, outcome.detail)
         return Handled(order.order_id, decision, adopted=adopted, rows_updated=updated)
@@ -185,7 +185,7 @@ class DeliveryService:
         q = outcome.quote
         return store.Decision(
             order.order_id, order.store_id, ASSIGNED, None,
-            "tries: " + ", ".join(f"{pid} {o.value}" for pid, o in outcome.attempts),
+            rules_mod.describe_attempts(outcome.attempts),
             q.partner.partner_id, outcome.delivery_id,
             rules_mod.cents_to_money(q.fee_cents),
             Decimal(f"{q.distance_km:.2f}"), Decimal(f"{q.eta_min:.1f}"), order_ts,

@@ -275,8 +275,13 @@ def choose(ranking: Ranking, offer: Callable[[Quote], OfferResult]) -> Assignmen
             if not result.delivery_id:
                 raise ValueError(f"partner {candidate.partner.partner_id} accepted without an id")
             return Assignment(candidate, result.delivery_id, tuple(attempts))
-    tried = ", ".join(f"{pid} {outcome.value}" for pid, outcome in attempts)
-    return Denial(DenialReason.ALL_REFUSED, f"every partner offered said no ({tried})")
+    return Denial(DenialReason.ALL_REFUSED,
+                  f"every partner offered said no ({describe_attempts(attempts)})")
+
+
+def describe_attempts(attempts: Iterable[tuple[int, OfferOutcome]]) -> str:
+    """``"partner 4 refused, partner 6 accepted"``."""
+    return ", ".join(f"partner {pid} {outcome.value}" for pid, outcome in attempts)
 
 
 def decide(partners: Iterable[Partner], store: Place | None, customer: Place | None,

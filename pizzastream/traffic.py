@@ -114,7 +114,10 @@ class OrderTraffic:
 
     def __init__(self, rules: OrderRules, day_start: datetime, *, seed: int = 7,
                  bad_share: float = 0.05, duplicate_share: float = 0.0,
-                 catalog: Catalog | None = None, stores: Sequence[Store] | None = None):
+                 catalog: Catalog | None = None, stores: Sequence[Store] | None = None,
+                 first_sequence: int = 1):
+        """``first_sequence`` numbers each store's first order; a later wave of traffic
+        starts above the last one so its order ids are new orders, not replays."""
         if not (0 <= bad_share and 0 <= duplicate_share and bad_share + duplicate_share <= 1):
             raise ValueError("bad_share and duplicate_share must be >= 0 and sum to <= 1")
         self.report = TrafficReport()
@@ -127,6 +130,7 @@ class OrderTraffic:
         self._stores = _Weighted({s: s.traffic_weight for s in stores or reference_data.stores()})
         self._active_ids = [p.product_id for p in self._catalog.products() if p.active]
         self._bad_variants = self._bad_variant_table()
+        self._sequence_base = first_sequence - 1
         self._next_seq: Counter[int] = Counter()
         self._recent: deque[TrafficRecord] = deque(maxlen=DUPLICATE_POOL_SIZE)
         self._bad_count = 0
@@ -183,7 +187,8 @@ class OrderTraffic:
         jitter = rng.randint(-EVENT_TIME_JITTER_MS, EVENT_TIME_JITTER_MS)
         order = {  # event_id first: a record cut short still holds its unique token
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "order_id": f"S{store.store_id:04d}-{self._next_seq[store.store_id]:06d}",
+            "order_id": f"S{store.store_id:04d}-"
+                        f"{self._sequence_base + self._next_seq[store.store_id]:06d}",
             "store_id": store.store_id,
             "channel": channel.value,
             "fulfillment": fulfillment.value,

@@ -1,77 +1,122 @@
 """The end-to-end demo: traffic in, the jobs' real entry points running, a summary out.
 
-``make demo`` brings the stack up and runs this. It resets the stack's data, sends a
-generated business day of orders (with bad records of every kind), runs the jobs until
-every record has come out the other side, and prints what came out against what was sent.
+``make demo`` brings the stack up and runs this. It resets the stack's data, tightens the
+opening stock so stores run short within the demo, sends a wave of orders (with bad
+records of every kind and replays), lets the suppliers deliver what the pipeline reordered,
+sends a second wave, and prints what came out against what was sent.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import Counter
 
 import stack
-from connectors import aurora, aws
+from connectors import aurora, aws, redis_store
 from pizzastream.config import load_properties, stream_name
-from pizzastream.orders import EnrichedOrder
+from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess
 
+JOBS = ("order_enrichment", "inventory_windowing")
+SECOND_WAVE_SEQUENCE = 100_000
 
-def _enriched_count(props) -> int:
+
+def _count(props, logical_stream: str) -> int:
     kinesis = aws.client(props, "kinesis")
-    return sum(1 for _ in aws.read_stream(kinesis, stream_name(props, "orders_enriched")))
+    return sum(1 for _ in aws.read_stream(kinesis, stream_name(props, logical_stream)))
 
 
-def _dead_letters(props) -> Counter:
+def _query(props, sql: str) -> list[tuple]:
     with aurora.connect(props) as conn:
-        return Counter(dict(conn.execute(
-            "SELECT reason, count(*) FROM dead_letter GROUP BY reason").fetchall()))
+        cursor = conn.execute(sql)
+        return cursor.fetchall() if cursor.description else []
 
 
-def _wait(jobs: list[JobProcess], what: str, done, timeout_s: float) -> None:
+def _settle(jobs: list[JobProcess], what: str, probe, at_least: int, timeout_s: float) -> None:
+    """Waits until ``probe()`` reaches ``at_least`` and then holds still for a few seconds:
+    every record sent has come out and nothing more is on its way."""
     deadline = time.monotonic() + timeout_s
-    while not done():
+    last, still_since = None, time.monotonic()
+    while True:
         for job in jobs:
             if not job.running():
                 raise SystemExit(f"demo: {job.job} stopped:\n{job.log_tail()}")
+        value = probe()
+        if value != last:
+            last, still_since = value, time.monotonic()
+        elif value >= at_least and time.monotonic() - still_since > 8:
+            return
         if time.monotonic() > deadline:
-            raise SystemExit(f"demo: timed out waiting for {what}")
+            raise SystemExit(f"demo: timed out waiting for {what} (at {value} of {at_least})")
         time.sleep(2)
+
+
+def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float) -> dict:
+    report = send_orders(props, n, bad_share=0.05, duplicate_share=0.01, seed=seed,
+                         first_sequence=first_sequence).to_dict()
+    print(f"demo: sent {n} orders: {report['by_kind'].get('valid', 0)} valid,"
+          f" {report['by_kind'].get('duplicate', 0)} replays,"
+          f" {n - report['by_kind'].get('valid', 0) - report['by_kind'].get('duplicate', 0)} bad")
+    before = _count(props, "order_status")
+    _settle(jobs, "every order's status", lambda: _count(props, "order_status"),
+            before + report["by_kind"].get("valid", 0), timeout_s)
+    return report
+
+
+def _summary(props) -> None:
+    statuses = Counter()
+    kinesis = aws.client(props, "kinesis")
+    for _, data in aws.read_stream(kinesis, stream_name(props, "order_status")):
+        statuses[json.loads(data)["status"]] += 1
+    print("\n== orders by final status (order-status stream) ==")
+    for status, count in statuses.most_common():
+        print(f"  {status:<34}{count:>8}")
+    print("\n== routed ==")
+    for logical in ("sales", "pos_orders", "deliveries", "supplier_orders"):
+        print(f"  {stream_name(props, logical):<34}{_count(props, logical):>8}")
+    rows, revenue = _query(props, "SELECT count(*), coalesce(sum(total_transaction_amt), 0)"
+                                  " FROM order_fct")[0]
+    print(f"\n== Aurora ==\n  order_fct rows {rows}, revenue {revenue}")
+    print(f"  supplier_order rows {_query(props, 'SELECT count(*) FROM supplier_order')[0][0]}")
+    print("  dead letters by reason:")
+    for reason, count in _query(props, "SELECT reason, count(*) FROM dead_letter"
+                                       " GROUP BY reason ORDER BY 2 DESC"):
+        print(f"    {reason:<32}{count:>8}")
+    store = _query(props, "SELECT store_id FROM supplier_order GROUP BY store_id"
+                          " ORDER BY count(*) DESC LIMIT 1")
+    if store:
+        redis = redis_store.client(props)
+        levels = redis.hgetall(redis_store.inventory_key(store[0][0]))
+        print(f"\n== Redis inventory:{store[0][0]} (hot read) ==\n  "
+              + ", ".join(f"{k}={v}" for k, v in sorted(levels.items(), key=lambda kv: int(kv[0]))))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=5000)
-    parser.add_argument("--bad-share", type=float, default=0.05)
+    parser.add_argument("--orders", type=int, default=4000, help="orders per wave")
+    parser.add_argument("--stock-factor", type=float, default=0.01,
+                        help="opening stock as a share of the seeded stock")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
 
     props = load_properties()
     stack.reset_data(props)
-    print(f"demo: sending {args.orders} orders to Kinesis `orders`")
-    report = send_orders(props, args.orders, bad_share=args.bad_share, seed=args.seed).to_dict()
-    valid = report["by_kind"].get("valid", 0)
-    bad = report["records"] - valid
-
-    with JobProcess("order_enrichment") as enrichment:
-        print("demo: order_enrichment running (log: .stack/logs/order_enrichment.log)")
-        _wait([enrichment], "order_enrichment's outputs",
-              lambda: _enriched_count(props) >= valid and sum(_dead_letters(props).values()) >= bad,
-              args.timeout)
-
-    enriched = _enriched_count(props)
-    letters = _dead_letters(props)
-    kinesis = aws.client(props, "kinesis")
-    _, sample = next(aws.read_stream(kinesis, stream_name(props, "orders_enriched")))
-    print("\n== order_enrichment ==")
-    print(f"{'sent':<28}{report['records']:>8}")
-    print(f"{'valid sent / enriched':<28}{valid:>8} / {enriched}")
-    print(f"{'bad sent / dead-lettered':<28}{bad:>8} / {sum(letters.values())}")
-    for reason, count in sorted(letters.items()):
-        print(f"  {reason:<26}{count:>8}")
-    print(f"sample enriched order: {EnrichedOrder.from_json(sample)}")
+    _query(props, f"UPDATE inventory SET on_hand = floor(on_hand * {args.stock_factor:f})")
+    jobs = [JobProcess(job) for job in JOBS]
+    try:
+        print(f"demo: running {', '.join(JOBS)} (logs in .stack/logs/)")
+        _wave(props, jobs, args.orders, args.seed, 1, args.timeout)
+        delivered = suppliers.deliver_all(props)
+        print(f"demo: suppliers delivered {delivered} restocks")
+        time.sleep(10)  # restocks land before the next wave's orders
+        _wave(props, jobs, args.orders, args.seed + 1, SECOND_WAVE_SEQUENCE, args.timeout)
+    finally:
+        for job in jobs:
+            job.stop()
+    _summary(props)
 
 
 if __name__ == "__main__":

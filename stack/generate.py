@@ -32,13 +32,14 @@ PROGRESS_REDRAW_S = 0.1
 def send_orders(props: dict[str, dict[str, str]], n: int, *, bad_share: float = 0.05,
                 duplicate_share: float = 0.0, seed: int = 7, day_start: datetime | None = None,
                 rate: float = 0.0, producer: KinesisProducer | None = None,
-                on_sent: Callable[[int], None] | None = None) -> TrafficReport:
+                on_sent: Callable[[int], None] | None = None,
+                first_sequence: int = 1) -> TrafficReport:
     """Generates ``n`` records and puts them on the ``orders`` stream, at most ``rate``
     records per second (0: as fast as Kinesis takes them). Returns what was sent."""
     now = datetime.now(timezone.utc)
     traffic = OrderTraffic(OrderRules.from_properties(props["OrderRules"]),
                            day_start or now - BUSINESS_DAY, seed=seed, bad_share=bad_share,
-                           duplicate_share=duplicate_share)
+                           duplicate_share=duplicate_share, first_sequence=first_sequence)
     earliest, latest = traffic.processing_window()
     if not earliest <= epoch_ms(now) <= latest:
         warnings.warn("the order rules, applied now, would reject this day's valid orders as "
@@ -133,6 +134,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="start of the 8-hour business day (default: 8 hours ago)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="records per second, 0 for as fast as possible")
+    parser.add_argument("--first-sequence", type=int, default=1,
+                        help="number of each store's first order (a later wave starts above)")
     parser.add_argument("--report", type=Path, help="also write the report as JSON here")
     return parser.parse_args(argv)
 
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     progress = ProgressBar(args.orders)
     report = send_orders(load_properties(), args.orders, bad_share=args.bad_share,
                          duplicate_share=args.duplicate_share, seed=args.seed,
-                         day_start=args.day_start, rate=args.rate, on_sent=progress)
+                         day_start=args.day_start, rate=args.rate, on_sent=progress,
+                         first_sequence=args.first_sequence)
     progress.close()
     print(format_report(report))
     if args.report:

@@ -37,6 +37,21 @@ def client(props: dict[str, dict[str, str]]) -> redis.Redis:
     return redis.Redis(host=conf["host"], port=int(conf["port"]), decode_responses=True)
 
 
+def publish_catalog(redis_client: redis.Redis, catalog) -> None:
+    """Writes every product of a freshly loaded ``pizzastream.catalog.Catalog`` for hot
+    reads; values are overwritten, so publishing the same catalog again changes nothing."""
+    from pizzastream.catalog import from_cents
+
+    with redis_client.pipeline(transaction=False) as pipe:
+        for product in catalog.products():
+            pipe.hset(product_key(product.product_id), mapping={
+                "name": product.name,
+                "unit_price": str(from_cents(product.unit_price_cents)),
+                "active": int(product.active),
+            })
+        pipe.execute()
+
+
 def sink(props: dict[str, dict[str, str]], ttl_seconds: int = 0, batch_size: int = 500) -> Sink:
     conf = props["Redis"]
     j_sink = get_gateway().jvm.pizzastream.flink.RedisSink(

@@ -90,7 +90,10 @@ def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = 
     # KCL 3 lease assignment: the leader assigns leases (new, or expired after
     # failoverTimeMillis without renewal) every leaseAssignmentIntervalMillis, to workers
     # that have reported their metrics (every workerMetricsReporterFreqInMillis).
-    optional = {"leaseAssignmentIntervalMillis": "kcl_lease_assignment_ms",
+    # clientVersionConfig: see the README section; locally the 2.x-compatible lease taker.
+    optional = {"clientVersionConfig": "kcl_client_version",
+                "maxLeasesToStealAtOneTime": "kcl_max_leases_to_steal",
+                "leaseAssignmentIntervalMillis": "kcl_lease_assignment_ms",
                 "workerMetricsReporterFreqInMillis": "kcl_worker_metrics_report_ms"}
     for name, key in optional.items():
         if group.get(key):
@@ -167,10 +170,12 @@ def needs_bridge(props: Props) -> bool:
 
 
 def run(props: Props, worker_id: str | None = None, run_dir: Path | None = None) -> int:
-    """Runs the worker until the daemon exits or this process is told to stop."""
+    """Runs the worker until the daemon exits or this process is told to stop.
+
+    The generated files go to ``run_dir``, by default one folder per worker id under the
+    temp directory, rewritten at every start (so killed workers leave nothing piling up)."""
     worker_id = worker_id or f"delivery-{os.uname().nodename}-{uuid.uuid4().hex[:8]}"
-    owns_run_dir = run_dir is None
-    run_dir = run_dir or Path(tempfile.mkdtemp(prefix=f"delivery-{worker_id}-"))
+    run_dir = run_dir or Path(tempfile.gettempdir()) / "pizzastream-delivery" / worker_id
     bridge = None
     try:
         kinesis_endpoint = None
@@ -196,5 +201,3 @@ def run(props: Props, worker_id: str | None = None, run_dir: Path | None = None)
     finally:
         if bridge is not None:
             bridge.stop()
-        if owns_run_dir:
-            shutil.rmtree(run_dir, ignore_errors=True)

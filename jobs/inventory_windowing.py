@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyflink.common import Row, Types  # noqa: E402
 from pyflink.datastream import (  # noqa: E402
-    KeyedProcessFunction, OutputTag, StreamExecutionEnvironment,
+    DataStream, KeyedProcessFunction, OutputTag, StreamExecutionEnvironment,
 )
 from pyflink.datastream.state import ValueStateDescriptor  # noqa: E402
 
@@ -184,10 +184,12 @@ def repeat_dead_letter(record):
     return Row(*letter.as_tuple())
 
 
-def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
-    """Adds the job's dataflow to ``env`` (tests and benchmarks reuse it)."""
-    t_env = runtime.table_environment(env)
-    records = kinesis.tagged_records(env, props, {"orders_enriched": ORDER, "restocks": RESTOCK})
+def decide_orders(
+    records: DataStream, props: dict[str, dict[str, str]]
+) -> tuple[DataStream, DataStream]:
+    """The job's logic without its edges: tagged orders and restocks in; order statuses out
+    (side outputs for everything else), and the repeats that were not applied.
+    Benchmarks feed it directly."""
     ttl_ms = int(float(props["Inventory"].get("dedup_ttl_hours", "50")) * 3600 * 1000)
     first, repeats = runtime.first_seen(records, DEDUP_ID_FIELDS, ttl_ms)
     statuses = (
@@ -196,6 +198,14 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
         .name("store-inventory")
         .uid("store-inventory")
     )
+    return statuses, repeats
+
+
+def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
+    """Adds the job's dataflow, with its sources and sinks, to ``env``."""
+    t_env = runtime.table_environment(env)
+    records = kinesis.tagged_records(env, props, {"orders_enriched": ORDER, "restocks": RESTOCK})
+    statuses, repeats = decide_orders(records, props)
     kinesis.sink_to_stream(statuses, props, "order_status")
     for tag, stream in ((SALES, "sales"), (POS_ORDERS, "pos_orders"),
                         (DELIVERIES, "deliveries"), (SUPPLIER_ORDERS, "supplier_orders")):

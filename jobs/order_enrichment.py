@@ -17,7 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyflink.common import Row  # noqa: E402
-from pyflink.datastream import OutputTag, ProcessFunction, StreamExecutionEnvironment  # noqa: E402
+from pyflink.datastream import (  # noqa: E402
+    DataStream, OutputTag, ProcessFunction, StreamExecutionEnvironment,
+)
 
 from connectors import aurora, kinesis, redis_store  # noqa: E402
 from jobs import runtime  # noqa: E402
@@ -44,9 +46,14 @@ class EnrichOrders(ProcessFunction):
 
     def open(self, runtime_context):
         period = float(self._props["OrderRules"].get("catalog_refresh_seconds", "30"))
-        self._catalog = aurora.Refreshing(
-            lambda: Catalog.from_rows(*aurora.catalog_rows(self._props)), period
-        )
+        self._redis = redis_store.client(self._props)
+        self._catalog = aurora.Refreshing(self._load_catalog, period)
+
+    def _load_catalog(self) -> Catalog:
+        """The catalog as Aurora has it now, also published to Redis for the app's reads."""
+        catalog = Catalog.from_rows(*aurora.catalog_rows(self._props))
+        redis_store.publish_catalog(self._redis, catalog)
+        return catalog
 
     def process_element(self, raw, ctx):
         raw = bytes(raw)
@@ -68,15 +75,20 @@ class EnrichOrders(ProcessFunction):
             )
 
 
-def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
-    """Adds the job's dataflow to ``env`` (tests and benchmarks reuse it)."""
-    t_env = runtime.table_environment(env)
-    enriched = (
-        kinesis.raw_record_source(env, props, "orders")
-        .process(EnrichOrders(props), output_type=kinesis.KEYED_RECORD)
+def enrich_orders(raw_orders: DataStream, props: dict[str, dict[str, str]]) -> DataStream:
+    """The job's logic without its edges: raw order bytes in, enriched orders out (side
+    outputs ``DEAD_LETTERS``, ``STATUSES``, ``STATUS_CACHE``). Benchmarks feed it directly."""
+    return (
+        raw_orders.process(EnrichOrders(props), output_type=kinesis.KEYED_RECORD)
         .name("enrich-orders")
         .uid("enrich-orders")
     )
+
+
+def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
+    """Adds the job's dataflow, with its sources and sinks, to ``env``."""
+    t_env = runtime.table_environment(env)
+    enriched = enrich_orders(kinesis.raw_record_source(env, props, "orders"), props)
     kinesis.sink_to_stream(enriched, props, "orders_enriched")
     kinesis.sink_to_stream(enriched.get_side_output(STATUSES), props, "order_status")
     enriched.get_side_output(STATUS_CACHE).sink_to(

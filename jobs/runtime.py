@@ -20,6 +20,9 @@ from pyflink.table import StreamTableEnvironment
 from pizzastream.config import REPO_ROOT, is_local
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
+# File systems such as s3:// are Flink plugins; MSF provides its own, locally deploy/pom.xml
+# copies flink-s3-fs-hadoop here.
+PLUGINS_DIR = REPO_ROOT / "deploy" / "target" / "plugins"
 SHIPPED_PACKAGES = ("pizzastream", "connectors", "jobs")
 
 
@@ -40,6 +43,27 @@ def _prepare_local_jvm(props: dict[str, dict[str, str]]) -> None:
         os.environ.setdefault("AWS_CBOR_ENABLED", "false")
     # Python workers in separate processes, as on a cluster, not inside this client.
     os.environ.setdefault("_python_worker_execution_mode", "process")
+    # Read by the gateway launcher and by the JVM's plugin loader.
+    os.environ.setdefault("FLINK_PLUGINS_DIR", str(PLUGINS_DIR))
+
+
+def _s3_settings(props: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The S3 file system plugin's settings for the emulator (path-style, static keys);
+    empty on AWS, where the plugin uses the application's role."""
+    aws = props["Aws"]
+    if not aws.get("endpoint"):
+        return {}
+    return {"s3.endpoint": aws["endpoint"], "s3.path.style.access": "true",
+            "s3.access-key": aws["access_key_id"], "s3.secret-key": aws["secret_access_key"]}
+
+
+def _initialize_file_systems(config: Configuration) -> None:
+    """A cluster loads its file system plugins at startup; the local mini-cluster does not,
+    so without this ``s3://`` paths would have no file system."""
+    jvm = get_gateway().jvm
+    plugins = jvm.org.apache.flink.core.plugin.PluginUtils.createPluginManagerFromRootFolder(
+        config._j_configuration)
+    jvm.org.apache.flink.core.fs.FileSystem.initialize(config._j_configuration, plugins)
 
 
 def flink_configuration(props: dict[str, dict[str, str]]) -> Configuration:
@@ -51,13 +75,18 @@ def flink_configuration(props: dict[str, dict[str, str]]) -> Configuration:
         config.set_string("pipeline.jars", DEPENDENCIES_JAR.as_uri())
         config.set_string("python.executable", sys.executable)
         config.set_string("python.client.executable", sys.executable)
+        for key, value in _s3_settings(props).items():
+            config.set_string(key, value)
     return config
 
 
 def stream_environment(props: dict[str, dict[str, str]]) -> StreamExecutionEnvironment:
     if is_local():
         _prepare_local_jvm(props)
-    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(props))
+    config = flink_configuration(props)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    if is_local():
+        _initialize_file_systems(config)
     tuning = props.get("FlinkTuning", {})
     if is_local():
         # On MSF parallelism and checkpointing are application settings, not code.

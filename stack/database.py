@@ -2,7 +2,8 @@
 
 The operational database (``Aurora`` group) gets ``stack/sql/operational.sql`` and the
 reference data from ``pizzastream.reference_data``; the warehouse database (``Warehouse``
-group) gets ``stack/sql/warehouse.sql`` when that file exists.
+group) gets ``stack/sql/warehouse.sql``. Each database runs its files in the order listed,
+skipping missing ones; the ETL's files come after the ones whose tables they extend.
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from pizzastream import reference_data
 from pizzastream.config import postgres_dsn
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
-SCHEMAS = {"Aurora": SQL_DIR / "operational.sql", "Warehouse": SQL_DIR / "warehouse.sql"}
+SCHEMAS = {
+    "Aurora": (SQL_DIR / "operational.sql", SQL_DIR / "etl.sql"),
+    "Warehouse": (SQL_DIR / "warehouse.sql", SQL_DIR / "etl_warehouse.sql"),
+}
 
 # Loaded in this order (foreign keys); reset_data keeps them, empties everything else.
 REFERENCE_TABLES = {
@@ -58,10 +62,11 @@ def _ensure_database(admin: psycopg.Connection, dbname: str, owner: str) -> None
 
 def apply_schemas(props: Props) -> None:
     """Run each schema file as the application role, so its tables belong to that role."""
-    for group, path in SCHEMAS.items():
-        if path.exists():
-            with psycopg.connect(postgres_dsn(props, group)) as conn:
-                conn.execute(path.read_text())
+    for group, paths in SCHEMAS.items():
+        with psycopg.connect(postgres_dsn(props, group)) as conn:
+            for path in paths:
+                if path.exists():
+                    conn.execute(path.read_text())
 
 
 def seed(props: Props, force: bool = False) -> bool:

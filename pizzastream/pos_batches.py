@@ -1,0 +1,308 @@
+"""Rules for the POS batches (contract: in-store sales come back from the external POS as
+one gzipped JSON-lines file per store system every 15 minutes, plus a manifest).
+
+A batch can arrive twice, arrive hours late, or be cut short, and none of that may lose or
+double-count a sale. These rules are what make that checkable without any server:
+
+- ``Manifest``: what the POS says it sent (record count, sha256 of the uncompressed bytes,
+  event-time range); the manifest is written last, so its presence means "complete".
+- ``parse_line`` and ``BatchDigest``: every line is a valid settled line item, and the
+  lines actually read add up to the manifest; any difference is a ``BadBatch`` naming why,
+  and the whole batch is refused rather than half-loaded.
+- ``settle`` / ``orders_from_lines``: an order becomes line items (``order_fct`` rows) and
+  line items regroup into the sale record the ``sales`` stream carries.
+- Keys: the batch id is the ledger's idempotency key; ``sale_event_id`` is a stable event
+  id for a sale rebuilt from line items, so a re-sent sale is recognisably the same event.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from operator import attrgetter
+
+from pizzastream.catalog import from_cents, to_cents
+from pizzastream.orders import (
+    FULFILLMENTS, MAX_ID_LENGTH, STORE_IDS, Channel, EnrichedOrder, OrderLine,
+    format_event_time, parse_event_time,
+)
+from pizzastream.sales import fact_rows
+
+LANDING_PREFIX = "pos/landing/"
+ARCHIVE_PREFIX = "pos/archive/"
+QUARANTINE_PREFIX = "pos/quarantine/"
+DATA_SUFFIX = ".jsonl.gz"
+MANIFEST_SUFFIX = ".manifest.json"
+REASON_SUFFIX = ".reason.json"
+LINE_COLUMNS = ("store_id", "order_id", "product_id", "transaction_ts", "quantity",
+                "unit_price", "total_transaction_amt", "delivery_id", "delivery_type",
+                "channel")
+_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MANIFEST_KEY = re.compile(
+    rf"^{re.escape(LANDING_PREFIX)}store_system=(\d+)/({_BATCH_ID.pattern})"
+    rf"{re.escape(MANIFEST_SUFFIX)}$")
+
+
+class Fault(StrEnum):
+    """Why a batch was refused; recorded with the quarantined batch."""
+
+    BAD_MANIFEST = "bad_manifest"
+    MISSING_DATA = "missing_data"
+    BAD_GZIP = "bad_gzip"
+    BAD_LINE = "bad_line"
+    WRONG_STORE_SYSTEM = "wrong_store_system"
+    COUNT_MISMATCH = "count_mismatch"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    TS_RANGE_MISMATCH = "ts_range_mismatch"
+
+
+class BadBatch(Exception):
+    """A batch that must be quarantined whole; ``fault`` is the machine-readable reason."""
+
+    def __init__(self, fault: Fault, detail: str):
+        super().__init__(f"{fault}: {detail}")
+        self.fault = fault
+        self.detail = detail
+
+
+# --- store systems and keys -------------------------------------------------------------
+
+def store_system(store_id: int, systems: int) -> int:
+    """The POS store system (1..``systems``) that runs a store: contiguous store ranges."""
+    return (store_id - STORE_IDS.start) * systems // len(STORE_IDS) + 1
+
+
+def batch_id(system: int, cut_ms: int) -> str:
+    """A POS batch id: the store system and the moment the batch was cut, e.g.
+    ``ss07-20261124T181500123Z``. Sorts by time within a system."""
+    stamp = format_event_time(cut_ms).replace("-", "").replace(":", "").replace(".", "")
+    return f"ss{system:02d}-{stamp}"
+
+
+def batch_key(prefix: str, system: int, batch: str, suffix: str) -> str:
+    """Object key of one part of a batch, e.g. ``pos/landing/store_system=07/<id>.jsonl.gz``."""
+    return f"{prefix}store_system={system:02d}/{batch}{suffix}"
+
+
+def parse_manifest_key(key: str) -> tuple[int, str] | None:
+    """``(store_system, batch_id)`` of a landing manifest key, None for any other key."""
+    match = _MANIFEST_KEY.match(key)
+    return (int(match[1]), match[2]) if match else None
+
+
+def sale_event_id(order_id: str) -> str:
+    """Event id of a sale rebuilt from POS line items. Stable, so a sale re-sent after a
+    crash carries the same id as the first copy and consumers can tell."""
+    return f"pos:{order_id}"
+
+
+# --- manifest ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Manifest:
+    batch_id: str
+    store_system: int
+    record_count: int
+    sha256: str
+    min_ts: str | None      # contract ts format; None for an empty batch
+    max_ts: str | None
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Manifest:
+        """The manifest, or ``BadBatch(BAD_MANIFEST)`` naming what is wrong with it."""
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise BadBatch(Fault.BAD_MANIFEST, f"not JSON: {error}") from None
+        if not isinstance(doc, dict):
+            raise BadBatch(Fault.BAD_MANIFEST, "not a JSON object")
+        missing = [name for name in cls.__dataclass_fields__ if name not in doc]
+        if missing:
+            raise BadBatch(Fault.BAD_MANIFEST, f"missing {', '.join(missing)}")
+        manifest = cls(**{name: doc[name] for name in cls.__dataclass_fields__})
+        manifest._check()
+        return manifest
+
+    def _check(self) -> None:
+        if not (isinstance(self.batch_id, str) and _BATCH_ID.fullmatch(self.batch_id)):
+            raise BadBatch(Fault.BAD_MANIFEST, f"batch_id {self.batch_id!r}")
+        for name in ("store_system", "record_count"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise BadBatch(Fault.BAD_MANIFEST, f"{name} {value!r} is not a count")
+        if not (isinstance(self.sha256, str) and _SHA256.fullmatch(self.sha256)):
+            raise BadBatch(Fault.BAD_MANIFEST, f"sha256 {self.sha256!r}")
+        for name in ("min_ts", "max_ts"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str)
+                                      or parse_event_time(value) is None):
+                raise BadBatch(Fault.BAD_MANIFEST, f"{name} {value!r} is not ISO-8601 UTC")
+
+
+# --- line items -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SettledLine:
+    """One settled line item: an ``order_fct`` row of an in-store sale (``delivery_id`` is
+    always null), money in cents. Field order is ``pizzastream.sales.FACT_COLUMNS``."""
+
+    store_id: int
+    order_id: str
+    product_id: int
+    transaction_ts_ms: int
+    quantity: int
+    unit_price_cents: int
+    total_cents: int
+    delivery_type: str
+    channel: str
+
+    def to_json(self) -> str:
+        """The line as the POS writes it: ``LINE_COLUMNS``, money as decimal numbers."""
+        return json.dumps({
+            "store_id": self.store_id, "order_id": self.order_id,
+            "product_id": self.product_id,
+            "transaction_ts": format_event_time(self.transaction_ts_ms),
+            "quantity": self.quantity, "unit_price": float(from_cents(self.unit_price_cents)),
+            "total_transaction_amt": float(from_cents(self.total_cents)),
+            "delivery_id": None, "delivery_type": self.delivery_type, "channel": self.channel,
+        }, separators=(",", ":"))
+
+
+def settle(order: EnrichedOrder) -> list[SettledLine]:
+    """What the POS makes of an accepted in-store order: one line item per order line."""
+    return [SettledLine(*row) for row in fact_rows(order)]
+
+
+def parse_line(raw: bytes) -> SettledLine:
+    """One line of a batch file as a ``SettledLine``; ``BadBatch(BAD_LINE)`` otherwise.
+    Money is read as exact decimals: a float would round some cents."""
+    try:
+        doc = json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadBatch(Fault.BAD_LINE, f"not JSON: {error}") from None
+    if not isinstance(doc, dict):
+        raise BadBatch(Fault.BAD_LINE, "not a JSON object")
+    try:
+        return _settled_line(doc)
+    except (KeyError, TypeError, ValueError) as error:
+        raise BadBatch(Fault.BAD_LINE, f"{type(error).__name__}: {error}") from None
+
+
+def _settled_line(doc: dict) -> SettledLine:
+    """Raises KeyError/TypeError/ValueError on the first broken rule."""
+    for name in ("store_id", "product_id", "quantity"):
+        if not _is_int(doc[name]):
+            raise TypeError(f"{name} must be an integer")
+    order_id, ts = doc["order_id"], doc["transaction_ts"]
+    if not (isinstance(order_id, str) and 0 < len(order_id) <= MAX_ID_LENGTH
+            and isinstance(ts, str)):
+        raise TypeError("order_id and transaction_ts must be non-empty strings")
+    ts_ms = parse_event_time(ts)
+    if doc["store_id"] not in STORE_IDS or doc["quantity"] <= 0 or ts_ms is None:
+        raise ValueError("store_id, quantity or transaction_ts out of range")
+    price, total = (_cents(doc[name]) for name in ("unit_price", "total_transaction_amt"))
+    if price <= 0 or total != doc["quantity"] * price:
+        raise ValueError(f"total {total} is not quantity x unit_price ({price} cents)")
+    if doc.get("delivery_id") is not None:
+        raise ValueError("an in-store sale has no delivery_id")
+    if doc["delivery_type"] not in FULFILLMENTS or doc["channel"] != Channel.IN_STORE:
+        raise ValueError(f"delivery_type {doc['delivery_type']!r} / channel {doc['channel']!r}")
+    return SettledLine(doc["store_id"], order_id, doc["product_id"], ts_ms, doc["quantity"],
+                       price, total, doc["delivery_type"], doc["channel"])
+
+
+def _cents(value: object) -> int:
+    if not isinstance(value, (int, Decimal)) or isinstance(value, bool):
+        raise TypeError(f"{value!r} is not an amount")
+    return to_cents(value)
+
+
+# --- whole batch ------------------------------------------------------------------------
+
+class BatchDigest:
+    """Running count, sha256 and event-time range of the lines read so far, so a batch of
+    any size is checked in one pass without keeping it."""
+
+    def __init__(self, system: int, systems: int):
+        self._system = system
+        self._systems = systems
+        self._sha = hashlib.sha256()
+        self.count = 0
+        self.min_ts_ms: int | None = None
+        self.max_ts_ms: int | None = None
+
+    def add(self, raw: bytes) -> SettledLine:
+        """Checks and counts one raw line (with its newline) and returns it parsed."""
+        self._sha.update(raw)
+        line = parse_line(raw)
+        if store_system(line.store_id, self._systems) != self._system:
+            raise BadBatch(Fault.WRONG_STORE_SYSTEM,
+                           f"store {line.store_id} is not in store system {self._system}")
+        self.count += 1
+        ts = line.transaction_ts_ms
+        self.min_ts_ms = ts if self.min_ts_ms is None else min(self.min_ts_ms, ts)
+        self.max_ts_ms = ts if self.max_ts_ms is None else max(self.max_ts_ms, ts)
+        return line
+
+    def manifest(self, batch: str) -> Manifest:
+        """The manifest that describes exactly the lines added (what the POS writes)."""
+        return Manifest(batch, self._system, self.count, self._sha.hexdigest(),
+                        *(None if ts is None else format_event_time(ts)
+                          for ts in (self.min_ts_ms, self.max_ts_ms)))
+
+    def verify(self, manifest: Manifest) -> None:
+        """``BadBatch`` unless the lines read are exactly the ones the manifest describes."""
+        if manifest.store_system != self._system:
+            raise BadBatch(Fault.WRONG_STORE_SYSTEM, f"manifest says store system "
+                           f"{manifest.store_system}, key says {self._system}")
+        actual = self.manifest(manifest.batch_id)
+        if actual.record_count != manifest.record_count:
+            raise BadBatch(Fault.COUNT_MISMATCH, f"{actual.record_count} lines read, manifest "
+                           f"says {manifest.record_count}")
+        if actual.sha256 != manifest.sha256:
+            raise BadBatch(Fault.CHECKSUM_MISMATCH, f"sha256 {actual.sha256} read, manifest "
+                           f"says {manifest.sha256}")
+        if (actual.min_ts, actual.max_ts) != _normalised_range(manifest):
+            raise BadBatch(Fault.TS_RANGE_MISMATCH, f"lines span {actual.min_ts}..{actual.max_ts}"
+                           f", manifest says {manifest.min_ts}..{manifest.max_ts}")
+
+
+def _normalised_range(manifest: Manifest) -> tuple[str | None, str | None]:
+    """The manifest's range in ``format_event_time`` form, so ``...Z`` and ``+00:00``
+    spellings of the same instant compare equal."""
+    return tuple(None if ts is None else format_event_time(parse_event_time(ts))
+                 for ts in (manifest.min_ts, manifest.max_ts))
+
+
+# --- line items back to orders ----------------------------------------------------------
+
+def orders_from_lines(lines: Iterable[SettledLine]) -> Iterator[EnrichedOrder]:
+    """Regroups line items into orders (the sale record's shape). ``lines`` must come
+    ordered by ``order_id``, so only one order is held at a time."""
+    for _, group in itertools.groupby(lines, key=attrgetter("order_id")):
+        yield _order(list(group))
+
+
+def _order(lines: list[SettledLine]) -> EnrichedOrder:
+    first = lines[0]
+    header = attrgetter("store_id", "transaction_ts_ms", "delivery_type", "channel")
+    if any(header(line) != header(first) for line in lines):
+        raise ValueError(f"lines of order {first.order_id} disagree on store, time or type")
+    return EnrichedOrder(
+        sale_event_id(first.order_id), first.order_id, first.store_id, first.channel,
+        first.delivery_type, first.transaction_ts_ms, None, None,
+        tuple(OrderLine(line.product_id, line.quantity, line.unit_price_cents)
+              for line in lines))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

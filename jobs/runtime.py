@@ -20,6 +20,10 @@ from pyflink.table import StreamTableEnvironment
 from pizzastream.config import REPO_ROOT, is_local
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
+LOCAL_CHECKPOINTS = REPO_ROOT / ".stack" / "checkpoints"
+# Local runs resume from this checkpoint or savepoint directory when it is set (on MSF the
+# service restores from its own snapshots).
+RESTORE_FROM_ENV = "PIZZASTREAM_RESTORE_FROM"
 # File systems such as s3:// are Flink plugins; MSF provides its own, locally deploy/pom.xml
 # copies flink-s3-fs-hadoop here.
 PLUGINS_DIR = REPO_ROOT / "deploy" / "target" / "plugins"

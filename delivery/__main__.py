@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_properties:
         print(daemon.render_properties(daemon.kcl_properties(props, args.worker_id or "<worker>")),
               end="")
+        if daemon.needs_bridge(props):
+            print("# at run time kinesisEndpoint is the local h2c bridge (delivery/h2c_bridge.py)")
         return 0
     return daemon.run(props, args.worker_id)
 

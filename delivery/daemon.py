@@ -1,8 +1,8 @@
 """Starts one delivery worker: a KCL MultiLangDaemon reading the ``deliveries`` stream.
 
 ``run`` writes the daemon's properties file from the configuration (``kcl_properties``:
-stream, lease table = application name, endpoints, polling retrieval, lease timings, no
-CloudWatch metrics), a logback configuration, and then runs
+stream, lease table = application name, endpoints, polling retrieval, lease timings,
+metrics level - NONE locally), a logback configuration, and then runs
 
     java -Daws.cborEnabled=false -cp 'deploy/kcl/target/jars/*'
          software.amazon.kinesis.multilang.MultiLangDaemon --properties-file <file> ...
@@ -15,6 +15,17 @@ daemon starts one ``python -m delivery.processor`` per shard it leases.
 SIGTERM/SIGINT are passed on to the daemon, which shuts down gracefully (record
 processors get ``shutdown_requested`` and checkpoint). If this launcher dies, the kernel
 sends the daemon SIGTERM (``PR_SET_PDEATHSIG``), so no orphan keeps its leases.
+
+Lease assignment (``Delivery.kcl_client_version``). KCL 3's default has one leader
+(a DynamoDB lock the KCL holds for 2 minutes, not configurable in 3.1.3) assign leases
+by the workers' CPU use, which it can read only on EC2, ECS or EKS. Off AWS that goes
+wrong twice: without a CPU metric the leader never rebalances (a second worker stays
+idle while the first holds every shard), and a killed leader's shards wait out the
+2-minute lock. Locally ``CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X`` therefore runs the
+2.x lease taker: every worker balances by lease count and takes leases not renewed for
+``failoverTimeMillis`` itself, checking every 2 × ``failoverTimeMillis``. (KCL moves such
+an application on to 3.x after 10 stable minutes; long enough for tests and the demo.)
+Production leaves the key unset, i.e. KCL 3 with CPU-based balancing.
 """
 from __future__ import annotations
 
@@ -82,7 +93,7 @@ def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = 
         # locally, or a fresh application idles for a minute before processing.
         "shardSyncIntervalMillis": group.get("kcl_shard_sync_ms", "60000"),
         "parentShardPollIntervalMillis": group.get("kcl_parent_shard_poll_ms", "10000"),
-        "metricsLevel": group.get("kcl_metrics_level", "NONE"),
+        "metricsLevel": group.get("kcl_metrics_level", "SUMMARY"),   # locally NONE
         "shutdownGraceMillis": group.get("kcl_shutdown_grace_ms", "10000"),
         "leaseTableDeletionProtectionEnabled": "false",
         "leaseTablePitrEnabled": "false",
@@ -90,7 +101,7 @@ def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = 
     # KCL 3 lease assignment: the leader assigns leases (new, or expired after
     # failoverTimeMillis without renewal) every leaseAssignmentIntervalMillis, to workers
     # that have reported their metrics (every workerMetricsReporterFreqInMillis).
-    # clientVersionConfig: see the README section; locally the 2.x-compatible lease taker.
+    # clientVersionConfig: see the module docstring; locally the 2.x-compatible lease taker.
     optional = {"clientVersionConfig": "kcl_client_version",
                 "maxLeasesToStealAtOneTime": "kcl_max_leases_to_steal",
                 "leaseAssignmentIntervalMillis": "kcl_lease_assignment_ms",

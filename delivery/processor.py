@@ -15,6 +15,7 @@ past the failed record.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 
@@ -103,6 +104,11 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
 
 
 def main() -> None:
+    # The daemon drives this process's end (shutdown_requested, then EOF on stdin). A
+    # SIGTERM/SIGINT to the whole process group (Ctrl-C, `kill -- -pgid`) must not kill
+    # it first, or the daemon's graceful shutdown finds its children gone.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol_out = sys.stdout
     sys.stdout = sys.stderr          # anything printed must not corrupt the protocol
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,

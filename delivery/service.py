@@ -47,6 +47,10 @@ from pizzastream.orders import EnrichedOrder, Fulfillment
 log = logging.getLogger(__name__)
 
 JOB = "delivery"
+# Failures of the infrastructure, which pass: retried for as long as they last. Anything
+# else (a constraint violation, a bug) would fail the same way again.
+TRANSIENT = (ProviderUnavailable, psycopg.OperationalError, psycopg.InterfaceError,
+             redis.ConnectionError, redis.TimeoutError, OSError)
 REDIS_KEY = "delivery:{order_id}"
 Props = Mapping[str, Mapping[str, str]]
 
@@ -99,7 +103,7 @@ class DeliveryService:
     def handle(self, raw: bytes) -> Handled:
         try:
             order = EnrichedOrder.from_json(raw)
-        except (ValueError, KeyError, TypeError, IndexError) as error:
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             return self._dead_letter(raw, "malformed_record", f"{type(error).__name__}: {error}")
         if order.fulfillment != Fulfillment.DELIVERY:
             return self._dead_letter(raw, "not_a_delivery", f"fulfillment {order.fulfillment}",
@@ -125,6 +129,9 @@ class DeliveryService:
         customer = (Place(order.customer_lat, order.customer_lon)
                     if order.customer_lat is not None else None)
         store_place = self.stores().get(order.store_id)
+        if store_place is None:            # opened since the last refresh? look again first
+            self._stores = None
+            store_place = self.stores().get(order.store_id)
         active = self.provider.active_dispatch(order.order_id)
         if active is not None:
             outcome: Assignment | Denial = self._adopt(order, active, partners, store_place,
@@ -227,7 +234,7 @@ class DeliveryService:
         while True:
             try:
                 return self.handle(raw)
-            except (ProviderUnavailable, psycopg.Error, redis.RedisError, OSError) as error:
+            except TRANSIENT as error:
                 log.warning("handling failed, retrying in %.1fs: %s", delay, error)
             except Exception as error:  # noqa: BLE001 - anything else is a defect, see above
                 unexpected += 1
@@ -237,7 +244,7 @@ class DeliveryService:
                     try:
                         return self._dead_letter(raw, "handler_error",
                                                  f"{type(error).__name__}: {error}")
-                    except (psycopg.Error, OSError) as db_error:
+                    except Exception as db_error:  # noqa: BLE001 - keep trying, never skip
                         log.warning("could not dead-letter: %s", db_error)
             if should_stop():
                 return None

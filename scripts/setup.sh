@@ -20,6 +20,7 @@ if systemctl is-active --quiet redis-server 2>/dev/null; then systemctl stop red
 if [ ! -x .venv/bin/python ]; then
   python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
 fi
+bash scripts/setup_kcl.sh     # KCL jars (Maven) + the amazon-kclpy wheel, see the script
 if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
   echo "setup: pip install -r requirements.txt"
   .venv/bin/pip install -q --upgrade pip

@@ -22,7 +22,7 @@ jars_stamp=$target/.jars-resolved
 if [ ! -f "$jars_stamp" ] || [ deploy/kcl/pom.xml -nt "$jars_stamp" ]; then
   echo "setup: mvn dependency:copy-dependencies (KCL MultiLangDaemon jars)"
   rm -rf "$target/jars"
-  mvn -q -B -f deploy/kcl/pom.xml dependency:copy-dependencies
+  mvn -q -B -Dstyle.color=never -f deploy/kcl/pom.xml dependency:copy-dependencies
   touch "$jars_stamp"
 fi
 

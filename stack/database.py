@@ -19,7 +19,7 @@ from pizzastream.config import postgres_dsn
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 SCHEMAS = {
-    "Aurora": (SQL_DIR / "operational.sql", SQL_DIR / "etl.sql"),
+    "Aurora": (SQL_DIR / "operational.sql", SQL_DIR / "delivery.sql", SQL_DIR / "etl.sql"),
     "Warehouse": (SQL_DIR / "warehouse.sql", SQL_DIR / "etl_warehouse.sql"),
 }
 

@@ -17,9 +17,11 @@ from connectors import aurora, aws, redis_store
 from pizzastream.config import load_properties, stream_name
 from stack import suppliers
 from stack.generate import send_orders
-from stack.jobs import JobProcess
+from stack.jobs import JobProcess, LocalProcess
 
 JOBS = ("order_enrichment", "inventory_windowing")
+SERVICES = {"provider": ["-m", "stack.provider"],
+            "delivery": ["-m", "delivery", "--worker-id", "demo-1"]}
 SECOND_WAVE_SEQUENCE = 100_000
 
 
@@ -34,7 +36,7 @@ def _query(props, sql: str) -> list[tuple]:
         return cursor.fetchall() if cursor.description else []
 
 
-def _settle(jobs: list[JobProcess], what: str, probe, at_least: int, timeout_s: float) -> None:
+def _settle(jobs: list[LocalProcess], what: str, probe, at_least: int, timeout_s: float) -> None:
     """Waits until ``probe()`` reaches ``at_least`` and then holds still for a few seconds:
     every record sent has come out and nothing more is on its way."""
     deadline = time.monotonic() + timeout_s
@@ -84,6 +86,14 @@ def _summary(props) -> None:
     for reason, count in _query(props, "SELECT reason, count(*) FROM dead_letter"
                                        " GROUP BY reason ORDER BY 2 DESC"):
         print(f"    {reason:<32}{count:>8}")
+    print("\n== deliveries (delivery service on the KCL) ==")
+    for status, reason, count in _query(
+            props, "SELECT status, coalesce(reason, ''), count(*) FROM delivery_assignment"
+                   " GROUP BY 1, 2 ORDER BY 3 DESC"):
+        print(f"  {status + (':' + reason if reason else ''):<34}{count:>8}")
+    with_id = _query(props, "SELECT count(DISTINCT order_id) FROM order_fct"
+                            " WHERE delivery_id IS NOT NULL")[0][0]
+    print(f"  orders in order_fct carrying their delivery_id {with_id:>10}")
     store = _query(props, "SELECT store_id FROM supplier_order GROUP BY store_id"
                           " ORDER BY count(*) DESC LIMIT 1")
     if store:
@@ -106,13 +116,18 @@ def main() -> None:
     stack.reset_data(props)
     _query(props, f"UPDATE inventory SET on_hand = floor(on_hand * {args.stock_factor:f})")
     jobs = [JobProcess(job) for job in JOBS]
+    jobs += [LocalProcess(name, argv) for name, argv in SERVICES.items()]
     try:
-        print(f"demo: running {', '.join(JOBS)} (logs in .stack/logs/)")
+        print(f"demo: running {', '.join(JOBS)} and the {', '.join(SERVICES)} services"
+              " (logs in .stack/logs/)")
         _wave(props, jobs, args.orders, args.seed, 1, args.timeout)
         delivered = suppliers.deliver_all(props)
         print(f"demo: suppliers delivered {delivered} restocks")
         time.sleep(10)  # restocks land before the next wave's orders
         _wave(props, jobs, args.orders, args.seed + 1, SECOND_WAVE_SEQUENCE, args.timeout)
+        _settle(jobs, "every delivery to be decided",
+                lambda: _query(props, "SELECT count(*) FROM delivery_assignment")[0][0],
+                _count(props, "deliveries"), args.timeout)
     finally:
         for job in jobs:
             job.stop()

@@ -1,7 +1,8 @@
-"""Runs the Flink jobs' real entry points (``python jobs/<job>.py``) as local processes.
+"""Runs the pipeline's programs as local processes: the Flink jobs' real entry points
+(``python jobs/<job>.py``) and the services around them (``python -m delivery`` ...).
 
-Each job is its own process group with its own mini-cluster JVM, as each is its own
-application on Managed Service for Apache Flink; stopping the group leaves nothing behind.
+Each is its own process group (a job with its own mini-cluster JVM, as each is its own
+application on Managed Service for Apache Flink); stopping the group leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -16,14 +17,15 @@ from pizzastream.config import REPO_ROOT
 LOG_DIR = REPO_ROOT / ".stack" / "logs"
 
 
-class JobProcess:
-    def __init__(self, job: str, env: dict[str, str] | None = None):
-        self.job = job
-        self.log_path: Path = LOG_DIR / f"{job}.log"
+class LocalProcess:
+    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None):
+        """Runs ``python <args>`` from the repository root, logging to .stack/logs/<name>.log."""
+        self.job = name
+        self.log_path: Path = LOG_DIR / f"{name}.log"
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                [sys.executable, str(REPO_ROOT / "jobs" / f"{job}.py")],
+                [sys.executable, *args],
                 cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})}, start_new_session=True,
             )
@@ -48,8 +50,15 @@ class JobProcess:
         except ProcessLookupError:
             pass
 
-    def __enter__(self) -> JobProcess:
+    def __enter__(self) -> LocalProcess:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class JobProcess(LocalProcess):
+    """A Flink job's entry point, ``python jobs/<job>.py``."""
+
+    def __init__(self, job: str, env: dict[str, str] | None = None):
+        super().__init__(job, [str(REPO_ROOT / "jobs" / f"{job}.py")], env)

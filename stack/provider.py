@@ -29,6 +29,7 @@ same, like a real courier declining an offer it already saw.
 from __future__ import annotations
 
 import argparse
+import sys
 import hashlib
 import json
 import random
@@ -216,6 +217,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 class ProviderServer(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that gave up (timeout) closes the socket under a slow answer: normal."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, host: str, port: int, knobs: Knobs, verbose: bool = False):
         super().__init__((host, port), _Handler)

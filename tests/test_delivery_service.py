@@ -30,6 +30,8 @@ import redis
 from psycopg.rows import dict_row
 
 from connectors import aurora, aws
+from connectors.delivery_provider import DeliveryProviderClient, ProviderUnavailable
+from delivery.service import DeliveryService
 from pizzastream import reference_data
 from pizzastream.config import REPO_ROOT, postgres_dsn
 from pizzastream.delivery import (
@@ -468,10 +470,67 @@ def test_killing_a_worker_moves_its_leases_and_loses_or_doubles_nothing(delivery
     wait_for_decisions(env, len(first) + len(second), timeout_s=90)
     took_over_s = time.monotonic() - killed_at
     wait_for("w2 to own every lease", env.lease_owners,
-             lambda owners: set(owners) == {"w2"}, timeout_s=30)
+             lambda owners: set(owners) == {"w2"}, timeout_s=60)
     time.sleep(3)
 
     assert owners_before["w1"] >= 1 and owners_before["w2"] >= 1
     assert env.lease_owners()["w2"] == int(env.props["Streams"]["shard_count"])
     assert_every_order_decided_once(env, first + second)
     assert took_over_s < 60
+
+
+def test_the_service_guards_one_record_at_a_time(delivery_env):
+    """The decision steps without the daemon, each guard made to fire on purpose."""
+    env = delivery_env
+    env.stand_in.state.knobs = provider.Knobs(refusal_rate=0.0, seed=7)
+    props = {**env.props, "Delivery": {**env.props["Delivery"], "provider_url": env.stand_in.url}}
+    service = DeliveryService(props)
+    planner = Planner(env, random.Random(env.run))
+    adopted, outage, timed_out, located = planner.normal(4)
+    try:
+        # An attempt that died after the provider said yes: the retry adopts that courier.
+        _, partner_id = planner.expected(adopted)
+        earlier = service.provider.dispatch(adopted.order_id, partner_id, {})
+        handled = service.handle(adopted.record()[1])
+        assert handled.adopted and handled.decision.delivery_id == earlier.delivery_id
+        assert service.handle(adopted.record()[1]).replay           # and a replay stops early
+
+        # The provider down: an error to retry, not a denial; nothing recorded meanwhile.
+        service.provider = DeliveryProviderClient("http://127.0.0.1:9", timeout_s=0.5,
+                                                  attempts=2, backoff_s=0.01)
+        with pytest.raises(ProviderUnavailable):
+            service.handle(outage.record()[1])
+        assert outage.order_id not in env.decisions()
+        service.provider = DeliveryProviderClient(env.stand_in.url)
+        assert service.handle_until_done(outage.record()[1]).decision.status == "assigned"
+
+        # Every partner answering too late: each offer is withdrawn before the next one.
+        env.stand_in.state.knobs = provider.Knobs(refusal_rate=0.0, slow_rate=1.0, slow_ms=700)
+        service.provider = DeliveryProviderClient(env.stand_in.url, timeout_s=0.3, attempts=1)
+        decision = service.handle(timed_out.record()[1]).decision
+        assert decision.delivery_status == "denied:all_refused"
+        offered = env.stand_in.state.snapshot(timed_out.order_id)["dispatches"]
+        assert len(offered) >= 2 and {d["status"] for d in offered} == {"cancelled"}
+
+        # Records the rules cannot place, and records that are not sales at all.
+        no_place = Order(env.order_id("L1"), located.store, located.customer, located.ts_ms,
+                         located.lines)
+        sale = json.loads(no_place.record()[1])
+        del sale["g"]
+        assert service.handle(json.dumps(sale).encode()).decision.delivery_status \
+            == "denied:no_location"
+        sale = json.loads(no_place.record()[1]) | {"o": env.order_id("L2"), "s": 5000}
+        assert service.handle(json.dumps(sale).encode()).decision.delivery_status \
+            == "denied:unknown_store"
+        sale = json.loads(no_place.record()[1]) | {"o": env.order_id("L3"), "f": "pickup"}
+        assert service.handle(json.dumps(sale).encode()).decision is None
+        assert service.handle(f"[\"DT{env.run}\"]".encode()).decision is None
+        with aurora.connect(env.props) as conn:
+            reasons = sorted(r for (r,) in conn.execute(
+                "SELECT reason FROM dead_letter WHERE job = 'delivery' AND payload LIKE %s",
+                [f"%DT{env.run}%"]))
+        assert reasons == ["malformed_record", "not_a_delivery"]
+        cached = json.loads(_redis(env.props).get(f"delivery:{env.order_id('L1')}"))
+        assert cached["status"] == "denied:no_location" and cached["reason"] == "no_location"
+    finally:
+        service.close()

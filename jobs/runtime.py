@@ -7,15 +7,18 @@ packages shipped to them, CBOR off towards the Kinesis emulator.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from pyflink.common import Configuration
-from pyflink.common import Types
+from pyflink.common import Types, WatermarkStrategy
 from pyflink.datastream import CheckpointingMode, DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
-from pyflink.table import StreamTableEnvironment
+from pyflink.table import EnvironmentSettings, StreamTableEnvironment, TableEnvironment
 
 from pizzastream.config import REPO_ROOT, is_local
 
@@ -47,8 +50,6 @@ def _prepare_local_jvm(props: dict[str, dict[str, str]]) -> None:
         os.environ.setdefault("AWS_CBOR_ENABLED", "false")
     # Python workers in separate processes, as on a cluster, not inside this client.
     os.environ.setdefault("_python_worker_execution_mode", "process")
-    # Read by the gateway launcher and by the JVM's plugin loader.
-    os.environ.setdefault("FLINK_PLUGINS_DIR", str(PLUGINS_DIR))
 
 
 def _s3_settings(props: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -63,10 +64,14 @@ def _s3_settings(props: dict[str, dict[str, str]]) -> dict[str, str]:
 
 def _initialize_file_systems(config: Configuration) -> None:
     """A cluster loads its file system plugins at startup; the local mini-cluster does not,
-    so without this ``s3://`` paths would have no file system."""
+    so without this ``s3://`` paths would have no file system. (``FLINK_PLUGINS_DIR`` cannot
+    say where they are: PyFlink overwrites it with its own, empty, plugins directory.)"""
     jvm = get_gateway().jvm
-    plugins = jvm.org.apache.flink.core.plugin.PluginUtils.createPluginManagerFromRootFolder(
-        config._j_configuration)
+    plugin = jvm.org.apache.flink.core.plugin
+    plugins = plugin.DefaultPluginManager(
+        plugin.DirectoryBasedPluginFinder(jvm.java.io.File(str(PLUGINS_DIR)).toPath()).findPlugins(),
+        jvm.org.apache.flink.configuration.CoreOptions.getPluginParentFirstLoaderPatterns(
+            config._j_configuration))
     jvm.org.apache.flink.core.fs.FileSystem.initialize(config._j_configuration, plugins)
 
 
@@ -81,16 +86,35 @@ def flink_configuration(props: dict[str, dict[str, str]]) -> Configuration:
         config.set_string("python.client.executable", sys.executable)
         for key, value in _s3_settings(props).items():
             config.set_string(key, value)
+        # Checkpoints outlive the process, so a killed job can be resumed from them.
+        config.set_string("state.checkpoints.dir", LOCAL_CHECKPOINTS.as_uri())
+        config.set_string("execution.checkpointing.externalized-checkpoint-retention",
+                          "RETAIN_ON_CANCELLATION")
+        # A failing dependency (database restart, throttling, S3 down a minute) restarts the
+        # job from its last checkpoint, as MSF does; an error that keeps coming back (a bug)
+        # ends the job instead of restarting it forever.
+        config.set_string("restart-strategy.type", "failure-rate")
+        config.set_string("restart-strategy.failure-rate.max-failures-per-interval", "30")
+        config.set_string("restart-strategy.failure-rate.failure-rate-interval", "10 min")
+        config.set_string("restart-strategy.failure-rate.delay", "5 s")
+        if os.environ.get(RESTORE_FROM_ENV):
+            config.set_string("execution.savepoint.path", os.environ[RESTORE_FROM_ENV])
+    return config
+
+
+def _started_configuration(props: dict[str, dict[str, str]]) -> Configuration:
+    """``flink_configuration`` with, locally, the JVM prepared before it starts (creating
+    the configuration starts it) and the file systems loaded after."""
+    if not is_local():
+        return flink_configuration(props)
+    _prepare_local_jvm(props)
+    config = flink_configuration(props)
+    _initialize_file_systems(config)
     return config
 
 
 def stream_environment(props: dict[str, dict[str, str]]) -> StreamExecutionEnvironment:
-    if is_local():
-        _prepare_local_jvm(props)
-    config = flink_configuration(props)
-    env = StreamExecutionEnvironment.get_execution_environment(config)
-    if is_local():
-        _initialize_file_systems(config)
+    env = StreamExecutionEnvironment.get_execution_environment(_started_configuration(props))
     tuning = props.get("FlinkTuning", {})
     if is_local():
         # On MSF parallelism and checkpointing are application settings, not code.
@@ -98,13 +122,38 @@ def stream_environment(props: dict[str, dict[str, str]]) -> StreamExecutionEnvir
         env.enable_checkpointing(
             int(tuning.get("checkpoint_interval_ms", "5000")), CheckpointingMode.EXACTLY_ONCE
         )
-    for package in SHIPPED_PACKAGES:
-        env.add_python_file(str(REPO_ROOT / package))
+    _ship_packages(env)
     return env
+
+
+def _ship_packages(env: StreamExecutionEnvironment) -> None:
+    """Ships the project's packages to the Python workers inside one directory of their own:
+    Flink puts a shipped directory itself on the workers' PYTHONPATH, so shipping
+    ``pizzastream/`` would make ``config`` importable, not ``pizzastream.config``. (Local
+    workers start in the repository root and would find the packages anyway; on MSF they
+    do not.)"""
+    code = Path(tempfile.mkdtemp(prefix="pizzastream-code-"))
+    atexit.register(shutil.rmtree, code, ignore_errors=True)
+    for package in SHIPPED_PACKAGES:
+        shutil.copytree(REPO_ROOT / package, code / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    env.add_python_file(str(code))
 
 
 def table_environment(env: StreamExecutionEnvironment) -> StreamTableEnvironment:
     t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("table.local-time-zone", "UTC")
+    return t_env
+
+
+def batch_table_environment(props: dict[str, dict[str, str]]) -> TableEnvironment:
+    """A bounded SQL run (``jobs.hourly_metrics.run_batch``) with the jobs' jar, file
+    systems and time zone; SQL only, so no Python is shipped."""
+    config = _started_configuration(props)
+    if is_local():
+        config.set_string("parallelism.default", props.get("FlinkTuning", {}).get("parallelism", "1"))
+    t_env = TableEnvironment.create(
+        EnvironmentSettings.new_instance().in_batch_mode().with_configuration(config).build())
     t_env.get_config().set("table.local-time-zone", "UTC")
     return t_env
 
@@ -130,6 +179,14 @@ def first_seen(
     )
     repeats = unique.getSideOutput(jvm.pizzastream.flink.FirstSeenFilter.REPEATS)
     return DataStream(unique), DataStream(repeats)
+
+
+def json_event_time(field: str, out_of_orderness_ms: int, idle_ms: int) -> WatermarkStrategy:
+    """Event time from a JSON text record's epoch-millisecond ``field`` and watermarks
+    bounded by ``out_of_orderness_ms``, following the wall clock on a shard quiet for
+    ``idle_ms``; computed in the JVM (``pizzastream.flink.JsonEventTime``, which says why)."""
+    return WatermarkStrategy(
+        get_gateway().jvm.pizzastream.flink.JsonEventTime(field, out_of_orderness_ms, idle_ms))
 
 
 def key_by_store(records: DataStream, value_type) -> KeyedStream:

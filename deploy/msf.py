@@ -1,0 +1,121 @@
+"""One job's Managed Service for Apache Flink definitions, rendered for one environment.
+
+The templates are the reviewed source of truth: ``deploy/msf/<job>.json`` (the
+CreateApplication request), ``deploy/iam/<job>-policy.json`` and ``deploy/iam/trust-policy.json``
+(the job's own role). They hold ``${name}`` placeholders; the values come from an environment
+file ``deploy/environments/<env>.json``, flattened to dotted names (``aurora.host``,
+``jobs.order_enrichment.parallelism``), plus the names every job derives the same way
+(``app``, ``log_group``, ...), so code, templates and policies cannot disagree on them.
+A string that is exactly one placeholder takes the value as it is (a list of subnets, an
+integer parallelism); inside a longer string the value is spliced in as text.
+"""
+from __future__ import annotations
+
+import json
+import re
+import string
+from pathlib import Path
+from typing import Callable
+
+DEPLOY_DIR = Path(__file__).resolve().parent
+ENVIRONMENTS_DIR = DEPLOY_DIR / "environments"
+ZIP_PATH = DEPLOY_DIR / "target" / "pizzastream-msf.zip"
+RUN_OPTIONS = "kinesis.analytics.flink.run.options"
+LOG_STREAM = "application"
+
+_NAME = r"[a-z][a-z0-9_.]*"
+_PLACEHOLDER = re.compile(rf"\$\{{({_NAME})\}}")
+
+
+class _Template(string.Template):
+    idpattern = _NAME  # dotted names: ``${aurora.host}``
+
+
+def jobs() -> list[str]:
+    """The jobs that have an application definition."""
+    return sorted(path.stem for path in (DEPLOY_DIR / "msf").glob("*.json"))
+
+
+def environment_file(name: str) -> Path:
+    """``deploy/environments/<name>.json``, or ``name`` itself when it is a path to a file."""
+    return Path(name) if name.endswith(".json") else ENVIRONMENTS_DIR / f"{name}.json"
+
+
+def load_environment(env_file: Path) -> dict:
+    return json.loads(Path(env_file).read_text())
+
+
+def masked_secret(arn: str) -> str:
+    """Stands in for a password in output meant for people (``--dry-run``)."""
+    return f"<password from {arn}>"
+
+
+def render(job: str, account: str, region: str, env_file: Path,
+           secret: Callable[[str], str] = masked_secret) -> dict:
+    """The CreateApplication request of ``job`` (without the code's S3 object version, which
+    only the upload knows). Passwords named in the environment's ``secrets`` are read with
+    ``secret(arn)``, only those the template uses; the default masks them."""
+    env = load_environment(env_file)
+    body = _render(DEPLOY_DIR / "msf" / f"{job}.json", job, account, region, env, secret)
+    # The API takes property values as strings only; environment files may write numbers.
+    for group in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]:
+        group["PropertyMap"] = {key: str(value) for key, value in group["PropertyMap"].items()}
+    return body
+
+
+def render_role(job: str, account: str, region: str, env_file: Path) -> dict:
+    """The job's IAM role: its name, trust policy and its one inline permissions policy."""
+    env = load_environment(env_file)
+
+    def policy(path: Path) -> dict:
+        return _render(path, job, account, region, env, masked_secret)
+
+    return {
+        "RoleName": _names(job, env)["app"],
+        "AssumeRolePolicyDocument": policy(DEPLOY_DIR / "iam" / "trust-policy.json"),
+        "PolicyName": f"{job}-permissions",
+        "PolicyDocument": policy(DEPLOY_DIR / "iam" / f"{job}-policy.json"),
+    }
+
+
+def _names(job: str, env: dict) -> dict[str, str]:
+    """Names derived from the job, the same in the application, its role and its policy."""
+    app = f"{env['name_prefix']}-{job.replace('_', '-')}"
+    return {
+        "app": app,
+        "log_group": f"/aws/kinesis-analytics/{app}",
+        "log_stream": LOG_STREAM,
+        # One object per job: each role reads only its own code, each job rolls back alone.
+        "code_key": f"{env['code']['prefix']}/{job}/{ZIP_PATH.name}",
+    }
+
+
+def _render(template: Path, job: str, account: str, region: str, env: dict,
+            secret: Callable[[str], str]) -> dict:
+    text = template.read_text()
+    used = set(_PLACEHOLDER.findall(text))
+    values = {"account": account, "region": region, **_names(job, env), **_flatten(env)}
+    values.update({name: secret(arn) for name, arn in env.get("secrets", {}).items()
+                   if name in used})
+    return _substitute(json.loads(text), values)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _substitute(node, values: dict[str, object]):
+    if isinstance(node, dict):
+        return {key: _substitute(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_substitute(item, values) for item in node]
+    if isinstance(node, str):
+        whole = _PLACEHOLDER.fullmatch(node)
+        return values[whole.group(1)] if whole else _Template(node).substitute(values)
+    return node

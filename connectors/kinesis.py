@@ -42,7 +42,8 @@ def client_properties(props: dict[str, dict[str, str]]) -> dict[str, str]:
     return settings
 
 
-def _source(env, props, logical_name: str, schema, type_info) -> DataStream:
+def _source(env, props, logical_name: str, schema, type_info,
+            watermarks: WatermarkStrategy | None = None) -> DataStream:
     jvm = get_gateway().jvm
     config = Configuration()
     for key, value in client_properties(props).items():
@@ -56,7 +57,8 @@ def _source(env, props, logical_name: str, schema, type_info) -> DataStream:
         .build()
     )
     return env.from_source(
-        Source(source), WatermarkStrategy.no_watermarks(), f"kinesis:{logical_name}", type_info
+        Source(source), watermarks or WatermarkStrategy.no_watermarks(), f"kinesis:{logical_name}",
+        type_info,
     ).uid(f"source-{logical_name}")
 
 
@@ -66,6 +68,16 @@ def raw_record_source(
     """The stream's records as the exact bytes received (decoding is the rules' job)."""
     schema = get_gateway().jvm.pizzastream.flink.RawRecordSchema()
     return _source(env, props, logical_name, schema, RAW_RECORD)
+
+
+def text_records(
+    env: StreamExecutionEnvironment, props: dict[str, dict[str, str]], logical_name: str,
+    watermarks: WatermarkStrategy,
+) -> DataStream:
+    """The stream's records as UTF-8 text, for SQL to parse (``JSON_VALUE``). ``watermarks``
+    runs in the source, so Flink keeps event time per shard."""
+    schema = get_gateway().jvm.org.apache.flink.api.common.serialization.SimpleStringSchema()
+    return _source(env, props, logical_name, schema, Types.STRING(), watermarks)
 
 
 def tagged_records(

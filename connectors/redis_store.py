@@ -4,8 +4,12 @@ Keys (documented in docs/streams.md):
 - ``order:{order_id}``           order status (contract), string, 24 h
 - ``inventory:{store_id}``       hash ingredient_id -> on hand, no expiry (always current)
 - ``catalog:product:{id}``       hash name/unit_price/active, no expiry (reloaded with the catalog)
+- ``live:{store_id}:{yyyymmddhh}`` hash minute ``mm`` -> ``"{orders}/{revenue}"`` of that minute
+                                 of the UTC hour (hourly_metrics), expires a while after the hour
 """
 from __future__ import annotations
+
+from datetime import datetime
 
 import redis
 from pyflink.common import Types
@@ -30,6 +34,12 @@ def inventory_key(store_id: int | str) -> str:
 
 def product_key(product_id: int | str) -> str:
     return f"catalog:product:{product_id}"
+
+
+def live_key(store_id: int | str, hour: datetime) -> str:
+    """The live per-minute hash of a store's UTC hour; the JVM builds the same key in
+    ``jobs.hourly_metrics.LIVE_SQL``."""
+    return f"live:{store_id}:{hour:%Y%m%d%H}"
 
 
 def client(props: dict[str, dict[str, str]]) -> redis.Redis:

@@ -68,8 +68,9 @@ def _initialize_file_systems(config: Configuration) -> None:
     say where they are: PyFlink overwrites it with its own, empty, plugins directory.)"""
     jvm = get_gateway().jvm
     plugin = jvm.org.apache.flink.core.plugin
+    finder = plugin.DirectoryBasedPluginFinder(jvm.java.io.File(str(PLUGINS_DIR)).toPath())
     plugins = plugin.DefaultPluginManager(
-        plugin.DirectoryBasedPluginFinder(jvm.java.io.File(str(PLUGINS_DIR)).toPath()).findPlugins(),
+        finder.findPlugins(),
         jvm.org.apache.flink.configuration.CoreOptions.getPluginParentFirstLoaderPatterns(
             config._j_configuration))
     jvm.org.apache.flink.core.fs.FileSystem.initialize(config._j_configuration, plugins)
@@ -151,7 +152,8 @@ def batch_table_environment(props: dict[str, dict[str, str]]) -> TableEnvironmen
     systems and time zone; SQL only, so no Python is shipped."""
     config = _started_configuration(props)
     if is_local():
-        config.set_string("parallelism.default", props.get("FlinkTuning", {}).get("parallelism", "1"))
+        tuning = props.get("FlinkTuning", {})
+        config.set_string("parallelism.default", tuning.get("parallelism", "1"))
     t_env = TableEnvironment.create(
         EnvironmentSettings.new_instance().in_batch_mode().with_configuration(config).build())
     t_env.get_config().set("table.local-time-zone", "UTC")

@@ -1,0 +1,141 @@
+package pizzastream.flink;
+
+import java.io.IOException;
+import java.sql.Connection;
+import java.sql.Driver;
+import java.sql.PreparedStatement;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.LocalDateTime;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Properties;
+import java.util.ServiceLoader;
+import org.apache.flink.api.connector.sink2.Sink;
+import org.apache.flink.api.connector.sink2.SinkWriter;
+import org.apache.flink.types.Row;
+
+/**
+ * Loads rows into a warehouse table the way Redshift is loaded: never row by row into the
+ * table, but per checkpoint, in ONE transaction, every row received since the previous
+ * checkpoint into a staging table, then merge statements (delete the keys being replaced,
+ * insert, log) that move them into the table. Readers see a checkpoint's rows all or none,
+ * so an hour's metrics appear for every store at once.
+ *
+ * <p>The SQL comes from the caller ({@code connectors/warehouse.py}, which shares it with the
+ * batch corrections): {@code before} statements (create the staging table), one {@code insert}
+ * into it binding a row's fields in order and then the load time, and {@code after} statements
+ * (merge, log, drop the staging table). A replay after a restart merges the same keys again,
+ * so at-least-once delivery leaves each row exactly once.
+ */
+public final class StagedMergeSink implements Sink<Row> {
+    private static final long serialVersionUID = 1L;
+
+    private final String url;
+    private final String user;
+    private final String password;
+    private final ArrayList<String> before;
+    private final String insert;
+    private final ArrayList<String> after;
+
+    public StagedMergeSink(String url, String user, String password, List<String> before,
+                           String insert, List<String> after) {
+        this.url = url;
+        this.user = user;
+        this.password = password;
+        this.before = new ArrayList<>(before);
+        this.insert = insert;
+        this.after = new ArrayList<>(after);
+    }
+
+    @Override
+    @SuppressWarnings("deprecation")
+    public SinkWriter<Row> createWriter(InitContext context) {
+        return new Writer();
+    }
+
+    /**
+     * The driver that accepts the URL, from the job's own jar: {@code DriverManager} only sees
+     * drivers on the JVM's class path, not in Flink's user-code class loader.
+     */
+    private Connection connect() throws SQLException {
+        Properties credentials = new Properties();
+        credentials.setProperty("user", user);
+        credentials.setProperty("password", password);
+        for (Driver driver : ServiceLoader.load(Driver.class, StagedMergeSink.class.getClassLoader())) {
+            if (driver.acceptsURL(url)) {
+                Connection connection = driver.connect(url, credentials);
+                connection.setAutoCommit(false);
+                return connection;
+            }
+        }
+        throw new SQLException("no JDBC driver in the job's jar accepts " + url);
+    }
+
+    private final class Writer implements SinkWriter<Row> {
+        private final List<Row> pending = new ArrayList<>();
+        private Connection connection;
+
+        @Override
+        public void write(Row row, Context context) {
+            pending.add(row);
+        }
+
+        @Override
+        public void flush(boolean endOfInput) throws IOException {
+            if (pending.isEmpty()) {
+                return;
+            }
+            try {
+                if (connection == null || connection.isClosed()) {
+                    connection = connect();
+                }
+                load(connection);
+            } catch (SQLException e) {
+                close();
+                throw new IOException("warehouse load failed; the job restarts from its checkpoint", e);
+            }
+            pending.clear();
+        }
+
+        private void load(Connection connection) throws SQLException {
+            LocalDateTime loadedAt = LocalDateTime.now(ZoneOffset.UTC);
+            try (Statement statement = connection.createStatement()) {
+                for (String sql : before) {
+                    statement.execute(sql);
+                }
+                try (PreparedStatement rows = connection.prepareStatement(insert)) {
+                    for (Row row : pending) {
+                        int arity = row.getArity();
+                        for (int i = 0; i < arity; i++) {
+                            rows.setObject(i + 1, row.getField(i));
+                        }
+                        rows.setObject(arity + 1, loadedAt);
+                        rows.addBatch();
+                    }
+                    rows.executeBatch();
+                }
+                for (String sql : after) {
+                    statement.execute(sql);
+                }
+                connection.commit();
+            } catch (SQLException e) {
+                connection.rollback();
+                throw e;
+            }
+        }
+
+        @Override
+        public void close() {
+            if (connection != null) {
+                try {
+                    connection.close();
+                } catch (SQLException ignored) {
+                    // the connection is being discarded either way
+                }
+                connection = null;
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+"""S3 data lake edge: the ``hourly_store_metrics`` Parquet partitions (contract) and the
+``order_fct`` staging area they are recomputed from.
+
+Layout (bucket ``Lake.bucket``, prefixes in the ``HourlyMetrics`` group):
+
+- ``lake/hourly_store_metrics/dt=YYYY-MM-DD/hour=HH/<one object>``: written by the streaming
+  job (Flink filesystem connector, one Parquet object per hour once published) and replaced
+  by ``replace_hour`` with a single PUT of the same key, so a reader sees the old hour or the
+  new one, never both or neither. Hive-style partitions, as Athena, Spectrum, DuckDB and
+  pyarrow expect; the partition columns are in the path only, not in the files.
+- ``staging/order_fct/dt=YYYY-MM-DD/hour=HH/*.parquet``: the hourly ETL's copy of each hour's
+  ``order_fct`` line items (``etl/staging.py``), read by the batch mode of ``hourly_metrics``.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from connectors import aws
+from pizzastream.metrics import METRIC_COLUMNS, MetricRow, as_hour
+
+log = logging.getLogger(__name__)
+
+# What the Flink filesystem connector writes (timestamps as Parquet INT96, as Flink's
+# Parquet writer does; every column optional); corrections are written with the same types.
+METRICS_SCHEMA = pa.schema([
+    ("store_id", pa.int32()),
+    ("window_start", pa.timestamp("ms")),
+    ("window_end", pa.timestamp("ms")),
+    ("orders", pa.int64()),
+    ("items", pa.int64()),
+    ("revenue", pa.decimal128(12, 2)),
+    ("online_orders", pa.int64()),
+    ("in_store_orders", pa.int64()),
+    ("delivery_orders", pa.int64()),
+    ("avg_order_value", pa.decimal128(12, 2)),
+])
+assert tuple(METRICS_SCHEMA.names) == METRIC_COLUMNS
+# The metrics as Flink SQL columns (``metric_sql``'s result types).
+METRICS_SQL_COLUMNS = (
+    "store_id INT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), orders BIGINT,"
+    " items BIGINT, revenue DECIMAL(12, 2), online_orders BIGINT, in_store_orders BIGINT,"
+    " delivery_orders BIGINT, avg_order_value DECIMAL(12, 2)")
+# Flink SQL of a partition's values, matching ``partition``.
+PARTITION_SQL = "DATE_FORMAT(window_start, 'yyyy-MM-dd'), DATE_FORMAT(window_start, 'HH')"
+
+
+def partition_values(hour: datetime) -> tuple[str, str]:
+    """The ``dt`` and ``hour`` partition values of an hour (``PARTITION_SQL`` in Flink)."""
+    return f"{hour:%Y-%m-%d}", f"{hour:%H}"
+
+
+def partition(hour: datetime) -> str:
+    dt, hh = partition_values(hour)
+    return f"dt={dt}/hour={hh}"
+
+
+def _prefix(props: dict[str, dict[str, str]], name: str) -> str:
+    return props["HourlyMetrics"][name].strip("/")
+
+
+def metrics_url(props: dict[str, dict[str, str]]) -> str:
+    return f"s3://{props['Lake']['bucket']}/{_prefix(props, 'lake_prefix')}"
+
+
+def staging_url(props: dict[str, dict[str, str]]) -> str:
+    return f"s3://{props['Lake']['bucket']}/{_prefix(props, 'staging_prefix')}"
+
+
+def metrics_sink_ddl(props: dict[str, dict[str, str]], table: str) -> str:
+    """Flink table writing metric rows (``METRICS_SQL_COLUMNS`` then the two partition
+    values, ``PARTITION_SQL``) to the lake.
+
+    Exactly once: a part file becomes visible (S3 multipart upload completed) only when the
+    checkpoint that covers it completes; Parquet, a bulk format, rolls on every checkpoint.
+    One writer, and an hour's rows all leave the window operator when the watermark passes
+    the hour's end, before the next checkpoint barrier, so each published hour is ONE object.
+    No success files: they would be a second object in the partition."""
+    return f"""
+CREATE TEMPORARY TABLE `{table}` (
+  {METRICS_SQL_COLUMNS}, dt STRING, `hour` STRING
+) PARTITIONED BY (dt, `hour`) WITH (
+  'connector' = 'filesystem',
+  'path' = '{metrics_url(props)}',
+  'format' = 'parquet',
+  'parquet.utc-timezone' = 'true',
+  'sink.parallelism' = '1'
+)"""
+
+
+def staging_source_ddl(props: dict[str, dict[str, str]], table: str) -> str:
+    """Flink table over the staging line items (``order_fct`` columns, as ``etl/staging.py``
+    writes them), partitioned like the lake so a query for some hours reads only theirs.
+
+    The amounts are read as DECIMAL(19, 2): Flink 1.20's Parquet reader fails on
+    dictionary-encoded decimals of precision up to 18 (pyarrow's default encoding), and
+    reads the same values as bytes when the declared precision is larger."""
+    return f"""
+CREATE TEMPORARY TABLE `{table}` (
+  store_id INT, order_id STRING, product_id INT, transaction_ts TIMESTAMP(3), quantity INT,
+  unit_price DECIMAL(19, 2), total_transaction_amt DECIMAL(19, 2), delivery_id STRING,
+  delivery_type STRING, channel STRING, dt STRING, `hour` STRING
+) PARTITIONED BY (dt, `hour`) WITH (
+  'connector' = 'filesystem',
+  'path' = '{staging_url(props)}',
+  'format' = 'parquet',
+  'parquet.utc-timezone' = 'true'
+)"""
+
+
+def unstaged_hours(props: dict[str, dict[str, str]], hours: Sequence[datetime]) -> list[datetime]:
+    """Those of ``hours`` without a staging partition (the ETL stages an hour without sales
+    as an empty part, so a missing partition means "not staged", never "no sales")."""
+    s3 = aws.client(props, "s3")
+    bucket = props["Lake"]["bucket"]
+    return [hour for hour in hours if not s3.list_objects_v2(
+        Bucket=bucket, Prefix=f"{_prefix(props, 'staging_prefix')}/{partition(hour)}/",
+        MaxKeys=1).get("KeyCount")]
+
+
+def metrics_parquet(rows: Sequence[MetricRow]) -> bytes:
+    """One Parquet object of ``rows`` as the streaming job writes them (Snappy, INT96)."""
+    table = pa.Table.from_pylist([vars(row) for row in rows], schema=METRICS_SCHEMA)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="snappy", use_deprecated_int96_timestamps=True)
+    return buffer.getvalue()
+
+
+def _visible_keys(s3, bucket: str, prefix: str) -> list[str]:
+    """Objects readers see: Hive, Athena and pyarrow skip names starting with ``_``/``.``."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    keys = (obj["Key"] for page in pages for obj in page.get("Contents", []))
+    return sorted(key for key in keys if not key.rsplit("/", 1)[-1].startswith(("_", ".")))
+
+
+def replace_hour(props: dict[str, dict[str, str]], hour: datetime,
+                 rows: Sequence[MetricRow]) -> str | None:
+    """Makes the hour's partition hold exactly ``rows``, in one request: a PUT over the
+    partition's object (a new object if the stream published nothing for the hour), or a
+    DELETE of it when the hour has no rows any more. Returns the key now holding the hour."""
+    hour = as_hour(hour)
+    s3 = aws.client(props, "s3")
+    bucket = props["Lake"]["bucket"]
+    prefix = f"{_prefix(props, 'lake_prefix')}/{partition(hour)}/"
+    keys = _visible_keys(s3, bucket, prefix)
+    if len(keys) > 1:
+        # Not produced by the stream (one object per hour); converge, not atomically.
+        log.warning("lake partition %s held %d objects; keeping %s", prefix, len(keys), keys[0])
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[1:]]})
+    if not rows:
+        if keys:
+            s3.delete_object(Bucket=bucket, Key=keys[0])
+        return None
+    key = keys[0] if keys else f"{prefix}part-{hour:%Y%m%d%H}-batch"
+    s3.put_object(Bucket=bucket, Key=key, Body=metrics_parquet(rows))
+    return key
+
+
+def read_metrics(props: dict[str, dict[str, str]]) -> list[MetricRow]:
+    """Every metric row in the lake (any Parquet reader sees the same), ordered by hour and
+    store; for checks and small tools, not for analytics at scale (see ``analytics``)."""
+    s3 = aws.client(props, "s3")
+    bucket = props["Lake"]["bucket"]
+    rows = []
+    for key in _visible_keys(s3, bucket, f"{_prefix(props, 'lake_prefix')}/"):
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        table = pq.read_table(io.BytesIO(body)).cast(METRICS_SCHEMA)
+        rows.extend(MetricRow(**row) for row in table.to_pylist())
+    return sorted(rows, key=lambda row: (row.window_start, row.store_id))
+
+
+def object_keys(props: dict[str, dict[str, str]]) -> list[str]:
+    """Keys of the lake's metric objects, hidden ones left out."""
+    return _visible_keys(aws.client(props, "s3"), props["Lake"]["bucket"],
+                         f"{_prefix(props, 'lake_prefix')}/")

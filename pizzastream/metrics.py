@@ -1,0 +1,224 @@
+"""Hourly store metrics (contract): what a row means, the window maths, and the one SQL
+query that computes the rows, in streaming (``jobs/hourly_metrics.py``) and in batch
+corrections alike.
+
+The rules, which ``metric_sql`` implements in Flink SQL and ``metric_rows`` in Python (the
+reference the tests hold the SQL to):
+
+- A sale belongs to the UTC hour ``[H, H + 1 h)`` holding its event time, the time the
+  customer placed the order, never the time the pipeline saw it.
+- An order counts once per hour, whatever number of times its sale record arrives (the
+  ``sales`` stream is at-least-once; a replay repeats records).
+- ``orders``, ``items`` (sum of quantities), ``revenue`` (sum of the lines' amounts);
+  ``online_orders`` / ``in_store_orders`` by channel, ``delivery_orders`` by fulfillment.
+- Money is summed in exact integer cents and only then becomes ``numeric(12, 2)``;
+  ``avg_order_value`` is revenue / orders rounded half up to the cent.
+- A store with no sale in an hour has no row for it.
+
+Window bounds are naive ``datetime``s in UTC, as the lake's Parquet ``TIMESTAMP`` and the
+warehouse's ``timestamp`` columns hold them.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from operator import attrgetter
+
+from pizzastream.catalog import from_cents, to_cents
+from pizzastream.orders import Channel, EnrichedOrder, Fulfillment, epoch_ms
+from pizzastream.sales import item_count
+
+HOUR = timedelta(hours=1)
+HOUR_MS = 3_600_000
+_EPOCH = datetime(1970, 1, 1)
+
+
+def utc_datetime(ts_ms: int) -> datetime:
+    """Epoch milliseconds as a naive UTC ``datetime``."""
+    return _EPOCH + timedelta(milliseconds=ts_ms)
+
+
+def hour_of(ts_ms: int) -> datetime:
+    """Start of the UTC hour holding ``ts_ms`` (floor, so also right before 1970)."""
+    return utc_datetime(ts_ms - ts_ms % HOUR_MS)
+
+
+def as_hour(moment: datetime) -> datetime:
+    """``moment`` as a window start: naive UTC (an aware value is converted first), and it
+    must be on the hour; anything else is a caller's mistake, not something to round."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    if moment != moment.replace(minute=0, second=0, microsecond=0):
+        raise ValueError(f"{moment.isoformat()} is not the start of an hour")
+    return moment
+
+
+def window_bounds(hour: datetime) -> tuple[datetime, datetime]:
+    """The hour's window ``[start, end)``."""
+    start = as_hour(hour)
+    return start, start + HOUR
+
+
+def average_order_value_cents(revenue_cents: int, orders: int) -> int:
+    """Revenue per order rounded half up to the cent, in integer arithmetic (revenue is
+    never negative), exactly as ``metric_sql`` computes it."""
+    return (2 * revenue_cents + orders) // (2 * orders)
+
+
+@dataclass(frozen=True)
+class SaleOrder:
+    """One sold order, the unit the metrics count (``metric_sql``'s ``sale_orders`` view)."""
+
+    order_id: str
+    store_id: int
+    channel: str
+    fulfillment: str
+    ts_ms: int
+    items: int
+    revenue_cents: int
+
+    @classmethod
+    def from_enriched(cls, order: EnrichedOrder) -> SaleOrder:
+        """What a sale record of ``order`` carries (``pizzastream.sales.sale_json``)."""
+        return cls(order.order_id, order.store_id, order.channel, order.fulfillment,
+                   order.ts_ms, item_count(order), order.total_cents)
+
+
+def sale_orders_from_lines(lines: Iterable[Mapping]) -> list[SaleOrder]:
+    """Orders from ``order_fct`` line items (mappings with the contract's column names,
+    ``transaction_ts`` an aware ``datetime``), as the batch view regroups them."""
+    orders = []
+    for order_id, group in itertools.groupby(sorted(lines, key=lambda line: line["order_id"]),
+                                             key=lambda line: line["order_id"]):
+        group = list(group)
+        first = group[0]
+        orders.append(SaleOrder(
+            order_id, first["store_id"], first["channel"], first["delivery_type"],
+            epoch_ms(first["transaction_ts"]), sum(line["quantity"] for line in group),
+            sum(to_cents(line["total_transaction_amt"]) for line in group)))
+    return orders
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One row of ``hourly_store_metrics`` (contract), columns in contract order."""
+
+    store_id: int
+    window_start: datetime
+    window_end: datetime
+    orders: int
+    items: int
+    revenue: Decimal
+    online_orders: int
+    in_store_orders: int
+    delivery_orders: int
+    avg_order_value: Decimal
+
+
+METRIC_COLUMNS = tuple(f.name for f in fields(MetricRow))
+SALE_ORDER_COLUMNS = ("order_id", "store_id", "channel", "fulfillment", "ts", "items",
+                      "revenue_cents")
+
+
+def metric_rows(orders: Iterable[SaleOrder]) -> list[MetricRow]:
+    """The metrics of ``orders`` by store and hour, ordered by hour then store; an order id
+    seen again in the same hour counts once."""
+    firsts: dict[tuple[datetime, str], SaleOrder] = {}
+    for order in sorted(orders, key=attrgetter("ts_ms")):
+        firsts.setdefault((hour_of(order.ts_ms), order.order_id), order)
+    by_window = sorted(firsts.items(), key=lambda item: (item[0][0], item[1].store_id))
+    rows = []
+    for (start, store_id), group in itertools.groupby(
+            by_window, key=lambda item: (item[0][0], item[1].store_id)):
+        sold = [order for _, order in group]
+        revenue_cents = sum(order.revenue_cents for order in sold)
+        rows.append(MetricRow(
+            store_id, start, start + HOUR, len(sold), sum(order.items for order in sold),
+            from_cents(revenue_cents),
+            sum(order.channel == Channel.ONLINE for order in sold),
+            sum(order.channel == Channel.IN_STORE for order in sold),
+            sum(order.fulfillment == Fulfillment.DELIVERY for order in sold),
+            from_cents(average_order_value_cents(revenue_cents, len(sold)))))
+    return rows
+
+
+def money_sql(cents: str) -> str:
+    """SQL: integer cents as the exact ``DECIMAL(12, 2)`` amount (the division by 100 has
+    at most two decimals, so the cast never rounds)."""
+    return f"CAST(CAST({cents} AS DECIMAL(18, 0)) / 100 AS DECIMAL(12, 2))"
+
+
+def metric_sql(view: str = "sale_orders") -> str:
+    """Flink SQL of the ``METRIC_COLUMNS`` rows over ``view``, a table or view with the
+    ``SALE_ORDER_COLUMNS`` (``ts`` the event time; in streaming its rowtime attribute).
+    Streaming and batch run this same text, so a correction computes exactly what the
+    stream would have, had the sale been on time. Repeated order ids are dropped within
+    their window (window deduplication: its state ends with the window)."""
+    return f"""
+SELECT
+  store_id, window_start, window_end,
+  COUNT(*) AS orders,
+  SUM(items) AS items,
+  {money_sql("SUM(revenue_cents)")} AS revenue,
+  COUNT(*) FILTER (WHERE channel = '{Channel.ONLINE}') AS online_orders,
+  COUNT(*) FILTER (WHERE channel = '{Channel.IN_STORE}') AS in_store_orders,
+  COUNT(*) FILTER (WHERE fulfillment = '{Fulfillment.DELIVERY}') AS delivery_orders,
+  {money_sql("(2 * SUM(revenue_cents) + COUNT(*)) / (2 * COUNT(*))")} AS avg_order_value
+FROM (
+  SELECT *, ROW_NUMBER() OVER (
+    PARTITION BY window_start, window_end, order_id ORDER BY ts) AS copy
+  FROM TABLE(TUMBLE(TABLE {view}, DESCRIPTOR(ts), INTERVAL '1' HOUR))
+)
+WHERE copy = 1
+GROUP BY store_id, window_start, window_end"""
+
+
+@dataclass(frozen=True)
+class Publication:
+    """When an hour's metrics were first published (``metrics_publication``)."""
+
+    window_start: datetime
+    window_end: datetime
+    first_published_at: datetime
+    corrections: int
+
+    @property
+    def delay(self) -> timedelta:
+        """Publication delay: first publication after the hour's end (event time)."""
+        return self.first_published_at - self.window_end
+
+
+@dataclass(frozen=True)
+class DelaySummary:
+    hours: int
+    max: timedelta
+    p50: timedelta
+    p95: timedelta
+    within_target: int
+    target: timedelta
+
+
+def summarize_delays(publications: Iterable[Publication], target: timedelta) -> DelaySummary:
+    """Nearest-rank percentiles of the publication delays, and how many met ``target``."""
+    delays = sorted(p.delay for p in publications)
+    if not delays:
+        raise ValueError("no published hours to summarize")
+
+    def rank(q: float) -> timedelta:
+        return delays[max(0, math.ceil(q * len(delays)) - 1)]
+
+    return DelaySummary(len(delays), delays[-1], rank(0.5), rank(0.95),
+                        sum(delay <= target for delay in delays), target)
+
+
+def stream_closes_at(hour: datetime, out_of_orderness: timedelta, idle: timedelta) -> datetime:
+    """When the streaming job has closed ``hour`` (published it at its next checkpoint) at
+    the latest, unless it is behind: its watermark passes the hour's end once a sale
+    ``out_of_orderness`` past the end arrives or, on a quiet stream, ``idle`` after the last
+    sale (``pizzastream.flink.JsonEventTime``). A correction of an hour before then would
+    race the stream's own publication of it."""
+    return window_bounds(hour)[1] + out_of_orderness + idle

@@ -12,6 +12,7 @@ import json
 import time
 from collections import Counter
 
+import analytics.__main__ as analytics_cli
 import stack
 from connectors import aurora, aws, redis_store
 from pizzastream.config import load_properties, stream_name
@@ -19,7 +20,7 @@ from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess, LocalProcess
 
-JOBS = ("order_enrichment", "inventory_windowing")
+JOBS = ("order_enrichment", "inventory_windowing", "hourly_metrics")
 SERVICES = {"provider": ["-m", "stack.provider"],
             "delivery": ["-m", "delivery", "--worker-id", "demo-1"]}
 SECOND_WAVE_SEQUENCE = 100_000
@@ -128,10 +129,35 @@ def main() -> None:
         _settle(jobs, "every delivery to be decided",
                 lambda: _query(props, "SELECT count(*) FROM delivery_assignment")[0][0],
                 _count(props, "deliveries"), args.timeout)
+        _settle(jobs, "the business day's hours to be published", lambda: _published_hours(props),
+                1, args.timeout)
     finally:
         for job in jobs:
             job.stop()
     _summary(props)
+    _hourly_metrics(props)
+
+
+def _published_hours(props) -> int:
+    with aurora.connect(props, "Warehouse") as conn:
+        return conn.execute("SELECT count(DISTINCT window_start) FROM hourly_store_metrics"
+                            ).fetchone()[0]
+
+
+def _hourly_metrics(props) -> None:
+    """The analysts' view: the busiest store's day from the lake and from the warehouse,
+    when each hour was published, and the chart of that day."""
+    with aurora.connect(props, "Warehouse") as conn:
+        store, day = conn.execute(
+            "SELECT store_id, window_start::date FROM hourly_store_metrics"
+            " GROUP BY 1, 2 ORDER BY sum(revenue) DESC LIMIT 1").fetchone()
+    for engine, flags in (("S3 lake (Parquet, DuckDB)", []), ("warehouse", ["--warehouse"])):
+        print(f"\n== store {store} on {day} by hour, from the {engine} ==")
+        analytics_cli.main([*flags, "store-day", "--store", str(store), "--day", day.isoformat()])
+    print("\n== publication delay after each hour's end ==")
+    analytics_cli.main(["publication", "--from", day.isoformat(), "--to", day.isoformat()])
+    print("\n== chart ==")
+    analytics_cli.main(["chart", "--store", str(store), "--day", day.isoformat()])
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment  # noqa: E40
 
 from connectors import kinesis, lake, redis_store, warehouse  # noqa: E402
 from jobs import runtime  # noqa: E402
-from pizzastream.config import load_properties  # noqa: E402
 from pizzastream.metrics import (  # noqa: E402
     SALE_ORDER_COLUMNS, MetricRow, as_hour, metric_sql, money_sql, stream_closes_at,
 )
@@ -185,12 +184,5 @@ def publish_hours(props: dict[str, dict[str, str]], rows: Sequence[MetricRow],
     warehouse.replace_hours(props, hours, rows)
 
 
-def main() -> None:
-    props = load_properties()
-    env = runtime.stream_environment(props)
-    build(env, props)
-    env.execute(JOB_NAME)
-
-
 if __name__ == "__main__":
-    main()
+    runtime.run_job(build, JOB_NAME)

@@ -29,7 +29,6 @@ from pyflink.datastream.state import ValueStateDescriptor  # noqa: E402
 from connectors import aurora, kinesis, redis_store  # noqa: E402
 from jobs import runtime  # noqa: E402
 from pizzastream.catalog import Catalog  # noqa: E402
-from pizzastream.config import load_properties  # noqa: E402
 from pizzastream.dead_letters import dead_letter  # noqa: E402
 from pizzastream.inventory import (  # noqa: E402
     InvalidRestock, StoreStock, due_reorders, parse_restock, place_order, policies_from_rows,
@@ -251,12 +250,5 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
     statements.attach_as_datastream()
 
 
-def main() -> None:
-    props = load_properties()
-    env = runtime.stream_environment(props)
-    build(env, props)
-    env.execute(JOB_NAME)
-
-
 if __name__ == "__main__":
-    main()
+    runtime.run_job(build, JOB_NAME)

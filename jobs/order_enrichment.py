@@ -24,7 +24,6 @@ from pyflink.datastream import (  # noqa: E402
 from connectors import aurora, kinesis, redis_store  # noqa: E402
 from jobs import runtime  # noqa: E402
 from pizzastream.catalog import Catalog  # noqa: E402
-from pizzastream.config import load_properties  # noqa: E402
 from pizzastream.dead_letters import dead_letter  # noqa: E402
 from pizzastream.orders import OrderRules, Rejection, enrich  # noqa: E402
 from pizzastream.sales import rejection_status_json  # noqa: E402
@@ -100,12 +99,5 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
     statements.attach_as_datastream()
 
 
-def main() -> None:
-    props = load_properties()
-    env = runtime.stream_environment(props)
-    build(env, props)
-    env.execute(JOB_NAME)
-
-
 if __name__ == "__main__":
-    main()
+    runtime.run_job(build, JOB_NAME)

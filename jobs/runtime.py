@@ -20,7 +20,7 @@ from pyflink.datastream import CheckpointingMode, DataStream, KeyedStream, Strea
 from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, StreamTableEnvironment, TableEnvironment
 
-from pizzastream.config import REPO_ROOT, is_local
+from pizzastream.config import REPO_ROOT, is_local, load_properties
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
 LOCAL_CHECKPOINTS = REPO_ROOT / ".stack" / "checkpoints"
@@ -139,6 +139,15 @@ def _ship_packages(env: StreamExecutionEnvironment) -> None:
         shutil.copytree(REPO_ROOT / package, code / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     env.add_python_file(str(code))
+
+
+def run_job(build, job_name: str) -> None:
+    """A job's entry point: its dataflow (``build(env, props)``) on the environment the
+    configuration describes, run until cancelled."""
+    props = load_properties()
+    env = stream_environment(props)
+    build(env, props)
+    env.execute(job_name)
 
 
 def table_environment(env: StreamExecutionEnvironment) -> StreamTableEnvironment:

@@ -85,9 +85,14 @@ def batch_id(system: int, cut_ms: int) -> str:
     return f"ss{system:02d}-{stamp}"
 
 
+def system_prefix(prefix: str, system: int) -> str:
+    """Where a store system's batches are under ``prefix``: ``pos/landing/store_system=07/``."""
+    return f"{prefix}store_system={system:02d}/"
+
+
 def batch_key(prefix: str, system: int, batch: str, suffix: str) -> str:
     """Object key of one part of a batch, e.g. ``pos/landing/store_system=07/<id>.jsonl.gz``."""
-    return f"{prefix}store_system={system:02d}/{batch}{suffix}"
+    return f"{system_prefix(prefix, system)}{batch}{suffix}"
 
 
 def parse_manifest_key(key: str) -> tuple[int, str] | None:
@@ -206,6 +211,8 @@ def _settled_line(doc: dict) -> SettledLine:
     if not (isinstance(order_id, str) and 0 < len(order_id) <= MAX_ID_LENGTH
             and isinstance(ts, str)):
         raise TypeError("order_id and transaction_ts must be non-empty strings")
+    if not order_id.isprintable():      # a NUL or lone surrogate: no database takes it
+        raise ValueError(f"order_id {order_id!r} has unprintable characters")
     ts_ms = parse_event_time(ts)
     if doc["store_id"] not in STORE_IDS or doc["quantity"] <= 0 or ts_ms is None:
         raise ValueError("store_id, quantity or transaction_ts out of range")

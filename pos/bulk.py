@@ -1,9 +1,10 @@
-"""``python -m pos.bulk --lines N [--store-system S]``: one large synthetic batch into
+"""``python -m pos.bulk --lines N [--lines-per-order K] [--store-system S]``: one large
+synthetic batch into
 ``pos/landing/``, as a peak-hour POS would drop it (the seed's 6.5 GB per 15 minutes is
 some 30 M lines across the store systems), for load and memory tests of the ingestion.
 
 The batch goes through the stand-in's own spool and outbox, so it is a real batch with a
-real manifest. Orders have ``LINES_PER_ORDER`` lines, spread over the last hour.
+real manifest. Orders have ``lines_per_order`` lines and are spread over the last hour.
 """
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from pizzastream.orders import STORE_IDS, EnrichedOrder, OrderLine
 from pizzastream.pos_batches import Manifest, batch_id, settle, store_system
 from pos.outbox import Outbox, Spool, Version
 
-LINES_PER_ORDER = 4
 HOUR_MS = 3_600_000
 
 
-def deliver_bulk(props: dict[str, dict[str, str]], lines: int, system: int = 1) -> Manifest:
+def deliver_bulk(props: dict[str, dict[str, str]], lines: int, lines_per_order: int = 4,
+                 system: int = 1) -> Manifest:
     """Delivers one batch of about ``lines`` line items (whole orders) for ``system``."""
     systems = int(props["Pos"]["store_systems"])
     stores = [s for s in STORE_IDS if store_system(s, systems) == system]
@@ -35,12 +36,12 @@ def deliver_bulk(props: dict[str, dict[str, str]], lines: int, system: int = 1) 
     with tempfile.TemporaryDirectory() as directory:
         outbox = Outbox(Path(directory), aws.client(props, "s3"), props["Lake"]["bucket"])
         spool = Spool(Path(directory), system, systems)
-        for n in range(max(1, lines // LINES_PER_ORDER)):
+        for n in range(max(1, lines // lines_per_order)):
             order = EnrichedOrder(
                 f"bulk-{batch}-{n}", f"B{batch}-{n:08d}", stores[n % len(stores)], "in_store",
                 "dine_in", now_ms - HOUR_MS + n % HOUR_MS, None, None,
                 tuple(OrderLine(p.product_id, 1 + n % 3, p.unit_price_cents)
-                      for p in itertools.islice(products, LINES_PER_ORDER)))
+                      for p in itertools.islice(products, lines_per_order)))
             for line in settle(order):
                 spool.add(line)
         manifest = spool.cut(batch, outbox.data_path(batch))
@@ -52,9 +53,11 @@ def deliver_bulk(props: dict[str, dict[str, str]], lines: int, system: int = 1) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pos.bulk", description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, required=True)
+    parser.add_argument("--lines-per-order", type=int, default=4)
     parser.add_argument("--store-system", type=int, default=1)
     args = parser.parse_args(argv)
-    manifest = deliver_bulk(load_properties(), args.lines, args.store_system)
+    manifest = deliver_bulk(load_properties(), args.lines, args.lines_per_order,
+                            args.store_system)
     print(f"{manifest.batch_id}: {manifest.record_count} lines, sha256 {manifest.sha256}")
     return 0
 

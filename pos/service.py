@@ -35,6 +35,8 @@ class PosStandIn:
         self._reader = CheckpointedReader(
             aws.client(props, "kinesis"), stream_name(props, "pos_orders"),
             state / "checkpoint.json", props["Streams"].get("initial_position", "TRIM_HORIZON"))
+        if self._reader.stream_replaced:     # a reset stack: old batches belong to old data
+            shutil.rmtree(state / "outbox", ignore_errors=True)
         self.outbox = Outbox(state / "outbox", aws.client(props, "s3"), props["Lake"]["bucket"])
         self._spool_dir = state / "spool"
         shutil.rmtree(self._spool_dir, ignore_errors=True)  # a crashed run's, never checkpointed

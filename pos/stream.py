@@ -31,8 +31,9 @@ class CheckpointedReader:
         self._incarnation = kinesis.describe_stream_summary(StreamName=stream_name)[
             "StreamDescriptionSummary"]["StreamCreationTimestamp"].isoformat()
         saved = json.loads(checkpoint.read_text()) if checkpoint.exists() else {}
-        self._positions: dict[str, str] = (saved["positions"]
-                                           if saved.get("stream") == self._incarnation else {})
+        # The stream was deleted and created again since the checkpoint was written.
+        self.stream_replaced = bool(saved) and saved["stream"] != self._incarnation
+        self._positions: dict[str, str] = {} if self.stream_replaced else saved.get("positions", {})
         self._iterators: dict[str, str | None] = {}
         self.caught_up = False      # whether the last poll reached the tip of every shard
 

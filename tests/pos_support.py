@@ -11,17 +11,35 @@ from connectors import aws
 from pizzastream.config import postgres_dsn, stream_name
 from pizzastream.orders import EnrichedOrder, OrderLine
 from pizzastream.pos_batches import Manifest, batch_id, settle, store_system
+from pizzastream.sales import fact_rows
 from pos.outbox import Outbox, Spool, Version
 
 SYSTEMS = 20
 HOUR_MS = 3_600_000
 
 
-def in_store_order(n: int, store_id: int, ts_ms: int, lines=((1, 2, 899), (7, 1, 1299))
-                   ) -> EnrichedOrder:
-    return EnrichedOrder(f"e-{store_id}-{n}", f"S{store_id:04d}-P{n:06d}", store_id, "in_store",
-                         "dine_in" if n % 2 else "pickup", ts_ms, None, None,
+def make_order(n: int, store_id: int, ts_ms: int, channel: str = "in_store",
+               lines=((1, 2, 899), (7, 1, 1299)), fulfillment: str | None = None
+               ) -> EnrichedOrder:
+    """An accepted order; unless told, in-store ones are dine-in or pickup, online ones
+    pickup."""
+    fulfillment = fulfillment or ("dine_in" if n % 2 and channel == "in_store" else "pickup")
+    location = (40.7, -74.0) if fulfillment == "delivery" else (None, None)
+    return EnrichedOrder(f"e-{store_id}-{n}", f"S{store_id:04d}-{channel[0].upper()}{n:06d}",
+                         store_id, channel, fulfillment, ts_ms, *location,
                          tuple(OrderLine(*line) for line in lines))
+
+
+def insert_sales(props, orders: list[EnrichedOrder]) -> None:
+    """Writes the orders' ``order_fct`` rows as the jobs do: named columns, money converted
+    from cents in the database, a replayed row ignored."""
+    with psycopg.connect(postgres_dsn(props, "Aurora"), autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO order_fct (store_id, order_id, product_id, transaction_ts, quantity,"
+            " unit_price, total_transaction_amt, delivery_type, channel) VALUES (%s, %s, %s,"
+            " timestamptz 'epoch' + %s * interval '1 millisecond', %s, %s / 100.0,"
+            " %s / 100.0, %s, %s) ON CONFLICT DO NOTHING",
+            [row for order in orders for row in fact_rows(order)])
 
 
 class PosDeliveries:

@@ -73,7 +73,7 @@ def test_line_json_has_exactly_the_order_fct_columns():
     {"transaction_ts": "2026-11-24T18:05:31"}, {"transaction_ts": 1764007531},
     {"unit_price": 8.995}, {"total_transaction_amt": 17.99}, {"unit_price": "8.99"},
     {"channel": "online"}, {"delivery_type": "drone"}, {"delivery_id": "D-1"},
-    {"order_id": ""},
+    {"order_id": ""}, {"order_id": "S1\ud800"}, {"order_id": "S1\x00"},
 ])
 def test_a_line_breaking_a_rule_is_a_bad_line(change):
     with pytest.raises(BadBatch) as error:

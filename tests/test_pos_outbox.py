@@ -9,7 +9,7 @@ import pytest
 
 from pizzastream.pos_batches import BadBatch, BatchDigest, Fault, Manifest, settle
 from pos.outbox import Faults, Spool, Version, _version_file
-from tests.pos_support import in_store_order
+from tests.pos_support import make_order
 
 INTERVAL = 900.0
 
@@ -44,7 +44,7 @@ def test_faults_are_drawn_per_batch_repeatably_in_their_shares():
 def batch(tmp_path):
     spool = Spool(tmp_path, 1, 20)
     for n in range(30):
-        for line in settle(in_store_order(n, 3, 1_764_000_000_000 + n)):
+        for line in settle(make_order(n, 3, 1_764_000_000_000 + n)):
             spool.add(line)
     data = tmp_path / "b.jsonl.gz"
     return data, spool.cut("ss01-b", data)

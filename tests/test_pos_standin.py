@@ -11,10 +11,11 @@ from collections import Counter
 
 import pytest
 
+import stack
 from connectors.kinesis_producer import KinesisProducer
 from pizzastream.config import REPO_ROOT, stream_name
 from pizzastream.sales import sale_json
-from tests.pos_support import in_store_order, landing_keys, query, stream_json
+from tests.pos_support import landing_keys, make_order, query, stream_json
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def test_every_accepted_in_store_order_is_settled_once_despite_duplicate_batches
         clean_stack, tmp_path):
     props = clean_stack
     now_ms = int(time.time() * 1000)
-    sold = [in_store_order(n, store, now_ms - n) for n, store in enumerate([1, 2, 150, 1999])]
+    sold = [make_order(n, store, now_ms - n) for n, store in enumerate([1, 2, 150, 1999])]
     KinesisProducer(props).put(stream_name(props, "pos_orders"),
                                [(str(o.store_id), sale_json(o).encode()) for o in sold])
     env = {**os.environ, "PIZZASTREAM__POS__STATE_DIR": str(tmp_path)}
@@ -55,3 +56,22 @@ def test_every_accepted_in_store_order_is_settled_once_despite_duplicate_batches
         sorted((o.order_id, o.total_cents, sum(ln.quantity for ln in o.lines)) for o in sold)
     assert query(props, "SELECT sum(record_count), sum(deliveries) FROM pos_batch") == [
         (2 * len(sold), 60)]
+
+
+def test_after_a_stack_reset_the_stand_in_forgets_the_old_streams_batches(clean_stack, tmp_path):
+    props = clean_stack
+    now_ms = int(time.time() * 1000)
+    KinesisProducer(props).put(stream_name(props, "pos_orders"), [
+        (str(o.store_id), sale_json(o).encode()) for o in [make_order(1, 1, now_ms)]])
+    env = {**os.environ, "PIZZASTREAM__POS__STATE_DIR": str(tmp_path)}
+    run("pos", "--once", "--late-share", "1", "--late-s", "3600", env=env)  # all held back
+    assert landing_keys(props, "pos/landing/") == []
+
+    stack.reset_data(props)
+    run("pos", "--once", env=env)
+
+    manifests = [key for key in landing_keys(props, "pos/landing/") if key.endswith(".json")]
+    assert len(manifests) == 20                      # the new, empty batches only
+    assert not list((tmp_path / "outbox").glob("*.plan.json"))
+    assert [line.split()[2:4] for line in run("etl.pos_ingestion", "--once", env=env)
+            .splitlines()] == [["0", "lines,"]] * 20

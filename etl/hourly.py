@@ -1,0 +1,205 @@
+"""Hourly ETL: ``python -m etl.hourly [--hour ISO]``, Aurora -> S3 staging -> warehouse and
+curated lake, every hour (seed design, section 6).
+
+Which hours a run writes (``hours_to_export``), among the *closed* ones, those the streaming
+hourly_metrics job has published already (``etl.metrics.stream_closed``: about 21 minutes
+after the hour's end; before that a correction would race the stream):
+
+- the hour asked for, or by default every closed hour since the last scheduled one (the
+  last closed hour, plus any a stopped ETL missed);
+- every closed hour in which an ``order_fct`` row changed since the previous run: late POS
+  batches with hours-old sales, delivery ids set after the fact. ``changed_at`` (kept by a
+  trigger, ``stack/sql/etl.sql``) says when a row last changed; the run covers changes in
+  ``[watermark, cutoff)`` and then moves the watermark to ``cutoff``. Changes to hours not
+  closed yet need no tracking: such an hour is exported whole once it is closed.
+
+``cutoff`` is "now", held back to the start of the oldest transaction still open in the
+database: a row stamped before the cutoff is then committed, hence seen by this run, and a
+row stamped after it falls in the next run's window. Nothing slips between two runs.
+
+Each hour is written whole (``etl.staging``): exported from Aurora to staging, loaded from
+staging into the warehouse's ``order_fct`` (stage table, then delete-and-insert by key in
+one transaction), and its hourly store metrics recomputed from staging by the hourly_metrics
+job in batch mode (``etl.metrics``), which replaces the hour's lake object and warehouse
+rows. Running an hour twice writes the same bytes and rows. ``etl_run`` logs every hour.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+
+from connectors import aurora
+from etl import locks, metrics
+from etl.runlog import RunLog
+from etl.staging import COLUMNS, Staging, floor_hour
+from pizzastream.config import load_properties
+from pizzastream.metrics import HOUR
+
+log = logging.getLogger(__name__)
+
+Props = dict[str, dict[str, str]]
+WATERMARK = "order_fct_changes"
+SCHEDULED, REQUESTED, LATE_ROWS = "scheduled", "requested", "late_rows"
+CUTOFF_LAG_WARNING = timedelta(minutes=15)
+_CUTOFF = """
+SELECT now(), least(now(), (SELECT min(xact_start) FROM pg_stat_activity
+                            WHERE datname = current_database() AND pid <> pg_backend_pid()))"""
+_CHANGED_HOURS = """
+SELECT DISTINCT date_trunc('hour', transaction_ts, 'UTC') FROM order_fct
+WHERE changed_at >= %s AND changed_at < %s AND transaction_ts < %s"""
+_EXPORT = f"""
+SELECT {', '.join(COLUMNS)} FROM order_fct
+WHERE transaction_ts >= %s AND transaction_ts < %s
+ORDER BY order_id, product_id"""
+_MERGE = [
+    "DELETE FROM order_fct USING order_fct_stage s"
+    " WHERE order_fct.order_id = s.order_id AND order_fct.product_id = s.product_id",
+    f"INSERT INTO order_fct ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)}"
+    f" FROM order_fct_stage",
+    "DROP TABLE order_fct_stage",
+]
+
+
+def run(props: Props, hour: datetime | None = None) -> dict[datetime, tuple[str, int]]:
+    """One ETL run; returns ``{hour: (cause, rows exported)}``."""
+    staged = Staging(props)
+    with aurora.connect(props) as conn, locks.exclusive(conn, locks.HOURLY):
+        conn.execute("SET TIME ZONE 'UTC'")
+        now, cutoff = change_cutoff(conn)
+        hours = hours_to_export(conn, hour, first_open_hour(props, now), _watermark(conn), cutoff)
+        runlog = RunLog(conn, "export")
+        runlog.start(hours)
+        try:
+            exported = {h: _export_and_load(props, conn, staged, h, runlog) for h in sorted(hours)}
+            metrics.refresh(props, hours, runlog.finish)
+            _advance(conn, cutoff)
+        except BaseException as error:
+            runlog.fail(error)
+            raise
+    return {h: (hours[h], exported[h]) for h in sorted(hours)}
+
+
+def first_open_hour(props: Props, now: datetime) -> datetime:
+    """The first hour the streaming job may still publish itself."""
+    hour = floor_hour(now)
+    while not metrics.stream_closed(props, hour - HOUR, now):
+        hour -= HOUR
+    return hour
+
+
+def change_cutoff(conn: psycopg.Connection) -> tuple[datetime, datetime]:
+    """``(now, cutoff)``: rows stamped before ``cutoff`` are all committed (see the module
+    docstring). Needs to see other sessions' ``xact_start``: on Aurora, grant the ETL's role
+    ``pg_read_all_stats`` unless every writer uses the same role."""
+    now, cutoff = conn.execute(_CUTOFF).fetchone()
+    if now - cutoff > CUTOFF_LAG_WARNING:
+        log.warning("a transaction open since %s holds back the change window", cutoff)
+    return now, cutoff
+
+
+def hours_to_export(conn: psycopg.Connection, hour: datetime | None, first_open: datetime,
+                    since: datetime | None, cutoff: datetime) -> dict[datetime, str]:
+    """``{hour: cause}`` of every hour this run writes (see the module docstring); only
+    hours before ``first_open`` are closed. A requested hour must be closed too."""
+    if hour is not None and floor_hour(hour) >= first_open:
+        raise ValueError(f"{hour.isoformat()} is not closed yet: the stream publishes it until "
+                         f"{first_open.isoformat()} is the first open hour")
+    changed = conn.execute(_CHANGED_HOURS, (since or datetime.min.replace(tzinfo=timezone.utc),
+                                            cutoff, first_open)).fetchall()
+    hours = {h: LATE_ROWS for (h,) in changed}
+    if hour is not None:
+        hours[floor_hour(hour)] = REQUESTED
+    else:
+        hours.update({h: SCHEDULED for h in _scheduled_hours(conn, first_open)})
+    return hours
+
+
+def _scheduled_hours(conn: psycopg.Connection, first_open: datetime) -> Iterator[datetime]:
+    """Closed hours after the last successful scheduled one; the last closed hour on the
+    first run (older history comes in through the change window, which starts empty)."""
+    (last,) = conn.execute("SELECT max(hour) FROM etl_run WHERE kind = 'export'"
+                           " AND cause = %s AND status = 'succeeded'", (SCHEDULED,)).fetchone()
+    hour = first_open - HOUR if last is None else last + HOUR
+    while hour < first_open:
+        yield hour
+        hour += HOUR
+
+
+def _export_and_load(props: Props, conn: psycopg.Connection, staged: Staging, hour: datetime,
+                     runlog: RunLog) -> int:
+    rows, keys = export_hour(conn, staged, hour, int(props["Etl"]["fetch_rows"]),
+                             int(props["Etl"]["part_rows"]))
+    runlog.exported(hour, rows, len(keys))
+    load_warehouse(props, staged, hour)
+    log.info("%s: %d rows in %d staging files and the warehouse", hour, rows, len(keys))
+    return rows
+
+
+def export_hour(conn: psycopg.Connection, staged: Staging, hour: datetime, fetch_rows: int,
+                part_rows: int) -> tuple[int, list[str]]:
+    """Writes the hour's ``order_fct`` rows to its staging partition, streaming them from
+    a server-side cursor ``fetch_rows`` at a time; returns ``(rows, keys)``."""
+    with conn.transaction(), conn.cursor(name="export_hour") as cursor:
+        cursor.execute(_EXPORT, (hour, hour + HOUR))
+        return staged.write_hour(hour, iter(lambda: cursor.fetchmany(fetch_rows), []),
+                                 part_rows)
+
+
+def load_warehouse(props: Props, staged: Staging, hour: datetime) -> None:
+    """Merges the hour's staging partition into the warehouse ``order_fct`` in one
+    transaction. Locally the stage table is filled through COPY FROM STDIN; on Redshift
+    the same stage table is filled by ``COPY order_fct_stage FROM 's3://<bucket>/<hour
+    prefix>' IAM_ROLE ... FORMAT AS PARQUET``, and the merge statements are the same."""
+    with aurora.connect(props, "Warehouse") as wh, wh.transaction():
+        wh.execute("CREATE TEMPORARY TABLE order_fct_stage (LIKE order_fct)")
+        with wh.cursor().copy(f"COPY order_fct_stage ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for batch in staged.read_hour(hour):
+                for row in zip(*(column.to_pylist() for column in batch.columns)):
+                    copy.write_row(row)
+        for statement in _MERGE:
+            wh.execute(statement)
+
+
+def _watermark(conn: psycopg.Connection) -> datetime | None:
+    row = conn.execute("SELECT changes_to FROM etl_watermark WHERE name = %s",
+                       (WATERMARK,)).fetchone()
+    return row[0] if row else None
+
+
+def _advance(conn: psycopg.Connection, cutoff: datetime) -> None:
+    conn.execute("INSERT INTO etl_watermark (name, changes_to) VALUES (%s, %s)"
+                 " ON CONFLICT (name) DO UPDATE SET changes_to = EXCLUDED.changes_to,"
+                 " updated_at = now()", (WATERMARK, cutoff))
+
+
+def parse_hour(text: str) -> datetime:
+    """An ISO-8601 time (UTC when it names no offset), floored to its hour."""
+    moment = datetime.fromisoformat(text)
+    return floor_hour(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m etl.hourly",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--hour", type=parse_hour,
+                        help="export this hour (ISO-8601, e.g. 2026-11-24T10:00Z) instead of "
+                             "the closed hours since the last scheduled run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        report = run(load_properties(), args.hour)
+    except locks.Busy as busy:
+        parser.exit(1, f"{parser.prog}: {busy}; this run does nothing\n")
+    for hour, (cause, rows) in report.items():
+        print(f"{hour:%Y-%m-%dT%H:00Z} {cause} {rows} rows", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

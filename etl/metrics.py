@@ -1,0 +1,44 @@
+"""The hourly store metrics of given hours, recomputed from S3 staging and published: the
+step the hourly ETL and reprocessing share.
+
+The computation is the hourly_metrics job's own SQL in Flink batch mode
+(``jobs.hourly_metrics.run_batch``), so a fix to a metric reaches history through the same
+code as live data; ``publish_hours`` replaces each hour's lake object and warehouse rows.
+The streaming job publishes an hour itself when its watermark passes the hour's end; until
+then (``stream_closed``) a batch correction would race it, so the ETL leaves such hours to
+the stream and takes them up once they are closed.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+
+from jobs import hourly_metrics
+from pizzastream.metrics import stream_closes_at
+
+Props = dict[str, dict[str, str]]
+
+
+def refresh(props: Props, hours: Sequence[datetime],
+            published: Callable[[dict[datetime, int]], None]) -> None:
+    """Recomputes and publishes ``hours`` (aware UTC, all staged), ``Etl.metrics_chunk_hours``
+    at a time (one Flink batch job each: a long outage or a first run must not become one
+    huge job). After each chunk, ``published`` gets the metric rows now published per hour
+    of the chunk (0 for an hour without sales, whose rows are removed)."""
+    hours = sorted(hours)
+    size = int(props["Etl"]["metrics_chunk_hours"])
+    for first in range(0, len(hours), size):
+        chunk = hours[first:first + size]
+        rows = hourly_metrics.run_batch(props, chunk)
+        hourly_metrics.publish_hours(props, rows, chunk)
+        counts = Counter(row.window_start.replace(tzinfo=timezone.utc) for row in rows)
+        published({hour: counts[hour] for hour in chunk})
+
+
+def stream_closed(props: Props, hour: datetime, now: datetime) -> bool:
+    """Whether the streaming job has published ``hour`` by ``now`` (both aware UTC)."""
+    group = props["HourlyMetrics"]
+    closes_at = stream_closes_at(hour, timedelta(minutes=float(group["out_of_orderness_minutes"])),
+                                 timedelta(seconds=float(group["idle_seconds"])))
+    return closes_at.replace(tzinfo=timezone.utc) <= now

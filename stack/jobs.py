@@ -7,6 +7,7 @@ application on Managed Service for Apache Flink); stopping the group leaves noth
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 from pizzastream.config import REPO_ROOT
 
 LOG_DIR = REPO_ROOT / ".stack" / "logs"
+# log4j's console pattern: "2026-11-24 12:15:34,115 INFO  org.apache..."
+_JVM_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 
 
 class LocalProcess:
@@ -32,6 +35,15 @@ class LocalProcess:
 
     def running(self) -> bool:
         return self._process.poll() is None
+
+    def wait(self) -> int:
+        """Waits for a program that ends by itself; returns its exit code."""
+        return self._process.wait()
+
+    def output(self) -> str:
+        """What the program printed, without the JVM's log lines (they stay in the log)."""
+        return "\n".join(line for line in self.log_path.read_text(errors="replace").splitlines()
+                         if not _JVM_LOG_LINE.match(line))
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

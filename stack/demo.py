@@ -175,7 +175,7 @@ def _hourly_metrics(props) -> None:
         analytics_cli.main([*flags, "store-day", "--store", str(store), "--day", day.isoformat()])
     print("\n== publication delay after each hour's end ==\n"
           "  (the demo replays a past business day within minutes, so these delays measure the\n"
-          "  replay; the pipeline's own delay is measured by `python -m bench`)")
+          "  replay; on live traffic the same report gives the pipeline's own delay)")
     analytics_cli.main(["publication", "--from", day.isoformat(), "--to", day.isoformat()])
     print("\n== chart ==")
     analytics_cli.main(["chart", "--store", str(store), "--day", day.isoformat()])

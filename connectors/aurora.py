@@ -1,7 +1,10 @@
-"""Aurora (PostgreSQL) edge: reference-data reads and the Flink JDBC sinks.
+"""Aurora (PostgreSQL) edge: reference-data reads and the Flink sinks.
 
-Reads use psycopg directly (small, periodic); writes from Flink go through the JDBC table
-connector in upsert mode, so a row written twice after a restart stays one row.
+Reads use psycopg directly (small, periodic). Writes from Flink are upserts, so a row
+written twice after a restart stays one row: ``order_fct``, the high-volume table, through
+``copy_upsert_sink`` (COPY into a staging table, then one INSERT per batch: several times
+the JDBC connector's rows/s, docs/benchmarks.md); the smaller tables through the JDBC table
+connector in upsert mode.
 """
 from __future__ import annotations
 
@@ -48,9 +51,9 @@ def ingredient_policy_rows(props: dict[str, dict[str, str]]) -> list[tuple]:
 
 
 def store_inventory(conn: psycopg.Connection, store_id: int) -> dict[int, int]:
-    """A store's stock as the operational ``inventory`` table holds it."""
+    """A store's opening stock (``opening_inventory``: never written by a job)."""
     rows = conn.execute(
-        "SELECT ingredient_id, on_hand FROM inventory WHERE store_id = %s", (store_id,)
+        "SELECT ingredient_id, on_hand FROM opening_inventory WHERE store_id = %s", (store_id,)
     ).fetchall()
     return {ingredient_id: on_hand for ingredient_id, on_hand in rows}
 
@@ -155,9 +158,10 @@ def copy_upsert_sink(
     position) and merged with one ``INSERT ... SELECT ... ON CONFLICT (primary_key) DO
     UPDATE``; ``target`` maps each target column to a SQL expression over the staging
     columns, so unit conversions run in the database. Batches are written every
-    ``copy_batch_rows`` rows (default 5000), every ``copy_flush_interval_ms`` (default
-    1000) and on every checkpoint: at-least-once and idempotent, like ``upsert_rows``, at
-    several times its rows per second (docs/benchmarks.md)."""
+    ``copy_batch_rows`` rows (default 50000: PostgreSQL's cost is per statement and commit,
+    see docs/benchmarks.md), every ``copy_flush_interval_ms`` (default 1000) and on every
+    checkpoint: at-least-once and idempotent, like ``upsert_rows``, at several times its
+    rows per second."""
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
 
@@ -174,7 +178,7 @@ def copy_upsert_sink(
         jdbc_url(props, group), db["user"], db["password"], target_table,
         strings([f"{name} {sql_type}" for name, sql_type in stage_columns]),
         strings([name for name, _ in target]), strings([expression for _, expression in target]),
-        strings(primary_key), int(db.get("copy_batch_rows", "5000")),
+        strings(primary_key), int(db.get("copy_batch_rows", "50000")),
         int(db.get("copy_flush_interval_ms", "1000"))))
 
 
@@ -186,7 +190,8 @@ ORDER_FCT_STAGE = [
 ]
 ORDER_FCT_TARGET = [
     ("store_id", "store_id"), ("order_id", "order_id"), ("product_id", "product_id"),
-    ("transaction_ts", "timestamptz 'epoch' + transaction_ts_ms * interval '1 millisecond'"), ("quantity", "quantity"),
+    ("transaction_ts", "timestamptz 'epoch' + transaction_ts_ms * interval '1 millisecond'"),
+    ("quantity", "quantity"),
     ("unit_price", "unit_price_cents / 100.0"), ("total_transaction_amt", "total_cents / 100.0"),
     ("delivery_type", "delivery_type"), ("channel", "channel"),
 ]

@@ -7,7 +7,7 @@ restock event id (JVM) -> StoreInventory (keyed by store, one Python call per ev
   pos-orders (Kinesis)                        accepted in-store sales, for the POS
   deliveries (Kinesis)                        accepted delivery orders, for the delivery service
   supplier-orders (Kinesis) + supplier_order  reorders when stock runs low
-  inventory (Aurora) and Redis                current stock per store, every few seconds
+  inventory (Aurora) and Redis                current stock per store, with every change
   dead_letter (Aurora)                        repeats and unusable restocks, with the reason
 
 Run locally with ``python jobs/inventory_windowing.py``; the same file is the ``python``
@@ -63,7 +63,6 @@ POS_ORDERS = OutputTag("pos-orders", kinesis.KEYED_RECORD)
 DELIVERIES = OutputTag("deliveries", kinesis.KEYED_RECORD)
 SUPPLIER_ORDERS = OutputTag("supplier-orders", kinesis.KEYED_RECORD)
 STATUS_CACHE = OutputTag("order-status-cache", redis_store.REDIS_COMMAND)
-INVENTORY_CACHE = OutputTag("inventory-cache", redis_store.REDIS_COMMAND)
 FACTS = OutputTag("order-fct", FACT_ROW)
 SUPPLIER_ORDER_ROWS = OutputTag("supplier-order-rows", SUPPLIER_ORDER_ROW)
 INVENTORY_LEVELS = OutputTag("inventory-levels", INVENTORY_ROW)
@@ -73,12 +72,11 @@ DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
 class StoreInventory(KeyedProcessFunction):
     """Adapts ``pizzastream.inventory`` to keyed state: one ``StoreStock`` per store, read
     and written once per event. The main output is the order status; everything else
-    leaves through side outputs. Stock levels are published on a timer, not per order."""
+    leaves through side outputs, the changed stock levels included."""
 
     def __init__(self, props: dict[str, dict[str, str]]):
         self._props = props
         settings = props["Inventory"]
-        self._snapshot_ms = int(settings.get("snapshot_interval_ms", "5000"))
         self._window_minutes = int(settings.get("consumption_window_minutes", "60"))
         self._bucket_minutes = int(settings.get("consumption_bucket_minutes", "5"))
 
@@ -91,34 +89,36 @@ class StoreInventory(KeyedProcessFunction):
         self._db = aurora.connect(self._props)
         self._stock_state = runtime_context.get_state(
             ValueStateDescriptor("stock", Types.PICKLED_BYTE_ARRAY()))
-        self._snapshot_pending: set[str] = set()
 
     def close(self):
         self._db.close()
 
-    def _stock(self, store_id: int) -> StoreStock:
-        """The store's stock; the first time a store is seen, its opening stock is read
-        from the operational ``inventory`` table."""
+    def _stock(self, store_id: int) -> tuple[StoreStock, bool]:
+        """The store's stock, and whether it was just opened: the first time a store is
+        seen, its opening stock is read from ``opening_inventory``, which no job writes (the
+        ``inventory`` table is this job's output: a job restored from a checkpoint that
+        predates a store would otherwise open it with stock it had already consumed)."""
         state = self._stock_state.value()
         if state is not None:
-            return StoreStock.from_state(state)
+            return StoreStock.from_state(state), False
         return StoreStock.initial(store_id, aurora.store_inventory(self._db, store_id),
                                   window_minutes=self._window_minutes,
-                                  bucket_minutes=self._bucket_minutes)
+                                  bucket_minutes=self._bucket_minutes), True
 
     def process_element(self, value, ctx):
         kind, data = value
         data = bytes(data)
         key = ctx.get_current_key()
         store_id = int(key)
-        stock = self._stock(store_id)
+        stock, opened = self._stock(store_id)
         if kind == ORDER:
             order = EnrichedOrder.from_json(data)
-            yield from self._place(stock, order, key)
+            changed = yield from self._place(stock, order, key)
             event_ms = order.ts_ms
         else:
             try:
-                event_ms = self._restock(stock, data, store_id)
+                event_ms, ingredient_id = self._restock(stock, data, store_id)
+                changed = {ingredient_id}
             except InvalidRestock as invalid:
                 letter = dead_letter(JOB_NAME, data, invalid.reason, invalid.detail)
                 yield DEAD_LETTERS, Row(*letter.as_tuple())
@@ -131,10 +131,20 @@ class StoreInventory(KeyedProcessFunction):
                 supplier_order.supplier_id, supplier_order.quantity, supplier_order.ts_ms,
                 supplier_order.on_hand, supplier_order.reorder_point)
         self._stock_state.update(stock.to_state())
-        if key not in self._snapshot_pending:
-            self._snapshot_pending.add(key)
-            now = ctx.timer_service().current_processing_time()
-            ctx.timer_service().register_processing_time_timer(now + self._snapshot_ms)
+        yield from self._publish(stock, stock.on_hand if opened else changed)
+
+    @staticmethod
+    def _publish(stock: StoreStock, ingredients):
+        """The stock of the ingredients an event changed (all of them when the store was
+        just opened), for the ``inventory`` table and, through ``inventory_cache_commands``
+        in the JVM, Redis. Published with the event's own outputs, not later from a timer:
+        a restored job replays exactly the events after its checkpoint and with them their
+        publications, while a processing-time timer registered just before a checkpoint can
+        be missing from it (PyFlink 1.20 applies Python timer registrations through the
+        mailbox, after the snapshot)."""
+        for ingredient_id in sorted(ingredients):
+            yield INVENTORY_LEVELS, Row(stock.store_id, ingredient_id,
+                                        stock.on_hand[ingredient_id])
 
     def _place(self, stock: StoreStock, order: EnrichedOrder, key: str):
         decision = place_order(stock, order, self._catalog.get())
@@ -142,7 +152,7 @@ class StoreInventory(KeyedProcessFunction):
         yield STATUS_CACHE, Row(
             "SET", redis_store.order_status_key(order.order_id), "", decision.status)
         if not decision.accepted:
-            return
+            return set()
         sale = Row(key, sale_json(order))
         if order.channel == Channel.ONLINE:
             yield SALES, sale
@@ -152,26 +162,16 @@ class StoreInventory(KeyedProcessFunction):
             yield POS_ORDERS, sale
         if order.fulfillment == Fulfillment.DELIVERY:
             yield DELIVERIES, sale
+        return set(decision.consumed)
 
-    def _restock(self, stock: StoreStock, data: bytes, store_id: int) -> int:
+    def _restock(self, stock: StoreStock, data: bytes, store_id: int) -> tuple[int, int]:
         delivery = parse_restock(data)
         if delivery.store_id != store_id:
             raise InvalidRestock("store_mismatch",
                                  f"store {delivery.store_id} sent on partition key {store_id}")
         restock(stock, delivery.ingredient_id, delivery.quantity, delivery.supplier_order_id,
                 delivery.ts_ms, known=self._policies.get())
-        return delivery.ts_ms
-
-    def on_timer(self, timestamp, ctx):
-        key = ctx.get_current_key()
-        self._snapshot_pending.discard(key)
-        state = self._stock_state.value()
-        if state is None:
-            return
-        for store_id, ingredient_id, on_hand in StoreStock.from_state(state).levels():
-            yield INVENTORY_LEVELS, Row(store_id, ingredient_id, on_hand)
-            yield INVENTORY_CACHE, Row(
-                "HSET", redis_store.inventory_key(store_id), str(ingredient_id), str(on_hand))
+        return delivery.ts_ms, delivery.ingredient_id
 
 
 def repeat_dead_letter(record):
@@ -181,6 +181,22 @@ def repeat_dead_letter(record):
     reason = "duplicate_order" if kind == ORDER else "duplicate_restock"
     letter = dead_letter(JOB_NAME, data, reason, "already processed; ignored")
     return Row(*letter.as_tuple())
+
+
+# The Redis hash field of each published stock level (key as ``redis_store.inventory_key``).
+LEVELS = "inventory_levels"
+INVENTORY_CACHE_SQL = f"""
+SELECT 'HSET' AS command, CONCAT('inventory:', CAST(store_id AS STRING)) AS key,
+       CAST(ingredient_id AS STRING) AS field, CAST(on_hand AS STRING) AS `value`
+FROM {LEVELS}"""
+
+
+def inventory_cache_commands(t_env, levels: DataStream) -> DataStream:
+    """Redis ``HSET`` commands of the ``INVENTORY_ROW`` levels, built in the JVM: emitting
+    them from Python as well would double the records each event sends back across the
+    JVM-Python boundary (docs/benchmarks.md)."""
+    t_env.create_temporary_view(LEVELS, t_env.from_data_stream(levels))
+    return t_env.to_data_stream(t_env.sql_query(INVENTORY_CACHE_SQL))
 
 
 def decide_orders(
@@ -208,28 +224,23 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
     kinesis.sink_to_stream(statuses, props, "order_status")
     for tag, stream in ((SALES, "sales"), (POS_ORDERS, "pos_orders"),
                         (DELIVERIES, "deliveries"), (SUPPLIER_ORDERS, "supplier_orders")):
-        kinesis.sink_to_stream(statuses.get_side_output(tag), props, stream)
-    statuses.get_side_output(STATUS_CACHE).sink_to(
+        kinesis.sink_to_stream(runtime.side_output(statuses, tag), props, stream)
+    runtime.side_output(statuses, STATUS_CACHE).sink_to(
         redis_store.sink(props, redis_store.ORDER_STATUS_TTL_S)
     ).name("redis:order-status").uid("sink-redis-order-status")
-    statuses.get_side_output(INVENTORY_CACHE).sink_to(redis_store.sink(props)).name(
+    levels = runtime.side_output(statuses, INVENTORY_LEVELS)
+    inventory_cache_commands(t_env, levels).sink_to(redis_store.sink(props)).name(
         "redis:inventory").uid("sink-redis-inventory")
 
     statements = t_env.create_statement_set()
+    # order_fct: COPY into a staging table + one INSERT ... ON CONFLICT per batch (flushed
+    # on every checkpoint), several times the JDBC upsert's rows/s (docs/benchmarks.md)
+    runtime.side_output(statuses, FACTS).sink_to(aurora.copy_upsert_sink(
+        props, "order_fct", aurora.ORDER_FCT_STAGE, aurora.ORDER_FCT_TARGET,
+        ["order_id", "product_id"])).name("aurora:order_fct").uid("sink-aurora-order-fct")
     aurora.upsert_rows(
-        t_env, statements, props, statuses.get_side_output(FACTS), "order_fct",
-        [("store_id", "INT"), ("order_id", "STRING"), ("product_id", "INT"),
-         ("transaction_ts", "TIMESTAMP(3)"), ("quantity", "INT"),
-         ("unit_price", "DECIMAL(10, 2)"), ("total_transaction_amt", "DECIMAL(12, 2)"),
-         ("delivery_type", "STRING"), ("channel", "STRING")],
-        ["order_id", "product_id"],
-        select="store_id, order_id, product_id,"
-               " CAST(TO_TIMESTAMP_LTZ(transaction_ts_ms, 3) AS TIMESTAMP(3)), quantity,"
-               " CAST(unit_price_cents / 100.0 AS DECIMAL(10, 2)),"
-               " CAST(total_cents / 100.0 AS DECIMAL(12, 2)), delivery_type, channel",
-    )
-    aurora.upsert_rows(
-        t_env, statements, props, statuses.get_side_output(SUPPLIER_ORDER_ROWS), "supplier_order",
+        t_env, statements, props, runtime.side_output(statuses, SUPPLIER_ORDER_ROWS),
+        "supplier_order",
         [("supplier_order_id", "STRING"), ("store_id", "INT"), ("ingredient_id", "INT"),
          ("supplier_id", "INT"), ("quantity", "INT"), ("ordered_ts", "TIMESTAMP(3)"),
          ("on_hand", "BIGINT"), ("reorder_point", "BIGINT")],
@@ -238,13 +249,13 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
                " CAST(TO_TIMESTAMP_LTZ(ordered_ts_ms, 3) AS TIMESTAMP(3)), on_hand, reorder_point",
     )
     aurora.upsert_rows(
-        t_env, statements, props, statuses.get_side_output(INVENTORY_LEVELS), "inventory",
+        t_env, statements, props, levels, "inventory",
         [("store_id", "INT"), ("ingredient_id", "INT"), ("on_hand", "BIGINT"),
          ("updated_at", "TIMESTAMP(3)")],
         ["store_id", "ingredient_id"],
         select="store_id, ingredient_id, on_hand, CAST(LOCALTIMESTAMP AS TIMESTAMP(3))",
     )
-    dead_letters = statuses.get_side_output(DEAD_LETTERS).union(
+    dead_letters = runtime.side_output(statuses, DEAD_LETTERS).union(
         repeats.map(repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW).name("repeats"))
     aurora.sink_dead_letters(t_env, statements, props, dead_letters)
     statements.attach_as_datastream()

@@ -89,13 +89,14 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
     t_env = runtime.table_environment(env)
     enriched = enrich_orders(kinesis.raw_record_source(env, props, "orders"), props)
     kinesis.sink_to_stream(enriched, props, "orders_enriched")
-    kinesis.sink_to_stream(enriched.get_side_output(STATUSES), props, "order_status")
-    enriched.get_side_output(STATUS_CACHE).sink_to(
+    kinesis.sink_to_stream(runtime.side_output(enriched, STATUSES), props, "order_status")
+    runtime.side_output(enriched, STATUS_CACHE).sink_to(
         redis_store.sink(props, redis_store.ORDER_STATUS_TTL_S)
     ).name("redis:order-status").uid("sink-redis-order-status")
 
     statements = t_env.create_statement_set()
-    aurora.sink_dead_letters(t_env, statements, props, enriched.get_side_output(DEAD_LETTERS))
+    aurora.sink_dead_letters(t_env, statements, props,
+                             runtime.side_output(enriched, DEAD_LETTERS))
     statements.attach_as_datastream()
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from pyflink.common import Configuration
 from pyflink.common import Types, WatermarkStrategy
-from pyflink.datastream import CheckpointingMode, DataStream, KeyedStream, StreamExecutionEnvironment
+from pyflink.datastream import (
+    CheckpointingMode, DataStream, KeyedStream, OutputTag, StreamExecutionEnvironment,
+)
 from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, StreamTableEnvironment, TableEnvironment
 
@@ -198,6 +200,28 @@ def json_event_time(field: str, out_of_orderness_ms: int, idle_ms: int) -> Water
     ``idle_ms``; computed in the JVM (``pizzastream.flink.JsonEventTime``, which says why)."""
     return WatermarkStrategy(
         get_gateway().jvm.pizzastream.flink.JsonEventTime(field, out_of_orderness_ms, idle_ms))
+
+
+def json_rows(stream: DataStream, row_type, max_bytes: int) -> DataStream:
+    """JSON records of ``stream`` decoded once, in the JVM, into ``row_type`` rows (named
+    after the JSON fields), keeping their timestamps: SQL over typed columns instead of one
+    ``JSON_VALUE`` parse per field (docs/benchmarks.md). Undecodable records are counted and
+    dropped (``pizzastream.flink.JsonRows``)."""
+    from pyflink.datastream.formats.json import JsonRowDeserializationSchema
+
+    schema = JsonRowDeserializationSchema.builder().type_info(row_type).build()
+    decoder = get_gateway().jvm.pizzastream.flink.JsonRows(
+        schema._j_deserialization_schema, max_bytes)
+    return DataStream(stream._j_data_stream.flatMap(decoder, row_type.get_java_type_info())
+                      .name("json-decode"))
+
+
+def side_output(stream: DataStream, tag: OutputTag) -> DataStream:
+    """``stream``'s side output ``tag``, taken in the JVM. PyFlink's ``get_side_output``
+    appends a Python identity ``map`` to every side output, so each side-output record would
+    cross into Python and back once more (docs/benchmarks.md); ``tag`` must have a Flink
+    type (not the pickled default), which every tag of the jobs has."""
+    return DataStream(stream._j_data_stream.getSideOutput(tag.get_java_output_tag()))
 
 
 def key_by_store(records: DataStream, value_type) -> KeyedStream:

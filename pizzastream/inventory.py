@@ -142,10 +142,6 @@ class StoreStock:
     def window_minutes(self) -> int:
         return self.window_buckets * self.bucket_ms // _MINUTE_MS
 
-    def levels(self) -> list[tuple[int, int, int]]:
-        """``(store_id, ingredient_id, on_hand)`` rows for the ``inventory`` table."""
-        return [(self.store_id, i, self.on_hand[i]) for i in sorted(self.on_hand)]
-
     def window_use(self, ingredient_id: int, now_ms: int) -> tuple[int, int]:
         """``(units consumed, span_ms)`` of the consumption window ending at ``now_ms``."""
         now_bucket = now_ms // self.bucket_ms

@@ -373,7 +373,11 @@ def _wrong_type(name: str, expected: str, value: object) -> _Invalid:
 
 
 def _is_id(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+    """A non-empty string of at most ``MAX_ID_LENGTH`` printable characters: no control
+    characters (PostgreSQL ``text`` refuses NUL) and no lone UTF-16 surrogates (a JSON
+    ``\\ud800`` escape decodes to one; UTF-8 cannot encode it, so PyFlink's string
+    serializer would fail the job on it again after every restart)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
 
 
 def _is_int(value: object) -> bool:
@@ -396,4 +400,7 @@ def _clip(value: object) -> str:
     if isinstance(value, (dict, list)):
         return f"a JSON {_json_type(value)}"
     text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= _DETAIL_VALUE_CHARS else text[:_DETAIL_VALUE_CHARS] + "…"
+    text = text if len(text) <= _DETAIL_VALUE_CHARS else text[:_DETAIL_VALUE_CHARS] + "…"
+    # Details go to PostgreSQL and through PyFlink's UTF-8 serializer: escape what they refuse.
+    return (text.encode("utf-8", "backslashreplace").decode("utf-8")
+            .replace("\x00", "\\x00"))

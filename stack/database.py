@@ -33,6 +33,8 @@ REFERENCE_TABLES = {
     "delivery_partner": reference_data.delivery_partners,
 }
 INVENTORY = "inventory"
+# The same opening stock again, read by inventory_windowing and never written by it.
+OPENING_INVENTORY = "opening_inventory"
 # A reset must not hang behind a job's open transaction; fail loudly instead.
 LOCK_TIMEOUT = "10s"
 
@@ -78,11 +80,13 @@ def seed(props: Props, force: bool = False) -> bool:
     with psycopg.connect(postgres_dsn(props, "Aurora")) as conn:
         count = conn.execute("SELECT count(*) FROM store").fetchone()[0]
         if count == reference_data.STORE_COUNT and not force:
+            if not conn.execute(f"SELECT 1 FROM {OPENING_INVENTORY} LIMIT 1").fetchone():
+                _copy(conn, OPENING_INVENTORY, reference_data.initial_inventory())
             return False
-        _truncate(conn, [*REFERENCE_TABLES, INVENTORY])
+        _truncate(conn, [*REFERENCE_TABLES, INVENTORY, OPENING_INVENTORY])
         for table, rows in REFERENCE_TABLES.items():
             _copy(conn, table, rows())
-        _copy(conn, INVENTORY, reference_data.initial_inventory())
+        _copy_opening_inventory(conn)
     return True
 
 
@@ -95,10 +99,18 @@ def reset(props: Props) -> None:
     with psycopg.connect(postgres_dsn(props, "Aurora")) as conn:
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
         _truncate(conn, [t for t in _tables(conn) if t not in REFERENCE_TABLES])
-        _copy(conn, INVENTORY, reference_data.initial_inventory())
+        _copy_opening_inventory(conn)
     with psycopg.connect(postgres_dsn(props, "Warehouse")) as conn:
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
         _truncate(conn, _tables(conn))
+
+
+def _copy_opening_inventory(conn: psycopg.Connection) -> None:
+    """The opening stock into ``inventory`` (current, the job's output) and
+    ``opening_inventory`` (where the job starts a store)."""
+    levels = reference_data.initial_inventory()
+    _copy(conn, INVENTORY, levels)
+    _copy(conn, OPENING_INVENTORY, levels)
 
 
 def _tables(conn: psycopg.Connection) -> list[str]:

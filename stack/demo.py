@@ -125,7 +125,8 @@ def main() -> None:
 
     props = load_properties()
     stack.reset_data(props)
-    _query(props, f"UPDATE inventory SET on_hand = floor(on_hand * {args.stock_factor:f})")
+    for table in ("inventory", "opening_inventory"):
+        _query(props, f"UPDATE {table} SET on_hand = floor(on_hand * {args.stock_factor:f})")
     jobs = [JobProcess(job) for job in JOBS]
     jobs += [LocalProcess(name, argv, env) for name, (argv, env) in SERVICES.items()]
     try:

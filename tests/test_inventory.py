@@ -431,5 +431,5 @@ def test_initial_validates():
         StoreStock.initial(STORE, {DOUGH: 1}, window_minutes=60, bucket_minutes=7)
     levels = [s for s in reference_data.initial_inventory() if s.store_id == STORE]
     stock = StoreStock.initial(STORE, {s.ingredient_id: s.on_hand for s in levels})
-    assert stock.levels() == sorted((STORE, s.ingredient_id, s.on_hand) for s in levels)
+    assert stock.on_hand == {s.ingredient_id: s.on_hand for s in levels}
     assert due_reorders(stock, POLICIES, T0) == []   # no store opens below its reorder point

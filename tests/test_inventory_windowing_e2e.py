@@ -47,8 +47,9 @@ def query(props, sql: str, *args) -> list[tuple]:
 
 def test_stock_runs_out_is_reordered_once_and_restocked(clean_stack):
     props = clean_stack
-    query(props, "UPDATE inventory SET on_hand = %s WHERE store_id = 5 AND ingredient_id = %s",
-          OPENING_DOUGH, DOUGH)
+    for table in ("inventory", "opening_inventory"):
+        query(props, f"UPDATE {table} SET on_hand = %s WHERE store_id = 5 AND ingredient_id = %s",
+              OPENING_DOUGH, DOUGH)
     producer = KinesisProducer(props)
     put = lambda name, records: producer.put(  # noqa: E731
         stream_name(props, name), [(str(r["store_id"]), json.dumps(r).encode())

@@ -48,6 +48,16 @@ CREATE TABLE IF NOT EXISTS inventory (
     PRIMARY KEY (store_id, ingredient_id)
 );
 
+-- Where inventory_windowing opens a store it has never seen. No job writes it: the
+-- `inventory` table above is the job's output, and reading it back would let a job restored
+-- from a checkpoint open a store with stock it had already consumed.
+CREATE TABLE IF NOT EXISTS opening_inventory (
+    store_id       integer NOT NULL REFERENCES store,
+    ingredient_id  integer NOT NULL REFERENCES ingredient,
+    on_hand        bigint NOT NULL CHECK (on_hand >= 0),
+    PRIMARY KEY (store_id, ingredient_id)
+);
+
 CREATE TABLE IF NOT EXISTS delivery_partner (
     partner_id      integer PRIMARY KEY,
     name            text NOT NULL,

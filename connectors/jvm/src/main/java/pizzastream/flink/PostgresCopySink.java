@@ -5,6 +5,7 @@ import java.io.StringReader;
 import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.SQLException;
+import java.sql.Savepoint;
 import java.sql.Statement;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -33,9 +34,16 @@ import org.postgresql.copy.CopyManager;
  * so what a checkpoint covers is committed (at-least-once). Replays after a restart rewrite
  * the same keys (idempotent). Within a batch only the last row of each primary key is kept,
  * since one {@code INSERT ... ON CONFLICT DO UPDATE} may not touch a row twice.
+ *
+ * <p>Each batch is first tried as a plain {@code INSERT ... SELECT} (no conflict handling:
+ * the common case, new keys only, and the cheaper statement); only if that hits a unique
+ * violation (a replay after a restart) is it rolled back to a savepoint and merged with
+ * {@code ON CONFLICT DO UPDATE}. Columns the sink does not write (e.g. {@code delivery_id},
+ * set later by another writer) are never touched.
  */
 public final class PostgresCopySink implements Sink<Row> {
     private static final long serialVersionUID = 1L;
+    private static final String UNIQUE_VIOLATION = "23505";
 
     private final String url;
     private final String user;
@@ -91,6 +99,11 @@ public final class PostgresCopySink implements Sink<Row> {
         return sb.toString();
     }
 
+    String insertSql() {
+        return "INSERT INTO " + targetTable + " (" + String.join(", ", targetColumns) + ") SELECT "
+                + String.join(", ", selectExpressions) + " FROM " + stageName();
+    }
+
     String mergeSql() {
         List<String> updates = new ArrayList<>();
         for (String column : targetColumns) {
@@ -124,6 +137,7 @@ public final class PostgresCopySink implements Sink<Row> {
         private final ProcessingTimeService time;
         private final int[] keyPositions = keyPositions();
         private final Map<List<Object>, Row> batch = new LinkedHashMap<>();
+        private final String insert = insertSql();
         private final String merge = mergeSql();
         private final StringBuilder text = new StringBuilder(1 << 16);
         private Connection connection;
@@ -199,7 +213,17 @@ public final class PostgresCopySink implements Sink<Row> {
             copy.copyIn("COPY " + stageName() + " (" + stageColumnNames() + ") FROM STDIN",
                     new StringReader(text.toString()));
             try (Statement statement = connection.createStatement()) {
-                statement.executeUpdate(merge);
+                Savepoint beforeInsert = connection.setSavepoint();
+                try {
+                    statement.executeUpdate(insert);
+                    connection.releaseSavepoint(beforeInsert);
+                } catch (SQLException conflict) {
+                    if (!UNIQUE_VIOLATION.equals(conflict.getSQLState())) {
+                        throw conflict;
+                    }
+                    connection.rollback(beforeInsert);   // keys already there: a replay
+                    statement.executeUpdate(merge);
+                }
             }
             connection.commit();   // ON COMMIT DELETE ROWS empties the stage
         }

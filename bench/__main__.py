@@ -1,0 +1,281 @@
+"""``python -m bench``: every benchmark of docs/benchmarks.md in one command.
+
+Runs each Flink scenario of ``full_plan`` (bench/scenarios.py) in a process of its own on
+the mini-cluster, fed by the in-job generator, then the PostgreSQL reference rates, the
+end-to-end run through the local Kinesis stand-in and the Python profile; prints a table,
+writes ``docs/benchmarks.md`` (bench/markdown.py: every number in it from this run) and the
+raw results to ``bench/results/latest.json``. Run it on a quiet machine: other load shows
+in every rate, and the end-to-end part writes the shared Redis.
+
+    python -m bench                 # everything (about 30 minutes on 2 cores)
+    python -m bench --only inventory,sink_copy --no-doc --results /tmp/x.json
+    python -m bench --smoke         # seconds-long runs that check the harness works (CI)
+
+Needs the local stack (``python -m stack up``) and the connector jar with the benchmark
+generators (``mvn -q -B -f deploy/pom.xml package -DskipTests``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import benchdb, report
+from bench.measure import load_average, machine
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "bench" / "results" / "latest.json"
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
+RUN_TIMEOUT_S = 420
+JVM_CLASS = "pizzastream/flink/bench/OrderGenerator.class"
+
+
+@dataclass
+class Run:
+    section: str
+    scenario: str
+    parallelism: int = 1
+    tuning: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    warmup_s: float = 15
+    measure_s: float = 20
+    label: str = ""
+
+    @property
+    def id(self) -> str:
+        parts = [self.scenario, f"p{self.parallelism}"]
+        parts += [f"{k.split('.')[-1]}={v}" for k, v in sorted(self.tuning.items())]
+        parts += [f"{k}={v}" for k, v in sorted(self.extra.items()) if k != "table_config"]
+        return " ".join(parts)
+
+
+# warm-up and measured window (s): Python operators need their first bundles and state
+# warmed; pure-JVM ones are steady within seconds
+PYTHON = {"warmup_s": 10, "measure_s": 15}
+JVM = {"warmup_s": 6, "measure_s": 10}
+GENERATOR = {"warmup_s": 3, "measure_s": 5}
+ORDER_PATH = ("enrichment", "inventory", "chained")
+
+
+def full_plan() -> list[Run]:
+    """What docs/benchmarks.md reports, each run driving a number or a setting in it
+    (about 38 Flink runs, ~24 minutes on 2 cores, ~30 with the rest)."""
+    runs = [Run("generator", f"generator_{fmt}", 1, **GENERATOR)
+            for fmt in ("raw", "tagged", "sale", "sale_text", "sale_row")]
+    for p in (1, 2):       # 1. the jobs as shipped, 2. the same logic in pure SQL
+        runs += [Run("jobs", job, p, **PYTHON) for job in ORDER_PATH]
+        runs.append(Run("jobs", "hourly_metrics", p, **JVM))
+        runs += [Run("sql", f"{job}_sql", p, **JVM) for job in (*ORDER_PATH, "hourly")]
+    runs.append(Run("sql", "hourly_tumble_sql", 1, **JVM))
+    runs.append(Run("jobs", "hourly_json_value", 1, **JVM))   # before decode-once
+    runs.append(Run("delay", "hourly_delay", 1, warmup_s=10, measure_s=30))
+    # 3. execution mode, bundle size/time, state cache (the shipped values are section 1's)
+    runs += [Run("mode", "enrichment", 1, {"python.execution-mode": "thread"}, **PYTHON)]
+    runs += [Run("mode", "inventory", p, {"python.execution-mode": "thread"}, **PYTHON)
+             for p in (1, 2)]
+    for size, ms, jobs in (("5000", "200", ("inventory", "enrichment")),
+                           ("20000", "1000", ("inventory",)),
+                           ("100000", "5000", ("inventory",))):
+        tuning = {"python.fn-execution.bundle.size": size, "python.fn-execution.bundle.time": ms}
+        runs += [Run("bundle", job, 1, tuning, **PYTHON) for job in jobs]
+    runs += [Run("cache", "inventory", 1, {"python.state.cache-size": size}, **PYTHON)
+             for size in ("1024", "65536")]
+    # where the time goes: the crossing alone, PyFlink's side outputs, one crossing per batch
+    runs += [Run("crossing", s, 1, **PYTHON)
+             for s in ("cross_stateless", "cross_keyed", "cross_keyed_state")]
+    runs.append(Run("crossing", "inventory", 1, extra={"pyflink_side_outputs": True}, **PYTHON))
+    runs += [Run("prototype", f"{job}_batched", 1, **PYTHON)
+             for job in ("enrichment", "inventory")]
+    # 4. the Aurora sink: the COPY sink shipped, and the JDBC upsert it replaced
+    runs += [Run("aurora", "sink_copy", p, **JVM) for p in (1, 2)]
+    runs.append(Run("aurora", "sink_jdbc", 1, **JVM))
+    return runs
+
+
+def smoke_plan() -> list[Run]:
+    return [Run("jobs", "enrichment", 1, warmup_s=1, measure_s=2),
+            Run("aurora", "sink_copy", 1, warmup_s=1, measure_s=2)]
+
+
+def jar_path() -> Path:
+    from bench.flinkjob import bench_jar
+
+    return bench_jar()
+
+
+def check_jar() -> None:
+    jar = jar_path()
+    try:
+        with zipfile.ZipFile(jar) as archive:
+            archive.getinfo(JVM_CLASS)
+    except (OSError, KeyError):
+        sys.exit(f"{jar} lacks the benchmark generators: build it with "
+                 f"`mvn -q -B -f deploy/pom.xml package -DskipTests`")
+
+
+def run_flink(run: Run, logs: Path, run_tag: str) -> dict:
+    spec = {"id": run.id, "section": run.section, "scenario": run.scenario,
+            "parallelism": run.parallelism, "label": run.label,
+            "tuning": {"parallelism": str(run.parallelism), **run.tuning},
+            "warmup_s": run.warmup_s, "measure_s": run.measure_s, "run_tag": run_tag,
+            **run.extra}
+    safe = "".join(c if c.isalnum() else "_" for c in run.id)
+    spec_path, result_path = logs / f"{safe}.spec.json", logs / f"{safe}.result.json"
+    log_path = logs / f"{safe}.log"
+    spec_path.write_text(json.dumps(spec))
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "bench.flinkjob", str(spec_path),
+                                    str(result_path)], cwd=REPO_ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            process.wait(RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            try:   # the JVM and Python workers of this run, whatever state they are in
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    tail = log_path.read_text(errors="replace").splitlines()[-15:]
+    return {**spec, "error": "no result (timeout or crash)", "log_tail": tail}
+
+
+def merge(plan: list[Run], args) -> int:
+    """Re-runs ``plan`` and puts its results in place of the same runs' in the existing
+    results (a run disturbed by other load, or one fixed after the full run)."""
+    path = args.results or RESULTS
+    results = json.loads(path.read_text())
+    logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    run_tag = str(int(time.time()))
+    parts = set(filter(None, args.parts.split(",")))
+    if args.only or args.section:
+        for index, run in enumerate(plan, 1):
+            print(f"[{index}/{len(plan)}] {run.id} (load {load_average()[0]:.2f})", flush=True)
+            result = run_flink(run, logs, run_tag)
+            print("    " + report.one_line(result), flush=True)
+            result["rerun"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            results["flink"] = [r for r in results["flink"] if r.get("id") != run.id] + [result]
+    props = benchdb.ensure()
+    if "aurora" in parts:
+        from bench import aurora_bench
+
+        results["aurora"] = aurora_bench.run(props)
+    if "e2e" in parts:
+        from bench import e2e
+
+        results["e2e"] = e2e.run()
+    if "profile" in parts:
+        from bench import profile
+
+        results["profile"] = profile.run(props)
+    order = {run.id: i for i, run in enumerate(full_plan())}
+    results["flink"].sort(key=lambda r: order.get(r.get("id"), len(order)))
+    results["capacity"] = report.capacity(results)
+    path.write_text(json.dumps(results, indent=1))
+    print(report.table(results))
+    if not args.no_doc:
+        (args.doc or DOC).write_text(report.markdown(results))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="seconds-long runs (CI)")
+    parser.add_argument("--only", help="comma-separated scenario names (Flink runs only)")
+    parser.add_argument("--section", help="comma-separated sections of the plan (Flink runs)")
+    parser.add_argument("--merge", action="store_true",
+                        help="re-run the selected Flink runs into the existing results "
+                             "(bench/results/latest.json), replacing theirs, and re-render")
+    parser.add_argument("--parts", default="",
+                        help="with --merge: also re-run these of aurora,e2e,profile")
+    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--skip", default="", help="comma-separated: flink,aurora,e2e,profile")
+    parser.add_argument("--results", type=Path, help="where the raw results go (JSON)")
+    parser.add_argument("--doc", type=Path, help="where the report goes")
+    args = parser.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+
+    started = time.time()
+    check_jar()
+    props = benchdb.ensure()
+    plan = smoke_plan() if args.smoke else full_plan()
+    if args.only:
+        wanted = set(args.only.split(","))
+        plan = [r for r in plan if r.scenario in wanted]
+    if args.section:
+        sections = set(args.section.split(","))
+        plan = [r for r in plan if r.section in sections]
+    if args.merge:
+        return merge(plan, args)
+    results: dict = {
+        "command": "python -m bench" + (" --smoke" if args.smoke else "")
+                   + (f" --only {args.only}" if args.only else ""),
+        "machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "load_at_start": [round(x, 2) for x in load_average()], "smoke": args.smoke,
+        "flink": [], "aurora": [], "e2e": None, "profile": None,
+    }
+    logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    run_tag = str(int(started))
+    if "flink" not in skip:
+        for index, run in enumerate(plan, 1):
+            print(f"[{index}/{len(plan)}] {run.id} (load {load_average()[0]:.2f})",
+                  flush=True)
+            result = run_flink(run, logs, run_tag)
+            results["flink"].append(result)
+            print("    " + report.one_line(result), flush=True)
+    if "aurora" not in skip:
+        from bench import aurora_bench
+
+        print("PostgreSQL reference rates ...", flush=True)
+        results["aurora"] = aurora_bench.run(props, smoke=args.smoke)
+    if "e2e" not in skip and not args.smoke:
+        from bench import e2e
+
+        print("end to end through the Kinesis stand-in ...", flush=True)
+        try:
+            results["e2e"] = e2e.run()
+        except Exception as error:  # noqa: BLE001 - reported, the rest still counts
+            results["e2e"] = {"error": f"{type(error).__name__}: {error}"[:2000]}
+    if "profile" not in skip:
+        from bench import profile
+
+        print("Python profile ...", flush=True)
+        results["profile"] = profile.run(props, n=2_000 if args.smoke else 20_000)
+    results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["load_at_end"] = [round(x, 2) for x in load_average()]
+    results["capacity"] = report.capacity(results)
+
+    out = args.results or (Path(tempfile.mkdtemp(prefix="bench-")) / "results.json"
+                           if args.smoke else RESULTS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print()
+    print(report.table(results))
+    print()
+    print(report.capacity_text(results))
+    doc = args.doc or (None if (args.no_doc or args.smoke) else DOC)
+    if doc:
+        doc.write_text(report.markdown(results))
+        print(f"\nwrote {doc.relative_to(REPO_ROOT) if doc.is_relative_to(REPO_ROOT) else doc}")
+    print(f"raw results: {out}")
+    failed = [r for r in results["flink"] if r.get("error")]
+    for result in failed:
+        print(f"FAILED {result['id']}: {result['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""hourly_metrics on the benchmark generator: ``jobs.hourly_metrics`` as shipped (sale
+text, event time and watermarks from ``runtime.json_event_time`` in the JVM, as its Kinesis
+source assigns them, decoded once by ``sales_table``, then ``metrics_and_live``'s SQL); the
+same SQL over sales the generator emits already typed, with a SQL watermark (the pure-SQL
+yardstick: no JSON at all); and the publication latency of each hour's rows.
+
+Publication: an hour's rows leave the job when the watermark passes the hour's end, i.e.
+when a sale ``out_of_orderness`` later than the end has come in (on a quiet stream, the wall
+clock minus the bound after ``idle_seconds``). So in production the delay after the hour
+ends is the bound (configuration) plus what the pipeline adds, measured here: event time is
+run ~500x faster than the wall clock so that hours close every few seconds, and for each
+hour the harness compares when the generator emitted the sale that let the watermark pass
+its end with when its first metric row left the job.
+"""
+from __future__ import annotations
+
+import time
+from datetime import timedelta, timezone
+from pathlib import Path
+
+from pyflink.common import Types
+from pyflink.datastream import DataStream, MapFunction
+
+PUBLISHED = "published.txt"
+# simulated sales per event-time second in the delay run: at the job's ~20k sales/s per core
+# an hour of event time passes every few wall-clock seconds
+DELAY_RATE = 25
+
+
+def _timed_sales(ctx) -> DataStream:
+    """Sale records as text with event time and watermarks, as ``kinesis.text_records``
+    with ``runtime.json_event_time`` gives them to the job."""
+    from jobs import hourly_metrics as job
+    from jobs import runtime
+
+    out_of_orderness, idle = job._settings(ctx.props)
+    strategy = runtime.json_event_time("t", out_of_orderness // timedelta(milliseconds=1),
+                                       idle // timedelta(milliseconds=1))
+    sales = ctx.generator("sale_text")
+    return DataStream(sales._j_data_stream.assignTimestampsAndWatermarks(
+        strategy._j_watermark_strategy).name("event-time"))
+
+
+def _shipped(ctx):
+    """``metrics_and_live`` fed as the job feeds it."""
+    from jobs import hourly_metrics as job
+
+    return job.metrics_and_live(ctx.t_env, job.sales_table(ctx.t_env, _timed_sales(ctx)),
+                                ctx.props)
+
+
+def build(ctx) -> dict:
+    metrics, live = _shipped(ctx)
+    ctx.discard(metrics)
+    ctx.discard(live)
+    return {}
+
+
+def _hms(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def build_typed(ctx) -> dict:
+    """``metrics_and_live`` over sales generated as typed rows (``sale_row``), event time and
+    watermark (the same bound) in SQL: the job's logic with no JSON anywhere."""
+    from pyflink.table import Schema
+
+    from jobs import hourly_metrics as job
+
+    out_of_orderness, _ = job._settings(ctx.props)
+    t_env = ctx.t_env
+    rows = t_env.from_data_stream(ctx.generator("sale_row"), Schema.new_builder()
+                                  .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
+                                  .column_by_expression("seen_at", "PROCTIME()")
+                                  .watermark("event_time", f"event_time - INTERVAL "
+                                             f"'{_hms(out_of_orderness)}' HOUR TO SECOND")
+                                  .build())
+    t_env.create_temporary_view("sale_rows", rows)
+    sales = t_env.sql_query("SELECT order_id AS o, store_id AS s, channel AS c, "
+                            "fulfillment AS f, CAST(n AS BIGINT) AS n, r, event_time, seen_at "
+                            "FROM sale_rows")
+    metrics, live = job.metrics_and_live(t_env, sales, ctx.props)
+    ctx.discard(metrics)
+    ctx.discard(live)
+    return {}
+
+
+def build_json_value(ctx) -> dict:
+    """``metrics_and_live`` over a view that parses each field with ``JSON_VALUE`` (the job
+    until it decoded sales once): the measured "before" of that change."""
+    from pyflink.table import DataTypes, Schema
+
+    from jobs import hourly_metrics as job
+
+    t_env = ctx.t_env
+    t_env.create_temporary_view("sale_text", t_env.from_data_stream(
+        _timed_sales(ctx), Schema.new_builder()
+        .column_by_metadata("event_time", DataTypes.TIMESTAMP_LTZ(3), "rowtime")
+        .column_by_expression("seen_at", "PROCTIME()")
+        .watermark("event_time", "SOURCE_WATERMARK()")
+        .build()))
+    fields = ", ".join(
+        f"CAST(JSON_VALUE(f0, '$.{name}') AS {sql_type}) AS {name}"
+        for name, sql_type in (("o", "STRING"), ("s", "INT"), ("c", "STRING"),
+                               ("f", "STRING"), ("n", "BIGINT"), ("r", "BIGINT")))
+    sales = t_env.sql_query(f"SELECT {fields}, event_time, seen_at FROM sale_text")
+    metrics, live = job.metrics_and_live(t_env, sales, ctx.props)
+    ctx.discard(metrics)
+    ctx.discard(live)
+    return {}
+
+
+class _FirstRowOfEachHour(MapFunction):
+    """Writes ``<window_end ms> <wall ms>`` when an hour's first metric row passes (a few
+    thousand rows per closed hour cross into Python: nothing next to the sales)."""
+
+    def __init__(self, path: str):
+        self._path = path
+
+    def open(self, runtime_context):
+        self._seen = set()
+        self._file = open(self._path, "a")
+
+    def map(self, row):
+        from pizzastream.orders import epoch_ms
+
+        end_ms = epoch_ms(row[2].replace(tzinfo=timezone.utc))
+        if end_ms not in self._seen:
+            self._seen.add(end_ms)
+            self._file.write(f"{end_ms} {time.time_ns() // 1_000_000}\n")
+            self._file.flush()
+        return end_ms
+
+    def close(self):
+        self._file.close()
+
+
+def build_publications(ctx) -> dict:
+    """The shipped job's logic with event time running fast; metric rows timed on the way
+    out (``publication_latencies`` reads the times after the run)."""
+    ctx.spec.setdefault("rate", DELAY_RATE)
+    metrics, live = _shipped(ctx)
+    path = str(Path(ctx.progress_dir) / PUBLISHED)
+    ctx.discard(metrics.map(_FirstRowOfEachHour(path), output_type=Types.LONG())
+                .name("time-publications"))
+    ctx.discard(live)
+    return {"publications": True}
+
+
+def publication_latencies(progress_dir: Path, spec: dict, props, generated, after: float) -> dict:
+    """For each hour published after wall time ``after``: seconds from the generator
+    emitting the first sale ``out_of_orderness`` past the hour's end (when the watermark can
+    pass it) to the hour's first metric row leaving the job. ``generated``: the generator's
+    ``ProgressFiles`` (parallelism 1: one subtask's event time is linear in its count)."""
+    from jobs import hourly_metrics as job
+
+    out_of_orderness, _ = job._settings(props)
+    bound_ms = out_of_orderness // timedelta(milliseconds=1)
+    rate = float(spec.get("rate", DELAY_RATE))
+    # OrderGenerator: the n-th sale's event time is (open time - lag) + n * 1000 / rate
+    first_event_ms = generated.first_record_time() * 1000 - int(spec.get("lag_ms", 3_600_000))
+    latencies = []
+    path = progress_dir / PUBLISHED
+    lines = path.read_text().split("\n") if path.exists() else []
+    for line in filter(None, lines):
+        end_ms, emitted_ms = map(int, line.split())
+        passed = generated.time_at((end_ms + bound_ms - first_event_ms) * rate / 1000)
+        if passed is not None and passed >= after:
+            latencies.append(round(emitted_ms / 1000 - passed, 3))
+    ordered = sorted(latencies)
+    return {"hours_published": len(latencies), "latencies_s": latencies,
+            "p50_s": ordered[len(ordered) // 2] if ordered else None,
+            "max_s": ordered[-1] if ordered else None,
+            "out_of_orderness_min": out_of_orderness / timedelta(minutes=1),
+            "idle_s": float(props["HourlyMetrics"]["idle_seconds"]),
+            "checkpoint_interval_ms": int(props["FlinkTuning"]["checkpoint_interval_ms"])}

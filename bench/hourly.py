@@ -89,17 +89,11 @@ def build_typed(ctx) -> dict:
 def build_json_value(ctx) -> dict:
     """``metrics_and_live`` over a view that parses each field with ``JSON_VALUE`` (the job
     until it decoded sales once): the measured "before" of that change."""
-    from pyflink.table import DataTypes, Schema
-
     from jobs import hourly_metrics as job
 
     t_env = ctx.t_env
     t_env.create_temporary_view("sale_text", t_env.from_data_stream(
-        _timed_sales(ctx), Schema.new_builder()
-        .column_by_metadata("event_time", DataTypes.TIMESTAMP_LTZ(3), "rowtime")
-        .column_by_expression("seen_at", "PROCTIME()")
-        .watermark("event_time", "SOURCE_WATERMARK()")
-        .build()))
+        _timed_sales(ctx), job.timed_columns()))
     fields = ", ".join(
         f"CAST(JSON_VALUE(f0, '$.{name}') AS {sql_type}) AS {name}"
         for name, sql_type in (("o", "STRING"), ("s", "INT"), ("c", "STRING"),

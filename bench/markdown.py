@@ -217,7 +217,16 @@ def _sink_verdict(results: dict) -> str:
     if jdbc:
         text += (f"; {sink['events_per_s'] / jdbc['events_per_s']:.1f}x the JDBC upsert it "
                  f"replaced")
-    return text + "."
+    text += "."
+    wider = find(results, "sink_copy", 2, "aurora")
+    staged = next((r for r in results.get("aurora", [])
+                   if r["method"].startswith("COPY into a temp table + plain INSERT")), None)
+    if wider and staged:
+        text += (f" What one writer does is bounded by its statement pair, COPY into the stage "
+                 f"then INSERT into `order_fct` ({staged['rows_per_s'] / copy['rows_per_s']:.2f}x "
+                 f"raw COPY from psycopg, above), less the sink's own row-to-text encoding; two "
+                 f"writers (p=2) reach {wider['events_per_s'] / copy['rows_per_s']:.2f}x.")
+    return text
 
 
 def _shipped_tuning() -> str:

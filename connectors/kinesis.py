@@ -74,8 +74,8 @@ def text_records(
     env: StreamExecutionEnvironment, props: dict[str, dict[str, str]], logical_name: str,
     watermarks: WatermarkStrategy,
 ) -> DataStream:
-    """The stream's records as UTF-8 text, for SQL to parse (``JSON_VALUE``). ``watermarks``
-    runs in the source, so Flink keeps event time per shard."""
+    """The stream's records as UTF-8 text (decoded later, e.g. by ``runtime.json_rows``).
+    ``watermarks`` runs in the source, so Flink keeps event time per shard."""
     schema = get_gateway().jvm.org.apache.flink.api.common.serialization.SimpleStringSchema()
     return _source(env, props, logical_name, schema, Types.STRING(), watermarks)
 

@@ -155,8 +155,9 @@ def copy_upsert_sink(
     """A sink that upserts rows into ``target_table`` through PostgreSQL ``COPY``
     (``pizzastream.flink.PostgresCopySink``): each batch is COPYed into a temporary staging
     table of ``stage_columns`` (``(name, PostgreSQL type)``, matching the rows' fields by
-    position) and merged with one ``INSERT ... SELECT ... ON CONFLICT (primary_key) DO
-    UPDATE``; ``target`` maps each target column to a SQL expression over the staging
+    position) and moved with one plain ``INSERT ... SELECT`` (new keys, the common case), or
+    with ``ON CONFLICT (primary_key) DO UPDATE`` when that hits a key already there (a
+    replay after a restart); ``target`` maps each target column to a SQL expression over the staging
     columns, so unit conversions run in the database. Batches are written every
     ``copy_batch_rows`` rows (default 50000: PostgreSQL's cost is per statement and commit,
     see docs/benchmarks.md), every ``copy_flush_interval_ms`` (default 1000) and on every

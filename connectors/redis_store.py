@@ -29,8 +29,8 @@ def order_status_key(order_id: str) -> str:
 
 
 def inventory_key(store_id: int | str) -> str:
-    """A store's stock hash; the JVM builds the same key in
-    ``jobs.inventory_windowing.INVENTORY_CACHE_SQL``."""
+    """A store's stock hash (``jobs.inventory_windowing.INVENTORY_CACHE_SQL`` builds it in
+    the JVM from ``inventory_key("")`` + the store id)."""
     return f"inventory:{store_id}"
 
 

@@ -183,10 +183,11 @@ def repeat_dead_letter(record):
     return Row(*letter.as_tuple())
 
 
-# The Redis hash field of each published stock level (key as ``redis_store.inventory_key``).
+# The Redis hash field of each published stock level, keyed as ``redis_store.inventory_key``.
 LEVELS = "inventory_levels"
 INVENTORY_CACHE_SQL = f"""
-SELECT 'HSET' AS command, CONCAT('inventory:', CAST(store_id AS STRING)) AS key,
+SELECT 'HSET' AS command,
+       CONCAT('{redis_store.inventory_key("")}', CAST(store_id AS STRING)) AS key,
        CAST(ingredient_id AS STRING) AS field, CAST(on_hand AS STRING) AS `value`
 FROM {LEVELS}"""
 
@@ -233,8 +234,8 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
         "redis:inventory").uid("sink-redis-inventory")
 
     statements = t_env.create_statement_set()
-    # order_fct: COPY into a staging table + one INSERT ... ON CONFLICT per batch (flushed
-    # on every checkpoint), several times the JDBC upsert's rows/s (docs/benchmarks.md)
+    # order_fct: COPY into a staging table + one INSERT per batch (flushed on every
+    # checkpoint), several times the JDBC upsert's rows/s (docs/benchmarks.md)
     runtime.side_output(statuses, FACTS).sink_to(aurora.copy_upsert_sink(
         props, "order_fct", aurora.ORDER_FCT_STAGE, aurora.ORDER_FCT_TARGET,
         ["order_id", "product_id"])).name("aurora:order_fct").uid("sink-aurora-order-fct")

@@ -31,8 +31,8 @@ from jobs import runtime  # noqa: E402
 from pizzastream.catalog import Catalog  # noqa: E402
 from pizzastream.dead_letters import dead_letter  # noqa: E402
 from pizzastream.inventory import (  # noqa: E402
-    InvalidRestock, StoreStock, due_reorders, parse_restock, place_order, policies_from_rows,
-    restock,
+    PARTITION_KEY_MISMATCH, InvalidRestock, StoreStock, check_restock_key, due_reorders,
+    parse_restock, place_order, policies_from_rows, restock, store_of_partition_key,
 )
 from pizzastream.orders import Channel, EnrichedOrder, Fulfillment  # noqa: E402
 from pizzastream.sales import enriched_status_json, fact_rows, sale_json  # noqa: E402
@@ -109,7 +109,22 @@ class StoreInventory(KeyedProcessFunction):
         kind, data = value
         data = bytes(data)
         key = ctx.get_current_key()
-        store_id = int(key)
+        if kind == RESTOCK:
+            # Checked before any state is touched: a restock is outside input, and one whose
+            # key or body cannot be used must not reach (or crash) any store's stock.
+            try:
+                delivery = parse_restock(data)
+                check_restock_key(delivery, key)
+            except InvalidRestock as invalid:
+                letter = dead_letter(JOB_NAME, data, invalid.reason, invalid.detail)
+                yield DEAD_LETTERS, Row(*letter.as_tuple())
+                return
+        store_id = store_of_partition_key(key)
+        if store_id is None:
+            letter = dead_letter(JOB_NAME, data, PARTITION_KEY_MISMATCH,
+                                 f"partition key {str(key)[:40]!r} names no store")
+            yield DEAD_LETTERS, Row(*letter.as_tuple())
+            return
         stock, opened = self._stock(store_id)
         if kind == ORDER:
             order = EnrichedOrder.from_json(data)
@@ -117,12 +132,13 @@ class StoreInventory(KeyedProcessFunction):
             event_ms = order.ts_ms
         else:
             try:
-                event_ms, ingredient_id = self._restock(stock, data, store_id)
-                changed = {ingredient_id}
+                restock(stock, delivery.ingredient_id, delivery.quantity,
+                        delivery.supplier_order_id, delivery.ts_ms, known=self._policies.get())
             except InvalidRestock as invalid:
                 letter = dead_letter(JOB_NAME, data, invalid.reason, invalid.detail)
                 yield DEAD_LETTERS, Row(*letter.as_tuple())
                 return
+            event_ms, changed = delivery.ts_ms, {delivery.ingredient_id}
         for supplier_order in due_reorders(stock, self._policies.get(),
                                            stock.clock_ms or event_ms):
             yield SUPPLIER_ORDERS, Row(key, supplier_order.to_json())
@@ -163,15 +179,6 @@ class StoreInventory(KeyedProcessFunction):
         if order.fulfillment == Fulfillment.DELIVERY:
             yield DELIVERIES, sale
         return set(decision.consumed)
-
-    def _restock(self, stock: StoreStock, data: bytes, store_id: int) -> tuple[int, int]:
-        delivery = parse_restock(data)
-        if delivery.store_id != store_id:
-            raise InvalidRestock("store_mismatch",
-                                 f"store {delivery.store_id} sent on partition key {store_id}")
-        restock(stock, delivery.ingredient_id, delivery.quantity, delivery.supplier_order_id,
-                delivery.ts_ms, known=self._policies.get())
-        return delivery.ts_ms, delivery.ingredient_id
 
 
 def repeat_dead_letter(record):

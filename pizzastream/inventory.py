@@ -76,6 +76,11 @@ UNKNOWN_INGREDIENT = "unknown_ingredient"
 POLICY_COLUMNS = ("ingredient_id", "supplier_id", "lead_time_minutes", "safety_stock",
                   "reorder_quantity")
 RESTOCK_FIELDS = ("event_id", "store_id", "ingredient_id", "quantity", "ts")
+# The most units one supplier delivery can carry. Far above any real delivery, far below
+# what a 64-bit stock level, Flink's LONG fields and Aurora's BIGINT hold, so no sum of
+# accepted restocks can overflow any of them.
+MAX_RESTOCK_QUANTITY = 10_000_000
+PARTITION_KEY_MISMATCH = "partition_key_mismatch"
 _MINUTE_MS = 60_000
 
 
@@ -278,9 +283,30 @@ def parse_restock(raw: bytes | str) -> Restock:
 
 
 def _check_quantity(quantity: object) -> None:
-    if not _is_int(quantity) or quantity <= 0:
+    if not _is_int(quantity) or not 0 < quantity <= MAX_RESTOCK_QUANTITY:
+        shown = quantity if len(repr(quantity)) <= 40 else f"{repr(quantity)[:40]}…"
         raise InvalidRestock(Reason.INVALID_QUANTITY.value,
-                             f"quantity {quantity!r} must be a positive integer")
+                             f"quantity {shown} must be an integer 1..{MAX_RESTOCK_QUANTITY}")
+
+
+def store_of_partition_key(key: object) -> int | None:
+    """The store a record's partition key names, or None unless it is the contract's
+    ``str(store_id)`` of a known store: ``"007"`` or ``"abc"`` must not open a second,
+    separate stock (or crash the operator) for a store."""
+    if not isinstance(key, str) or not key.isdecimal() or not key.isascii() \
+            or len(key) > 4 or key.startswith("0"):
+        return None
+    store_id = int(key)
+    return store_id if store_id in STORE_IDS else None
+
+
+def check_restock_key(restock_record: Restock, key: object) -> None:
+    """Raises ``InvalidRestock`` unless the record was sent on its own store's partition
+    key: the key decides which store's stock it reaches."""
+    if store_of_partition_key(key) != restock_record.store_id:
+        raise InvalidRestock(PARTITION_KEY_MISMATCH,
+                             f"store {restock_record.store_id} sent on partition key "
+                             f"{str(key)[:40]!r}, expected {str(restock_record.store_id)!r}")
 
 
 def restock(stock: StoreStock, ingredient_id: int, quantity: int,

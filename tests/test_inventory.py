@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from pizzastream import reference_data
 from pizzastream.catalog import Catalog
 from pizzastream.inventory import (
-    POLICY_COLUMNS, IngredientPolicy, InvalidRestock, StoreStock, SupplierOrder, due_reorders,
-    lead_time_use, parse_restock, place_order, policies_from_reference_data,
-    policies_from_rows, reorder_point, requirements, restock,
+    MAX_RESTOCK_QUANTITY, POLICY_COLUMNS, IngredientPolicy, InvalidRestock, StoreStock,
+    SupplierOrder, check_restock_key, due_reorders, lead_time_use, parse_restock, place_order,
+    policies_from_reference_data, policies_from_rows, reorder_point, requirements, restock,
+    store_of_partition_key,
 )
 from pizzastream.orders import EnrichedOrder, OrderLine, OrderStatus, parse_event_time
 
@@ -259,6 +260,8 @@ def test_parse_restock():
     for bad, reason in [
         (b"{", "malformed_json"), (b"[]", "not_an_object"),
         ({**record, "quantity": 0}, "invalid_quantity"),
+        ({**record, "quantity": 10 ** 20}, "invalid_quantity"),   # past BIGINT: a poison pill
+        ({**record, "quantity": MAX_RESTOCK_QUANTITY + 1}, "invalid_quantity"),
         ({**record, "quantity": "5"}, "wrong_type"),
         ({**record, "store_id": 0}, "unknown_store"),
         ({**record, "ts": "yesterday"}, "invalid_timestamp"),
@@ -268,6 +271,26 @@ def test_parse_restock():
         with pytest.raises(InvalidRestock) as raised:
             parse_restock(raw)
         assert raised.value.reason == reason
+
+
+@pytest.mark.parametrize("key, store_id", [
+    ("42", 42), ("1", 1), ("2000", 2000),
+    ("007", None), ("abc", None), ("0", None), ("2001", None), ("", None), ("-5", None),
+    (" 42", None), ("４２", None), ("1e3", None), (None, None), (42, None),
+])
+def test_store_of_partition_key_accepts_only_the_contracts_form(key, store_id):
+    assert store_of_partition_key(key) == store_id
+
+
+def test_a_restock_must_arrive_on_its_own_stores_key():
+    record = {"event_id": "r1", "store_id": 7, "ingredient_id": 1, "quantity": 3,
+              "ts": "2026-11-24T18:00:00.000Z"}
+    delivery = parse_restock(json.dumps(record))
+    check_restock_key(delivery, "7")
+    for key in ("007", "abc", "8"):
+        with pytest.raises(InvalidRestock) as raised:
+            check_restock_key(delivery, key)
+        assert raised.value.reason == "partition_key_mismatch"
 
 
 # --------------------------------------------------------------------------- reorder point

@@ -60,8 +60,17 @@ def test_stock_runs_out_is_reordered_once_and_restocked(clean_stack):
     dine_in = order(6, 2, channel="in_store", fulfillment="dine_in")
     bad_restock = {"event_id": "R-bad", "store_id": 6, "ingredient_id": 99, "quantity": 5,
                    "ts": "2026-11-24T10:00:00Z", "supplier_order_id": None}
+    # Poison restocks that once crash-looped the job and stopped every store's orders: a
+    # key that is no number, a non-canonical key for another store, a quantity past BIGINT.
+    poison = [("abc", {**bad_restock, "event_id": "R-key", "ingredient_id": DOUGH}),
+              ("007", {**bad_restock, "event_id": "R-007", "store_id": 7,
+                       "ingredient_id": DOUGH}),
+              ("6", {**bad_restock, "event_id": "R-huge", "ingredient_id": DOUGH,
+                     "quantity": 10 ** 20})]
 
     with running_job(inventory_windowing.build, props, "inventory_windowing-test"):
+        producer.put(stream_name(props, "restocks"),
+                     [(key, json.dumps(record).encode()) for key, record in poison])
         put("orders_enriched", [first, second, third, delivery, dine_in, delivery])
         put("restocks", [bad_restock])
         statuses = wait_for("five statuses", lambda: stream_records(props, "order_status"),
@@ -105,4 +114,8 @@ def test_stock_runs_out_is_reordered_once_and_restocked(clean_stack):
     assert query(props, "SELECT store_id, ingredient_id FROM supplier_order") == [(5, DOUGH)]
     assert redis.hget(redis_store.inventory_key(5), str(DOUGH)) == str(final_dough)
     assert Counter(dict(query(props, "SELECT reason, count(*) FROM dead_letter GROUP BY reason"))) \
-        == Counter({"duplicate_order": 1, "unknown_ingredient": 1})
+        == Counter({"duplicate_order": 1, "unknown_ingredient": 1,
+                    "partition_key_mismatch": 2, "invalid_quantity": 1})
+    assert query(props, "SELECT on_hand FROM inventory WHERE store_id = 7 AND ingredient_id = 1"
+                 ) == query(props, "SELECT on_hand FROM opening_inventory"
+                                   " WHERE store_id = 7 AND ingredient_id = 1")

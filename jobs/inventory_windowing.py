@@ -1,14 +1,16 @@
 """inventory_windowing: per-store stock in keyed state decides every order.
 
-orders-enriched + restocks (Kinesis, keyed by store) -> first sighting of each order id /
-restock event id (JVM) -> StoreInventory (keyed by store, one Python call per event) ->
+orders-enriched + restocks (Kinesis, keyed by store) -> repeats dropped and the rest grouped
+into one batch per store shard (JVM: StoreShardKey, StoreBatcher) -> the rules decide the
+batch, store by store in arrival order (one Python call per batch:
+pizzastream.order_batches.ShardDesk) -> one result per batch, fanned out in the JVM to:
   order-status (Kinesis) and Redis           exactly one final status per order
   sales (Kinesis) + order_fct (Aurora)        accepted online sales
   pos-orders (Kinesis)                        accepted in-store sales, for the POS
   deliveries (Kinesis)                        accepted delivery orders, for the delivery service
   supplier-orders (Kinesis) + supplier_order  reorders when stock runs low
-  inventory (Aurora) and Redis                current stock per store, with every change
-  dead_letter (Aurora)                        repeats and unusable restocks, with the reason
+  inventory (Aurora) and Redis                stock levels a store changed, once per checkpoint
+  dead_letter (Aurora)                        repeats and unusable records, with the reason
 
 Run locally with ``python jobs/inventory_windowing.py``; the same file is the ``python``
 run option of the Managed Service for Apache Flink application.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -24,23 +27,19 @@ from pyflink.common import Row, Types  # noqa: E402
 from pyflink.datastream import (  # noqa: E402
     DataStream, KeyedProcessFunction, OutputTag, StreamExecutionEnvironment,
 )
-from pyflink.datastream.state import ValueStateDescriptor  # noqa: E402
+from pyflink.datastream.state import MapStateDescriptor  # noqa: E402
 
 from connectors import aurora, kinesis, redis_store  # noqa: E402
 from jobs import runtime  # noqa: E402
 from pizzastream.catalog import Catalog  # noqa: E402
 from pizzastream.dead_letters import dead_letter  # noqa: E402
-from pizzastream.inventory import (  # noqa: E402
-    PARTITION_KEY_MISMATCH, InvalidRestock, StoreStock, check_restock_key, due_reorders,
-    parse_restock, place_order, policies_from_rows, restock, store_of_partition_key,
+from pizzastream.inventory import policies_from_rows  # noqa: E402
+from pizzastream.order_batches import (  # noqa: E402
+    DELIVERY, EVENT_ID_FIELDS, FACT, INVENTORY_JOB, ORDER, POS_ORDER, RESTOCK, SALE, STATUS,
+    STATUS_CACHE, STOCK_LEVEL, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk,
 )
-from pizzastream.orders import Channel, EnrichedOrder, Fulfillment  # noqa: E402
-from pizzastream.sales import enriched_status_json, fact_rows, sale_json  # noqa: E402
 
-JOB_NAME = "inventory_windowing"
-ORDER, RESTOCK = "o", "r"
-# The id that makes two records the same event: an order's id, a restock's event id.
-DEDUP_ID_FIELDS = {ORDER: "o", RESTOCK: "event_id"}
+JOB_NAME = INVENTORY_JOB
 
 FACT_ROW = Types.ROW_NAMED(
     ["store_id", "order_id", "product_id", "transaction_ts_ms", "quantity", "unit_price_cents",
@@ -48,31 +47,28 @@ FACT_ROW = Types.ROW_NAMED(
     [Types.INT(), Types.STRING(), Types.INT(), Types.LONG(), Types.INT(), Types.LONG(),
      Types.LONG(), Types.STRING(), Types.STRING()],
 )
-SUPPLIER_ORDER_ROW = Types.ROW_NAMED(
+FACT_KINDS = "ISILILLSS"     # pizzastream.sales.fact_line, field by field
+SUPPLIER_ORDER_ROW_TYPE = Types.ROW_NAMED(
     ["supplier_order_id", "store_id", "ingredient_id", "supplier_id", "quantity", "ordered_ts_ms",
      "on_hand", "reorder_point"],
     [Types.STRING(), Types.INT(), Types.INT(), Types.INT(), Types.INT(), Types.LONG(),
      Types.LONG(), Types.LONG()],
 )
+SUPPLIER_ORDER_KINDS = "SIIIILLL"
 INVENTORY_ROW = Types.ROW_NAMED(
     ["store_id", "ingredient_id", "on_hand"], [Types.INT(), Types.INT(), Types.LONG()]
 )
-
-SALES = OutputTag("sales", kinesis.KEYED_RECORD)
-POS_ORDERS = OutputTag("pos-orders", kinesis.KEYED_RECORD)
-DELIVERIES = OutputTag("deliveries", kinesis.KEYED_RECORD)
-SUPPLIER_ORDERS = OutputTag("supplier-orders", kinesis.KEYED_RECORD)
-STATUS_CACHE = OutputTag("order-status-cache", redis_store.REDIS_COMMAND)
-FACTS = OutputTag("order-fct", FACT_ROW)
-SUPPLIER_ORDER_ROWS = OutputTag("supplier-order-rows", SUPPLIER_ORDER_ROW)
-INVENTORY_LEVELS = OutputTag("inventory-levels", INVENTORY_ROW)
+INVENTORY_KINDS = "IIL"
 DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
+SIDE_TAGS = (STATUS_CACHE + SALE + POS_ORDER + DELIVERY + FACT + SUPPLIER_ORDER
+             + SUPPLIER_ORDER_ROW + STOCK_LEVEL)
 
 
-class StoreInventory(KeyedProcessFunction):
-    """Adapts ``pizzastream.inventory`` to keyed state: one ``StoreStock`` per store, read
-    and written once per event. The main output is the order status; everything else
-    leaves through side outputs, the changed stock levels included."""
+class DecideStoreBatches(KeyedProcessFunction):
+    """Adapts ``pizzastream.order_batches.ShardDesk`` to keyed state: keyed by store shard,
+    each store's stock is an entry of the shard's ``MapState``, read the first time this
+    instance meets the store and written when a batch asks to persist (before every
+    checkpoint). Dead letters (rare) leave through a side output of their own."""
 
     def __init__(self, props: dict[str, dict[str, str]]):
         self._props = props
@@ -82,103 +78,39 @@ class StoreInventory(KeyedProcessFunction):
 
     def open(self, runtime_context):
         period = float(self._props["OrderRules"].get("catalog_refresh_seconds", "30"))
-        self._catalog = aurora.Refreshing(
+        catalog = aurora.Refreshing(
             lambda: Catalog.from_rows(*aurora.catalog_rows(self._props)), period)
-        self._policies = aurora.Refreshing(
+        policies = aurora.Refreshing(
             lambda: policies_from_rows(aurora.ingredient_policy_rows(self._props)), period)
         self._db = aurora.connect(self._props)
-        self._stock_state = runtime_context.get_state(
-            ValueStateDescriptor("stock", Types.PICKLED_BYTE_ARRAY()))
+        self._stores = runtime_context.get_map_state(MapStateDescriptor(
+            "store-stock", Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())))
+        self._desk = ShardDesk(catalog.get, policies.get, self._opening_stock,
+                               self._window_minutes, self._bucket_minutes)
+
+    def _opening_stock(self, store_id: int):
+        """A store's stock the first time the job meets it: ``opening_inventory``, which no
+        job writes (the ``inventory`` table is this job's output: a job restored from a
+        checkpoint that predates a store would otherwise open it with stock it had
+        already consumed)."""
+        return aurora.store_inventory(self._db, store_id)
 
     def close(self):
         self._db.close()
 
-    def _stock(self, store_id: int) -> tuple[StoreStock, bool]:
-        """The store's stock, and whether it was just opened: the first time a store is
-        seen, its opening stock is read from ``opening_inventory``, which no job writes (the
-        ``inventory`` table is this job's output: a job restored from a checkpoint that
-        predates a store would otherwise open it with stock it had already consumed)."""
-        state = self._stock_state.value()
-        if state is not None:
-            return StoreStock.from_state(state), False
-        return StoreStock.initial(store_id, aurora.store_inventory(self._db, store_id),
-                                  window_minutes=self._window_minutes,
-                                  bucket_minutes=self._bucket_minutes), True
-
-    def process_element(self, value, ctx):
-        kind, data = value
-        data = bytes(data)
-        key = ctx.get_current_key()
-        if kind == RESTOCK:
-            # Checked before any state is touched: a restock is outside input, and one whose
-            # key or body cannot be used must not reach (or crash) any store's stock.
-            try:
-                delivery = parse_restock(data)
-                check_restock_key(delivery, key)
-            except InvalidRestock as invalid:
-                letter = dead_letter(JOB_NAME, data, invalid.reason, invalid.detail)
-                yield DEAD_LETTERS, Row(*letter.as_tuple())
-                return
-        store_id = store_of_partition_key(key)
-        if store_id is None:
-            letter = dead_letter(JOB_NAME, data, PARTITION_KEY_MISMATCH,
-                                 f"partition key {str(key)[:40]!r} names no store")
+    def process_element(self, batch, ctx):
+        shard = ctx.get_current_key()[0]
+        result, letters, saved = self._desk.decide(shard, bytes(batch), self._saved_stock)
+        for store_id, state in saved:
+            self._stores.put(store_id, state)
+        for letter in letters:
             yield DEAD_LETTERS, Row(*letter.as_tuple())
-            return
-        stock, opened = self._stock(store_id)
-        if kind == ORDER:
-            order = EnrichedOrder.from_json(data)
-            changed = yield from self._place(stock, order, key)
-            event_ms = order.ts_ms
-        else:
-            try:
-                restock(stock, delivery.ingredient_id, delivery.quantity,
-                        delivery.supplier_order_id, delivery.ts_ms, known=self._policies.get())
-            except InvalidRestock as invalid:
-                letter = dead_letter(JOB_NAME, data, invalid.reason, invalid.detail)
-                yield DEAD_LETTERS, Row(*letter.as_tuple())
-                return
-            event_ms, changed = delivery.ts_ms, {delivery.ingredient_id}
-        for supplier_order in due_reorders(stock, self._policies.get(),
-                                           stock.clock_ms or event_ms):
-            yield SUPPLIER_ORDERS, Row(key, supplier_order.to_json())
-            yield SUPPLIER_ORDER_ROWS, Row(
-                supplier_order.supplier_order_id, store_id, supplier_order.ingredient_id,
-                supplier_order.supplier_id, supplier_order.quantity, supplier_order.ts_ms,
-                supplier_order.on_hand, supplier_order.reorder_point)
-        self._stock_state.update(stock.to_state())
-        yield from self._publish(stock, stock.on_hand if opened else changed)
+        if result:
+            yield result.encode()
 
-    @staticmethod
-    def _publish(stock: StoreStock, ingredients):
-        """The stock of the ingredients an event changed (all of them when the store was
-        just opened), for the ``inventory`` table and, through ``inventory_cache_commands``
-        in the JVM, Redis. Published with the event's own outputs, not later from a timer:
-        a restored job replays exactly the events after its checkpoint and with them their
-        publications, while a processing-time timer registered just before a checkpoint can
-        be missing from it (PyFlink 1.20 applies Python timer registrations through the
-        mailbox, after the snapshot)."""
-        for ingredient_id in sorted(ingredients):
-            yield INVENTORY_LEVELS, Row(stock.store_id, ingredient_id,
-                                        stock.on_hand[ingredient_id])
-
-    def _place(self, stock: StoreStock, order: EnrichedOrder, key: str):
-        decision = place_order(stock, order, self._catalog.get())
-        yield Row(key, enriched_status_json(order, decision.status, decision.detail))
-        yield STATUS_CACHE, Row(
-            "SET", redis_store.order_status_key(order.order_id), "", decision.status)
-        if not decision.accepted:
-            return set()
-        sale = Row(key, sale_json(order))
-        if order.channel == Channel.ONLINE:
-            yield SALES, sale
-            for fact in fact_rows(order):
-                yield FACTS, Row(*fact)
-        else:
-            yield POS_ORDERS, sale
-        if order.fulfillment == Fulfillment.DELIVERY:
-            yield DELIVERIES, sale
-        return set(decision.consumed)
+    def _saved_stock(self, store_id: int):
+        saved = self._stores.get(store_id)
+        return None if saved is None else bytes(saved)
 
 
 def repeat_dead_letter(record):
@@ -200,55 +132,74 @@ FROM {LEVELS}"""
 
 
 def inventory_cache_commands(t_env, levels: DataStream) -> DataStream:
-    """Redis ``HSET`` commands of the ``INVENTORY_ROW`` levels, built in the JVM: emitting
-    them from Python as well would double the records each event sends back across the
-    JVM-Python boundary (docs/benchmarks.md)."""
+    """Redis ``HSET`` commands of the ``INVENTORY_ROW`` levels, built in the JVM."""
     t_env.create_temporary_view(LEVELS, t_env.from_data_stream(levels))
     return t_env.to_data_stream(t_env.sql_query(INVENTORY_CACHE_SQL))
 
 
-def decide_orders(
-    records: DataStream, props: dict[str, dict[str, str]]
-) -> tuple[DataStream, DataStream]:
-    """The job's logic without its edges: tagged orders and restocks in; order statuses out
-    (side outputs for everything else), and the repeats that were not applied.
+class Decisions(NamedTuple):
+    """What the job's logic puts out, each a stream ready for its sink."""
+
+    statuses: DataStream            # Row(store, order-status record)
+    status_commands: DataStream     # Redis SET order:<id> <status>
+    sales: DataStream               # Row(store, sale record) of accepted online orders
+    pos_orders: DataStream          # ... of accepted in-store orders
+    deliveries: DataStream          # ... of accepted delivery orders
+    supplier_orders: DataStream     # Row(store, supplier-orders record)
+    facts: DataStream               # FACT_ROW of accepted online orders
+    supplier_order_rows: DataStream  # SUPPLIER_ORDER_ROW_TYPE
+    levels: DataStream              # INVENTORY_ROW of changed stock, once per checkpoint
+    dead_letters: DataStream        # DEAD_LETTER_ROW: unusable records and repeats
+
+
+def decide_orders(records: DataStream, props: dict[str, dict[str, str]]) -> Decisions:
+    """The job's logic without its edges: tagged orders and restocks in, its outputs out.
     Benchmarks feed it directly."""
-    ttl_ms = int(float(props["Inventory"].get("dedup_ttl_hours", "50")) * 3600 * 1000)
-    first, repeats = runtime.first_seen(records, DEDUP_ID_FIELDS, ttl_ms)
-    statuses = (
-        runtime.key_by_store(first, kinesis.TAGGED_RECORD)
-        .process(StoreInventory(props), output_type=kinesis.KEYED_RECORD)
-        .name("store-inventory")
-        .uid("store-inventory")
-    )
-    return statuses, repeats
+    settings, path = props["Inventory"], props.get("OrderPath", {})
+    ttl_ms = int(float(settings.get("dedup_ttl_hours", "50")) * 3600 * 1000)
+    batches, repeats = runtime.store_batches(
+        records, EVENT_ID_FIELDS, ttl_ms, int(path.get("store_shards", "32")),
+        int(path.get("batch_max_records", "1000")), int(path.get("batch_max_delay_ms", "20")))
+    results = (batches.process(DecideStoreBatches(props), output_type=runtime.BATCH)
+               .name("store-inventory").uid("store-inventory-batches"))
+    outputs = runtime.batch_outputs(results, STATUS, SIDE_TAGS)
+    side = lambda tag: runtime.batch_output(outputs, tag)  # noqa: E731 - local shorthand
+    dead_letters = runtime.side_output(results, DEAD_LETTERS).union(
+        repeats.map(repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW).name("repeats"))
+    return Decisions(
+        outputs,
+        runtime.redis_set_commands(side(STATUS_CACHE), redis_store.order_status_key("")),
+        side(SALE), side(POS_ORDER), side(DELIVERY), side(SUPPLIER_ORDER),
+        runtime.delimited_rows(side(FACT), FACT_ROW, FACT_KINDS),
+        runtime.delimited_rows(side(SUPPLIER_ORDER_ROW), SUPPLIER_ORDER_ROW_TYPE,
+                               SUPPLIER_ORDER_KINDS),
+        runtime.delimited_rows(side(STOCK_LEVEL), INVENTORY_ROW, INVENTORY_KINDS),
+        dead_letters)
 
 
 def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
     """Adds the job's dataflow, with its sources and sinks, to ``env``."""
     t_env = runtime.table_environment(env)
     records = kinesis.tagged_records(env, props, {"orders_enriched": ORDER, "restocks": RESTOCK})
-    statuses, repeats = decide_orders(records, props)
-    kinesis.sink_to_stream(statuses, props, "order_status")
-    for tag, stream in ((SALES, "sales"), (POS_ORDERS, "pos_orders"),
-                        (DELIVERIES, "deliveries"), (SUPPLIER_ORDERS, "supplier_orders")):
-        kinesis.sink_to_stream(runtime.side_output(statuses, tag), props, stream)
-    runtime.side_output(statuses, STATUS_CACHE).sink_to(
+    out = decide_orders(records, props)
+    for stream, name in ((out.statuses, "order_status"), (out.sales, "sales"),
+                         (out.pos_orders, "pos_orders"), (out.deliveries, "deliveries"),
+                         (out.supplier_orders, "supplier_orders")):
+        kinesis.sink_to_stream(stream, props, name)
+    out.status_commands.sink_to(
         redis_store.sink(props, redis_store.ORDER_STATUS_TTL_S)
     ).name("redis:order-status").uid("sink-redis-order-status")
-    levels = runtime.side_output(statuses, INVENTORY_LEVELS)
-    inventory_cache_commands(t_env, levels).sink_to(redis_store.sink(props)).name(
+    inventory_cache_commands(t_env, out.levels).sink_to(redis_store.sink(props)).name(
         "redis:inventory").uid("sink-redis-inventory")
 
     statements = t_env.create_statement_set()
     # order_fct: COPY into a staging table + one INSERT per batch (flushed on every
     # checkpoint), several times the JDBC upsert's rows/s (docs/benchmarks.md)
-    runtime.side_output(statuses, FACTS).sink_to(aurora.copy_upsert_sink(
+    out.facts.sink_to(aurora.copy_upsert_sink(
         props, "order_fct", aurora.ORDER_FCT_STAGE, aurora.ORDER_FCT_TARGET,
         ["order_id", "product_id"])).name("aurora:order_fct").uid("sink-aurora-order-fct")
     aurora.upsert_rows(
-        t_env, statements, props, runtime.side_output(statuses, SUPPLIER_ORDER_ROWS),
-        "supplier_order",
+        t_env, statements, props, out.supplier_order_rows, "supplier_order",
         [("supplier_order_id", "STRING"), ("store_id", "INT"), ("ingredient_id", "INT"),
          ("supplier_id", "INT"), ("quantity", "INT"), ("ordered_ts", "TIMESTAMP(3)"),
          ("on_hand", "BIGINT"), ("reorder_point", "BIGINT")],
@@ -257,15 +208,13 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
                " CAST(TO_TIMESTAMP_LTZ(ordered_ts_ms, 3) AS TIMESTAMP(3)), on_hand, reorder_point",
     )
     aurora.upsert_rows(
-        t_env, statements, props, levels, "inventory",
+        t_env, statements, props, out.levels, "inventory",
         [("store_id", "INT"), ("ingredient_id", "INT"), ("on_hand", "BIGINT"),
          ("updated_at", "TIMESTAMP(3)")],
         ["store_id", "ingredient_id"],
         select="store_id, ingredient_id, on_hand, CAST(LOCALTIMESTAMP AS TIMESTAMP(3))",
     )
-    dead_letters = runtime.side_output(statuses, DEAD_LETTERS).union(
-        repeats.map(repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW).name("repeats"))
-    aurora.sink_dead_letters(t_env, statements, props, dead_letters)
+    aurora.sink_dead_letters(t_env, statements, props, out.dead_letters)
     statements.attach_as_datastream()
 
 

@@ -1,9 +1,11 @@
 """order_enrichment: raw orders in, validated orders priced from the catalog out.
 
-orders (Kinesis, raw bytes) -> validate + enrich (one Python call per record) ->
+orders (Kinesis, raw bytes) -> batches (JVM) -> validate + enrich a batch (one Python call
+per batch: pizzastream.order_batches.enrich_batch) -> one result per batch, fanned out in
+the JVM to:
   orders-enriched (Kinesis, keyed by store)
-  dead_letter (Aurora): every unusable record with its reason
   order-status (Kinesis) and Redis: the final status of each rejected order it can name
+  dead_letter (Aurora): every unusable record with its reason
 
 Run locally with ``python jobs/order_enrichment.py``; the same file is the ``python`` run
 option of the Managed Service for Apache Flink application.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -24,19 +27,19 @@ from pyflink.datastream import (  # noqa: E402
 from connectors import aurora, kinesis, redis_store  # noqa: E402
 from jobs import runtime  # noqa: E402
 from pizzastream.catalog import Catalog  # noqa: E402
-from pizzastream.dead_letters import dead_letter  # noqa: E402
-from pizzastream.orders import OrderRules, Rejection, enrich  # noqa: E402
-from pizzastream.sales import rejection_status_json  # noqa: E402
+from pizzastream.order_batches import (  # noqa: E402
+    ENRICHED, ENRICHMENT_JOB, STATUS, STATUS_CACHE, enrich_batch,
+)
+from pizzastream.orders import OrderRules  # noqa: E402
 
-JOB_NAME = "order_enrichment"
+JOB_NAME = ENRICHMENT_JOB
 DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
-STATUSES = OutputTag("order-status", kinesis.KEYED_RECORD)
-STATUS_CACHE = OutputTag("order-status-cache", redis_store.REDIS_COMMAND)
 
 
-class EnrichOrders(ProcessFunction):
-    """Adapts ``pizzastream.orders.enrich`` to the stream: valid orders go on, the rest
-    leave through the dead-letter side output. The catalog reloads while running."""
+class EnrichOrderBatches(ProcessFunction):
+    """Adapts ``pizzastream.order_batches.enrich_batch`` to the stream: a batch of raw
+    records in, its result lines out as one record; dead letters (rare) leave through a
+    side output of their own. The catalog reloads while running."""
 
     def __init__(self, props: dict[str, dict[str, str]]):
         self._props = props
@@ -54,49 +57,52 @@ class EnrichOrders(ProcessFunction):
         redis_store.publish_catalog(self._redis, catalog)
         return catalog
 
-    def process_element(self, raw, ctx):
-        raw = bytes(raw)
-        now_ms = time.time_ns() // 1_000_000
-        result = enrich(raw, self._catalog.get(), self._rules, now_ms)
-        if not isinstance(result, Rejection):
-            yield Row(str(result.store_id), result.to_json())
-            return
-        letter = dead_letter(JOB_NAME, raw, result.reason, result.detail,
-                             result.event_id, result.order_id)
-        yield DEAD_LETTERS, Row(*letter.as_tuple())
-        status = rejection_status_json(result, now_ms)
-        if status is not None:
-            # Keyed by store like every stream; by order when the store was unreadable.
-            key = result.order_id if result.store_id is None else str(result.store_id)
-            yield STATUSES, Row(key, status)
-            yield STATUS_CACHE, Row(
-                "SET", redis_store.order_status_key(result.order_id), "", result.status()
-            )
+    def process_element(self, batch, ctx):
+        result, letters = enrich_batch(bytes(batch), self._catalog.get(), self._rules,
+                                       time.time_ns() // 1_000_000)
+        for letter in letters:
+            yield DEAD_LETTERS, Row(*letter.as_tuple())
+        if result:
+            yield result.encode()
 
 
-def enrich_orders(raw_orders: DataStream, props: dict[str, dict[str, str]]) -> DataStream:
-    """The job's logic without its edges: raw order bytes in, enriched orders out (side
-    outputs ``DEAD_LETTERS``, ``STATUSES``, ``STATUS_CACHE``). Benchmarks feed it directly."""
-    return (
-        raw_orders.process(EnrichOrders(props), output_type=kinesis.KEYED_RECORD)
-        .name("enrich-orders")
-        .uid("enrich-orders")
-    )
+class Enrichment(NamedTuple):
+    """What the job's logic puts out, each a stream ready for its sink."""
+
+    enriched: DataStream            # Row(store, orders-enriched record)
+    statuses: DataStream            # Row(key, order-status record) of rejected orders
+    status_commands: DataStream     # Redis SET order:<id> <status> of rejected orders
+    dead_letters: DataStream        # DEAD_LETTER_ROW of unusable records
+
+
+def enrich_orders(raw_orders: DataStream, props: dict[str, dict[str, str]]) -> Enrichment:
+    """The job's logic without its edges: raw order bytes in, its outputs out.
+    Benchmarks feed it directly."""
+    path = props.get("OrderPath", {})
+    batches = runtime.order_batches(raw_orders, int(path.get("batch_max_records", "1000")),
+                                    int(path.get("batch_max_delay_ms", "20")))
+    results = (batches.process(EnrichOrderBatches(props), output_type=runtime.BATCH)
+               .name("enrich-orders").uid("enrich-orders"))
+    outputs = runtime.batch_outputs(results, ENRICHED, STATUS + STATUS_CACHE)
+    return Enrichment(
+        outputs, runtime.batch_output(outputs, STATUS),
+        runtime.redis_set_commands(runtime.batch_output(outputs, STATUS_CACHE),
+                                   redis_store.order_status_key("")),
+        runtime.side_output(results, DEAD_LETTERS))
 
 
 def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
     """Adds the job's dataflow, with its sources and sinks, to ``env``."""
     t_env = runtime.table_environment(env)
-    enriched = enrich_orders(kinesis.raw_record_source(env, props, "orders"), props)
-    kinesis.sink_to_stream(enriched, props, "orders_enriched")
-    kinesis.sink_to_stream(runtime.side_output(enriched, STATUSES), props, "order_status")
-    runtime.side_output(enriched, STATUS_CACHE).sink_to(
+    outputs = enrich_orders(kinesis.raw_record_source(env, props, "orders"), props)
+    kinesis.sink_to_stream(outputs.enriched, props, "orders_enriched")
+    kinesis.sink_to_stream(outputs.statuses, props, "order_status")
+    outputs.status_commands.sink_to(
         redis_store.sink(props, redis_store.ORDER_STATUS_TTL_S)
     ).name("redis:order-status").uid("sink-redis-order-status")
 
     statements = t_env.create_statement_set()
-    aurora.sink_dead_letters(t_env, statements, props,
-                             runtime.side_output(enriched, DEAD_LETTERS))
+    aurora.sink_dead_letters(t_env, statements, props, outputs.dead_letters)
     statements.attach_as_datastream()
 
 

@@ -118,6 +118,7 @@ def _started_configuration(props: dict[str, dict[str, str]]) -> Configuration:
 
 def stream_environment(props: dict[str, dict[str, str]]) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment(_started_configuration(props))
+    env.set_max_parallelism(MAX_PARALLELISM)
     tuning = props.get("FlinkTuning", {})
     if is_local():
         # On MSF parallelism and checkpointing are application settings, not code.
@@ -125,6 +126,9 @@ def stream_environment(props: dict[str, dict[str, str]]) -> StreamExecutionEnvir
         env.enable_checkpointing(
             int(tuning.get("checkpoint_interval_ms", "5000")), CheckpointingMode.EXACTLY_ONCE
         )
+    # The order path's batchers hand every pending record downstream before a barrier passes
+    # (pizzastream.flink.StoreBatcher): exactly-once with them needs aligned checkpoints.
+    env.get_checkpoint_config().enable_unaligned_checkpoints(False)
     _ship_packages(env)
     return env
 
@@ -171,27 +175,85 @@ def batch_table_environment(props: dict[str, dict[str, str]]) -> TableEnvironmen
     return t_env
 
 
-def first_seen(
-    records: DataStream, id_field_by_kind: dict[str, str], ttl_ms: int
-) -> tuple[DataStream, DataStream]:
-    """Splits tagged records ``(partition_key, (kind, data))`` into first sightings and
-    repeats of the same id (``id_field_by_kind`` names the JSON id field of each kind).
+# Key groups of every keyed operator: fixed, so that state can be restored at any
+# parallelism up to it (Flink's own default below parallelism 86, said explicitly).
+MAX_PARALLELISM = 128
+# {batch tag: (its key, the batch)} of StoreBatcher, as a keyed Python function receives it
+STORE_BATCH = Types.ROW([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+BATCH = Types.PRIMITIVE_ARRAY(Types.BYTE())
 
-    Runs in the JVM (``pizzastream.flink.FirstSeenFilter``): a Python lookup of an id never
-    seen before would cost a synchronous state round trip on every event."""
+
+def order_batches(records: DataStream, max_records: int, max_delay_ms: int) -> DataStream:
+    """Raw records grouped into ``OrderBatcher`` batches (``pizzastream.batches``): a
+    stateless Python function then crosses from the JVM once per batch."""
     jvm = get_gateway().jvm
+    return DataStream(records._j_data_stream.transform(
+        "order-batches", BATCH.get_java_type_info(),
+        jvm.pizzastream.flink.OrderBatcher(max_records, max_delay_ms)))
+
+
+def store_batches(
+    records: DataStream, id_field_by_kind: dict[str, str], ttl_ms: int, shards: int,
+    max_records: int, max_delay_ms: int,
+) -> tuple[KeyedStream, DataStream]:
+    """Tagged records ``(partition_key, (kind, data))`` without repeats, grouped into one
+    batch per store shard (``pizzastream.flink.StoreShardKey``, ``StoreBatcher``) and keyed
+    by shard for a keyed Python function; and the repeats (``id_field_by_kind`` names the
+    JSON id field of each kind)."""
+    jvm = get_gateway().jvm
+    flink = jvm.pizzastream.flink
     fields = jvm.java.util.HashMap()
     for kind, field in id_field_by_kind.items():
         fields.put(kind, field)
-    record_type = jvm.pizzastream.flink.KeyedRawRecordSchema.TYPE
-    unique = (
-        records._j_data_stream.keyBy(jvm.pizzastream.flink.DedupKey(fields), Types.STRING().get_java_type_info())
-        .process(jvm.pizzastream.flink.FirstSeenFilter(ttl_ms), record_type)
-        .name("first-seen")
-        .uid("first-seen")
+    shard_key = Types.ROW([Types.STRING()]).get_java_type_info()
+    batched = (
+        records._j_data_stream
+        .keyBy(flink.StoreShardKey(shards, MAX_PARALLELISM), shard_key)
+        .transform("store-batches", STORE_BATCH.get_java_type_info(),
+                   flink.StoreBatcher(fields, ttl_ms, max_records, max_delay_ms))
+        .uid("store-batches")
     )
-    repeats = unique.getSideOutput(jvm.pizzastream.flink.FirstSeenFilter.REPEATS)
-    return DataStream(unique), DataStream(repeats)
+    repeats = batched.getSideOutput(flink.StoreBatcher.REPEATS)
+    keyed = jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils \
+        .reinterpretAsKeyedStream(batched, jvm.KeyByKeySelector(), shard_key)
+    return KeyedStream(keyed, BATCH, DataStream(batched)), DataStream(repeats)
+
+
+def batch_outputs(results: DataStream, main_tag: str, side_tags: str) -> DataStream:
+    """The result lines of a batch (``pizzastream.batches``) fanned out in the JVM
+    (``pizzastream.flink.BatchOutputs``): lines tagged ``main_tag`` as the returned stream,
+    the others as side outputs taken with ``batch_output``."""
+    from connectors.kinesis import KEYED_RECORD
+
+    jvm = get_gateway().jvm
+    return DataStream(results._j_data_stream.process(
+        jvm.pizzastream.flink.BatchOutputs(main_tag, side_tags),
+        KEYED_RECORD.get_java_type_info()).name("batch-outputs"))
+
+
+def batch_output(outputs: DataStream, tag: str) -> DataStream:
+    """The ``Row(partition_key, payload)`` lines tagged ``tag`` of ``batch_outputs``."""
+    from connectors.kinesis import KEYED_RECORD
+
+    return side_output(outputs, OutputTag(f"batch-{tag}", KEYED_RECORD))
+
+
+def delimited_rows(lines: DataStream, row_type, kinds: str) -> DataStream:
+    """Lines whose payload is tab-separated fields as ``row_type`` rows, parsed in the JVM;
+    ``kinds`` has a letter per field: I int, L long, S string."""
+    jvm = get_gateway().jvm
+    return DataStream(lines._j_data_stream.map(
+        jvm.pizzastream.flink.DelimitedRows(kinds), row_type.get_java_type_info()))
+
+
+def redis_set_commands(lines: DataStream, key_prefix: str) -> DataStream:
+    """``SET <key_prefix><key> <payload>`` commands of lines, built in the JVM."""
+    from connectors.redis_store import REDIS_COMMAND
+
+    jvm = get_gateway().jvm
+    return DataStream(lines._j_data_stream.map(
+        jvm.pizzastream.flink.RedisSetCommands(key_prefix),
+        REDIS_COMMAND.get_java_type_info()))
 
 
 def json_event_time(field: str, out_of_orderness_ms: int, idle_ms: int) -> WatermarkStrategy:

@@ -56,6 +56,12 @@ class Catalog:
                  recipes: Mapping[int, Mapping[int, int]]):
         self._products = {p.product_id: p for p in products}
         self._recipes = {pid: MappingProxyType(dict(lines)) for pid, lines in recipes.items()}
+        # The order path's per-event lookups, precomputed once per catalog load: the unit
+        # price of each product on sale, and each recipe as (ingredient, units) pairs.
+        self.sale_prices: Mapping[int, int] = MappingProxyType(
+            {p.product_id: p.unit_price_cents for p in self._products.values() if p.active})
+        self.recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]] = MappingProxyType(
+            {pid: tuple(lines.items()) for pid, lines in self._recipes.items()})
 
     @classmethod
     def from_rows(cls, product_rows: Iterable[Row], recipe_rows: Iterable[Row]) -> Catalog:

@@ -58,7 +58,8 @@ consumer can deduplicate on ``supplier_order_id``.
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterable, Mapping
+import pickle
+from collections.abc import Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +91,7 @@ def _is_int(value: object) -> bool:
 
 # --------------------------------------------------------------------------- state
 
-@dataclass
+@dataclass(slots=True)
 class StoreStock:
     """One store's stock, reorders and recent consumption. Mutable: ``place_order``,
     ``restock`` and ``due_reorders`` update it in place. Fields are plain ints, strs and
@@ -105,6 +106,12 @@ class StoreStock:
     clock_ms: int = 0          # latest event time of an accepted order (0: none yet)
     bucket_ms: int = DEFAULT_BUCKET_MINUTES * _MINUTE_MS
     window_buckets: int = DEFAULT_WINDOW_MINUTES // DEFAULT_BUCKET_MINUTES
+    # ingredient -> units in all kept buckets: derived from ``buckets`` (not stored), an
+    # upper bound of any window's use that lets ``due_reorders`` skip the exact sum
+    kept: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        self.kept = {i: sum(b.values()) for i, b in self.buckets.items()}
 
     @classmethod
     def initial(cls, store_id: int, on_hand: Mapping[int, int], *,
@@ -143,6 +150,14 @@ class StoreStock:
                    {i: dict(b) for i, b in buckets.items()}, seq, clock_ms, bucket_ms,
                    window_buckets)
 
+    def to_bytes(self) -> bytes:
+        """``to_state`` as bytes, for a state backend that stores bytes."""
+        return pickle.dumps(self.to_state(), protocol=5)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StoreStock:
+        return cls.from_state(pickle.loads(data))
+
     @property
     def window_minutes(self) -> int:
         return self.window_buckets * self.bucket_ms // _MINUTE_MS
@@ -156,17 +171,24 @@ class StoreStock:
         return used, now_ms - first * self.bucket_ms
 
     def _consume(self, demand: Mapping[int, int], ts_ms: int) -> None:
+        on_hand, bucket_ms = self.on_hand, self.bucket_ms
         for ingredient_id, quantity in demand.items():
-            self.on_hand[ingredient_id] -= quantity
-        old_bucket = self.clock_ms // self.bucket_ms
-        self.clock_ms = max(self.clock_ms, ts_ms)
-        oldest = self.clock_ms // self.bucket_ms - self.window_buckets
-        bucket = ts_ms // self.bucket_ms
+            on_hand[ingredient_id] -= quantity
+        old_bucket = self.clock_ms // bucket_ms
+        if ts_ms > self.clock_ms:
+            self.clock_ms = ts_ms
+        oldest = self.clock_ms // bucket_ms - self.window_buckets
+        bucket = ts_ms // bucket_ms
         if bucket >= oldest:
+            buckets, kept = self.buckets, self.kept
             for ingredient_id, quantity in demand.items():
-                counts = self.buckets.setdefault(ingredient_id, {})
-                counts[bucket] = counts.get(bucket, 0) + quantity
-        if self.clock_ms // self.bucket_ms != old_bucket:
+                counts = buckets.get(ingredient_id)
+                if counts is None:
+                    buckets[ingredient_id] = {bucket: quantity}
+                else:
+                    counts[bucket] = counts.get(bucket, 0) + quantity
+                kept[ingredient_id] = kept.get(ingredient_id, 0) + quantity
+        if self.clock_ms // bucket_ms != old_bucket:
             self._prune(oldest)
 
     def _prune(self, oldest: int) -> None:
@@ -175,8 +197,10 @@ class StoreStock:
             kept = {b: q for b, q in self.buckets[ingredient_id].items() if b >= oldest}
             if kept:
                 self.buckets[ingredient_id] = kept
+                self.kept[ingredient_id] = sum(kept.values())
             else:
                 del self.buckets[ingredient_id]
+                del self.kept[ingredient_id]
 
 
 # --------------------------------------------------------------------------- orders
@@ -208,7 +232,50 @@ def requirements(order: EnrichedOrder, catalog: Catalog) -> dict[int, int]:
     for line in order.lines:
         if not _is_int(line.quantity) or line.quantity <= 0:
             raise ValueError(f"order {order.order_id}: line quantity {line.quantity!r}")
-    return catalog.ingredient_demand((line.product_id, line.quantity) for line in order.lines)
+    return order_demand(((line.product_id, line.quantity) for line in order.lines),
+                        catalog.recipe_pairs)
+
+
+def order_demand(lines: Iterable[Iterable[int]],
+                 recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]]) -> dict[int, int]:
+    """``requirements`` from lines that start ``(product_id, quantity, ...)``, as the
+    ``orders-enriched`` record carries them (``Catalog.recipe_pairs``)."""
+    demand: dict[int, int] = {}
+    for product_id, quantity, *_ in lines:
+        for ingredient_id, per_unit in recipe_pairs.get(product_id, ()):
+            demand[ingredient_id] = demand.get(ingredient_id, 0) + per_unit * quantity
+    return demand
+
+
+def shortages(stock: StoreStock, demand: Mapping[int, int]) -> dict[int, tuple[int, int]]:
+    """``{ingredient_id: (needed, on_hand)}`` of what ``demand`` lacks, by ingredient."""
+    on_hand = stock.on_hand
+    short = {}
+    for ingredient_id, needed in demand.items():
+        have = on_hand.get(ingredient_id, 0)
+        if needed > have:
+            short[ingredient_id] = (needed, have)
+    return dict(sorted(short.items())) if len(short) > 1 else short
+
+
+def accepted_detail(demand: Mapping[int, int]) -> str:
+    return f"accepted: {len(demand)} ingredients taken from stock"
+
+
+def shortage_detail(short: Mapping[int, tuple[int, int]]) -> str:
+    return "insufficient inventory: " + "; ".join(
+        f"ingredient {i} needs {needed}, has {have}" for i, (needed, have) in short.items())
+
+
+def take_stock(stock: StoreStock, demand: dict[int, int], ts_ms: int
+               ) -> dict[int, tuple[int, int]]:
+    """The all-or-nothing rule: takes ``demand`` out of ``stock`` at event time ``ts_ms``
+    when every ingredient suffices and returns ``{}``; otherwise changes nothing and returns
+    the shortages."""
+    short = shortages(stock, demand)
+    if not short:
+        stock._consume(demand, ts_ms)
+    return short
 
 
 def place_order(stock: StoreStock, order: EnrichedOrder, catalog: Catalog) -> Decision:
@@ -218,14 +285,10 @@ def place_order(stock: StoreStock, order: EnrichedOrder, catalog: Catalog) -> De
         raise ValueError(f"order {order.order_id} of store {order.store_id} "
                          f"given to store {stock.store_id}")
     demand = requirements(order, catalog)
-    short = {i: (demand[i], stock.on_hand.get(i, 0)) for i in sorted(demand)
-             if demand[i] > stock.on_hand.get(i, 0)}
+    short = take_stock(stock, demand, order.ts_ms)
     if short:
-        detail = "insufficient inventory: " + "; ".join(
-            f"ingredient {i} needs {needed}, has {have}" for i, (needed, have) in short.items())
-        return Decision(False, {}, short, detail)
-    stock._consume(demand, order.ts_ms)
-    return Decision(True, demand, {}, f"accepted: {len(demand)} ingredients taken from stock")
+        return Decision(False, {}, short, shortage_detail(short))
+    return Decision(True, demand, {}, accepted_detail(demand))
 
 
 # --------------------------------------------------------------------------- restocks
@@ -408,17 +471,29 @@ def reorder_point(stock: StoreStock, policy: IngredientPolicy, now_ms: int) -> i
 
 
 def due_reorders(stock: StoreStock, ingredients: Mapping[int, IngredientPolicy],
-                 now_ms: int) -> list[SupplierOrder]:
+                 now_ms: int, changed: Collection[int] | None = None) -> list[SupplierOrder]:
     """Supplier orders to emit now, by ingredient id, each marked outstanding in
     ``stock`` so it is emitted once. ``now_ms`` should be event time, so a replay gives
     the same result: the store's clock ``stock.clock_ms``, or the current event's own
-    time while the store has accepted no order yet (clock 0)."""
+    time while the store has accepted no order yet (clock 0).
+
+    ``changed`` limits the check to the ingredients an event changed (None: all of them,
+    as when a store opens): stock only falls below its reorder point when it is taken, and
+    a restock that closes a reorder may leave it low. An ingredient whose stock is at or
+    above the highest reorder point its kept consumption allows is skipped without
+    summing its window, which is most of them on most events."""
     orders = []
-    for ingredient_id in sorted(ingredients):
-        if ingredient_id in stock.outstanding:
+    window_ms = stock.window_buckets * stock.bucket_ms
+    candidates = ingredients if changed is None else changed
+    for ingredient_id in (sorted(candidates) if len(candidates) > 1 else candidates):
+        policy = ingredients.get(ingredient_id)
+        if policy is None or ingredient_id in stock.outstanding:
             continue
-        policy = ingredients[ingredient_id]
         on_hand = stock.on_hand.get(ingredient_id, 0)
+        if on_hand > 0 and on_hand >= policy.safety_stock + -(
+                -stock.kept.get(ingredient_id, 0) * policy.lead_time_minutes * _MINUTE_MS
+                // window_ms):
+            continue
         use = lead_time_use(stock, policy, now_ms)
         point = use + policy.safety_stock
         if on_hand >= point and on_hand > 0:

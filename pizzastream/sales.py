@@ -4,7 +4,7 @@ cents; the Aurora sink converts to ``numeric(…,2)`` at the edge (``catalog.fro
 """
 from __future__ import annotations
 
-import json
+import orjson
 
 from pizzastream.orders import EnrichedOrder, OrderStatus, Rejection
 
@@ -20,8 +20,21 @@ def item_count(order: EnrichedOrder) -> int:
 
 def sale_json(order: EnrichedOrder) -> str:
     """The enriched order JSON plus ``"n"`` (items) and ``"r"`` (revenue in cents)."""
-    enriched = order.to_json()  # a JSON object: ends with "}"
-    return f'{enriched[:-1]},"n":{item_count(order)},"r":{order.total_cents}}}'
+    return sale_of_enriched(order.to_json(), item_count(order), order.total_cents)
+
+
+def sale_of_enriched(enriched_json: str, items: int, revenue_cents: int) -> str:
+    """``sale_json`` from the order's ``orders-enriched`` record as received: the order path
+    appends to the record instead of encoding the order again."""
+    return f'{enriched_json.rstrip()[:-1]},"n":{items},"r":{revenue_cents}}}'
+
+
+def fact_line(store_id: int, order_id: str, transaction_ts_ms: int, product_id: int,
+              quantity: int, unit_price_cents: int, delivery_type: str, channel: str) -> str:
+    """One ``FACT_COLUMNS`` row as tab-separated text (``pizzastream.flink.DelimitedRows``
+    reads it back into a row in the JVM); the same values as ``fact_rows``."""
+    return (f"{store_id}\t{order_id}\t{product_id}\t{transaction_ts_ms}\t{quantity}\t"
+            f"{unit_price_cents}\t{quantity * unit_price_cents}\t{delivery_type}\t{channel}")
 
 
 def fact_rows(order: EnrichedOrder) -> list[tuple]:
@@ -36,8 +49,8 @@ def order_status_json(order_id: str, event_id: str | None, store_id: int | None,
     """The ``order-status`` record; ``status`` must be one of the contract's statuses."""
     if status not in STATUSES:
         raise ValueError(f"{status!r} is not an order status")
-    return json.dumps({"o": order_id, "e": event_id, "s": store_id, "t": ts_ms,
-                       "status": str(status), "detail": detail}, separators=(",", ":"))
+    return orjson.dumps({"o": order_id, "e": event_id, "s": store_id, "t": ts_ms,
+                         "status": str(status), "detail": detail}).decode()
 
 
 def enriched_status_json(order: EnrichedOrder, status: str = OrderStatus.ACCEPTED.value,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pizzastream.catalog import Catalog
 from pizzastream.orders import (
     PRICE_FIELDS, REQUIRED_FIELDS, EnrichedOrder, OrderRules, OrderStatus, Reason, Rejection,
-    enrich, format_event_time, parse_event_time,
+    accept, enrich, format_event_time, parse_event_time,
 )
 
 RULES = OrderRules(max_quantity=20, max_lines=25, max_record_bytes=8192,
@@ -319,3 +319,97 @@ def test_fuzz_corrupted_bytes_of_a_valid_order(data):
         position = data.draw(st.integers(0, len(raw) - 1))
         raw[position:position + 1] = data.draw(st.binary(min_size=0, max_size=3))
     assert_well_formed(run(bytes(raw)))
+
+
+# --------------------------------------------------------------------------- the fast path
+
+def assert_fast_path_agrees(raw: bytes, now_ms: int = NOW_MS) -> None:
+    """``accept`` never accepts what ``enrich`` refuses and, when it accepts, gives exactly
+    ``enrich``'s record."""
+    fast = accept(raw, CATALOG, RULES, now_ms)
+    slow = enrich(raw, CATALOG, RULES, now_ms)
+    if fast is not None:
+        assert isinstance(slow, EnrichedOrder), (raw, slow)
+        assert fast == (slow.store_id, slow.to_json())
+
+
+def test_the_fast_path_takes_every_everyday_order():
+    for order in (valid_order(), valid_order(fulfillment="pickup", customer=None),
+                  valid_order(channel="in_store", fulfillment="dine_in"),
+                  valid_order(order_id="Bäckerei-1", customer={"lat": 40, "lon": -74}),
+                  valid_order(note="fields the rules do not know are ignored")):
+        raw = encode(order)
+        slow = enrich(raw, CATALOG, RULES, NOW_MS)
+        assert accept(raw, CATALOG, RULES, NOW_MS) == (slow.store_id, slow.to_json())
+
+
+def test_the_fast_path_leaves_unusual_but_valid_forms_to_the_full_rules():
+    for order in (valid_order(ts="2026-11-24T18:05:31Z"),
+                  valid_order(ts="2026-11-24T18:05:31.123+00:00")):
+        raw = encode(order)
+        assert accept(raw, CATALOG, RULES, NOW_MS) is None
+        assert isinstance(enrich(raw, CATALOG, RULES, NOW_MS), EnrichedOrder)
+
+
+def test_the_fast_path_agrees_with_the_rules_on_every_generated_kind_of_record():
+    from datetime import datetime, timezone
+
+    from pizzastream.traffic import OrderTraffic
+
+    traffic = OrderTraffic(RULES, datetime(2026, 11, 24, tzinfo=timezone.utc), seed=3,
+                           bad_share=0.5, catalog=CATALOG)
+    now_ms = traffic.processing_window()[0]
+    accepted = 0
+    for record in traffic.records(3000):
+        assert_fast_path_agrees(record.data, now_ms)
+        accepted += accept(record.data, CATALOG, RULES, now_ms) is not None
+    assert accepted == traffic.report.by_kind["valid"]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=70) | st.sampled_from(["online", "in_store", "delivery", "pickup",
+                                              "dine_in", "2026-11-24T18:05:31.123Z"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=6)
+FIELDS = st.sampled_from([*REQUIRED_FIELDS, "customer", "price", "note", "lat", "lon",
+                          "product_id", "quantity"])
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.lists(st.tuples(st.sampled_from(["order", "item", "customer"]), FIELDS,
+                                  st.one_of(st.just("<drop>"), JSON_VALUES)), max_size=3),
+       fulfillment=st.sampled_from(["delivery", "pickup", "dine_in"]))
+def test_the_fast_path_never_accepts_what_the_rules_refuse(changes, fulfillment):
+    order = valid_order(fulfillment=fulfillment)
+    targets = {"order": order, "item": order["items"][0], "customer": order["customer"]}
+    for where, name, value in changes:
+        target = targets[where]
+        if value == "<drop>":
+            target.pop(name, None)
+        else:
+            target[name] = value
+    assert_fast_path_agrees(json.dumps(order).encode())
+
+
+@settings(max_examples=200)
+@given(raw=st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+def test_the_fast_path_agrees_on_arbitrary_bytes(raw):
+    assert_fast_path_agrees(raw)
+
+
+@pytest.mark.parametrize("ts", [
+    "2026-11-24T18:05:31.123Z", "2026-02-28T23:59:59.999Z", "2024-02-29T00:00:00.000Z",
+    "2026-02-29T00:00:00.000Z", "2026-13-01T00:00:00.000Z", "2026-11-24T24:00:00.000Z",
+    "2026-11-24T18:60:00.000Z", "2026-11-24T18:05:60.000Z", "2026-11-24T18:05:31.123z",
+    "2026-11-24 18:05:31.123Z", "2026-11-24T18:05:31.12Z", "２026-11-24T18:05:31.123Z",
+    "1970-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z", "0000-01-01T00:00:00.000Z",
+])
+def test_the_fast_event_time_reads_the_canonical_form_as_the_rules_do(ts):
+    from pizzastream.orders import _canonical_event_time
+
+    fast = _canonical_event_time(ts)
+    assert fast is None or fast == parse_event_time(ts)
+    if len(ts) == 24 and ts[10] == "T" and ts.endswith("Z") and ts.isascii():
+        assert fast == parse_event_time(ts)

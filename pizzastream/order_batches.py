@@ -1,0 +1,270 @@
+"""The order path's rules applied a batch at a time: what order_enrichment and
+inventory_windowing decide for each batch the JVM hands them (``pizzastream.batches``).
+
+Deciding a batch is exactly deciding its records one by one, in order, with
+``pizzastream.orders`` and ``pizzastream.inventory``; only the bookkeeping around the rules
+is arranged so that an event costs a few microseconds of Python:
+
+* the common case of each rule has a lean form that gives the same answer
+  (``orders.accept``, ``inventory.take_stock`` on the record's own lines) and falls back
+  to the full rules for everything else;
+* a store's stock stays in memory between batches and is written to Flink state only when
+  a checkpoint follows (``ShardDesk.persist``), together with the stock levels it publishes;
+* every output is one text line of the batch's single result (``batches.result_line``).
+
+tests/pizzastream/test_order_batches.py holds the batch rules to the one-by-one rules.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import orjson
+
+from pizzastream.batches import raw_records, store_records
+from pizzastream.catalog import Catalog
+from pizzastream.dead_letters import DeadLetter, dead_letter
+from pizzastream.inventory import (
+    PARTITION_KEY_MISMATCH, IngredientPolicy, InvalidRestock, StoreStock, accepted_detail,
+    check_restock_key, due_reorders, order_demand, parse_restock, restock, shortage_detail,
+    store_of_partition_key, take_stock,
+)
+from pizzastream.orders import (
+    CHANNELS, FULFILLMENTS, EnrichedOrder, OrderRules, OrderStatus, Rejection, accept, enrich,
+    is_id,
+)
+from pizzastream.sales import fact_line, order_status_json, rejection_status_json, sale_of_enriched
+
+# Result line tags: one character per output of the jobs (pizzastream.flink.BatchOutputs).
+ENRICHED = "E"           # orders-enriched, keyed by store
+STATUS = "S"             # order-status, keyed by store (by order when the store is unknown)
+STATUS_CACHE = "C"       # Redis order status: key order id, payload the status
+SALE = "A"               # sales: accepted online sales
+POS_ORDER = "P"          # pos-orders: accepted in-store sales
+DELIVERY = "D"           # deliveries: accepted delivery orders
+FACT = "F"               # order_fct rows (sales.fact_line)
+SUPPLIER_ORDER = "R"     # supplier-orders records
+SUPPLIER_ORDER_ROW = "Q"  # supplier_order rows
+STOCK_LEVEL = "L"        # inventory rows: store, ingredient, on hand
+
+ENRICHMENT_JOB = "order_enrichment"
+INVENTORY_JOB = "inventory_windowing"
+ORDER, RESTOCK = "o", "r"
+# The id that makes two records the same event (pizzastream.flink.StoreBatcher).
+EVENT_ID_FIELDS = {ORDER: "o", RESTOCK: "event_id"}
+MALFORMED_ENRICHED_ORDER = "malformed_enriched_order"
+UNKNOWN_RECORD_KIND = "unknown_record_kind"
+_ACCEPTED = OrderStatus.ACCEPTED.value
+_REJECTED_INVENTORY = OrderStatus.REJECTED_INSUFFICIENT_INVENTORY.value
+
+
+def enrich_batch(batch: bytes, catalog: Catalog, rules: OrderRules,
+                 now_ms: int) -> tuple[str, list[DeadLetter]]:
+    """order_enrichment for an ``OrderBatcher`` batch: the result lines (``ENRICHED`` for
+    valid orders; ``STATUS`` and ``STATUS_CACHE`` for rejected orders that name their id)
+    and a dead letter for each record that is no usable order."""
+    out: list[str] = []
+    letters: list[DeadLetter] = []
+    for raw in raw_records(batch):
+        fast = accept(raw, catalog, rules, now_ms)
+        if fast is not None:
+            out.append(f"E{fast[0]}\t{fast[1]}\n")
+            continue
+        result = enrich(raw, catalog, rules, now_ms)
+        if isinstance(result, EnrichedOrder):
+            out.append(f"E{result.store_id}\t{result.to_json()}\n")
+            continue
+        letters.append(dead_letter(ENRICHMENT_JOB, raw, result.reason, result.detail,
+                                   result.event_id, result.order_id))
+        out.extend(rejection_lines(result, now_ms))
+    return "".join(out), letters
+
+
+def rejection_lines(rejection: Rejection, now_ms: int) -> list[str]:
+    """The final status of an order ``enrich`` rejected, when the record names the order:
+    keyed by store like every stream, by order when the store was unreadable."""
+    status = rejection_status_json(rejection, now_ms)
+    if status is None:
+        return []
+    key = rejection.order_id if rejection.store_id is None else str(rejection.store_id)
+    return [f"S{key}\t{status}\n", f"C{rejection.order_id}\t{rejection.status()}\n"]
+
+
+class ShardDesk:
+    """inventory_windowing's rules for the store shards of one operator instance.
+
+    ``decide(shard, batch, saved_stock)`` applies a ``StoreBatcher`` batch and returns its
+    result lines, dead letters and, when the batch asks to persist, the ``(store_id,
+    state)`` of each store it changed since the shard's last persist, for the caller to
+    write to Flink state. Stocks stay in memory in between: the instance is created afresh
+    with every (re)start of the operator, and then reads each store's stock from state the
+    first time it meets it (``saved_stock``), or opens it from ``opening_stock``."""
+
+    def __init__(self, catalog: Callable[[], Catalog],
+                 policies: Callable[[], Mapping[int, IngredientPolicy]],
+                 opening_stock: Callable[[int], Mapping[int, int]],
+                 window_minutes: int, bucket_minutes: int):
+        self._catalog = catalog
+        self._policies = policies
+        self._opening_stock = opening_stock
+        self._window_minutes = window_minutes
+        self._bucket_minutes = bucket_minutes
+        self._stocks: dict[int, StoreStock] = {}
+        # shard -> store -> ingredients whose level changed since the last persist (None:
+        # all of them, the store was just opened)
+        self._changed: dict[str, dict[int, set[int] | None]] = {}
+
+    def decide(self, shard: str, batch: bytes, saved_stock: Callable[[int], bytes | None]
+               ) -> tuple[str, list[DeadLetter], list[tuple[int, bytes]]]:
+        persist, records = store_records(batch)
+        out: list[str] = []
+        letters: list[DeadLetter] = []
+        changed = self._changed.setdefault(shard, {})
+        catalog, policies = self._catalog(), self._policies()
+        for kind, key, data in records:
+            store_id = store_of_partition_key(key)
+            if kind == ORDER:
+                self._order(store_id, key, data, catalog, policies, changed, saved_stock, out,
+                            letters)
+            elif kind == RESTOCK:
+                self._restock(store_id, key, data, policies, changed, saved_stock, out,
+                              letters)
+            else:
+                letters.append(dead_letter(INVENTORY_JOB, data, UNKNOWN_RECORD_KIND,
+                                           f"record kind {kind!r} is neither order nor restock"))
+        saved = self._persist(changed, out) if persist else []
+        return "".join(out), letters, saved
+
+    def _stock(self, store_id: int, changed: dict, saved_stock) -> tuple[StoreStock, bool]:
+        stock = self._stocks.get(store_id)
+        if stock is not None:
+            return stock, False
+        saved = saved_stock(store_id)
+        if saved is not None:
+            stock = StoreStock.from_bytes(saved)
+            opened = False
+        else:
+            stock = StoreStock.initial(store_id, self._opening_stock(store_id),
+                                       window_minutes=self._window_minutes,
+                                       bucket_minutes=self._bucket_minutes)
+            changed[store_id] = None
+            opened = True
+        self._stocks[store_id] = stock
+        return stock, opened
+
+    def _order(self, store_id, key, data, catalog, policies, changed, saved_stock, out,
+               letters) -> None:
+        try:
+            text = data.decode()
+            order = orjson.loads(text)
+            order_id, event_id, ts_ms, lines = order["o"], order["e"], order["t"], order["l"]
+            channel, fulfillment = order["c"], order["f"]
+            if store_id is None or order["s"] != store_id:
+                raise ValueError(f"store {order['s']!r} sent on partition key {key[:40]!r}")
+            # Everything an output line or the stock will take is checked before either is
+            # touched: a record that fails half-way must change nothing.
+            if not (is_id(order_id) and is_id(event_id) and type(ts_ms) is int
+                    and channel in CHANNELS and fulfillment in FULFILLMENTS
+                    and type(lines) is list and lines
+                    and all(type(line) is list and len(line) == 3
+                            and all(type(value) is int for value in line) and line[1] > 0
+                            for line in lines)):
+                raise ValueError("ids, event time, channel, fulfillment or lines malformed")
+            demand = order_demand(lines, catalog.recipe_pairs)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            letters.append(dead_letter(INVENTORY_JOB, data, MALFORMED_ENRICHED_ORDER,
+                                       f"not an orders-enriched record: {error}"[:200]))
+            return
+        stock, opened = self._stock(store_id, changed, saved_stock)
+        short = take_stock(stock, demand, ts_ms)
+        if short:
+            status = order_status_json(order_id, event_id, store_id, ts_ms,
+                                       _REJECTED_INVENTORY, shortage_detail(short))
+            out.append(f"S{key}\t{status}\nC{order_id}\t{_REJECTED_INVENTORY}\n")
+        else:
+            status = order_status_json(order_id, event_id, store_id, ts_ms, _ACCEPTED,
+                                       accepted_detail(demand))
+            out.append(f"S{key}\t{status}\nC{order_id}\t{_ACCEPTED}\n")
+            items = revenue = 0
+            online = channel == "online"
+            for product_id, quantity, unit_price_cents in lines:
+                items += quantity
+                revenue += quantity * unit_price_cents
+                if online:
+                    out.append(f"F{key}\t" + fact_line(
+                        store_id, order_id, ts_ms, product_id, quantity, unit_price_cents,
+                        fulfillment, channel) + "\n")
+            sale = sale_of_enriched(text, items, revenue)
+            out.append(f"{'A' if online else 'P'}{key}\t{sale}\n")
+            if fulfillment == "delivery":
+                out.append(f"D{key}\t{sale}\n")
+            levels = changed.get(store_id, ())
+            if levels is not None:
+                if not levels:
+                    levels = changed[store_id] = set()
+                levels.update(demand)
+        self._reorders(stock, policies, ts_ms, None if opened else (() if short else demand),
+                       key, out)
+
+    def _restock(self, store_id, key, data, policies, changed, saved_stock, out,
+                 letters) -> None:
+        try:
+            delivery = parse_restock(data)
+            check_restock_key(delivery, key)
+        except InvalidRestock as invalid:
+            letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
+                                       _event_id_of(data)))
+            return
+        stock, opened = self._stock(store_id, changed, saved_stock)
+        try:
+            restock(stock, delivery.ingredient_id, delivery.quantity,
+                    delivery.supplier_order_id, delivery.ts_ms, known=policies)
+        except InvalidRestock as invalid:
+            if opened:  # as if never met: the store opens with its next event
+                del self._stocks[store_id]
+                del changed[store_id]
+            letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
+                                       delivery.event_id))
+            return
+        levels = changed.get(store_id, ())
+        if levels is not None:
+            if not levels:
+                levels = changed[store_id] = set()
+            levels.add(delivery.ingredient_id)
+        self._reorders(stock, policies, delivery.ts_ms,
+                       None if opened else (delivery.ingredient_id,), key, out)
+
+    @staticmethod
+    def _reorders(stock: StoreStock, policies, event_ms: int, ingredients, key: str,
+                  out: list[str]) -> None:
+        if ingredients == ():
+            return
+        for order in due_reorders(stock, policies, stock.clock_ms or event_ms, ingredients):
+            out.append(f"R{key}\t{order.to_json()}\n")
+            out.append(f"Q{key}\t{order.supplier_order_id}\t{order.store_id}\t"
+                       f"{order.ingredient_id}\t{order.supplier_id}\t{order.quantity}\t"
+                       f"{order.ts_ms}\t{order.on_hand}\t{order.reorder_point}\n")
+
+    def _persist(self, changed: dict[int, set[int] | None], out: list[str]
+                 ) -> list[tuple[int, bytes]]:
+        """The state of each store changed since the last persist, and its changed stock
+        levels (all of them for a store just opened) as ``STOCK_LEVEL`` lines: published
+        once per store and checkpoint, not once per order."""
+        saved = []
+        for store_id in sorted(changed):
+            stock = self._stocks[store_id]
+            ingredients = changed[store_id]
+            for ingredient_id in sorted(stock.on_hand if ingredients is None else ingredients):
+                out.append(f"L{store_id}\t{store_id}\t{ingredient_id}\t"
+                           f"{stock.on_hand[ingredient_id]}\n")
+            saved.append((store_id, stock.to_bytes()))
+        changed.clear()
+        return saved
+
+
+def _event_id_of(data: bytes) -> str | None:
+    """A restock's event id when it can be read, for its dead letter."""
+    try:
+        event_id = orjson.loads(data).get("event_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return event_id if is_id(event_id) else None

@@ -92,9 +92,6 @@ def full_plan() -> list[Run]:
     # where the time goes: the crossing alone, PyFlink's side outputs, one crossing per batch
     runs += [Run("crossing", s, 1, **PYTHON)
              for s in ("cross_stateless", "cross_keyed", "cross_keyed_state")]
-    runs.append(Run("crossing", "inventory", 1, extra={"pyflink_side_outputs": True}, **PYTHON))
-    runs += [Run("prototype", f"{job}_batched", 1, **PYTHON)
-             for job in ("enrichment", "inventory")]
     # 4. the Aurora sink: the COPY sink shipped, and the JDBC upsert it replaced
     runs += [Run("aurora", "sink_copy", p, **JVM) for p in (1, 2)]
     runs.append(Run("aurora", "sink_jdbc", 1, **JVM))

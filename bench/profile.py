@@ -1,35 +1,53 @@
-"""The jobs' Python functions timed and profiled outside Flink: what one event costs in
+"""The order path's Python core timed and profiled outside Flink: what one event costs in
 Python alone, with no JVM crossing, so the mini-cluster numbers can be split into "the
 rules" and "the crossing".
 
-``EnrichOrders.process_element`` and ``StoreInventory.process_element`` run in this process
-(timed in CPU time, ``time.process_time``, so other load on the machine inflates the numbers
-less than wall time would) on realistic records (``pizzastream.traffic`` at the benchmark's
-80/20 skew), against a stand-in for PyFlink's context and keyed state that keeps objects in a
-dict and pickles the touched keys every ``bundle`` events, as PyFlink's state cache does
-when a bundle ends. ``python -m bench.profile`` prints the top functions (cProfile).
+``order_batches.enrich_batch`` and ``order_batches.ShardDesk`` (what the jobs' Python
+functions call, once per batch) run in this process on realistic records
+(``pizzastream.traffic`` at the benchmark's 80/20 skew) in batches as the JVM makes them
+(``pizzastream.batches``), timed in CPU time (``time.process_time``, so other load on the
+machine inflates the numbers less than wall time would). The inventory desk persists every
+``persist_every`` events (a 5-second checkpoint at 50,000 events/s) and at the end. ``python -m bench.profile`` prints the top
+functions (cProfile).
 """
 from __future__ import annotations
 
 import cProfile
 import io
 import json
-import pickle
 import pstats
 import time
+from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
+from pizzastream import batches
 from pizzastream.catalog import Catalog
-from pizzastream.orders import EnrichedOrder, OrderRules, enrich
+from pizzastream.inventory import policies_from_reference_data
+from pizzastream.order_batches import ORDER, ShardDesk, enrich_batch
+from pizzastream.orders import EnrichedOrder, OrderRules, enrich, format_event_time
 from pizzastream.traffic import OrderTraffic
+
+BATCH = 1000             # OrderPath.batch_max_records
+SHARDS = 32              # OrderPath.store_shards
+
+
+PEAK_EVENTS_PER_S = 350_000     # bench.scenarios.DEFAULT_RATE
 
 
 def raw_orders(n: int, props) -> list[bytes]:
+    """Realistic orders whose event times advance at the planned peak from an hour ago, as
+    the benchmark's in-job generator makes them (a store's events are then as close in
+    event time as in production at peak)."""
     rules = OrderRules.from_properties(props["OrderRules"])
-    # the 8-hour business day ending now: every event time valid (as stack.generate does)
     start = datetime.now(timezone.utc) - timedelta(hours=8, minutes=1)
     traffic = OrderTraffic(rules, start, bad_share=0.0, seed=11)
-    return [record.data for record in traffic.records(n)]
+    first_ms = int(time.time() * 1000) - 3_600_000
+    out = []
+    for index, record in enumerate(traffic.records(n)):
+        order = json.loads(record.data)
+        order["ts"] = format_event_time(first_ms + index * 1000 // PEAK_EVENTS_PER_S)
+        out.append(json.dumps(order, separators=(",", ":")).encode())
+    return out
 
 
 def enriched_orders(raw: list[bytes], props) -> list[tuple[str, bytes]]:
@@ -44,157 +62,82 @@ def enriched_orders(raw: list[bytes], props) -> list[tuple[str, bytes]]:
     return out
 
 
-class _State:
-    def __init__(self, store: dict, ctx):
-        self._store = store
-        self._ctx = ctx
-
-    def value(self):
-        return self._store.get(self._ctx.key)
-
-    def update(self, value):
-        self._store[self._ctx.key] = value
-        self._ctx.touched.add(self._ctx.key)
+def _lines(result: str) -> int:
+    return result.count("\n")
 
 
-class _Context:
-    """Stands in for PyFlink's RuntimeContext and (keyed) process-function Context."""
-
-    def __init__(self):
-        self.key = None
-        self.states: dict[str, dict] = {}
-        self.touched: set = set()
-
-    def get_state(self, descriptor):
-        return _State(self.states.setdefault(descriptor.name, {}), self)
-
-    def get_current_key(self):
-        return self.key
-
-    def commit(self) -> int:
-        """What a bundle end costs: each touched key's value pickled once."""
-        size = 0
-        for store in self.states.values():
-            for key in self.touched:
-                if key in store:
-                    size += len(pickle.dumps(store[key]))
-        self.touched.clear()
-        return size
-
-
-def _drain(generator) -> int:
-    count = 0
-    if generator is not None:
-        for _ in generator:
-            count += 1
-    return count
-
-
-def time_enrichment(props, raw: list[bytes]) -> dict:
-    from jobs.order_enrichment import EnrichOrders
-
-    function = EnrichOrders(props)
-    function.open(_Context())
-    ctx = _Context()
+def time_enrichment(props, raw: list[bytes], batch: int = BATCH) -> dict:
+    rules = OrderRules.from_properties(props["OrderRules"])
+    catalog = Catalog.from_reference_data()
+    framed = [batches.frame_raw_records(raw[i:i + batch]) for i in range(0, len(raw), batch)]
+    now = int(time.time() * 1000)
     outputs = 0
     start = time.process_time()
-    for data in raw:
-        outputs += _drain(function.process_element(data, ctx))
+    for blob in framed:
+        result, letters = enrich_batch(blob, catalog, rules, now)
+        outputs += _lines(result) + len(letters)
     elapsed = time.process_time() - start
-    return {"us_per_event": round(elapsed / len(raw) * 1e6, 1),
-            "outputs_per_event": round(outputs / len(raw), 2)}
+    return {"us_per_event": round(elapsed / len(raw) * 1e6, 2),
+            "outputs_per_event": round(outputs / len(raw), 2),
+            "crossings_per_event": round(2 * len(framed) / len(raw), 4)}
 
 
-def prepared_inventory(props, tagged: list[tuple[str, bytes]]):
-    """A ``StoreInventory`` with every store's opening stock already in state (reading it
-    from the database is a once-per-store startup cost, not part of an event's)."""
-    from jobs.inventory_windowing import StoreInventory
+def shard_batches(tagged: list[tuple[str, bytes]], batch: int, persist_every: int
+                  ) -> list[tuple[str, bytes]]:
+    """The records as ``StoreBatcher`` batches: per shard (``store % SHARDS``), at most
+    ``batch`` records, every shard's pending records flushed, the last with the persist
+    flag, each ``persist_every`` records (a checkpoint)."""
+    out: list[tuple[str, bytes]] = []
+    pending: dict[str, list] = defaultdict(list)
 
-    function = StoreInventory(props)
-    ctx = _Context()
-    function.open(ctx)
-    for key in sorted({k for k, _ in tagged}, key=int):
-        ctx.key = key
-        state = function._stock_state
-        if state.value() is None:
-            state.update(function._stock(int(key))[0].to_state())
-    ctx.touched.clear()
-    return function, ctx
+    def flush(persist: bool):
+        for shard, records in pending.items():
+            out.append((shard, batches.frame_store_records(records, persist)))
+        pending.clear()
 
-
-def time_inventory(props, tagged: list[tuple[str, bytes]], bundle: int = 5000,
-                   prepared=None) -> dict:
-    function, ctx = prepared or prepared_inventory(props, tagged)
-    outputs = pickled = 0
-    start = time.process_time()
     for index, (key, data) in enumerate(tagged, 1):
-        ctx.key = key
-        outputs += _drain(function.process_element(("o", data), ctx))
-        if index % bundle == 0:
-            pickled += ctx.commit()
-    elapsed = time.process_time() - start
-    function.close()
-    n = len(tagged)
-    return {"us_per_event": round(elapsed / n * 1e6, 1),
-            "outputs_per_event": round(outputs / n, 2),
-            "pickled_bytes_per_event": round(pickled / n, 1)}
+        shard = f"shard-{int(key) % SHARDS}"
+        pending[shard].append((ORDER, key, data))
+        if len(pending[shard]) >= batch:
+            out.append((shard, batches.frame_store_records(pending.pop(shard))))
+        if index % persist_every == 0:
+            flush(True)
+    flush(True)
+    return out
 
 
-def inventory_breakdown(props, tagged: list[tuple[str, bytes]]) -> dict:
-    """Where an inventory event's Python time goes, step by step (CPU µs per event), and what
-    the proposed changes to ``pizzastream`` would save: ``orjson`` instead of ``json``,
-    no defensive copies of the state, reorder checks limited to the ingredients the event
-    changed (plus all of them when the clock enters a new bucket)."""
-    import orjson
-
-    from pizzastream.catalog import Catalog
-    from pizzastream.inventory import (StoreStock, due_reorders, place_order,
-                                       policies_from_reference_data)
-    from pizzastream.orders import OrderLine
-    from pizzastream.sales import enriched_status_json, fact_rows, sale_json
+def prepared_desk(tagged: list[tuple[str, bytes]]) -> ShardDesk:
+    """A ``ShardDesk`` that has met every store once (opening a store reads the database:
+    a once-per-store startup cost, not part of an event's)."""
+    from pizzastream import reference_data
 
     catalog = Catalog.from_reference_data()
     policies = policies_from_reference_data()
-    function, ctx = prepared_inventory(props, tagged)
-    states = dict(ctx.states["stock"])
-    steps = dict.fromkeys(("parse_json", "parse_orjson", "state_from_copy", "place_order",
-                           "outputs_json", "due_reorders_all", "due_reorders_changed",
-                           "state_to_copy"), 0)
-    clock = time.process_time_ns
-    for key, data in tagged:
-        t0 = clock()
-        order = EnrichedOrder.from_json(data)
-        t1 = clock()
-        doc = orjson.loads(data)
-        lat, lon = doc.get("g", (None, None))
-        EnrichedOrder(doc["e"], doc["o"], doc["s"], doc["c"], doc["f"], doc["t"], lat, lon,
-                      tuple(OrderLine(*line) for line in doc["l"]))
-        t2 = clock()
-        stock = StoreStock.from_state(states[key])
-        t3 = clock()
-        bucket = stock.clock_ms // stock.bucket_ms
-        decision = place_order(stock, order, catalog)
-        t4 = clock()
-        enriched_status_json(order, decision.status, decision.detail)
-        if decision.accepted:
-            sale_json(order)
-            fact_rows(order)
-        t5 = clock()
-        probe = StoreStock.from_state(stock.to_state())
-        t6 = clock()
-        due_reorders(stock, policies, stock.clock_ms)
-        t7 = clock()
-        changed = (policies if stock.clock_ms // stock.bucket_ms != bucket
-                   else {i: policies[i] for i in decision.consumed if i in policies})
-        due_reorders(probe, changed, probe.clock_ms)
-        t8 = clock()
-        states[key] = stock.to_state()
-        t9 = clock()
-        for name, spent in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t7 - t6,
-                                       t8 - t7, t9 - t8)):
-            steps[name] += spent
-    function.close()
-    return {name: round(ns / len(tagged) / 1000, 2) for name, ns in steps.items()}
+    opening: dict[int, dict[int, int]] = defaultdict(dict)
+    for level in reference_data.initial_inventory():
+        opening[level.store_id][level.ingredient_id] = level.on_hand
+    desk = ShardDesk(lambda: catalog, lambda: policies, lambda store: opening[store], 60, 5)
+    for key in sorted({k for k, _ in tagged}, key=int):
+        desk._stock(int(key), {}, lambda store: None)
+    return desk
+
+
+def time_inventory(tagged: list[tuple[str, bytes]], batch: int = 50,
+                   persist_every: int = 250_000, desk: ShardDesk | None = None) -> dict:
+    desk = desk or prepared_desk(tagged)
+    framed = shard_batches(tagged, batch, persist_every)
+    outputs = saved = 0
+    start = time.process_time()
+    for shard, blob in framed:
+        result, letters, stored = desk.decide(shard, blob, lambda store: None)
+        outputs += _lines(result) + len(letters)
+        saved += len(stored)
+    elapsed = time.process_time() - start
+    n = len(tagged)
+    return {"us_per_event": round(elapsed / n * 1e6, 2),
+            "outputs_per_event": round(outputs / n, 2),
+            "crossings_per_event": round(2 * len(framed) / n, 4),
+            "stores_persisted_per_event": round(saved / n, 4)}
 
 
 def profile(call, top: int = 25) -> str:
@@ -235,8 +178,7 @@ def run(props, n: int = 20_000) -> dict:
     return {
         "events": n,
         "enrichment": time_enrichment(props, raw),
-        "inventory": time_inventory(props, tagged),
-        "inventory_steps_us": inventory_breakdown(props, tagged),
+        "inventory": time_inventory(tagged),
         "json": json_costs(raw, tagged),
     }
 
@@ -248,11 +190,11 @@ def main() -> None:
     raw = raw_orders(20_000, props)
     tagged = enriched_orders(raw, props)
     print(json.dumps(run(props), indent=2))
-    print("== EnrichOrders.process_element")
+    print("== order_batches.enrich_batch")
     print(profile(lambda: time_enrichment(props, raw)))
-    print("== StoreInventory.process_element")
-    prepared = prepared_inventory(props, tagged)
-    print(profile(lambda: time_inventory(props, tagged, prepared=prepared)))
+    print("== order_batches.ShardDesk.decide")
+    desk = prepared_desk(tagged)
+    print(profile(lambda: time_inventory(tagged, desk=desk)))
 
 
 if __name__ == "__main__":

@@ -127,39 +127,26 @@ for _fmt, _job in (("raw", "enrichment"), ("tagged", "inventory"), ("sale", "hou
 
 # ------------------------------------------------------------------ the jobs
 
-def _side(ctx: Context, stream: DataStream, tag) -> DataStream:
-    """A side output as the jobs' ``build`` takes it (``runtime.side_output``, in the JVM),
-    or, with ``pyflink_side_outputs``, through PyFlink's ``get_side_output`` (a Python
-    identity map per side output): what the jobs did before, kept as a measured variant."""
-    from jobs import runtime
-
-    if ctx.spec.get("pyflink_side_outputs"):
-        return stream.get_side_output(tag)
-    return runtime.side_output(stream, tag)
-
-
-def enrichment_outputs(ctx: Context, enriched: DataStream, main: bool = True) -> None:
-    from jobs import order_enrichment as job
-
+def enrichment_outputs(ctx: Context, outputs, main: bool = True) -> None:
+    """Every output of ``order_enrichment.enrich_orders`` into a discarding sink, the
+    enriched orders counted (unless another job consumes them)."""
     if main:
-        ctx.count_and_discard(enriched)
-    for tag in (job.STATUSES, job.STATUS_CACHE, job.DEAD_LETTERS):
-        ctx.discard(_side(ctx, enriched, tag))
+        ctx.count_and_discard(outputs.enriched)
+    for stream in (outputs.statuses, outputs.status_commands, outputs.dead_letters):
+        ctx.discard(stream)
 
 
-def inventory_outputs(ctx: Context, statuses: DataStream, repeats: DataStream) -> None:
-    from connectors import aurora
+def inventory_outputs(ctx: Context, decisions) -> None:
+    """Every output of ``inventory_windowing.decide_orders`` into a discarding sink, as
+    ``build`` takes them (the Redis stock commands included), the statuses counted."""
     from jobs import inventory_windowing as job
 
-    ctx.count_and_discard(statuses)
-    for tag in (job.SALES, job.POS_ORDERS, job.DELIVERIES, job.SUPPLIER_ORDERS,
-                job.STATUS_CACHE, job.FACTS, job.SUPPLIER_ORDER_ROWS, job.DEAD_LETTERS):
-        ctx.discard(_side(ctx, statuses, tag))
-    levels = _side(ctx, statuses, job.INVENTORY_LEVELS)
-    ctx.discard(levels)
-    ctx.discard(job.inventory_cache_commands(ctx.t_env, levels))
-    ctx.discard(repeats.map(job.repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW)
-                .name("repeats"))
+    ctx.count_and_discard(decisions.statuses)
+    for stream in (decisions.status_commands, decisions.sales, decisions.pos_orders,
+                   decisions.deliveries, decisions.supplier_orders, decisions.facts,
+                   decisions.supplier_order_rows, decisions.levels, decisions.dead_letters):
+        ctx.discard(stream)
+    ctx.discard(job.inventory_cache_commands(ctx.t_env, decisions.levels))
 
 
 @scenario("enrichment", "order_enrichment: enrich_orders() as shipped", "python", "enrichment")
@@ -174,7 +161,7 @@ def _enrichment(ctx: Context):
 def _inventory(ctx: Context):
     from jobs import inventory_windowing as job
 
-    inventory_outputs(ctx, *job.decide_orders(ctx.generator("tagged"), ctx.props))
+    inventory_outputs(ctx, job.decide_orders(ctx.generator("tagged"), ctx.props))
     return COUNT_OUTPUTS
 
 
@@ -182,11 +169,11 @@ def _inventory(ctx: Context):
 def _chained(ctx: Context):
     from jobs import inventory_windowing, order_enrichment
 
-    enriched = order_enrichment.enrich_orders(ctx.generator("raw"), ctx.props)
-    enrichment_outputs(ctx, enriched, main=False)
-    tagged = ctx.java(enriched, ctx.jvm.pizzastream.flink.bench.KeyedToTagged(),
+    enrichment = order_enrichment.enrich_orders(ctx.generator("raw"), ctx.props)
+    enrichment_outputs(ctx, enrichment, main=False)
+    tagged = ctx.java(enrichment.enriched, ctx.jvm.pizzastream.flink.bench.KeyedToTagged(),
                       ctx.jvm.pizzastream.flink.KeyedRawRecordSchema.TYPE, "keyed-to-tagged")
-    inventory_outputs(ctx, *inventory_windowing.decide_orders(tagged, ctx.props))
+    inventory_outputs(ctx, inventory_windowing.decide_orders(tagged, ctx.props))
     return COUNT_OUTPUTS
 
 
@@ -284,23 +271,6 @@ def _cross_keyed_state(ctx: Context):
 
     ctx.count_and_discard(prototypes.keyed_passthrough(ctx.generator("tagged"), state=True))
     return COUNT_OUTPUTS
-
-
-@scenario("enrichment_batched", "prototype: enrich() over JVM micro-batches, batched outputs",
-          "prototype", "enrichment")
-def _enrichment_batched(ctx: Context):
-    from bench import prototypes
-
-    return prototypes.enrichment_batched(ctx)
-
-
-@scenario("inventory_batched", "prototype: StoreInventory over per-store micro-batches "
-          "(one crossing per batch)",
-          "prototype", "inventory")
-def _inventory_batched(ctx: Context):
-    from bench import prototypes
-
-    return prototypes.inventory_batched(ctx)
 
 
 # ------------------------------------------------------------------ the Aurora sink

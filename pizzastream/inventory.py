@@ -69,7 +69,7 @@ from pizzastream.orders import (
     parse_event_time,
 )
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 DEFAULT_WINDOW_MINUTES = 60
 DEFAULT_BUCKET_MINUTES = 5
 INSUFFICIENT_INVENTORY = "insufficient_inventory"
@@ -100,7 +100,8 @@ class StoreStock:
     store_id: int
     on_hand: dict[int, int]                                   # ingredient -> units
     outstanding: dict[int, str] = field(default_factory=dict)  # ingredient -> supplier order id
-    # ingredient -> {bucket index (ts_ms // bucket_ms): units consumed in that bucket}
+    # bucket index (ts_ms // bucket_ms) -> {ingredient: units consumed in that bucket};
+    # by bucket first, so expiring a bucket is one deletion whatever it holds
     buckets: dict[int, dict[int, int]] = field(default_factory=dict)
     seq: int = 0               # supplier orders issued by this store so far
     clock_ms: int = 0          # latest event time of an accepted order (0: none yet)
@@ -111,7 +112,11 @@ class StoreStock:
     kept: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
-        self.kept = {i: sum(b.values()) for i, b in self.buckets.items()}
+        kept: dict[int, int] = {}
+        for counts in self.buckets.values():
+            for ingredient_id, quantity in counts.items():
+                kept[ingredient_id] = kept.get(ingredient_id, 0) + quantity
+        self.kept = kept
 
     @classmethod
     def initial(cls, store_id: int, on_hand: Mapping[int, int], *,
@@ -166,7 +171,7 @@ class StoreStock:
         """``(units consumed, span_ms)`` of the consumption window ending at ``now_ms``."""
         now_bucket = now_ms // self.bucket_ms
         first = now_bucket - self.window_buckets
-        used = sum(q for b, q in self.buckets.get(ingredient_id, {}).items()
+        used = sum(counts.get(ingredient_id, 0) for b, counts in self.buckets.items()
                    if first <= b <= now_bucket)
         return used, now_ms - first * self.bucket_ms
 
@@ -180,27 +185,25 @@ class StoreStock:
         oldest = self.clock_ms // bucket_ms - self.window_buckets
         bucket = ts_ms // bucket_ms
         if bucket >= oldest:
-            buckets, kept = self.buckets, self.kept
+            counts = self.buckets.get(bucket)
+            if counts is None:
+                counts = self.buckets[bucket] = {}
+            kept = self.kept
             for ingredient_id, quantity in demand.items():
-                counts = buckets.get(ingredient_id)
-                if counts is None:
-                    buckets[ingredient_id] = {bucket: quantity}
-                else:
-                    counts[bucket] = counts.get(bucket, 0) + quantity
+                counts[ingredient_id] = counts.get(ingredient_id, 0) + quantity
                 kept[ingredient_id] = kept.get(ingredient_id, 0) + quantity
         if self.clock_ms // bucket_ms != old_bucket:
             self._prune(oldest)
 
     def _prune(self, oldest: int) -> None:
         """Drops buckets that no window at or after the clock can reach."""
-        for ingredient_id in list(self.buckets):
-            kept = {b: q for b, q in self.buckets[ingredient_id].items() if b >= oldest}
-            if kept:
-                self.buckets[ingredient_id] = kept
-                self.kept[ingredient_id] = sum(kept.values())
-            else:
-                del self.buckets[ingredient_id]
-                del self.kept[ingredient_id]
+        for bucket in [b for b in self.buckets if b < oldest]:
+            for ingredient_id, quantity in self.buckets.pop(bucket).items():
+                left = self.kept[ingredient_id] - quantity
+                if left:
+                    self.kept[ingredient_id] = left
+                else:
+                    del self.kept[ingredient_id]
 
 
 # --------------------------------------------------------------------------- orders
@@ -229,19 +232,27 @@ class Decision:
 def requirements(order: EnrichedOrder, catalog: Catalog) -> dict[int, int]:
     """Units of each ingredient the whole order takes (a product without a recipe in
     ``catalog`` takes nothing)."""
-    for line in order.lines:
-        if not _is_int(line.quantity) or line.quantity <= 0:
-            raise ValueError(f"order {order.order_id}: line quantity {line.quantity!r}")
-    return order_demand(((line.product_id, line.quantity) for line in order.lines),
-                        catalog.recipe_pairs)
+    try:
+        return order_demand([[line.product_id, line.quantity, line.unit_price_cents]
+                             for line in order.lines], catalog.recipe_pairs)
+    except ValueError as error:
+        raise ValueError(f"order {order.order_id}: {error}") from None
 
 
-def order_demand(lines: Iterable[Iterable[int]],
-                 recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]]) -> dict[int, int]:
-    """``requirements`` from lines that start ``(product_id, quantity, ...)``, as the
-    ``orders-enriched`` record carries them (``Catalog.recipe_pairs``)."""
+def order_demand(lines: list, recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]]
+                 ) -> dict[int, int]:
+    """``requirements`` from lines ``[product_id, quantity, unit_price_cents]`` as the
+    ``orders-enriched`` record carries them (``Catalog.recipe_pairs``). Raises
+    ``ValueError`` for a line of another shape or a quantity that is not a positive
+    integer, before anything is taken."""
     demand: dict[int, int] = {}
-    for product_id, quantity, *_ in lines:
+    for line in lines:
+        if type(line) is not list or len(line) != 3:
+            raise ValueError(f"line {line!r:.60} is not [product_id, quantity, unit_price]")
+        product_id, quantity, unit_price_cents = line
+        if (type(product_id) is not int or type(quantity) is not int or quantity <= 0
+                or type(unit_price_cents) is not int):
+            raise ValueError(f"line {line!r:.60}: integers and a positive quantity needed")
         for ingredient_id, per_unit in recipe_pairs.get(product_id, ()):
             demand[ingredient_id] = demand.get(ingredient_id, 0) + per_unit * quantity
     return demand
@@ -356,11 +367,10 @@ def store_of_partition_key(key: object) -> int | None:
     """The store a record's partition key names, or None unless it is the contract's
     ``str(store_id)`` of a known store: ``"007"`` or ``"abc"`` must not open a second,
     separate stock (or crash the operator) for a store."""
-    if not isinstance(key, str) or not key.isdecimal() or not key.isascii() \
-            or len(key) > 4 or key.startswith("0"):
-        return None
-    store_id = int(key)
-    return store_id if store_id in STORE_IDS else None
+    return _STORE_OF_KEY.get(key) if type(key) is str else None
+
+
+_STORE_OF_KEY = {str(store_id): store_id for store_id in STORE_IDS}
 
 
 def check_restock_key(restock_record: Restock, key: object) -> None:
@@ -482,25 +492,29 @@ def due_reorders(stock: StoreStock, ingredients: Mapping[int, IngredientPolicy],
     a restock that closes a reorder may leave it low. An ingredient whose stock is at or
     above the highest reorder point its kept consumption allows is skipped without
     summing its window, which is most of them on most events."""
-    orders = []
     window_ms = stock.window_buckets * stock.bucket_ms
-    candidates = ingredients if changed is None else changed
-    for ingredient_id in (sorted(candidates) if len(candidates) > 1 else candidates):
+    outstanding, levels, kept = stock.outstanding, stock.on_hand, stock.kept
+    low = []
+    for ingredient_id in (ingredients if changed is None else changed):
         policy = ingredients.get(ingredient_id)
-        if policy is None or ingredient_id in stock.outstanding:
+        if policy is None or ingredient_id in outstanding:
             continue
-        on_hand = stock.on_hand.get(ingredient_id, 0)
-        if on_hand > 0 and on_hand >= policy.safety_stock + -(
-                -stock.kept.get(ingredient_id, 0) * policy.lead_time_minutes * _MINUTE_MS
+        on_hand = levels.get(ingredient_id, 0)
+        if on_hand <= 0 or on_hand < policy.safety_stock + -(
+                -kept.get(ingredient_id, 0) * policy.lead_time_minutes * _MINUTE_MS
                 // window_ms):
-            continue
+            low.append(ingredient_id)
+    orders = []
+    for ingredient_id in sorted(low):
+        policy = ingredients[ingredient_id]
+        on_hand = levels.get(ingredient_id, 0)
         use = lead_time_use(stock, policy, now_ms)
         point = use + policy.safety_stock
         if on_hand >= point and on_hand > 0:
             continue
         stock.seq += 1
         order_id = f"SO-{stock.store_id}-{ingredient_id}-{stock.seq}"
-        stock.outstanding[ingredient_id] = order_id
+        outstanding[ingredient_id] = order_id
         orders.append(SupplierOrder(
             order_id, stock.store_id, ingredient_id, policy.supplier_id,
             max(policy.reorder_quantity, point - on_hand + use), now_ms, on_hand, point))

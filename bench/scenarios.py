@@ -46,7 +46,7 @@ class Context:
             from jobs import runtime
 
             self._t_env = runtime.table_environment(self.env)
-            # dedup state lives as long as FirstSeenFilter's (Inventory.dedup_ttl_hours)
+            # dedup state lives as long as StoreBatcher's (Inventory.dedup_ttl_hours)
             settings = {"table.exec.state.ttl": "50 h", **self.spec.get("table_config", {})}
             for key, value in settings.items():
                 self._t_env.get_config().set(key, str(value))

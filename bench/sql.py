@@ -13,7 +13,7 @@ ending in ``blackhole`` tables:
   shape). Not checked: duplicate products within an order, and JSON types (the format
   coerces).
 * ``inventory``: first sighting of each order id (keyed dedup state, as
-  ``FirstSeenFilter``), one status per order, and per-store, per-ingredient consumption
+  ``StoreBatcher``), one status per order, and per-store, per-ingredient consumption
   in keyed state (lines x recipes, updated per event). Not the all-or-nothing rule with
   reorders, which SQL cannot express, but the same state traffic per event.
 * ``chained``: both in one query.

@@ -157,9 +157,10 @@ def decide_orders(records: DataStream, props: dict[str, dict[str, str]]) -> Deci
     Benchmarks feed it directly."""
     settings, path = props["Inventory"], props.get("OrderPath", {})
     ttl_ms = int(float(settings.get("dedup_ttl_hours", "50")) * 3600 * 1000)
+    runtime.hand_records_on_by_reference(records)
     batches, repeats = runtime.store_batches(
         records, EVENT_ID_FIELDS, ttl_ms, int(path.get("store_shards", "32")),
-        int(path.get("batch_max_records", "1000")), int(path.get("batch_max_delay_ms", "20")))
+        int(path.get("batch_max_records", "1000")), int(path.get("batch_max_delay_ms", "100")))
     results = (batches.process(DecideStoreBatches(props), output_type=runtime.BATCH)
                .name("store-inventory").uid("store-inventory-batches"))
     outputs = runtime.batch_outputs(results, STATUS, SIDE_TAGS)

@@ -4,22 +4,16 @@ import java.io.ByteArrayOutputStream;
 import java.io.DataOutputStream;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
-import java.util.Base64;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.Map;
 import java.util.Set;
-import org.apache.flink.api.common.state.MapState;
-import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.StateTtlConfig;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.Types;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
+import org.apache.flink.api.common.typeutils.base.StringSerializer;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.BoundedOneInput;
 import org.apache.flink.streaming.api.operators.ChainingStrategy;
@@ -33,9 +27,12 @@ import org.apache.flink.util.OutputTag;
  * drops repeated events and groups the rest into one batch per shard, so that one crossing into
  * Python carries many events and the shard's state is touched once per batch.
  *
- * <p><b>Repeats.</b> The first record of each id (the JSON field named for its kind: an order's
- * id, a restock's event id; a record without one is identified by a hash of its bytes) passes;
- * later ones go to {@link #REPEATS}. Ids are remembered in keyed state for {@code ttlMillis}.
+ * <p><b>Repeats.</b> The first record of each id ({@link DedupKey}: the JSON field named for its
+ * kind, an order's id or a restock's event id, else a hash of the record) passes; later ones go
+ * to {@link #REPEATS}. Each id is remembered for {@code ttlMillis} in its own keyed state entry,
+ * under the shard's key with the id as namespace: it moves with its shard on a rescale, needs no
+ * shuffle of its own, and is written alone (one map of all a shard's ids would be copied whole by
+ * the heap state backend's snapshots).
  *
  * <p><b>Batches.</b> {@code Row(shard, batch)}, where {@code batch} is one flags byte then, per
  * record in arrival order, {@code kind (1 byte), key length (2), key (UTF-8), data length (4),
@@ -53,17 +50,16 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
 
     public static final OutputTag<Row> REPEATS =
             new OutputTag<>("repeats", KeyedRawRecordSchema.TYPE);
+
     /** Flags byte: write what changed to state, a checkpoint follows. */
     public static final byte PERSIST = 1;
 
-    private static final JsonFactory JSON = new JsonFactory();
-
+    private final DedupKey eventIds;
+    private final long ttlMillis;
     private final int maxRecords;
     private final long maxDelayMs;
-    private final long ttlMillis;
-    private final HashMap<String, String> idFieldByKind;
 
-    private transient MapState<String, Boolean> seen;
+    private transient ValueStateDescriptor<Boolean> seen;
     private transient Map<String, Pending> pending;
     private transient Set<String> sincePersist;
     private transient boolean timerPending;
@@ -83,7 +79,7 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
         if (maxRecords < 1 || maxDelayMs < 0 || ttlMillis < 1) {
             throw new IllegalArgumentException("maxRecords, ttlMillis >= 1, maxDelayMs >= 0");
         }
-        this.idFieldByKind = new HashMap<>(idFieldByKind);
+        this.eventIds = new DedupKey(idFieldByKind);
         this.ttlMillis = ttlMillis;
         this.maxRecords = maxRecords;
         this.maxDelayMs = maxDelayMs;
@@ -93,14 +89,12 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
     @Override
     public void open() throws Exception {
         super.open();
-        MapStateDescriptor<String, Boolean> descriptor =
-                new MapStateDescriptor<>("seen-ids", Types.STRING, Types.BOOLEAN);
-        descriptor.enableTimeToLive(
+        seen = new ValueStateDescriptor<>("seen", Types.BOOLEAN);
+        seen.enableTimeToLive(
                 StateTtlConfig.newBuilder(Duration.ofMillis(ttlMillis))
                         .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
                         .setStateVisibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
                         .build());
-        seen = getRuntimeContext().getMapState(descriptor);
         pending = new LinkedHashMap<>();
         sincePersist = new LinkedHashSet<>();
     }
@@ -111,12 +105,13 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
         Row tagged = (Row) record.getField(1);
         String kind = (String) tagged.getField(0);
         byte[] data = (byte[]) tagged.getField(1);
-        String id = eventId(kind, data);
-        if (seen.contains(id)) {
+        ValueState<Boolean> first =
+                getPartitionedState(eventIds.getKey(record), StringSerializer.INSTANCE, seen);
+        if (first.value() != null) {
             output.collect(REPEATS, element);
             return;
         }
-        seen.put(id, Boolean.TRUE);
+        first.update(Boolean.TRUE);
         String shard = (String) ((Row) getCurrentKey()).getField(0);
         Pending batch = pending.computeIfAbsent(shard, s -> new Pending());
         append(batch, kind, String.valueOf(record.getField(0)), data);
@@ -164,40 +159,6 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
             sincePersist.clear();
         }
         pending.clear();
-    }
-
-    /** The event's id: {@code kind:id} from its JSON id field, else {@code kind#hash}. */
-    String eventId(String kind, byte[] data) throws NoSuchAlgorithmException {
-        String field = idFieldByKind.get(kind);
-        if (field != null) {
-            String id = topLevelString(data, field);
-            if (id != null) {
-                return kind + ":" + id;
-            }
-        }
-        byte[] digest = MessageDigest.getInstance("SHA-256").digest(data);
-        return kind + "#" + Base64.getEncoder().encodeToString(digest);
-    }
-
-    /** The string value of a top-level field, reading only as far as that field; null if the
-     * record is no JSON object, lacks the field, or it is not a string. */
-    static String topLevelString(byte[] data, String field) {
-        try (JsonParser parser = JSON.createParser(data)) {
-            if (parser.nextToken() != JsonToken.START_OBJECT) {
-                return null;
-            }
-            while (parser.nextToken() == JsonToken.FIELD_NAME) {
-                String name = parser.currentName();
-                JsonToken value = parser.nextToken();
-                if (field.equals(name)) {
-                    return value == JsonToken.VALUE_STRING ? parser.getText() : null;
-                }
-                parser.skipChildren();
-            }
-            return null;
-        } catch (IOException | RuntimeException notJson) {
-            return null;
-        }
     }
 
     @Override

@@ -25,7 +25,9 @@ For each manifest under ``pos/landing/`` (the POS writes it after the data):
    were all known already sends nothing. Sales are sent after the commit, and each chunk
    is drained from the outbox after Kinesis took it: a crash re-sends at most one chunk
    (same event ids), never loses one.
-5. The delivery is moved to ``pos/archive/``, so landing only holds what is still to do.
+5. The delivery is moved to ``pos/archive/``, so landing only holds what is still to do;
+   each object is copied and deleted only if it is still the version read (ETag
+   conditions), so a re-upload under the same name is left for the next run, never lost.
 
 Runners lock per store system (``etl.locks``), so several can run at once and share the
 systems' batches: one runner loads about 10,000 lines a second on a laptop-sized box, and
@@ -68,6 +70,9 @@ MAX_LINE_BYTES = 64 * 1024          # a longer "line" is damage, and must not fi
 # Refused lines of one batch kept for their dead letters (each payload is cut at 4 KiB, so
 # at most 4 MB); the batch's reason counts the ones beyond.
 MAX_REFUSED_LINES = 1_000
+# S3's answers to a conditional copy or delete of an object that is not the version read
+# any more (replaced: 412; gone: 404).
+_CHANGED_SINCE_READ = frozenset({"PreconditionFailed", "412", "NoSuchKey", "404"})
 _INSERT_DEAD_LETTER = (f"INSERT INTO dead_letter ({', '.join(DeadLetter.FIELDS)}) VALUES "
                        f"({', '.join(['%s'] * len(DeadLetter.FIELDS))}) "
                        f"ON CONFLICT (dead_letter_id) DO NOTHING")
@@ -292,20 +297,28 @@ class PosIngestion:
 
     def _move(self, system: int, batch: str, prefix: str,
               delivered: dict[str, str | None]) -> None:
-        """Moves a delivery (its objects' ETags as first seen) out of landing, unless an
-        object changed since: then the POS delivered again meanwhile, and that delivery is
-        the next run's. (The check and the delete are two requests; a redelivery landing
-        in between would be lost, a window of milliseconds every 15 minutes.)"""
-        present = [suffix for suffix, etag in delivered.items() if etag is not None]
-        for suffix in present:
-            self._s3.copy({"Bucket": self._bucket,
-                           "Key": batch_key(LANDING_PREFIX, system, batch, suffix)},
-                          self._bucket, batch_key(prefix, system, batch, suffix))
-        if any(self._etag(system, batch, suffix) != etag for suffix, etag in delivered.items()):
-            log.warning("%s was delivered again while it was ingested; left in landing", batch)
-            return
-        self._s3.delete_objects(Bucket=self._bucket, Delete={"Objects": [
-            {"Key": batch_key(LANDING_PREFIX, system, batch, suffix)} for suffix in present]})
+        """Moves a delivery out of landing, each object only as the version that was read
+        (its ETag when first seen): copied with ``CopySourceIfMatch`` and deleted with
+        ``If-Match``, so a re-upload under the same name at any moment makes S3 refuse
+        (412) and stays in landing for the next run, never deleted unseen. The data goes
+        before the manifest: a crash in between leaves a manifest, which the next run
+        finds, never data without one, which no run would."""
+        for suffix in (DATA_SUFFIX, MANIFEST_SUFFIX):
+            etag = delivered.get(suffix)
+            if etag is None:
+                continue
+            source = batch_key(LANDING_PREFIX, system, batch, suffix)
+            try:
+                self._s3.copy({"Bucket": self._bucket, "Key": source}, self._bucket,
+                              batch_key(prefix, system, batch, suffix),
+                              ExtraArgs={"CopySourceIfMatch": etag})
+                self._s3.delete_object(Bucket=self._bucket, Key=source, IfMatch=etag)
+            except ClientError as error:
+                if error.response["Error"]["Code"] not in _CHANGED_SINCE_READ:
+                    raise
+                log.warning("%s was delivered again while it was ingested; left in landing "
+                            "for the next run", source)
+                return
 
     def _get(self, system: int, batch: str, suffix: str) -> dict:
         return self._s3.get_object(Bucket=self._bucket,

@@ -31,9 +31,12 @@ from pathlib import Path
 
 from bench import benchdb, report
 from bench.measure import load_average, machine
+from pizzastream import run_directory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results" / "latest.json"
+# --smoke without --results: kept after the run (its temporary files are not)
+SMOKE_RESULTS = REPO_ROOT / ".stack" / "bench-smoke" / "results.json"
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 RUN_TIMEOUT_S = 420
 JVM_CLASS = "pizzastream/flink/bench/OrderGenerator.class"
@@ -143,6 +146,8 @@ def run_flink(run: Run, logs: Path, run_tag: str) -> dict:
             except ProcessLookupError:
                 pass
             process.wait()
+            # the run ends with os._exit or the kill above, so its run directory is stale now
+            run_directory.remove_stale()
     if result_path.exists():
         return json.loads(result_path.read_text())
     tail = log_path.read_text(errors="replace").splitlines()[-15:]
@@ -204,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, help="where the report goes")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
+    # logs and temporary files of the whole run in one directory that goes with it
+    run_directory.claim()
 
     started = time.time()
     check_jar()
@@ -255,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     results["load_at_end"] = [round(x, 2) for x in load_average()]
     results["capacity"] = report.capacity(results)
 
-    out = args.results or (Path(tempfile.mkdtemp(prefix="bench-")) / "results.json"
-                           if args.smoke else RESULTS)
+    out = args.results or (SMOKE_RESULTS if args.smoke else RESULTS)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print()

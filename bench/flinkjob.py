@@ -24,6 +24,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from bench import benchdb  # noqa: E402
 from bench.measure import CpuSampler, ProgressFiles, load_average, stack_pids  # noqa: E402
+from pizzastream import run_directory  # noqa: E402
 
 PROGRESS_NAME = "events"
 NO_PROGRESS_TIMEOUT_S = 180.0
@@ -44,6 +45,9 @@ def run(spec: dict) -> dict:
 
     runtime.DEPENDENCIES_JAR = bench_jar()
     props = benchdb.bench_props(spec.get("tuning"))
+    # this run's temporary files (progress, shipped code, Flink's, the JVM's) in one
+    # directory that goes with the run (``pizzastream.run_directory``)
+    run_directory.claim()
     progress_dir = Path(tempfile.mkdtemp(prefix="bench-progress-"))
     # this run's Flink log in a directory of its own (PyFlink's default one is shared by
     # every JVM started from this checkout)

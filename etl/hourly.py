@@ -12,10 +12,17 @@ after the hour's end; before that a correction would race the stream):
   trigger, ``stack/sql/etl.sql``) says when a row last changed; the run covers changes in
   ``[watermark, cutoff)`` and then moves the watermark to ``cutoff``. Changes to hours not
   closed yet need no tracking: such an hour is exported whole once it is closed.
+- every closed hour from which a row was deleted (or moved to another hour) since the
+  previous run: a trigger keeps them in ``order_fct_deleted``, stamped like ``changed_at``.
+  Deletes are propagated, not refused: the hour is exported whole again and replaces the
+  hour in the warehouse (rows gone from Aurora go from there too) and its metrics.
 
 ``cutoff`` is "now", held back to the start of the oldest transaction still open in the
 database: a row stamped before the cutoff is then committed, hence seen by this run, and a
-row stamped after it falls in the next run's window. Nothing slips between two runs.
+row stamped after it falls in the next run's window. Nothing slips between two runs. It
+takes seeing every session's transaction (``pg_read_all_stats``): without it PostgreSQL
+hides other roles' ``xact_start`` and the cutoff would silently become "now", so a run
+whose role lacks it stops with ``MissingPrivilege`` before doing anything.
 
 Each hour is written whole (``etl.staging``): exported from Aurora to staging, loaded from
 staging into the warehouse's ``order_fct`` (stage table, then delete-and-insert by key in
@@ -49,14 +56,23 @@ CUTOFF_LAG_WARNING = timedelta(minutes=15)
 _CUTOFF = """
 SELECT now(), least(now(), (SELECT min(xact_start) FROM pg_stat_activity
                             WHERE datname = current_database() AND pid <> pg_backend_pid()))"""
+_SEES_EVERY_TRANSACTION = """
+SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), current_user
+FROM pg_roles WHERE rolname = current_user"""
 _CHANGED_HOURS = """
-SELECT DISTINCT date_trunc('hour', transaction_ts, 'UTC') FROM order_fct
-WHERE changed_at >= %s AND changed_at < %s AND transaction_ts < %s"""
+SELECT date_trunc('hour', transaction_ts, 'UTC') FROM order_fct
+WHERE changed_at >= %(since)s AND changed_at < %(cutoff)s AND transaction_ts < %(first_open)s
+UNION
+SELECT date_trunc('hour', transaction_ts, 'UTC') FROM order_fct_deleted
+WHERE deleted_at >= %(since)s AND deleted_at < %(cutoff)s AND transaction_ts < %(first_open)s"""
 _EXPORT = f"""
 SELECT {', '.join(COLUMNS)} FROM order_fct
 WHERE transaction_ts >= %s AND transaction_ts < %s
 ORDER BY order_id, product_id"""
+# The staged hour replaces the hour whole (rows deleted from Aurora go) and any row of its
+# keys elsewhere (a row whose transaction_ts moved into this hour).
 _MERGE = [
+    "DELETE FROM order_fct WHERE transaction_ts >= %(start)s AND transaction_ts < %(end)s",
     "DELETE FROM order_fct USING order_fct_stage s"
     " WHERE order_fct.order_id = s.order_id AND order_fct.product_id = s.product_id",
     f"INSERT INTO order_fct ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)}"
@@ -92,10 +108,20 @@ def first_open_hour(props: Props, now: datetime) -> datetime:
     return hour
 
 
+class MissingPrivilege(RuntimeError):
+    """The ETL's database role lacks a privilege the run needs; the message says which."""
+
+
 def change_cutoff(conn: psycopg.Connection) -> tuple[datetime, datetime]:
     """``(now, cutoff)``: rows stamped before ``cutoff`` are all committed (see the module
-    docstring). Needs to see other sessions' ``xact_start``: on Aurora, grant the ETL's role
-    ``pg_read_all_stats`` unless every writer uses the same role."""
+    docstring). Raises ``MissingPrivilege`` unless the role sees every session's
+    ``xact_start`` (``pg_read_all_stats``, on Aurora too)."""
+    sees_all, role = conn.execute(_SEES_EVERY_TRANSACTION).fetchone()
+    if not sees_all:
+        raise MissingPrivilege(
+            f"the ETL's database role {role!r} cannot see other sessions' transactions, so it "
+            f"cannot hold its change window back to the oldest open one (rows being written "
+            f"now could be missed for good); grant it: GRANT pg_read_all_stats TO {role}")
     now, cutoff = conn.execute(_CUTOFF).fetchone()
     if now - cutoff > CUTOFF_LAG_WARNING:
         log.warning("a transaction open since %s holds back the change window", cutoff)
@@ -109,8 +135,9 @@ def hours_to_export(conn: psycopg.Connection, hour: datetime | None, first_open:
     if hour is not None and floor_hour(hour) >= first_open:
         raise ValueError(f"{hour.isoformat()} is not closed yet: the stream publishes it until "
                          f"{first_open.isoformat()} is the first open hour")
-    changed = conn.execute(_CHANGED_HOURS, (since or datetime.min.replace(tzinfo=timezone.utc),
-                                            cutoff, first_open)).fetchall()
+    changed = conn.execute(_CHANGED_HOURS, {
+        "since": since or datetime.min.replace(tzinfo=timezone.utc), "cutoff": cutoff,
+        "first_open": first_open}).fetchall()
     hours = {h: LATE_ROWS for (h,) in changed}
     if hour is not None:
         hours[floor_hour(hour)] = REQUESTED
@@ -162,7 +189,7 @@ def load_warehouse(props: Props, staged: Staging, hour: datetime) -> None:
                 for row in zip(*(column.to_pylist() for column in batch.columns)):
                     copy.write_row(row)
         for statement in _MERGE:
-            wh.execute(statement)
+            wh.execute(statement, {"start": hour, "end": hour + HOUR})
 
 
 def _watermark(conn: psycopg.Connection) -> datetime | None:
@@ -172,9 +199,12 @@ def _watermark(conn: psycopg.Connection) -> datetime | None:
 
 
 def _advance(conn: psycopg.Connection, cutoff: datetime) -> None:
-    conn.execute("INSERT INTO etl_watermark (name, changes_to) VALUES (%s, %s)"
-                 " ON CONFLICT (name) DO UPDATE SET changes_to = EXCLUDED.changes_to,"
-                 " updated_at = now()", (WATERMARK, cutoff))
+    """Moves the watermark to ``cutoff`` and forgets the deletes the run has covered."""
+    with conn.transaction():
+        conn.execute("INSERT INTO etl_watermark (name, changes_to) VALUES (%s, %s)"
+                     " ON CONFLICT (name) DO UPDATE SET changes_to = EXCLUDED.changes_to,"
+                     " updated_at = now()", (WATERMARK, cutoff))
+        conn.execute("DELETE FROM order_fct_deleted WHERE deleted_at < %s", (cutoff,))
 
 
 def parse_hour(text: str) -> datetime:
@@ -196,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         report = run(load_properties(), args.hour)
     except locks.Busy as busy:
         parser.exit(1, f"{parser.prog}: {busy}; this run does nothing\n")
+    except MissingPrivilege as missing:
+        parser.exit(2, f"{parser.prog}: {missing}\n")
     for hour, (cause, rows) in report.items():
         print(f"{hour:%Y-%m-%dT%H:00Z} {cause} {rows} rows", flush=True)
     return 0

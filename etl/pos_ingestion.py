@@ -13,12 +13,21 @@ For each manifest under ``pos/landing/`` (the POS writes it after the data):
 3. A batch that does not match its manifest (cut short, damaged gzip, bad line) is rolled
    back and quarantined whole: copied to ``pos/quarantine/`` with a ``.reason.json`` and
    ledgered as ``quarantined``. A later complete delivery of the same batch id still loads.
+   Every refused line (not JSON, nested too deeply, a value outside its ``order_fct``
+   column, a store of another system ...) also gets a ``dead_letter`` row identified by
+   the file and line number, so a re-run adds no second one; the database refusing the
+   batch all the same is quarantined as ``refused_by_database``. A batch whose ingestion
+   fails for any other reason (a server down) is left in landing for the next run, and the
+   store system's later batches go on (the run then fails with that error, like a failed
+   Lambda invocation): no batch blocks the ones after it.
 4. The outbox becomes sale records on ``sales`` (one per order, ``sale_json`` of the
    regrouped line items), so hourly_metrics sees in-store sales; a batch of sales that
    were all known already sends nothing. Sales are sent after the commit, and each chunk
    is drained from the outbox after Kinesis took it: a crash re-sends at most one chunk
    (same event ids), never loses one.
-5. The delivery is moved to ``pos/archive/``, so landing only holds what is still to do.
+5. The delivery is moved to ``pos/archive/``, so landing only holds what is still to do;
+   each object is copied and deleted only if it is still the version read (ETag
+   conditions), so a re-upload under the same name is left for the next run, never lost.
 
 Runners lock per store system (``etl.locks``), so several can run at once and share the
 systems' batches: one runner loads about 10,000 lines a second on a laptop-sized box, and
@@ -35,7 +44,7 @@ import signal
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 
@@ -46,10 +55,11 @@ from connectors import aurora, aws
 from connectors.kinesis_producer import MAX_BATCH_RECORDS, KinesisProducer
 from etl import locks
 from pizzastream.config import load_properties, stream_name
+from pizzastream.dead_letters import PAYLOAD_LIMIT, DeadLetter
 from pizzastream.pos_batches import (
     ARCHIVE_PREFIX, DATA_SUFFIX, LANDING_PREFIX, MANIFEST_SUFFIX, QUARANTINE_PREFIX,
-    REASON_SUFFIX, BadBatch, BatchDigest, Fault, Manifest, SettledLine, batch_key,
-    orders_from_lines, parse_manifest_key, system_prefix,
+    REASON_SUFFIX, BadBatch, BadLines, BatchDigest, Fault, Manifest, RefusedLine, SettledLine,
+    batch_key, line_dead_letter, orders_from_lines, parse_manifest_key, system_prefix,
 )
 from pizzastream.sales import FACT_COLUMNS, sale_json
 
@@ -57,6 +67,15 @@ log = logging.getLogger(__name__)
 
 Props = dict[str, dict[str, str]]
 MAX_LINE_BYTES = 64 * 1024          # a longer "line" is damage, and must not fill memory
+# Refused lines of one batch kept for their dead letters (each payload is cut at 4 KiB, so
+# at most 4 MB); the batch's reason counts the ones beyond.
+MAX_REFUSED_LINES = 1_000
+# S3's answers to a conditional copy or delete of an object that is not the version read
+# any more (replaced: 412; gone: 404).
+_CHANGED_SINCE_READ = frozenset({"PreconditionFailed", "412", "NoSuchKey", "404"})
+_INSERT_DEAD_LETTER = (f"INSERT INTO dead_letter ({', '.join(DeadLetter.FIELDS)}) VALUES "
+                       f"({', '.join(['%s'] * len(DeadLetter.FIELDS))}) "
+                       f"ON CONFLICT (dead_letter_id) DO NOTHING")
 _STAGE = "pos_stage"
 # The batch's lines in cents and epoch milliseconds (``SettledLine``), converted into
 # order_fct's types in the database exactly as the jobs' order_fct sink converts its rows.
@@ -121,24 +140,38 @@ class PosIngestion:
         self._producer = KinesisProducer(props)
         self._sales = stream_name(props, "sales")
 
-    def run_once(self) -> list[Outcome]:
-        """Ingests the deliveries of every store system no other runner is working on,
-        after sending what an earlier run of that system left in the outbox."""
+    def run_once(self, systems: Iterable[int] | None = None) -> list[Outcome]:
+        """Ingests the deliveries of every store system (or of ``systems``) no other runner
+        is working on, after sending what an earlier run of that system left in the outbox."""
         outcomes: list[Outcome] = []
+        errors: list[Exception] = []
         with aurora.connect(self._props) as conn:
-            for system in range(1, self._systems + 1):
+            for system in systems or range(1, self._systems + 1):
                 try:
                     with locks.exclusive(conn, locks.pos_store_system(system)):
-                        outcomes += self._ingest_system(conn, system)
+                        outcomes += self._ingest_system(conn, system, errors)
                 except locks.Busy:
                     log.info("store system %d is being ingested by another runner", system)
+        if errors:   # after every other batch had its turn; the next run retries these
+            raise errors[0]
         return outcomes
 
-    def _ingest_system(self, conn: psycopg.Connection, system: int) -> list[Outcome]:
+    def _ingest_system(self, conn: psycopg.Connection, system: int,
+                       errors: list[Exception]) -> list[Outcome]:
+        """The system's deliveries in id order. A bad one is quarantined (``BadBatch``);
+        one that fails otherwise (a server down, a bug) stays in landing, its error goes to
+        ``errors`` and the later ones still get their turn: no batch blocks the next."""
         for (batch,) in conn.execute("SELECT batch_id FROM pos_batch WHERE store_system = %s"
                                      " AND status = 'loaded'", (system,)).fetchall():
             self._publish(conn, batch)
-        return [self._ingest(conn, system, batch) for batch in self._deliveries(system)]
+        outcomes = []
+        for batch in self._deliveries(system):
+            try:
+                outcomes.append(self._ingest(conn, system, batch))
+            except Exception as error:  # noqa: BLE001 - raised by run_once after the others
+                log.exception("ingesting %s failed; left in landing for the next run", batch)
+                errors.append(error)
+        return outcomes
 
     def _deliveries(self, system: int) -> list[str]:
         """Batch ids of the manifests in the system's landing area, in id order."""
@@ -173,24 +206,43 @@ class PosIngestion:
     def _load(self, conn: psycopg.Connection, manifest: Manifest) -> int:
         """Loads a batch in one transaction; raises ``BadBatch`` (nothing loaded) if it
         is not exactly what its manifest describes. Returns the rows that were new."""
-        with conn.transaction():
-            conn.execute(_CREATE_STAGE)
-            digest = BatchDigest(manifest.store_system, self._systems)
-            with conn.cursor().copy(f"COPY {_STAGE} ({', '.join(FACT_COLUMNS)}) FROM STDIN") \
-                    as copy:
-                for line in self._lines(manifest, digest):
+        try:
+            with conn.transaction():
+                return self._load_in_transaction(conn, manifest)
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
+            # parse_line keeps every value inside its column, so this is a rule missed
+            raise BadBatch(Fault.REFUSED_BY_DATABASE, str(error).strip()[:500]) from None
+
+    def _load_in_transaction(self, conn: psycopg.Connection, manifest: Manifest) -> int:
+        conn.execute(_CREATE_STAGE)
+        digest = BatchDigest(manifest.store_system, self._systems)
+        refused: list[RefusedLine] = []
+        refused_count = 0
+        with conn.cursor().copy(f"COPY {_STAGE} ({', '.join(FACT_COLUMNS)}) FROM STDIN") \
+                as copy:
+            for number, raw, line in self._lines(manifest, digest):
+                if isinstance(line, BadBatch):
+                    refused_count += 1
+                    if len(refused) < MAX_REFUSED_LINES:
+                        refused.append(RefusedLine(number, raw[:PAYLOAD_LIMIT], line.fault,
+                                                   line.detail))
+                elif not refused:      # once a line is refused nothing of the batch loads
                     copy.write_row(astuple(line))
-            digest.verify(manifest)
-            conn.execute(_CLAIM, {"batch_id": manifest.batch_id, "system": manifest.store_system,
-                                  "count": manifest.record_count, "min_ts": manifest.min_ts,
-                                  "max_ts": manifest.max_ts})
-            (inserted,) = conn.execute(_INSERT_NEW_ROWS, {"batch_id": manifest.batch_id}).fetchone()
-            conn.execute("UPDATE pos_batch SET inserted_rows = %s WHERE batch_id = %s",
-                         (inserted, manifest.batch_id))
+        if refused:
+            raise BadLines(refused, refused_count)
+        digest.verify(manifest)
+        conn.execute(_CLAIM, {"batch_id": manifest.batch_id, "system": manifest.store_system,
+                              "count": manifest.record_count, "min_ts": manifest.min_ts,
+                              "max_ts": manifest.max_ts})
+        (inserted,) = conn.execute(_INSERT_NEW_ROWS, {"batch_id": manifest.batch_id}).fetchone()
+        conn.execute("UPDATE pos_batch SET inserted_rows = %s WHERE batch_id = %s",
+                     (inserted, manifest.batch_id))
         return inserted
 
-    def _lines(self, manifest: Manifest, digest: BatchDigest) -> Iterator[SettledLine]:
-        """The batch's lines, checked, streamed from S3: one line in memory at a time."""
+    def _lines(self, manifest: Manifest, digest: BatchDigest
+               ) -> Iterator[tuple[int, bytes, SettledLine | BadBatch]]:
+        """The batch's lines streamed from S3, one in memory at a time: each with its
+        number, its bytes, and the checked line or why it is refused."""
         try:
             body = self._get(manifest.store_system, manifest.batch_id, DATA_SUFFIX)["Body"]
         except self._s3.exceptions.NoSuchKey:
@@ -198,10 +250,14 @@ class PosIngestion:
         with body, gzip.GzipFile(fileobj=body) as lines:
             try:
                 while raw := lines.readline(MAX_LINE_BYTES + 1):
-                    if len(raw) > MAX_LINE_BYTES:
-                        raise BadBatch(Fault.BAD_LINE, f"line {digest.count + 1} is longer "
-                                                       f"than {MAX_LINE_BYTES} bytes")
-                    yield digest.add(raw)
+                    if len(raw) > MAX_LINE_BYTES:   # the rest of the file cannot be split
+                        yield digest.count + 1, raw, BadBatch(
+                            Fault.BAD_LINE, f"longer than {MAX_LINE_BYTES} bytes")
+                        return
+                    try:
+                        yield digest.count + 1, raw, digest.add(raw)
+                    except BadBatch as bad:
+                        yield digest.count, raw, bad
             except (gzip.BadGzipFile, EOFError, zlib.error) as error:
                 raise BadBatch(Fault.BAD_GZIP, f"after {digest.count} lines: {error}") from None
 
@@ -227,25 +283,42 @@ class PosIngestion:
                   "detail": bad.detail, "quarantined_at": datetime.now(timezone.utc).isoformat()}
         self._s3.put_object(Bucket=self._bucket, Body=json.dumps(reason).encode(),
                             Key=batch_key(QUARANTINE_PREFIX, system, batch, REASON_SUFFIX))
-        conn.execute(_QUARANTINE, (batch, system, str(bad.fault), bad.detail))
+        data_key = batch_key(LANDING_PREFIX, system, batch, DATA_SUFFIX)
+        refused = (bad.refused if isinstance(bad, BadLines)
+                   else [RefusedLine(0, bad.detail.encode(), bad.fault, bad.detail)]
+                   if bad.fault == Fault.REFUSED_BY_DATABASE else [])
+        with conn.transaction(), conn.cursor() as cursor:
+            if refused:
+                cursor.executemany(_INSERT_DEAD_LETTER,
+                                   [line_dead_letter(data_key, line).as_tuple()
+                                    for line in refused])
+            cursor.execute(_QUARANTINE, (batch, system, str(bad.fault), bad.detail))
         self._move(system, batch, QUARANTINE_PREFIX, delivered)
 
     def _move(self, system: int, batch: str, prefix: str,
               delivered: dict[str, str | None]) -> None:
-        """Moves a delivery (its objects' ETags as first seen) out of landing, unless an
-        object changed since: then the POS delivered again meanwhile, and that delivery is
-        the next run's. (The check and the delete are two requests; a redelivery landing
-        in between would be lost, a window of milliseconds every 15 minutes.)"""
-        present = [suffix for suffix, etag in delivered.items() if etag is not None]
-        for suffix in present:
-            self._s3.copy({"Bucket": self._bucket,
-                           "Key": batch_key(LANDING_PREFIX, system, batch, suffix)},
-                          self._bucket, batch_key(prefix, system, batch, suffix))
-        if any(self._etag(system, batch, suffix) != etag for suffix, etag in delivered.items()):
-            log.warning("%s was delivered again while it was ingested; left in landing", batch)
-            return
-        self._s3.delete_objects(Bucket=self._bucket, Delete={"Objects": [
-            {"Key": batch_key(LANDING_PREFIX, system, batch, suffix)} for suffix in present]})
+        """Moves a delivery out of landing, each object only as the version that was read
+        (its ETag when first seen): copied with ``CopySourceIfMatch`` and deleted with
+        ``If-Match``, so a re-upload under the same name at any moment makes S3 refuse
+        (412) and stays in landing for the next run, never deleted unseen. The data goes
+        before the manifest: a crash in between leaves a manifest, which the next run
+        finds, never data without one, which no run would."""
+        for suffix in (DATA_SUFFIX, MANIFEST_SUFFIX):
+            etag = delivered.get(suffix)
+            if etag is None:
+                continue
+            source = batch_key(LANDING_PREFIX, system, batch, suffix)
+            try:
+                self._s3.copy({"Bucket": self._bucket, "Key": source}, self._bucket,
+                              batch_key(prefix, system, batch, suffix),
+                              ExtraArgs={"CopySourceIfMatch": etag})
+                self._s3.delete_object(Bucket=self._bucket, Key=source, IfMatch=etag)
+            except ClientError as error:
+                if error.response["Error"]["Code"] not in _CHANGED_SINCE_READ:
+                    raise
+                log.warning("%s was delivered again while it was ingested; left in landing "
+                            "for the next run", source)
+                return
 
     def _get(self, system: int, batch: str, suffix: str) -> dict:
         return self._s3.get_object(Bucket=self._bucket,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from pyflink.datastream import (
 from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, StreamTableEnvironment, TableEnvironment
 
+from pizzastream import run_directory
 from pizzastream.config import REPO_ROOT, is_local, load_properties
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
@@ -52,6 +54,10 @@ def _prepare_local_jvm(props: dict[str, dict[str, str]]) -> None:
         os.environ.setdefault("AWS_CBOR_ENABLED", "false")
     # Python workers in separate processes, as on a cluster, not inside this client.
     os.environ.setdefault("_python_worker_execution_mode", "process")
+    # Every temporary file of this run (the JVM's, and Python's here and in the workers,
+    # which inherit TMPDIR) in one directory that goes when the run does.
+    jvm_args = re.sub(r"\s*-Djava\.io\.tmpdir=\S*", "", os.environ.get("JVM_ARGS", ""))
+    os.environ["JVM_ARGS"] = f"{jvm_args} -Djava.io.tmpdir={run_directory.claim()}".strip()
 
 
 def _s3_settings(props: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -87,6 +93,7 @@ def flink_configuration(props: dict[str, dict[str, str]]) -> Configuration:
         config.set_string("pipeline.jars", DEPENDENCIES_JAR.as_uri())
         config.set_string("python.executable", sys.executable)
         config.set_string("python.client.executable", sys.executable)
+        config.set_string("io.tmp.dirs", str(run_directory.claim()))
         for key, value in _s3_settings(props).items():
             config.set_string(key, value)
         # Checkpoints outlive the process, so a killed job can be resumed from them.
@@ -139,7 +146,7 @@ def _ship_packages(env: StreamExecutionEnvironment) -> None:
     ``pizzastream/`` would make ``config`` importable, not ``pizzastream.config``. (Local
     workers start in the repository root and would find the packages anyway; on MSF they
     do not.)"""
-    code = Path(tempfile.mkdtemp(prefix="pizzastream-code-"))
+    code = Path(tempfile.mkdtemp(prefix="pizzastream-code-", dir=run_directory.path()))
     atexit.register(shutil.rmtree, code, ignore_errors=True)
     for package in SHIPPED_PACKAGES:
         shutil.copytree(REPO_ROOT / package, code / package,

@@ -13,6 +13,12 @@ double-count a sale. These rules are what make that checkable without any server
   line items regroup into the sale record the ``sales`` stream carries.
 - Keys: the batch id is the ledger's idempotency key; ``sale_event_id`` is a stable event
   id for a sale rebuilt from line items, so a re-sent sale is recognisably the same event.
+- ``line_dead_letter``: a refused line's ``dead_letter`` row, identified by its file and
+  line number, so a re-run or a re-delivery of the same bad file adds no second row.
+
+A line ``parse_line`` accepts fits every ``order_fct`` column (integer columns, the
+``numeric(10,2)``/``numeric(12,2)`` amounts): no line can fail on insert and stop a store
+system's later batches.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from enum import StrEnum
 from operator import attrgetter
 
 from pizzastream.catalog import from_cents, to_cents
+from pizzastream.dead_letters import DeadLetter, printable_payload
 from pizzastream.orders import (
     FULFILLMENTS, MAX_ID_LENGTH, STORE_IDS, Channel, EnrichedOrder, OrderLine,
     format_event_time, parse_event_time,
@@ -42,6 +49,12 @@ REASON_SUFFIX = ".reason.json"
 LINE_COLUMNS = ("store_id", "order_id", "product_id", "transaction_ts", "quantity",
                 "unit_price", "total_transaction_amt", "delivery_id", "delivery_type",
                 "channel")
+# order_fct's column ranges: integer columns, numeric(10,2) unit_price and numeric(12,2)
+# total_transaction_amt (in cents: below 10^10 and 10^12).
+MAX_INTEGER = 2**31 - 1
+MAX_UNIT_PRICE_CENTS = 10**10 - 1
+MAX_TOTAL_CENTS = 10**12 - 1
+DEAD_LETTER_JOB = "pos_ingestion"
 _BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MANIFEST_KEY = re.compile(
@@ -60,6 +73,7 @@ class Fault(StrEnum):
     COUNT_MISMATCH = "count_mismatch"
     CHECKSUM_MISMATCH = "checksum_mismatch"
     TS_RANGE_MISMATCH = "ts_range_mismatch"
+    REFUSED_BY_DATABASE = "refused_by_database"
 
 
 class BadBatch(Exception):
@@ -128,6 +142,8 @@ class Manifest:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as error:
             raise BadBatch(Fault.BAD_MANIFEST, f"not JSON: {error}") from None
+        except RecursionError:
+            raise BadBatch(Fault.BAD_MANIFEST, "JSON nested too deeply") from None
         if not isinstance(doc, dict):
             raise BadBatch(Fault.BAD_MANIFEST, "not a JSON object")
         missing = [name for name in cls.__dataclass_fields__ if name not in doc]
@@ -194,12 +210,14 @@ def parse_line(raw: bytes) -> SettledLine:
         doc = json.loads(raw, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadBatch(Fault.BAD_LINE, f"not JSON: {error}") from None
+    except RecursionError:
+        raise BadBatch(Fault.BAD_LINE, "JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise BadBatch(Fault.BAD_LINE, "not a JSON object")
     try:
         return _settled_line(doc)
-    except (KeyError, TypeError, ValueError) as error:
-        raise BadBatch(Fault.BAD_LINE, f"{type(error).__name__}: {error}") from None
+    except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        raise BadBatch(Fault.BAD_LINE, f"{type(error).__name__}: {error}"[:500]) from None
 
 
 def _settled_line(doc: dict) -> SettledLine:
@@ -214,10 +232,16 @@ def _settled_line(doc: dict) -> SettledLine:
     if not order_id.isprintable():      # a NUL or lone surrogate: no database takes it
         raise ValueError(f"order_id {order_id!r} has unprintable characters")
     ts_ms = parse_event_time(ts)
-    if doc["store_id"] not in STORE_IDS or doc["quantity"] <= 0 or ts_ms is None:
-        raise ValueError("store_id, quantity or transaction_ts out of range")
+    if doc["store_id"] not in STORE_IDS or ts_ms is None:
+        raise ValueError("store_id or transaction_ts out of range")
+    for name in ("product_id", "quantity"):
+        if not 0 < doc[name] <= MAX_INTEGER:
+            raise ValueError(f"{name} {doc[name]} is not in 1..{MAX_INTEGER}")
     price, total = (_cents(doc[name]) for name in ("unit_price", "total_transaction_amt"))
-    if price <= 0 or total != doc["quantity"] * price:
+    if not 0 < price <= MAX_UNIT_PRICE_CENTS or not 0 < total <= MAX_TOTAL_CENTS:
+        raise ValueError(f"unit_price {price} or total {total} cents out of range "
+                         f"(numeric(10,2), numeric(12,2))")
+    if total != doc["quantity"] * price:
         raise ValueError(f"total {total} is not quantity x unit_price ({price} cents)")
     if doc.get("delivery_id") is not None:
         raise ValueError("an in-store sale has no delivery_id")
@@ -230,6 +254,9 @@ def _settled_line(doc: dict) -> SettledLine:
 def _cents(value: object) -> int:
     if not isinstance(value, (int, Decimal)) or isinstance(value, bool):
         raise TypeError(f"{value!r} is not an amount")
+    if isinstance(value, Decimal) and (not value.is_finite() or abs(value.adjusted()) > 20):
+        # checked before converting: int() of 1E+999999999 would build a billion digits
+        raise ValueError(f"amount {str(value)[:40]} is out of range")
     return to_cents(value)
 
 
@@ -248,13 +275,15 @@ class BatchDigest:
         self.max_ts_ms: int | None = None
 
     def add(self, raw: bytes) -> SettledLine:
-        """Checks and counts one raw line (with its newline) and returns it parsed."""
+        """Counts one raw line (with its newline) and returns it parsed, or raises
+        ``BadBatch`` (``BAD_LINE``, ``WRONG_STORE_SYSTEM``) for it; a refused line is
+        counted and checksummed all the same, so the caller can go on to the next one."""
         self._sha.update(raw)
+        self.count += 1
         line = parse_line(raw)
         if store_system(line.store_id, self._systems) != self._system:
             raise BadBatch(Fault.WRONG_STORE_SYSTEM,
                            f"store {line.store_id} is not in store system {self._system}")
-        self.count += 1
         ts = line.transaction_ts_ms
         self.min_ts_ms = ts if self.min_ts_ms is None else min(self.min_ts_ms, ts)
         self.max_ts_ms = ts if self.max_ts_ms is None else max(self.max_ts_ms, ts)
@@ -313,3 +342,50 @@ def _order(lines: list[SettledLine]) -> EnrichedOrder:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- refused lines ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RefusedLine:
+    """A line of a batch file that cannot be loaded: its 1-based number, bytes and why."""
+
+    number: int
+    raw: bytes
+    fault: Fault
+    detail: str
+
+
+class BadLines(BadBatch):
+    """A batch refused for its lines (``refused`` holds the first ones, ``count`` all of
+    them): quarantined whole, and each refused line dead-lettered."""
+
+    def __init__(self, refused: list[RefusedLine], count: int):
+        first = refused[0]
+        super().__init__(first.fault, f"{count} line(s) refused; line {first.number}: "
+                                      f"{first.detail}")
+        self.refused = refused
+        self.count = count
+
+
+def line_dead_letter(data_key: str, line: RefusedLine) -> DeadLetter:
+    """The ``dead_letter`` row of a refused POS line. Its id is the file and the line
+    number: a restart or a re-delivery of the same file finds its row already there."""
+    digest = hashlib.sha256(f"{DEAD_LETTER_JOB}\0{data_key}\0{line.number}".encode())
+    where = f"line {line.number}" if line.number else "(no line: the batch as a whole)"
+    return DeadLetter(digest.hexdigest()[:32], DEAD_LETTER_JOB, str(line.fault),
+                      f"{data_key} {where}: {line.detail}", None,
+                      _readable_order_id(line.raw), printable_payload(line.raw))
+
+
+def _readable_order_id(raw: bytes) -> str | None:
+    """The line's order id if it can be read as one, else None."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    order_id = doc.get("order_id") if isinstance(doc, dict) else None
+    if isinstance(order_id, str) and 0 < len(order_id) <= MAX_ID_LENGTH \
+            and order_id.isprintable():
+        return order_id
+    return None

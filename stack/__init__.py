@@ -52,6 +52,10 @@ def up(props: Props | None = None) -> None:
     with _locked(paths):
         paths.prepare()
         services = stack_services(props, paths)
+        if services.moto.pid() is not None and not services.moto.serialises_kinesis():
+            _say("moto runs without the Kinesis write lock (started by an older stack); "
+                 "restarting it (streams and bucket are recreated below)")
+            services.moto.stop()
         stopped = [service for service in services if service.pid() is None]
         for service in stopped:      # all conflicts first, so a busy port starts nothing
             service.check_port_free()

@@ -47,6 +47,9 @@ def ensure_databases(admin: psycopg.Connection, props: Props) -> None:
         db = props[group]
         _ensure_role(admin, db["user"], db["password"])
         _ensure_database(admin, db["dbname"], db["user"])
+    # The hourly ETL (etl/hourly.py, change_cutoff) must see every session's transaction.
+    admin.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(
+        sql.Identifier(props["Aurora"]["user"])))
 
 
 def _ensure_role(admin: psycopg.Connection, user: str, password: str) -> None:

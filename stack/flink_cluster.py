@@ -18,12 +18,15 @@ Two things the pip package does not do by itself are done here: ``flink-python``
 directory linking ``lib/*`` plus that jar; and the JVM options the jobs rely on locally
 (``-Daws.cborEnabled=false``, UTC) go into ``env.java.opts.all``. Ports are picked free
 at start, pid and log files stay in ``workdir``, so the cluster never meets another one.
+Its temporary files too (``io.tmp.dirs``, ``java.io.tmpdir`` and the Python workers'
+``TMPDIR`` all point at ``workdir/tmp``), removed by ``stop``.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,14 +135,19 @@ class StandaloneCluster:
     def savepoint_dir(self) -> Path:
         return self.workdir / "savepoints"
 
+    @property
+    def tmp_dir(self) -> Path:
+        return self.workdir / "tmp"
+
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """Environment for the package's scripts: this cluster's conf, lib, pid, log dirs."""
-        return {**os.environ, "FLINK_CONF_DIR": str(self.conf_dir),
+        """Environment for the package's scripts: this cluster's conf, lib, pid, log and
+        temp dirs."""
+        return {**os.environ, "TMPDIR": str(self.tmp_dir), "FLINK_CONF_DIR": str(self.conf_dir),
                 "FLINK_LIB_DIR": str(self.workdir / "lib"), "FLINK_PID_DIR": str(self.workdir / "pid"),
                 "FLINK_LOG_DIR": str(self.log_dir), **(extra or {})}
 
     def _write_configuration(self) -> None:
-        for name in ("conf", "lib", "pid", "log", "savepoints", "checkpoints"):
+        for name in ("conf", "lib", "pid", "log", "savepoints", "checkpoints", "tmp"):
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
         for source in (self.home / "conf").iterdir():
             if source.name.startswith(("log4j", "logback")):
@@ -153,7 +161,9 @@ class StandaloneCluster:
         (self.conf_dir / "workers").write_text("localhost\n" * self.task_managers)
         (self.conf_dir / "masters").write_text(f"localhost:{self.rest_port}\n")
         settings = {
-            "env.java.opts.all": f"{_default_java_options(self.home)} {JVM_OPTIONS}",
+            "env.java.opts.all": (f"{_default_java_options(self.home)} {JVM_OPTIONS} "
+                                  f"-Djava.io.tmpdir={self.tmp_dir}"),
+            "io.tmp.dirs": str(self.tmp_dir),
             "jobmanager.bind-host": "127.0.0.1",
             "jobmanager.rpc.address": "127.0.0.1",
             "jobmanager.rpc.port": _free_port(),
@@ -219,6 +229,7 @@ class StandaloneCluster:
                     os.kill(process, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def __enter__(self) -> StandaloneCluster:
         return self.start()

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from pizzastream import run_directory
+
 MARKER = "PIZZASTREAM_STACK"
 
 
@@ -24,7 +26,9 @@ class ServiceError(RuntimeError):
 
 
 def marked_env(stack_dir: Path) -> dict[str, str]:
-    return {**os.environ, MARKER: str(stack_dir)}
+    """The environment of a server the stack starts: marked as ours, and with the system's
+    temp directory, not the run directory of the process starting it (which goes first)."""
+    return {**run_directory.outside_env(dict(os.environ)), MARKER: str(stack_dir)}
 
 
 def is_alive(pid: int) -> bool:

@@ -138,9 +138,11 @@ class Service:
 
 
 class Moto(Service):
-    """moto_server: Kinesis, S3 and DynamoDB in one in-memory process."""
+    """moto's server (``stack.moto_server``: Kinesis calls one at a time, see there why):
+    Kinesis, S3 and DynamoDB in one in-memory process."""
 
     name = "moto"
+    module = "stack.moto_server"
 
     def __init__(self, paths: StackPaths, props: dict[str, dict[str, str]]) -> None:
         endpoint = urlsplit(props["Aws"]["endpoint"])
@@ -148,12 +150,20 @@ class Moto(Service):
         self.props = props
 
     def launch(self) -> None:
-        binary = Path(sys.executable).parent / "moto_server"
-        if not binary.exists():
-            raise ServiceError(f"moto: {binary} not found; install moto[server] into the venv")
-        argv = [str(binary), "-H", self.host, "-p", str(self.port)]
-        pid = spawn_detached(argv, self.log, marked_env(self.paths.root))
+        argv = [sys.executable, "-m", self.module, "-H", self.host, "-p", str(self.port)]
+        env = {**marked_env(self.paths.root), "PYTHONPATH": str(REPO_ROOT)}
+        pid = spawn_detached(argv, self.log, env)
         self.pid_file.write_text(f"{pid}\n")
+
+    def serialises_kinesis(self) -> bool:
+        """False for a moto this stack started before it ran ``stack.moto_server`` (a plain
+        ``moto_server``, which loses records under concurrent writers): ``up`` replaces it."""
+        pid = self.pid()
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, TypeError):
+            return False
+        return self.module.encode() in argv
 
     def ping(self) -> None:
         aws.client(self.props, "kinesis", quick=True).list_streams(Limit=1)

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from pizzastream.catalog import Catalog
 from pizzastream.orders import EnrichedOrder, OrderLine
 from pizzastream.pos_batches import (
-    LANDING_PREFIX, MANIFEST_SUFFIX, BadBatch, BatchDigest, Fault, Manifest, SettledLine,
-    batch_id, batch_key, orders_from_lines, parse_line, parse_manifest_key, sale_event_id,
-    settle, store_system,
+    LANDING_PREFIX, MANIFEST_SUFFIX, MAX_INTEGER, MAX_TOTAL_CENTS, MAX_UNIT_PRICE_CENTS,
+    BadBatch, BatchDigest, Fault, Manifest, RefusedLine, SettledLine, batch_id, batch_key,
+    line_dead_letter, orders_from_lines, parse_line, parse_manifest_key, sale_event_id, settle,
+    store_system,
 )
 from pizzastream.sales import sale_json
 
@@ -86,6 +87,93 @@ def test_unreadable_lines_are_bad_lines(text):
     with pytest.raises(BadBatch) as error:
         parse_line(text)
     assert error.value.fault == Fault.BAD_LINE
+
+
+# Lines that passed the old rules and then failed on insert (or in the parser itself),
+# stopping the store system's later batches.
+POISON_LINES = {
+    "deeply nested JSON": b'{"store_id": ' + b"[" * 30_000 + b"]" * 30_000 + b"}\n",
+    "deeply nested value": json.dumps(line()).encode().replace(
+        b'"delivery_id": null', b'"delivery_id": ' + b"[" * 25_000 + b"]" * 25_000),
+    "unit price past numeric(10,2)": json.dumps(line(price=10**10, quantity=1)).encode(),
+    "total past numeric(12,2)": json.dumps(line(price=10**9, quantity=1000)).encode(),
+    "amount with a huge exponent": json.dumps(line()).encode().replace(
+        b'"unit_price": 8.99', b'"unit_price": 1E+999999999'),
+    "amount NaN": json.dumps(line()).encode().replace(b'"unit_price": 8.99', b'"unit_price": NaN'),
+    "amount Infinity": json.dumps(line()).encode().replace(b'"unit_price": 8.99',
+                                                           b'"unit_price": Infinity'),
+    "product id past integer": json.dumps(line(product_id=2**40)).encode(),
+    "product id zero": json.dumps(line(product_id=0)).encode(),
+    "quantity past integer": json.dumps(line(quantity=2**31, price=1)).encode(),
+    "an integer of 5000 digits": json.dumps(line()).encode().replace(
+        b'"product_id": 1', b'"product_id": ' + b"9" * 5000),
+}
+
+
+@pytest.mark.parametrize("raw_line", POISON_LINES.values(), ids=POISON_LINES.keys())
+def test_a_line_that_would_fail_on_insert_is_a_bad_line(raw_line):
+    with pytest.raises(BadBatch) as error:
+        parse_line(raw_line)
+    assert error.value.fault == Fault.BAD_LINE
+    assert len(error.value.detail) <= 500
+
+
+def test_the_largest_values_the_columns_hold_are_accepted():
+    biggest = parse_line(json.dumps(line(product_id=MAX_INTEGER, quantity=100,
+                                         price=MAX_TOTAL_CENTS // 100)).encode())
+    assert biggest.total_cents <= MAX_TOTAL_CENTS and biggest.product_id == MAX_INTEGER
+    assert parse_line(json.dumps(line(quantity=1, price=MAX_UNIT_PRICE_CENTS)).encode())
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.decimals() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6)
+
+
+@given(st.one_of(
+    st.binary(),
+    st.dictionaries(st.sampled_from(sorted(line())), JSON_VALUES).map(
+        lambda changes: json.dumps({**line(), **changes}, default=str).encode()),
+    st.tuples(st.sampled_from(sorted(line())), st.integers(1, 60_000)).map(
+        lambda nested: json.dumps({**line(), nested[0]: "@"}).encode().replace(
+            b'"@"', b"[" * nested[1] + b"]" * nested[1])),
+    st.tuples(st.sampled_from(["unit_price", "total_transaction_amt", "quantity",
+                               "product_id"]),
+              st.from_regex(r"-?[0-9]{1,30}(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,12})?",
+                            fullmatch=True)).map(
+        lambda number: json.dumps({**line(), number[0]: "@"}).encode().replace(
+            b'"@"', number[1].encode())),
+))
+def test_any_line_is_either_a_line_every_column_holds_or_a_bad_line(raw_line):
+    """Fuzz: ``parse_line`` raises nothing but ``BadBatch``, and what it accepts fits
+    ``order_fct``'s columns, so no line can fail on insert."""
+    try:
+        parsed = parse_line(raw_line)
+    except BadBatch as error:
+        assert error.fault == Fault.BAD_LINE
+        return
+    assert 0 < parsed.product_id <= MAX_INTEGER and 0 < parsed.quantity <= MAX_INTEGER
+    assert 0 < parsed.unit_price_cents <= MAX_UNIT_PRICE_CENTS
+    assert parsed.total_cents == parsed.quantity * parsed.unit_price_cents <= MAX_TOTAL_CENTS
+    assert parsed.order_id.isprintable() and parsed.channel == "in_store"
+
+
+def test_a_refused_lines_dead_letter_is_its_file_and_line():
+    key = "pos/landing/store_system=01/ss01-x.jsonl.gz"
+    bad = RefusedLine(3, json.dumps(line(quantity=0)).encode(), Fault.BAD_LINE, "quantity 0")
+    letter = line_dead_letter(key, bad)
+    assert (letter.job, letter.reason, letter.order_id) == ("pos_ingestion", "bad_line",
+                                                            "S0001-000001")
+    assert letter.detail == f"{key} line 3: quantity 0"
+    assert letter.payload == bad.raw.decode()
+    # the same line of the same file again (a re-run): the same row
+    assert line_dead_letter(key, RefusedLine(3, b"other", Fault.BAD_LINE, "x")).dead_letter_id \
+        == letter.dead_letter_id
+    assert len({line_dead_letter(k, RefusedLine(n, bad.raw, Fault.BAD_LINE, "")).dead_letter_id
+                for k in (key, key.replace("ss01-x", "ss01-y")) for n in (3, 4)}) == 4
+    assert line_dead_letter(key, RefusedLine(1, b"[" * 100_000, Fault.BAD_LINE, "")).order_id \
+        is None
 
 
 def test_money_is_read_exactly():

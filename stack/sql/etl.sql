@@ -39,6 +39,37 @@ CREATE OR REPLACE TRIGGER order_fct_track_change
     BEFORE INSERT OR UPDATE ON order_fct
     FOR EACH ROW EXECUTE FUNCTION order_fct_track_change();
 
+-- Rows deleted from order_fct, and the old hour of a row whose transaction_ts moved to
+-- another hour: the hourly ETL re-exports the hours they were in (etl/hourly.py), so a
+-- delete reaches the warehouse and the hour's metrics instead of lingering there. Pruned
+-- by the ETL once its change window has passed them.
+CREATE TABLE IF NOT EXISTS order_fct_deleted (
+    order_id        text NOT NULL,
+    product_id      integer NOT NULL,
+    transaction_ts  timestamptz NOT NULL,     -- of the row as it was
+    deleted_at      timestamptz NOT NULL,     -- the deleting transaction's start, as changed_at
+    PRIMARY KEY (order_id, product_id, transaction_ts)
+);
+CREATE INDEX IF NOT EXISTS order_fct_deleted_at ON order_fct_deleted (deleted_at);
+
+CREATE OR REPLACE FUNCTION order_fct_track_delete() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO order_fct_deleted (order_id, product_id, transaction_ts, deleted_at)
+    VALUES (OLD.order_id, OLD.product_id, OLD.transaction_ts, now())
+    ON CONFLICT (order_id, product_id, transaction_ts) DO UPDATE SET deleted_at = now();
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER order_fct_track_delete
+    AFTER DELETE ON order_fct
+    FOR EACH ROW EXECUTE FUNCTION order_fct_track_delete();
+CREATE OR REPLACE TRIGGER order_fct_track_move
+    AFTER UPDATE OF transaction_ts ON order_fct
+    FOR EACH ROW WHEN (date_trunc('hour', OLD.transaction_ts, 'UTC')
+                       IS DISTINCT FROM date_trunc('hour', NEW.transaction_ts, 'UTC'))
+    EXECUTE FUNCTION order_fct_track_delete();
+
 -- One row per POS batch id: the ingestion's idempotency ledger. A batch is loaded into
 -- order_fct in the same transaction that writes its row here, so a batch id that is
 -- 'loaded' or 'published' is never loaded again. 'quarantined' does not block a later,

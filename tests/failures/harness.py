@@ -25,6 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import botocore.exceptions
+import psycopg
+import redis
+
 from connectors import aurora, aws, redis_store
 from connectors.kinesis_producer import KinesisProducer
 from jobs.runtime import LOCAL_CHECKPOINTS, RESTORE_FROM_ENV
@@ -73,29 +77,40 @@ def retrying(call: Callable, attempts: int = 30, every_s: float = 2.0):
 
 class StreamTail:
     """Every record written to a Kinesis stream so far, read incrementally (each poll
-    continues each shard where the previous one stopped)."""
+    continues each shard where the previous one stopped).
+
+    A page of records and the shard iterator after it are kept together, only once the
+    page was read: a poll that fails half-way (a throttled or refused GetRecords) keeps
+    what it read, and the next poll returns those records too and goes on from there, so
+    no record is skipped and none is returned twice. A closed shard (no next iterator) is
+    read to its end once."""
 
     def __init__(self, props: Props, logical_name: str):
         self._kinesis = aws.client(props, "kinesis")
         self.stream = stream_name(props, logical_name)
-        self._iterators: dict[str, str] = {}
+        self._iterators: dict[str, str | None] = {}     # None: a closed shard, read to its end
         self.records: list[tuple[str, bytes]] = []
+        self._returned = 0
 
     def poll(self) -> list[tuple[str, bytes]]:
-        new: list[tuple[str, bytes]] = []
+        """The records read since the last poll that returned (including those a failed
+        poll read before it failed)."""
         for shard in self._kinesis.list_shards(StreamName=self.stream)["Shards"]:
             shard_id = shard["ShardId"]
+            if shard_id in self._iterators and self._iterators[shard_id] is None:
+                continue
             iterator = self._iterators.get(shard_id) or self._kinesis.get_shard_iterator(
                 StreamName=self.stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
             )["ShardIterator"]
             while iterator:
                 page = self._kinesis.get_records(ShardIterator=iterator, Limit=10000)
-                new += [(r["PartitionKey"], r["Data"]) for r in page["Records"]]
-                iterator = page.get("NextShardIterator") or iterator
+                self.records += [(r["PartitionKey"], r["Data"]) for r in page["Records"]]
+                iterator = page.get("NextShardIterator")
+                self._iterators[shard_id] = iterator
                 if not page["Records"]:
                     break
-            self._iterators[shard_id] = iterator
-        self.records += new
+        new = self.records[self._returned:]
+        self._returned = len(self.records)
         return new
 
 
@@ -519,14 +534,34 @@ class Verdict:
         self.problems.append(text + (f" e.g. {examples[:5]}" if examples else ""))
 
 
-def wait_until_settled(pipeline: Pipeline, wave: Wave, timeout_s: float = 420) -> None:
+# Errors of a server the scenario restarted or cut off, while it comes back: the settle
+# loop reads again. Anything else (a bug in the harness or an output it cannot parse) ends
+# the wait at once with that error.
+SERVER_COMING_BACK = (OSError, psycopg.OperationalError, redis.exceptions.ConnectionError,
+                      redis.exceptions.TimeoutError, botocore.exceptions.ConnectionError,
+                      botocore.exceptions.HTTPClientError)
+UNREADABLE_LIMIT_S = 180     # longer than any outage a scenario injects
+
+
+def _throttled(error: Exception) -> bool:
+    return (isinstance(error, botocore.exceptions.ClientError)
+            and error.response["Error"]["Code"] in ("ProvisionedThroughputExceededException",
+                                                    "ServiceUnavailable", "Throttling"))
+
+
+def wait_until_settled(pipeline: Pipeline, wave: Wave, timeout_s: float = 420,
+                       unreadable_limit_s: float = UNREADABLE_LIMIT_S,
+                       every_s: float = 2.0) -> None:
     """Until every record of the wave has come out (statuses, dead letters, facts) and
-    then nothing moves for ``QUIET_S`` seconds (inventory snapshots included)."""
+    then nothing moves for ``QUIET_S`` seconds (inventory snapshots included). A server
+    coming back may make a read fail for up to ``unreadable_limit_s``; any other error,
+    or that one for longer, fails the wait with it."""
     outputs = pipeline.outputs
     expected_ids = set(wave.valid) | set(wave.named_rejections)
     dead_ids = {b.dead_letter_id for b in wave.bad} | set(wave.replay_dead_letter_ids())
     deadline = time.monotonic() + timeout_s
     last, still_since = None, time.monotonic()
+    unreadable_since, last_error = None, None
     while True:
         pipeline.assert_alive()
         try:
@@ -539,20 +574,29 @@ def wait_until_settled(pipeline: Pipeline, wave: Wave, timeout_s: float = 420) -
                 [o.order_id for o in accepted_online]).values())
             state = (missing, lettered, facts, outputs.inventory_fingerprint(),
                      sum(len(v) for v in outputs.status_copies.values()))
-        except Exception as error:  # noqa: BLE001 - a restarted server, try again
-            state = ("unreadable", type(error).__name__)
-        complete = (state[0] == 0 and state[1] == len(dead_ids) and
-                    state[2] == sum(len(o.lines) for o in accepted_online))
+            complete = (missing == 0 and lettered == len(dead_ids)
+                        and facts == sum(len(o.lines) for o in accepted_online))
+            unreadable_since = None
+        except Exception as error:
+            if not (isinstance(error, SERVER_COMING_BACK) or _throttled(error)):
+                raise
+            unreadable_since = unreadable_since or time.monotonic()
+            last_error = error
+            if time.monotonic() - unreadable_since > unreadable_limit_s:
+                raise AssertionError(f"{wave.name}: outputs unreadable for over "
+                                     f"{unreadable_limit_s:.0f}s: {error!r}") from error
+            state, complete = ("unreadable", type(error).__name__), False
         if state != last:
             last, still_since = state, time.monotonic()
         elif complete and time.monotonic() - still_since >= QUIET_S:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{wave.name}: outputs did not settle within {timeout_s}s: {missing} orders "
-                f"without a status, {state[1] if len(state) > 1 else '?'} of {len(dead_ids)} "
-                f"dead letters; restarts {pipeline.restarts()}")
-        time.sleep(2)
+            seen = (f"{state[0]} orders without a status, {state[1]} of {len(dead_ids)} dead "
+                    f"letters" if state[0] != "unreadable"
+                    else f"outputs unreadable ({last_error!r})")
+            raise AssertionError(f"{wave.name}: outputs did not settle within {timeout_s}s: "
+                                 f"{seen}; restarts {pipeline.restarts()}") from last_error
+        time.sleep(every_s)
 
 
 def consumed(orders: Iterable[EnrichedOrder], catalog: Catalog) -> Counter:

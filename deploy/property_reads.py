@@ -152,6 +152,19 @@ def _module_path(name: str) -> Path | None:
     return None
 
 
+def _module_level(statements):
+    """The statements that run when a module is imported (not function bodies)."""
+    for node in statements:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue            # annotations only: never runs
+        yield node
+        if isinstance(node, (ast.If, ast.Try, ast.With, ast.ClassDef)):
+            for field_name in ("body", "orelse", "finalbody"):
+                yield from _module_level(getattr(node, field_name, []))
+            for handler in getattr(node, "handlers", []):
+                yield from _module_level(handler.body)
+
+
 def _is_project(name: str) -> bool:
     return name.split(".")[0] in PROJECT_PACKAGES and _module_path(name) is not None
 
@@ -184,39 +197,47 @@ class _Analyzer:
             elif isinstance(node, ast.Assign) and len(node.targets) == 1 and \
                     isinstance(node.targets[0], ast.Name):
                 info.constants[node.targets[0].id] = node.value
-        # Every import anywhere in the module (also inside functions) is a dependency.
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    self._depend(alias.name)
-                    if alias.asname:
-                        info.imports[alias.asname] = self._import_value(alias.name)
-                    else:
-                        top = alias.name.split(".")[0]
-                        info.imports.setdefault(top, Module(top))
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parent = package.split(".")
-                    parent = parent[:len(parent) - node.level + 1]
-                    base = ".".join(parent + ([base] if base else []))
-                if base == "__future__":
-                    continue
-                self._depend(base)
-                for alias in node.names:
-                    full = f"{base}.{alias.name}"
-                    if _is_project(full):
-                        self._depend(full)
-                        value = Module(full)
-                    elif _is_project(base):
-                        value = self._member(base, alias.name)
-                    else:
-                        value = None
-                    if value is not None and node in tree.body or isinstance(value, Module):
-                        info.imports[alias.asname or alias.name] = value
-                    elif value is not None:
-                        info.imports.setdefault(alias.asname or alias.name, value)
+        # Imports at module level (also in class bodies and under if/try) run on import;
+        # those inside functions count when the analysis reaches the function.
+        for node in _module_level(tree.body):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for local, value in self.imports(info, node).items():
+                    if value is not None:
+                        info.imports.setdefault(local, value)
         return info
+
+    def imports(self, info: _ModuleInfo, node) -> dict[str, object]:
+        """Records ``node``'s dependencies; returns the names it binds and their values."""
+        path = info.path
+        package = info.name if path.name == "__init__.py" else info.name.rpartition(".")[0]
+        bound: dict[str, object] = {}
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                self._depend(alias.name)
+                if alias.asname:
+                    bound[alias.asname] = self._import_value(alias.name)
+                else:
+                    top = alias.name.split(".")[0]
+                    bound[top] = Module(top) if _is_project(top) else None
+            return bound
+        base = node.module or ""
+        if node.level:
+            parent = package.split(".")
+            parent = parent[:len(parent) - node.level + 1]
+            base = ".".join(parent + ([base] if base else []))
+        if base == "__future__":
+            return bound
+        self._depend(base)
+        for alias in node.names:
+            full = f"{base}.{alias.name}"
+            if _is_project(full):
+                self._depend(full)
+                bound[alias.asname or alias.name] = Module(full)
+            elif _is_project(base):
+                bound[alias.asname or alias.name] = self._member(base, alias.name)
+            else:
+                bound[alias.asname or alias.name] = None
+        return bound
 
     def _import_value(self, name: str):
         return Module(name) if _is_project(name) else None
@@ -350,6 +371,11 @@ class _Scope:
                 inner.block(node.body)
             return
         if isinstance(node, ast.ClassDef):
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if self.where != "<module>":
+                for local, value in self.a.imports(self.info, node).items():
+                    self.env[local] = Values({value}) if value is not None else Values()
             return
         if isinstance(node, ast.Assign):
             value = self.eval(node.value)
@@ -518,6 +544,7 @@ class _Scope:
                            None)
                 for condition in generator.ifs:
                     inner.eval(condition, record)
+                    inner.guarded |= inner.guards(condition)
             if isinstance(node, ast.DictComp):
                 inner.eval(node.key, record)
                 inner.eval(node.value, record)
@@ -668,6 +695,22 @@ class _Scope:
 class _BoundMethod:
     fn: Function
     receiver: object
+
+
+def missing(required: dict[str, set[str]], deployed: dict[str, dict[str, str]]) -> list[str]:
+    """``group`` or ``group.key`` that ``required`` (``Analysis.required()``) needs and the
+    ``deployed`` property groups lack. A key is also there when the group names the secret
+    it comes from (``password`` by ``password_secret_arn``, ``pizzastream.config``)."""
+    from pizzastream.config import SECRET_SUFFIX
+
+    lacking = []
+    for group, keys in sorted(required.items()):
+        if group not in deployed:
+            lacking.append(f"group {group}")
+            continue
+        lacking += [f"{group}.{key}" for key in sorted(keys) if key not in deployed[group]
+                    and f"{key}{SECRET_SUFFIX}" not in deployed[group]]
+    return lacking
 
 
 def analyze(entry: str | Path) -> Analysis:

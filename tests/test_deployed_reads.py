@@ -149,23 +149,13 @@ def _deployed_groups(job: str) -> dict[str, dict[str, str]]:
             for g in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]}
 
 
-def _missing(required: dict[str, set[str]], deployed: dict[str, dict[str, str]]) -> list[str]:
-    missing = []
-    for group, keys in sorted(required.items()):
-        if group not in deployed:
-            missing.append(f"group {group}")
-            continue
-        missing += [f"{group}.{key}" for key in sorted(keys - set(deployed[group]))]
-    return missing
-
-
 @pytest.mark.parametrize("job", msf.jobs())
 def test_msf_application_carries_every_property_its_job_reads(job):
     analysis = analyze(f"jobs/{job}.py")
     assert analysis.unresolved == []
     assert analysis.reads, f"found no reads in jobs/{job}.py: the analysis lost the entry point"
     deployed = _deployed_groups(job)
-    assert _missing(analysis.required(), deployed) == []
+    assert property_reads.missing(analysis.required(), deployed) == []
     # Every group deployed is one the job reads: a group misspelt, or one the code no
     # longer reads, would otherwise sit there unnoticed.
     unread = set(deployed) - {RUN_OPTIONS} - analysis.groups()
@@ -235,3 +225,23 @@ def test_boto3_is_not_provided_by_msf_and_is_shipped():
     assert "boto3" in analyze("jobs/hourly_metrics.py").external_modules
     assert "boto3" in {Requirement(r).name for r in _msf_requirements()}
 
+
+
+# --- what production adds to the connection settings ---------------------------------------
+
+def test_tls_settings_reach_libpq_and_jdbc_only_when_set():
+    from connectors import redis_store
+    from pizzastream.config import jdbc_url, postgres_dsn
+
+    local = {"Aurora": {"host": "h", "port": "5432", "dbname": "d", "user": "u",
+                        "password": "p"}}
+    assert postgres_dsn(local) == "host=h port=5432 dbname=d user=u password=p"
+    assert jdbc_url(local) == "jdbc:postgresql://h:5432/d"
+    local["Aurora"]["sslmode"] = "require"
+    assert postgres_dsn(local).endswith(" password=p sslmode=require")
+    assert jdbc_url(local) == "jdbc:postgresql://h:5432/d?sslmode=require"
+    assert redis_store.connection_settings({"Redis": {"host": "r", "port": "6379"}}) == {
+        "host": "r", "port": 6379, "password": None, "ssl": False}
+    assert redis_store.connection_settings({"Redis": {
+        "host": "r", "port": "6379", "tls": "true", "auth_token": "t"}}) == {
+        "host": "r", "port": 6379, "password": "t", "ssl": True}

@@ -57,6 +57,21 @@ def render(job: str, account: str, region: str, env_file: Path) -> dict:
     return body
 
 
+def render_values(job: str, values: dict[str, object]) -> dict:
+    """The CreateApplication request of ``job`` with ``values`` for its placeholders (the
+    CDK app passes its resources' names and tokens, ``deploy/platform.py``)."""
+    body = _substitute(json.loads((DEPLOY_DIR / "msf" / f"{job}.json").read_text()), values)
+    for group in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]:
+        group["PropertyMap"] = {key: str(value) for key, value in group["PropertyMap"].items()}
+    return body
+
+
+def render_policy(job: str, values: dict[str, object]) -> dict:
+    """The job's permissions policy (``deploy/iam/<job>-policy.json``) with ``values``."""
+    return _substitute(json.loads((DEPLOY_DIR / "iam" / f"{job}-policy.json").read_text()),
+                       values)
+
+
 def render_role(job: str, account: str, region: str, env_file: Path) -> dict:
     """The job's IAM role: its name, trust policy and its one inline permissions policy."""
     env = load_environment(env_file)

@@ -45,7 +45,7 @@ from botocore.exceptions import ClientError
 from connectors import aurora, aws
 from connectors.kinesis_producer import MAX_BATCH_RECORDS, KinesisProducer
 from etl import locks
-from pizzastream.config import load_properties, stream_name
+from pizzastream.config import load_properties, pos_bucket, stream_name
 from pizzastream.pos_batches import (
     ARCHIVE_PREFIX, DATA_SUFFIX, LANDING_PREFIX, MANIFEST_SUFFIX, QUARANTINE_PREFIX,
     REASON_SUFFIX, BadBatch, BatchDigest, Fault, Manifest, SettledLine, batch_key,
@@ -116,7 +116,7 @@ class PosIngestion:
     def __init__(self, props: Props):
         self._props = props
         self._s3 = aws.client(props, "s3")
-        self._bucket = props["Lake"]["bucket"]
+        self._bucket = pos_bucket(props)
         self._systems = int(props["Pos"]["store_systems"])
         self._producer = KinesisProducer(props)
         self._sales = stream_name(props, "sales")
@@ -124,9 +124,14 @@ class PosIngestion:
     def run_once(self) -> list[Outcome]:
         """Ingests the deliveries of every store system no other runner is working on,
         after sending what an earlier run of that system left in the outbox."""
+        return self.run_systems(range(1, self._systems + 1))
+
+    def run_systems(self, systems) -> list[Outcome]:
+        """``run_once`` for the given store systems only (the Lambda function: the systems
+        whose manifests just landed, ``etl.pos_lambda``)."""
         outcomes: list[Outcome] = []
         with aurora.connect(self._props) as conn:
-            for system in range(1, self._systems + 1):
+            for system in systems:
                 try:
                     with locks.exclusive(conn, locks.pos_store_system(system)):
                         outcomes += self._ingest_system(conn, system)

@@ -91,6 +91,18 @@ def stream_name(props: dict[str, dict[str, str]], logical_name: str) -> str:
     return value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
 
 
+def staging_bucket(props: dict[str, dict[str, str]]) -> str:
+    """Where the hourly ETL stages ``order_fct``: ``Lake.staging_bucket`` on AWS (its own
+    bucket, with its own lifecycle and readers), the lake's bucket locally."""
+    return props["Lake"].get("staging_bucket") or props["Lake"]["bucket"]
+
+
+def pos_bucket(props: dict[str, dict[str, str]]) -> str:
+    """Where the store systems drop POS batches (``pos/landing/``): ``Lake.pos_bucket`` on
+    AWS (the store accounts may write there and nowhere else), the lake's bucket locally."""
+    return props["Lake"].get("pos_bucket") or props["Lake"]["bucket"]
+
+
 def postgres_dsn(props: dict[str, dict[str, str]], group: str = "Aurora") -> str:
     """libpq connection string; ``sslmode`` (and ``sslrootcert``) when the group sets them
     (on AWS: ``require`` for Aurora and Redshift, which only accept TLS there)."""

@@ -33,6 +33,7 @@ from decimal import Decimal
 import psycopg
 import redis
 
+from connectors import redis_store
 from connectors.aurora import Refreshing
 from connectors.delivery_provider import DeliveryProviderClient, ProviderUnavailable
 from delivery import store

@@ -336,8 +336,7 @@ class PlatformStack(Stack):
         if service == "pos":
             return {"Aws": aws, "Aurora": aurora, "Lake": lake,
                     "Streams": {"sales": streams["sales"]},
-                    "Pos": {"store_systems": str(self.config["pos"]["store_systems"])},
-                    "Etl": {"ingestion_interval_s": "900"}}
+                    "Pos": {"store_systems": str(self.config["pos"]["store_systems"])}}
         if service == "health":
             return {"Aws": aws, "Aurora": aurora}
         if service == "etl":

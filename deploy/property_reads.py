@@ -185,7 +185,6 @@ class _Analyzer:
         info = _ModuleInfo(name, path, tree, {}, {}, {}, {})
         self.modules[name] = info
         self.result.project_modules.add(name)
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         for node in tree.body:
             if isinstance(node, ast.FunctionDef):
                 info.functions[node.name] = node

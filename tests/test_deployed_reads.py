@@ -9,7 +9,6 @@ analysis itself against small programs written for it; the second checks the dep
 from __future__ import annotations
 
 import importlib.metadata as metadata
-import json
 import textwrap
 import xml.etree.ElementTree as ElementTree
 
@@ -18,7 +17,6 @@ from packaging.requirements import Requirement
 
 from deploy import msf, property_reads
 from deploy.property_reads import analyze
-from pizzastream.config import REPO_ROOT
 
 EXAMPLE = msf.ENVIRONMENTS_DIR / "prod.example.json"
 ACCOUNT, REGION = "111122223333", "us-east-1"

@@ -133,6 +133,8 @@ def test_each_service_is_given_every_property_its_code_reads(template, program):
     assert analysis.reads
     deployed = _deployed_groups(template)[program]
     assert property_reads.missing(analysis.required(), deployed) == []
+    unread = set(deployed) - {msf.RUN_OPTIONS} - analysis.groups()
+    assert unread == set(), f"{program} is given groups it never reads: {unread}"
 
 
 def test_no_password_or_token_is_written_into_properties_or_environment(template):

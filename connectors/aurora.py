@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import psycopg
-from pyflink.common import Types
-from pyflink.datastream import DataStream
-from pyflink.table import StatementSet, StreamTableEnvironment
 
 from pizzastream.config import jdbc_url, postgres_dsn
 from pizzastream.dead_letters import DeadLetter
+
+if TYPE_CHECKING:   # the Flink parts: the jobs have PyFlink; POS ingestion and the delivery
+    # service import this module for its database helpers and run without it.
+    from pyflink.datastream import DataStream
+    from pyflink.table import StatementSet, StreamTableEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +113,14 @@ CREATE TEMPORARY TABLE `{flink_table}` (
 )"""
 
 
-DEAD_LETTER_ROW = Types.ROW_NAMED(
-    list(DeadLetter.FIELDS), [Types.STRING()] * len(DeadLetter.FIELDS)
-)
+def __getattr__(name: str):
+    """``DEAD_LETTER_ROW``: the Flink row type of a dead letter, built on first use so that
+    importing this module needs no PyFlink."""
+    if name == "DEAD_LETTER_ROW":
+        from pyflink.common import Types
+
+        return Types.ROW_NAMED(list(DeadLetter.FIELDS), [Types.STRING()] * len(DeadLetter.FIELDS))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def upsert_rows(

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors import aws
+from pizzastream.config import staging_bucket
 from pizzastream.metrics import METRIC_COLUMNS, MetricRow, as_hour
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def metrics_url(props: dict[str, dict[str, str]]) -> str:
 
 
 def staging_url(props: dict[str, dict[str, str]]) -> str:
-    return f"s3://{props['Lake']['bucket']}/{_prefix(props, 'staging_prefix')}"
+    return f"s3://{staging_bucket(props)}/{_prefix(props, 'staging_prefix')}"
 
 
 def metrics_sink_ddl(props: dict[str, dict[str, str]], table: str) -> str:
@@ -117,7 +118,7 @@ def unstaged_hours(props: dict[str, dict[str, str]], hours: Sequence[datetime]) 
     """Those of ``hours`` without a staging partition (the ETL stages an hour without sales
     as an empty part, so a missing partition means "not staged", never "no sales")."""
     s3 = aws.client(props, "s3")
-    bucket = props["Lake"]["bucket"]
+    bucket = staging_bucket(props)
     return [hour for hour in hours if not s3.list_objects_v2(
         Bucket=bucket, Prefix=f"{_prefix(props, 'staging_prefix')}/{partition(hour)}/",
         MaxKeys=1).get("KeyCount")]

@@ -11,17 +11,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from typing import TYPE_CHECKING
+
 import redis
-from pyflink.common import Types
-from pyflink.datastream.connectors import Sink
-from pyflink.java_gateway import get_gateway
+
+if TYPE_CHECKING:
+    from pyflink.datastream.connectors import Sink
 
 ORDER_STATUS_TTL_S = 24 * 3600
-# What a job emits to Redis: SET key value, or HSET key field value.
-REDIS_COMMAND = Types.ROW_NAMED(
-    ["command", "key", "field", "value"],
-    [Types.STRING(), Types.STRING(), Types.STRING(), Types.STRING()],
-)
+
+
+def __getattr__(name: str):
+    """``REDIS_COMMAND``, what a job emits to Redis (SET key value, or HSET key field
+    value), as a Flink row type built on first use: the delivery service imports this module
+    and runs without PyFlink."""
+    if name == "REDIS_COMMAND":
+        from pyflink.common import Types
+
+        return Types.ROW_NAMED(["command", "key", "field", "value"], [Types.STRING()] * 4)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def order_status_key(order_id: str) -> str:
@@ -44,9 +52,18 @@ def live_key(store_id: int | str, hour: datetime) -> str:
     return f"live:{store_id}:{hour:%Y%m%d%H}"
 
 
-def client(props: dict[str, dict[str, str]]) -> redis.Redis:
+def connection_settings(props: dict[str, dict[str, str]]) -> dict:
+    """Host, port, and on ElastiCache the AUTH token (``Redis.auth_token``, read at start
+    from Secrets Manager through ``auth_token_secret_arn``, see ``pizzastream.config``) and
+    TLS (``Redis.tls = true``); the local server has neither."""
     conf = props["Redis"]
-    return redis.Redis(host=conf["host"], port=int(conf["port"]), decode_responses=True)
+    return {"host": conf["host"], "port": int(conf["port"]),
+            "password": conf.get("auth_token") or None,
+            "ssl": conf.get("tls", "false").lower() == "true"}
+
+
+def client(props: dict[str, dict[str, str]], **options) -> redis.Redis:
+    return redis.Redis(**connection_settings(props), decode_responses=True, **options)
 
 
 def publish_catalog(redis_client: redis.Redis, catalog) -> None:
@@ -65,8 +82,11 @@ def publish_catalog(redis_client: redis.Redis, catalog) -> None:
 
 
 def sink(props: dict[str, dict[str, str]], ttl_seconds: int = 0, batch_size: int = 500) -> Sink:
-    conf = props["Redis"]
+    from pyflink.datastream.connectors import Sink
+    from pyflink.java_gateway import get_gateway
+
+    conf = connection_settings(props)
     j_sink = get_gateway().jvm.pizzastream.flink.RedisSink(
-        conf["host"], int(conf["port"]), ttl_seconds, batch_size
+        conf["host"], conf["port"], ttl_seconds, batch_size, conf["password"], conf["ssl"]
     )
     return Sink(j_sink)

@@ -193,10 +193,10 @@ def run(props: Props, worker_id: str | None = None, run_dir: Path | None = None)
         if needs_bridge(props):
             from delivery.h2c_bridge import H2cBridge
 
-            bridge = H2cBridge(props["Aws"]["endpoint"]).start()
+            endpoint = props["Aws"].get("endpoint", "")
+            bridge = H2cBridge(endpoint).start()
             kinesis_endpoint = bridge.url
-            log.info("kinesis through the h2c bridge %s -> %s", bridge.url,
-                     props["Aws"]["endpoint"])
+            log.info("kinesis through the h2c bridge %s -> %s", bridge.url, endpoint)
         properties_file, logback_file = prepare(props, worker_id, run_dir, kinesis_endpoint)
         command = java_command(props, properties_file, logback_file)
         log.info("worker %s: %s", worker_id, " ".join(command))

@@ -15,7 +15,6 @@ import json
 import re
 import string
 from pathlib import Path
-from typing import Callable
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 ENVIRONMENTS_DIR = DEPLOY_DIR / "environments"
@@ -45,22 +44,32 @@ def load_environment(env_file: Path) -> dict:
     return json.loads(Path(env_file).read_text())
 
 
-def masked_secret(arn: str) -> str:
-    """Stands in for a password in output meant for people (``--dry-run``)."""
-    return f"<password from {arn}>"
-
-
-def render(job: str, account: str, region: str, env_file: Path,
-           secret: Callable[[str], str] = masked_secret) -> dict:
+def render(job: str, account: str, region: str, env_file: Path) -> dict:
     """The CreateApplication request of ``job`` (without the code's S3 object version, which
-    only the upload knows). Passwords named in the environment's ``secrets`` are read with
-    ``secret(arn)``, only those the template uses; the default masks them."""
+    only the upload knows). Passwords are never in it: property groups name their Secrets
+    Manager secrets (``password_secret_arn``, from the environment's ``secrets``), which the
+    job reads at start (``pizzastream.config.resolve_secrets``)."""
     env = load_environment(env_file)
-    body = _render(DEPLOY_DIR / "msf" / f"{job}.json", job, account, region, env, secret)
+    body = _render(DEPLOY_DIR / "msf" / f"{job}.json", job, account, region, env)
     # The API takes property values as strings only; environment files may write numbers.
     for group in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]:
         group["PropertyMap"] = {key: str(value) for key, value in group["PropertyMap"].items()}
     return body
+
+
+def render_values(job: str, values: dict[str, object]) -> dict:
+    """The CreateApplication request of ``job`` with ``values`` for its placeholders (the
+    CDK app passes its resources' names and tokens, ``deploy/platform.py``)."""
+    body = _substitute(json.loads((DEPLOY_DIR / "msf" / f"{job}.json").read_text()), values)
+    for group in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]:
+        group["PropertyMap"] = {key: str(value) for key, value in group["PropertyMap"].items()}
+    return body
+
+
+def render_policy(job: str, values: dict[str, object]) -> dict:
+    """The job's permissions policy (``deploy/iam/<job>-policy.json``) with ``values``."""
+    return _substitute(json.loads((DEPLOY_DIR / "iam" / f"{job}-policy.json").read_text()),
+                       values)
 
 
 def render_role(job: str, account: str, region: str, env_file: Path) -> dict:
@@ -68,7 +77,7 @@ def render_role(job: str, account: str, region: str, env_file: Path) -> dict:
     env = load_environment(env_file)
 
     def policy(path: Path) -> dict:
-        return _render(path, job, account, region, env, masked_secret)
+        return _render(path, job, account, region, env)
 
     return {
         "RoleName": _names(job, env)["app"],
@@ -90,14 +99,9 @@ def _names(job: str, env: dict) -> dict[str, str]:
     }
 
 
-def _render(template: Path, job: str, account: str, region: str, env: dict,
-            secret: Callable[[str], str]) -> dict:
-    text = template.read_text()
-    used = set(_PLACEHOLDER.findall(text))
+def _render(template: Path, job: str, account: str, region: str, env: dict) -> dict:
     values = {"account": account, "region": region, **_names(job, env), **_flatten(env)}
-    values.update({name: secret(arn) for name, arn in env.get("secrets", {}).items()
-                   if name in used})
-    return _substitute(json.loads(text), values)
+    return _substitute(json.loads(template.read_text()), values)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:

@@ -31,8 +31,7 @@ def submit(job: str, env_file: Path, zip_path: Path = msf.ZIP_PATH, *, dry_run: 
     if caller != account:
         raise SystemExit(
             f"the credentials are for account {caller}; {env_file} deploys to {account}")
-    secret = msf.masked_secret if dry_run else _secret_reader(client("secretsmanager"))
-    body = msf.render(job, account, region, env_file, secret)
+    body = msf.render(job, account, region, env_file)
     _check_zip(zip_path, body)
     location = body["ApplicationConfiguration"]["ApplicationCodeConfiguration"]["CodeContent"][
         "S3ContentLocation"]
@@ -129,14 +128,6 @@ def _describe(flink, name: str) -> dict | None:
         if any(app["ApplicationName"] == name for app in page["ApplicationSummaries"]):
             return flink.describe_application(ApplicationName=name)["ApplicationDetail"]
     return None
-
-
-def _secret_reader(secrets) -> Callable[[str], str]:
-    """Reads a password from Secrets Manager at deploy time; the secret is JSON with a
-    ``password`` field, as RDS and Redshift create them."""
-    def read(arn: str) -> str:
-        return json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])["password"]
-    return read
 
 
 def _check_zip(zip_path: Path, body: dict) -> None:

@@ -54,7 +54,7 @@ from botocore.exceptions import ClientError
 from connectors import aurora, aws
 from connectors.kinesis_producer import MAX_BATCH_RECORDS, KinesisProducer
 from etl import locks
-from pizzastream.config import load_properties, stream_name
+from pizzastream.config import load_properties, pos_bucket, stream_name
 from pizzastream.dead_letters import PAYLOAD_LIMIT, DeadLetter
 from pizzastream.pos_batches import (
     ARCHIVE_PREFIX, DATA_SUFFIX, LANDING_PREFIX, MANIFEST_SUFFIX, QUARANTINE_PREFIX,
@@ -135,7 +135,7 @@ class PosIngestion:
     def __init__(self, props: Props):
         self._props = props
         self._s3 = aws.client(props, "s3")
-        self._bucket = props["Lake"]["bucket"]
+        self._bucket = pos_bucket(props)
         self._systems = int(props["Pos"]["store_systems"])
         self._producer = KinesisProducer(props)
         self._sales = stream_name(props, "sales")
@@ -143,10 +143,15 @@ class PosIngestion:
     def run_once(self, systems: Iterable[int] | None = None) -> list[Outcome]:
         """Ingests the deliveries of every store system (or of ``systems``) no other runner
         is working on, after sending what an earlier run of that system left in the outbox."""
+        return self.run_systems(range(1, self._systems + 1) if systems is None else systems)
+
+    def run_systems(self, systems: Iterable[int]) -> list[Outcome]:
+        """``run_once`` for the given store systems only (the Lambda function: the systems
+        whose manifests just landed, ``etl.pos_lambda``)."""
         outcomes: list[Outcome] = []
         errors: list[Exception] = []
         with aurora.connect(self._props) as conn:
-            for system in systems or range(1, self._systems + 1):
+            for system in systems:
                 try:
                     with locks.exclusive(conn, locks.pos_store_system(system)):
                         outcomes += self._ingest_system(conn, system, errors)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors import aws, lake
+from pizzastream.config import staging_bucket
 
 ORDER_FCT = pa.schema([
     pa.field("store_id", pa.int32(), nullable=False),
@@ -44,7 +45,7 @@ _PARTITION = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
 class Staging:
     def __init__(self, props: dict[str, dict[str, str]]):
         self._s3 = aws.client(props, "s3")
-        self._bucket = props["Lake"]["bucket"]
+        self._bucket = staging_bucket(props)
         self.prefix = props["HourlyMetrics"]["staging_prefix"].strip("/") + "/"
 
     def hour_prefix(self, hour: datetime) -> str:

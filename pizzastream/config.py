@@ -5,6 +5,10 @@ Production reads the property groups that Managed Service for Apache Flink write
 groups from ``conf/local/application_properties.json`` (or the file named by
 ``PIZZASTREAM_PROPERTIES``). A single value can be overridden with an environment
 variable ``PIZZASTREAM__<GROUP>__<KEY>`` (for example ``PIZZASTREAM__AURORA__PORT``).
+
+Secrets never travel in properties: on AWS a group names a Secrets Manager secret with
+``<key>_secret_arn`` (``Aurora.password_secret_arn``, ``Redis.auth_token_secret_arn``) and
+``load_properties`` reads it at start into ``<key>``, in memory only.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PROPERTIES = REPO_ROOT / "conf" / "local" / "application_properties.json"
 ENV_FILE = "PIZZASTREAM_PROPERTIES"
 ENV_OVERRIDE_PREFIX = "PIZZASTREAM__"
+SECRET_SUFFIX = "_secret_arn"
 
 
 def properties_path() -> Path:
@@ -44,6 +49,31 @@ def load_properties(path: Path | None = None) -> dict[str, dict[str, str]]:
         group, _, key = name[len(ENV_OVERRIDE_PREFIX):].partition("__")
         if key:
             groups.setdefault(lowered.get(group.lower(), group), {})[key.lower()] = value
+    return resolve_secrets(groups)
+
+
+def resolve_secrets(groups: dict[str, dict[str, str]], read_secret=None
+                    ) -> dict[str, dict[str, str]]:
+    """Fills ``<key>`` from the secret each ``<key>_secret_arn`` names (JSON with a
+    ``password`` field, as RDS and Redshift create them, or the plain secret string).
+    ``read_secret(arn)`` defaults to Secrets Manager with the ``Aws`` group's settings."""
+    wanted = [(group, key) for group, values in groups.items() for key in values
+              if key.endswith(SECRET_SUFFIX) and values[key]]
+    if not wanted:
+        return groups
+    if read_secret is None:
+        from connectors import aws
+
+        client = aws.client(groups, "secretsmanager")
+        read_secret = (lambda arn: client.get_secret_value(SecretId=arn)["SecretString"])
+    for group, key in wanted:
+        value = read_secret(groups[group][key])
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        groups[group][key[: -len(SECRET_SUFFIX)]] = (
+            parsed["password"] if isinstance(parsed, dict) else value)
     return groups
 
 
@@ -61,14 +91,31 @@ def stream_name(props: dict[str, dict[str, str]], logical_name: str) -> str:
     return value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
 
 
+def staging_bucket(props: dict[str, dict[str, str]]) -> str:
+    """Where the hourly ETL stages ``order_fct``: ``Lake.staging_bucket`` on AWS (its own
+    bucket, with its own lifecycle and readers), the lake's bucket locally."""
+    return props["Lake"].get("staging_bucket") or props["Lake"]["bucket"]
+
+
+def pos_bucket(props: dict[str, dict[str, str]]) -> str:
+    """Where the store systems drop POS batches (``pos/landing/``): ``Lake.pos_bucket`` on
+    AWS (the store accounts may write there and nowhere else), the lake's bucket locally."""
+    return props["Lake"].get("pos_bucket") or props["Lake"]["bucket"]
+
+
 def postgres_dsn(props: dict[str, dict[str, str]], group: str = "Aurora") -> str:
+    """libpq connection string; ``sslmode`` (and ``sslrootcert``) when the group sets them
+    (on AWS: ``require`` for Aurora and Redshift, which only accept TLS there)."""
     db = props[group]
+    tls = "".join(f" {key}={db[key]}" for key in ("sslmode", "sslrootcert") if db.get(key))
     return (
         f"host={db['host']} port={db['port']} dbname={db['dbname']} "
-        f"user={db['user']} password={db['password']}"
+        f"user={db['user']} password={db['password']}{tls}"
     )
 
 
 def jdbc_url(props: dict[str, dict[str, str]], group: str = "Aurora") -> str:
+    """The same database for the JVM sinks, with the same ``sslmode``/``sslrootcert``."""
     db = props[group]
-    return f"jdbc:postgresql://{db['host']}:{db['port']}/{db['dbname']}"
+    tls = "&".join(f"{key}={db[key]}" for key in ("sslmode", "sslrootcert") if db.get(key))
+    return f"jdbc:postgresql://{db['host']}:{db['port']}/{db['dbname']}" + (f"?{tls}" if tls else "")

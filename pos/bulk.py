@@ -17,7 +17,7 @@ from pathlib import Path
 
 from connectors import aws
 from pizzastream.catalog import Catalog
-from pizzastream.config import load_properties
+from pizzastream.config import load_properties, pos_bucket
 from pizzastream.orders import STORE_IDS, EnrichedOrder, OrderLine
 from pizzastream.pos_batches import Manifest, batch_id, settle, store_system
 from pos.outbox import Outbox, Spool, Version
@@ -34,7 +34,7 @@ def deliver_bulk(props: dict[str, dict[str, str]], lines: int, lines_per_order: 
     now_ms = int(time.time() * 1000)
     batch = batch_id(system, now_ms)
     with tempfile.TemporaryDirectory() as directory:
-        outbox = Outbox(Path(directory), aws.client(props, "s3"), props["Lake"]["bucket"])
+        outbox = Outbox(Path(directory), aws.client(props, "s3"), pos_bucket(props))
         spool = Spool(Path(directory), system, systems)
         for n in range(max(1, lines // lines_per_order)):
             order = EnrichedOrder(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from connectors import aws
-from pizzastream.config import REPO_ROOT, stream_name
+from pizzastream.config import REPO_ROOT, pos_bucket, stream_name
 from pizzastream.orders import EnrichedOrder
 from pizzastream.pos_batches import batch_id, settle, store_system
 from pos.outbox import Faults, Outbox, Spool
@@ -37,7 +37,7 @@ class PosStandIn:
             state / "checkpoint.json", props["Streams"].get("initial_position", "TRIM_HORIZON"))
         if self._reader.stream_replaced:     # a reset stack: old batches belong to old data
             shutil.rmtree(state / "outbox", ignore_errors=True)
-        self.outbox = Outbox(state / "outbox", aws.client(props, "s3"), props["Lake"]["bucket"])
+        self.outbox = Outbox(state / "outbox", aws.client(props, "s3"), pos_bucket(props))
         self._spool_dir = state / "spool"
         shutil.rmtree(self._spool_dir, ignore_errors=True)  # a crashed run's, never checkpointed
         self._spool_dir.mkdir(parents=True)

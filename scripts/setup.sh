@@ -9,6 +9,8 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v java >/dev/null || need_apt+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   apt-get update -q
@@ -26,6 +28,13 @@ if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements.txt
   touch .venv/.installed
+fi
+
+# The CDK CLI and the IAM simulator of the deployment tests, pinned by deploy/package-lock.json.
+if [ ! -d deploy/node_modules ] || [ deploy/package-lock.json -nt deploy/node_modules ]; then
+  echo "setup: npm ci (deploy/package.json)"
+  npm ci --no-audit --no-fund --loglevel=error --prefix deploy
+  touch deploy/node_modules
 fi
 
 jar=deploy/target/pizzastream-deps.jar

@@ -40,6 +40,11 @@ DESCRIBE_ONLY = {"ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces",
                  "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"}
 # Keys of the local configuration that MSF replaces: emulator endpoint and keys (the
 # application's role instead), parallelism and checkpointing (application settings).
+# What production sets instead of a local key: passwords come from Secrets Manager at
+# start (pizzastream.config.resolve_secrets), over TLS.
+ON_AWS_INSTEAD = {"Aurora": ({"password"}, {"password_secret_arn", "sslmode"}),
+                  "Warehouse": ({"password"}, {"password_secret_arn", "sslmode"}),
+                  "Redis": (set(), {"tls", "auth_token_secret_arn"})}
 LOCAL_ONLY = {"Aws": {"endpoint", "access_key_id", "secret_access_key"},
               "FlinkTuning": {"parallelism", "checkpoint_interval_ms"}}
 LAKE_WRITERS = {"hourly_metrics"}  # ../shared/CONTRACT.md: hourly store metrics to S3
@@ -101,7 +106,9 @@ def test_property_groups_carry_what_the_local_configuration_has(job):
     groups = _groups(msf.render(job, ACCOUNT, REGION, EXAMPLE))
     for group, properties in groups.items():
         if group not in (msf.RUN_OPTIONS, "Streams"):
-            assert set(properties) == local[group] - LOCAL_ONLY.get(group, set()), group
+            dropped, added = ON_AWS_INSTEAD.get(group, (set(), set()))
+            expected = local[group] - LOCAL_ONLY.get(group, set()) - dropped | added
+            assert set(properties) == expected, group
     reads, writes = _streams_in_docs()[job]
     streams = dict(groups["Streams"])
     assert streams.pop("initial_position") == "TRIM_HORIZON"
@@ -281,7 +288,9 @@ def test_submit_uploads_the_zip_and_creates_the_application(aws, app_zip):
     assert code["ObjectVersion"] == _code_object(aws, "order_enrichment")["VersionId"]
     groups = {g["PropertyGroupId"]: g["PropertyMap"]
               for g in config["EnvironmentPropertyDescriptions"]["PropertyGroupDescriptions"]}
-    assert groups["Aurora"]["password"] == "pw-aurora.password"  # read at deploy time
+    # The password stays in Secrets Manager: the application names the secret only.
+    assert "password" not in groups["Aurora"]
+    assert groups["Aurora"]["password_secret_arn"] == aws.env["secrets"]["aurora"]
     assert groups["Aws"] == {"region": REGION, "account_id": "123456789012"}
 
 
@@ -326,12 +335,28 @@ def test_submit_updates_an_existing_application_from_its_current_version(aws, ap
     assert "RuntimeEnvironmentUpdate" not in request
 
 
+def test_a_job_reads_its_secrets_at_start_and_only_then(aws):
+    """What the rendered groups name is what ``load_properties`` resolves at start: the
+    password from an RDS-style JSON secret, the Redis AUTH token from a plain one."""
+    from pizzastream.config import resolve_secrets
+
+    token = aws.client("secretsmanager").create_secret(
+        Name="redis-auth", SecretString="t0ken")["ARN"]
+    groups = _groups(msf.render("order_enrichment", ACCOUNT, REGION, aws.env_file))
+    groups["Aws"] = {key: str(value) for key, value in aws.env["aws"].items()}
+    groups["Redis"]["auth_token_secret_arn"] = token
+    resolved = resolve_secrets(groups)
+    assert resolved["Aurora"]["password"] == "pw-aurora"
+    assert resolved["Redis"]["auth_token"] == "t0ken"
+
+
 def test_dry_run_prints_the_requests_and_changes_nothing(aws, app_zip, capsys):
     main(["submit", "hourly_metrics", "--env", str(aws.env_file), "--zip", str(app_zip),
           "--dry-run"])
     printed = json.loads(capsys.readouterr().out)
     create = printed["CreateApplication"]
-    assert _groups(create)["Warehouse"]["password"].startswith("<password from arn:")
+    assert _groups(create)["Warehouse"]["password_secret_arn"] == aws.env["secrets"]["warehouse"]
+    assert "password" not in _groups(create)["Warehouse"]
     assert printed["PutObject"]["Key"] == "msf/hourly_metrics/pizzastream-msf.zip"
     assert "Contents" not in aws.client("s3").list_objects_v2(Bucket=aws.env["code"]["bucket"])
     assert aws.client("kinesisanalyticsv2").list_applications()["ApplicationSummaries"] == []

@@ -100,6 +100,8 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     received_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS dead_letter_reason ON dead_letter (reason);
+-- etl.health counts the recent ones for the dead-letter alarm.
+CREATE INDEX IF NOT EXISTS dead_letter_received_at ON dead_letter (received_at);
 
 -- Reorders sent to suppliers; a restock carrying the same supplier_order_id answers one.
 CREATE TABLE IF NOT EXISTS supplier_order (

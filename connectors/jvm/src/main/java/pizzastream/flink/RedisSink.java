@@ -4,6 +4,8 @@ import java.io.IOException;
 import org.apache.flink.api.connector.sink2.Sink;
 import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.types.Row;
+import redis.clients.jedis.DefaultJedisClientConfig;
+import redis.clients.jedis.HostAndPort;
 import redis.clients.jedis.Jedis;
 import redis.clients.jedis.Pipeline;
 import redis.clients.jedis.params.SetParams;
@@ -23,12 +25,25 @@ public final class RedisSink implements Sink<Row> {
     private final int port;
     private final long ttlSeconds;
     private final int batchSize;
+    private final String password;
+    private final boolean tls;
 
     public RedisSink(String host, int port, long ttlSeconds, int batchSize) {
+        this(host, port, ttlSeconds, batchSize, null, false);
+    }
+
+    /**
+     * {@code password}: the AUTH token (ElastiCache with in-transit encryption), null for
+     * none; {@code tls}: connect over TLS (ElastiCache's in-transit encryption).
+     */
+    public RedisSink(String host, int port, long ttlSeconds, int batchSize, String password,
+                     boolean tls) {
         this.host = host;
         this.port = port;
         this.ttlSeconds = ttlSeconds;
         this.batchSize = batchSize;
+        this.password = password;
+        this.tls = tls;
     }
 
     @Override
@@ -38,7 +53,8 @@ public final class RedisSink implements Sink<Row> {
     }
 
     private final class Writer implements SinkWriter<Row> {
-        private final Jedis jedis = new Jedis(host, port);
+        private final Jedis jedis = new Jedis(new HostAndPort(host, port),
+                DefaultJedisClientConfig.builder().password(password).ssl(tls).build());
         private Pipeline pipeline = jedis.pipelined();
         private int pending;
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import psycopg
 import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Request, Response, get, post
@@ -69,6 +71,31 @@ class Settings:
                    float(props["OrderRules"].get("catalog_refresh_seconds", "30")))
 
 
+class ResponseCache:
+    """Encoded metric responses by (store, from, to, granularity), each with the
+    ``Insights.version`` it was built at and an optional time to live. Cleared whole when
+    full: entries are cheap to rebuild from the per-hour cache."""
+
+    def __init__(self, max_entries: int):
+        self._entries: dict[tuple, tuple[int, float, bytes]] = {}
+        self._max_entries = max_entries
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple, version: int) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == version and entry[1] > time.monotonic():
+            self.hits += 1
+            return entry[2]
+        self.misses += 1
+        return None
+
+    def put(self, key: tuple, version: int, body: bytes, ttl_s: float | None) -> None:
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
+        expires = time.monotonic() + ttl_s if ttl_s is not None else float("inf")
+        self._entries[key] = (version, expires, body)
+
+
 @dataclass
 class Services:
     """Everything a request needs, built once per process at startup."""
@@ -79,6 +106,7 @@ class Services:
     insights: Insights
     stock: Stock
     intake: Intake
+    responses: ResponseCache = field(default_factory=lambda: ResponseCache(100_000))
     tasks: list[asyncio.Task] = field(default_factory=list)
     closers: list = field(default_factory=list)
 
@@ -207,17 +235,30 @@ async def store_metrics(request: Request, store_id: int,
                         from_: str = Parameter(query="from", description="ISO date or date-time, UTC"),
                         to: str = Parameter(description="ISO date or date-time, UTC, exclusive"),
                         granularity: str = Parameter(default="hour",
-                                                     description="hour or day")) -> dict:
-    """Closed hours from the warehouse (cached until corrected), the open hour live from
-    Redis (``source: live``; orders and revenue only). Merchant token covering the store."""
+                                                     description="hour or day")) -> Response:
+    """Closed hours from the warehouse, the open hour live from Redis (``source: live``;
+    orders and revenue only). Responses are cached by store and range until a load of any
+    hour (a correction) or, when the range reaches the live hours, for ``Api.live_cache_ms``.
+    Needs a merchant token covering the store."""
     services = _services(request)
     _check_store(store_id)
     services.caller(request, auth.MERCHANT, store_id)
     start, stop = hour_range(from_, to, granularity)
-    hours = (await services.insights.hours([store_id], start, stop))[store_id]
-    return {"store_id": store_id, "from": start.isoformat() + "Z", "to": stop.isoformat() + "Z",
-            "granularity": granularity, "totals": totals(hours).to_json(),
-            "points": series(hours, granularity)}
+    insights = services.insights
+    key = (store_id, start, stop, granularity)
+    body = services.responses.get(key, insights.version)
+    if body is None:
+        version = insights.version
+        hours = (await insights.hours([store_id], start, stop))[store_id]
+        body = msgspec.json.encode({
+            "store_id": store_id, "from": start.isoformat() + "Z",
+            "to": stop.isoformat() + "Z", "granularity": granularity,
+            "totals": totals(hours).to_json(), "points": series(hours, granularity)})
+        # A range reaching into the live window changes as sales arrive: kept only as long
+        # as live figures are; an older range changes only with a load (a new version).
+        ttl = services.settings.live_cache_ms / 1000 if stop > insights.live_from() else None
+        services.responses.put(key, version, body, ttl)
+    return Response(body, media_type=MediaType.JSON)
 
 
 @get("/stores/{store_id:int}/live", tags=["insights"], summary="The current hour, minute by minute")
@@ -268,9 +309,12 @@ async def dashboard() -> str:
     return DASHBOARD
 
 
-@get("/health", tags=["service"], summary="Liveness")
-async def health() -> dict:
-    return {"status": "ok", "time": time.time()}
+@get("/health", tags=["service"], summary="Liveness and this process's cache counters")
+async def health(request: Request) -> dict:
+    services: Services | None = getattr(request.app.state, "services", None)
+    counters = ({**services.insights.counters, "responses_hit": services.responses.hits,
+                 "responses_missed": services.responses.misses} if services else {})
+    return {"status": "ok", "time": time.time(), "pid": os.getpid(), "cache": counters}
 
 
 # -- errors ---------------------------------------------------------------------------------

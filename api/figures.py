@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
-from pizzastream.catalog import from_cents, to_cents
+from pizzastream.catalog import to_cents
 from pizzastream.metrics import average_order_value_cents
 
 HOUR = timedelta(hours=1)
@@ -55,14 +55,21 @@ class Figures:
     def to_json(self) -> dict:
         aov = (average_order_value_cents(self.revenue_cents, self.orders)
                if self.orders else 0)
-        return {"orders": self.orders, "revenue": str(from_cents(self.revenue_cents)),
+        return {"orders": self.orders, "revenue": money(self.revenue_cents),
                 "items": self.items, "online_orders": self.online_orders,
                 "in_store_orders": self.in_store_orders,
                 "delivery_orders": self.delivery_orders,
-                "avg_order_value": str(from_cents(aov))}
+                "avg_order_value": money(aov)}
 
 
 NO_SALES = Figures()
+
+
+def money(cents: int) -> str:
+    """Cents as the two-decimal string of ``numeric(12,2)`` (``1250 -> "12.50"``), in
+    integer arithmetic: exact, and cheaper than a ``Decimal`` per figure."""
+    sign, cents = ("-", -cents) if cents < 0 else ("", cents)
+    return f"{sign}{cents // 100}.{cents % 100:02d}"
 
 
 def from_warehouse(orders: int, items: int, revenue: Decimal, online: int, in_store: int,

@@ -100,6 +100,12 @@ class Insights:
         self._live: dict[tuple[int, datetime], tuple[float, LiveHour]] = {}
         self._watermark: datetime | None = None
         self._seen: set[tuple] = set()
+        # Bumped by every load seen: a response built from an older version may be stale.
+        self.version = 0
+        # Store-hours answered from the cache or the warehouse, and warehouse queries: the
+        # cache hit rate the capacity plan needs (docs/read_side.md); shown by /health.
+        self.counters = {"closed_hours": 0, "closed_hours_missed": 0, "warehouse_queries": 0,
+                         "live_hours": 0, "redis_live_reads": 0}
 
     # -- corrections ---------------------------------------------------------------------
     async def refresh_publications(self) -> int:
@@ -111,12 +117,18 @@ class Insights:
                 for hour, _ in rows:
                     self.closed.loaded(hour)
                 self._watermark = max((at for _, at in rows), default=datetime(1970, 1, 1))
+                # The loads already counted, so the next poll's look-back skips them.
+                self._seen = set(await (await conn.execute(
+                    NEW_PUBLICATIONS_SQL, (self._watermark - PUBLICATION_OVERLAP,))).fetchall())
+                self.version += 1
                 return len(rows)
             since = self._watermark - PUBLICATION_OVERLAP
             rows = await (await conn.execute(NEW_PUBLICATIONS_SQL, (since,))).fetchall()
         fresh = [row for row in rows if row not in self._seen]
         for hour, _, _, _ in fresh:
             self.closed.loaded(hour)
+        if fresh:
+            self.version += 1
         self._seen = {row for row in self._seen if row[2] > since} | set(fresh)
         self._watermark = max([self._watermark, *(row[2] for row in fresh)])
         return len(fresh)
@@ -147,7 +159,13 @@ class Insights:
                 missing += [(s, hour) for s in store_ids if self.closed.get(hour, s) is None]
             elif hour >= live_from:
                 live += [(s, hour) for s in store_ids]
+        counters = self.counters
+        counters["closed_hours"] += sum(1 for h in hours if h in self.closed.published) * len(
+            store_ids)
+        counters["closed_hours_missed"] += len(missing)
+        counters["live_hours"] += len(live)
         if missing:
+            counters["warehouse_queries"] += 1
             await self._read_warehouse(missing)
         live_figures = await self._read_live(live) if live else {}
         result: dict[int, list[HourFigures]] = {}
@@ -163,6 +181,10 @@ class Insights:
                     points.append(HourFigures(hour, NO_SALES, WAREHOUSE))
             result[store_id] = points
         return result
+
+    def live_from(self) -> datetime:
+        """The oldest hour that may still be read live (or be published later)."""
+        return hour_floor(utc_now() - self._live_window)
 
     async def live_hour(self, store_id: int) -> tuple[datetime, LiveHour]:
         """The current hour's minutes (for the dashboard's 'today, live')."""
@@ -193,6 +215,7 @@ class Insights:
             else:
                 stale.append(pair)
         if stale:
+            self.counters["redis_live_reads"] += len(stale)
             async with self._redis.pipeline(transaction=False) as pipe:
                 for store_id, hour in stale:
                     pipe.hgetall(redis_store.live_key(store_id, hour))

@@ -199,3 +199,11 @@ def test_status_document_says_what_to_show_the_customer():
     assert "choose another pizza" in rejected["message"]
     delivered = status_document("o1", "accepted", json.dumps({"status": "assigned"}))
     assert delivered["delivery"] == {"status": "assigned"}
+
+
+@pytest.mark.parametrize("cents", [0, 1, 9, 10, 99, 100, 1250, 123456789, -5, -1250])
+def test_money_is_exactly_the_numeric_two_decimal_text(cents):
+    from api.figures import money
+    from pizzastream.catalog import from_cents
+
+    assert money(cents) == str(from_cents(cents))

@@ -22,7 +22,8 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
-from psycopg_pool import AsyncConnectionPool
+from botocore.exceptions import BotoCoreError, ClientError
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api import auth
 from api.figures import BadRange, hour_range, rank, series, totals
@@ -35,6 +36,8 @@ from pizzastream.orders import STORE_IDS, OrderRules
 
 log = logging.getLogger(__name__)
 DASHBOARD = (Path(__file__).parent / "static" / "dashboard.html").read_text()
+# A ranking adds up stores x hours figures in this process: bounded per request.
+MAX_RANKING_STORE_HOURS = 200_000
 Props = dict[str, dict[str, str]]
 
 
@@ -295,6 +298,11 @@ async def rankings(request: Request,
     start, stop = hour_range(from_, to, "day")
     if by not in ("revenue", "orders"):
         raise BadRange(f"by={by[:20]!r}: expected revenue or orders")
+    cells = len(principal.stores) * int((stop - start).total_seconds() // 3600)
+    if cells > MAX_RANKING_STORE_HOURS:
+        raise BadRange(f"{len(principal.stores)} stores over {(stop - start).days} days is "
+                       f"{cells:,} store-hours; at most {MAX_RANKING_STORE_HOURS:,}: "
+                       f"narrow the range")
     hours = await services.insights.hours(sorted(principal.stores), start, stop)
     return {"merchant": principal.subject, "from": start.isoformat() + "Z",
             "to": stop.isoformat() + "Z", "by": by,
@@ -360,6 +368,9 @@ EXCEPTION_HANDLERS = {
     RateLimited: lambda _, exc: _error(429, "rate_limited", str(exc),
                                        {"Retry-After": str(max(1, round(exc.retry_after_s)))}),
     psycopg.OperationalError: lambda _, exc: _error(503, "unavailable", "warehouse unavailable"),
+    PoolTimeout: lambda _, exc: _error(503, "unavailable", "warehouse busy"),
+    BotoCoreError: lambda _, exc: _error(503, "unavailable", "orders stream unavailable"),
+    ClientError: lambda _, exc: _error(503, "unavailable", "orders stream unavailable"),
     aioredis.ConnectionError: lambda _, exc: _error(503, "unavailable", "redis unavailable"),
     Exception: _unexpected,
 }

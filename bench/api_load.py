@@ -1,10 +1,10 @@
 """Load test of the API: ``python -m bench.api_load [--seconds 30] [--users 80] [--rate 2400]``.
 
 Needs the local stack up (``make stack-up``). It
-1. fills what the mix reads: every store's closed hours of today and yesterday in the
-   warehouse (synthetic figures, only for hours nobody published: real data is left alone),
-   the open hour's live hash of every store, 1,000 final order statuses; one merchant token
-   per 20 stores and an intake token;
+1. resets the stack's data (as the demo does) and fills what the mix reads: every store's
+   closed hours of today and yesterday in the warehouse (synthetic figures, loaded as the
+   hourly ETL loads corrections), the open hour's live hash of every store, 1,000 final order
+   statuses; one merchant token per 20 stores and an intake token;
 2. starts the API (``python -m api serve``, ``--workers``) on a loopback port, rate limits
    lifted for the run (it measures throughput, not the limiter), and reads each store's
    metrics once (a server that has been up has a warm cache);
@@ -12,7 +12,9 @@ Needs the local stack up (``make stack-up``). It
    90% metric reads skewed 80/20 over stores, 9% status reads, 1% orders), at ``--rate``
    requests/s offered in total;
 4. reports requests/s, p50/p99, errors, the API's CPU (requests per CPU-second = per core),
-   the machine's load during the run, the cache counters; writes ``docs/api_load.md``.
+   the machine's load during the run, the cache counters, and the API's CPU per request of
+   each kind measured alone (sequential requests, server CPU time / requests); writes
+   ``docs/api_load.md``.
 """
 from __future__ import annotations
 
@@ -51,18 +53,17 @@ def _hours(now: datetime) -> list[datetime]:
 
 
 def seed(props) -> dict:
+    import stack
     from connectors import warehouse
 
+    stack.reset_data(props)
     rng = random.Random(18)
     with aurora.connect(props) as conn:
         stores = conn.execute("SELECT store_id, busy FROM store ORDER BY store_id").fetchall()
         products = [row[0] for row in conn.execute(
             "SELECT product_id FROM product WHERE active ORDER BY product_id")]
-    with aurora.connect(props, "Warehouse") as conn:
-        published = {row[0] for row in conn.execute(
-            "SELECT DISTINCT window_start FROM metrics_publication")}
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    hours = [h for h in _hours(now) if h not in published]
+    hours = _hours(now)
     rows = []
     for hour in hours:
         for store_id, busy in stores:
@@ -178,6 +179,7 @@ def run(args) -> dict:
         load_after = os.getloadavg()
         with httpx.Client(base_url=base_url, timeout=30) as http:
             after_health = http.get("/health").json()
+        costs = route_costs(base_url, plan, server.pid)
     finally:
         server.terminate()
         server.wait(20)
@@ -194,9 +196,42 @@ def run(args) -> dict:
         "rps_per_core": stats["requests"] / api_cpu if api_cpu else float("nan"),
         "locust_cpu_s": locust_cpu, "machine_busy_share": busy,
         "load_before": load_before[0], "load_after": load_after[0], "cores": os.cpu_count(),
-        "cache": counters, "by_name": stats.pop("by_name"),
+        "cache": counters, "by_name": stats.pop("by_name"), "costs": costs,
         "seeded_hours": plan["seeded_hours"], "seeded_rows": plan["seeded_rows"],
     }
+
+
+def route_costs(base_url: str, plan: dict, server_pid: int, n: int = 400) -> dict[str, float]:
+    """The API's CPU microseconds per request of each kind, measured alone."""
+    today = datetime.now(timezone.utc).date()
+    tomorrow = (today + timedelta(days=1)).isoformat()
+    merchant = {"Authorization": f"Bearer {plan['merchant_tokens']['1']}"}
+    intake = {"Authorization": f"Bearer {plan['intake_token']}"}
+    order = {"store_id": 1, "channel": "online", "fulfillment": "pickup",
+             "items": [{"product_id": plan["products"][0], "quantity": 1}]}
+    kinds = {
+        "metrics, response cached": lambda http, i: http.get(
+            "/stores/1/metrics", params={"from": today.isoformat(), "to": tomorrow},
+            headers=merchant),
+        # Another store each time, after the live cache's 5 s: the response and the live
+        # hour are rebuilt, the closed hours come from the per-hour cache.
+        "metrics, response built (live hour read)": lambda http, i: http.get(
+            f"/stores/{i}/metrics", params={"from": today.isoformat(), "to": tomorrow},
+            headers={"Authorization": f"Bearer {plan['merchant_tokens'][str(i)]}"}),
+        "order status": lambda http, i: http.get(
+            f"/orders/{plan['order_ids'][i % len(plan['order_ids'])]}", headers=intake),
+        "order placed": lambda http, i: http.post("/orders", json=order, headers=intake),
+    }
+    costs = {}
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        for name, call in kinds.items():
+            call(http, 1).raise_for_status()
+            time.sleep(6)
+            before = cpu_seconds(server_pid)
+            for i in range(2, n + 2):
+                call(http, i).raise_for_status()
+            costs[name] = (cpu_seconds(server_pid) - before) / n * 1e6
+    return costs
 
 
 def _aggregated(path: Path) -> dict:
@@ -217,6 +252,8 @@ def report(result: dict, command: str) -> str:
     cache = result["cache"]
     hit = (1 - cache.get("closed_hours_missed", 0) / cache["closed_hours"]
            if cache.get("closed_hours") else float("nan"))
+    answered = cache.get("responses_hit", 0) + cache.get("responses_missed", 0)
+    responses = cache.get("responses_hit", 0) / answered if answered else float("nan")
     lines = [
         "# API load test (generated by `python -m bench.api_load`)", "",
         f"Command: `{command}` on {result['cores']} cores, "
@@ -238,13 +275,18 @@ def report(result: dict, command: str) -> str:
         f"| closed store-hours served from cache | {100 * hit:.2f}% "
         f"({cache.get('closed_hours', 0):,} read, {cache.get('closed_hours_missed', 0):,} "
         f"from the warehouse in {cache.get('warehouse_queries', 0):,} queries) |",
+        f"| metric responses served from the response cache | {100 * responses:.1f}% |",
         f"| live store-hours read from Redis | {cache.get('redis_live_reads', 0):,} of "
-        f"{cache.get('live_hours', 0):,} (the rest from the 1 s live cache) |",
+        f"{cache.get('live_hours', 0):,} (the rest from the live cache) |",
         "", "| request | count | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|",
     ]
     for name, entry in sorted(result["by_name"].items()):
         lines.append(f"| {name} | {entry['requests']:,} | {entry['rps']:,.0f} | "
                      f"{entry['p50_ms']:.0f} | {entry['p99_ms']:.0f} | {entry['failures']} |")
+    lines += ["", "API CPU per request, each kind alone (400 sequential requests):", "",
+              "| request | CPU µs | per core/s |", "|---|---|---|"]
+    for name, micros in result["costs"].items():
+        lines.append(f"| {name} | {micros:,.0f} | {1e6 / micros:,.0f} |")
     return "\n".join(lines) + "\n"
 
 

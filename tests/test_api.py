@@ -299,3 +299,10 @@ def test_openapi_schema_is_published(client):
             "/stores/{store_id}/stock", "/stores/{store_id}/live", "/rankings"} <= set(
         schema["paths"])
     assert schema["info"]["title"] == "pizzastream API"
+
+
+def test_a_ranking_too_large_to_add_up_is_refused(client, props):
+    headers = token(props, auth.MERCHANT, range(1, 1001))
+    response = client.get("/rankings", headers=headers,
+                          params={"from": "2026-01-01", "to": "2026-01-31"})
+    assert response.status_code == 400 and "narrow the range" in response.json()["error"]["message"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, from its own files, and can be run again:
-# Debian packages (PostgreSQL, Redis, chromium for the dashboard test), the Python venv, the connector jar (Maven).
+# Debian packages (PostgreSQL, Redis, chromium for the dashboard test), the Python venv,
+# the connector jar (Maven).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -75,7 +76,7 @@ def test_status_long_poll_answers_as_soon_as_the_pipeline_decides(client, props,
     response = client.get(f"/orders/{order_id}", params={"wait": 5}, headers=headers)
     waited = time.monotonic() - started
     assert response.status_code == 200
-    assert response.json()["status"] == "accepted" and 0.5 < waited < 2.5
+    assert response.json()["status"] == "accepted" and 0.5 < waited < 4.5
     assert eventually(lambda: client.get(f"/orders/{order_id}", headers=headers)
                       .json()["delivery"]) == {"status": "assigned", "delivery_id": "D1"}
 
@@ -249,8 +250,17 @@ def test_each_token_is_rate_limited_on_its_own(client, props):
     burst = int(float(group["merchant_burst"]))
     greedy = token(props, auth.MERCHANT, [113])
     codes = [client.get("/stores/113/stock", headers=greedy).status_code
-             for _ in range(burst + 50)]
-    assert codes[:burst // 2] == [200] * (burst // 2) and 429 in codes
+             for _ in range(burst // 2)]
+    assert codes == [200] * (burst // 2)
+    # Then faster than the refill rate (several at once, so a slow machine cannot hide it).
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(20):
+            codes = list(pool.map(lambda _: client.get("/stores/113/stock",
+                                                       headers=greedy).status_code,
+                                  range(burst)))
+            if 429 in codes:
+                break
+    assert 429 in codes and set(codes) <= {200, 429}
     limited = client.get("/stores/113/stock", headers=greedy)
     if limited.status_code == 429:
         assert int(limited.headers["retry-after"]) >= 1

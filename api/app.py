@@ -22,13 +22,12 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
-from botocore.exceptions import BotoCoreError, ClientError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api import auth
 from api.figures import BadRange, hour_range, rank, series, totals
 from api.insights import Insights, Stock
-from api.intake import Intake, OrderRefused
+from api.intake import Intake, OrderRefused, StreamRefused
 from connectors import aurora, aws
 from pizzastream.catalog import Catalog
 from pizzastream.config import load_properties, postgres_dsn, stream_name
@@ -369,8 +368,8 @@ EXCEPTION_HANDLERS = {
                                        {"Retry-After": str(max(1, round(exc.retry_after_s)))}),
     psycopg.OperationalError: lambda _, exc: _error(503, "unavailable", "warehouse unavailable"),
     PoolTimeout: lambda _, exc: _error(503, "unavailable", "warehouse busy"),
-    BotoCoreError: lambda _, exc: _error(503, "unavailable", "orders stream unavailable"),
-    ClientError: lambda _, exc: _error(503, "unavailable", "orders stream unavailable"),
+    StreamRefused: lambda _, exc: _error(503, "unavailable", f"order not placed: {exc}; "
+                                         f"retry", {"Retry-After": "1"}),
     aioredis.ConnectionError: lambda _, exc: _error(503, "unavailable", "redis unavailable"),
     Exception: _unexpected,
 }

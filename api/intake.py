@@ -89,21 +89,76 @@ def prepare(body: bytes, catalog: Catalog, rules: OrderRules, now_ms: int) -> tu
     return raw, result
 
 
+class StreamRefused(Exception):
+    """Kinesis did not take the record (throttled or failed): the order was not placed and
+    the client may retry (503)."""
+
+
+class OrdersStream:
+    """Puts records on the ``orders`` stream together: a record waits only while earlier
+    ``PutRecords`` calls are in flight (at most ``max_in_flight``), then goes with everything
+    that queued meanwhile, up to Kinesis' 500 records a call. One record alone is sent at
+    once; under load the cost of signing and sending a call (boto3, in a thread) is shared
+    by many orders. Each caller learns its own record's outcome."""
+
+    MAX_RECORDS = 500
+
+    def __init__(self, kinesis, stream: str, max_in_flight: int = 4):
+        self._kinesis = kinesis
+        self._stream = stream
+        self._max_in_flight = max_in_flight
+        self._queue: list[tuple[bytes, str, asyncio.Future]] = []
+        self._in_flight = 0
+        self.calls = 0
+
+    async def put(self, data: bytes, partition_key: str) -> str:
+        """Returns the shard id once Kinesis has the record; raises ``StreamRefused``."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((data, partition_key, future))
+        if self._in_flight < self._max_in_flight:
+            self._send_next()
+        return await future
+
+    def _send_next(self) -> None:
+        batch, self._queue = self._queue[:self.MAX_RECORDS], self._queue[self.MAX_RECORDS:]
+        self._in_flight += 1
+        asyncio.get_running_loop().create_task(self._send(batch))
+
+    async def _send(self, batch: list[tuple[bytes, str, asyncio.Future]]) -> None:
+        try:
+            records = [{"Data": data, "PartitionKey": key} for data, key, _ in batch]
+            self.calls += 1
+            response = await anyio.to_thread.run_sync(lambda: self._kinesis.put_records(
+                StreamName=self._stream, Records=records))
+            for (_, _, future), result in zip(batch, response["Records"]):
+                if "ErrorCode" in result:
+                    future.set_exception(StreamRefused(
+                        f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}"))
+                else:
+                    future.set_result(result["ShardId"])
+        except Exception as error:  # noqa: BLE001 - every waiting caller must hear of it
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(StreamRefused(f"orders stream unavailable: {error}"))
+        finally:
+            self._in_flight -= 1
+            if self._queue:
+                self._send_next()
+
+
 class Intake:
     def __init__(self, kinesis, stream: str, redis: aioredis.Redis, rules: OrderRules,
                  catalog: Catalog):
-        self._kinesis = kinesis
-        self._stream = stream
+        self._orders = OrdersStream(kinesis, stream)
         self._redis = redis
         self.rules = rules
         self.catalog = catalog
 
     async def place(self, body: bytes) -> Placed:
         raw, order = prepare(body, self.catalog, self.rules, int(time.time() * 1000))
-        put = await anyio.to_thread.run_sync(lambda: self._kinesis.put_record(
-            StreamName=self._stream, Data=raw, PartitionKey=str(order.store_id)))
+        shard_id = await self._orders.put(raw, str(order.store_id))
         await self._redis.set(intake_key(order.order_id), order.event_id, ex=INTAKE_TTL_S)
-        return Placed(order, put["ShardId"])
+        return Placed(order, shard_id)
 
     async def status(self, order_id: str, wait_s: float, poll_s: float = 0.05) -> dict | None:
         """The order's status; with ``wait_s`` > 0 waits that long at most for the final

@@ -316,3 +316,27 @@ def test_a_ranking_too_large_to_add_up_is_refused(client, props):
     response = client.get("/rankings", headers=headers,
                           params={"from": "2026-01-01", "to": "2026-01-31"})
     assert response.status_code == 400 and "narrow the range" in response.json()["error"]["message"]
+
+
+def test_orders_arriving_together_share_one_put_records_call(props):
+    import asyncio
+
+    from api.intake import OrdersStream, StreamRefused
+
+    kinesis = aws.client(props, "kinesis")
+    stream = OrdersStream(kinesis, stream_name(props, "orders"), max_in_flight=1)
+    keys = [f"batch-test-{i}" for i in range(50)]
+
+    async def put_all(target):
+        return await asyncio.gather(*(target.put(json.dumps({"k": k}).encode(), str(i % 7 + 1))
+                                      for i, k in enumerate(keys)), return_exceptions=True)
+
+    shards = asyncio.run(put_all(stream))
+    assert all(isinstance(shard, str) for shard in shards)
+    assert stream.calls == 2          # the first alone, the 49 that queued meanwhile together
+    on_stream = {json.loads(data).get("k") for _, data in
+                 aws.read_stream(kinesis, stream_name(props, "orders"))}
+    assert set(keys) <= on_stream
+    missing = OrdersStream(kinesis, "no-such-stream")
+    failures = asyncio.run(put_all(missing))
+    assert all(isinstance(f, StreamRefused) for f in failures)

@@ -179,7 +179,7 @@ def run(args) -> dict:
         load_after = os.getloadavg()
         with httpx.Client(base_url=base_url, timeout=30) as http:
             after_health = http.get("/health").json()
-        costs = route_costs(base_url, plan, server.pid)
+        costs = route_costs(base_url, plan, server.pid, args.cost_seconds)
     finally:
         server.terminate()
         server.wait(20)
@@ -197,6 +197,7 @@ def run(args) -> dict:
         "locust_cpu_s": locust_cpu, "machine_busy_share": busy,
         "load_before": load_before[0], "load_after": load_after[0], "cores": os.cpu_count(),
         "cache": counters, "by_name": stats.pop("by_name"), "costs": costs,
+        "cost_seconds": args.cost_seconds,
         "seeded_hours": plan["seeded_hours"], "seeded_rows": plan["seeded_rows"],
     }
 
@@ -301,8 +302,8 @@ def report(result: dict, command: str) -> str:
     for name, entry in sorted(result["by_name"].items()):
         lines.append(f"| {name} | {entry['requests']:,} | {entry['rps']:,.0f} | "
                      f"{entry['p50_ms']:.0f} | {entry['p99_ms']:.0f} | {entry['failures']} |")
-    lines += ["", "API CPU per request of each kind alone (`wrk`, 16 connections, 5 s each, "
-              "same server, same machine):", "",
+    lines += ["", "API CPU per request of each kind alone (`wrk`, 16 connections, "
+              f"{result['cost_seconds']} s each, same server, same machine):", "",
               "| request | requests | CPU µs each | per core/s | non-2xx |",
               "|---|---|---|---|---|"]
     for name, cost in result["costs"].items():
@@ -318,10 +319,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2400, help="requests/s offered in total")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--port", type=int, default=58092)
+    parser.add_argument("--cost-seconds", type=int, default=5,
+                        help="wrk seconds per request kind for the per-request CPU")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    if args.seconds > 600:
-        parser.error("--seconds is bounded at 600")
+    if not 0 < args.seconds <= 600 or not 0 < args.cost_seconds <= 60:
+        parser.error("--seconds is 1..600, --cost-seconds 1..60")
     result = run(args)
     command = "python -m bench.api_load " + " ".join(sys.argv[1:])
     text = report(result, command.strip())

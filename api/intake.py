@@ -3,7 +3,9 @@
 ``place`` gives a customer's order the ids and event time the contract asks for, runs the
 order_enrichment rules on the exact bytes it will send (``pizzastream.orders.enrich``: one
 source of truth, so an order refused here would be refused by the job and an order taken
-here passes the job's validation), puts them on the ``orders`` stream keyed by store, and
+here passes the job's validation, unless it reaches the job later than
+``OrderRules.max_age_hours``), puts them on the ``orders`` stream keyed by store
+(``OrdersStream``: one ``PutRecords`` for the orders arriving together), and
 only then notes the order as received (``intake:{order_id}``) so its status can say
 "pending" instead of "unknown". Stock is decided downstream (inventory_windowing), whose
 verdict ``status`` reads from ``order:{order_id}``, with the delivery from

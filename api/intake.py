@@ -23,6 +23,7 @@ import anyio.to_thread
 import redis.asyncio as aioredis
 
 from connectors import redis_store
+from delivery.service import redis_key as delivery_key
 from pizzastream.catalog import Catalog
 from pizzastream.orders import (EnrichedOrder, OrderRules, OrderStatus, Rejection, enrich,
                                 format_event_time, status_for)
@@ -44,10 +45,6 @@ MESSAGES = {
 
 def intake_key(order_id: str) -> str:
     return f"intake:{order_id}"
-
-
-def delivery_key(order_id: str) -> str:
-    return f"delivery:{order_id}"
 
 
 class OrderRefused(Exception):

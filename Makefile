@@ -6,8 +6,8 @@ PY := .venv/bin/python
 setup:
 	@bash scripts/setup.sh
 
-# Stack up, traffic in, jobs run, a summary of what came out; the stack stays up to explore
-# (`make stack-down` stops it).
+# Stack up, traffic in, jobs run, a summary of what came out; the stack and the API stay up
+# to explore (`make stack-down` stops them).
 demo: setup
 	$(PY) -m stack up
 	$(PY) -m stack.demo
@@ -25,4 +25,5 @@ stack-up: setup
 	$(PY) -m stack up
 
 stack-down:
+	$(PY) -m api stop
 	$(PY) -m stack down

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, from its own files, and can be run again:
-# Debian packages (PostgreSQL, Redis), the Python venv, the connector jar (Maven).
+# Debian packages (PostgreSQL, Redis, chromium for the dashboard test), the Python venv,
+# the connector jar (Maven).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,11 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+# The API's dashboard test drives Debian's headless chromium through its chromedriver;
+# wrk drives bench/api_frameworks.py.
+command -v chromium >/dev/null || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+command -v wrk >/dev/null || need_apt+=(wrk)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   apt-get update -q

@@ -14,6 +14,7 @@ from collections import Counter
 
 import analytics.__main__ as analytics_cli
 import stack
+from api.demo import ReadSide
 from connectors import aurora, aws, redis_store
 from pizzastream.config import load_properties, stream_name
 from stack import suppliers
@@ -130,9 +131,11 @@ def main() -> None:
     jobs = [JobProcess(job) for job in JOBS]
     jobs += [LocalProcess(name, argv, env) for name, (argv, env) in SERVICES.items()]
     try:
+        read_side = ReadSide.start(props)  # the API (api/demo.py): stays up after the demo
         print(f"demo: running {', '.join(JOBS)} and the {', '.join(SERVICES)} services"
               " (logs in .stack/logs/)")
         _wave(props, jobs, args.orders, args.seed, 1, args.timeout)
+        read_side.place_sample_order()
         delivered = suppliers.deliver_all(props)
         print(f"demo: suppliers delivered {delivered} restocks")
         time.sleep(10)  # restocks land before the next wave's orders
@@ -156,6 +159,7 @@ def main() -> None:
         raise SystemExit(f"demo: the hourly ETL failed:\n{etl.log_tail()}")
     print(etl.output())
     _hourly_metrics(props)
+    read_side.print_access()
 
 
 def _published_hours(props) -> int:

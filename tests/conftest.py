@@ -41,3 +41,41 @@ def clean_stack(local_stack):
 
     stack.reset_data(local_stack)
     return local_stack
+
+
+@pytest.fixture(scope="session")
+def api_server(local_stack):
+    """One API server (``python -m api serve``) for the whole session, on a free port, on a
+    clean stack, polling ``metrics_publication`` every 0.3 s so tests see corrections
+    quickly. Yields its base URL."""
+    import socket
+    import subprocess
+    import sys
+    import os
+
+    import stack
+    from api.__main__ import healthy
+    from pizzastream.config import REPO_ROOT
+    from stack.process import wait_until
+
+    stack.reset_data(local_stack)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = REPO_ROOT / ".stack" / "logs" / "api-tests.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "api", "serve", "--port", str(port)], cwd=REPO_ROOT,
+            stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "PIZZASTREAM__API__PUBLICATION_POLL_S": "0.3"})
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        if not wait_until(lambda: healthy(base_url) or server.poll() is not None, 60):
+            raise RuntimeError(f"API did not answer; see {log}")
+        if server.poll() is not None:
+            raise RuntimeError(f"API exited: {log.read_text()[-2000:]}")
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(20)

@@ -7,6 +7,8 @@
 -- One row per (store, UTC hour) with sales. Window bounds are UTC, without time zone, as
 -- in the lake's Parquet. `source` says who wrote the row ('stream': the streaming job;
 -- 'batch': a correction recomputed from order_fct), `published_at` (UTC) when.
+-- The primary key's index (store_id, window_start) is also the read path of the API's
+-- per-store range reads (api/insights.py); Redshift's sort key is in deploy/redshift/.
 CREATE TABLE IF NOT EXISTS hourly_store_metrics (
     store_id         integer NOT NULL,
     window_start     timestamp NOT NULL,

@@ -71,7 +71,7 @@ ORDER_PATH = ("enrichment", "inventory", "chained")
 
 def full_plan() -> list[Run]:
     """What docs/benchmarks.md reports, each run driving a number or a setting in it
-    (about 38 Flink runs, ~24 minutes on 2 cores, ~30 with the rest)."""
+    (about 30 Flink runs, ~20 minutes on 2 cores, ~25 with the rest)."""
     runs = [Run("generator", f"generator_{fmt}", 1, **GENERATOR)
             for fmt in ("raw", "tagged", "sale", "sale_text", "sale_row")]
     for p in (1, 2):       # 1. the jobs as shipped, 2. the same logic in pure SQL
@@ -81,18 +81,7 @@ def full_plan() -> list[Run]:
     runs.append(Run("sql", "hourly_tumble_sql", 1, **JVM))
     runs.append(Run("jobs", "hourly_json_value", 1, **JVM))   # before decode-once
     runs.append(Run("delay", "hourly_delay", 1, warmup_s=10, measure_s=30))
-    # 3. execution mode, bundle size/time, state cache (the shipped values are section 1's)
-    runs += [Run("mode", "enrichment", 1, {"python.execution-mode": "thread"}, **PYTHON)]
-    runs += [Run("mode", "inventory", p, {"python.execution-mode": "thread"}, **PYTHON)
-             for p in (1, 2)]
-    for size, ms, jobs in (("5000", "200", ("inventory", "enrichment")),
-                           ("20000", "1000", ("inventory",)),
-                           ("100000", "5000", ("inventory",))):
-        tuning = {"python.fn-execution.bundle.size": size, "python.fn-execution.bundle.time": ms}
-        runs += [Run("bundle", job, 1, tuning, **PYTHON) for job in jobs]
-    runs += [Run("cache", "inventory", 1, {"python.state.cache-size": size}, **PYTHON)
-             for size in ("1024", "65536")]
-    # where the time goes: the crossing alone, PyFlink's side outputs, one crossing per batch
+    # where the time goes: the crossing alone, one crossing per event (no rules)
     runs += [Run("crossing", s, 1, **PYTHON)
              for s in ("cross_stateless", "cross_keyed", "cross_keyed_state")]
     # 4. the Aurora sink: the COPY sink shipped, and the JDBC upsert it replaced

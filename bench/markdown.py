@@ -2,6 +2,9 @@
 every number in the findings comes from that run's results."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from bench import capacity as cap
 from bench.report import (HEADER, TARGET_HOURLY_RATIO, TARGET_ORDER_PATH_PER_CORE,
                           TARGET_SINK_RATIO, _md_table, _ok, _row, capacity_text, find,
@@ -14,12 +17,6 @@ def _section(results: dict, *sections: str) -> list[dict]:
 
 def _rows(results: dict, runs: list[dict]) -> str:
     return _md_table(HEADER, [_row(results, r) for r in runs]) if runs else "_not run_"
-
-
-def _with_shipped(results: dict, section: str, scenarios: tuple[str, ...]) -> str:
-    """A settings section's runs after the same jobs as shipped (section 1), to compare."""
-    shipped = [r for r in _section(results, "jobs") if r["scenario"] in scenarios]
-    return _rows(results, shipped + _section(results, section))
 
 
 def _per_cpu(r: dict | None) -> str:
@@ -94,24 +91,9 @@ def render(results: dict) -> str:
         "floor, not the same logic. The hourly scenarios run, like the job, without object "
         "reuse; the order path's SQL yardsticks with it (a pure-SQL job would enable it).",
         "",
-        "## 3. PyFlink settings: execution mode, bundles, state cache",
+        "## 3. The order path before and after it crossed once per batch",
         "",
-        "Shipped (`FlinkTuning`, conf/local/application_properties.json): "
-        + _shipped_tuning() + ". Each table repeats the shipped runs of section 1 first.",
-        "",
-        "### Execution mode",
-        "",
-        _with_shipped(results, "mode", ("enrichment", "inventory")),
-        "",
-        "### Bundle size and time",
-        "",
-        _with_shipped(results, "bundle", ("enrichment", "inventory")),
-        "",
-        "### State cache",
-        "",
-        _with_shipped(results, "cache", ("inventory",)),
-        "",
-        _settings_verdict(results),
+        _before_after(results),
         "",
         "## 4. The Aurora sink against raw COPY",
         "",
@@ -141,11 +123,11 @@ def render(results: dict) -> str:
         "",
         "## Where the time goes",
         "",
-        "### The crossing alone, PyFlink side outputs, one crossing per micro-batch",
+        "### The crossing alone (one crossing per event, no rules)",
         "",
         _rows(results, _section(results, "crossing", "prototype")),
         "",
-        "### The jobs' Python functions outside Flink (`python -m bench.profile`)",
+        "### The order path's Python core outside Flink (`python -m bench.profile`)",
         "",
         _profile(results),
         "",
@@ -171,39 +153,33 @@ def _order_path_summary(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _settings_verdict(results: dict) -> str:
-    """One line per setting: the shipped value against the alternatives measured."""
-    def best(scenario, section, p=1):
-        runs = [r for r in _section(results, section)
-                if r["scenario"] == scenario and r["parallelism"] == p]
-        return max(runs, key=lambda r: r["events_per_cpu_s"] or 0, default=None)
+# The order path's numbers before it crossed once per batch: the full run of 2026-11-24
+# (commit 996ec9c: one JVM-Python crossing per event), kept as it was measured.
+BEFORE_BATCHING = Path(__file__).resolve().parent / "results" / "per-event-2026-11-24.json"
 
-    lines = []
-    for job, p in (("enrichment", 1), ("inventory", 1), ("inventory", 2)):
-        shipped, thread = find(results, job, p, "jobs"), find(results, job, p, "mode")
-        if shipped and thread:
-            lines.append(f"* {job} p={p}: process {_per_cpu(shipped)} vs thread "
-                         f"{_per_cpu(thread)} events/CPU-s ({shipped['events_per_s']:,.0f} vs "
-                         f"{thread['events_per_s']:,.0f} events/s).")
-    single, double = find(results, "inventory", 1, "mode"), find(results, "inventory", 2, "mode")
-    if single and double:
-        lines.append(
-            f"* Execution mode: thread mode runs every subtask's Python in the TaskManager JVM, "
-            f"behind one interpreter lock: inventory in thread mode goes from "
-            f"{_per_cpu(single)} events/CPU-s with one subtask to {_per_cpu(double)} with two in "
-            f"one JVM. The jobs ship process mode, which scales with the subtasks of a "
-            f"TaskManager, because a TaskManager can host several (`ParallelismPerKPU` > 1 "
-            f"puts several slots on a KPU, and MSF does not document how it groups KPUs into "
-            f"TaskManagers). Thread mode is the next lever to measure on MSF itself, with "
-            f"`ParallelismPerKPU` = 1.")
-    for section, what in (("bundle", "bundle size/time"), ("cache", "state cache")):
-        shipped, other = find(results, "inventory", 1, "jobs"), best("inventory", section)
-        if shipped and other:
-            setting = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in other["tuning"].items()
-                                if k != "parallelism")
-            lines.append(f"* inventory p=1, {what}: shipped {_per_cpu(shipped)} events/CPU-s; "
-                         f"best alternative measured ({setting}) {_per_cpu(other)}.")
-    return "\n".join(lines)
+
+def _before_after(results: dict) -> str:
+    """This run's order path next to the recorded run of the per-event path."""
+    if not BEFORE_BATCHING.exists():
+        return "_no recorded per-event run_"
+    before = json.loads(BEFORE_BATCHING.read_text())
+    rows = []
+    for job in ("enrichment", "inventory", "chained"):
+        for p in (1, 2):
+            old, new = find(before, job, p, "jobs"), find(results, job, p, "jobs")
+            if old and new:
+                rows.append([job, str(p), f"{old['events_per_cpu_s']:,.0f}",
+                             f"{new['events_per_cpu_s']:,.0f}",
+                             f"{new['events_per_cpu_s'] / old['events_per_cpu_s']:.1f}x",
+                             f"{new['events_per_s']:,.0f}"])
+    return "\n".join([
+        f"Before: the full run of {before['started'][:10]} (`{BEFORE_BATCHING.name}`, one "
+        "JVM-Python crossing per event and about ten per order on the way back). After: this "
+        "run. Both events/CPU-s, the generator included.",
+        "",
+        _md_table(["scenario", "p", "before events/CPU-s", "after events/CPU-s", "after/before",
+                   "after events/s"], rows),
+    ])
 
 
 def _sink_verdict(results: dict) -> str:
@@ -227,13 +203,6 @@ def _sink_verdict(results: dict) -> str:
                  f"raw COPY from psycopg, above), less the sink's own row-to-text encoding; two "
                  f"writers (p=2) reach {wider['events_per_s'] / copy['rows_per_s']:.2f}x.")
     return text
-
-
-def _shipped_tuning() -> str:
-    from pizzastream.config import load_properties
-
-    tuning = load_properties().get("FlinkTuning", {})
-    return ", ".join(f"`{k}` = {v}" for k, v in tuning.items())
 
 
 def _prices() -> str:
@@ -311,20 +280,20 @@ def _profile(results: dict) -> str:
     p = results.get("profile")
     if not p:
         return "_not run_"
-    rows = [["EnrichOrders.process_element", f"{p['enrichment']['us_per_event']}",
-             f"{1e6 / p['enrichment']['us_per_event']:,.0f}",
-             f"{p['enrichment']['outputs_per_event']}"],
-            ["StoreInventory.process_element", f"{p['inventory']['us_per_event']}",
-             f"{1e6 / p['inventory']['us_per_event']:,.0f}",
-             f"{p['inventory']['outputs_per_event']}"]]
-    steps = ", ".join(f"{k} {v}" for k, v in p["inventory_steps_us"].items())
+    rows = [[name, f"{p[job]['us_per_event']}", f"{1e6 / p[job]['us_per_event']:,.0f}",
+             f"{p[job]['outputs_per_event']}", f"{p[job]['crossings_per_event']}"]
+            for name, job in (("order_batches.enrich_batch", "enrichment"),
+                              ("order_batches.ShardDesk.decide", "inventory"))]
     json_costs = ", ".join(f"{k.removesuffix('_us')} {v}" for k, v in p["json"].items())
     return "\n".join([
-        f"{p['events']:,} realistic orders, CPU time, no Flink:",
+        f"{p['events']:,} realistic orders (event time advancing at the planned peak), in "
+        "batches as the JVM makes them, CPU time, no Flink:",
         "",
-        _md_table(["function", "µs/event", "events/CPU-s ceiling", "outputs/event"], rows),
+        _md_table(["function", "µs/event", "events/CPU-s ceiling", "output lines/event",
+                   "crossings/event"], rows),
         "",
-        f"* StoreInventory steps (µs/event): {steps}.",
+        f"* Stores written to state per event (inventory, a persist every 250,000 events and "
+        f"at the end): {p['inventory']['stores_persisted_per_event']}.",
         f"* JSON (µs/record): {json_costs}.",
     ])
 
@@ -338,40 +307,30 @@ def _findings(results: dict) -> str:
     chained, inventory = per_cpu("chained", "jobs"), per_cpu("inventory", "jobs")
     enrichment = per_cpu("enrichment", "jobs")
     cross_state = per_cpu("cross_keyed_state", "crossing")
-    cross_keyed = per_cpu("cross_keyed", "crossing")
-    sides = per_cpu("inventory", "crossing", pyflink_side_outputs=True)
     profile = results.get("profile") or {}
-    inv_us = profile.get("inventory", {}).get("us_per_event")
-    batched = {job: per_cpu(f"{job}_batched", "prototype") for job in ("enrichment", "inventory")}
-    lines = ["### The order path is below 50,000 events/s per core", ""]
+    lines = ["### The order path against 50,000 events/s per core", ""]
     if chained and inventory and enrichment:
+        verdict = ("meets" if chained >= TARGET_ORDER_PATH_PER_CORE else "is below")
         lines.append(
             f"* Measured at p=1: enrichment {enrichment:,.0f}, inventory {inventory:,.0f}, "
-            f"chained {chained:,.0f} events/CPU-s: {chained / TARGET_ORDER_PATH_PER_CORE:.2f}x "
-            f"the target; the slower of the two, "
+            f"chained {chained:,.0f} events/CPU-s: the chained path {verdict} the target "
+            f"({chained / TARGET_ORDER_PATH_PER_CORE:.2f}x); the slower of the two, "
             f"{'inventory' if inventory < enrichment else 'enrichment'}, sets the pace.")
-    if cross_keyed and cross_state:
+    if cross_state:
         lines.append(
-            f"* The crossing alone caps a keyed Python function: {cross_keyed:,.0f} events/CPU-s "
-            f"with no work and no state, {cross_state:,.0f} with one ValueState read and write"
-            + (": even free rules could not reach the target with one crossing per event."
-               if cross_state < TARGET_ORDER_PATH_PER_CORE else "."))
-    if inv_us:
+            f"* One crossing per event with one ValueState read and write, and no rules at "
+            f"all, caps a keyed Python function at {cross_state:,.0f} events/CPU-s: the "
+            f"order path now crosses once per batch (`OrderBatcher`, `StoreBatcher`) and "
+            f"answers with one result per batch that the JVM fans out (`BatchOutputs`).")
+    if profile.get("inventory") and inventory:
+        python_us = profile["enrichment"]["us_per_event"] + profile["inventory"]["us_per_event"]
         lines.append(
-            f"* StoreInventory's Python alone costs {inv_us} µs/event "
-            f"({1e6 / inv_us:,.0f} events/CPU-s at most, before any crossing); the steps above "
-            f"say where (JSON, state copies, the all-or-nothing placement, reorder checks, "
-            f"{profile['inventory']['outputs_per_event']} outputs per event, each crossing back "
-            f"to the JVM: the stock level of every ingredient an order consumes is published "
-            f"with the order, and the Redis commands for them are built in the JVM from those "
-            f"rows, `inventory_cache_commands`).")
-    if any(batched.values()):
-        lines.append(
-            "* One crossing per micro-batch (prototypes, the jobs' own `process_element`): "
-            + ", ".join(f"{job} {rate:,.0f} events/CPU-s" for job, rate in batched.items()
-                        if rate)
-            + ". The remaining gap is Python per event; the target needs both batching and "
-              "less Python per event (vectorised stateless rules, a JVM inventory core).")
+            f"* What is left is work per event, in Python and in the JVM: the rules' Python "
+            f"core costs {profile['enrichment']['us_per_event']} µs (enrichment) + "
+            f"{profile['inventory']['us_per_event']} µs (inventory) per event outside Flink "
+            f"({1e6 / python_us:,.0f} events/CPU-s for both if nothing else cost); the "
+            f"inventory core emits {profile['inventory']['outputs_per_event']} output lines "
+            f"per event, each a record the JVM builds and hands to a sink.")
     hourly_ratio = ratio(results, "hourly_metrics", "hourly_sql")
     tumble_ratio = ratio(results, "hourly_metrics", "hourly_tumble_sql")
     lines += ["", "### hourly_metrics against its SQL baseline", ""]
@@ -397,11 +356,6 @@ def _findings(results: dict) -> str:
             f"six `JSON_VALUE` calls per sale, each parsing the record again: "
             f"{before['events_per_cpu_s']:,.0f} -> {after['events_per_cpu_s']:,.0f} "
             f"events/CPU-s ({after['events_per_cpu_s'] / before['events_per_cpu_s']:.2f}x).")
-    if sides and inventory:
-        lines.append(
-            f"* Side outputs taken in the JVM (`runtime.side_output`) instead of PyFlink's "
-            f"`get_side_output` (a Python map per side output): inventory {sides:,.0f} -> "
-            f"{inventory:,.0f} events/CPU-s ({inventory / sides:.2f}x).")
     copy, jdbc = find(results, "sink_copy", 1, "aurora"), find(results, "sink_jdbc", 1, "aurora")
     if copy and jdbc:
         lines.append(

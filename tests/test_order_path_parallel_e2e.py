@@ -1,0 +1,141 @@
+"""inventory_windowing at parallelism 2 on the mini-cluster, with the real connectors: a few
+thousand orders for many stores (some replayed, many stores short of stock) go through the
+batched path, and every decision, status, sale, fact row, supplier order and final stock
+level must be what ``pizzastream.inventory`` decides applied store by store, one order at a
+time, in the order each store's orders were written."""
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections import Counter, defaultdict
+
+import pytest
+
+from connectors import aurora, aws, redis_store
+from connectors.kinesis_producer import KinesisProducer
+from jobs import inventory_windowing
+from pizzastream.catalog import Catalog
+from pizzastream.inventory import StoreStock, due_reorders, place_order, policies_from_rows
+from pizzastream.orders import EnrichedOrder, OrderLine
+from pizzastream.sales import fact_rows, sale_json
+from tests.support import running_job, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+STORES = list(range(101, 161))           # 60 stores over many shards
+SHORT_STORES = STORES[::3]               # opened with little stock: refusals and reorders
+ORDERS = 3000
+REPLAYS = 150
+
+
+def query(props, sql: str, *args) -> list[tuple]:
+    with aurora.connect(props) as conn:
+        cursor = conn.execute(sql, args)
+        return cursor.fetchall() if cursor.description else []
+
+
+def stream_records(props, logical_name: str) -> list[dict]:
+    from pizzastream.config import stream_name
+
+    kinesis = aws.client(props, "kinesis")
+    return [json.loads(data) for _, data in
+            aws.read_stream(kinesis, stream_name(props, logical_name))]
+
+
+def traffic(catalog: Catalog) -> list[EnrichedOrder]:
+    rng = random.Random(13)
+    active = [p.product_id for p in catalog.products() if p.active]
+    now_ms = int(time.time() * 1000) - 600_000
+    orders = []
+    for n in range(ORDERS):
+        store_id = rng.choice(STORES)
+        channel = rng.choice(["online", "online", "in_store"])
+        fulfillment = rng.choice(["delivery", "pickup"] if channel == "online"
+                                 else ["dine_in", "pickup"])
+        location = (40.7, -74.0) if fulfillment == "delivery" else (None, None)
+        lines = tuple(OrderLine(p, rng.randint(1, 3), catalog.product(p).unit_price_cents)
+                      for p in rng.sample(active, rng.randint(1, 3)))
+        orders.append(EnrichedOrder(str(uuid.uuid4()), f"P{store_id}-{n:05d}", store_id, channel,
+                                    fulfillment, now_ms + n * 100, *location, lines))
+    return orders
+
+
+def one_by_one(orders, opening, catalog, policies) -> dict:
+    stocks: dict[int, StoreStock] = {}
+    out = defaultdict(list)
+    for order in orders:
+        opened = order.store_id not in stocks
+        stock = stocks.setdefault(order.store_id,
+                                  StoreStock.initial(order.store_id, opening[order.store_id]))
+        decision = place_order(stock, order, catalog)
+        out["status"].append((order.order_id, decision.status))
+        if decision.accepted:
+            out["sales" if order.channel == "online" else "pos_orders"].append(sale_json(order))
+            if order.fulfillment == "delivery":
+                out["deliveries"].append(sale_json(order))
+            if order.channel == "online":
+                out["facts"] += fact_rows(order)
+        changed = None if opened else (decision.consumed if decision.accepted else ())
+        if changed != ():
+            out["reorders"] += [(r.supplier_order_id, r.quantity) for r in due_reorders(
+                stock, policies, stock.clock_ms or order.ts_ms, changed)]
+    out["stock"] = {(s, i): q for s, stock in stocks.items() for i, q in stock.on_hand.items()}
+    return out
+
+
+def test_parallel_batches_decide_what_the_rules_decide_store_by_store(clean_stack):
+    props = {**clean_stack, "FlinkTuning": {**clean_stack["FlinkTuning"], "parallelism": "2"}}
+    for store_id in SHORT_STORES:
+        for table in ("inventory", "opening_inventory"):
+            query(props, f"UPDATE {table} SET on_hand = on_hand / 20 WHERE store_id = %s",
+                  store_id)
+    opening: dict[int, dict[int, int]] = defaultdict(dict)
+    for store_id, ingredient_id, on_hand in query(
+            props, "SELECT store_id, ingredient_id, on_hand FROM opening_inventory"
+                   " WHERE store_id = ANY(%s)", STORES):
+        opening[store_id][ingredient_id] = on_hand
+    catalog = Catalog.from_rows(*aurora.catalog_rows(props))
+    policies = policies_from_rows(aurora.ingredient_policy_rows(props))
+    orders = traffic(catalog)
+    expected = one_by_one(orders, opening, catalog, policies)
+    replays = random.Random(5).sample(orders, REPLAYS)
+
+    from pizzastream.config import stream_name
+
+    producer = KinesisProducer(props)
+    with running_job(inventory_windowing.build, props, "order-path-p2"):
+        records = [(str(o.store_id), o.to_json().encode()) for o in orders + replays]
+        for start in range(0, len(records), 500):
+            producer.put(stream_name(props, "orders_enriched"), records[start:start + 500])
+        wait_for("every order decided", lambda: len(stream_records(props, "order_status")),
+                 lambda n: n >= ORDERS, timeout_s=300)
+        wait_for("the stock published", lambda: dict(
+            ((s, i), q) for s, i, q in query(
+                props, "SELECT store_id, ingredient_id, on_hand FROM inventory"
+                       " WHERE store_id = ANY(%s)", STORES)),
+            lambda levels: all(levels.get(k) == v for k, v in expected["stock"].items()),
+            timeout_s=120)
+        time.sleep(6)   # a checkpoint more: nothing else may arrive
+        statuses = stream_records(props, "order_status")
+        streams = {name: stream_records(props, name)
+                   for name in ("sales", "pos_orders", "deliveries")}
+
+    assert Counter(s["o"] for s in statuses) == Counter(o.order_id for o in orders)
+    assert sorted((s["o"], s["status"]) for s in statuses) == sorted(expected["status"])
+    redis = redis_store.client(props)
+    assert {o: redis.get(redis_store.order_status_key(o)) for o, _ in expected["status"]} \
+        == dict(expected["status"])
+    for name, records in streams.items():
+        assert Counter(json.dumps(r, sort_keys=True) for r in records) == Counter(
+            json.dumps(json.loads(s), sort_keys=True) for s in expected[name]), name
+    facts = query(props, "SELECT store_id, order_id, product_id, quantity,"
+                         " (unit_price * 100)::bigint, (total_transaction_amt * 100)::bigint,"
+                         " delivery_type, channel FROM order_fct")
+    assert sorted(facts) == sorted(
+        (r[0], r[1], r[2], r[4], r[5], r[6], r[7], r[8]) for r in expected["facts"])
+    assert sorted(query(props, "SELECT supplier_order_id, quantity FROM supplier_order")) \
+        == sorted(expected["reorders"])
+    assert dict(query(props, "SELECT reason, count(*) FROM dead_letter GROUP BY reason")) \
+        == {"duplicate_order": REPLAYS}

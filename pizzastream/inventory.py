@@ -1,15 +1,15 @@
 """Store inventory and supplier reorders: the rules of the ``inventory_windowing`` job.
 
-The job is keyed by ``store_id`` and keeps one ``StoreStock`` per store, stored as the
-plain structure of ``StoreStock.to_state`` in a ValueState, so each event pickles one small
-object across the JVM/Python boundary. For each event the operator does:
+The job keeps one ``StoreStock`` per store, stored as ``StoreStock.to_bytes`` (the plain
+structure of ``to_state``, pickled) in its store shard's keyed state. For each event:
 
-    stock = StoreStock.from_state(state.value()) or StoreStock.initial(...)
+    stock = StoreStock.from_bytes(saved) or StoreStock.initial(...)
     order:   decision = place_order(stock, order, catalog)    -> status (+ sale if accepted)
     restock: restock(stock, ingredient_id, quantity, supplier_order_id, ts_ms)
-    then:    for so in due_reorders(stock, policies, stock.clock_ms or event_ts_ms):
+    then:    for so in due_reorders(stock, policies, stock.clock_ms or event_ts_ms, changed):
                  emit so.to_json()
-    state.update(stock.to_state())
+    (pizzastream.order_batches does this for a batch of events, and writes stock.to_bytes()
+    to state before each checkpoint)
 
 Rules
 -----
@@ -32,7 +32,10 @@ Rules
 * ``due_reorders`` orders an ingredient when it has no reorder outstanding and its stock
   is below its reorder point (or empty). The new reorder is marked outstanding at once,
   so the same crossing never orders twice; the next reorder for that ingredient can only
-  come after a restock closes this one, when the stock is (still or again) low.
+  come after a restock closes this one, when the stock is (still or again) low. It is
+  asked after every event about the ingredients that event changed (an accepted order's,
+  a restock's; all of them on a store's first event; none after a refused order): stock
+  only falls below its reorder point when it is taken.
 * Reorder quantity: ``max(reorder_quantity, reorder_point - on_hand + lead_time_use)``,
   i.e. at least the policy's order size, and enough that, if consumption keeps its
   current rate, the delivery lands with stock back at the reorder point (lead-time use

@@ -78,8 +78,8 @@ def build_typed(ctx) -> dict:
                                   .build())
     t_env.create_temporary_view("sale_rows", rows)
     sales = t_env.sql_query("SELECT order_id AS o, store_id AS s, channel AS c, "
-                            "fulfillment AS f, CAST(n AS BIGINT) AS n, r, event_time, seen_at "
-                            "FROM sale_rows")
+                            "fulfillment AS f, ts_ms AS t, CAST(n AS BIGINT) AS n, r, "
+                            "event_time, seen_at FROM sale_rows")
     metrics, live = job.metrics_and_live(t_env, sales, ctx.props)
     ctx.discard(metrics)
     ctx.discard(live)
@@ -97,7 +97,7 @@ def build_json_value(ctx) -> dict:
     fields = ", ".join(
         f"CAST(JSON_VALUE(f0, '$.{name}') AS {sql_type}) AS {name}"
         for name, sql_type in (("o", "STRING"), ("s", "INT"), ("c", "STRING"),
-                               ("f", "STRING"), ("n", "BIGINT"), ("r", "BIGINT")))
+                               ("f", "STRING"), ("t", "BIGINT"), ("n", "BIGINT"), ("r", "BIGINT")))
     sales = t_env.sql_query(f"SELECT {fields}, event_time, seen_at FROM sale_text")
     metrics, live = job.metrics_and_live(t_env, sales, ctx.props)
     ctx.discard(metrics)

@@ -78,8 +78,10 @@ def full_plan() -> list[Run]:
         runs += [Run("jobs", job, p, **PYTHON) for job in ORDER_PATH]
         runs.append(Run("jobs", "hourly_metrics", p, **JVM))
         runs += [Run("sql", f"{job}_sql", p, **JVM) for job in (*ORDER_PATH, "hourly")]
-    runs.append(Run("sql", "hourly_tumble_sql", 1, **JVM))
+    runs += [Run("sql", "hourly_tumble_sql", p, **JVM) for p in (1, 2)]
     runs.append(Run("jobs", "hourly_json_value", 1, **JVM))   # before decode-once
+    runs += [Run("jobs", "hourly_two_dedups", p, **JVM)       # before one dedup
+             for p in (1, 2)]
     runs.append(Run("delay", "hourly_delay", 1, warmup_s=10, measure_s=30))
     # where the time goes: the crossing alone, one crossing per event (no rules)
     runs += [Run("crossing", s, 1, **PYTHON)

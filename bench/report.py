@@ -11,6 +11,7 @@ INPUT_FORMAT = {
     "cross_keyed_state": "tagged", "inventory_batched": "tagged",
     "hourly_tumble_sql": "sale", "hourly_metrics": "sale_text", "hourly_sql": "sale_row",
     "hourly_json_value": "sale_text", "hourly_delay": "sale_text",
+    "hourly_two_dedups": "sale_text",
 }
 SQL_OF = {"enrichment": "enrichment_sql", "inventory": "inventory_sql",
           "chained": "chained_sql", "hourly_metrics": "hourly_sql"}

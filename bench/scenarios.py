@@ -236,6 +236,14 @@ def _hourly_json_value(ctx: Context):
     return hourly.build_json_value(ctx)
 
 
+@scenario("hourly_two_dedups", "hourly_metrics before one deduplication fed both outputs: "
+          "window dedup for the metrics, its own for the live view", "sql", "hourly")
+def _hourly_two_dedups(ctx: Context):
+    from bench import hourly
+
+    return hourly.build_two_dedups(ctx)
+
+
 @scenario("hourly_delay", "hourly_metrics.metrics_and_live() with event time running ~500x "
           "faster than the wall clock: when each hour's rows leave the job", "sql", "hourly")
 def _hourly_delay(ctx: Context):

@@ -3,7 +3,8 @@ a live per-minute view of each store's hour in Redis.
 
 sales (Kinesis, JSON text; event time and per-shard watermarks, then decoded once into typed
 rows, in the JVM) -> Flink SQL:
-  sale_orders (view) -> ``pizzastream.metrics.metric_sql``: 1-hour TUMBLE per
+  first copy of each order id (one deduplication, shared) -> sale_orders (view)
+  sale_orders -> ``pizzastream.metrics.metric_sql``: 1-hour TUMBLE per
     store, emitted when the watermark passes the hour's end
       -> lake: Parquet under dt=/hour=, one object per hour        (``connectors.lake``)
       -> warehouse: staged merge per checkpoint                   (``connectors.warehouse``)
@@ -37,42 +38,63 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table  # no
 from connectors import kinesis, lake, redis_store, warehouse  # noqa: E402
 from jobs import runtime  # noqa: E402
 from pizzastream.metrics import (  # noqa: E402
-    SALE_ORDER_COLUMNS, MetricRow, as_hour, metric_sql, money_sql, stream_closes_at,
+    HOUR_MS, SALE_ORDER_COLUMNS, MetricRow, as_hour, metric_sql, money_text_sql, shortest_dedup_ttl,
+    stream_closes_at,
 )
 
 JOB_NAME = "hourly_metrics"
-SALES, SALE_ORDERS, METRICS = "sales", "sale_orders", "hourly_metric_rows"
+SALES, FIRST_COPIES, SALE_ORDERS = "sales", "first_copies", "sale_orders"
+METRICS = "hourly_metric_rows"
+MINUTE_MS = 60_000
+# Most sales folded into the live view's per-store, per-minute counts before they are written.
+LIVE_BATCH_SALES = 100_000
 LAKE_TABLE, STAGING_TABLE = "lake_hourly_store_metrics", "staging_order_fct"
 
-# The fields of the sale record (docs/streams.md) the metrics read.
-SALE_RECORD = Types.ROW_NAMED(["o", "s", "c", "f", "n", "r"], [
-    Types.STRING(), Types.INT(), Types.STRING(), Types.STRING(), Types.LONG(), Types.LONG()])
+# The fields of the sale record (docs/streams.md) the metrics read; ``t`` is the event time
+# (epoch ms) the source's watermarks are computed from.
+SALE_RECORD = Types.ROW_NAMED(["o", "s", "c", "f", "t", "n", "r"], [
+    Types.STRING(), Types.INT(), Types.STRING(), Types.STRING(), Types.LONG(), Types.LONG(),
+    Types.LONG()])
 KINESIS_MAX_RECORD_BYTES = 1024 * 1024
 
-# The sales as the metrics' ``SALE_ORDER_COLUMNS``, plus the time the job saw each one, by
-# which the live view keeps the first copy of a repeated order.
+# The first copy of each order id (the ``sales`` stream is at-least-once: a replay repeats
+# records). ONE deduplication feeds both outputs: the metrics and the live view each
+# deduplicated on their own before, two states keyed by order id and two shuffles of every
+# sale (docs/benchmarks.md). First by arrival: the copies of an order are the same record.
+# Its state lives ``HourlyMetrics.dedup_ttl_minutes`` after an order's first copy: longer
+# than an hour stays open (hour + out-of-orderness bound + idleness), so within an open hour
+# an order counts once.
+FIRST_COPIES_SQL = f"""
+SELECT o AS order_id, s AS store_id, c AS channel, f AS fulfillment, n AS items,
+       r AS revenue_cents, t AS ts_ms, event_time
+FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY o ORDER BY seen_at) AS copy FROM {SALES})
+WHERE copy = 1"""
+
+# The first copies as the metrics' ``SALE_ORDER_COLUMNS`` (``ts`` the rowtime attribute)
+# plus ``ts_ms``, the same event time in epoch ms for the live view's arithmetic.
 SALE_ORDERS_SQL = f"""
-CREATE TEMPORARY VIEW {SALE_ORDERS} ({', '.join(SALE_ORDER_COLUMNS)}, seen_at) AS
-SELECT o, s, c, f, event_time, n, r, seen_at FROM {SALES}"""
+CREATE TEMPORARY VIEW {SALE_ORDERS} ({', '.join(SALE_ORDER_COLUMNS)}, ts_ms) AS
+SELECT order_id, store_id, channel, fulfillment, rowtime, items, revenue_cents, ts_ms
+FROM {FIRST_COPIES}"""
 
 # Running orders/revenue of each store's minutes, updated as sales arrive, late in-store
 # ones included: windows would wait for the watermark, 20 minutes behind. Values, not
-# increments, so a replay rewrites the same numbers. Key as ``redis_store.live_key``.
+# increments, so a replay rewrites the same numbers. Grouped by numbers (the hour's first
+# millisecond, the minute); the key and field text is formatted once per output row, not
+# per sale. Key as ``redis_store.live_key``.
 LIVE_SQL = f"""
 SELECT
   'HSET' AS command,
-  CONCAT('live:', CAST(store_id AS STRING), ':', hour_key) AS key,
-  minute_key AS field,
-  CONCAT(CAST(COUNT(*) AS STRING), '/', CAST({money_sql("SUM(revenue_cents)")} AS STRING))
-    AS `value`
+  CONCAT('live:', CAST(store_id AS STRING), ':',
+         DATE_FORMAT(TO_TIMESTAMP_LTZ(hour_ms, 3), 'yyyyMMddHH')) AS key,
+  LPAD(CAST(minute_of_hour AS STRING), 2, '0') AS field,
+  CONCAT(CAST(COUNT(*) AS STRING), '/', {money_text_sql("SUM(revenue_cents)")}) AS `value`
 FROM (
-  SELECT store_id, revenue_cents, DATE_FORMAT(ts, 'yyyyMMddHH') AS hour_key,
-         DATE_FORMAT(ts, 'mm') AS minute_key
-  FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY seen_at) AS copy
-    FROM {SALE_ORDERS})
-  WHERE copy = 1)
-GROUP BY store_id, hour_key, minute_key"""
+  SELECT store_id, revenue_cents, ts_ms - MOD(ts_ms, {HOUR_MS}) AS hour_ms,
+         CAST(MOD(ts_ms, {HOUR_MS}) / {MINUTE_MS} AS INT) AS minute_of_hour
+  FROM {SALE_ORDERS})
+GROUP BY store_id, hour_ms, minute_of_hour"""
 
 
 def _settings(props: dict[str, dict[str, str]]) -> tuple[timedelta, timedelta]:
@@ -80,6 +102,17 @@ def _settings(props: dict[str, dict[str, str]]) -> tuple[timedelta, timedelta]:
     group = props["HourlyMetrics"]
     return (timedelta(minutes=float(group["out_of_orderness_minutes"])),
             timedelta(seconds=float(group["idle_seconds"])))
+
+
+def _dedup_ttl(props: dict[str, dict[str, str]]) -> timedelta:
+    """``HourlyMetrics.dedup_ttl_minutes``, refused when an order id could be forgotten
+    while its hour is still open (``shortest_dedup_ttl``)."""
+    ttl = timedelta(minutes=float(props["HourlyMetrics"]["dedup_ttl_minutes"]))
+    shortest = shortest_dedup_ttl(*_settings(props))
+    if ttl < shortest:
+        raise ValueError(f"HourlyMetrics.dedup_ttl_minutes must be at least "
+                         f"{shortest / timedelta(minutes=1):g}: an hour stays open that long")
+    return ttl
 
 
 def sales_table(t_env: StreamTableEnvironment, sales: DataStream) -> Table:
@@ -108,14 +141,26 @@ def metrics_and_live(t_env: StreamTableEnvironment, sales: Table,
     commands out. Benchmarks feed it directly."""
     group = props["HourlyMetrics"]
     config = t_env.get_config()
-    # Only the live view keeps per-key state outside windows: its minutes and its dedup.
+    # Every operator is Flink SQL or JVM code that neither keeps nor changes the records it
+    # is handed, so chained operators pass them on without a defensive copy each.
+    config.set("pipeline.object-reuse", "true")
+    # Only the deduplication and the live view keep per-key state outside windows.
+    config.set("table.exec.state.ttl", f"{_dedup_ttl(props) // timedelta(milliseconds=1)} ms")
+    # The deduplication without mini-batches: a processing-time mini-batch assigner would
+    # replace the sales' watermarks with the wall clock, and the windows need the former.
+    config.set("table.exec.mini-batch.enabled", "false")
+    t_env.create_temporary_view(SALES, sales)
+    t_env.create_temporary_view(FIRST_COPIES, runtime.computed_once(
+        t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime"))
+    t_env.execute_sql(SALE_ORDERS_SQL)
+    metrics = t_env.to_data_stream(t_env.sql_query(metric_sql(SALE_ORDERS)))
+    # The live view's running counts change once per key and mini-batch, not per sale: a
+    # batch ends after ``live_refresh_ms`` or LIVE_BATCH_SALES sales, enough for the
+    # busiest second to fold into one update per store and minute.
     config.set("table.exec.state.ttl", f"{group['live_ttl_minutes']} min")
     config.set("table.exec.mini-batch.enabled", "true")
     config.set("table.exec.mini-batch.allow-latency", f"{group['live_refresh_ms']} ms")
-    config.set("table.exec.mini-batch.size", "5000")
-    t_env.create_temporary_view(SALES, sales)
-    t_env.execute_sql(SALE_ORDERS_SQL)
-    metrics = t_env.to_data_stream(t_env.sql_query(metric_sql(SALE_ORDERS)))
+    config.set("table.exec.mini-batch.size", str(LIVE_BATCH_SALES))
     live = t_env.to_changelog_stream(t_env.sql_query(LIVE_SQL))
     return metrics, live
 

@@ -21,7 +21,9 @@ from pyflink.datastream import (
     CheckpointingMode, DataStream, KeyedStream, OutputTag, StreamExecutionEnvironment,
 )
 from pyflink.java_gateway import get_gateway
-from pyflink.table import EnvironmentSettings, StreamTableEnvironment, TableEnvironment
+from pyflink.table import (
+    DataTypes, EnvironmentSettings, Schema, StreamTableEnvironment, Table, TableEnvironment,
+)
 
 from pizzastream import run_directory
 from pizzastream.config import REPO_ROOT, is_local, load_properties
@@ -167,6 +169,25 @@ def table_environment(env: StreamExecutionEnvironment) -> StreamTableEnvironment
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("table.local-time-zone", "UTC")
     return t_env
+
+
+def computed_once(t_env: StreamTableEnvironment, table: Table, rowtime: str) -> Table:
+    """``table`` (insert-only, with one rowtime attribute) computed once for every query
+    that reads the result: ``to_data_stream`` and ``to_changelog_stream`` plan each query on
+    its own, so two outputs of one view would each run a copy of its operators and state.
+    The rows go through as Flink's internal rows (no conversion), the rowtime attribute as
+    the records' timestamps and watermarks, and come back with it as column ``rowtime``
+    (the table's own time column stays, as a plain timestamp)."""
+    jvm = get_gateway().jvm
+    j_tenv, j_table = t_env._j_tenv, table._j_table
+    internal_rows = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(
+        jvm.org.apache.flink.table.data.RowData._java_lang_class)
+    j_stream = j_tenv.toDataStream(j_table, internal_rows)
+    schema = (Schema.new_builder()
+              .column_by_metadata(rowtime, DataTypes.TIMESTAMP_LTZ(3), "rowtime")
+              .watermark(rowtime, "SOURCE_WATERMARK()")
+              .build())
+    return Table(j_tenv.fromDataStream(j_stream, schema._j_schema), t_env)
 
 
 def batch_table_environment(props: dict[str, dict[str, str]]) -> TableEnvironment:

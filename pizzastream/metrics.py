@@ -152,12 +152,20 @@ def money_sql(cents: str) -> str:
     return f"CAST(CAST({cents} AS DECIMAL(18, 0)) / 100 AS DECIMAL(12, 2))"
 
 
+def money_text_sql(cents: str) -> str:
+    """SQL: non-negative integer cents as the text of the amount (``1250`` -> ``12.50``),
+    what ``CAST`` of ``money_sql`` prints, in integer arithmetic (no decimal division)."""
+    return (f"CONCAT(CAST(({cents}) / 100 AS STRING), '.', "
+            f"LPAD(CAST(MOD({cents}, 100) AS STRING), 2, '0'))")
+
+
 def metric_sql(view: str = "sale_orders") -> str:
     """Flink SQL of the ``METRIC_COLUMNS`` rows over ``view``, a table or view with the
-    ``SALE_ORDER_COLUMNS`` (``ts`` the event time; in streaming its rowtime attribute).
-    Streaming and batch run this same text, so a correction computes exactly what the
-    stream would have, had the sale been on time. Repeated order ids are dropped within
-    their window (window deduplication: its state ends with the window)."""
+    ``SALE_ORDER_COLUMNS`` (``ts`` the event time; in streaming its rowtime attribute) and
+    one row per order: streaming reads the sales after its one deduplication by order id
+    (``jobs.hourly_metrics.SALE_ORDERS_SQL``, shared with the live view), batch reads
+    ``order_fct`` regrouped into orders. Streaming and batch run this same text, so a
+    correction computes exactly what the stream would have, had the sale been on time."""
     return f"""
 SELECT
   store_id, window_start, window_end,
@@ -168,12 +176,7 @@ SELECT
   COUNT(*) FILTER (WHERE channel = '{Channel.IN_STORE}') AS in_store_orders,
   COUNT(*) FILTER (WHERE fulfillment = '{Fulfillment.DELIVERY}') AS delivery_orders,
   {money_sql("(2 * SUM(revenue_cents) + COUNT(*)) / (2 * COUNT(*))")} AS avg_order_value
-FROM (
-  SELECT *, ROW_NUMBER() OVER (
-    PARTITION BY window_start, window_end, order_id ORDER BY ts) AS copy
-  FROM TABLE(TUMBLE(TABLE {view}, DESCRIPTOR(ts), INTERVAL '1' HOUR))
-)
-WHERE copy = 1
+FROM TABLE(TUMBLE(TABLE {view}, DESCRIPTOR(ts), INTERVAL '1' HOUR))
 GROUP BY store_id, window_start, window_end"""
 
 
@@ -222,3 +225,13 @@ def stream_closes_at(hour: datetime, out_of_orderness: timedelta, idle: timedelt
     sale (``pizzastream.flink.JsonEventTime``). A correction of an hour before then would
     race the stream's own publication of it."""
     return window_bounds(hour)[1] + out_of_orderness + idle
+
+
+def shortest_dedup_ttl(out_of_orderness: timedelta, idle: timedelta) -> timedelta:
+    """How long the stream must remember an order id after its first copy for every later
+    copy to be dropped while the order's hour is open, when the job keeps up with the
+    stream: the hour closes at most an hour after its first sale plus the watermark's
+    bound, or, on a quiet stream, plus ``idle`` before the watermark follows the clock
+    (``stream_closes_at``). A copy coming later than that finds its hour closed (too late
+    for the stream, counted by the hourly batch from ``order_fct``)."""
+    return HOUR + out_of_orderness + idle

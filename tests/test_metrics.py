@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from pizzastream.catalog import Catalog
 from pizzastream.metrics import (
     HOUR, MetricRow, Publication, SaleOrder, as_hour, average_order_value_cents, hour_of,
-    metric_rows, metric_sql, sale_orders_from_lines, stream_closes_at, summarize_delays,
-    window_bounds,
+    metric_rows, metric_sql, sale_orders_from_lines, shortest_dedup_ttl, stream_closes_at,
+    summarize_delays, window_bounds,
 )
 from pizzastream.orders import EnrichedOrder, OrderLine, epoch_ms
 from tests.metrics_support import order_fct_lines
@@ -187,3 +187,22 @@ def test_publication_delay_is_measured_from_the_hours_end():
 def test_the_stream_closes_an_hour_after_the_bound_and_idleness():
     assert stream_closes_at(datetime(2026, 11, 24, 23), timedelta(minutes=20),
                             timedelta(seconds=60)) == datetime(2026, 11, 25, 0, 21)
+
+
+def test_the_stream_remembers_an_order_while_its_hour_can_be_open():
+    bound, idle = timedelta(minutes=20), timedelta(seconds=60)
+    assert shortest_dedup_ttl(bound, idle) == timedelta(minutes=81)
+    # a sale at the very start of an hour: its hour closes exactly that long after it
+    hour = datetime(2026, 11, 24, 23)
+    assert stream_closes_at(hour, bound, idle) - hour == shortest_dedup_ttl(bound, idle)
+
+
+def test_the_job_refuses_a_dedup_state_shorter_than_an_open_hour():
+    from jobs.hourly_metrics import _dedup_ttl
+    from pizzastream.config import load_properties
+
+    props = load_properties()
+    assert _dedup_ttl(props) >= shortest_dedup_ttl(timedelta(minutes=20), timedelta(seconds=60))
+    short = {**props, "HourlyMetrics": {**props["HourlyMetrics"], "dedup_ttl_minutes": "80"}}
+    with pytest.raises(ValueError, match="at least 81"):
+        _dedup_ttl(short)

@@ -6,9 +6,9 @@ from bench import capacity as cap
 # which generator format feeds each scenario (for the generator's own cost)
 INPUT_FORMAT = {
     "enrichment": "raw", "chained": "raw", "enrichment_sql": "raw", "chained_sql": "raw",
-    "cross_stateless": "raw", "enrichment_batched": "raw",
+    "cross_stateless": "raw",
     "inventory": "tagged", "inventory_sql": "tagged", "cross_keyed": "tagged",
-    "cross_keyed_state": "tagged", "inventory_batched": "tagged",
+    "cross_keyed_state": "tagged",
     "hourly_tumble_sql": "sale", "hourly_metrics": "sale_text", "hourly_sql": "sale_row",
     "hourly_json_value": "sale_text", "hourly_delay": "sale_text",
     "hourly_two_dedups": "sale_text",

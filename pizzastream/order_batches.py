@@ -195,11 +195,7 @@ class ShardDesk:
             out.append(f"{'A' if online else 'P'}{key}\t{sale}\n")
             if fulfillment == "delivery":
                 out.append(f"D{key}\t{sale}\n")
-            levels = changed.get(store_id, ())
-            if levels is not None:
-                if not levels:
-                    levels = changed[store_id] = set()
-                levels.update(demand)
+            _mark_changed(changed, store_id, demand)
         self._reorders(stock, policies, ts_ms, None if opened else (() if short else demand),
                        key, out)
 
@@ -223,11 +219,7 @@ class ShardDesk:
             letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
                                        delivery.event_id))
             return
-        levels = changed.get(store_id, ())
-        if levels is not None:
-            if not levels:
-                levels = changed[store_id] = set()
-            levels.add(delivery.ingredient_id)
+        _mark_changed(changed, store_id, (delivery.ingredient_id,))
         self._reorders(stock, policies, delivery.ts_ms,
                        None if opened else (delivery.ingredient_id,), key, out)
 
@@ -257,6 +249,14 @@ class ShardDesk:
             saved.append((store_id, stock.to_bytes()))
         changed.clear()
         return saved
+
+
+def _mark_changed(changed: dict[int, set[int] | None], store_id: int, ingredients) -> None:
+    """Notes stock levels to publish at the next persist (a store just opened publishes
+    all of them already)."""
+    levels = changed.setdefault(store_id, set())
+    if levels is not None:
+        levels.update(ingredients)
 
 
 def _event_id_of(data: bytes) -> str | None:

@@ -19,8 +19,8 @@ row stamped after it falls in the next run's window. Nothing slips between two r
 
 Each hour is written whole (``etl.staging``): exported from Aurora to staging, loaded from
 staging into the warehouse's ``order_fct`` (stage table, then delete-and-insert by key in
-one transaction), and its hourly store metrics recomputed from staging by the hourly_metrics
-job in batch mode (``etl.metrics``), which replaces the hour's lake object and warehouse
+one transaction, ``connectors.warehouse``), and its hourly store metrics recomputed from
+staging by the hourly_metrics job in batch mode (``etl.metrics``), which replaces the hour's lake object and warehouse
 rows. Running an hour twice writes the same bytes and rows. ``etl_run`` logs every hour.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
-from connectors import aurora
+from connectors import aurora, warehouse
 from etl import locks, metrics
 from etl.runlog import RunLog
 from etl.staging import COLUMNS, Staging, floor_hour
@@ -56,13 +56,6 @@ _EXPORT = f"""
 SELECT {', '.join(COLUMNS)} FROM order_fct
 WHERE transaction_ts >= %s AND transaction_ts < %s
 ORDER BY order_id, product_id"""
-_MERGE = [
-    "DELETE FROM order_fct USING order_fct_stage s"
-    " WHERE order_fct.order_id = s.order_id AND order_fct.product_id = s.product_id",
-    f"INSERT INTO order_fct ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)}"
-    f" FROM order_fct_stage",
-    "DROP TABLE order_fct_stage",
-]
 
 
 def run(props: Props, hour: datetime | None = None) -> dict[datetime, tuple[str, int]]:
@@ -135,7 +128,7 @@ def _export_and_load(props: Props, conn: psycopg.Connection, staged: Staging, ho
     rows, keys = export_hour(conn, staged, hour, int(props["Etl"]["fetch_rows"]),
                              int(props["Etl"]["part_rows"]))
     runlog.exported(hour, rows, len(keys))
-    load_warehouse(props, staged, hour)
+    load_warehouse(props, staged, hour, rows)
     log.info("%s: %d rows in %d staging files and the warehouse", hour, rows, len(keys))
     return rows
 
@@ -150,19 +143,12 @@ def export_hour(conn: psycopg.Connection, staged: Staging, hour: datetime, fetch
                                  part_rows)
 
 
-def load_warehouse(props: Props, staged: Staging, hour: datetime) -> None:
-    """Merges the hour's staging partition into the warehouse ``order_fct`` in one
-    transaction. Locally the stage table is filled through COPY FROM STDIN; on Redshift
-    the same stage table is filled by ``COPY order_fct_stage FROM 's3://<bucket>/<hour
-    prefix>' IAM_ROLE ... FORMAT AS PARQUET``, and the merge statements are the same."""
-    with aurora.connect(props, "Warehouse") as wh, wh.transaction():
-        wh.execute("CREATE TEMPORARY TABLE order_fct_stage (LIKE order_fct)")
-        with wh.cursor().copy(f"COPY order_fct_stage ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for batch in staged.read_hour(hour):
-                for row in zip(*(column.to_pylist() for column in batch.columns)):
-                    copy.write_row(row)
-        for statement in _MERGE:
-            wh.execute(statement)
+def load_warehouse(props: Props, staged: Staging, hour: datetime, rows: int) -> None:
+    """Merges the hour's staging partition (``rows`` rows) into the warehouse ``order_fct``
+    by key, in one transaction, on the configured back end (``connectors.warehouse``: COPY
+    FROM STDIN on PostgreSQL; on Redshift a manifest of the very staging parts and
+    ``COPY … FROM 's3://…' MANIFEST``)."""
+    warehouse.load_order_fct(props, staged, hour, rows)
 
 
 def _watermark(conn: psycopg.Connection) -> datetime | None:

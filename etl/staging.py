@@ -45,6 +45,7 @@ class Staging:
     def __init__(self, props: dict[str, dict[str, str]]):
         self._s3 = aws.client(props, "s3")
         self._bucket = props["Lake"]["bucket"]
+        self.bucket = self._bucket
         self.prefix = props["HourlyMetrics"]["staging_prefix"].strip("/") + "/"
 
     def hour_prefix(self, hour: datetime) -> str:

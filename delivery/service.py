@@ -33,6 +33,7 @@ from decimal import Decimal
 import psycopg
 import redis
 
+from connectors import redis_store
 from connectors.aurora import Refreshing
 from connectors.delivery_provider import DeliveryProviderClient, ProviderUnavailable
 from delivery import store
@@ -77,9 +78,8 @@ class DeliveryService:
         self.props = props
         self.rules = DeliveryRules.from_properties(group)
         self.provider = provider or DeliveryProviderClient.from_properties(props)
-        self.redis = redis_client or redis.Redis(
-            host=props["Redis"]["host"], port=int(props["Redis"]["port"]),
-            socket_timeout=5, socket_connect_timeout=5)
+        self.redis = redis_client or redis_store.client(
+            props, decode_responses=False, socket_timeout=5, socket_connect_timeout=5)
         self.redis_ttl_s = int(group.get("redis_ttl_s", "86400"))
         self._refresh_s = float(group.get("reference_refresh_s", "300"))
         self._partners: Refreshing | None = None     # loaded on first use, inside retries

@@ -19,7 +19,7 @@ Keys (documented in docs/streams.md):
 - ``catalog:product:{id}``       hash name/unit_price/active, no expiry (reloaded with the catalog)
 - ``live:{store_id}:{yyyymmddhh}`` hash minute ``mm`` -> ``"{orders}/{revenue}"`` of that minute
                                  of the UTC hour (hourly_metrics), expires a while after the hour
-- ``delivery:partners``          JSON list of the delivery partners (``delivery.store``),
+- ``catalog:delivery_partners``  JSON list of the delivery partners (``delivery.store``),
                                  ``Delivery.partner_cache_ttl_s``; deleted to invalidate
 """
 from __future__ import annotations
@@ -33,6 +33,8 @@ from pyflink.datastream.connectors import Sink
 from pyflink.java_gateway import get_gateway
 
 ORDER_STATUS_TTL_S = 24 * 3600
+# The delivery partners, for the delivery workers' reloads (``delivery.store.cached_partners``).
+DELIVERY_PARTNERS_KEY = "catalog:delivery_partners"
 # What a job emits to Redis: SET key value, or HSET key field value.
 REDIS_COMMAND = Types.ROW_NAMED(
     ["command", "key", "field", "value"],

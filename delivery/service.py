@@ -90,7 +90,8 @@ class DeliveryService:
 
     def partners(self) -> tuple[Partner, ...]:
         if self._partners is None:
-            self._partners = Refreshing(lambda: store.load_partners(self.props), self._refresh_s)
+            self._partners = Refreshing(lambda: store.cached_partners(self.props, self.redis),
+                                        self._refresh_s)
         return self._partners.get()
 
     def stores(self) -> dict[int, Place]:

@@ -41,7 +41,11 @@ DESCRIBE_ONLY = {"ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces",
 # Keys of the local configuration that MSF replaces: emulator endpoint and keys (the
 # application's role instead), parallelism and checkpointing (application settings).
 LOCAL_ONLY = {"Aws": {"endpoint", "access_key_id", "secret_access_key"},
-              "FlinkTuning": {"parallelism", "checkpoint_interval_ms"}}
+              "FlinkTuning": {"parallelism", "checkpoint_interval_ms"},
+              "Warehouse": {"stand_in"},
+              # ElastiCache's certificates chain to a CA in the JVM's and Python's own
+              # trust stores; only the local server's self-made CA needs naming.
+              "Redis": {"tls_ca_file"}}
 LAKE_WRITERS = {"hourly_metrics"}  # ../shared/CONTRACT.md: hourly store metrics to S3
 
 

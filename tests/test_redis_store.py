@@ -80,3 +80,27 @@ def test_the_jvm_sink_writes_over_tls_with_auth_and_fails_on_a_refused_write(cle
     with pytest.raises(Exception, match="Redis refused a write \\(WRONGTYPE"):
         run_sink(clean_stack, [Row("HSET", "live:8:2026112410", "05", "1/1.00"),
                                Row("SET", "order:T-2", "", "accepted")])
+
+
+def test_delivery_partners_are_cached_with_their_ttl_until_invalidated(clean_stack):
+    from delivery import store
+    from tests.pos_support import query
+
+    props = {**clean_stack, "Delivery": {**clean_stack["Delivery"], "partner_cache_ttl_s": "60"}}
+    with redis_store.client(props) as client:
+        fresh = store.load_partners(props)
+        assert store.cached_partners(props, client) == fresh           # a miss reads Aurora
+        assert 0 < client.ttl(redis_store.DELIVERY_PARTNERS_KEY) <= 60
+        partner = fresh[0].partner_id
+        query(props, "UPDATE delivery_partner SET capacity = capacity + 1 WHERE partner_id = %s",
+              partner)
+        try:
+            assert store.cached_partners(props, client) == fresh       # cached until ...
+            assert store.invalidate_partners(client)                   # ... invalidated
+            changed = store.cached_partners(props, client)
+            assert changed[0].capacity == fresh[0].capacity + 1
+            assert changed == store.load_partners(props)
+        finally:
+            query(props, "UPDATE delivery_partner SET capacity = capacity - 1"
+                         " WHERE partner_id = %s", partner)
+            store.invalidate_partners(client)

@@ -5,7 +5,7 @@ connects as ElastiCache with in-transit encryption and RBAC expects, from the ``
 property group: ``host``, ``port``; ``user`` and ``password`` (AUTH as that user; ``user``
 empty means the default user, ``password`` empty means no AUTH); ``tls`` (``true``: TLS,
 the server's certificate verified, hostname included); ``tls_ca_file`` (the CA to trust,
-relative to the repository root; empty: the system's trust store, which holds the Amazon
+relative to the repository root; absent: the system's trust store, which holds the Amazon
 CA ElastiCache's certificates chain to). Locally the stack starts redis-server with that
 user, password and a self-signed CA it makes at start (``stack.services.Redis``).
 
@@ -67,12 +67,11 @@ def tls_enabled(props: dict[str, dict[str, str]]) -> bool:
 
 
 def ca_file(props: dict[str, dict[str, str]]) -> Path | None:
-    """The CA certificate to trust (``Redis.tls_ca_file``, relative to the repository
-    root), or None for the system's trust store."""
-    from pizzastream.config import REPO_ROOT
-
+    """The CA certificate to trust (``Redis.tls_ca_file``; ``load_properties`` makes a
+    relative path absolute, against the repository root), or None for the system's trust
+    store."""
     path = props["Redis"].get("tls_ca_file", "").strip()
-    return REPO_ROOT / path if path else None
+    return Path(path) if path else None
 
 
 def connection_options(props: dict[str, dict[str, str]]) -> dict:

@@ -41,22 +41,27 @@ log = logging.getLogger(__name__)
 Props = dict[str, dict[str, str]]
 STAND_IN_POSTGRESQL = "postgresql"
 MANIFEST_NAME = "manifest.json"
+# The files' formats: Parquet (written from Python) and gzipped CSV (written by the JVM's
+# ``RedshiftStagedMergeSink``; timestamps as ``YYYY-MM-DD HH:MI:SS.ffffff``).
+PARQUET = "FORMAT AS PARQUET"
+CSV_GZIP = "FORMAT AS CSV GZIP TIMEFORMAT 'auto'"
 
 
 @dataclass(frozen=True)
 class CopyFromS3:
-    """``COPY <table> FROM '<manifest url>' IAM_ROLE '<role>' FORMAT AS PARQUET MANIFEST``:
-    fills ``table`` (every column, in order: Parquet COPY maps columns by position) from
-    the files a manifest names."""
+    """``COPY <table> FROM '<manifest url>' IAM_ROLE '<role>' <format> MANIFEST``: fills
+    ``table`` (every column, in order: COPY maps columns by position) from the files a
+    manifest names."""
 
     table: str
     manifest_url: str
     iam_role: str
+    data_format: str = PARQUET
 
     @property
     def sql(self) -> str:
         return (f"COPY {self.table} FROM {_literal(self.manifest_url)}"
-                f" IAM_ROLE {_literal(self.iam_role)} FORMAT AS PARQUET MANIFEST")
+                f" IAM_ROLE {_literal(self.iam_role)} {self.data_format} MANIFEST")
 
 
 Statement = str | CopyFromS3

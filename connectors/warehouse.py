@@ -20,8 +20,9 @@ Both back ends run the same merge statements (``stack/sql/warehouse.sql`` and
   stage, delete every row of the hours, insert the staged rows, log the load in
   ``metrics_publication``.
 
-The streaming job loads per checkpoint through ``stream_sink`` (PostgreSQL only, see there).
-Every metric row carries its ``source`` and ``published_at``.
+The streaming job loads per checkpoint through ``stream_sink`` (on Redshift: a gzipped CSV
+file and a manifest per checkpoint, then COPY + merge, see there). Every metric row carries
+its ``source`` and ``published_at``.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import psycopg
 import pyarrow as pa
 
 from connectors import redshift
-from connectors.redshift import CopyFromS3, Statement
+from connectors.redshift import CopyFromS3, Statement, statement_sql
 from pizzastream.config import jdbc_url, postgres_dsn
 from pizzastream.metrics import METRIC_COLUMNS, MetricRow, Publication
 
@@ -234,26 +235,53 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def stream_statements(fill: Statement) -> list[Statement]:
+    """The streaming job's per-checkpoint transaction: ``fill`` stages the checkpoint's
+    rows, which then replace the rows with the same keys."""
+    return [_CREATE_STAGE, fill, _DELETE_STAGED_KEYS, _INSERT_STAGED, _LOG_PUBLICATION,
+            _DROP_STAGE]
+
+
 def stream_sink(props: Props):
-    """Sink for rows of ``METRIC_COLUMNS`` plus ``source``: staged and merged by key
-    (store, hour) once per checkpoint through pgjdbc (the JVM's ``StagedMergeSink``),
-    ``published_at`` = the load's time. Merging by key makes a replay after a restart
-    harmless. PostgreSQL only: Redshift is not loaded by small INSERTs, and its staged
-    S3 load for the stream is not built yet, so ``engine = redshift`` is refused here rather
-    than pointed at the leader node."""
-    if props["Warehouse"].get("engine", POSTGRESQL) != POSTGRESQL:
-        raise ValueError("the streaming warehouse sink supports Warehouse.engine = postgresql"
-                         " only (the Redshift staged load of the stream is not built)")
+    """Sink for rows of ``METRIC_COLUMNS`` plus ``source``: per checkpoint, staged and
+    merged by key (store, hour) in one transaction (``stream_statements``), ``published_at``
+    = the load's time; a replay after a restart merges the same keys again, harmlessly.
+
+    - ``postgresql``: ``StagedMergeSink`` (JVM), the stage filled by pgjdbc batch INSERTs.
+    - ``redshift``: ``RedshiftStagedMergeSink`` (JVM): the checkpoint's rows as one gzipped
+      CSV file and a manifest under ``<load prefix>/hourly_store_metrics/stream/``, then
+      ``COPY … FROM '<manifest>' IAM_ROLE … FORMAT AS CSV GZIP … MANIFEST`` and the merge
+      through the Redshift JDBC driver, retried on serialization conflicts; on the local
+      stand-in the same statements through pgjdbc, the COPY read back from those files."""
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
 
     db = props["Warehouse"]
-    placeholders = ", ".join("?" * len(LOAD_COLUMNS))
-    j_sink = get_gateway().jvm.pizzastream.flink.StagedMergeSink(
-        jdbc_url(props, "Warehouse"), db["user"], db["password"], [_CREATE_STAGE],
-        f"INSERT INTO {STAGE} ({_COLUMNS}) VALUES ({placeholders})",
-        [_DELETE_STAGED_KEYS, _INSERT_STAGED, _LOG_PUBLICATION, _DROP_STAGE])
-    return Sink(j_sink)
+    engine = db.get("engine", POSTGRESQL)
+    jvm = get_gateway().jvm
+    if engine == POSTGRESQL:
+        placeholders = ", ".join("?" * len(LOAD_COLUMNS))
+        statements = stream_statements(f"INSERT INTO {STAGE} ({_COLUMNS}) VALUES ({placeholders})")
+        return Sink(jvm.pizzastream.flink.StagedMergeSink(
+            jdbc_url(props, "Warehouse"), db["user"], db["password"], statements[:1],
+            statements[1], statements[2:]))
+    redshift_wh = backend(props)
+    assert isinstance(redshift_wh, RedshiftWarehouse)
+    statements = stream_statements(CopyFromS3(STAGE, "{manifest}", redshift_wh.iam_role,
+                                              redshift.CSV_GZIP))
+    url = (jdbc_url(props, "Warehouse") if redshift_wh.stand_in
+           else f"jdbc:redshift://{db['host']}:{db.get('port', '5439')}/{db['dbname']}")
+    return Sink(jvm.pizzastream.flink.RedshiftStagedMergeSink(
+        url, db["user"], db["password"], statements[:1], statement_sql(statements[1]),
+        statements[2:], stream_load_url(props), STAGE if redshift_wh.stand_in else "",
+        int(db.get("serialization_attempts", "5")),
+        int(float(db.get("serialization_backoff_s", "0.5")) * 1000)))
+
+
+def stream_load_url(props: Props) -> str:
+    """Where the streaming job's load files go on Redshift."""
+    files = redshift.LoadFiles(props)
+    return f"s3://{files.bucket}/{files.prefix}/{TABLE}/{STREAM}"
 
 
 def replace_hours(props: Props, hours: Sequence[datetime], rows: Sequence[MetricRow],

@@ -44,6 +44,13 @@ def load_properties(path: Path | None = None) -> dict[str, dict[str, str]]:
         group, _, key = name[len(ENV_OVERRIDE_PREFIX):].partition("__")
         if key:
             groups.setdefault(lowered.get(group.lower(), group), {})[key.lower()] = value
+    # File paths (keys ending in ``_file``) are relative to the repository root; made
+    # absolute here, so they still name the same file where the job's packages are shipped
+    # to (Flink's Python workers run from another directory).
+    for group in groups.values():
+        for key, value in group.items():
+            if key.endswith("_file") and value and not Path(value).is_absolute():
+                group[key] = str(REPO_ROOT / value)
     return groups
 
 

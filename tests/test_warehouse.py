@@ -8,10 +8,12 @@ Every statement the Redshift back end sends is checked in the Redshift dialect b
 """
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import threading
 import time
+from dataclasses import astuple
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -46,6 +48,8 @@ def redshift_statements() -> list[str]:
     loads = [statement for fill in fills for statement in warehouse.order_fct_statements(fill)]
     loads += [statement for fill in stage_fills for hours in ([H1], [H1, H2], [])
               for statement in warehouse.replace_hours_statements(hours, fill)]
+    loads += warehouse.stream_statements(
+        CopyFromS3(warehouse.STAGE, MANIFEST, ROLE, redshift.CSV_GZIP))
     return [statement_sql(statement) for statement in loads] + [
         warehouse.METRIC_ROWS_SQL, warehouse.PUBLICATIONS_SQL]
 
@@ -68,7 +72,9 @@ def test_the_redshift_loads_copy_from_s3_with_a_role_and_a_manifest():
     assert copies == [
         f"COPY order_fct_stage FROM '{MANIFEST}' IAM_ROLE '{ROLE}' FORMAT AS PARQUET MANIFEST",
         *[f"COPY hourly_store_metrics_stage FROM '{MANIFEST}' IAM_ROLE '{ROLE}'"
-          f" FORMAT AS PARQUET MANIFEST"] * 3]
+          f" FORMAT AS PARQUET MANIFEST"] * 3,
+        f"COPY hourly_store_metrics_stage FROM '{MANIFEST}' IAM_ROLE '{ROLE}'"
+        f" FORMAT AS CSV GZIP TIMEFORMAT 'auto' MANIFEST"]
 
 
 @pytest.mark.parametrize("sql, problem", [
@@ -244,3 +250,48 @@ def test_a_serialization_conflict_is_retried_and_the_load_lands_once(clean_stack
     assert attempts == [2]
     assert "serialization conflict (attempt 1 of 5)" in caplog.text
     assert warehouse.metric_rows(props) == [row(1, H1, 7)]
+
+
+# -- the streaming job's sink on both back ends (a Flink job each) ---------------------------
+
+def run_stream_sink(props, rows: list[MetricRow]) -> None:
+    from pyflink.common import Row, Types
+
+    from jobs import runtime
+
+    row_type = Types.ROW_NAMED(list(warehouse.LOAD_COLUMNS[:-1]), [
+        Types.INT(), Types.LOCAL_DATE_TIME(), Types.LOCAL_DATE_TIME(), Types.LONG(),
+        Types.LONG(), Types.BIG_DEC(), Types.LONG(), Types.LONG(), Types.LONG(),
+        Types.BIG_DEC(), Types.STRING()])
+    env = runtime.stream_environment(props)
+    env.set_parallelism(1)
+    env.from_collection([Row(*astuple(r), warehouse.STREAM) for r in rows], type_info=row_type) \
+        .sink_to(warehouse.stream_sink(props))
+    env.execute("warehouse-stream-sink-test")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_stream_sink_merges_by_key_and_a_replay_changes_nothing(engine_stack):
+    props = engine_stack
+    first = [row(1, H1, 4), row(2, H1, 2)]
+    run_stream_sink(props, first)
+    assert warehouse.metric_rows(props) == first
+    run_stream_sink(props, [row(1, H1, 5), row(2, H1, 2)])      # a replay with a late sale
+    assert warehouse.metric_rows(props) == [row(1, H1, 5), row(2, H1, 2)]
+    assert stored(props)[1] == [(H1, H2, "stream", 2)] * 2
+    loads = s3_objects(props, "warehouse/loads/hourly_store_metrics/stream/")
+    if props["Warehouse"]["engine"] == warehouse.POSTGRESQL:
+        assert loads == {}
+        return
+    manifests = sorted(key for key in loads if key.endswith("/manifest.json"))
+    assert len(manifests) == 2 and len(loads) == 4                 # one file each checkpoint
+    for key in manifests:
+        [entry] = json.loads(loads[key])["entries"]
+        data_key = redshift.split_s3_url(entry["url"])[1]
+        assert data_key == key.replace("manifest.json", "part-00000.csv.gz")
+        assert entry["mandatory"] is True
+        assert entry["meta"] == {"content_length": len(loads[data_key])}
+    last = gzip.decompress(loads[manifests[-1].replace("manifest.json", "part-00000.csv.gz")])
+    assert last.decode().splitlines()[0].startswith(
+        '1,2026-11-24 10:00:00.000000,2026-11-24 11:00:00.000000,5,10,62.50,5,0,2,12.50,"stream",')

@@ -108,7 +108,7 @@ def publish_catalog(redis_client: redis.Redis, catalog) -> None:
                 "unit_price": str(from_cents(product.unit_price_cents)),
                 "active": int(product.active),
             })
-        pipe.execute()
+        pipe.execute(raise_on_error=True)   # the first error reply raises: no lost write
 
 
 def sink(props: dict[str, dict[str, str]], ttl_seconds: int = 0, batch_size: int = 500) -> Sink:

@@ -155,16 +155,18 @@ def test_policy_names_exactly_the_streams_the_job_uses(job):
 
 
 @pytest.mark.parametrize("job", JOBS)
-def test_policy_reads_only_its_own_code_and_writes_s3_only_under_lake(job):
+def test_policy_reads_only_its_own_code_and_writes_s3_only_under_its_prefixes(job):
     body = msf.render(job, ACCOUNT, REGION, EXAMPLE)
     code = body["ApplicationConfiguration"]["ApplicationCodeConfiguration"]["CodeContent"][
         "S3ContentLocation"]
     lake = msf.load_environment(EXAMPLE)["lake"]["bucket"]
     expected = {f"{code['BucketARN']}/{code['FileKey']}": {"s3:GetObject", "s3:GetObjectVersion"}}
     if job in LAKE_WRITERS:
-        expected[f"arn:aws:s3:::{lake}/lake/*"] = {
-            "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject",
-            "s3:ListMultipartUploadParts", "s3:PutObject"}
+        # the lake, and the warehouse load files of the stream on Redshift
+        for prefix in ("lake/*", "warehouse/loads/hourly_store_metrics/stream/*"):
+            expected[f"arn:aws:s3:::{lake}/{prefix}"] = {
+                "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject",
+                "s3:ListMultipartUploadParts", "s3:PutObject"}
         expected[f"arn:aws:s3:::{lake}"] = {"s3:ListBucket", "s3:ListBucketMultipartUploads"}
     granted = defaultdict(set)
     policy = msf.render_role(job, ACCOUNT, REGION, EXAMPLE)["PolicyDocument"]
@@ -173,7 +175,8 @@ def test_policy_reads_only_its_own_code_and_writes_s3_only_under_lake(job):
         for resource in _listed(statement["Resource"]) if s3 else []:
             granted[resource] |= s3
         if "s3:ListBucket" in s3:
-            assert statement["Condition"] == {"StringLike": {"s3:prefix": ["lake/*"]}}
+            assert statement["Condition"] == {"StringLike": {"s3:prefix": [
+                "lake/*", "warehouse/loads/hourly_store_metrics/stream/*"]}}
     assert granted == expected
 
 

@@ -36,7 +36,7 @@ MANIFEST = "s3://pizzastream-lake/warehouse/loads/x/manifest.json"
 
 
 def row(store_id: int, hour: datetime, orders: int) -> MetricRow:
-    revenue = Decimal(orders * 1250) / 100
+    revenue = (Decimal(orders * 1250) / 100).quantize(Decimal("0.01"))
     return MetricRow(store_id, hour, hour + HOUR, orders, 2 * orders, revenue, orders, 0,
                      orders // 2, (revenue / orders).quantize(Decimal("0.01")))
 
@@ -260,13 +260,16 @@ def run_stream_sink(props, rows: list[MetricRow]) -> None:
     from jobs import runtime
 
     row_type = Types.ROW_NAMED(list(warehouse.LOAD_COLUMNS[:-1]), [
-        Types.INT(), Types.LOCAL_DATE_TIME(), Types.LOCAL_DATE_TIME(), Types.LONG(),
+        Types.INT(), Types.SQL_TIMESTAMP(), Types.SQL_TIMESTAMP(), Types.LONG(),
         Types.LONG(), Types.BIG_DEC(), Types.LONG(), Types.LONG(), Types.LONG(),
         Types.BIG_DEC(), Types.STRING()])
     env = runtime.stream_environment(props)
     env.set_parallelism(1)
-    env.from_collection([Row(*astuple(r), warehouse.STREAM) for r in rows], type_info=row_type) \
-        .sink_to(warehouse.stream_sink(props))
+    t_env = runtime.table_environment(env)
+    # Through a table, as the job's rows come (``to_data_stream``: LocalDateTime, decimals).
+    rows_in = t_env.from_data_stream(env.from_collection(
+        [Row(*astuple(r), warehouse.STREAM) for r in rows], type_info=row_type))
+    t_env.to_data_stream(rows_in).sink_to(warehouse.stream_sink(props))
     env.execute("warehouse-stream-sink-test")
 
 

@@ -97,14 +97,20 @@ def manifest(entries: Iterable[tuple[str, int]]) -> dict:
                         for url, size in entries]}
 
 
+def load_location(props: Props) -> tuple[str, str]:
+    """``(bucket, prefix)`` of the load files: ``Warehouse.load_bucket`` (default the lake
+    bucket) and ``Warehouse.load_prefix``."""
+    group = props["Warehouse"]
+    return (group.get("load_bucket") or props["Lake"]["bucket"],
+            group.get("load_prefix", "warehouse/loads").strip("/"))
+
+
 class LoadFiles:
     """Writes a load's Parquet files and its manifest under ``<prefix>/<load id>/``."""
 
     def __init__(self, props: Props):
-        group = props["Warehouse"]
         self._s3 = aws.client(props, "s3")
-        self.bucket = group.get("load_bucket") or props["Lake"]["bucket"]
-        self.prefix = group.get("load_prefix", "warehouse/loads").strip("/")
+        self.bucket, self.prefix = load_location(props)
 
     def write(self, load_id: str, table: pa.Table) -> str:
         """``table`` as ``part-00000.parquet`` plus a manifest naming it; returns the

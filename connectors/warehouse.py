@@ -265,23 +265,25 @@ def stream_sink(props: Props):
         return Sink(jvm.pizzastream.flink.StagedMergeSink(
             jdbc_url(props, "Warehouse"), db["user"], db["password"], statements[:1],
             statements[1], statements[2:]))
-    redshift_wh = backend(props)
-    assert isinstance(redshift_wh, RedshiftWarehouse)
-    statements = stream_statements(CopyFromS3(STAGE, "{manifest}", redshift_wh.iam_role,
+    if engine != REDSHIFT:
+        backend(props)                                  # refuses an unknown engine
+    stand_in = db.get("stand_in", "") == redshift.STAND_IN_POSTGRESQL
+    statements = stream_statements(CopyFromS3(STAGE, "{manifest}", db["iam_role"],
                                               redshift.CSV_GZIP))
-    url = (jdbc_url(props, "Warehouse") if redshift_wh.stand_in
+    url = (jdbc_url(props, "Warehouse") if stand_in
            else f"jdbc:redshift://{db['host']}:{db.get('port', '5439')}/{db['dbname']}")
     return Sink(jvm.pizzastream.flink.RedshiftStagedMergeSink(
         url, db["user"], db["password"], statements[:1], statement_sql(statements[1]),
-        statements[2:], stream_load_url(props), STAGE if redshift_wh.stand_in else "",
+        statements[2:], stream_load_url(props), STAGE if stand_in else "",
         int(db.get("serialization_attempts", "5")),
         int(float(db.get("serialization_backoff_s", "0.5")) * 1000)))
 
 
 def stream_load_url(props: Props) -> str:
-    """Where the streaming job's load files go on Redshift."""
-    files = redshift.LoadFiles(props)
-    return f"s3://{files.bucket}/{files.prefix}/{TABLE}/{STREAM}"
+    """Where the streaming job's load files go on Redshift (written by the JVM through
+    Flink's S3 file system: the job needs no boto3 for them)."""
+    bucket, prefix = redshift.load_location(props)
+    return f"s3://{bucket}/{prefix}/{TABLE}/{STREAM}"
 
 
 def replace_hours(props: Props, hours: Sequence[datetime], rows: Sequence[MetricRow],

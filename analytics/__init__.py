@@ -14,10 +14,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import duckdb
-import psycopg
 
 from connectors import lake
-from pizzastream.config import postgres_dsn
 from pizzastream.metrics import METRIC_COLUMNS
 
 TABLE = "hourly_store_metrics"
@@ -74,9 +72,13 @@ def on_lake(props: dict[str, dict[str, str]], sql: str) -> Result:
 
 
 def on_warehouse(props: dict[str, dict[str, str]], sql: str) -> Result:
-    with psycopg.connect(postgres_dsn(props, "Warehouse")) as conn:
-        cursor = conn.execute(sql)
-        return Result(tuple(d.name for d in cursor.description), cursor.fetchall())
+    """``sql`` on the warehouse, through the configured engine's client."""
+    from connectors import warehouse
+
+    with warehouse.backend(props).connect() as conn:
+        cursor = conn.cursor()
+        cursor.execute(sql)
+        return Result(tuple(d[0] for d in cursor.description), cursor.fetchall())
 
 
 def _day_range(first: date, last: date) -> str:

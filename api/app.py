@@ -28,7 +28,7 @@ from api import auth
 from api.figures import BadRange, hour_range, rank, series, totals
 from api.insights import Insights, Stock
 from api.intake import Intake, OrderRefused, StreamRefused
-from connectors import aurora, aws
+from connectors import aurora, aws, redis_store
 from pizzastream.catalog import Catalog
 from pizzastream.config import load_properties, postgres_dsn, stream_name
 from pizzastream.orders import STORE_IDS, OrderRules
@@ -127,8 +127,9 @@ class Services:
 async def _startup(app: Litestar) -> None:
     props: Props = app.state.props
     settings = Settings.from_properties(props)
-    redis = aioredis.Redis(host=props["Redis"]["host"], port=int(props["Redis"]["port"]),
-                           decode_responses=True, max_connections=64)
+    # Connected as every other Redis client is (AUTH and TLS from the ``Redis`` group).
+    redis = aioredis.Redis(**redis_store.connection_options(props), decode_responses=True,
+                           max_connections=64)
     warehouse = AsyncConnectionPool(postgres_dsn(props, "Warehouse"), min_size=1,
                                     max_size=settings.warehouse_pool_size, open=False,
                                     kwargs={"autocommit": True})

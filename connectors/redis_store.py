@@ -1,16 +1,32 @@
 """Redis (ElastiCache) edge: the hot-read keys, their TTLs, the Flink sink and a client.
 
+Every client, Python (``client``) and JVM (``sink``: ``pizzastream.flink.RedisSink``),
+connects as ElastiCache with in-transit encryption and RBAC expects, from the ``Redis``
+property group: ``host``, ``port``; ``user`` and ``password`` (AUTH as that user; ``user``
+empty or ``default`` means the default user, a plain AUTH as ElastiCache's AUTH token
+expects; ``password`` empty means no AUTH; on AWS it comes from ``password_secret_arn``); ``tls`` (``true``: TLS,
+the server's certificate verified, hostname included); ``tls_ca_file`` (the CA to trust,
+relative to the repository root; absent: the system's trust store, which holds the Amazon
+CA ElastiCache's certificates chain to). Locally the stack starts redis-server with that
+user, password and a self-signed CA it makes at start (``stack.services.Redis``).
+
+A pipeline's replies are checked one by one, in Python (``redis-py`` raises the first
+error reply on ``execute``) and in the JVM sink (which fails the job, so it restarts from
+its checkpoint and writes again): a refused write is never a lost update.
+
 Keys (documented in docs/streams.md):
 - ``order:{order_id}``           order status (contract), string, 24 h
 - ``inventory:{store_id}``       hash ingredient_id -> on hand, no expiry (always current)
 - ``catalog:product:{id}``       hash name/unit_price/active, no expiry (reloaded with the catalog)
 - ``live:{store_id}:{yyyymmddhh}`` hash minute ``mm`` -> ``"{orders}/{revenue}"`` of that minute
                                  of the UTC hour (hourly_metrics), expires a while after the hour
+- ``catalog:delivery_partners``  JSON list of the delivery partners (``delivery.store``),
+                                 ``Delivery.partner_cache_ttl_s``; deleted to invalidate
 """
 from __future__ import annotations
 
 from datetime import datetime
-
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
@@ -19,6 +35,10 @@ if TYPE_CHECKING:
     from pyflink.datastream.connectors import Sink
 
 ORDER_STATUS_TTL_S = 24 * 3600
+# Redis's name of the user a plain ``AUTH password`` authenticates.
+DEFAULT_USER = "default"
+# The delivery partners, for the delivery workers' reloads (``delivery.store.cached_partners``).
+DELIVERY_PARTNERS_KEY = "catalog:delivery_partners"
 
 
 def __getattr__(name: str):
@@ -52,18 +72,41 @@ def live_key(store_id: int | str, hour: datetime) -> str:
     return f"live:{store_id}:{hour:%Y%m%d%H}"
 
 
-def connection_settings(props: dict[str, dict[str, str]]) -> dict:
-    """Host, port, and on ElastiCache the AUTH token (``Redis.auth_token``, read at start
-    from Secrets Manager through ``auth_token_secret_arn``, see ``pizzastream.config``) and
-    TLS (``Redis.tls = true``); the local server has neither."""
+def tls_enabled(props: dict[str, dict[str, str]]) -> bool:
+    return props["Redis"].get("tls", "false").strip().lower() == "true"
+
+
+def ca_file(props: dict[str, dict[str, str]]) -> Path | None:
+    """The CA certificate to trust (``Redis.tls_ca_file``; ``load_properties`` makes a
+    relative path absolute, against the repository root), or None for the system's trust
+    store."""
+    path = props["Redis"].get("tls_ca_file", "").strip()
+    return Path(path) if path else None
+
+
+def connection_options(props: dict[str, dict[str, str]]) -> dict:
+    """``redis.Redis`` keyword arguments for the ``Redis`` group: address, AUTH, TLS."""
     conf = props["Redis"]
-    return {"host": conf["host"], "port": int(conf["port"]),
-            "password": conf.get("auth_token") or None,
-            "ssl": conf.get("tls", "false").lower() == "true"}
+    options: dict = {"host": conf["host"], "port": int(conf["port"])}
+    if conf.get("password"):
+        # The default user (no user, or ``default``) authenticates with a plain AUTH
+        # password, which is what an ElastiCache AUTH token expects.
+        user = conf.get("user") or None
+        options["username"] = None if user == DEFAULT_USER else user
+        options["password"] = conf["password"]
+    if tls_enabled(props):
+        ca = ca_file(props)
+        options.update(ssl=True, ssl_cert_reqs="required", ssl_check_hostname=True,
+                       ssl_ca_certs=str(ca) if ca else None)
+    return options
 
 
-def client(props: dict[str, dict[str, str]], **options) -> redis.Redis:
-    return redis.Redis(**connection_settings(props), decode_responses=True, **options)
+def client(props: dict[str, dict[str, str]], decode_responses: bool = True,
+           **options) -> redis.Redis:
+    """A client of the ``Redis`` group's server (AUTH and TLS as configured); ``options``
+    are further ``redis.Redis`` arguments (timeouts)."""
+    return redis.Redis(**connection_options(props), decode_responses=decode_responses,
+                       **options)
 
 
 def publish_catalog(redis_client: redis.Redis, catalog) -> None:
@@ -78,15 +121,18 @@ def publish_catalog(redis_client: redis.Redis, catalog) -> None:
                 "unit_price": str(from_cents(product.unit_price_cents)),
                 "active": int(product.active),
             })
-        pipe.execute()
+        pipe.execute(raise_on_error=True)   # the first error reply raises: no lost write
 
 
 def sink(props: dict[str, dict[str, str]], ttl_seconds: int = 0, batch_size: int = 500) -> Sink:
+    """The JVM sink of ``REDIS_COMMAND`` rows, connected as ``client`` is."""
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
 
-    conf = connection_settings(props)
+    conf = props["Redis"]
+    ca = ca_file(props)
     j_sink = get_gateway().jvm.pizzastream.flink.RedisSink(
-        conf["host"], conf["port"], ttl_seconds, batch_size, conf["password"], conf["ssl"]
+        conf["host"], int(conf["port"]), conf.get("user", ""), conf.get("password", ""),
+        tls_enabled(props), str(ca) if ca else "", ttl_seconds, batch_size
     )
     return Sink(j_sink)

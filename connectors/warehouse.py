@@ -1,34 +1,64 @@
-"""Warehouse edge (Redshift; locally the PostgreSQL database of the ``Warehouse`` group):
-loading ``hourly_store_metrics`` and reading back what was published when.
+"""Warehouse edge: one interface, two back ends chosen by ``Warehouse.engine``.
 
-Loads go the way Redshift is loaded, never row by row into the table: rows into a staging
-table, then in the SAME transaction a merge (DELETE the rows being replaced, INSERT the
-staged ones) and a line in ``metrics_publication``. PostgreSQL and Redshift both run every
-statement here (``stack/sql/warehouse.sql`` has the tables; Redshift's own DDL and its COPY
-from the lake are in ``deploy/redshift/``). The streaming job loads per checkpoint through
-``stream_sink`` (the JVM's ``StagedMergeSink``, merging by key); corrections replace whole
-hours through ``replace_hours``. Both stamp each row with its ``source`` and ``published_at``.
+- ``postgresql`` (the default; the local stack's warehouse database): staging tables filled
+  through PostgreSQL's ``COPY … FROM STDIN`` (psycopg), then the merge.
+- ``redshift`` (production): every load writes Parquet files and a manifest to S3
+  (``Warehouse.load_prefix`` in ``Warehouse.load_bucket``, default the lake bucket), then in
+  ONE transaction ``COPY <stage> FROM '<manifest>' IAM_ROLE '<Warehouse.iam_role>' FORMAT AS
+  PARQUET MANIFEST`` and the merge, through ``redshift_connector``, retried on serialization
+  conflicts (``connectors.redshift``). With ``Warehouse.stand_in = postgresql`` the same
+  statements run on the local PostgreSQL, only the COPY from S3 played by a loader that reads
+  the very same files (``connectors.redshift.StandInCopy``).
+
+Both back ends run the same merge statements (``stack/sql/warehouse.sql`` and
+``etl_warehouse.sql`` have the tables; Redshift's physical design is in ``deploy/redshift/``):
+
+- ``load_order_fct``: an hour's ``order_fct`` rows from S3 staging (``etl.staging``; on
+  Redshift the manifest names those very staging parts): stage, delete the staged keys,
+  insert the staged rows.
+- ``replace_hours``: whole hours of ``hourly_store_metrics`` (corrections, reprocessing):
+  stage, delete every row of the hours, insert the staged rows, log the load in
+  ``metrics_publication``.
+
+The streaming job loads per checkpoint through ``stream_sink`` (on Redshift: a gzipped CSV
+file and a manifest per checkpoint, then COPY + merge, see there). Every metric row carries
+its ``source`` and ``published_at``.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import astuple
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import psycopg
-from pyflink.datastream.connectors import Sink
-from pyflink.java_gateway import get_gateway
+import pyarrow as pa
 
+from connectors import redshift
+from connectors.redshift import CopyFromS3, Statement, statement_sql
 from pizzastream.config import jdbc_url, postgres_dsn
 from pizzastream.metrics import METRIC_COLUMNS, MetricRow, Publication
 
+Props = dict[str, dict[str, str]]
+POSTGRESQL, REDSHIFT = "postgresql", "redshift"
 TABLE = "hourly_store_metrics"
 STAGE = "hourly_store_metrics_stage"
 PUBLICATIONS = "metrics_publication"
+ORDER_FCT, ORDER_FCT_STAGE = "order_fct", "order_fct_stage"
 STREAM, BATCH = "stream", "batch"
 # The staged columns: a metric row, where it came from, when the load committed.
 LOAD_COLUMNS = (*METRIC_COLUMNS, "source", "published_at")
 _COLUMNS = ", ".join(LOAD_COLUMNS)
+# The load files' schema: exactly the stage table's columns in its order (Parquet COPY maps
+# columns by position), with the warehouse's types.
+METRIC_LOAD_SCHEMA = pa.schema([
+    ("store_id", pa.int32()), ("window_start", pa.timestamp("us")),
+    ("window_end", pa.timestamp("us")), ("orders", pa.int64()), ("items", pa.int64()),
+    ("revenue", pa.decimal128(12, 2)), ("online_orders", pa.int64()),
+    ("in_store_orders", pa.int64()), ("delivery_orders", pa.int64()),
+    ("avg_order_value", pa.decimal128(12, 2)), ("source", pa.string()),
+    ("published_at", pa.timestamp("us")),
+])
+assert tuple(METRIC_LOAD_SCHEMA.names) == LOAD_COLUMNS
 
 _CREATE_STAGE = f"CREATE TEMP TABLE {STAGE} (LIKE {TABLE})"
 _DELETE_STAGED_KEYS = (f"DELETE FROM {TABLE} USING {STAGE}"
@@ -40,54 +70,257 @@ _LOG_PUBLICATION = (
     f" SELECT window_start, window_end, source, published_at, COUNT(*) FROM {STAGE}"
     f" GROUP BY window_start, window_end, source, published_at")
 _DROP_STAGE = f"DROP TABLE {STAGE}"
+# Reads, the same on both engines.
+METRIC_ROWS_SQL = (f"SELECT {', '.join(METRIC_COLUMNS)} FROM {TABLE}"
+                   f" ORDER BY window_start, store_id")
+PUBLICATIONS_SQL = (f"SELECT window_start, window_end, MIN(published_at),"
+                    f" SUM(CASE WHEN source = %s THEN 1 ELSE 0 END) FROM {PUBLICATIONS}"
+                    f" WHERE window_start >= %s AND window_start < %s"
+                    f" GROUP BY window_start, window_end ORDER BY window_start")
 
 
-def stream_sink(props: dict[str, dict[str, str]]) -> Sink:
-    """Sink for rows of ``METRIC_COLUMNS`` plus ``source``: staged and merged by key
-    (store, hour) once per checkpoint, ``published_at`` = the load's time. Merging by key
-    makes a replay after a restart harmless."""
+def _order_fct_columns() -> str:
+    from etl.staging import COLUMNS
+    return ", ".join(COLUMNS)
+
+
+def order_fct_statements(fill: Statement | None, hour: datetime) -> list[Statement]:
+    """The transaction loading one staged hour of ``order_fct``: ``fill`` fills the stage
+    (``None``: the hour has no rows, nothing to copy). The staged hour replaces the hour
+    whole (rows deleted from Aurora go) and any row of its keys elsewhere (a row whose
+    transaction_ts moved into this hour). ``hour`` (UTC) is written as a ``TIMESTAMPTZ``
+    literal (a datetime only, nothing quoted from outside)."""
+    columns = _order_fct_columns()
+    start, end = (f"TIMESTAMPTZ '{h:%Y-%m-%d %H:%M:%S}+00'"
+                  for h in (_utc(hour), _utc(hour) + timedelta(hours=1)))
+    return [f"CREATE TEMP TABLE {ORDER_FCT_STAGE} (LIKE {ORDER_FCT})",
+            *([fill] if fill is not None else []),
+            f"DELETE FROM {ORDER_FCT} WHERE transaction_ts >= {start}"
+            f" AND transaction_ts < {end}",
+            f"DELETE FROM {ORDER_FCT} USING {ORDER_FCT_STAGE}"
+            f" WHERE {ORDER_FCT}.order_id = {ORDER_FCT_STAGE}.order_id"
+            f" AND {ORDER_FCT}.product_id = {ORDER_FCT_STAGE}.product_id",
+            f"INSERT INTO {ORDER_FCT} ({columns}) SELECT {columns} FROM {ORDER_FCT_STAGE}",
+            f"DROP TABLE {ORDER_FCT_STAGE}"]
+
+
+def replace_hours_statements(hours: Sequence[datetime], fill: Statement | None
+                             ) -> list[Statement]:
+    """The transaction making ``hours`` (naive UTC window starts) hold exactly the staged
+    rows: every row of those hours goes first, so a store without sales any more loses its
+    row. Hours are written as ``TIMESTAMP '…'`` literals (datetimes only, nothing quoted
+    from outside)."""
+    in_hours = ", ".join(f"TIMESTAMP '{hour:%Y-%m-%d %H:%M:%S}'" for hour in hours)
+    return [_CREATE_STAGE,
+            *([fill] if fill is not None else []),
+            *([f"DELETE FROM {TABLE} WHERE window_start IN ({in_hours})"] if hours else []),
+            _INSERT_STAGED, _LOG_PUBLICATION, _DROP_STAGE]
+
+
+def metric_load_table(rows: Sequence[MetricRow], source: str,
+                      published_at: datetime) -> pa.Table:
+    """Metric rows as the staged columns (``LOAD_COLUMNS``)."""
+    return pa.Table.from_pylist(
+        [dict(zip(LOAD_COLUMNS, (*astuple(row), source, published_at))) for row in rows],
+        schema=METRIC_LOAD_SCHEMA)
+
+
+class Warehouse:
+    """What the pipeline asks of the warehouse, whichever engine runs it."""
+
+    def __init__(self, props: Props):
+        self.props = props
+
+    def load_order_fct(self, staged, hour: datetime, rows: int) -> None:
+        """Merges the hour's staging partition (``etl.staging.Staging``, ``rows`` rows as
+        the export wrote them) into ``order_fct`` by key, in one transaction."""
+        raise NotImplementedError
+
+    def replace_hours(self, hours: Sequence[datetime], rows: Sequence[MetricRow],
+                      source: str = BATCH) -> None:
+        """Makes ``hours`` (naive UTC) hold exactly ``rows`` in one transaction, and logs
+        the load in ``metrics_publication``."""
+        raise NotImplementedError
+
+    def connect(self):
+        """A DB-API connection for reads (``%s`` parameters on both engines)."""
+        raise NotImplementedError
+
+
+class PostgresWarehouse(Warehouse):
+    """The local warehouse database: stages filled through ``COPY … FROM STDIN``."""
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(postgres_dsn(self.props, "Warehouse"))
+
+    def load_order_fct(self, staged, hour: datetime, rows: int) -> None:
+        fill = f"COPY {ORDER_FCT_STAGE} ({_order_fct_columns()}) FROM STDIN"
+        with self.connect() as conn:
+            for statement in order_fct_statements(fill, hour):
+                if statement is fill:
+                    with conn.cursor().copy(statement) as copy:
+                        for batch in staged.read_hour(hour):
+                            for row in zip(*(column.to_pylist() for column in batch.columns)):
+                                copy.write_row(row)
+                else:
+                    conn.execute(statement)
+
+    def replace_hours(self, hours: Sequence[datetime], rows: Sequence[MetricRow],
+                      source: str = BATCH) -> None:
+        published_at = _now()
+        fill = f"COPY {STAGE} ({_COLUMNS}) FROM STDIN"
+        with self.connect() as conn:
+            for statement in replace_hours_statements(hours, fill):
+                if statement is fill:
+                    with conn.cursor().copy(statement) as copy:
+                        for row in rows:
+                            copy.write_row((*astuple(row), source, published_at))
+                else:
+                    conn.execute(statement)
+
+
+class RedshiftWarehouse(Warehouse):
+    """Redshift: files and manifest to S3, then COPY + merge in one transaction, retried
+    on serialization conflicts (``connectors.redshift``)."""
+
+    def __init__(self, props: Props):
+        super().__init__(props)
+        group = props["Warehouse"]
+        self.iam_role = group["iam_role"]
+        self.files = redshift.LoadFiles(props)
+        self.stand_in = group.get("stand_in", "") == redshift.STAND_IN_POSTGRESQL
+        self._attempts = int(group.get("serialization_attempts", "5"))
+        self._backoff_s = float(group.get("serialization_backoff_s", "0.5"))
+        self._copy = redshift.StandInCopy(props) if self.stand_in else redshift.copy_on_redshift
+
+    def connect(self):
+        if self.stand_in:
+            conn = psycopg.connect(postgres_dsn(self.props, "Warehouse"))
+            # Redshift runs every transaction serializable; so does its stand-in.
+            conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+            return conn
+        return redshift.connect_redshift(self.props)
+
+    def run(self, statements: Sequence[Statement]) -> int:
+        """Runs one load's statements as one transaction; returns the attempts it took."""
+        return redshift.run_transaction(self.connect, statements, self._copy,
+                                        self._attempts, self._backoff_s)
+
+    def load_order_fct(self, staged, hour: datetime, rows: int) -> None:
+        keys = staged.keys(staged.hour_prefix(hour))
+        fill = None
+        if rows:
+            manifest_url = self.files.write_manifest(
+                f"{self.files.prefix}/{ORDER_FCT}/{staged.hour_prefix(hour).rstrip('/')}",
+                self.files.sizes(staged.bucket, keys))
+            fill = CopyFromS3(ORDER_FCT_STAGE, manifest_url, self.iam_role)
+        self.run(order_fct_statements(fill, hour))
+
+    def replace_hours(self, hours: Sequence[datetime], rows: Sequence[MetricRow],
+                      source: str = BATCH) -> int:
+        published_at = _now()
+        fill = None
+        if rows:
+            load_id = f"{TABLE}/{source}-{published_at:%Y%m%dT%H%M%S%f}"
+            manifest_url = self.files.write(load_id,
+                                            metric_load_table(rows, source, published_at))
+            fill = CopyFromS3(STAGE, manifest_url, self.iam_role)
+        return self.run(replace_hours_statements(hours, fill))
+
+
+def backend(props: Props) -> Warehouse:
+    """The back end ``Warehouse.engine`` names (``postgresql`` when it names none)."""
+    engine = props["Warehouse"].get("engine", POSTGRESQL)
+    if engine == POSTGRESQL:
+        return PostgresWarehouse(props)
+    if engine == REDSHIFT:
+        return RedshiftWarehouse(props)
+    raise ValueError(f"Warehouse.engine is {engine!r}; expected {POSTGRESQL!r} or {REDSHIFT!r}")
+
+
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (naive datetimes are taken as UTC)."""
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def stream_statements(fill: Statement) -> list[Statement]:
+    """The streaming job's per-checkpoint transaction: ``fill`` stages the checkpoint's
+    rows, which then replace the rows with the same keys."""
+    return [_CREATE_STAGE, fill, _DELETE_STAGED_KEYS, _INSERT_STAGED, _LOG_PUBLICATION,
+            _DROP_STAGE]
+
+
+def stream_sink(props: Props):
+    """Sink for rows of ``METRIC_COLUMNS`` plus ``source``: per checkpoint, staged and
+    merged by key (store, hour) in one transaction (``stream_statements``), ``published_at``
+    = the load's time; a replay after a restart merges the same keys again, harmlessly.
+
+    - ``postgresql``: ``StagedMergeSink`` (JVM), the stage filled by pgjdbc batch INSERTs.
+    - ``redshift``: ``RedshiftStagedMergeSink`` (JVM): the checkpoint's rows as one gzipped
+      CSV file and a manifest under ``<load prefix>/hourly_store_metrics/stream/``, then
+      ``COPY … FROM '<manifest>' IAM_ROLE … FORMAT AS CSV GZIP … MANIFEST`` and the merge
+      through the Redshift JDBC driver, retried on serialization conflicts; on the local
+      stand-in the same statements through pgjdbc, the COPY read back from those files."""
+    from pyflink.datastream.connectors import Sink
+    from pyflink.java_gateway import get_gateway
+
     db = props["Warehouse"]
-    placeholders = ", ".join("?" * len(LOAD_COLUMNS))
-    j_sink = get_gateway().jvm.pizzastream.flink.StagedMergeSink(
-        jdbc_url(props, "Warehouse"), db["user"], db["password"], [_CREATE_STAGE],
-        f"INSERT INTO {STAGE} ({_COLUMNS}) VALUES ({placeholders})",
-        [_DELETE_STAGED_KEYS, _INSERT_STAGED, _LOG_PUBLICATION, _DROP_STAGE])
-    return Sink(j_sink)
+    engine = db.get("engine", POSTGRESQL)
+    jvm = get_gateway().jvm
+    if engine == POSTGRESQL:
+        placeholders = ", ".join("?" * len(LOAD_COLUMNS))
+        statements = stream_statements(f"INSERT INTO {STAGE} ({_COLUMNS}) VALUES ({placeholders})")
+        return Sink(jvm.pizzastream.flink.StagedMergeSink(
+            jdbc_url(props, "Warehouse"), db["user"], db["password"], statements[:1],
+            statements[1], statements[2:]))
+    if engine != REDSHIFT:
+        backend(props)                                  # refuses an unknown engine
+    stand_in = db.get("stand_in", "") == redshift.STAND_IN_POSTGRESQL
+    statements = stream_statements(CopyFromS3(STAGE, "{manifest}", db["iam_role"],
+                                              redshift.CSV_GZIP))
+    url = (jdbc_url(props, "Warehouse") if stand_in
+           else f"jdbc:redshift://{db['host']}:{db.get('port', '5439')}/{db['dbname']}")
+    return Sink(jvm.pizzastream.flink.RedshiftStagedMergeSink(
+        url, db["user"], db["password"], statements[:1], statement_sql(statements[1]),
+        statements[2:], stream_load_url(props), STAGE if stand_in else "",
+        int(db.get("serialization_attempts", "5")),
+        int(float(db.get("serialization_backoff_s", "0.5")) * 1000)))
 
 
-def replace_hours(props: dict[str, dict[str, str]], hours: Sequence[datetime],
-                  rows: Sequence[MetricRow], source: str = BATCH) -> None:
-    """Makes ``hours`` (naive UTC window starts) hold exactly ``rows`` in one transaction:
-    every existing row of those hours goes, so a store that no longer has sales in an hour
-    loses its row, and readers never see an hour half replaced."""
-    published_at = datetime.now(timezone.utc).replace(tzinfo=None)
-    hour_list = ", ".join(["%s"] * len(hours))
-    with psycopg.connect(postgres_dsn(props, "Warehouse")) as conn:
-        conn.execute(_CREATE_STAGE)
-        with conn.cursor() as cur, cur.copy(f"COPY {STAGE} ({_COLUMNS}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row((*astuple(row), source, published_at))
-        conn.execute(f"DELETE FROM {TABLE} WHERE window_start IN ({hour_list})", list(hours))
-        for statement in (_INSERT_STAGED, _LOG_PUBLICATION, _DROP_STAGE):
-            conn.execute(statement)
+def stream_load_url(props: Props) -> str:
+    """Where the streaming job's load files go on Redshift (written by the JVM through
+    Flink's S3 file system: the job needs no boto3 for them)."""
+    bucket, prefix = redshift.load_location(props)
+    return f"s3://{bucket}/{prefix}/{TABLE}/{STREAM}"
 
 
-def metric_rows(props: dict[str, dict[str, str]]) -> list[MetricRow]:
+def replace_hours(props: Props, hours: Sequence[datetime], rows: Sequence[MetricRow],
+                  source: str = BATCH) -> None:
+    """``Warehouse.replace_hours`` on the configured back end."""
+    backend(props).replace_hours(hours, rows, source)
+
+
+def load_order_fct(props: Props, staged, hour: datetime, rows: int) -> None:
+    """``Warehouse.load_order_fct`` on the configured back end."""
+    backend(props).load_order_fct(staged, hour, rows)
+
+
+def metric_rows(props: Props) -> list[MetricRow]:
     """Every row of ``hourly_store_metrics``, ordered by hour and store."""
-    with psycopg.connect(postgres_dsn(props, "Warehouse")) as conn:
-        records = conn.execute(
-            f"SELECT {', '.join(METRIC_COLUMNS)} FROM {TABLE} ORDER BY window_start, store_id")
-        return [MetricRow(*record) for record in records]
+    with backend(props).connect() as conn:
+        cursor = conn.cursor()
+        cursor.execute(METRIC_ROWS_SQL)
+        return [MetricRow(*record) for record in cursor.fetchall()]
 
 
-def publications(props: dict[str, dict[str, str]], start: datetime,
-                 end: datetime) -> list[Publication]:
+def publications(props: Props, start: datetime, end: datetime) -> list[Publication]:
     """For each hour starting in ``[start, end)`` (naive UTC) that was published: its first
     publication and how many corrections followed."""
-    with psycopg.connect(postgres_dsn(props, "Warehouse")) as conn:
-        records = conn.execute(
-            f"SELECT window_start, window_end, MIN(published_at),"
-            f" SUM(CASE WHEN source = %s THEN 1 ELSE 0 END) FROM {PUBLICATIONS}"
-            f" WHERE window_start >= %s AND window_start < %s"
-            f" GROUP BY window_start, window_end ORDER BY window_start", (BATCH, start, end))
-        return [Publication(*record) for record in records]
+    with backend(props).connect() as conn:
+        cursor = conn.cursor()
+        cursor.execute(PUBLICATIONS_SQL, (BATCH, start, end))
+        return [Publication(*record) for record in cursor.fetchall()]

@@ -78,8 +78,8 @@ class DeliveryService:
         self.props = props
         self.rules = DeliveryRules.from_properties(group)
         self.provider = provider or DeliveryProviderClient.from_properties(props)
-        self.redis = redis_client or redis.Redis(
-            **redis_store.connection_settings(props), socket_timeout=5, socket_connect_timeout=5)
+        self.redis = redis_client or redis_store.client(
+            props, decode_responses=False, socket_timeout=5, socket_connect_timeout=5)
         self.redis_ttl_s = int(group.get("redis_ttl_s", "86400"))
         self._refresh_s = float(group.get("reference_refresh_s", "300"))
         self._partners: Refreshing | None = None     # loaded on first use, inside retries
@@ -90,7 +90,8 @@ class DeliveryService:
 
     def partners(self) -> tuple[Partner, ...]:
         if self._partners is None:
-            self._partners = Refreshing(lambda: store.load_partners(self.props), self._refresh_s)
+            self._partners = Refreshing(lambda: store.cached_partners(self.props, self.redis),
+                                        self._refresh_s)
         return self._partners.get()
 
     def stores(self) -> dict[int, Place]:

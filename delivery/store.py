@@ -14,18 +14,23 @@ decision is one transaction on one connection:
 """
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+import redis
 from psycopg.rows import dict_row
 
 from pizzastream.config import postgres_dsn
 from pizzastream.dead_letters import DeadLetter
 from pizzastream.delivery import ASSIGNED, Partner, Place
+
+log = logging.getLogger(__name__)
 
 # Advisory lock classes (first key of pg_advisory_xact_lock(int, int)); the second key is
 # hashtext(order_id). DELIVERY_LOCK_CLASS must equal the one in stack/sql/delivery.sql.
@@ -90,6 +95,40 @@ def load_partners(props: Mapping[str, Mapping[str, str]]) -> tuple[Partner, ...]
     with psycopg.connect(postgres_dsn(props), row_factory=dict_row, connect_timeout=5) as conn:
         rows = conn.execute("SELECT * FROM delivery_partner ORDER BY partner_id").fetchall()
     return tuple(Partner.from_row(row) for row in rows)
+
+
+def cached_partners(props: Mapping[str, Mapping[str, str]], redis_client) -> tuple[Partner, ...]:
+    """The delivery partners from their Redis cache (``redis_store.DELIVERY_PARTNERS_KEY``,
+    one JSON list), or, on a miss, from Aurora, then cached for
+    ``Delivery.partner_cache_ttl_s``. A change to ``delivery_partner`` therefore reaches
+    the workers within that TTL plus ``Delivery.reference_refresh_s`` (each worker's own
+    reload period), or at their next reload once ``invalidate_partners`` has run. A Redis
+    failure falls back to Aurora: the cache must never stop a dispatch."""
+    from connectors import redis_store
+
+    key = redis_store.DELIVERY_PARTNERS_KEY
+    try:
+        cached = redis_client.get(key)
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+        log.warning("delivery partners: Redis unavailable, reading Aurora", exc_info=True)
+        return load_partners(props)
+    if cached is not None:
+        return tuple(Partner(**fields) for fields in json.loads(cached))
+    partners = load_partners(props)
+    ttl_s = int(props["Delivery"].get("partner_cache_ttl_s", "300"))
+    try:
+        redis_client.set(key, json.dumps([asdict(p) for p in partners]), ex=ttl_s)
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+        log.warning("delivery partners: could not refresh the Redis cache", exc_info=True)
+    return partners
+
+
+def invalidate_partners(redis_client) -> bool:
+    """Drops the cached partners (run after changing ``delivery_partner``); True if a
+    cached copy was there. Workers read Aurora again at their next reload."""
+    from connectors import redis_store
+
+    return bool(redis_client.delete(redis_store.DELIVERY_PARTNERS_KEY))
 
 
 def load_stores(props: Mapping[str, Mapping[str, str]]) -> dict[int, Place]:

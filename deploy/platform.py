@@ -270,8 +270,19 @@ class PlatformStack(Stack):
         _suppress(self.warehouse_secret, {
             "AwsSolutions-SMG4": "Redshift Serverless has no rotation function of its own; the "
                                  "password is rotated by hand with the runbook in docs/deploy.md"})
+        # The role Redshift's COPY assumes (``Warehouse.iam_role``): reads the load files and
+        # manifests (lake bucket, ``warehouse/loads/``) and the hourly ETL's staging parts.
+        self.warehouse_copy_role = iam.Role(
+            self, "WarehouseCopyRole", role_name=f"{self.prefix}-redshift-copy",
+            assumed_by=iam.ServicePrincipal("redshift.amazonaws.com"))
+        self.lake.grant_read(self.warehouse_copy_role, "warehouse/loads/*")
+        self.staging.grant_read(self.warehouse_copy_role)
+        _suppress(self.warehouse_copy_role, {
+            "AwsSolutions-IAM5": "COPY reads the files a manifest names: a new load id under "
+                                 "warehouse/loads/ per load, and the hour's staging parts"})
         namespace = redshift.CfnNamespace(
             self, "WarehouseNamespace", namespace_name=f"{self.prefix}-warehouse",
+            iam_roles=[self.warehouse_copy_role.role_arn],
             db_name=wh["dbname"], admin_username=wh["user"],
             admin_user_password=self.warehouse_secret.secret_value_from_json("password")
             .unsafe_unwrap(),      # a CloudFormation dynamic reference, resolved by CFN only
@@ -325,10 +336,12 @@ class PlatformStack(Stack):
         warehouse = {"host": self.warehouse.attr_workgroup_endpoint_address,
                      "port": "5439", "dbname": self.config["warehouse"]["dbname"],
                      "user": self.config["warehouse"]["user"],
-                     "password_secret_arn": self.warehouse_secret.secret_arn, "sslmode": "require"}
+                     "password_secret_arn": self.warehouse_secret.secret_arn, "sslmode": "require",
+                     "engine": "redshift", "iam_role": self.warehouse_copy_role.role_arn}
+        # ElastiCache's AUTH token is the default user's password (plain AUTH).
         redis = {"host": self.redis.attr_primary_end_point_address,
-                 "port": str(self.config["redis"]["port"]),
-                 "tls": "true", "auth_token_secret_arn": self.redis_secret.secret_arn}
+                 "port": str(self.config["redis"]["port"]), "user": "default",
+                 "tls": "true", "password_secret_arn": self.redis_secret.secret_arn}
         streams = {logical: stream.stream_name for logical, stream in self.streams.items()}
         lake = {"bucket": self.lake.bucket_name, "staging_bucket": self.staging.bucket_name,
                 "pos_bucket": self.pos.bucket_name}
@@ -386,8 +399,12 @@ class PlatformStack(Stack):
                 "warehouse.host": self.warehouse.attr_workgroup_endpoint_address,
                 "warehouse.port": "5439", "warehouse.dbname": self.config["warehouse"]["dbname"],
                 "warehouse.user": self.config["warehouse"]["user"],
+                "warehouse.engine": "redshift",
+                "warehouse.iam_role": self.warehouse_copy_role.role_arn,
                 "redis.host": self.redis.attr_primary_end_point_address,
                 "redis.port": str(self.config["redis"]["port"]),
+                # ElastiCache's AUTH token is the default user's password (plain AUTH).
+                "redis.user": "default",
                 "lake.bucket": self.lake.bucket_name,
                 "secrets.aurora": self.aurora_secret.secret_arn,
                 "secrets.warehouse": self.warehouse_secret.secret_arn,
@@ -567,13 +584,18 @@ class PlatformStack(Stack):
         self.staging.grant_read_write(role, "staging/*")
         self.staging.grant_delete(role, "staging/*")
         self.lake.grant_read_write(role, "lake/*")
+        # Redshift loads: the manifest of each hour's staging parts and the recomputed
+        # metrics' load files (connectors.redshift.LoadFiles, ``Warehouse.load_prefix``).
+        self.lake.grant_read_write(role, "warehouse/loads/*")
         self.lake.grant_delete(role, "lake/*")
         for bucket, prefix in ((self.staging, "staging/*"), (self.lake, "lake/*")):
             role.add_to_policy(iam.PolicyStatement(
                 actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [prefix]}}))
         _suppress(role, {"AwsSolutions-IAM5": "the ETL writes one object per hour under "
-                                              "staging/ and lake/, whose names it computes"})
+                                              "staging/ and lake/, and each Redshift load's "
+                                              "manifest and files under warehouse/loads/, "
+                                              "whose names it computes"})
         events.Rule(self, "EtlSchedule", schedule=events.Schedule.expression(etl["schedule"]),
                     targets=[targets.EcsTask(
                         cluster=cluster, task_definition=etl_task,

@@ -25,10 +25,11 @@ hides other roles' ``xact_start`` and the cutoff would silently become "now", so
 whose role lacks it stops with ``MissingPrivilege`` before doing anything.
 
 Each hour is written whole (``etl.staging``): exported from Aurora to staging, loaded from
-staging into the warehouse's ``order_fct`` (stage table, then delete-and-insert by key in
-one transaction), and its hourly store metrics recomputed from staging by the hourly_metrics
-job in batch mode (``etl.metrics``), which replaces the hour's lake object and warehouse
-rows. Running an hour twice writes the same bytes and rows. ``etl_run`` logs every hour.
+staging into the warehouse's ``order_fct`` (stage table, then the hour and the staged keys
+deleted and the stage inserted, in one transaction, on the configured back end,
+``connectors.warehouse``), and its hourly store metrics recomputed from staging by the
+hourly_metrics job in batch mode (``etl.metrics``), which replaces the hour's lake object
+and warehouse rows. Running an hour twice writes the same bytes and rows. ``etl_run`` logs every hour.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
-from connectors import aurora
+from connectors import aurora, warehouse
 from etl import locks, metrics
 from etl.runlog import RunLog
 from etl.staging import COLUMNS, Staging, floor_hour
@@ -69,16 +70,6 @@ _EXPORT = f"""
 SELECT {', '.join(COLUMNS)} FROM order_fct
 WHERE transaction_ts >= %s AND transaction_ts < %s
 ORDER BY order_id, product_id"""
-# The staged hour replaces the hour whole (rows deleted from Aurora go) and any row of its
-# keys elsewhere (a row whose transaction_ts moved into this hour).
-_MERGE = [
-    "DELETE FROM order_fct WHERE transaction_ts >= %(start)s AND transaction_ts < %(end)s",
-    "DELETE FROM order_fct USING order_fct_stage s"
-    " WHERE order_fct.order_id = s.order_id AND order_fct.product_id = s.product_id",
-    f"INSERT INTO order_fct ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)}"
-    f" FROM order_fct_stage",
-    "DROP TABLE order_fct_stage",
-]
 
 
 def run(props: Props, hour: datetime | None = None) -> dict[datetime, tuple[str, int]]:
@@ -162,7 +153,7 @@ def _export_and_load(props: Props, conn: psycopg.Connection, staged: Staging, ho
     rows, keys = export_hour(conn, staged, hour, int(props["Etl"]["fetch_rows"]),
                              int(props["Etl"]["part_rows"]))
     runlog.exported(hour, rows, len(keys))
-    load_warehouse(props, staged, hour)
+    load_warehouse(props, staged, hour, rows)
     log.info("%s: %d rows in %d staging files and the warehouse", hour, rows, len(keys))
     return rows
 
@@ -177,19 +168,12 @@ def export_hour(conn: psycopg.Connection, staged: Staging, hour: datetime, fetch
                                  part_rows)
 
 
-def load_warehouse(props: Props, staged: Staging, hour: datetime) -> None:
-    """Merges the hour's staging partition into the warehouse ``order_fct`` in one
-    transaction. Locally the stage table is filled through COPY FROM STDIN; on Redshift
-    the same stage table is filled by ``COPY order_fct_stage FROM 's3://<bucket>/<hour
-    prefix>' IAM_ROLE ... FORMAT AS PARQUET``, and the merge statements are the same."""
-    with aurora.connect(props, "Warehouse") as wh, wh.transaction():
-        wh.execute("CREATE TEMPORARY TABLE order_fct_stage (LIKE order_fct)")
-        with wh.cursor().copy(f"COPY order_fct_stage ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for batch in staged.read_hour(hour):
-                for row in zip(*(column.to_pylist() for column in batch.columns)):
-                    copy.write_row(row)
-        for statement in _MERGE:
-            wh.execute(statement, {"start": hour, "end": hour + HOUR})
+def load_warehouse(props: Props, staged: Staging, hour: datetime, rows: int) -> None:
+    """Merges the hour's staging partition (``rows`` rows) into the warehouse ``order_fct``
+    by key, in one transaction, on the configured back end (``connectors.warehouse``: COPY
+    FROM STDIN on PostgreSQL; on Redshift a manifest of the very staging parts and
+    ``COPY … FROM 's3://…' MANIFEST``)."""
+    warehouse.load_order_fct(props, staged, hour, rows)
 
 
 def _watermark(conn: psycopg.Connection) -> datetime | None:

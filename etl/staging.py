@@ -46,6 +46,7 @@ class Staging:
     def __init__(self, props: dict[str, dict[str, str]]):
         self._s3 = aws.client(props, "s3")
         self._bucket = staging_bucket(props)
+        self.bucket = self._bucket
         self.prefix = props["HourlyMetrics"]["staging_prefix"].strip("/") + "/"
 
     def hour_prefix(self, hour: datetime) -> str:

@@ -7,7 +7,7 @@ groups from ``conf/local/application_properties.json`` (or the file named by
 variable ``PIZZASTREAM__<GROUP>__<KEY>`` (for example ``PIZZASTREAM__AURORA__PORT``).
 
 Secrets never travel in properties: on AWS a group names a Secrets Manager secret with
-``<key>_secret_arn`` (``Aurora.password_secret_arn``, ``Redis.auth_token_secret_arn``) and
+``<key>_secret_arn`` (``Aurora.password_secret_arn``, ``Redis.password_secret_arn``) and
 ``load_properties`` reads it at start into ``<key>``, in memory only.
 """
 from __future__ import annotations
@@ -49,6 +49,13 @@ def load_properties(path: Path | None = None) -> dict[str, dict[str, str]]:
         group, _, key = name[len(ENV_OVERRIDE_PREFIX):].partition("__")
         if key:
             groups.setdefault(lowered.get(group.lower(), group), {})[key.lower()] = value
+    # File paths (keys ending in ``_file``) are relative to the repository root; made
+    # absolute here, so they still name the same file where the job's packages are shipped
+    # to (Flink's Python workers run from another directory).
+    for group in groups.values():
+        for key, value in group.items():
+            if key.endswith("_file") and value and not Path(value).is_absolute():
+                group[key] = str(REPO_ROOT / value)
     return resolve_secrets(groups)
 
 

@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 import psycopg
 import redis
 
+from connectors import redis_store
 from pizzastream.config import REPO_ROOT
-from stack import aws
+from stack import aws, tls
 from stack.process import (
     ServiceError, has_marker, is_alive, log_tail, marked_env, port_in_use, read_pid, runs_in,
     spawn_detached, terminate, wait_until,
@@ -170,11 +171,44 @@ class Moto(Service):
 
 
 class Redis(Service):
+    """redis-server as ElastiCache runs it (``connectors.redis_store``): with ``Redis.tls``
+    it listens for TLS only, with a certificate from a CA made at start (``stack.tls``,
+    at ``Redis.tls_ca_file``); with ``Redis.password`` it admits only ``Redis.user`` with
+    that password (the default user disabled) or, without a user, the default user with
+    that password. The settings go into ``.stack/redis/redis.conf`` (0600), not argv."""
+
     name = "redis"
     ready_timeout = 15.0
 
     def __init__(self, paths: StackPaths, props: dict[str, dict[str, str]]) -> None:
         super().__init__(paths, props["Redis"]["host"], int(props["Redis"]["port"]))
+        self.props = props
+
+    @property
+    def config_file(self) -> Path:
+        return self.paths.redis / "redis.conf"
+
+    def _config(self) -> list[str]:
+        conf = self.props["Redis"]
+        lines = [f"bind {self.host}", "daemonize yes", f"pidfile {self.pid_file}",
+                 f"logfile {self.log}", 'save ""', "appendonly no", f"dir {self.paths.redis}"]
+        if redis_store.tls_enabled(self.props):
+            ca = redis_store.ca_file(self.props)
+            if ca is None:
+                raise ServiceError("redis: Redis.tls is on; the local server needs "
+                                   "Redis.tls_ca_file for the CA it makes")
+            tls.ensure_certificates(ca, self.host)
+            cert, key = tls.server_files(ca)
+            lines += ["port 0", f"tls-port {self.port}", f"tls-cert-file {cert}",
+                      f"tls-key-file {key}", f"tls-ca-cert-file {ca}", "tls-auth-clients no"]
+        else:
+            lines.append(f"port {self.port}")
+        password, user = conf.get("password", ""), conf.get("user", "")
+        if password and user and user != "default":
+            lines += ["user default off", f"user {user} on >{password} ~* &* +@all"]
+        elif password:
+            lines.append(f"requirepass {password}")
+        return lines
 
     def owns(self, pid: int) -> bool:
         # redis-server rewrites its environment block for its process title.
@@ -184,10 +218,9 @@ class Redis(Service):
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServiceError("redis: redis-server not found; run scripts/setup.sh")
-        argv = [binary, "--bind", self.host, "--port", str(self.port), "--daemonize", "yes",
-                "--pidfile", str(self.pid_file), "--logfile", str(self.log),
-                "--save", "", "--appendonly", "no", "--dir", str(self.paths.redis)]
-        _run(argv, self, marked_env(self.paths.root))
+        self.config_file.write_text("\n".join(self._config()) + "\n")
+        self.config_file.chmod(0o600)
+        _run([binary, str(self.config_file)], self, marked_env(self.paths.root))
 
     def ping(self) -> None:
         with self._client() as client:
@@ -198,8 +231,7 @@ class Redis(Service):
             client.flushall()
 
     def _client(self) -> redis.Redis:
-        return redis.Redis(host=self.host, port=self.port, socket_timeout=5,
-                           socket_connect_timeout=2)
+        return redis_store.client(self.props, socket_timeout=5, socket_connect_timeout=2)
 
 
 class Postgres(Service):

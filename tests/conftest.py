@@ -79,3 +79,12 @@ def api_server(local_stack):
     finally:
         server.terminate()
         server.wait(20)
+WAREHOUSE_ENGINES = ("postgresql", "redshift")
+
+
+@pytest.fixture(params=WAREHOUSE_ENGINES)
+def engine_stack(clean_stack, request):
+    """``clean_stack`` with ``Warehouse.engine`` set to each warehouse back end in turn, so
+    both pass the same tests. Locally ``redshift`` runs its statements on the PostgreSQL
+    stand-in (``Warehouse.stand_in``), its COPY reading the files it staged in moto's S3."""
+    return {**clean_stack, "Warehouse": {**clean_stack["Warehouse"], "engine": request.param}}

@@ -29,7 +29,7 @@ import pytest
 import redis
 from psycopg.rows import dict_row
 
-from connectors import aurora, aws
+from connectors import aurora, aws, redis_store
 from connectors.delivery_provider import DeliveryProviderClient, ProviderUnavailable
 from delivery.service import DeliveryService
 from pizzastream import reference_data
@@ -179,7 +179,7 @@ def _clean_up(env: Env) -> None:
 
 
 def _redis(props) -> redis.Redis:
-    return redis.Redis(host=props["Redis"]["host"], port=int(props["Redis"]["port"]))
+    return redis_store.client(props, decode_responses=False)
 
 
 # -- orders and what must become of them -------------------------------------------------

@@ -44,9 +44,13 @@ DESCRIBE_ONLY = {"ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces",
 # start (pizzastream.config.resolve_secrets), over TLS.
 ON_AWS_INSTEAD = {"Aurora": ({"password"}, {"password_secret_arn", "sslmode"}),
                   "Warehouse": ({"password"}, {"password_secret_arn", "sslmode"}),
-                  "Redis": (set(), {"tls", "auth_token_secret_arn"})}
+                  "Redis": ({"password"}, {"password_secret_arn"})}
 LOCAL_ONLY = {"Aws": {"endpoint", "access_key_id", "secret_access_key"},
-              "FlinkTuning": {"parallelism", "checkpoint_interval_ms"}}
+              "FlinkTuning": {"parallelism", "checkpoint_interval_ms"},
+              "Warehouse": {"stand_in"},
+              # ElastiCache's certificates chain to a CA in the JVM's and Python's own
+              # trust stores; only the local server's self-made CA needs naming.
+              "Redis": {"tls_ca_file"}}
 LAKE_WRITERS = {"hourly_metrics"}  # ../shared/CONTRACT.md: hourly store metrics to S3
 
 
@@ -158,16 +162,18 @@ def test_policy_names_exactly_the_streams_the_job_uses(job):
 
 
 @pytest.mark.parametrize("job", JOBS)
-def test_policy_reads_only_its_own_code_and_writes_s3_only_under_lake(job):
+def test_policy_reads_only_its_own_code_and_writes_s3_only_under_its_prefixes(job):
     body = msf.render(job, ACCOUNT, REGION, EXAMPLE)
     code = body["ApplicationConfiguration"]["ApplicationCodeConfiguration"]["CodeContent"][
         "S3ContentLocation"]
     lake = msf.load_environment(EXAMPLE)["lake"]["bucket"]
     expected = {f"{code['BucketARN']}/{code['FileKey']}": {"s3:GetObject", "s3:GetObjectVersion"}}
     if job in LAKE_WRITERS:
-        expected[f"arn:aws:s3:::{lake}/lake/*"] = {
-            "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject",
-            "s3:ListMultipartUploadParts", "s3:PutObject"}
+        # the lake, and the warehouse load files of the stream on Redshift
+        for prefix in ("lake/*", "warehouse/loads/hourly_store_metrics/stream/*"):
+            expected[f"arn:aws:s3:::{lake}/{prefix}"] = {
+                "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject",
+                "s3:ListMultipartUploadParts", "s3:PutObject"}
         expected[f"arn:aws:s3:::{lake}"] = {"s3:ListBucket", "s3:ListBucketMultipartUploads"}
     granted = defaultdict(set)
     policy = msf.render_role(job, ACCOUNT, REGION, EXAMPLE)["PolicyDocument"]
@@ -176,7 +182,8 @@ def test_policy_reads_only_its_own_code_and_writes_s3_only_under_lake(job):
         for resource in _listed(statement["Resource"]) if s3 else []:
             granted[resource] |= s3
         if "s3:ListBucket" in s3:
-            assert statement["Condition"] == {"StringLike": {"s3:prefix": ["lake/*"]}}
+            assert statement["Condition"] == {"StringLike": {"s3:prefix": [
+                "lake/*", "warehouse/loads/hourly_store_metrics/stream/*"]}}
     assert granted == expected
 
 
@@ -337,17 +344,18 @@ def test_submit_updates_an_existing_application_from_its_current_version(aws, ap
 
 def test_a_job_reads_its_secrets_at_start_and_only_then(aws):
     """What the rendered groups name is what ``load_properties`` resolves at start: the
-    password from an RDS-style JSON secret, the Redis AUTH token from a plain one."""
+    password from an RDS-style JSON secret, the Redis password (ElastiCache's AUTH token)
+    from a plain one."""
     from pizzastream.config import resolve_secrets
 
     token = aws.client("secretsmanager").create_secret(
         Name="redis-auth", SecretString="t0ken")["ARN"]
     groups = _groups(msf.render("order_enrichment", ACCOUNT, REGION, aws.env_file))
     groups["Aws"] = {key: str(value) for key, value in aws.env["aws"].items()}
-    groups["Redis"]["auth_token_secret_arn"] = token
+    groups["Redis"]["password_secret_arn"] = token
     resolved = resolve_secrets(groups)
     assert resolved["Aurora"]["password"] == "pw-aurora"
-    assert resolved["Redis"]["auth_token"] == "t0ken"
+    assert resolved["Redis"]["password"] == "t0ken"
 
 
 def test_dry_run_prints_the_requests_and_changes_nothing(aws, app_zip, capsys):

@@ -238,8 +238,11 @@ def test_tls_settings_reach_libpq_and_jdbc_only_when_set():
     local["Aurora"]["sslmode"] = "require"
     assert postgres_dsn(local).endswith(" password=p sslmode=require")
     assert jdbc_url(local) == "jdbc:postgresql://h:5432/d?sslmode=require"
-    assert redis_store.connection_settings({"Redis": {"host": "r", "port": "6379"}}) == {
-        "host": "r", "port": 6379, "password": None, "ssl": False}
-    assert redis_store.connection_settings({"Redis": {
-        "host": "r", "port": "6379", "tls": "true", "auth_token": "t"}}) == {
-        "host": "r", "port": 6379, "password": "t", "ssl": True}
+    assert redis_store.connection_options({"Redis": {"host": "r", "port": "6379"}}) == {
+        "host": "r", "port": 6379}
+    # ElastiCache as deployed: TLS against the system's trust store, the AUTH token (from
+    # ``password_secret_arn``) as the default user's password.
+    assert redis_store.connection_options({"Redis": {
+        "host": "r", "port": "6379", "user": "default", "tls": "true", "password": "t"}}) == {
+        "host": "r", "port": 6379, "username": None, "password": "t", "ssl": True,
+        "ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": None}

@@ -1,6 +1,6 @@
 """The hourly ETL end to end on the local stack, metrics through the real Flink batch run:
 an hour run twice leaves identical outputs, and a POS batch of hours-old sales corrects its
-hour in the lake and the warehouse in place."""
+hour in the lake and the warehouse in place. Both warehouse back ends (``engine_stack``)."""
 from __future__ import annotations
 
 import hashlib
@@ -51,7 +51,8 @@ def expected_metrics(sold):
     return metric_rows(SaleOrder.from_enriched(order) for order in sold)
 
 
-def test_running_an_hour_twice_leaves_identical_outputs(clean_stack):
+def test_running_an_hour_twice_leaves_identical_outputs(engine_stack):
+    clean_stack = engine_stack
     hour = closed_hour(5)
     sold = sales_in(hour, 0, 40) + sales_in(hour, 40, 20, channel="in_store")
     insert_sales(clean_stack, sold)
@@ -73,7 +74,8 @@ def test_running_an_hour_twice_leaves_identical_outputs(clean_stack):
         [("requested", 120, 1, 3, "succeeded")] * 2
 
 
-def test_a_late_pos_batch_of_hours_old_sales_corrects_its_hour_in_place(clean_stack, tmp_path):
+def test_a_late_pos_batch_of_hours_old_sales_corrects_its_hour_in_place(engine_stack, tmp_path):
+    clean_stack = engine_stack
     hour = closed_hour(4)
     online = sales_in(hour, 0, 12)
     insert_sales(clean_stack, online)

@@ -66,33 +66,46 @@ def test_an_hour_is_staged_with_exactly_the_contract_columns_and_types(clean_sta
     assert [tuple(row.values()) for row in table.to_pylist()] == aurora_hour(clean_stack, AN_HOUR)
 
 
-def test_an_hour_exported_and_loaded_twice_is_byte_and_row_identical(clean_stack):
-    insert_sales(clean_stack, sales_in(AN_HOUR, 30))
+def test_an_hour_exported_and_loaded_twice_is_byte_and_row_identical(engine_stack):
+    props = engine_stack
+    insert_sales(props, sales_in(AN_HOUR, 30))
     outputs = []
     for _ in range(2):
-        export(clean_stack, AN_HOUR, fetch_rows=7, part_rows=25)
-        hourly.load_warehouse(clean_stack, Staging(clean_stack), AN_HOUR)
+        rows, _ = export(props, AN_HOUR, fetch_rows=7, part_rows=25)
+        hourly.load_warehouse(props, Staging(props), AN_HOUR, rows)
         outputs.append(({key: hashlib.sha256(body).hexdigest()
-                         for key, body in staged(clean_stack, AN_HOUR).items()},
-                        warehouse_rows(clean_stack)))
+                         for key, body in staged(props, AN_HOUR).items()},
+                        warehouse_rows(props)))
     assert outputs[0] == outputs[1]
     assert len(outputs[0][0]) == 3                                   # 60 rows in parts of 25
-    assert outputs[0][1] == aurora_hour(clean_stack, AN_HOUR)
+    assert outputs[0][1] == aurora_hour(props, AN_HOUR)
 
 
-def test_a_re_export_replaces_the_parts_and_the_warehouse_rows_of_the_hour(clean_stack):
-    insert_sales(clean_stack, sales_in(AN_HOUR, 30))
-    export(clean_stack, AN_HOUR, part_rows=25)
-    hourly.load_warehouse(clean_stack, Staging(clean_stack), AN_HOUR)
-    query(clean_stack, "UPDATE order_fct SET delivery_id = 'D-1' WHERE order_id = %s",
+def test_a_re_export_replaces_the_parts_and_the_warehouse_rows_of_the_hour(engine_stack):
+    props = engine_stack
+    insert_sales(props, sales_in(AN_HOUR, 30))
+    rows, _ = export(props, AN_HOUR, part_rows=25)
+    hourly.load_warehouse(props, Staging(props), AN_HOUR, rows)
+    query(props, "UPDATE order_fct SET delivery_id = 'D-1' WHERE order_id = %s",
           sales_in(AN_HOUR, 1)[0].order_id)
 
-    _, keys = export(clean_stack, AN_HOUR, part_rows=1000)
-    hourly.load_warehouse(clean_stack, Staging(clean_stack), AN_HOUR)
+    rows, keys = export(props, AN_HOUR, part_rows=1000)
+    hourly.load_warehouse(props, Staging(props), AN_HOUR, rows)
 
-    assert list(staged(clean_stack, AN_HOUR)) == keys and len(keys) == 1
-    assert warehouse_rows(clean_stack) == aurora_hour(clean_stack, AN_HOUR)
-    assert {row[7] for row in warehouse_rows(clean_stack)} == {None, "D-1"}
+    assert list(staged(props, AN_HOUR)) == keys and len(keys) == 1
+    assert warehouse_rows(props) == aurora_hour(props, AN_HOUR)
+    assert {row[7] for row in warehouse_rows(props)} == {None, "D-1"}
+
+
+def test_an_hour_without_sales_loads_nothing_and_keeps_the_warehouse(engine_stack):
+    props = engine_stack
+    insert_sales(props, sales_in(AN_HOUR, 3))
+    rows, _ = export(props, AN_HOUR)
+    hourly.load_warehouse(props, Staging(props), AN_HOUR, rows)
+    rows, _ = export(props, AN_HOUR + HOUR)
+    hourly.load_warehouse(props, Staging(props), AN_HOUR + HOUR, rows)
+    assert rows == 0
+    assert warehouse_rows(props) == aurora_hour(props, AN_HOUR)
 
 
 def test_an_hour_without_sales_is_one_empty_part(clean_stack):

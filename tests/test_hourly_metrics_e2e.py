@@ -149,8 +149,9 @@ def on_duckdb(props) -> list[MetricRow]:
     return [MetricRow(*row) for row in result.rows]
 
 
-def test_stream_publishes_on_time_hours_and_batch_corrects_late_sales_in_place(clean_stack):
-    props = {**clean_stack, "HourlyMetrics": {**clean_stack["HourlyMetrics"], "idle_seconds": "10"}}
+def test_stream_publishes_on_time_hours_and_batch_corrects_late_sales_in_place(engine_stack):
+    """On both warehouse back ends (``engine_stack``)."""
+    props = {**engine_stack, "HourlyMetrics": {**engine_stack["HourlyMetrics"], "idle_seconds": "10"}}
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     end = hour_of(epoch_ms((now - timedelta(minutes=25)).replace(tzinfo=timezone.utc)))
     start = end - 3 * HOUR

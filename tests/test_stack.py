@@ -11,6 +11,7 @@ import pytest
 import redis
 
 import stack
+from connectors import redis_store
 from pizzastream import reference_data as rd
 from pizzastream.config import load_properties, postgres_dsn, stream_arn, stream_name
 from stack import aws
@@ -32,7 +33,7 @@ def _count(props, table: str, group: str = "Aurora") -> int:
 
 
 def _redis(props) -> redis.Redis:
-    return redis.Redis(host=props["Redis"]["host"], port=int(props["Redis"]["port"]))
+    return redis_store.client(props, decode_responses=False)
 
 
 def test_up_twice_keeps_the_same_servers_and_data(props):

@@ -1,7 +1,8 @@
--- Redshift only: the hourly store metrics tables with Redshift's physical design. Same
--- columns and meaning as stack/sql/warehouse.sql (the local PostgreSQL stand-in runs that
--- file; keep the two in step). Primary keys are informational on Redshift: the loads
--- (connectors/warehouse.py, load_hour.sql) are what keep (store_id, window_start) unique.
+-- Redshift only: the warehouse tables with Redshift's physical design. Same columns and
+-- meaning as stack/sql/warehouse.sql and etl_warehouse.sql (the local PostgreSQL runs those
+-- files; keep them in step). Primary keys are informational on Redshift: the loads
+-- (connectors/warehouse.py: COPY from S3 into a stage, then delete + insert by key) are what
+-- keep (store_id, window_start) unique.
 
 -- Analysts filter by time and group or join by store: rows of a store on one slice,
 -- sorted by hour so a day's or a week's scan touches only its blocks.
@@ -33,3 +34,20 @@ CREATE TABLE IF NOT EXISTS metrics_publication (
 )
 DISTSTYLE ALL
 SORTKEY (window_start);
+
+-- The sales fact the hourly ETL loads from S3 staging (stack/sql/etl_warehouse.sql locally).
+CREATE TABLE IF NOT EXISTS order_fct (
+    store_id               integer NOT NULL ENCODE az64,
+    order_id               varchar(64) NOT NULL ENCODE zstd,
+    product_id             integer NOT NULL ENCODE az64,
+    transaction_ts         timestamptz NOT NULL ENCODE raw,
+    quantity               integer NOT NULL ENCODE az64,
+    unit_price             numeric(10,2) NOT NULL ENCODE az64,
+    total_transaction_amt  numeric(12,2) NOT NULL ENCODE az64,
+    delivery_id            varchar(64) NULL ENCODE zstd,
+    delivery_type          varchar(16) NOT NULL ENCODE zstd,
+    channel                varchar(16) NOT NULL ENCODE zstd,
+    PRIMARY KEY (order_id, product_id)
+)
+DISTSTYLE KEY DISTKEY (store_id)
+COMPOUND SORTKEY (transaction_ts, store_id);

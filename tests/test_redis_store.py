@@ -1,0 +1,106 @@
+"""Redis as ElastiCache runs it: the local server requires AUTH over TLS, every client
+(Python and the JVM sink) connects that way from the ``Redis`` group, and a write the
+server refuses inside a pipeline surfaces as an error instead of a lost update."""
+from __future__ import annotations
+
+import pytest
+import redis
+from pyflink.common import Row
+
+from connectors import redis_store
+from pizzastream.catalog import Catalog
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_configured_client_authenticates_over_tls(local_stack):
+    with redis_store.client(local_stack) as client:
+        assert client.ping()
+        assert client.acl_whoami() == local_stack["Redis"]["user"]
+        assert client.connection_pool.connection_class is redis.SSLConnection
+
+
+def without(props, **changes):
+    return {**props, "Redis": {**props["Redis"], **changes}}
+
+
+def test_a_client_without_auth_is_refused(local_stack):
+    with redis_store.client(without(local_stack, password="", user="")) as client:
+        with pytest.raises(redis.AuthenticationError):
+            client.set("intruder", "1")
+
+
+def test_a_client_with_a_wrong_password_is_refused(local_stack):
+    with redis_store.client(without(local_stack, password="guess")) as client:
+        with pytest.raises(redis.AuthenticationError):
+            client.ping()
+
+
+def test_a_plaintext_client_is_refused(local_stack):
+    with redis_store.client(without(local_stack, tls="false"), socket_timeout=3) as client:
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+
+
+def test_a_client_that_does_not_trust_the_ca_is_refused(local_stack):
+    with redis_store.client(without(local_stack, tls_ca_file="")) as client:   # system CAs
+        with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+            client.ping()
+
+
+def test_a_refused_write_in_a_python_pipeline_surfaces_as_an_error(clean_stack):
+    with redis_store.client(clean_stack) as client:
+        client.set(redis_store.product_key(2), "not a hash")         # HSET will be refused
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            redis_store.publish_catalog(client, Catalog.from_reference_data())
+        assert client.get(redis_store.product_key(2)) == "not a hash"
+
+
+def run_sink(props, rows, ttl_s: int = 0) -> None:
+    from jobs import runtime
+
+    env = runtime.stream_environment(props)
+    env.set_parallelism(1)
+    env.from_collection(rows, type_info=redis_store.REDIS_COMMAND) \
+        .sink_to(redis_store.sink(props, ttl_s, batch_size=2))
+    env.execute("redis-sink-test")
+
+
+@pytest.mark.slow
+def test_the_jvm_sink_writes_over_tls_with_auth_and_fails_on_a_refused_write(clean_stack):
+    rows = [Row("SET", "order:T-1", "", "accepted"), Row("HSET", "live:7:2026112410", "05", "2/9.98"),
+            Row("HSET", "live:7:2026112410", "06", "1/4.99")]
+    run_sink(clean_stack, rows, ttl_s=600)
+    with redis_store.client(clean_stack) as client:
+        assert client.get("order:T-1") == "accepted"
+        assert client.hgetall("live:7:2026112410") == {"05": "2/9.98", "06": "1/4.99"}
+        assert 0 < client.ttl("live:7:2026112410") <= 600
+        client.set("live:8:2026112410", "not a hash")
+
+    with pytest.raises(Exception, match="Redis refused a write \\(WRONGTYPE"):
+        run_sink(clean_stack, [Row("HSET", "live:8:2026112410", "05", "1/1.00"),
+                               Row("SET", "order:T-2", "", "accepted")])
+
+
+def test_delivery_partners_are_cached_with_their_ttl_until_invalidated(clean_stack):
+    from delivery import store
+    from tests.pos_support import query
+
+    props = {**clean_stack, "Delivery": {**clean_stack["Delivery"], "partner_cache_ttl_s": "60"}}
+    with redis_store.client(props) as client:
+        fresh = store.load_partners(props)
+        assert store.cached_partners(props, client) == fresh           # a miss reads Aurora
+        assert 0 < client.ttl(redis_store.DELIVERY_PARTNERS_KEY) <= 60
+        partner = fresh[0].partner_id
+        query(props, "UPDATE delivery_partner SET capacity = capacity + 1 WHERE partner_id = %s",
+              partner)
+        try:
+            assert store.cached_partners(props, client) == fresh       # cached until ...
+            assert store.invalidate_partners(client)                   # ... invalidated
+            changed = store.cached_partners(props, client)
+            assert changed[0].capacity == fresh[0].capacity + 1
+            assert changed == store.load_partners(props)
+        finally:
+            query(props, "UPDATE delivery_partner SET capacity = capacity - 1"
+                         " WHERE partner_id = %s", partner)
+            store.invalidate_partners(client)

@@ -9,8 +9,9 @@ tests/test_batches.py checks the two sides against each other.
 
 Batches into Python (binary, any bytes: records are outside input)
     raw records   per record: length (4 bytes, big-endian), the record's bytes
-    store records flags (1 byte: ``PERSIST`` = write changed stores to state now), then per
-                  record: kind (1 byte), key length (2), key (UTF-8), data length (4), data
+    store records flags (1 byte: ``PERSIST`` = write changed stores to state now), the
+                  batcher's epoch (8 bytes, new with each start or restore of the job), then
+                  per record: kind (1 byte), key length (2), key (UTF-8), data length (4), data
 
 Results out of Python (text)
     one line per output: ``<tag><key>\\t<payload>\\n``, the tag one character naming the
@@ -27,6 +28,7 @@ from struct import Struct
 PERSIST = 1
 _LENGTH = Struct(">I")
 _STORE_RECORD_HEAD = Struct(">cH")
+_STORE_HEAD_BYTES = 9         # flags, epoch
 
 
 def raw_records(batch: bytes) -> Iterator[bytes]:
@@ -50,8 +52,15 @@ def store_records(batch: bytes) -> tuple[bool, Iterator[tuple[str, str, bytes]]]
     return batch[0] == PERSIST, _store_records(batch)
 
 
+def batch_epoch(batch: bytes) -> bytes:
+    """The epoch of the ``StoreBatcher`` that made the batch: a new one means the job was
+    (re)started, and whatever a consumer kept in memory may be ahead of the restored state."""
+    return batch[1:_STORE_HEAD_BYTES]
+
+
 def _store_records(batch: bytes) -> Iterator[tuple[str, str, bytes]]:
-    head, length, end, at = _STORE_RECORD_HEAD.unpack_from, _LENGTH.unpack_from, len(batch), 1
+    head, length, end = _STORE_RECORD_HEAD.unpack_from, _LENGTH.unpack_from, len(batch)
+    at = _STORE_HEAD_BYTES
     while at < end:
         kind, key_length = head(batch, at)
         at += 3
@@ -63,9 +72,10 @@ def _store_records(batch: bytes) -> Iterator[tuple[str, str, bytes]]:
         at += data_length
 
 
-def frame_store_records(records: list[tuple[str, str, bytes]], persist: bool = False) -> bytes:
+def frame_store_records(records: list[tuple[str, str, bytes]], persist: bool = False,
+                        epoch: bytes = bytes(8)) -> bytes:
     """The ``StoreBatcher`` format of ``(kind, partition_key, data)`` records (tests, tools)."""
-    parts = [bytes([PERSIST if persist else 0])]
+    parts = [bytes([PERSIST if persist else 0]) + epoch]
     for kind, key, data in records:
         key_bytes = key.encode()
         parts.append(kind.encode("latin-1") + len(key_bytes).to_bytes(2, "big") + key_bytes

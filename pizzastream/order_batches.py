@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 
 import orjson
 
-from pizzastream.batches import raw_records, store_records
+from pizzastream.batches import batch_epoch, raw_records, store_records
 from pizzastream.catalog import Catalog
 from pizzastream.dead_letters import DeadLetter, dead_letter
 from pizzastream.inventory import (
@@ -112,9 +112,17 @@ class ShardDesk:
         # shard -> store -> ingredients whose level changed since the last persist (None:
         # all of them, the store was just opened)
         self._changed: dict[str, dict[int, set[int] | None]] = {}
+        self._epoch: bytes | None = None
 
     def decide(self, shard: str, batch: bytes, saved_stock: Callable[[int], bytes | None]
                ) -> tuple[str, list[DeadLetter], list[tuple[int, bytes]]]:
+        epoch = batch_epoch(batch)
+        if epoch != self._epoch:
+            # The job was (re)started: stocks kept in memory may be ahead of the state it was
+            # restored from; read them from state again.
+            self._stocks.clear()
+            self._changed.clear()
+            self._epoch = epoch
         persist, records = store_records(batch)
         out: list[str] = []
         letters: list[DeadLetter] = []

@@ -308,3 +308,20 @@ def test_a_malformed_enriched_record_is_dead_lettered_and_changes_nothing():
     assert {letter.job for letter in letters} == {INVENTORY_JOB}
     assert [json.loads(p)["o"] for t, _, p in result_lines(result.encode()) if t == "S"] \
         == ["S3-1"]
+
+
+def test_a_new_epoch_reads_stock_from_state_again():
+    """After a restore the job's state is behind what a desk that survived kept in memory:
+    a batch from a restarted batcher (new epoch) makes it read every store from state."""
+    records = traffic(4, 60)
+    desk = ShardDesk(lambda: CATALOG, lambda: POLICIES, opening, 60, 5)
+    state: dict[int, bytes] = {}
+    _, _, saved = desk.decide("shard", frame_store_records(records[:20], True, b"A" * 8),
+                              state.get)
+    state.update(saved)
+    desk.decide("shard", frame_store_records(records[20:40], False, b"A" * 8), state.get)
+    after_restore = desk.decide("shard", frame_store_records(records[20:], True, b"B" * 8),
+                                state.get)
+    fresh = ShardDesk(lambda: CATALOG, lambda: POLICIES, opening, 60, 5)
+    assert after_restore[0] == fresh.decide(
+        "shard", frame_store_records(records[20:], True, b"B" * 8), state.get)[0]

@@ -34,7 +34,8 @@ import org.apache.flink.util.OutputTag;
  * shuffle of its own, and is written alone (one map of all a shard's ids would be copied whole by
  * the heap state backend's snapshots).
  *
- * <p><b>Batches.</b> {@code Row(shard, batch)}, where {@code batch} is one flags byte then, per
+ * <p><b>Batches.</b> {@code Row(shard, batch)}, where {@code batch} is one flags byte, this
+ * operator instance's epoch (8 bytes, new with every start or restore), then, per
  * record in arrival order, {@code kind (1 byte), key length (2), key (UTF-8), data length (4),
  * data}, big-endian ({@code pizzastream.batches.store_records} reads it). A shard's batch closes
  * at {@code maxRecords}, within {@code maxDelayMs}, before every checkpoint barrier and at the end
@@ -63,14 +64,16 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
     private transient Map<String, Pending> pending;
     private transient Set<String> sincePersist;
     private transient boolean timerPending;
+    private transient long epoch;
 
     private static final class Pending {
         final ByteArrayOutputStream bytes = new ByteArrayOutputStream(4096);
         final DataOutputStream out = new DataOutputStream(bytes);
         int records;
 
-        Pending() {
-            bytes.write(0);
+        Pending(long epoch) throws IOException {
+            out.writeByte(0);
+            out.writeLong(epoch);
         }
     }
 
@@ -95,6 +98,9 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
                         .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
                         .setStateVisibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
                         .build());
+        // New with every (re)start of this operator: tells the Python side that what it keeps
+        // in memory from before may be ahead of the state just restored (batches.batch_epoch).
+        epoch = java.util.concurrent.ThreadLocalRandom.current().nextLong();
         pending = new LinkedHashMap<>();
         sincePersist = new LinkedHashSet<>();
     }
@@ -113,7 +119,11 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
         }
         first.update(Boolean.TRUE);
         String shard = (String) ((Row) getCurrentKey()).getField(0);
-        Pending batch = pending.computeIfAbsent(shard, s -> new Pending());
+        Pending batch = pending.get(shard);
+        if (batch == null) {
+            batch = new Pending(epoch);
+            pending.put(shard, batch);
+        }
         append(batch, kind, String.valueOf(record.getField(0)), data);
         sincePersist.add(shard);
         if (batch.records >= maxRecords) {
@@ -146,14 +156,14 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
         output.collect(new StreamRecord<>(Row.of(shard, bytes)));
     }
 
-    private void flush(boolean persist) {
+    private void flush(boolean persist) throws IOException {
         for (Map.Entry<String, Pending> entry : pending.entrySet()) {
             emit(entry.getKey(), entry.getValue(), persist);
         }
         if (persist) {
             for (String shard : sincePersist) {
                 if (!pending.containsKey(shard)) {
-                    emit(shard, new Pending(), true);
+                    emit(shard, new Pending(epoch), true);
                 }
             }
             sincePersist.clear();
@@ -168,7 +178,7 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
     }
 
     @Override
-    public void endInput() {
+    public void endInput() throws IOException {
         flush(true);
     }
 }

@@ -70,7 +70,7 @@ ORDER_RULES = {"max_quantity": "20", "max_lines": "25", "max_record_bytes": "819
 HOURLY_METRICS = {"out_of_orderness_minutes": "20", "idle_seconds": "60",
                   "publication_target_minutes": "20", "live_ttl_minutes": "120",
                   "live_refresh_ms": "1000", "lake_prefix": "lake/hourly_store_metrics",
-                  "staging_prefix": "staging/order_fct"}
+                  "staging_prefix": "staging/order_fct", "dedup_ttl_minutes": "120"}
 ETL = {"fetch_rows": "10000", "part_rows": "1000000", "metrics_chunk_hours": "24"}
 # The container image's build context: only what deploy/docker/Dockerfile copies.
 IMAGE_FILES = ["requirements.txt", "scripts/setup_kcl.sh", "deploy/kcl/pom.xml",

@@ -13,13 +13,14 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from connectors import aurora, aws, redis_store
+from connectors import aurora, redis_store
 from connectors.kinesis_producer import KinesisProducer
 from jobs import inventory_windowing
 from pizzastream.catalog import Catalog
 from pizzastream.inventory import StoreStock, due_reorders, place_order, policies_from_rows
 from pizzastream.orders import EnrichedOrder, OrderLine
 from pizzastream.sales import fact_rows, sale_json
+from tests.pos_support import query, stream_json
 from tests.support import running_job, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,20 +29,6 @@ STORES = list(range(101, 161))           # 60 stores over many shards
 SHORT_STORES = STORES[::3]               # opened with little stock: refusals and reorders
 ORDERS = 3000
 REPLAYS = 150
-
-
-def query(props, sql: str, *args) -> list[tuple]:
-    with aurora.connect(props) as conn:
-        cursor = conn.execute(sql, args)
-        return cursor.fetchall() if cursor.description else []
-
-
-def stream_records(props, logical_name: str) -> list[dict]:
-    from pizzastream.config import stream_name
-
-    kinesis = aws.client(props, "kinesis")
-    return [json.loads(data) for _, data in
-            aws.read_stream(kinesis, stream_name(props, logical_name))]
 
 
 def traffic(catalog: Catalog) -> list[EnrichedOrder]:
@@ -109,7 +96,7 @@ def test_parallel_batches_decide_what_the_rules_decide_store_by_store(clean_stac
         records = [(str(o.store_id), o.to_json().encode()) for o in orders + replays]
         for start in range(0, len(records), 500):
             producer.put(stream_name(props, "orders_enriched"), records[start:start + 500])
-        wait_for("every order decided", lambda: len(stream_records(props, "order_status")),
+        wait_for("every order decided", lambda: len(stream_json(props, "order_status")),
                  lambda n: n >= ORDERS, timeout_s=300)
         wait_for("the stock published", lambda: dict(
             ((s, i), q) for s, i, q in query(
@@ -118,8 +105,8 @@ def test_parallel_batches_decide_what_the_rules_decide_store_by_store(clean_stac
             lambda levels: all(levels.get(k) == v for k, v in expected["stock"].items()),
             timeout_s=120)
         time.sleep(6)   # a checkpoint more: nothing else may arrive
-        statuses = stream_records(props, "order_status")
-        streams = {name: stream_records(props, name)
+        statuses = stream_json(props, "order_status")
+        streams = {name: stream_json(props, name)
                    for name in ("sales", "pos_orders", "deliveries")}
 
     assert Counter(s["o"] for s in statuses) == Counter(o.order_id for o in orders)

@@ -99,7 +99,11 @@ class DecideStoreBatches(KeyedProcessFunction):
         self._db.close()
 
     def process_element(self, batch, ctx):
-        shard = ctx.get_current_key()[0]
+        # The key is the shard's name itself (PyFlink's keyed operator hands over the first
+        # field of the batch), not a Row: indexing it took its first letter, one for every
+        # shard, and a persist wrote other shards' stores under its own key, where a
+        # restored job did not find them.
+        shard = ctx.get_current_key()
         result, letters, saved = self._desk.decide(shard, bytes(batch), self._saved_stock)
         for store_id, state in saved:
             self._stores.put(store_id, state)

@@ -86,7 +86,10 @@ def _initialize_file_systems(config: Configuration) -> None:
     jvm.org.apache.flink.core.fs.FileSystem.initialize(config._j_configuration, plugins)
 
 
-def flink_configuration(props: dict[str, dict[str, str]]) -> Configuration:
+def flink_configuration(props: dict[str, dict[str, str]],
+                        restore_from: str | None = None) -> Configuration:
+    """The job's Flink settings; locally, ``restore_from`` (else ``PIZZASTREAM_RESTORE_FROM``)
+    names the savepoint or retained checkpoint to start from."""
     config = Configuration()
     for key, value in props.get("FlinkTuning", {}).items():
         if key.startswith("python."):
@@ -109,24 +112,28 @@ def flink_configuration(props: dict[str, dict[str, str]]) -> Configuration:
         config.set_string("restart-strategy.failure-rate.max-failures-per-interval", "30")
         config.set_string("restart-strategy.failure-rate.failure-rate-interval", "10 min")
         config.set_string("restart-strategy.failure-rate.delay", "5 s")
-        if os.environ.get(RESTORE_FROM_ENV):
-            config.set_string("execution.savepoint.path", os.environ[RESTORE_FROM_ENV])
+        restore_from = restore_from or os.environ.get(RESTORE_FROM_ENV)
+        if restore_from:
+            config.set_string("execution.savepoint.path", restore_from)
     return config
 
 
-def _started_configuration(props: dict[str, dict[str, str]]) -> Configuration:
+def _started_configuration(props: dict[str, dict[str, str]],
+                           restore_from: str | None = None) -> Configuration:
     """``flink_configuration`` with, locally, the JVM prepared before it starts (creating
     the configuration starts it) and the file systems loaded after."""
     if not is_local():
         return flink_configuration(props)
     _prepare_local_jvm(props)
-    config = flink_configuration(props)
+    config = flink_configuration(props, restore_from)
     _initialize_file_systems(config)
     return config
 
 
-def stream_environment(props: dict[str, dict[str, str]]) -> StreamExecutionEnvironment:
-    env = StreamExecutionEnvironment.get_execution_environment(_started_configuration(props))
+def stream_environment(props: dict[str, dict[str, str]],
+                       restore_from: str | None = None) -> StreamExecutionEnvironment:
+    env = StreamExecutionEnvironment.get_execution_environment(
+        _started_configuration(props, restore_from))
     env.set_max_parallelism(MAX_PARALLELISM)
     tuning = props.get("FlinkTuning", {})
     if is_local():

@@ -1,5 +1,7 @@
-"""moto's server with Kinesis calls served one at a time: ``python -m stack.moto_server``.
+"""moto's server, made faithful to Kinesis where the jobs depend on it: ``python -m
+stack.moto_server``.
 
+**Kinesis calls are served one at a time.**
 moto_server answers each request on its own thread, and its Kinesis shard is not safe for
 concurrent writers: ``Shard.put_record`` reads the highest sequence number and stores the
 record under that number + 1, so two PutRecords running at once can give two records the
@@ -14,6 +16,13 @@ fails). It costs no throughput worth measuring, since moto is pure Python and it
 already take turns on the interpreter lock; S3 and DynamoDB calls stay concurrent. Every
 writer of the local stack (jobs, generator, POS, delivery service, fault proxy) reaches
 moto through this one process, so no path around the lock exists.
+
+**ListShards honours ExclusiveStartShardId.** moto 5.2.5 ignores it and lists every shard.
+The Kinesis source (flink-connector-kinesis 4.3.0) looks for new shards every 10 s by listing
+those after the last one it has seen, and keeps the shards it has handed out only in memory:
+after a restore, every shard moto lists again is handed out a second time, from the start of
+the stream, and each record is read twice (measured: a job restored from a savepoint read
+1,521 of 3,000 orders again). Kinesis itself lists only the shards after the one named.
 """
 from __future__ import annotations
 
@@ -62,7 +71,31 @@ class OneKinesisCallAtATime:
                     response.close()
 
 
+def honour_exclusive_start_shard_id() -> None:
+    """Makes moto's ListShards return only the shards whose id follows
+    ``ExclusiveStartShardId``, as Kinesis does (shard ids sort in creation order)."""
+    from moto.core.responses import ActionResult
+    from moto.kinesis.responses import KinesisResponse
+
+    listed = KinesisResponse.list_shards
+    if getattr(listed, "honours_exclusive_start", False):
+        return
+
+    def list_shards(self) -> ActionResult:
+        result = listed(self)
+        after = self._get_param("ExclusiveStartShardId")
+        if after is None:
+            return result
+        body = dict(result.result)
+        body["Shards"] = [shard for shard in body["Shards"] if shard["ShardId"] > after]
+        return ActionResult(body)
+
+    list_shards.honours_exclusive_start = True  # type: ignore[attr-defined]
+    KinesisResponse.list_shards = list_shards
+
+
 def application() -> OneKinesisCallAtATime:
+    honour_exclusive_start_shard_id()
     return OneKinesisCallAtATime(DomainDispatcherApplication(create_backend_app))
 
 

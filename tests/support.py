@@ -19,15 +19,32 @@ def wait_for(what: str, probe: Callable[[], object], done: Callable[[object], bo
     return value
 
 
+class RunningJob:
+    """A job started by ``running_job``."""
+
+    def __init__(self, client):
+        self.client = client
+        self.stopped = False
+
+    def stop_with_savepoint(self, directory) -> str:
+        """Stops the job gracefully with a savepoint under ``directory`` (a Path); returns
+        the savepoint's path, to restore from."""
+        path = self.client.stop_with_savepoint(False, directory.as_uri()).result()
+        self.stopped = True
+        return path
+
+
 @contextmanager
-def running_job(build: Callable, props: dict, name: str):
-    """Runs a job's dataflow on a local mini-cluster until the block ends, then cancels it."""
+def running_job(build: Callable, props: dict, name: str, restore_from: str | None = None):
+    """Runs a job's dataflow on a local mini-cluster (from the savepoint ``restore_from``, if
+    given) until the block ends, then cancels it unless it was stopped already."""
     from jobs import runtime
 
-    env = runtime.stream_environment(props)
+    env = runtime.stream_environment(props, restore_from)
     build(env, props)
-    client = env.execute_async(name)
+    job = RunningJob(env.execute_async(name))
     try:
-        yield client
+        yield job
     finally:
-        client.cancel().result()
+        if not job.stopped:
+            job.client.cancel().result()

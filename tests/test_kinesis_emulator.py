@@ -1,8 +1,11 @@
-"""The local Kinesis emulator keeps every record under concurrent writers.
+"""The local Kinesis emulator behaves as Kinesis where the jobs depend on it
+(``stack.moto_server`` says why each matters).
 
-A plain moto_server loses about 1.5% of the records of three concurrent writers without an
-error to any of them (``stack.moto_server`` says why); the stack's moto serialises Kinesis
-calls, so every record sent is read back exactly once.
+* A plain moto_server loses about 1.5% of the records of three concurrent writers without an
+  error to any of them; the stack's moto serialises Kinesis calls, so every record sent is
+  read back exactly once.
+* A plain moto_server's ListShards ignores ExclusiveStartShardId, so the Kinesis source read
+  every shard again from the start after a restore; the stack's lists only the later shards.
 """
 from __future__ import annotations
 
@@ -80,3 +83,12 @@ def test_concurrent_writers_lose_and_duplicate_no_record(local_stack, scratch_st
     assert sorted(sent - set(read))[:10] == [], f"{len(sent - set(read))} records lost"
     assert {record: n for record, n in read.items() if n > 1} == {}
     assert set(read) == sent
+
+
+def test_list_shards_starts_after_the_shard_named(local_stack, scratch_stream):
+    kinesis = aws.client(local_stack, "kinesis")
+    shards = [s["ShardId"] for s in kinesis.list_shards(StreamName=scratch_stream)["Shards"]]
+    assert len(shards) == SHARDS and shards == sorted(shards)
+    for index, shard in enumerate(shards):
+        after = kinesis.list_shards(StreamName=scratch_stream, ExclusiveStartShardId=shard)
+        assert [s["ShardId"] for s in after["Shards"]] == shards[index + 1:]

@@ -1,8 +1,10 @@
-"""inventory_windowing at parallelism 2 on the mini-cluster, with the real connectors: a few
-thousand orders for many stores (some replayed, many stores short of stock) go through the
+"""inventory_windowing on the mini-cluster with the real connectors, at parallelism 2, then
+restored from a savepoint at parallelism 1, then again at 2: a few thousand orders for many
+stores (many stores short of stock; some orders replayed after both restores) go through the
 batched path, and every decision, status, sale, fact row, supplier order and final stock
 level must be what ``pizzastream.inventory`` decides applied store by store, one order at a
-time, in the order each store's orders were written."""
+time, in the order each store's orders were written. A store's stock and the order ids seen
+must come through each restore and each rescale (keyed state moving between subtasks)."""
 from __future__ import annotations
 
 import json
@@ -29,6 +31,8 @@ STORES = list(range(101, 161))           # 60 stores over many shards
 SHORT_STORES = STORES[::3]               # opened with little stock: refusals and reorders
 ORDERS = 3000
 REPLAYS = 150
+# (first order, parallelism) of each run; each later run restores the previous one's savepoint
+RUNS = ((0, 2), (1000, 1), (2000, 2))
 
 
 def traffic(catalog: Catalog) -> list[EnrichedOrder]:
@@ -72,42 +76,53 @@ def one_by_one(orders, opening, catalog, policies) -> dict:
     return out
 
 
-def test_parallel_batches_decide_what_the_rules_decide_store_by_store(clean_stack):
-    props = {**clean_stack, "FlinkTuning": {**clean_stack["FlinkTuning"], "parallelism": "2"}}
+def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clean_stack, tmp_path):
     for store_id in SHORT_STORES:
         for table in ("inventory", "opening_inventory"):
-            query(props, f"UPDATE {table} SET on_hand = on_hand / 20 WHERE store_id = %s",
+            query(clean_stack, f"UPDATE {table} SET on_hand = on_hand / 20 WHERE store_id = %s",
                   store_id)
     opening: dict[int, dict[int, int]] = defaultdict(dict)
     for store_id, ingredient_id, on_hand in query(
-            props, "SELECT store_id, ingredient_id, on_hand FROM opening_inventory"
-                   " WHERE store_id = ANY(%s)", STORES):
+            clean_stack, "SELECT store_id, ingredient_id, on_hand FROM opening_inventory"
+                         " WHERE store_id = ANY(%s)", STORES):
         opening[store_id][ingredient_id] = on_hand
-    catalog = Catalog.from_rows(*aurora.catalog_rows(props))
-    policies = policies_from_rows(aurora.ingredient_policy_rows(props))
+    catalog = Catalog.from_rows(*aurora.catalog_rows(clean_stack))
+    policies = policies_from_rows(aurora.ingredient_policy_rows(clean_stack))
     orders = traffic(catalog)
     expected = one_by_one(orders, opening, catalog, policies)
-    replays = random.Random(5).sample(orders, REPLAYS)
+    # Replayed after the restores, of orders decided before them: the ids seen must survive.
+    replays = random.Random(5).sample(orders[:RUNS[-1][0]], REPLAYS)
 
     from pizzastream.config import stream_name
 
-    producer = KinesisProducer(props)
-    with running_job(inventory_windowing.build, props, "order-path-p2"):
-        records = [(str(o.store_id), o.to_json().encode()) for o in orders + replays]
-        for start in range(0, len(records), 500):
-            producer.put(stream_name(props, "orders_enriched"), records[start:start + 500])
-        wait_for("every order decided", lambda: len(stream_json(props, "order_status")),
-                 lambda n: n >= ORDERS, timeout_s=300)
-        wait_for("the stock published", lambda: dict(
-            ((s, i), q) for s, i, q in query(
-                props, "SELECT store_id, ingredient_id, on_hand FROM inventory"
-                       " WHERE store_id = ANY(%s)", STORES)),
-            lambda levels: all(levels.get(k) == v for k, v in expected["stock"].items()),
-            timeout_s=120)
-        time.sleep(6)   # a checkpoint more: nothing else may arrive
-        statuses = stream_json(props, "order_status")
-        streams = {name: stream_json(props, name)
-                   for name in ("sales", "pos_orders", "deliveries")}
+    producer = KinesisProducer(clean_stack)
+    savepoint = None
+    for run, (first, parallelism) in enumerate(RUNS):
+        last = RUNS[run + 1][0] if run + 1 < len(RUNS) else ORDERS
+        props = {**clean_stack, "FlinkTuning": {**clean_stack["FlinkTuning"],
+                                                "parallelism": str(parallelism)}}
+        sent = orders[first:last] + (replays if run == len(RUNS) - 1 else [])
+        with running_job(inventory_windowing.build, props, f"order-path-{run}",
+                         restore_from=savepoint) as job:
+            records = [(str(o.store_id), o.to_json().encode()) for o in sent]
+            for start in range(0, len(records), 500):
+                producer.put(stream_name(props, "orders_enriched"), records[start:start + 500])
+            wait_for(f"orders up to {last} decided",
+                     lambda: len(stream_json(clean_stack, "order_status")),
+                     lambda n, decided=last: n >= decided, timeout_s=300)
+            if run + 1 < len(RUNS):
+                savepoint = job.stop_with_savepoint(tmp_path / f"savepoints-{run}")
+                continue
+            wait_for("the stock published", lambda: dict(
+                ((s, i), q) for s, i, q in query(
+                    clean_stack, "SELECT store_id, ingredient_id, on_hand FROM inventory"
+                           " WHERE store_id = ANY(%s)", STORES)),
+                lambda levels: all(levels.get(k) == v for k, v in expected["stock"].items()),
+                timeout_s=120)
+            time.sleep(6)   # a checkpoint more: nothing else may arrive
+    props = clean_stack
+    statuses = stream_json(props, "order_status")
+    streams = {name: stream_json(props, name) for name in ("sales", "pos_orders", "deliveries")}
 
     assert Counter(s["o"] for s in statuses) == Counter(o.order_id for o in orders)
     assert sorted((s["o"], s["status"]) for s in statuses) == sorted(expected["status"])

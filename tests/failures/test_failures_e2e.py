@@ -113,20 +113,6 @@ def proxy_counts(pipeline: Pipeline) -> str:
             f"partial PutRecords")
 
 
-# Known bug, found by this suite at the end of the session that made the order path cross
-# once per batch (issue 13): after a job restarts from a checkpoint while a dependency is
-# down (PostgreSQL, Redis), is killed, or loses a TaskManager, some stores' stock in
-# inventory_windowing's state no longer equals initial + restocks - consumption (both
-# directions), although every order keeps exactly one status and no sale is lost or
-# duplicated. The scenarios after the first such restore inherit the wrong stock; the
-# savepoint scenario edits a line of inventory_windowing.py that the rework changed. These
-# are expected to fail until the bug is fixed (issue 21); they still run, and an unexpected
-# pass is reported.
-ORDER_PATH_RESTORE_BUG = pytest.mark.xfail(
-    reason="inventory_windowing's batched stock is wrong after a restore under failure "
-           "(known bug, issue 21; see the comment above)", strict=False)
-
-
 # ----------------------------------------------------------------------------- scenarios
 
 def test_baseline(pipeline):
@@ -139,7 +125,6 @@ def test_kinesis_throttled_on_reads_and_writes(pipeline):
                  lambda verdict, wave: throttle_kinesis(pipeline, verdict))
 
 
-@ORDER_PATH_RESTORE_BUG
 def test_postgres_restarted_under_load(pipeline):
     def inject(verdict, wave):
         new, _ = pipeline.deliver_restocks()
@@ -151,7 +136,6 @@ def test_postgres_restarted_under_load(pipeline):
     run_scenario(pipeline, "postgres restarted", inject)
 
 
-@ORDER_PATH_RESTORE_BUG
 def test_redis_restarted_under_load(pipeline):
     def inject(verdict, wave):
         new, repeated = pipeline.deliver_restocks()
@@ -163,7 +147,6 @@ def test_redis_restarted_under_load(pipeline):
     run_scenario(pipeline, "redis restarted", inject)
 
 
-@ORDER_PATH_RESTORE_BUG
 def test_jobs_killed_and_restored_from_retained_checkpoints(pipeline):
     def inject(verdict, wave):
         # The checkpoint directories are known before the kill (the job ids are in the logs).
@@ -211,7 +194,6 @@ def cluster(pipeline):
     return pipeline.cluster.start()
 
 
-@ORDER_PATH_RESTORE_BUG
 def test_taskmanager_killed_on_a_standalone_cluster(pipeline, cluster):
     """inventory_windowing moves from its mini-cluster to the standalone cluster (killed,
     restored there from its retained checkpoint); then, mid-wave, the TaskManager running
@@ -250,8 +232,7 @@ def upgraded_inventory_job(workdir: Path) -> Path:
 
     source = (REPO_ROOT / "jobs" / f"{INVENTORY}.py").read_text()
     changes = {"str(Path(__file__).resolve().parents[1])": repr(str(REPO_ROOT)),
-               'kinesis.sink_to_stream(statuses, props, "order_status")':
-               'kinesis.sink_to_stream(statuses.rebalance(), props, "order_status")'}
+               '(out.statuses, "order_status")': '(out.statuses.rebalance(), "order_status")'}
     for old, new in changes.items():
         assert source.count(old) == 1, f"{INVENTORY}.py changed: no single {old!r} to upgrade"
         source = source.replace(old, new)
@@ -260,7 +241,6 @@ def upgraded_inventory_job(workdir: Path) -> Path:
     return path
 
 
-@ORDER_PATH_RESTORE_BUG
 def test_stop_with_savepoint_and_restart_changed(pipeline, cluster):
     """``flink stop --savepointPath`` mid-wave, then a changed version of the job
     (``upgraded_inventory_job``) submitted from the savepoint with another bundle size:
@@ -291,7 +271,6 @@ def test_stop_with_savepoint_and_restart_changed(pipeline, cluster):
     run_scenario(pipeline, "stop with savepoint, upgrade", inject)
 
 
-@ORDER_PATH_RESTORE_BUG
 def test_fuzzed_bad_input_under_kinesis_throttling(pipeline):
     """A hypothesis batch of byte strings through Kinesis -> order_enrichment ->
     dead_letter, with the generator's wave, while Kinesis throttles reads and writes."""
@@ -311,7 +290,6 @@ def test_fuzzed_bad_input_under_kinesis_throttling(pipeline):
     run_scenario(pipeline, "fuzzed bad input", inject, settle_timeout_s=240)
 
 
-@ORDER_PATH_RESTORE_BUG
 def test_s3_down_for_a_minute_under_hourly_metrics(pipeline):
     """hourly_metrics publishes the closed hours of the run's accepted online sales while
     S3 refuses every connection for a minute: the lake and the warehouse must end equal to
@@ -407,7 +385,6 @@ def _row_key(row) -> tuple:
     return (row.window_start, row.store_id)
 
 
-@ORDER_PATH_RESTORE_BUG
 def test_whole_run_adds_up(pipeline):
     """Across every scenario, from the opening stock: order_fct holds exactly the accepted
     online sales of all waves (no row from anything else); inventory in Aurora and Redis

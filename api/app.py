@@ -278,7 +278,7 @@ async def store_live(request: Request, store_id: int) -> dict:
 
 @get("/stores/{store_id:int}/stock", tags=["insights"], summary="A store's stock now")
 async def store_stock(request: Request, store_id: int) -> dict:
-    """Each ingredient on hand (Redis ``inventory:{store_id}``), flagged ``low`` at or below
+    """Each ingredient on hand (Redis ``inventory:{<store_id>}``), flagged ``low`` at or below
     its safety stock, where a reorder is due."""
     services = _services(request)
     _check_store(store_id)

@@ -3,7 +3,7 @@
 A store's hour comes from one of two places: the warehouse's ``hourly_store_metrics`` row
 once the hour is published (``source`` ``stream`` or ``batch``), or, for the open hour and
 an hour not yet published, the live per-minute hash that hourly_metrics keeps in Redis
-(``live:{store}:{yyyymmddhh}``, minute ``mm`` -> ``"{orders}/{revenue}"``), which carries
+(``live:{<store>}:<yyyymmddhh>``, minute ``mm`` -> ``"{orders}/{revenue}"``), which carries
 orders and revenue only. Money is integer cents here and a two-decimal string in JSON, as
 ``numeric(12,2)`` is in the warehouse.
 """

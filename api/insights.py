@@ -9,7 +9,7 @@ Where each hour comes from:
   ``Api.publication_poll_s`` and drops each reloaded hour from the cache, so a correction is
   served at most one poll interval after it commits.
 - **not yet published** and within the live view's lifetime (``HourlyMetrics.
-  live_ttl_minutes``): the live per-minute hash ``live:{store}:{yyyymmddhh}``, kept for
+  live_ttl_minutes``): the live per-minute hash ``live:{<store>}:<yyyymmddhh>``, kept for
   ``Api.live_cache_ms``.
 - anything else (an older hour no load ever mentioned): no sales.
 Hours after the current one are not reported.
@@ -230,7 +230,7 @@ class Insights:
 
 
 class Stock:
-    """A store's stock from ``inventory:{store_id}`` (always current: inventory_windowing
+    """A store's stock from ``inventory:{<store_id>}`` (always current: inventory_windowing
     rewrites it with every change), named from the ``ingredient`` reference table."""
 
     def __init__(self, redis: aioredis.Redis, ingredients: dict[int, tuple[str, str, int]]):

@@ -193,7 +193,7 @@ GROUP BY store_id, window_start, window_end"""
 TWO_DEDUPS_LIVE_SQL = """
 SELECT
   'HSET' AS command,
-  CONCAT('live:', CAST(store_id AS STRING), ':', hour_key) AS key,
+  CONCAT('live:{{', CAST(store_id AS STRING), '}}:', hour_key) AS key,
   minute_key AS field,
   CONCAT(CAST(COUNT(*) AS STRING), '/', CAST({revenue} AS STRING)) AS `value`
 FROM (

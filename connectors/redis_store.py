@@ -14,14 +14,19 @@ A pipeline's replies are checked one by one, in Python (``redis-py`` raises the 
 error reply on ``execute``) and in the JVM sink (which fails the job, so it restarts from
 its checkpoint and writes again): a refused write is never a lost update.
 
-Keys (documented in docs/streams.md):
-- ``order:{order_id}``           order status (contract), string, 24 h
-- ``inventory:{store_id}``       hash ingredient_id -> on hand, no expiry (always current)
-- ``catalog:product:{id}``       hash name/unit_price/active, no expiry (reloaded with the catalog)
-- ``live:{store_id}:{yyyymmddhh}`` hash minute ``mm`` -> ``"{orders}/{revenue}"`` of that minute
-                                 of the UTC hour (hourly_metrics), expires a while after the hour
-- ``catalog:delivery_partners``  JSON list of the delivery partners (``delivery.store``),
-                                 ``Delivery.partner_cache_ttl_s``; deleted to invalidate
+Keys (documented in docs/streams.md; ``<x>`` is a value, braces are literal):
+- ``order:<order_id>``             order status (contract), string, 24 h
+- ``inventory:{<store_id>}``       hash ingredient_id -> on hand, no expiry (always current)
+- ``catalog:product:<id>``         hash name/unit_price/active, no expiry (reloaded with the catalog)
+- ``live:{<store_id>}:<yyyymmddhh>`` hash minute ``mm`` -> ``"<orders>/<revenue>"`` of that
+                                   minute of the UTC hour (hourly_metrics), expires a while
+                                   after the hour
+- ``catalog:delivery_partners``    JSON list of the delivery partners (``delivery.store``),
+                                   ``Delivery.partner_cache_ttl_s``; deleted to invalidate
+
+A store's keys carry its id as a hash tag (``{<store_id>}``): on a Redis cluster
+(ElastiCache cluster mode) only the tag decides the key's slot, so all of a store's keys live
+on one shard and one pipeline of a store's reads goes to one node.
 """
 from __future__ import annotations
 
@@ -56,10 +61,25 @@ def order_status_key(order_id: str) -> str:
     return f"order:{order_id}"
 
 
+def store_tag(store_id: int | str) -> str:
+    """The hash tag of a store's keys."""
+    return f"{{{store_id}}}"
+
+
+def store_of_key(key: str) -> int:
+    """The store id of a key with a store tag, e.g. ``inventory:{8}`` -> 8."""
+    start = key.index("{") + 1
+    return int(key[start:key.index("}", start)])
+
+
 def inventory_key(store_id: int | str) -> str:
-    """A store's stock hash (``jobs.inventory_windowing.INVENTORY_CACHE_SQL`` builds it in
-    the JVM from ``inventory_key("")`` + the store id)."""
-    return f"inventory:{store_id}"
+    """A store's stock hash (``inventory_key_sql`` builds it in the JVM)."""
+    return f"inventory:{store_tag(store_id)}"
+
+
+def inventory_key_sql(store_column: str) -> str:
+    """``inventory_key`` as a Flink SQL expression of an INT store id column."""
+    return f"CONCAT('inventory:{{', CAST({store_column} AS STRING), '}}')"
 
 
 def product_key(product_id: int | str) -> str:
@@ -67,9 +87,15 @@ def product_key(product_id: int | str) -> str:
 
 
 def live_key(store_id: int | str, hour: datetime) -> str:
-    """The live per-minute hash of a store's UTC hour; the JVM builds the same key in
-    ``jobs.hourly_metrics.LIVE_SQL``."""
-    return f"live:{store_id}:{hour:%Y%m%d%H}"
+    """The live per-minute hash of a store's UTC hour (``live_key_sql`` builds it in the
+    JVM)."""
+    return f"live:{store_tag(store_id)}:{hour:%Y%m%d%H}"
+
+
+def live_key_sql(store_column: str, hour_text_sql: str) -> str:
+    """``live_key`` as a Flink SQL expression of an INT store id column and the hour as
+    ``yyyyMMddHH`` text."""
+    return f"CONCAT('live:{{', CAST({store_column} AS STRING), '}}:', {hour_text_sql})"
 
 
 def tls_enabled(props: dict[str, dict[str, str]]) -> bool:

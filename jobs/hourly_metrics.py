@@ -9,7 +9,7 @@ rows, in the JVM) -> Flink SQL:
       -> lake: Parquet under dt=/hour=, one object per hour        (``connectors.lake``)
       -> warehouse: staged merge per checkpoint                   (``connectors.warehouse``)
   sale_orders -> orders/revenue per store and minute, updated as sales come
-      -> Redis ``live:{store}:{yyyymmddhh}``                       (``connectors.redis_store``)
+      -> Redis ``live:{<store>}:<yyyymmddhh>``                       (``connectors.redis_store``)
 
 Every per-event step runs in the JVM; Python only wires the job.
 
@@ -86,8 +86,8 @@ FROM {FIRST_COPIES}"""
 LIVE_SQL = f"""
 SELECT
   'HSET' AS command,
-  CONCAT('live:', CAST(store_id AS STRING), ':',
-         DATE_FORMAT(TO_TIMESTAMP_LTZ(hour_ms, 3), 'yyyyMMddHH')) AS key,
+  {redis_store.live_key_sql("store_id",
+                            "DATE_FORMAT(TO_TIMESTAMP_LTZ(hour_ms, 3), 'yyyyMMddHH')")} AS key,
   LPAD(CAST(minute_of_hour AS STRING), 2, '0') AS field,
   CONCAT(CAST(COUNT(*) AS STRING), '/', {money_text_sql("SUM(revenue_cents)")}) AS `value`
 FROM (

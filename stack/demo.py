@@ -111,7 +111,7 @@ def _summary(props) -> None:
     if store:
         redis = redis_store.client(props)
         levels = redis.hgetall(redis_store.inventory_key(store[0][0]))
-        print(f"\n== Redis inventory:{store[0][0]} (hot read) ==\n  "
+        print(f"\n== Redis {redis_store.inventory_key(store[0][0])} (hot read) ==\n  "
               + ", ".join(f"{k}={v}" for k, v in sorted(levels.items(), key=lambda kv: int(kv[0]))))
 
 

@@ -12,6 +12,12 @@ What a caller gets:
 - ``ProviderUnavailable`` when every attempt failed for the provider's own reasons
   (connection refused, 5xx) without any timing out: a fault of the infrastructure, which
   the delivery service retries later instead of denying the delivery.
+
+An answer is checked before it is believed: a 200 to a dispatch without a usable delivery
+id (missing, not a short printable string, not JSON at all) counts as no answer (the partner
+may have booked the courier: ``timed_out``, so the caller cancels before offering the order
+elsewhere), and a dispatch list of another shape as the provider failing. Nothing a provider
+sends makes a call raise anything else (``tests/test_delivery_provider.py`` fuzzes it).
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pizzastream.delivery import REFUSED, TIMED_OUT, OfferResult
+from pizzastream.orders import is_id
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +85,16 @@ class DeliveryProviderClient:
             except ProviderUnavailable as error:
                 last_error = str(error)
                 continue
-            if status == 200 and answer.get("delivery_id"):
-                return OfferResult.accepted(str(answer["delivery_id"]))
+            if status == 200:
+                delivery_id = answer.get("delivery_id")
+                if is_id(delivery_id):
+                    return OfferResult.accepted(delivery_id)
+                timed_out = True
+                last_error = f"HTTP 200 without a usable delivery id: {_shown(answer)}"
+                continue
             if status == 409:
                 return REFUSED
-            last_error = f"HTTP {status}: {answer}"
+            last_error = f"HTTP {status}: {_shown(answer)}"
         if timed_out:
             log.warning("dispatch %s to partner %s timed out (%s)", order_id, partner_id,
                         last_error)
@@ -93,7 +105,7 @@ class DeliveryProviderClient:
         """Withdraws an offer (idempotent); True if a dispatch was active."""
         answer = self._retrying("POST", "/cancel", {"order_id": order_id,
                                                      "partner_id": partner_id}, order_id)
-        return bool(answer.get("cancelled"))
+        return answer.get("cancelled") is True
 
     def dispatches(self, order_id: str | None = None) -> dict[str, Any]:
         path = "/dispatches" + (f"?order_id={quote(order_id)}" if order_id else "")
@@ -102,12 +114,21 @@ class DeliveryProviderClient:
     def active_dispatch(self, order_id: str) -> ActiveDispatch | None:
         """The partner that holds this order now, if any: how a retried or replayed order
         finds a courier booked by an attempt that died before recording it."""
-        active = [d for d in self.dispatches(order_id)["dispatches"]
-                  if d["order_id"] == order_id and d["status"] == "active"]
-        if not active:
-            return None
-        first = min(active, key=lambda d: d["first_at"])
-        return ActiveDispatch(int(first["partner_id"]), str(first["delivery_id"]))
+        listed = self.dispatches(order_id).get("dispatches")
+        try:
+            active = [d for d in listed
+                      if d["order_id"] == order_id and d["status"] == "active"]
+            if not active:
+                return None
+            first = min(active, key=lambda d: d["first_at"])
+            partner_id, delivery_id = first["partner_id"], first["delivery_id"]
+        except (TypeError, KeyError, AttributeError) as error:
+            raise ProviderUnavailable(f"dispatches of {order_id}: unreadable answer "
+                                      f"({type(error).__name__}): {_shown(listed)}") from None
+        if type(partner_id) is not int or not is_id(delivery_id):
+            raise ProviderUnavailable(f"dispatches of {order_id}: unreadable dispatch "
+                                      f"{_shown(first)}")
+        return ActiveDispatch(partner_id, delivery_id)
 
     # -- transport ---------------------------------------------------------------------
 
@@ -126,7 +147,7 @@ class DeliveryProviderClient:
                 continue
             if status == 200:
                 return answer
-            last_error = f"HTTP {status}: {answer}"
+            last_error = f"HTTP {status}: {_shown(answer)}"
         raise ProviderUnavailable(f"{method} {path}: {last_error}")
 
     def _call(self, method: str, path: str, body: Any, key: str | None) -> tuple[int, dict]:
@@ -156,6 +177,16 @@ class DeliveryProviderClient:
 def _json(payload: bytes) -> dict[str, Any]:
     try:
         value = json.loads(payload or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return {"raw": payload[:200].decode("utf-8", "replace")}
     return value if isinstance(value, dict) else {"value": value}
+
+
+def _shown(value: object) -> str:
+    """An answer in an error message: bounded, and escaped so that it can be logged and
+    stored (no NUL, no lone surrogate)."""
+    try:
+        text = ascii(value)
+    except RecursionError:
+        return "(nested too deep to show)"
+    return text if len(text) <= 200 else text[:200] + "…"

@@ -36,7 +36,7 @@ from pizzastream.dead_letters import dead_letter  # noqa: E402
 from pizzastream.inventory import policies_from_rows  # noqa: E402
 from pizzastream.order_batches import (  # noqa: E402
     DELIVERY, EVENT_ID_FIELDS, FACT, INVENTORY_JOB, ORDER, POS_ORDER, RESTOCK, SALE, STATUS,
-    STATUS_CACHE, STOCK_LEVEL, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk,
+    STATUS_CACHE, STOCK_LEVEL, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk, record_ids,
 )
 
 JOB_NAME = INVENTORY_JOB
@@ -118,11 +118,15 @@ class DecideStoreBatches(KeyedProcessFunction):
 
 
 def repeat_dead_letter(record):
-    """A repeated order id or restock event id: recorded, never applied twice."""
-    _, (kind, data) = record
+    """A repeated order id or restock event id (``Row(partition_key, kind, data, repeat)``
+    from ``StoreBatcher``): recorded with the ids it repeats, one row per repeat, never
+    applied twice."""
+    _, kind, data, repeat = record
     data = bytes(data)
+    order_id, event_id = record_ids(kind, data)
     reason = "duplicate_order" if kind == ORDER else "duplicate_restock"
-    letter = dead_letter(JOB_NAME, data, reason, "already processed; ignored")
+    letter = dead_letter(JOB_NAME, data, reason, f"repeat {repeat} of an event already processed;"
+                         " ignored", event_id, order_id, occurrence=repeat)
     return Row(*letter.as_tuple())
 
 
@@ -130,7 +134,7 @@ def repeat_dead_letter(record):
 LEVELS = "inventory_levels"
 INVENTORY_CACHE_SQL = f"""
 SELECT 'HSET' AS command,
-       CONCAT('{redis_store.inventory_key("")}', CAST(store_id AS STRING)) AS key,
+       {redis_store.inventory_key_sql("store_id")} AS key,
        CAST(ingredient_id AS STRING) AS field, CAST(on_hand AS STRING) AS `value`
 FROM {LEVELS}"""
 

@@ -1,7 +1,10 @@
 """What a dead letter records about a record the pipeline could not use.
 
 Its id hashes the job and the raw bytes: a replayed bad record (source rewind after a
-restart, producer retry) lands on the same row instead of a second one.
+restart, producer retry) lands on the same row instead of a second one. A repeated event
+(the same order or restock sent again) is a record of its own each time: its ``occurrence``
+(which repeat it is, counted in the job's state and so the same after a restore) is hashed
+too, one row per repeat.
 """
 from __future__ import annotations
 
@@ -35,6 +38,10 @@ def printable_payload(raw: bytes) -> str:
 
 
 def dead_letter(job: str, raw: bytes, reason: str, detail: str,
-                event_id: str | None = None, order_id: str | None = None) -> DeadLetter:
-    digest = hashlib.sha256(job.encode() + b"\x00" + raw).hexdigest()[:32]
+                event_id: str | None = None, order_id: str | None = None,
+                occurrence: int | None = None) -> DeadLetter:
+    identity = job.encode() + b"\x00" + raw
+    if occurrence is not None:
+        identity += b"\x00repeat %d" % occurrence
+    digest = hashlib.sha256(identity).hexdigest()[:32]
     return DeadLetter(digest, job, reason, detail, event_id, order_id, printable_payload(raw))

@@ -68,7 +68,7 @@ from typing import Any
 
 from pizzastream.catalog import Catalog, Row, _columns
 from pizzastream.orders import (
-    MAX_ID_LENGTH, STORE_IDS, EnrichedOrder, OrderStatus, Reason, format_event_time,
+    STORE_IDS, EnrichedOrder, OrderStatus, Reason, format_event_time, is_id,
     parse_event_time,
 )
 
@@ -341,8 +341,10 @@ def parse_restock(raw: bytes | str) -> Restock:
         if doc.get(name) is None:
             raise InvalidRestock(Reason.MISSING_FIELD.value, f"{name} is missing")
     event_id, store_id, ts = doc["event_id"], doc["store_id"], doc["ts"]
-    if not (isinstance(event_id, str) and 0 < len(event_id) <= MAX_ID_LENGTH):
-        raise InvalidRestock(Reason.WRONG_TYPE.value, "event_id must be a short string")
+    # Printable, as an order's ids (orders.is_id): a NUL or a lone surrogate would reach
+    # the dead-letter table and the job's string coder with the record, and fail both.
+    if not is_id(event_id):
+        raise InvalidRestock(Reason.WRONG_TYPE.value, "event_id must be a short printable string")
     for name in ("store_id", "ingredient_id", "quantity"):
         if not _is_int(doc[name]):
             raise InvalidRestock(Reason.WRONG_TYPE.value, f"{name} must be an integer")
@@ -352,8 +354,9 @@ def parse_restock(raw: bytes | str) -> Restock:
     if ts_ms is None:
         raise InvalidRestock(Reason.INVALID_TIMESTAMP.value, "ts is not ISO-8601 UTC")
     supplier_order_id = doc.get("supplier_order_id")
-    if supplier_order_id is not None and not isinstance(supplier_order_id, str):
-        raise InvalidRestock(Reason.WRONG_TYPE.value, "supplier_order_id must be a string")
+    if supplier_order_id not in (None, "") and not is_id(supplier_order_id):
+        raise InvalidRestock(Reason.WRONG_TYPE.value,
+                             "supplier_order_id must be a short printable string")
     _check_quantity(doc["quantity"])
     return Restock(event_id, store_id, doc["ingredient_id"], doc["quantity"], ts_ms,
                    supplier_order_id or None)

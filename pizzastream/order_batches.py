@@ -214,7 +214,7 @@ class ShardDesk:
             check_restock_key(delivery, key)
         except InvalidRestock as invalid:
             letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
-                                       _event_id_of(data)))
+                                       record_ids(RESTOCK, data)[1]))
             return
         stock, opened = self._stock(store_id, changed, saved_stock)
         try:
@@ -267,10 +267,17 @@ def _mark_changed(changed: dict[int, set[int] | None], store_id: int, ingredient
         levels.update(ingredients)
 
 
-def _event_id_of(data: bytes) -> str | None:
-    """A restock's event id when it can be read, for its dead letter."""
+def record_ids(kind: str, data: bytes) -> tuple[str | None, str | None]:
+    """``(order_id, event_id)`` of a record, for its dead letter, when it lets them be read:
+    an orders-enriched record's ``o`` and ``e``, a restock's ``event_id``."""
     try:
-        event_id = orjson.loads(data).get("event_id")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return event_id if is_id(event_id) else None
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    if kind == ORDER:
+        order_id, event_id = doc.get("o"), doc.get("e")
+        return (order_id if is_id(order_id) else None), (event_id if is_id(event_id) else None)
+    event_id = doc.get("event_id")
+    return None, (event_id if is_id(event_id) else None)

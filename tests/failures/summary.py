@@ -18,14 +18,15 @@ COMMAND = "PIZZASTREAM_FAILURES_DOC=1 .venv/bin/python -m pytest tests/failures 
 RESULTS: list[Verdict] = []
 NOTES: list[str] = []
 
-COLUMNS = ("scenario", "failures injected", "job restarts", "valid orders", "accepted",
-           "sales lost", "sales duplicated", "status copies", "stock cells off",
+COLUMNS = ("scenario", "p", "failures injected", "job restarts", "valid orders", "accepted",
+           "sales lost", "sales duplicated", "status copies", "sale copies", "stock cells off",
            "bad inputs tried", "bad inputs dead-lettered", "seconds", "verdict")
 
 
 def _row(v: Verdict) -> list[str]:
-    return [v.scenario, "; ".join(v.faults) or "none", str(v.restarts), str(v.orders),
+    return [v.scenario, v.parallelism, "; ".join(v.faults) or "none", str(v.restarts), str(v.orders),
             str(v.accepted), str(v.lost), str(v.duplicated), str(v.status_copies),
+            str(v.stream_copies),
             str(v.inventory_cells_off), str(v.bad_tried), str(v.bad_dead_lettered),
             f"{v.seconds:.0f}", "pass" if not v.problems else f"FAIL ({len(v.problems)})"]
 
@@ -33,9 +34,10 @@ def _row(v: Verdict) -> list[str]:
 def rows() -> list[list[str]]:
     table = [_row(v) for v in RESULTS]
     if RESULTS:
-        total = Verdict("**total**", [f"{sum(v.failures for v in RESULTS)} failures"])
+        total = Verdict("**total**", [f"{sum(v.failures for v in RESULTS)} failures"],
+                        parallelism="")
         for name in ("restarts", "orders", "accepted", "lost", "duplicated", "status_copies",
-                     "inventory_cells_off", "bad_tried", "bad_dead_lettered", "seconds"):
+                     "stream_copies", "inventory_cells_off", "bad_tried", "bad_dead_lettered", "seconds"):
             setattr(total, name, sum(getattr(v, name) for v in RESULTS))
         total.problems = [p for v in RESULTS for p in v.problems]
         table.append(_row(total))

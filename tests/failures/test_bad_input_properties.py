@@ -22,6 +22,7 @@ from pizzastream.dead_letters import PAYLOAD_LIMIT, dead_letter
 from pizzastream.orders import EnrichedOrder, OrderRules, Rejection, enrich, format_event_time
 from pizzastream.sales import enriched_status_json, fact_rows, rejection_status_json
 from tests.failures.fuzz import STRING_FIELDS, TOUCHY_ESCAPES, bad_records, number, template
+from tests.fuzzing import storable
 
 RULES = OrderRules(max_quantity=20, max_lines=25, max_record_bytes=8192,
                    max_future_seconds=300, max_age_hours=48)
@@ -44,15 +45,6 @@ def edge_strings(raw: bytes, result) -> list[str]:
                redis_store.order_status_key(result.order_id)]
     strings += [value for row in fact_rows(result) for value in row if isinstance(value, str)]
     return strings
-
-
-def encodable(text: str) -> bool:
-    """Valid UTF-8 once encoded, and no NUL (PostgreSQL ``text`` refuses it)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
 
 
 def dead_letter_table(records: list[bytes], rewind_to: int, row_key) -> dict:
@@ -141,7 +133,7 @@ def test_every_string_sent_to_an_edge_is_valid_unicode(raw):
     PyFlink's string serializer, the JDBC sinks and Redis all need valid text. ``enrich``
     must refuse such ids and keep such values out of its details."""
     result = enrich(raw, CATALOG, RULES, NOW_MS)
-    bad = [s for s in edge_strings(raw, result) if not encodable(s)]
+    bad = [s for s in edge_strings(raw, result) if not storable(s)]
     assert not bad, f"{raw!r} -> {result!r} yields strings the edges cannot take: {bad!r}"
 
 
@@ -152,4 +144,4 @@ def test_ids_with_lone_surrogates_are_refused(field, escape):
     text = json.dumps(order).replace(f'"{order[field]}"', f'"{order[field]}{escape}"', 1)
     result = enrich(text.encode(), CATALOG, RULES, NOW_MS)
     assert isinstance(result, (EnrichedOrder, Rejection))
-    assert all(encodable(s) for s in edge_strings(text.encode(), result)), result
+    assert all(storable(s) for s in edge_strings(text.encode(), result)), result

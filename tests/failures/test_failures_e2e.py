@@ -27,9 +27,9 @@ from pizzastream.orders import OrderRules, Reason
 from tests.failures import summary
 from tests.failures.fuzz import fuzz_batch
 from tests.failures.harness import (
-    ENRICHMENT, INVENTORY, QUIET_S, Background, Pipeline, Verdict, Wave, check_wave, consumed,
-    generated_wave, now_ms, put, query, restart_postgres, restart_redis, stock_differences,
-    wait_until_settled,
+    ENRICHMENT, INVENTORY, PARALLELISM, PARALLELISM_ENV, QUIET_S, Background, Pipeline, Verdict,
+    Wave, check_wave, consumed, generated_wave, now_ms, put, query, restart_postgres,
+    restart_redis, stock_differences, wait_until_settled,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,7 +45,7 @@ FUZZ_SEED = int(os.environ.get("PIZZASTREAM_FUZZ_SEED", str(int(time.time()) % 1
 # The scenarios with a wave of their own, in the module's order; the position gives each
 # wave its seed and its range of order ids.
 WAVE_SCENARIOS = ("baseline", "kinesis throttled", "postgres restarted", "redis restarted",
-                  "jobs killed, restored", "taskmanager killed", "stop with savepoint, upgrade",
+                  "jobs killed, restored", "taskmanager killed", "savepoint, upgrade, rescale",
                   "fuzzed bad input")
 WAVES: list[Wave] = []
 
@@ -241,19 +241,21 @@ def upgraded_inventory_job(workdir: Path) -> Path:
     return path
 
 
-def test_stop_with_savepoint_and_restart_changed(pipeline, cluster):
-    """``flink stop --savepointPath`` mid-wave, then a changed version of the job
-    (``upgraded_inventory_job``) submitted from the savepoint with another bundle size:
-    state follows the uids. (Parallelism stays 1: a resubmission at 2 once lost two
-    statuses, open item 5 of docs/failures.md.)"""
+def test_stop_with_savepoint_upgrade_and_rescale(pipeline, cluster):
+    """Mid-wave, ``flink stop --savepointPath`` and a changed version of the job
+    (``upgraded_inventory_job``) submitted from the savepoint at another parallelism and
+    bundle size; a few seconds later, while orders still flow, the same again back to the
+    suite's parallelism. State follows the uids, and each store's stock and each order id
+    seen move between subtasks with their key groups."""
     assert pipeline.cluster_job, "needs inventory_windowing on the cluster (previous scenario)"
+    other = 1 if PARALLELISM != 1 else 2
 
-    def inject(verdict, wave):
-        time.sleep(3)
+    def resubmit(verdict, parallelism: int, bundle_size: str) -> None:
         old = pipeline.cluster_job
         pipeline.retire_cluster_job()
         savepoint = cluster.stop_with_savepoint(old)
-        changed = {"PIZZASTREAM__FLINKTUNING__python.fn-execution.bundle.size": "1000"}
+        changed = {"PIZZASTREAM__FLINKTUNING__python.fn-execution.bundle.size": bundle_size,
+                   PARALLELISM_ENV: str(parallelism)}
         pipeline.cluster_job = cluster.run_python_job(
             INVENTORY, restore_from=savepoint, env=pipeline.job_env(INVENTORY, extra=changed),
             entry_point=upgraded_inventory_job(pipeline.workdir))
@@ -262,13 +264,20 @@ def test_stop_with_savepoint_and_restart_changed(pipeline, cluster):
         restored = cluster.checkpoints(pipeline.cluster_job)["latest"]["restored"]
         assert restored and restored["is_savepoint"] and \
             restored["external_path"].rstrip("/") == savepoint.rstrip("/"), restored
-        parallelism = {v["parallelism"] for v in cluster.job(pipeline.cluster_job)["vertices"]}
-        assert parallelism == {1}, parallelism
-        verdict.inject(f"stop with savepoint ({Path(savepoint).name}) mid-wave; "
-                       f"resubmitted from it, changed (statuses rebalanced before their "
-                       f"sink: a new edge in the job graph), with bundle size 1000")
+        running = {v["parallelism"] for v in cluster.job(pipeline.cluster_job)["vertices"]}
+        assert running == {parallelism}, running
+        verdict.inject(f"stop with savepoint ({Path(savepoint).name}); resubmitted from it at "
+                       f"parallelism {parallelism}, changed (statuses rebalanced before their "
+                       f"sink: a new edge in the job graph), bundle size {bundle_size}")
 
-    run_scenario(pipeline, "stop with savepoint, upgrade", inject)
+    def inject(verdict, wave):
+        verdict.parallelism = f"{PARALLELISM} → {other} → {PARALLELISM}"
+        time.sleep(3)
+        resubmit(verdict, other, "1000")
+        time.sleep(5)
+        resubmit(verdict, PARALLELISM, "100000")
+
+    run_scenario(pipeline, "savepoint, upgrade, rescale", inject, orders=2 * WAVE_ORDERS)
 
 
 def test_fuzzed_bad_input_under_kinesis_throttling(pipeline):

@@ -12,6 +12,8 @@ import java.util.Set;
 import org.apache.flink.api.common.state.StateTtlConfig;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.common.typeutils.base.StringSerializer;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
@@ -29,10 +31,13 @@ import org.apache.flink.util.OutputTag;
  *
  * <p><b>Repeats.</b> The first record of each id ({@link DedupKey}: the JSON field named for its
  * kind, an order's id or a restock's event id, else a hash of the record) passes; later ones go
- * to {@link #REPEATS}. Each id is remembered for {@code ttlMillis} in its own keyed state entry,
- * under the shard's key with the id as namespace: it moves with its shard on a rescale, needs no
- * shuffle of its own, and is written alone (one map of all a shard's ids would be copied whole by
- * the heap state backend's snapshots).
+ * to {@link #REPEATS} as {@code Row(partition_key, kind, data, repeat)}, {@code repeat} counting
+ * the id's repeats from 1: each repeat is a record of its own for the dead-letter table, and a
+ * replay after a restore numbers them again the same way, since the count is restored with the
+ * ids. Each id is remembered for {@code ttlMillis} from its last sighting in its own keyed state
+ * entry, under the shard's key with the id as namespace: it moves with its shard on a rescale,
+ * needs no shuffle of its own, and is written alone (one map of all a shard's ids would be copied
+ * whole by the heap state backend's snapshots).
  *
  * <p><b>Batches.</b> {@code Row(shard, batch)}, where {@code batch} is one flags byte, this
  * operator instance's epoch (8 bytes, new with every start or restore), then, per
@@ -49,8 +54,16 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, BoundedOneInput {
     private static final long serialVersionUID = 1L;
 
-    public static final OutputTag<Row> REPEATS =
-            new OutputTag<>("repeats", KeyedRawRecordSchema.TYPE);
+    /** {@code Row(partition_key, kind, data, repeat)} of {@link #REPEATS}. */
+    public static final TypeInformation<Row> REPEAT_TYPE =
+            Types.ROW_NAMED(
+                    new String[] {"partition_key", "kind", "data", "repeat"},
+                    Types.STRING,
+                    Types.STRING,
+                    PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO,
+                    Types.INT);
+
+    public static final OutputTag<Row> REPEATS = new OutputTag<>("repeats", REPEAT_TYPE);
 
     /** Flags byte: write what changed to state, a checkpoint follows. */
     public static final byte PERSIST = 1;
@@ -60,7 +73,7 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
     private final int maxRecords;
     private final long maxDelayMs;
 
-    private transient ValueStateDescriptor<Boolean> seen;
+    private transient ValueStateDescriptor<Integer> seen;
     private transient Map<String, Pending> pending;
     private transient Set<String> sincePersist;
     private transient boolean timerPending;
@@ -92,7 +105,7 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
     @Override
     public void open() throws Exception {
         super.open();
-        seen = new ValueStateDescriptor<>("seen", Types.BOOLEAN);
+        seen = new ValueStateDescriptor<>("times-seen", Types.INT);
         seen.enableTimeToLive(
                 StateTtlConfig.newBuilder(Duration.ofMillis(ttlMillis))
                         .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
@@ -111,13 +124,18 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
         Row tagged = (Row) record.getField(1);
         String kind = (String) tagged.getField(0);
         byte[] data = (byte[]) tagged.getField(1);
-        ValueState<Boolean> first =
+        ValueState<Integer> sightings =
                 getPartitionedState(eventIds.getKey(record), StringSerializer.INSTANCE, seen);
-        if (first.value() != null) {
-            output.collect(REPEATS, element);
+        Integer before = sightings.value();
+        if (before != null) {
+            sightings.update(before + 1);
+            Row repeat = Row.of(record.getField(0), kind, data, before);
+            output.collect(REPEATS, element.hasTimestamp()
+                    ? new StreamRecord<>(repeat, element.getTimestamp())
+                    : new StreamRecord<>(repeat));
             return;
         }
-        first.update(Boolean.TRUE);
+        sightings.update(1);
         String shard = (String) ((Row) getCurrentKey()).getField(0);
         Pending batch = pending.get(shard);
         if (batch == null) {

@@ -37,11 +37,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from pizzastream import run_directory
 from pizzastream.config import REPO_ROOT, stream_name
 
 log = logging.getLogger(__name__)
@@ -128,11 +128,16 @@ def cbor_enabled(props: Props) -> bool:
     return props["Delivery"].get("kcl_cbor_enabled", "false").lower() == "true"
 
 
-def java_command(props: Props, properties_file: Path, logback_file: Path) -> list[str]:
+def java_command(props: Props, properties_file: Path, logback_file: Path,
+                 temp_dir: Path | None = None) -> list[str]:
+    """The MultiLangDaemon's command line; its JVM keeps its temporary files in
+    ``temp_dir`` (the worker's run directory), not the system's."""
     if not JARS_DIR.is_dir() or not any(JARS_DIR.glob("amazon-kinesis-client-multilang-*.jar")):
         raise SystemExit(f"no KCL jars in {JARS_DIR}: run scripts/setup_kcl.sh")
     java = shutil.which("java") or "java"
     options = shlex.split(props["Delivery"].get("kcl_java_opts", ""))
+    if temp_dir is not None:
+        options.append(f"-Djava.io.tmpdir={temp_dir}")
     if not cbor_enabled(props):
         options.append("-Daws.cborEnabled=false")
     return [java, *options, "-cp", str(JARS_DIR / "*"), DAEMON_CLASS,
@@ -183,10 +188,12 @@ def needs_bridge(props: Props) -> bool:
 def run(props: Props, worker_id: str | None = None, run_dir: Path | None = None) -> int:
     """Runs the worker until the daemon exits or this process is told to stop.
 
-    The generated files go to ``run_dir``, by default one folder per worker id under the
-    temp directory, rewritten at every start (so killed workers leave nothing piling up)."""
+    The generated files go to ``run_dir``, by default this process's run directory
+    (``pizzastream.run_directory``: removed when the worker ends, or by the next start on
+    the machine if it was killed), where the daemon's JVM and the record processors it
+    starts keep their temporary files too."""
     worker_id = worker_id or f"delivery-{os.uname().nodename}-{uuid.uuid4().hex[:8]}"
-    run_dir = run_dir or Path(tempfile.gettempdir()) / "pizzastream-delivery" / worker_id
+    run_dir = run_dir or run_directory.claim() / "delivery"
     bridge = None
     try:
         kinesis_endpoint = None
@@ -198,7 +205,7 @@ def run(props: Props, worker_id: str | None = None, run_dir: Path | None = None)
             kinesis_endpoint = bridge.url
             log.info("kinesis through the h2c bridge %s -> %s", bridge.url, endpoint)
         properties_file, logback_file = prepare(props, worker_id, run_dir, kinesis_endpoint)
-        command = java_command(props, properties_file, logback_file)
+        command = java_command(props, properties_file, logback_file, run_directory.path())
         log.info("worker %s: %s", worker_id, " ".join(command))
         child = subprocess.Popen(command, env=daemon_env(props), preexec_fn=_die_with_parent)
 

@@ -4,6 +4,7 @@ and the MultiLangDaemon properties generated from the configuration."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -342,6 +343,10 @@ def test_the_daemon_runs_without_cbor_and_with_the_configured_keys():
     assert "-Daws.cborEnabled=false" in command
     assert command[command.index("-cp") + 1] == str(daemon.JARS_DIR / "*")
     assert daemon.DAEMON_CLASS in command
+    assert not any(option.startswith("-Djava.io.tmpdir") for option in command)
+    in_run = daemon.java_command(props, daemon.JARS_DIR / "x.properties",
+                                 daemon.JARS_DIR / "x.xml", Path("/runs/42"))
+    assert "-Djava.io.tmpdir=/runs/42" in in_run[:in_run.index("-cp")]
 
 
 def test_on_aws_there_is_no_endpoint_no_bridge_and_no_static_keys():

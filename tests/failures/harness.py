@@ -639,8 +639,9 @@ def probe_stores(pipeline: Pipeline, stores: list[int], expected_stock: Counter,
                  timeout_s: float = 120) -> str:
     """Diagnosis of a stock mismatch: one more event per store (an in-store dine-in order
     for one small pizza, straight onto ``orders-enriched``) makes the job publish its
-    current stock again. If the stock then matches, the job's state was right and only
-    its published snapshot was stale; if not, the state itself is wrong."""
+    current stock of the ingredients that order takes (the job publishes what an event
+    changes). If those then match, the job's state was right and only its published
+    snapshot was stale; if not, the state itself is wrong."""
     outputs, probes = pipeline.outputs, {}
     for store in stores:
         pipeline.probe_count += 1
@@ -661,7 +662,10 @@ def probe_stores(pipeline: Pipeline, stores: list[int], expected_stock: Counter,
                                 if outputs.status_copies.get(o.order_id, [""])[0] == "accepted"),
                                pipeline.catalog))
     actual = outputs.inventory()
-    still_off = sorted({s for (s, i), q in expected.items() if s in stores and actual.get((s, i)) != q})
+    republished = {(o.store_id, i) for o in probes.values()
+                   for i in requirements(o, pipeline.catalog)}
+    still_off = sorted({s for (s, i), q in expected.items()
+                        if (s, i) in republished and actual.get((s, i)) != q})
     return (f"diagnosis: after one more event per store, {len(stores) - len(still_off)} of "
             f"{len(stores)} stores match (their state was right, the published stock was "
             f"stale); {len(still_off)} still differ (their state is wrong): {still_off[:10]}")

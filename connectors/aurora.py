@@ -119,7 +119,9 @@ def __getattr__(name: str):
     if name == "DEAD_LETTER_ROW":
         from pyflink.common import Types
 
-        return Types.ROW_NAMED(list(DeadLetter.FIELDS), [Types.STRING()] * len(DeadLetter.FIELDS))
+        return Types.ROW_NAMED(list(DeadLetter.FIELDS),
+                               [Types.INT() if name == "store_id" else Types.STRING()
+                                for name in DeadLetter.FIELDS])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -148,7 +150,8 @@ def upsert_rows(
 def sink_dead_letters(t_env, statements, props, letters: DataStream) -> None:
     """``DEAD_LETTER_ROW`` rows into ``dead_letter``, one row per distinct bad record."""
     upsert_rows(t_env, statements, props, letters, "dead_letter",
-                [(name, "STRING") for name in DeadLetter.FIELDS], ["dead_letter_id"])
+                [(name, "INT" if name == "store_id" else "STRING")
+                 for name in DeadLetter.FIELDS], ["dead_letter_id"])
 
 
 def copy_upsert_sink(

@@ -209,7 +209,8 @@ class DeliveryService:
                      order: EnrichedOrder | None = None) -> Handled:
         log.warning("dead letter (%s): %s", reason, detail)
         letter = dead_letter(JOB, raw, reason, detail, order.event_id if order else None,
-                             order.order_id if order else None)
+                             order.order_id if order else None,
+                             store_id=order.store_id if order else None)
         conn = self._connection()
         try:
             store.dead_letter(conn, letter)

@@ -33,7 +33,7 @@ from connectors import aurora, kinesis, redis_store  # noqa: E402
 from jobs import runtime  # noqa: E402
 from pizzastream.catalog import Catalog  # noqa: E402
 from pizzastream.dead_letters import dead_letter  # noqa: E402
-from pizzastream.inventory import policies_from_rows  # noqa: E402
+from pizzastream.inventory import policies_from_rows, store_of_partition_key  # noqa: E402
 from pizzastream.order_batches import (  # noqa: E402
     DELIVERY, EVENT_ID_FIELDS, FACT, INVENTORY_JOB, ORDER, POS_ORDER, RESTOCK, SALE, STATUS,
     STATUS_CACHE, STOCK_LEVEL, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk, record_ids,
@@ -121,12 +121,13 @@ def repeat_dead_letter(record):
     """A repeated order id or restock event id (``Row(partition_key, kind, data, repeat)``
     from ``StoreBatcher``): recorded with the ids it repeats, one row per repeat, never
     applied twice."""
-    _, kind, data, repeat = record
+    key, kind, data, repeat = record
     data = bytes(data)
-    order_id, event_id = record_ids(kind, data)
+    order_id, event_id, store_id = record_ids(kind, data)
     reason = "duplicate_order" if kind == ORDER else "duplicate_restock"
     letter = dead_letter(JOB_NAME, data, reason, f"repeat {repeat} of an event already processed;"
-                         " ignored", event_id, order_id, occurrence=repeat)
+                         " ignored", event_id, order_id, occurrence=repeat,
+                         store_id=store_id or store_of_partition_key(key))
     return Row(*letter.as_tuple())
 
 

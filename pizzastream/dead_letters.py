@@ -23,8 +23,10 @@ class DeadLetter:
     event_id: str | None
     order_id: str | None
     payload: str
+    store_id: int | None = None
 
-    FIELDS = ("dead_letter_id", "job", "reason", "detail", "event_id", "order_id", "payload")
+    FIELDS = ("dead_letter_id", "job", "reason", "detail", "event_id", "order_id", "payload",
+              "store_id")
 
     def as_tuple(self) -> tuple:
         return tuple(getattr(self, name) for name in self.FIELDS)
@@ -37,11 +39,19 @@ def printable_payload(raw: bytes) -> str:
     return text if len(raw) <= PAYLOAD_LIMIT else text + f"…[{len(raw)} bytes]"
 
 
+def storable_store_id(store_id: object) -> int | None:
+    """A store id a record names, as the ``dead_letter.store_id`` column takes it (an
+    ``integer``): None for anything else, so a bad record's huge number cannot fail the
+    write."""
+    return store_id if type(store_id) is int and -2**31 <= store_id < 2**31 else None
+
+
 def dead_letter(job: str, raw: bytes, reason: str, detail: str,
                 event_id: str | None = None, order_id: str | None = None,
-                occurrence: int | None = None) -> DeadLetter:
+                occurrence: int | None = None, store_id: object = None) -> DeadLetter:
     identity = job.encode() + b"\x00" + raw
     if occurrence is not None:
         identity += b"\x00repeat %d" % occurrence
     digest = hashlib.sha256(identity).hexdigest()[:32]
-    return DeadLetter(digest, job, reason, detail, event_id, order_id, printable_payload(raw))
+    return DeadLetter(digest, job, reason, detail, event_id, order_id, printable_payload(raw),
+                      storable_store_id(store_id))

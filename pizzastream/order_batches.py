@@ -22,7 +22,7 @@ import orjson
 
 from pizzastream.batches import batch_epoch, raw_records, store_records
 from pizzastream.catalog import Catalog
-from pizzastream.dead_letters import DeadLetter, dead_letter
+from pizzastream.dead_letters import DeadLetter, dead_letter, storable_store_id
 from pizzastream.inventory import (
     PARTITION_KEY_MISMATCH, IngredientPolicy, InvalidRestock, StoreStock, accepted_detail,
     check_restock_key, due_reorders, order_demand, parse_restock, restock, shortage_detail,
@@ -74,7 +74,8 @@ def enrich_batch(batch: bytes, catalog: Catalog, rules: OrderRules,
             out.append(f"E{result.store_id}\t{result.to_json()}\n")
             continue
         letters.append(dead_letter(ENRICHMENT_JOB, raw, result.reason, result.detail,
-                                   result.event_id, result.order_id))
+                                   result.event_id, result.order_id,
+                                   store_id=result.store_id))
         out.extend(rejection_lines(result, now_ms))
     return "".join(out), letters
 
@@ -138,7 +139,8 @@ class ShardDesk:
                               letters)
             else:
                 letters.append(dead_letter(INVENTORY_JOB, data, UNKNOWN_RECORD_KIND,
-                                           f"record kind {kind!r} is neither order nor restock"))
+                                           f"record kind {kind!r} is neither order nor restock",
+                                           store_id=store_id))
         saved = self._persist(changed, out) if persist else []
         return "".join(out), letters, saved
 
@@ -177,8 +179,10 @@ class ShardDesk:
                 raise ValueError("ids, event time, channel, fulfillment or lines malformed")
             demand = order_demand(lines, catalog.recipe_pairs)
         except (ValueError, KeyError, TypeError, AttributeError) as error:
+            order_id, event_id, named_store = record_ids(ORDER, data)
             letters.append(dead_letter(INVENTORY_JOB, data, MALFORMED_ENRICHED_ORDER,
-                                       f"not an orders-enriched record: {error}"[:200]))
+                                       f"not an orders-enriched record: {error}"[:200],
+                                       event_id, order_id, store_id=named_store or store_id))
             return
         stock, opened = self._stock(store_id, changed, saved_stock)
         short = take_stock(stock, demand, ts_ms)
@@ -213,8 +217,9 @@ class ShardDesk:
             delivery = parse_restock(data)
             check_restock_key(delivery, key)
         except InvalidRestock as invalid:
+            _, event_id, named_store = record_ids(RESTOCK, data)
             letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
-                                       record_ids(RESTOCK, data)[1]))
+                                       event_id, store_id=named_store or store_id))
             return
         stock, opened = self._stock(store_id, changed, saved_stock)
         try:
@@ -225,7 +230,7 @@ class ShardDesk:
                 del self._stocks[store_id]
                 del changed[store_id]
             letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
-                                       delivery.event_id))
+                                       delivery.event_id, store_id=delivery.store_id))
             return
         _mark_changed(changed, store_id, (delivery.ingredient_id,))
         self._reorders(stock, policies, delivery.ts_ms,
@@ -267,17 +272,19 @@ def _mark_changed(changed: dict[int, set[int] | None], store_id: int, ingredient
         levels.update(ingredients)
 
 
-def record_ids(kind: str, data: bytes) -> tuple[str | None, str | None]:
-    """``(order_id, event_id)`` of a record, for its dead letter, when it lets them be read:
-    an orders-enriched record's ``o`` and ``e``, a restock's ``event_id``."""
+def record_ids(kind: str, data: bytes) -> tuple[str | None, str | None, int | None]:
+    """``(order_id, event_id, store_id)`` a record names, for its dead letter, when it lets
+    them be read: an orders-enriched record's ``o``, ``e`` and ``s``; a restock's
+    ``event_id`` and ``store_id``."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return None, None
+        return None, None, None
     if not isinstance(doc, dict):
-        return None, None
+        return None, None, None
     if kind == ORDER:
-        order_id, event_id = doc.get("o"), doc.get("e")
-        return (order_id if is_id(order_id) else None), (event_id if is_id(event_id) else None)
-    event_id = doc.get("event_id")
-    return None, (event_id if is_id(event_id) else None)
+        order_id, event_id, store_id = doc.get("o"), doc.get("e"), doc.get("s")
+    else:
+        order_id, event_id, store_id = None, doc.get("event_id"), doc.get("store_id")
+    return (order_id if is_id(order_id) else None, event_id if is_id(event_id) else None,
+            storable_store_id(store_id))

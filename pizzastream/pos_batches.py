@@ -33,7 +33,7 @@ from enum import StrEnum
 from operator import attrgetter
 
 from pizzastream.catalog import from_cents, to_cents
-from pizzastream.dead_letters import DeadLetter, printable_payload
+from pizzastream.dead_letters import DeadLetter, printable_payload, storable_store_id
 from pizzastream.orders import (
     FULFILLMENTS, MAX_ID_LENGTH, STORE_IDS, Channel, EnrichedOrder, OrderLine,
     format_event_time, parse_event_time,
@@ -373,19 +373,22 @@ def line_dead_letter(data_key: str, line: RefusedLine) -> DeadLetter:
     number: a restart or a re-delivery of the same file finds its row already there."""
     digest = hashlib.sha256(f"{DEAD_LETTER_JOB}\0{data_key}\0{line.number}".encode())
     where = f"line {line.number}" if line.number else "(no line: the batch as a whole)"
+    order_id, store_id = _readable_ids(line.raw)
     return DeadLetter(digest.hexdigest()[:32], DEAD_LETTER_JOB, str(line.fault),
-                      f"{data_key} {where}: {line.detail}", None,
-                      _readable_order_id(line.raw), printable_payload(line.raw))
+                      f"{data_key} {where}: {line.detail}", None, order_id,
+                      printable_payload(line.raw), store_id)
 
 
-def _readable_order_id(raw: bytes) -> str | None:
-    """The line's order id if it can be read as one, else None."""
+def _readable_ids(raw: bytes) -> tuple[str | None, int | None]:
+    """The line's order id and store id, each if it can be read as one, else None."""
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    order_id = doc.get("order_id") if isinstance(doc, dict) else None
-    if isinstance(order_id, str) and 0 < len(order_id) <= MAX_ID_LENGTH \
-            and order_id.isprintable():
-        return order_id
-    return None
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    order_id = doc.get("order_id")
+    if not (isinstance(order_id, str) and 0 < len(order_id) <= MAX_ID_LENGTH
+            and order_id.isprintable()):
+        order_id = None
+    return order_id, storable_store_id(doc.get("store_id"))

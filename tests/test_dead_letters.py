@@ -30,3 +30,10 @@ def test_the_payload_is_printable_and_bounded():
     letter = dead_letter("j", b"\x00\xff" + b"x" * (2 * PAYLOAD_LIMIT), "oversize", "")
     assert letter.payload.startswith("\\x00\\xff")
     assert letter.payload.endswith(f"…[{2 * PAYLOAD_LIMIT + 2} bytes]")
+
+
+def test_the_store_is_kept_when_the_column_can_hold_it():
+    assert dead_letter("j", b"x", "r", "", store_id=17).store_id == 17
+    for unusable in (2**31, -2**31 - 1, 10**20, True, "17", 17.0, None):
+        assert dead_letter("j", b"x", "r", "", store_id=unusable).store_id is None
+    assert dead_letter("j", b"x", "r", "").as_tuple()[-1] is None

@@ -75,7 +75,8 @@ def test_an_enrichment_batch_is_its_records_enriched_one_by_one():
             expected_lines.append(("E", str(result.store_id), result.to_json()))
         else:
             expected_letters.append(dead_letter("order_enrichment", raw, result.reason,
-                                                result.detail, result.event_id, result.order_id))
+                                                result.detail, result.event_id, result.order_id,
+                                                store_id=result.store_id))
             expected_lines += [tuple(_split(line)) for line in rejection_lines(result, now_ms)]
     lines, letters = [], []
     for start in range(0, len(raws), 97):
@@ -329,13 +330,13 @@ def test_a_new_epoch_reads_stock_from_state_again():
 
 
 def test_a_records_ids_are_read_for_its_dead_letter_when_it_has_them():
-    assert record_ids(ORDER, b'{"o":"A-1","e":"E-1","s":3}') == ("A-1", "E-1")
-    assert record_ids(RESTOCK, b'{"event_id":"R-1","store_id":3}') == (None, "R-1")
-    assert record_ids(ORDER, b'{"o":"","e":7}') == (None, None)
-    assert record_ids(ORDER, b'{"o":"A\\u0000"}') == (None, None)
+    assert record_ids(ORDER, b'{"o":"A-1","e":"E-1","s":3}') == ("A-1", "E-1", 3)
+    assert record_ids(RESTOCK, b'{"event_id":"R-1","store_id":3}') == (None, "R-1", 3)
+    assert record_ids(ORDER, b'{"o":"","e":7,"s":1e30}') == (None, None, None)
+    assert record_ids(ORDER, b'{"o":"A\\u0000","s":100000000000}') == (None, None, None)
     for unreadable in (b"[1]", b"\xff\xfe", b"{", b""):
-        assert record_ids(ORDER, unreadable) == (None, None)
-        assert record_ids(RESTOCK, unreadable) == (None, None)
+        assert record_ids(ORDER, unreadable) == (None, None, None)
+        assert record_ids(RESTOCK, unreadable) == (None, None, None)
 
 
 # --------------------------------------------------------------------------- restock fuzz
@@ -394,6 +395,7 @@ def test_any_restock_is_applied_exactly_or_dead_lettered_storably(records):
             assert letter.reason and letter.job == INVENTORY_JOB
             assert all(storable(v) for v in (letter.detail, letter.payload, letter.event_id,
                                               letter.order_id)), letter
+            assert letter.store_id is None or -2**31 <= letter.store_id < 2**31, letter
             assert {s: dict(stock.on_hand) for s, stock in desk._stocks.items()
                     if s in before} == before
             continue

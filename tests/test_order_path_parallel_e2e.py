@@ -142,5 +142,6 @@ def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clea
         (r[0], r[1], r[2], r[4], r[5], r[6], r[7], r[8]) for r in expected["facts"])
     assert sorted(query(props, "SELECT supplier_order_id, quantity FROM supplier_order")) \
         == sorted(expected["reorders"])
-    letters = query(props, "SELECT reason, order_id, event_id FROM dead_letter")
-    assert Counter(letters) == Counter(("duplicate_order", o.order_id, o.event_id) for o in replays)
+    letters = query(props, "SELECT reason, order_id, event_id, store_id FROM dead_letter")
+    assert Counter(letters) == Counter(("duplicate_order", o.order_id, o.event_id, o.store_id)
+                                       for o in replays)

@@ -163,8 +163,8 @@ def test_a_refused_lines_dead_letter_is_its_file_and_line():
     key = "pos/landing/store_system=01/ss01-x.jsonl.gz"
     bad = RefusedLine(3, json.dumps(line(quantity=0)).encode(), Fault.BAD_LINE, "quantity 0")
     letter = line_dead_letter(key, bad)
-    assert (letter.job, letter.reason, letter.order_id) == ("pos_ingestion", "bad_line",
-                                                            "S0001-000001")
+    assert (letter.job, letter.reason, letter.order_id, letter.store_id) == (
+        "pos_ingestion", "bad_line", "S0001-000001", line()["store_id"])
     assert letter.detail == f"{key} line 3: quantity 0"
     assert letter.payload == bad.raw.decode()
     # the same line of the same file again (a re-run): the same row

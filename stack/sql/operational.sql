@@ -88,7 +88,8 @@ CREATE INDEX IF NOT EXISTS order_fct_transaction_ts ON order_fct (transaction_ts
 CREATE INDEX IF NOT EXISTS order_fct_store_transaction_ts ON order_fct (store_id, transaction_ts);
 
 -- Every record a job could not use, with the reason; the stream keeps flowing past it.
--- The id is a hash of the job and the raw record, so a replayed bad record lands once.
+-- The id is a hash of the job and the raw record (and, for a repeated event, which repeat
+-- it is), so a replayed bad record lands once (pizzastream.dead_letters).
 CREATE TABLE IF NOT EXISTS dead_letter (
     dead_letter_id  text PRIMARY KEY,
     job             text NOT NULL,
@@ -97,8 +98,11 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     event_id        text NULL,
     order_id        text NULL,
     payload         text NOT NULL,      -- the record as received, non-UTF-8 bytes escaped, cut at 4 KiB
-    received_at     timestamptz NOT NULL DEFAULT now()
+    received_at     timestamptz NOT NULL DEFAULT now(),
+    store_id        integer NULL        -- the store the record names, when it can be read
 );
+-- Databases made before store_id existed.
+ALTER TABLE dead_letter ADD COLUMN IF NOT EXISTS store_id integer NULL;
 CREATE INDEX IF NOT EXISTS dead_letter_reason ON dead_letter (reason);
 -- etl.health counts the recent ones for the dead-letter alarm.
 CREATE INDEX IF NOT EXISTS dead_letter_received_at ON dead_letter (received_at);

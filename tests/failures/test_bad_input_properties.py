@@ -35,8 +35,8 @@ def edge_strings(raw: bytes, result) -> list[str]:
     """Every string the job derives from ``raw`` and writes to an edge."""
     if isinstance(result, Rejection):
         letter = dead_letter("order_enrichment", raw, result.reason, result.detail,
-                             result.event_id, result.order_id)
-        strings = [s for s in letter.as_tuple() if s is not None]
+                             result.event_id, result.order_id, store_id=result.store_id)
+        strings = [s for s in letter.as_tuple() if isinstance(s, str)]
         status = rejection_status_json(result, NOW_MS)
         if status is not None:
             strings += [status, redis_store.order_status_key(result.order_id)]

@@ -32,11 +32,10 @@ from pyflink.datastream.state import MapStateDescriptor  # noqa: E402
 from connectors import aurora, kinesis, redis_store  # noqa: E402
 from jobs import runtime  # noqa: E402
 from pizzastream.catalog import Catalog  # noqa: E402
-from pizzastream.dead_letters import dead_letter  # noqa: E402
-from pizzastream.inventory import policies_from_rows, store_of_partition_key  # noqa: E402
+from pizzastream.inventory import policies_from_rows  # noqa: E402
 from pizzastream.order_batches import (  # noqa: E402
     DELIVERY, EVENT_ID_FIELDS, FACT, INVENTORY_JOB, ORDER, POS_ORDER, RESTOCK, SALE, STATUS,
-    STATUS_CACHE, STOCK_LEVEL, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk, record_ids,
+    STATUS_CACHE, STOCK_LEVEL, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk, repeat_letter,
 )
 
 JOB_NAME = INVENTORY_JOB
@@ -118,17 +117,10 @@ class DecideStoreBatches(KeyedProcessFunction):
 
 
 def repeat_dead_letter(record):
-    """A repeated order id or restock event id (``Row(partition_key, kind, data, repeat)``
-    from ``StoreBatcher``): recorded with the ids it repeats, one row per repeat, never
-    applied twice."""
+    """``Row(partition_key, kind, data, repeat)`` of ``StoreBatcher``'s repeats as its
+    dead-letter row (``order_batches.repeat_letter``)."""
     key, kind, data, repeat = record
-    data = bytes(data)
-    order_id, event_id, store_id = record_ids(kind, data)
-    reason = "duplicate_order" if kind == ORDER else "duplicate_restock"
-    letter = dead_letter(JOB_NAME, data, reason, f"repeat {repeat} of an event already processed;"
-                         " ignored", event_id, order_id, occurrence=repeat,
-                         store_id=store_id or store_of_partition_key(key))
-    return Row(*letter.as_tuple())
+    return Row(*repeat_letter(key, kind, bytes(data), repeat).as_tuple())
 
 
 # The Redis hash field of each published stock level, keyed as ``redis_store.inventory_key``.

@@ -272,6 +272,18 @@ def _mark_changed(changed: dict[int, set[int] | None], store_id: int, ingredient
         levels.update(ingredients)
 
 
+def repeat_letter(key: str, kind: str, data: bytes, repeat: int) -> DeadLetter:
+    """The dead letter of the ``repeat``-th repeat of an order id or restock event id
+    (``StoreBatcher`` counts them in state): one row per repeat, with the ids it repeats;
+    the event is never applied twice."""
+    order_id, event_id, store_id = record_ids(kind, data)
+    reason = "duplicate_order" if kind == ORDER else "duplicate_restock"
+    return dead_letter(INVENTORY_JOB, data, reason,
+                       f"repeat {repeat} of an event already processed; ignored", event_id,
+                       order_id, occurrence=repeat,
+                       store_id=store_id or store_of_partition_key(key))
+
+
 def record_ids(kind: str, data: bytes) -> tuple[str | None, str | None, int | None]:
     """``(order_id, event_id, store_id)`` a record names, for its dead letter, when it lets
     them be read: an orders-enriched record's ``o``, ``e`` and ``s``; a restock's

@@ -35,7 +35,7 @@ from operator import attrgetter
 from pizzastream.catalog import from_cents, to_cents
 from pizzastream.dead_letters import DeadLetter, printable_payload, storable_store_id
 from pizzastream.orders import (
-    FULFILLMENTS, MAX_ID_LENGTH, STORE_IDS, Channel, EnrichedOrder, OrderLine,
+    FULFILLMENTS, MAX_ID_LENGTH, STORE_IDS, Channel, EnrichedOrder, OrderLine, is_id,
     format_event_time, parse_event_time,
 )
 from pizzastream.sales import fact_rows
@@ -388,7 +388,4 @@ def _readable_ids(raw: bytes) -> tuple[str | None, int | None]:
     if not isinstance(doc, dict):
         return None, None
     order_id = doc.get("order_id")
-    if not (isinstance(order_id, str) and 0 < len(order_id) <= MAX_ID_LENGTH
-            and order_id.isprintable()):
-        order_id = None
-    return order_id, storable_store_id(doc.get("store_id"))
+    return (order_id if is_id(order_id) else None), storable_store_id(doc.get("store_id"))

@@ -24,6 +24,7 @@ from pizzastream.inventory import (
 )
 from pizzastream.order_batches import (
     INVENTORY_JOB, ORDER, RESTOCK, ShardDesk, enrich_batch, record_ids, rejection_lines,
+    repeat_letter,
 )
 from pizzastream.orders import (
     EnrichedOrder, OrderLine, OrderRules, enrich, format_event_time, is_id, parse_event_time,
@@ -404,3 +405,14 @@ def test_any_restock_is_applied_exactly_or_dead_lettered_storably(records):
         stock = desk._stocks[doc["store_id"]].on_hand
         had = before.get(doc["store_id"], opening(doc["store_id"]))
         assert stock[doc["ingredient_id"]] == had.get(doc["ingredient_id"], 0) + doc["quantity"]
+
+
+def test_each_repeat_is_a_dead_letter_of_its_own_with_the_ids_it_repeats():
+    order = b'{"o":"A-1","e":"E-1","s":3}'
+    first, second = (repeat_letter("3", ORDER, order, n) for n in (1, 2))
+    assert (first.reason, first.order_id, first.event_id, first.store_id) == (
+        "duplicate_order", "A-1", "E-1", 3)
+    assert first.dead_letter_id != second.dead_letter_id
+    assert repeat_letter("3", ORDER, order, 1) == first          # a restore numbers it again
+    restock = repeat_letter("35", RESTOCK, b"{not json", 1)
+    assert (restock.reason, restock.event_id, restock.store_id) == ("duplicate_restock", None, 35)

@@ -162,7 +162,7 @@ def decide_orders(records: DataStream, props: dict[str, dict[str, str]]) -> Deci
     batches, repeats = runtime.store_batches(
         records, EVENT_ID_FIELDS, ttl_ms, int(path.get("store_shards", "32")),
         int(path.get("batch_max_records", "1000")), int(path.get("batch_max_delay_ms", "100")))
-    results = runtime.after_batches(
+    results = (
         batches.process(DecideStoreBatches(props), output_type=runtime.BATCH)
         .name("store-inventory").uid("store-inventory-batches"))
     outputs = runtime.batch_outputs(results, STATUS, SIDE_TAGS)

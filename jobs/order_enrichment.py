@@ -82,7 +82,7 @@ def enrich_orders(raw_orders: DataStream, props: dict[str, dict[str, str]]) -> E
     runtime.hand_records_on_by_reference(raw_orders)
     batches = runtime.order_batches(raw_orders, int(path.get("batch_max_records", "1000")),
                                     int(path.get("batch_max_delay_ms", "100")))
-    results = runtime.after_batches(
+    results = (
         batches.process(EnrichOrderBatches(props), output_type=runtime.BATCH)
         .name("enrich-orders").uid("enrich-orders"))
     outputs = runtime.batch_outputs(results, ENRICHED, STATUS + STATUS_CACHE)

@@ -267,20 +267,6 @@ def store_batches(
     return KeyedStream(keyed, BATCH, DataStream(batched)), DataStream(repeats)
 
 
-def after_batches(python_operator: DataStream) -> DataStream:
-    """The Python operator that consumes a batcher's batches, started as a chain of its own.
-
-    Split off when a restore lost stock, on the suspicion that a chain prepares its
-    operators for a checkpoint tail first, so that the Python operator would finish its
-    bundle before the batcher handed over what it holds. The loss had another cause (the
-    shard key, docs/failures.md item 6), and Flink 1.20 prepares a chain head first
-    (``OperatorChain.linkOperatorWrappers``, ``RegularOperatorChain.prepareSnapshotPreBarrier``),
-    so chaining them would be correct too. Kept apart until a measured run shows what the
-    extra channel costs; across a channel the batches reach the Python operator ahead of
-    the barrier, as records always do."""
-    return python_operator.start_new_chain()
-
-
 def batch_outputs(results: DataStream, main_tag: str, side_tags: str) -> DataStream:
     """The result lines of a batch (``pizzastream.batches``) fanned out in the JVM
     (``pizzastream.flink.BatchOutputs``): lines tagged ``main_tag`` as the returned stream,

@@ -32,7 +32,9 @@ from pizzastream.orders import (
     CHANNELS, FULFILLMENTS, EnrichedOrder, OrderRules, OrderStatus, Rejection, accept, enrich,
     is_id,
 )
-from pizzastream.sales import fact_line, order_status_json, rejection_status_json, sale_of_enriched
+from pizzastream.sales import (
+    decided_status_json, fact_line, rejection_status_json, sale_of_enriched,
+)
 
 # Result line tags: one character per output of the jobs (pizzastream.flink.BatchOutputs).
 ENRICHED = "E"           # orders-enriched, keyed by store
@@ -187,12 +189,12 @@ class ShardDesk:
         stock, opened = self._stock(store_id, changed, saved_stock)
         short = take_stock(stock, demand, ts_ms)
         if short:
-            status = order_status_json(order_id, event_id, store_id, ts_ms,
-                                       _REJECTED_INVENTORY, shortage_detail(short))
+            status = decided_status_json(order_id, event_id, store_id, ts_ms,
+                                         _REJECTED_INVENTORY, shortage_detail(short))
             out.append(f"S{key}\t{status}\nC{order_id}\t{_REJECTED_INVENTORY}\n")
         else:
-            status = order_status_json(order_id, event_id, store_id, ts_ms, _ACCEPTED,
-                                       accepted_detail(demand))
+            status = decided_status_json(order_id, event_id, store_id, ts_ms, _ACCEPTED,
+                                         accepted_detail(demand))
             out.append(f"S{key}\t{status}\nC{order_id}\t{_ACCEPTED}\n")
             items = revenue = 0
             online = channel == "online"

@@ -4,15 +4,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from pizzastream.catalog import Catalog
 from pizzastream.orders import EnrichedOrder, OrderLine, Rejection
 from pizzastream.sales import (
-    FACT_COLUMNS, enriched_status_json, fact_rows, order_status_json, rejection_status_json,
-    sale_json,
+    FACT_COLUMNS, decided_status_json, enriched_status_json, fact_rows, order_status_json,
+    rejection_status_json, sale_json,
 )
+from pizzastream.inventory import accepted_detail, shortage_detail
+from pizzastream.orders import is_id
+from tests.fuzzing import AWKWARD_TEXT
 
 CATALOG = Catalog.from_reference_data()
 ACTIVE = [p for p in CATALOG.products() if p.active]
@@ -76,3 +79,21 @@ def test_status_of_an_order_enrich_rejected():
     bad_time = Rejection("invalid_timestamp", "ts nope", "e2", "o2", None)
     assert json.loads(rejection_status_json(bad_time, 5_000))["status"] == "rejected:invalid"
     assert rejection_status_json(Rejection("malformed_json", "…"), 5_000) is None
+
+
+@given(order_id=st.one_of(AWKWARD_TEXT, st.sampled_from(['S1-"q"', "S1\\2", "S1-é€𝄞"])),
+       event_id=st.one_of(AWKWARD_TEXT, st.text(min_size=1, max_size=40)), store_id=st.integers(1, 2000),
+       ts_ms=st.integers(0, 2**53),
+       decision=st.one_of(
+           st.builds(lambda n: ("accepted", accepted_detail(dict.fromkeys(range(n), 1))),
+                     st.integers(0, 30)),
+           st.builds(lambda short: ("rejected:insufficient_inventory", shortage_detail(short)),
+                     st.dictionaries(st.integers(1, 99), st.tuples(st.integers(1, 10**6),
+                                                                    st.integers(0, 10**6)),
+                                     min_size=1, max_size=4))))
+def test_a_decided_status_is_the_encoders_record_byte_for_byte(order_id, event_id, store_id,
+                                                               ts_ms, decision):
+    assume(is_id(order_id) and is_id(event_id))  # else dead-lettered before any decision
+    status, detail = decision
+    assert decided_status_json(order_id, event_id, store_id, ts_ms, status, detail) == \
+        order_status_json(order_id, event_id, store_id, ts_ms, status, detail)

@@ -74,19 +74,32 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
     private final long maxDelayMs;
 
     private transient ValueStateDescriptor<Integer> seen;
-    private transient Map<String, Pending> pending;
+    private transient Map<String, Pending> pending;     // by shard, kept and reused
     private transient Set<String> sincePersist;
     private transient boolean timerPending;
     private transient long epoch;
 
+    /**
+     * A shard's batch being built. Kept for the shard and reset after each emit: a fresh
+     * buffer per batch grew by doubling from a few KB each time, and those copies were ~7% of
+     * the JVM's time in the chained benchmark (JFR).
+     */
     private static final class Pending {
-        final ByteArrayOutputStream bytes = new ByteArrayOutputStream(4096);
+        final ByteArrayOutputStream bytes = new ByteArrayOutputStream(1 << 15);
         final DataOutputStream out = new DataOutputStream(bytes);
+        final long epoch;
         int records;
 
         Pending(long epoch) throws IOException {
+            this.epoch = epoch;
+            reset();
+        }
+
+        void reset() throws IOException {
+            bytes.reset();
             out.writeByte(0);
             out.writeLong(epoch);
+            records = 0;
         }
     }
 
@@ -110,6 +123,13 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
                 StateTtlConfig.newBuilder(Duration.ofMillis(ttlMillis))
                         .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
                         .setStateVisibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                        // Heap backend: visit one entry per state access, not the default five.
+                        // A record reads and writes its id (two accesses) and adds at most one
+                        // entry, so expired ids are still dropped faster than new ones arrive;
+                        // the default spent ~16% of the JVM's time here (JFR, chained bench).
+                        .cleanupIncrementally(1, false)
+                        // RocksDB (Managed Flink): expired ids go in compaction, as by default.
+                        .cleanupInRocksdbCompactFilter(1000)
                         .build());
         // New with every (re)start of this operator: tells the Python side that what it keeps
         // in memory from before may be ahead of the state just restored (batches.batch_epoch).
@@ -145,7 +165,6 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
         append(batch, kind, String.valueOf(record.getField(0)), data);
         sincePersist.add(shard);
         if (batch.records >= maxRecords) {
-            pending.remove(shard);
             emit(shard, batch, false);
         } else if (!timerPending) {
             timerPending = true;
@@ -168,25 +187,29 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
         batch.records++;
     }
 
-    private void emit(String shard, Pending batch, boolean persist) {
+    /** Emits the shard's batch (empty but for its header, for a persist of its own) and
+     * resets it for the shard's next records. */
+    private void emit(String shard, Pending batch, boolean persist) throws IOException {
         byte[] bytes = batch.bytes.toByteArray();
         bytes[0] = persist ? PERSIST : 0;
+        batch.reset();
         output.collect(new StreamRecord<>(Row.of(shard, bytes)));
     }
 
     private void flush(boolean persist) throws IOException {
-        for (Map.Entry<String, Pending> entry : pending.entrySet()) {
-            emit(entry.getKey(), entry.getValue(), persist);
-        }
         if (persist) {
+            // every shard holding records saw them since the last persist
             for (String shard : sincePersist) {
-                if (!pending.containsKey(shard)) {
-                    emit(shard, new Pending(epoch), true);
-                }
+                emit(shard, pending.get(shard), true);
             }
             sincePersist.clear();
+            return;
         }
-        pending.clear();
+        for (Map.Entry<String, Pending> entry : pending.entrySet()) {
+            if (entry.getValue().records > 0) {
+                emit(entry.getKey(), entry.getValue(), false);
+            }
+        }
     }
 
     @Override

@@ -270,7 +270,7 @@ class Week:
     seconds: float
 
 
-def simulate(store_count: int = 40, days: int = 7, history_weeks: int = 4, seed: int = 1,
+def simulate(store_count: int = 100, days: int = 7, history_weeks: int = 4, seed: int = 1,
              lost_share: float = 0.0) -> Week:
     started = time.perf_counter()
     catalog = Catalog.from_reference_data()
@@ -392,7 +392,7 @@ def plot(week: Week, path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stores", type=int, default=40,
+    parser.add_argument("--stores", type=int, default=100,
                         help="stores simulated: the busiest and others spread over the ranking")
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--history-weeks", type=int, default=4)

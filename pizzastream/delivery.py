@@ -27,15 +27,16 @@ Offer
     and so on. The first partner to accept gets it.
 Retries (``dispatch_round``)
     A partner that refused an order is never asked again for it. When a round has asked
-    every partner left without an acceptance, the order waits ``retry_backoff_s`` (doubling
-    each round, at most ``retry_backoff_max_s``) and is offered again to the partners that
-    did not refuse: one that timed out may answer now, one that was fully booked may have
-    room. It never waits past its deadline, the order's time + ``deadline_minutes`` (the
-    promised delivery time): the last round runs at the deadline, and if that fails too,
-    or no partner is left that has not refused, the order ends **undeliverable** with the
-    reason of its last round (``all_refused``, ``no_answer``: partners timed out,
-    ``no_capacity``). Each offer is a ``Step`` of the order's ``DispatchProgress``, which
-    the service keeps between rounds and shows the customer.
+    every partner left without an acceptance and one of them timed out, the order waits
+    ``retry_backoff_s`` (doubling each round, at most ``retry_backoff_max_s``) and is
+    offered again to the partners that did not refuse: one that timed out may answer now.
+    It never waits past its deadline, the order's time + ``deadline_minutes`` (the
+    promised delivery time): the last round runs at the deadline, and if that fails too
+    the order ends **undeliverable** with reason ``no_answer``; when every partner left
+    refused, at once, with ``all_refused``. Waiting does not free a fully booked partner
+    (capacity is counted at the order's event time), so the limits still deny at once.
+    Each offer is a ``Step`` of the order's ``DispatchProgress``, which the service keeps
+    between rounds and shows the customer.
 Denial
     With no partner left to offer it to, the delivery is denied with one reason:
     ``out_of_range`` (no partner within ``max_distance_km``), ``over_max_fee`` (the
@@ -307,6 +308,7 @@ class Assignment:
     quote: Quote
     delivery_id: str
     attempts: tuple[tuple[int, OfferOutcome], ...]
+    progress: DispatchProgress | None = None    # every step, when rounds were counted
 
     status = ASSIGNED
 
@@ -427,12 +429,10 @@ def dispatch_round(partners: Iterable[Partner], store: Place | None, customer: P
     if store is None:
         return Denial(DenialReason.UNKNOWN_STORE, "the store has no known location")
     ranking = rank(partners, store, customer, rules, load)
+    if ranking.denial is not None:
+        return ranking.denial
     refused = progress.refused
-    full = {pid for pid, why in ranking.excluded.items()
-            if why is DenialReason.NO_CAPACITY and pid not in refused}
     candidates = [q for q in ranking.candidates if q.partner.partner_id not in refused]
-    if not candidates and not full and not refused:
-        return ranking.denial or Denial(DenialReason.OUT_OF_RANGE, "no partners")
     round_no = progress.rounds + 1
     steps = list(progress.steps)
     outcomes = []
@@ -444,21 +444,18 @@ def dispatch_round(partners: Iterable[Partner], store: Place | None, customer: P
             if not result.delivery_id:
                 raise ValueError(f"partner {candidate.partner.partner_id} accepted without an id")
             return Assignment(candidate, result.delivery_id,
-                              tuple((s.partner_id, s.outcome) for s in steps))
+                              tuple((s.partner_id, s.outcome) for s in steps),
+                              DispatchProgress(round_no, tuple(steps)))
         if on_step is not None:
             on_step(DispatchProgress(round_no, tuple(steps)))
     progress = DispatchProgress(round_no, tuple(steps))
     if OfferOutcome.TIMED_OUT in outcomes:
         reason, why = DenialReason.NO_ANSWER, "partners did not answer in time"
-    elif full:
-        reason, why = DenialReason.NO_CAPACITY, "the partners left are fully booked"
     else:
         reason, why = DenialReason.ALL_REFUSED, "every partner offered said no"
     detail = f"{why} (round {round_no}: {progress.describe()})"
-    waiting = full | {s.partner_id for s in steps if s.round == round_no
-                      and s.outcome is OfferOutcome.TIMED_OUT}
     deadline = rules.deadline_ms(order_ts_ms)
-    if not waiting:
+    if reason is DenialReason.ALL_REFUSED:
         return Undeliverable(reason, detail, progress)
     if now_ms >= deadline:
         return Undeliverable(reason, f"{detail}; deadline passed", progress)

@@ -292,13 +292,15 @@ def test_everyone_refusing_ends_undeliverable_at_once():
     assert only.progress.refused == {1, 2} and asked == [[1, 2]]
 
 
-def test_a_fully_booked_partner_is_waited_for_and_then_asked():
+def test_a_fully_booked_partner_is_not_waited_for():
+    """Capacity counts deliveries at the order's event time: waiting cannot free it."""
     partners = [partner(1, capacity=1), partner(2)]
     outcomes, asked = rounds(partners, [{2: REFUSED}, {}], load_by_round={0: {1: 1}})
-    first, second = outcomes
-    assert isinstance(first, Retry) and first.reason is DenialReason.NO_CAPACITY
-    assert asked == [[2], [1]]
-    assert isinstance(second, Assignment) and second.quote.partner.partner_id == 1
+    (only,) = outcomes
+    assert isinstance(only, Undeliverable) and only.reason is DenialReason.ALL_REFUSED
+    assert asked == [[2]]
+    (full,) = rounds([partner(1, capacity=1)], [{}], load_by_round={0: {1: 1}})[0]
+    assert isinstance(full, Denial) and full.reason is DenialReason.NO_CAPACITY
 
 
 def test_limits_still_deny_without_waiting():

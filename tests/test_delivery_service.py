@@ -239,7 +239,8 @@ class Planner:
                 rank(self.partners, Place(store.lat, store.lon), customer, self.rules).candidates]
 
     def expected(self, order: Order) -> tuple[str, int | str]:
-        """('assigned', partner_id) or ('denied', reason) with nobody else's load."""
+        """('assigned', partner_id), ('denied', reason) or ('undeliverable', reason) with
+        nobody else's load: one round, as every partner answers (none times out)."""
         outcome = decide(self.partners, Place(order.store.lat, order.store.lon), order.customer,
                          self.rules, {},
                          lambda q: REFUSED if self.refusals.refuses(order.order_id,
@@ -247,6 +248,8 @@ class Planner:
                          else OfferResult.accepted("x"))
         if isinstance(outcome, Assignment):
             return "assigned", outcome.quote.partner.partner_id
+        if outcome.reason is DenialReason.ALL_REFUSED:
+            return "undeliverable", outcome.reason.value
         return "denied", outcome.reason.value
 
     def _stores(self, predicate):
@@ -376,7 +379,7 @@ def assert_every_order_decided_once(env: Env, orders: list[Order],
         else:
             assert active[order.order_id] == 0, f"denied {order.order_id} has a courier"
             assert decision["reason"] and decision["detail"]
-            assert cached["status"] == f"denied:{decision['reason']}"
+            assert cached["status"] == f"{decision['status']}:{decision['reason']}"
             if order.order_id in rows:
                 assert rows[order.order_id] == [None] * len(order.lines)
 
@@ -504,11 +507,12 @@ def test_the_service_guards_one_record_at_a_time(delivery_env):
         service.provider = DeliveryProviderClient(env.stand_in.url)
         assert service.handle_until_done(outage.record()[1]).decision.status == "assigned"
 
-        # Every partner answering too late: each offer is withdrawn before the next one.
+        # Every partner answering too late: each offer is withdrawn before the next one;
+        # an order long past its deadline gets no second round.
         env.stand_in.state.knobs = provider.Knobs(refusal_rate=0.0, slow_rate=1.0, slow_ms=700)
         service.provider = DeliveryProviderClient(env.stand_in.url, timeout_s=0.3, attempts=1)
         decision = service.handle(timed_out.record()[1]).decision
-        assert decision.delivery_status == "denied:all_refused"
+        assert decision.delivery_status == "undeliverable:no_answer"
         offered = env.stand_in.state.snapshot(timed_out.order_id)["dispatches"]
         assert len(offered) >= 2 and {d["status"] for d in offered} == {"cancelled"}
 

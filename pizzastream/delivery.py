@@ -124,8 +124,11 @@ class ConfigurationError(ValueError):
 def setting(group: Mapping[str, str], key: str, kind: Callable[[str], Any]) -> Any:
     """``Delivery.<key>`` read as ``kind``; a missing or unreadable value raises
     ``ConfigurationError`` naming it, so a worker fails at start, not on its first order."""
-    value = group.get(key)
-    if value is None or not str(value).strip():
+    try:
+        value = group[key]
+    except KeyError:
+        raise ConfigurationError(f"Delivery.{key} is missing from the configuration") from None
+    if not str(value).strip():
         raise ConfigurationError(f"Delivery.{key} is missing from the configuration")
     try:
         return kind(value)

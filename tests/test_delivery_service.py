@@ -170,6 +170,7 @@ def _clean_up(env: Env) -> None:
     with aurora.connect(env.props) as conn:
         conn.execute("DELETE FROM order_fct WHERE order_id LIKE %s", [pattern])
         conn.execute("DELETE FROM delivery_assignment WHERE order_id LIKE %s", [pattern])
+        conn.execute("DELETE FROM delivery_attempt WHERE order_id LIKE %s", [pattern])
         conn.execute("DELETE FROM dead_letter WHERE job = 'delivery' AND payload LIKE %s",
                      [f"%DT{env.run}%"])
     client = _redis(env.props)
@@ -538,3 +539,42 @@ def test_the_service_guards_one_record_at_a_time(delivery_env):
         assert cached["status"] == "denied:no_location" and cached["reason"] == "no_location"
     finally:
         service.close()
+
+
+def test_a_worker_offers_again_when_partners_that_did_not_answer_recover(delivery_env):
+    """The next round runs in the worker itself (its record processor's retry loop):
+    every partner answers late, the order waits, the partners recover, it is assigned."""
+    env = delivery_env
+    env.worker_env |= {"PIZZASTREAM__DELIVERY__PROVIDER_TIMEOUT_S": "0.3",
+                       "PIZZASTREAM__DELIVERY__PROVIDER_ATTEMPTS": "1",
+                       "PIZZASTREAM__DELIVERY__RETRY_BACKOFF_S": "1",
+                       "PIZZASTREAM__DELIVERY__RETRY_BACKOFF_MAX_S": "2",
+                       "PIZZASTREAM__DELIVERY__RETRY_POLL_S": "0.5"}
+    planner = Planner(env, random.Random(env.run))
+    store = next(planner._stores(lambda s: len(planner.candidates(s, planner.place(s, 2))) >= 2))
+    customer = planner.place(store, 2)
+    candidates = planner.candidates(store, customer)
+    order = planner.order("W", store, customer, int(time.time() * 1000))
+    env.stand_in.state.knobs = provider.Knobs(refusal_rate=0.0, slow_ms=800,
+                                              slow_partners=frozenset(candidates))
+    env.put([order.record()])
+    env.start_worker("w1")
+    client = _redis(env.props)
+
+    def delivery_status():
+        cached = client.get(f"delivery:{order.order_id}")
+        return json.loads(cached)["status"] if cached else None
+
+    wait_for("the order to wait for its next round", delivery_status,
+             lambda status: status == "retrying", timeout_s=120)
+    env.stand_in.state.knobs = provider.Knobs(refusal_rate=0.0, seed=7)
+    wait_for_decisions(env, 1, timeout_s=60)
+    decision = env.decisions()[order.order_id]
+    assert (decision["status"], decision["partner_id"]) == ("assigned", candidates[0])
+    cached = json.loads(client.get(f"delivery:{order.order_id}"))
+    rounds = {step["round"] for step in cached["steps"]}
+    assert cached["status"] == "assigned" and len(rounds) >= 2
+    assert [s["outcome"] for s in cached["steps"]][-1] == "accepted"
+    with aurora.connect(env.props) as conn:
+        assert conn.execute("SELECT count(*) FROM delivery_attempt WHERE order_id = %s",
+                            [order.order_id]).fetchone()[0] == 0

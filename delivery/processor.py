@@ -11,12 +11,18 @@ Handling never gives up on a record while this worker holds the shard (see
 ``DeliveryService.handle_until_done``), because ``amazon_kclpy`` swallows an exception
 from ``process_records`` and the daemon would go on to the next batch and checkpoint
 past the failed record.
+
+Rounds after the first: an order that no partner took in its round, while one of them
+did not answer, waits in ``delivery_attempt`` (its record is done and checkpointed); a
+thread of each processor runs the rounds that are due every ``Delivery.retry_poll_s``
+(``DeliveryService.retry_due``, with its own connections).
 """
 from __future__ import annotations
 
 import logging
 import signal
 import sys
+import threading
 import time
 
 from amazon_kclpy import kcl
@@ -46,6 +52,21 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
         self.checkpoint_every_s = float(
             self.service.props["Delivery"].get("checkpoint_every_s", "5"))
         log.info("shard %s: starting at %s", self.shard_id, initialize_input.sequence_number)
+        threading.Thread(target=self._retry_loop, name="delivery-retries", daemon=True).start()
+
+    def _retry_loop(self) -> None:
+        service = self._service_factory()
+        try:
+            while not self._stopping():
+                try:
+                    for handled in service.retry_due(self._stopping):
+                        log.info("shard %s: next round of %s: %s", self.shard_id,
+                                 handled.order_id, "waiting" if handled.retry else "decided")
+                except Exception:  # noqa: BLE001 - a failed poll is retried at the next one
+                    log.warning("retry round failed", exc_info=True)
+                time.sleep(service.retry_poll_s)
+        finally:
+            service.close()
 
     def process_records(self, process_records_input) -> None:
         checkpointer = process_records_input.checkpointer

@@ -10,11 +10,17 @@ safe:
    holds a decision, stop there (first guard against a double dispatch);
 3. if the provider already holds an active dispatch for the order (an attempt that died
    between the provider's answer and the commit), adopt it (second guard);
-4. otherwise rank the partners (``pizzastream.delivery``) and offer the order down the
-   ranking; before moving past a partner that timed out, cancel the offer, so at most one
-   partner ever holds the order; the provider's idempotency key (the order id) makes a
-   repeated offer to the same partner return the same delivery id (third guard);
-5. record the decision and the ``order_fct`` write-back, commit;
+4. otherwise run one round of offers (``pizzastream.delivery.dispatch_round``): rank the
+   partners and offer the order down the ranking, skipping those that refused it in an
+   earlier round; before moving past a partner that timed out, cancel the offer, so at
+   most one partner ever holds the order; the provider's idempotency key (the order id)
+   makes a repeated offer to the same partner return the same delivery id (third guard);
+   Redis ``delivery:{order_id}`` shows each offer as it is answered (``searching``);
+5. a final outcome: record the decision and the ``order_fct`` write-back, commit; a
+   round that found nobody before the deadline: keep the order in ``delivery_attempt``
+   with its next round's time, commit (status ``retrying``); the record is then done,
+   and ``retry_due`` (every worker's retry loop, ``delivery.processor``) runs the next
+   round when it is due, through this same path;
 6. ``SET delivery:{order_id}`` in Redis (TTL from ``Delivery.redis_ttl_s``).
 
 A provider or database outage raises out of ``handle`` and is retried with backoff: a
@@ -40,8 +46,8 @@ from delivery import store
 from pizzastream import delivery as rules_mod
 from pizzastream.dead_letters import dead_letter
 from pizzastream.delivery import (
-    ASSIGNED, Assignment, Denial, DeliveryRules, OfferOutcome, OfferResult, Partner, Place,
-    Quote,
+    ASSIGNED, RETRYING, SEARCHING, Assignment, Denial, DeliveryRules, DispatchProgress,
+    OfferOutcome, OfferResult, Partner, Place, Quote, Retry, Undeliverable, setting,
 )
 from pizzastream.orders import EnrichedOrder, Fulfillment
 
@@ -69,14 +75,19 @@ class Handled:
     replay: bool = False            # the decision was already recorded
     adopted: bool = False           # an active provider dispatch was taken over
     rows_updated: int = 0
+    retry: Retry | None = None      # nobody took it this round: the next one is due then
+    waiting: bool = False           # between rounds and not due yet: nothing done
 
 
 class DeliveryService:
     def __init__(self, props: Props, provider: DeliveryProviderClient | None = None,
-                 redis_client: redis.Redis | None = None):
+                 redis_client: redis.Redis | None = None,
+                 clock: Callable[[], float] = time.time):
         group = props["Delivery"]
         self.props = props
         self.rules = DeliveryRules.from_properties(group)
+        self.retry_poll_s = setting(group, "retry_poll_s", float)
+        self.clock = clock
         self.provider = provider or DeliveryProviderClient.from_properties(props)
         self.redis = redis_client or redis_store.client(
             props, decode_responses=False, socket_timeout=5, socket_connect_timeout=5)
@@ -111,19 +122,27 @@ class DeliveryService:
                                      order)
         conn = self._connection()
         try:
-            handled = self._decide(conn, order)
+            handled = self._decide(conn, order, raw)
         except BaseException:
             self._rollback()
             raise
         self._publish(handled.decision)
         return handled
 
-    def _decide(self, conn: psycopg.Connection, order: EnrichedOrder) -> Handled:
+    def _decide(self, conn: psycopg.Connection, order: EnrichedOrder, raw: bytes) -> Handled:
         store.lock_order(conn, order.order_id)
         previous = store.existing(conn, order.order_id)
         if previous is not None:
             conn.commit()
             return Handled(order.order_id, previous, replay=True)
+        now_ms = int(self.clock() * 1000)
+        waiting = store.pending(conn, order.order_id)
+        progress = DispatchProgress()
+        if waiting is not None:
+            if store.ms_to_datetime(now_ms) < waiting.next_attempt_at:
+                conn.commit()           # a replay of a record whose next round is not due
+                return Handled(order.order_id, None, waiting=True)
+            progress = DispatchProgress.from_json(waiting.steps)
 
         partners = self.partners()
         order_ts = store.ms_to_datetime(order.ts_ms)
@@ -140,9 +159,19 @@ class DeliveryService:
             adopted = True
         else:
             load = store.load(conn, (p.partner_id for p in partners), order_ts)
-            outcome = rules_mod.decide(partners, store_place, customer, self.rules, load,
-                                       self._offer(order, store_place, customer))
+            outcome = rules_mod.dispatch_round(
+                partners, store_place, customer, self.rules, load,
+                self._offer(order, store_place, customer), progress, order.ts_ms, now_ms,
+                lambda progress: self._publish_progress(order, SEARCHING, progress))
             adopted = False
+        if isinstance(outcome, Retry):
+            store.wait(conn, order.order_id, order.store_id, raw, outcome.progress.to_json(),
+                       outcome.reason.value, store.ms_to_datetime(outcome.at_ms),
+                       store.ms_to_datetime(self.rules.deadline_ms(order.ts_ms)))
+            self._publish_progress(order, RETRYING, outcome.progress, outcome)
+            log.info("order %s: nobody yet, next round at %s: %s", order.order_id,
+                     store.ms_to_datetime(outcome.at_ms).isoformat(), outcome.detail)
+            return Handled(order.order_id, None, retry=outcome)
         decision, updated = store.record(conn, self._decision(order, outcome))
         if isinstance(outcome, Assignment):
             log.info("order %s -> partner %s delivery %s (%s), %d order_fct rows",
@@ -185,11 +214,16 @@ class DeliveryService:
         return Assignment(q, active.delivery_id, ((active.partner_id, OfferOutcome.ACCEPTED),))
 
     @staticmethod
-    def _decision(order: EnrichedOrder, outcome: Assignment | Denial) -> store.Decision:
+    def _decision(order: EnrichedOrder, outcome: Assignment | Denial | Undeliverable
+                  ) -> store.Decision:
         order_ts = store.ms_to_datetime(order.ts_ms)
         if isinstance(outcome, Denial):
             return store.Decision(order.order_id, order.store_id, "denied", outcome.reason.value,
                                   outcome.detail, None, None, None, None, None, order_ts, None)
+        if isinstance(outcome, Undeliverable):
+            return store.Decision(order.order_id, order.store_id, "undeliverable",
+                                  outcome.reason.value, outcome.detail, None, None, None, None,
+                                  None, order_ts, None, steps=outcome.progress.to_json())
         q = outcome.quote
         return store.Decision(
             order.order_id, order.store_id, ASSIGNED, None,
@@ -197,13 +231,47 @@ class DeliveryService:
             q.partner.partner_id, outcome.delivery_id,
             rules_mod.cents_to_money(q.fee_cents),
             Decimal(f"{q.distance_km:.2f}"), Decimal(f"{q.eta_min:.1f}"), order_ts,
-            store.ms_to_datetime(q.busy_until_ms(order.ts_ms)))
+            store.ms_to_datetime(q.busy_until_ms(order.ts_ms)),
+            steps=outcome.progress.to_json() if outcome.progress else ())
 
     def _publish(self, decision: store.Decision | None) -> None:
         if decision is None:
             return
         self.redis.set(redis_key(decision.order_id), json.dumps(decision.to_redis()),
                        ex=self.redis_ttl_s)
+
+    def _publish_progress(self, order: EnrichedOrder, status: str, progress: DispatchProgress,
+                          retry: Retry | None = None) -> None:
+        """The customer's view between offers: every step so far, and while waiting, why
+        and until when."""
+        doc = {"order_id": order.order_id, "store_id": order.store_id, "status": status,
+               "steps": store.steps_for_customer(progress.to_json()),
+               "order_ts": store.ms_to_datetime(order.ts_ms).isoformat()}
+        if retry is not None:
+            doc |= {"reason": retry.reason.value, "detail": retry.detail,
+                    "next_attempt": store.ms_to_datetime(retry.at_ms).isoformat()}
+        self.redis.set(redis_key(order.order_id), json.dumps(doc), ex=self.redis_ttl_s)
+
+    # -- rounds after the first --------------------------------------------------------
+
+    def retry_due(self, should_stop: Callable[[], bool] = lambda: False,
+                  limit: int = 100) -> list[Handled]:
+        """Runs the next round of every order whose round is due (at most ``limit``);
+        the order's lock makes two workers' loops take turns, and a round already run by
+        the other finds the order decided or not due any more."""
+        conn = self._connection()
+        try:
+            records = store.due(conn, store.ms_to_datetime(int(self.clock() * 1000)), limit)
+        except BaseException:
+            self._rollback()
+            raise
+        handled = []
+        for raw in records:
+            result = self.handle_until_done(raw, should_stop)
+            if result is None:
+                break
+            handled.append(result)
+        return handled
 
     def _dead_letter(self, raw: bytes, reason: str, detail: str,
                      order: EnrichedOrder | None = None) -> Handled:

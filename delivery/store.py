@@ -7,17 +7,20 @@ decision is one transaction on one connection:
    everything deciding the same order (two workers around a lease hand-over); the Flink
    sink never takes it, so it may be held across the provider calls;
 2. ``existing`` - the decision already recorded, if any: a replayed record stops here;
-3. ``load`` - partners' current deliveries, for the capacity rule;
-4. ``record`` - the ``delivery_assignment`` row and, for an assignment,
+3. ``pending`` - the order's ``delivery_attempt`` row when it is between two rounds of
+   offers (its progress, and when the next round is due);
+4. ``load`` - partners' current deliveries, for the capacity rule;
+5. ``record`` - the ``delivery_assignment`` row and, for an assignment,
    ``UPDATE order_fct SET delivery_id``, after taking the lock the ``order_fct`` trigger
-   takes (class ``DELIVERY_LOCK_CLASS``), and then commit.
+   takes (class ``DELIVERY_LOCK_CLASS``), dropping the ``delivery_attempt`` row, and then
+   commit; or ``wait`` - the ``delivery_attempt`` row for the next round, and commit.
 """
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -58,15 +61,19 @@ class Decision:
     order_ts: datetime
     busy_until: datetime | None
     assigned_at: datetime | None = None
+    steps: tuple = field(default=(), compare=False)   # DispatchProgress.to_json(), shown only
 
     @property
     def delivery_status(self) -> str:
-        """``assigned`` or ``denied:<reason>``: the value of Redis ``delivery:{order_id}``."""
-        return ASSIGNED if self.status == ASSIGNED else f"denied:{self.reason}"
+        """``assigned``, ``denied:<reason>`` or ``undeliverable:<reason>``: the status in
+        Redis ``delivery:{order_id}``."""
+        return ASSIGNED if self.status == ASSIGNED else f"{self.status}:{self.reason}"
 
     def to_redis(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"order_id": self.order_id, "store_id": self.store_id,
                                "status": self.delivery_status}
+        if self.steps:
+            doc["steps"] = steps_for_customer(self.steps)
         if self.status == ASSIGNED:
             doc |= {"partner_id": self.partner_id, "delivery_id": self.delivery_id,
                     "fee": None if self.fee is None else str(self.fee),
@@ -78,6 +85,49 @@ class Decision:
         if self.assigned_at is not None:
             doc["decided_at"] = self.assigned_at.isoformat()
         return doc
+
+
+def steps_for_customer(steps) -> list[dict[str, Any]]:
+    """Each offer so far, as the customer's status shows it."""
+    return [{"partner_id": partner_id, "round": round_no, "outcome": outcome,
+             "at": ms_to_datetime(at_ms).isoformat()}
+            for partner_id, round_no, outcome, at_ms in steps]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A ``delivery_attempt`` row: an order waiting for its next round of offers."""
+
+    order_id: str
+    steps: list
+    next_attempt_at: datetime
+
+
+def pending(conn: psycopg.Connection, order_id: str) -> Pending | None:
+    row = conn.execute("SELECT order_id, steps, next_attempt_at FROM delivery_attempt "
+                       "WHERE order_id = %s", [order_id]).fetchone()
+    return Pending(row["order_id"], row["steps"], row["next_attempt_at"]) if row else None
+
+
+def wait(conn: psycopg.Connection, order_id: str, store_id: int, raw: bytes, steps: list,
+         reason: str, next_attempt_at: datetime, deadline: datetime) -> None:
+    """Keeps the order for its next round (after its round's offers); commits."""
+    conn.execute(
+        "INSERT INTO delivery_attempt (order_id, store_id, record, steps, reason,"
+        " next_attempt_at, deadline) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (order_id) DO UPDATE SET steps = EXCLUDED.steps,"
+        " reason = EXCLUDED.reason, next_attempt_at = EXCLUDED.next_attempt_at,"
+        " deadline = EXCLUDED.deadline, updated_at = now()",
+        [order_id, store_id, raw, json.dumps(steps), reason, next_attempt_at, deadline])
+    conn.commit()
+
+
+def due(conn: psycopg.Connection, now: datetime, limit: int) -> list[bytes]:
+    """Records of orders whose next round is due, earliest first."""
+    rows = conn.execute("SELECT record FROM delivery_attempt WHERE next_attempt_at <= %s"
+                        " ORDER BY next_attempt_at LIMIT %s", [now, limit]).fetchall()
+    conn.commit()
+    return [bytes(row["record"]) for row in rows]
 
 
 def ms_to_datetime(ts_ms: int) -> datetime:
@@ -165,6 +215,7 @@ def record(conn: psycopg.Connection, decision: Decision) -> tuple[Decision, int]
     (an earlier one wins) and how many ``order_fct`` rows were updated. Commits."""
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                  [DELIVERY_LOCK_CLASS, decision.order_id])
+    conn.execute("DELETE FROM delivery_attempt WHERE order_id = %s", [decision.order_id])
     values = [getattr(decision, name) for name in COLUMNS[:-1]]
     inserted = conn.execute(
         f"INSERT INTO delivery_assignment ({', '.join(COLUMNS[:-1])}) "

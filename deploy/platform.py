@@ -361,6 +361,8 @@ class PlatformStack(Stack):
                                 "initial_position": "TRIM_HORIZON"},
                     "Delivery": {"max_fee": "12.00", "max_distance_km": "35",
                                  "eta_cost_cents_per_min": "10",
+                                 "retry_backoff_s": "30", "retry_backoff_max_s": "300",
+                                 "deadline_minutes": "45", "retry_poll_s": "5",
                                  "provider_url": delivery["provider_url"],
                                  "provider_timeout_s": "2", "provider_attempts": "3",
                                  "kcl_application_name": self.lease_table_name,

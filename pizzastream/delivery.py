@@ -25,6 +25,18 @@ Ranking
 Offer
     The order is offered to the best partner; on a refusal or a timeout to the next best,
     and so on. The first partner to accept gets it.
+Retries (``dispatch_round``)
+    A partner that refused an order is never asked again for it. When a round has asked
+    every partner left without an acceptance and one of them timed out, the order waits
+    ``retry_backoff_s`` (doubling each round, at most ``retry_backoff_max_s``) and is
+    offered again to the partners that did not refuse: one that timed out may answer now.
+    It never waits past its deadline, the order's time + ``deadline_minutes`` (the
+    promised delivery time): the last round runs at the deadline, and if that fails too
+    the order ends **undeliverable** with reason ``no_answer``; when every partner left
+    refused, at once, with ``all_refused``. Waiting does not free a fully booked partner
+    (capacity is counted at the order's event time), so the limits still deny at once.
+    Each offer is a ``Step`` of the order's ``DispatchProgress``, which the service keeps
+    between rounds and shows the customer.
 Denial
     With no partner left to offer it to, the delivery is denied with one reason:
     ``out_of_range`` (no partner within ``max_distance_km``), ``over_max_fee`` (the
@@ -35,7 +47,8 @@ Denial
     order came closest to passing (capacity before fee before distance).
 
 What a denial means for the order
-    The sale stays recorded as accepted: the stock is already consumed and the order's
+    (The same for an order that ends undeliverable, whose status is
+    ``undeliverable:<reason>``.) The sale stays recorded as accepted: the stock is already consumed and the order's
     ``order_fct`` rows stay as they are, with ``delivery_id`` NULL. The order status stays
     ``accepted`` (a delivery problem is not an order rejection); the delivery status,
     Redis key ``delivery:{order_id}``, says ``denied:<reason>`` and the denial is a row in
@@ -54,6 +67,9 @@ from typing import Any
 EARTH_RADIUS_KM = 6371.0088
 ASSIGNED = "assigned"
 DENIED_PREFIX = "denied:"
+UNDELIVERABLE_PREFIX = "undeliverable:"
+SEARCHING = "searching"      # offers of a round under way
+RETRYING = "retrying"        # waiting for the next round
 
 
 class DenialReason(StrEnum):
@@ -63,6 +79,7 @@ class DenialReason(StrEnum):
     OVER_MAX_FEE = "over_max_fee"
     NO_CAPACITY = "no_capacity"
     ALL_REFUSED = "all_refused"
+    NO_ANSWER = "no_answer"
 
 
 # When no partner passes every limit, the denial names the furthest limit any partner
@@ -100,21 +117,60 @@ class Place:
     lon: float
 
 
+class ConfigurationError(ValueError):
+    """A ``Delivery`` property missing or unreadable: the service must not start."""
+
+
+def setting(group: Mapping[str, str], key: str, kind: Callable[[str], Any]) -> Any:
+    """``Delivery.<key>`` read as ``kind``; a missing or unreadable value raises
+    ``ConfigurationError`` naming it, so a worker fails at start, not on its first order."""
+    try:
+        value = group[key]
+    except KeyError:
+        raise ConfigurationError(f"Delivery.{key} is missing from the configuration") from None
+    if not str(value).strip():
+        raise ConfigurationError(f"Delivery.{key} is missing from the configuration")
+    try:
+        return kind(value)
+    except (ValueError, ArithmeticError) as error:
+        raise ConfigurationError(f"Delivery.{key} = {value!r}: {error}") from None
+
+
 @dataclass(frozen=True)
 class DeliveryRules:
-    """The limits and weights of the ``Delivery`` property group."""
+    """The limits, weights and retry schedule of the ``Delivery`` property group."""
 
     max_fee_cents: int
     max_distance_km: float
     eta_cost_cents_per_min: float = 10.0
+    retry_backoff_s: float = 30.0
+    retry_backoff_max_s: float = 300.0
+    deadline_minutes: float = 45.0
+
+    def __post_init__(self):
+        if not (0 < self.retry_backoff_s <= self.retry_backoff_max_s and self.deadline_minutes > 0):
+            raise ConfigurationError(
+                "Delivery: retry_backoff_s must be positive and at most retry_backoff_max_s, "
+                "deadline_minutes positive")
 
     @classmethod
     def from_properties(cls, group: Mapping[str, str]) -> DeliveryRules:
         return cls(
-            max_fee_cents=money_to_cents(group["max_fee"]),
-            max_distance_km=float(group["max_distance_km"]),
-            eta_cost_cents_per_min=float(group.get("eta_cost_cents_per_min", "10")),
+            max_fee_cents=setting(group, "max_fee", money_to_cents),
+            max_distance_km=setting(group, "max_distance_km", float),
+            eta_cost_cents_per_min=setting(group, "eta_cost_cents_per_min", float),
+            retry_backoff_s=setting(group, "retry_backoff_s", float),
+            retry_backoff_max_s=setting(group, "retry_backoff_max_s", float),
+            deadline_minutes=setting(group, "deadline_minutes", float),
         )
+
+    def backoff_ms(self, rounds: int) -> int:
+        """The wait after the ``rounds``-th round failed."""
+        return int(1000 * min(self.retry_backoff_max_s,
+                              self.retry_backoff_s * 2 ** max(0, rounds - 1)))
+
+    def deadline_ms(self, order_ts_ms: int) -> int:
+        return order_ts_ms + int(self.deadline_minutes * 60_000)
 
 
 @dataclass(frozen=True)
@@ -255,6 +311,7 @@ class Assignment:
     quote: Quote
     delivery_id: str
     attempts: tuple[tuple[int, OfferOutcome], ...]
+    progress: DispatchProgress | None = None    # every step, when rounds were counted
 
     status = ASSIGNED
 
@@ -293,3 +350,116 @@ def decide(partners: Iterable[Partner], store: Place | None, customer: Place | N
     if store is None:
         return Denial(DenialReason.UNKNOWN_STORE, "the store has no known location")
     return choose(rank(partners, store, customer, rules, load), offer)
+
+
+# --------------------------------------------------------------------------- rounds
+
+@dataclass(frozen=True)
+class Step:
+    """One offer of an order: to whom, in which round, how it went, when (epoch ms)."""
+
+    partner_id: int
+    round: int
+    outcome: OfferOutcome
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class DispatchProgress:
+    """What an order has been through so far: the service keeps it between rounds."""
+
+    rounds: int = 0
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def refused(self) -> frozenset[int]:
+        """Partners that refused: never asked again for this order."""
+        return frozenset(s.partner_id for s in self.steps if s.outcome is OfferOutcome.REFUSED)
+
+    def to_json(self) -> list:
+        return [[s.partner_id, s.round, s.outcome.value, s.at_ms] for s in self.steps]
+
+    @classmethod
+    def from_json(cls, steps: list) -> DispatchProgress:
+        parsed = tuple(Step(int(p), int(r), OfferOutcome(o), int(at)) for p, r, o, at in steps)
+        return cls(max((s.round for s in parsed), default=0), parsed)
+
+    def describe(self) -> str:
+        return describe_attempts((s.partner_id, s.outcome) for s in self.steps) or "no offers"
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Nobody took the order this round; offer it again at ``at_ms``."""
+
+    at_ms: int
+    reason: DenialReason
+    detail: str
+    progress: DispatchProgress
+    status = RETRYING
+
+
+@dataclass(frozen=True)
+class Undeliverable:
+    """No partner took the order by its deadline, or every one that could refused."""
+
+    reason: DenialReason
+    detail: str
+    progress: DispatchProgress
+
+    @property
+    def status(self) -> str:
+        return f"{UNDELIVERABLE_PREFIX}{self.reason.value}"
+
+
+def dispatch_round(partners: Iterable[Partner], store: Place | None, customer: Place | None,
+                   rules: DeliveryRules, load: Mapping[int, int] | None,
+                   offer: Callable[[Quote], OfferResult], progress: DispatchProgress,
+                   order_ts_ms: int, now_ms: int,
+                   on_step: Callable[[DispatchProgress], None] | None = None
+                   ) -> Assignment | Denial | Retry | Undeliverable:
+    """One round of offers for an order at ``now_ms``, after ``progress``.
+
+    ``Denial`` when no partner could ever take it (no location, unknown store, every
+    partner out of range or over the fee limit): waiting changes none of that.
+    ``Assignment`` when a partner accepts; otherwise ``Retry`` at the next back-off
+    (never later than the deadline) or ``Undeliverable``. ``on_step`` sees the progress
+    after each offer (the customer's status shows each step). What ``offer`` raises
+    propagates, as in ``choose``: an outage is retried by the caller, not counted as a
+    partner's answer."""
+    if customer is None:
+        return Denial(DenialReason.NO_LOCATION, "the order carries no customer location")
+    if store is None:
+        return Denial(DenialReason.UNKNOWN_STORE, "the store has no known location")
+    ranking = rank(partners, store, customer, rules, load)
+    if ranking.denial is not None:
+        return ranking.denial
+    refused = progress.refused
+    candidates = [q for q in ranking.candidates if q.partner.partner_id not in refused]
+    round_no = progress.rounds + 1
+    steps = list(progress.steps)
+    outcomes = []
+    for candidate in candidates:
+        result = offer(candidate)
+        steps.append(Step(candidate.partner.partner_id, round_no, result.outcome, now_ms))
+        outcomes.append(result.outcome)
+        if result.outcome is OfferOutcome.ACCEPTED:
+            if not result.delivery_id:
+                raise ValueError(f"partner {candidate.partner.partner_id} accepted without an id")
+            return Assignment(candidate, result.delivery_id,
+                              tuple((s.partner_id, s.outcome) for s in steps),
+                              DispatchProgress(round_no, tuple(steps)))
+        if on_step is not None:
+            on_step(DispatchProgress(round_no, tuple(steps)))
+    progress = DispatchProgress(round_no, tuple(steps))
+    if OfferOutcome.TIMED_OUT in outcomes:
+        reason, why = DenialReason.NO_ANSWER, "partners did not answer in time"
+    else:
+        reason, why = DenialReason.ALL_REFUSED, "every partner offered said no"
+    detail = f"{why} (round {round_no}: {progress.describe()})"
+    deadline = rules.deadline_ms(order_ts_ms)
+    if reason is DenialReason.ALL_REFUSED:
+        return Undeliverable(reason, detail, progress)
+    if now_ms >= deadline:
+        return Undeliverable(reason, f"{detail}; deadline passed", progress)
+    return Retry(min(now_ms + rules.backoff_ms(round_no), deadline), reason, detail, progress)

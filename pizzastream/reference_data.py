@@ -73,6 +73,11 @@ class Supplier:
     supplier_id: int
     name: str
     lead_time_minutes: int
+    # How far an order to this supplier covers beyond its lead time: about one delivery
+    # per review period at a busy store (pizzastream.replenishment).
+    review_period_minutes: int = 1440
+    # How late past its lead time a delivery may be before the order is re-issued.
+    grace_minutes: int = 120
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,11 @@ class Ingredient:
     name: str
     unit: str               # "g" or "pcs": whole units keep stock arithmetic exact
     supplier_id: int
-    safety_stock: int       # reorder when on-hand falls below this
-    reorder_quantity: int   # units per supplier order
+    safety_stock: int       # reorder when on-hand falls below this (the floor of any safety stock)
+    reorder_quantity: int   # units per supplier order (the least one order line carries)
+    # Share of replenishment cycles that should end without a stock-out: sets the safety
+    # stock from the demand forecast's error (pizzastream.replenishment).
+    service_level: float = 0.99
 
 
 @dataclass(frozen=True)
@@ -112,11 +120,11 @@ class StockLevel(NamedTuple):
 
 
 _SUPPLIERS = (
-    Supplier(1, "Northstar Foodservice", 240),
-    Supplier(2, "Prime Cuts Meats", 360),
-    Supplier(3, "Green Valley Produce", 180),
-    Supplier(4, "BoxCo Packaging", 1440),
-    Supplier(5, "Fizz Beverages", 720),
+    Supplier(1, "Northstar Foodservice", 240, 1440, 120),
+    Supplier(2, "Prime Cuts Meats", 360, 1440, 120),
+    Supplier(3, "Green Valley Produce", 180, 1440, 120),
+    Supplier(4, "BoxCo Packaging", 1440, 4320, 480),
+    Supplier(5, "Fizz Beverages", 720, 4320, 240),
 )
 
 (_DOUGH, _SAUCE, _MOZZARELLA, _PEPPERONI, _MUSHROOMS, _HAM, _PINEAPPLE, _BASIL,

@@ -1,9 +1,13 @@
 """The end-to-end demo: traffic in, the jobs' real entry points running, a summary out.
 
-``make demo`` brings the stack up and runs this. It resets the stack's data, tightens the
-opening stock so stores run short within the demo, sends a wave of orders (with bad
-records of every kind and replays), lets the suppliers deliver what the pipeline reordered,
-sends a second wave, and prints what came out against what was sent.
+``make demo`` brings the stack up and runs this. It resets the stack's data, sends a wave
+of orders (with bad records of every kind and replays), lets the suppliers deliver what the
+pipeline reordered, sends a second wave, and prints what came out against what was sent.
+
+Stores open with the seeded stock (a business day of their expected use), as a store
+would. ``--stock-factor F`` scales it (0.01 leaves ~1% and makes about a third of the
+orders fail for inventory, exercising reorders and restocks): a stress setting, and the
+summary says so.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import stack
 from api.demo import ReadSide
 from connectors import aurora, aws, redis_store
 from pizzastream.config import load_properties, stream_name
+from pizzastream.orders import OrderStatus
 from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess, LocalProcess
@@ -32,6 +37,9 @@ SERVICES = {
     "pos_ingestion": (["-m", "etl.pos_ingestion"], {"PIZZASTREAM__ETL__INGESTION_INTERVAL_S": "5"}),
 }
 SECOND_WAVE_SEQUENCE = 100_000
+REFUSED = OrderStatus.REJECTED_INSUFFICIENT_INVENTORY.value
+# Final statuses of orders that reached the stock decision.
+DECIDED_BY_STOCK = (OrderStatus.ACCEPTED.value, REFUSED)
 
 
 def _count(props, logical_stream: str) -> int:
@@ -76,14 +84,19 @@ def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float)
     return report
 
 
-def _summary(props) -> None:
+def _summary(props, stock_factor: float) -> None:
     statuses = Counter()
+    by_store: dict[int, Counter] = {}
     kinesis = aws.client(props, "kinesis")
     for _, data in aws.read_stream(kinesis, stream_name(props, "order_status")):
-        statuses[json.loads(data)["status"]] += 1
+        status = json.loads(data)
+        statuses[status["status"]] += 1
+        if isinstance(status.get("s"), int) and status["status"] in DECIDED_BY_STOCK:
+            by_store.setdefault(status["s"], Counter())[status["status"]] += 1
     print("\n== orders by final status (order-status stream) ==")
     for status, count in statuses.most_common():
         print(f"  {status:<34}{count:>8}")
+    _stock_summary(props, stock_factor, by_store)
     print("\n== routed ==")
     for logical in ("sales", "pos_orders", "deliveries", "supplier_orders"):
         print(f"  {stream_name(props, logical):<34}{_count(props, logical):>8}")
@@ -115,19 +128,52 @@ def _summary(props) -> None:
               + ", ".join(f"{k}={v}" for k, v in sorted(levels.items(), key=lambda kv: int(kv[0]))))
 
 
+def stock_label(stock_factor: float) -> str:
+    """How the run's opening stock is described in the summary."""
+    if stock_factor == 1:
+        return "seeded opening stock (a business day of each store's expected use)"
+    return (f"STRESS SETTING: opening stock x {stock_factor:g} (--stock-factor), not a "
+            f"store's real stock; refusals and reorders below are what that provokes")
+
+
+def _stock_summary(props, stock_factor: float, by_store: dict[int, Counter]) -> None:
+    """Refusals for inventory per store and supplier orders per store and demo day, the
+    figures a store manager would judge replenishment by."""
+    print(f"\n== stock: {stock_label(stock_factor)} ==")
+    decided = sum(sum(c.values()) for c in by_store.values())
+    refused = sum(c[REFUSED] for c in by_store.values())
+    supplier_orders = _query(props, "SELECT count(*) FROM supplier_order")[0][0]
+    print(f"  refused for inventory {refused} of {decided} orders decided on stock"
+          f" ({100 * refused / max(decided, 1):.2f}%); {len(by_store)} stores took orders")
+    print(f"  supplier orders {supplier_orders}: {supplier_orders / max(len(by_store), 1):.2f}"
+          " per store and demo day (both waves replay the same business day)")
+    busiest = sorted(by_store.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:5]
+    print("  busiest stores: orders, refused for inventory")
+    for store_id, counts in busiest:
+        total = sum(counts.values())
+        print(f"    store {store_id:<6}{total:>6}{counts[REFUSED]:>6}"
+              f" ({100 * counts[REFUSED] / total:.1f}%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=4000, help="orders per wave")
-    parser.add_argument("--stock-factor", type=float, default=0.01,
-                        help="opening stock as a share of the seeded stock")
+    parser.add_argument("--stock-factor", type=float, default=1.0,
+                        help="stress setting: opening stock as a share of the seeded stock "
+                             "(1: as seeded; 0.01 makes ~a third of the orders fail)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
 
     props = load_properties()
     stack.reset_data(props)
-    for table in ("inventory", "opening_inventory"):
-        _query(props, f"UPDATE {table} SET on_hand = floor(on_hand * {args.stock_factor:f})")
+    if not args.stock_factor > 0:
+        parser.error("--stock-factor must be positive")
+    if args.stock_factor != 1:
+        print(f"demo: {stock_label(args.stock_factor)}")
+        for table in ("inventory", "opening_inventory"):
+            _query(props,
+                   f"UPDATE {table} SET on_hand = floor(on_hand * {args.stock_factor:f})")
     jobs = [JobProcess(job) for job in JOBS]
     jobs += [LocalProcess(name, argv, env) for name, (argv, env) in SERVICES.items()]
     try:
@@ -152,7 +198,7 @@ def main() -> None:
     finally:
         for job in jobs:
             job.stop()
-    _summary(props)
+    _summary(props, args.stock_factor)
     print("\n== hourly ETL: Aurora -> S3 staging -> warehouse, late POS sales corrected ==")
     etl = LocalProcess("etl_hourly", ["-m", "etl.hourly"])
     if etl.wait() != 0:

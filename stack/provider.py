@@ -22,7 +22,10 @@ env ``PIZZASTREAM__DELIVERY__PROVIDER_REFUSAL_RATE`` etc.) or ``Knobs`` in code:
 ``refusal_rate`` (empty: each partner's own ``refusal_rate`` from the reference data),
 ``error_rate`` (answer 503 before doing anything), ``latency_ms`` (uniform extra delay
 0..N ms), ``slow_rate``/``slow_ms`` (that share of requests is held ``slow_ms`` after the
-decision is made, so a client that times out has in fact been served), ``seed``.
+decision is made, so a client that times out has in fact been served), ``seed``;
+``refusing_partners`` and ``slow_partners`` (comma-separated ids: those partners refuse
+every order, or answer every dispatch ``slow_ms`` late). Knobs can be swapped while the
+stand-in runs (``server.state.knobs``), so a partner can time out and then recover.
 A partner's refusal is a pure function of (seed, order, partner): asked again, it says the
 same, like a real courier declining an offer it already saw.
 """
@@ -56,6 +59,8 @@ class Knobs:
     slow_rate: float = 0.0
     slow_ms: int = 0
     seed: int = 0
+    refusing_partners: frozenset[int] = frozenset()
+    slow_partners: frozenset[int] = frozenset()
 
     @classmethod
     def from_properties(cls, group: dict[str, str]) -> Knobs:
@@ -71,7 +76,13 @@ class Knobs:
             slow_rate=float(get("slow_rate", "0")),
             slow_ms=int(get("slow_ms", "0")),
             seed=int(get("seed", "0")),
+            refusing_partners=_ids(get("refusing_partners", "")),
+            slow_partners=_ids(get("slow_partners", "")),
         )
+
+
+def _ids(text: str) -> frozenset[int]:
+    return frozenset(int(part) for part in text.split(",") if part.strip())
 
 
 @dataclass
@@ -98,6 +109,8 @@ class ProviderState:
                                  for p in reference_data.delivery_partners()}
 
     def refuses(self, order_id: str, partner_id: int) -> bool:
+        if partner_id in self.knobs.refusing_partners:
+            return True
         rate = self.knobs.refusal_rate
         if rate is None:
             rate = self._partner_refusal.get(partner_id, 0.0)
@@ -169,10 +182,11 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return body if isinstance(body, dict) else None
 
-    def _delay(self, state: ProviderState) -> None:
+    def _delay(self, state: ProviderState, partner_id: int) -> None:
         knobs = state.knobs
         delay_ms = state.draw() * knobs.latency_ms if knobs.latency_ms else 0.0
-        if knobs.slow_rate and state.draw() < knobs.slow_rate:
+        if (knobs.slow_rate and state.draw() < knobs.slow_rate) \
+                or partner_id in knobs.slow_partners:
             delay_ms += knobs.slow_ms
         if delay_ms:
             time.sleep(delay_ms / 1000)
@@ -207,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.OK, {"cancelled": state.cancel(order_id, partner_id)})
             return
         dispatch = state.dispatch(order_id, partner_id)
-        self._delay(state)        # decided first: a client that gives up was still served
+        self._delay(state, partner_id)   # decided first: a client that gives up was served
         if dispatch is None:
             self._reply(HTTPStatus.CONFLICT, {"error": "refused"})
         else:

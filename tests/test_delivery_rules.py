@@ -15,8 +15,9 @@ from delivery import daemon
 from pizzastream import reference_data
 from pizzastream.config import load_properties
 from pizzastream.delivery import (
-    REFUSED, TIMED_OUT, Assignment, Denial, DenialReason, DeliveryRules, OfferOutcome,
-    OfferResult, Partner, Place, choose, decide, haversine_km, money_to_cents, quote, rank,
+    REFUSED, TIMED_OUT, Assignment, ConfigurationError, Denial, DenialReason,
+    DeliveryRules, DispatchProgress, OfferOutcome, OfferResult, Partner, Place, Retry, Step,
+    Undeliverable, choose, decide, dispatch_round, haversine_km, money_to_cents, quote, rank,
 )
 from stack import provider
 
@@ -237,6 +238,133 @@ def test_whatever_happens_a_choice_respects_every_limit(partners, load, refusing
     else:
         assert outcome.reason in set(DenialReason) - {DenialReason.NO_LOCATION,
                                                        DenialReason.UNKNOWN_STORE}
+
+
+# -- rounds and retries ------------------------------------------------------------------
+
+ORDER_MS = 1_795_400_000_000
+RETRYING = DeliveryRules(1500, 30.0, 10.0, retry_backoff_s=30, retry_backoff_max_s=100,
+                         deadline_minutes=10)
+
+
+def rounds(partners, answers_by_round, load_by_round=None, start_ms=ORDER_MS):
+    """Runs ``dispatch_round`` as the service does, each round at the time the previous
+    one asked for; ``answers_by_round[r]`` scripts round r+1. Returns every outcome and
+    the partners asked in each round."""
+    progress, now, outcomes, asked = DispatchProgress(), start_ms, [], []
+    for number, answers in enumerate(answers_by_round):
+        asked.append([])
+        load = (load_by_round or {}).get(number, {})
+        outcome = dispatch_round(partners, STORE, CUSTOMER, RETRYING, load,
+                                 scripted(answers, asked[-1]), progress, ORDER_MS, now)
+        outcomes.append(outcome)
+        if not isinstance(outcome, Retry):
+            break
+        progress, now = outcome.progress, outcome.at_ms
+    return outcomes, asked
+
+
+def test_a_partner_that_refused_is_never_asked_again_and_one_that_timed_out_is():
+    partners = [partner(1), partner(2), partner(3)]
+    outcomes, asked = rounds(partners, [{1: REFUSED, 2: TIMED_OUT, 3: REFUSED}, {}])
+    first, second = outcomes
+    assert isinstance(first, Retry) and first.reason is DenialReason.NO_ANSWER
+    assert first.at_ms == ORDER_MS + 30_000
+    assert asked == [[1, 2, 3], [2]]
+    assert isinstance(second, Assignment) and second.quote.partner.partner_id == 2
+    assert second.attempts == ((1, OfferOutcome.REFUSED), (2, OfferOutcome.TIMED_OUT),
+                               (3, OfferOutcome.REFUSED), (2, OfferOutcome.ACCEPTED))
+
+
+def test_back_off_doubles_up_to_its_cap_and_never_passes_the_deadline():
+    outcomes, _ = rounds([partner(1)], [{1: TIMED_OUT}] * 10)
+    times = [o.at_ms - ORDER_MS for o in outcomes if isinstance(o, Retry)]
+    assert times == [30_000, 90_000, 190_000, 290_000, 390_000, 490_000, 590_000, 600_000]
+    last = outcomes[-1]
+    assert isinstance(last, Undeliverable) and last.status == "undeliverable:no_answer"
+    assert last.detail.endswith("deadline passed") and last.progress.rounds == 9
+
+
+def test_everyone_refusing_ends_undeliverable_at_once():
+    outcomes, asked = rounds([partner(1), partner(2)], [{1: REFUSED, 2: REFUSED}, {}])
+    (only,) = outcomes
+    assert isinstance(only, Undeliverable) and only.reason is DenialReason.ALL_REFUSED
+    assert only.progress.refused == {1, 2} and asked == [[1, 2]]
+
+
+def test_a_fully_booked_partner_is_not_waited_for():
+    """Capacity counts deliveries at the order's event time: waiting cannot free it."""
+    partners = [partner(1, capacity=1), partner(2)]
+    outcomes, asked = rounds(partners, [{2: REFUSED}, {}], load_by_round={0: {1: 1}})
+    (only,) = outcomes
+    assert isinstance(only, Undeliverable) and only.reason is DenialReason.ALL_REFUSED
+    assert asked == [[2]]
+    (full,) = rounds([partner(1, capacity=1)], [{}], load_by_round={0: {1: 1}})[0]
+    assert isinstance(full, Denial) and full.reason is DenialReason.NO_CAPACITY
+
+
+def test_limits_still_deny_without_waiting():
+    outcome = dispatch_round([partner(1, km_from_store=40)], STORE, CUSTOMER, RETRYING, {},
+                             scripted({}, []), DispatchProgress(), ORDER_MS, ORDER_MS)
+    assert isinstance(outcome, Denial) and outcome.reason is DenialReason.OUT_OF_RANGE
+    assert isinstance(dispatch_round([partner(1)], STORE, None, RETRYING, {}, scripted({}, []),
+                                     DispatchProgress(), ORDER_MS, ORDER_MS), Denial)
+
+
+def test_a_round_after_the_deadline_is_the_last():
+    outcome = dispatch_round([partner(1)], STORE, CUSTOMER, RETRYING, {},
+                             scripted({1: TIMED_OUT}, []), DispatchProgress(), ORDER_MS,
+                             ORDER_MS + 3_600_000)
+    assert isinstance(outcome, Undeliverable) and outcome.reason is DenialReason.NO_ANSWER
+
+
+def test_each_step_is_reported_as_it_happens_and_progress_round_trips():
+    seen = []
+    dispatch_round([partner(1), partner(2)], STORE, CUSTOMER, RETRYING, {},
+                   scripted({1: REFUSED, 2: TIMED_OUT}, []), DispatchProgress(), ORDER_MS,
+                   ORDER_MS + 5, seen.append)
+    assert [len(p.steps) for p in seen] == [1, 2]
+    progress = seen[-1]
+    assert progress.steps[0] == Step(1, 1, OfferOutcome.REFUSED, ORDER_MS + 5)
+    assert DispatchProgress.from_json(progress.to_json()) == progress
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["accepted", "refused", "timed_out"]), min_size=3,
+                max_size=3), st.integers(1, 12))
+def test_every_order_ends_assigned_or_undeliverable_by_its_deadline(script, partner_count):
+    """Whatever the partners answer, round after round: no partner is asked after it
+    refused, no round runs after the deadline, and the order ends."""
+    partners = [partner(pid) for pid in range(1, partner_count + 1)]
+    answer = {"accepted": None, "refused": REFUSED, "timed_out": TIMED_OUT}
+    progress, now = DispatchProgress(), ORDER_MS
+    for number in range(50):
+        refused_before = progress.refused
+        scripted_answers = {pid: answer[script[(pid + number) % 3]] for pid in range(1, 13)}
+        offers = {pid: a for pid, a in scripted_answers.items() if a is not None}
+        asked = []
+        outcome = dispatch_round(partners, STORE, CUSTOMER, RETRYING, {},
+                                 scripted(offers, asked), progress, ORDER_MS, now)
+        assert not set(asked) & refused_before
+        assert now <= RETRYING.deadline_ms(ORDER_MS)
+        if not isinstance(outcome, Retry):
+            assert isinstance(outcome, (Assignment, Undeliverable))
+            return
+        progress, now = outcome.progress, outcome.at_ms
+    raise AssertionError("no end after 50 rounds")
+
+
+def test_settings_are_typed_and_a_missing_one_is_named():
+    group = load_properties()["Delivery"]
+    rules = DeliveryRules.from_properties(group)
+    assert rules.deadline_minutes == float(group["deadline_minutes"])
+    missing = {k: v for k, v in group.items() if k != "retry_backoff_s"}
+    with pytest.raises(ConfigurationError, match="Delivery.retry_backoff_s is missing"):
+        DeliveryRules.from_properties(missing)
+    with pytest.raises(ConfigurationError, match="Delivery.deadline_minutes = 'soon'"):
+        DeliveryRules.from_properties({**group, "deadline_minutes": "soon"})
+    with pytest.raises(ConfigurationError, match="at most retry_backoff_max_s"):
+        DeliveryRules.from_properties({**group, "retry_backoff_s": "600"})
 
 
 # -- the provider client against the stand-in (local thread, no stack needed) ------------

@@ -170,6 +170,7 @@ def _clean_up(env: Env) -> None:
     with aurora.connect(env.props) as conn:
         conn.execute("DELETE FROM order_fct WHERE order_id LIKE %s", [pattern])
         conn.execute("DELETE FROM delivery_assignment WHERE order_id LIKE %s", [pattern])
+        conn.execute("DELETE FROM delivery_attempt WHERE order_id LIKE %s", [pattern])
         conn.execute("DELETE FROM dead_letter WHERE job = 'delivery' AND payload LIKE %s",
                      [f"%DT{env.run}%"])
     client = _redis(env.props)
@@ -239,7 +240,8 @@ class Planner:
                 rank(self.partners, Place(store.lat, store.lon), customer, self.rules).candidates]
 
     def expected(self, order: Order) -> tuple[str, int | str]:
-        """('assigned', partner_id) or ('denied', reason) with nobody else's load."""
+        """('assigned', partner_id), ('denied', reason) or ('undeliverable', reason) with
+        nobody else's load: one round, as every partner answers (none times out)."""
         outcome = decide(self.partners, Place(order.store.lat, order.store.lon), order.customer,
                          self.rules, {},
                          lambda q: REFUSED if self.refusals.refuses(order.order_id,
@@ -247,6 +249,8 @@ class Planner:
                          else OfferResult.accepted("x"))
         if isinstance(outcome, Assignment):
             return "assigned", outcome.quote.partner.partner_id
+        if outcome.reason is DenialReason.ALL_REFUSED:
+            return "undeliverable", outcome.reason.value
         return "denied", outcome.reason.value
 
     def _stores(self, predicate):
@@ -376,7 +380,7 @@ def assert_every_order_decided_once(env: Env, orders: list[Order],
         else:
             assert active[order.order_id] == 0, f"denied {order.order_id} has a courier"
             assert decision["reason"] and decision["detail"]
-            assert cached["status"] == f"denied:{decision['reason']}"
+            assert cached["status"] == f"{decision['status']}:{decision['reason']}"
             if order.order_id in rows:
                 assert rows[order.order_id] == [None] * len(order.lines)
 
@@ -504,11 +508,12 @@ def test_the_service_guards_one_record_at_a_time(delivery_env):
         service.provider = DeliveryProviderClient(env.stand_in.url)
         assert service.handle_until_done(outage.record()[1]).decision.status == "assigned"
 
-        # Every partner answering too late: each offer is withdrawn before the next one.
+        # Every partner answering too late: each offer is withdrawn before the next one;
+        # an order long past its deadline gets no second round.
         env.stand_in.state.knobs = provider.Knobs(refusal_rate=0.0, slow_rate=1.0, slow_ms=700)
         service.provider = DeliveryProviderClient(env.stand_in.url, timeout_s=0.3, attempts=1)
         decision = service.handle(timed_out.record()[1]).decision
-        assert decision.delivery_status == "denied:all_refused"
+        assert decision.delivery_status == "undeliverable:no_answer"
         offered = env.stand_in.state.snapshot(timed_out.order_id)["dispatches"]
         assert len(offered) >= 2 and {d["status"] for d in offered} == {"cancelled"}
 
@@ -534,3 +539,42 @@ def test_the_service_guards_one_record_at_a_time(delivery_env):
         assert cached["status"] == "denied:no_location" and cached["reason"] == "no_location"
     finally:
         service.close()
+
+
+def test_a_worker_offers_again_when_partners_that_did_not_answer_recover(delivery_env):
+    """The next round runs in the worker itself (its record processor's retry loop):
+    every partner answers late, the order waits, the partners recover, it is assigned."""
+    env = delivery_env
+    env.worker_env |= {"PIZZASTREAM__DELIVERY__PROVIDER_TIMEOUT_S": "0.3",
+                       "PIZZASTREAM__DELIVERY__PROVIDER_ATTEMPTS": "1",
+                       "PIZZASTREAM__DELIVERY__RETRY_BACKOFF_S": "1",
+                       "PIZZASTREAM__DELIVERY__RETRY_BACKOFF_MAX_S": "2",
+                       "PIZZASTREAM__DELIVERY__RETRY_POLL_S": "0.5"}
+    planner = Planner(env, random.Random(env.run))
+    store = next(planner._stores(lambda s: len(planner.candidates(s, planner.place(s, 2))) >= 2))
+    customer = planner.place(store, 2)
+    candidates = planner.candidates(store, customer)
+    order = planner.order("W", store, customer, int(time.time() * 1000))
+    env.stand_in.state.knobs = provider.Knobs(refusal_rate=0.0, slow_ms=800,
+                                              slow_partners=frozenset(candidates))
+    env.put([order.record()])
+    env.start_worker("w1")
+    client = _redis(env.props)
+
+    def delivery_status():
+        cached = client.get(f"delivery:{order.order_id}")
+        return json.loads(cached)["status"] if cached else None
+
+    wait_for("the order to wait for its next round", delivery_status,
+             lambda status: status == "retrying", timeout_s=120)
+    env.stand_in.state.knobs = provider.Knobs(refusal_rate=0.0, seed=7)
+    wait_for_decisions(env, 1, timeout_s=60)
+    decision = env.decisions()[order.order_id]
+    assert (decision["status"], decision["partner_id"]) == ("assigned", candidates[0])
+    cached = json.loads(client.get(f"delivery:{order.order_id}"))
+    rounds = {step["round"] for step in cached["steps"]}
+    assert cached["status"] == "assigned" and len(rounds) >= 2
+    assert [s["outcome"] for s in cached["steps"]][-1] == "accepted"
+    with aurora.connect(env.props) as conn:
+        assert conn.execute("SELECT count(*) FROM delivery_attempt WHERE order_id = %s",
+                            [order.order_id]).fetchone()[0] == 0

@@ -3,12 +3,13 @@
 -- every `stack up`.
 
 -- One row per delivery order once the service has decided it: the partner that took it
--- (status 'assigned') or why none did (status 'denied', reason as in
--- pizzastream/delivery.py). The primary key is what makes a replayed record dispatch once.
+-- (status 'assigned'), why none could (status 'denied': a limit, reason as in
+-- pizzastream/delivery.py) or why none did by the order's deadline (status
+-- 'undeliverable'). The primary key is what makes a replayed record dispatch once.
 CREATE TABLE IF NOT EXISTS delivery_assignment (
     order_id     text PRIMARY KEY,
     store_id     integer NOT NULL,
-    status       text NOT NULL CHECK (status IN ('assigned', 'denied')),
+    status       text NOT NULL CHECK (status IN ('assigned', 'denied', 'undeliverable')),
     reason       text NULL,
     detail       text NULL,
     partner_id   integer NULL,
@@ -20,8 +21,32 @@ CREATE TABLE IF NOT EXISTS delivery_assignment (
     busy_until   timestamptz NULL,            -- event time the partner is free again
     assigned_at  timestamptz NOT NULL DEFAULT now(),
     CHECK ((status = 'assigned') = (partner_id IS NOT NULL AND delivery_id IS NOT NULL)),
-    CHECK ((status = 'denied') = (reason IS NOT NULL))
+    CONSTRAINT delivery_assignment_reason CHECK ((status <> 'assigned') = (reason IS NOT NULL))
 );
+-- Tables made before 'undeliverable' existed: the same two checks, widened.
+ALTER TABLE delivery_assignment DROP CONSTRAINT IF EXISTS delivery_assignment_status_check;
+ALTER TABLE delivery_assignment ADD CONSTRAINT delivery_assignment_status_check
+    CHECK (status IN ('assigned', 'denied', 'undeliverable'));
+ALTER TABLE delivery_assignment DROP CONSTRAINT IF EXISTS delivery_assignment_check1;
+ALTER TABLE delivery_assignment DROP CONSTRAINT IF EXISTS delivery_assignment_reason;
+ALTER TABLE delivery_assignment ADD CONSTRAINT delivery_assignment_reason
+    CHECK ((status <> 'assigned') = (reason IS NOT NULL));
+-- An order between two rounds of offers (pizzastream.delivery.dispatch_round): its record,
+-- what it has been through (steps: [partner_id, round, outcome, at_ms]) and when the next
+-- round is due. The row goes in the transaction that records the final decision; each
+-- worker's retry loop picks up the due ones.
+CREATE TABLE IF NOT EXISTS delivery_attempt (
+    order_id         text PRIMARY KEY,
+    store_id         integer NOT NULL,
+    record           bytea NOT NULL,           -- the deliveries record, as read
+    steps            jsonb NOT NULL,
+    reason           text NOT NULL,            -- why the last round found nobody
+    next_attempt_at  timestamptz NOT NULL,
+    deadline         timestamptz NOT NULL,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS delivery_attempt_due ON delivery_attempt (next_attempt_at);
+
 -- Capacity: deliveries a partner carries at an order's time.
 CREATE INDEX IF NOT EXISTS delivery_assignment_partner_busy
     ON delivery_assignment (partner_id, busy_until) WHERE status = 'assigned';

@@ -20,8 +20,14 @@ CREATE TABLE IF NOT EXISTS product (
 CREATE TABLE IF NOT EXISTS supplier (
     supplier_id        integer PRIMARY KEY,
     name               text NOT NULL,
-    lead_time_minutes  integer NOT NULL CHECK (lead_time_minutes > 0)
+    lead_time_minutes  integer NOT NULL CHECK (lead_time_minutes > 0),
+    review_period_minutes  integer NOT NULL DEFAULT 1440 CHECK (review_period_minutes > 0),
+    grace_minutes      integer NOT NULL DEFAULT 120 CHECK (grace_minutes >= 0)
 );
+ALTER TABLE supplier ADD COLUMN IF NOT EXISTS review_period_minutes integer NOT NULL
+    DEFAULT 1440 CHECK (review_period_minutes > 0);
+ALTER TABLE supplier ADD COLUMN IF NOT EXISTS grace_minutes integer NOT NULL
+    DEFAULT 120 CHECK (grace_minutes >= 0);
 
 -- Quantities of raw material are whole units (grams, pieces) so stock arithmetic is exact.
 CREATE TABLE IF NOT EXISTS ingredient (
@@ -30,8 +36,11 @@ CREATE TABLE IF NOT EXISTS ingredient (
     unit              text NOT NULL,
     supplier_id       integer NOT NULL REFERENCES supplier,
     safety_stock      integer NOT NULL CHECK (safety_stock >= 0),
-    reorder_quantity  integer NOT NULL CHECK (reorder_quantity > 0)
+    reorder_quantity  integer NOT NULL CHECK (reorder_quantity > 0),
+    service_level     double precision NOT NULL DEFAULT 0.99 CHECK (service_level BETWEEN 0.5 AND 0.9999)
 );
+ALTER TABLE ingredient ADD COLUMN IF NOT EXISTS service_level double precision NOT NULL
+    DEFAULT 0.99 CHECK (service_level BETWEEN 0.5 AND 0.9999);
 
 CREATE TABLE IF NOT EXISTS recipe (
     product_id     integer NOT NULL REFERENCES product,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import benchdb, report
+from bench import benchdb, markdown, report
 from bench.measure import load_average, machine
 from pizzastream import run_directory
 
@@ -179,7 +179,7 @@ def merge(plan: list[Run], args) -> int:
     path.write_text(json.dumps(results, indent=1))
     print(report.table(results))
     if not args.no_doc:
-        (args.doc or DOC).write_text(report.markdown(results))
+        (args.doc or DOC).write_text(markdown.render(results))
     return 0
 
 
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.capacity_text(results))
     doc = args.doc or (None if (args.no_doc or args.smoke) else DOC)
     if doc:
-        doc.write_text(report.markdown(results))
+        doc.write_text(markdown.render(results))
         print(f"\nwrote {doc.relative_to(REPO_ROOT) if doc.is_relative_to(REPO_ROOT) else doc}")
     print(f"raw results: {out}")
     failed = [r for r in results["flink"] if r.get("error")]

@@ -200,9 +200,3 @@ def capacity_text(results: dict) -> str:
     parts.append("== the same, the seeded stores' weights (80/20 and +-50% within each group)")
     parts.append(cap.format_plan(cap.plan(cap.planned_peak(cap.reference_weights()), target)))
     return "\n\n".join(parts)
-
-
-def markdown(results: dict) -> str:
-    from bench.markdown import render
-
-    return render(results)

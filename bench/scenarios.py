@@ -281,6 +281,15 @@ def _cross_keyed_state(ctx: Context):
     return COUNT_OUTPUTS
 
 
+@scenario("fused", "prototype: both order jobs in one keyed Python call per store batch",
+          "prototype", "chained")
+def _fused(ctx: Context):
+    from bench import prototypes
+
+    inventory_outputs(ctx, prototypes.fused_order_path(ctx.generator("raw_tagged"), ctx.props))
+    return COUNT_OUTPUTS
+
+
 # ------------------------------------------------------------------ the Aurora sink
 
 # the JDBC upsert inventory_windowing.build wrote order_fct with before the COPY sink

@@ -18,6 +18,8 @@ import org.apache.flink.util.Collector;
  *   <li>{@code raw}: contract JSON bytes, the {@code orders} record (order_enrichment input);
  *   <li>{@code tagged}: {@code Row(partition_key, Row("o", enriched JSON bytes))}, as
  *       {@code KeyedRawRecordSchema} builds it (inventory_windowing input);
+ *   <li>{@code raw_tagged}: {@code Row(partition_key, Row("o", contract JSON bytes))}: the
+ *       {@code orders} record keyed by store, as one job doing both jobs' work would read it;
  *   <li>{@code sale}: the {@code sales} record as bytes;
  *   <li>{@code sale_text}: the {@code sales} record as text, what hourly_metrics reads;
  *   <li>{@code sale_row}: the sale as typed columns (a SQL baseline without JSON decoding);
@@ -66,6 +68,7 @@ public final class OrderGenerator extends RichFlatMapFunction<Long, Object> {
             case "sale_text":
                 return Types.STRING;
             case "tagged":
+            case "raw_tagged":
                 return Types.ROW(Types.STRING,
                         Types.ROW(Types.STRING, PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
             case "sale_row":
@@ -118,6 +121,11 @@ public final class OrderGenerator extends RichFlatMapFunction<Long, Object> {
                 break;
             case "tagged":
                 orders.enrichedJson(order, sb);
+                out.collect(Row.of(Integer.toString(order.storeId),
+                        Row.of("o", SyntheticOrders.utf8(sb))));
+                break;
+            case "raw_tagged":
+                orders.rawJson(order, sb);
                 out.collect(Row.of(Integer.toString(order.storeId),
                         Row.of("o", SyntheticOrders.utf8(sb))));
                 break;

@@ -1,6 +1,7 @@
 """Redis (ElastiCache) edge: the hot-read keys, their TTLs, the Flink sink and a client.
 
-Every client, Python (``client``) and JVM (``sink``: ``pizzastream.flink.RedisSink``),
+Every client, Python (``client``; ``async_client`` for the API) and JVM (``sink``:
+``pizzastream.flink.RedisSink``),
 connects as ElastiCache with in-transit encryption and RBAC expects, from the ``Redis``
 property group: ``host``, ``port``; ``user`` and ``password`` (AUTH as that user; ``user``
 empty or ``default`` means the default user, a plain AUTH as ElastiCache's AUTH token

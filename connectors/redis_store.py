@@ -1,19 +1,19 @@
 """Redis (ElastiCache) edge: the hot-read keys, their TTLs, the Flink sink and a client.
 
 Every client, Python (``client``; ``async_client`` for the API) and JVM (``sink``:
-``pizzastream.flink.RedisSink``),
-connects as ElastiCache with in-transit encryption and RBAC expects, from the ``Redis``
-property group: ``host``, ``port``; ``user`` and ``password`` (AUTH as that user; ``user``
-empty or ``default`` means the default user, a plain AUTH as ElastiCache's AUTH token
-expects; ``password`` empty means no AUTH; on AWS it comes from ``password_secret_arn``); ``tls`` (``true``: TLS,
-the server's certificate verified, hostname included); ``tls_ca_file`` (the CA to trust,
-relative to the repository root; absent: the system's trust store, which holds the Amazon
-CA ElastiCache's certificates chain to); ``cluster_mode`` (``true``: the server is a Redis
-cluster, ElastiCache's cluster mode, and ``host``/``port`` name its configuration endpoint;
-the clients learn the shards from it and send each key to the node that holds its slot).
-Locally the stack starts redis-server with that user, password and a self-signed CA it
-makes at start (``stack.services.Redis``); the cluster tests start a cluster of three with
-the same settings (``tests/redis_cluster.py``).
+``pizzastream.flink.RedisSink``), connects as ElastiCache with in-transit encryption and
+RBAC expects, from the ``Redis`` property group: ``host``, ``port``; ``user`` and
+``password`` (AUTH as that user; ``user`` empty or ``default`` means the default user, a
+plain AUTH as ElastiCache's AUTH token expects; ``password`` empty means no AUTH; on AWS it
+comes from ``password_secret_arn``); ``tls`` (``true``: TLS, the server's certificate
+verified, hostname included); ``tls_ca_file`` (the CA to trust, relative to the repository
+root; absent: the system's trust store, which holds the Amazon CA ElastiCache's certificates
+chain to); ``cluster_mode`` (``true``: the server is a Redis cluster, ElastiCache's cluster
+mode, and ``host``/``port`` name its configuration endpoint; the clients learn the shards
+from it and send each key to the node that holds its slot). Locally the stack starts
+redis-server with that user, password and a self-signed CA it makes at start
+(``stack.services.Redis``); the cluster tests start a cluster of three with the same
+settings (``tests/redis_cluster.py``).
 
 A pipeline's replies are checked one by one, in Python (``redis-py`` raises the first
 error reply on ``execute``) and in the JVM sink (which fails the job, so it restarts from

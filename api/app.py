@@ -127,9 +127,8 @@ class Services:
 async def _startup(app: Litestar) -> None:
     props: Props = app.state.props
     settings = Settings.from_properties(props)
-    # Connected as every other Redis client is (AUTH and TLS from the ``Redis`` group).
-    redis = aioredis.Redis(**redis_store.connection_options(props), decode_responses=True,
-                           max_connections=64)
+    # Connected as every other Redis client is (AUTH, TLS, cluster mode: the ``Redis`` group).
+    redis = redis_store.async_client(props, max_connections=64)
     warehouse = AsyncConnectionPool(postgres_dsn(props, "Warehouse"), min_size=1,
                                     max_size=settings.warehouse_pool_size, open=False,
                                     kwargs={"autocommit": True})

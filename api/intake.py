@@ -166,7 +166,12 @@ class Intake:
         keys = (redis_store.order_status_key(order_id), delivery_key(order_id),
                 intake_key(order_id))
         while True:
-            status, delivery, received = await self._redis.mget(keys)
+            # Three keys of three slots (on a cluster, maybe three nodes): a pipeline, not
+            # an MGET, which a cluster refuses across slots.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                status, delivery, received = await pipe.execute()
             if status is not None or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(poll_s)

@@ -1,18 +1,26 @@
 """Redis (ElastiCache) edge: the hot-read keys, their TTLs, the Flink sink and a client.
 
-Every client, Python (``client``) and JVM (``sink``: ``pizzastream.flink.RedisSink``),
-connects as ElastiCache with in-transit encryption and RBAC expects, from the ``Redis``
-property group: ``host``, ``port``; ``user`` and ``password`` (AUTH as that user; ``user``
-empty or ``default`` means the default user, a plain AUTH as ElastiCache's AUTH token
-expects; ``password`` empty means no AUTH; on AWS it comes from ``password_secret_arn``); ``tls`` (``true``: TLS,
-the server's certificate verified, hostname included); ``tls_ca_file`` (the CA to trust,
-relative to the repository root; absent: the system's trust store, which holds the Amazon
-CA ElastiCache's certificates chain to). Locally the stack starts redis-server with that
-user, password and a self-signed CA it makes at start (``stack.services.Redis``).
+Every client, Python (``client``; ``async_client`` for the API) and JVM (``sink``:
+``pizzastream.flink.RedisSink``), connects as ElastiCache with in-transit encryption and
+RBAC expects, from the ``Redis`` property group: ``host``, ``port``; ``user`` and
+``password`` (AUTH as that user; ``user`` empty or ``default`` means the default user, a
+plain AUTH as ElastiCache's AUTH token expects; ``password`` empty means no AUTH; on AWS it
+comes from ``password_secret_arn``); ``tls`` (``true``: TLS, the server's certificate
+verified, hostname included); ``tls_ca_file`` (the CA to trust, relative to the repository
+root; absent: the system's trust store, which holds the Amazon CA ElastiCache's certificates
+chain to); ``cluster_mode`` (``true``: the server is a Redis cluster, ElastiCache's cluster
+mode, and ``host``/``port`` name its configuration endpoint; the clients learn the shards
+from it and send each key to the node that holds its slot). Locally the stack starts
+redis-server with that user, password and a self-signed CA it makes at start
+(``stack.services.Redis``); the cluster tests start a cluster of three with the same
+settings (``tests/redis_cluster.py``).
 
 A pipeline's replies are checked one by one, in Python (``redis-py`` raises the first
 error reply on ``execute``) and in the JVM sink (which fails the job, so it restarts from
-its checkpoint and writes again): a refused write is never a lost update.
+its checkpoint and writes again): a refused write is never a lost update. On a cluster a
+pipeline (never a transaction here) may hold keys of many slots: the client splits it by
+node, and the same checks apply to every node's replies. A command that takes several keys
+(``MGET``, ``DEL a b``) or a ``MULTI`` must keep to one slot, hence one store's keys only.
 
 Keys (documented in docs/streams.md; ``<x>`` is a value, braces are literal):
 - ``order:<order_id>``             order status (contract), string, 24 h
@@ -35,6 +43,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+
+from pizzastream.config import flag
 
 if TYPE_CHECKING:
     from pyflink.datastream.connectors import Sink
@@ -99,7 +112,11 @@ def live_key_sql(store_column: str, hour_text_sql: str) -> str:
 
 
 def tls_enabled(props: dict[str, dict[str, str]]) -> bool:
-    return props["Redis"].get("tls", "false").strip().lower() == "true"
+    return flag(props, "Redis", "tls")
+
+
+def cluster_mode(props: dict[str, dict[str, str]]) -> bool:
+    return flag(props, "Redis", "cluster_mode")
 
 
 def ca_file(props: dict[str, dict[str, str]]) -> Path | None:
@@ -128,14 +145,22 @@ def connection_options(props: dict[str, dict[str, str]]) -> dict:
 
 
 def client(props: dict[str, dict[str, str]], decode_responses: bool = True,
-           **options) -> redis.Redis:
-    """A client of the ``Redis`` group's server (AUTH and TLS as configured); ``options``
-    are further ``redis.Redis`` arguments (timeouts)."""
-    return redis.Redis(**connection_options(props), decode_responses=decode_responses,
-                       **options)
+           **options) -> redis.Redis | redis.cluster.RedisCluster:
+    """A client of the ``Redis`` group's server (AUTH and TLS as configured), a cluster
+    client with ``cluster_mode`` (which reads the cluster's slots as it is made, so an
+    unreachable cluster fails here); ``options`` are further client arguments (timeouts)."""
+    kind = redis.cluster.RedisCluster if cluster_mode(props) else redis.Redis
+    return kind(**connection_options(props), decode_responses=decode_responses, **options)
 
 
-def publish_catalog(redis_client: redis.Redis, catalog) -> None:
+def async_client(props: dict[str, dict[str, str]], **options
+                 ) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+    """``client`` for asyncio (the API), decoding replies; connects at its first command."""
+    kind = (redis.asyncio.cluster.RedisCluster if cluster_mode(props) else redis.asyncio.Redis)
+    return kind(**connection_options(props), decode_responses=True, **options)
+
+
+def publish_catalog(redis_client: redis.Redis | redis.cluster.RedisCluster, catalog) -> None:
     """Writes every product of a freshly loaded ``pizzastream.catalog.Catalog`` for hot
     reads; values are overwritten, so publishing the same catalog again changes nothing."""
     from pizzastream.catalog import from_cents
@@ -159,6 +184,6 @@ def sink(props: dict[str, dict[str, str]], ttl_seconds: int = 0, batch_size: int
     ca = ca_file(props)
     j_sink = get_gateway().jvm.pizzastream.flink.RedisSink(
         conf["host"], int(conf["port"]), conf.get("user", ""), conf.get("password", ""),
-        tls_enabled(props), str(ca) if ca else "", ttl_seconds, batch_size
-    )
+        tls_enabled(props), str(ca) if ca else "", cluster_mode(props), ttl_seconds,
+        batch_size)
     return Sink(j_sink)

@@ -55,9 +55,11 @@ log = logging.getLogger(__name__)
 
 JOB = "delivery"
 # Failures of the infrastructure, which pass: retried for as long as they last. Anything
-# else (a constraint violation, a bug) would fail the same way again.
+# else (a constraint violation, a bug) would fail the same way again. On a Redis cluster a
+# failover leaves slots without a master (CLUSTERDOWN) or unknown to the client for a while.
 TRANSIENT = (ProviderUnavailable, psycopg.OperationalError, psycopg.InterfaceError,
-             redis.ConnectionError, redis.TimeoutError, OSError)
+             redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
+             redis.exceptions.SlotNotCoveredError, OSError)
 REDIS_KEY = "delivery:{order_id}"
 Props = Mapping[str, Mapping[str, str]]
 

@@ -147,6 +147,12 @@ def load_partners(props: Mapping[str, Mapping[str, str]]) -> tuple[Partner, ...]
     return tuple(Partner.from_row(row) for row in rows)
 
 
+# What the partner cache may fail with: the cache must never stop a dispatch (a cluster
+# client also raises ``RedisClusterException``s, e.g. while no node answers).
+REDIS_FAILURES = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError,
+                  redis.RedisClusterException)
+
+
 def cached_partners(props: Mapping[str, Mapping[str, str]], redis_client) -> tuple[Partner, ...]:
     """The delivery partners from their Redis cache (``redis_store.DELIVERY_PARTNERS_KEY``,
     one JSON list), or, on a miss, from Aurora, then cached for
@@ -159,7 +165,7 @@ def cached_partners(props: Mapping[str, Mapping[str, str]], redis_client) -> tup
     key = redis_store.DELIVERY_PARTNERS_KEY
     try:
         cached = redis_client.get(key)
-    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+    except REDIS_FAILURES:
         log.warning("delivery partners: Redis unavailable, reading Aurora", exc_info=True)
         return load_partners(props)
     if cached is not None:
@@ -168,7 +174,7 @@ def cached_partners(props: Mapping[str, Mapping[str, str]], redis_client) -> tup
     ttl_s = int(props["Delivery"].get("partner_cache_ttl_s", "300"))
     try:
         redis_client.set(key, json.dumps([asdict(p) for p in partners]), ex=ttl_s)
-    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+    except REDIS_FAILURES:
         log.warning("delivery partners: could not refresh the Redis cache", exc_info=True)
     return partners
 

@@ -339,9 +339,11 @@ class PlatformStack(Stack):
                      "password_secret_arn": self.warehouse_secret.secret_arn, "sslmode": "require",
                      "engine": "redshift", "iam_role": self.warehouse_copy_role.role_arn}
         # ElastiCache's AUTH token is the default user's password (plain AUTH).
+        # The replication group is one shard with cluster mode disabled: its primary endpoint.
         redis = {"host": self.redis.attr_primary_end_point_address,
                  "port": str(self.config["redis"]["port"]), "user": "default",
-                 "tls": "true", "password_secret_arn": self.redis_secret.secret_arn}
+                 "tls": "true", "cluster_mode": "false",
+                 "password_secret_arn": self.redis_secret.secret_arn}
         streams = {logical: stream.stream_name for logical, stream in self.streams.items()}
         lake = {"bucket": self.lake.bucket_name, "staging_bucket": self.staging.bucket_name,
                 "pos_bucket": self.pos.bucket_name}
@@ -407,6 +409,7 @@ class PlatformStack(Stack):
                 "redis.port": str(self.config["redis"]["port"]),
                 # ElastiCache's AUTH token is the default user's password (plain AUTH).
                 "redis.user": "default",
+                "redis.cluster_mode": "false",    # one shard, cluster mode disabled
                 "lake.bucket": self.lake.bucket_name,
                 "secrets.aurora": self.aurora_secret.secret_arn,
                 "secrets.warehouse": self.warehouse_secret.secret_arn,

@@ -84,6 +84,18 @@ def resolve_secrets(groups: dict[str, dict[str, str]], read_secret=None
     return groups
 
 
+def flag(props: dict[str, dict[str, str]], group: str, key: str, default: bool = False) -> bool:
+    """A yes/no property: ``true`` or ``false`` (any case; absent or empty: ``default``).
+    Anything else is refused at start: a misspelt ``tls`` or ``cluster_mode`` silently read
+    as false would connect the wrong way and fail later, far from its cause."""
+    value = props[group].get(key, "").strip().lower()
+    if not value:
+        return default
+    if value not in ("true", "false"):
+        raise ValueError(f"{group}.{key} is {props[group][key]!r}: expected true or false")
+    return value == "true"
+
+
 def stream_arn(props: dict[str, dict[str, str]], logical_name: str) -> str:
     """ARN of a Kinesis stream named in the ``Streams`` group (the new source reads by ARN)."""
     aws = props["Aws"]

@@ -189,26 +189,13 @@ class Redis(Service):
         return self.paths.redis / "redis.conf"
 
     def _config(self) -> list[str]:
-        conf = self.props["Redis"]
+        if redis_store.cluster_mode(self.props):
+            raise ServiceError("redis: Redis.cluster_mode is on; the local stack runs one "
+                               "server without cluster mode (the cluster tests start their "
+                               "own cluster, tests/redis_cluster.py)")
         lines = [f"bind {self.host}", "daemonize yes", f"pidfile {self.pid_file}",
                  f"logfile {self.log}", 'save ""', "appendonly no", f"dir {self.paths.redis}"]
-        if redis_store.tls_enabled(self.props):
-            ca = redis_store.ca_file(self.props)
-            if ca is None:
-                raise ServiceError("redis: Redis.tls is on; the local server needs "
-                                   "Redis.tls_ca_file for the CA it makes")
-            tls.ensure_certificates(ca, self.host)
-            cert, key = tls.server_files(ca)
-            lines += ["port 0", f"tls-port {self.port}", f"tls-cert-file {cert}",
-                      f"tls-key-file {key}", f"tls-ca-cert-file {ca}", "tls-auth-clients no"]
-        else:
-            lines.append(f"port {self.port}")
-        password, user = conf.get("password", ""), conf.get("user", "")
-        if password and user and user != "default":
-            lines += ["user default off", f"user {user} on >{password} ~* &* +@all"]
-        elif password:
-            lines.append(f"requirepass {password}")
-        return lines
+        return lines + redis_access(self.props, self.host, self.port)
 
     def owns(self, pid: int) -> bool:
         # redis-server rewrites its environment block for its process title.
@@ -232,6 +219,31 @@ class Redis(Service):
 
     def _client(self) -> redis.Redis:
         return redis_store.client(self.props, socket_timeout=5, socket_connect_timeout=2)
+
+
+def redis_access(props: dict[str, dict[str, str]], host: str, port: int) -> list[str]:
+    """redis.conf lines for how ``port`` admits clients, as ElastiCache does and the ``Redis``
+    group expects: TLS only (certificates made by ``stack.tls`` for ``Redis.tls_ca_file``)
+    with ``Redis.tls``, and AUTH as ``Redis.user`` (the default user disabled) or, without a
+    user, as the default user, with ``Redis.password``."""
+    conf = props["Redis"]
+    if redis_store.tls_enabled(props):
+        ca = redis_store.ca_file(props)
+        if ca is None:
+            raise ServiceError("redis: Redis.tls is on; the local server needs "
+                               "Redis.tls_ca_file for the CA it makes")
+        tls.ensure_certificates(ca, host)
+        cert, key = tls.server_files(ca)
+        lines = ["port 0", f"tls-port {port}", f"tls-cert-file {cert}",
+                 f"tls-key-file {key}", f"tls-ca-cert-file {ca}", "tls-auth-clients no"]
+    else:
+        lines = [f"port {port}"]
+    password, user = conf.get("password", ""), conf.get("user", "")
+    if password and user and user != "default":
+        lines += ["user default off", f"user {user} on >{password} ~* &* +@all"]
+    elif password:
+        lines.append(f"requirepass {password}")
+    return lines
 
 
 class Postgres(Service):

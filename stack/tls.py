@@ -55,7 +55,10 @@ def ensure_certificates(ca_cert: Path, host: str) -> None:
               .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + VALID_FOR)
               .add_extension(x509.SubjectAlternativeName(list(dict.fromkeys(names))),
                              critical=False)
-              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+              # Client too: nodes of a cluster (tests/redis_cluster.py) present it to each
+              # other on their TLS cluster bus.
+              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                    ExtendedKeyUsageOID.CLIENT_AUTH]),
                              critical=False)
               .sign(ca_key, hashes.SHA256()))
     key.write_bytes(server_key.private_bytes(serialization.Encoding.PEM,

@@ -34,6 +34,17 @@ def local_stack(props):
     return props
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(props):
+    """A Redis cluster of three masters with TLS and AUTH (``tests/redis_cluster.py``),
+    started for the tests that ask for it; yields ``props`` with the ``Redis`` group pointing
+    at it, ``cluster_mode`` on. Stopped, its files removed, at the end of the session."""
+    from tests.redis_cluster import LocalRedisCluster
+
+    with LocalRedisCluster(props) as cluster_props:
+        yield cluster_props
+
+
 @pytest.fixture
 def clean_stack(local_stack):
     """Empty streams and fact tables, initial inventory, empty Redis."""

@@ -48,3 +48,16 @@ def running_job(build: Callable, props: dict, name: str, restore_from: str | Non
     finally:
         if not job.stopped:
             job.client.cancel().result()
+
+
+def run_redis_sink(props, rows, ttl_s: int = 0, batch_size: int = 2) -> None:
+    """Writes ``rows`` (``redis_store.REDIS_COMMAND``) through the jobs' JVM Redis sink, in
+    batches of ``batch_size``, on a mini-cluster job that ends with its input."""
+    from connectors import redis_store
+    from jobs import runtime
+
+    env = runtime.stream_environment(props)
+    env.set_parallelism(1)
+    env.from_collection(rows, type_info=redis_store.REDIS_COMMAND) \
+        .sink_to(redis_store.sink(props, ttl_s, batch_size))
+    env.execute("redis-sink-test")

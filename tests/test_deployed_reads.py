@@ -246,3 +246,21 @@ def test_tls_settings_reach_libpq_and_jdbc_only_when_set():
         "host": "r", "port": "6379", "user": "default", "tls": "true", "password": "t"}}) == {
         "host": "r", "port": 6379, "username": None, "password": "t", "ssl": True,
         "ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": None}
+
+
+def test_yes_no_settings_are_true_or_false_and_a_misspelt_one_stops_the_start():
+    from connectors import redis_store
+
+    def redis(**values):
+        return {"Redis": {"host": "r", "port": "6379", **values}}
+
+    assert not redis_store.cluster_mode(redis()) and not redis_store.tls_enabled(redis())
+    assert redis_store.cluster_mode(redis(cluster_mode="TRUE"))
+    assert not redis_store.cluster_mode(redis(cluster_mode="false", tls=" "))
+    assert redis_store.tls_enabled(redis(tls="true"))
+    # A deployment file may write a JSON boolean, which the rendering turns into "False".
+    assert not redis_store.cluster_mode(redis(cluster_mode=str(False)))
+    with pytest.raises(ValueError, match="Redis.cluster_mode is 'yes'"):
+        redis_store.cluster_mode(redis(cluster_mode="yes"))
+    with pytest.raises(ValueError, match="Redis.tls is 'ture'"):
+        redis_store.tls_enabled(redis(tls="ture"))

@@ -9,6 +9,7 @@ from pyflink.common import Row
 
 from connectors import redis_store
 from pizzastream.catalog import Catalog
+from tests.support import run_redis_sink
 
 pytestmark = pytest.mark.integration
 
@@ -56,21 +57,11 @@ def test_a_refused_write_in_a_python_pipeline_surfaces_as_an_error(clean_stack):
         assert client.get(redis_store.product_key(2)) == "not a hash"
 
 
-def run_sink(props, rows, ttl_s: int = 0) -> None:
-    from jobs import runtime
-
-    env = runtime.stream_environment(props)
-    env.set_parallelism(1)
-    env.from_collection(rows, type_info=redis_store.REDIS_COMMAND) \
-        .sink_to(redis_store.sink(props, ttl_s, batch_size=2))
-    env.execute("redis-sink-test")
-
-
 @pytest.mark.slow
 def test_the_jvm_sink_writes_over_tls_with_auth_and_fails_on_a_refused_write(clean_stack):
     rows = [Row("SET", "order:T-1", "", "accepted"), Row("HSET", "live:7:2026112410", "05", "2/9.98"),
             Row("HSET", "live:7:2026112410", "06", "1/4.99")]
-    run_sink(clean_stack, rows, ttl_s=600)
+    run_redis_sink(clean_stack, rows, ttl_s=600)
     with redis_store.client(clean_stack) as client:
         assert client.get("order:T-1") == "accepted"
         assert client.hgetall("live:7:2026112410") == {"05": "2/9.98", "06": "1/4.99"}
@@ -78,7 +69,7 @@ def test_the_jvm_sink_writes_over_tls_with_auth_and_fails_on_a_refused_write(cle
         client.set("live:8:2026112410", "not a hash")
 
     with pytest.raises(Exception, match="Redis refused a write \\(WRONGTYPE"):
-        run_sink(clean_stack, [Row("HSET", "live:8:2026112410", "05", "1/1.00"),
+        run_redis_sink(clean_stack, [Row("HSET", "live:8:2026112410", "05", "1/1.00"),
                                Row("SET", "order:T-2", "", "accepted")])
 
 

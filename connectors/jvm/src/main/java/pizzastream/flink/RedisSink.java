@@ -8,7 +8,9 @@ import java.security.GeneralSecurityException;
 import java.security.KeyStore;
 import java.security.cert.Certificate;
 import java.security.cert.CertificateFactory;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLParameters;
 import javax.net.ssl.SSLSocketFactory;
@@ -18,8 +20,11 @@ import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.types.Row;
 import redis.clients.jedis.DefaultJedisClientConfig;
 import redis.clients.jedis.HostAndPort;
-import redis.clients.jedis.Jedis;
-import redis.clients.jedis.Pipeline;
+import redis.clients.jedis.JedisClientConfig;
+import redis.clients.jedis.JedisCluster;
+import redis.clients.jedis.PipelineBase;
+import redis.clients.jedis.Response;
+import redis.clients.jedis.UnifiedJedis;
 import redis.clients.jedis.params.SetParams;
 
 /**
@@ -37,6 +42,14 @@ import redis.clients.jedis.params.SetParams;
  * store when empty) and its name against {@code host}. Every reply of a pipeline is checked:
  * an error reply (a refused write, a key of another type, out of memory) fails the flush, so
  * the job restarts from its checkpoint and writes again rather than losing the update.
+ *
+ * <p>With {@code clusterMode} the server is a Redis cluster (ElastiCache cluster mode) whose
+ * configuration endpoint is {@code host}: a {@link JedisCluster} learns the shards from it,
+ * with the same AUTH and TLS for every node. A batch then holds keys of many slots (rows of
+ * many stores); its pipeline sends each node its own commands, and each node's replies are
+ * checked as above. A node that does not answer leaves its replies unset, and a key that moved
+ * (resharding, failover) comes back as a MOVED error: both fail the flush, and the restarted
+ * job reads the cluster's slots afresh.
  */
 public final class RedisSink implements Sink<Row> {
     private static final long serialVersionUID = 1L;
@@ -50,17 +63,19 @@ public final class RedisSink implements Sink<Row> {
     private final String password;
     private final boolean tls;
     private final String caFile;
+    private final boolean clusterMode;
     private final long ttlSeconds;
     private final int batchSize;
 
     public RedisSink(String host, int port, String user, String password, boolean tls,
-                     String caFile, long ttlSeconds, int batchSize) {
+                     String caFile, boolean clusterMode, long ttlSeconds, int batchSize) {
         this.host = host;
         this.port = port;
         this.user = user;
         this.password = password;
         this.tls = tls;
         this.caFile = caFile;
+        this.clusterMode = clusterMode;
         this.ttlSeconds = ttlSeconds;
         this.batchSize = batchSize;
     }
@@ -71,7 +86,7 @@ public final class RedisSink implements Sink<Row> {
         return new Writer(connect());
     }
 
-    private Jedis connect() throws IOException {
+    private UnifiedJedis connect() throws IOException {
         DefaultJedisClientConfig.Builder config = DefaultJedisClientConfig.builder()
                 .timeoutMillis(5000);
         if (!password.isEmpty()) {
@@ -85,7 +100,9 @@ public final class RedisSink implements Sink<Row> {
                 config.sslSocketFactory(trusting(caFile));
             }
         }
-        return new Jedis(new HostAndPort(host, port), config.build());
+        JedisClientConfig client = config.build();
+        HostAndPort address = new HostAndPort(host, port);
+        return clusterMode ? new JedisCluster(Set.of(address), client) : new UnifiedJedis(address, client);
     }
 
     /** Socket factory trusting exactly the CA certificates in a PEM file. */
@@ -108,13 +125,14 @@ public final class RedisSink implements Sink<Row> {
     }
 
     private final class Writer implements SinkWriter<Row> {
-        private final Jedis jedis;
-        private Pipeline pipeline;
-        private int pending;
+        private final UnifiedJedis redis;
+        /** The batch being written (opened at its first row), and its replies to check. */
+        private PipelineBase pipeline;
+        private final List<Response<?>> replies = new ArrayList<>();
+        private int rows;
 
-        Writer(Jedis jedis) {
-            this.jedis = jedis;
-            this.pipeline = jedis.pipelined();
+        Writer(UnifiedJedis redis) {
+            this.redis = redis;
         }
 
         @Override
@@ -122,49 +140,58 @@ public final class RedisSink implements Sink<Row> {
             String command = String.valueOf(row.getField(0));
             String key = String.valueOf(row.getField(1));
             String value = String.valueOf(row.getField(3));
-            switch (command) {
-                case "SET":
-                    pipeline.set(key, value, ttlSeconds > 0 ? SetParams.setParams().ex(ttlSeconds) : new SetParams());
-                    break;
-                case "HSET":
-                    pipeline.hset(key, String.valueOf(row.getField(2)), value);
-                    if (ttlSeconds > 0) {
-                        pipeline.expire(key, ttlSeconds);
-                    }
-                    break;
-                default:
-                    throw new IOException("unsupported Redis command " + command);
+            if (!command.equals("SET") && !command.equals("HSET")) {
+                throw new IOException("unsupported Redis command " + command);
             }
-            if (++pending >= batchSize) {
+            if (pipeline == null) {
+                pipeline = redis.pipelined();
+            }
+            if (command.equals("SET")) {
+                replies.add(pipeline.set(key, value, ttlSeconds > 0 ? SetParams.setParams().ex(ttlSeconds) : new SetParams()));
+            } else {
+                replies.add(pipeline.hset(key, String.valueOf(row.getField(2)), value));
+                if (ttlSeconds > 0) {
+                    replies.add(pipeline.expire(key, ttlSeconds));
+                }
+            }
+            if (++rows >= batchSize) {
                 flush(false);
             }
         }
 
         @Override
         public void flush(boolean endOfInput) throws IOException {
-            if (pending == 0) {
+            if (pipeline == null) {
                 return;
             }
-            List<Object> replies;
+            PipelineBase batch = pipeline;
+            pipeline = null;
+            rows = 0;
             try {
-                replies = pipeline.syncAndReturnAll();
+                // Closing syncs, and hands the batch's connections back (a cluster pipeline's
+                // cannot take another batch after its sync).
+                batch.close();
             } catch (RuntimeException e) {
+                replies.clear();
                 throw new IOException("Redis write failed; the job restarts from its checkpoint", e);
             }
-            pipeline = jedis.pipelined();
-            pending = 0;
-            // Jedis hands error replies back as values, not exceptions: check every one.
-            for (Object reply : replies) {
-                if (reply instanceof Throwable) {
-                    throw new IOException("Redis refused a write (" + ((Throwable) reply).getMessage()
-                            + "); the job restarts from its checkpoint", (Throwable) reply);
+            // Error replies are not thrown by the sync: each one is thrown by its own get(), as
+            // is a reply a cluster node never sent (its connection failed).
+            try {
+                for (Response<?> reply : replies) {
+                    reply.get();
                 }
+            } catch (RuntimeException e) {
+                throw new IOException("Redis refused a write (" + e.getMessage()
+                        + "); the job restarts from its checkpoint", e);
+            } finally {
+                replies.clear();
             }
         }
 
         @Override
         public void close() {
-            jedis.close();
+            redis.close();
         }
     }
 }

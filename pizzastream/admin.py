@@ -175,11 +175,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure over this many seconds (default Resharding.window_s)")
     shards.add_argument("--top", type=int, default=5, help="shards and stores shown")
     args = parser.parse_args(argv)
+    from connectors.kinesis_shards import ReshardError
+
     try:
         return shards_command(args)
     except rs.ConfigError as error:
         print(f"configuration: {error}", file=sys.stderr)
         return 2
+    except ReshardError as error:
+        print(f"stopped: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -31,10 +31,15 @@ a merge copies the parents' records into the child, so each is read twice; its G
 never ends a closed shard (the Kinesis source would poll a parent forever and never treat a
 child as its successor); ListShards ignores ``ShardFilter``; and ``OpenShardCount`` keeps the
 count from CreateStream. Kinesis keeps a parent's records in the parent, sends new writes to
-the open shard whose hash-key range holds the key (both ends inclusive), answers GetRecords at
-the end of a closed shard with no ``NextShardIterator`` and its ``ChildShards``, and with
-``ShardFilter`` ``AT_LATEST`` lists only open shards. ``reshard_as_kinesis`` makes moto do
-the same (``tests/test_kinesis_emulator.py``).
+the open shard whose hash-key range holds the key (both ends inclusive), answers a GetRecords
+whose iterator is at the end of a closed shard with no records, no ``NextShardIterator``
+("the requested iterator does not return any more data") and the shard's ``ChildShards``,
+and with ``ShardFilter`` ``AT_LATEST`` lists only open shards. The end comes in a response of
+its own, after the one carrying the last records: the Kinesis source (4.3.0) keeps reading a
+split after a page with records and, given a null iterator with records, reads that last page
+again with the iterator it cached and fails ("Have records for a split that was not
+registered"). ``reshard_as_kinesis`` makes moto do the same
+(``tests/test_kinesis_emulator.py``).
 """
 from __future__ import annotations
 
@@ -189,7 +194,7 @@ def reshard_as_kinesis() -> None:
             stream_arn=self._get_param("StreamARN"), stream_name=stream_name)
         shard = stream.get_shard(shard_id)
         position = int(decompose_shard_iterator(body["NextShardIterator"])[2])
-        if shard.is_open or position < shard.get_max_sequence_number():
+        if shard.is_open or body["Records"] or position < shard.get_max_sequence_number():
             return result
         body.pop("NextShardIterator")
         body["ChildShards"] = [

@@ -158,7 +158,7 @@ def test_split_and_merge_keep_records_in_parents_and_route_writes_to_open_childr
     parent_records, last_page = _shard_records(kinesis, scratch_stream, parent)
     assert sorted(parent_records) == sorted(("before", int(k)) for k, s in before.items()
                                             if s == parent)
-    assert "NextShardIterator" not in last_page
+    assert "NextShardIterator" not in last_page and last_page["Records"] == []
     assert sorted(c["ShardId"] for c in last_page["ChildShards"]) == children
 
     with pytest.raises(kinesis.exceptions.InvalidArgumentException):

@@ -21,6 +21,14 @@ be served with ``str(store_id)`` as the key at all: it is reported as ``hot_stor
 counted as if its key were salted (``"<store>#<n>"``) over just enough shards, which the
 producer and the consuming job would have to do (see docs/benchmarks.md).
 
+Aggregation (``Aggregation``): a producer packs the events of one store that arrive within
+``linger_s`` into one Kinesis record of up to 1 MB (KPL-style aggregation, or a compact batch
+of the project's own), so a store sending ``r`` events/s sends ``max(1, r x linger_s)``
+events per record. The records/s limit then all but stops binding and the bytes decide; a
+busy store packs more than a quiet one, which is why the packing is computed per store and
+not as one factor per stream. A PUT payload unit is 25 KB, so a packed record can cost more
+than one.
+
 MSF: 1 KPU = 1 vCPU + 4 GB; an application needs ``ceil(rate / (per-core rate x
 utilisation))`` KPUs plus one orchestration KPU, and 50 GB running storage per KPU.
 """
@@ -32,7 +40,22 @@ from dataclasses import dataclass, field
 
 SHARD_RECORDS_PER_S = 1_000
 SHARD_BYTES_PER_S = 1_048_576
+MAX_RECORD_BYTES = 1_048_576
+PUT_PAYLOAD_UNIT_BYTES = 25 * 1024
 HASH_SPACE = 2 ** 128
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """Each store's events of ``linger_s`` in one record (KPL's ``RecordMaxBufferedTime``
+    defaults to 100 ms), never over ``max_record_bytes``."""
+
+    linger_s: float = 0.1
+    max_record_bytes: int = MAX_RECORD_BYTES
+
+    def events_per_record(self, events_per_s: float, event_bytes: int) -> float:
+        return max(1.0, min(events_per_s * self.linger_s,
+                            float(self.max_record_bytes // event_bytes)))
 
 
 @dataclass(frozen=True)
@@ -144,6 +167,12 @@ class StreamPlan:
     contiguous: int
     even_ranges: int | None         # None: not found below the search limit
     hot_stores: list[int] = field(default_factory=list)
+    events_per_s: float = 0.0
+    put_units_per_s: float = 0.0
+
+    @property
+    def events_per_record(self) -> float:
+        return self.events_per_s / self.records_per_s if self.records_per_s else 1.0
 
     @property
     def shards(self) -> int:
@@ -154,63 +183,75 @@ def _pieces(rate: float, bytes_rate: float, records_cap: float, bytes_cap: float
     return max(1, math.ceil(rate / records_cap), math.ceil(bytes_rate / bytes_cap))
 
 
-def contiguous_shards(rates: list[tuple[int, float]], record_bytes: int,
-                      utilisation: float) -> tuple[int, list[int]]:
+StoreRate = tuple[int, float, float]     # (store_id, records/s, bytes/s)
+
+
+def contiguous_shards(stores: list[StoreRate], utilisation: float) -> tuple[int, list[int]]:
     """Fewest shards covering the stores in hash order with no shard above the target;
     stores too hot for one shard are split into salted pieces. Returns (shards, hot)."""
     records_cap = SHARD_RECORDS_PER_S * utilisation
     bytes_cap = SHARD_BYTES_PER_S * utilisation
     shards, hot = 0, []
     load = load_bytes = None          # the shard being filled; None: none open yet
-    for store_id, rate in sorted(rates, key=lambda item: key_hash(str(item[0]))):
-        pieces = _pieces(rate, rate * record_bytes, records_cap, bytes_cap)
+    for store_id, rate, bytes_rate in sorted(stores, key=lambda item: key_hash(str(item[0]))):
+        pieces = _pieces(rate, bytes_rate, records_cap, bytes_cap)
         if pieces > 1:                # salted keys hash elsewhere: shards of its own
             hot.append(store_id)
             shards += pieces
             continue
-        if load is None or load + rate > records_cap or \
-                load_bytes + rate * record_bytes > bytes_cap:
+        if load is None or load + rate > records_cap or load_bytes + bytes_rate > bytes_cap:
             shards += 1
             load = load_bytes = 0.0
         load += rate
-        load_bytes += rate * record_bytes
+        load_bytes += bytes_rate
     return shards, sorted(hot)
 
 
-def even_range_shards(rates: list[tuple[int, float]], record_bytes: int, utilisation: float,
-                      start: int, limit: int = 20_000) -> int | None:
+def even_range_shards(stores: list[StoreRate], utilisation: float, start: int,
+                      limit: int = 20_000) -> int | None:
     """Smallest shard count with equal hash ranges (``UpdateShardCount``) under which no
     shard exceeds the target; None if none up to ``limit``."""
     records_cap = SHARD_RECORDS_PER_S * utilisation
     bytes_cap = SHARD_BYTES_PER_S * utilisation
-    if any(rate > records_cap or rate * record_bytes > bytes_cap for _, rate in rates):
+    if any(rate > records_cap or bytes_rate > bytes_cap for _, rate, bytes_rate in stores):
         return None
-    placed = [(key_hash(str(store_id)), rate) for store_id, rate in rates]
+    placed = [(key_hash(str(store_id)), rate, bytes_rate) for store_id, rate, bytes_rate in stores]
     n = max(1, start)
     while n <= limit:
         loads = [0.0] * n
-        for position, rate in placed:
+        loads_bytes = [0.0] * n
+        for position, rate, bytes_rate in placed:
             loads[position * n // HASH_SPACE] += rate
-        if max(loads) <= records_cap and max(loads) * record_bytes <= bytes_cap:
+            loads_bytes[position * n // HASH_SPACE] += bytes_rate
+        if max(loads) <= records_cap and max(loads_bytes) <= bytes_cap:
             return n
         n = n + max(1, n // 50)
     return None
 
 
 def plan_stream(load: Load, stream: StreamSpec, utilisation: float,
-                events_per_record: float = 1.0) -> StreamPlan:
-    """``events_per_record`` > 1: that many events packed into one Kinesis record (per-store
-    micro-batches, KPL-style aggregation): fewer records, the same bytes."""
-    total = load.peak_events_per_s * stream.records_per_event / events_per_record
-    rates = [(i + 1, w * total) for i, w in enumerate(load.store_weights)]
-    bytes_per_s = total * stream.record_bytes * events_per_record
+                events_per_record: float = 1.0,
+                aggregation: Aggregation | None = None) -> StreamPlan:
+    """``events_per_record`` > 1: that many events packed into every Kinesis record;
+    ``aggregation``: each store packs what its own rate allows (see ``Aggregation``).
+    Either way fewer records, the same bytes."""
+    events = load.peak_events_per_s * stream.records_per_event
+    stores, units = [], 0.0
+    for i, weight in enumerate(load.store_weights):
+        store_events = weight * events
+        packed = (aggregation.events_per_record(store_events, stream.record_bytes)
+                  if aggregation else events_per_record)
+        records = store_events / packed
+        stores.append((i + 1, records, store_events * stream.record_bytes))
+        units += records * math.ceil(packed * stream.record_bytes / PUT_PAYLOAD_UNIT_BYTES)
+    total = sum(records for _, records, _ in stores)
+    bytes_per_s = events * stream.record_bytes
     lower = max(math.ceil(total / (SHARD_RECORDS_PER_S * utilisation)),
                 math.ceil(bytes_per_s / (SHARD_BYTES_PER_S * utilisation)), 1)
-    record_bytes = round(stream.record_bytes * events_per_record)
-    contiguous, hot = contiguous_shards(rates, record_bytes, utilisation)
-    return StreamPlan(stream.name, total, bytes_per_s, max(r for _, r in rates), lower,
-                      contiguous, even_range_shards(rates, record_bytes, utilisation, lower),
-                      hot)
+    contiguous, hot = contiguous_shards(stores, utilisation)
+    return StreamPlan(stream.name, total, bytes_per_s, max(r for _, r, _ in stores), lower,
+                      contiguous, even_range_shards(stores, utilisation, lower), hot,
+                      events, units)
 
 
 @dataclass
@@ -238,6 +279,7 @@ class Plan:
     jobs: list[JobPlan]
     prices: Prices
     internal_events_per_record: float = 1.0
+    aggregation: Aggregation | None = None
 
     @property
     def shards(self) -> int:
@@ -253,11 +295,11 @@ class Plan:
         kpu = self.billed_kpus * p.kpu_hour * hours
         storage = self.billed_kpus * p.storage_gb_per_kpu * p.running_storage_gb_month
         shards = self.shards * p.shard_hour * hours
-        records_per_month = self.load.events_per_day * self.load.days_per_month * sum(
-            s.records_per_event / (1 if s.name == EXTERNAL_STREAM
-                                   else self.internal_events_per_record)
-            for s in STREAMS if s.name in {x.name for x in self.streams})
-        puts = records_per_month / 1e6 * p.put_payload_units_per_million
+        # Each stream's PUT payload units per event as at the peak; quieter hours pack
+        # fewer events per aggregated record, so with aggregation this is a floor.
+        units_per_month = self.load.events_per_day * self.load.days_per_month * sum(
+            s.put_units_per_s / self.load.peak_events_per_s for s in self.streams)
+        puts = units_per_month / 1e6 * p.put_payload_units_per_million
         return {"msf_kpu": round(kpu, 2), "msf_storage": round(storage, 2),
                 "kinesis_shards": round(shards, 2), "kinesis_put_units": round(puts, 2),
                 "total": round(kpu + storage + shards + puts, 2)}
@@ -265,17 +307,23 @@ class Plan:
 
 def plan(load: Load, jobs: tuple[JobSpec, ...], streams: tuple[StreamSpec, ...] = STREAMS,
          utilisation: float = 0.8, prices: Prices = Prices(),
-         internal_events_per_record: float = 1.0) -> Plan:
+         internal_events_per_record: float = 1.0,
+         aggregation: Aggregation | None = None) -> Plan:
     """Shards and KPUs to carry ``load`` at no more than ``utilisation`` of each shard
     and core (headroom to catch up after a restart). ``internal_events_per_record``: events
-    per Kinesis record on the streams the pipeline writes itself (not ``orders``)."""
+    per Kinesis record on the streams the pipeline writes itself (not ``orders``);
+    ``aggregation``: every stream, ``orders`` included (the order intake aggregating per
+    store), packs each store's events by its rate instead."""
     if not 0 < utilisation <= 1:
         raise ValueError("utilisation must be in (0, 1]")
+    if aggregation and internal_events_per_record != 1:
+        raise ValueError("aggregation packs by each store's rate: no fixed events per record")
     streams_plan = [plan_stream(load, s, utilisation,
-                                1.0 if s.name == EXTERNAL_STREAM else internal_events_per_record)
+                                1.0 if s.name == EXTERNAL_STREAM else internal_events_per_record,
+                                aggregation)
                     for s in streams]
     return Plan(load, utilisation, streams_plan, [plan_job(load, j, utilisation) for j in jobs],
-                prices, internal_events_per_record)
+                prices, internal_events_per_record, aggregation)
 
 
 def planned_peak(weights: tuple[float, ...] | None = None) -> Load:
@@ -286,14 +334,20 @@ def planned_peak(weights: tuple[float, ...] | None = None) -> Load:
 def format_plan(p: Plan) -> str:
     packing = (f"; {p.internal_events_per_record:g} events per record on the pipeline's own "
                f"streams" if p.internal_events_per_record != 1 else "")
+    if p.aggregation:
+        packing = (f"; every stream aggregating each store's events of "
+                   f"{p.aggregation.linger_s * 1000:g} ms into records of up to "
+                   f"{p.aggregation.max_record_bytes / 1_048_576:g} MB")
     lines = [f"peak {p.load.peak_events_per_s:,.0f} events/s over {len(p.load.store_weights)} "
              f"stores, at most {p.utilisation:.0%} of each shard and core{packing}",
              "",
-             f"{'stream':<16}{'records/s':>11}{'MB/s':>7}{'busiest store/s':>16}"
-             f"{'lower bound':>12}{'shards':>8}{'even ranges':>12}  hot stores"]
+             f"{'stream':<16}{'records/s':>11}{'events/rec':>11}{'MB/s':>7}"
+             f"{'busiest store/s':>16}{'lower bound':>12}{'shards':>8}{'even ranges':>12}"
+             f"  hot stores"]
     for s in p.streams:
         even = "n/a" if s.even_ranges is None else f"{s.even_ranges:,}"
-        lines.append(f"{s.name:<16}{s.records_per_s:>11,.0f}{s.bytes_per_s / 1e6:>7.1f}"
+        lines.append(f"{s.name:<16}{s.records_per_s:>11,.0f}{s.events_per_record:>11.1f}"
+                     f"{s.bytes_per_s / 1e6:>7.1f}"
                      f"{s.busiest_store_records_per_s:>16,.0f}{s.lower_bound:>12,}"
                      f"{s.shards:>8,}{even:>12}  {len(s.hot_stores)}")
     lines += ["", f"{'application':<22}{'events/s':>10}{'per core':>10}{'KPUs':>6}{'billed':>8}"]
@@ -310,9 +364,13 @@ def format_plan(p: Plan) -> str:
 def main() -> None:
     for title, weights in (("even 80/20", skewed_weights()),
                            ("seeded stores (80/20, +-50% within groups)", reference_weights())):
-        print(f"== {title}, at the target rates (50,000 events/core-s order path)")
-        print(format_plan(plan(planned_peak(weights), jobs_at(100_000, 100_000, 750_000))))
-        print()
+        for packing, aggregation in (("one event per record", None),
+                                     ("aggregated per store", Aggregation())):
+            print(f"== {title}, {packing}, at the target rates (50,000 events/core-s order "
+                  f"path)")
+            print(format_plan(plan(planned_peak(weights), jobs_at(100_000, 100_000, 750_000),
+                                   aggregation=aggregation)))
+            print()
 
 
 if __name__ == "__main__":

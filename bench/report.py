@@ -197,6 +197,12 @@ def capacity_text(results: dict) -> str:
     parts.append(cap.format_plan(cap.plan(load, target)))
     parts.append("== the same, the pipeline's own streams carrying 10 events per record")
     parts.append(cap.format_plan(cap.plan(load, target, internal_events_per_record=10)))
+    parts.append("== the same, every stream aggregating each store's events (KPL's 100 ms "
+                 "linger, records up to 1 MB)")
+    parts.append(cap.format_plan(cap.plan(load, target, aggregation=cap.Aggregation())))
+    seeded = cap.planned_peak(cap.reference_weights())
     parts.append("== the same, the seeded stores' weights (80/20 and +-50% within each group)")
-    parts.append(cap.format_plan(cap.plan(cap.planned_peak(cap.reference_weights()), target)))
+    parts.append(cap.format_plan(cap.plan(seeded, target)))
+    parts.append("== the seeded stores' weights, every stream aggregating each store's events")
+    parts.append(cap.format_plan(cap.plan(seeded, target, aggregation=cap.Aggregation())))
     return "\n\n".join(parts)

@@ -23,10 +23,28 @@ those after the last one it has seen, and keeps the shards it has handed out onl
 after a restore, every shard moto lists again is handed out a second time, from the start of
 the stream, and each record is read twice (measured: a job restored from a savepoint read
 1,521 of 3,000 orders again). Kinesis itself lists only the shards after the one named.
+
+**Resharding behaves as on Kinesis.** moto 5.2.5's SplitShard and MergeShards leave the
+closed parents in its routing table, first in line: every write after a split still lands on
+the closed parent and none on the children, so a split changes nothing a reader can see;
+a merge copies the parents' records into the child, so each is read twice; its GetRecords
+never ends a closed shard (the Kinesis source would poll a parent forever and never treat a
+child as its successor); ListShards ignores ``ShardFilter``; and ``OpenShardCount`` keeps the
+count from CreateStream. Kinesis keeps a parent's records in the parent, sends new writes to
+the open shard whose hash-key range holds the key (both ends inclusive), answers a GetRecords
+whose iterator is at the end of a closed shard with no records, no ``NextShardIterator``
+("the requested iterator does not return any more data") and the shard's ``ChildShards``,
+and with ``ShardFilter`` ``AT_LATEST`` lists only open shards. The end comes in a response of
+its own, after the one carrying the last records: the Kinesis source (4.3.0) keeps reading a
+split after a page with records and, given a null iterator with records, reads that last page
+again with the iterator it cached and fails ("Have records for a split that was not
+registered"). ``reshard_as_kinesis`` makes moto do the same
+(``tests/test_kinesis_emulator.py``).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import signal
@@ -84,18 +102,120 @@ def honour_exclusive_start_shard_id() -> None:
     def list_shards(self) -> ActionResult:
         result = listed(self)
         after = self._get_param("ExclusiveStartShardId")
-        if after is None:
-            return result
+        shard_filter = self._get_param("ShardFilter") or {}
+        if shard_filter.get("Type") == "AFTER_SHARD_ID":
+            after = shard_filter["ShardId"]
         body = dict(result.result)
-        body["Shards"] = [shard for shard in body["Shards"] if shard["ShardId"] > after]
+        if after is not None:
+            body["Shards"] = [shard for shard in body["Shards"] if shard["ShardId"] > after]
+        if shard_filter.get("Type") == "AT_LATEST":
+            body["Shards"] = [shard for shard in body["Shards"]
+                              if "EndingSequenceNumber" not in shard["SequenceNumberRange"]]
         return ActionResult(body)
 
     list_shards.honours_exclusive_start = True  # type: ignore[attr-defined]
     KinesisResponse.list_shards = list_shards
 
 
+def reshard_as_kinesis() -> None:
+    """SplitShard, MergeShards, routing and GetRecords at a closed shard's end as Kinesis
+    does them (see the module's docstring)."""
+    from moto.core.responses import ActionResult
+    from moto.kinesis.exceptions import InvalidArgumentError
+    from moto.kinesis.models import Shard, Stream
+    from moto.kinesis.responses import KinesisResponse
+    from moto.kinesis.utils import decompose_shard_iterator
+
+    if getattr(Stream.split_shard, "as_kinesis", False):
+        return
+    validate_key = Stream.get_shard_for_key
+
+    def get_shard_for_key(self: Stream, partition_key: str, explicit_hash_key: str):
+        validate_key(self, partition_key, explicit_hash_key)     # moto's argument checks
+        position = (int(explicit_hash_key) if explicit_hash_key else
+                    int.from_bytes(hashlib.md5(partition_key.encode()).digest(), "big"))
+        for shard in self.shards.values():
+            if shard.is_open and shard.starting_hash <= position <= shard.ending_hash:
+                return shard
+        return None
+
+    def next_id(self: Stream) -> int:
+        return max(shard._shard_id for shard in self.shards.values()) + 1
+
+    def closed(self: Stream, shard: Shard) -> None:
+        if not shard.is_open:
+            raise InvalidArgumentError(
+                message=f"Shard {shard.shard_id} in stream {self.stream_name} under account "
+                        f"{self.account_id} has already been merged or split, and thus is not "
+                        "eligible for merging or splitting.")
+
+    def split_shard(self: Stream, shard_to_split: str, new_starting_hash_key: str) -> None:
+        shard = self.shards[shard_to_split]
+        closed(self, shard)
+        at = int(new_starting_hash_key)
+        if not shard.starting_hash < at < shard.ending_hash:
+            raise InvalidArgumentError(
+                message=f"NewStartingHashKey {at} used in SplitShard() on shard "
+                        f"{shard.shard_id} in stream {self.stream_name} under account "
+                        f"{self.account_id} is not both greater than one plus the shard's "
+                        f"StartingHashKey {shard.starting_hash} and less than the shard's "
+                        f"EndingHashKey {shard.ending_hash - 1}.")
+        first = next_id(self)
+        for index, (start, end) in enumerate(((shard.starting_hash, at - 1),
+                                              (at, shard.ending_hash))):
+            child = Shard(first + index, start, end, parent=shard.shard_id)
+            self.shards[child.shard_id] = child
+        shard.is_open = False
+        self.shard_count = sum(s.is_open for s in self.shards.values())
+
+    def merge_shards(self: Stream, shard_to_merge: str, adjacent_shard_to_merge: str) -> None:
+        first, second = self.shards[shard_to_merge], self.shards[adjacent_shard_to_merge]
+        closed(self, first)
+        closed(self, second)
+        low, high = sorted((first, second), key=lambda s: s.starting_hash)
+        if low.ending_hash + 1 != high.starting_hash:
+            raise InvalidArgumentError(
+                message=f"Shards {first.shard_id} and {second.shard_id} in stream "
+                        f"{self.stream_name} under account {self.account_id} are not an "
+                        "adjacent pair of shards eligible for merging")
+        child = Shard(next_id(self), low.starting_hash, high.ending_hash,
+                      parent=first.shard_id, adjacent_parent=second.shard_id)
+        self.shards[child.shard_id] = child
+        first.is_open = second.is_open = False
+        self.shard_count = sum(s.is_open for s in self.shards.values())
+
+    read = KinesisResponse.get_records
+
+    def get_records(self) -> ActionResult:
+        result = read(self)
+        body = dict(result.result)
+        stream_name, shard_id, _ = decompose_shard_iterator(self._get_param("ShardIterator"))
+        stream = self.kinesis_backend.describe_stream(
+            stream_arn=self._get_param("StreamARN"), stream_name=stream_name)
+        shard = stream.get_shard(shard_id)
+        position = int(decompose_shard_iterator(body["NextShardIterator"])[2])
+        if shard.is_open or body["Records"] or position < shard.get_max_sequence_number():
+            return result
+        body.pop("NextShardIterator")
+        body["ChildShards"] = [
+            {"ShardId": child.shard_id,
+             "ParentShards": [p for p in (child.parent, child.adjacent_parent) if p],
+             "HashKeyRange": {"StartingHashKey": str(child.starting_hash),
+                              "EndingHashKey": str(child.ending_hash)}}
+            for child in stream.shards.values()
+            if shard_id in (child.parent, child.adjacent_parent)]
+        return ActionResult(body)
+
+    split_shard.as_kinesis = True  # type: ignore[attr-defined]
+    Stream.get_shard_for_key = get_shard_for_key
+    Stream.split_shard = split_shard
+    Stream.merge_shards = merge_shards
+    KinesisResponse.get_records = get_records
+
+
 def application() -> OneKinesisCallAtATime:
     honour_exclusive_start_shard_id()
+    reshard_as_kinesis()
     return OneKinesisCallAtATime(DomainDispatcherApplication(create_backend_app))
 
 

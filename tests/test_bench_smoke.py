@@ -167,6 +167,45 @@ def test_packing_events_into_records_cuts_records_not_bytes():
     assert packed.monthly_cost()["total"] < one.monthly_cost()["total"]
 
 
+def test_aggregation_packs_each_store_by_its_own_rate_up_to_a_megabyte():
+    aggregation = cap.Aggregation(linger_s=0.1)
+    assert aggregation.events_per_record(700, 260) == pytest.approx(70)
+    assert aggregation.events_per_record(5, 260) == 1.0              # never below one
+    assert aggregation.events_per_record(1e6, 2_000) == cap.MAX_RECORD_BYTES // 2_000
+    load = cap.Load(3_000, (0.9, 0.1))
+    plan = cap.plan_stream(load, cap.StreamSpec("s", 1.0, 100), 1.0, aggregation=aggregation)
+    assert plan.records_per_s == pytest.approx(2_700 / 270 + 300 / 30)
+    assert plan.bytes_per_s == pytest.approx(3_000 * 100)
+    assert plan.hot_stores == [] and plan.shards == 1
+    # the bytes still bind: a store over 1 MB/s stays too hot for one shard
+    heavy = cap.plan_stream(cap.Load(3_000, (0.9, 0.1)), cap.StreamSpec("s", 1.0, 1_000), 1.0,
+                            aggregation=aggregation)
+    assert heavy.hot_stores == [1] and heavy.shards == 3 + 1
+
+
+def test_aggregated_records_over_25_kb_cost_more_put_units():
+    load = cap.Load(1_000, (1.0,))
+    small = cap.plan_stream(load, cap.StreamSpec("s", 1.0, 100), 1.0,
+                            aggregation=cap.Aggregation(0.1))         # 100 x 100 B: 1 unit
+    big = cap.plan_stream(load, cap.StreamSpec("s", 1.0, 1_000), 1.0,
+                          aggregation=cap.Aggregation(0.1))           # 100 KB: 4 units
+    assert small.put_units_per_s == pytest.approx(10)
+    assert big.put_units_per_s == pytest.approx(10 * 4)
+
+
+def test_the_seeds_peak_fits_400_shards_only_with_aggregation():
+    jobs = cap.jobs_at(100_000, 100_000, 750_000)
+    one = cap.plan(cap.planned_peak(), jobs)
+    aggregated = cap.plan(cap.planned_peak(), jobs, aggregation=cap.Aggregation())
+    assert one.shards > 2_000 and aggregated.shards <= 400
+    assert all(s.hot_stores == [] for s in aggregated.streams)
+    assert aggregated.billed_kpus == one.billed_kpus
+    assert aggregated.monthly_cost()["total"] < one.monthly_cost()["total"] / 4
+    with pytest.raises(ValueError):
+        cap.plan(cap.planned_peak(), jobs, internal_events_per_record=10,
+                 aggregation=cap.Aggregation())
+
+
 # ------------------------------------------------------------------ publication latency (unit)
 
 def test_publication_latency_runs_from_the_watermark_passing_sale_to_the_first_row(tmp_path):

@@ -6,9 +6,14 @@
   read back exactly once.
 * A plain moto_server's ListShards ignores ExclusiveStartShardId, so the Kinesis source read
   every shard again from the start after a restore; the stack's lists only the later shards.
+* A plain moto_server keeps writing to a split shard's closed parent, copies merged parents'
+  records into the child, never ends a closed shard in GetRecords and ignores ShardFilter;
+  the stack's reshards as Kinesis does (what ``python -m pizzastream.admin shards --apply``
+  and the jobs' source depend on).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections import Counter
@@ -92,3 +97,90 @@ def test_list_shards_starts_after_the_shard_named(local_stack, scratch_stream):
     for index, shard in enumerate(shards):
         after = kinesis.list_shards(StreamName=scratch_stream, ExclusiveStartShardId=shard)
         assert [s["ShardId"] for s in after["Shards"]] == shards[index + 1:]
+
+
+def _md5(key: str) -> int:
+    return int.from_bytes(hashlib.md5(key.encode()).digest(), "big")
+
+
+def _put(kinesis, stream: str, phase: str, keys: range) -> dict[str, str]:
+    """One record per key; returns ``{key: shard it landed on}``."""
+    answer = kinesis.put_records(StreamName=stream, Records=[
+        {"PartitionKey": str(key), "Data": json.dumps([phase, key]).encode()} for key in keys])
+    assert answer.get("FailedRecordCount", 0) == 0
+    return {str(key): result["ShardId"] for key, result in zip(keys, answer["Records"])}
+
+
+def _shard_records(kinesis, stream: str, shard_id: str) -> tuple[list, dict]:
+    """The shard's records from its start to its end (or tip), and the last page."""
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = []
+    while True:
+        page = kinesis.get_records(ShardIterator=iterator, Limit=7)
+        records += [tuple(json.loads(r["Data"])) for r in page["Records"]]
+        if "NextShardIterator" not in page or (not page["Records"]
+                                               and page["MillisBehindLatest"] == 0):
+            return records, page
+        iterator = page["NextShardIterator"]
+
+
+def test_split_and_merge_keep_records_in_parents_and_route_writes_to_open_children(
+        local_stack, scratch_stream):
+    kinesis = aws.client(local_stack, "kinesis")
+    shards = {s["ShardId"]: s for s in kinesis.list_shards(StreamName=scratch_stream)["Shards"]}
+    parent = min(shards)
+    start = int(shards[parent]["HashKeyRange"]["StartingHashKey"])
+    end = int(shards[parent]["HashKeyRange"]["EndingHashKey"])
+    at = (start + end) // 2
+    before = _put(kinesis, scratch_stream, "before", range(200))
+    kinesis.split_shard(StreamName=scratch_stream, ShardToSplit=parent,
+                        NewStartingHashKey=str(at))
+    listed = {s["ShardId"]: s for s in kinesis.list_shards(StreamName=scratch_stream)["Shards"]}
+    children = sorted(set(listed) - set(shards))
+    assert len(children) == 2
+    assert [listed[c].get("ParentShardId") for c in children] == [parent, parent]
+    assert [(int(listed[c]["HashKeyRange"]["StartingHashKey"]),
+             int(listed[c]["HashKeyRange"]["EndingHashKey"])) for c in children] == [
+        (start, at - 1), (at, end)]
+    assert "EndingSequenceNumber" in listed[parent]["SequenceNumberRange"]
+    open_now = kinesis.list_shards(StreamName=scratch_stream, ShardFilter={"Type": "AT_LATEST"})
+    assert sorted(s["ShardId"] for s in open_now["Shards"]) == sorted(set(listed) - {parent})
+    summary = kinesis.describe_stream_summary(StreamName=scratch_stream)
+    assert summary["StreamDescriptionSummary"]["OpenShardCount"] == SHARDS + 1
+
+    after = _put(kinesis, scratch_stream, "after", range(200))
+    for key, shard in after.items():
+        if before[key] == parent:
+            assert shard == (children[0] if _md5(key) < at else children[1]), key
+        else:
+            assert shard == before[key], key
+    parent_records, last_page = _shard_records(kinesis, scratch_stream, parent)
+    assert sorted(parent_records) == sorted(("before", int(k)) for k, s in before.items()
+                                            if s == parent)
+    assert "NextShardIterator" not in last_page and last_page["Records"] == []
+    assert sorted(c["ShardId"] for c in last_page["ChildShards"]) == children
+
+    with pytest.raises(kinesis.exceptions.InvalidArgumentException):
+        kinesis.split_shard(StreamName=scratch_stream, ShardToSplit=parent,
+                            NewStartingHashKey=str(at))
+    others = sorted(set(shards) - {parent})
+    with pytest.raises(kinesis.exceptions.InvalidArgumentException):   # not adjacent
+        kinesis.merge_shards(StreamName=scratch_stream, ShardToMerge=children[0],
+                             AdjacentShardToMerge=others[1])
+    kinesis.merge_shards(StreamName=scratch_stream, ShardToMerge=children[1],
+                         AdjacentShardToMerge=others[0])
+    listed = {s["ShardId"]: s for s in kinesis.list_shards(StreamName=scratch_stream)["Shards"]}
+    (merged,) = set(listed) - set(shards) - set(children)
+    assert (listed[merged]["ParentShardId"], listed[merged]["AdjacentParentShardId"]) == (
+        children[1], others[0])
+    assert listed[merged]["HashKeyRange"] == {
+        "StartingHashKey": str(at), "EndingHashKey": shards[others[0]]["HashKeyRange"][
+            "EndingHashKey"]}
+    third = _put(kinesis, scratch_stream, "third", range(200))
+    assert {s for k, s in third.items() if after[k] in (children[1], others[0])} == {merged}
+
+    read = Counter(_read_all(local_stack, scratch_stream))
+    assert set(read.values()) == {1}
+    assert set(read) == {(phase, key) for phase in ("before", "after", "third")
+                         for key in range(200)}

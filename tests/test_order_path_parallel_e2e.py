@@ -77,20 +77,36 @@ def one_by_one(orders, opening, catalog, policies) -> dict:
     return out
 
 
-def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clean_stack, tmp_path):
+def traffic_and_expected(props) -> tuple[list[EnrichedOrder], dict]:
+    """Opens ``SHORT_STORES`` with a twentieth of their stock; returns the traffic and what
+    the rules decide of it one order at a time, in order (``one_by_one``)."""
     for store_id in SHORT_STORES:
         for table in ("inventory", "opening_inventory"):
-            query(clean_stack, f"UPDATE {table} SET on_hand = on_hand / 20 WHERE store_id = %s",
+            query(props, f"UPDATE {table} SET on_hand = on_hand / 20 WHERE store_id = %s",
                   store_id)
     opening: dict[int, dict[int, int]] = defaultdict(dict)
     for store_id, ingredient_id, on_hand in query(
-            clean_stack, "SELECT store_id, ingredient_id, on_hand FROM opening_inventory"
-                         " WHERE store_id = ANY(%s)", STORES):
+            props, "SELECT store_id, ingredient_id, on_hand FROM opening_inventory"
+                   " WHERE store_id = ANY(%s)", STORES):
         opening[store_id][ingredient_id] = on_hand
-    catalog = Catalog.from_rows(*aurora.catalog_rows(clean_stack))
-    policies = policies_from_rows(aurora.ingredient_policy_rows(clean_stack))
+    catalog = Catalog.from_rows(*aurora.catalog_rows(props))
+    policies = policies_from_rows(aurora.ingredient_policy_rows(props))
     orders = traffic(catalog)
-    expected = one_by_one(orders, opening, catalog, policies)
+    return orders, one_by_one(orders, opening, catalog, policies)
+
+
+def wait_for_stock(props, expected: dict) -> None:
+    """Until the stock levels in Aurora are the expected ones (published per checkpoint)."""
+    wait_for("the stock published", lambda: dict(
+        ((s, i), q) for s, i, q in query(
+            props, "SELECT store_id, ingredient_id, on_hand FROM inventory"
+                   " WHERE store_id = ANY(%s)", STORES)),
+        lambda levels: all(levels.get(k) == v for k, v in expected["stock"].items()),
+        timeout_s=120)
+
+
+def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clean_stack, tmp_path):
+    orders, expected = traffic_and_expected(clean_stack)
     # Replayed after the restores, of orders decided before them: the ids seen must survive;
     # some twice, and each repeat is a dead letter of its own.
     replays = random.Random(5).sample(orders[:RUNS[-1][0]], REPLAYS)
@@ -116,12 +132,7 @@ def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clea
             if run + 1 < len(RUNS):
                 savepoint = job.stop_with_savepoint(tmp_path / f"savepoints-{run}")
                 continue
-            wait_for("the stock published", lambda: dict(
-                ((s, i), q) for s, i, q in query(
-                    clean_stack, "SELECT store_id, ingredient_id, on_hand FROM inventory"
-                           " WHERE store_id = ANY(%s)", STORES)),
-                lambda levels: all(levels.get(k) == v for k, v in expected["stock"].items()),
-                timeout_s=120)
+            wait_for_stock(clean_stack, expected)
             time.sleep(6)   # a checkpoint more: nothing else may arrive
     props = clean_stack
     statuses = stream_json(props, "order_status")

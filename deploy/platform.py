@@ -309,10 +309,18 @@ class PlatformStack(Stack):
         subnets = elasticache.CfnSubnetGroup(
             self, "RedisSubnets", description="pizzastream redis",
             subnet_ids=[s.subnet_id for s in self.vpc.isolated_subnets])
+        # More than one shard runs in cluster mode: every client then is a cluster client
+        # (Redis.cluster_mode) and a store's keys share one slot through their hash tag.
+        shards = int(redis_config.get("shards", 1))
+        self.redis_cluster_mode = shards > 1
         self.redis = elasticache.CfnReplicationGroup(
             self, "Redis", replication_group_description=f"{self.prefix} hot reads",
             engine="redis", engine_version=redis_config["engine_version"],
-            cache_node_type=redis_config["node_type"], num_node_groups=1,
+            cache_node_type=redis_config["node_type"], num_node_groups=shards,
+            cluster_mode="enabled" if self.redis_cluster_mode else "disabled",
+            cache_parameter_group_name=(
+                f"default.redis{redis_config['engine_version'].split('.')[0]}.cluster.on"
+                if self.redis_cluster_mode else None),
             replicas_per_node_group=redis_config["replicas_per_shard"],
             automatic_failover_enabled=redis_config["replicas_per_shard"] > 0,
             multi_az_enabled=redis_config["replicas_per_shard"] > 0,
@@ -321,6 +329,11 @@ class PlatformStack(Stack):
             cache_subnet_group_name=subnets.ref, port=redis_config["port"],
             security_group_ids=[self.sgs["redis"].security_group_id],
             snapshot_retention_limit=7)
+        # cluster mode: the configuration endpoint, which tells the clients the slot map;
+        # one shard: the primary's endpoint
+        self.redis_endpoint = (self.redis.attr_configuration_end_point_address
+                               if self.redis_cluster_mode
+                               else self.redis.attr_primary_end_point_address)
         self._allow(["order_enrichment", "inventory_windowing", "hourly_metrics", "delivery"],
                     "redis", redis_config["port"])
 
@@ -339,10 +352,9 @@ class PlatformStack(Stack):
                      "password_secret_arn": self.warehouse_secret.secret_arn, "sslmode": "require",
                      "engine": "redshift", "iam_role": self.warehouse_copy_role.role_arn}
         # ElastiCache's AUTH token is the default user's password (plain AUTH).
-        # The replication group is one shard with cluster mode disabled: its primary endpoint.
-        redis = {"host": self.redis.attr_primary_end_point_address,
-                 "port": str(self.config["redis"]["port"]), "user": "default",
-                 "tls": "true", "cluster_mode": "false",
+        redis = {"host": self.redis_endpoint, "port": str(self.config["redis"]["port"]),
+                 "user": "default", "tls": "true",
+                 "cluster_mode": "true" if self.redis_cluster_mode else "false",
                  "password_secret_arn": self.redis_secret.secret_arn}
         streams = {logical: stream.stream_name for logical, stream in self.streams.items()}
         lake = {"bucket": self.lake.bucket_name, "staging_bucket": self.staging.bucket_name,
@@ -405,11 +417,11 @@ class PlatformStack(Stack):
                 "warehouse.user": self.config["warehouse"]["user"],
                 "warehouse.engine": "redshift",
                 "warehouse.iam_role": self.warehouse_copy_role.role_arn,
-                "redis.host": self.redis.attr_primary_end_point_address,
+                "redis.host": self.redis_endpoint,
                 "redis.port": str(self.config["redis"]["port"]),
                 # ElastiCache's AUTH token is the default user's password (plain AUTH).
                 "redis.user": "default",
-                "redis.cluster_mode": "false",    # one shard, cluster mode disabled
+                "redis.cluster_mode": "true" if self.redis_cluster_mode else "false",
                 "lake.bucket": self.lake.bucket_name,
                 "secrets.aurora": self.aurora_secret.secret_arn,
                 "secrets.warehouse": self.warehouse_secret.secret_arn,

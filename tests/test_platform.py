@@ -152,6 +152,22 @@ def test_no_password_or_token_is_written_into_properties_or_environment(template
     assert group["Properties"]["TransitEncryptionEnabled"] is True
 
 
+def test_redis_runs_in_cluster_mode_and_every_client_is_told_so(template):
+    """The example environment asks for 4 shards: ElastiCache in cluster mode, and every
+    service that reads Redis gets ``cluster_mode`` true and the configuration endpoint
+    (which hands the clients the slot map), never one node's address."""
+    (group,) = template.of_type("AWS::ElastiCache::ReplicationGroup").values()
+    props = group["Properties"]
+    assert (props["ClusterMode"], props["NumNodeGroups"]) == ("enabled", 4)
+    assert props["CacheParameterGroupName"] == "default.redis7.cluster.on"
+    readers = {service: groups["Redis"] for service, groups in _deployed_groups(template).items()
+               if "Redis" in groups}
+    assert {"order_enrichment", "inventory_windowing", "hourly_metrics"} <= set(readers)
+    for service, redis in readers.items():
+        assert redis["cluster_mode"] == "true", service
+        assert "ConfigurationEndPoint.Address" in str(redis["host"]), (service, redis["host"])
+
+
 def test_the_functions_ship_every_module_they_import(synthesized):
     """Lambda has the standard library only (and a boto3 of its own, which we do not rely
     on): everything else comes from requirements-lambda.txt, and the project's packages from

@@ -255,8 +255,11 @@ def test_a_serialization_conflict_is_retried_and_the_load_lands_once(clean_stack
 
 # -- the streaming job's sink on both back ends (a Flink job each) ---------------------------
 
-def run_stream_sink(props, rows: list[MetricRow]) -> None:
+def run_stream_sink(props, rows: list[MetricRow], restarts: bool = True) -> None:
+    """The JVM stream sink fed ``rows`` by a Flink job to its end; ``restarts=False`` fails
+    the job on the sink's first error instead of restarting it from a checkpoint."""
     from pyflink.common import Row, Types
+    from pyflink.common.restart_strategy import RestartStrategies
 
     from jobs import runtime
 
@@ -266,12 +269,48 @@ def run_stream_sink(props, rows: list[MetricRow]) -> None:
         Types.BIG_DEC(), Types.STRING()])
     env = runtime.stream_environment(props)
     env.set_parallelism(1)
+    if not restarts:
+        env.set_restart_strategy(RestartStrategies.no_restart())
     t_env = runtime.table_environment(env)
     # Through a table, as the job's rows come (``to_data_stream``: LocalDateTime, decimals).
     rows_in = t_env.from_data_stream(env.from_collection(
         [Row(*astuple(r), warehouse.STREAM) for r in rows], type_info=row_type))
     t_env.to_data_stream(rows_in).sink_to(warehouse.stream_sink(props))
     env.execute("warehouse-stream-sink-test")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_stream_sink_retries_a_serialization_conflict_and_lands_once(clean_stack):
+    """The JVM sink's Redshift load, in a job that may not restart: another serializable
+    writer deletes the hour's rows after the load's snapshot and commits while the load's
+    delete waits for them; the load is aborted (40001), runs again, and lands once."""
+    props = redshift_props(clean_stack)
+    warehouse.replace_hours(props, [H1], [row(1, H1, 4)])
+    failures: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            run_stream_sink(props, [row(1, H1, 7)], restarts=False)
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(error)
+
+    with psycopg.connect(postgres_dsn(props, "Warehouse")) as other:
+        other.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        other.execute("DELETE FROM hourly_store_metrics WHERE window_start = %s", (H1,))
+        job = threading.Thread(target=load)
+        job.start()
+        deadline = time.monotonic() + 120
+        while not query(props, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                               " AND query LIKE 'DELETE FROM hourly_store_metrics USING%%'",
+                        group="Warehouse"):
+            assert time.monotonic() < deadline, "the load never waited for the other writer"
+            assert job.is_alive(), f"the job ended before its load waited: {failures}"
+            time.sleep(0.1)
+        other.commit()
+        job.join(120)
+    assert not job.is_alive() and failures == []
+    assert warehouse.metric_rows(props) == [row(1, H1, 7)]
 
 
 @pytest.mark.integration

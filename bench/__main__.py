@@ -86,6 +86,8 @@ def full_plan() -> list[Run]:
     # where the time goes: the crossing alone, one crossing per event (no rules)
     runs += [Run("crossing", s, 1, **PYTHON)
              for s in ("cross_stateless", "cross_keyed", "cross_keyed_state")]
+    # what merging the two order jobs would save (bench.prototypes.fused_order_path)
+    runs += [Run("merged", "fused", p, **PYTHON) for p in (1, 2)]
     # 4. the Aurora sink: the COPY sink shipped, and the JDBC upsert it replaced
     runs += [Run("aurora", "sink_copy", p, **JVM) for p in (1, 2)]
     runs.append(Run("aurora", "sink_jdbc", 1, **JVM))

@@ -140,6 +140,10 @@ def render(results: dict) -> str:
         "",
         _rows(results, _section(results, "crossing", "prototype")),
         "",
+        "### Both order jobs in one keyed Python call (prototype `fused`)",
+        "",
+        _merged(results),
+        "",
         "### The order path's Python core outside Flink (`python -m bench.profile`)",
         "",
         _profile(results),
@@ -383,4 +387,27 @@ def _findings(results: dict) -> str:
         lines.append(
             f"* order_fct through the COPY sink instead of the JDBC upsert: "
             f"{jdbc['events_per_s']:,.0f} -> {copy['events_per_s']:,.0f} rows/s at p=1.")
+    return "\n".join(lines)
+
+
+def _merged(results: dict) -> str:
+    """The fused prototype beside the chained jobs it would replace, from the same run."""
+    runs = _section(results, "merged")
+    if not runs:
+        return "_not run_"
+    lines = [_rows(results, runs), ""]
+    for p in (1, 2):
+        fused, chained = find(results, "fused", p, "merged"), find(results, "chained", p, "jobs")
+        if fused and chained and chained.get("events_per_cpu_s"):
+            lines.append(f"* p={p}: {_per_cpu(fused)} events/CPU-s against the chained jobs' "
+                         f"{_per_cpu(chained)}: "
+                         f"{fused['events_per_cpu_s'] / chained['events_per_cpu_s']:.2f}x.")
+    lines.append("")
+    lines.append("`bench.prototypes.fused_order_path`: the contract's orders keyed by store go "
+                 "straight into inventory_windowing's batcher (dedup on `order_id`) and one "
+                 "Python call per store batch validates and prices each order "
+                 "(`orders.accept`) and decides it against the stock (`ShardDesk`): no "
+                 "`orders-enriched` stream, no second batcher, shuffle or crossing. It still "
+                 "writes and re-reads the enriched JSON inside Python, which a merged job would "
+                 "not.")
     return "\n".join(lines)

@@ -230,3 +230,19 @@ def test_publication_latency_runs_from_the_watermark_passing_sale_to_the_first_r
     assert result["p50_s"] == pytest.approx(2.5, abs=0.01)
     assert hourly.publication_latencies(tmp_path, spec, props, generated,
                                         after=1096.0)["hours_published"] == 0
+
+
+def test_the_report_sets_the_fused_prototype_beside_the_chained_jobs():
+    from bench import markdown
+
+    def run(scenario, section, p, per_cpu):
+        return {"scenario": scenario, "section": section, "parallelism": p, "id": f"{scenario} p{p}",
+                "label": "", "tuning": {"parallelism": str(p)}, "events_per_s": per_cpu,
+                "events_per_cpu_s": per_cpu,
+                "cpu": {"jvm_cores": 0.5, "python_cores": 0.5, "tree_cores": 1.0,
+                        "others_cores": 0.0}, "load_before": [0.5]}
+
+    results = {"flink": [run("chained", "jobs", 1, 20_000), run("fused", "merged", 1, 30_000)]}
+    text = markdown._merged(results)
+    assert "p=1: 30,000 events/CPU-s against the chained jobs' 20,000: 1.50x." in text
+    assert markdown._merged({"flink": []}) == "_not run_"

@@ -13,10 +13,12 @@ by ``password_secret_arn`` as on AWS) into a file the job reads as MSF's
 standalone cluster whose Python has only apache-flink's distributions and whose processes
 start outside the repository, with no ``PYTHONPATH`` and no ``PIZZASTREAM__`` override.
 Orders put on ``orders`` must then come out of all three: a final status in Redis for each
-(order_enrichment, inventory_windowing) and the live view of their sales (hourly_metrics),
-without a restart of any job.
+(order_enrichment, inventory_windowing) and the live view of their sales (hourly_metrics).
+The cluster restarts no job (MSF would, for ever): a failure anywhere, such as a Python
+worker that cannot import what it was shipped, fails its job and the test at once, with
+the job's root exception.
 
-The zip is ``deploy/package.sh``'s, rebuilt first when a source it packs is newer.
+The zip is ``deploy/package.sh``'s, rebuilt first when it is stale (``_zip_is_stale``).
 """
 from __future__ import annotations
 
@@ -163,6 +165,15 @@ def _property_groups(job: str, props, env_file: Path) -> list[dict]:
     return groups
 
 
+def _causes(cluster: StandaloneCluster, job_id: str) -> str:
+    """The end of a failed job's root exception without its stack frames: the causes, with
+    a Python worker's traceback and error among them."""
+    text = cluster.rest(f"/jobs/{job_id}/exceptions").get("root-exception") or ""
+    lines = [line for line in text.splitlines()
+             if line.strip() and not line.strip().startswith(("at ", "... "))]
+    return "\n".join(lines[-40:])
+
+
 def test_msf_zip_runs_every_job_as_msf_starts_it(clean_stack, msf_zip, msf_python, tmp_path):
     props = clean_stack
     app = tmp_path / "app"
@@ -175,7 +186,7 @@ def test_msf_zip_runs_every_job_as_msf_starts_it(clean_stack, msf_zip, msf_pytho
     cluster = StandaloneCluster(
         cluster_dir, task_managers=1, slots=len(JOBS), python=str(msf_python),
         cwd=cluster_dir, environ=_outside_repository(), plugins=PLUGINS_DIR,
-        settings=_s3_settings(props))
+        settings={**_s3_settings(props), "restart-strategy.type": "none"})
     with cluster:
         started = {}
         for job in JOBS:
@@ -193,12 +204,13 @@ def test_msf_zip_runs_every_job_as_msf_starts_it(clean_stack, msf_zip, msf_pytho
         redis = redis_store.client(props)
 
         def outputs():
+            for job, job_id in started.items():
+                state = cluster.job(job_id)["state"]
+                assert state == "RUNNING", f"{job} {state}: {_causes(cluster, job_id)}"
             return (len(list(redis.scan_iter(match=redis_store.order_status_key("*")))),
                     len(list(redis.scan_iter(match="live:*"))))
 
         wait_for("a final status of every order and the live view of their sales", outputs,
                  lambda found: found[0] >= report.by_kind[VALID] and found[1] > 0, 300)
-        for job, job_id in started.items():
-            assert cluster.job(job_id)["state"] == "RUNNING", job
-            assert cluster.restarts(job_id) == 0, (job, cluster.root_exception(job_id))
+        for job_id in started.values():
             cluster.cancel(job_id)

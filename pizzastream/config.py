@@ -6,6 +6,11 @@ groups from ``conf/local/application_properties.json`` (or the file named by
 ``PIZZASTREAM_PROPERTIES``). A single value can be overridden with an environment
 variable ``PIZZASTREAM__<GROUP>__<KEY>`` (for example ``PIZZASTREAM__AURORA__PORT``).
 
+``PIZZASTREAM_MSF_PROPERTIES`` names a file that stands in for MSF's: a job started with it
+reads its groups there and behaves as on MSF (``is_local()`` is false), which is how
+``tests/test_msf_zip.py`` starts the unpacked application zip on a standalone cluster
+without writing to ``/etc/flink``.
+
 Secrets never travel in properties: on AWS a group names a Secrets Manager secret with
 ``<key>_secret_arn`` (``Aurora.password_secret_arn``, ``Redis.password_secret_arn``) and
 ``load_properties`` reads it at start into ``<key>``, in memory only.
@@ -20,21 +25,27 @@ MSF_PROPERTIES = Path("/etc/flink/application_properties.json")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PROPERTIES = REPO_ROOT / "conf" / "local" / "application_properties.json"
 ENV_FILE = "PIZZASTREAM_PROPERTIES"
+ENV_MSF_FILE = "PIZZASTREAM_MSF_PROPERTIES"
 ENV_OVERRIDE_PREFIX = "PIZZASTREAM__"
 SECRET_SUFFIX = "_secret_arn"
+
+
+def msf_properties_path() -> Path:
+    """Where MSF puts the application's property groups (or the file standing in for it)."""
+    return Path(os.environ.get(ENV_MSF_FILE) or MSF_PROPERTIES)
 
 
 def properties_path() -> Path:
     if os.environ.get(ENV_FILE):
         return Path(os.environ[ENV_FILE])
-    if MSF_PROPERTIES.exists():
-        return MSF_PROPERTIES
+    if msf_properties_path().exists():
+        return msf_properties_path()
     return LOCAL_PROPERTIES
 
 
 def is_local() -> bool:
     """True unless running on MSF, where the platform provides the properties file."""
-    return properties_path() != MSF_PROPERTIES
+    return properties_path() != msf_properties_path()
 
 
 def load_properties(path: Path | None = None) -> dict[str, dict[str, str]]:

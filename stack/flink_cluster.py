@@ -20,11 +20,18 @@ directory linking ``lib/*`` plus that jar; and the JVM options the jobs rely on 
 at start, pid and log files stay in ``workdir``, so the cluster never meets another one.
 Its temporary files too (``io.tmp.dirs``, ``java.io.tmpdir`` and the Python workers'
 ``TMPDIR`` all point at ``workdir/tmp``), removed by ``stop``.
+
+``run_packaged_job`` submits an unpacked MSF application zip instead, the way MSF starts
+it (``tests/test_msf_zip.py``): for that the cluster can run outside the repository
+(``cwd``, ``environ``: a Python worker started in the repository would import the project
+from there, whatever the zip lacks), with another interpreter (``python``: one with only
+what MSF's runtime provides), file system plugins (``plugins``) and ``settings`` of its own.
 """
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 import re
 import shutil
 import signal
@@ -40,6 +47,10 @@ from pizzastream.config import REPO_ROOT
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
 JVM_OPTIONS = "-Daws.cborEnabled=false -Duser.timezone=UTC"
+# The run options MSF accepts for a Python application and the ``flink run`` option each is
+# (docs.aws.amazon.com/managed-flink/latest/java/how-python-creating.html: no pyModule,
+# pyExecutable or pyRequirements).
+RUN_OPTION_FLAGS = {"python": "-py", "pyFiles": "-pyfs", "jarfile": "-j", "pyArchives": "-pyarch"}
 
 
 def pyflink_home() -> Path:
@@ -113,8 +124,12 @@ class ClusterError(RuntimeError):
 class StandaloneCluster:
     def __init__(self, workdir: Path, *, task_managers: int = 2, slots: int = 2,
                  checkpoint_interval: str = "5 s", restart_delay: str = "5 s",
-                 task_manager_memory: str = "1728m", python: str = sys.executable):
+                 task_manager_memory: str = "1728m", python: str = sys.executable,
+                 cwd: Path = REPO_ROOT, environ: Mapping[str, str] | None = None,
+                 plugins: Path | None = None, settings: Mapping[str, object] | None = None):
         self.workdir = Path(workdir)
+        self.cwd, self._environ = Path(cwd), environ
+        self._plugins, self._settings = plugins, dict(settings or {})
         self.task_managers, self.slots = task_managers, slots
         self._checkpoint_interval, self._restart_delay = checkpoint_interval, restart_delay
         self._tm_memory = task_manager_memory
@@ -142,9 +157,11 @@ class StandaloneCluster:
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for the package's scripts: this cluster's conf, lib, pid, log and
         temp dirs."""
-        return {**os.environ, "TMPDIR": str(self.tmp_dir), "FLINK_CONF_DIR": str(self.conf_dir),
+        plugins = {"FLINK_PLUGINS_DIR": str(self._plugins)} if self._plugins else {}
+        return {**(os.environ if self._environ is None else self._environ),
+                "TMPDIR": str(self.tmp_dir), "FLINK_CONF_DIR": str(self.conf_dir),
                 "FLINK_LIB_DIR": str(self.workdir / "lib"), "FLINK_PID_DIR": str(self.workdir / "pid"),
-                "FLINK_LOG_DIR": str(self.log_dir), **(extra or {})}
+                "FLINK_LOG_DIR": str(self.log_dir), **plugins, **(extra or {})}
 
     def _write_configuration(self) -> None:
         for name in ("conf", "lib", "pid", "log", "savepoints", "checkpoints", "tmp"):
@@ -190,17 +207,18 @@ class StandaloneCluster:
             "heartbeat.timeout": 15000,
             "python.executable": self.python,
             "python.client.executable": self.python,
+            **self._settings,
         }
         # Flat keys are valid YAML for Flink's config.yaml parser.
         (self.conf_dir / "config.yaml").write_text(
             "".join(f"{key}: {json.dumps(value) if isinstance(value, str) else value}\n"
                     for key, value in settings.items()))
 
-    def _script(self, *args: str, timeout_s: float = 300,
-                env: dict[str, str] | None = None) -> str:
+    def _script(self, *args: str, timeout_s: float = 300, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> str:
         result = subprocess.run(["bash", str(self.home / "bin" / args[0]), *args[1:]],
-                                cwd=REPO_ROOT, env=self.env(env), capture_output=True, text=True,
-                                timeout=timeout_s, stdin=subprocess.DEVNULL)
+                                cwd=cwd or self.cwd, env=self.env(env), capture_output=True,
+                                text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
         output = result.stdout + result.stderr
         if result.returncode != 0:
             raise ClusterError(f"`{' '.join(args)}` exited {result.returncode}:\n{output[-3000:]}")
@@ -313,11 +331,20 @@ class StandaloneCluster:
         args += ["-pyclientexec", self.python, "-pyexec", self.python,
                  "-j", str(DEPENDENCIES_JAR),
                  "-py", str(entry_point or REPO_ROOT / "jobs" / f"{job}.py")]
-        output = self._script(*args, timeout_s=timeout_s, env=env)
-        found = re.search(r"JobID ([0-9a-f]{32})", output)
-        if not found:
-            raise ClusterError(f"no job id in the output of flink run:\n{output[-3000:]}")
-        return found.group(1)
+        return _job_id(self._script(*args, timeout_s=timeout_s, env=env))
+
+    def run_packaged_job(self, directory: Path, run_options: Mapping[str, str], *,
+                         env: dict[str, str] | None = None, timeout_s: float = 300) -> str:
+        """Submits an unpacked MSF application zip detached, as MSF starts it: each of its
+        run options (the ``kinesis.analytics.flink.run.options`` group) as the ``flink run``
+        option it stands for, naming a path inside ``directory``, run from ``directory``;
+        the Python interpreters are the cluster's, as MSF's are (it accepts no
+        ``pyExecutable``). Returns the job id."""
+        args = ["flink", "run", "-d"]
+        for key, value in run_options.items():
+            paths = ",".join(str(Path(directory) / path) for path in value.split(","))
+            args += [RUN_OPTION_FLAGS[key], paths]
+        return _job_id(self._script(*args, timeout_s=timeout_s, env=env, cwd=Path(directory)))
 
     def stop_with_savepoint(self, job_id: str, timeout_s: float = 180) -> str:
         """``flink stop --savepointPath``: the job drains nothing (no ``--drain``), takes a
@@ -371,6 +398,13 @@ class StandaloneCluster:
         before = len(self.task_managers_info())
         self._script("taskmanager.sh", "start")
         self.wait_for_task_managers(before + 1)
+
+
+def _job_id(output: str) -> str:
+    found = re.search(r"JobID ([0-9a-f]{32})", output)
+    if not found:
+        raise ClusterError(f"no job id in the output of flink run:\n{output[-3000:]}")
+    return found.group(1)
 
 
 def _alive(pid: int) -> bool:

@@ -56,7 +56,6 @@ from pizzastream.publication import (  # noqa: E402
 
 JOB_NAME = "hourly_metrics"
 SALES, FIRST_COPIES, SALE_ORDERS = "sales", "first_copies", "sale_orders"
-PROGRESS = "pos_progress"
 MINUTE_MS = 60_000
 # Most sales folded into the live view's per-store, per-minute counts before they are written.
 LIVE_BATCH_SALES = 100_000

@@ -15,7 +15,7 @@ its end with when its first metric row left the job.
 from __future__ import annotations
 
 import time
-from datetime import timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 from pyflink.common import Types
@@ -117,9 +117,7 @@ class _FirstRowOfEachHour(MapFunction):
         self._file = open(self._path, "a")
 
     def map(self, row):
-        from pizzastream.orders import epoch_ms
-
-        end_ms = epoch_ms(row[2].replace(tzinfo=timezone.utc))
+        end_ms = row[2] * 60_000      # window_end in minutes (``job.WIRE_COLUMNS``)
         if end_ms not in self._seen:
             self._seen.add(end_ms)
             self._file.write(f"{end_ms} {time.time_ns() // 1_000_000}\n")

@@ -3,10 +3,10 @@
 
 Layout (bucket ``Lake.bucket``, prefixes in the ``HourlyMetrics`` group):
 
-- ``lake/hourly_store_metrics/dt=YYYY-MM-DD/hour=HH/<one object>``: written by the streaming
-  job (Flink filesystem connector, one Parquet object per hour once published) and replaced
-  by ``replace_hour`` with a single PUT of the same key, so a reader sees the old hour or the
-  new one, never both or neither. Hive-style partitions, as Athena, Spectrum, DuckDB and
+- ``lake/hourly_store_metrics/dt=YYYY-MM-DD/hour=HH/<one object>``: written whole by
+  ``replace_hour`` with a single PUT of the same key, by the streaming job's publisher at
+  each publication and correction of the hour and by the batch corrections, so a reader sees
+  the old hour or the new one, never both or neither. Hive-style partitions, as Athena, Spectrum, DuckDB and
   pyarrow expect; the partition columns are in the path only, not in the files.
 - ``staging/order_fct/dt=YYYY-MM-DD/hour=HH/*.parquet``: the hourly ETL's copy of each hour's
   ``order_fct`` line items (``etl/staging.py``), read by the batch mode of ``hourly_metrics``.
@@ -27,8 +27,8 @@ from pizzastream.metrics import METRIC_COLUMNS, MetricRow, as_hour
 
 log = logging.getLogger(__name__)
 
-# What the Flink filesystem connector writes (timestamps as Parquet INT96, as Flink's
-# Parquet writer does; every column optional); corrections are written with the same types.
+# The lake's Parquet schema (timestamps as Parquet INT96, as Flink's Parquet writer has
+# written them since the first hours; every column optional).
 METRICS_SCHEMA = pa.schema([
     ("store_id", pa.int32()),
     ("window_start", pa.timestamp("ms")),
@@ -42,17 +42,8 @@ METRICS_SCHEMA = pa.schema([
     ("avg_order_value", pa.decimal128(12, 2)),
 ])
 assert tuple(METRICS_SCHEMA.names) == METRIC_COLUMNS
-# The metrics as Flink SQL columns (``metric_sql``'s result types).
-METRICS_SQL_COLUMNS = (
-    "store_id INT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), orders BIGINT,"
-    " items BIGINT, revenue DECIMAL(12, 2), online_orders BIGINT, in_store_orders BIGINT,"
-    " delivery_orders BIGINT, avg_order_value DECIMAL(12, 2)")
-# Flink SQL of a partition's values, matching ``partition``.
-PARTITION_SQL = "DATE_FORMAT(window_start, 'yyyy-MM-dd'), DATE_FORMAT(window_start, 'HH')"
-
-
 def partition_values(hour: datetime) -> tuple[str, str]:
-    """The ``dt`` and ``hour`` partition values of an hour (``PARTITION_SQL`` in Flink)."""
+    """The ``dt`` and ``hour`` partition values of an hour."""
     return f"{hour:%Y-%m-%d}", f"{hour:%H}"
 
 
@@ -71,27 +62,6 @@ def metrics_url(props: dict[str, dict[str, str]]) -> str:
 
 def staging_url(props: dict[str, dict[str, str]]) -> str:
     return f"s3://{staging_bucket(props)}/{_prefix(props, 'staging_prefix')}"
-
-
-def metrics_sink_ddl(props: dict[str, dict[str, str]], table: str) -> str:
-    """Flink table writing metric rows (``METRICS_SQL_COLUMNS`` then the two partition
-    values, ``PARTITION_SQL``) to the lake.
-
-    Exactly once: a part file becomes visible (S3 multipart upload completed) only when the
-    checkpoint that covers it completes; Parquet, a bulk format, rolls on every checkpoint.
-    One writer, and an hour's rows all leave the window operator when the watermark passes
-    the hour's end, before the next checkpoint barrier, so each published hour is ONE object.
-    No success files: they would be a second object in the partition."""
-    return f"""
-CREATE TEMPORARY TABLE `{table}` (
-  {METRICS_SQL_COLUMNS}, dt STRING, `hour` STRING
-) PARTITIONED BY (dt, `hour`) WITH (
-  'connector' = 'filesystem',
-  'path' = '{metrics_url(props)}',
-  'format' = 'parquet',
-  'parquet.utc-timezone' = 'true',
-  'sink.parallelism' = '1'
-)"""
 
 
 def staging_source_ddl(props: dict[str, dict[str, str]], table: str) -> str:

@@ -37,6 +37,7 @@ from connectors import redshift
 from connectors.redshift import CopyFromS3, Statement, statement_sql
 from pizzastream.config import jdbc_url, postgres_dsn
 from pizzastream.metrics import METRIC_COLUMNS, MetricRow, Publication
+from pizzastream.publication import LATE, PARTIAL, STREAM
 
 Props = dict[str, dict[str, str]]
 POSTGRESQL, REDSHIFT = "postgresql", "redshift"
@@ -44,7 +45,9 @@ TABLE = "hourly_store_metrics"
 STAGE = "hourly_store_metrics_stage"
 PUBLICATIONS = "metrics_publication"
 ORDER_FCT, ORDER_FCT_STAGE = "order_fct", "order_fct_stage"
-STREAM, BATCH = "stream", "batch"
+# Who wrote a row: the stream (``pizzastream.publication``: ``STREAM``, ``PARTIAL``,
+# ``LATE``) or a batch correction.
+BATCH = "batch"
 # The staged columns: a metric row, where it came from, when the load committed.
 LOAD_COLUMNS = (*METRIC_COLUMNS, "source", "published_at")
 _COLUMNS = ", ".join(LOAD_COLUMNS)
@@ -65,16 +68,29 @@ _DELETE_STAGED_KEYS = (f"DELETE FROM {TABLE} USING {STAGE}"
                        f" WHERE {TABLE}.store_id = {STAGE}.store_id"
                        f" AND {TABLE}.window_start = {STAGE}.window_start")
 _INSERT_STAGED = f"INSERT INTO {TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM {STAGE}"
+# Before the merge: what the staged rows change of the same keys is read against the rows
+# they replace.
 _LOG_PUBLICATION = (
-    f"INSERT INTO {PUBLICATIONS} (window_start, window_end, source, published_at, stores)"
-    f" SELECT window_start, window_end, source, published_at, COUNT(*) FROM {STAGE}"
-    f" GROUP BY window_start, window_end, source, published_at")
+    f"INSERT INTO {PUBLICATIONS} (window_start, window_end, source, published_at, stores,"
+    f" revenue_change, orders_change)"
+    f" SELECT s.window_start, s.window_end, s.source, s.published_at, COUNT(*),"
+    f" SUM(s.revenue - COALESCE(t.revenue, 0)), SUM(s.orders - COALESCE(t.orders, 0))"
+    f" FROM {STAGE} s LEFT JOIN {TABLE} t"
+    f" ON t.store_id = s.store_id AND t.window_start = s.window_start"
+    f" GROUP BY s.window_start, s.window_end, s.source, s.published_at")
 _DROP_STAGE = f"DROP TABLE {STAGE}"
 # Reads, the same on both engines.
 METRIC_ROWS_SQL = (f"SELECT {', '.join(METRIC_COLUMNS)} FROM {TABLE}"
                    f" ORDER BY window_start, store_id")
+# Corrections: the stream's ``late`` loads and the ETL's ``batch`` ones (a replay of the
+# stream after a restart is neither).
+_CORRECTION = "source IN (%s, %s)"
 PUBLICATIONS_SQL = (f"SELECT window_start, window_end, MIN(published_at),"
-                    f" SUM(CASE WHEN source = %s THEN 1 ELSE 0 END) FROM {PUBLICATIONS}"
+                    f" SUM(CASE WHEN {_CORRECTION} THEN 1 ELSE 0 END),"
+                    f" SUM(CASE WHEN source = %s THEN stores ELSE 0 END),"
+                    f" SUM(CASE WHEN {_CORRECTION} THEN revenue_change ELSE 0 END),"
+                    f" SUM(CASE WHEN {_CORRECTION} THEN orders_change ELSE 0 END)"
+                    f" FROM {PUBLICATIONS}"
                     f" WHERE window_start >= %s AND window_start < %s"
                     f" GROUP BY window_start, window_end ORDER BY window_start")
 
@@ -113,8 +129,9 @@ def replace_hours_statements(hours: Sequence[datetime], fill: Statement | None
     in_hours = ", ".join(f"TIMESTAMP '{hour:%Y-%m-%d %H:%M:%S}'" for hour in hours)
     return [_CREATE_STAGE,
             *([fill] if fill is not None else []),
+            _LOG_PUBLICATION,
             *([f"DELETE FROM {TABLE} WHERE window_start IN ({in_hours})"] if hours else []),
-            _INSERT_STAGED, _LOG_PUBLICATION, _DROP_STAGE]
+            _INSERT_STAGED, _DROP_STAGE]
 
 
 def metric_load_table(rows: Sequence[MetricRow], source: str,
@@ -250,7 +267,7 @@ def _now() -> datetime:
 def stream_statements(fill: Statement) -> list[Statement]:
     """The streaming job's per-checkpoint transaction: ``fill`` stages the checkpoint's
     rows, which then replace the rows with the same keys."""
-    return [_CREATE_STAGE, fill, _DELETE_STAGED_KEYS, _INSERT_STAGED, _LOG_PUBLICATION,
+    return [_CREATE_STAGE, fill, _LOG_PUBLICATION, _DELETE_STAGED_KEYS, _INSERT_STAGED,
             _DROP_STAGE]
 
 
@@ -322,5 +339,6 @@ def publications(props: Props, start: datetime, end: datetime) -> list[Publicati
     publication and how many corrections followed."""
     with backend(props).connect() as conn:
         cursor = conn.cursor()
-        cursor.execute(PUBLICATIONS_SQL, (BATCH, start, end))
+        cursor.execute(PUBLICATIONS_SQL, (LATE, BATCH, PARTIAL, LATE, BATCH, LATE, BATCH,
+                                          start, end))
         return [Publication(*record) for record in cursor.fetchall()]

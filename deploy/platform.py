@@ -67,10 +67,14 @@ CONSUMERS = {"orders": "order_enrichment", "orders_enriched": "inventory_windowi
 # Static groups the services read (values as conf/local, where production keeps them).
 ORDER_RULES = {"max_quantity": "20", "max_lines": "25", "max_record_bytes": "8192",
                "max_future_seconds": "300", "max_age_hours": "48"}
-HOURLY_METRICS = {"out_of_orderness_minutes": "20", "idle_seconds": "60",
+HOURLY_METRICS = {"out_of_orderness_minutes": "2", "idle_seconds": "60",
+                  "pos_wait_minutes": "30", "allowed_lateness_minutes": "60",
+                  "late_refresh_seconds": "5",
                   "publication_target_minutes": "20", "live_ttl_minutes": "120",
                   "live_refresh_ms": "1000", "lake_prefix": "lake/hourly_store_metrics",
-                  "staging_prefix": "staging/order_fct", "dedup_ttl_minutes": "120"}
+                  "staging_prefix": "staging/order_fct", "dedup_ttl_minutes": "160"}
+# The POS contract's cadence: POS ingestion tells a missing batch by it.
+POS_CADENCE_S = "900"
 ETL = {"fetch_rows": "10000", "part_rows": "1000000", "metrics_chunk_hours": "24"}
 # The container image's build context: only what deploy/docker/Dockerfile copies.
 IMAGE_FILES = ["requirements.txt", "scripts/setup_kcl.sh", "deploy/kcl/pom.xml",
@@ -363,7 +367,8 @@ class PlatformStack(Stack):
         if service == "pos":
             return {"Aws": aws, "Aurora": aurora, "Lake": lake,
                     "Streams": {"sales": streams["sales"]},
-                    "Pos": {"store_systems": str(self.config["pos"]["store_systems"])}}
+                    "Pos": {"store_systems": str(self.config["pos"]["store_systems"]),
+                            "batch_interval_s": POS_CADENCE_S}}
         if service == "health":
             return {"Aws": aws, "Aurora": aurora}
         if service == "etl":

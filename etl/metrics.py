@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from jobs import hourly_metrics
-from pizzastream.metrics import stream_closes_at
+from pizzastream.publication import HourlySettings
 
 Props = dict[str, dict[str, str]]
 
@@ -37,8 +37,8 @@ def refresh(props: Props, hours: Sequence[datetime],
 
 
 def stream_closed(props: Props, hour: datetime, now: datetime) -> bool:
-    """Whether the streaming job has published ``hour`` by ``now`` (both aware UTC)."""
-    group = props["HourlyMetrics"]
-    closes_at = stream_closes_at(hour, timedelta(minutes=float(group["out_of_orderness_minutes"])),
-                                 timedelta(seconds=float(group["idle_seconds"])))
+    """Whether the streaming job has first published ``hour`` by ``now`` (both aware UTC).
+    It may still correct it from late sales for ``allowed_lateness_minutes``: the ETL's
+    recomputation from ``order_fct`` and the stream's correction count the same sales."""
+    closes_at = HourlySettings.from_props(props).closes_at(hour.replace(tzinfo=None))
     return closes_at.replace(tzinfo=timezone.utc) <= now

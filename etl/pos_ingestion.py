@@ -24,7 +24,10 @@ For each manifest under ``pos/landing/`` (the POS writes it after the data):
    regrouped line items), so hourly_metrics sees in-store sales; a batch of sales that
    were all known already sends nothing. Sales are sent after the commit, and each chunk
    is drained from the outbox after Kinesis took it: a crash re-sends at most one chunk
-   (same event ids), never loses one.
+   (same event ids), never loses one. Then the store system's progress (what its ledger
+   says it has delivered up to, ``delivered_up_to``) goes on ``sales`` as one marker per
+   store, behind that store's sales: hourly_metrics publishes an hour once every store
+   system's batches covering it are in.
 5. The delivery is moved to ``pos/archive/``, so landing only holds what is still to do;
    each object is copied and deleted only if it is still the version read (ETag
    conditions), so a re-upload under the same name is left for the next run, never lost.
@@ -59,7 +62,8 @@ from pizzastream.dead_letters import PAYLOAD_LIMIT, DeadLetter
 from pizzastream.pos_batches import (
     ARCHIVE_PREFIX, DATA_SUFFIX, LANDING_PREFIX, MANIFEST_SUFFIX, QUARANTINE_PREFIX,
     REASON_SUFFIX, BadBatch, BadLines, BatchDigest, Fault, Manifest, RefusedLine, SettledLine,
-    batch_key, line_dead_letter, orders_from_lines, parse_manifest_key, system_prefix,
+    batch_key, delivered_up_to, line_dead_letter, orders_from_lines, parse_manifest_key,
+    progress_json, system_prefix, system_stores,
 )
 from pizzastream.sales import FACT_COLUMNS, sale_json
 
@@ -70,6 +74,13 @@ MAX_LINE_BYTES = 64 * 1024          # a longer "line" is damage, and must not fi
 # Refused lines of one batch kept for their dead letters (each payload is cut at 4 KiB, so
 # at most 4 MB); the batch's reason counts the ones beyond.
 MAX_REFUSED_LINES = 1_000
+# The ledger rows a store system's progress is read from: a batch missing for longer than
+# this no longer holds it back (by then hourly_metrics has published and stopped correcting
+# the hours it covers; the hourly ETL counts its sales when it comes).
+PROGRESS_LOOKBACK = "3 hours"
+_SYSTEM_LEDGER = """
+SELECT batch_id, status FROM pos_batch
+WHERE store_system = %s AND first_seen_at >= now() - interval '""" + PROGRESS_LOOKBACK + "'"
 # S3's answers to a conditional copy or delete of an object that is not the version read
 # any more (replaced: 412; gone: 404).
 _CHANGED_SINCE_READ = frozenset({"PreconditionFailed", "412", "NoSuchKey", "404"})
@@ -137,6 +148,7 @@ class PosIngestion:
         self._s3 = aws.client(props, "s3")
         self._bucket = pos_bucket(props)
         self._systems = int(props["Pos"]["store_systems"])
+        self._cadence_ms = int(float(props["Pos"]["batch_interval_s"]) * 1000)
         self._producer = KinesisProducer(props)
         self._sales = stream_name(props, "sales")
 
@@ -176,7 +188,20 @@ class PosIngestion:
             except Exception as error:  # noqa: BLE001 - raised by run_once after the others
                 log.exception("ingesting %s failed; left in landing for the next run", batch)
                 errors.append(error)
+        if any(outcome.status != "quarantined" for outcome in outcomes):
+            self._send_progress(conn, system)
         return outcomes
+
+    def _send_progress(self, conn: psycopg.Connection, system: int) -> None:
+        """Puts the system's progress on ``sales``, one marker per store, each with the
+        store's partition key: it reaches every shard that carries the system's sales, after
+        them."""
+        up_to = delivered_up_to(conn.execute(_SYSTEM_LEDGER, (system,)).fetchall(),
+                                self._cadence_ms)
+        if up_to is None:
+            return
+        self._producer.put(self._sales, [(str(store), progress_json(system, store, up_to).encode())
+                                         for store in system_stores(system, self._systems)])
 
     def _deliveries(self, system: int) -> list[str]:
         """Batch ids of the manifests in the system's landing area, in id order."""

@@ -4,20 +4,26 @@ a live per-minute view of each store's hour in Redis.
 sales (Kinesis, JSON text; event time and per-shard watermarks, then decoded once into typed
 rows, in the JVM) -> Flink SQL:
   first copy of each order id (one deduplication, shared) -> sale_orders (view)
-  sale_orders -> ``pizzastream.metrics.metric_sql``: 1-hour TUMBLE per
-    store, emitted when the watermark passes the hour's end
-      -> lake: Parquet under dt=/hour=, one object per hour        (``connectors.lake``)
-      -> warehouse: staged merge per checkpoint                   (``connectors.warehouse``)
+  sale_orders -> ``pizzastream.metrics.metric_sql``: 1-hour TUMBLE per store, emitted when
+    the watermark passes the hour's end, then once more per ``late_refresh_seconds`` while
+    late sales change it (allowed lateness)
+      -> publisher (Python, per store and hour: ``HourPublisher``)
+           -> lake: Parquet under dt=/hour=, the hour's one object written whole (``connectors.lake``)
+           -> warehouse: staged merge per checkpoint          (``connectors.warehouse``)
+  POS progress markers -> the publisher (which stores' POS had delivered the hour)
   sale_orders -> orders/revenue per store and minute, updated as sales come
       -> Redis ``live:{<store>}:<yyyymmddhh>``                       (``connectors.redis_store``)
 
-Every per-event step runs in the JVM; Python only wires the job.
+Every per-sale step runs in the JVM; Python wires the job and publishes store-hours.
 
-The watermark trails the newest sale by ``HourlyMetrics.out_of_orderness_minutes`` (20:
-in-store sales come in 15-minute POS batches), so hour H is published about that long after
-it ends. A sale later than that misses the stream's hour but is in ``order_fct``: the hourly
-ETL recomputes the hour with ``run_batch`` (the same SQL, in batch mode, over the staging copy
-of ``order_fct``) and replaces it in both sinks with ``publish_hours``.
+The watermark trails the newest sale by ``HourlyMetrics.out_of_orderness_minutes`` and waits
+for every POS store system's batches up to the hour's end, at most ``pos_wait_minutes``
+(``pizzastream.flink.JsonEventTime``): an hour is published as soon as it is complete, and a
+store whose POS stayed silent is published ``partial``. A sale later than that updates its
+hour within ``allowed_lateness_minutes`` (``pizzastream.publication``); later still, it is in
+``order_fct``: the hourly ETL recomputes the hour with ``run_batch`` (the same SQL, in batch
+mode, over the staging copy of ``order_fct``) and replaces it in both sinks with
+``publish_hours``.
 
 Run locally with ``python jobs/hourly_metrics.py``; the same file is the ``python`` run option
 of the Managed Service for Apache Flink application.
@@ -31,24 +37,34 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyflink.common import Types  # noqa: E402
+from pyflink.common import Row, RowKind, Types  # noqa: E402
+from pyflink.common.typeinfo import LocalTimeTypeInfo  # noqa: E402
 from pyflink.datastream import DataStream, StreamExecutionEnvironment  # noqa: E402
+from pyflink.datastream.functions import KeyedCoProcessFunction  # noqa: E402
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor  # noqa: E402
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table  # noqa: E402
 
 from connectors import kinesis, lake, redis_store, warehouse  # noqa: E402
 from jobs import runtime  # noqa: E402
 from pizzastream.metrics import (  # noqa: E402
-    HOUR_MS, SALE_ORDER_COLUMNS, MetricRow, as_hour, metric_sql, money_text_sql, shortest_dedup_ttl,
-    stream_closes_at,
+    HOUR_MS, METRIC_COLUMNS, SALE_ORDER_COLUMNS, MetricRow, as_hour, metric_sql,
+    money_text_sql,
+)
+from pizzastream.publication import (  # noqa: E402
+    HourlySettings, corrections, first_publication, row_from_wire,
 )
 
 JOB_NAME = "hourly_metrics"
 SALES, FIRST_COPIES, SALE_ORDERS = "sales", "first_copies", "sale_orders"
-METRICS = "hourly_metric_rows"
 MINUTE_MS = 60_000
 # Most sales folded into the live view's per-store, per-minute counts before they are written.
 LIVE_BATCH_SALES = 100_000
-LAKE_TABLE, STAGING_TABLE = "lake_hourly_store_metrics", "staging_order_fct"
+STAGING_TABLE = "staging_order_fct"
+# What the publisher hands the warehouse sink: a metric row and who wrote it.
+_TIMESTAMP = LocalTimeTypeInfo(LocalTimeTypeInfo.TimeType.LOCAL_DATE_TIME)
+PUBLISHED_ROW = Types.ROW_NAMED(list(warehouse.LOAD_COLUMNS[:-1]), [
+    Types.INT(), _TIMESTAMP, _TIMESTAMP, Types.LONG(), Types.LONG(),
+    Types.BIG_DEC(), Types.LONG(), Types.LONG(), Types.LONG(), Types.BIG_DEC(), Types.STRING()])
 
 # The fields of the sale record (docs/streams.md) the metrics read; ``t`` is the event time
 # (epoch ms) the source's watermarks are computed from.
@@ -68,8 +84,24 @@ FIRST_COPIES_SQL = f"""
 SELECT o AS order_id, s AS store_id, c AS channel, f AS fulfillment, n AS items,
        r AS revenue_cents, t AS ts_ms, event_time
 FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY o ORDER BY seen_at) AS copy FROM {SALES})
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY o ORDER BY seen_at) AS copy FROM {SALES}
+  WHERE o IS NOT NULL)
 WHERE copy = 1"""
+
+# The metric rows as they cross into the publisher: window bounds in minutes since the
+# epoch and money in integer cents (``row_from_wire`` in Python), which PyFlink carries
+# exactly (its conversion of a SQL TIMESTAMP or DECIMAL column does not).
+WIRE_COLUMNS = tuple(
+    f"CAST({name} * 100 AS BIGINT)" if name in ("revenue", "avg_order_value")
+    else f"TIMESTAMPDIFF(MINUTE, TIMESTAMP '1970-01-01 00:00:00', {name})"
+    if name in ("window_start", "window_end") else name for name in METRIC_COLUMNS)
+
+# POS progress markers (``pizzastream.pos_batches.progress_json``: no order id): the store's
+# POS has delivered every sale before ``t``, so every hour ending by then; each goes to the
+# last of those hours (the first it completes, unless the POS was silent for an hour).
+PROGRESS_SQL = f"""
+SELECT s AS store_id, t - MOD(t, {HOUR_MS}) AS hour_end_ms FROM {SALES}
+WHERE o IS NULL AND s IS NOT NULL AND t IS NOT NULL"""
 
 # The first copies as the metrics' ``SALE_ORDER_COLUMNS`` (``ts`` the rowtime attribute)
 # plus ``ts_ms``, the same event time in epoch ms for the live view's arithmetic.
@@ -99,20 +131,8 @@ GROUP BY store_id, hour_ms, minute_of_hour"""
 
 def _settings(props: dict[str, dict[str, str]]) -> tuple[timedelta, timedelta]:
     """The watermark's out-of-orderness bound and idleness."""
-    group = props["HourlyMetrics"]
-    return (timedelta(minutes=float(group["out_of_orderness_minutes"])),
-            timedelta(seconds=float(group["idle_seconds"])))
-
-
-def _dedup_ttl(props: dict[str, dict[str, str]]) -> timedelta:
-    """``HourlyMetrics.dedup_ttl_minutes``, refused when an order id could be forgotten
-    while its hour is still open (``shortest_dedup_ttl``)."""
-    ttl = timedelta(minutes=float(props["HourlyMetrics"]["dedup_ttl_minutes"]))
-    shortest = shortest_dedup_ttl(*_settings(props))
-    if ttl < shortest:
-        raise ValueError(f"HourlyMetrics.dedup_ttl_minutes must be at least "
-                         f"{shortest / timedelta(minutes=1):g}: an hour stays open that long")
-    return ttl
+    settings = HourlySettings.from_props(props)
+    return settings.out_of_orderness, settings.idle
 
 
 def sales_table(t_env: StreamTableEnvironment, sales: DataStream) -> Table:
@@ -137,15 +157,17 @@ def timed_columns() -> Schema:
 def metrics_and_live(t_env: StreamTableEnvironment, sales: Table,
                      props: dict[str, dict[str, str]]) -> tuple[DataStream, DataStream]:
     """The job's logic without its edges: sales (``SALE_RECORD`` columns, ``event_time``
-    with watermarks, ``seen_at``) in; metric rows (``METRIC_COLUMNS``) and live Redis
-    commands out. Benchmarks feed it directly."""
+    with watermarks, ``seen_at``) in; metric rows (``WIRE_COLUMNS``, a changelog: each
+    store-hour inserted when the watermark passes its end, then updated by late sales) and
+    live Redis commands out. Benchmarks feed it directly."""
     group = props["HourlyMetrics"]
+    settings = HourlySettings.from_props(props)
     config = t_env.get_config()
     # Every operator is Flink SQL or JVM code that neither keeps nor changes the records it
     # is handed, so chained operators pass them on without a defensive copy each.
     config.set("pipeline.object-reuse", "true")
     # Only the deduplication and the live view keep per-key state outside windows.
-    config.set("table.exec.state.ttl", f"{_dedup_ttl(props) // timedelta(milliseconds=1)} ms")
+    config.set("table.exec.state.ttl", f"{settings.dedup_ttl // timedelta(milliseconds=1)} ms")
     # The deduplication without mini-batches: a processing-time mini-batch assigner would
     # replace the sales' watermarks with the wall clock, and the windows need the former.
     config.set("table.exec.mini-batch.enabled", "false")
@@ -153,7 +175,16 @@ def metrics_and_live(t_env: StreamTableEnvironment, sales: Table,
     t_env.create_temporary_view(FIRST_COPIES, runtime.computed_once(
         t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime"))
     t_env.execute_sql(SALE_ORDERS_SQL)
-    metrics = t_env.to_data_stream(t_env.sql_query(metric_sql(SALE_ORDERS)))
+    if settings.lateness:
+        # An hour stays open that long after it fired; a late sale updates its row (an
+        # update pair per store, hour and ``late_refresh``, not per sale).
+        config.set("table.exec.emit.allow-lateness",
+                   f"{settings.lateness // timedelta(milliseconds=1)} ms")
+        config.set("table.exec.emit.late-fire.enabled", "true")
+        config.set("table.exec.emit.late-fire.delay",
+                   f"{settings.late_refresh // timedelta(milliseconds=1)} ms")
+    metrics = t_env.to_changelog_stream(t_env.sql_query(
+        f"SELECT {', '.join(WIRE_COLUMNS)} FROM ({metric_sql(SALE_ORDERS)})"))
     # The live view's running counts change once per key and mini-batch, not per sale: a
     # batch ends after ``live_refresh_ms`` or LIVE_BATCH_SALES sales, enough for the
     # busiest second to fold into one update per store and minute.
@@ -165,24 +196,102 @@ def metrics_and_live(t_env: StreamTableEnvironment, sales: Table,
     return metrics, live
 
 
+class HourPublisher(KeyedCoProcessFunction):
+    """Publishes each hour (the key: its end, epoch ms) once the window has emitted it, and
+    its late changes after that (``pizzastream.publication``): the lake's object of the hour
+    written whole (a PUT: readers see the old hour or the new one), the new or changed rows
+    out to the warehouse sink, with their ``source``. A replay after a restore writes the
+    same object and merges the same rows again. Per store and hour, never per sale.
+
+    The window emits an hour's rows together, when the watermark passes its end, so the
+    publisher collects them for ``late_refresh_seconds`` of processing time and publishes
+    them then (PyFlink 1.20 hands this operator no watermark to set event-time timers by);
+    a window subtask later than that publishes its rows as a ``late`` correction. POS
+    progress markers come keyed by the last hour they complete: a store without one for the
+    hour when it is published is published ``partial``. The hour's state goes
+    ``changes_for`` after it was first seen, as the window's does."""
+
+    def __init__(self, props: dict[str, dict[str, str]]):
+        self._props = props
+        self._settings = HourlySettings.from_props(props)
+
+    def open(self, runtime_context) -> None:
+        self._rows = runtime_context.get_map_state(
+            MapStateDescriptor("rows", Types.INT(), Types.PICKLED_BYTE_ARRAY()))
+        self._published = runtime_context.get_map_state(
+            MapStateDescriptor("published", Types.INT(), Types.PICKLED_BYTE_ARRAY()))
+        self._delivered = runtime_context.get_map_state(
+            MapStateDescriptor("delivered", Types.INT(), Types.BOOLEAN()))
+        self._forget_at = runtime_context.get_state(
+            ValueStateDescriptor("forget_at", Types.LONG()))
+
+    def _remember(self, ctx) -> int:
+        """Sets the hour's expiry when it is first seen; returns the processing time."""
+        timers = ctx.timer_service()
+        now = timers.current_processing_time()
+        if self._forget_at.value() is None:
+            forget_at = now + self._settings.changes_for // timedelta(milliseconds=1)
+            self._forget_at.update(forget_at)
+            timers.register_processing_time_timer(forget_at)
+        return now
+
+    def process_element1(self, value: Row, ctx):
+        if value.get_row_kind() in (RowKind.UPDATE_BEFORE, RowKind.DELETE):
+            return
+        self._rows.put(value[0], row_from_wire(value))
+        now = self._remember(ctx)
+        refresh = self._settings.late_refresh // timedelta(milliseconds=1) or 1
+        ctx.timer_service().register_processing_time_timer(now - now % refresh + refresh)
+
+    def process_element2(self, value: Row, ctx):
+        self._remember(ctx)
+        self._delivered.put(value[0], True)
+
+    def on_timer(self, timestamp: int, ctx):
+        if timestamp == self._forget_at.value():
+            self._rows.clear()
+            self._published.clear()
+            self._delivered.clear()
+            self._forget_at.clear()
+            return
+        current = sorted(self._rows.values(), key=lambda row: row.store_id)
+        if not current:
+            return
+        if self._published.is_empty():
+            changed = first_publication(current, set(self._delivered.keys()))
+        else:
+            changed = corrections(dict(self._published.items()), current)
+        if not changed:
+            return
+        lake.replace_hour(self._props, current[0].window_start, current)
+        for row, source in changed:
+            self._published.put(row.store_id, row)
+            yield Row(*vars(row).values(), source)
+
+
+def publish(t_env: StreamTableEnvironment, metrics: DataStream,
+            props: dict[str, dict[str, str]]) -> DataStream:
+    """Metric rows (``metrics_and_live``'s changelog, ``WIRE_COLUMNS``) through
+    ``HourPublisher``, with the POS progress markers of the ``sales`` view: the rows each
+    publication wrote."""
+    progress = t_env.to_data_stream(t_env.sql_query(PROGRESS_SQL))
+    return (metrics.key_by(lambda row: row[2] * 60_000, key_type=Types.LONG())
+            .connect(progress.key_by(lambda marker: marker[1], key_type=Types.LONG()))
+            .process(HourPublisher(props), PUBLISHED_ROW).name("publish-hours")
+            .uid("publish-hours"))
+
+
 def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
     """Adds the job's dataflow to ``env`` (tests and benchmarks reuse it)."""
     t_env = runtime.table_environment(env)
-    out_of_orderness, idle = _settings(props)
+    settings = HourlySettings.from_props(props)
     sales = kinesis.text_records(env, props, "sales", runtime.json_event_time(
-        "t", out_of_orderness // timedelta(milliseconds=1), idle // timedelta(milliseconds=1)))
+        "t", settings.out_of_orderness // timedelta(milliseconds=1),
+        settings.idle // timedelta(milliseconds=1),
+        settings.pos_wait // timedelta(milliseconds=1)))
     metrics, live = metrics_and_live(t_env, sales_table(t_env, sales), props)
-
-    # Both sinks read the one converted stream: two SQL queries would compute it twice.
-    t_env.create_temporary_view(METRICS, metrics)
-    t_env.to_data_stream(t_env.sql_query(f"SELECT *, '{warehouse.STREAM}' FROM {METRICS}")) \
-        .sink_to(warehouse.stream_sink(props)).name("warehouse:hourly_store_metrics") \
-        .uid("sink-warehouse-hourly-store-metrics")
-    t_env.execute_sql(lake.metrics_sink_ddl(props, LAKE_TABLE))
-    statements = t_env.create_statement_set()
-    statements.add_insert_sql(
-        f"INSERT INTO {LAKE_TABLE} SELECT *, {lake.PARTITION_SQL} FROM {METRICS}")
-    statements.attach_as_datastream()
+    publish(t_env, metrics, props).sink_to(warehouse.stream_sink(props)) \
+        .name("warehouse:hourly_store_metrics").uid("sink-warehouse-hourly-store-metrics")
 
     # The live rows are a changelog: an update's old value is written just before its new
     # one (at most once per key and mini-batch), which leaves the new value.
@@ -227,7 +336,8 @@ def publish_hours(props: dict[str, dict[str, str]], rows: Sequence[MetricRow],
     and rows outside ``hours``."""
     hours = sorted({as_hour(hour) for hour in hours})
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    open_hours = [hour for hour in hours if stream_closes_at(hour, *_settings(props)) > now]
+    settings = HourlySettings.from_props(props)
+    open_hours = [hour for hour in hours if settings.closes_at(hour) > now]
     if open_hours:
         raise ValueError(f"the stream may still publish {[h.isoformat() for h in open_hours]}")
     by_hour: dict[datetime, list[MetricRow]] = {hour: [] for hour in hours}

@@ -304,12 +304,14 @@ def redis_set_commands(lines: DataStream, key_prefix: str) -> DataStream:
         REDIS_COMMAND.get_java_type_info()))
 
 
-def json_event_time(field: str, out_of_orderness_ms: int, idle_ms: int) -> WatermarkStrategy:
+def json_event_time(field: str, out_of_orderness_ms: int, idle_ms: int,
+                    pos_wait_ms: int = 0) -> WatermarkStrategy:
     """Event time from a JSON text record's epoch-millisecond ``field`` and watermarks
-    bounded by ``out_of_orderness_ms``, following the wall clock on a shard quiet for
-    ``idle_ms``; computed in the JVM (``pizzastream.flink.JsonEventTime``, which says why)."""
-    return WatermarkStrategy(
-        get_gateway().jvm.pizzastream.flink.JsonEventTime(field, out_of_orderness_ms, idle_ms))
+    bounded by ``out_of_orderness_ms``, held back by POS progress markers at most
+    ``pos_wait_ms``, following the wall clock on a shard quiet for ``idle_ms``; computed in
+    the JVM (``pizzastream.flink.JsonEventTime``, which says why)."""
+    return WatermarkStrategy(get_gateway().jvm.pizzastream.flink.JsonEventTime(
+        field, out_of_orderness_ms, idle_ms, pos_wait_ms))
 
 
 def json_rows(stream: DataStream, row_type, max_bytes: int) -> DataStream:

@@ -165,10 +165,16 @@ def metric_sql(view: str = "sale_orders") -> str:
     one row per order: streaming reads the sales after its one deduplication by order id
     (``jobs.hourly_metrics.SALE_ORDERS_SQL``, shared with the live view), batch reads
     ``order_fct`` regrouped into orders. Streaming and batch run this same text, so a
-    correction computes exactly what the stream would have, had the sale been on time."""
+    correction computes exactly what the stream would have, had the sale been on time.
+
+    A group window (``GROUP BY TUMBLE``), not the window table function: only the group
+    window can stay open after it fired (allowed lateness) and emit its updated row for a
+    late sale, the stream's own correction path (``jobs.hourly_metrics``)."""
     return f"""
 SELECT
-  store_id, window_start, window_end,
+  store_id,
+  CAST(TUMBLE_START(ts, INTERVAL '1' HOUR) AS TIMESTAMP(3)) AS window_start,
+  CAST(TUMBLE_END(ts, INTERVAL '1' HOUR) AS TIMESTAMP(3)) AS window_end,
   COUNT(*) AS orders,
   SUM(items) AS items,
   {money_sql("SUM(revenue_cents)")} AS revenue,
@@ -176,18 +182,23 @@ SELECT
   COUNT(*) FILTER (WHERE channel = '{Channel.IN_STORE}') AS in_store_orders,
   COUNT(*) FILTER (WHERE fulfillment = '{Fulfillment.DELIVERY}') AS delivery_orders,
   {money_sql("(2 * SUM(revenue_cents) + COUNT(*)) / (2 * COUNT(*))")} AS avg_order_value
-FROM TABLE(TUMBLE(TABLE {view}, DESCRIPTOR(ts), INTERVAL '1' HOUR))
-GROUP BY store_id, window_start, window_end"""
+FROM {view}
+GROUP BY store_id, TUMBLE(ts, INTERVAL '1' HOUR)"""
 
 
 @dataclass(frozen=True)
 class Publication:
-    """When an hour's metrics were first published (``metrics_publication``)."""
+    """When an hour's metrics were first published (``metrics_publication``), how many
+    loads corrected it since (the stream's ``late`` ones and the ETL's ``batch`` ones) and
+    by how much, and how many stores were first published without their POS (``partial``)."""
 
     window_start: datetime
     window_end: datetime
     first_published_at: datetime
     corrections: int
+    partial_stores: int = 0
+    revenue_change: Decimal = Decimal(0)
+    orders_change: int = 0
 
     @property
     def delay(self) -> timedelta:
@@ -218,20 +229,24 @@ def summarize_delays(publications: Iterable[Publication], target: timedelta) -> 
                         sum(delay <= target for delay in delays), target)
 
 
-def stream_closes_at(hour: datetime, out_of_orderness: timedelta, idle: timedelta) -> datetime:
-    """When the streaming job has closed ``hour`` (published it at its next checkpoint) at
-    the latest, unless it is behind: its watermark passes the hour's end once a sale
-    ``out_of_orderness`` past the end arrives or, on a quiet stream, ``idle`` after the last
-    sale (``pizzastream.flink.JsonEventTime``). A correction of an hour before then would
-    race the stream's own publication of it."""
-    return window_bounds(hour)[1] + out_of_orderness + idle
+def stream_closes_at(hour: datetime, out_of_orderness: timedelta, idle: timedelta,
+                     pos_wait: timedelta = timedelta(0)) -> datetime:
+    """When the streaming job has published ``hour`` at the latest, unless it is behind:
+    its watermark passes the hour's end once a sale ``out_of_orderness`` past the end
+    arrives and every store system's POS batches up to the end are in, but a silent POS
+    holds it at most ``pos_wait`` (``pizzastream.flink.JsonEventTime``); on a quiet stream
+    the clock takes over after ``idle``. A correction of an hour before then would race the
+    stream's own publication of it."""
+    return window_bounds(hour)[1] + max(out_of_orderness, pos_wait) + idle
 
 
-def shortest_dedup_ttl(out_of_orderness: timedelta, idle: timedelta) -> timedelta:
+def shortest_dedup_ttl(out_of_orderness: timedelta, idle: timedelta,
+                       pos_wait: timedelta = timedelta(0),
+                       lateness: timedelta = timedelta(0)) -> timedelta:
     """How long the stream must remember an order id after its first copy for every later
-    copy to be dropped while the order's hour is open, when the job keeps up with the
-    stream: the hour closes at most an hour after its first sale plus the watermark's
-    bound, or, on a quiet stream, plus ``idle`` before the watermark follows the clock
-    (``stream_closes_at``). A copy coming later than that finds its hour closed (too late
-    for the stream, counted by the hourly batch from ``order_fct``)."""
-    return HOUR + out_of_orderness + idle
+    copy to be dropped while the order's hour can still change, when the job keeps up with
+    the stream: the hour closes at most an hour after its first sale plus the watermark's
+    bound (``stream_closes_at``), and takes late sales ``lateness`` longer. A copy coming
+    later than that finds its hour closed for good (too late for the stream, counted by the
+    hourly batch from ``order_fct``)."""
+    return HOUR + max(out_of_orderness, pos_wait) + idle + lateness

@@ -389,3 +389,62 @@ def _readable_ids(raw: bytes) -> tuple[str | None, int | None]:
         return None, None
     order_id = doc.get("order_id")
     return (order_id if is_id(order_id) else None), storable_store_id(doc.get("store_id"))
+
+
+# --- completeness: what a store system has delivered --------------------------------------
+
+_BATCH_CUT = re.compile(r"^ss\d+-(\d{8})T(\d{6})(\d{3})Z$")
+# A marker on ``sales`` saying a store system's sales up to its time are all there; written
+# starting with this text so the job's watermark generator tells it from a sale without
+# parsing (``pizzastream.flink.JsonEventTime``).
+PROGRESS_PREFIX = '{"pos":'
+
+
+def batch_cut_ms(batch: str) -> int | None:
+    """When a batch was cut (``batch_id``'s stamp), None for an id the POS did not make."""
+    match = _BATCH_CUT.match(batch)
+    if not match:
+        return None
+    return parse_event_time(f"{match[1][:4]}-{match[1][4:6]}-{match[1][6:]}T"
+                            f"{match[2][:2]}:{match[2][2:4]}:{match[2][4:]}.{match[3]}Z")
+
+
+def delivered_up_to(batches: Iterable[tuple[str, str]], cadence_ms: int) -> int | None:
+    """The time up to which a store system's sales have all been loaded, from its ledger
+    rows ``(batch_id, status)``: the cut of its newest batch such that no earlier batch is
+    still expected, None when nothing can be said yet.
+
+    A POS batch holds what the store system settled since its previous cut, so a loaded
+    batch cut at T stands for every sale before T only if the batches before it are loaded
+    too. Two things say one is still expected: a batch quarantined and not yet delivered
+    whole again (a cut-short file), and a gap in the cuts longer than one and a half
+    cadences (a batch not delivered at all yet). Repeated deliveries change nothing."""
+    loaded, waiting = [], []
+    for batch, status in batches:
+        cut = batch_cut_ms(batch)
+        if cut is not None:
+            (waiting if status == "quarantined" else loaded).append(cut)
+    if not loaded:
+        return None
+    loaded.sort()
+    stop = min(waiting, default=None)
+    frontier = None
+    for cut in loaded:
+        if stop is not None and cut > stop:
+            break
+        if frontier is not None and cut - frontier > cadence_ms * 3 // 2:
+            break
+        frontier = cut
+    return frontier
+
+
+def progress_json(system: int, store_id: int, up_to_ms: int) -> str:
+    """The ``sales`` marker of a store system's progress, put with the partition key of one
+    of its stores so that it follows that store's sales on their shard (``PROGRESS_PREFIX``;
+    ``s`` and ``t`` as a sale names them)."""
+    return f'{PROGRESS_PREFIX}{system},"s":{store_id},"t":{up_to_ms}}}'
+
+
+def system_stores(system: int, systems: int) -> list[int]:
+    """The stores a POS store system runs (``store_system``'s contiguous ranges)."""
+    return [store for store in STORE_IDS if store_system(store, systems) == system]

@@ -15,13 +15,15 @@ import argparse
 import json
 import time
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 
 import analytics.__main__ as analytics_cli
 import stack
 from api.demo import ReadSide
-from connectors import aurora, aws, redis_store
+from connectors import aurora, aws, redis_store, warehouse
 from pizzastream.config import load_properties, stream_name
 from pizzastream.orders import OrderStatus
+from pizzastream.publication import HourlySettings, freshness
 from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess, LocalProcess
@@ -35,6 +37,8 @@ SERVICES = {
     "pos": (["-m", "pos", "--interval", "10", "--duplicate-share", "0.1",
              "--truncate-share", "0.05"], {}),
     "pos_ingestion": (["-m", "etl.pos_ingestion"], {"PIZZASTREAM__ETL__INGESTION_INTERVAL_S": "5"}),
+    # production's hourly schedule of the ETL (stack.etl_schedule), every 30 s for the demo
+    "etl_schedule": (["-m", "stack.etl_schedule"], {"PIZZASTREAM__ETL__SCHEDULE_INTERVAL_S": "30"}),
 }
 SECOND_WAVE_SEQUENCE = 100_000
 REFUSED = OrderStatus.REJECTED_INSUFFICIENT_INVENTORY.value
@@ -195,17 +199,27 @@ def main() -> None:
                 _count(props, "pos_orders"), args.timeout)
         _settle(jobs, "the business day's hours to be published", lambda: _published_hours(props),
                 1, args.timeout)
+        schedule = next(job for job in jobs if job.job == "etl_schedule")
+        _settle(jobs, "a scheduled hourly ETL run after the traffic",
+                lambda: _finished_etl_runs(schedule), _started_etl_runs(schedule) + 1,
+                args.timeout)
     finally:
         for job in jobs:
             job.stop()
     _summary(props, args.stock_factor)
-    print("\n== hourly ETL: Aurora -> S3 staging -> warehouse, late POS sales corrected ==")
-    etl = LocalProcess("etl_hourly", ["-m", "etl.hourly"])
-    if etl.wait() != 0:
-        raise SystemExit(f"demo: the hourly ETL failed:\n{etl.log_tail()}")
-    print(etl.output())
+    print("\n== hourly ETL on its schedule (stack.etl_schedule): Aurora -> S3 staging -> "
+          "warehouse, late sales corrected ==")
+    print(schedule.output())
     _hourly_metrics(props)
     read_side.print_access()
+
+
+def _started_etl_runs(schedule: LocalProcess) -> int:
+    return schedule.output().count(" started")
+
+
+def _finished_etl_runs(schedule: LocalProcess) -> int:
+    return schedule.output().count(" exited ")
 
 
 def _published_hours(props) -> int:
@@ -228,8 +242,32 @@ def _hourly_metrics(props) -> None:
           "  (the demo replays a past business day within minutes, so these delays measure the\n"
           "  replay; on live traffic the same report gives the pipeline's own delay)")
     analytics_cli.main(["publication", "--from", day.isoformat(), "--to", day.isoformat()])
+    _freshness(props, day)
     print("\n== chart ==")
     analytics_cli.main(["chart", "--store", str(store), "--day", day.isoformat()])
+
+
+def _freshness(props, day) -> None:
+    """Per hour: first publication, corrections and what they changed, stores published
+    without their POS, and the alarm's verdict (``pizzastream.publication.freshness``)."""
+    start = datetime.combine(day, datetime.min.time())
+    settings = HourlySettings.from_props(props)
+    with aurora.connect(props, "Warehouse") as conn:
+        sold = [hour for (hour,) in conn.execute(
+            "SELECT DISTINCT window_start FROM hourly_store_metrics WHERE window_start >= %s"
+            " AND window_start < %s", (start, start + timedelta(days=1)))]
+    report = freshness(warehouse.publications(props, start, start + timedelta(days=1)), sold,
+                       settings.bound, datetime.now(timezone.utc).replace(tzinfo=None))
+    print(f"\n== freshness and completeness (alarm: first publication later than "
+          f"{settings.bound} after the hour) ==")
+    print(f"  {'hour':<18}{'first published':<22}{'corrections':>12}{'orders +/-':>11}"
+          f"{'revenue +/-':>13}{'partial stores':>16}")
+    for hour in report.hours:
+        print(f"  {hour.window_start:%Y-%m-%d %H:00}  {hour.first_published_at:%H:%M:%S}"
+              f"{'':<14}{hour.corrections:>12}{hour.orders_change:>11}"
+              f"{hour.revenue_change:>13}{hour.partial_stores:>16}")
+    print(f"  alarm: {len(report.late)} hour(s) late"
+          + (f": {', '.join(f'{h:%H:00}' for h in report.late)}" if report.late else ""))
 
 
 if __name__ == "__main__":

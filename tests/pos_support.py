@@ -77,6 +77,20 @@ def stream_json(props, logical_name: str) -> list[dict]:
             aws.read_stream(kinesis, stream_name(props, logical_name))]
 
 
+def sale_records(props) -> list[dict]:
+    """The sales on ``sales``, without POS ingestion's progress markers."""
+    return [record for record in stream_json(props, "sales") if "pos" not in record]
+
+
+def progress_markers(props) -> dict[int, int]:
+    """Per store, the newest progress POS ingestion put on ``sales``."""
+    progress: dict[int, int] = {}
+    for record in stream_json(props, "sales"):
+        if "pos" in record:
+            progress[record["s"]] = max(progress.get(record["s"], record["t"]), record["t"])
+    return progress
+
+
 def landing_keys(props, prefix: str) -> list[str]:
     s3 = aws.client(props, "s3")
     pages = s3.get_paginator("list_objects_v2").paginate(

@@ -151,7 +151,11 @@ def on_duckdb(props) -> list[MetricRow]:
 
 def test_stream_publishes_on_time_hours_and_batch_corrects_late_sales_in_place(engine_stack):
     """On both warehouse back ends (``engine_stack``)."""
-    props = {**engine_stack, "HourlyMetrics": {**engine_stack["HourlyMetrics"], "idle_seconds": "10"}}
+    # The seed's settings: a 20-minute bound and no lateness, so sales later than that are
+    # left to the batch correction (the stream's own corrections: test_hourly_publication_e2e).
+    props = {**engine_stack, "HourlyMetrics": {
+        **engine_stack["HourlyMetrics"], "idle_seconds": "10", "out_of_orderness_minutes": "20",
+        "allowed_lateness_minutes": "0"}}
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     end = hour_of(epoch_ms((now - timedelta(minutes=25)).replace(tzinfo=timezone.utc)))
     start = end - 3 * HOUR

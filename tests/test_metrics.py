@@ -166,7 +166,7 @@ def test_rows_add_up_to_the_orders(orders):
 
 def test_one_sql_text_for_stream_and_batch_over_the_named_view():
     sql = metric_sql("my_orders")
-    assert "TABLE my_orders" in sql and "INTERVAL '1' HOUR" in sql
+    assert "FROM my_orders" in sql and "TUMBLE(ts, INTERVAL '1' HOUR)" in sql
     assert metric_sql() == metric_sql("sale_orders")
 
 
@@ -189,20 +189,18 @@ def test_the_stream_closes_an_hour_after_the_bound_and_idleness():
                             timedelta(seconds=60)) == datetime(2026, 11, 25, 0, 21)
 
 
-def test_the_stream_remembers_an_order_while_its_hour_can_be_open():
+def test_a_silent_pos_holds_the_hour_at_most_its_wait():
+    bound, idle, pos_wait = timedelta(minutes=2), timedelta(seconds=60), timedelta(minutes=30)
+    assert stream_closes_at(datetime(2026, 11, 24, 23), bound, idle, pos_wait) == \
+        datetime(2026, 11, 25, 0, 31)
+
+
+def test_the_stream_remembers_an_order_while_its_hour_can_change():
     bound, idle = timedelta(minutes=20), timedelta(seconds=60)
     assert shortest_dedup_ttl(bound, idle) == timedelta(minutes=81)
     # a sale at the very start of an hour: its hour closes exactly that long after it
     hour = datetime(2026, 11, 24, 23)
     assert stream_closes_at(hour, bound, idle) - hour == shortest_dedup_ttl(bound, idle)
-
-
-def test_the_job_refuses_a_dedup_state_shorter_than_an_open_hour():
-    from jobs.hourly_metrics import _dedup_ttl
-    from pizzastream.config import load_properties
-
-    props = load_properties()
-    assert _dedup_ttl(props) >= shortest_dedup_ttl(timedelta(minutes=20), timedelta(seconds=60))
-    short = {**props, "HourlyMetrics": {**props["HourlyMetrics"], "dedup_ttl_minutes": "80"}}
-    with pytest.raises(ValueError, match="at least 81"):
-        _dedup_ttl(short)
+    # and late sales change it for the allowed lateness after that
+    assert shortest_dedup_ttl(timedelta(minutes=2), idle, timedelta(minutes=30),
+                              timedelta(minutes=60)) == timedelta(minutes=151)

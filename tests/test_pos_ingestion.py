@@ -17,12 +17,12 @@ from connectors import aws
 from connectors.kinesis_producer import KinesisPutError
 from etl.pos_ingestion import PosIngestion
 from pizzastream.config import REPO_ROOT
-from pizzastream.pos_batches import sale_event_id
+from pizzastream.pos_batches import batch_cut_ms, sale_event_id, system_stores
 from pizzastream.sales import sale_json
 from pos.bulk import deliver_bulk
 from pos.outbox import Version
-from tests.pos_support import HOUR_MS, PosDeliveries, landing_keys, make_order, query, \
-    stream_json
+from tests.pos_support import HOUR_MS, SYSTEMS, PosDeliveries, landing_keys, make_order, \
+    progress_markers, query, sale_records
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def expected_facts(sold) -> Counter:
 
 
 def sales(props) -> Counter:
-    return Counter(json.dumps(s, sort_keys=True) for s in stream_json(props, "sales"))
+    return Counter(json.dumps(s, sort_keys=True) for s in sale_records(props))
 
 
 def expected_sales(sold) -> Counter:
@@ -80,6 +80,9 @@ def test_a_batch_loads_its_rows_sends_its_sales_and_is_archived(clean_stack, pos
     assert sales(clean_stack) == expected_sales(sold)
     assert ledger(clean_stack) == {manifest.batch_id: ("published", None, 1, 10, 10, 5)}
     assert landing_keys(clean_stack, "pos/landing/") == []
+    # and the store system's progress, the batch's cut, for every one of its stores
+    assert progress_markers(clean_stack) == {
+        store: batch_cut_ms(manifest.batch_id) for store in system_stores(1, SYSTEMS)}
     assert len(landing_keys(clean_stack, "pos/archive/")) == 2
     assert query(clean_stack, "SELECT count(*) FROM pos_batch_order") == [(0,)]
 

@@ -15,7 +15,7 @@ import stack
 from connectors.kinesis_producer import KinesisProducer
 from pizzastream.config import REPO_ROOT, stream_name
 from pizzastream.sales import sale_json
-from tests.pos_support import landing_keys, make_order, query, stream_json
+from tests.pos_support import landing_keys, make_order, query, sale_records
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def test_every_accepted_in_store_order_is_settled_once_despite_duplicate_batches
 
     assert Counter(query(props, "SELECT order_id, product_id, channel FROM order_fct")) == \
         Counter((o.order_id, line.product_id, "in_store") for o in sold for line in o.lines)
-    assert sorted((s["o"], s["r"], s["n"]) for s in stream_json(props, "sales")) == \
+    assert sorted((s["o"], s["r"], s["n"]) for s in sale_records(props)) == \
         sorted((o.order_id, o.total_cents, sum(ln.quantity for ln in o.lines)) for o in sold)
     assert query(props, "SELECT sum(record_count), sum(deliveries) FROM pos_batch") == [
         (2 * len(sold), 60)]

@@ -136,6 +136,11 @@ def test_replaced_hours_hold_exactly_the_rows_given(engine_stack):
     assert warehouse.metric_rows(engine_stack) == [row(1, H1, 5), row(1, H2, 6)]
     assert [(p.window_start, p.corrections) for p in
             warehouse.publications(engine_stack, H1, H2 + HOUR)] == [(H1, 2), (H2, 1)]
+    # what the loads changed of the keys they staged: H1 6 orders, then store 1's 4 -> 5
+    # (store 2's row removed is no staged key)
+    assert [(p.orders_change, p.revenue_change) for p in
+            warehouse.publications(engine_stack, H1, H2 + HOUR)] == [
+        (7, Decimal("87.50")), (6, Decimal("75.00"))]
     warehouse.replace_hours(engine_stack, [H2], [])                  # nothing sold any more
     assert warehouse.metric_rows(engine_stack) == [row(1, H1, 5)]
 

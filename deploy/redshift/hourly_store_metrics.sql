@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS metrics_publication (
     window_end    timestamp NOT NULL,
     source        varchar(8) NOT NULL,
     published_at  timestamp NOT NULL,
-    stores        bigint NOT NULL
+    stores        bigint NOT NULL,
+    revenue_change numeric(14,2) NOT NULL,  -- the load's revenue less what its rows held before
+    orders_change  bigint NOT NULL
 )
 DISTSTYLE ALL
 SORTKEY (window_start);

@@ -1,6 +1,8 @@
 package pizzastream.flink;
 
 import java.io.IOException;
+import java.util.HashMap;
+import java.util.Map;
 import org.apache.flink.api.common.eventtime.TimestampAssigner;
 import org.apache.flink.api.common.eventtime.TimestampAssignerSupplier;
 import org.apache.flink.api.common.eventtime.Watermark;
@@ -33,6 +35,16 @@ import org.apache.flink.util.clock.RelativeClock;
  * measured on the input-activity clock, which stands still while the source is
  * back-pressured, so a busy job never looks idle.
  *
+ * <p>POS progress markers ({@code {"pos":<store system>,"s":<store>,"t":<ms>}}, put by POS
+ * ingestion after a store system's batch, with each of its stores' partition keys so one
+ * follows that store's sales on their shard) hold the watermark back: a shard's watermark
+ * never passes the oldest progress of the store systems it has heard from, so an hour closes
+ * once every store system's batches covering it are in, not after a fixed bound that the POS
+ * cadence would have to fit in. A silent store system holds it at most {@code holdMillis}
+ * behind the newest sale (on a quiet shard, the wall clock): past that the hour is published
+ * without it and its sales come as late corrections. A marker is not a sale: it moves neither
+ * the newest event time nor, alone, the quiet clock's start.
+ *
  * <p>Records are parsed only up to the field. One without a readable field keeps the time
  * Kinesis received it; the stream is written by the pipeline itself, so that is a bug upstream,
  * and it must not stop the job.
@@ -40,15 +52,39 @@ import org.apache.flink.util.clock.RelativeClock;
 public final class JsonEventTime implements WatermarkStrategy<String> {
     private static final long serialVersionUID = 1L;
     private static final JsonFactory JSON = new JsonFactory();
+    static final String PROGRESS_PREFIX = "{\"pos\":";
 
     private final String field;
     private final long outOfOrdernessMillis;
     private final long idleMillis;
+    private final long holdMillis;
 
     public JsonEventTime(String field, long outOfOrdernessMillis, long idleMillis) {
+        this(field, outOfOrdernessMillis, idleMillis, outOfOrdernessMillis);
+    }
+
+    public JsonEventTime(String field, long outOfOrdernessMillis, long idleMillis, long holdMillis) {
         this.field = field;
         this.outOfOrdernessMillis = outOfOrdernessMillis;
         this.idleMillis = idleMillis;
+        this.holdMillis = Math.max(holdMillis, outOfOrdernessMillis);
+    }
+
+    /**
+     * The watermark rule, apart from its state so it can be checked directly: the newest sale
+     * less the out-of-orderness bound (on a quiet shard at least the clock less it), held back
+     * to the oldest store system's progress ({@code Long.MAX_VALUE}: none heard of), never more
+     * than {@code holdMillis} behind the newest sale (quiet: behind the clock).
+     */
+    public static long watermark(long newestEventTime, long oldestProgress, boolean quiet, long now,
+                                 long outOfOrdernessMillis, long holdMillis) {
+        long reference = quiet ? Math.max(newestEventTime, now) : newestEventTime;
+        long held = Math.min(reference - outOfOrdernessMillis, oldestProgress);
+        return Math.max(held, reference - holdMillis) - 1;
+    }
+
+    static boolean isProgress(String record) {
+        return record.startsWith(PROGRESS_PREFIX);
     }
 
     @Override
@@ -80,11 +116,25 @@ public final class JsonEventTime implements WatermarkStrategy<String> {
         return receivedAt;
     }
 
+    /** The store system of a progress marker, -1 if it cannot be read. */
+    static int storeSystem(String record) {
+        int end = PROGRESS_PREFIX.length();
+        while (end < record.length() && Character.isDigit(record.charAt(end))) {
+            end++;
+        }
+        try {
+            return Integer.parseInt(record.substring(PROGRESS_PREFIX.length(), end));
+        } catch (NumberFormatException unreadable) {
+            return -1;
+        }
+    }
+
     private final class Generator implements WatermarkGenerator<String> {
         private final RelativeClock activity;
         private long newestEventTime = Long.MIN_VALUE;
         private long lastRecordAt;
         private long emitted = Long.MIN_VALUE;
+        private final Map<Integer, Long> progress = new HashMap<>();
 
         Generator(RelativeClock activity) {
             this.activity = activity;
@@ -93,6 +143,13 @@ public final class JsonEventTime implements WatermarkStrategy<String> {
 
         @Override
         public void onEvent(String record, long eventTime, WatermarkOutput output) {
+            if (isProgress(record)) {
+                int system = storeSystem(record);
+                if (system >= 0) {
+                    progress.merge(system, eventTime, Math::max);
+                }
+                return;
+            }
             newestEventTime = Math.max(newestEventTime, eventTime);
             lastRecordAt = activity.relativeTimeMillis();
         }
@@ -106,10 +163,12 @@ public final class JsonEventTime implements WatermarkStrategy<String> {
                 }
                 return;
             }
-            long watermark = newestEventTime - outOfOrdernessMillis - 1;
-            if (quiet) {
-                watermark = Math.max(watermark, System.currentTimeMillis() - outOfOrdernessMillis - 1);
+            long oldest = Long.MAX_VALUE;
+            for (long systemProgress : progress.values()) {
+                oldest = Math.min(oldest, systemProgress);
             }
+            long watermark = watermark(newestEventTime, oldest, quiet, System.currentTimeMillis(),
+                                       outOfOrdernessMillis, holdMillis);
             if (watermark > emitted) {
                 emitted = watermark;
                 output.emitWatermark(new Watermark(watermark));

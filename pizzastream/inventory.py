@@ -292,6 +292,20 @@ def take_stock(stock: StoreStock, demand: dict[int, int], ts_ms: int
     return short
 
 
+def take(stock: StoreStock, demand: Mapping[int, int]) -> dict[int, tuple[int, int]]:
+    """``take_stock`` for a store planned by ``pizzastream.replenishment``: the same
+    all-or-nothing decision, but only ``on_hand`` changes. The consumption window and
+    ``outstanding`` serve ``due_reorders`` alone; the forecast counts demand itself
+    (``StoreReplenishment.record_demand``), so the job skips the window's bookkeeping."""
+    on_hand = stock.on_hand
+    for ingredient_id, needed in demand.items():
+        if needed > on_hand.get(ingredient_id, 0):
+            return shortages(stock, demand)
+    for ingredient_id, needed in demand.items():
+        on_hand[ingredient_id] -= needed
+    return {}
+
+
 def place_order(stock: StoreStock, order: EnrichedOrder, catalog: Catalog) -> Decision:
     """Accepts the order and takes its ingredients out of ``stock`` if every one of them
     suffices; otherwise rejects it and leaves ``stock`` exactly as it was."""

@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pizzastream.inventory import InvalidRestock
 from pizzastream.orders import STORE_IDS, Reason, format_event_time, parse_event_time
 
 HOUR_MS = 3_600_000
@@ -31,14 +32,9 @@ TICK_FIELDS = ("event_id", "store_id", "tick")
 INVALID_TICK = "invalid_tick"
 
 
-class InvalidTick(ValueError):
-    """A record that says it is a tick and is not a usable one; ``reason`` for its dead
-    letter."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class InvalidTick(InvalidRestock):
+    """A record on ``restocks`` that says it is a tick and is not a usable one; ``reason``
+    and ``detail`` for its dead letter, as for a restock."""
 
 
 @dataclass(frozen=True)

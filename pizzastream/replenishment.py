@@ -271,17 +271,21 @@ class HistoryWindow:
     def from_properties(cls, group: Mapping[str, str]) -> HistoryWindow:
         """From the ``Inventory`` property group; a missing or unreadable key raises
         naming it, so the job fails at start and not at its first store."""
-        values = {}
-        for key, field_name in (("history_gap_hours", "gap_hours"),
-                                ("history_weeks", "weeks")):
-            text = str(group.get(key, "")).strip()
-            if not text:
-                raise ValueError(f"Inventory.{key} is missing from the configuration")
-            try:
-                values[field_name] = int(text)
-            except ValueError:
-                raise ValueError(f"Inventory.{key} = {text!r} is not a whole number") from None
-        return cls(**values)
+        return cls(gap_hours=_whole_number(group, "history_gap_hours"),
+                   weeks=_whole_number(group, "history_weeks"))
+
+
+def _whole_number(group: Mapping[str, str], key: str) -> int:
+    try:
+        text = str(group[key]).strip()
+    except KeyError:
+        text = ""
+    if not text:
+        raise ValueError(f"Inventory.{key} is missing from the configuration")
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"Inventory.{key} = {text!r} is not a whole number") from None
 
 
 # --------------------------------------------------------------------------- state

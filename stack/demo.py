@@ -3,6 +3,8 @@
 ``make demo`` brings the stack up and runs this. It resets the stack's data, sends a wave
 of orders (with bad records of every kind and replays), lets the suppliers deliver what the
 pipeline reordered, sends a second wave, and prints what came out against what was sent.
+Before each wave it writes the hourly review ticks (``pizzastream.ticks``) of every store
+for the hours the wave's event times span, as the scheduled ticks would have come.
 
 Stores open with the seeded stock (a business day of their expected use), as a store
 would. ``--stock-factor F`` scales it (0.01 leaves ~1% and makes about a third of the
@@ -15,6 +17,7 @@ import argparse
 import json
 import time
 from collections import Counter
+from datetime import timedelta
 
 import analytics.__main__ as analytics_cli
 import stack
@@ -22,6 +25,8 @@ from api.demo import ReadSide
 from connectors import aurora, aws, redis_store
 from pizzastream.config import load_properties, stream_name
 from pizzastream.orders import OrderStatus
+from pizzastream.ticks import hours_spanned, write_ticks
+from pizzastream.traffic import BUSINESS_DAY
 from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess, LocalProcess
@@ -72,6 +77,18 @@ def _settle(jobs: list[LocalProcess], what: str, probe, at_least: int, timeout_s
         time.sleep(2)
 
 
+def _tick(props, ticked: set[int]) -> None:
+    """The ticks of the hours a wave sent now spans (its event times cover the business
+    day before now) that no earlier wave ticked: a tick written twice is a repeat the job
+    drops and dead-letters."""
+    now_ms = int(time.time() * 1000)
+    hours = [h for h in hours_spanned(now_ms - BUSINESS_DAY // timedelta(milliseconds=1), now_ms)
+             if h not in ticked]
+    written = sum(write_ticks(props, hour) for hour in hours)
+    ticked.update(hours)
+    print(f"demo: wrote {written} review ticks ({len(hours)} hours x every store)")
+
+
 def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float) -> dict:
     report = send_orders(props, n, bad_share=0.05, duplicate_share=0.01, seed=seed,
                          first_sequence=first_sequence).to_dict()
@@ -103,7 +120,12 @@ def _summary(props, stock_factor: float) -> None:
     rows, revenue = _query(props, "SELECT count(*), coalesce(sum(total_transaction_amt), 0)"
                                   " FROM order_fct")[0]
     print(f"\n== Aurora ==\n  order_fct rows {rows}, revenue {revenue}")
-    print(f"  supplier_order rows {_query(props, 'SELECT count(*) FROM supplier_order')[0][0]}")
+    print(f"  supplier_order rows {_query(props, 'SELECT count(*) FROM supplier_order')[0][0]}"
+          " (one per order line)")
+    print("  replenishment alerts by kind:")
+    for kind, count in _query(props, "SELECT kind, count(*) FROM replenishment_alert"
+                                     " GROUP BY kind ORDER BY 1"):
+        print(f"    {kind:<32}{count:>8}")
     print("  POS batches by outcome:")
     for status, count in _query(props, "SELECT status, count(*) FROM pos_batch GROUP BY 1"):
         print(f"    {status:<32}{count:>8}")
@@ -126,6 +148,9 @@ def _summary(props, stock_factor: float) -> None:
         levels = redis.hgetall(redis_store.inventory_key(store[0][0]))
         print(f"\n== Redis {redis_store.inventory_key(store[0][0])} (hot read) ==\n  "
               + ", ".join(f"{k}={v}" for k, v in sorted(levels.items(), key=lambda kv: int(kv[0]))))
+        warnings = redis.hgetall(redis_store.stockout_key(store[0][0]))
+        print(f"  {redis_store.stockout_key(store[0][0])}: {len(warnings)} expected stock-outs"
+              + "".join(f"\n    ingredient {k}: {v}" for k, v in sorted(warnings.items())))
 
 
 def stock_label(stock_factor: float) -> str:
@@ -142,7 +167,8 @@ def _stock_summary(props, stock_factor: float, by_store: dict[int, Counter]) -> 
     print(f"\n== stock: {stock_label(stock_factor)} ==")
     decided = sum(sum(c.values()) for c in by_store.values())
     refused = sum(c[REFUSED] for c in by_store.values())
-    supplier_orders = _query(props, "SELECT count(*) FROM supplier_order")[0][0]
+    supplier_orders = _query(props, "SELECT count(DISTINCT supplier_order_id)"
+                                    " FROM supplier_order")[0][0]
     print(f"  refused for inventory {refused} of {decided} orders decided on stock"
           f" ({100 * refused / max(decided, 1):.2f}%); {len(by_store)} stores took orders")
     print(f"  supplier orders {supplier_orders}: {supplier_orders / max(len(by_store), 1):.2f}"
@@ -180,11 +206,14 @@ def main() -> None:
         read_side = ReadSide.start(props)  # the API (api/demo.py): stays up after the demo
         print(f"demo: running {', '.join(JOBS)} and the {', '.join(SERVICES)} services"
               " (logs in .stack/logs/)")
+        ticked: set[int] = set()
+        _tick(props, ticked)
         _wave(props, jobs, args.orders, args.seed, 1, args.timeout)
         read_side.place_sample_order()
         delivered = suppliers.deliver_all(props)
         print(f"demo: suppliers delivered {delivered} restocks")
         time.sleep(10)  # restocks land before the next wave's orders
+        _tick(props, ticked)
         _wave(props, jobs, args.orders, args.seed + 1, SECOND_WAVE_SEQUENCE, args.timeout)
         _settle(jobs, "every delivery to be decided",
                 lambda: _query(props, "SELECT count(*) FROM delivery_assignment")[0][0],

@@ -58,12 +58,6 @@ def tick_records(store_ids: Iterable[int], hour_ms: int) -> list[tuple[str, byte
         separators=(",", ":")).encode()) for store_id in sorted(store_ids)]
 
 
-def hours_spanned(first_ms: int, last_ms: int) -> list[int]:
-    """The start of every hour from the one holding ``first_ms`` to the one holding
-    ``last_ms``: the ticks a run of traffic over those times needs."""
-    return list(range(first_ms - first_ms % HOUR_MS, last_ms + 1, HOUR_MS))
-
-
 def parse_tick(doc: dict) -> Tick:
     """The tick a ``restocks`` record that carries a ``tick`` field names; raises
     ``InvalidTick``. Strict, because a tick changes what a store orders: exactly the three

@@ -3,8 +3,8 @@
 ``make demo`` brings the stack up and runs this. It resets the stack's data, sends a wave
 of orders (with bad records of every kind and replays), lets the suppliers deliver what the
 pipeline reordered, sends a second wave, and prints what came out against what was sent.
-Before each wave it writes the hourly review ticks (``pizzastream.ticks``) of every store
-for the hours the wave's event times span, as the scheduled ticks would have come.
+The waves' orders go out hour by hour of their event times, each hour after its hourly
+review ticks (``pizzastream.ticks``, ``HourlyTicks``), as the scheduled ticks would have come.
 
 Stores open with the seeded stock (a business day of their expected use), as a store
 would. ``--stock-factor F`` scales it (0.01 leaves ~1% and makes about a third of the
@@ -17,16 +17,15 @@ import argparse
 import json
 import time
 from collections import Counter
-from datetime import timedelta
 
 import analytics.__main__ as analytics_cli
 import stack
 from api.demo import ReadSide
 from connectors import aurora, aws, redis_store
+from connectors.kinesis_producer import KinesisProducer
 from pizzastream.config import load_properties, stream_name
-from pizzastream.orders import OrderStatus
-from pizzastream.ticks import hours_spanned, write_ticks
-from pizzastream.traffic import BUSINESS_DAY
+from pizzastream.orders import OrderStatus, parse_event_time
+from pizzastream.ticks import HOUR_MS, write_ticks
 from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess, LocalProcess
@@ -77,21 +76,56 @@ def _settle(jobs: list[LocalProcess], what: str, probe, at_least: int, timeout_s
         time.sleep(2)
 
 
-def _tick(props, ticked: set[int]) -> None:
-    """The ticks of the hours a wave sent now spans (its event times cover the business
-    day before now) that no earlier wave ticked: a tick written twice is a repeat the job
-    drops and dead-letters."""
-    now_ms = int(time.time() * 1000)
-    hours = [h for h in hours_spanned(now_ms - BUSINESS_DAY // timedelta(milliseconds=1), now_ms)
-             if h not in ticked]
-    written = sum(write_ticks(props, hour) for hour in hours)
-    ticked.update(hours)
-    print(f"demo: wrote {written} review ticks ({len(hours)} hours x every store)")
+class HourlyTicks:
+    """The ``producer`` a wave is sent through: it puts the wave's orders hour by hour of
+    their event times, each hour's review ticks of every store (``pizzastream.ticks``)
+    first, as the hourly schedule would have written them while the day went by. Orders
+    reach the inventory job through order_enrichment and ticks directly, so it pauses
+    after each hour's orders to let them arrive before the next hour's ticks. An hour an
+    earlier wave ticked is not ticked again (that would be a repeat the job dead-letters)."""
+
+    PAUSE_S = 3.0
+
+    def __init__(self, props, ticked: set[int]):
+        self._props = props
+        self._producer = KinesisProducer(props)
+        self._ticked = ticked
+        self.written = 0
+
+    def put(self, stream: str, records, on_sent=None) -> int:
+        sent = 0
+        hour, pending = None, []
+        for key, data in records:
+            ts_ms = _event_time(data)
+            if ts_ms is not None and (hour is None or ts_ms - ts_ms % HOUR_MS > hour):
+                if pending:
+                    sent += self._producer.put(stream, pending, on_sent)
+                    pending = []
+                    time.sleep(self.PAUSE_S)
+                hour = ts_ms - ts_ms % HOUR_MS
+                if hour not in self._ticked:
+                    self.written += write_ticks(self._props, hour)
+                    self._ticked.add(hour)
+            pending.append((key, data))
+        return sent + self._producer.put(stream, pending, on_sent)
 
 
-def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float) -> dict:
+def _event_time(data: bytes) -> int | None:
+    """An order record's event time, if it has a readable one (bad records may not)."""
+    try:
+        ts = json.loads(data).get("ts")
+    except (ValueError, AttributeError):
+        return None
+    return parse_event_time(ts) if isinstance(ts, str) else None
+
+
+def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float,
+          ticked: set[int]) -> dict:
+    ticks = HourlyTicks(props, ticked)
     report = send_orders(props, n, bad_share=0.05, duplicate_share=0.01, seed=seed,
-                         first_sequence=first_sequence).to_dict()
+                         first_sequence=first_sequence, producer=ticks).to_dict()
+    print(f"demo: wrote {ticks.written} review ticks (every store, each hour of the wave"
+          " not ticked before)")
     print(f"demo: sent {n} orders: {report['by_kind'].get('valid', 0)} valid,"
           f" {report['by_kind'].get('duplicate', 0)} replays,"
           f" {n - report['by_kind'].get('valid', 0) - report['by_kind'].get('duplicate', 0)} bad")
@@ -207,14 +241,13 @@ def main() -> None:
         print(f"demo: running {', '.join(JOBS)} and the {', '.join(SERVICES)} services"
               " (logs in .stack/logs/)")
         ticked: set[int] = set()
-        _tick(props, ticked)
-        _wave(props, jobs, args.orders, args.seed, 1, args.timeout)
+        _wave(props, jobs, args.orders, args.seed, 1, args.timeout, ticked)
         read_side.place_sample_order()
         delivered = suppliers.deliver_all(props)
         print(f"demo: suppliers delivered {delivered} restocks")
         time.sleep(10)  # restocks land before the next wave's orders
-        _tick(props, ticked)
-        _wave(props, jobs, args.orders, args.seed + 1, SECOND_WAVE_SEQUENCE, args.timeout)
+        _wave(props, jobs, args.orders, args.seed + 1, SECOND_WAVE_SEQUENCE, args.timeout,
+              ticked)
         _settle(jobs, "every delivery to be decided",
                 lambda: _query(props, "SELECT count(*) FROM delivery_assignment")[0][0],
                 _count(props, "deliveries"), args.timeout)

@@ -8,7 +8,7 @@ import pytest
 
 from pizzastream.orders import parse_event_time
 from pizzastream.ticks import (
-    HOUR_MS, InvalidTick, hours_spanned, parse_tick, tick_event_id, tick_records,
+    HOUR_MS, InvalidTick, parse_tick, tick_event_id, tick_records,
 )
 
 HOUR = parse_event_time("2026-11-24T18:00:00Z")
@@ -21,12 +21,6 @@ def test_an_hours_ticks_are_one_per_store_keyed_by_it_and_read_back():
     assert [(t.event_id, t.store_id, t.ts_ms) for t in ticks] == [
         (f"TICK-7-{HOUR // HOUR_MS}", 7, HOUR), (f"TICK-42-{HOUR // HOUR_MS}", 42, HOUR)]
     assert tick_records([7], HOUR) == tick_records([7], HOUR + HOUR_MS - 1)
-
-
-def test_the_hours_a_run_of_traffic_spans():
-    assert hours_spanned(HOUR + 5, HOUR + 2 * HOUR_MS) == [HOUR, HOUR + HOUR_MS,
-                                                          HOUR + 2 * HOUR_MS]
-    assert hours_spanned(HOUR + 5, HOUR + 6) == [HOUR]
 
 
 GOOD = {"event_id": tick_event_id(7, HOUR), "store_id": 7, "tick": "2026-11-24T18:00:00Z"}

@@ -119,7 +119,7 @@ class DecideStoreBatches(KeyedProcessFunction):
         # shard, and a persist wrote other shards' stores under its own key, where a
         # restored job did not find them.
         shard = ctx.get_current_key()
-        result, letters, saved = self._desk.decide(shard, bytes(batch), self._saved_stock)
+        result, letters, saved = self._desk.decide(shard, bytes(batch), self._saved_state)
         for store_id, state in saved:
             self._stores.put(store_id, state)
         for letter in letters:
@@ -127,7 +127,7 @@ class DecideStoreBatches(KeyedProcessFunction):
         if result:
             yield result.encode()
 
-    def _saved_stock(self, store_id: int):
+    def _saved_state(self, store_id: int):
         saved = self._stores.get(store_id)
         return None if saved is None else bytes(saved)
 

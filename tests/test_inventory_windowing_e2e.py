@@ -20,7 +20,7 @@ from connectors.kinesis_producer import KinesisProducer
 from jobs import inventory_windowing
 from pizzastream.config import stream_name
 from pizzastream.orders import EnrichedOrder, OrderLine
-from pizzastream.ticks import HOUR_MS, tick_records
+from pizzastream.ticks import HOUR_MS, write_ticks
 from stack import suppliers
 from tests.support import running_job, wait_for
 
@@ -99,7 +99,7 @@ def test_stock_runs_out_is_reordered_once_and_restocked(clean_stack):
         producer.put(restocks, [(key, json.dumps(record).encode()) for key, record in poison])
         put("orders_enriched", [first, second, third, delivery, dine_in, delivery])
         put("restocks", [bad_restock])
-        producer.put(restocks, tick_records([QUIET_STORE], hour_ms))   # opens, orders
+        write_ticks(props, hour_ms, [QUIET_STORE])   # opens the store, which orders
         statuses = wait_for("five statuses", lambda: stream_records(props, "order_status"),
                             lambda s: len(s) >= 5, timeout_s=180)
         reorders = wait_for("both stores' supplier orders",
@@ -127,7 +127,7 @@ def test_stock_runs_out_is_reordered_once_and_restocked(clean_stack):
         # Seven hours on: the quiet store's order (due in 4 h, 2 h grace) is overdue and
         # re-issued; store 5's, delivered, is not.
         later = hour_ms + 7 * HOUR_MS
-        producer.put(restocks, tick_records([5, QUIET_STORE], later))
+        write_ticks(props, later, [5, QUIET_STORE])
         final_dough = restocked_dough - DOUGH_PER_PIZZA
         wait_for("the last order, stock and the re-issue", lambda: (
             len(stream_records(props, "order_status")),

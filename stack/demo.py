@@ -17,6 +17,7 @@ import argparse
 import json
 import time
 from collections import Counter
+from datetime import timedelta
 
 import analytics.__main__ as analytics_cli
 import stack
@@ -26,6 +27,7 @@ from connectors.kinesis_producer import KinesisProducer
 from pizzastream.config import load_properties, stream_name
 from pizzastream.orders import OrderStatus, parse_event_time
 from pizzastream.ticks import HOUR_MS, write_ticks
+from pizzastream.traffic import BUSINESS_DAY
 from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess, LocalProcess
@@ -82,7 +84,9 @@ class HourlyTicks:
     first, as the hourly schedule would have written them while the day went by. Orders
     reach the inventory job through order_enrichment and ticks directly, so it pauses
     after each hour's orders to let them arrive before the next hour's ticks. An hour an
-    earlier wave ticked is not ticked again (that would be a repeat the job dead-letters)."""
+    earlier wave ticked is not ticked again (that would be a repeat the job dead-letters).
+    Only times within the wave's business day (``send_orders``: the hours before now)
+    count: the bad records' future or stale times must not tick a store into another day."""
 
     PAUSE_S = 3.0
 
@@ -91,13 +95,16 @@ class HourlyTicks:
         self._producer = KinesisProducer(props)
         self._ticked = ticked
         self.written = 0
+        now_ms = int(time.time() * 1000)
+        self._day = (now_ms - BUSINESS_DAY // timedelta(milliseconds=1), now_ms + 60_000)
 
     def put(self, stream: str, records, on_sent=None) -> int:
         sent = 0
         hour, pending = None, []
         for key, data in records:
             ts_ms = _event_time(data)
-            if ts_ms is not None and (hour is None or ts_ms - ts_ms % HOUR_MS > hour):
+            if ts_ms is not None and self._day[0] <= ts_ms <= self._day[1] \
+                    and (hour is None or ts_ms - ts_ms % HOUR_MS > hour):
                 if pending:
                     sent += self._producer.put(stream, pending, on_sent)
                     pending = []

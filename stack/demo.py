@@ -128,6 +128,9 @@ def _event_time(data: bytes) -> int | None:
 
 def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float,
           ticked: set[int]) -> dict:
+    # Counted before sending: the wave goes out hour by hour, and its first hours' orders
+    # are decided while the last ones are still being sent.
+    before = _count(props, "order_status")
     ticks = HourlyTicks(props, ticked)
     report = send_orders(props, n, bad_share=0.05, duplicate_share=0.01, seed=seed,
                          first_sequence=first_sequence, producer=ticks).to_dict()
@@ -136,7 +139,6 @@ def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float,
     print(f"demo: sent {n} orders: {report['by_kind'].get('valid', 0)} valid,"
           f" {report['by_kind'].get('duplicate', 0)} replays,"
           f" {n - report['by_kind'].get('valid', 0) - report['by_kind'].get('duplicate', 0)} bad")
-    before = _count(props, "order_status")
     _settle(jobs, "every order's status", lambda: _count(props, "order_status"),
             before + report["by_kind"].get("valid", 0), timeout_s)
     return report

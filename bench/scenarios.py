@@ -144,9 +144,11 @@ def inventory_outputs(ctx: Context, decisions) -> None:
     ctx.count_and_discard(decisions.statuses)
     for stream in (decisions.status_commands, decisions.sales, decisions.pos_orders,
                    decisions.deliveries, decisions.supplier_orders, decisions.facts,
-                   decisions.supplier_order_rows, decisions.levels, decisions.dead_letters):
+                   decisions.supplier_order_rows, decisions.alerts, decisions.levels,
+                   decisions.dead_letters):
         ctx.discard(stream)
     ctx.discard(job.inventory_cache_commands(ctx.t_env, decisions.levels))
+    ctx.discard(job.stockout_cache_commands(ctx.t_env, decisions.alerts))
 
 
 @scenario("enrichment", "order_enrichment: enrich_orders() as shipped", "python", "enrichment")

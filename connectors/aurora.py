@@ -43,13 +43,28 @@ def catalog_rows(props: dict[str, dict[str, str]]) -> tuple[list[tuple], list[tu
 
 
 def ingredient_policy_rows(props: dict[str, dict[str, str]]) -> list[tuple]:
-    """``pizzastream.inventory.POLICY_COLUMNS`` rows: each ingredient with its supplier's
-    lead time, for the reorder rules."""
+    """``pizzastream.replenishment.POLICY_COLUMNS`` rows: each ingredient with its
+    supplier's lead time, review period and grace, for the replenishment rules."""
     with connect(props) as conn:
         return conn.execute(
             "SELECT i.ingredient_id, i.supplier_id, s.lead_time_minutes, i.safety_stock,"
-            " i.reorder_quantity FROM ingredient i JOIN supplier s USING (supplier_id)"
+            " i.reorder_quantity, s.review_period_minutes, s.grace_minutes, i.service_level"
+            " FROM ingredient i JOIN supplier s USING (supplier_id)"
         ).fetchall()
+
+
+def store_sales(conn: psycopg.Connection, store_id: int, first_ms: int, end_ms: int
+                ) -> list[tuple]:
+    """A store's ``order_fct`` rows ``(transaction_ts, product_id, quantity)`` with
+    ``first_ms <= transaction_ts < end_ms`` (epoch ms), the history that seeds its
+    replenishment forecast (``replenishment.HistoryWindow`` chooses the bounds). Read
+    through the ``(store_id, transaction_ts)`` index."""
+    return conn.execute(
+        "SELECT transaction_ts, product_id, quantity FROM order_fct"
+        " WHERE store_id = %s AND transaction_ts >= to_timestamp(%s / 1000.0)"
+        " AND transaction_ts < to_timestamp(%s / 1000.0)"
+        " ORDER BY transaction_ts, order_id, product_id",
+        (store_id, first_ms, end_ms)).fetchall()
 
 
 def store_inventory(conn: psycopg.Connection, store_id: int) -> dict[int, int]:

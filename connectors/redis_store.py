@@ -25,6 +25,8 @@ node, and the same checks apply to every node's replies. A command that takes se
 Keys (documented in docs/streams.md; ``<x>`` is a value, braces are literal):
 - ``order:<order_id>``             order status (contract), string, 24 h
 - ``inventory:{<store_id>}``       hash ingredient_id -> on hand, no expiry (always current)
+- ``stockout:{<store_id>}``        hash ingredient_id -> the latest expected stock-out warning
+                                   (JSON, docs/streams.md), 24 h after the last one
 - ``catalog:product:<id>``         hash name/unit_price/active, no expiry (reloaded with the catalog)
 - ``live:{<store_id>}:<yyyymmddhh>`` hash minute ``mm`` -> ``"<orders>/<revenue>"`` of that
                                    minute of the UTC hour (hourly_metrics), expires a while
@@ -53,6 +55,10 @@ if TYPE_CHECKING:
     from pyflink.datastream.connectors import Sink
 
 ORDER_STATUS_TTL_S = 24 * 3600
+# A store's stock-out warnings: a warning is about the hours until the ingredient's next
+# delivery (at most a lead time and a review away), so a day after the last one the hash
+# only holds history; each new warning renews it.
+STOCKOUT_TTL_S = 24 * 3600
 # Redis's name of the user a plain ``AUTH password`` authenticates.
 DEFAULT_USER = "default"
 # The delivery partners, for the delivery workers' reloads (``delivery.store.cached_partners``).
@@ -93,6 +99,15 @@ def inventory_key(store_id: int | str) -> str:
 def inventory_key_sql(store_column: str) -> str:
     """``inventory_key`` as a Flink SQL expression of an INT store id column."""
     return f"CONCAT('inventory:{{', CAST({store_column} AS STRING), '}}')"
+
+
+def stockout_key(store_id: int | str) -> str:
+    """A store's expected stock-out warnings (``stockout_key_sql`` builds it in the JVM)."""
+    return f"stockout:{store_tag(store_id)}"
+
+
+def stockout_key_sql(store_column: str) -> str:
+    return f"CONCAT('stockout:{{', CAST({store_column} AS STRING), '}}')"
 
 
 def product_key(product_id: int | str) -> str:

@@ -173,7 +173,8 @@ class PlatformStack(Stack):
                                             security_groups=[endpoints_sg], open=False)
         self.sgs: dict[str, ec2.SecurityGroup] = {}
         for name in ("order_enrichment", "inventory_windowing", "hourly_metrics", "pos",
-                     "health", "etl", "delivery", "rotation", "aurora", "redis", "warehouse"):
+                     "health", "ticks", "etl", "delivery", "rotation", "aurora", "redis",
+                     "warehouse"):
             self.sgs[name] = ec2.SecurityGroup(
                 self, f"Sg-{name}", vpc=self.vpc, description=f"pizzastream {name}")
 
@@ -371,6 +372,8 @@ class PlatformStack(Stack):
                             "batch_interval_s": POS_CADENCE_S}}
         if service == "health":
             return {"Aws": aws, "Aurora": aurora}
+        if service == "ticks":
+            return {"Aws": aws, "Streams": {"restocks": streams["restocks"]}}
         if service == "etl":
             return {"Aws": aws, "Aurora": aurora, "Warehouse": warehouse, "Lake": lake,
                     "Etl": ETL, "HourlyMetrics": HOURLY_METRICS}
@@ -564,6 +567,16 @@ class PlatformStack(Stack):
             conditions={"StringEquals": {"cloudwatch:namespace": "pizzastream"}}))
         events.Rule(self, "HealthSchedule", schedule=events.Schedule.rate(Duration.minutes(5)),
                     targets=[targets.LambdaFunction(health)])
+
+        # The replenishment plan's hourly review (docs/replenishment.md): each store's tick
+        # on restocks at the start of every hour. A retry writes the same event ids, which
+        # inventory_windowing drops as repeats.
+        ticks = self._function("ticks", "pizzastream.ticks.handler", Duration.minutes(2), 256,
+                               "Hourly review ticks of every store onto the restocks stream")
+        self.streams["restocks"].grant_write(self.roles["ticks"])
+        events.Rule(self, "TicksSchedule",
+                    schedule=events.Schedule.cron(minute="0", hour="*"),
+                    targets=[targets.LambdaFunction(ticks)])
 
     # --- containers ------------------------------------------------------------------------
 

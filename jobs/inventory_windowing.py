@@ -1,6 +1,6 @@
 """inventory_windowing: per-store stock in keyed state decides every order.
 
-orders-enriched + restocks (Kinesis, keyed by store) -> repeats dropped and the rest grouped
+orders-enriched + restocks and hourly ticks (Kinesis, keyed by store) -> repeats dropped and the rest grouped
 into one batch per store shard (JVM: StoreShardKey, StoreBatcher) -> the rules decide the
 batch, store by store in arrival order (one Python call per batch:
 pizzastream.order_batches.ShardDesk) -> one result per batch, fanned out in the JVM to:
@@ -8,7 +8,9 @@ pizzastream.order_batches.ShardDesk) -> one result per batch, fanned out in the 
   sales (Kinesis) + order_fct (Aurora)        accepted online sales
   pos-orders (Kinesis)                        accepted in-store sales, for the POS
   deliveries (Kinesis)                        accepted delivery orders, for the delivery service
-  supplier-orders (Kinesis) + supplier_order  reorders when stock runs low
+  supplier-orders (Kinesis) + supplier_order  the replenishment plan's supplier orders
+                                              (pizzastream.replenishment; a row per line)
+  replenishment_alert (Aurora) + Redis        overdue supplier orders, expected stock-outs
   inventory (Aurora) and Redis                stock levels a store changed, once per checkpoint
   dead_letter (Aurora)                        repeats and unusable records, with the reason
 
@@ -32,11 +34,12 @@ from pyflink.datastream.state import MapStateDescriptor  # noqa: E402
 from connectors import aurora, kinesis, redis_store  # noqa: E402
 from jobs import runtime  # noqa: E402
 from pizzastream.catalog import Catalog  # noqa: E402
-from pizzastream.inventory import policies_from_rows  # noqa: E402
 from pizzastream.order_batches import (  # noqa: E402
-    DELIVERY, EVENT_ID_FIELDS, FACT, INVENTORY_JOB, ORDER, POS_ORDER, RESTOCK, SALE, STATUS,
-    STATUS_CACHE, STOCK_LEVEL, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk, repeat_letter,
+    ALERT, DELIVERY, EVENT_ID_FIELDS, FACT, INVENTORY_JOB, ORDER, POS_ORDER, RESTOCK, SALE,
+    STATUS, STATUS_CACHE, STOCK_LEVEL, STOCKOUT, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk,
+    repeat_letter,
 )
+from pizzastream.replenishment import HistoryWindow, policies_from_rows  # noqa: E402
 
 JOB_NAME = INVENTORY_JOB
 
@@ -54,26 +57,34 @@ SUPPLIER_ORDER_ROW_TYPE = Types.ROW_NAMED(
      Types.LONG(), Types.LONG()],
 )
 SUPPLIER_ORDER_KINDS = "SIIIILLL"
+ALERT_ROW = Types.ROW_NAMED(       # pizzastream.order_batches.alert_row
+    ["alert_id", "kind", "store_id", "ingredient_id", "supplier_id", "supplier_order_id",
+     "ts_ms", "record"],
+    [Types.STRING(), Types.STRING(), Types.INT(), Types.INT(), Types.INT(), Types.STRING(),
+     Types.LONG(), Types.STRING()],
+)
+ALERT_KINDS = "SSIIISLS"
 INVENTORY_ROW = Types.ROW_NAMED(
     ["store_id", "ingredient_id", "on_hand"], [Types.INT(), Types.INT(), Types.LONG()]
 )
 INVENTORY_KINDS = "IIL"
 DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
 SIDE_TAGS = (STATUS_CACHE + SALE + POS_ORDER + DELIVERY + FACT + SUPPLIER_ORDER
-             + SUPPLIER_ORDER_ROW + STOCK_LEVEL)
+             + SUPPLIER_ORDER_ROW + ALERT + STOCK_LEVEL)
 
 
 class DecideStoreBatches(KeyedProcessFunction):
     """Adapts ``pizzastream.order_batches.ShardDesk`` to keyed state: keyed by store shard,
-    each store's stock is an entry of the shard's ``MapState``, read the first time this
-    instance meets the store and written when a batch asks to persist (before every
-    checkpoint). Dead letters (rare) leave through a side output of their own."""
+    each store's stock and replenishment plan are one entry of the shard's ``MapState``
+    (``order_batches.store_to_bytes``; an entry saved before plans still restores), read
+    the first time this instance meets the store and written when a batch asks to persist
+    (before every checkpoint). Dead letters (rare) leave through a side output of their
+    own."""
 
     def __init__(self, props: dict[str, dict[str, str]]):
         self._props = props
-        settings = props["Inventory"]
-        self._window_minutes = int(settings.get("consumption_window_minutes", "60"))
-        self._bucket_minutes = int(settings.get("consumption_bucket_minutes", "5"))
+        # Read here, where the job is built: a missing key stops it before it runs.
+        self._history = HistoryWindow.from_properties(props["Inventory"])
 
     def open(self, runtime_context):
         period = float(self._props["OrderRules"].get("catalog_refresh_seconds", "30"))
@@ -85,7 +96,7 @@ class DecideStoreBatches(KeyedProcessFunction):
         self._stores = runtime_context.get_map_state(MapStateDescriptor(
             "store-stock", Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())))
         self._desk = ShardDesk(catalog.get, policies.get, self._opening_stock,
-                               self._window_minutes, self._bucket_minutes)
+                               self._store_sales, self._history)
 
     def _opening_stock(self, store_id: int):
         """A store's stock the first time the job meets it: ``opening_inventory``, which no
@@ -93,6 +104,11 @@ class DecideStoreBatches(KeyedProcessFunction):
         checkpoint that predates a store would otherwise open it with stock it had
         already consumed)."""
         return aurora.store_inventory(self._db, store_id)
+
+    def _store_sales(self, store_id: int, first_ms: int, end_ms: int):
+        """The sales that seed a store's plan the first time the job meets it (bounds from
+        ``HistoryWindow``: old enough that a replay reads the same rows)."""
+        return aurora.store_sales(self._db, store_id, first_ms, end_ms)
 
     def close(self):
         self._db.close()
@@ -103,7 +119,7 @@ class DecideStoreBatches(KeyedProcessFunction):
         # shard, and a persist wrote other shards' stores under its own key, where a
         # restored job did not find them.
         shard = ctx.get_current_key()
-        result, letters, saved = self._desk.decide(shard, bytes(batch), self._saved_stock)
+        result, letters, saved = self._desk.decide(shard, bytes(batch), self._saved_state)
         for store_id, state in saved:
             self._stores.put(store_id, state)
         for letter in letters:
@@ -111,7 +127,7 @@ class DecideStoreBatches(KeyedProcessFunction):
         if result:
             yield result.encode()
 
-    def _saved_stock(self, store_id: int):
+    def _saved_state(self, store_id: int):
         saved = self._stores.get(store_id)
         return None if saved is None else bytes(saved)
 
@@ -130,12 +146,25 @@ SELECT 'HSET' AS command,
        {redis_store.inventory_key_sql("store_id")} AS key,
        CAST(ingredient_id AS STRING) AS field, CAST(on_hand AS STRING) AS `value`
 FROM {LEVELS}"""
+# Each expected stock-out warning as its ingredient's field of ``redis_store.stockout_key``.
+ALERTS = "replenishment_alerts"
+STOCKOUT_CACHE_SQL = f"""
+SELECT 'HSET' AS command,
+       {redis_store.stockout_key_sql("store_id")} AS key,
+       CAST(ingredient_id AS STRING) AS field, record AS `value`
+FROM {ALERTS} WHERE kind = '{STOCKOUT}'"""
 
 
 def inventory_cache_commands(t_env, levels: DataStream) -> DataStream:
     """Redis ``HSET`` commands of the ``INVENTORY_ROW`` levels, built in the JVM."""
     t_env.create_temporary_view(LEVELS, t_env.from_data_stream(levels))
     return t_env.to_data_stream(t_env.sql_query(INVENTORY_CACHE_SQL))
+
+
+def stockout_cache_commands(t_env, alerts: DataStream) -> DataStream:
+    """Redis ``HSET`` commands of the ``ALERT_ROW`` stock-out warnings, built in the JVM."""
+    t_env.create_temporary_view(ALERTS, t_env.from_data_stream(alerts))
+    return t_env.to_data_stream(t_env.sql_query(STOCKOUT_CACHE_SQL))
 
 
 class Decisions(NamedTuple):
@@ -148,7 +177,8 @@ class Decisions(NamedTuple):
     deliveries: DataStream          # ... of accepted delivery orders
     supplier_orders: DataStream     # Row(store, supplier-orders record)
     facts: DataStream               # FACT_ROW of accepted online orders
-    supplier_order_rows: DataStream  # SUPPLIER_ORDER_ROW_TYPE
+    supplier_order_rows: DataStream  # SUPPLIER_ORDER_ROW_TYPE, one per order line
+    alerts: DataStream              # ALERT_ROW: overdue supplier orders, expected stock-outs
     levels: DataStream              # INVENTORY_ROW of changed stock, once per checkpoint
     dead_letters: DataStream        # DEAD_LETTER_ROW: unusable records and repeats
 
@@ -176,6 +206,7 @@ def decide_orders(records: DataStream, props: dict[str, dict[str, str]]) -> Deci
         runtime.delimited_rows(side(FACT), FACT_ROW, FACT_KINDS),
         runtime.delimited_rows(side(SUPPLIER_ORDER_ROW), SUPPLIER_ORDER_ROW_TYPE,
                                SUPPLIER_ORDER_KINDS),
+        runtime.delimited_rows(side(ALERT), ALERT_ROW, ALERT_KINDS),
         runtime.delimited_rows(side(STOCK_LEVEL), INVENTORY_ROW, INVENTORY_KINDS),
         dead_letters)
 
@@ -194,6 +225,9 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
     ).name("redis:order-status").uid("sink-redis-order-status")
     inventory_cache_commands(t_env, out.levels).sink_to(redis_store.sink(props)).name(
         "redis:inventory").uid("sink-redis-inventory")
+    stockout_cache_commands(t_env, out.alerts).sink_to(
+        redis_store.sink(props, redis_store.STOCKOUT_TTL_S)
+    ).name("redis:stockouts").uid("sink-redis-stockouts")
 
     statements = t_env.create_statement_set()
     # order_fct: COPY into a staging table + one INSERT per batch (flushed on every
@@ -206,9 +240,19 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
         [("supplier_order_id", "STRING"), ("store_id", "INT"), ("ingredient_id", "INT"),
          ("supplier_id", "INT"), ("quantity", "INT"), ("ordered_ts", "TIMESTAMP(3)"),
          ("on_hand", "BIGINT"), ("reorder_point", "BIGINT")],
-        ["supplier_order_id"],
+        ["supplier_order_id", "ingredient_id"],
         select="supplier_order_id, store_id, ingredient_id, supplier_id, quantity,"
                " CAST(TO_TIMESTAMP_LTZ(ordered_ts_ms, 3) AS TIMESTAMP(3)), on_hand, reorder_point",
+    )
+    aurora.upsert_rows(
+        t_env, statements, props, out.alerts, "replenishment_alert",
+        [("alert_id", "STRING"), ("kind", "STRING"), ("store_id", "INT"),
+         ("ingredient_id", "INT"), ("supplier_id", "INT"), ("supplier_order_id", "STRING"),
+         ("alert_ts", "TIMESTAMP(3)"), ("record", "STRING")],
+        ["alert_id"],
+        select="alert_id, kind, store_id, NULLIF(ingredient_id, 0), NULLIF(supplier_id, 0),"
+               " NULLIF(supplier_order_id, ''),"
+               " CAST(TO_TIMESTAMP_LTZ(ts_ms, 3) AS TIMESTAMP(3)), record",
     )
     aurora.upsert_rows(
         t_env, statements, props, out.levels, "inventory",

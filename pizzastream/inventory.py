@@ -1,15 +1,19 @@
-"""Store inventory and supplier reorders: the rules of the ``inventory_windowing`` job.
+"""Store inventory and the consumption-window reorder rule.
 
-The job keeps one ``StoreStock`` per store, stored as ``StoreStock.to_bytes`` (the plain
-structure of ``to_state``, pickled) in its store shard's keyed state. For each event:
+The ``inventory_windowing`` job keeps one ``StoreStock`` per store (with its
+``pizzastream.replenishment.StoreReplenishment``, in its store shard's keyed state:
+``pizzastream.order_batches``) and decides each order with ``take``: all or nothing, only
+``on_hand`` changes. Restocks go through ``restock``. What to order from suppliers is the
+replenishment plan's decision (docs/replenishment.md).
 
-    stock = StoreStock.from_bytes(saved) or StoreStock.initial(...)
+The rest of this module is the rule the job used before, kept as the baseline
+``pizzastream.simulate`` compares the plan with, and tested as such::
+
+    stock = StoreStock.initial(...)
     order:   decision = place_order(stock, order, catalog)    -> status (+ sale if accepted)
     restock: restock(stock, ingredient_id, quantity, supplier_order_id, ts_ms)
     then:    for so in due_reorders(stock, policies, stock.clock_ms or event_ts_ms, changed):
                  emit so.to_json()
-    (pizzastream.order_batches does this for a batch of events, and writes stock.to_bytes()
-    to state before each checkpoint)
 
 Rules
 -----
@@ -290,6 +294,20 @@ def take_stock(stock: StoreStock, demand: dict[int, int], ts_ms: int
     if not short:
         stock._consume(demand, ts_ms)
     return short
+
+
+def take(stock: StoreStock, demand: Mapping[int, int]) -> dict[int, tuple[int, int]]:
+    """``take_stock`` for a store planned by ``pizzastream.replenishment``: the same
+    all-or-nothing decision, but only ``on_hand`` changes. The consumption window and
+    ``outstanding`` serve ``due_reorders`` alone; the forecast counts demand itself
+    (``StoreReplenishment.record_demand``), so the job skips the window's bookkeeping."""
+    on_hand = stock.on_hand
+    for ingredient_id, needed in demand.items():
+        if needed > on_hand.get(ingredient_id, 0):
+            return shortages(stock, demand)
+    for ingredient_id, needed in demand.items():
+        on_hand[ingredient_id] -= needed
+    return {}
 
 
 def place_order(stock: StoreStock, order: EnrichedOrder, catalog: Catalog) -> Decision:

@@ -2,39 +2,45 @@
 inventory_windowing decide for each batch the JVM hands them (``pizzastream.batches``).
 
 Deciding a batch is exactly deciding its records one by one, in order, with
-``pizzastream.orders`` and ``pizzastream.inventory``; only the bookkeeping around the rules
+``pizzastream.orders``, ``pizzastream.inventory`` and ``pizzastream.replenishment``; only the bookkeeping around the rules
 is arranged so that an event costs a few microseconds of Python:
 
 * the common case of each rule has a lean form that gives the same answer
-  (``orders.accept``, ``inventory.take_stock`` on the record's own lines) and falls back
+  (``orders.accept``, ``inventory.take`` on the record's own lines) and falls back
   to the full rules for everything else;
-* a store's stock stays in memory between batches and is written to Flink state only when
-  a checkpoint follows (``ShardDesk.persist``), together with the stock levels it publishes;
+* a store's stock and replenishment plan stay in memory between batches and are written
+  to Flink state only when a checkpoint follows (``ShardDesk._persist``), together with the
+  stock levels it publishes;
 * every output is one text line of the batch's single result (``batches.result_line``).
 
-tests/pizzastream/test_order_batches.py holds the batch rules to the one-by-one rules.
+tests/test_order_batches.py holds the batch rules to the one-by-one rules.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import pickle
+from collections.abc import Callable, Iterable, Mapping
 
 import orjson
 
 from pizzastream.batches import batch_epoch, raw_records, store_records
-from pizzastream.catalog import Catalog
+from pizzastream.catalog import Catalog, Row
 from pizzastream.dead_letters import DeadLetter, dead_letter, storable_store_id
 from pizzastream.inventory import (
-    PARTITION_KEY_MISMATCH, IngredientPolicy, InvalidRestock, StoreStock, accepted_detail,
-    check_restock_key, due_reorders, order_demand, parse_restock, restock, shortage_detail,
-    store_of_partition_key, take_stock,
+    PARTITION_KEY_MISMATCH, InvalidRestock, StoreStock, accepted_detail, check_restock_key,
+    order_demand, parse_restock, restock, shortage_detail, store_of_partition_key, take,
 )
 from pizzastream.orders import (
     CHANNELS, FULFILLMENTS, EnrichedOrder, OrderRules, OrderStatus, Rejection, accept, enrich,
     is_id,
 )
+from pizzastream.replenishment import (
+    HOUR_MS, HistoryWindow, OverdueAlert, ReplenishmentOrder, ReplenishmentPolicy,
+    StockoutWarning, StoreReplenishment, hourly_demand,
+)
 from pizzastream.sales import (
     decided_status_json, fact_line, rejection_status_json, sale_of_enriched,
 )
+from pizzastream.ticks import InvalidTick, parse_tick
 
 # Result line tags: one character per output of the jobs (pizzastream.flink.BatchOutputs).
 ENRICHED = "E"           # orders-enriched, keyed by store
@@ -45,7 +51,8 @@ POS_ORDER = "P"          # pos-orders: accepted in-store sales
 DELIVERY = "D"           # deliveries: accepted delivery orders
 FACT = "F"               # order_fct rows (sales.fact_line)
 SUPPLIER_ORDER = "R"     # supplier-orders records
-SUPPLIER_ORDER_ROW = "Q"  # supplier_order rows
+SUPPLIER_ORDER_ROW = "Q"  # supplier_order rows, one per order line
+ALERT = "W"              # replenishment_alert rows: overdue orders, expected stock-outs
 STOCK_LEVEL = "L"        # inventory rows: store, ingredient, on hand
 
 ENRICHMENT_JOB = "order_enrichment"
@@ -55,6 +62,10 @@ ORDER, RESTOCK = "o", "r"
 EVENT_ID_FIELDS = {ORDER: "o", RESTOCK: "event_id"}
 MALFORMED_ENRICHED_ORDER = "malformed_enriched_order"
 UNKNOWN_RECORD_KIND = "unknown_record_kind"
+OVERDUE, STOCKOUT = "supplier_order_overdue", "expected_stockout"   # alert kinds
+# A store's entry in the job's state: [version, StoreStock state, StoreReplenishment bytes].
+# StoreStock.to_bytes alone (its own version, 2) is the format before plans.
+STORE_STATE_VERSION = 3
 _ACCEPTED = OrderStatus.ACCEPTED.value
 _REJECTED_INVENTORY = OrderStatus.REJECTED_INSUFFICIENT_INVENTORY.value
 
@@ -95,35 +106,45 @@ def rejection_lines(rejection: Rejection, now_ms: int) -> list[str]:
 class ShardDesk:
     """inventory_windowing's rules for the store shards of one operator instance.
 
-    ``decide(shard, batch, saved_stock)`` applies a ``StoreBatcher`` batch and returns its
+    ``decide(shard, batch, saved_state)`` applies a ``StoreBatcher`` batch and returns its
     result lines, dead letters and, when the batch asks to persist, the ``(store_id,
     state)`` of each store it changed since the shard's last persist, for the caller to
-    write to Flink state. Stocks stay in memory in between: the instance is created afresh
-    with every (re)start of the operator, and then reads each store's stock from state the
-    first time it meets it (``saved_stock``), or opens it from ``opening_stock``."""
+    write to Flink state (``store_to_bytes``). Stores stay in memory in between: the
+    instance is created afresh with every (re)start of the operator, and then reads each
+    store from state the first time it meets it (``saved_state``), or opens it: stock from
+    ``opening_stock``, replenishment plan seeded from ``sales_history(store_id, first ms,
+    end ms)`` (``order_fct`` rows ``(transaction_ts, product_id, quantity)``) over the
+    ``history`` window before the store's first event.
+
+    Per event, as ``pizzastream.simulate`` runs the policy: an order is decided by
+    ``inventory.take``, counted as demand whether accepted or refused, then reviewed on its
+    ingredients; a restock adds stock, closes its order line (``receive``) and is reviewed
+    on its ingredient; a tick (``pizzastream.ticks``) reviews every ingredient, as does a
+    store's first event."""
 
     def __init__(self, catalog: Callable[[], Catalog],
-                 policies: Callable[[], Mapping[int, IngredientPolicy]],
+                 policies: Callable[[], Mapping[int, ReplenishmentPolicy]],
                  opening_stock: Callable[[int], Mapping[int, int]],
-                 window_minutes: int, bucket_minutes: int):
+                 sales_history: Callable[[int, int, int], Iterable[Row]],
+                 history: HistoryWindow):
         self._catalog = catalog
         self._policies = policies
         self._opening_stock = opening_stock
-        self._window_minutes = window_minutes
-        self._bucket_minutes = bucket_minutes
-        self._stocks: dict[int, StoreStock] = {}
+        self._sales_history = sales_history
+        self._history = history
+        self._stores: dict[int, tuple[StoreStock, StoreReplenishment]] = {}
         # shard -> store -> ingredients whose level changed since the last persist (None:
-        # all of them, the store was just opened)
+        # all of them, the store was just opened); every store listed is persisted
         self._changed: dict[str, dict[int, set[int] | None]] = {}
         self._epoch: bytes | None = None
 
-    def decide(self, shard: str, batch: bytes, saved_stock: Callable[[int], bytes | None]
+    def decide(self, shard: str, batch: bytes, saved_state: Callable[[int], bytes | None]
                ) -> tuple[str, list[DeadLetter], list[tuple[int, bytes]]]:
         epoch = batch_epoch(batch)
         if epoch != self._epoch:
-            # The job was (re)started: stocks kept in memory may be ahead of the state it was
+            # The job was (re)started: stores kept in memory may be ahead of the state it was
             # restored from; read them from state again.
-            self._stocks.clear()
+            self._stores.clear()
             self._changed.clear()
             self._epoch = epoch
         persist, records = store_records(batch)
@@ -134,11 +155,14 @@ class ShardDesk:
         for kind, key, data in records:
             store_id = store_of_partition_key(key)
             if kind == ORDER:
-                self._order(store_id, key, data, catalog, policies, changed, saved_stock, out,
+                self._order(store_id, key, data, catalog, policies, changed, saved_state, out,
                             letters)
             elif kind == RESTOCK:
-                self._restock(store_id, key, data, policies, changed, saved_stock, out,
-                              letters)
+                if b'"tick"' in data and self._tick(store_id, key, data, catalog, policies,
+                                                    changed, saved_state, out, letters):
+                    continue
+                self._restock(store_id, key, data, catalog, policies, changed, saved_state,
+                              out, letters)
             else:
                 letters.append(dead_letter(INVENTORY_JOB, data, UNKNOWN_RECORD_KIND,
                                            f"record kind {kind!r} is neither order nor restock",
@@ -146,24 +170,33 @@ class ShardDesk:
         saved = self._persist(changed, out) if persist else []
         return "".join(out), letters, saved
 
-    def _stock(self, store_id: int, changed: dict, saved_stock) -> tuple[StoreStock, bool]:
-        stock = self._stocks.get(store_id)
-        if stock is not None:
-            return stock, False
-        saved = saved_stock(store_id)
+    def _store(self, store_id: int, event_ms: int, catalog: Catalog, changed: dict,
+               saved_state) -> tuple[StoreStock, StoreReplenishment, bool]:
+        """The store's stock and plan, and whether the plan is new (the store was just
+        opened, or restored from a state saved before plans were: its first event
+        reviews every ingredient)."""
+        store = self._stores.get(store_id)
+        if store is not None:
+            return store[0], store[1], False
+        saved = saved_state(store_id)
         if saved is not None:
-            stock = StoreStock.from_bytes(saved)
-            opened = False
+            stock, planner = store_from_bytes(saved)
         else:
-            stock = StoreStock.initial(store_id, self._opening_stock(store_id),
-                                       window_minutes=self._window_minutes,
-                                       bucket_minutes=self._bucket_minutes)
+            stock = StoreStock.initial(store_id, self._opening_stock(store_id))
+            planner = None
             changed[store_id] = None
-            opened = True
-        self._stocks[store_id] = stock
-        return stock, opened
+        fresh = planner is None
+        if fresh:
+            first, end = self._history.hours(event_ms)
+            planner = StoreReplenishment.seeded(
+                store_id, hourly_demand(self._sales_history(store_id, first * HOUR_MS,
+                                                            end * HOUR_MS),
+                                        catalog.recipe_pairs),
+                until_hour=end, start_hour=event_ms // HOUR_MS)
+        self._stores[store_id] = (stock, planner)
+        return stock, planner, fresh
 
-    def _order(self, store_id, key, data, catalog, policies, changed, saved_stock, out,
+    def _order(self, store_id, key, data, catalog, policies, changed, saved_state, out,
                letters) -> None:
         try:
             text = data.decode()
@@ -186,8 +219,8 @@ class ShardDesk:
                                        f"not an orders-enriched record: {error}"[:200],
                                        event_id, order_id, store_id=named_store or store_id))
             return
-        stock, opened = self._stock(store_id, changed, saved_stock)
-        short = take_stock(stock, demand, ts_ms)
+        stock, planner, fresh = self._store(store_id, ts_ms, catalog, changed, saved_state)
+        short = take(stock, demand)
         if short:
             status = decided_status_json(order_id, event_id, store_id, ts_ms,
                                          _REJECTED_INVENTORY, shortage_detail(short))
@@ -209,11 +242,12 @@ class ShardDesk:
             out.append(f"{'A' if online else 'P'}{key}\t{sale}\n")
             if fulfillment == "delivery":
                 out.append(f"D{key}\t{sale}\n")
-            _mark_changed(changed, store_id, demand)
-        self._reorders(stock, policies, ts_ms, None if opened else (() if short else demand),
-                       key, out)
+        _mark_changed(changed, store_id, () if short else demand)
+        # Refused demand is demand: the forecast learns what the store could have sold.
+        planner.record_demand(demand, ts_ms)
+        _review(planner, stock, policies, ts_ms, None if fresh else demand, key, out)
 
-    def _restock(self, store_id, key, data, policies, changed, saved_stock, out,
+    def _restock(self, store_id, key, data, catalog, policies, changed, saved_state, out,
                  letters) -> None:
         try:
             delivery = parse_restock(data)
@@ -223,31 +257,49 @@ class ShardDesk:
             letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
                                        event_id, store_id=named_store or store_id))
             return
-        stock, opened = self._stock(store_id, changed, saved_stock)
+        known = store_id in self._stores
+        stock, planner, fresh = self._store(store_id, delivery.ts_ms, catalog, changed,
+                                            saved_state)
         try:
             restock(stock, delivery.ingredient_id, delivery.quantity,
                     delivery.supplier_order_id, delivery.ts_ms, known=policies)
         except InvalidRestock as invalid:
-            if opened:  # as if never met: the store opens with its next event
-                del self._stocks[store_id]
-                del changed[store_id]
+            if not known:   # as if never met: the store is read or opened with its next event
+                del self._stores[store_id]
+                if changed.get(store_id, ()) is None:
+                    del changed[store_id]
             letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
                                        delivery.event_id, store_id=delivery.store_id))
             return
         _mark_changed(changed, store_id, (delivery.ingredient_id,))
-        self._reorders(stock, policies, delivery.ts_ms,
-                       None if opened else (delivery.ingredient_id,), key, out)
+        planner.receive(delivery.supplier_order_id, delivery.ingredient_id, policies)
+        _review(planner, stock, policies, delivery.ts_ms,
+                None if fresh else (delivery.ingredient_id,), key, out)
 
-    @staticmethod
-    def _reorders(stock: StoreStock, policies, event_ms: int, ingredients, key: str,
-                  out: list[str]) -> None:
-        if ingredients == ():
-            return
-        for order in due_reorders(stock, policies, stock.clock_ms or event_ms, ingredients):
-            out.append(f"R{key}\t{order.to_json()}\n")
-            out.append(f"Q{key}\t{order.supplier_order_id}\t{order.store_id}\t"
-                       f"{order.ingredient_id}\t{order.supplier_id}\t{order.quantity}\t"
-                       f"{order.ts_ms}\t{order.on_hand}\t{order.reorder_point}\n")
+    def _tick(self, store_id, key, data, catalog, policies, changed, saved_state, out,
+              letters) -> bool:
+        """Reviews every ingredient of the store at the tick's hour; False if the record
+        is no tick after all (a restock that only mentions one)."""
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        if type(doc) is not dict or "tick" not in doc:
+            return False
+        try:
+            tick = parse_tick(doc)
+            if store_id != tick.store_id:
+                raise InvalidTick(PARTITION_KEY_MISMATCH,
+                                  f"store {tick.store_id} sent on partition key {key[:40]!r}")
+        except InvalidTick as invalid:
+            _, event_id, named_store = record_ids(RESTOCK, data)
+            letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
+                                       event_id, store_id=named_store or store_id))
+            return True
+        stock, planner, _ = self._store(store_id, tick.ts_ms, catalog, changed, saved_state)
+        _mark_changed(changed, store_id, ())
+        _review(planner, stock, policies, tick.ts_ms, None, key, out)
+        return True
 
     def _persist(self, changed: dict[int, set[int] | None], out: list[str]
                  ) -> list[tuple[int, bytes]]:
@@ -256,14 +308,67 @@ class ShardDesk:
         once per store and checkpoint, not once per order."""
         saved = []
         for store_id in sorted(changed):
-            stock = self._stocks[store_id]
+            stock, planner = self._stores[store_id]
             ingredients = changed[store_id]
             for ingredient_id in sorted(stock.on_hand if ingredients is None else ingredients):
                 out.append(f"L{store_id}\t{store_id}\t{ingredient_id}\t"
                            f"{stock.on_hand[ingredient_id]}\n")
-            saved.append((store_id, stock.to_bytes()))
+            saved.append((store_id, store_to_bytes(stock, planner)))
         changed.clear()
         return saved
+
+
+def _review(planner: StoreReplenishment, stock: StoreStock, policies, now_ms: int,
+            ingredients, key: str, out: list[str]) -> None:
+    """The plan's records as result lines: a supplier order's record (``R``) and a
+    ``supplier_order`` row per line (``Q``, with the line's on-hand and reorder point at
+    issue), an alert's ``replenishment_alert`` row (``W``)."""
+    records = planner.review(policies, stock.on_hand, now_ms, ingredients)
+    if not records:
+        return
+    on_hand = stock.on_hand
+    for record in records:
+        if type(record) is ReplenishmentOrder:
+            order_id, store_id, supplier_id = (record.supplier_order_id, record.store_id,
+                                               record.supplier_id)
+            out.append(f"R{key}\t{record.to_json()}\n")
+            for ingredient_id, quantity in record.lines:
+                out.append(f"Q{key}\t{order_id}\t{store_id}\t{ingredient_id}\t{supplier_id}\t"
+                           f"{quantity}\t{record.ts_ms}\t{on_hand.get(ingredient_id, 0)}\t"
+                           f"{planner.reorder_point(ingredient_id) or 0}\n")
+        else:
+            out.append(f"W{key}\t{alert_row(record)}\n")
+
+
+def alert_row(record: OverdueAlert | StockoutWarning) -> str:
+    """The ``replenishment_alert`` row of an alert, tab-separated: ``alert_id, kind,
+    store_id, ingredient_id, supplier_id, supplier_order_id, ts_ms, record`` (0 and ""
+    where the kind has no such id). The id is made of what the alert is about and when,
+    so a replay writes the same row again, never a second one: an order is overdue once
+    (it is re-issued under a new id), a warning is raised once per ingredient and time."""
+    if type(record) is OverdueAlert:
+        return (f"overdue-{record.supplier_order_id}\t{OVERDUE}\t{record.store_id}\t0\t"
+                f"{record.supplier_id}\t{record.supplier_order_id}\t{record.ts_ms}\t"
+                f"{record.to_json()}")
+    return (f"stockout-{record.store_id}-{record.ingredient_id}-{record.ts_ms}\t{STOCKOUT}\t"
+            f"{record.store_id}\t{record.ingredient_id}\t0\t\t{record.ts_ms}\t"
+            f"{record.to_json()}")
+
+
+def store_to_bytes(stock: StoreStock, planner: StoreReplenishment) -> bytes:
+    """One store's entry of the shard's keyed state: its stock and its plan."""
+    return pickle.dumps([STORE_STATE_VERSION, stock.to_state(), planner.to_bytes()],
+                        protocol=5)
+
+
+def store_from_bytes(data: bytes) -> tuple[StoreStock, StoreReplenishment | None]:
+    """Inverse of ``store_to_bytes``; also reads a state saved before plans were (a
+    ``StoreStock.to_bytes`` alone), whose plan is None: the caller seeds one as for a new
+    store, so a savepoint of the old job restores into this one."""
+    state = pickle.loads(data)
+    if state[0] == STORE_STATE_VERSION:
+        return StoreStock.from_state(state[1]), StoreReplenishment.from_bytes(state[2])
+    return StoreStock.from_state(state), None
 
 
 def _mark_changed(changed: dict[int, set[int] | None], store_id: int, ingredients) -> None:
@@ -279,11 +384,20 @@ def repeat_letter(key: str, kind: str, data: bytes, repeat: int) -> DeadLetter:
     (``StoreBatcher`` counts them in state): one row per repeat, with the ids it repeats;
     the event is never applied twice."""
     order_id, event_id, store_id = record_ids(kind, data)
-    reason = "duplicate_order" if kind == ORDER else "duplicate_restock"
+    reason = ("duplicate_order" if kind == ORDER
+              else "duplicate_tick" if _is_tick(data) else "duplicate_restock")
     return dead_letter(INVENTORY_JOB, data, reason,
                        f"repeat {repeat} of an event already processed; ignored", event_id,
                        order_id, occurrence=repeat,
                        store_id=store_id or store_of_partition_key(key))
+
+
+def _is_tick(data: bytes) -> bool:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return type(doc) is dict and "tick" in doc
 
 
 def record_ids(kind: str, data: bytes) -> tuple[str | None, str | None, int | None]:

@@ -3,6 +3,8 @@
 ``make demo`` brings the stack up and runs this. It resets the stack's data, sends a wave
 of orders (with bad records of every kind and replays), lets the suppliers deliver what the
 pipeline reordered, sends a second wave, and prints what came out against what was sent.
+The waves' orders go out hour by hour of their event times, each hour after its hourly
+review ticks (``pizzastream.ticks``, ``HourlyTicks``), as the scheduled ticks would have come.
 
 Stores open with the seeded stock (a business day of their expected use), as a store
 would. ``--stock-factor F`` scales it (0.01 leaves ~1% and makes about a third of the
@@ -21,9 +23,12 @@ import analytics.__main__ as analytics_cli
 import stack
 from api.demo import ReadSide
 from connectors import aurora, aws, redis_store, warehouse
+from connectors.kinesis_producer import KinesisProducer
 from pizzastream.config import load_properties, stream_name
-from pizzastream.orders import OrderStatus
+from pizzastream.orders import OrderStatus, parse_event_time
 from pizzastream.publication import HourlySettings, freshness
+from pizzastream.ticks import HOUR_MS, write_ticks
+from pizzastream.traffic import BUSINESS_DAY
 from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess, LocalProcess
@@ -76,13 +81,67 @@ def _settle(jobs: list[LocalProcess], what: str, probe, at_least: int, timeout_s
         time.sleep(2)
 
 
-def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float) -> dict:
+class HourlyTicks:
+    """The ``producer`` a wave is sent through: it puts the wave's orders hour by hour of
+    their event times, each hour's review ticks of every store (``pizzastream.ticks``)
+    first, as the hourly schedule would have written them while the day went by. Orders
+    reach the inventory job through order_enrichment and ticks directly, so it pauses
+    after each hour's orders to let them arrive before the next hour's ticks. An hour an
+    earlier wave ticked is not ticked again (that would be a repeat the job dead-letters).
+    Only times within the wave's business day (``send_orders``: the hours before now)
+    count: the bad records' future or stale times must not tick a store into another day."""
+
+    PAUSE_S = 3.0
+
+    def __init__(self, props, ticked: set[int]):
+        self._props = props
+        self._producer = KinesisProducer(props)
+        self._ticked = ticked
+        self.written = 0
+        now_ms = int(time.time() * 1000)
+        self._day = (now_ms - BUSINESS_DAY // timedelta(milliseconds=1), now_ms + 60_000)
+
+    def put(self, stream: str, records, on_sent=None) -> int:
+        sent = 0
+        hour, pending = None, []
+        for key, data in records:
+            ts_ms = _event_time(data)
+            if ts_ms is not None and self._day[0] <= ts_ms <= self._day[1] \
+                    and (hour is None or ts_ms - ts_ms % HOUR_MS > hour):
+                if pending:
+                    sent += self._producer.put(stream, pending, on_sent)
+                    pending = []
+                    time.sleep(self.PAUSE_S)
+                hour = ts_ms - ts_ms % HOUR_MS
+                if hour not in self._ticked:
+                    self.written += write_ticks(self._props, hour)
+                    self._ticked.add(hour)
+            pending.append((key, data))
+        return sent + self._producer.put(stream, pending, on_sent)
+
+
+def _event_time(data: bytes) -> int | None:
+    """An order record's event time, if it has a readable one (bad records may not)."""
+    try:
+        ts = json.loads(data).get("ts")
+    except (ValueError, AttributeError):
+        return None
+    return parse_event_time(ts) if isinstance(ts, str) else None
+
+
+def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float,
+          ticked: set[int]) -> dict:
+    # Counted before sending: the wave goes out hour by hour, and its first hours' orders
+    # are decided while the last ones are still being sent.
+    before = _count(props, "order_status")
+    ticks = HourlyTicks(props, ticked)
     report = send_orders(props, n, bad_share=0.05, duplicate_share=0.01, seed=seed,
-                         first_sequence=first_sequence).to_dict()
+                         first_sequence=first_sequence, producer=ticks).to_dict()
+    print(f"demo: wrote {ticks.written} review ticks (every store, each hour of the wave"
+          " not ticked before)")
     print(f"demo: sent {n} orders: {report['by_kind'].get('valid', 0)} valid,"
           f" {report['by_kind'].get('duplicate', 0)} replays,"
           f" {n - report['by_kind'].get('valid', 0) - report['by_kind'].get('duplicate', 0)} bad")
-    before = _count(props, "order_status")
     _settle(jobs, "every order's status", lambda: _count(props, "order_status"),
             before + report["by_kind"].get("valid", 0), timeout_s)
     return report
@@ -107,7 +166,12 @@ def _summary(props, stock_factor: float) -> None:
     rows, revenue = _query(props, "SELECT count(*), coalesce(sum(total_transaction_amt), 0)"
                                   " FROM order_fct")[0]
     print(f"\n== Aurora ==\n  order_fct rows {rows}, revenue {revenue}")
-    print(f"  supplier_order rows {_query(props, 'SELECT count(*) FROM supplier_order')[0][0]}")
+    print(f"  supplier_order rows {_query(props, 'SELECT count(*) FROM supplier_order')[0][0]}"
+          " (one per order line)")
+    print("  replenishment alerts by kind:")
+    for kind, count in _query(props, "SELECT kind, count(*) FROM replenishment_alert"
+                                     " GROUP BY kind ORDER BY 1"):
+        print(f"    {kind:<32}{count:>8}")
     print("  POS batches by outcome:")
     for status, count in _query(props, "SELECT status, count(*) FROM pos_batch GROUP BY 1"):
         print(f"    {status:<32}{count:>8}")
@@ -130,6 +194,9 @@ def _summary(props, stock_factor: float) -> None:
         levels = redis.hgetall(redis_store.inventory_key(store[0][0]))
         print(f"\n== Redis {redis_store.inventory_key(store[0][0])} (hot read) ==\n  "
               + ", ".join(f"{k}={v}" for k, v in sorted(levels.items(), key=lambda kv: int(kv[0]))))
+        warnings = redis.hgetall(redis_store.stockout_key(store[0][0]))
+        print(f"  {redis_store.stockout_key(store[0][0])}: {len(warnings)} expected stock-outs"
+              + "".join(f"\n    ingredient {k}: {v}" for k, v in sorted(warnings.items())))
 
 
 def stock_label(stock_factor: float) -> str:
@@ -146,7 +213,8 @@ def _stock_summary(props, stock_factor: float, by_store: dict[int, Counter]) -> 
     print(f"\n== stock: {stock_label(stock_factor)} ==")
     decided = sum(sum(c.values()) for c in by_store.values())
     refused = sum(c[REFUSED] for c in by_store.values())
-    supplier_orders = _query(props, "SELECT count(*) FROM supplier_order")[0][0]
+    supplier_orders = _query(props, "SELECT count(DISTINCT supplier_order_id)"
+                                    " FROM supplier_order")[0][0]
     print(f"  refused for inventory {refused} of {decided} orders decided on stock"
           f" ({100 * refused / max(decided, 1):.2f}%); {len(by_store)} stores took orders")
     print(f"  supplier orders {supplier_orders}: {supplier_orders / max(len(by_store), 1):.2f}"
@@ -184,12 +252,14 @@ def main() -> None:
         read_side = ReadSide.start(props)  # the API (api/demo.py): stays up after the demo
         print(f"demo: running {', '.join(JOBS)} and the {', '.join(SERVICES)} services"
               " (logs in .stack/logs/)")
-        _wave(props, jobs, args.orders, args.seed, 1, args.timeout)
+        ticked: set[int] = set()
+        _wave(props, jobs, args.orders, args.seed, 1, args.timeout, ticked)
         read_side.place_sample_order()
         delivered = suppliers.deliver_all(props)
         print(f"demo: suppliers delivered {delivered} restocks")
         time.sleep(10)  # restocks land before the next wave's orders
-        _wave(props, jobs, args.orders, args.seed + 1, SECOND_WAVE_SEQUENCE, args.timeout)
+        _wave(props, jobs, args.orders, args.seed + 1, SECOND_WAVE_SEQUENCE, args.timeout,
+              ticked)
         _settle(jobs, "every delivery to be decided",
                 lambda: _query(props, "SELECT count(*) FROM delivery_assignment")[0][0],
                 _count(props, "deliveries"), args.timeout)

@@ -1,9 +1,10 @@
 """inventory_windowing on the mini-cluster with the real connectors, at parallelism 2, then
 restored from a savepoint at parallelism 1, then again at 2: a few thousand orders for many
 stores (many stores short of stock; some orders replayed after both restores) go through the
-batched path, and every decision, status, sale, fact row, supplier order and final stock
-level must be what ``pizzastream.inventory`` decides applied store by store, one order at a
-time, in the order each store's orders were written. A store's stock and the order ids seen
+batched path, and every decision, status, sale, fact row, supplier order line and final
+stock level must be what ``pizzastream.inventory.take`` and
+``pizzastream.replenishment.StoreReplenishment`` decide applied store by store, one order at
+a time, in the order each store's orders were written. A store's stock and the order ids seen
 must come through each restore and each rescale (keyed state moving between subtasks)."""
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from connectors import aurora, redis_store
 from connectors.kinesis_producer import KinesisProducer
 from jobs import inventory_windowing
 from pizzastream.catalog import Catalog
-from pizzastream.inventory import StoreStock, due_reorders, place_order, policies_from_rows
+from pizzastream.inventory import StoreStock, requirements, take
 from pizzastream.orders import EnrichedOrder, OrderLine
+from pizzastream.replenishment import ReplenishmentOrder, StoreReplenishment, policies_from_rows
 from pizzastream.sales import fact_rows, sale_json
 from tests.pos_support import query, stream_json
 from tests.support import running_job, wait_for
@@ -55,25 +57,33 @@ def traffic(catalog: Catalog) -> list[EnrichedOrder]:
 
 
 def one_by_one(orders, opening, catalog, policies) -> dict:
-    stocks: dict[int, StoreStock] = {}
+    """Each store's stock and plan, the plan as a store with no past sales starts (the
+    stack's order_fct is empty)."""
+    stores: dict[int, tuple[StoreStock, StoreReplenishment]] = {}
     out = defaultdict(list)
     for order in orders:
-        opened = order.store_id not in stocks
-        stock = stocks.setdefault(order.store_id,
-                                  StoreStock.initial(order.store_id, opening[order.store_id]))
-        decision = place_order(stock, order, catalog)
-        out["status"].append((order.order_id, decision.status))
-        if decision.accepted:
+        opened = order.store_id not in stores
+        if opened:
+            stores[order.store_id] = (StoreStock.initial(order.store_id, opening[order.store_id]),
+                                      StoreReplenishment(order.store_id))
+        stock, planner = stores[order.store_id]
+        demand = requirements(order, catalog)
+        accepted = not take(stock, demand)
+        out["status"].append((order.order_id, "accepted" if accepted
+                              else "rejected:insufficient_inventory"))
+        if accepted:
             out["sales" if order.channel == "online" else "pos_orders"].append(sale_json(order))
             if order.fulfillment == "delivery":
                 out["deliveries"].append(sale_json(order))
             if order.channel == "online":
                 out["facts"] += fact_rows(order)
-        changed = None if opened else (decision.consumed if decision.accepted else ())
-        if changed != ():
-            out["reorders"] += [(r.supplier_order_id, r.quantity) for r in due_reorders(
-                stock, policies, stock.clock_ms or order.ts_ms, changed)]
-    out["stock"] = {(s, i): q for s, stock in stocks.items() for i, q in stock.on_hand.items()}
+        planner.record_demand(demand, order.ts_ms)
+        for record in planner.review(policies, stock.on_hand, order.ts_ms,
+                                     None if opened else demand):
+            if isinstance(record, ReplenishmentOrder):
+                out["reorders"] += [(record.supplier_order_id, ingredient_id, quantity)
+                                    for ingredient_id, quantity in record.lines]
+    out["stock"] = {(s, i): q for s, (stock, _) in stores.items() for i, q in stock.on_hand.items()}
     return out
 
 
@@ -92,7 +102,9 @@ def traffic_and_expected(props) -> tuple[list[EnrichedOrder], dict]:
     catalog = Catalog.from_rows(*aurora.catalog_rows(props))
     policies = policies_from_rows(aurora.ingredient_policy_rows(props))
     orders = traffic(catalog)
-    return orders, one_by_one(orders, opening, catalog, policies)
+    expected = one_by_one(orders, opening, catalog, policies)
+    assert len(expected["reorders"]) > len({r[0] for r in expected["reorders"]}) > 5
+    return orders, expected
 
 
 def wait_for_stock(props, expected: dict) -> None:
@@ -151,8 +163,8 @@ def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clea
                          " delivery_type, channel FROM order_fct")
     assert sorted(facts) == sorted(
         (r[0], r[1], r[2], r[4], r[5], r[6], r[7], r[8]) for r in expected["facts"])
-    assert sorted(query(props, "SELECT supplier_order_id, quantity FROM supplier_order")) \
-        == sorted(expected["reorders"])
+    assert sorted(query(props, "SELECT supplier_order_id, ingredient_id, quantity"
+                               " FROM supplier_order")) == sorted(expected["reorders"])
     letters = query(props, "SELECT reason, order_id, event_id, store_id FROM dead_letter")
     assert Counter(letters) == Counter(("duplicate_order", o.order_id, o.event_id, o.store_id)
                                        for o in replays)

@@ -29,6 +29,7 @@ PROGRAMS = {
     **{job: [("module", f"jobs/{job}.py")] for job in msf.jobs()},
     "pos": [("function", "etl.pos_lambda", "handler")],
     "health": [("function", "etl.health", "handler")],
+    "ticks": [("function", "pizzastream.ticks", "handler")],
     "etl": [("module", "etl/hourly.py")],
     # The worker and the record processor the KCL daemon starts (delivery.daemon).
     "delivery": [("module", "delivery/__main__.py"), ("module", "delivery/processor.py")],
@@ -175,7 +176,7 @@ def test_the_functions_ship_every_module_they_import(synthesized):
     shipped = _importable(_distributions(
         [line.split("#")[0].strip() for line in packages.LAMBDA_REQUIREMENTS.read_text()
          .splitlines() if line.split("#")[0].strip()]))
-    for program in ("pos", "health"):
+    for program in ("pos", "health", "ticks"):
         analysis = _analysis(program)
         assert "pyflink" not in analysis.external_modules
         assert analysis.external_modules - shipped == set(), program
@@ -419,6 +420,11 @@ def test_etl_delivery_and_health_roles_do_their_work_and_nothing_else(template):
             allowed=[("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "pizzastream"})],
             denied=[("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "AWS/Kinesis"}),
                     ("secretsmanager:GetSecretValue", _arn("secret", "warehouse"))])
+    _expect(template, f"{PREFIX}-ticks",
+            allowed=[("kinesis:PutRecords", _arn("stream", "restocks"))],
+            denied=[("kinesis:PutRecords", _arn("stream", "orders")),
+                    ("kinesis:GetRecords", _arn("stream", "restocks")),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "aurora"))])
 
 
 def test_wildcard_resources_only_where_aws_requires_them(template):

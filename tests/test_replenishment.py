@@ -341,3 +341,15 @@ def test_two_days_of_the_simulation_meet_the_target():
             < totals[simulate.OLD]["supplier_orders_per_store_day"])
     # and today's policy does starve it by day 2: the comparison measures something
     assert week.runs[simulate.OLD][busiest.store_id].days[1].refused_share > 0.05
+
+
+def test_hours_deliberately_not_read_are_not_learnt_as_zero_demand():
+    """The job seeds a store from sales older than a gap before its first event: the gap's
+    hours are unknown, not quiet, and keep what the weeks before taught their slots."""
+    history = {MONDAY_HOUR - HOURS_PER_WEEK + h: {DOUGH: 100} for h in range(HOURS_PER_WEEK)}
+    until = MONDAY_HOUR
+    skipped = StoreReplenishment.seeded(1, history, until_hour=until, start_hour=until + 48)
+    assert skipped.hour == until + 48 and skipped.current == {}
+    assert all(skipped.forecast(DOUGH, until + h) == 100 for h in range(48))
+    folded = StoreReplenishment.seeded(1, history, until_hour=until + 48)
+    assert folded.forecast(DOUGH, until + 3) < 100

@@ -116,14 +116,42 @@ CREATE INDEX IF NOT EXISTS dead_letter_reason ON dead_letter (reason);
 -- etl.health counts the recent ones for the dead-letter alarm.
 CREATE INDEX IF NOT EXISTS dead_letter_received_at ON dead_letter (received_at);
 
--- Reorders sent to suppliers; a restock carrying the same supplier_order_id answers one.
+-- Supplier orders, one row per line; a restock carrying the same supplier_order_id and
+-- ingredient answers a line. on_hand and reorder_point: the line's, when it was ordered.
 CREATE TABLE IF NOT EXISTS supplier_order (
-    supplier_order_id  text PRIMARY KEY,
+    supplier_order_id  text NOT NULL,
     store_id           integer NOT NULL,
     ingredient_id      integer NOT NULL,
     supplier_id        integer NOT NULL,
     quantity           integer NOT NULL CHECK (quantity > 0),
     ordered_ts         timestamptz NOT NULL,
     on_hand            bigint NOT NULL,
-    reorder_point      bigint NOT NULL
+    reorder_point      bigint NOT NULL,
+    PRIMARY KEY (supplier_order_id, ingredient_id)
 );
+-- A supplier order has a line per ingredient (pizzastream.replenishment.ReplenishmentOrder):
+-- one row per line. Databases made when an order had one ingredient keyed it by order alone.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'supplier_order_pkey'
+               AND conrelid = 'supplier_order'::regclass
+               AND array_length(conkey, 1) = 1) THEN
+        ALTER TABLE supplier_order DROP CONSTRAINT supplier_order_pkey;
+        ALTER TABLE supplier_order ADD PRIMARY KEY (supplier_order_id, ingredient_id);
+    END IF;
+END $$;
+
+-- What the replenishment plan raises for a store: a supplier order overdue (and its
+-- re-issue), an expected stock-out. The id is made of what the alert is about and when
+-- (pizzastream.order_batches.alert_row), so a replay writes no second row.
+CREATE TABLE IF NOT EXISTS replenishment_alert (
+    alert_id           text PRIMARY KEY,
+    kind               text NOT NULL CHECK (kind IN ('supplier_order_overdue', 'expected_stockout')),
+    store_id           integer NOT NULL,
+    ingredient_id      integer NULL,       -- expected_stockout
+    supplier_id        integer NULL,       -- supplier_order_overdue
+    supplier_order_id  text NULL,          -- supplier_order_overdue: the order re-issued
+    alert_ts           timestamptz NOT NULL,   -- event time the plan raised it
+    record             text NOT NULL       -- the alert as JSON (docs/streams.md)
+);
+CREATE INDEX IF NOT EXISTS replenishment_alert_store_ts ON replenishment_alert (store_id, alert_ts);

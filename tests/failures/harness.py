@@ -491,15 +491,15 @@ class Pipeline:
         delivered_at = datetime.now(timezone.utc)
         records, new, repeated = [], 0, 0
         for _, data in self.outputs.supplier_orders.records:
-            restock = suppliers.restock_for(json.loads(data), delivered_at)
-            records.append((str(restock["store_id"]), json.dumps(restock).encode()))
-            cell = (restock["store_id"], restock["ingredient_id"])
-            if restock["event_id"] in self.delivered_restocks:
-                repeated += 1
-            else:
-                new += 1
-                self.delivered_restocks[restock["event_id"]] = (cell, restock["quantity"])
-                self.restocked[cell] += restock["quantity"]
+            for restock in suppliers.restocks_for(json.loads(data), delivered_at):
+                records.append((str(restock["store_id"]), json.dumps(restock).encode()))
+                cell = (restock["store_id"], restock["ingredient_id"])
+                if restock["event_id"] in self.delivered_restocks:
+                    repeated += 1
+                else:
+                    new += 1
+                    self.delivered_restocks[restock["event_id"]] = (cell, restock["quantity"])
+                    self.restocked[cell] += restock["quantity"]
         if records:
             put(self.props, "restocks", records)
         return new, repeated

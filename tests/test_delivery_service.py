@@ -570,11 +570,18 @@ def test_a_worker_offers_again_when_partners_that_did_not_answer_recover(deliver
     env.stand_in.state.knobs = provider.Knobs(refusal_rate=0.0, seed=7)
     wait_for_decisions(env, 1, timeout_s=60)
     decision = env.decisions()[order.order_id]
-    assert (decision["status"], decision["partner_id"]) == ("assigned", candidates[0])
+    assert decision["status"] == "assigned" and decision["partner_id"] in candidates
+    # Every round offers the partners in order of preference, and a later round follows the
+    # first. The recovery may come while a round is already asking the best partner (the
+    # status says "retrying" until a decision): that offer times out once more and the next
+    # partner takes the order, as a clean-clone CI run under load showed.
+    offers = [(int(partner), outcome) for _, partner, outcome in
+              (part.split() for part in decision["detail"].split(", "))]
+    assert [p for p, _ in offers] == [candidates[i % len(candidates)] for i in range(len(offers))]
+    assert len(offers) > len(candidates)
+    assert [o for _, o in offers] == ["timed_out"] * (len(offers) - 1) + ["accepted"]
     cached = json.loads(client.get(f"delivery:{order.order_id}"))
-    rounds = {step["round"] for step in cached["steps"]}
-    assert cached["status"] == "assigned" and len(rounds) >= 2
-    assert [s["outcome"] for s in cached["steps"]][-1] == "accepted"
+    assert (cached["status"], cached["partner_id"]) == ("assigned", decision["partner_id"])
     with aurora.connect(env.props) as conn:
         assert conn.execute("SELECT count(*) FROM delivery_attempt WHERE order_id = %s",
                             [order.order_id]).fetchone()[0] == 0

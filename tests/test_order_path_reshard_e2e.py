@@ -91,8 +91,8 @@ def _check(props, orders, expected) -> None:
     out_of_order = [store for store in written if decided[store] != written[store]]
     assert out_of_order == [], f"{len(out_of_order)} stores decided out of written order"
     assert sorted((s["o"], s["status"]) for s in statuses) == sorted(expected["status"])
-    assert sorted(query(props, "SELECT supplier_order_id, quantity FROM supplier_order")) \
-        == sorted(expected["reorders"])
+    assert sorted(query(props, "SELECT supplier_order_id, ingredient_id, quantity"
+                               " FROM supplier_order")) == sorted(expected["reorders"])
 
 
 def _props(props):

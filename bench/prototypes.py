@@ -62,27 +62,9 @@ def fused_order_path(records: DataStream, props: dict[str, dict[str, str]]):
     parsed order), and a record ``accept`` refuses is only counted (the generator sends
     valid orders; a merged job would give it enrichment's status and dead letter)."""
     from jobs import inventory_windowing as job
-    from jobs import runtime
 
-    settings, path = props["Inventory"], props.get("OrderPath", {})
-    runtime.hand_records_on_by_reference(records)
-    batches, repeats = runtime.store_batches(
-        records, {"o": "order_id"}, int(float(settings.get("dedup_ttl_hours", "50")) * 3_600_000),
-        int(path.get("store_shards", "32")), int(path.get("batch_max_records", "1000")),
-        int(path.get("batch_max_delay_ms", "100")))
-    results = (batches.process(_FusedDesk(props), output_type=runtime.BATCH)
-               .name("fused-order-path").uid("fused-order-path"))
-    outputs = runtime.batch_outputs(results, job.STATUS, job.SIDE_TAGS)
-    side = lambda tag: runtime.batch_output(outputs, tag)  # noqa: E731 - local shorthand
-    return job.Decisions(
-        outputs, runtime.redis_set_commands(side(job.STATUS_CACHE), job.redis_store.order_status_key("")),
-        side(job.SALE), side(job.POS_ORDER), side(job.DELIVERY), side(job.SUPPLIER_ORDER),
-        runtime.delimited_rows(side(job.FACT), job.FACT_ROW, job.FACT_KINDS),
-        runtime.delimited_rows(side(job.SUPPLIER_ORDER_ROW), job.SUPPLIER_ORDER_ROW_TYPE,
-                               job.SUPPLIER_ORDER_KINDS),
-        runtime.delimited_rows(side(job.STOCK_LEVEL), job.INVENTORY_ROW, job.INVENTORY_KINDS),
-        runtime.side_output(results, job.DEAD_LETTERS).union(
-            repeats.map(job.repeat_dead_letter, output_type=job.aurora.DEAD_LETTER_ROW)))
+    return job.decide_orders(records, props, desk=_FusedDesk(props),
+                             event_id_fields={job.ORDER: "order_id", job.RESTOCK: "event_id"})
 
 
 def _fused_desk_class():

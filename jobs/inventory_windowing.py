@@ -183,17 +183,19 @@ class Decisions(NamedTuple):
     dead_letters: DataStream        # DEAD_LETTER_ROW: unusable records and repeats
 
 
-def decide_orders(records: DataStream, props: dict[str, dict[str, str]]) -> Decisions:
+def decide_orders(records: DataStream, props: dict[str, dict[str, str]],
+                  desk: KeyedProcessFunction | None = None,
+                  event_id_fields: dict[str, str] = EVENT_ID_FIELDS) -> Decisions:
     """The job's logic without its edges: tagged orders and restocks in, its outputs out.
-    Benchmarks feed it directly."""
+    Benchmarks feed it directly, and may put another desk in (``bench.prototypes``)."""
     settings, path = props["Inventory"], props.get("OrderPath", {})
     ttl_ms = int(float(settings.get("dedup_ttl_hours", "50")) * 3600 * 1000)
     runtime.hand_records_on_by_reference(records)
     batches, repeats = runtime.store_batches(
-        records, EVENT_ID_FIELDS, ttl_ms, int(path.get("store_shards", "32")),
+        records, event_id_fields, ttl_ms, int(path.get("store_shards", "32")),
         int(path.get("batch_max_records", "1000")), int(path.get("batch_max_delay_ms", "100")))
     results = (
-        batches.process(DecideStoreBatches(props), output_type=runtime.BATCH)
+        batches.process(desk or DecideStoreBatches(props), output_type=runtime.BATCH)
         .name("store-inventory").uid("store-inventory-batches"))
     outputs = runtime.batch_outputs(results, STATUS, SIDE_TAGS)
     side = lambda tag: runtime.batch_output(outputs, tag)  # noqa: E731 - local shorthand

@@ -309,8 +309,7 @@ def test_fuzzed_bad_input_under_kinesis_throttling(pipeline):
 # Open (docs/failures.md item 10): since hourly_metrics publishes on POS completeness and
 # writes the lake from its Python publisher (issue 20), an S3 outage restarts the job and
 # hours end short in the lake and the warehouse (297 rows in the run that found it, 2026-12-04
-# 22:43 UTC) until the scheduled hourly ETL republishes them from order_fct. Still run and
-# reported; an unexpected pass shows.
+# 22:43 UTC). Still run and reported; an unexpected pass shows.
 @pytest.mark.xfail(reason="hourly rows end short after an S3 outage since the stream's own "
                           "publisher writes the lake (docs/failures.md item 10)", strict=False)
 def test_s3_down_for_a_minute_under_hourly_metrics(pipeline):

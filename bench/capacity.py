@@ -34,9 +34,10 @@ utilisation))`` KPUs plus one orchestration KPU, and 50 GB running storage per K
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
+
+from pizzastream.resharding import hash_key
 
 SHARD_RECORDS_PER_S = 1_000
 SHARD_BYTES_PER_S = 1_048_576
@@ -152,11 +153,6 @@ def reference_weights() -> tuple[float, ...]:
     return tuple(s.traffic_weight for s in stores)
 
 
-def key_hash(partition_key: str) -> int:
-    """Where Kinesis places a partition key: its MD5 as a 128-bit integer."""
-    return int.from_bytes(hashlib.md5(partition_key.encode()).digest(), "big")
-
-
 @dataclass
 class StreamPlan:
     name: str
@@ -193,7 +189,7 @@ def contiguous_shards(stores: list[StoreRate], utilisation: float) -> tuple[int,
     bytes_cap = SHARD_BYTES_PER_S * utilisation
     shards, hot = 0, []
     load = load_bytes = None          # the shard being filled; None: none open yet
-    for store_id, rate, bytes_rate in sorted(stores, key=lambda item: key_hash(str(item[0]))):
+    for store_id, rate, bytes_rate in sorted(stores, key=lambda item: hash_key(str(item[0]))):
         pieces = _pieces(rate, bytes_rate, records_cap, bytes_cap)
         if pieces > 1:                # salted keys hash elsewhere: shards of its own
             hot.append(store_id)
@@ -215,7 +211,7 @@ def even_range_shards(stores: list[StoreRate], utilisation: float, start: int,
     bytes_cap = SHARD_BYTES_PER_S * utilisation
     if any(rate > records_cap or bytes_rate > bytes_cap for _, rate, bytes_rate in stores):
         return None
-    placed = [(key_hash(str(store_id)), rate, bytes_rate) for store_id, rate, bytes_rate in stores]
+    placed = [(hash_key(str(store_id)), rate, bytes_rate) for store_id, rate, bytes_rate in stores]
     n = max(1, start)
     while n <= limit:
         loads = [0.0] * n

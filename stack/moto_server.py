@@ -44,7 +44,6 @@ registered"). ``reshard_as_kinesis`` makes moto do the same
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import os
 import signal
@@ -57,6 +56,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import run_simple
 from werkzeug.wsgi import get_input_stream
+
+from pizzastream.resharding import hash_key
 
 KINESIS_TARGET_PREFIX = "Kinesis_"
 
@@ -133,7 +134,7 @@ def reshard_as_kinesis() -> None:
     def get_shard_for_key(self: Stream, partition_key: str, explicit_hash_key: str):
         validate_key(self, partition_key, explicit_hash_key)     # moto's argument checks
         position = (int(explicit_hash_key) if explicit_hash_key else
-                    int.from_bytes(hashlib.md5(partition_key.encode()).digest(), "big"))
+                    hash_key(partition_key))
         for shard in self.shards.values():
             if shard.is_open and shard.starting_hash <= position <= shard.ending_hash:
                 return shard

@@ -230,6 +230,27 @@ def test_the_stand_in_copy_refuses_a_manifest_redshift_would_refuse(clean_stack)
     assert warehouse.metric_rows(props) == [row(1, H1, 4)]          # rolled back whole
 
 
+def conflict_with(props, load, waits_in: str, timeout_s: float) -> threading.Thread:
+    """Runs ``load`` in a thread while another serializable writer deletes hour H1's rows
+    and holds them until the load's statement starting ``waits_in`` waits for them, then
+    commits: the load's transaction is aborted as Redshift would abort it. Returns the
+    load's thread, joined."""
+    with psycopg.connect(postgres_dsn(props, "Warehouse")) as other:
+        other.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        other.execute("DELETE FROM hourly_store_metrics WHERE window_start = %s", (H1,))
+        thread = threading.Thread(target=load)
+        thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not query(props, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                               " AND query LIKE %s", f"{waits_in}%", group="Warehouse"):
+            assert time.monotonic() < deadline, "the load never waited for the other writer"
+            assert thread.is_alive(), "the load ended before it waited for the other writer"
+            time.sleep(0.05)
+        other.commit()
+        thread.join(timeout_s)
+    return thread
+
+
 @pytest.mark.integration
 def test_a_serialization_conflict_is_retried_and_the_load_lands_once(clean_stack, caplog):
     """Redshift aborts one of two conflicting serializable writers; the stand-in runs its
@@ -238,21 +259,9 @@ def test_a_serialization_conflict_is_retried_and_the_load_lands_once(clean_stack
     props = redshift_props(clean_stack)
     warehouse.replace_hours(props, [H1], [row(1, H1, 4)])
     backend = warehouse.backend(props)
-    with psycopg.connect(postgres_dsn(props, "Warehouse")) as other:
-        other.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
-        other.execute("DELETE FROM hourly_store_metrics WHERE window_start = %s", (H1,))
-        attempts = []
-        load = threading.Thread(target=lambda: attempts.append(
-            backend.replace_hours([H1], [row(1, H1, 7)])))
-        load.start()
-        deadline = time.monotonic() + 20
-        while not query(props, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                               " AND query LIKE 'DELETE FROM hourly_store_metrics%%'",
-                        group="Warehouse"):
-            assert time.monotonic() < deadline, "the load never waited for the other writer"
-            time.sleep(0.05)
-        other.commit()
-        load.join(30)
+    attempts = []
+    conflict_with(props, lambda: attempts.append(backend.replace_hours([H1], [row(1, H1, 7)])),
+                  "DELETE FROM hourly_store_metrics", timeout_s=20)
     assert attempts == [2]
     assert "serialization conflict (attempt 1 of 5)" in caplog.text
     assert warehouse.metric_rows(props) == [row(1, H1, 7)]
@@ -300,20 +309,7 @@ def test_the_stream_sink_retries_a_serialization_conflict_and_lands_once(clean_s
         except BaseException as error:  # noqa: BLE001 - reported by the assertion below
             failures.append(error)
 
-    with psycopg.connect(postgres_dsn(props, "Warehouse")) as other:
-        other.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
-        other.execute("DELETE FROM hourly_store_metrics WHERE window_start = %s", (H1,))
-        job = threading.Thread(target=load)
-        job.start()
-        deadline = time.monotonic() + 120
-        while not query(props, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                               " AND query LIKE 'DELETE FROM hourly_store_metrics USING%%'",
-                        group="Warehouse"):
-            assert time.monotonic() < deadline, "the load never waited for the other writer"
-            assert job.is_alive(), f"the job ended before its load waited: {failures}"
-            time.sleep(0.1)
-        other.commit()
-        job.join(120)
+    job = conflict_with(props, load, "DELETE FROM hourly_store_metrics USING", timeout_s=120)
     assert not job.is_alive() and failures == []
     assert warehouse.metric_rows(props) == [row(1, H1, 7)]
 

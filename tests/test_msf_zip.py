@@ -143,7 +143,8 @@ def _environment(props, secrets: dict[str, str]) -> dict:
         "streams": dict(props["Streams"]),
         "aurora": keys("Aurora", "host", "port", "dbname", "user"),
         "warehouse": keys("Warehouse", "host", "port", "dbname", "user", "engine", "iam_role"),
-        "redis": keys("Redis", "host", "port", "user"),
+        # The local stack runs one Redis server, never a cluster (stack.services refuses it).
+        "redis": {**keys("Redis", "host", "port", "user"), "cluster_mode": False},
         "lake": {"bucket": props["Lake"]["bucket"]},
         "secrets": secrets,
         "vpc": {"subnet_ids": ["subnet-local"], "security_group_ids": ["sg-local"]},

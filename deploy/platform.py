@@ -69,8 +69,7 @@ ORDER_RULES = {"max_quantity": "20", "max_lines": "25", "max_record_bytes": "819
                "max_future_seconds": "300", "max_age_hours": "48"}
 HOURLY_METRICS = {"out_of_orderness_minutes": "2", "idle_seconds": "60",
                   "pos_wait_minutes": "30", "allowed_lateness_minutes": "60",
-                  "late_refresh_seconds": "5",
-                  "publication_target_minutes": "20", "live_ttl_minutes": "120",
+                  "late_refresh_seconds": "5", "live_ttl_minutes": "120",
                   "live_refresh_ms": "1000", "lake_prefix": "lake/hourly_store_metrics",
                   "staging_prefix": "staging/order_fct", "dedup_ttl_minutes": "160"}
 # The POS contract's cadence: POS ingestion tells a missing batch by it.

@@ -2,8 +2,9 @@
 curated lake, every hour (seed design, section 6).
 
 Which hours a run writes (``hours_to_export``), among the *closed* ones, those the streaming
-hourly_metrics job has published already (``etl.metrics.stream_closed``: about 21 minutes
-after the hour's end; before that a correction would race the stream):
+hourly_metrics job has published already (``etl.metrics.stream_closed``:
+``HourlySettings.bound`` after the hour's end; before that a correction would race the
+stream):
 
 - the hour asked for, or by default every closed hour since the last scheduled one (the
   last closed hour, plus any a stopped ETL missed);

@@ -59,6 +59,8 @@ def test_the_shipped_configuration_is_valid():
 
     settings = HourlySettings.from_props(load_properties())
     assert settings.pos_wait < HOUR and settings.lateness > timedelta(0)
+    # the one publication setting, as docs/hourly_metrics.md states it
+    assert settings.bound == timedelta(minutes=31)
 
 
 def test_a_store_whose_pos_has_not_delivered_the_hour_is_published_partial():

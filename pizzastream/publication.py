@@ -102,25 +102,62 @@ def corrections(published: Mapping[int, MetricRow], current: Iterable[MetricRow]
 
 # --- freshness: what metrics_publication says ----------------------------------------------
 
+# The alarm's metrics (``etl.freshness`` puts them to CloudWatch after every hourly ETL run):
+# hours first published later than the bound, and hours with sales still unpublished that
+# long after their end.
+LATE_HOURS, UNPUBLISHED_HOURS = "LateHours", "UnpublishedHours"
+# The hours a measurement judges: those that started in the last three hours before it.
+LOOKBACK = 3 * HOUR
+
+
+def judged_from(now: datetime) -> datetime:
+    """The first hour (window start) a measurement at ``now`` judges (``LOOKBACK``)."""
+    return now.replace(minute=0, second=0, microsecond=0) - LOOKBACK
+
+
 @dataclass(frozen=True)
 class FreshnessReport:
     hours: list[Publication]
     bound: timedelta
     now: datetime
     unpublished: list[datetime] = field(default_factory=list)
+    # Hours that ended before this moment (the demo's start) were replayed after the fact:
+    # late by construction, so the alarm does not judge them (``replayed``).
+    replayed_before: datetime | None = None
+
+    def replayed(self, hour: datetime) -> bool:
+        """Whether ``hour`` (window start) had ended by ``replayed_before``."""
+        return self.replayed_before is not None and hour + HOUR <= self.replayed_before
+
+    @property
+    def late_published(self) -> list[datetime]:
+        """Hours first published later than ``bound`` after their end."""
+        return [h.window_start for h in self.hours
+                if h.delay > self.bound and not self.replayed(h.window_start)]
+
+    @property
+    def overdue(self) -> list[datetime]:
+        """Hours with sales still unpublished ``bound`` after their end."""
+        return [hour for hour in self.unpublished
+                if hour + HOUR + self.bound < self.now and not self.replayed(hour)]
 
     @property
     def late(self) -> list[datetime]:
         """The alarm: hours first published later than ``bound`` after their end, and hours
-        still unpublished that long after it."""
-        return sorted([h.window_start for h in self.hours if h.delay > self.bound]
-                      + [hour for hour in self.unpublished if hour + HOUR + self.bound < self.now])
+        still unpublished that long after it (replayed hours left out)."""
+        return sorted(self.late_published + self.overdue)
+
+    def metrics(self) -> dict[str, int]:
+        """The alarm's metrics: ``{LATE_HOURS: n, UNPUBLISHED_HOURS: m}``."""
+        return {LATE_HOURS: len(self.late_published), UNPUBLISHED_HOURS: len(self.overdue)}
 
 
 def freshness(publications: Iterable[Publication], expected: Iterable[datetime],
-              bound: timedelta, now: datetime) -> FreshnessReport:
+              bound: timedelta, now: datetime, replayed_before: datetime | None = None
+              ) -> FreshnessReport:
     """The report over ``publications`` (``connectors.warehouse.publications``); hours of
-    ``expected`` (that had sales) never published are listed as unpublished."""
+    ``expected`` (that had sales) never published are listed as unpublished. All times
+    naive UTC."""
     hours = list(publications)
     seen = {h.window_start for h in hours}
-    return FreshnessReport(hours, bound, now, sorted(set(expected) - seen))
+    return FreshnessReport(hours, bound, now, sorted(set(expected) - seen), replayed_before)

@@ -4,9 +4,9 @@ every hourly ETL run and put to CloudWatch for the alarms of ``deploy/platform.p
 Over the hours that started in the last three (``publication.LOOKBACK``):
 
 * ``LateHours``: hours first published (``metrics_publication``, the stream's or the ETL's
-  load, whichever came first) later than ``HourlySettings.bound`` after their end;
+  load, whichever came first) later than ``HourlySettings.alarm_bound`` after their end;
 * ``UnpublishedHours``: hours with sales in Aurora's ``order_fct`` not published yet,
-  ``HourlySettings.bound`` after their end.
+  ``HourlySettings.alarm_bound`` after their end.
 
 The ETL runs here because it alone reaches both Aurora and the warehouse; it runs hourly,
 so a late hour is seen at the first run after its bound has passed. If the ETL stops, these
@@ -34,7 +34,7 @@ def measure(props: Props, now: datetime) -> FreshnessReport:
         sold = [hour for (hour,) in conn.execute(
             _SOLD_HOURS, (start.replace(tzinfo=timezone.utc), now)).fetchall()]
     return freshness(warehouse.publications(props, start, end), sold,
-                     HourlySettings.from_props(props).bound, end)
+                     HourlySettings.from_props(props).alarm_bound, end)
 
 
 def metric_data(report: FreshnessReport, now: datetime) -> list[dict]:

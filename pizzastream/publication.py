@@ -24,6 +24,10 @@ from pizzastream.metrics import HOUR, MetricRow, Publication, shortest_dedup_ttl
 STREAM, PARTIAL, LATE = "stream", "partial", "late"
 GROUP = "HourlyMetrics"
 _EPOCH = datetime(1970, 1, 1)
+# The longest a published hour's warehouse load waits for the checkpoint that commits it:
+# MSF checkpoints every 60 s (deploy/msf/*.json), the local stack every 5 s, plus the time
+# the checkpoint takes.
+COMMIT_MARGIN = timedelta(minutes=2)
 MINUTE = timedelta(minutes=1)
 
 
@@ -71,6 +75,15 @@ class HourlySettings:
         """How long after its end an hour may take to be published: what the alarm holds
         first publications to."""
         return self.closes_at(_EPOCH) - (_EPOCH + HOUR)
+
+    @property
+    def alarm_bound(self) -> timedelta:
+        """What the late-hour alarm holds first publications to: ``bound`` plus what comes
+        after the watermark passes it, the publisher's collection of the hour's rows
+        (``late_refresh``) and the warehouse load's commit at the next checkpoint (at most
+        ``COMMIT_MARGIN``), so that an hour held the whole ``pos_wait`` by a silent POS and
+        published then is partial, not late."""
+        return self.bound + self.late_refresh + COMMIT_MARGIN
 
     @property
     def changes_for(self) -> timedelta:

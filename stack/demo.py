@@ -331,10 +331,10 @@ def _freshness(props, day, started: datetime) -> None:
             "SELECT DISTINCT window_start FROM hourly_store_metrics WHERE window_start >= %s"
             " AND window_start < %s", (start, start + timedelta(days=1)))]
     report = freshness(warehouse.publications(props, start, start + timedelta(days=1)), sold,
-                       settings.bound, datetime.now(timezone.utc).replace(tzinfo=None),
+                       settings.alarm_bound, datetime.now(timezone.utc).replace(tzinfo=None),
                        replayed_before=started)
     print(f"\n== freshness and completeness (alarm: first publication later than "
-          f"{settings.bound} after the hour) ==")
+          f"{settings.alarm_bound} after the hour) ==")
     print(f"  Hours that ended before the demo started ({started:%H:%M:%S} UTC) are REPLAYED: "
           f"their sales were sent\n"
           f"  within minutes, after the hour had ended, so they are late by construction and "

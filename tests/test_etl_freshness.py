@@ -16,7 +16,8 @@ from pizzastream.publication import FreshnessReport, HourlySettings
 @pytest.mark.integration
 def test_late_and_unpublished_hours_go_to_cloudwatch(clean_stack):
     props = clean_stack
-    bound = HourlySettings.from_props(props).bound
+    settings = HourlySettings.from_props(props)
+    bound = settings.alarm_bound
     # measured at 45 minutes past the previous hour: its hour F is not due yet, F - 1h is
     now = datetime.now(timezone.utc).replace(minute=45, second=0, microsecond=0) - HOUR
     hour_f = now.replace(minute=0, tzinfo=None)
@@ -30,7 +31,9 @@ def test_late_and_unpublished_hours_go_to_cloudwatch(clean_stack):
                          (f"S0001-{n}", (hour + timedelta(minutes=5)).replace(
                              tzinfo=timezone.utc)))
     with aurora.connect(props, "Warehouse") as conn:
-        for hour, delay in ((old, bound + timedelta(minutes=1)), (on_time, bound),
+        # on time: past the publisher's bound (a silent POS held it), within the alarm's
+        for hour, delay in ((old, bound + timedelta(minutes=1)),
+                            (on_time, settings.bound + timedelta(minutes=1)),
                             (late, bound + timedelta(minutes=1))):
             conn.execute("INSERT INTO metrics_publication (window_start, window_end, source,"
                          " published_at, stores, revenue_change, orders_change)"

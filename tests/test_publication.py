@@ -47,6 +47,9 @@ def test_settings_name_a_missing_key_and_refuse_a_short_deduplication():
     assert settings.bound == timedelta(minutes=31)
     assert settings.closes_at(H) == H + HOUR + timedelta(minutes=31)
     assert settings.changes_for == timedelta(minutes=91)
+    # the alarm's: the publisher's collection (late_refresh) and the load's commit on top
+    assert settings.alarm_bound == (timedelta(minutes=31) + settings.late_refresh
+                                    + timedelta(minutes=2))
     missing = {k: v for k, v in SETTINGS.items() if k != "pos_wait_minutes"}
     with pytest.raises(ValueError, match="HourlyMetrics.pos_wait_minutes is missing"):
         HourlySettings.from_props({"HourlyMetrics": missing})
@@ -61,6 +64,7 @@ def test_the_shipped_configuration_is_valid():
     assert settings.pos_wait < HOUR and settings.lateness > timedelta(0)
     # the one publication setting, as docs/hourly_metrics.md states it
     assert settings.bound == timedelta(minutes=31)
+    assert settings.alarm_bound == timedelta(minutes=33, seconds=5)
 
 
 def test_a_store_whose_pos_has_not_delivered_the_hour_is_published_partial():

@@ -50,9 +50,9 @@ JOBS = (ENRICHMENT, INVENTORY)
 VALID_FINAL = {OrderStatus.ACCEPTED.value, OrderStatus.REJECTED_INSUFFICIENT_INVENTORY.value}
 QUIET_S = 9            # inventory snapshots every 5 s, JDBC flush every 1 s, then some
 # Every job of the suite runs at this parallelism; a scenario may rescale a job for a
-# while. PIZZASTREAM_FAILURES_PARALLELISM=2 runs the suite wide, as production runs: the
-# S3 scenario fails there still (docs/failures.md, open item 9), so CI runs it at 1.
-PARALLELISM = int(os.environ.get("PIZZASTREAM_FAILURES_PARALLELISM", "1"))
+# while. Wide by default, as production runs (CI too); PIZZASTREAM_FAILURES_PARALLELISM=1
+# runs it narrow.
+PARALLELISM = int(os.environ.get("PIZZASTREAM_FAILURES_PARALLELISM", "2"))
 PARALLELISM_ENV = "PIZZASTREAM__FLINKTUNING__PARALLELISM"
 Props = dict[str, dict[str, str]]
 

@@ -182,7 +182,7 @@ async def _refresh_catalog(props: Props, intake: Intake, period_s: float) -> Non
         await asyncio.sleep(period_s)
         try:
             intake.catalog = await asyncio.to_thread(_load_catalog, props)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("catalog reload failed; keeping the previous catalog")
 
 

@@ -138,7 +138,7 @@ class Insights:
             await asyncio.sleep(interval_s)
             try:
                 await self.refresh_publications()
-            except Exception:  # noqa: BLE001 - a warehouse blip must not end the watcher
+            except Exception:  # a warehouse blip must not end the watcher
                 log.exception("metrics_publication poll failed; retrying")
 
     # -- reads ---------------------------------------------------------------------------

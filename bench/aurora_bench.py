@@ -81,10 +81,10 @@ def raw_copy(props, rows: int = 400_000) -> dict:
     text = _copy_text(fact_rows(rows, "C"))
 
     def work():
-        with psycopg.connect(postgres_dsn(props)) as conn, conn.cursor() as cur:
-            with cur.copy(f"COPY order_fct ({COLUMNS}) FROM STDIN") as copy:
-                for start in range(0, len(text), 1 << 20):
-                    copy.write(text[start:start + (1 << 20)])
+        with psycopg.connect(postgres_dsn(props)) as conn, conn.cursor() as cur, \
+                cur.copy(f"COPY order_fct ({COLUMNS}) FROM STDIN") as copy:
+            for start in range(0, len(text), 1 << 20):
+                copy.write(text[start:start + (1 << 20)])
     return _measure(props, "raw COPY", rows, work)
 
 

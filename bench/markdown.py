@@ -33,8 +33,8 @@ def _reruns(results: dict) -> list[str]:
     reruns = sorted((r["rerun"], r["id"]) for r in results.get("flink", []) if r.get("rerun"))
     if not reruns:
         return []
-    return [f"* Re-run since with `python -m bench --only ... --merge` (each run measured "
-            f"alone, as in the full run): "
+    return ["* Re-run since with `python -m bench --only ... --merge` (each run measured "
+            "alone, as in the full run): "
             + "; ".join(f"{run_id} at {when}" for when, run_id in reruns) + "."]
 
 
@@ -278,7 +278,7 @@ def _delay(results: dict) -> str:
         f"**p50 {pub['p50_s']:.2f} s, max {pub['max_s']:.2f} s** (at full load: queued "
         f"records included).",
         "",
-        f"Publication delay after the hour ends (event time = wall time in production):",
+        "Publication delay after the hour ends (event time = wall time in production):",
         "",
         f"* busy stream: {bound:g} min (`HourlyMetrics.out_of_orderness_minutes`, the "
         f"watermark bound) + {pub['p50_s']:.1f} s (p50, measured) + up to "

@@ -2,7 +2,7 @@
 (the local emulator) or the default credential chain (a role on AWS)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import boto3
 from botocore.config import Config

@@ -164,7 +164,7 @@ class DeliveryProviderClient:
         except urllib.error.HTTPError as error:
             with error:
                 return error.code, _json(error.read())
-        except (TimeoutError, socket.timeout) as error:
+        except TimeoutError as error:
             raise _Timeout() from error
         except urllib.error.URLError as error:
             if isinstance(error.reason, (TimeoutError, socket.timeout)):

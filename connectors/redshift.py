@@ -178,7 +178,7 @@ def run_transaction(connect: Callable[[], object], statements: Sequence[Statemen
 def _rollback(conn) -> None:
     try:
         conn.rollback()
-    except Exception:  # noqa: BLE001 - the connection is being discarded either way
+    except Exception:  # the connection is being discarded either way
         log.debug("rollback failed", exc_info=True)
 
 

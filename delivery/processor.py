@@ -62,7 +62,7 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
                     for handled in service.retry_due(self._stopping):
                         log.info("shard %s: next round of %s: %s", self.shard_id,
                                  handled.order_id, "waiting" if handled.retry else "decided")
-                except Exception:  # noqa: BLE001 - a failed poll is retried at the next one
+                except Exception:  # a failed poll is retried at the next one
                     log.warning("retry round failed", exc_info=True)
                 time.sleep(service.retry_poll_s)
         finally:

@@ -308,7 +308,7 @@ class DeliveryService:
                 return self.handle(raw)
             except TRANSIENT as error:
                 log.warning("handling failed, retrying in %.1fs: %s", delay, error)
-            except Exception as error:  # noqa: BLE001 - anything else is a defect, see above
+            except Exception as error:  # anything else is a defect, see above
                 unexpected += 1
                 log.exception("unexpected error handling a record (%d/%d)", unexpected,
                               self.unexpected_attempts)

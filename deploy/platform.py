@@ -34,7 +34,7 @@ from pathlib import Path
 # jsii warns on every start that Debian's Node 20 is past its end of life; synth works.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 
-from aws_cdk import (  # noqa: E402
+from aws_cdk import (
     App, ArnFormat, Aspects, CfnOutput, Duration, RemovalPolicy, Stack, Environment, IgnoreMode,
     aws_cloudwatch as cw, aws_cloudwatch_actions as cw_actions, aws_dynamodb as dynamodb,
     aws_ec2 as ec2, aws_ecs as ecs, aws_events as events, aws_events_targets as targets,
@@ -44,12 +44,12 @@ from aws_cdk import (  # noqa: E402
     aws_s3_notifications as s3n, aws_secretsmanager as secretsmanager, aws_sns as sns,
     aws_sns_subscriptions as subscriptions, aws_ecr_assets as ecr_assets,
 )
-from cdk_nag import AwsSolutionsChecks, NagPackSuppression, NagSuppressions  # noqa: E402
-from constructs import Construct  # noqa: E402
+from cdk_nag import AwsSolutionsChecks, NagPackSuppression, NagSuppressions
+from constructs import Construct
 
-from bench import capacity  # noqa: E402
-from deploy import msf, packages  # noqa: E402
-from pizzastream.pos_batches import LANDING_PREFIX, MANIFEST_SUFFIX  # noqa: E402
+from bench import capacity
+from deploy import msf, packages
+from pizzastream.pos_batches import LANDING_PREFIX, MANIFEST_SUFFIX
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 REPO_ROOT = DEPLOY_DIR.parent

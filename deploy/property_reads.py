@@ -263,7 +263,7 @@ class _Analyzer:
             self.result.external_modules.add(name.split(".")[0])
 
     # reads
-    def read(self, scope: "_Scope", group: str, key, required: bool, node) -> None:
+    def read(self, scope: _Scope, group: str, key, required: bool, node) -> None:
         if LOCAL in scope.guarded:
             return                       # local runs only (``if is_local():``)
         required = required and group not in scope.guarded
@@ -287,7 +287,7 @@ class _Analyzer:
             for cls in pending:
                 seen.add(cls)
                 info = self.module(cls.module)
-                for qualname, node in list(info.functions.items()):
+                for qualname in list(info.functions):
                     if qualname.startswith(cls.name + "."):
                         self.call_function(Function(cls.module, qualname), [], {},
                                            self_value=Values({Instance(cls)}))
@@ -487,7 +487,7 @@ class _Scope:
         return self._eval(node, record)
 
     def _eval(self, node, record: bool) -> Values:
-        ev = (lambda n: self._eval(n, record))
+        ev = (lambda n: self._eval(n, record))  # noqa: E731 - local shorthand
         if isinstance(node, ast.Constant):
             return Values({Const(node.value)})
         if isinstance(node, ast.Name):
@@ -587,7 +587,8 @@ class _Scope:
             if isinstance(b, Props):
                 keys = [k for k in key if isinstance(k, Const)]
                 if not keys and record:
-                    self.a.result.unresolved.append(f"{self.at(node)}: props[{ast.unparse(node.slice) if hasattr(node, 'slice') else '?'}]")
+                    key_text = ast.unparse(node.slice) if hasattr(node, "slice") else "?"
+                    self.a.result.unresolved.append(f"{self.at(node)}: props[{key_text}]")
                 for k in keys:
                     out.add(Group(k.value))
                     if record:

@@ -83,7 +83,7 @@ def resolve_secrets(groups: dict[str, dict[str, str]], read_secret=None
         from connectors import aws
 
         client = aws.client(groups, "secretsmanager")
-        read_secret = (lambda arn: client.get_secret_value(SecretId=arn)["SecretString"])
+        read_secret = (lambda arn: client.get_secret_value(SecretId=arn)["SecretString"])  # noqa: E731 - local shorthand
     for group, key in wanted:
         value = read_secret(groups[group][key])
         try:

@@ -47,10 +47,8 @@ def runs_root() -> Path:
     in the system temp directory (taken before any claim changed ``TMPDIR``)."""
     if os.environ.get(ROOT_ENV):
         return Path(os.environ[ROOT_ENV])
-    if SYSTEM_TMPDIR_ENV in os.environ:
-        system = os.environ[SYSTEM_TMPDIR_ENV] or "/tmp"
-    else:
-        system = tempfile.gettempdir()
+    system = (os.environ[SYSTEM_TMPDIR_ENV] or "/tmp" if SYSTEM_TMPDIR_ENV in os.environ
+              else tempfile.gettempdir())
     return Path(system) / ROOT_NAME
 
 

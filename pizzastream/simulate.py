@@ -41,8 +41,7 @@ from pizzastream.inventory import (
 from pizzastream.inventory import policies_from_reference_data as todays_policies
 from pizzastream.orders import epoch_ms
 from pizzastream.replenishment import (
-    HOUR_MS, ReplenishmentOrder, StoreReplenishment, hourly_demand,
-    policies_from_reference_data,
+    HOUR_MS, ReplenishmentOrder, StoreReplenishment, policies_from_reference_data,
 )
 from pizzastream.traffic import LINE_COUNT_WEIGHTS, QUANTITY_WEIGHTS
 

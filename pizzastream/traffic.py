@@ -118,7 +118,7 @@ class OrderTraffic:
                  first_sequence: int = 1):
         """``first_sequence`` numbers each store's first order; a later wave of traffic
         starts above the last one so its order ids are new orders, not replays."""
-        if not (0 <= bad_share and 0 <= duplicate_share and bad_share + duplicate_share <= 1):
+        if not (bad_share >= 0 and duplicate_share >= 0 and bad_share + duplicate_share <= 1):
             raise ValueError("bad_share and duplicate_share must be >= 0 and sum to <= 1")
         self.report = TrafficReport()
         self._rules = rules

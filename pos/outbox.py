@@ -90,7 +90,7 @@ class Spool:
     def __init__(self, directory: Path, system: int, systems: int):
         self.system = system
         self._path = directory / f"open-{system:02d}{DATA_SUFFIX}"
-        self._file = gzip.open(self._path, "wb")
+        self._file = gzip.open(self._path, "wb")  # noqa: SIM115 - the batch being written
         self._digest = BatchDigest(system, systems)
 
     def add(self, line: SettledLine) -> None:

@@ -285,7 +285,7 @@ class FaultProxy:
 
         port_file = Path(tempfile.mkstemp(prefix="faults-port-")[1])
         port_file.write_text("")
-        log = open(self._log, "ab") if self._log else subprocess.DEVNULL
+        log = open(self._log, "ab") if self._log else subprocess.DEVNULL  # noqa: SIM115 - the child's
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "stack.faults", "--upstream", self.upstream,

@@ -110,7 +110,7 @@ class Service:
         # Any failure means "not ready yet": the caller waits, and on timeout reports the log.
         try:
             self.ping()
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means not ready yet, see above
             return False
         return True
 

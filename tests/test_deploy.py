@@ -388,7 +388,7 @@ def test_submit_refuses_a_zip_without_the_job(aws, tmp_path):
     stale = tmp_path / "stale.zip"
     with zipfile.ZipFile(stale, "w") as archive:
         archive.writestr("lib/pizzastream-deps.jar", "")
-    with pytest.raises(SystemExit, match="lacks jobs/order_enrichment.py, python-deps"):
+    with pytest.raises(SystemExit, match=r"lacks jobs/order_enrichment.py, python-deps"):
         submit("order_enrichment", aws.env_file, stale)
 
 

@@ -72,7 +72,7 @@ def retrying(call: Callable, attempts: int = 30, every_s: float = 2.0):
     for attempt in range(attempts):
         try:
             return call()
-        except Exception:  # noqa: BLE001 - any error of a server coming back
+        except Exception:  # any error of a server coming back
             if attempt == attempts - 1:
                 raise
             time.sleep(every_s)

@@ -160,7 +160,7 @@ def test_jobs_killed_and_restored_from_retained_checkpoints(pipeline):
         for job in (ENRICHMENT, INVENTORY):
             pipeline.current_job_id(job)
         time.sleep(3)
-        fresh, what = pipeline.open_fresh_store(WAVES)
+        _fresh, what = pipeline.open_fresh_store(WAVES)
         verdict.faults.append(f"killed right after {what}")
         restored = {}
         for job in (ENRICHMENT, INVENTORY):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 MSF_PROPERTIES = Path("/etc/flink/application_properties.json")
@@ -70,7 +71,8 @@ def load_properties(path: Path | None = None) -> dict[str, dict[str, str]]:
     return resolve_secrets(groups)
 
 
-def resolve_secrets(groups: dict[str, dict[str, str]], read_secret=None
+def resolve_secrets(groups: dict[str, dict[str, str]],
+                    read_secret: Callable[[str], str] | None = None
                     ) -> dict[str, dict[str, str]]:
     """Fills ``<key>`` from the secret each ``<key>_secret_arn`` names (JSON with a
     ``password`` field, as RDS and Redshift create them, or the plain secret string).

@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 HASH_KEY_MAX = 2 ** 128 - 1
 GROUP = "Resharding"
@@ -105,7 +106,7 @@ class Policy:
         return cls(limits, setting(props, "split_above", float), setting(props, "merge_below", float))
 
 
-def setting(props: dict[str, dict[str, str]], key: str, kind: type):
+def setting(props: dict[str, dict[str, str]], key: str, kind: type[Any]) -> Any:
     """``Resharding.<key>`` as ``kind``, or a ``ConfigError`` naming it."""
     try:
         raw = props[GROUP][key]

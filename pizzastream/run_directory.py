@@ -31,6 +31,7 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
+from types import FrameType
 
 ROOT_ENV = "PIZZASTREAM_RUNS_ROOT"
 # The TMPDIR in force before any claim in this process tree ("" when it was unset), so a
@@ -98,7 +99,9 @@ def claim() -> Path:
     root = runs_root()
     root.mkdir(parents=True, exist_ok=True)
     remove_stale(root)
-    run = root / _run_name(os.getpid())
+    name = _run_name(os.getpid())
+    assert name is not None, "this process's own start time is always readable"
+    run = root / name
     run.mkdir(exist_ok=True)
     os.environ.setdefault(SYSTEM_TMPDIR_ENV, os.environ.get("TMPDIR", ""))
     os.environ[ROOT_ENV] = str(root)
@@ -122,7 +125,7 @@ def _exit_on_sigterm() -> None:
         pass
 
 
-def _terminate(signum, frame) -> None:
+def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 from bench.measure import CpuSampler, load_average, stack_pids
 
@@ -33,7 +34,8 @@ MERGE = f"{INSERT} {ON_CONFLICT}"
 def fact_rows(n: int, tag: str, seed: int = 5) -> list[tuple]:
     """``n`` order_fct rows shaped like the generator's: ~1.7 lines per order."""
     rng = random.Random(seed)
-    rows, order = [], 0
+    rows: list[tuple[Any, ...]] = []
+    order = 0
     base = time.time() - 3600
     while len(rows) < n:
         order += 1

@@ -75,7 +75,7 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
         for record in process_records_input.records:
             if self.lost:
                 return
-            handled = self.service.handle_until_done(record.binary_data, self._stopping)
+            handled = self.service.handle_until_done(record.binary_data, self._stopping)  # type: ignore[union-attr]  # set in initialize(), before any records
             if handled is None:          # the daemon is gone; leave the rest unacknowledged
                 return
             last_done = record

@@ -264,7 +264,7 @@ class PosIngestion:
         conn.execute(_CLAIM, {"batch_id": manifest.batch_id, "system": manifest.store_system,
                               "count": manifest.record_count, "min_ts": manifest.min_ts,
                               "max_ts": manifest.max_ts})
-        (inserted,) = conn.execute(_INSERT_NEW_ROWS, {"batch_id": manifest.batch_id}).fetchone()
+        (inserted,) = conn.execute(_INSERT_NEW_ROWS, {"batch_id": manifest.batch_id}).fetchone()  # type: ignore[misc]  # an aggregate: always one row
         conn.execute("UPDATE pos_batch SET inserted_rows = %s WHERE batch_id = %s",
                      (inserted, manifest.batch_id))
         return inserted

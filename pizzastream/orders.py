@@ -474,7 +474,7 @@ def _wrong_type(name: str, expected: str, value: object) -> _Invalid:
     return _Invalid(Reason.WRONG_TYPE, f"{name} must be {expected}, got {_clip(value)}")
 
 
-def is_id(value: object) -> bool:
+def is_id(value: object) -> TypeGuard[str]:
     """A non-empty string of at most ``MAX_ID_LENGTH`` printable characters: no control
     characters (PostgreSQL ``text`` refuses NUL) and no lone UTF-16 surrogates (a JSON
     ``\\ud800`` escape decodes to one; UTF-8 cannot encode it, so PyFlink's string

@@ -63,7 +63,7 @@ class Faults:
 
     @classmethod
     def from_properties(cls, group: Mapping[str, str]) -> Faults:
-        return cls(*(float(group.get(name, default)) for name, default in (
+        return cls(*(float(group.get(name, default)) for name, default in (  # type: ignore[misc,arg-type]  # the five shares, then the seed by name
             ("duplicate_share", 0), ("truncate_share", 0), ("short_share", 0),
             ("late_share", 0), ("late_s", 7200))), seed=int(group.get("fault_seed", 1)))
 

@@ -246,7 +246,7 @@ class ProviderServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host}:{port}"  # type: ignore[str-bytes-safe]  # a TCP server's address: a str host
 
 
 def address(props: dict[str, dict[str, str]]) -> tuple[str, int]:

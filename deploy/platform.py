@@ -77,7 +77,7 @@ HOURLY_METRICS = {"out_of_orderness_minutes": "2", "idle_seconds": "60",
 POS_CADENCE_S = "900"
 ETL = {"fetch_rows": "10000", "part_rows": "1000000", "metrics_chunk_hours": "24"}
 # The container image's build context: only what deploy/docker/Dockerfile copies.
-IMAGE_FILES = ["requirements.txt", "scripts/setup_kcl.sh", "deploy/kcl/pom.xml",
+IMAGE_FILES = ["requirements.lock", "scripts/setup_kcl.sh", "deploy/kcl/pom.xml",
                "deploy/pom.xml", "deploy/assembly", "deploy/docker", "connectors",
                "pizzastream", "jobs", "etl", "delivery", "stack", "conf/aws"]
 

@@ -90,7 +90,8 @@ class ClosedHours:
 
 
 class Insights:
-    def __init__(self, warehouse: AsyncConnectionPool, redis: aioredis.Redis | aioredis.RedisCluster, *,
+    def __init__(self, warehouse: AsyncConnectionPool,
+                 redis: aioredis.Redis | aioredis.RedisCluster, *,
                  live_window: timedelta, live_cache_s: float, max_cached: int):
         self._warehouse = warehouse
         self._redis = redis
@@ -233,7 +234,8 @@ class Stock:
     """A store's stock from ``inventory:{<store_id>}`` (always current: inventory_windowing
     rewrites it with every change), named from the ``ingredient`` reference table."""
 
-    def __init__(self, redis: aioredis.Redis | aioredis.RedisCluster, ingredients: dict[int, tuple[str, str, int]]):
+    def __init__(self, redis: aioredis.Redis | aioredis.RedisCluster,
+                 ingredients: dict[int, tuple[str, str, int]]):
         self._redis = redis
         self._ingredients = ingredients     # id -> (name, unit, safety_stock)
 

@@ -147,8 +147,8 @@ class OrdersStream:
 
 
 class Intake:
-    def __init__(self, kinesis, stream: str, redis: aioredis.Redis | aioredis.RedisCluster, rules: OrderRules,
-                 catalog: Catalog):
+    def __init__(self, kinesis, stream: str, redis: aioredis.Redis | aioredis.RedisCluster,
+                 rules: OrderRules, catalog: Catalog):
         self._orders = OrdersStream(kinesis, stream)
         self._redis = redis
         self.rules = rules

@@ -132,7 +132,8 @@ class DeliveryService:
         self._publish(handled.decision)
         return handled
 
-    def _decide(self, conn: psycopg.Connection[DictRow], order: EnrichedOrder, raw: bytes) -> Handled:
+    def _decide(self, conn: psycopg.Connection[DictRow], order: EnrichedOrder, raw: bytes
+                ) -> Handled:
         store.lock_order(conn, order.order_id)
         previous = store.existing(conn, order.order_id)
         if previous is not None:

@@ -204,7 +204,8 @@ def existing(conn: psycopg.Connection[DictRow], order_id: str) -> Decision | Non
     return Decision(**row) if row else None
 
 
-def load(conn: psycopg.Connection[DictRow], partner_ids: Iterable[int], at: datetime) -> dict[int, int]:
+def load(conn: psycopg.Connection[DictRow], partner_ids: Iterable[int], at: datetime
+         ) -> dict[int, int]:
     """Deliveries each partner carries at event time ``at``."""
     ids = list(partner_ids)
     if not ids:

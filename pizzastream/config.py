@@ -97,7 +97,8 @@ def resolve_secrets(groups: dict[str, dict[str, str]],
     return groups
 
 
-def flag(props: Mapping[str, Mapping[str, str]], group: str, key: str, default: bool = False) -> bool:
+def flag(props: Mapping[str, Mapping[str, str]], group: str, key: str,
+         default: bool = False) -> bool:
     """A yes/no property: ``true`` or ``false`` (any case; absent or empty: ``default``).
     Anything else is refused at start: a misspelt ``tls`` or ``cluster_mode`` silently read
     as false would connect the wrong way and fail later, far from its cause."""

@@ -201,7 +201,8 @@ class ShardDesk:
         self._stores[store_id] = (stock, planner)
         return stock, planner, fresh
 
-    def _order(self, store_id: int | None, key: str, data: bytes, catalog: Catalog, policies: Mapping[int, ReplenishmentPolicy],
+    def _order(self, store_id: int | None, key: str, data: bytes, catalog: Catalog,
+               policies: Mapping[int, ReplenishmentPolicy],
                changed: dict[int, set[int] | None], saved_state: SavedState, out: list[str],
                letters: list[DeadLetter]) -> None:
         try:
@@ -253,7 +254,8 @@ class ShardDesk:
         planner.record_demand(demand, ts_ms)
         _review(planner, stock, policies, ts_ms, None if fresh else demand, key, out)
 
-    def _restock(self, store_id: int | None, key: str, data: bytes, catalog: Catalog, policies: Mapping[int, ReplenishmentPolicy],
+    def _restock(self, store_id: int | None, key: str, data: bytes, catalog: Catalog,
+                 policies: Mapping[int, ReplenishmentPolicy],
                  changed: dict[int, set[int] | None], saved_state: SavedState, out: list[str],
                  letters: list[DeadLetter]) -> None:
         try:
@@ -284,7 +286,8 @@ class ShardDesk:
         _review(planner, stock, policies, delivery.ts_ms,
                 None if fresh else (delivery.ingredient_id,), key, out)
 
-    def _tick(self, store_id: int | None, key: str, data: bytes, catalog: Catalog, policies: Mapping[int, ReplenishmentPolicy],
+    def _tick(self, store_id: int | None, key: str, data: bytes, catalog: Catalog,
+              policies: Mapping[int, ReplenishmentPolicy],
               changed: dict[int, set[int] | None], saved_state: SavedState, out: list[str],
               letters: list[DeadLetter]) -> bool:
         """Reviews every ingredient of the store at the tick's hour; False if the record

@@ -374,7 +374,8 @@ def _check_types(order: dict[str, Any]) -> None:
                 raise _wrong_type(f"items[{index}].{name}", "an integer", item[name])
 
 
-def _build(order: dict[str, Any], catalog: Catalog, rules: OrderRules, now_ms: int) -> EnrichedOrder:
+def _build(order: dict[str, Any], catalog: Catalog, rules: OrderRules, now_ms: int
+           ) -> EnrichedOrder:
     """Business checks on a well-typed order, then pricing."""
     if order["store_id"] not in STORE_IDS:
         raise _Invalid(Reason.UNKNOWN_STORE, f"store_id {_clip(order['store_id'])} is not "

@@ -302,7 +302,8 @@ def reach(order: dict, path: tuple) -> object:
     """The value at ``path``, or None where an earlier mutation removed the way there."""
     node: object = order
     for key in path:
-        if (isinstance(node, dict) and key in node) or (isinstance(node, list) and isinstance(key, int) and key < len(node)):
+        if ((isinstance(node, dict) and key in node)
+                or (isinstance(node, list) and isinstance(key, int) and key < len(node))):
             node = node[key]
         else:
             return None

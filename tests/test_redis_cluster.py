@@ -75,7 +75,8 @@ def test_a_stores_keys_share_one_slot_and_one_transaction(cluster):
 def test_two_stores_keys_are_refused_in_one_transaction(cluster):
     one, other = redis_store.inventory_key(1), redis_store.inventory_key(2)
     assert cluster.keyslot(one) != cluster.keyslot(other)
-    with pytest.raises(redis.exceptions.CrossSlotTransactionError), cluster.pipeline(transaction=True) as pipe:
+    with pytest.raises(redis.exceptions.CrossSlotTransactionError), \
+            cluster.pipeline(transaction=True) as pipe:
         pipe.hset(one, "1", "1")
         pipe.hset(other, "1", "1")
         pipe.execute()

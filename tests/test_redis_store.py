@@ -26,12 +26,14 @@ def without(props, **changes):
 
 
 def test_a_client_without_auth_is_refused(local_stack):
-    with redis_store.client(without(local_stack, password="", user="")) as client, pytest.raises(redis.AuthenticationError):
+    with redis_store.client(without(local_stack, password="", user="")) as client, \
+            pytest.raises(redis.AuthenticationError):
         client.set("intruder", "1")
 
 
 def test_a_client_with_a_wrong_password_is_refused(local_stack):
-    with redis_store.client(without(local_stack, password="guess")) as client, pytest.raises(redis.AuthenticationError):
+    with redis_store.client(without(local_stack, password="guess")) as client, \
+            pytest.raises(redis.AuthenticationError):
         client.ping()
 
 

@@ -471,7 +471,7 @@ class Pipeline:
         """Until the jobs' Kinesis sources are polling (through the proxy), so a fault
         injected next meets running jobs, not jobs still starting."""
         deadline = time.monotonic() + timeout_s
-        calls = lambda: self.proxy.stats().get("Kinesis.GetRecords", {}).get("calls", 0)  # noqa: E731
+        calls = lambda: self.proxy.stats().get("Kinesis.GetRecords", {}).get("calls", 0)  # noqa: E731 - local shorthand
         first = calls()
         while calls() - first < 10:
             self.assert_alive()

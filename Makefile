@@ -1,7 +1,7 @@
 # The two commands a fresh machine needs (see README): `make demo` and `make test`.
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-fast stack-up stack-down
+.PHONY: setup demo test test-fast lint format lock stack-up stack-down
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,23 @@ test: setup
 # The fast, server-free part only.
 test-fast: setup
 	$(PY) -m pytest -q -m "not integration"
+
+# ruff (lint) and mypy (strict on pizzastream/), as configured in pyproject.toml; `make test`
+# (and so CI) runs it first.
+lint: setup
+	@bash scripts/lint.sh
+
+# ruff's formatter over the code (settings in pyproject.toml).
+format: setup
+	.venv/bin/ruff format .
+
+# requirements.lock from pyproject.toml (after changing a dependency there); the KCL wheel it
+# finds in deploy/kcl/target/wheels comes from setup. PIP_FIND_LINKS is a machine's own.
+lock: setup
+	env -u PIP_FIND_LINKS CUSTOM_COMPILE_COMMAND="make lock" .venv/bin/pip-compile -q \
+	  --extra dev --extra bench --extra deploy --allow-unsafe --strip-extras \
+	  --find-links deploy/kcl/target/wheels --pip-args "--only-binary amazon-kclpy" \
+	  --no-emit-index-url -o requirements.lock pyproject.toml
 
 stack-up: setup
 	$(PY) -m stack up

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psycopg
@@ -182,7 +183,7 @@ async def _refresh_catalog(props: Props, intake: Intake, period_s: float) -> Non
         await asyncio.sleep(period_s)
         try:
             intake.catalog = await asyncio.to_thread(_load_catalog, props)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("catalog reload failed; keeping the previous catalog")
 
 
@@ -357,7 +358,7 @@ def _unexpected(request: Request, exc: Exception) -> Response:
     return _error(500, "internal", "internal error; it has been logged")
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     HTTPException: _http_error,
     OrderRefused: _refused,
     BadRange: lambda _, exc: _error(400, "bad_request", str(exc)),

@@ -90,7 +90,8 @@ class ClosedHours:
 
 
 class Insights:
-    def __init__(self, warehouse: AsyncConnectionPool, redis: aioredis.Redis, *,
+    def __init__(self, warehouse: AsyncConnectionPool,
+                 redis: aioredis.Redis | aioredis.RedisCluster, *,
                  live_window: timedelta, live_cache_s: float, max_cached: int):
         self._warehouse = warehouse
         self._redis = redis
@@ -138,7 +139,7 @@ class Insights:
             await asyncio.sleep(interval_s)
             try:
                 await self.refresh_publications()
-            except Exception:  # noqa: BLE001 - a warehouse blip must not end the watcher
+            except Exception:  # a warehouse blip must not end the watcher
                 log.exception("metrics_publication poll failed; retrying")
 
     # -- reads ---------------------------------------------------------------------------
@@ -233,12 +234,14 @@ class Stock:
     """A store's stock from ``inventory:{<store_id>}`` (always current: inventory_windowing
     rewrites it with every change), named from the ``ingredient`` reference table."""
 
-    def __init__(self, redis: aioredis.Redis, ingredients: dict[int, tuple[str, str, int]]):
+    def __init__(self, redis: aioredis.Redis | aioredis.RedisCluster,
+                 ingredients: dict[int, tuple[str, str, int]]):
         self._redis = redis
         self._ingredients = ingredients     # id -> (name, unit, safety_stock)
 
     async def levels(self, store_id: int) -> list[dict]:
-        levels = await self._redis.hgetall(redis_store.inventory_key(store_id))
+        # redis-py types its commands for the sync and async clients alike.
+        levels = await self._redis.hgetall(redis_store.inventory_key(store_id))  # type: ignore[misc]
         result = []
         for ingredient_id, on_hand in sorted(levels.items(), key=lambda kv: int(kv[0])):
             name, unit, safety = self._ingredients.get(int(ingredient_id), ("?", "", 0))

@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import anyio.to_thread
 import redis.asyncio as aioredis
@@ -146,8 +147,8 @@ class OrdersStream:
 
 
 class Intake:
-    def __init__(self, kinesis, stream: str, redis: aioredis.Redis, rules: OrderRules,
-                 catalog: Catalog):
+    def __init__(self, kinesis, stream: str, redis: aioredis.Redis | aioredis.RedisCluster,
+                 rules: OrderRules, catalog: Catalog):
         self._orders = OrdersStream(kinesis, stream)
         self._redis = redis
         self.rules = rules
@@ -186,7 +187,7 @@ def status_document(order_id: str, status: str | None, delivery: str | None) -> 
     decided it."""
     final = status or PENDING
     state, _, reason = final.partition(":")
-    doc = {"order_id": order_id, "status": state, "reason": reason or None,
+    doc: dict[str, Any] = {"order_id": order_id, "status": state, "reason": reason or None,
            "message": MESSAGES.get(final, MESSAGES[status_for(reason)] if reason else final)}
     if delivery is not None:
         try:

@@ -28,6 +28,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from bench import benchdb, markdown, report
 from bench.measure import load_average, machine
@@ -63,9 +64,9 @@ class Run:
 
 # warm-up and measured window (s): Python operators need their first bundles and state
 # warmed; pure-JVM ones are steady within seconds
-PYTHON = {"warmup_s": 10, "measure_s": 15}
-JVM = {"warmup_s": 6, "measure_s": 10}
-GENERATOR = {"warmup_s": 3, "measure_s": 5}
+PYTHON: dict[str, Any] = {"warmup_s": 10, "measure_s": 15}
+JVM: dict[str, Any] = {"warmup_s": 6, "measure_s": 10}
+GENERATOR: dict[str, Any] = {"warmup_s": 3, "measure_s": 5}
 ORDER_PATH = ("enrichment", "inventory", "chained")
 
 

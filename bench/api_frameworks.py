@@ -76,9 +76,9 @@ def measure(framework: str, server: str, port: int, seconds: int, connections: i
         finally:
             proc.terminate()
             proc.wait(10)
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
-    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
-    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)  # type: ignore[union-attr]  # wrk prints them; a missing one fails the run
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return (f"{framework:<9} {server:<8} {float(rps):>9,.0f} req/s  p50 {p50:>8}  p99 {p99:>8}"
             f"  non-2xx {errors.group(1) if errors else 0}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 from bench.measure import CpuSampler, load_average, stack_pids
 
@@ -33,7 +34,8 @@ MERGE = f"{INSERT} {ON_CONFLICT}"
 def fact_rows(n: int, tag: str, seed: int = 5) -> list[tuple]:
     """``n`` order_fct rows shaped like the generator's: ~1.7 lines per order."""
     rng = random.Random(seed)
-    rows, order = [], 0
+    rows: list[tuple[Any, ...]] = []
+    order = 0
     base = time.time() - 3600
     while len(rows) < n:
         order += 1
@@ -81,10 +83,10 @@ def raw_copy(props, rows: int = 400_000) -> dict:
     text = _copy_text(fact_rows(rows, "C"))
 
     def work():
-        with psycopg.connect(postgres_dsn(props)) as conn, conn.cursor() as cur:
-            with cur.copy(f"COPY order_fct ({COLUMNS}) FROM STDIN") as copy:
-                for start in range(0, len(text), 1 << 20):
-                    copy.write(text[start:start + (1 << 20)])
+        with psycopg.connect(postgres_dsn(props)) as conn, conn.cursor() as cur, \
+                cur.copy(f"COPY order_fct ({COLUMNS}) FROM STDIN") as copy:
+            for start in range(0, len(text), 1 << 20):
+                copy.write(text[start:start + (1 << 20)])
     return _measure(props, "raw COPY", rows, work)
 
 

@@ -46,8 +46,8 @@ def ensure(props: Props | None = None) -> Props:
     with psycopg.connect(postgres_dsn(props)) as conn:
         conn.execute((database.SQL_DIR / "operational.sql").read_text())
     with psycopg.connect(postgres_dsn(props)) as conn:
-        stores = conn.execute("SELECT count(*) FROM store").fetchone()[0]
-        stock = conn.execute(f"SELECT coalesce(min(on_hand), 0) FROM "
+        stores = conn.execute("SELECT count(*) FROM store").fetchone()[0]  # type: ignore[index]  # an aggregate: always one row
+        stock = conn.execute(f"SELECT coalesce(min(on_hand), 0) FROM "  # type: ignore[index]  # an aggregate: always one row
                              f"{database.OPENING_INVENTORY}").fetchone()[0]
     if stores != reference_data.STORE_COUNT or stock < 1000 * STOCK_MULTIPLIER // 100:
         database.seed(props, force=True)

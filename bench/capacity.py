@@ -195,11 +195,11 @@ def contiguous_shards(stores: list[StoreRate], utilisation: float) -> tuple[int,
             hot.append(store_id)
             shards += pieces
             continue
-        if load is None or load + rate > records_cap or load_bytes + bytes_rate > bytes_cap:
+        if load is None or load + rate > records_cap or load_bytes + bytes_rate > bytes_cap:  # type: ignore[operator]  # both set together
             shards += 1
             load = load_bytes = 0.0
         load += rate
-        load_bytes += bytes_rate
+        load_bytes += bytes_rate  # type: ignore[operator]  # both set together
     return shards, sorted(hot)
 
 

@@ -22,9 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import benchdb  # noqa: E402
-from bench.measure import CpuSampler, ProgressFiles, load_average, stack_pids  # noqa: E402
-from pizzastream import run_directory  # noqa: E402
+from bench import benchdb  # noqa: E402 - after the repository is put on sys.path
+from bench.measure import CpuSampler, ProgressFiles, load_average, stack_pids  # noqa: E402 - after the repository is put on sys.path
+from pizzastream import run_directory  # noqa: E402 - after the repository is put on sys.path
 
 PROGRESS_NAME = "events"
 NO_PROGRESS_TIMEOUT_S = 180.0

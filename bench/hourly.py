@@ -114,7 +114,7 @@ class _FirstRowOfEachHour(MapFunction):
 
     def open(self, runtime_context):
         self._seen = set()
-        self._file = open(self._path, "a")
+        self._file = open(self._path, "a")  # noqa: SIM115 - closed in close()
 
     def map(self, row):
         end_ms = row[2] * 60_000      # window_end in minutes (``job.WIRE_COLUMNS``)

@@ -33,8 +33,8 @@ def _reruns(results: dict) -> list[str]:
     reruns = sorted((r["rerun"], r["id"]) for r in results.get("flink", []) if r.get("rerun"))
     if not reruns:
         return []
-    return [f"* Re-run since with `python -m bench --only ... --merge` (each run measured "
-            f"alone, as in the full run): "
+    return ["* Re-run since with `python -m bench --only ... --merge` (each run measured "
+            "alone, as in the full run): "
             + "; ".join(f"{run_id} at {when}" for when, run_id in reruns) + "."]
 
 

@@ -159,7 +159,7 @@ class CpuSampler:
     def __post_init__(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
-        self._first: dict[int, float] = {}
+        self._first: dict[int | str, float] = {}
         self._last: dict[int, tuple[float, str]] = {}
 
     def start(self) -> CpuSampler:
@@ -259,7 +259,7 @@ class ProgressFiles:
         """When any subtask had handled its first records."""
         times = [next((t for t, c in points if c > 0), None) for points in self._series()]
         times = [t for t in times if t is not None]
-        return min(times) if times else None
+        return min(times) if times else None  # type: ignore[type-var]  # the Nones are filtered out just above
 
     def latest_time(self) -> float:
         """The time up to which every subtask has reported."""

@@ -1,6 +1,8 @@
 """Tables and docs/benchmarks.md from the raw results of ``python -m bench``."""
 from __future__ import annotations
 
+from typing import Any
+
 from bench import capacity as cap
 
 # which generator format feeds each scenario (for the generator's own cost)
@@ -172,11 +174,11 @@ def measured_rates(results: dict) -> dict[str, float | None]:
 
 def capacity(results: dict) -> dict:
     rates = measured_rates(results)
-    out = {"rates": rates}
+    out: dict[str, Any] = {"rates": rates}
     load = cap.planned_peak()
     if all(rates.values()):
-        measured = cap.plan(load, cap.jobs_at(rates["enrichment"], rates["inventory"],
-                                              rates["hourly"]))
+        measured = cap.plan(load, cap.jobs_at(rates["enrichment"], rates["inventory"],  # type: ignore[arg-type]  # all set
+                                              rates["hourly"]))  # type: ignore[arg-type]
         out["measured"] = {"kpus": {j.name: j.billed_kpus for j in measured.jobs},
                            "shards": measured.shards, "monthly": measured.monthly_cost()}
     return out
@@ -189,7 +191,7 @@ def capacity_text(results: dict) -> str:
     if all(rates.values()):
         parts.append("== planned peak, at the measured per-core rates")
         parts.append(cap.format_plan(cap.plan(load, cap.jobs_at(
-            rates["enrichment"], rates["inventory"], rates["hourly"]))))
+            rates["enrichment"], rates["inventory"], rates["hourly"]))))  # type: ignore[arg-type]  # all set
     target = cap.jobs_at(2 * TARGET_ORDER_PATH_PER_CORE, 2 * TARGET_ORDER_PATH_PER_CORE,
                          rates["hourly"] or 200_000)   # hourly_metrics: as measured
     parts.append("== planned peak, at the target rates (order path 50,000 events/core-s: "

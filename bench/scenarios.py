@@ -9,8 +9,8 @@ work is the jobs' work minus Kinesis, Redis and the database.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pyflink.datastream import DataStream
 from pyflink.java_gateway import get_gateway

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -92,7 +93,7 @@ class Refreshing:
             self._next = now + self._period_s
             try:
                 self._value = self._load()
-            except Exception:  # noqa: BLE001 - any failure keeps the previous catalog
+            except Exception:  # any failure keeps the previous catalog
                 log.exception("reload failed; keeping the previous value")
         return self._value
 

@@ -2,13 +2,13 @@
 (the local emulator) or the default credential chain (a role on AWS)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator, Mapping
 
 import boto3
 from botocore.config import Config
 
 
-def client(props: dict[str, dict[str, str]], service: str):
+def client(props: Mapping[str, Mapping[str, str]], service: str):
     aws = props["Aws"]
     kwargs = {"region_name": aws["region"], "config": Config(retries={"mode": "standard"})}
     if aws.get("endpoint"):

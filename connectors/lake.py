@@ -137,7 +137,7 @@ def read_metrics(props: dict[str, dict[str, str]]) -> list[MetricRow]:
     store; for checks and small tools, not for analytics at scale (see ``analytics``)."""
     s3 = aws.client(props, "s3")
     bucket = props["Lake"]["bucket"]
-    rows = []
+    rows: list[MetricRow] = []
     for key in _visible_keys(s3, bucket, f"{_prefix(props, 'lake_prefix')}/"):
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         table = pq.read_table(io.BytesIO(body)).cast(METRICS_SCHEMA)

@@ -40,6 +40,7 @@ on one shard and one pipeline of a store's reads goes to one node.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,15 +127,15 @@ def live_key_sql(store_column: str, hour_text_sql: str) -> str:
     return f"CONCAT('live:{{', CAST({store_column} AS STRING), '}}:', {hour_text_sql})"
 
 
-def tls_enabled(props: dict[str, dict[str, str]]) -> bool:
+def tls_enabled(props: Mapping[str, Mapping[str, str]]) -> bool:
     return flag(props, "Redis", "tls")
 
 
-def cluster_mode(props: dict[str, dict[str, str]]) -> bool:
+def cluster_mode(props: Mapping[str, Mapping[str, str]]) -> bool:
     return flag(props, "Redis", "cluster_mode")
 
 
-def ca_file(props: dict[str, dict[str, str]]) -> Path | None:
+def ca_file(props: Mapping[str, Mapping[str, str]]) -> Path | None:
     """The CA certificate to trust (``Redis.tls_ca_file``; ``load_properties`` makes a
     relative path absolute, against the repository root), or None for the system's trust
     store."""
@@ -142,7 +143,7 @@ def ca_file(props: dict[str, dict[str, str]]) -> Path | None:
     return Path(path) if path else None
 
 
-def connection_options(props: dict[str, dict[str, str]]) -> dict:
+def connection_options(props: Mapping[str, Mapping[str, str]]) -> dict:
     """``redis.Redis`` keyword arguments for the ``Redis`` group: address, AUTH, TLS."""
     conf = props["Redis"]
     options: dict = {"host": conf["host"], "port": int(conf["port"])}
@@ -159,7 +160,7 @@ def connection_options(props: dict[str, dict[str, str]]) -> dict:
     return options
 
 
-def client(props: dict[str, dict[str, str]], decode_responses: bool = True,
+def client(props: Mapping[str, Mapping[str, str]], decode_responses: bool = True,
            **options) -> redis.Redis | redis.cluster.RedisCluster:
     """A client of the ``Redis`` group's server (AUTH and TLS as configured), a cluster
     client with ``cluster_mode`` (which reads the cluster's slots as it is made, so an
@@ -168,7 +169,7 @@ def client(props: dict[str, dict[str, str]], decode_responses: bool = True,
     return kind(**connection_options(props), decode_responses=decode_responses, **options)
 
 
-def async_client(props: dict[str, dict[str, str]], **options
+def async_client(props: Mapping[str, Mapping[str, str]], **options
                  ) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
     """``client`` for asyncio (the API), decoding replies; connects at its first command."""
     kind = (redis.asyncio.cluster.RedisCluster if cluster_mode(props) else redis.asyncio.Redis)

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -145,7 +146,7 @@ def is_serialization_conflict(error: BaseException) -> bool:
         error).lower()
 
 
-def run_transaction(connect: Callable[[], object], statements: Sequence[Statement],
+def run_transaction(connect: Callable[[], Any], statements: Sequence[Statement],
                     copy: Callable[[object, CopyFromS3], None], attempts: int,
                     backoff_s: float) -> int:
     """Runs ``statements`` in one transaction on a fresh connection from ``connect``
@@ -178,7 +179,7 @@ def run_transaction(connect: Callable[[], object], statements: Sequence[Statemen
 def _rollback(conn) -> None:
     try:
         conn.rollback()
-    except Exception:  # noqa: BLE001 - the connection is being discarded either way
+    except Exception:  # the connection is being discarded either way
         log.debug("rollback failed", exc_info=True)
 
 

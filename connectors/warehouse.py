@@ -180,7 +180,7 @@ class PostgresWarehouse(Warehouse):
                             for row in zip(*(column.to_pylist() for column in batch.columns)):
                                 copy.write_row(row)
                 else:
-                    conn.execute(statement)
+                    conn.execute(statement)  # type: ignore[arg-type]  # the fill is handled above
 
     def replace_hours(self, hours: Sequence[datetime], rows: Sequence[MetricRow],
                       source: str = BATCH) -> None:
@@ -193,7 +193,7 @@ class PostgresWarehouse(Warehouse):
                         for row in rows:
                             copy.write_row((*astuple(row), source, published_at))
                 else:
-                    conn.execute(statement)
+                    conn.execute(statement)  # type: ignore[arg-type]  # the fill is handled above
 
 
 class RedshiftWarehouse(Warehouse):
@@ -233,7 +233,7 @@ class RedshiftWarehouse(Warehouse):
             fill = CopyFromS3(ORDER_FCT_STAGE, manifest_url, self.iam_role)
         self.run(order_fct_statements(fill, hour))
 
-    def replace_hours(self, hours: Sequence[datetime], rows: Sequence[MetricRow],
+    def replace_hours(self, hours: Sequence[datetime], rows: Sequence[MetricRow],  # type: ignore[override]  # also the attempts it took
                       source: str = BATCH) -> int:
         published_at = _now()
         fill = None

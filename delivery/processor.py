@@ -62,7 +62,7 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
                     for handled in service.retry_due(self._stopping):
                         log.info("shard %s: next round of %s: %s", self.shard_id,
                                  handled.order_id, "waiting" if handled.retry else "decided")
-                except Exception:  # noqa: BLE001 - a failed poll is retried at the next one
+                except Exception:  # a failed poll is retried at the next one
                     log.warning("retry round failed", exc_info=True)
                 time.sleep(service.retry_poll_s)
         finally:
@@ -75,7 +75,7 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
         for record in process_records_input.records:
             if self.lost:
                 return
-            handled = self.service.handle_until_done(record.binary_data, self._stopping)
+            handled = self.service.handle_until_done(record.binary_data, self._stopping)  # type: ignore[union-attr]  # set in initialize(), before any records
             if handled is None:          # the daemon is gone; leave the rest unacknowledged
                 return
             last_done = record

@@ -38,6 +38,7 @@ from decimal import Decimal
 
 import psycopg
 import redis
+from psycopg.rows import DictRow
 
 from connectors import redis_store
 from connectors.aurora import Refreshing
@@ -99,7 +100,7 @@ class DeliveryService:
         self._stores: Refreshing | None = None
         self.retry_max_s = float(group.get("retry_max_s", "30"))
         self.unexpected_attempts = int(group.get("unexpected_error_attempts", "3"))
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection[DictRow] | None = None
 
     def partners(self) -> tuple[Partner, ...]:
         if self._partners is None:
@@ -131,7 +132,8 @@ class DeliveryService:
         self._publish(handled.decision)
         return handled
 
-    def _decide(self, conn: psycopg.Connection, order: EnrichedOrder, raw: bytes) -> Handled:
+    def _decide(self, conn: psycopg.Connection[DictRow], order: EnrichedOrder, raw: bytes
+                ) -> Handled:
         store.lock_order(conn, order.order_id)
         previous = store.existing(conn, order.order_id)
         if previous is not None:
@@ -148,7 +150,7 @@ class DeliveryService:
 
         partners = self.partners()
         order_ts = store.ms_to_datetime(order.ts_ms)
-        customer = (Place(order.customer_lat, order.customer_lon)
+        customer = (Place(order.customer_lat, order.customer_lon)  # type: ignore[arg-type]  # a customer's lat and lon come together
                     if order.customer_lat is not None else None)
         store_place = self.stores().get(order.store_id)
         if store_place is None:            # opened since the last refresh? look again first
@@ -161,7 +163,7 @@ class DeliveryService:
             adopted = True
         else:
             load = store.load(conn, (p.partner_id for p in partners), order_ts)
-            outcome = rules_mod.dispatch_round(
+            outcome = rules_mod.dispatch_round(  # type: ignore[assignment]  # a round that ends in Retry or Undeliverable is handled below
                 partners, store_place, customer, self.rules, load,
                 self._offer(order, store_place, customer), progress, order.ts_ms, now_ms,
                 lambda progress: self._publish_progress(order, SEARCHING, progress))
@@ -225,7 +227,7 @@ class DeliveryService:
         if isinstance(outcome, Undeliverable):
             return store.Decision(order.order_id, order.store_id, "undeliverable",
                                   outcome.reason.value, outcome.detail, None, None, None, None,
-                                  None, order_ts, None, steps=outcome.progress.to_json())
+                                  None, order_ts, None, steps=outcome.progress.to_json())  # type: ignore[arg-type]  # steps are stored as their JSON list
         q = outcome.quote
         return store.Decision(
             order.order_id, order.store_id, ASSIGNED, None,
@@ -234,7 +236,7 @@ class DeliveryService:
             rules_mod.cents_to_money(q.fee_cents),
             Decimal(f"{q.distance_km:.2f}"), Decimal(f"{q.eta_min:.1f}"), order_ts,
             store.ms_to_datetime(q.busy_until_ms(order.ts_ms)),
-            steps=outcome.progress.to_json() if outcome.progress else ())
+            steps=outcome.progress.to_json() if outcome.progress else ())  # type: ignore[arg-type]  # steps are stored as their JSON list
 
     def _publish(self, decision: store.Decision | None) -> None:
         if decision is None:
@@ -308,7 +310,7 @@ class DeliveryService:
                 return self.handle(raw)
             except TRANSIENT as error:
                 log.warning("handling failed, retrying in %.1fs: %s", delay, error)
-            except Exception as error:  # noqa: BLE001 - anything else is a defect, see above
+            except Exception as error:  # anything else is a defect, see above
                 unexpected += 1
                 log.exception("unexpected error handling a record (%d/%d)", unexpected,
                               self.unexpected_attempts)
@@ -325,7 +327,7 @@ class DeliveryService:
 
     # -- connection --------------------------------------------------------------------
 
-    def _connection(self) -> psycopg.Connection:
+    def _connection(self) -> psycopg.Connection[DictRow]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = store.connect(self.props)
         return self._conn

@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 import redis
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 from pizzastream.config import postgres_dsn
 from pizzastream.dead_letters import DeadLetter
@@ -103,13 +103,13 @@ class Pending:
     next_attempt_at: datetime
 
 
-def pending(conn: psycopg.Connection, order_id: str) -> Pending | None:
+def pending(conn: psycopg.Connection[DictRow], order_id: str) -> Pending | None:
     row = conn.execute("SELECT order_id, steps, next_attempt_at FROM delivery_attempt "
                        "WHERE order_id = %s", [order_id]).fetchone()
     return Pending(row["order_id"], row["steps"], row["next_attempt_at"]) if row else None
 
 
-def wait(conn: psycopg.Connection, order_id: str, store_id: int, raw: bytes, steps: list,
+def wait(conn: psycopg.Connection[DictRow], order_id: str, store_id: int, raw: bytes, steps: list,
          reason: str, next_attempt_at: datetime, deadline: datetime) -> None:
     """Keeps the order for its next round (after its round's offers); commits."""
     conn.execute(
@@ -122,7 +122,7 @@ def wait(conn: psycopg.Connection, order_id: str, store_id: int, raw: bytes, ste
     conn.commit()
 
 
-def due(conn: psycopg.Connection, now: datetime, limit: int) -> list[bytes]:
+def due(conn: psycopg.Connection[DictRow], now: datetime, limit: int) -> list[bytes]:
     """Records of orders whose next round is due, earliest first."""
     rows = conn.execute("SELECT record FROM delivery_attempt WHERE next_attempt_at <= %s"
                         " ORDER BY next_attempt_at LIMIT %s", [now, limit]).fetchall()
@@ -134,7 +134,7 @@ def ms_to_datetime(ts_ms: int) -> datetime:
     return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
 
 
-def connect(props: Mapping[str, Mapping[str, str]]) -> psycopg.Connection:
+def connect(props: Mapping[str, Mapping[str, str]]) -> psycopg.Connection[DictRow]:
     """A connection for decisions: explicit transactions, rows as dicts."""
     conn = psycopg.connect(postgres_dsn(props), autocommit=False, row_factory=dict_row,
                            connect_timeout=5, application_name="delivery")
@@ -193,18 +193,19 @@ def load_stores(props: Mapping[str, Mapping[str, str]]) -> dict[int, Place]:
     return {store_id: Place(lat, lon) for store_id, lat, lon in rows}
 
 
-def lock_order(conn: psycopg.Connection, order_id: str) -> None:
+def lock_order(conn: psycopg.Connection[DictRow], order_id: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                  [DISPATCH_LOCK_CLASS, order_id])
 
 
-def existing(conn: psycopg.Connection, order_id: str) -> Decision | None:
+def existing(conn: psycopg.Connection[DictRow], order_id: str) -> Decision | None:
     row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM delivery_assignment "
                        "WHERE order_id = %s", [order_id]).fetchone()
     return Decision(**row) if row else None
 
 
-def load(conn: psycopg.Connection, partner_ids: Iterable[int], at: datetime) -> dict[int, int]:
+def load(conn: psycopg.Connection[DictRow], partner_ids: Iterable[int], at: datetime
+         ) -> dict[int, int]:
     """Deliveries each partner carries at event time ``at``."""
     ids = list(partner_ids)
     if not ids:
@@ -216,7 +217,7 @@ def load(conn: psycopg.Connection, partner_ids: Iterable[int], at: datetime) -> 
     return {row["partner_id"]: row["n"] for row in rows}
 
 
-def record(conn: psycopg.Connection, decision: Decision) -> tuple[Decision, int]:
+def record(conn: psycopg.Connection[DictRow], decision: Decision) -> tuple[Decision, int]:
     """Writes the decision and the order's delivery id; returns the decision as stored
     (an earlier one wins) and how many ``order_fct`` rows were updated. Commits."""
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
@@ -236,10 +237,10 @@ def record(conn: psycopg.Connection, decision: Decision) -> tuple[Decision, int]
             "AND delivery_id IS DISTINCT FROM %s",
             [stored.delivery_id, stored.order_id, stored.delivery_id]).rowcount
     conn.commit()
-    return stored, updated
+    return stored, updated  # type: ignore[return-value]  # an earlier decision is there when the insert found one
 
 
-def dead_letter(conn: psycopg.Connection, letter: DeadLetter) -> None:
+def dead_letter(conn: psycopg.Connection[DictRow], letter: DeadLetter) -> None:
     conn.execute(
         f"INSERT INTO dead_letter ({', '.join(DeadLetter.FIELDS)}) "
         f"VALUES ({', '.join(['%s'] * len(DeadLetter.FIELDS))}) "

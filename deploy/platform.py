@@ -35,7 +35,7 @@ from pathlib import Path
 # jsii warns on every start that Debian's Node 20 is past its end of life; synth works.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 
-from aws_cdk import (  # noqa: E402
+from aws_cdk import (
     App, ArnFormat, Aspects, CfnOutput, Duration, RemovalPolicy, Stack, Environment, IgnoreMode,
     aws_cloudwatch as cw, aws_cloudwatch_actions as cw_actions, aws_dynamodb as dynamodb,
     aws_ec2 as ec2, aws_ecs as ecs, aws_events as events, aws_events_targets as targets,
@@ -45,13 +45,13 @@ from aws_cdk import (  # noqa: E402
     aws_s3_notifications as s3n, aws_secretsmanager as secretsmanager, aws_sns as sns,
     aws_sns_subscriptions as subscriptions, aws_ecr_assets as ecr_assets,
 )
-from cdk_nag import AwsSolutionsChecks, NagPackSuppression, NagSuppressions  # noqa: E402
-from constructs import Construct  # noqa: E402
+from cdk_nag import AwsSolutionsChecks, NagPackSuppression, NagSuppressions
+from constructs import Construct
 
-from bench import capacity  # noqa: E402
-from deploy import msf, packages  # noqa: E402
-from pizzastream.pos_batches import LANDING_PREFIX, MANIFEST_SUFFIX  # noqa: E402
-from pizzastream.publication import LATE_HOURS, UNPUBLISHED_HOURS  # noqa: E402
+from bench import capacity
+from deploy import msf, packages
+from pizzastream.pos_batches import LANDING_PREFIX, MANIFEST_SUFFIX
+from pizzastream.publication import LATE_HOURS, UNPUBLISHED_HOURS
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 REPO_ROOT = DEPLOY_DIR.parent
@@ -80,7 +80,7 @@ METRICS_NAMESPACE = "pizzastream"
 POS_CADENCE_S = "900"
 ETL = {"fetch_rows": "10000", "part_rows": "1000000", "metrics_chunk_hours": "24"}
 # The container image's build context: only what deploy/docker/Dockerfile copies.
-IMAGE_FILES = ["requirements.txt", "scripts/setup_kcl.sh", "deploy/kcl/pom.xml",
+IMAGE_FILES = ["requirements.lock", "scripts/setup_kcl.sh", "deploy/kcl/pom.xml",
                "deploy/pom.xml", "deploy/assembly", "deploy/docker", "connectors",
                "pizzastream", "jobs", "etl", "delivery", "stack", "conf/aws"]
 

@@ -181,8 +181,8 @@ class _Analyzer:
         if name in self.modules:
             return self.modules[name]
         path = _module_path(name)
-        tree = ast.parse(path.read_text(), str(path))
-        info = _ModuleInfo(name, path, tree, {}, {}, {}, {})
+        tree = ast.parse(path.read_text(), str(path))  # type: ignore[union-attr]  # a project module: always found
+        info = _ModuleInfo(name, path, tree, {}, {}, {}, {})  # type: ignore[arg-type]  # as above
         self.modules[name] = info
         self.result.project_modules.add(name)
         for node in tree.body:
@@ -263,7 +263,7 @@ class _Analyzer:
             self.result.external_modules.add(name.split(".")[0])
 
     # reads
-    def read(self, scope: "_Scope", group: str, key, required: bool, node) -> None:
+    def read(self, scope: _Scope, group: str, key, required: bool, node) -> None:
         if LOCAL in scope.guarded:
             return                       # local runs only (``if is_local():``)
         required = required and group not in scope.guarded
@@ -287,7 +287,7 @@ class _Analyzer:
             for cls in pending:
                 seen.add(cls)
                 info = self.module(cls.module)
-                for qualname, node in list(info.functions.items()):
+                for qualname in list(info.functions):
                     if qualname.startswith(cls.name + "."):
                         self.call_function(Function(cls.module, qualname), [], {},
                                            self_value=Values({Instance(cls)}))
@@ -466,14 +466,14 @@ class _Scope:
 
     @staticmethod
     def _element(value: Values, i: int) -> Values:
-        out = set()
+        out: set[object] = set()
         for v in value:
             if isinstance(v, Seq) and i < len(v.items):
                 out |= v.items[i]
         return Values(out)
 
     def iterate(self, value: Values) -> Values:
-        out = set()
+        out: set[object] = set()
         for v in value:
             if isinstance(v, Seq):
                 for item in v.items:
@@ -487,7 +487,7 @@ class _Scope:
         return self._eval(node, record)
 
     def _eval(self, node, record: bool) -> Values:
-        ev = (lambda n: self._eval(n, record))
+        ev = (lambda n: self._eval(n, record))  # noqa: E731 - local shorthand
         if isinstance(node, ast.Constant):
             return Values({Const(node.value)})
         if isinstance(node, ast.Name):
@@ -500,7 +500,7 @@ class _Scope:
             base = ev(node.value)
             if node.attr.endswith("props"):
                 return Values({PROPS})
-            out = set()
+            out: set[object] = set()
             for v in base:
                 if isinstance(v, Module):
                     full = f"{v.name}.{node.attr}"
@@ -582,16 +582,17 @@ class _Scope:
 
     def subscript(self, node, base: Values, key: Values, required: bool, record: bool
                   ) -> Values:
-        out = set()
+        out: set[object] = set()
         for b in base:
             if isinstance(b, Props):
                 keys = [k for k in key if isinstance(k, Const)]
                 if not keys and record:
-                    self.a.result.unresolved.append(f"{self.at(node)}: props[{ast.unparse(node.slice) if hasattr(node, 'slice') else '?'}]")
+                    key_text = ast.unparse(node.slice) if hasattr(node, "slice") else "?"
+                    self.a.result.unresolved.append(f"{self.at(node)}: props[{key_text}]")
                 for k in keys:
-                    out.add(Group(k.value))
+                    out.add(Group(k.value))  # type: ignore[arg-type]  # a literal key: a group name
                     if record:
-                        self.a.read(self, k.value, None, required, node)
+                        self.a.read(self, k.value, None, required, node)  # type: ignore[arg-type]  # a literal key: a group name
             elif isinstance(b, Group):
                 keys = [k for k in key if isinstance(k, Const)]
                 if not keys and record:
@@ -621,7 +622,7 @@ class _Scope:
         # Methods on the configuration itself.
         if isinstance(func, ast.Attribute):
             base = self.eval(func.value, record)
-            out = set()
+            out: set[object] = set()
             if func.attr == "get" and args:
                 for b in base:
                     if isinstance(b, (Props, Group)):
@@ -629,9 +630,9 @@ class _Scope:
                             if not isinstance(k, Const):
                                 continue
                             if isinstance(b, Props):
-                                out.add(Group(k.value))
+                                out.add(Group(k.value))  # type: ignore[arg-type]  # a literal key: a group name
                                 if record:
-                                    self.a.read(self, k.value, None, False, node)
+                                    self.a.read(self, k.value, None, False, node)  # type: ignore[arg-type]  # a literal key: a group name
                             elif record:
                                 self.a.read(self, b.name, k.value, False, node)
                         if not any(isinstance(k, Const) for k in args[0]) and record:
@@ -661,7 +662,7 @@ class _Scope:
         if isinstance(func, ast.Name) and func.id == "fields" and self.cls is not None:
             # dataclasses.fields(cls) in a classmethod: the class's annotated fields.
             cls_node = self.info.classes.get(self.cls)
-            names = [item.target.id for item in cls_node.body
+            names = [item.target.id for item in cls_node.body  # type: ignore[union-attr]  # a classmethod's class is in its module
                      if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)]
             out.add(Seq(tuple(Values({FieldRef(n)}) for n in names)))
         if isinstance(func, ast.Name) and func.id in ("dict", "sorted", "list", "tuple") and args:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from connectors import aws
 from deploy import msf

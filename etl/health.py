@@ -41,7 +41,7 @@ def measure(conn: psycopg.Connection, now: datetime) -> dict:
     the alarm sees data points rather than missing ones."""
     counts = dict.fromkeys(JOBS, 0)
     counts.update(conn.execute(_DEAD_LETTERS, (now - WINDOW, now)).fetchall())
-    (newest,) = conn.execute(_NEWEST_EXPORTED_HOUR).fetchone()
+    (newest,) = conn.execute(_NEWEST_EXPORTED_HOUR).fetchone()  # type: ignore[misc]  # an aggregate: always one row
     freshness = None if newest is None else \
         (now - (newest + timedelta(hours=1))) / timedelta(minutes=1)
     return {"dead_letters": counts, "etl_freshness_minutes": freshness}

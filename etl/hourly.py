@@ -84,7 +84,7 @@ def run(props: Props, hour: datetime | None = None) -> dict[datetime, tuple[str,
         runlog.start(hours)
         try:
             exported = {h: _export_and_load(props, conn, staged, h, runlog) for h in sorted(hours)}
-            metrics.refresh(props, hours, runlog.finish)
+            metrics.refresh(props, hours, runlog.finish)  # type: ignore[arg-type]  # refresh sorts whatever hours it gets
             _advance(conn, cutoff)
         except BaseException as error:
             runlog.fail(error)
@@ -108,13 +108,13 @@ def change_cutoff(conn: psycopg.Connection) -> tuple[datetime, datetime]:
     """``(now, cutoff)``: rows stamped before ``cutoff`` are all committed (see the module
     docstring). Raises ``MissingPrivilege`` unless the role sees every session's
     ``xact_start`` (``pg_read_all_stats``, on Aurora too)."""
-    sees_all, role = conn.execute(_SEES_EVERY_TRANSACTION).fetchone()
+    sees_all, role = conn.execute(_SEES_EVERY_TRANSACTION).fetchone()  # type: ignore[misc]  # always one row
     if not sees_all:
         raise MissingPrivilege(
             f"the ETL's database role {role!r} cannot see other sessions' transactions, so it "
             f"cannot hold its change window back to the oldest open one (rows being written "
             f"now could be missed for good); grant it: GRANT pg_read_all_stats TO {role}")
-    now, cutoff = conn.execute(_CUTOFF).fetchone()
+    now, cutoff = conn.execute(_CUTOFF).fetchone()  # type: ignore[misc]  # always one row
     if now - cutoff > CUTOFF_LAG_WARNING:
         log.warning("a transaction open since %s holds back the change window", cutoff)
     return now, cutoff
@@ -141,7 +141,7 @@ def hours_to_export(conn: psycopg.Connection, hour: datetime | None, first_open:
 def _scheduled_hours(conn: psycopg.Connection, first_open: datetime) -> Iterator[datetime]:
     """Closed hours after the last successful scheduled one; the last closed hour on the
     first run (older history comes in through the change window, which starts empty)."""
-    (last,) = conn.execute("SELECT max(hour) FROM etl_run WHERE kind = 'export'"
+    (last,) = conn.execute("SELECT max(hour) FROM etl_run WHERE kind = 'export'"  # type: ignore[misc]  # an aggregate: always one row
                            " AND cause = %s AND status = 'succeeded'", (SCHEDULED,)).fetchone()
     hour = first_open - HOUR if last is None else last + HOUR
     while hour < first_open:

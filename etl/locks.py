@@ -33,7 +33,7 @@ def pos_store_system(system: int) -> int:
 
 @contextmanager
 def exclusive(conn: psycopg.Connection, key: int) -> Iterator[None]:
-    if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, key)).fetchone()[0]:
+    if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, key)).fetchone()[0]:  # type: ignore[index]  # a SELECT without FROM: always one row
         raise Busy(f"another runner holds ETL lock ({LOCK_CLASS}, {key})")
     try:
         yield

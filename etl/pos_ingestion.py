@@ -185,7 +185,7 @@ class PosIngestion:
         for batch in self._deliveries(system):
             try:
                 outcomes.append(self._ingest(conn, system, batch))
-            except Exception as error:  # noqa: BLE001 - raised by run_once after the others
+            except Exception as error:  # raised by run_once after the others
                 log.exception("ingesting %s failed; left in landing for the next run", batch)
                 errors.append(error)
         if any(outcome.status != "quarantined" for outcome in outcomes):
@@ -264,7 +264,7 @@ class PosIngestion:
         conn.execute(_CLAIM, {"batch_id": manifest.batch_id, "system": manifest.store_system,
                               "count": manifest.record_count, "min_ts": manifest.min_ts,
                               "max_ts": manifest.max_ts})
-        (inserted,) = conn.execute(_INSERT_NEW_ROWS, {"batch_id": manifest.batch_id}).fetchone()
+        (inserted,) = conn.execute(_INSERT_NEW_ROWS, {"batch_id": manifest.batch_id}).fetchone()  # type: ignore[misc]  # an aggregate: always one row
         conn.execute("UPDATE pos_batch SET inserted_rows = %s WHERE batch_id = %s",
                      (inserted, manifest.batch_id))
         return inserted
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         try:
             _report(ingestion.run_once())
-        except Exception:  # noqa: BLE001 - like a failed Lambda invocation: the next one retries
+        except Exception:  # like a failed Lambda invocation: the next one retries
             log.exception("ingestion run failed; retrying at the next interval")
         while not stop and time.monotonic() < started + interval_s:
             time.sleep(0.5)

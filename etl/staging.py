@@ -126,7 +126,7 @@ class _Parts:
             self._close_part()
 
     def _close_part(self) -> None:
-        self._writer.close()
+        self._writer.close()  # type: ignore[union-attr]  # called with a part open
         self.keys.append(self._key_of(len(self.keys)))
         self._upload(self._path, self.keys[-1])
         self._writer, self._in_part = None, 0

@@ -37,20 +37,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyflink.common import Row, RowKind, Types  # noqa: E402
-from pyflink.common.typeinfo import LocalTimeTypeInfo  # noqa: E402
-from pyflink.datastream import DataStream, StreamExecutionEnvironment  # noqa: E402
-from pyflink.datastream.functions import KeyedCoProcessFunction  # noqa: E402
-from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor  # noqa: E402
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table  # noqa: E402
+from pyflink.common import Row, RowKind, Types
+from pyflink.common.typeinfo import LocalTimeTypeInfo
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.functions import KeyedCoProcessFunction
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
 
-from connectors import kinesis, lake, redis_store, warehouse  # noqa: E402
-from jobs import runtime  # noqa: E402
-from pizzastream.metrics import (  # noqa: E402
+from connectors import kinesis, lake, redis_store, warehouse
+from jobs import runtime
+from pizzastream.metrics import (
     HOUR_MS, METRIC_COLUMNS, SALE_ORDER_COLUMNS, MetricRow, as_hour, metric_sql,
     money_text_sql,
 )
-from pizzastream.publication import (  # noqa: E402
+from pizzastream.publication import (
     HourlySettings, corrections, first_publication, row_from_wire,
 )
 

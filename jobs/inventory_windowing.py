@@ -25,21 +25,21 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyflink.common import Row, Types  # noqa: E402
-from pyflink.datastream import (  # noqa: E402
+from pyflink.common import Row, Types
+from pyflink.datastream import (
     DataStream, KeyedProcessFunction, OutputTag, StreamExecutionEnvironment,
 )
-from pyflink.datastream.state import MapStateDescriptor  # noqa: E402
+from pyflink.datastream.state import MapStateDescriptor
 
-from connectors import aurora, kinesis, redis_store  # noqa: E402
-from jobs import runtime  # noqa: E402
-from pizzastream.catalog import Catalog  # noqa: E402
-from pizzastream.order_batches import (  # noqa: E402
+from connectors import aurora, kinesis, redis_store
+from jobs import runtime
+from pizzastream.catalog import Catalog
+from pizzastream.order_batches import (
     ALERT, DELIVERY, EVENT_ID_FIELDS, FACT, INVENTORY_JOB, ORDER, POS_ORDER, RESTOCK, SALE,
     STATUS, STATUS_CACHE, STOCK_LEVEL, STOCKOUT, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk,
     repeat_letter,
 )
-from pizzastream.replenishment import HistoryWindow, policies_from_rows  # noqa: E402
+from pizzastream.replenishment import HistoryWindow, policies_from_rows
 
 JOB_NAME = INVENTORY_JOB
 

@@ -19,18 +19,18 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyflink.common import Row  # noqa: E402
-from pyflink.datastream import (  # noqa: E402
+from pyflink.common import Row
+from pyflink.datastream import (
     DataStream, OutputTag, ProcessFunction, StreamExecutionEnvironment,
 )
 
-from connectors import aurora, kinesis, redis_store  # noqa: E402
-from jobs import runtime  # noqa: E402
-from pizzastream.catalog import Catalog  # noqa: E402
-from pizzastream.order_batches import (  # noqa: E402
+from connectors import aurora, kinesis, redis_store
+from jobs import runtime
+from pizzastream.catalog import Catalog
+from pizzastream.order_batches import (
     ENRICHED, ENRICHMENT_JOB, STATUS, STATUS_CACHE, enrich_batch,
 )
-from pizzastream.orders import OrderRules  # noqa: E402
+from pizzastream.orders import OrderRules
 
 JOB_NAME = ENRICHMENT_JOB
 DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)

@@ -9,6 +9,7 @@ cents are exact, and the only conversions happen at the edges (``to_cents``,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -16,7 +17,7 @@ from types import MappingProxyType
 PRODUCT_COLUMNS = ("product_id", "name", "unit_price_cents", "active")
 RECIPE_COLUMNS = ("product_id", "ingredient_id", "quantity")
 
-Row = Sequence | Mapping
+Row = Sequence[Any] | Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def from_cents(cents: int) -> Decimal:
     return Decimal(cents).scaleb(-2)
 
 
-def _columns(row: Row, names: tuple[str, ...]) -> tuple:
+def _columns(row: Row, names: tuple[str, ...]) -> tuple[Any, ...]:
     if isinstance(row, Mapping):
         return tuple(row[name] for name in names)
     if len(row) != len(names):

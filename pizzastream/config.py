@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 MSF_PROPERTIES = Path("/etc/flink/application_properties.json")
@@ -70,7 +71,8 @@ def load_properties(path: Path | None = None) -> dict[str, dict[str, str]]:
     return resolve_secrets(groups)
 
 
-def resolve_secrets(groups: dict[str, dict[str, str]], read_secret=None
+def resolve_secrets(groups: dict[str, dict[str, str]],
+                    read_secret: Callable[[str], str] | None = None
                     ) -> dict[str, dict[str, str]]:
     """Fills ``<key>`` from the secret each ``<key>_secret_arn`` names (JSON with a
     ``password`` field, as RDS and Redshift create them, or the plain secret string).
@@ -83,7 +85,7 @@ def resolve_secrets(groups: dict[str, dict[str, str]], read_secret=None
         from connectors import aws
 
         client = aws.client(groups, "secretsmanager")
-        read_secret = (lambda arn: client.get_secret_value(SecretId=arn)["SecretString"])
+        read_secret = (lambda arn: client.get_secret_value(SecretId=arn)["SecretString"])  # noqa: E731 - local shorthand
     for group, key in wanted:
         value = read_secret(groups[group][key])
         try:
@@ -95,7 +97,8 @@ def resolve_secrets(groups: dict[str, dict[str, str]], read_secret=None
     return groups
 
 
-def flag(props: dict[str, dict[str, str]], group: str, key: str, default: bool = False) -> bool:
+def flag(props: Mapping[str, Mapping[str, str]], group: str, key: str,
+         default: bool = False) -> bool:
     """A yes/no property: ``true`` or ``false`` (any case; absent or empty: ``default``).
     Anything else is refused at start: a misspelt ``tls`` or ``cluster_mode`` silently read
     as false would connect the wrong way and fail later, far from its cause."""
@@ -107,7 +110,7 @@ def flag(props: dict[str, dict[str, str]], group: str, key: str, default: bool =
     return value == "true"
 
 
-def stream_arn(props: dict[str, dict[str, str]], logical_name: str) -> str:
+def stream_arn(props: Mapping[str, Mapping[str, str]], logical_name: str) -> str:
     """ARN of a Kinesis stream named in the ``Streams`` group (the new source reads by ARN)."""
     aws = props["Aws"]
     name = props["Streams"][logical_name]
@@ -116,24 +119,24 @@ def stream_arn(props: dict[str, dict[str, str]], logical_name: str) -> str:
     return f"arn:aws:kinesis:{aws['region']}:{aws['account_id']}:stream/{name}"
 
 
-def stream_name(props: dict[str, dict[str, str]], logical_name: str) -> str:
+def stream_name(props: Mapping[str, Mapping[str, str]], logical_name: str) -> str:
     value = props["Streams"][logical_name]
     return value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
 
 
-def staging_bucket(props: dict[str, dict[str, str]]) -> str:
+def staging_bucket(props: Mapping[str, Mapping[str, str]]) -> str:
     """Where the hourly ETL stages ``order_fct``: ``Lake.staging_bucket`` on AWS (its own
     bucket, with its own lifecycle and readers), the lake's bucket locally."""
     return props["Lake"].get("staging_bucket") or props["Lake"]["bucket"]
 
 
-def pos_bucket(props: dict[str, dict[str, str]]) -> str:
+def pos_bucket(props: Mapping[str, Mapping[str, str]]) -> str:
     """Where the store systems drop POS batches (``pos/landing/``): ``Lake.pos_bucket`` on
     AWS (the store accounts may write there and nowhere else), the lake's bucket locally."""
     return props["Lake"].get("pos_bucket") or props["Lake"]["bucket"]
 
 
-def postgres_dsn(props: dict[str, dict[str, str]], group: str = "Aurora") -> str:
+def postgres_dsn(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> str:
     """libpq connection string; ``sslmode`` (and ``sslrootcert``) when the group sets them
     (on AWS: ``require`` for Aurora and Redshift, which only accept TLS there)."""
     db = props[group]
@@ -144,7 +147,7 @@ def postgres_dsn(props: dict[str, dict[str, str]], group: str = "Aurora") -> str
     )
 
 
-def jdbc_url(props: dict[str, dict[str, str]], group: str = "Aurora") -> str:
+def jdbc_url(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> str:
     """The same database for the JVM sinks, with the same ``sslmode``/``sslrootcert``."""
     db = props[group]
     tls = "&".join(f"{key}={db[key]}" for key in ("sslmode", "sslrootcert") if db.get(key))

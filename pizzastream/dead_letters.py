@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 PAYLOAD_LIMIT = 4096
 
@@ -28,7 +29,7 @@ class DeadLetter:
     FIELDS = ("dead_letter_id", "job", "reason", "detail", "event_id", "order_id", "payload",
               "store_id")
 
-    def as_tuple(self) -> tuple:
+    def as_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.FIELDS)
 
 

@@ -147,7 +147,7 @@ class DeliveryRules:
     retry_backoff_max_s: float = 300.0
     deadline_minutes: float = 45.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not (0 < self.retry_backoff_s <= self.retry_backoff_max_s and self.deadline_minutes > 0):
             raise ConfigurationError(
                 "Delivery: retry_backoff_s must be positive and at most retry_backoff_max_s, "
@@ -188,7 +188,7 @@ class Partner:
     speed_kmh: float
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any] | Sequence) -> Partner:
+    def from_row(cls, row: Mapping[str, Any] | Sequence[Any]) -> Partner:
         """From a ``delivery_partner`` row (mapping or tuple in column order) or a
         ``reference_data.DeliveryPartner``."""
         if not isinstance(row, (Mapping, Sequence)):
@@ -215,7 +215,7 @@ class Quote:
     distance_km: float = field(init=False)
     eta_min: float = field(init=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "distance_km", self.pickup_km + self.drop_km)
         object.__setattr__(self, "eta_min", self.distance_km / self.partner.speed_kmh * 60.0)
 
@@ -376,11 +376,11 @@ class DispatchProgress:
         """Partners that refused: never asked again for this order."""
         return frozenset(s.partner_id for s in self.steps if s.outcome is OfferOutcome.REFUSED)
 
-    def to_json(self) -> list:
+    def to_json(self) -> list[list[Any]]:
         return [[s.partner_id, s.round, s.outcome.value, s.at_ms] for s in self.steps]
 
     @classmethod
-    def from_json(cls, steps: list) -> DispatchProgress:
+    def from_json(cls, steps: list[Any]) -> DispatchProgress:
         parsed = tuple(Step(int(p), int(r), OfferOutcome(o), int(at)) for p, r, o, at in steps)
         return cls(max((s.round for s in parsed), default=0), parsed)
 

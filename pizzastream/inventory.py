@@ -68,7 +68,7 @@ import json
 import pickle
 from collections.abc import Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 from pizzastream.catalog import Catalog, Row, _columns
 from pizzastream.orders import (
@@ -92,7 +92,7 @@ PARTITION_KEY_MISMATCH = "partition_key_mismatch"
 _MINUTE_MS = 60_000
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -118,7 +118,7 @@ class StoreStock:
     # upper bound of any window's use that lets ``due_reorders`` skip the exact sum
     kept: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         kept: dict[int, int] = {}
         for counts in self.buckets.values():
             for ingredient_id, quantity in counts.items():
@@ -140,7 +140,7 @@ class StoreStock:
         return cls(int(store_id), levels, bucket_ms=bucket_minutes * _MINUTE_MS,
                    window_buckets=window_minutes // bucket_minutes)
 
-    def to_state(self) -> list:
+    def to_state(self) -> list[Any]:
         """A compact copy for Flink ValueState: a list of ints and dicts of ints/strs,
         ``[version, store_id, clock_ms, seq, bucket_ms, window_buckets, on_hand,
         outstanding, buckets]``. Nothing in it is shared with ``self``."""
@@ -168,7 +168,7 @@ class StoreStock:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> StoreStock:
-        return cls.from_state(pickle.loads(data))
+        return cast(StoreStock, cls.from_state(pickle.loads(data)))  # bytes of a stock, never None
 
     @property
     def window_minutes(self) -> int:
@@ -246,7 +246,7 @@ def requirements(order: EnrichedOrder, catalog: Catalog) -> dict[int, int]:
         raise ValueError(f"order {order.order_id}: {error}") from None
 
 
-def order_demand(lines: list, recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]]
+def order_demand(lines: list[Any], recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]]
                  ) -> dict[int, int]:
     """``requirements`` from lines ``[product_id, quantity, unit_price_cents]`` as the
     ``orders-enriched`` record carries them (``Catalog.recipe_pairs``). Raises
@@ -443,7 +443,7 @@ class IngredientPolicy:
     safety_stock: int
     reorder_quantity: int
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.lead_time_minutes <= 0 or self.safety_stock < 0 or self.reorder_quantity <= 0:
             raise ValueError(f"ingredient {self.ingredient_id}: lead time and reorder "
                              f"quantity must be positive, safety stock not negative")

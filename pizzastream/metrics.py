@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from operator import attrgetter
+from typing import Any
 
 from pizzastream.catalog import from_cents, to_cents
 from pizzastream.orders import Channel, EnrichedOrder, Fulfillment, epoch_ms
@@ -88,13 +89,13 @@ class SaleOrder:
                    order.ts_ms, item_count(order), order.total_cents)
 
 
-def sale_orders_from_lines(lines: Iterable[Mapping]) -> list[SaleOrder]:
+def sale_orders_from_lines(lines: Iterable[Mapping[str, Any]]) -> list[SaleOrder]:
     """Orders from ``order_fct`` line items (mappings with the contract's column names,
     ``transaction_ts`` an aware ``datetime``), as the batch view regroups them."""
     orders = []
-    for order_id, group in itertools.groupby(sorted(lines, key=lambda line: line["order_id"]),
-                                             key=lambda line: line["order_id"]):
-        group = list(group)
+    for order_id, grouped in itertools.groupby(sorted(lines, key=lambda line: line["order_id"]),
+                                               key=lambda line: line["order_id"]):
+        group = list(grouped)
         first = group[0]
         orders.append(SaleOrder(
             order_id, first["store_id"], first["channel"], first["delivery_type"],

@@ -18,7 +18,8 @@ tests/test_order_batches.py holds the batch rules to the one-by-one rules.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import cast
 
 import orjson
 
@@ -41,6 +42,9 @@ from pizzastream.sales import (
     decided_status_json, fact_line, rejection_status_json, sale_of_enriched,
 )
 from pizzastream.ticks import InvalidTick, parse_tick
+
+# A store's saved state, by store id (None: never saved).
+SavedState = Callable[[int], bytes | None]
 
 # Result line tags: one character per output of the jobs (pizzastream.flink.BatchOutputs).
 ENRICHED = "E"           # orders-enriched, keyed by store
@@ -170,8 +174,9 @@ class ShardDesk:
         saved = self._persist(changed, out) if persist else []
         return "".join(out), letters, saved
 
-    def _store(self, store_id: int, event_ms: int, catalog: Catalog, changed: dict,
-               saved_state) -> tuple[StoreStock, StoreReplenishment, bool]:
+    def _store(self, store_id: int, event_ms: int, catalog: Catalog,
+               changed: dict[int, set[int] | None], saved_state: SavedState
+               ) -> tuple[StoreStock, StoreReplenishment, bool]:
         """The store's stock and plan, and whether the plan is new (the store was just
         opened, or restored from a state saved before plans were: its first event
         reviews every ingredient)."""
@@ -186,7 +191,7 @@ class ShardDesk:
             planner = None
             changed[store_id] = None
         fresh = planner is None
-        if fresh:
+        if planner is None:
             first, end = self._history.hours(event_ms)
             planner = StoreReplenishment.seeded(
                 store_id, hourly_demand(self._sales_history(store_id, first * HOUR_MS,
@@ -196,8 +201,10 @@ class ShardDesk:
         self._stores[store_id] = (stock, planner)
         return stock, planner, fresh
 
-    def _order(self, store_id, key, data, catalog, policies, changed, saved_state, out,
-               letters) -> None:
+    def _order(self, store_id: int | None, key: str, data: bytes, catalog: Catalog,
+               policies: Mapping[int, ReplenishmentPolicy],
+               changed: dict[int, set[int] | None], saved_state: SavedState, out: list[str],
+               letters: list[DeadLetter]) -> None:
         try:
             text = data.decode()
             order = orjson.loads(text)
@@ -247,8 +254,10 @@ class ShardDesk:
         planner.record_demand(demand, ts_ms)
         _review(planner, stock, policies, ts_ms, None if fresh else demand, key, out)
 
-    def _restock(self, store_id, key, data, catalog, policies, changed, saved_state, out,
-                 letters) -> None:
+    def _restock(self, store_id: int | None, key: str, data: bytes, catalog: Catalog,
+                 policies: Mapping[int, ReplenishmentPolicy],
+                 changed: dict[int, set[int] | None], saved_state: SavedState, out: list[str],
+                 letters: list[DeadLetter]) -> None:
         try:
             delivery = parse_restock(data)
             check_restock_key(delivery, key)
@@ -257,6 +266,7 @@ class ShardDesk:
             letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
                                        event_id, store_id=named_store or store_id))
             return
+        store_id = delivery.store_id   # the same: check_restock_key held the key to it
         known = store_id in self._stores
         stock, planner, fresh = self._store(store_id, delivery.ts_ms, catalog, changed,
                                             saved_state)
@@ -276,8 +286,10 @@ class ShardDesk:
         _review(planner, stock, policies, delivery.ts_ms,
                 None if fresh else (delivery.ingredient_id,), key, out)
 
-    def _tick(self, store_id, key, data, catalog, policies, changed, saved_state, out,
-              letters) -> bool:
+    def _tick(self, store_id: int | None, key: str, data: bytes, catalog: Catalog,
+              policies: Mapping[int, ReplenishmentPolicy],
+              changed: dict[int, set[int] | None], saved_state: SavedState, out: list[str],
+              letters: list[DeadLetter]) -> bool:
         """Reviews every ingredient of the store at the tick's hour; False if the record
         is no tick after all (a restock that only mentions one)."""
         try:
@@ -318,8 +330,9 @@ class ShardDesk:
         return saved
 
 
-def _review(planner: StoreReplenishment, stock: StoreStock, policies, now_ms: int,
-            ingredients, key: str, out: list[str]) -> None:
+def _review(planner: StoreReplenishment, stock: StoreStock,
+            policies: Mapping[int, ReplenishmentPolicy], now_ms: int,
+            ingredients: Collection[int] | None, key: str, out: list[str]) -> None:
     """The plan's records as result lines: a supplier order's record (``R``) and a
     ``supplier_order`` row per line (``Q``, with the line's on-hand and reorder point at
     issue), an alert's ``replenishment_alert`` row (``W``)."""
@@ -367,11 +380,13 @@ def store_from_bytes(data: bytes) -> tuple[StoreStock, StoreReplenishment | None
     store, so a savepoint of the old job restores into this one."""
     state = pickle.loads(data)
     if state[0] == STORE_STATE_VERSION:
-        return StoreStock.from_state(state[1]), StoreReplenishment.from_bytes(state[2])
-    return StoreStock.from_state(state), None
+        stock = StoreStock.from_state(state[1])
+        return cast(StoreStock, stock), StoreReplenishment.from_bytes(state[2])  # saved: not None
+    return cast(StoreStock, StoreStock.from_state(state)), None
 
 
-def _mark_changed(changed: dict[int, set[int] | None], store_id: int, ingredients) -> None:
+def _mark_changed(changed: dict[int, set[int] | None], store_id: int,
+                  ingredients: Iterable[int]) -> None:
     """Notes stock levels to publish at the next persist (a store just opened publishes
     all of them already)."""
     levels = changed.setdefault(store_id, set())

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -104,7 +104,7 @@ class OrderLine:
     unit_price_cents: int
     amount_cents: int = field(init=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "amount_cents", self.quantity * self.unit_price_cents)
 
 
@@ -123,7 +123,7 @@ class EnrichedOrder:
     lines: tuple[OrderLine, ...]
     total_cents: int = field(init=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "total_cents", sum(line.amount_cents for line in self.lines))
 
     def to_json(self) -> str:
@@ -131,7 +131,8 @@ class EnrichedOrder:
         return enriched_json(
             self.event_id, self.order_id, self.store_id, self.channel, self.fulfillment,
             self.ts_ms, [[ln.product_id, ln.quantity, ln.unit_price_cents] for ln in self.lines],
-            None if self.customer_lat is None else [self.customer_lat, self.customer_lon])
+            None if self.customer_lat is None
+            else [self.customer_lat, self.customer_lon])  # type: ignore[list-item]  # both or neither
 
     @classmethod
     def from_json(cls, text: str | bytes) -> EnrichedOrder:
@@ -307,16 +308,16 @@ def accept(raw: bytes, catalog: Catalog, rules: OrderRules,
             return None
         lat, lon = customer.get("lat"), customer.get("lon")
         if (type(lat) not in _NUMBER_TYPES or type(lon) not in _NUMBER_TYPES
-                or not -90 <= lat <= 90 or not -180 <= lon <= 180):
+                or not -90 <= lat <= 90 or not -180 <= lon <= 180):  # type: ignore[operator]  # numbers: type() checked first
             return None
-        location = [float(lat), float(lon)]
+        location = [float(lat), float(lon)]  # type: ignore[arg-type]  # numbers, as above
     return store_id, enriched_json(event_id, order_id, store_id, channel, fulfillment, ts_ms,
                                    lines, location)
 
 
 # --------------------------------------------------------------------------- the full rules
 
-def _decode(raw: object, max_bytes: int) -> dict:
+def _decode(raw: object, max_bytes: int) -> dict[str, Any]:
     if isinstance(raw, (bytearray, memoryview)):
         raw = bytes(raw)
     if not isinstance(raw, bytes):
@@ -342,7 +343,7 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _check_present(order: dict) -> None:
+def _check_present(order: dict[str, Any]) -> None:
     for name in REQUIRED_FIELDS:
         if order.get(name) is None:
             raise _Invalid(Reason.MISSING_FIELD, f"{name} is missing")
@@ -350,7 +351,7 @@ def _check_present(order: dict) -> None:
         raise _Invalid(Reason.MISSING_LOCATION, "a delivery needs customer.lat/lon")
 
 
-def _check_types(order: dict) -> None:
+def _check_types(order: dict[str, Any]) -> None:
     """Shapes only, so the business checks after it can rely on the types."""
     for name in ("event_id", "order_id"):
         if not is_id(order[name]):
@@ -373,7 +374,8 @@ def _check_types(order: dict) -> None:
                 raise _wrong_type(f"items[{index}].{name}", "an integer", item[name])
 
 
-def _build(order: dict, catalog: Catalog, rules: OrderRules, now_ms: int) -> EnrichedOrder:
+def _build(order: dict[str, Any], catalog: Catalog, rules: OrderRules, now_ms: int
+           ) -> EnrichedOrder:
     """Business checks on a well-typed order, then pricing."""
     if order["store_id"] not in STORE_IDS:
         raise _Invalid(Reason.UNKNOWN_STORE, f"store_id {_clip(order['store_id'])} is not "
@@ -405,7 +407,7 @@ def _event_time(text: str, rules: OrderRules, now_ms: int) -> int:
     return ts_ms
 
 
-def _check_items(order: dict, items: list[dict], rules: OrderRules) -> None:
+def _check_items(order: dict[str, Any], items: list[dict[str, Any]], rules: OrderRules) -> None:
     if not 1 <= len(items) <= rules.max_lines:
         raise _Invalid(Reason.NO_ITEMS, f"{len(items)} lines, expected 1..{rules.max_lines}")
     for index, item in enumerate(items):
@@ -417,14 +419,14 @@ def _check_items(order: dict, items: list[dict], rules: OrderRules) -> None:
         _refuse_prices(f"items[{index}]", item)
 
 
-def _refuse_prices(where: str, record: dict) -> None:
+def _refuse_prices(where: str, record: dict[str, Any]) -> None:
     offered = PRICE_FIELDS.intersection(record)
     if offered:
         raise _Invalid(Reason.CLIENT_PRICE, f"{where} carries {', '.join(sorted(offered))}; "
                        f"prices come from the catalog")
 
 
-def _price(items: list[dict], catalog: Catalog) -> tuple[OrderLine, ...]:
+def _price(items: list[dict[str, Any]], catalog: Catalog) -> tuple[OrderLine, ...]:
     """Catalog prices for each line. All lines are resolved before duplicates are looked
     for, so an unknown product wins over a repeated one wherever it appears."""
     lines = []
@@ -473,7 +475,7 @@ def _wrong_type(name: str, expected: str, value: object) -> _Invalid:
     return _Invalid(Reason.WRONG_TYPE, f"{name} must be {expected}, got {_clip(value)}")
 
 
-def is_id(value: object) -> bool:
+def is_id(value: object) -> TypeGuard[str]:
     """A non-empty string of at most ``MAX_ID_LENGTH`` printable characters: no control
     characters (PostgreSQL ``text`` refuses NUL) and no lone UTF-16 surrogates (a JSON
     ``\\ud800`` escape decodes to one; UTF-8 cannot encode it, so PyFlink's string
@@ -486,7 +488,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -14,9 +14,10 @@ freshness report reads back.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from pizzastream.catalog import from_cents
 from pizzastream.metrics import HOUR, MetricRow, Publication, shortest_dedup_ttl, stream_closes_at
@@ -92,7 +93,7 @@ class HourlySettings:
         return self.bound + self.lateness
 
 
-def row_from_wire(values) -> MetricRow:
+def row_from_wire(values: Sequence[Any]) -> MetricRow:
     """A metric row whose window bounds come as minutes since the epoch and amounts as
     integer cents (as the job's publisher gets them)."""
     (store, start, end, orders, items, revenue, online, in_store, delivery, average) = values

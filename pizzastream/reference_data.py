@@ -234,7 +234,7 @@ def stores(seed: int = DEFAULT_SEED) -> list[Store]:
     """The 2,000 stores, ids 1..2000 numbered metro by metro (see ``METROS``)."""
     rng = _rng(seed, "stores")
     weights, busy = _traffic_weights(rng)
-    result = []
+    result: list[Store] = []
     for metro in METROS:
         for number in range(1, metro.store_count + 1):
             store_id = len(result) + 1
@@ -298,7 +298,7 @@ def initial_inventory(seed: int = DEFAULT_SEED) -> list[StockLevel]:
 def delivery_partners(seed: int = DEFAULT_SEED) -> list[DeliveryPartner]:
     """Three courier companies per metro area, based within half its radius."""
     rng = _rng(seed, "delivery_partners")
-    result = []
+    result: list[DeliveryPartner] = []
     for metro in METROS:
         for brand in _COURIER_BRANDS:
             lat, lon = _point_near(rng, metro, metro.radius_km / 2)

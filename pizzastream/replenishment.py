@@ -70,7 +70,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import NormalDist
-from typing import Any
+from typing import Any, cast, final
 
 from pizzastream.catalog import Row, _columns
 from pizzastream.inventory import POLICY_COLUMNS as INVENTORY_POLICY_COLUMNS
@@ -121,7 +121,7 @@ class ReplenishmentPolicy(IngredientPolicy):
     service_level: float = 0.99
     z: float = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         if self.review_period_minutes <= 0 or self.grace_minutes < 0:
             raise ValueError(f"ingredient {self.ingredient_id}: review period must be "
@@ -138,7 +138,8 @@ def policies_from_rows(rows: Iterable[Row]) -> dict[int, ReplenishmentPolicy]:
     policies = {}
     for row in rows:
         values = _columns(row, POLICY_COLUMNS)
-        policy = ReplenishmentPolicy(*(int(v) for v in values[:-1]), float(values[-1]))
+        policy = ReplenishmentPolicy(*(int(v) for v in values[:-1]),  # type: ignore[call-arg]
+                                     float(values[-1]))  # the ints, then service_level
         policies[policy.ingredient_id] = policy
     return policies
 
@@ -157,6 +158,7 @@ def policies_from_reference_data() -> dict[int, ReplenishmentPolicy]:
 
 # --------------------------------------------------------------------------- records
 
+@final
 @dataclass(frozen=True)
 class ReplenishmentOrder:
     """One supplier order of one store, consolidating that supplier's ingredients.
@@ -181,6 +183,7 @@ class ReplenishmentOrder:
         }, separators=(",", ":"))
 
 
+@final
 @dataclass(frozen=True)
 class OverdueAlert:
     """A supplier order not delivered within lead time + grace, and its re-issue."""
@@ -202,6 +205,7 @@ class OverdueAlert:
         }, separators=(",", ":"))
 
 
+@final
 @dataclass(frozen=True)
 class StockoutWarning:
     """On-hand below the forecast demand until the ingredient's next delivery."""
@@ -257,7 +261,7 @@ class HistoryWindow:
     gap_hours: int = 48
     weeks: int = 4
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.gap_hours < 0 or self.weeks <= 0:
             raise ValueError(f"history gap {self.gap_hours} h must not be negative, "
                              f"weeks {self.weeks} must be positive")
@@ -309,10 +313,10 @@ class StoreReplenishment:
         self.seen: dict[int, int] = {}           # ingredient -> bitmask of observed slots
         self.seq = 0                             # supplier orders issued so far
         # supplier -> [order id, ordered ms, due ms, {ingredient: units not delivered}]
-        self.open: dict[int, list] = {}
+        self.open: dict[int, list[Any]] = {}
         self.warned: set[int] = set()            # ingredients with a standing warning
         self.on_order: dict[int, int] = {}       # derived from ``open``
-        self._limits_hour = None                 # hour the limits below were computed for
+        self._limits_hour: int | None = None     # hour the limits below were computed for
         self._reorder_point: dict[int, int] = {}
         self._order_up_to: dict[int, int] = {}
         self._until_delivery: dict[int, int] = {}
@@ -618,19 +622,19 @@ class StoreReplenishment:
 
     # -- state ----------------------------------------------------------------------------
 
-    def to_state(self) -> list:
+    def to_state(self) -> list[Any]:
         """Plain structure: ``[version, store_id, hour, seq, current, forecast, open,
         warned]``, the forecast as ``{ingredient: (seen bitmask, levels, errors)}`` with
         levels and errors as int64 bytes in 1/16 units."""
         return self._state(self._forecast())
 
-    def _forecast(self) -> dict:
+    def _forecast(self) -> dict[int, tuple[int, bytes, bytes]]:
         return {i: (self.seen[i],
                     array("q", (int(v * _GRID) for v in self.level[i])).tobytes(),
                     array("q", (int(v * _GRID) for v in self.error[i])).tobytes())
                 for i in sorted(self.level)}
 
-    def _state(self, forecast: Any) -> list:
+    def _state(self, forecast: Any) -> list[Any]:
         return [STATE_VERSION, self.store_id, self.hour, self.seq, dict(self.current),
                 forecast, {s: [o[0], o[1], o[2], dict(o[3])] for s, o in self.open.items()},
                 sorted(self.warned)]
@@ -671,11 +675,11 @@ class StoreReplenishment:
         state = pickle.loads(data)
         packed = state[5]
         state[5] = pickle.loads(zlib.decompress(packed))
-        self = cls.from_state(state)
+        self = cast(StoreReplenishment, cls.from_state(state))  # bytes of a plan, never None
         self._packed = (self.hour, packed)
         return self
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, StoreReplenishment) and self.to_state() == other.to_state()
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable: equal by its mutable state

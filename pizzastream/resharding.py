@@ -26,6 +26,8 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
 
 HASH_KEY_MAX = 2 ** 128 - 1
 GROUP = "Resharding"
@@ -104,7 +106,7 @@ class Policy:
         return cls(limits, setting(props, "split_above", float), setting(props, "merge_below", float))
 
 
-def setting(props: dict[str, dict[str, str]], key: str, kind: type):
+def setting(props: dict[str, dict[str, str]], key: str, kind: type[Any]) -> Any:
     """``Resharding.<key>`` as ``kind``, or a ``ConfigError`` naming it."""
     try:
         raw = props[GROUP][key]
@@ -269,7 +271,7 @@ def plan(shards: Iterable[Shard], keys: Iterable[KeyLoad], policy: Policy) -> Pl
                             (Shard(f"{shard.shard_id}/upper", at, shard.end), high, high_keys)]
     while True:
         pairs = [((a[1] + b[1]).utilisation(limits), a[0].start, i)
-                 for i, (a, b) in enumerate(zip(current, current[1:]))
+                 for i, (a, b) in enumerate(pairwise(current))
                  if a[0].end + 1 == b[0].start]
         pairs = [p for p in pairs if p[0] <= policy.merge_below]
         if not pairs:

@@ -31,6 +31,7 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
+from types import FrameType
 
 ROOT_ENV = "PIZZASTREAM_RUNS_ROOT"
 # The TMPDIR in force before any claim in this process tree ("" when it was unset), so a
@@ -47,10 +48,8 @@ def runs_root() -> Path:
     in the system temp directory (taken before any claim changed ``TMPDIR``)."""
     if os.environ.get(ROOT_ENV):
         return Path(os.environ[ROOT_ENV])
-    if SYSTEM_TMPDIR_ENV in os.environ:
-        system = os.environ[SYSTEM_TMPDIR_ENV] or "/tmp"
-    else:
-        system = tempfile.gettempdir()
+    system = (os.environ[SYSTEM_TMPDIR_ENV] or "/tmp" if SYSTEM_TMPDIR_ENV in os.environ
+              else tempfile.gettempdir())
     return Path(system) / ROOT_NAME
 
 
@@ -100,7 +99,9 @@ def claim() -> Path:
     root = runs_root()
     root.mkdir(parents=True, exist_ok=True)
     remove_stale(root)
-    run = root / _run_name(os.getpid())
+    name = _run_name(os.getpid())
+    assert name is not None, "this process's own start time is always readable"
+    run = root / name
     run.mkdir(exist_ok=True)
     os.environ.setdefault(SYSTEM_TMPDIR_ENV, os.environ.get("TMPDIR", ""))
     os.environ[ROOT_ENV] = str(root)
@@ -124,7 +125,7 @@ def _exit_on_sigterm() -> None:
         pass
 
 
-def _terminate(signum, frame) -> None:
+def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 

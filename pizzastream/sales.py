@@ -4,6 +4,8 @@ cents; the Aurora sink converts to ``numeric(…,2)`` at the edge (``catalog.fro
 """
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from pizzastream.orders import EnrichedOrder, OrderStatus, Rejection
@@ -37,7 +39,7 @@ def fact_line(store_id: int, order_id: str, transaction_ts_ms: int, product_id: 
             f"{unit_price_cents}\t{quantity * unit_price_cents}\t{delivery_type}\t{channel}")
 
 
-def fact_rows(order: EnrichedOrder) -> list[tuple]:
+def fact_rows(order: EnrichedOrder) -> list[tuple[Any, ...]]:
     """One ``FACT_COLUMNS`` row per line; the amounts sum to ``order.total_cents``."""
     return [(order.store_id, order.order_id, line.product_id, order.ts_ms, line.quantity,
              line.unit_price_cents, line.amount_cents, order.fulfillment, order.channel)

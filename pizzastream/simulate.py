@@ -28,10 +28,11 @@ import random
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import accumulate
+from typing import Any
 
 from pizzastream import reference_data
 from pizzastream.catalog import Catalog
@@ -41,8 +42,7 @@ from pizzastream.inventory import (
 from pizzastream.inventory import policies_from_reference_data as todays_policies
 from pizzastream.orders import epoch_ms
 from pizzastream.replenishment import (
-    HOUR_MS, ReplenishmentOrder, StoreReplenishment, hourly_demand,
-    policies_from_reference_data,
+    HOUR_MS, ReplenishmentOrder, StoreReplenishment, policies_from_reference_data,
 )
 from pizzastream.traffic import LINE_COUNT_WEIGHTS, QUANTITY_WEIGHTS
 
@@ -75,7 +75,7 @@ class Traffic:
                stream: str) -> list[tuple[int, dict[int, int]]]:
         rng = random.Random(f"{self._seed}:{stream}:{store.store_id}")
         daily = store.traffic_weight * reference_data.ASSUMED_CHAIN_ORDERS_PER_DAY
-        out = []
+        out: list[tuple[int, dict[int, int]]] = []
         for day in range(days):
             day_ms = first_day_ms + day * DAY_MS
             weekday = (day_ms // DAY_MS + 3) % 7           # 1970-01-01 was a Thursday
@@ -169,7 +169,7 @@ def run_store(store: reference_data.Store, orders: Sequence[tuple[int, dict[int,
         index = (ts_ms - first_day_ms) // DAY_MS
         return figures[index] if 0 <= index < days else None
 
-    def ship(records, ts_ms: int) -> None:
+    def ship(records: Iterable[Any], ts_ms: int) -> None:
         nonlocal tie
         for record in records:
             if policy == OLD:
@@ -204,8 +204,10 @@ def run_store(store: reference_data.Store, orders: Sequence[tuple[int, dict[int,
                 ship(due_reorders(stock, old_policies, stock.clock_ms or due, (ingredient_id,)),
                      due)
             else:
-                planner.receive(order_id, ingredient_id, new_policies)
-                ship(planner.review(new_policies, stock.on_hand, due, (ingredient_id,)), due)
+                # The new policy runs with a planner.
+                planner.receive(order_id, ingredient_id, new_policies)  # type: ignore[union-attr]
+                ship(planner.review(new_policies, stock.on_hand, due,  # type: ignore[union-attr]
+                                    (ingredient_id,)), due)
             trace.append((due, stock.on_hand.get(DOUGH, 0), _point(planner)))
 
     end_ms = first_day_ms + days * DAY_MS
@@ -220,7 +222,7 @@ def run_store(store: reference_data.Store, orders: Sequence[tuple[int, dict[int,
         elif first:
             ship(due_reorders(stock, old_policies, next_hour, None), next_hour)
         first = False
-        day.stock_samples.append(_cover(stock.on_hand, daily_use))
+        day.stock_samples.append(_cover(stock.on_hand, daily_use))  # type: ignore[union-attr]  # in range
         trace.append((next_hour, stock.on_hand.get(DOUGH, 0), _point(planner)))
         hour_end = next_hour + HOUR_MS
         while index < len(orders) and orders[index][0] < hour_end:
@@ -229,8 +231,8 @@ def run_store(store: reference_data.Store, orders: Sequence[tuple[int, dict[int,
             deliver_until(ts_ms)
             short = take_stock(stock, demand, ts_ms)
             day = day_of(ts_ms)
-            day.orders += 1
-            day.refused += bool(short)
+            day.orders += 1  # type: ignore[union-attr]  # an order of the simulated days
+            day.refused += bool(short)  # type: ignore[union-attr]
             if planner is not None:
                 planner.record_demand(demand, ts_ms)
                 ship(planner.review(new_policies, stock.on_hand, ts_ms, demand), ts_ms)

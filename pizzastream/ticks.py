@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pizzastream.inventory import InvalidRestock
 from pizzastream.orders import STORE_IDS, Reason, format_event_time, parse_event_time
@@ -58,7 +59,7 @@ def tick_records(store_ids: Iterable[int], hour_ms: int) -> list[tuple[str, byte
         separators=(",", ":")).encode()) for store_id in sorted(store_ids)]
 
 
-def parse_tick(doc: dict) -> Tick:
+def parse_tick(doc: dict[str, Any]) -> Tick:
     """The tick a ``restocks`` record that carries a ``tick`` field names; raises
     ``InvalidTick``. Strict, because a tick changes what a store orders: exactly the three
     fields, a known store, the start of an hour, and the event id made from both (so the
@@ -94,7 +95,7 @@ def write_ticks(props: dict[str, dict[str, str]], hour_ms: int,
     return len(records)
 
 
-def handler(event: dict, context=None) -> dict:
+def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     """The scheduled Lambda: this hour's ticks for every store (EventBridge runs it at
     the start of each hour; a retry writes the same event ids, dropped as repeats)."""
     import time

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate
-from typing import NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from pizzastream import reference_data
 from pizzastream.catalog import Catalog
@@ -76,7 +76,7 @@ class TrafficReport:
     def records(self) -> int:
         return sum(self.by_kind.values())
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "records": self.records,
             "by_kind": dict(sorted(self.by_kind.items())),
@@ -88,14 +88,17 @@ class TrafficReport:
         }
 
 
-class _Weighted:
+_T = TypeVar("_T")
+
+
+class _Weighted(Generic[_T]):
     """Repeated weighted draws: cumulative weights computed once, bisected per draw."""
 
-    def __init__(self, weights: Mapping[object, float]):
+    def __init__(self, weights: Mapping[_T, float]):
         self._population = list(weights)
         self._cum_weights = list(accumulate(weights.values()))
 
-    def draw(self, rng: random.Random):
+    def draw(self, rng: random.Random) -> _T:
         return rng.choices(self._population, cum_weights=self._cum_weights)[0]
 
 
@@ -104,7 +107,7 @@ _LINE_COUNTS = _Weighted(LINE_COUNT_WEIGHTS)
 _QUANTITIES = _Weighted(QUANTITY_WEIGHTS)
 
 
-Mutation = Callable[[dict], object]
+Mutation = Callable[[dict[str, Any]], object]
 
 
 class OrderTraffic:
@@ -118,7 +121,7 @@ class OrderTraffic:
                  first_sequence: int = 1):
         """``first_sequence`` numbers each store's first order; a later wave of traffic
         starts above the last one so its order ids are new orders, not replays."""
-        if not (0 <= bad_share and 0 <= duplicate_share and bad_share + duplicate_share <= 1):
+        if not (bad_share >= 0 and duplicate_share >= 0 and bad_share + duplicate_share <= 1):
             raise ValueError("bad_share and duplicate_share must be >= 0 and sum to <= 1")
         self.report = TrafficReport()
         self._rules = rules
@@ -178,7 +181,7 @@ class OrderTraffic:
         return TrafficRecord(str(order["store_id"]),
                              data if isinstance(data, bytes) else _dumps(data), reason.value)
 
-    def _order(self, ts_ms: int) -> dict:
+    def _order(self, ts_ms: int) -> dict[str, Any]:
         rng = self._rng
         store = self._stores.draw(rng)
         channel = Channel.ONLINE if rng.random() < ONLINE_SHARE else Channel.IN_STORE
@@ -202,7 +205,7 @@ class OrderTraffic:
                           for product_id in products]
         return order
 
-    def _count_valid(self, order: dict) -> None:
+    def _count_valid(self, order: dict[str, Any]) -> None:
         report = self.report
         report.valid_by_channel[order["channel"]] += 1
         report.valid_by_fulfillment[order["fulfillment"]] += 1
@@ -210,7 +213,7 @@ class OrderTraffic:
             report.line_items += 1
             report.units += item["quantity"]
             report.revenue_cents += (item["quantity"] *
-                                     self._catalog.product(item["product_id"]).unit_price_cents)
+                                     self._catalog.product(item["product_id"]).unit_price_cents)  # type: ignore[union-attr]  # drawn from the catalog
 
     def _bad_variant_table(self) -> list[tuple[Reason, Mutation]]:
         """Every defect this generator can produce, each tagged with the reason ``enrich``
@@ -284,17 +287,17 @@ def _set_item(key: str, value: object) -> Mutation:
                                              *order["items"][1:]]}
 
 
-def _delivery_to(customer: dict | None) -> Mutation:
+def _delivery_to(customer: dict[str, Any] | None) -> Mutation:
     return lambda order: {**order, "channel": Channel.ONLINE.value,
                           "fulfillment": Fulfillment.DELIVERY.value, "customer": customer}
 
 
-def _latin1_note(order: dict) -> bytes:
+def _latin1_note(order: dict[str, Any]) -> bytes:
     """A note typed on a till that sends Latin-1: valid JSON, invalid UTF-8."""
     return json.dumps({**order, "note": "extra jalapeño"}, ensure_ascii=False).encode("latin-1")
 
 
-def _truncated(order: dict) -> bytes:
+def _truncated(order: dict[str, Any]) -> bytes:
     """A record cut short in transit."""
     data = _dumps(order)
     return data[: len(data) // 2]

@@ -63,7 +63,7 @@ class Faults:
 
     @classmethod
     def from_properties(cls, group: Mapping[str, str]) -> Faults:
-        return cls(*(float(group.get(name, default)) for name, default in (
+        return cls(*(float(group.get(name, default)) for name, default in (  # type: ignore[misc,arg-type]  # the five shares, then the seed by name
             ("duplicate_share", 0), ("truncate_share", 0), ("short_share", 0),
             ("late_share", 0), ("late_s", 7200))), seed=int(group.get("fault_seed", 1)))
 
@@ -90,7 +90,7 @@ class Spool:
     def __init__(self, directory: Path, system: int, systems: int):
         self.system = system
         self._path = directory / f"open-{system:02d}{DATA_SUFFIX}"
-        self._file = gzip.open(self._path, "wb")
+        self._file = gzip.open(self._path, "wb")  # noqa: SIM115 - the batch being written
         self._digest = BatchDigest(system, systems)
 
     def add(self, line: SettledLine) -> None:

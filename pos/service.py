@@ -70,7 +70,7 @@ class PosStandIn:
             read = self.read()
             drained = not read and self._reader.caught_up
             now = time.time()
-            if once and drained or now >= next_cut:
+            if (once and drained) or now >= next_cut:
                 self.cut(now)
                 next_cut = now + self.interval_s
             self.outbox.pump(now)

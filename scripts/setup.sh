@@ -29,10 +29,10 @@ if [ ! -x .venv/bin/python ]; then
   python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
 fi
 bash scripts/setup_kcl.sh     # KCL jars (Maven) + the amazon-kclpy wheel, see the script
-if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
-  echo "setup: pip install -r requirements.txt"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r requirements.txt
+# requirements.lock pins everything pyproject.toml asks for (`make lock` compiles it).
+if [ ! -f .venv/.installed ] || [ requirements.lock -nt .venv/.installed ]; then
+  echo "setup: pip install -r requirements.lock"
+  .venv/bin/pip install -q -r requirements.lock
   touch .venv/.installed
 fi
 

@@ -10,7 +10,7 @@
 # here does not carry. We swap that pom for one listing no jars, which turns the sdist
 # into the plain Python package it otherwise is; the daemon's classpath points at the
 # Maven folder instead (delivery/daemon.py). The built wheel is kept in
-# deploy/kcl/target/wheels, where requirements.txt finds it (`--find-links`).
+# deploy/kcl/target/wheels, where requirements.lock finds it (`--find-links`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

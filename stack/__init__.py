@@ -97,7 +97,7 @@ def down(props: Props | None = None, purge: bool = False) -> None:
                 shutil.rmtree(paths.root)
                 _say(f"purged {paths.root}")
     for service in services:
-        if not wait_until(lambda: not port_in_use(service.host, service.port),
+        if not wait_until(lambda: not port_in_use(service.host, service.port),  # noqa: B023 - called here
                           PORT_RELEASE_TIMEOUT):
             raise ServiceError(f"{service.name}: {service.address} is still in use by a process "
                                f"this stack did not start")

@@ -81,14 +81,14 @@ def seed(props: Props, force: bool = False) -> bool:
     failed load leaves the previous data rather than half of the new.
     """
     with psycopg.connect(postgres_dsn(props, "Aurora")) as conn:
-        count = conn.execute("SELECT count(*) FROM store").fetchone()[0]
+        count = conn.execute("SELECT count(*) FROM store").fetchone()[0]  # type: ignore[index]  # an aggregate: always one row
         if count == reference_data.STORE_COUNT and not force:
             if not conn.execute(f"SELECT 1 FROM {OPENING_INVENTORY} LIMIT 1").fetchone():
                 _copy(conn, OPENING_INVENTORY, reference_data.initial_inventory())
             return False
         _truncate(conn, [*REFERENCE_TABLES, INVENTORY, OPENING_INVENTORY])
         for table, rows in REFERENCE_TABLES.items():
-            _copy(conn, table, rows())
+            _copy(conn, table, rows())  # type: ignore[arg-type]  # each table's rows function
         _copy_opening_inventory(conn)
     return True
 

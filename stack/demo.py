@@ -18,6 +18,7 @@ import json
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import analytics.__main__ as analytics_cli
 import stack
@@ -103,7 +104,8 @@ class HourlyTicks:
 
     def put(self, stream: str, records, on_sent=None) -> int:
         sent = 0
-        hour, pending = None, []
+        hour: int | None = None
+        pending: list[Any] = []
         for key, data in records:
             ts_ms = _event_time(data)
             if ts_ms is not None and self._day[0] <= ts_ms <= self._day[1] \
@@ -136,7 +138,7 @@ def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float,
     before = _count(props, "order_status")
     ticks = HourlyTicks(props, ticked)
     report = send_orders(props, n, bad_share=0.05, duplicate_share=0.01, seed=seed,
-                         first_sequence=first_sequence, producer=ticks).to_dict()
+                         first_sequence=first_sequence, producer=ticks).to_dict()  # type: ignore[arg-type]  # HourlyTicks puts like a KinesisProducer
     print(f"demo: wrote {ticks.written} review ticks (every store, each hour of the wave"
           " not ticked before)")
     print(f"demo: sent {n} orders: {report['by_kind'].get('valid', 0)} valid,"
@@ -148,7 +150,7 @@ def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float,
 
 
 def _summary(props, stock_factor: float) -> None:
-    statuses = Counter()
+    statuses: Counter[str] = Counter()
     by_store: dict[int, Counter] = {}
     kinesis = aws.client(props, "kinesis")
     for _, data in aws.read_stream(kinesis, stream_name(props, "order_status")):
@@ -193,10 +195,10 @@ def _summary(props, stock_factor: float) -> None:
         redis = redis_store.client(props)
         levels = redis.hgetall(redis_store.inventory_key(store[0][0]))
         print(f"\n== Redis {redis_store.inventory_key(store[0][0])} (hot read) ==\n  "
-              + ", ".join(f"{k}={v}" for k, v in sorted(levels.items(), key=lambda kv: int(kv[0]))))
+              + ", ".join(f"{k}={v}" for k, v in sorted(levels.items(), key=lambda kv: int(kv[0]))))  # type: ignore[union-attr]  # a sync client: a dict
         warnings = redis.hgetall(redis_store.stockout_key(store[0][0]))
-        print(f"  {redis_store.stockout_key(store[0][0])}: {len(warnings)} expected stock-outs"
-              + "".join(f"\n    ingredient {k}: {v}" for k, v in sorted(warnings.items())))
+        print(f"  {redis_store.stockout_key(store[0][0])}: {len(warnings)} expected stock-outs"  # type: ignore[arg-type]  # a sync client: a dict
+              + "".join(f"\n    ingredient {k}: {v}" for k, v in sorted(warnings.items())))  # type: ignore[union-attr]  # a sync client: a dict
 
 
 def stock_label(stock_factor: float) -> str:
@@ -246,7 +248,7 @@ def main() -> None:
         for table in ("inventory", "opening_inventory"):
             _query(props,
                    f"UPDATE {table} SET on_hand = floor(on_hand * {args.stock_factor:f})")
-    jobs = [JobProcess(job) for job in JOBS]
+    jobs: list[LocalProcess] = [JobProcess(job) for job in JOBS]
     jobs += [LocalProcess(name, argv, env) for name, (argv, env) in SERVICES.items()]
     try:
         read_side = ReadSide.start(props)  # the API (api/demo.py): stays up after the demo
@@ -296,7 +298,7 @@ def _finished_etl_runs(schedule: LocalProcess) -> int:
 
 def _published_hours(props) -> int:
     with aurora.connect(props, "Warehouse") as conn:
-        return conn.execute("SELECT count(DISTINCT window_start) FROM hourly_store_metrics"
+        return conn.execute("SELECT count(DISTINCT window_start) FROM hourly_store_metrics"  # type: ignore[index]  # an aggregate: always one row
                             ).fetchone()[0]
 
 
@@ -304,7 +306,7 @@ def _hourly_metrics(props, started: datetime) -> None:
     """The analysts' view: the busiest store's day from the lake and from the warehouse,
     when each hour was published, and the chart of that day."""
     with aurora.connect(props, "Warehouse") as conn:
-        store, day = conn.execute(
+        store, day = conn.execute(  # type: ignore[misc]  # the demo's day has metrics
             "SELECT store_id, window_start::date FROM hourly_store_metrics"
             " GROUP BY 1, 2 ORDER BY sum(revenue) DESC LIMIT 1").fetchone()
     for engine, flags in (("S3 lake (Parquet, DuckDB)", []), ("warehouse", ["--warehouse"])):

@@ -119,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                 if size == 0:
@@ -171,14 +171,14 @@ class _Handler(BaseHTTPRequestHandler):
         state, name = self.state, f"Kinesis.{operation}"
         share = {"PutRecords": state.settings["put_records_throttle"],
                  "GetRecords": state.settings["get_records_throttle"]}.get(operation, 0.0)
-        if share and state.draw() < share:
+        if share and state.draw() < share:  # type: ignore[operator]  # the settings' shares are floats
             state.count(name, calls=1, throttled=1)
             return self._json(400, {"__type": THROTTLED,
                                     "message": "Rate exceeded for shard (injected by stack.faults)"},
                               "application/x-amz-json-1.1")
         partial = state.settings["put_records_partial"]
         if operation == "PutRecords" and partial:
-            return self._partial_put_records(body, partial)
+            return self._partial_put_records(body, partial)  # type: ignore[arg-type]  # the settings' shares are floats
         state.count(name, calls=1)
         self._forward(body)
 
@@ -231,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
         """One request to moto on a fresh connection (a kept-alive one that moto closed
         could not be retried safely: PutRecords is not idempotent)."""
         state = self.state
-        connection = http.client.HTTPConnection(state.upstream_host, state.upstream_port,
+        connection = http.client.HTTPConnection(state.upstream_host, state.upstream_port,  # type: ignore[arg-type]  # set before the server starts
                                                 timeout=UPSTREAM_TIMEOUT_S)
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -285,7 +285,7 @@ class FaultProxy:
 
         port_file = Path(tempfile.mkstemp(prefix="faults-port-")[1])
         port_file.write_text("")
-        log = open(self._log, "ab") if self._log else subprocess.DEVNULL
+        log = open(self._log, "ab") if self._log else subprocess.DEVNULL  # noqa: SIM115 - the child's
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "stack.faults", "--upstream", self.upstream,
@@ -295,7 +295,7 @@ class FaultProxy:
                 start_new_session=True)
         finally:
             if log is not subprocess.DEVNULL:
-                log.close()
+                log.close()  # type: ignore[union-attr]  # a file here: DEVNULL is checked above
         deadline = time.monotonic() + self._timeout
         while not port_file.read_text().strip():
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
 
     server = serve(args.upstream, port=args.port, seed=args.seed)
     initial = {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
-    server.RequestHandlerClass.state.update(initial)
+    server.RequestHandlerClass.state.update(initial)  # type: ignore[attr-defined]  # the handler class carries the shared state
     port = server.server_address[1]
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     if args.parent_pid:

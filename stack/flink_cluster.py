@@ -362,7 +362,7 @@ class StandaloneCluster:
     # ------------------------------------------------------------------ task managers
     def busy_task_managers(self, job_id: str) -> list[str]:
         """Ids of the TaskManagers running at least one of the job's tasks."""
-        ids = set()
+        ids: set[str] = set()
         for vertex in self.job(job_id)["vertices"]:
             detail = self.rest(f"/jobs/{job_id}/vertices/{vertex['id']}/taskmanagers")
             ids.update(tm["taskmanager-id"] for tm in detail["taskmanagers"])

@@ -43,7 +43,8 @@ def send_orders(props: dict[str, dict[str, str]], n: int, *, bad_share: float = 
     earliest, latest = traffic.processing_window()
     if not earliest <= epoch_ms(now) <= latest:
         warnings.warn("the order rules, applied now, would reject this day's valid orders as "
-                      "future or stale events; pick a day_start within the allowed window")
+                      "future or stale events; pick a day_start within the allowed window",
+                      stacklevel=2)
     producer = producer or KinesisProducer(props)
     stream = stream_name(props, "orders")
     records = ((r.partition_key, r.data) for r in traffic.records(n))

@@ -106,7 +106,7 @@ def honour_exclusive_start_shard_id() -> None:
         shard_filter = self._get_param("ShardFilter") or {}
         if shard_filter.get("Type") == "AFTER_SHARD_ID":
             after = shard_filter["ShardId"]
-        body = dict(result.result)
+        body = dict(result.result)  # type: ignore[call-overload]  # moto's ActionResult holds a dict
         if after is not None:
             body["Shards"] = [shard for shard in body["Shards"] if shard["ShardId"] > after]
         if shard_filter.get("Type") == "AT_LATEST":
@@ -115,7 +115,7 @@ def honour_exclusive_start_shard_id() -> None:
         return ActionResult(body)
 
     list_shards.honours_exclusive_start = True  # type: ignore[attr-defined]
-    KinesisResponse.list_shards = list_shards
+    KinesisResponse.list_shards = list_shards  # type: ignore[method-assign]  # the emulator patches moto on purpose
 
 
 def reshard_as_kinesis() -> None:
@@ -189,7 +189,7 @@ def reshard_as_kinesis() -> None:
 
     def get_records(self) -> ActionResult:
         result = read(self)
-        body = dict(result.result)
+        body = dict(result.result)  # type: ignore[call-overload]  # moto's ActionResult holds a dict
         stream_name, shard_id, _ = decompose_shard_iterator(self._get_param("ShardIterator"))
         stream = self.kinesis_backend.describe_stream(
             stream_arn=self._get_param("StreamARN"), stream_name=stream_name)
@@ -208,10 +208,10 @@ def reshard_as_kinesis() -> None:
         return ActionResult(body)
 
     split_shard.as_kinesis = True  # type: ignore[attr-defined]
-    Stream.get_shard_for_key = get_shard_for_key
-    Stream.split_shard = split_shard
-    Stream.merge_shards = merge_shards
-    KinesisResponse.get_records = get_records
+    Stream.get_shard_for_key = get_shard_for_key  # type: ignore[method-assign]  # the emulator patches moto on purpose
+    Stream.split_shard = split_shard  # type: ignore[method-assign]  # the emulator patches moto on purpose
+    Stream.merge_shards = merge_shards  # type: ignore[method-assign]  # the emulator patches moto on purpose
+    KinesisResponse.get_records = get_records  # type: ignore[method-assign]  # the emulator patches moto on purpose
 
 
 def application() -> OneKinesisCallAtATime:

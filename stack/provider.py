@@ -191,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         if delay_ms:
             time.sleep(delay_ms / 1000)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:  # stdlib naming
         url = urlsplit(self.path)
         if url.path == "/health":
             self._reply(HTTPStatus.OK, {"ok": True})
@@ -201,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(HTTPStatus.NOT_FOUND, {"error": "not_found"})
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:  # stdlib naming
         state = self.server.state
         path = urlsplit(self.path).path
         body = self._body()
@@ -246,7 +246,7 @@ class ProviderServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host}:{port}"  # type: ignore[str-bytes-safe]  # a TCP server's address: a str host
 
 
 def address(props: dict[str, dict[str, str]]) -> tuple[str, int]:

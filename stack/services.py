@@ -110,7 +110,7 @@ class Service:
         # Any failure means "not ready yet": the caller waits, and on timeout reports the log.
         try:
             self.ping()
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means not ready yet, see above
             return False
         return True
 
@@ -147,7 +147,7 @@ class Moto(Service):
 
     def __init__(self, paths: StackPaths, props: dict[str, dict[str, str]]) -> None:
         endpoint = urlsplit(props["Aws"]["endpoint"])
-        super().__init__(paths, endpoint.hostname, endpoint.port)
+        super().__init__(paths, endpoint.hostname, endpoint.port)  # type: ignore[arg-type]  # the endpoint names host and port
         self.props = props
 
     def launch(self) -> None:
@@ -218,7 +218,7 @@ class Redis(Service):
             client.flushall()
 
     def _client(self) -> redis.Redis:
-        return redis_store.client(self.props, socket_timeout=5, socket_connect_timeout=2)
+        return redis_store.client(self.props, socket_timeout=5, socket_connect_timeout=2)  # type: ignore[return-value]  # the local stack runs without cluster mode
 
 
 def redis_access(props: dict[str, dict[str, str]], host: str, port: int) -> list[str]:

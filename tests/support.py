@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 
 def wait_for(what: str, probe: Callable[[], object], done: Callable[[object], bool],

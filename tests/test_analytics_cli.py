@@ -35,5 +35,5 @@ def test_publication_stops_naming_a_missing_timing_key(monkeypatch):
     del props["HourlyMetrics"]["pos_wait_minutes"]
     monkeypatch.setattr(analytics_cli, "load_properties", lambda: props)
     monkeypatch.setattr(analytics_cli.warehouse, "publications", lambda props, start, end: [])
-    with pytest.raises(ValueError, match="HourlyMetrics.pos_wait_minutes is missing"):
+    with pytest.raises(ValueError, match=r"HourlyMetrics\.pos_wait_minutes is missing"):
         analytics_cli.main(["publication", "--from", "2026-11-24", "--to", "2026-11-24"])

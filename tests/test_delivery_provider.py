@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -26,7 +27,7 @@ ATTEMPTS = 2
 class ScriptedProvider(BaseHTTPRequestHandler):
     """Answers each request with the next ``(status, body)`` of ``answers``."""
 
-    answers: list[tuple[int, bytes]] = []
+    answers: ClassVar[list[tuple[int, bytes]]] = []
     lock = threading.Lock()
 
     def _answer(self) -> None:

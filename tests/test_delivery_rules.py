@@ -359,9 +359,9 @@ def test_settings_are_typed_and_a_missing_one_is_named():
     rules = DeliveryRules.from_properties(group)
     assert rules.deadline_minutes == float(group["deadline_minutes"])
     missing = {k: v for k, v in group.items() if k != "retry_backoff_s"}
-    with pytest.raises(ConfigurationError, match="Delivery.retry_backoff_s is missing"):
+    with pytest.raises(ConfigurationError, match=r"Delivery.retry_backoff_s is missing"):
         DeliveryRules.from_properties(missing)
-    with pytest.raises(ConfigurationError, match="Delivery.deadline_minutes = 'soon'"):
+    with pytest.raises(ConfigurationError, match=r"Delivery.deadline_minutes = 'soon'"):
         DeliveryRules.from_properties({**group, "deadline_minutes": "soon"})
     with pytest.raises(ConfigurationError, match="at most retry_backoff_max_s"):
         DeliveryRules.from_properties({**group, "retry_backoff_s": "600"})

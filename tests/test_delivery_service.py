@@ -67,7 +67,7 @@ class Env:
         return f"DT{self.run}-{label}"
 
     def start_worker(self, worker_id: str) -> subprocess.Popen:
-        log = open(self.logs / f"{worker_id}.log", "wb")
+        log = open(self.logs / f"{worker_id}.log", "wb")  # noqa: SIM115 - the worker's, open while it runs
         process = subprocess.Popen(
             [sys.executable, "-m", "delivery", "--worker-id", worker_id], cwd=REPO_ROOT,
             env=self.worker_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -198,7 +198,7 @@ def test_stream_publishes_on_time_hours_and_batch_corrects_late_sales_in_place(e
         stage(props, hour, order_fct(props, hour, hour + HOUR))
     rows = hourly_metrics.run_batch(props, hours)
     assert rows == recomputed
-    for replay in range(2):
+    for _replay in range(2):
         hourly_metrics.publish_hours(props, rows, hours)
         assert warehouse.metric_rows(props) == recomputed
         assert lake.read_metrics(props) == recomputed

@@ -276,7 +276,7 @@ def test_parse_restock():
 @pytest.mark.parametrize("key, store_id", [
     ("42", 42), ("1", 1), ("2000", 2000),
     ("007", None), ("abc", None), ("0", None), ("2001", None), ("", None), ("-5", None),
-    (" 42", None), ("４２", None), ("1e3", None), (None, None), (42, None),
+    (" 42", None), ("４２", None), ("1e3", None), (None, None), (42, None),  # noqa: RUF001 - fullwidth digits on purpose
 ])
 def test_store_of_partition_key_accepts_only_the_contracts_form(key, store_id):
     assert store_of_partition_key(key) == store_id

@@ -76,7 +76,7 @@ def test_stock_runs_out_is_reordered_once_and_restocked(clean_stack):
     now_ms = int(time.time() * 1000)
     past_sales(props, 5, now_ms)
     producer = KinesisProducer(props)
-    put = lambda name, records: producer.put(  # noqa: E731
+    put = lambda name, records: producer.put(  # noqa: E731 - local shorthand
         stream_name(props, name), [(str(r["store_id"]), json.dumps(r).encode())
                                    if isinstance(r, dict) else (str(r.store_id), r.to_json().encode())
                                    for r in records])

@@ -13,7 +13,6 @@ from collections import defaultdict
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pizzastream import reference_data
 from pizzastream.batches import (
     frame_raw_records, frame_store_records, raw_records, result_lines, store_records,
 )
@@ -436,8 +435,8 @@ def test_a_malformed_enriched_record_is_dead_lettered_and_changes_nothing():
            json.dumps({**json.loads(good.to_json()), "s": 4}).encode()]
     desk = new_desk()
     records = [(ORDER, "3", data) for data in bad] + [(ORDER, "3", good.to_json().encode())]
-    result, letters, saved = desk.decide("shard", frame_store_records(records, True),
-                                         lambda store: None)
+    result, letters, _saved = desk.decide("shard", frame_store_records(records, True),
+                                          lambda store: None)
     assert [letter.reason for letter in letters] == ["malformed_enriched_order"] * len(bad)
     assert {letter.job for letter in letters} == {INVENTORY_JOB}
     assert [json.loads(p)["o"] for t, _, p in result_lines(result.encode()) if t == "S"] \
@@ -645,7 +644,7 @@ def test_history_window_settings_are_required():
 
     assert HistoryWindow.from_properties({"history_gap_hours": "48", "history_weeks": "4"}) \
         == HistoryWindow(48, 4)
-    with pytest.raises(ValueError, match="Inventory.history_weeks is missing"):
+    with pytest.raises(ValueError, match=r"Inventory.history_weeks is missing"):
         HistoryWindow.from_properties({"history_gap_hours": "48"})
-    with pytest.raises(ValueError, match="Inventory.history_gap_hours"):
+    with pytest.raises(ValueError, match=r"Inventory.history_gap_hours"):
         HistoryWindow.from_properties({"history_gap_hours": "2d", "history_weeks": "4"})

@@ -22,6 +22,7 @@ the race cannot happen with larger backlogs (docs/resharding.md).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from itertools import pairwise
 
 import pytest
 
@@ -60,7 +61,7 @@ class Resharder:
     def merge_coldest_pair(self) -> None:
         self.shards.wait_active()
         loads = rs.shard_loads(self.shards.open_shards(), self.keys)
-        a, b = min(zip(loads, loads[1:]), key=lambda p: p[0].load.records_per_s
+        a, b = min(pairwise(loads), key=lambda p: p[0].load.records_per_s
                    + p[1].load.records_per_s)
         self.shards.merge(a.shard.shard_id, b.shard.shard_id)
         self.done.append(f"merge {a.shard.shard_id} {b.shard.shard_id}")

@@ -302,9 +302,8 @@ def reach(order: dict, path: tuple) -> object:
     """The value at ``path``, or None where an earlier mutation removed the way there."""
     node: object = order
     for key in path:
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+        if ((isinstance(node, dict) and key in node)
+                or (isinstance(node, list) and isinstance(key, int) and key < len(node))):
             node = node[key]
         else:
             return None
@@ -403,7 +402,7 @@ def test_the_fast_path_agrees_on_arbitrary_bytes(raw):
     "2026-11-24T18:05:31.123Z", "2026-02-28T23:59:59.999Z", "2024-02-29T00:00:00.000Z",
     "2026-02-29T00:00:00.000Z", "2026-13-01T00:00:00.000Z", "2026-11-24T24:00:00.000Z",
     "2026-11-24T18:60:00.000Z", "2026-11-24T18:05:60.000Z", "2026-11-24T18:05:31.123z",
-    "2026-11-24 18:05:31.123Z", "2026-11-24T18:05:31.12Z", "２026-11-24T18:05:31.123Z",
+    "2026-11-24 18:05:31.123Z", "2026-11-24T18:05:31.12Z", "２026-11-24T18:05:31.123Z",  # noqa: RUF001 - a fullwidth digit on purpose
     "1970-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z", "0000-01-01T00:00:00.000Z",
 ])
 def test_the_fast_event_time_reads_the_canonical_form_as_the_rules_do(ts):

@@ -140,7 +140,7 @@ def test_each_service_is_given_every_property_its_code_reads(template, program):
 
 def test_no_password_or_token_is_written_into_properties_or_environment(template):
     for service, groups in _deployed_groups(template).items():
-        for group, values in groups.items():
+        for values in groups.values():
             for key, value in values.items():
                 assert key not in ("password", "auth_token", "secret_access_key"), (service, key)
                 if key.endswith("_secret_arn"):

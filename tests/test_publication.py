@@ -51,7 +51,7 @@ def test_settings_name_a_missing_key_and_refuse_a_short_deduplication():
     assert settings.alarm_bound == (timedelta(minutes=31) + settings.late_refresh
                                     + timedelta(minutes=2))
     missing = {k: v for k, v in SETTINGS.items() if k != "pos_wait_minutes"}
-    with pytest.raises(ValueError, match="HourlyMetrics.pos_wait_minutes is missing"):
+    with pytest.raises(ValueError, match=r"HourlyMetrics.pos_wait_minutes is missing"):
         HourlySettings.from_props({"HourlyMetrics": missing})
     with pytest.raises(ValueError, match="at least 151"):
         HourlySettings.from_props({"HourlyMetrics": {**SETTINGS, "dedup_ttl_minutes": "150"}})

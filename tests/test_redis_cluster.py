@@ -75,11 +75,11 @@ def test_a_stores_keys_share_one_slot_and_one_transaction(cluster):
 def test_two_stores_keys_are_refused_in_one_transaction(cluster):
     one, other = redis_store.inventory_key(1), redis_store.inventory_key(2)
     assert cluster.keyslot(one) != cluster.keyslot(other)
-    with pytest.raises(redis.exceptions.CrossSlotTransactionError):
-        with cluster.pipeline(transaction=True) as pipe:
-            pipe.hset(one, "1", "1")
-            pipe.hset(other, "1", "1")
-            pipe.execute()
+    with pytest.raises(redis.exceptions.CrossSlotTransactionError), \
+            cluster.pipeline(transaction=True) as pipe:
+        pipe.hset(one, "1", "1")
+        pipe.hset(other, "1", "1")
+        pipe.execute()
     assert cluster.exists(one, other) == 0
 
 
@@ -128,12 +128,12 @@ def without(props, **changes):
 
 def test_a_client_without_auth_is_refused_by_the_cluster(redis_cluster):
     # The cluster client reads the slots as it is made: refused there already.
-    with pytest.raises(redis.RedisClusterException, match="NOAUTH|[Aa]uthentication"):
+    with pytest.raises(redis.RedisClusterException, match=r"NOAUTH|[Aa]uthentication"):
         redis_store.client(without(redis_cluster, password="", user=""))
     plain = without(redis_cluster, password="", user="", cluster_mode="false")
-    with redis_store.client(plain) as client:          # one node, asked directly
-        with pytest.raises(redis.AuthenticationError):
-            client.set("intruder", "1")
+    # One node, asked directly.
+    with redis_store.client(plain) as client, pytest.raises(redis.AuthenticationError):
+        client.set("intruder", "1")
 
 
 @pytest.mark.slow

@@ -26,27 +26,27 @@ def without(props, **changes):
 
 
 def test_a_client_without_auth_is_refused(local_stack):
-    with redis_store.client(without(local_stack, password="", user="")) as client:
-        with pytest.raises(redis.AuthenticationError):
-            client.set("intruder", "1")
+    with redis_store.client(without(local_stack, password="", user="")) as client, \
+            pytest.raises(redis.AuthenticationError):
+        client.set("intruder", "1")
 
 
 def test_a_client_with_a_wrong_password_is_refused(local_stack):
-    with redis_store.client(without(local_stack, password="guess")) as client:
-        with pytest.raises(redis.AuthenticationError):
-            client.ping()
+    with redis_store.client(without(local_stack, password="guess")) as client, \
+            pytest.raises(redis.AuthenticationError):
+        client.ping()
 
 
 def test_a_plaintext_client_is_refused(local_stack):
-    with redis_store.client(without(local_stack, tls="false"), socket_timeout=3) as client:
-        with pytest.raises(redis.ConnectionError):
-            client.ping()
+    with redis_store.client(without(local_stack, tls="false"), socket_timeout=3) as client, \
+            pytest.raises(redis.ConnectionError):
+        client.ping()
 
 
 def test_a_client_that_does_not_trust_the_ca_is_refused(local_stack):
-    with redis_store.client(without(local_stack, tls_ca_file="")) as client:   # system CAs
-        with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
-            client.ping()
+    with redis_store.client(without(local_stack, tls_ca_file="")) as client, \
+            pytest.raises(redis.ConnectionError, match="certificate verify failed"):  # system CAs
+        client.ping()
 
 
 def test_a_refused_write_in_a_python_pipeline_surfaces_as_an_error(clean_stack):

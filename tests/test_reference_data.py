@@ -120,7 +120,7 @@ def test_busy_stores_last_about_a_day_and_quiet_stores_longer():
     cover = _days_of_cover()
     for ingredient in rd.ingredients():
         busy, quiet = cover[True, ingredient.ingredient_id], cover[False, ingredient.ingredient_id]
-        assert 1.0 <= min(busy) and mean(busy) < 1.5
+        assert min(busy) >= 1.0 and mean(busy) < 1.5
         assert min(quiet) > max(busy)
 
 

@@ -108,7 +108,7 @@ def test_a_manifest_names_every_file_mandatory_with_its_length():
 
 
 def test_an_unknown_engine_is_refused(props):
-    with pytest.raises(ValueError, match="Warehouse.engine"):
+    with pytest.raises(ValueError, match=r"Warehouse.engine"):
         warehouse.backend({**props, "Warehouse": {**props["Warehouse"], "engine": "mysql"}})
 
 

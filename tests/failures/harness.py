@@ -72,7 +72,7 @@ def retrying(call: Callable, attempts: int = 30, every_s: float = 2.0):
     for attempt in range(attempts):
         try:
             return call()
-        except Exception:  # noqa: BLE001 - any error of a server coming back
+        except Exception:  # any error of a server coming back
             if attempt == attempts - 1:
                 raise
             time.sleep(every_s)
@@ -471,7 +471,7 @@ class Pipeline:
         """Until the jobs' Kinesis sources are polling (through the proxy), so a fault
         injected next meets running jobs, not jobs still starting."""
         deadline = time.monotonic() + timeout_s
-        calls = lambda: self.proxy.stats().get("Kinesis.GetRecords", {}).get("calls", 0)  # noqa: E731
+        calls = lambda: self.proxy.stats().get("Kinesis.GetRecords", {}).get("calls", 0)  # noqa: E731 - local shorthand
         first = calls()
         while calls() - first < 10:
             self.assert_alive()

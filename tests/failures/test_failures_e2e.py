@@ -160,7 +160,7 @@ def test_jobs_killed_and_restored_from_retained_checkpoints(pipeline):
         for job in (ENRICHMENT, INVENTORY):
             pipeline.current_job_id(job)
         time.sleep(3)
-        fresh, what = pipeline.open_fresh_store(WAVES)
+        _fresh, what = pipeline.open_fresh_store(WAVES)
         verdict.faults.append(f"killed right after {what}")
         restored = {}
         for job in (ENRICHMENT, INVENTORY):
@@ -348,7 +348,7 @@ def test_s3_down_for_a_minute_under_hourly_metrics(pipeline):
                        f"start ({refused} requests); {len(records)} sale records of "
                        f"{len(orders)} orders in {len({r.window_start for r in expected})}"
                        f" closed hours")
-        published = lambda: (sorted(lake.read_metrics(pipeline.props), key=_row_key),  # noqa: E731
+        published = lambda: (sorted(lake.read_metrics(pipeline.props), key=_row_key),  # noqa: E731 - local shorthand
                              sorted(warehouse.metric_rows(pipeline.props), key=_row_key))
         want = sorted(expected, key=_row_key)
         deadline = time.monotonic() + 240
@@ -413,7 +413,7 @@ def test_whole_run_adds_up(pipeline):
                          f"the whole run: run the whole module")
     outputs = pipeline.outputs
     outputs.poll_all()
-    accepted = lambda order: outputs.status_copies.get(order.order_id, [""])[0] == "accepted"  # noqa: E731
+    accepted = lambda order: outputs.status_copies.get(order.order_id, [""])[0] == "accepted"  # noqa: E731 - local shorthand
     sold = [order for wave in WAVES for order in wave.valid.values() if accepted(order)]
     order_fct_rows = outputs.fact_count()
     assert order_fct_rows == sum(len(o.lines) for o in sold if o.channel == "online")

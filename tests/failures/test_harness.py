@@ -88,7 +88,7 @@ def test_the_settle_wait_fails_when_a_server_stays_unreachable():
     def down():
         raise psycopg.OperationalError("connection refused")
     pipeline, wave = _stand_in(down)
-    with pytest.raises(AssertionError, match="unreadable for over 1s.*connection refused") as ex:
+    with pytest.raises(AssertionError, match=r"unreadable for over 1s.*connection refused") as ex:
         wait_until_settled(pipeline, wave, timeout_s=60, unreadable_limit_s=1, every_s=0.05)
     assert isinstance(ex.value.__cause__, psycopg.OperationalError)
 

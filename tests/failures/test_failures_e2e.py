@@ -147,13 +147,6 @@ def test_redis_restarted_under_load(pipeline):
     run_scenario(pipeline, "redis restarted", inject)
 
 
-# Open (docs/failures.md item 8): when the kill lands after the fresh store's stock is
-# published but the job restores from the checkpoint that holds its order, the order's
-# status never reaches order-status (seen twice on 2026-12-04, at p=1 and p=2; the same
-# scenario passed when the kill came later). Still run, reported; an unexpected pass shows.
-@pytest.mark.xfail(reason="fresh store's order may lose its order-status record when the "
-                          "restore point holds the order (docs/failures.md item 8)",
-                   strict=False)
 def test_jobs_killed_and_restored_from_retained_checkpoints(pipeline):
     def inject(verdict, wave):
         # The checkpoint directories are known before the kill (the job ids are in the logs).

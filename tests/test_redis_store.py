@@ -141,6 +141,9 @@ def test_a_replay_keeps_the_status_and_its_ttl_and_a_flushed_script_is_loaded_ag
         assert client.get(key) == "accepted"
 
 
+ODD_ID = 'T-ü€"\\ x'      # printable, not ASCII, a quote, a backslash: one dead letter id in Java and Python
+
+
 @pytest.mark.slow
 def test_the_jvm_status_writer_keeps_the_first_final_status_and_dead_letters_the_rest(
         clean_stack):
@@ -150,14 +153,16 @@ def test_the_jvm_status_writer_keeps_the_first_final_status_and_dead_letters_the
         client.script_flush()              # the first batch meets NOSCRIPT and loads it
     writes = [("T-1", "accepted"), ("T-1", "accepted"), ("T-1", "rejected:invalid"),
               ("T-2", "rejected:invalid"), ("T-pending", "accepted"),
-              ("T-kept", "accepted"), ("T-kept", "accepted"), ("T-1", "rejected:unknown_product")]
+              ("T-kept", "accepted"), ("T-kept", "accepted"), ("T-1", "rejected:unknown_product"),
+              (ODD_ID, "rejected:invalid"), (ODD_ID, "accepted")]
     letters = run_status_gate(clean_stack, writes, job="order_enrichment", batch_size=3)
     expected = [conflict_dead_letter("order_enrichment", order_id, refused, kept).as_tuple()
                 for order_id, refused, kept in (
                     ("T-1", "rejected:invalid", "accepted"),
                     ("T-kept", "accepted", "rejected:invalid"),
                     ("T-kept", "accepted", "rejected:invalid"),
-                    ("T-1", "rejected:unknown_product", "accepted"))]
+                    ("T-1", "rejected:unknown_product", "accepted"),
+                    (ODD_ID, "accepted", "rejected:invalid"))]
     assert letters == expected           # the same refusal twice: the same row id twice
     with redis_store.client(clean_stack) as client:
         assert {o: client.get(redis_store.order_status_key(o))

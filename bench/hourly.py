@@ -146,8 +146,10 @@ def publication_latencies(progress_dir: Path, spec: dict, props, generated, afte
     pass it) to the hour's first metric row leaving the job. ``generated``: the generator's
     ``ProgressFiles`` (parallelism 1: one subtask's event time is linear in its count)."""
     from jobs import hourly_metrics as job
+    from pizzastream.publication import HourlySettings
 
     out_of_orderness, _ = job._settings(props)
+    settings = HourlySettings.from_props(props)
     bound_ms = out_of_orderness // timedelta(milliseconds=1)
     rate = float(spec.get("rate", DELAY_RATE))
     # OrderGenerator: the n-th sale's event time is (open time - lag) + n * 1000 / rate
@@ -165,6 +167,8 @@ def publication_latencies(progress_dir: Path, spec: dict, props, generated, afte
             "p50_s": ordered[len(ordered) // 2] if ordered else None,
             "max_s": ordered[-1] if ordered else None,
             "out_of_orderness_min": out_of_orderness / timedelta(minutes=1),
+            "bound_min": settings.bound / timedelta(minutes=1),
+            "late_refresh_s": settings.late_refresh.total_seconds(),
             "idle_s": float(props["HourlyMetrics"]["idle_seconds"]),
             "checkpoint_interval_ms": int(props["FlinkTuning"]["checkpoint_interval_ms"])}
 

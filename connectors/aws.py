@@ -19,6 +19,12 @@ def client(props: dict[str, dict[str, str]], service: str):
     return boto3.client(service, **kwargs)
 
 
+def put_metrics(props: dict[str, dict[str, str]], namespace: str, data: list[dict]) -> None:
+    """CloudWatch ``PutMetricData`` of ``data`` (``MetricData`` entries) into ``namespace``,
+    the condition the callers' IAM permission is scoped by."""
+    client(props, "cloudwatch").put_metric_data(Namespace=namespace, MetricData=data)
+
+
 def read_stream(kinesis, stream_name: str) -> Iterator[tuple[str, bytes]]:
     """Every record now in the stream as ``(partition_key, data)``, shard by shard from the
     oldest: for checks and summaries of what a job wrote, not for processing."""

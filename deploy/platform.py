@@ -20,7 +20,8 @@ templates (docs/deploy.md). What each part is for:
   one resource, or statements written out), secrets in Secrets Manager read at start;
   the role store accounts assume to drop POS batches;
 * alarms: iterator age per consumed stream, MSF checkpoint failures and downtime, dead
-  letters and ETL freshness (``etl.health``), to an SNS topic.
+  letters and ETL freshness (``etl.health``), hours published late or not at all
+  (``etl.freshness``, after each hourly ETL run), to an SNS topic.
 
 Every ``"*"`` resource in a policy is one AWS requires, commented where it is written;
 cdk-nag's AWS Solutions checks run on every synth, and each suppression carries its reason.
@@ -50,6 +51,7 @@ from constructs import Construct  # noqa: E402
 from bench import capacity  # noqa: E402
 from deploy import msf, packages  # noqa: E402
 from pizzastream.pos_batches import LANDING_PREFIX, MANIFEST_SUFFIX  # noqa: E402
+from pizzastream.publication import LATE_HOURS, UNPUBLISHED_HOURS  # noqa: E402
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 REPO_ROOT = DEPLOY_DIR.parent
@@ -69,10 +71,11 @@ ORDER_RULES = {"max_quantity": "20", "max_lines": "25", "max_record_bytes": "819
                "max_future_seconds": "300", "max_age_hours": "48"}
 HOURLY_METRICS = {"out_of_orderness_minutes": "2", "idle_seconds": "60",
                   "pos_wait_minutes": "30", "allowed_lateness_minutes": "60",
-                  "late_refresh_seconds": "5",
-                  "publication_target_minutes": "20", "live_ttl_minutes": "120",
+                  "late_refresh_seconds": "5", "live_ttl_minutes": "120",
                   "live_refresh_ms": "1000", "lake_prefix": "lake/hourly_store_metrics",
                   "staging_prefix": "staging/order_fct", "dedup_ttl_minutes": "160"}
+# The namespace of the platform's own metrics (etl.health, etl.freshness).
+METRICS_NAMESPACE = "pizzastream"
 # The POS contract's cadence: POS ingestion tells a missing batch by it.
 POS_CADENCE_S = "900"
 ETL = {"fetch_rows": "10000", "part_rows": "1000000", "metrics_chunk_hours": "24"}
@@ -564,7 +567,7 @@ class PlatformStack(Stack):
         # PutMetricData has no resource-level permissions; the namespace condition scopes it.
         self.roles["health"].add_to_policy(iam.PolicyStatement(
             actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": "pizzastream"}}))
+            conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}}))
         events.Rule(self, "HealthSchedule", schedule=events.Schedule.rate(Duration.minutes(5)),
                     targets=[targets.LambdaFunction(health)])
 
@@ -627,10 +630,16 @@ class PlatformStack(Stack):
             role.add_to_policy(iam.PolicyStatement(
                 actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [prefix]}}))
+        # After each run the late-hour alarm's metrics (etl.freshness); PutMetricData has no
+        # resource-level permissions, the namespace condition scopes it.
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}}))
         _suppress(role, {"AwsSolutions-IAM5": "the ETL writes one object per hour under "
                                               "staging/ and lake/, and each Redshift load's "
                                               "manifest and files under warehouse/loads/, "
-                                              "whose names it computes"})
+                                              "whose names it computes; PutMetricData has "
+                                              "no resource form (namespace condition)"})
         events.Rule(self, "EtlSchedule", schedule=events.Schedule.expression(etl["schedule"]),
                     targets=[targets.EcsTask(
                         cluster=cluster, task_definition=etl_task,
@@ -704,9 +713,11 @@ class PlatformStack(Stack):
         topic.add_subscription(subscriptions.EmailSubscription(alarms["email"]))
         action = cw_actions.SnsAction(topic)
 
-        def alarm(name: str, metric: cw.Metric, threshold: float, description: str) -> None:
+        def alarm(name: str, metric: cw.Metric, threshold: float, description: str,
+                  periods: int = 3, datapoints: int = 2) -> None:
             cw.Alarm(self, f"Alarm-{name}", alarm_name=f"{self.prefix}-{name}", metric=metric,
-                     threshold=threshold, evaluation_periods=3, datapoints_to_alarm=2,
+                     threshold=threshold, evaluation_periods=periods,
+                     datapoints_to_alarm=datapoints,
                      comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
                      treat_missing_data=cw.TreatMissingData.BREACHING if
                      name.startswith("etl-") else cw.TreatMissingData.NOT_BREACHING,
@@ -730,13 +741,26 @@ class PlatformStack(Stack):
                 f"{job} is restarting or down")
         for job in ("order_enrichment", "inventory_windowing", "delivery"):
             alarm(f"dead-letters-{job}", cw.Metric(
-                namespace="pizzastream", metric_name="DeadLetters", dimensions_map={"Job": job},
+                namespace=METRICS_NAMESPACE, metric_name="DeadLetters",
+                dimensions_map={"Job": job},
                 statistic="Sum", period=Duration.minutes(5)), alarms["dead_letters_per_5_minutes"],
                 f"{job} sets aside more bad input than usual (table dead_letter)")
         alarm("etl-freshness", cw.Metric(
-            namespace="pizzastream", metric_name="EtlFreshnessMinutes", statistic="Maximum",
-            period=Duration.minutes(5)), alarms["etl_freshness_minutes"],
+            namespace=METRICS_NAMESPACE, metric_name="EtlFreshnessMinutes",
+            statistic="Maximum", period=Duration.minutes(5)), alarms["etl_freshness_minutes"],
             "the hourly ETL has not exported an hour for too long (table etl_run)")
+        # The late-hour alarm (issue 20): one data point per hourly ETL run (etl.freshness);
+        # one is enough. No data means no ETL run, which etl-freshness reports.
+        for name, metric, what in (
+                ("hourly-late-hours", LATE_HOURS,
+                 "an hour of hourly_store_metrics was first published later than its bound "
+                 "(HourlySettings.bound) after its end (table metrics_publication)"),
+                ("hourly-unpublished-hours", UNPUBLISHED_HOURS,
+                 "an hour with sales is still unpublished its bound (HourlySettings.bound) "
+                 "after its end (order_fct against metrics_publication)")):
+            alarm(name, cw.Metric(namespace=METRICS_NAMESPACE, metric_name=metric,
+                                  statistic="Maximum", period=Duration.hours(1)),
+                  0, what, periods=1, datapoints=1)
 
 
 def build(env_name: str, msf_zip: Path = msf.ZIP_PATH, outdir: Path | None = None,

@@ -61,8 +61,7 @@ def publish(props: dict, now: datetime | None = None) -> dict:
     now = now or datetime.now(timezone.utc)
     with aurora.connect(props) as conn:
         measured = measure(conn, now)
-    aws.client(props, "cloudwatch").put_metric_data(
-        Namespace=NAMESPACE, MetricData=metric_data(measured, now))
+    aws.put_metrics(props, NAMESPACE, metric_data(measured, now))
     return measured
 
 

@@ -2,8 +2,9 @@
 curated lake, every hour (seed design, section 6).
 
 Which hours a run writes (``hours_to_export``), among the *closed* ones, those the streaming
-hourly_metrics job has published already (``etl.metrics.stream_closed``: about 21 minutes
-after the hour's end; before that a correction would race the stream):
+hourly_metrics job has published already (``etl.metrics.stream_closed``:
+``HourlySettings.bound`` after the hour's end; before that a correction would race the
+stream):
 
 - the hour asked for, or by default every closed hour since the last scheduled one (the
   last closed hour, plus any a stopped ETL missed);
@@ -42,7 +43,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 
 from connectors import aurora, warehouse
-from etl import locks, metrics
+from etl import freshness, locks, metrics
 from etl.runlog import RunLog
 from etl.staging import COLUMNS, Staging, floor_hour
 from pizzastream.config import load_properties
@@ -206,14 +207,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    props = load_properties()
     try:
-        report = run(load_properties(), args.hour)
+        report = run(props, args.hour)
     except locks.Busy as busy:
         parser.exit(1, f"{parser.prog}: {busy}; this run does nothing\n")
     except MissingPrivilege as missing:
         parser.exit(2, f"{parser.prog}: {missing}\n")
     for hour, (cause, rows) in report.items():
         print(f"{hour:%Y-%m-%dT%H:00Z} {cause} {rows} rows", flush=True)
+    # The late-hour alarm's metrics, now that this run's corrections are in.
+    measured = freshness.publish(props).metrics()
+    print("freshness: " + ", ".join(f"{name} {value}" for name, value in measured.items()),
+          flush=True)
     return 0
 
 

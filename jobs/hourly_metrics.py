@@ -111,10 +111,10 @@ SELECT order_id, store_id, channel, fulfillment, rowtime, items, revenue_cents, 
 FROM {FIRST_COPIES}"""
 
 # Running orders/revenue of each store's minutes, updated as sales arrive, late in-store
-# ones included: windows would wait for the watermark, 20 minutes behind. Values, not
-# increments, so a replay rewrites the same numbers. Grouped by numbers (the hour's first
-# millisecond, the minute); the key and field text is formatted once per output row, not
-# per sale. Key as ``redis_store.live_key``.
+# ones included: windows would wait for the watermark, up to ``HourlySettings.bound``
+# behind. Values, not increments, so a replay rewrites the same numbers. Grouped by
+# numbers (the hour's first millisecond, the minute); the key and field text is formatted
+# once per output row, not per sale. Key as ``redis_store.live_key``.
 LIVE_SQL = f"""
 SELECT
   'HSET' AS command,

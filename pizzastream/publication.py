@@ -24,6 +24,10 @@ from pizzastream.metrics import HOUR, MetricRow, Publication, shortest_dedup_ttl
 STREAM, PARTIAL, LATE = "stream", "partial", "late"
 GROUP = "HourlyMetrics"
 _EPOCH = datetime(1970, 1, 1)
+# The longest a published hour's warehouse load waits for the checkpoint that commits it:
+# MSF checkpoints every 60 s (deploy/msf/*.json), the local stack every 5 s, plus the time
+# the checkpoint takes.
+COMMIT_MARGIN = timedelta(minutes=2)
 MINUTE = timedelta(minutes=1)
 
 
@@ -73,6 +77,15 @@ class HourlySettings:
         return self.closes_at(_EPOCH) - (_EPOCH + HOUR)
 
     @property
+    def alarm_bound(self) -> timedelta:
+        """What the late-hour alarm holds first publications to: ``bound`` plus what comes
+        after the watermark passes it, the publisher's collection of the hour's rows
+        (``late_refresh``) and the warehouse load's commit at the next checkpoint (at most
+        ``COMMIT_MARGIN``), so that an hour held the whole ``pos_wait`` by a silent POS and
+        published then is partial, not late."""
+        return self.bound + self.late_refresh + COMMIT_MARGIN
+
+    @property
     def changes_for(self) -> timedelta:
         """How long after its end the stream may still change an hour; its later sales are
         the hourly ETL's to count."""
@@ -102,25 +115,62 @@ def corrections(published: Mapping[int, MetricRow], current: Iterable[MetricRow]
 
 # --- freshness: what metrics_publication says ----------------------------------------------
 
+# The alarm's metrics (``etl.freshness`` puts them to CloudWatch after every hourly ETL run):
+# hours first published later than the bound, and hours with sales still unpublished that
+# long after their end.
+LATE_HOURS, UNPUBLISHED_HOURS = "LateHours", "UnpublishedHours"
+# The hours a measurement judges: those that started in the last three hours before it.
+LOOKBACK = 3 * HOUR
+
+
+def judged_from(now: datetime) -> datetime:
+    """The first hour (window start) a measurement at ``now`` judges (``LOOKBACK``)."""
+    return now.replace(minute=0, second=0, microsecond=0) - LOOKBACK
+
+
 @dataclass(frozen=True)
 class FreshnessReport:
     hours: list[Publication]
     bound: timedelta
     now: datetime
     unpublished: list[datetime] = field(default_factory=list)
+    # Hours that ended before this moment (the demo's start) were replayed after the fact:
+    # late by construction, so the alarm does not judge them (``replayed``).
+    replayed_before: datetime | None = None
+
+    def replayed(self, hour: datetime) -> bool:
+        """Whether ``hour`` (window start) had ended by ``replayed_before``."""
+        return self.replayed_before is not None and hour + HOUR <= self.replayed_before
+
+    @property
+    def late_published(self) -> list[datetime]:
+        """Hours first published later than ``bound`` after their end."""
+        return [h.window_start for h in self.hours
+                if h.delay > self.bound and not self.replayed(h.window_start)]
+
+    @property
+    def overdue(self) -> list[datetime]:
+        """Hours with sales still unpublished ``bound`` after their end."""
+        return [hour for hour in self.unpublished
+                if hour + HOUR + self.bound < self.now and not self.replayed(hour)]
 
     @property
     def late(self) -> list[datetime]:
         """The alarm: hours first published later than ``bound`` after their end, and hours
-        still unpublished that long after it."""
-        return sorted([h.window_start for h in self.hours if h.delay > self.bound]
-                      + [hour for hour in self.unpublished if hour + HOUR + self.bound < self.now])
+        still unpublished that long after it (replayed hours left out)."""
+        return sorted(self.late_published + self.overdue)
+
+    def metrics(self) -> dict[str, int]:
+        """The alarm's metrics: ``{LATE_HOURS: n, UNPUBLISHED_HOURS: m}``."""
+        return {LATE_HOURS: len(self.late_published), UNPUBLISHED_HOURS: len(self.overdue)}
 
 
 def freshness(publications: Iterable[Publication], expected: Iterable[datetime],
-              bound: timedelta, now: datetime) -> FreshnessReport:
+              bound: timedelta, now: datetime, replayed_before: datetime | None = None
+              ) -> FreshnessReport:
     """The report over ``publications`` (``connectors.warehouse.publications``); hours of
-    ``expected`` (that had sales) never published are listed as unpublished."""
+    ``expected`` (that had sales) never published are listed as unpublished. All times
+    naive UTC."""
     hours = list(publications)
     seen = {h.window_start for h in hours}
-    return FreshnessReport(hours, bound, now, sorted(set(expected) - seen))
+    return FreshnessReport(hours, bound, now, sorted(set(expected) - seen), replayed_before)

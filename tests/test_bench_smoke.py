@@ -228,8 +228,28 @@ def test_publication_latency_runs_from_the_watermark_passing_sale_to_the_first_r
     result = hourly.publication_latencies(tmp_path, spec, props, generated, after=1000.0)
     assert result["hours_published"] == 1
     assert result["p50_s"] == pytest.approx(2.5, abs=0.01)
+    # the publisher's bound: the longer of 20 and pos_wait (30) min, plus idle (60 s)
+    assert (result["bound_min"], result["late_refresh_s"]) == (31.0, 5.0)
     assert hourly.publication_latencies(tmp_path, spec, props, generated,
                                         after=1096.0)["hours_published"] == 0
+
+
+def test_the_delay_section_states_the_bound_a_run_recorded_and_no_other_number():
+    from bench import markdown
+
+    publications = {"hours_published": 8, "p50_s": 0.73, "max_s": 1.271,
+                    "out_of_orderness_min": 20.0, "idle_s": 60.0,
+                    "checkpoint_interval_ms": 5000}
+    run = {"scenario": "hourly_delay", "section": "delay", "parallelism": 1, "id": "d",
+           "label": "", "tuning": {"parallelism": "1"}, "events_per_s": 26_000, "rate": 25,
+           "publications": publications}
+    older = markdown._delay({"flink": [run]})
+    assert "`HourlySettings.bound` after its end:" in older
+    assert "20 min past the hour's end" in older and "about 20 minutes" not in older
+    newer = markdown._delay({"flink": [{**run, "publications": {
+        **publications, "bound_min": 31.0, "late_refresh_s": 5.0}}]})
+    assert "`HourlySettings.bound` after its end (31 min in this run):" in newer
+    assert "`late_refresh_seconds` (5 s)" in newer
 
 
 def test_the_report_sets_the_fused_prototype_beside_the_chained_jobs():

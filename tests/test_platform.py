@@ -286,8 +286,30 @@ def test_alarms_cover_iterator_age_checkpoints_downtime_dead_letters_and_etl(tem
                  for kind in ("checkpoint-failures", "downtime")}
     expected |= {f"{PREFIX}-dead-letters-{job}" for job in
                  ("order_enrichment", "inventory_windowing", "delivery")}
-    expected.add(f"{PREFIX}-etl-freshness")
+    expected |= {f"{PREFIX}-etl-freshness", f"{PREFIX}-hourly-late-hours",
+                 f"{PREFIX}-hourly-unpublished-hours"}
     assert names == expected
+
+
+def test_the_late_hour_alarms_watch_what_the_hourly_etl_puts(template):
+    """etl.freshness, run by the ETL's task after each run, puts LateHours and
+    UnpublishedHours; an alarm fires on the first data point above 0 of either."""
+    from etl import freshness
+    from pizzastream.publication import LATE_HOURS, UNPUBLISHED_HOURS
+
+    alarms = {template.resolve(v["Properties"]["AlarmName"]): v["Properties"]
+              for v in template.of_type("AWS::CloudWatch::Alarm").values()}
+    for name, metric in (("hourly-late-hours", LATE_HOURS),
+                         ("hourly-unpublished-hours", UNPUBLISHED_HOURS)):
+        alarm = alarms[f"{PREFIX}-{name}"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == (freshness.NAMESPACE, metric)
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+        assert (alarm["Statistic"], alarm["Period"]) == ("Maximum", 3600)
+        assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (1, 1)
+        assert alarm["TreatMissingData"] == "notBreaching"     # etl-freshness covers no run
+        assert alarm["AlarmActions"]
+    # the ETL's task (etl.hourly) is what runs etl.freshness
+    assert "etl.freshness" in _analysis("etl").project_modules
 
 
 # --- IAM, evaluated ---------------------------------------------------------------------
@@ -403,8 +425,10 @@ def test_etl_delivery_and_health_roles_do_their_work_and_nothing_else(template):
     _expect(template, f"{PREFIX}-etl",
             allowed=[("s3:PutObject", _arn("object", "staging") + "/staging/order_fct/dt=2026-12-04/hour=13/p.parquet"),
                      ("s3:PutObject", _arn("object", "lake") + "/lake/hourly_store_metrics/dt=2026-12-04/hour=13/p.parquet"),
-                     ("secretsmanager:GetSecretValue", _arn("secret", "warehouse"))],
+                     ("secretsmanager:GetSecretValue", _arn("secret", "warehouse")),
+                     ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "pizzastream"})],
             denied=[("s3:GetObject", _arn("object", "pos") + "/pos/landing/x"),
+                    ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "AWS/Kinesis"}),
                     ("kinesis:PutRecords", _arn("stream", "sales")),
                     ("secretsmanager:GetSecretValue", _arn("secret", "redis-auth"))])
     _expect(template, f"{PREFIX}-delivery",

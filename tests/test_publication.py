@@ -16,7 +16,7 @@ from pizzastream.pos_batches import (
 )
 from pizzastream.publication import (
     LATE, PARTIAL, STREAM, HourlySettings, corrections, first_publication, freshness,
-    row_from_wire,
+    judged_from, row_from_wire,
 )
 
 H = datetime(2026, 11, 24, 10)
@@ -47,6 +47,9 @@ def test_settings_name_a_missing_key_and_refuse_a_short_deduplication():
     assert settings.bound == timedelta(minutes=31)
     assert settings.closes_at(H) == H + HOUR + timedelta(minutes=31)
     assert settings.changes_for == timedelta(minutes=91)
+    # the alarm's: the publisher's collection (late_refresh) and the load's commit on top
+    assert settings.alarm_bound == (timedelta(minutes=31) + settings.late_refresh
+                                    + timedelta(minutes=2))
     missing = {k: v for k, v in SETTINGS.items() if k != "pos_wait_minutes"}
     with pytest.raises(ValueError, match="HourlyMetrics.pos_wait_minutes is missing"):
         HourlySettings.from_props({"HourlyMetrics": missing})
@@ -59,6 +62,9 @@ def test_the_shipped_configuration_is_valid():
 
     settings = HourlySettings.from_props(load_properties())
     assert settings.pos_wait < HOUR and settings.lateness > timedelta(0)
+    # the one publication setting, as docs/hourly_metrics.md states it
+    assert settings.bound == timedelta(minutes=31)
+    assert settings.alarm_bound == timedelta(minutes=33, seconds=5)
 
 
 def test_a_store_whose_pos_has_not_delivered_the_hour_is_published_partial():
@@ -83,6 +89,38 @@ def test_the_alarm_names_hours_published_or_still_unpublished_past_the_bound():
     assert report.unpublished == [H + 2 * HOUR, H + 3 * HOUR]
     # H+3h ended at now: not late yet; H+2h ended an hour ago, unpublished
     assert report.late == [H + HOUR, H + 2 * HOUR]
+    assert (report.late_published, report.overdue) == ([H + HOUR], [H + 2 * HOUR])
+    assert report.metrics() == {"LateHours": 1, "UnpublishedHours": 1}
+    # exactly the bound is on time, a second more is late
+    edge = Publication(H, H + HOUR, H + HOUR + bound, 0)
+    assert freshness([edge], [H], bound, now).metrics() == {"LateHours": 0,
+                                                             "UnpublishedHours": 0}
+    assert freshness([], [H], bound, H + HOUR + bound).overdue == []
+    assert freshness([], [H], bound, H + HOUR + bound + timedelta(seconds=1)).overdue == [H]
+
+
+def test_a_measurement_judges_the_hours_that_started_in_the_last_three():
+    assert judged_from(H + timedelta(minutes=25)) == H - 3 * HOUR
+    assert judged_from(H) == H - 3 * HOUR
+
+
+def test_hours_that_ended_before_a_replay_began_are_not_judged():
+    """The demo replays a business day's past hours within minutes: those are late by
+    construction; an hour that ends after the replay began is held to the bound."""
+    bound = timedelta(minutes=31)
+    started = H + 2 * HOUR + timedelta(minutes=10)     # the demo starts in H+2h
+    replayed = Publication(H, H + HOUR, started + timedelta(minutes=3), 0, 250)
+    ended_at_start = Publication(H + HOUR, H + 2 * HOUR, started + timedelta(minutes=25), 1)
+    live = Publication(H + 2 * HOUR, H + 3 * HOUR, H + 3 * HOUR + timedelta(minutes=40), 0)
+    now = H + 4 * HOUR
+    report = freshness([replayed, ended_at_start, live], [H + 3 * HOUR], bound, now,
+                       replayed_before=started)
+    assert [report.replayed(h.window_start) for h in report.hours] == [True, True, False]
+    assert report.late == [H + 2 * HOUR]
+    assert report.overdue == []                  # H+3h ended at now
+    # without a replay every one of them is judged
+    unjudged = freshness([replayed, ended_at_start, live], [], bound, now)
+    assert unjudged.late == [H, H + HOUR, H + 2 * HOUR]
 
 
 def cut(system: int, minutes: int) -> str:

@@ -306,12 +306,6 @@ def test_fuzzed_bad_input_under_kinesis_throttling(pipeline):
     run_scenario(pipeline, "fuzzed bad input", inject, settle_timeout_s=240)
 
 
-# Open (docs/failures.md item 10): since hourly_metrics publishes on POS completeness and
-# writes the lake from its Python publisher (issue 20), an S3 outage restarts the job and
-# hours end short in the lake and the warehouse (297 rows in the run that found it, 2026-12-04
-# 22:43 UTC). Still run and reported; an unexpected pass shows.
-@pytest.mark.xfail(reason="hourly rows end short after an S3 outage since the stream's own "
-                          "publisher writes the lake (docs/failures.md item 10)", strict=False)
 def test_s3_down_for_a_minute_under_hourly_metrics(pipeline):
     """hourly_metrics publishes the closed hours of the run's accepted online sales while
     S3 refuses every connection for a minute: the lake and the warehouse must end equal to

@@ -14,6 +14,8 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
 import org.apache.flink.util.clock.RelativeClock;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Event time and watermarks of JSON text records that carry their event time as epoch
@@ -29,11 +31,19 @@ import org.apache.flink.util.clock.RelativeClock;
  * Flink's own idleness would merely stop waiting for such a shard; when every shard is quiet
  * (all stores closed for the night) nothing would advance and the last hour of the day would
  * wait for the next morning's first sale. A shard that has never delivered anything has no
- * event time to go by: it is only marked idle, so it does not hold the others back (so is the
- * reader's main output, which the Kinesis reader leaves unused; were it to follow the wall
- * clock, the source's watermark would jump past a backlog still being read). Quiet time is
- * measured on the input-activity clock, which stands still while the source is
- * back-pressured, so a busy job never looks idle.
+ * event time to go by, but once quiet it has caught up all the same: it follows the wall clock
+ * too. That is what a restored job needs: its shards resume after the records the checkpoint
+ * holds, and on a quiet stream (the night, a replay already read) they deliver nothing, so the
+ * hour the watermark had not yet closed when the job stopped would wait for the next sale
+ * (docs/failures.md item 10). The reader's main output is the exception: it is only marked
+ * idle. The Kinesis reader never writes to it, and it reaches the source's watermark
+ * directly, not as the minimum of the shards': following the wall clock, it would jump past a
+ * backlog still being read. Flink creates its generator first, before any shard's (one
+ * strategy object per source subtask, deserialized with it). Quiet time is measured on the
+ * input-activity clock, which stands still while the source is back-pressured, so a busy job
+ * never looks idle; a shard that stays silent longer than the idle time while it still has a
+ * backlog (GetRecords throttled from the start) has its backlog's hours closed early, and those
+ * sales arrive as late corrections, as on a shard that had delivered before.
  *
  * <p>POS progress markers ({@code {"pos":<store system>,"s":<store>,"t":<ms>}}, put by POS
  * ingestion after a store system's batch, with each of its stores' partition keys so one
@@ -51,6 +61,7 @@ import org.apache.flink.util.clock.RelativeClock;
  */
 public final class JsonEventTime implements WatermarkStrategy<String> {
     private static final long serialVersionUID = 1L;
+    private static final Logger LOG = LoggerFactory.getLogger(JsonEventTime.class);
     private static final JsonFactory JSON = new JsonFactory();
     static final String PROGRESS_PREFIX = "{\"pos\":";
 
@@ -58,6 +69,8 @@ public final class JsonEventTime implements WatermarkStrategy<String> {
     private final long outOfOrdernessMillis;
     private final long idleMillis;
     private final long holdMillis;
+    /** Generators this subtask's copy of the strategy has made: the first is the main output's. */
+    private transient int generatorsCreated;
 
     public JsonEventTime(String field, long outOfOrdernessMillis, long idleMillis) {
         this(field, outOfOrdernessMillis, idleMillis, outOfOrdernessMillis);
@@ -94,7 +107,10 @@ public final class JsonEventTime implements WatermarkStrategy<String> {
 
     @Override
     public WatermarkGenerator<String> createWatermarkGenerator(WatermarkGeneratorSupplier.Context context) {
-        return new Generator(context.getInputActivityClock());
+        boolean mainOutput = generatorsCreated++ == 0;
+        LOG.info("JsonEventTime: watermark generator {} ({})", generatorsCreated,
+                 mainOutput ? "the reader's main output" : "a shard");
+        return new Generator(context.getInputActivityClock(), mainOutput);
     }
 
     long eventTime(String record, long receivedAt) {
@@ -131,13 +147,15 @@ public final class JsonEventTime implements WatermarkStrategy<String> {
 
     private final class Generator implements WatermarkGenerator<String> {
         private final RelativeClock activity;
+        private final boolean mainOutput;
         private long newestEventTime = Long.MIN_VALUE;
         private long lastRecordAt;
         private long emitted = Long.MIN_VALUE;
         private final Map<Integer, Long> progress = new HashMap<>();
 
-        Generator(RelativeClock activity) {
+        Generator(RelativeClock activity, boolean mainOutput) {
             this.activity = activity;
+            this.mainOutput = mainOutput;
             this.lastRecordAt = activity.relativeTimeMillis();
         }
 
@@ -157,7 +175,7 @@ public final class JsonEventTime implements WatermarkStrategy<String> {
         @Override
         public void onPeriodicEmit(WatermarkOutput output) {
             boolean quiet = activity.relativeTimeMillis() - lastRecordAt >= idleMillis;
-            if (newestEventTime == Long.MIN_VALUE) {
+            if (newestEventTime == Long.MIN_VALUE && (mainOutput || !quiet)) {
                 if (quiet) {
                     output.markIdle();
                 }

@@ -23,7 +23,9 @@ node, and the same checks apply to every node's replies. A command that takes se
 (``MGET``, ``DEL a b``) or a ``MULTI`` must keep to one slot, hence one store's keys only.
 
 Keys (documented in docs/streams.md; ``<x>`` is a value, braces are literal):
-- ``order:<order_id>``             order status (contract), string, 24 h
+- ``order:<order_id>``             order status (contract), string, 24 h; written only
+                                   through ``STATUS_WRITE_SCRIPT``: it moves forward, a final
+                                   status stays (``pizzastream.order_status``)
 - ``inventory:{<store_id>}``       hash ingredient_id -> on hand, no expiry (always current)
 - ``stockout:{<store_id>}``        hash ingredient_id -> the latest expected stock-out warning
                                    (JSON, docs/streams.md), 24 h after the last one
@@ -51,8 +53,12 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from pizzastream.config import flag
+from pizzastream.order_status import (
+    ABSENT_RANK, FINAL, FINAL_RANK, PENDING, PENDING_RANK, UNKNOWN_RANK, Outcome,
+)
 
 if TYPE_CHECKING:
+    from pyflink.datastream import DataStream
     from pyflink.datastream.connectors import Sink
 
 ORDER_STATUS_TTL_S = 24 * 3600
@@ -79,6 +85,61 @@ def __getattr__(name: str):
 
 def order_status_key(order_id: str) -> str:
     return f"order:{order_id}"
+
+
+def _lua_string(text: str) -> str:
+    assert text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+    return f'"{text}"'
+
+
+# An order status write, atomic where it lands (``pizzastream.order_status``: statuses only
+# move forward, the first final one stays). KEYS[1] ``order:<order_id>`` (one key, one slot:
+# runs on a Redis cluster as on one server); ARGV[1] the status, ARGV[2] the TTL in seconds
+# (0: none). Replies 1 (written: a move forward), 0 (the same status already there: a replay,
+# nothing changes, the TTL neither) or the status kept (refused: a conflict). Run by
+# EVALSHA from the jobs (``pizzastream.flink.OrderStatusGate``) and ``write_order_status``.
+STATUS_WRITE_SCRIPT = f"""
+local finals = {{{", ".join(f"[{_lua_string(s)}] = true" for s in sorted(FINAL))}}}
+local function rank(status)
+  if not status then return {ABSENT_RANK} end
+  if finals[status] then return {FINAL_RANK} end
+  if status == {_lua_string(PENDING)} then return {PENDING_RANK} end
+  return {UNKNOWN_RANK}
+end
+local current = redis.call('GET', KEYS[1])
+local status = ARGV[1]
+if current == status then return 0 end
+if rank(status) > rank(current) then
+  local ttl = tonumber(ARGV[2])
+  if ttl > 0 then
+    redis.call('SET', KEYS[1], status, 'EX', ttl)
+  else
+    redis.call('SET', KEYS[1], status)
+  end
+  return 1
+end
+return current
+"""
+
+
+def status_outcome(reply) -> tuple[Outcome, str | None]:
+    """What ``STATUS_WRITE_SCRIPT`` replied: the outcome, and the status kept on a conflict."""
+    if reply == 1:
+        return Outcome.WRITE, None
+    if reply == 0:
+        return Outcome.SAME, None
+    return Outcome.CONFLICT, reply.decode() if isinstance(reply, bytes) else reply
+
+
+def write_order_status(redis_client: redis.Redis | redis.cluster.RedisCluster, order_id: str,
+                       status: str, ttl_s: int = ORDER_STATUS_TTL_S
+                       ) -> tuple[Outcome, str | None]:
+    """Writes an order's status as the jobs do (``STATUS_WRITE_SCRIPT``, EVALSHA, loaded on a
+    ``NOSCRIPT``): the one way for Python to write ``order:<order_id>``. Returns the outcome
+    and, on a conflict, the status kept; the caller dead-letters a conflict
+    (``pizzastream.order_status.conflict_dead_letter``)."""
+    script = redis_client.register_script(STATUS_WRITE_SCRIPT)
+    return status_outcome(script(keys=[order_status_key(order_id)], args=[status, ttl_s]))
 
 
 def store_tag(store_id: int | str) -> str:
@@ -203,3 +264,29 @@ def sink(props: dict[str, dict[str, str]], ttl_seconds: int = 0, batch_size: int
         tls_enabled(props), str(ca) if ca else "", cluster_mode(props), ttl_seconds,
         batch_size)
     return Sink(j_sink)
+
+
+def order_status_gate(status_commands: DataStream, props: dict[str, dict[str, str]], job: str,
+                      ttl_seconds: int = ORDER_STATUS_TTL_S, batch_size: int = 500,
+                      max_delay_ms: int = 100) -> DataStream:
+    """Writes a job's order status commands (``REDIS_COMMAND`` rows ``SET order:<id>
+    <status>``) through ``STATUS_WRITE_SCRIPT`` (``pizzastream.flink.OrderStatusGate``,
+    connected as ``client`` is): a status only moves forward, a final one stays. Returns the
+    refused writes as ``connectors.aurora.DEAD_LETTER_ROW`` rows
+    (``pizzastream.order_status.conflict_dead_letter`` of ``job``), for the job's dead-letter
+    sink. Written in batches of ``batch_size``, within ``max_delay_ms`` and before every
+    checkpoint barrier, so a checkpoint's dead letters are flushed with it."""
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    from connectors.aurora import DEAD_LETTER_ROW
+
+    conf = props["Redis"]
+    ca = ca_file(props)
+    gate = get_gateway().jvm.pizzastream.flink.OrderStatusGate(
+        conf["host"], int(conf["port"]), conf.get("user", ""), conf.get("password", ""),
+        tls_enabled(props), str(ca) if ca else "", cluster_mode(props), ttl_seconds,
+        batch_size, max_delay_ms, order_status_key(""), job, STATUS_WRITE_SCRIPT)
+    return DataStream(status_commands._j_data_stream.transform(
+        "redis:order-status", DEAD_LETTER_ROW.get_java_type_info(), gate
+    ).uid("redis-order-status-gate"))

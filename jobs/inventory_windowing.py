@@ -4,7 +4,8 @@ orders-enriched + restocks and hourly ticks (Kinesis, keyed by store) -> repeats
 into one batch per store shard (JVM: StoreShardKey, StoreBatcher) -> the rules decide the
 batch, store by store in arrival order (one Python call per batch:
 pizzastream.order_batches.ShardDesk) -> one result per batch, fanned out in the JVM to:
-  order-status (Kinesis) and Redis           exactly one final status per order
+  order-status (Kinesis) and Redis           exactly one final status per order (in Redis
+                                              only forward: pizzastream.order_status)
   sales (Kinesis) + order_fct (Aurora)        accepted online sales
   pos-orders (Kinesis)                        accepted in-store sales, for the POS
   deliveries (Kinesis)                        accepted delivery orders, for the delivery service
@@ -12,7 +13,8 @@ pizzastream.order_batches.ShardDesk) -> one result per batch, fanned out in the 
                                               (pizzastream.replenishment; a row per line)
   replenishment_alert (Aurora) + Redis        overdue supplier orders, expected stock-outs
   inventory (Aurora) and Redis                stock levels a store changed, once per checkpoint
-  dead_letter (Aurora)                        repeats and unusable records, with the reason
+  dead_letter (Aurora)                        repeats and unusable records, with the reason;
+                                              refused status writes (status_conflict)
 
 Run locally with ``python jobs/inventory_windowing.py``; the same file is the ``python``
 run option of the Managed Service for Apache Flink application.
@@ -222,9 +224,8 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
                          (out.pos_orders, "pos_orders"), (out.deliveries, "deliveries"),
                          (out.supplier_orders, "supplier_orders")):
         kinesis.sink_to_stream(stream, props, name)
-    out.status_commands.sink_to(
-        redis_store.sink(props, redis_store.ORDER_STATUS_TTL_S)
-    ).name("redis:order-status").uid("sink-redis-order-status")
+    # Statuses only move forward (pizzastream.order_status): a refused write is a dead letter.
+    conflicts = redis_store.order_status_gate(out.status_commands, props, JOB_NAME)
     inventory_cache_commands(t_env, out.levels).sink_to(redis_store.sink(props)).name(
         "redis:inventory").uid("sink-redis-inventory")
     stockout_cache_commands(t_env, out.alerts).sink_to(
@@ -263,7 +264,7 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
         ["store_id", "ingredient_id"],
         select="store_id, ingredient_id, on_hand, CAST(LOCALTIMESTAMP AS TIMESTAMP(3))",
     )
-    aurora.sink_dead_letters(t_env, statements, props, out.dead_letters)
+    aurora.sink_dead_letters(t_env, statements, props, out.dead_letters.union(conflicts))
     statements.attach_as_datastream()
 
 

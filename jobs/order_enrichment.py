@@ -5,7 +5,9 @@ per batch: pizzastream.order_batches.enrich_batch) -> one result per batch, fann
 the JVM to:
   orders-enriched (Kinesis, keyed by store)
   order-status (Kinesis) and Redis: the final status of each rejected order it can name
-  dead_letter (Aurora): every unusable record with its reason
+    (in Redis only if the order has no other final status yet: pizzastream.order_status)
+  dead_letter (Aurora): every unusable record with its reason, and every refused status
+    write (status_conflict)
 
 Run locally with ``python jobs/order_enrichment.py``; the same file is the ``python`` run
 option of the Managed Service for Apache Flink application.
@@ -99,12 +101,11 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
     outputs = enrich_orders(kinesis.raw_record_source(env, props, "orders"), props)
     kinesis.sink_to_stream(outputs.enriched, props, "orders_enriched")
     kinesis.sink_to_stream(outputs.statuses, props, "order_status")
-    outputs.status_commands.sink_to(
-        redis_store.sink(props, redis_store.ORDER_STATUS_TTL_S)
-    ).name("redis:order-status").uid("sink-redis-order-status")
+    # Statuses only move forward (pizzastream.order_status): a refused write is a dead letter.
+    conflicts = redis_store.order_status_gate(outputs.status_commands, props, JOB_NAME)
 
     statements = t_env.create_statement_set()
-    aurora.sink_dead_letters(t_env, statements, props, outputs.dead_letters)
+    aurora.sink_dead_letters(t_env, statements, props, outputs.dead_letters.union(conflicts))
     statements.attach_as_datastream()
 
 

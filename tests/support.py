@@ -61,3 +61,25 @@ def run_redis_sink(props, rows, ttl_s: int = 0, batch_size: int = 2) -> None:
     env.from_collection(rows, type_info=redis_store.REDIS_COMMAND) \
         .sink_to(redis_store.sink(props, ttl_s, batch_size))
     env.execute("redis-sink-test")
+
+
+def run_status_gate(props, statuses: list[tuple[str, str]], job: str = "gate-test",
+                    batch_size: int = 2, ttl_s: int = 600) -> list[tuple]:
+    """Writes ``(order_id, status)`` pairs through the jobs' JVM status writer
+    (``redis_store.order_status_gate``), in batches of ``batch_size``, on a mini-cluster job
+    that ends with its input; returns the dead letters it put out, as tuples."""
+    from pyflink.common import Row
+
+    from connectors import redis_store
+    from connectors.kinesis import KEYED_RECORD
+    from jobs import runtime
+
+    env = runtime.stream_environment(props)
+    env.set_parallelism(1)
+    lines = env.from_collection([Row(order_id, status) for order_id, status in statuses],
+                                type_info=KEYED_RECORD)
+    # the status commands as the jobs make them of their batches' status lines
+    commands = runtime.redis_set_commands(lines, redis_store.order_status_key(""))
+    letters = redis_store.order_status_gate(commands, props, job, ttl_s, batch_size)
+    with letters.execute_and_collect("status-gate-test") as rows:
+        return [tuple(row) for row in rows]

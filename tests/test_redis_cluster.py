@@ -13,7 +13,8 @@ from redis.cluster import RedisCluster
 
 from connectors import redis_store
 from pizzastream.catalog import Catalog
-from tests.support import run_redis_sink
+from pizzastream.order_status import Outcome, conflict_dead_letter
+from tests.support import run_redis_sink, run_status_gate
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +158,38 @@ def test_the_jvm_sink_writes_through_the_cluster_and_fails_on_a_refused_write(
     with pytest.raises(Exception, match="Redis refused a write \\(WRONGTYPE"):
         run_redis_sink(redis_cluster, [Row("HSET", redis_store.live_key(s, hour), "06", "1/1.00")
                                        for s in STORES], batch_size=16)
+
+
+def flush_scripts(cluster: RedisCluster) -> None:
+    """Every shard forgets its scripts, as after a restart or a failover."""
+    for node in cluster.get_primaries():
+        node.redis_connection.script_flush()
+
+
+def test_the_python_status_writer_keeps_a_final_status_on_every_shard(cluster):
+    orders = [f"T-{store}" for store in STORES]
+    assert shards_of(cluster, [redis_store.order_status_key(o) for o in orders]) == {
+        node.name for node in cluster.get_primaries()}
+    flush_scripts(cluster)
+    for order in orders:
+        assert redis_store.write_order_status(cluster, order, "accepted", 600) == (
+            Outcome.WRITE, None)
+        assert redis_store.write_order_status(cluster, order, "accepted", 600) == (
+            Outcome.SAME, None)
+        assert redis_store.write_order_status(cluster, order, "rejected:invalid", 600) == (
+            Outcome.CONFLICT, "accepted")
+    assert {cluster.get(redis_store.order_status_key(o)) for o in orders} == {"accepted"}
+
+
+@pytest.mark.slow
+def test_the_jvm_status_writer_keeps_a_final_status_on_every_shard(redis_cluster, cluster):
+    orders = [f"T-{store}" for store in STORES]
+    for order in orders[::2]:
+        cluster.set(redis_store.order_status_key(order), "rejected:invalid")
+    flush_scripts(cluster)                     # NOSCRIPT on every shard
+    letters = run_status_gate(redis_cluster, [(o, "accepted") for o in orders],
+                              job="inventory_windowing", batch_size=16)  # batches span shards
+    assert letters == [conflict_dead_letter("inventory_windowing", o, "accepted",
+                                            "rejected:invalid").as_tuple() for o in orders[::2]]
+    assert [cluster.get(redis_store.order_status_key(o)) for o in orders] == [
+        "rejected:invalid" if n % 2 == 0 else "accepted" for n in range(len(orders))]

@@ -3,13 +3,20 @@
 server refuses inside a pipeline surfaces as an error instead of a lost update."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyflink.common import Row
 
 from connectors import redis_store
 from pizzastream.catalog import Catalog
-from tests.support import run_redis_sink
+from pizzastream.order_status import (
+    FINAL, PENDING, Outcome, conflict_dead_letter, settle, transition,
+)
+from tests.support import run_redis_sink, run_status_gate
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +102,74 @@ def test_delivery_partners_are_cached_with_their_ttl_until_invalidated(clean_sta
             query(props, "UPDATE delivery_partner SET capacity = capacity - 1"
                          " WHERE partner_id = %s", partner)
             store.invalidate_partners(client)
+
+
+STATUS_WRITES = st.lists(st.sampled_from(sorted(FINAL) + [PENDING, "garbage"]), max_size=8)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=STATUS_WRITES)
+def test_the_python_status_writer_applies_the_lifecycle_atomically(clean_stack, writes):
+    """``write_order_status`` (the Lua script where the write lands) does what
+    ``pizzastream.order_status.transition`` says, write by write; the status a sequence
+    leaves is ``settle``'s."""
+    key_id = f"T-py-{uuid.uuid4()}"
+    with redis_store.client(clean_stack) as client:
+        current = None
+        for status in writes:
+            outcome, kept = redis_store.write_order_status(client, key_id, status, ttl_s=600)
+            assert outcome is transition(current, status), (current, status)
+            if outcome is Outcome.WRITE:
+                current = status
+            assert kept == (current if outcome is Outcome.CONFLICT else None)
+            assert client.get(redis_store.order_status_key(key_id)) == current
+        assert current == settle(writes)[0]
+
+
+def test_a_replay_keeps_the_status_and_its_ttl_and_a_flushed_script_is_loaded_again(clean_stack):
+    with redis_store.client(clean_stack) as client:
+        key = redis_store.order_status_key("T-ttl")
+        assert redis_store.write_order_status(client, "T-ttl", "accepted", ttl_s=600) == (
+            Outcome.WRITE, None)
+        client.expire(key, 100)
+        client.script_flush()                                   # a restarted server
+        assert redis_store.write_order_status(client, "T-ttl", "accepted", ttl_s=600) == (
+            Outcome.SAME, None)
+        assert 0 < client.ttl(key) <= 100                       # a replay changes nothing
+        assert redis_store.write_order_status(client, "T-ttl", "rejected:invalid") == (
+            Outcome.CONFLICT, "accepted")
+        assert client.get(key) == "accepted"
+
+
+ODD_ID = 'T-ü€"\\ x'      # printable, not ASCII, a quote, a backslash: one dead letter id in Java and Python
+
+
+@pytest.mark.slow
+def test_the_jvm_status_writer_keeps_the_first_final_status_and_dead_letters_the_rest(
+        clean_stack):
+    with redis_store.client(clean_stack) as client:
+        client.set(redis_store.order_status_key("T-pending"), PENDING)
+        client.set(redis_store.order_status_key("T-kept"), "rejected:invalid")
+        client.script_flush()              # the first batch meets NOSCRIPT and loads it
+    writes = [("T-1", "accepted"), ("T-1", "accepted"), ("T-1", "rejected:invalid"),
+              ("T-2", "rejected:invalid"), ("T-pending", "accepted"),
+              ("T-kept", "accepted"), ("T-kept", "accepted"), ("T-1", "rejected:unknown_product"),
+              (ODD_ID, "rejected:invalid"), (ODD_ID, "accepted")]
+    letters = run_status_gate(clean_stack, writes, job="order_enrichment", batch_size=3)
+    expected = [conflict_dead_letter("order_enrichment", order_id, refused, kept).as_tuple()
+                for order_id, refused, kept in (
+                    ("T-1", "rejected:invalid", "accepted"),
+                    ("T-kept", "accepted", "rejected:invalid"),
+                    ("T-kept", "accepted", "rejected:invalid"),
+                    ("T-1", "rejected:unknown_product", "accepted"),
+                    (ODD_ID, "accepted", "rejected:invalid"))]
+    assert letters == expected           # the same refusal twice: the same row id twice
+    with redis_store.client(clean_stack) as client:
+        assert {o: client.get(redis_store.order_status_key(o))
+                for o in ("T-1", "T-2", "T-pending", "T-kept")} == {
+            "T-1": "accepted", "T-2": "rejected:invalid", "T-pending": "accepted",
+            "T-kept": "rejected:invalid"}
+        assert 0 < client.ttl(redis_store.order_status_key("T-1")) <= 600
+        assert client.ttl(redis_store.order_status_key("T-kept")) == -1    # never rewritten
+    # Run again (a replay after a restore): nothing changes, the same dead letters.
+    assert run_status_gate(clean_stack, writes, job="order_enrichment") == expected

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from connectors import redis_store
 from pizzastream.catalog import Catalog
 from pizzastream.dead_letters import PAYLOAD_LIMIT, dead_letter
+from pizzastream.order_status import conflict_dead_letter
 from pizzastream.orders import EnrichedOrder, OrderRules, Rejection, enrich, format_event_time
 from pizzastream.sales import enriched_status_json, fact_rows, rejection_status_json
 from tests.failures.fuzz import STRING_FIELDS, TOUCHY_ESCAPES, bad_records, number, template
@@ -40,6 +41,10 @@ def edge_strings(raw: bytes, result) -> list[str]:
         status = rejection_status_json(result, NOW_MS)
         if status is not None:
             strings += [status, redis_store.order_status_key(result.order_id)]
+            # its status write refused because the order is already accepted: a dead letter
+            conflict = conflict_dead_letter("order_enrichment", result.order_id, result.status(),
+                                            "accepted")
+            strings += [s for s in conflict.as_tuple() if isinstance(s, str)]
         return strings
     strings = [result.to_json(), enriched_status_json(result),
                redis_store.order_status_key(result.order_id)]

@@ -87,6 +87,12 @@ public final class RedisSink implements Sink<Row> {
     }
 
     private UnifiedJedis connect() throws IOException {
+        return connect(host, port, user, password, tls, caFile, clusterMode);
+    }
+
+    /** A client as this sink's (AUTH, TLS, cluster mode), shared with {@link OrderStatusGate}. */
+    static UnifiedJedis connect(String host, int port, String user, String password, boolean tls,
+                                String caFile, boolean clusterMode) throws IOException {
         DefaultJedisClientConfig.Builder config = DefaultJedisClientConfig.builder()
                 .timeoutMillis(5000);
         if (!password.isEmpty()) {

@@ -1,0 +1,240 @@
+package pizzastream.flink;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
+import org.apache.flink.streaming.api.operators.BoundedOneInput;
+import org.apache.flink.streaming.api.operators.ChainingStrategy;
+import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
+import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
+import org.apache.flink.types.Row;
+import redis.clients.jedis.PipelineBase;
+import redis.clients.jedis.Response;
+import redis.clients.jedis.UnifiedJedis;
+
+/**
+ * Writes order statuses to Redis so that they only move forward, and puts out each refused
+ * write as a dead letter.
+ *
+ * <p>In: the jobs' status commands, {@code Row("SET", <keyPrefix><order_id>, "", status)}
+ * ({@link RedisSetCommands}, the rows {@link RedisSink} took before). Each is written by the
+ * Lua script {@code script}
+ * (connectors/redis_store.py {@code STATUS_WRITE_SCRIPT}, the rule of
+ * pizzastream/order_status.py), atomically where the write lands: written when it moves the
+ * status forward (reply 1), nothing when the same status is there (0: a replay), refused when
+ * another final status is there (the reply is that status). Out: one
+ * {@code Row(dead_letter_id, job, reason, detail, event_id, order_id, payload, store_id)} per
+ * refused write, built as {@code pizzastream.order_status.conflict_dead_letter} builds it (the
+ * same id, so a refusal met again after a restart or repeated lands on the same row).
+ *
+ * <p>Writes go in pipelined batches of EVALSHA (one round trip per batch; a node that does not
+ * know the script answers NOSCRIPT and those writes go again as EVAL, which also loads it). A
+ * batch is written at {@code batchSize} rows, within {@code maxDelayMs}, before every
+ * checkpoint barrier and at the end of input: the dead letters of the writes a checkpoint
+ * covers are emitted before its barrier, so they reach the dead-letter sink's flush of that
+ * checkpoint. After a restore the writes since the checkpoint run again: the winner's are
+ * replays (0), the loser's are refused again and make the same dead letters. The key is one
+ * slot, so on a Redis cluster ({@code clusterMode}) each write goes to its key's node. Error
+ * replies fail the job as in {@link RedisSink}.
+ */
+public final class OrderStatusGate extends AbstractStreamOperator<Row>
+        implements OneInputStreamOperator<Row, Row>, BoundedOneInput {
+    private static final long serialVersionUID = 1L;
+
+    /** {@code pizzastream.order_status.CONFLICT_REASON}. */
+    public static final String CONFLICT_REASON = "status_conflict";
+
+    private final String host;
+    private final int port;
+    private final String user;
+    private final String password;
+    private final boolean tls;
+    private final String caFile;
+    private final boolean clusterMode;
+    private final long ttlSeconds;
+    private final int batchSize;
+    private final long maxDelayMs;
+    private final String keyPrefix;
+    private final String job;
+    private final String script;
+
+    private transient UnifiedJedis redis;
+    private transient String sha;
+    private transient List<String[]> pending;
+    private transient boolean timerPending;
+
+    public OrderStatusGate(String host, int port, String user, String password, boolean tls,
+                           String caFile, boolean clusterMode, long ttlSeconds, int batchSize,
+                           long maxDelayMs, String keyPrefix, String job, String script) {
+        if (batchSize < 1 || maxDelayMs < 0) {
+            throw new IllegalArgumentException("batchSize >= 1, maxDelayMs >= 0");
+        }
+        this.host = host;
+        this.port = port;
+        this.user = user;
+        this.password = password;
+        this.tls = tls;
+        this.caFile = caFile;
+        this.clusterMode = clusterMode;
+        this.ttlSeconds = ttlSeconds;
+        this.batchSize = batchSize;
+        this.maxDelayMs = maxDelayMs;
+        this.keyPrefix = keyPrefix;
+        this.job = job;
+        this.script = script;
+        setChainingStrategy(ChainingStrategy.ALWAYS);
+    }
+
+    @Override
+    public void open() throws Exception {
+        super.open();
+        redis = RedisSink.connect(host, port, user, password, tls, caFile, clusterMode);
+        sha = hex(MessageDigest.getInstance("SHA-1").digest(script.getBytes(StandardCharsets.UTF_8)));
+        pending = new ArrayList<>();
+    }
+
+    @Override
+    public void processElement(StreamRecord<Row> element) throws Exception {
+        Row command = element.getValue();
+        String key = String.valueOf(command.getField(1));
+        if (!"SET".equals(command.getField(0)) || !key.startsWith(keyPrefix)) {
+            throw new IOException("not an order status write: " + command);
+        }
+        pending.add(new String[] {key.substring(keyPrefix.length()), String.valueOf(command.getField(3))});
+        if (pending.size() >= batchSize) {
+            flush();
+        } else if (!timerPending) {
+            timerPending = true;
+            long now = getProcessingTimeService().getCurrentProcessingTime();
+            getProcessingTimeService().registerTimer(now + maxDelayMs, firing -> {
+                timerPending = false;
+                flush();
+            });
+        }
+    }
+
+    @Override
+    public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
+        flush();
+    }
+
+    @Override
+    public void endInput() throws Exception {
+        flush();
+    }
+
+    @Override
+    public void finish() throws Exception {
+        flush();
+        super.finish();
+    }
+
+    @Override
+    public void close() throws Exception {
+        if (redis != null) {
+            redis.close();
+        }
+        super.close();
+    }
+
+    /** Writes the pending statuses, emitting a dead letter per refused one. */
+    private void flush() throws IOException {
+        if (pending.isEmpty()) {
+            return;
+        }
+        List<String[]> batch = pending;
+        pending = new ArrayList<>();
+        Object[] replies = run(batch, true);
+        List<String[]> unknownScript = new ArrayList<>();
+        List<Integer> retried = new ArrayList<>();
+        for (int i = 0; i < batch.size(); i++) {
+            if (replies[i] instanceof NoScript) {
+                unknownScript.add(batch.get(i));
+                retried.add(i);
+            }
+        }
+        if (!unknownScript.isEmpty()) {
+            Object[] again = run(unknownScript, false);
+            for (int j = 0; j < again.length; j++) {
+                replies[retried.get(j)] = again[j];
+            }
+        }
+        for (int i = 0; i < batch.size(); i++) {
+            Object reply = replies[i];
+            if (reply instanceof Long) {
+                continue;                        // 1 written, 0 the same status already there
+            }
+            String kept = reply instanceof byte[] ? new String((byte[]) reply, StandardCharsets.UTF_8)
+                    : String.valueOf(reply);
+            output.collect(new StreamRecord<>(conflict(batch.get(i)[0], batch.get(i)[1], kept)));
+        }
+    }
+
+    /** Marks a reply of a node that did not know the script yet. */
+    private static final class NoScript {}
+
+    private Object[] run(List<String[]> batch, boolean bySha) throws IOException {
+        List<Response<Object>> responses = new ArrayList<>(batch.size());
+        List<String> ttl = List.of(Long.toString(ttlSeconds));
+        PipelineBase pipeline = redis.pipelined();
+        try {
+            for (String[] write : batch) {
+                List<String> keys = List.of(keyPrefix + write[0]);
+                List<String> args = List.of(write[1], ttl.get(0));
+                responses.add(bySha ? pipeline.evalsha(sha, keys, args)
+                                    : pipeline.eval(script, keys, args));
+            }
+            pipeline.close();                    // syncs, hands the connections back
+        } catch (RuntimeException e) {
+            throw new IOException("Redis write failed; the job restarts from its checkpoint", e);
+        }
+        Object[] replies = new Object[batch.size()];
+        for (int i = 0; i < replies.length; i++) {
+            try {
+                replies[i] = responses.get(i).get();
+            } catch (RuntimeException e) {
+                if (bySha && String.valueOf(e.getMessage()).startsWith("NOSCRIPT")) {
+                    replies[i] = new NoScript();
+                } else {
+                    throw new IOException("Redis refused a status write (" + e.getMessage()
+                            + "); the job restarts from its checkpoint", e);
+                }
+            }
+        }
+        return replies;
+    }
+
+    /** {@code pizzastream.order_status.conflict_dead_letter(job, orderId, refused, kept)}. */
+    Row conflict(String orderId, String refused, String kept) {
+        String payload = orderId + "\t" + refused + "\t" + kept;
+        String detail = "order " + orderId + ": status " + refused + " refused, the order already"
+                + " has the final status " + kept + " (statuses only move forward)";
+        return Row.of(deadLetterId(job, payload), job, CONFLICT_REASON, detail, null, orderId,
+                payload, null);
+    }
+
+    /** {@code pizzastream.dead_letters.dead_letter}'s id: SHA-256 of the job, a NUL and the
+     * record, first 32 hex digits. */
+    static String deadLetterId(String job, String payload) {
+        try {
+            MessageDigest digest = MessageDigest.getInstance("SHA-256");
+            digest.update(job.getBytes(StandardCharsets.UTF_8));
+            digest.update((byte) 0);
+            return hex(digest.digest(payload.getBytes(StandardCharsets.UTF_8))).substring(0, 32);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static String hex(byte[] bytes) {
+        StringBuilder text = new StringBuilder(2 * bytes.length);
+        for (byte b : bytes) {
+            text.append(Character.forDigit((b >> 4) & 0xF, 16)).append(Character.forDigit(b & 0xF, 16));
+        }
+        return text.toString();
+    }
+}

@@ -33,6 +33,7 @@ The SQL files travel in the Lambda package at the same paths relative to this mo
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -148,7 +149,7 @@ def fingerprint() -> str:
 
 
 def is_redshift(props: Props) -> bool:
-    group = props[WAREHOUSE]
+    group = props["Warehouse"]
     return group.get("engine") == "redshift" and not group.get("stand_in")
 
 
@@ -251,10 +252,20 @@ def statements(text: str) -> list[str]:
     return [s.strip() for s in without_comments.split(";") if s.strip()]
 
 
-def _set_up_redshift(props: Props, users: Sequence[ServiceUser]) -> None:
-    from connectors import redshift
+def connect_redshift(props: Props):
+    """A ``redshift_connector`` connection as ``connectors.redshift.connect_redshift`` makes
+    it (TLS on), without that module's Parquet dependencies, which the Lambda package lacks."""
+    import redshift_connector
 
-    conn = redshift.connect_redshift(props)
+    db = props["Warehouse"]
+    return redshift_connector.connect(
+        host=db["host"], port=int(db.get("port", "5439")), database=db["dbname"],
+        user=db["user"], password=db["password"], ssl=True,
+        timeout=int(db.get("connect_timeout_s", "30")))
+
+
+def _set_up_redshift(props: Props, users: Sequence[ServiceUser]) -> None:
+    conn = connect_redshift(props)
     try:
         conn.autocommit = True
         cursor = conn.cursor()
@@ -289,15 +300,15 @@ def set_up(props: Props, users: Sequence[ServiceUser] = ()) -> dict[str, int]:
     unknown = [u for u in users if u.database not in GRANTS]
     if unknown:
         raise ValueError(f"users of unknown databases: {unknown}")
-    apply_schemas(props, AURORA)
-    with psycopg.connect(postgres_dsn(props, AURORA)) as conn:     # one transaction
+    apply_schemas(props, "Aurora")
+    with psycopg.connect(postgres_dsn(props, "Aurora")) as conn:     # one transaction
         ensure_users(conn, by_group[AURORA], AURORA)
         written = load_reference_data(conn)
     if is_redshift(props):
         _set_up_redshift(props, by_group[WAREHOUSE])
     else:
-        apply_schemas(props, WAREHOUSE)
-        with psycopg.connect(postgres_dsn(props, WAREHOUSE)) as conn:
+        apply_schemas(props, "Warehouse")
+        with psycopg.connect(postgres_dsn(props, "Warehouse")) as conn:
             ensure_users(conn, by_group[WAREHOUSE], WAREHOUSE)
     log.info("database set-up done: %s", written)
     return written
@@ -305,16 +316,18 @@ def set_up(props: Props, users: Sequence[ServiceUser] = ()) -> dict[str, int]:
 
 def users_from_secrets(props: Props, entries: Sequence[dict]) -> list[ServiceUser]:
     """``entries``: ``{"service", "database", "user", "password_secret_arn"}`` (the custom
-    resource's ``Users``); each password read from its secret as every service reads its
-    own (``pizzastream.config.resolve_secrets``)."""
-    from pizzastream.config import resolve_secrets
+    resource's ``Users``); each password read from its secret (JSON with a ``password``
+    field, as CDK generates them)."""
+    from connectors import aws
 
-    groups = {"Aws": props["Aws"], **{
-        str(i): {"password_secret_arn": entry["password_secret_arn"]}
-        for i, entry in enumerate(entries)}}
-    resolve_secrets(groups)
-    return [ServiceUser(entry["service"], entry["database"], entry["user"],
-                        groups[str(i)]["password"]) for i, entry in enumerate(entries)]
+    client = aws.client(props, "secretsmanager")
+    users = []
+    for entry in entries:
+        secret = json.loads(client.get_secret_value(
+            SecretId=entry["password_secret_arn"])["SecretString"])
+        users.append(ServiceUser(entry["service"], entry["database"], entry["user"],
+                                 secret["password"]))
+    return users
 
 
 def handler(event: dict, context=None) -> dict:

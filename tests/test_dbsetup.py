@@ -316,3 +316,37 @@ def test_redshift_statements_split_the_redshift_file():
     parts = dbsetup.statements(path.read_text())
     assert len(parts) == 3
     assert all(part.startswith("CREATE TABLE IF NOT EXISTS") for part in parts)
+
+
+def test_the_custom_resources_handler_sets_up_from_its_environment_and_secrets(
+        set_up_twice, admin_props, monkeypatch):
+    """``handler`` as the provider framework calls it: the administrator from the function's
+    environment (``PIZZASTREAM__<Group>__<key>``), each user's password from its secret
+    (the local moto's Secrets Manager); Update after the two runs above writes nothing, and
+    Delete keeps everything."""
+    from connectors import aws
+
+    client = aws.client(admin_props, "secretsmanager")
+    entries = []
+    for user in USERS:
+        name = f"{PREFIX}/{user.database.lower()}/{user.service}"
+        value = f'{{"username": "{user.user}", "password": "{user.password}"}}'
+        try:
+            arn = client.create_secret(Name=name, SecretString=value)["ARN"]
+        except client.exceptions.ResourceExistsException:
+            arn = client.put_secret_value(SecretId=name, SecretString=value)["ARN"]
+        entries.append({"service": user.service, "database": user.database,
+                        "user": user.user, "password_secret_arn": arn})
+    for group in DATABASES:
+        for key in ("dbname", "user", "password", "engine", "stand_in"):
+            if key in admin_props[group]:
+                monkeypatch.setenv(f"PIZZASTREAM__{group}__{key}", admin_props[group][key])
+    event = {"RequestType": "Update", "PhysicalResourceId": "setup",
+             "ResourceProperties": {"Users": entries, "Fingerprint": dbsetup.fingerprint()}}
+    assert dbsetup.handler(event) == {"PhysicalResourceId": "setup",
+                                      "Data": {"ReferenceRowsWritten": "0"}}
+    with _connect(admin_props, "pos", AURORA) as conn:
+        conn.execute("SELECT count(*) FROM pos_batch")
+    assert dbsetup.handler({**event, "RequestType": "Delete"}) == {"PhysicalResourceId": "setup"}
+    with _connect(admin_props, "api", WAREHOUSE) as conn:
+        conn.execute("SELECT count(*) FROM hourly_store_metrics")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, fields, is_dataclass
@@ -330,16 +331,25 @@ def users_from_secrets(props: Props, entries: Sequence[dict]) -> list[ServiceUse
     return users
 
 
+# The users, as the custom resource's ``Users``, in the function's environment too, so the
+# set-up can be run again by hand (after a password changed in its secret).
+USERS_VARIABLE = "PIZZASTREAM_DBSETUP_USERS"
+
+
 def handler(event: dict, context=None) -> dict:
     """The custom resource's Lambda entry point (``connectors.dbsetup.handler``), called by
-    CDK's provider framework: Create and Update run the set-up; Delete keeps the data."""
+    CDK's provider framework: Create and Update run the set-up; Delete keeps the data.
+    Invoked by hand (``{}``: no ``ResourceProperties``), it runs the set-up for the users of
+    its environment (docs/deploy.md)."""
     from pizzastream.config import load_properties
 
     physical_id = event.get("PhysicalResourceId") or "pizzastream-database-setup"
-    if event["RequestType"] == "Delete":
+    if event.get("RequestType") == "Delete":
         return {"PhysicalResourceId": physical_id}
     props = load_properties()
-    resource = event["ResourceProperties"]
-    written = set_up(props, users_from_secrets(props, resource.get("Users", [])))
+    entries = event.get("ResourceProperties", {}).get("Users")
+    if entries is None:
+        entries = json.loads(os.environ.get(USERS_VARIABLE, "[]"))
+    written = set_up(props, users_from_secrets(props, entries))
     return {"PhysicalResourceId": physical_id,
             "Data": {"ReferenceRowsWritten": str(sum(written.values()))}}

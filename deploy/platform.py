@@ -388,8 +388,8 @@ class PlatformStack(Stack):
                 _suppress(secret, {
                     "AwsSolutions-SMG4": "a service user's password: a new value (aws "
                                          "secretsmanager put-secret-value) is set on the database "
-                                         "by the next deploy's set-up and read by each service at "
-                                         "start; see docs/deploy.md"})
+                                         "by running the set-up function again, and read by each "
+                                         "service at start; runbook in docs/deploy.md"})
                 self.db_users[(group, service)] = (service, secret)
 
         function = self._function(
@@ -413,14 +413,16 @@ class PlatformStack(Stack):
                                  "set-up function (ARN ending in :*), scoped by CDK",
             "AwsSolutions-L1": "CDK's provider framework function: its Node.js runtime is chosen "
                                "by the CDK version, not by this app"})
+        users = [{"service": service, "database": group, "user": user,
+                  "password_secret_arn": secret.secret_arn}
+                 for (group, service), (user, secret) in self.db_users.items()]
+        # Also in the function's environment: invoked by hand with ``{}`` it sets the same
+        # users up again (a password changed in its secret, docs/deploy.md).
+        function.add_environment(dbsetup.USERS_VARIABLE, self.to_json_string(users))
         self.db_setup = CustomResource(
             self, "DatabaseSetup", service_token=provider.service_token,
             resource_type="Custom::DatabaseSetup",
-            properties={
-                "Fingerprint": dbsetup.fingerprint(),
-                "Users": [{"service": service, "database": group, "user": user,
-                           "password_secret_arn": secret.secret_arn}
-                          for (group, service), (user, secret) in self.db_users.items()]})
+            properties={"Fingerprint": dbsetup.fingerprint(), "Users": users})
         # The databases must be up and reachable: Aurora's instances, the workgroup.
         self.db_setup.node.add_dependency(self.aurora)
         self.db_setup.node.add_dependency(self.warehouse)

@@ -9,8 +9,9 @@ what its code never does.
 """
 from __future__ import annotations
 
-import dataclasses
 import copy
+import dataclasses
+import json
 from datetime import datetime, timezone
 
 import psycopg
@@ -350,3 +351,33 @@ def test_the_custom_resources_handler_sets_up_from_its_environment_and_secrets(
     assert dbsetup.handler({**event, "RequestType": "Delete"}) == {"PhysicalResourceId": "setup"}
     with _connect(admin_props, "api", WAREHOUSE) as conn:
         conn.execute("SELECT count(*) FROM hourly_store_metrics")
+
+
+def test_invoked_by_hand_the_handler_sets_up_the_users_of_its_environment(
+        set_up_twice, admin_props, monkeypatch):
+    """After a password changed in its secret: ``aws lambda invoke`` with ``{}`` sets the
+    users of ``PIZZASTREAM_DBSETUP_USERS`` up again, the new password included."""
+    from connectors import aws
+
+    client = aws.client(admin_props, "secretsmanager")
+    user = next(u for u in USERS if (u.service, u.database) == ("health", AURORA))
+    name = f"{PREFIX}/rotated/health"
+    value = f'{{"username": "{user.user}", "password": "changed-Pw-2"}}'
+    try:
+        arn = client.create_secret(Name=name, SecretString=value)["ARN"]
+    except client.exceptions.ResourceExistsException:
+        arn = client.put_secret_value(SecretId=name, SecretString=value)["ARN"]
+    for group in DATABASES:
+        for key in ("dbname", "user", "password", "engine", "stand_in"):
+            if key in admin_props[group]:
+                monkeypatch.setenv(f"PIZZASTREAM__{group}__{key}", admin_props[group][key])
+    monkeypatch.setenv(dbsetup.USERS_VARIABLE, json.dumps([
+        {"service": "health", "database": AURORA, "user": user.user,
+         "password_secret_arn": arn}]))
+    try:
+        assert dbsetup.handler({})["Data"] == {"ReferenceRowsWritten": "0"}
+        settings = dict(admin_props[AURORA], user=user.user, password="changed-Pw-2")
+        with psycopg.connect(postgres_dsn({AURORA: settings}, AURORA)) as conn:
+            conn.execute("SELECT count(*) FROM dead_letter")
+    finally:        # the other tests log in with the first password
+        dbsetup.set_up(admin_props, [user])

@@ -517,6 +517,10 @@ def test_the_database_set_up_runs_the_set_up_function_in_the_data_subnets(templa
                                 lambda p: p.get("FunctionName") == f"{PREFIX}-dbsetup")
     function = template.resources[function_logical]["Properties"]
     assert function["Handler"] == "connectors.dbsetup.handler"
+    # the same users in its environment, for a run by hand
+    users_variable = template.resolve(function["Environment"]["Variables"][dbsetup.USERS_VARIABLE])
+    assert all(u["password_secret_arn"]["Ref"] in str(function["Environment"]["Variables"][
+        dbsetup.USERS_VARIABLE]) for u in props["Users"]), users_variable
     subnets = {item["Ref"] for item in function["VpcConfig"]["SubnetIds"]}
     assert subnets and all(s.startswith("Vpcdata") for s in subnets)
     (sg,) = function["VpcConfig"]["SecurityGroupIds"]

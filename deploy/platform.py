@@ -410,9 +410,7 @@ class PlatformStack(Stack):
                                  "function and answers CloudFormation): AWS managed "
                                  "AWSLambdaBasicExecutionRole for its logs",
             "AwsSolutions-IAM5": "CDK's provider framework may invoke any version of the one "
-                                 "set-up function (ARN ending in :*), scoped by CDK",
-            "AwsSolutions-L1": "CDK's provider framework function: its Node.js runtime is chosen "
-                               "by the CDK version, not by this app"})
+                                 "set-up function (ARN ending in :*), scoped by CDK"})
         users = [{"service": service, "database": group, "user": user,
                   "password_secret_arn": secret.secret_arn}
                  for (group, service), (user, secret) in self.db_users.items()]

@@ -18,7 +18,8 @@ from their secrets) and, every time, all idempotent:
    ``etl_warehouse.sql`` on PostgreSQL, ``deploy/redshift/*.sql`` on Redshift (the same
    tables with Redshift's physical design). Every statement is ``CREATE … IF NOT EXISTS``,
    ``CREATE OR REPLACE`` or guarded;
-2. creates each service's user if missing, sets its password (from its own secret) and
+2. creates each service's user if missing, sets its password (from its own secret; sent
+   as PostgreSQL's SCRAM verifier or Redshift's MD5 form, never in clear) and
    gives it exactly the grants of ``AURORA_GRANTS``/``WAREHOUSE_GRANTS`` (revoke all, grant
    the list, in one transaction on PostgreSQL, so a service never sees a gap);
 3. upserts the reference data of ``pizzastream.reference_data`` (suppliers, ingredients
@@ -32,7 +33,9 @@ The SQL files travel in the Lambda package at the same paths relative to this mo
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -164,6 +167,26 @@ def apply_schemas(props: Props, group: str) -> None:
             conn.execute(path.read_text())
 
 
+def scram_verifier(user: str, password: str, iterations: int = 4096) -> str:
+    """PostgreSQL's SCRAM-SHA-256 verifier of ``password``, computed here so the password
+    itself is never in a statement (nor in a log of a failed one). The salt is derived
+    from the user and password: the same password gives the same verifier, so a second
+    run changes nothing. (The generated passwords are ASCII letters and digits, which
+    SASLprep leaves as they are.)"""
+    salt = hashlib.sha256(f"pizzastream:{user}:{password}".encode()).digest()[:16]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    encode = (lambda raw: base64.b64encode(raw).decode())
+    return (f"SCRAM-SHA-256${iterations}:{encode(salt)}${encode(stored_key)}:"
+            f"{encode(server_key)}")
+
+
+def redshift_md5(user: str, password: str) -> str:
+    """Redshift's hashed form of a password for CREATE/ALTER USER."""
+    return "md5" + hashlib.md5((password + user).encode()).hexdigest()
+
+
 def ensure_users(conn: psycopg.Connection, users: Sequence[ServiceUser], group: str) -> None:
     """Each user exists with its password, may connect and holds exactly its grants."""
     dbname = conn.info.dbname
@@ -174,7 +197,7 @@ def ensure_users(conn: psycopg.Connection, users: Sequence[ServiceUser], group: 
                               [user.user]).fetchone()
         conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
             sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(user.user),
-            sql.Literal(user.password)))
+            sql.Literal(scram_verifier(user.user, user.password))))
         name = sql.Identifier(user.user)
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
             sql.Identifier(dbname), name))
@@ -276,10 +299,10 @@ def _set_up_redshift(props: Props, users: Sequence[ServiceUser]) -> None:
         for user in users:
             cursor.execute("SELECT 1 FROM pg_user WHERE usename = %s", (user.user,))
             exists = cursor.fetchone()
-            # Redshift takes no bind parameter here; the password is generated without
-            # punctuation (deploy/platform.py), so it needs no quoting beyond this.
+            # Redshift takes the MD5 form ('md5' + md5(password + user)): no password in
+            # the statement or its logs
             cursor.execute(f"{'ALTER' if exists else 'CREATE'} USER \"{user.user}\" "
-                           f"PASSWORD '{user.password}'")
+                           f"PASSWORD '{redshift_md5(user.user, user.password)}'")
         conn.autocommit = False
         cursor = conn.cursor()
         for user in users:

@@ -58,11 +58,8 @@ def _ensure_database(admin: psycopg.Connection, dbname: str, owner: str) -> None
 
 def apply_schemas(props: Props) -> None:
     """Run each schema file as the application role, so its tables belong to that role."""
-    for group, paths in SCHEMAS.items():
-        with psycopg.connect(postgres_dsn(props, group)) as conn:
-            for path in paths:
-                if path.exists():
-                    conn.execute(path.read_text())
+    for group in SCHEMAS:
+        dbsetup.apply_schemas(props, group)
 
 
 def seed(props: Props, force: bool = False) -> bool:

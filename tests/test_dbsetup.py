@@ -84,12 +84,21 @@ def _state(props) -> dict:
     return state
 
 
+def _verifiers(props) -> list[tuple]:
+    """The users' stored passwords (SCRAM verifiers), as only a superuser can read them."""
+    from stack.services import StackPaths, stack_services
+
+    with stack_services(props, StackPaths()).postgres.admin_connection() as admin:
+        return admin.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname LIKE %s"
+                             " ORDER BY 1", [f"{PREFIX}%"]).fetchall()
+
+
 @pytest.fixture(scope="module")
 def set_up_twice(admin_props):
     first = dbsetup.set_up(admin_props, USERS)
-    before = _state(admin_props)
+    before = {**_state(admin_props), "passwords": _verifiers(admin_props)}
     second = dbsetup.set_up(admin_props, USERS)
-    return first, second, before, _state(admin_props)
+    return first, second, before, {**_state(admin_props), "passwords": _verifiers(admin_props)}
 
 
 def test_set_up_is_idempotent(set_up_twice):
@@ -99,6 +108,10 @@ def test_set_up_is_idempotent(set_up_twice):
     assert second == {table: 0 for table in first}
     assert after == before
     assert before[f"grants-{AURORA}"] and before[f"grants-{WAREHOUSE}"]
+    # the passwords went in as SCRAM verifiers, the same ones again the second time
+    assert {u.user for u in USERS} <= {name for name, _ in before["passwords"]}
+    assert all(verifier.startswith("SCRAM-SHA-256$") for name, verifier in before["passwords"]
+               if name != ADMIN)
 
 
 def test_reference_data_is_the_chains(set_up_twice, admin_props):

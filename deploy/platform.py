@@ -732,11 +732,12 @@ class PlatformStack(Stack):
                                               "manifest and files under warehouse/loads/, "
                                               "whose names it computes; PutMetricData has "
                                               "no resource form (namespace condition)"})
-        etl_rule = events.Rule(self, "EtlSchedule", schedule=events.Schedule.expression(etl["schedule"]),
-                    targets=[targets.EcsTask(
-                        cluster=cluster, task_definition=etl_task,
-                        subnet_selection=self.data_subnets,
-                        security_groups=[self.sgs["etl"]])])
+        etl_rule = events.Rule(
+            self, "EtlSchedule", schedule=events.Schedule.expression(etl["schedule"]),
+            targets=[targets.EcsTask(
+                cluster=cluster, task_definition=etl_task,
+                subnet_selection=self.data_subnets,
+                security_groups=[self.sgs["etl"]])])
         etl_rule.node.add_dependency(self.db_setup)
         _suppress(etl_task, {"AwsSolutions-IAM5": "EventBridge's role may run any revision of "
                                                   "the ETL's task definition (ARN ends in :*)"})

@@ -160,7 +160,8 @@ NOW = datetime(2026, 12, 4, 13, 5, tzinfo=timezone.utc)
 _FACT = ("INSERT INTO order_fct (store_id, order_id, product_id, transaction_ts, quantity,"
          " unit_price, total_transaction_amt, delivery_type, channel)"
          " VALUES (1, %s, 1, %s, 1, 10, 10, 'delivery', %s)")
-_UPSERT = " ON CONFLICT (order_id, product_id) DO UPDATE SET transaction_ts = EXCLUDED.transaction_ts"
+_UPSERT = (" ON CONFLICT (order_id, product_id) DO UPDATE"
+           " SET transaction_ts = EXCLUDED.transaction_ts")
 _DEAD_LETTER = ("INSERT INTO dead_letter (dead_letter_id, job, reason, detail, payload)"
                 " VALUES (%s, 'job', 'r', 'd', 'p') ON CONFLICT (dead_letter_id) DO UPDATE"
                 " SET reason = EXCLUDED.reason")

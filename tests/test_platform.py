@@ -532,10 +532,11 @@ def test_the_database_set_up_runs_the_set_up_function_in_the_data_subnets(templa
     admitted = {(template.resolve(rule["Properties"]["GroupId"]), rule["Properties"]["FromPort"])
                 for rule in template.of_type("AWS::EC2::SecurityGroupIngress").values()
                 if rule["Properties"].get("SourceSecurityGroupId") == sg}
-    servers = {name: template.resolve(
-        {"Fn::GetAtt": [_logical(template, "AWS::EC2::SecurityGroup",
-                                 lambda p, name=name: p["GroupDescription"] == f"pizzastream {name}"),
-                        "GroupId"]}) for name in ("aurora", "warehouse")}
+    servers = {}
+    for name in ("aurora", "warehouse"):
+        group = _logical(template, "AWS::EC2::SecurityGroup",
+                         lambda p, name=name: p["GroupDescription"] == f"pizzastream {name}")
+        servers[name] = template.resolve({"Fn::GetAtt": [group, "GroupId"]})
     assert admitted == {(servers["aurora"], 5432), (servers["warehouse"], 5439)}
     # it runs once the databases are there: Aurora's cluster and instances, the workgroup
     depends = set(resource.get("DependsOn", []))

@@ -1,7 +1,8 @@
 """The Lambda functions' code package, built from the project's own files.
 
 ``lambda_package()`` returns ``deploy/target/lambda``: the packages the handlers import
-(``pizzastream``, ``connectors``, ``etl``; ``.py`` files only), the (empty) properties file
+(``pizzastream``, ``connectors``, ``etl``; ``.py`` files only), the schema files of the
+database set-up (``stack/sql``, ``deploy/redshift``), the (empty) properties file
 the functions start from (``conf/aws``), and ``requirements-lambda.txt`` installed for
 Lambda's platform (CPython 3.11, manylinux x86_64, wheels only, as ``package.sh`` does for
 MSF). It is rebuilt when any input changed since the last build, and reused otherwise, so a
@@ -21,13 +22,20 @@ LAMBDA_DIR = DEPLOY_DIR / "target" / "lambda"
 LAMBDA_REQUIREMENTS = DEPLOY_DIR / "requirements-lambda.txt"
 LAMBDA_PACKAGES = ("pizzastream", "connectors", "etl")
 PROPERTIES = Path("conf") / "aws" / "application_properties.json"
+# The schema files the database set-up runs (connectors.dbsetup), at the same paths
+# relative to the package as in the repository.
+SQL_FILES = ("stack/sql/*.sql", "deploy/redshift/*.sql")
+
+
+def _sql_files() -> list[Path]:
+    return sorted(path for pattern in SQL_FILES for path in REPO_ROOT.glob(pattern))
 
 
 def _sources() -> list[Path]:
     files = [LAMBDA_REQUIREMENTS, REPO_ROOT / PROPERTIES]
     for package in LAMBDA_PACKAGES:
         files += sorted((REPO_ROOT / package).rglob("*.py"))
-    return files
+    return files + _sql_files()
 
 
 def _digest() -> str:
@@ -53,6 +61,10 @@ def lambda_package(python: str = sys.executable) -> Path:
     for package in LAMBDA_PACKAGES:
         shutil.copytree(REPO_ROOT / package, LAMBDA_DIR / package,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for path in _sql_files():
+        target = LAMBDA_DIR / path.relative_to(REPO_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
     (LAMBDA_DIR / PROPERTIES).parent.mkdir(parents=True)
     shutil.copy(REPO_ROOT / PROPERTIES, LAMBDA_DIR / PROPERTIES)
     stamp.write_text(digest)

@@ -16,6 +16,11 @@ templates (docs/deploy.md). What each part is for:
   names; the zip of ``deploy/package.sh`` as an asset), POS ingestion and the platform
   metrics as Lambda functions, the hourly ETL as a scheduled Fargate task, the delivery
   service as a Fargate service with its KCL lease table;
+* databases set up by the deploy: a custom resource (``connectors.dbsetup.handler``, a
+  Lambda function in the data subnets) runs the schema files on Aurora and Redshift,
+  creates one database user per service with only its grants (passwords generated into
+  Secrets Manager, one secret each) and upserts the reference data, on create and whenever
+  what it applies changes; every service starts after it;
 * security: one role per service, each granted only what its code does (``grant_*`` on the
   one resource, or statements written out), secrets in Secrets Manager read at start;
   the role store accounts assume to drop POS batches;
@@ -44,11 +49,14 @@ from aws_cdk import (
     aws_rds as rds, aws_redshiftserverless as redshift, aws_s3 as s3, aws_s3_assets as assets,
     aws_s3_notifications as s3n, aws_secretsmanager as secretsmanager, aws_sns as sns,
     aws_sns_subscriptions as subscriptions, aws_ecr_assets as ecr_assets,
+    CustomResource, custom_resources as cr,
 )
 from cdk_nag import AwsSolutionsChecks, NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from bench import capacity
+from connectors import dbsetup
+from connectors.dbsetup import AURORA, WAREHOUSE
 from deploy import msf, packages
 from pizzastream.pos_batches import LANDING_PREFIX, MANIFEST_SUFFIX
 from pizzastream.publication import LATE_HOURS, UNPUBLISHED_HOURS
@@ -120,6 +128,7 @@ class PlatformStack(Stack):
         self._network()
         self._data()
         self._secrets_and_databases()
+        self._database_setup()
         self._flink_applications(msf_zip)
         self._functions()
         self._containers()
@@ -176,8 +185,8 @@ class PlatformStack(Stack):
                                             security_groups=[endpoints_sg], open=False)
         self.sgs: dict[str, ec2.SecurityGroup] = {}
         for name in ("order_enrichment", "inventory_windowing", "hourly_metrics", "pos",
-                     "health", "ticks", "etl", "delivery", "rotation", "aurora", "redis",
-                     "warehouse"):
+                     "health", "ticks", "etl", "delivery", "rotation", "dbsetup", "aurora",
+                     "redis", "warehouse"):
             self.sgs[name] = ec2.SecurityGroup(
                 self, f"Sg-{name}", vpc=self.vpc, description=f"pizzastream {name}")
 
@@ -267,7 +276,7 @@ class PlatformStack(Stack):
             automatically_after=Duration.days(30), vpc_subnets=self.data_subnets,
             security_group=self.sgs["rotation"])
         self._allow(["order_enrichment", "inventory_windowing", "pos", "health", "etl",
-                     "delivery", "rotation"], "aurora", 5432)
+                     "delivery", "rotation", "dbsetup"], "aurora", 5432)
 
         # Redshift Serverless: the admin password managed by Redshift in Secrets Manager.
         self.warehouse_secret = secretsmanager.Secret(
@@ -304,7 +313,7 @@ class PlatformStack(Stack):
             config_parameters=[redshift.CfnWorkgroup.ConfigParameterProperty(
                 parameter_key="require_ssl", parameter_value="true")])
         self.warehouse.add_resource_dependency(namespace)
-        self._allow(["hourly_metrics", "etl"], "warehouse", 5439)
+        self._allow(["hourly_metrics", "etl", "dbsetup"], "warehouse", 5439)
 
         # ElastiCache for Redis: TLS in transit, AUTH token from Secrets Manager, encrypted.
         self.redis_secret = secretsmanager.Secret(
@@ -345,19 +354,94 @@ class PlatformStack(Stack):
         self._allow(["order_enrichment", "inventory_windowing", "hourly_metrics", "delivery"],
                     "redis", redis_config["port"])
 
+    # --- database set-up -------------------------------------------------------------------
+
+    def db_login(self, group: str, service: str) -> tuple[str, str]:
+        """``(user, password secret ARN)`` a service logs in with to ``group``'s database;
+        ``("", "")`` when it does not use that database. ``dbsetup`` is the administrator."""
+        if service == "dbsetup":
+            if group == AURORA:
+                return self.config["aurora"]["user"], self.aurora_secret.secret_arn
+            return self.config["warehouse"]["user"], self.warehouse_secret.secret_arn
+        if (group, service) not in self.db_users:
+            return "", ""
+        user, secret = self.db_users[(group, service)]
+        return user, secret.secret_arn
+
+    def _database_setup(self) -> None:
+        """One user per service and database (``connectors.dbsetup.GRANTS``), its password
+        generated into a secret of its own; the custom resource that applies the schemas,
+        the users and their grants, and the reference data, run again whenever
+        ``dbsetup.fingerprint()`` (schema files, reference data, grants) changes."""
+        self.db_users: dict[tuple[str, str], tuple[str, secretsmanager.Secret]] = {}
+        for group, grants in dbsetup.GRANTS.items():
+            for service in grants:
+                secret = secretsmanager.Secret(
+                    self, f"DbUser-{group}-{service}",
+                    secret_name=f"{self.prefix}/{group.lower()}/{service}",
+                    description=f"{service}'s password for the {group} database",
+                    generate_secret_string=secretsmanager.SecretStringGenerator(
+                        secret_string_template=json.dumps({"username": service}),
+                        generate_string_key="password", exclude_punctuation=True,
+                        # Redshift wants an upper and a lower case letter and a digit
+                        require_each_included_type=True, password_length=32))
+                _suppress(secret, {
+                    "AwsSolutions-SMG4": "a service user's password: a new value (aws "
+                                         "secretsmanager put-secret-value) is set on the database "
+                                         "by running the set-up function again, and read by each "
+                                         "service at start; runbook in docs/deploy.md"})
+                self.db_users[(group, service)] = (service, secret)
+
+        function = self._function(
+            "dbsetup", "connectors.dbsetup.handler", Duration.minutes(15), 1024,
+            "Database set-up: schemas, a user per service with its grants, reference data")
+        role = self.roles["dbsetup"]
+        self.aurora_secret.grant_read(role)
+        self.warehouse_secret.grant_read(role)
+        for _, secret in self.db_users.values():
+            secret.grant_read(role)
+        provider_logs = logs.LogGroup(self, "Logs-dbsetup-provider",
+                                      retention=logs.RetentionDays.ONE_MONTH,
+                                      removal_policy=RemovalPolicy.DESTROY)
+        provider = cr.Provider(self, "DatabaseSetupProvider", on_event_handler=function,
+                               log_group=provider_logs)
+        _suppress(provider, {
+            "AwsSolutions-IAM4": "CDK's provider framework function (it only invokes the set-up "
+                                 "function and answers CloudFormation): AWS managed "
+                                 "AWSLambdaBasicExecutionRole for its logs",
+            "AwsSolutions-IAM5": "CDK's provider framework may invoke any version of the one "
+                                 "set-up function (ARN ending in :*), scoped by CDK"})
+        users = [{"service": service, "database": group, "user": user,
+                  "password_secret_arn": secret.secret_arn}
+                 for (group, service), (user, secret) in self.db_users.items()]
+        # Also in the function's environment: invoked by hand with ``{}`` it sets the same
+        # users up again (a password changed in its secret, docs/deploy.md).
+        function.add_environment(dbsetup.USERS_VARIABLE, self.to_json_string(users))
+        self.db_setup = CustomResource(
+            self, "DatabaseSetup", service_token=provider.service_token,
+            resource_type="Custom::DatabaseSetup",
+            properties={"Fingerprint": dbsetup.fingerprint(), "Users": users})
+        # The databases must be up and reachable: Aurora's instances, the workgroup.
+        self.db_setup.node.add_dependency(self.aurora)
+        self.db_setup.node.add_dependency(self.warehouse)
+
     # --- property groups -------------------------------------------------------------------
 
     def groups(self, service: str) -> dict[str, dict[str, str]]:
         """The property groups of a non-MSF service (the MSF ones come from their templates)."""
         aws = {"region": self.region, "account_id": self.account}
+        # Each service logs in as its own database user (connectors.dbsetup.GRANTS); only
+        # the set-up itself as the administrator.
+        aurora_user, aurora_secret = self.db_login(AURORA, service)
+        warehouse_user, warehouse_secret = self.db_login(WAREHOUSE, service)
         aurora = {"host": self.aurora.cluster_endpoint.hostname,
                   "port": str(self.aurora.cluster_endpoint.port),
-                  "dbname": self.config["aurora"]["dbname"], "user": self.config["aurora"]["user"],
-                  "password_secret_arn": self.aurora_secret.secret_arn, "sslmode": "require"}
+                  "dbname": self.config["aurora"]["dbname"], "user": aurora_user,
+                  "password_secret_arn": aurora_secret, "sslmode": "require"}
         warehouse = {"host": self.warehouse.attr_workgroup_endpoint_address,
                      "port": "5439", "dbname": self.config["warehouse"]["dbname"],
-                     "user": self.config["warehouse"]["user"],
-                     "password_secret_arn": self.warehouse_secret.secret_arn, "sslmode": "require",
+                     "user": warehouse_user,
+                     "password_secret_arn": warehouse_secret, "sslmode": "require",
                      "engine": "redshift", "iam_role": self.warehouse_copy_role.role_arn}
         # ElastiCache's AUTH token is the default user's password (plain AUTH).
         redis = {"host": self.redis_endpoint, "port": str(self.config["redis"]["port"]),
@@ -375,6 +459,9 @@ class PlatformStack(Stack):
                             "batch_interval_s": POS_CADENCE_S}}
         if service == "health":
             return {"Aws": aws, "Aurora": aurora}
+        if service == "dbsetup":
+            return {"Aws": aws, "Aurora": aurora,
+                    "Warehouse": {k: v for k, v in warehouse.items() if k != "iam_role"}}
         if service == "ticks":
             return {"Aws": aws, "Streams": {"restocks": streams["restocks"]}}
         if service == "etl":
@@ -422,10 +509,10 @@ class PlatformStack(Stack):
                 "aurora.host": self.aurora.cluster_endpoint.hostname,
                 "aurora.port": str(self.aurora.cluster_endpoint.port),
                 "aurora.dbname": self.config["aurora"]["dbname"],
-                "aurora.user": self.config["aurora"]["user"],
+                "aurora.user": self.db_login(AURORA, job)[0],
                 "warehouse.host": self.warehouse.attr_workgroup_endpoint_address,
                 "warehouse.port": "5439", "warehouse.dbname": self.config["warehouse"]["dbname"],
-                "warehouse.user": self.config["warehouse"]["user"],
+                "warehouse.user": self.db_login(WAREHOUSE, job)[0],
                 "warehouse.engine": "redshift",
                 "warehouse.iam_role": self.warehouse_copy_role.role_arn,
                 "redis.host": self.redis_endpoint,
@@ -434,8 +521,8 @@ class PlatformStack(Stack):
                 "redis.user": "default",
                 "redis.cluster_mode": "true" if self.redis_cluster_mode else "false",
                 "lake.bucket": self.lake.bucket_name,
-                "secrets.aurora": self.aurora_secret.secret_arn,
-                "secrets.warehouse": self.warehouse_secret.secret_arn,
+                "secrets.aurora": self.db_login(AURORA, job)[1],
+                "secrets.warehouse": self.db_login(WAREHOUSE, job)[1],
                 "secrets.redis": self.redis_secret.secret_arn,
                 "vpc.subnet_ids": [s.subnet_id for s in self.vpc.isolated_subnets],
                 "vpc.security_group_ids": [sg.security_group_id],
@@ -466,6 +553,8 @@ class PlatformStack(Stack):
                 "FlinkRunConfiguration": {"AllowNonRestoredState": False}})
             # The role's policy must exist before MSF checks what the role may do.
             app.add_resource_dependency(role.node.find_child("DefaultPolicy").node.default_child)
+            # The job's tables, user and reference data exist before it starts.
+            app.node.add_dependency(self.db_setup)
             logging_option = flink.CfnApplicationCloudWatchLoggingOption(
                 self, f"MsfLogging-{job}", application_name=app_name,
                 cloud_watch_logging_option=flink.CfnApplicationCloudWatchLoggingOption
@@ -491,8 +580,8 @@ class PlatformStack(Stack):
                   "log_group": log_group.log_group_name, "log_stream": msf.LOG_STREAM,
                   "code.bucket": code.s3_bucket_name, "code_key": code.s3_object_key,
                   "lake.bucket": self.lake.bucket_name,
-                  "secrets.aurora": self.aurora_secret.secret_arn,
-                  "secrets.warehouse": self.warehouse_secret.secret_arn,
+                  "secrets.aurora": self.db_login(AURORA, job)[1],
+                  "secrets.warehouse": self.db_login(WAREHOUSE, job)[1],
                   "secrets.redis": self.redis_secret.secret_arn,
                   **{f"streams.{k}": s.stream_name for k, s in self.streams.items()}}
         document = msf.render_policy(job, values)
@@ -544,7 +633,7 @@ class PlatformStack(Stack):
         pos = self._function("pos", "etl.pos_lambda.handler", Duration.minutes(15), 512,
                              "POS ingestion: a landed POS batch into order_fct and sales")
         role = self.roles["pos"]
-        self.aurora_secret.grant_read(role)
+        self.db_users[(AURORA, "pos")][1].grant_read(role)
         self.streams["sales"].grant_write(role)
         # Landing in, archive and quarantine out: read, copy and delete under pos/ only.
         role.add_to_policy(iam.PolicyStatement(
@@ -563,13 +652,16 @@ class PlatformStack(Stack):
 
         health = self._function("health", "etl.health.handler", Duration.minutes(1), 256,
                                 "Dead letters and ETL freshness from Aurora to CloudWatch")
-        self.aurora_secret.grant_read(self.roles["health"])
+        self.db_users[(AURORA, "health")][1].grant_read(self.roles["health"])
         # PutMetricData has no resource-level permissions; the namespace condition scopes it.
         self.roles["health"].add_to_policy(iam.PolicyStatement(
             actions=["cloudwatch:PutMetricData"], resources=["*"],
             conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}}))
         events.Rule(self, "HealthSchedule", schedule=events.Schedule.rate(Duration.minutes(5)),
                     targets=[targets.LambdaFunction(health)])
+        # Both read and write tables the database set-up creates, as its users.
+        for function in (pos, health):
+            function.node.add_dependency(self.db_setup)
 
         # The replenishment plan's hourly review (docs/replenishment.md): each store's tick
         # on restocks at the start of every hour. A retry writes the same event ids, which
@@ -617,8 +709,8 @@ class PlatformStack(Stack):
         etl = self.config["etl"]
         etl_task = task("etl", etl["cpu"], etl["memory_mib"], ["etl.hourly"])
         role = self.roles["etl"]
-        self.aurora_secret.grant_read(role)
-        self.warehouse_secret.grant_read(role)
+        self.db_users[(AURORA, "etl")][1].grant_read(role)
+        self.db_users[(WAREHOUSE, "etl")][1].grant_read(role)
         self.staging.grant_read_write(role, "staging/*")
         self.staging.grant_delete(role, "staging/*")
         self.lake.grant_read_write(role, "lake/*")
@@ -640,11 +732,13 @@ class PlatformStack(Stack):
                                               "manifest and files under warehouse/loads/, "
                                               "whose names it computes; PutMetricData has "
                                               "no resource form (namespace condition)"})
-        events.Rule(self, "EtlSchedule", schedule=events.Schedule.expression(etl["schedule"]),
-                    targets=[targets.EcsTask(
-                        cluster=cluster, task_definition=etl_task,
-                        subnet_selection=self.data_subnets,
-                        security_groups=[self.sgs["etl"]])])
+        etl_rule = events.Rule(
+            self, "EtlSchedule", schedule=events.Schedule.expression(etl["schedule"]),
+            targets=[targets.EcsTask(
+                cluster=cluster, task_definition=etl_task,
+                subnet_selection=self.data_subnets,
+                security_groups=[self.sgs["etl"]])])
+        etl_rule.node.add_dependency(self.db_setup)
         _suppress(etl_task, {"AwsSolutions-IAM5": "EventBridge's role may run any revision of "
                                                   "the ETL's task definition (ARN ends in :*)"})
 
@@ -658,7 +752,7 @@ class PlatformStack(Stack):
         delivery_task = task("delivery", delivery["cpu"], delivery["memory_mib"],
                              ["delivery"])          # worker id: host name + random
         role = self.roles["delivery"]
-        self.aurora_secret.grant_read(role)
+        self.db_users[(AURORA, "delivery")][1].grant_read(role)
         self.redis_secret.grant_read(role)
         self.streams["deliveries"].grant_read(role)
         leases.grant_read_write_data(role)
@@ -675,11 +769,12 @@ class PlatformStack(Stack):
             conditions={"StringEquals": {"cloudwatch:namespace": self.lease_table_name}}))
         _suppress(role, {"AwsSolutions-IAM5": "KCL tables share the lease table's name as "
                                               "prefix; PutMetricData has no resource form"})
-        ecs.FargateService(
+        delivery_service = ecs.FargateService(
             self, "Delivery", cluster=cluster, task_definition=delivery_task,
             desired_count=delivery["workers"], vpc_subnets=self.egress_subnets,
             security_groups=[self.sgs["delivery"]], assign_public_ip=False,
             min_healthy_percent=50)
+        delivery_service.node.add_dependency(self.db_setup)
 
     # --- store accounts --------------------------------------------------------------------
 

@@ -8,30 +8,21 @@ skipping missing ones; the ETL's files come after the ones whose tables they ext
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple, fields, is_dataclass
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from connectors import dbsetup
 from pizzastream import reference_data
 from pizzastream.config import postgres_dsn
 
-SQL_DIR = Path(__file__).resolve().parent / "sql"
-SCHEMAS = {
-    "Aurora": (SQL_DIR / "operational.sql", SQL_DIR / "delivery.sql", SQL_DIR / "etl.sql"),
-    "Warehouse": (SQL_DIR / "warehouse.sql", SQL_DIR / "etl_warehouse.sql"),
-}
+# The schema files and reference tables are shared with the deployed platform's set-up
+# (connectors.dbsetup, run by the stack's custom resource on AWS).
+SQL_DIR = dbsetup.SQL_DIR
+SCHEMAS = dbsetup.SCHEMAS
 
 # Loaded in this order (foreign keys); reset_data keeps them, empties everything else.
-REFERENCE_TABLES = {
-    "supplier": reference_data.suppliers,
-    "ingredient": reference_data.ingredients,
-    "product": reference_data.products,
-    "recipe": reference_data.recipes,
-    "store": reference_data.stores,
-    "delivery_partner": reference_data.delivery_partners,
-}
+REFERENCE_TABLES = dbsetup.REFERENCE_TABLES
 INVENTORY = "inventory"
 # The same opening stock again, read by inventory_windowing and never written by it.
 OPENING_INVENTORY = "opening_inventory"
@@ -67,11 +58,8 @@ def _ensure_database(admin: psycopg.Connection, dbname: str, owner: str) -> None
 
 def apply_schemas(props: Props) -> None:
     """Run each schema file as the application role, so its tables belong to that role."""
-    for group, paths in SCHEMAS.items():
-        with psycopg.connect(postgres_dsn(props, group)) as conn:
-            for path in paths:
-                if path.exists():
-                    conn.execute(path.read_text())
+    for group in SCHEMAS:
+        dbsetup.apply_schemas(props, group)
 
 
 def seed(props: Props, force: bool = False) -> bool:
@@ -130,11 +118,4 @@ def _truncate(conn: psycopg.Connection, tables: Sequence[str]) -> None:
 
 def _copy(conn: psycopg.Connection, table: str, rows: Sequence) -> None:
     """COPY dataclass or named-tuple rows into ``table``; field names are column names."""
-    first = rows[0]
-    names = [f.name for f in fields(first)] if is_dataclass(first) else list(first._fields)
-    as_tuple = astuple if is_dataclass(first) else tuple
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names)))
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(as_tuple(row))
+    dbsetup.copy_rows(conn, table, rows)

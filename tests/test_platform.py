@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors import dbsetup
 from deploy import msf, packages, platform, property_reads
 from deploy.property_reads import analyze, analyze_function
 from tests.platform_support import ACCOUNT, REGION, Template, simulate
@@ -33,6 +34,8 @@ PROGRAMS = {
     "etl": [("module", "etl/hourly.py")],
     # The worker and the record processor the KCL daemon starts (delivery.daemon).
     "delivery": [("module", "delivery/__main__.py"), ("module", "delivery/processor.py")],
+    # the database set-up, the custom resource's function
+    "dbsetup": [("function", "connectors.dbsetup", "handler")],
 }
 
 
@@ -176,7 +179,7 @@ def test_the_functions_ship_every_module_they_import(synthesized):
     shipped = _importable(_distributions(
         [line.split("#")[0].strip() for line in packages.LAMBDA_REQUIREMENTS.read_text()
          .splitlines() if line.split("#")[0].strip()]))
-    for program in ("pos", "health", "ticks"):
+    for program in ("pos", "health", "ticks", "dbsetup"):
         analysis = _analysis(program)
         assert "pyflink" not in analysis.external_modules
         assert analysis.external_modules - shipped == set(), program
@@ -184,7 +187,10 @@ def test_the_functions_ship_every_module_they_import(synthesized):
     outdir, _ = synthesized
     (asset,) = [p for p in outdir.glob("asset.*") if (p / "psycopg").is_dir()]
     for name in ("etl/pos_lambda.py", "etl/health.py", "psycopg", "boto3",
-                 "conf/aws/application_properties.json"):
+                 "conf/aws/application_properties.json", "connectors/dbsetup.py",
+                 "redshift_connector", *[str(path.relative_to(platform.REPO_ROOT)) for path in
+                                         (*dbsetup.SCHEMAS["Aurora"], *dbsetup.SCHEMAS["Warehouse"],
+                                          *dbsetup.REDSHIFT_SCHEMAS)]):
         assert (asset / name).exists(), name
 
 
@@ -364,14 +370,18 @@ def test_each_flink_job_reads_and_writes_exactly_its_streams(template, job):
 def test_flink_jobs_read_only_their_own_secrets_and_only_hourly_metrics_writes_the_lake(template):
     lake_object = _arn("object", "lake") + "/lake/hourly_store_metrics/dt=2026-12-04/hour=13/p.parquet"
     _expect(template, f"{PREFIX}-order-enrichment",
-            allowed=[("secretsmanager:GetSecretValue", _arn("secret", "aurora")),
+            allowed=[("secretsmanager:GetSecretValue", _arn("secret", "aurora/order_enrichment")),
                      ("secretsmanager:GetSecretValue", _arn("secret", "redis-auth"))],
             denied=[("secretsmanager:GetSecretValue", _arn("secret", "warehouse")),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "aurora")),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "aurora/inventory_windowing")),
                     ("s3:PutObject", lake_object), ("s3:GetObject", lake_object)])
     _expect(template, f"{PREFIX}-hourly-metrics",
             allowed=[("s3:PutObject", lake_object),
-                     ("secretsmanager:GetSecretValue", _arn("secret", "warehouse"))],
+                     ("secretsmanager:GetSecretValue", _arn("secret", "warehouse/hourly_metrics"))],
             denied=[("secretsmanager:GetSecretValue", _arn("secret", "aurora")),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "warehouse")),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "warehouse/etl")),
                     ("s3:PutObject", _arn("object", "staging") + "/staging/order_fct/x"),
                     ("s3:GetObject", _arn("object", "pos") + "/pos/landing/x")])
 
@@ -384,8 +394,9 @@ def test_pos_ingestion_reads_landing_writes_sales_and_cannot_read_the_lake(templ
                      ("s3:DeleteObject", landing),
                      ("s3:ListBucket", _arn("object", "pos"), {"s3:prefix": "pos/landing/store_system=07/"}),
                      ("kinesis:PutRecords", _arn("stream", "sales")),
-                     ("secretsmanager:GetSecretValue", _arn("secret", "aurora"))],
+                     ("secretsmanager:GetSecretValue", _arn("secret", "aurora/pos"))],
             denied=[("s3:GetObject", _arn("object", "lake") + "/lake/hourly_store_metrics/x"),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "aurora")),
                     ("s3:ListBucket", _arn("object", "lake"), {"s3:prefix": "lake/"}),
                     ("s3:GetObject", _arn("object", "staging") + "/staging/order_fct/x"),
                     ("kinesis:PutRecords", _arn("stream", "orders")),
@@ -425,9 +436,12 @@ def test_etl_delivery_and_health_roles_do_their_work_and_nothing_else(template):
     _expect(template, f"{PREFIX}-etl",
             allowed=[("s3:PutObject", _arn("object", "staging") + "/staging/order_fct/dt=2026-12-04/hour=13/p.parquet"),
                      ("s3:PutObject", _arn("object", "lake") + "/lake/hourly_store_metrics/dt=2026-12-04/hour=13/p.parquet"),
-                     ("secretsmanager:GetSecretValue", _arn("secret", "warehouse")),
+                     ("secretsmanager:GetSecretValue", _arn("secret", "warehouse/etl")),
+                     ("secretsmanager:GetSecretValue", _arn("secret", "aurora/etl")),
                      ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "pizzastream"})],
             denied=[("s3:GetObject", _arn("object", "pos") + "/pos/landing/x"),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "warehouse")),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "aurora")),
                     ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "AWS/Kinesis"}),
                     ("kinesis:PutRecords", _arn("stream", "sales")),
                     ("secretsmanager:GetSecretValue", _arn("secret", "redis-auth"))])
@@ -435,15 +449,19 @@ def test_etl_delivery_and_health_roles_do_their_work_and_nothing_else(template):
             allowed=[("kinesis:GetRecords", _arn("stream", "deliveries")),
                      ("dynamodb:PutItem", _arn("table", f"{PREFIX}-delivery")),
                      ("dynamodb:PutItem", _arn("table", f"{PREFIX}-delivery-WorkerMetricStats")),
-                     ("secretsmanager:GetSecretValue", _arn("secret", "redis-auth"))],
+                     ("secretsmanager:GetSecretValue", _arn("secret", "redis-auth")),
+                     ("secretsmanager:GetSecretValue", _arn("secret", "aurora/delivery"))],
             denied=[("kinesis:PutRecords", _arn("stream", "sales")),
                     ("kinesis:GetRecords", _arn("stream", "orders")),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "aurora")),
                     ("dynamodb:PutItem", _arn("table", "another-table")),
                     ("s3:GetObject", _arn("object", "lake") + "/lake/x")])
     _expect(template, f"{PREFIX}-health",
-            allowed=[("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "pizzastream"})],
+            allowed=[("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "pizzastream"}),
+                     ("secretsmanager:GetSecretValue", _arn("secret", "aurora/health"))],
             denied=[("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "AWS/Kinesis"}),
-                    ("secretsmanager:GetSecretValue", _arn("secret", "warehouse"))])
+                    ("secretsmanager:GetSecretValue", _arn("secret", "warehouse")),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "aurora"))])
     _expect(template, f"{PREFIX}-ticks",
             allowed=[("kinesis:PutRecords", _arn("stream", "restocks"))],
             denied=[("kinesis:PutRecords", _arn("stream", "orders")),
@@ -466,3 +484,119 @@ def test_wildcard_resources_only_where_aws_requires_them(template):
                 actions = statement["Action"] if isinstance(statement["Action"], list) \
                     else [statement["Action"]]
                 assert all(without_resources.match(a) for a in actions), actions
+
+
+# --- the database set-up (custom resource) ----------------------------------------------
+
+def _setup(template: Template) -> tuple[str, dict]:
+    (item,) = template.of_type("Custom::DatabaseSetup").items()
+    return item
+
+
+def _logical(template: Template, kind: str, predicate) -> str:
+    (logical,) = [k for k, v in template.of_type(kind).items() if predicate(v["Properties"])]
+    return logical
+
+
+def test_the_database_set_up_runs_the_set_up_function_in_the_data_subnets(template):
+    """A custom resource carries the users and the fingerprint of what the set-up applies
+    (a changed schema file, reference data or grant runs it again); its provider invokes
+    ``connectors.dbsetup.handler``, a function in the data subnets whose security group
+    Aurora and the warehouse admit."""
+    logical, resource = _setup(template)
+    props = resource["Properties"]
+    assert props["Fingerprint"] == dbsetup.fingerprint()
+    users = {(u["database"], u["service"]): u for u in props["Users"]}
+    assert set(users) == {(g, s) for g, grants in dbsetup.GRANTS.items() for s in grants}
+    for (group, service), user in users.items():
+        assert user["user"] == service
+        assert template.resolve(user["password_secret_arn"]) == _arn(
+            "secret", f"{group.lower()}/{service}")
+
+    function_logical = _logical(template, "AWS::Lambda::Function",
+                                lambda p: p.get("FunctionName") == f"{PREFIX}-dbsetup")
+    function = template.resources[function_logical]["Properties"]
+    assert function["Handler"] == "connectors.dbsetup.handler"
+    # the same users in its environment, for a run by hand
+    users_variable = template.resolve(function["Environment"]["Variables"][dbsetup.USERS_VARIABLE])
+    assert all(u["password_secret_arn"]["Ref"] in str(function["Environment"]["Variables"][
+        dbsetup.USERS_VARIABLE]) for u in props["Users"]), users_variable
+    subnets = {item["Ref"] for item in function["VpcConfig"]["SubnetIds"]}
+    assert subnets and all(s.startswith("Vpcdata") for s in subnets)
+    (sg,) = function["VpcConfig"]["SecurityGroupIds"]
+    # the provider's framework function, named by the service token, invokes ours
+    framework = template.resources[props["ServiceToken"]["Fn::GetAtt"][0]]["Properties"]
+    assert framework["Environment"]["Variables"]["USER_ON_EVENT_FUNCTION_ARN"][
+        "Fn::GetAtt"][0] == function_logical
+    # Aurora and the warehouse admit the set-up's security group on their ports
+    admitted = {(template.resolve(rule["Properties"]["GroupId"]), rule["Properties"]["FromPort"])
+                for rule in template.of_type("AWS::EC2::SecurityGroupIngress").values()
+                if rule["Properties"].get("SourceSecurityGroupId") == sg}
+    servers = {}
+    for name in ("aurora", "warehouse"):
+        group = _logical(template, "AWS::EC2::SecurityGroup",
+                         lambda p, name=name: p["GroupDescription"] == f"pizzastream {name}")
+        servers[name] = template.resolve({"Fn::GetAtt": [group, "GroupId"]})
+    assert admitted == {(servers["aurora"], 5432), (servers["warehouse"], 5439)}
+    # it runs once the databases are there: Aurora's cluster and instances, the workgroup
+    depends = set(resource.get("DependsOn", []))
+    assert set(template.of_type("AWS::RDS::DBCluster")) <= depends
+    assert set(template.of_type("AWS::RDS::DBInstance")) <= depends
+    assert set(template.of_type("AWS::RedshiftServerless::Workgroup")) <= depends
+
+
+def test_every_service_that_uses_a_database_starts_after_the_set_up(template):
+    setup, _ = _setup(template)
+    apps = template.of_type("AWS::KinesisAnalyticsV2::Application")
+    assert apps
+    for logical, app in apps.items():
+        assert setup in app.get("DependsOn", []), logical
+    for name in ("pos", "health"):
+        logical = _logical(template, "AWS::Lambda::Function",
+                           lambda p, name=name: p.get("FunctionName") == f"{PREFIX}-{name}")
+        assert setup in template.resources[logical].get("DependsOn", []), name
+    (service,) = template.of_type("AWS::ECS::Service").values()
+    assert setup in service.get("DependsOn", [])
+    (rule,) = [r for r in template.of_type("AWS::Events::Rule").values()
+               if "EcsParameters" in str(r["Properties"].get("Targets"))]
+    assert setup in rule.get("DependsOn", [])
+
+
+def test_each_service_logs_in_as_its_own_database_user(template):
+    """Aurora and the warehouse: each service its own user and secret (the set-up gives
+    the user only its grants, tests/test_dbsetup.py); only the set-up is the administrator."""
+    env = platform.load_environment(ENV)
+    seen = set()
+    for service, groups in _deployed_groups(template).items():
+        for group in ("Aurora", "Warehouse"):
+            if group not in groups:
+                continue
+            settings = groups[group]
+            secret = template.resolve(settings["password_secret_arn"])
+            if service == "dbsetup":
+                admin = env["aurora" if group == "Aurora" else "warehouse"]["user"]
+                assert settings["user"] == admin
+                assert secret == _arn("secret", group.lower())
+                continue
+            assert settings["user"] == service, (service, group)
+            assert secret == _arn("secret", f"{group.lower()}/{service}"), (service, group)
+            assert service in dbsetup.GRANTS[group], (service, group)
+            seen.add((group, service))
+    assert ("Aurora", "inventory_windowing") in seen and ("Warehouse", "hourly_metrics") in seen
+
+
+def test_the_set_up_role_reads_the_database_secrets_and_nothing_else(template):
+    users = [_arn("secret", f"{group.lower()}/{service}")
+             for group, grants in dbsetup.GRANTS.items() for service in grants]
+    _expect(template, f"{PREFIX}-dbsetup",
+            allowed=[("secretsmanager:GetSecretValue", _arn("secret", "aurora")),
+                     ("secretsmanager:GetSecretValue", _arn("secret", "warehouse")),
+                     *[("secretsmanager:GetSecretValue", arn) for arn in users]],
+            denied=[("secretsmanager:GetSecretValue", _arn("secret", "redis-auth")),
+                    ("secretsmanager:PutSecretValue", _arn("secret", "aurora/pos")),
+                    ("secretsmanager:GetSecretValue", _arn("secret", "another")),
+                    ("kinesis:PutRecords", _arn("stream", "sales")),
+                    ("kinesis:GetRecords", _arn("stream", "orders")),
+                    ("s3:GetObject", _arn("object", "lake") + "/lake/x"),
+                    ("s3:GetObject", _arn("object", "pos") + "/pos/landing/x"),
+                    ("redshift-data:ExecuteStatement", "*")])

@@ -177,7 +177,10 @@ def scram_verifier(user: str, password: str, iterations: int = 4096) -> str:
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
     server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    encode = (lambda raw: base64.b64encode(raw).decode())
+
+    def encode(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
     return (f"SCRAM-SHA-256${iterations}:{encode(salt)}${encode(stored_key)}:"
             f"{encode(server_key)}")
 
@@ -251,7 +254,7 @@ def _upsert(conn: psycopg.Connection, table: str, rows: Sequence, update: bool =
     values = [name for name in names if name not in key]
     columns = sql.SQL(", ").join(map(sql.Identifier, names))
     if update and values:
-        action = sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
+        action: sql.Composable = sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
             sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n))
                                for n in values),
             sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(table), sql.Identifier(n))

@@ -138,7 +138,8 @@ def write_order_status(redis_client: redis.Redis | redis.cluster.RedisCluster, o
     ``NOSCRIPT``): the one way for Python to write ``order:<order_id>``. Returns the outcome
     and, on a conflict, the status kept; the caller dead-letters a conflict
     (``pizzastream.order_status.conflict_dead_letter``)."""
-    script = redis_client.register_script(STATUS_WRITE_SCRIPT)
+    # redis-py types register_script on Redis alone; RedisCluster has the same method.
+    script = redis_client.register_script(STATUS_WRITE_SCRIPT)  # type: ignore[misc]
     return status_outcome(script(keys=[order_status_key(order_id)], args=[status, ttl_s]))
 
 

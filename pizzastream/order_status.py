@@ -68,10 +68,10 @@ def transition(current: str | None, new: str) -> Outcome:
 
 
 def settle(writes: Iterable[str], current: str | None = None
-           ) -> tuple[str | None, list[tuple[str, str]]]:
+           ) -> tuple[str | None, list[tuple[str, str | None]]]:
     """The status a sequence of writes leaves, from ``current``, and the refused writes as
     ``(refused, status kept)`` in order."""
-    conflicts = []
+    conflicts: list[tuple[str, str | None]] = []
     for new in writes:
         outcome = transition(current, new)
         if outcome is Outcome.WRITE:

@@ -76,7 +76,7 @@ def seed(props: Props, force: bool = False) -> bool:
             return False
         _truncate(conn, [*REFERENCE_TABLES, INVENTORY, OPENING_INVENTORY])
         for table, rows in REFERENCE_TABLES.items():
-            _copy(conn, table, rows())  # type: ignore[arg-type]  # each table's rows function
+            _copy(conn, table, rows())
         _copy_opening_inventory(conn)
     return True
 

@@ -17,8 +17,8 @@ STATUSES = st.sampled_from([*FINALS, PENDING, "garbage"])
 
 
 def test_the_final_statuses_are_the_contracts():
-    assert FINAL == {"accepted", "rejected:unknown_product", "rejected:insufficient_inventory",
-                     "rejected:invalid"}
+    assert {"accepted", "rejected:unknown_product", "rejected:insufficient_inventory",
+                     "rejected:invalid"} == FINAL
     assert all(is_final(s) for s in FINAL) and not is_final(PENDING) and not is_final(None)
     assert rank(None) < rank("garbage") < rank(PENDING) < rank(OrderStatus.ACCEPTED)
 

@@ -53,7 +53,7 @@ def conflicts(props) -> list[tuple]:
 def test_a_final_status_stays_and_the_other_paths_write_is_dead_lettered_once(clean_stack):
     props = clean_stack
     redis = redis_store.client(props)
-    status = lambda order_id: redis.get(redis_store.order_status_key(order_id))  # noqa: E731
+    status = lambda order_id: redis.get(redis_store.order_status_key(order_id))  # noqa: E731 - local shorthand
     producer = KinesisProducer(props)
     orders = stream_name(props, "orders")
     bad_accepted = bad(ACCEPTED_FIRST)

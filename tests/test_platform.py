@@ -503,7 +503,7 @@ def test_the_database_set_up_runs_the_set_up_function_in_the_data_subnets(templa
     (a changed schema file, reference data or grant runs it again); its provider invokes
     ``connectors.dbsetup.handler``, a function in the data subnets whose security group
     Aurora and the warehouse admit."""
-    _logical, resource = _setup(template)
+    _, resource = _setup(template)
     props = resource["Properties"]
     assert props["Fingerprint"] == dbsetup.fingerprint()
     users = {(u["database"], u["service"]): u for u in props["Users"]}

@@ -237,7 +237,11 @@ def connect_redshift(props: Props):
     import redshift_connector
 
     db = props["Warehouse"]
+    # ``Warehouse.sslmode`` (``verify-full`` as deployed: the certificate and the endpoint's
+    # name verified) against the driver's own Redshift CA bundle, which holds the Amazon
+    # roots Redshift's ACM certificates chain to; ``sslrootcert`` is libpq's (psycopg reads).
+    sslmode = db.get("sslmode") or None
     return redshift_connector.connect(
         host=db["host"], port=int(db.get("port", "5439")), database=db["dbname"],
-        user=db["user"], password=db["password"], ssl=True,
+        user=db["user"], password=db["password"], ssl=True, sslmode=sslmode,
         timeout=int(db.get("connect_timeout_s", "30")))

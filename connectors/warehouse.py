@@ -299,13 +299,22 @@ def stream_sink(props: Props):
     stand_in = db.get("stand_in", "") == redshift.STAND_IN_POSTGRESQL
     statements = stream_statements(CopyFromS3(STAGE, "{manifest}", db["iam_role"],
                                               redshift.CSV_GZIP))
-    url = (jdbc_url(props, "Warehouse") if stand_in
-           else f"jdbc:redshift://{db['host']}:{db.get('port', '5439')}/{db['dbname']}")
+    url = (jdbc_url(props, "Warehouse") if stand_in else redshift_jdbc_url(props))
     return Sink(jvm.pizzastream.flink.RedshiftStagedMergeSink(
         url, db["user"], db["password"], statements[:1], statement_sql(statements[1]),
         statements[2:], stream_load_url(props), STAGE if stand_in else "",
         int(db.get("serialization_attempts", "5")),
         int(float(db.get("serialization_backoff_s", "0.5")) * 1000)))
+
+
+def redshift_jdbc_url(props: Props) -> str:
+    """The Redshift JDBC driver's URL of the ``Warehouse`` group: TLS always, with the
+    group's ``sslmode`` (``verify-full`` as deployed) against the JVM's trust store, which
+    holds the Amazon roots Redshift's ACM certificates chain to (no CA file: the JVM sink
+    runs where the application's files may not be)."""
+    db = props["Warehouse"]
+    url = f"jdbc:redshift://{db['host']}:{db.get('port', '5439')}/{db['dbname']}"
+    return url + (f"?ssl=true&sslmode={db['sslmode']}" if db.get("sslmode") else "")
 
 
 def stream_load_url(props: Props) -> str:

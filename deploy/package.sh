@@ -3,6 +3,7 @@
 #   jobs/*.py, pizzastream/, connectors/   the code (job files are the `python` run option)
 #   lib/pizzastream-deps.jar               connectors and JVM helpers (`jarfile`)
 #   python-deps/                           psycopg, redis and their dependencies (`pyFiles`)
+#   certs/rds-ca-bundle.pem                the CAs of Aurora and Redshift (deploy/certs.py)
 # Runs again from scratch every time, so the zip never carries a stale dependency.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,6 +16,9 @@ rm -rf "$deps"
 "$PY" -m pip install --quiet --no-compile --target "$deps" \
   --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 --only-binary=:all: \
   -r requirements-msf.txt
+
+# The CA bundle (Aurora.sslrootcert, Warehouse.sslrootcert) from deploy/node_modules.
+PYTHONPATH=.. "$PY" -m deploy.certs >/dev/null
 
 # One Maven run: the shaded jar, then (profile msf-zip) the zip that packs it with the above.
 mvn -q -B -Pmsf-zip package -DskipTests

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deploy import certs
+
 DEPLOY_DIR = Path(__file__).resolve().parent
 REPO_ROOT = DEPLOY_DIR.parent
 LAMBDA_DIR = DEPLOY_DIR / "target" / "lambda"
@@ -47,9 +49,11 @@ def _digest() -> str:
 
 
 def lambda_package(python: str = sys.executable) -> Path:
+    bundle = certs.rds_ca_bundle()
     stamp = LAMBDA_DIR / ".inputs-sha256"
     digest = _digest()
     if stamp.exists() and stamp.read_text() == digest:
+        _copy_bundle(bundle)
         return LAMBDA_DIR
     shutil.rmtree(LAMBDA_DIR, ignore_errors=True)
     LAMBDA_DIR.mkdir(parents=True)
@@ -67,5 +71,13 @@ def lambda_package(python: str = sys.executable) -> Path:
         shutil.copy(path, target)
     (LAMBDA_DIR / PROPERTIES).parent.mkdir(parents=True)
     shutil.copy(REPO_ROOT / PROPERTIES, LAMBDA_DIR / PROPERTIES)
+    _copy_bundle(bundle)
     stamp.write_text(digest)
     return LAMBDA_DIR
+
+
+def _copy_bundle(bundle: Path) -> None:
+    target = LAMBDA_DIR / certs.BUNDLE
+    if not target.exists() or target.read_bytes() != bundle.read_bytes():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(bundle, target)

@@ -57,7 +57,7 @@ from constructs import Construct
 from bench import capacity
 from connectors import dbsetup
 from connectors.dbsetup import AURORA, WAREHOUSE
-from deploy import msf, packages
+from deploy import certs, msf, packages
 from pizzastream.pos_batches import LANDING_PREFIX, MANIFEST_SUFFIX
 from pizzastream.publication import LATE_HOURS, UNPUBLISHED_HOURS
 
@@ -87,10 +87,14 @@ METRICS_NAMESPACE = "pizzastream"
 # The POS contract's cadence: POS ingestion tells a missing batch by it.
 POS_CADENCE_S = "900"
 ETL = {"fetch_rows": "10000", "part_rows": "1000000", "metrics_chunk_hours": "24"}
+# TLS to Aurora and Redshift: the server's certificate verified against the CA bundle every
+# package carries (deploy/certs.py), and its name (pizzastream.config.tls_settings).
+DATABASE_TLS = {"sslmode": "verify-full", "sslrootcert": str(certs.BUNDLE)}
 # The container image's build context: only what deploy/docker/Dockerfile copies.
 IMAGE_FILES = ["requirements.lock", "scripts/setup_kcl.sh", "deploy/kcl/pom.xml",
                "deploy/pom.xml", "deploy/assembly", "deploy/docker", "connectors",
-               "pizzastream", "jobs", "etl", "delivery", "stack", "conf/aws"]
+               "pizzastream", "jobs", "etl", "delivery", "stack", "conf/aws",
+               "deploy/target/certs"]
 
 
 def load_environment(name: str) -> dict:
@@ -437,11 +441,11 @@ class PlatformStack(Stack):
         aurora = {"host": self.aurora.cluster_endpoint.hostname,
                   "port": str(self.aurora.cluster_endpoint.port),
                   "dbname": self.config["aurora"]["dbname"], "user": aurora_user,
-                  "password_secret_arn": aurora_secret, "sslmode": "require"}
+                  "password_secret_arn": aurora_secret, **DATABASE_TLS}
         warehouse = {"host": self.warehouse.attr_workgroup_endpoint_address,
                      "port": "5439", "dbname": self.config["warehouse"]["dbname"],
                      "user": warehouse_user,
-                     "password_secret_arn": warehouse_secret, "sslmode": "require",
+                     "password_secret_arn": warehouse_secret, **DATABASE_TLS,
                      "engine": "redshift", "iam_role": self.warehouse_copy_role.role_arn}
         # ElastiCache's AUTH token is the default user's password (plain AUTH).
         redis = {"host": self.redis_endpoint, "port": str(self.config["redis"]["port"]),
@@ -678,10 +682,11 @@ class PlatformStack(Stack):
     def _containers(self) -> None:
         self.lease_table_name = f"{self.prefix}-delivery"
         cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+        certs.rds_ca_bundle()   # deploy/target/certs, which the image copies
         image = ecs.ContainerImage.from_asset(
             str(REPO_ROOT), file="deploy/docker/Dockerfile", ignore_mode=IgnoreMode.DOCKER,
             exclude=["*", *[f"!{path}" for path in IMAGE_FILES], "**/__pycache__",
-                     "**/target"],
+                     "**/target", "!deploy/target/certs"],
             platform=ecr_assets.Platform.LINUX_AMD64)
 
         def task(name: str, cpu: int, memory: int, command: list[str]) -> ecs.FargateTaskDefinition:

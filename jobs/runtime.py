@@ -37,6 +37,9 @@ RESTORE_FROM_ENV = "PIZZASTREAM_RESTORE_FROM"
 # copies flink-s3-fs-hadoop here.
 PLUGINS_DIR = REPO_ROOT / "deploy" / "target" / "plugins"
 SHIPPED_PACKAGES = ("pizzastream", "connectors", "jobs")
+# Shipped with them when the application has it: the databases' CAs (``certs/``, in the MSF
+# zip), which ``pizzastream.config.tls_settings`` resolves against the workers' own root.
+SHIPPED_DATA = ("certs",)
 
 
 def _prepare_local_jvm(props: dict[str, dict[str, str]]) -> None:
@@ -160,6 +163,9 @@ def _ship_packages(env: StreamExecutionEnvironment) -> None:
     for package in SHIPPED_PACKAGES:
         shutil.copytree(REPO_ROOT / package, code / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
+    for data in SHIPPED_DATA:
+        if (REPO_ROOT / data).is_dir():
+            shutil.copytree(REPO_ROOT / data, code / data)
     env.add_python_file(str(code))
 
 

@@ -136,11 +136,29 @@ def pos_bucket(props: Mapping[str, Mapping[str, str]]) -> str:
     return props["Lake"].get("pos_bucket") or props["Lake"]["bucket"]
 
 
-def postgres_dsn(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> str:
-    """libpq connection string; ``sslmode`` (and ``sslrootcert``) when the group sets them
-    (on AWS: ``require`` for Aurora and Redshift, which only accept TLS there)."""
+def tls_settings(props: Mapping[str, Mapping[str, str]], group: str) -> list[tuple[str, str]]:
+    """``sslmode`` and ``sslrootcert`` of a database group, those it sets, in that order. On
+    AWS: ``verify-full`` (TLS, the server's certificate verified against the CAs of
+    ``sslrootcert``, and its name against ``host``) with ``certs/rds-ca-bundle.pem``, the
+    Amazon RDS CAs and Amazon roots every package carries (``deploy/certs.py``); locally
+    neither (the local PostgreSQL serves no TLS). A relative ``sslrootcert`` names a file
+    under the application's root (``REPO_ROOT``: the repository, the unpacked MSF zip, the
+    Lambda package, the image's ``/app``, or the directory the jobs ship their packages to
+    the Python workers in) and is resolved here, by the process that connects."""
     db = props[group]
-    tls = "".join(f" {key}={db[key]}" for key in ("sslmode", "sslrootcert") if db.get(key))
+    settings = []
+    if db.get("sslmode"):
+        settings.append(("sslmode", db["sslmode"]))
+    if db.get("sslrootcert"):
+        path = Path(db["sslrootcert"])
+        settings.append(("sslrootcert", str(path if path.is_absolute() else REPO_ROOT / path)))
+    return settings
+
+
+def postgres_dsn(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> str:
+    """libpq connection string, with the group's ``tls_settings``."""
+    db = props[group]
+    tls = "".join(f" {key}={value}" for key, value in tls_settings(props, group))
     return (
         f"host={db['host']} port={db['port']} dbname={db['dbname']} "
         f"user={db['user']} password={db['password']}{tls}"
@@ -148,7 +166,8 @@ def postgres_dsn(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") 
 
 
 def jdbc_url(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> str:
-    """The same database for the JVM sinks, with the same ``sslmode``/``sslrootcert``."""
+    """The same database for the JVM sinks (pgjdbc), with the same ``tls_settings``: pgjdbc
+    reads the same ``sslmode`` values and a PEM ``sslrootcert`` as libpq does."""
     db = props[group]
-    tls = "&".join(f"{key}={db[key]}" for key in ("sslmode", "sslrootcert") if db.get(key))
+    tls = "&".join(f"{key}={value}" for key, value in tls_settings(props, group))
     return f"jdbc:postgresql://{db['host']}:{db['port']}/{db['dbname']}" + (f"?{tls}" if tls else "")

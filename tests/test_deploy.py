@@ -23,7 +23,7 @@ import pytest
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
 
-from deploy import msf
+from deploy import certs, msf
 from deploy.__main__ import main
 from deploy.submit import submit
 from pizzastream.config import LOCAL_PROPERTIES, REPO_ROOT
@@ -41,9 +41,11 @@ DESCRIBE_ONLY = {"ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces",
 # Keys of the local configuration that MSF replaces: emulator endpoint and keys (the
 # application's role instead), parallelism and checkpointing (application settings).
 # What production sets instead of a local key: passwords come from Secrets Manager at
-# start (pizzastream.config.resolve_secrets), over TLS.
-ON_AWS_INSTEAD = {"Aurora": ({"password"}, {"password_secret_arn", "sslmode"}),
-                  "Warehouse": ({"password"}, {"password_secret_arn", "sslmode"}),
+# start (pizzastream.config.resolve_secrets), over TLS (the server verified against the CA
+# bundle every package carries).
+DATABASE_TLS = {"sslmode", "sslrootcert"}
+ON_AWS_INSTEAD = {"Aurora": ({"password"}, {"password_secret_arn", *DATABASE_TLS}),
+                  "Warehouse": ({"password"}, {"password_secret_arn", *DATABASE_TLS}),
                   "Redis": ({"password"}, {"password_secret_arn"})}
 LOCAL_ONLY = {"Aws": {"endpoint", "access_key_id", "secret_access_key"},
               "FlinkTuning": {"parallelism", "checkpoint_interval_ms"},
@@ -118,6 +120,18 @@ def test_property_groups_carry_what_the_local_configuration_has(job):
     assert streams.pop("initial_position") == "TRIM_HORIZON"
     assert set(streams) <= local["Streams"]
     assert set(streams.values()) == reads | writes
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_databases_are_verified_with_the_bundle_the_zip_carries(job):
+    """``verify-full``: TLS, Aurora's (Redshift's) certificate verified against the RDS CA
+    bundle at the path package.sh puts it in the zip, relative to the application's root."""
+    groups = _groups(msf.render(job, ACCOUNT, REGION, EXAMPLE))
+    databases = [group for group in ("Aurora", "Warehouse") if group in groups]
+    assert databases
+    for group in databases:
+        assert groups[group]["sslmode"] == "verify-full", group
+        assert groups[group]["sslrootcert"] == str(certs.BUNDLE), group
 
 
 def test_example_environment_has_no_static_keys():
@@ -411,7 +425,9 @@ def test_package_builds_the_msf_zip_with_dependencies_for_msf(tmp_path):
     jobs = {f"jobs/{path.name}" for path in (REPO_ROOT / "jobs").glob("*.py")}
     assert jobs | {"jobs/order_enrichment.py", "pizzastream/config.py", "connectors/kinesis.py",
                    "lib/pizzastream-deps.jar", "python-deps/psycopg/__init__.py",
-                   "python-deps/redis/__init__.py"} <= names
+                   "python-deps/redis/__init__.py", "certs/rds-ca-bundle.pem"} <= names
+    with zipfile.ZipFile(msf.ZIP_PATH) as archive:
+        assert archive.read("certs/rds-ca-bundle.pem") == certs.rds_ca_bundle().read_bytes()
     assert "python-deps/stale.py" not in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     # python-deps alone must do (-S: no site-packages to fall back on); psycopg's native

@@ -49,13 +49,15 @@ JOBS = msf.jobs()
 ORDERS = 40
 # What the zip is built from (deploy/package.sh, deploy/assembly/msf-zip.xml, deploy/pom.xml).
 ZIP_SOURCES = [REPO_ROOT / "deploy" / name for name in
-               ("package.sh", "requirements-msf.txt", "pom.xml", "assembly/msf-zip.xml")]
+               ("package.sh", "requirements-msf.txt", "pom.xml", "assembly/msf-zip.xml",
+                "certs.py", "package-lock.json")]
 ZIP_SOURCE_TREES = ("jobs", "pizzastream", "connectors", "etl")
 # What the local stack needs where AWS needs nothing: the emulator's endpoint and keys (on
 # AWS the application's role), the local Redis server's own CA (ElastiCache's is trusted).
 LOCAL_STACK_ONLY = {"Aws": ("endpoint", "access_key_id", "secret_access_key"),
                     "Redis": ("tls_ca_file",)}
-# The local PostgreSQL serves no TLS; Aurora and Redshift serve only TLS (``sslmode``).
+# The local PostgreSQL serves no TLS; Aurora and Redshift serve only TLS (``sslmode``). The
+# CA bundle (``sslrootcert``) stays: it must name a file of the unpacked zip.
 TLS_ONLY_ON_AWS = {"Aurora": "sslmode", "Warehouse": "sslmode"}
 
 
@@ -153,16 +155,18 @@ def _environment(props, secrets: dict[str, str]) -> dict:
     }
 
 
-def _property_groups(job: str, props, env_file: Path) -> list[dict]:
+def _property_groups(job: str, props, env_file: Path, app: Path) -> list[dict]:
     """The job's property groups as deployed (``msf.render``), plus ``LOCAL_STACK_ONLY``,
-    without TLS to PostgreSQL."""
+    without TLS to PostgreSQL (the CA bundle it names is checked to be in ``app``)."""
     aws_env = msf.load_environment(env_file)["aws"]
     body = msf.render(job, aws_env["account_id"], aws_env["region"], env_file)
     groups = body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]
     for group in groups:
         name, values = group["PropertyGroupId"], group["PropertyMap"]
         values.update({key: props[name][key] for key in LOCAL_STACK_ONLY.get(name, ())})
-        values.pop(TLS_ONLY_ON_AWS.get(name, ""), None)
+        if name in TLS_ONLY_ON_AWS:
+            assert values.pop(TLS_ONLY_ON_AWS[name]) == "verify-full", name
+            assert (app / values["sslrootcert"]).is_file(), (name, values["sslrootcert"])
     return groups
 
 
@@ -191,7 +195,7 @@ def test_msf_zip_runs_every_job_as_msf_starts_it(clean_stack, msf_zip, msf_pytho
     with cluster:
         started = {}
         for job in JOBS:
-            groups = _property_groups(job, props, env_file)
+            groups = _property_groups(job, props, env_file, app)
             properties = tmp_path / f"{job}-application_properties.json"
             properties.write_text(json.dumps(groups))
             (run_options,) = (g["PropertyMap"] for g in groups

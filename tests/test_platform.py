@@ -13,12 +13,13 @@ import csv
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from connectors import dbsetup
-from deploy import msf, packages, platform, property_reads
+from deploy import certs, msf, packages, platform, property_reads
 from deploy.property_reads import analyze, analyze_function
 from tests.platform_support import ACCOUNT, REGION, Template, simulate
 from tests.test_deployed_reads import _distributions, _importable, _msf_requirements
@@ -202,6 +203,32 @@ def test_the_container_image_gets_every_project_package_its_services_import(synt
         for package in {m.split(".")[0] for m in _analysis(program).project_modules}:
             assert (context / package).is_dir(), package
             assert f"COPY {package} {package}" in dockerfile, package
+
+
+def test_every_database_client_verifies_the_server_with_the_bundle_its_package_carries(
+        synthesized, template):
+    """TLS to Aurora and Redshift: every service's ``Aurora`` and ``Warehouse`` groups say
+    ``verify-full`` with ``sslrootcert`` naming the RDS CA bundle relative to the
+    application's root, and the MSF zip, the Lambda package and the image all carry it
+    there (the image copies it from its build context)."""
+    bundle = certs.rds_ca_bundle().read_bytes()
+    outdir, _ = synthesized
+    (function_code,) = [p for p in outdir.glob("asset.*") if (p / "psycopg").is_dir()]
+    assert (function_code / certs.BUNDLE).read_bytes() == bundle
+    (context,) = [p for p in outdir.glob("asset.*") if (p / "deploy" / "docker").is_dir()]
+    assert (context / "deploy" / "target" / certs.BUNDLE).read_bytes() == bundle
+    dockerfile = (context / "deploy" / "docker" / "Dockerfile").read_text()
+    assert f"COPY deploy/target/{certs.BUNDLE.parent} {certs.BUNDLE.parent}" in dockerfile
+    with zipfile.ZipFile(msf.ZIP_PATH) as archive:
+        assert archive.read(str(certs.BUNDLE)) == bundle
+    clients = set()
+    for service, groups in _deployed_groups(template).items():
+        for group in ("Aurora", "Warehouse"):
+            if group in groups:
+                clients.add(service)
+                assert groups[group]["sslmode"] == "verify-full", (service, group)
+                assert groups[group]["sslrootcert"] == str(certs.BUNDLE), (service, group)
+    assert {"pos", "health", "etl", "delivery", "dbsetup", *msf.jobs()} <= clients
 
 
 def test_msf_zip_ships_every_module(synthesized):

@@ -37,9 +37,14 @@ def certificates(pem: bytes) -> list[x509.Certificate]:
         # A few of Amazon's older RDS CAs carry a negative serial number: still valid CAs.
         warnings.simplefilter("ignore")
         certs = x509.load_pem_x509_certificates(pem)
+    if not certs:
+        raise ValueError("no certificate")
     for cert in certs:
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if not constraints.ca:
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
             raise ValueError(f"not a CA certificate: {cert.subject.rfc4514_string()}")
     return certs
 

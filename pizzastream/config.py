@@ -165,9 +165,22 @@ def postgres_dsn(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") 
     )
 
 
+# pgjdbc's socket factory trusting the CAs of one PEM (connectors/jvm: PemTrustFactory).
+PEM_TRUST_FACTORY = "pizzastream.flink.PemTrustFactory"
+
+
 def jdbc_url(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> str:
-    """The same database for the JVM sinks (pgjdbc), with the same ``tls_settings``: pgjdbc
-    reads the same ``sslmode`` values and a PEM ``sslrootcert`` as libpq does."""
+    """The same database for the JVM sinks (pgjdbc), with the same ``sslmode`` (pgjdbc reads
+    libpq's values). The CAs come through ``PEM_TRUST_FACTORY``, not pgjdbc's
+    ``sslrootcert``, which takes a file path only: a relative ``sslrootcert`` names the copy
+    inside the jar (``classpath:``; deploy/pom.xml packs ``certs/``), which every TaskManager
+    has, while the file under the application root exists only where the job was started
+    (MSF unpacks the zip on the JobManager); an absolute one is read as a file."""
     db = props[group]
-    tls = "&".join(f"{key}={value}" for key, value in tls_settings(props, group))
-    return f"jdbc:postgresql://{db['host']}:{db['port']}/{db['dbname']}" + (f"?{tls}" if tls else "")
+    params = [("sslmode", db["sslmode"])] if db.get("sslmode") else []
+    if db.get("sslrootcert"):
+        path = Path(db["sslrootcert"])
+        source = str(path) if path.is_absolute() else f"classpath:{path.as_posix()}"
+        params += [("sslfactory", PEM_TRUST_FACTORY), ("sslfactoryarg", source)]
+    query = "&".join(f"{key}={value}" for key, value in params)
+    return f"jdbc:postgresql://{db['host']}:{db['port']}/{db['dbname']}" + (f"?{query}" if query else "")

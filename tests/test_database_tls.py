@@ -66,9 +66,13 @@ def test_a_relative_sslrootcert_is_under_the_application_root_of_the_process_tha
                                                       ("sslrootcert", str(bundle))]
     assert postgres_dsn({"Aurora": db}).endswith(
         f" password=p sslmode=verify-full sslrootcert={bundle}")
+    # pgjdbc gets the copy inside the jar: the application root exists only where the job
+    # started, the jar on every TaskManager
     assert jdbc_url({"Aurora": db}) == (
-        f"jdbc:postgresql://h:5432/d?sslmode=verify-full&sslrootcert={bundle}")
+        "jdbc:postgresql://h:5432/d?sslmode=verify-full&sslfactory=pizzastream.flink."
+        "PemTrustFactory&sslfactoryarg=classpath:certs/rds-ca-bundle.pem")
     db["sslrootcert"] = "/etc/ssl/ca.pem"
+    assert jdbc_url({"Aurora": db}).endswith("&sslfactoryarg=/etc/ssl/ca.pem")
     assert tls_settings({"Aurora": db}, "Aurora")[1] == ("sslrootcert", "/etc/ssl/ca.pem")
     assert tls_settings({"Aurora": {"host": "h"}}, "Aurora") == []
 
@@ -212,10 +216,11 @@ def test_libpq_verify_full_refuses_a_wrong_ca_and_a_wrong_name(server):
     assert _encrypted(server.props(server.ca, host=OTHER_ADDRESS, sslmode="verify-ca")) is True
 
 
-def _jdbc(props) -> subprocess.CompletedProcess:
+def _jdbc(props, classpath: Path | None = None) -> subprocess.CompletedProcess:
     db = props["Aurora"]
+    jars = str(DEPENDENCIES_JAR) + (f":{classpath}" if classpath else "")
     return subprocess.run(
-        ["java", "-cp", str(DEPENDENCIES_JAR), str(JDBC_PROBE), jdbc_url(props),
+        ["java", "-cp", jars, str(JDBC_PROBE), jdbc_url(props),
          db["user"], db["password"]], capture_output=True, text=True, timeout=120)
 
 
@@ -232,3 +237,17 @@ def test_pgjdbc_verify_full_connects_with_the_right_ca_only(server):
     assert rds.returncode == 1 and "PKIX path" in rds.stderr, rds.stderr
     name = _jdbc(server.props(server.ca, host=OTHER_ADDRESS))
     assert name.returncode == 1 and "hostname" in name.stderr.lower(), name.stderr
+
+
+@pytest.mark.skipif(not DEPENDENCIES_JAR.exists(), reason="deploy/target/pizzastream-deps.jar "
+                    "is built by scripts/setup.sh")
+def test_pgjdbc_reads_a_relative_sslrootcert_from_the_classpath(server, tmp_path):
+    """A relative ``sslrootcert`` is the copy inside the jar (deploy/pom.xml packs
+    ``certs/``): here a directory on the classpath holds the test CA under that name."""
+    (tmp_path / "certs").mkdir()
+    shutil.copy(server.ca, tmp_path / "certs" / "test-ca.pem")
+    right = _jdbc(server.props("certs/test-ca.pem"), classpath=tmp_path)
+    assert (right.returncode, right.stdout.strip()) == (0, "ssl=true"), right.stderr
+    missing = _jdbc(server.props("certs/test-ca.pem"))
+    assert missing.returncode == 1 and "no resource certs/test-ca.pem" in missing.stderr, \
+        missing.stderr

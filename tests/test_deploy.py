@@ -9,6 +9,7 @@ Only the zip build (Maven, pip downloads) is slow.
 from __future__ import annotations
 
 import json
+import io
 import os
 import re
 import subprocess
@@ -428,6 +429,9 @@ def test_package_builds_the_msf_zip_with_dependencies_for_msf(tmp_path):
                    "python-deps/redis/__init__.py", "certs/rds-ca-bundle.pem"} <= names
     with zipfile.ZipFile(msf.ZIP_PATH) as archive:
         assert archive.read("certs/rds-ca-bundle.pem") == certs.rds_ca_bundle().read_bytes()
+        # and inside the jar, for the TaskManagers' pgjdbc (PemTrustFactory, classpath:)
+        with zipfile.ZipFile(io.BytesIO(archive.read("lib/pizzastream-deps.jar"))) as jar:
+            assert jar.read("certs/rds-ca-bundle.pem") == certs.rds_ca_bundle().read_bytes()
     assert "python-deps/stale.py" not in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     # python-deps alone must do (-S: no site-packages to fall back on); psycopg's native

@@ -43,8 +43,13 @@ if [ ! -d deploy/node_modules ] || [ deploy/package-lock.json -nt deploy/node_mo
   touch deploy/node_modules
 fi
 
+# The CA bundle the jar carries (deploy/pom.xml packs deploy/target/certs; rewritten only
+# when its content changes), written before the jar so that the jar built here is the one
+# deploy/package.sh builds: a test session's JVM that has the jar open must not see it
+# change under it when a test packages the MSF zip.
+PYTHONPATH=. .venv/bin/python -m deploy.certs >/dev/null
 jar=deploy/target/pizzastream-deps.jar
-if [ ! -f "$jar" ] || [ -n "$(find deploy/pom.xml connectors/jvm -newer "$jar" -type f 2>/dev/null)" ]; then
+if [ ! -f "$jar" ] || [ -n "$(find deploy/pom.xml connectors/jvm deploy/target/certs -newer "$jar" -type f 2>/dev/null)" ]; then
   echo "setup: mvn package (connector jar)"
   mvn -q -B -f deploy/pom.xml package -DskipTests
 fi

@@ -224,8 +224,6 @@ def _jdbc(props, classpath: Path | None = None) -> subprocess.CompletedProcess:
          db["user"], db["password"]], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(not DEPENDENCIES_JAR.exists(), reason="deploy/target/pizzastream-deps.jar "
-                    "is built by scripts/setup.sh")
 def test_pgjdbc_verify_full_connects_with_the_right_ca_only(server):
     right = _jdbc(server.props(server.ca))
     assert (right.returncode, right.stdout.strip()) == (0, "ssl=true"), right.stderr
@@ -239,8 +237,6 @@ def test_pgjdbc_verify_full_connects_with_the_right_ca_only(server):
     assert name.returncode == 1 and "hostname" in name.stderr.lower(), name.stderr
 
 
-@pytest.mark.skipif(not DEPENDENCIES_JAR.exists(), reason="deploy/target/pizzastream-deps.jar "
-                    "is built by scripts/setup.sh")
 def test_pgjdbc_reads_a_relative_sslrootcert_from_the_classpath(server, tmp_path):
     """A relative ``sslrootcert`` is the copy inside the jar (deploy/pom.xml packs
     ``certs/``): here a directory on the classpath holds the test CA under that name."""

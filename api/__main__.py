@@ -31,12 +31,19 @@ def parse_stores(text: str) -> list[int]:
     return stores
 
 
+# A worker still busy this long after SIGTERM (a request stuck on a backend call that cannot
+# be cancelled, such as boto3 in a thread) is killed: a stop, a deploy or a test's teardown
+# stays bounded, below ECS's 30 s between SIGTERM and SIGKILL.
+WORKER_STOP_TIMEOUT_S = 10
+
+
 def serve(host: str, port: int, workers: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
     Granian("api.app:app", address=host, port=port, interface=Interfaces.ASGI,
-            workers=workers, log_access=False, websockets=False).serve()
+            workers=workers, log_access=False, websockets=False,
+            workers_kill_timeout=WORKER_STOP_TIMEOUT_S).serve()
 
 
 def url(props: dict, port: int | None = None) -> str:

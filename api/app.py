@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 DASHBOARD = (Path(__file__).parent / "static" / "dashboard.html").read_text()
 # A ranking adds up stores x hours figures in this process: bounded per request.
 MAX_RANKING_STORE_HOURS = 200_000
+KINESIS_TIMEOUT_S = 5
 Props = dict[str, dict[str, str]]
 
 
@@ -141,7 +142,10 @@ async def _startup(app: Litestar) -> None:
     await insights.refresh_publications()
     catalog = await asyncio.to_thread(_load_catalog, props)
     ingredients = await asyncio.to_thread(_load_ingredients, props)
-    intake = Intake(aws.client(props, "kinesis"), stream_name(props, "orders"), redis,
+    # A Kinesis that does not answer costs a customer at most 3 attempts of
+    # KINESIS_TIMEOUT_S each (botocore's standard retries), then a 503.
+    intake = Intake(aws.client(props, "kinesis", timeout_s=KINESIS_TIMEOUT_S),
+                    stream_name(props, "orders"), redis,
                     OrderRules.from_properties(props["OrderRules"]), catalog)
     services = Services(
         settings, auth.Verifier(settings.token_secret),

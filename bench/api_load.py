@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from api import auth
-from api.__main__ import healthy
+from api.__main__ import WORKER_STOP_TIMEOUT_S, healthy
 from connectors import aurora, redis_store
 from pizzastream.config import REPO_ROOT, load_properties
 from pizzastream.metrics import MetricRow
@@ -182,7 +182,13 @@ def run(args) -> dict:
         costs = route_costs(base_url, plan, server.pid, args.cost_seconds)
     finally:
         server.terminate()
-        server.wait(20)
+        try:
+            server.wait(WORKER_STOP_TIMEOUT_S + 20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            tail = (workdir / "api.log").read_text(errors="replace")[-3000:]
+            raise SystemExit(f"api_load: the API did not stop {WORKER_STOP_TIMEOUT_S + 20} s "
+                             f"after SIGTERM; its log ends:\n{tail}") from None
     stats = _aggregated(workdir / "run_stats.csv")
     api_cpu = cpu_after - cpu_before
     busy = (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1e-9)

@@ -8,9 +8,14 @@ import boto3
 from botocore.config import Config
 
 
-def client(props: Mapping[str, Mapping[str, str]], service: str):
+def client(props: Mapping[str, Mapping[str, str]], service: str,
+           timeout_s: float | None = None):
+    """``timeout_s`` bounds connecting and each read of one attempt (botocore's default is
+    60 s): for a caller someone is waiting on, such as a customer placing an order."""
     aws = props["Aws"]
-    kwargs = {"region_name": aws["region"], "config": Config(retries={"mode": "standard"})}
+    timeouts = {"connect_timeout": timeout_s, "read_timeout": timeout_s} if timeout_s else {}
+    kwargs = {"region_name": aws["region"],
+              "config": Config(retries={"mode": "standard"}, **timeouts)}
     if aws.get("endpoint"):
         kwargs["endpoint_url"] = aws["endpoint"]
     if aws.get("access_key_id"):

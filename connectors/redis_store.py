@@ -253,18 +253,25 @@ def publish_catalog(redis_client: redis.Redis | redis.cluster.RedisCluster, cata
         pipe.execute(raise_on_error=True)   # the first error reply raises: no lost write
 
 
+def jvm_endpoint(props: dict[str, dict[str, str]]):
+    """``pizzastream.flink.RedisEndpoint``: the JVM operators connect as ``client`` does
+    (the ``Redis`` group: AUTH, TLS with the CA bundle, cluster mode)."""
+    from pyflink.java_gateway import get_gateway
+
+    conf = props["Redis"]
+    ca = ca_file(props)
+    return get_gateway().jvm.pizzastream.flink.RedisEndpoint(
+        conf["host"], int(conf["port"]), conf.get("user", ""), conf.get("password", ""),
+        tls_enabled(props), str(ca) if ca else "", cluster_mode(props))
+
+
 def sink(props: dict[str, dict[str, str]], ttl_seconds: int = 0, batch_size: int = 500) -> Sink:
     """The JVM sink of ``REDIS_COMMAND`` rows, connected as ``client`` is."""
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
 
-    conf = props["Redis"]
-    ca = ca_file(props)
-    j_sink = get_gateway().jvm.pizzastream.flink.RedisSink(
-        conf["host"], int(conf["port"]), conf.get("user", ""), conf.get("password", ""),
-        tls_enabled(props), str(ca) if ca else "", cluster_mode(props), ttl_seconds,
-        batch_size)
-    return Sink(j_sink)
+    return Sink(get_gateway().jvm.pizzastream.flink.RedisSink(
+        jvm_endpoint(props), ttl_seconds, batch_size))
 
 
 def order_status_gate(status_commands: DataStream, props: dict[str, dict[str, str]], job: str,
@@ -282,12 +289,9 @@ def order_status_gate(status_commands: DataStream, props: dict[str, dict[str, st
 
     from connectors.aurora import DEAD_LETTER_ROW
 
-    conf = props["Redis"]
-    ca = ca_file(props)
     gate = get_gateway().jvm.pizzastream.flink.OrderStatusGate(
-        conf["host"], int(conf["port"]), conf.get("user", ""), conf.get("password", ""),
-        tls_enabled(props), str(ca) if ca else "", cluster_mode(props), ttl_seconds,
-        batch_size, max_delay_ms, order_status_key(""), job, STATUS_WRITE_SCRIPT)
+        jvm_endpoint(props), ttl_seconds, batch_size, max_delay_ms, order_status_key(""), job,
+        STATUS_WRITE_SCRIPT)
     return DataStream(status_commands._j_data_stream.transform(
         "redis:order-status", DEAD_LETTER_ROW.get_java_type_info(), gate
     ).uid("redis-order-status-gate"))

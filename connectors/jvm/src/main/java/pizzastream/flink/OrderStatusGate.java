@@ -38,7 +38,7 @@ import redis.clients.jedis.UnifiedJedis;
  * covers are emitted before its barrier, so they reach the dead-letter sink's flush of that
  * checkpoint. After a restore the writes since the checkpoint run again: the winner's are
  * replays (0), the loser's are refused again and make the same dead letters. The key is one
- * slot, so on a Redis cluster ({@code clusterMode}) each write goes to its key's node. Error
+ * slot, so on a Redis cluster each write goes to its key's node. Error
  * replies fail the job as in {@link RedisSink}.
  */
 public final class OrderStatusGate extends AbstractStreamOperator<Row>
@@ -48,13 +48,7 @@ public final class OrderStatusGate extends AbstractStreamOperator<Row>
     /** {@code pizzastream.order_status.CONFLICT_REASON}. */
     public static final String CONFLICT_REASON = "status_conflict";
 
-    private final String host;
-    private final int port;
-    private final String user;
-    private final String password;
-    private final boolean tls;
-    private final String caFile;
-    private final boolean clusterMode;
+    private final RedisEndpoint endpoint;
     private final long ttlSeconds;
     private final int batchSize;
     private final long maxDelayMs;
@@ -67,19 +61,12 @@ public final class OrderStatusGate extends AbstractStreamOperator<Row>
     private transient List<String[]> pending;
     private transient boolean timerPending;
 
-    public OrderStatusGate(String host, int port, String user, String password, boolean tls,
-                           String caFile, boolean clusterMode, long ttlSeconds, int batchSize,
+    public OrderStatusGate(RedisEndpoint endpoint, long ttlSeconds, int batchSize,
                            long maxDelayMs, String keyPrefix, String job, String script) {
         if (batchSize < 1 || maxDelayMs < 0) {
             throw new IllegalArgumentException("batchSize >= 1, maxDelayMs >= 0");
         }
-        this.host = host;
-        this.port = port;
-        this.user = user;
-        this.password = password;
-        this.tls = tls;
-        this.caFile = caFile;
-        this.clusterMode = clusterMode;
+        this.endpoint = endpoint;
         this.ttlSeconds = ttlSeconds;
         this.batchSize = batchSize;
         this.maxDelayMs = maxDelayMs;
@@ -92,7 +79,7 @@ public final class OrderStatusGate extends AbstractStreamOperator<Row>
     @Override
     public void open() throws Exception {
         super.open();
-        redis = RedisSink.connect(host, port, user, password, tls, caFile, clusterMode);
+        redis = endpoint.connect();
         sha = hex(MessageDigest.getInstance("SHA-1").digest(script.getBytes(StandardCharsets.UTF_8)));
         pending = new ArrayList<>();
     }

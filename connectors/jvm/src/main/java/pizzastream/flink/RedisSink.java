@@ -35,17 +35,11 @@ import redis.clients.jedis.params.SetParams;
  * leaves the same values. Writes are pipelined in batches: one round trip per batch, not per
  * record. Keys expire after {@code ttlSeconds} when it is positive.
  *
- * <p>Connects as ElastiCache with in-transit encryption and RBAC expects: AUTH as {@code user}
- * (the default user when empty or {@code default}: a plain {@code AUTH password}, as an
- * ElastiCache AUTH token expects) with {@code password} (no AUTH when empty), and TLS when
- * {@code tls}, the server's certificate checked against {@code caFile} (PEM; the JVM's trust
- * store when empty) and its name against {@code host}. Every reply of a pipeline is checked:
+ * <p>Connects as {@link RedisEndpoint} describes. Every reply of a pipeline is checked:
  * an error reply (a refused write, a key of another type, out of memory) fails the flush, so
  * the job restarts from its checkpoint and writes again rather than losing the update.
  *
- * <p>With {@code clusterMode} the server is a Redis cluster (ElastiCache cluster mode) whose
- * configuration endpoint is {@code host}: a {@link JedisCluster} learns the shards from it,
- * with the same AUTH and TLS for every node. A batch then holds keys of many slots (rows of
+ * <p>On a Redis cluster a batch holds keys of many slots (rows of
  * many stores); its pipeline sends each node its own commands, and each node's replies are
  * checked as above. A node that does not answer leaves its replies unset, and a key that moved
  * (resharding, failover) comes back as a MOVED error: both fail the flush, and the restarted
@@ -54,28 +48,12 @@ import redis.clients.jedis.params.SetParams;
 public final class RedisSink implements Sink<Row> {
     private static final long serialVersionUID = 1L;
 
-    private final String host;
-    private final int port;
-    /** Redis's name of the user a plain {@code AUTH password} authenticates. */
-    private static final String DEFAULT_USER = "default";
-
-    private final String user;
-    private final String password;
-    private final boolean tls;
-    private final String caFile;
-    private final boolean clusterMode;
+    private final RedisEndpoint endpoint;
     private final long ttlSeconds;
     private final int batchSize;
 
-    public RedisSink(String host, int port, String user, String password, boolean tls,
-                     String caFile, boolean clusterMode, long ttlSeconds, int batchSize) {
-        this.host = host;
-        this.port = port;
-        this.user = user;
-        this.password = password;
-        this.tls = tls;
-        this.caFile = caFile;
-        this.clusterMode = clusterMode;
+    public RedisSink(RedisEndpoint endpoint, long ttlSeconds, int batchSize) {
+        this.endpoint = endpoint;
         this.ttlSeconds = ttlSeconds;
         this.batchSize = batchSize;
     }
@@ -83,51 +61,7 @@ public final class RedisSink implements Sink<Row> {
     @Override
     @SuppressWarnings("deprecation")
     public SinkWriter<Row> createWriter(InitContext context) throws IOException {
-        return new Writer(connect());
-    }
-
-    private UnifiedJedis connect() throws IOException {
-        return connect(host, port, user, password, tls, caFile, clusterMode);
-    }
-
-    /** A client as this sink's (AUTH, TLS, cluster mode), shared with {@link OrderStatusGate}. */
-    static UnifiedJedis connect(String host, int port, String user, String password, boolean tls,
-                                String caFile, boolean clusterMode) throws IOException {
-        DefaultJedisClientConfig.Builder config = DefaultJedisClientConfig.builder()
-                .timeoutMillis(5000);
-        if (!password.isEmpty()) {
-            config.user(user.isEmpty() || user.equals(DEFAULT_USER) ? null : user).password(password);
-        }
-        if (tls) {
-            SSLParameters parameters = new SSLParameters();
-            parameters.setEndpointIdentificationAlgorithm("HTTPS");
-            config.ssl(true).sslParameters(parameters);
-            if (!caFile.isEmpty()) {
-                config.sslSocketFactory(trusting(caFile));
-            }
-        }
-        JedisClientConfig client = config.build();
-        HostAndPort address = new HostAndPort(host, port);
-        return clusterMode ? new JedisCluster(Set.of(address), client) : new UnifiedJedis(address, client);
-    }
-
-    /** Socket factory trusting exactly the CA certificates in a PEM file. */
-    private static SSLSocketFactory trusting(String pemFile) throws IOException {
-        try (InputStream in = Files.newInputStream(Paths.get(pemFile))) {
-            KeyStore trusted = KeyStore.getInstance(KeyStore.getDefaultType());
-            trusted.load(null, null);
-            int n = 0;
-            for (Certificate certificate : CertificateFactory.getInstance("X.509").generateCertificates(in)) {
-                trusted.setCertificateEntry("ca-" + n++, certificate);
-            }
-            TrustManagerFactory trust = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
-            trust.init(trusted);
-            SSLContext context = SSLContext.getInstance("TLS");
-            context.init(null, trust.getTrustManagers(), null);
-            return context.getSocketFactory();
-        } catch (GeneralSecurityException e) {
-            throw new IOException("cannot trust the CA certificates in " + pemFile, e);
-        }
+        return new Writer(endpoint.connect());
     }
 
     private final class Writer implements SinkWriter<Row> {

@@ -325,16 +325,19 @@ def _freshness(props, day, started: datetime) -> None:
     """Per hour: first publication, corrections and what they changed, stores published
     without their POS, and the alarm's verdict (``pizzastream.publication.freshness``).
     Hours that ended before the demo started (naive UTC ``started``) are replayed: listed,
-    but not judged."""
+    but not judged. From the replayed day's midnight to now: a demo running past midnight
+    (UTC) has its live hours on the next date."""
     start = datetime.combine(day, datetime.min.time())
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    end = max(start + timedelta(days=1), now.replace(minute=0, second=0, microsecond=0)
+              + timedelta(hours=1))
     settings = HourlySettings.from_props(props)
     with aurora.connect(props, "Warehouse") as conn:
         sold = [hour for (hour,) in conn.execute(
             "SELECT DISTINCT window_start FROM hourly_store_metrics WHERE window_start >= %s"
-            " AND window_start < %s", (start, start + timedelta(days=1)))]
-    report = freshness(warehouse.publications(props, start, start + timedelta(days=1)), sold,
-                       settings.alarm_bound, datetime.now(timezone.utc).replace(tzinfo=None),
-                       replayed_before=started)
+            " AND window_start < %s", (start, end))]
+    report = freshness(warehouse.publications(props, start, end), sold, settings.alarm_bound,
+                       now, replayed_before=started)
     print(f"\n== freshness and completeness (alarm: first publication later than "
           f"{settings.alarm_bound} after the hour) ==")
     print(f"  Hours that ended before the demo started ({started:%H:%M:%S} UTC) are REPLAYED: "

@@ -40,7 +40,7 @@ from pizzastream.orders import (
     EnrichedOrder, OrderLine, OrderRules, OrderStatus, Rejection, enrich,
 )
 from pizzastream.sales import fact_rows
-from pizzastream.traffic import BUSINESS_DAY, DUPLICATE, VALID, OrderTraffic
+from simulation.traffic import BUSINESS_DAY, DUPLICATE, VALID, OrderTraffic
 from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess

@@ -18,14 +18,13 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pizzastream.config import load_properties
+from pizzastream.config import Props, load_properties
 from stack import aws, database
 from stack.process import ServiceError, live_pids, port_in_use, terminate, wait_until
 from stack.services import Services, StackPaths, stack_services
 
 __all__ = ["ServiceError", "down", "reset_data", "seed", "status", "up"]
 
-Props = dict[str, dict[str, str]]
 PORT_RELEASE_TIMEOUT = 15.0
 
 

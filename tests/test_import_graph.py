@@ -177,3 +177,35 @@ def test_only_the_local_tools_import_the_simulation():
         if module.split(".")[0] == "simulation":
             assert {m.split(".")[0] for m in graph[module]} <= {"simulation", "pizzastream"}, \
                 (module, graph[module])
+
+
+# Modules of different packages that share a name, each kept for its reason: the package
+# says which is which, and each name is the plain word of its package's own subject. A new
+# pair fails here until it is renamed or given its reason (issue 19: ``stack/aws.py`` beside
+# ``connectors/aws.py``, both with a ``client(props, service)``, became
+# ``stack/moto_resources.py``).
+SHARED_NAMES = {
+    # the API's part of ``make demo`` / the demo itself (stack.demo calls api.demo)
+    "demo": {"api.demo", "stack.demo"},
+    # the benchmark of the hourly ETL / the hourly ETL
+    "hourly": {"bench.hourly", "etl.hourly"},
+    # the ETL's recomputation of the hourly store metrics / their maths and SQL
+    "metrics": {"etl.metrics", "pizzastream.metrics"},
+    # each service package's own service
+    "service": {"delivery.service", "pos.service"},
+}
+# Modules named as a top-level package: the rules of a subject the service package runs,
+# and the stack's launcher of the jobs.
+NAMED_AS_A_PACKAGE = {"pizzastream.delivery", "stack.jobs"}
+
+
+def test_no_two_packages_have_a_module_of_the_same_name_without_a_reason():
+    by_name: dict[str, set[str]] = {}
+    for module in _project_modules():
+        if "." in module and module.rsplit(".", 1)[1] != "__main__":
+            by_name.setdefault(module.rsplit(".", 1)[1], set()).add(module)
+    shared = {name: modules for name, modules in by_name.items() if len(modules) > 1}
+    assert shared == SHARED_NAMES
+    as_packages = {module for module in _project_modules()
+                   if "." in module and module.rsplit(".", 1)[1] in PACKAGES}
+    assert as_packages == NAMED_AS_A_PACKAGE

@@ -21,8 +21,8 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not integration"
 
-# ruff (lint) and mypy (strict on pizzastream/), as configured in pyproject.toml; `make test`
-# (and so CI) runs it first.
+# ruff (lint) and mypy (strict on pizzastream/ and simulation/), as configured in
+# pyproject.toml; `make test` (and so CI) runs it first.
 lint: setup
 	@bash scripts/lint.sh
 

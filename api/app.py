@@ -31,7 +31,7 @@ from api.insights import Insights, Stock
 from api.intake import Intake, OrderRefused, StreamRefused
 from connectors import aurora, aws, redis_store
 from pizzastream.catalog import Catalog
-from pizzastream.config import load_properties, postgres_dsn, stream_name
+from pizzastream.config import Props, load_properties, postgres_dsn, stream_name
 from pizzastream.orders import STORE_IDS, OrderRules
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ DASHBOARD = (Path(__file__).parent / "static" / "dashboard.html").read_text()
 # A ranking adds up stores x hours figures in this process: bounded per request.
 MAX_RANKING_STORE_HOURS = 200_000
 KINESIS_TIMEOUT_S = 5
-Props = dict[str, dict[str, str]]
 
 
 class RateLimited(Exception):

@@ -16,10 +16,8 @@ import copy
 import psycopg
 
 from pizzastream import reference_data
-from pizzastream.config import load_properties, postgres_dsn
+from pizzastream.config import Props, load_properties, postgres_dsn
 from pizzastream.orders import STORE_IDS
-
-Props = dict[str, dict[str, str]]
 
 BENCH_DB = "pizzastream_bench"
 STOCK_MULTIPLIER = 10_000

@@ -109,7 +109,7 @@ class JobSpec:
 
 EXTERNAL_STREAM = "orders"      # written by the web layer, one record per order
 
-# Shares from pizzastream.traffic: 80% online, 60% of online orders delivered, ~95% of
+# Shares from simulation.traffic: 80% online, 60% of online orders delivered, ~95% of
 # records valid (5% bad in the generator's default traffic); record sizes measured on
 # the generator's records (bench/capacity sizes in docs/benchmarks.md).
 VALID_SHARE = 0.95

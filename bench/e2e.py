@@ -50,9 +50,9 @@ def _fact_rows(props) -> int:
 
 def _reset(props) -> None:
     from connectors import aurora
-    from stack import aws
+    from stack import moto_resources
 
-    aws.recreate_streams(props)
+    moto_resources.recreate_streams(props)
     with aurora.connect(props) as conn:
         conn.execute("TRUNCATE order_fct, dead_letter, supplier_order")
 

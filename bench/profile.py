@@ -4,7 +4,7 @@ rules" and "the crossing".
 
 ``order_batches.enrich_batch`` and ``order_batches.ShardDesk`` (what the jobs' Python
 functions call, once per batch) run in this process on realistic records
-(``pizzastream.traffic`` at the benchmark's 80/20 skew) in batches as the JVM makes them
+(``simulation.traffic`` at the benchmark's 80/20 skew) in batches as the JVM makes them
 (``pizzastream.batches``), timed in CPU time (``time.process_time``, so other load on the
 machine inflates the numbers less than wall time would). The inventory desk persists every
 ``persist_every`` events (a 5-second checkpoint at 50,000 events/s) and at the end. ``python -m bench.profile`` prints the top
@@ -26,7 +26,7 @@ from pizzastream.order_batches import ORDER, RESTOCK, ShardDesk, enrich_batch
 from pizzastream.replenishment import HistoryWindow, policies_from_reference_data
 from pizzastream.ticks import tick_records
 from pizzastream.orders import EnrichedOrder, OrderRules, enrich, format_event_time
-from pizzastream.traffic import OrderTraffic
+from simulation.traffic import OrderTraffic
 
 BATCH = 1000             # OrderPath.batch_max_records
 SHARDS = 32              # OrderPath.store_shards

@@ -48,7 +48,7 @@ import psycopg
 from psycopg import sql
 
 from pizzastream import reference_data
-from pizzastream.config import postgres_dsn
+from pizzastream.config import Props, postgres_dsn
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,6 @@ WAREHOUSE_GRANTS: dict[str, dict[str, str]] = {
     "api": {"hourly_store_metrics": R, "metrics_publication": R},
 }
 GRANTS = {AURORA: AURORA_GRANTS, WAREHOUSE: WAREHOUSE_GRANTS}
-
-Props = dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True)

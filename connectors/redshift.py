@@ -36,10 +36,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors import aws
+from pizzastream.config import Props
 
 log = logging.getLogger(__name__)
 
-Props = dict[str, dict[str, str]]
 STAND_IN_POSTGRESQL = "postgresql"
 MANIFEST_NAME = "manifest.json"
 # The files' formats: Parquet (written from Python) and gzipped CSV (written by the JVM's

@@ -35,11 +35,10 @@ import pyarrow as pa
 
 from connectors import redshift
 from connectors.redshift import CopyFromS3, Statement, statement_sql
-from pizzastream.config import jdbc_url, postgres_dsn
+from pizzastream.config import Props, jdbc_url, postgres_dsn
 from pizzastream.metrics import METRIC_COLUMNS, MetricRow, Publication
 from pizzastream.publication import LATE, PARTIAL, STREAM
 
-Props = dict[str, dict[str, str]]
 POSTGRESQL, REDSHIFT = "postgresql", "redshift"
 TABLE = "hourly_store_metrics"
 STAGE = "hourly_store_metrics_stage"

@@ -42,14 +42,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pizzastream import run_directory
-from pizzastream.config import REPO_ROOT, stream_name
+from pizzastream.config import REPO_ROOT, Props, stream_name
 
 log = logging.getLogger(__name__)
 
 JARS_DIR = REPO_ROOT / "deploy" / "kcl" / "target" / "jars"
 DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 PROCESSOR_MODULE = "delivery.processor"
-Props = Mapping[str, Mapping[str, str]]
 
 LOGBACK = """<configuration>
   <appender name="OUT" class="ch.qos.logback.core.ConsoleAppender">

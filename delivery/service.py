@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -45,6 +45,7 @@ from connectors.aurora import Refreshing
 from connectors.delivery_provider import DeliveryProviderClient, ProviderUnavailable
 from delivery import store
 from pizzastream import delivery as rules_mod
+from pizzastream.config import Props
 from pizzastream.dead_letters import dead_letter
 from pizzastream.delivery import (
     ASSIGNED, RETRYING, SEARCHING, Assignment, Denial, DeliveryRules, DispatchProgress,
@@ -62,7 +63,6 @@ TRANSIENT = (ProviderUnavailable, psycopg.OperationalError, psycopg.InterfaceErr
              redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
              redis.exceptions.SlotNotCoveredError, OSError)
 REDIS_KEY = "delivery:{order_id}"
-Props = Mapping[str, Mapping[str, str]]
 
 
 def redis_key(order_id: str) -> str:

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 
 from connectors import aurora, aws, warehouse
 from etl.health import NAMESPACE
+from pizzastream.config import Props
 from pizzastream.publication import FreshnessReport, HourlySettings, freshness, judged_from
 
-Props = dict[str, dict[str, str]]
 _SOLD_HOURS = """
 SELECT DISTINCT date_trunc('hour', transaction_ts AT TIME ZONE 'UTC') FROM order_fct
 WHERE transaction_ts >= %s AND transaction_ts < %s"""

@@ -46,12 +46,11 @@ from connectors import aurora, warehouse
 from etl import freshness, locks, metrics
 from etl.runlog import RunLog
 from etl.staging import COLUMNS, Staging, floor_hour
-from pizzastream.config import load_properties
+from pizzastream.config import Props, load_properties
 from pizzastream.metrics import HOUR
 
 log = logging.getLogger(__name__)
 
-Props = dict[str, dict[str, str]]
 WATERMARK = "order_fct_changes"
 SCHEDULED, REQUESTED, LATE_ROWS = "scheduled", "requested", "late_rows"
 CUTOFF_LAG_WARNING = timedelta(minutes=15)

@@ -15,9 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from jobs import hourly_metrics
+from pizzastream.config import Props
 from pizzastream.publication import HourlySettings
-
-Props = dict[str, dict[str, str]]
 
 
 def refresh(props: Props, hours: Sequence[datetime],

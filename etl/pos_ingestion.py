@@ -57,7 +57,7 @@ from botocore.exceptions import ClientError
 from connectors import aurora, aws
 from connectors.kinesis_producer import MAX_BATCH_RECORDS, KinesisProducer
 from etl import locks
-from pizzastream.config import load_properties, pos_bucket, stream_name
+from pizzastream.config import Props, load_properties, pos_bucket, stream_name
 from pizzastream.dead_letters import PAYLOAD_LIMIT, DeadLetter
 from pizzastream.pos_batches import (
     ARCHIVE_PREFIX, DATA_SUFFIX, LANDING_PREFIX, MANIFEST_SUFFIX, QUARANTINE_PREFIX,
@@ -69,7 +69,6 @@ from pizzastream.sales import FACT_COLUMNS, sale_json
 
 log = logging.getLogger(__name__)
 
-Props = dict[str, dict[str, str]]
 MAX_LINE_BYTES = 64 * 1024          # a longer "line" is damage, and must not fill memory
 # Refused lines of one batch kept for their dead letters (each payload is cut at 4 KiB, so
 # at most 4 MB); the batch's reason counts the ones beyond.

@@ -25,9 +25,7 @@ from etl import locks, metrics
 from etl.hourly import first_open_hour, parse_hour
 from etl.runlog import RunLog
 from etl.staging import Staging
-from pizzastream.config import load_properties
-
-Props = dict[str, dict[str, str]]
+from pizzastream.config import Props, load_properties
 
 
 def reprocess(props: Props, start: datetime, end: datetime,

@@ -30,6 +30,11 @@ ENV_MSF_FILE = "PIZZASTREAM_MSF_PROPERTIES"
 ENV_OVERRIDE_PREFIX = "PIZZASTREAM__"
 SECRET_SUFFIX = "_secret_arn"
 
+# The property groups as ``load_properties`` returns them: ``{group_id: {key: value}}``;
+# the one alias of them, which modules import rather than define again. Helpers that only
+# read values may take any ``Mapping[str, Mapping[str, str]]``.
+Props = dict[str, dict[str, str]]
+
 
 def msf_properties_path() -> Path:
     """Where MSF puts the application's property groups (or the file standing in for it)."""
@@ -49,9 +54,9 @@ def is_local() -> bool:
     return properties_path() != msf_properties_path()
 
 
-def load_properties(path: Path | None = None) -> dict[str, dict[str, str]]:
+def load_properties(path: Path | None = None) -> Props:
     """Property groups as ``{group_id: {key: value}}``, environment overrides applied."""
-    groups: dict[str, dict[str, str]] = {}
+    groups: Props = {}
     for group in json.loads((path or properties_path()).read_text()):
         groups[group["PropertyGroupId"]] = {k: str(v) for k, v in group["PropertyMap"].items()}
     lowered = {g.lower(): g for g in groups}
@@ -71,9 +76,8 @@ def load_properties(path: Path | None = None) -> dict[str, dict[str, str]]:
     return resolve_secrets(groups)
 
 
-def resolve_secrets(groups: dict[str, dict[str, str]],
-                    read_secret: Callable[[str], str] | None = None
-                    ) -> dict[str, dict[str, str]]:
+def resolve_secrets(groups: Props, read_secret: Callable[[str], str] | None = None
+                    ) -> Props:
     """Fills ``<key>`` from the secret each ``<key>_secret_arn`` names (JSON with a
     ``password`` field, as RDS and Redshift create them, or the plain secret string).
     ``read_secret(arn)`` defaults to Secrets Manager with the ``Aws`` group's settings."""

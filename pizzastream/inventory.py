@@ -7,7 +7,7 @@ The ``inventory_windowing`` job keeps one ``StoreStock`` per store (with its
 replenishment plan's decision (docs/replenishment.md).
 
 The rest of this module is the rule the job used before, kept as the baseline
-``pizzastream.simulate`` compares the plan with, and tested as such::
+``simulation.simulate`` compares the plan with, and tested as such::
 
     stock = StoreStock.initial(...)
     order:   decision = place_order(stock, order, catalog)    -> status (+ sale if accepted)

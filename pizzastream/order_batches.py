@@ -120,7 +120,7 @@ class ShardDesk:
     end ms)`` (``order_fct`` rows ``(transaction_ts, product_id, quantity)``) over the
     ``history`` window before the store's first event.
 
-    Per event, as ``pizzastream.simulate`` runs the policy: an order is decided by
+    Per event, as ``simulation.simulate`` runs the policy: an order is decided by
     ``inventory.take``, counted as demand whether accepted or refused, then reviewed on its
     ingredients; a restock adds stock, closes its order line (``receive``) and is reviewed
     on its ingredient; a tick (``pizzastream.ticks``) reviews every ingredient, as does a

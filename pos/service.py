@@ -14,13 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from connectors import aws
-from pizzastream.config import REPO_ROOT, pos_bucket, stream_name
+from pizzastream.config import REPO_ROOT, Props, pos_bucket, stream_name
 from pizzastream.orders import EnrichedOrder
 from pizzastream.pos_batches import batch_id, settle, store_system
 from pos.outbox import Faults, Outbox, Spool
 from pos.stream import CheckpointedReader
-
-Props = dict[str, dict[str, str]]
 
 
 class PosStandIn:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make lint`: ruff's checks and mypy, as pyproject.toml configures them (mypy: strict on
-# pizzastream/, basic elsewhere). Run by scripts/test.sh before the tests, so by CI.
+# pizzastream/ and simulation/, basic elsewhere). Run by scripts/test.sh before the tests, so by CI.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0

@@ -18,14 +18,13 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pizzastream.config import load_properties
-from stack import aws, database
+from pizzastream.config import Props, load_properties
+from stack import database, moto_resources
 from stack.process import ServiceError, live_pids, port_in_use, terminate, wait_until
 from stack.services import Services, StackPaths, stack_services
 
 __all__ = ["ServiceError", "down", "reset_data", "seed", "status", "up"]
 
-Props = dict[str, dict[str, str]]
 PORT_RELEASE_TIMEOUT = 15.0
 
 
@@ -72,10 +71,11 @@ def _ensure_resources(props: Props, services: Services) -> None:
     with services.postgres.admin_connection() as admin:
         database.ensure_databases(admin, props)
     database.apply_schemas(props)
-    created = aws.ensure_streams(props)
-    _say(f"kinesis streams ready ({len(aws.stream_names(props))}, {len(created)} created)")
+    created = moto_resources.ensure_streams(props)
+    streams = len(moto_resources.stream_names(props))
+    _say(f"kinesis streams ready ({streams}, {len(created)} created)")
     bucket = props["Lake"]["bucket"]
-    _say(f"s3 bucket {bucket} {'created' if aws.ensure_bucket(props) else 'ready'}")
+    _say(f"s3 bucket {bucket} {'created' if moto_resources.ensure_bucket(props) else 'ready'}")
     _say("reference data " + ("seeded" if database.seed(props) else "already seeded"))
 
 
@@ -135,9 +135,9 @@ def reset_data(props: Props | None = None) -> None:
     props = props or load_properties()
     paths = StackPaths()
     with _locked(paths):
-        aws.recreate_streams(props)
-        aws.delete_tables(props)
-        aws.empty_bucket(props)
+        moto_resources.recreate_streams(props)
+        moto_resources.delete_tables(props)
+        moto_resources.empty_bucket(props)
         database.reset(props)
         stack_services(props, paths).redis.flush()
     _say("data reset: streams recreated, facts truncated, inventory restored, redis flushed")

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from connectors import dbsetup
 from pizzastream import reference_data
-from pizzastream.config import postgres_dsn
+from pizzastream.config import Props, postgres_dsn
 
 # The schema files and reference tables are shared with the deployed platform's set-up
 # (connectors.dbsetup, run by the stack's custom resource on AWS).
@@ -28,8 +28,6 @@ INVENTORY = "inventory"
 OPENING_INVENTORY = "opening_inventory"
 # A reset must not hang behind a job's open transaction; fail loudly instead.
 LOCK_TIMEOUT = "10s"
-
-Props = dict[str, dict[str, str]]
 
 
 def ensure_databases(admin: psycopg.Connection, props: Props) -> None:

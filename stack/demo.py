@@ -29,7 +29,7 @@ from pizzastream.config import load_properties, stream_name
 from pizzastream.orders import OrderStatus, parse_event_time
 from pizzastream.publication import HourlySettings, freshness
 from pizzastream.ticks import HOUR_MS, write_ticks
-from pizzastream.traffic import BUSINESS_DAY
+from simulation.traffic import BUSINESS_DAY
 from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess, LocalProcess

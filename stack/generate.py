@@ -1,6 +1,6 @@
 """Order traffic into the ``orders`` stream: ``python -m stack.generate --orders N``.
 
-Records come from ``pizzastream.traffic`` (deterministic by seed), so a run can be
+Records come from ``simulation.traffic`` (deterministic by seed), so a run can be
 repeated exactly and its report compared with what the pipeline produced. The business
 day defaults to the 8 hours ending now: the rules refuse event times in the future, so
 a day that has not happened yet would turn valid orders into rejections.
@@ -23,7 +23,7 @@ from connectors.kinesis_producer import KinesisProducer, Record
 from pizzastream.catalog import from_cents
 from pizzastream.config import load_properties, stream_name
 from pizzastream.orders import OrderRules, epoch_ms
-from pizzastream.traffic import BUSINESS_DAY, OrderTraffic, TrafficReport
+from simulation.traffic import BUSINESS_DAY, OrderTraffic, TrafficReport
 
 PACING_TICKS_PER_SECOND = 10
 PROGRESS_REDRAW_S = 0.1

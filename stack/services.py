@@ -23,7 +23,7 @@ import redis
 
 from connectors import redis_store
 from pizzastream.config import REPO_ROOT
-from stack import aws, tls
+from stack import moto_resources, tls
 from stack.process import (
     ServiceError, has_marker, is_alive, log_tail, marked_env, port_in_use, read_pid, runs_in,
     spawn_detached, terminate, wait_until,
@@ -167,7 +167,7 @@ class Moto(Service):
         return self.module.encode() in argv
 
     def ping(self) -> None:
-        aws.client(self.props, "kinesis", quick=True).list_streams(Limit=1)
+        moto_resources.client(self.props, "kinesis", quick=True).list_streams(Limit=1)
 
 
 class Redis(Service):

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from stack import aws
+from stack import moto_resources
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ SHARDS = 4
 @pytest.fixture
 def scratch_stream(local_stack):
     """A stream of its own, so the test neither reads nor empties the pipeline's streams."""
-    kinesis = aws.client(local_stack, "kinesis")
+    kinesis = moto_resources.client(local_stack, "kinesis")
     name = f"emulator-concurrency-{uuid.uuid4().hex[:8]}"
     kinesis.create_stream(StreamName=name, ShardCount=SHARDS)
     kinesis.get_waiter("stream_exists").wait(StreamName=name,
@@ -46,7 +46,7 @@ def scratch_stream(local_stack):
 def _write(props, stream: str, writer: int) -> int:
     """One writer: ``CALLS_PER_WRITER`` PutRecords; returns how many records moto said it
     stored (re-sending any it refused, as a correct producer does)."""
-    kinesis = aws.client(props, "kinesis")
+    kinesis = moto_resources.client(props, "kinesis")
     stored = 0
     for call in range(CALLS_PER_WRITER):
         pending = [{"Data": json.dumps([writer, call, index]).encode(),
@@ -61,7 +61,7 @@ def _write(props, stream: str, writer: int) -> int:
 
 
 def _read_all(props, stream: str) -> list[tuple[int, int, int]]:
-    kinesis = aws.client(props, "kinesis")
+    kinesis = moto_resources.client(props, "kinesis")
     records = []
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
         iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
@@ -91,7 +91,7 @@ def test_concurrent_writers_lose_and_duplicate_no_record(local_stack, scratch_st
 
 
 def test_list_shards_starts_after_the_shard_named(local_stack, scratch_stream):
-    kinesis = aws.client(local_stack, "kinesis")
+    kinesis = moto_resources.client(local_stack, "kinesis")
     shards = [s["ShardId"] for s in kinesis.list_shards(StreamName=scratch_stream)["Shards"]]
     assert len(shards) == SHARDS and shards == sorted(shards)
     for index, shard in enumerate(shards):
@@ -127,7 +127,7 @@ def _shard_records(kinesis, stream: str, shard_id: str) -> tuple[list, dict]:
 
 def test_split_and_merge_keep_records_in_parents_and_route_writes_to_open_children(
         local_stack, scratch_stream):
-    kinesis = aws.client(local_stack, "kinesis")
+    kinesis = moto_resources.client(local_stack, "kinesis")
     shards = {s["ShardId"]: s for s in kinesis.list_shards(StreamName=scratch_stream)["Shards"]}
     parent = min(shards)
     start = int(shards[parent]["HashKeyRange"]["StartingHashKey"])

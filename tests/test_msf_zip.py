@@ -37,7 +37,7 @@ from connectors import aws, redis_store
 from deploy import msf
 from jobs.runtime import PLUGINS_DIR, _s3_settings
 from pizzastream.config import ENV_MSF_FILE, REPO_ROOT
-from pizzastream.traffic import VALID
+from simulation.traffic import VALID
 from stack.flink_cluster import StandaloneCluster
 from stack.generate import send_orders
 from tests.support import wait_for

@@ -104,7 +104,7 @@ def test_frames_read_back_exactly():
 def test_an_enrichment_batch_is_its_records_enriched_one_by_one():
     from datetime import datetime, timezone
 
-    from pizzastream.traffic import OrderTraffic
+    from simulation.traffic import OrderTraffic
 
     traffic = OrderTraffic(RULES, datetime(2026, 11, 24, tzinfo=timezone.utc), seed=5,
                            bad_share=0.3, catalog=CATALOG)

@@ -353,7 +353,7 @@ def test_the_fast_path_leaves_unusual_but_valid_forms_to_the_full_rules():
 def test_the_fast_path_agrees_with_the_rules_on_every_generated_kind_of_record():
     from datetime import datetime, timezone
 
-    from pizzastream.traffic import OrderTraffic
+    from simulation.traffic import OrderTraffic
 
     traffic = OrderTraffic(RULES, datetime(2026, 11, 24, tzinfo=timezone.utc), seed=3,
                            bad_share=0.5, catalog=CATALOG)

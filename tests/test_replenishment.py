@@ -1,5 +1,5 @@
 """The replenishment rules (pizzastream.replenishment) and a short run of the week's
-simulation (pizzastream.simulate).
+simulation (simulation.simulate).
 
 Cost of the per-order hook, measured on the project's machine (CPython 3.11)::
 
@@ -328,7 +328,7 @@ def test_the_per_order_hook_costs_microseconds():
 def test_two_days_of_the_simulation_meet_the_target():
     """The busiest store refuses under 1% of orders on each day with the forecast policy,
     and needs fewer supplier orders per store-day than today's."""
-    from pizzastream import simulate
+    from simulation import simulate
 
     week = simulate.simulate(store_count=3, days=2, history_weeks=2)
     busiest = week.stores[0]

@@ -14,7 +14,7 @@ import stack
 from connectors import redis_store
 from pizzastream import reference_data as rd
 from pizzastream.config import load_properties, postgres_dsn, stream_arn, stream_name
-from stack import aws
+from stack import moto_resources
 from stack.services import StackPaths, stack_services
 
 pytestmark = pytest.mark.integration
@@ -69,21 +69,21 @@ def test_redis_answers(props):
 
 
 def test_every_stream_is_active_with_the_configured_shards(props):
-    kinesis = aws.client(props, "kinesis")
+    kinesis = moto_resources.client(props, "kinesis")
     summary = kinesis.describe_stream_summary(StreamARN=stream_arn(props, "orders"))
     description = summary["StreamDescriptionSummary"]
     assert description["StreamStatus"] == "ACTIVE"
     assert description["OpenShardCount"] == int(props["Streams"]["shard_count"])
-    assert set(aws.stream_names(props)) <= set(kinesis.list_streams()["StreamNames"])
+    assert set(moto_resources.stream_names(props)) <= set(kinesis.list_streams()["StreamNames"])
 
 
 def test_lake_bucket_exists(props):
-    aws.client(props, "s3").head_bucket(Bucket=props["Lake"]["bucket"])
+    moto_resources.client(props, "s3").head_bucket(Bucket=props["Lake"]["bucket"])
 
 
 def test_reset_data_empties_everything_but_reference_data(props):
     orders = stream_name(props, "orders")
-    kinesis, s3 = aws.client(props, "kinesis"), aws.client(props, "s3")
+    kinesis, s3 = moto_resources.client(props, "kinesis"), moto_resources.client(props, "s3")
     kinesis.put_record(StreamName=orders, PartitionKey="1", Data=json.dumps({"x": 1}).encode())
     s3.put_object(Bucket=props["Lake"]["bucket"], Key="pos/landing/test.jsonl", Body=b"{}\n")
     with psycopg.connect(postgres_dsn(props)) as conn:

@@ -19,7 +19,7 @@ from connectors.kinesis_producer import (
 from pizzastream import reference_data
 from pizzastream.catalog import Catalog
 from pizzastream.orders import EnrichedOrder, OrderRules, Reason, Rejection, enrich, epoch_ms
-from pizzastream.traffic import (
+from simulation.traffic import (
     DELIVERY_RADIUS_KM, DUPLICATE, EVENT_TIME_JITTER_MS, VALID, OrderTraffic, TrafficRecord,
 )
 from stack.generate import format_report, send_orders

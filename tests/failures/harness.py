@@ -33,14 +33,14 @@ from connectors import aurora, aws, redis_store
 from connectors.kinesis_producer import KinesisProducer
 from jobs.runtime import LOCAL_CHECKPOINTS, RESTORE_FROM_ENV
 from pizzastream.catalog import Catalog
-from pizzastream.config import stream_name
+from pizzastream.config import Props, stream_name
 from pizzastream.dead_letters import dead_letter
 from pizzastream.inventory import requirements
 from pizzastream.orders import (
     EnrichedOrder, OrderLine, OrderRules, OrderStatus, Rejection, enrich,
 )
 from pizzastream.sales import fact_rows
-from pizzastream.traffic import BUSINESS_DAY, DUPLICATE, VALID, OrderTraffic
+from simulation.traffic import BUSINESS_DAY, DUPLICATE, VALID, OrderTraffic
 from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess
@@ -54,7 +54,6 @@ QUIET_S = 9            # inventory snapshots every 5 s, JDBC flush every 1 s, th
 # runs it narrow.
 PARALLELISM = int(os.environ.get("PIZZASTREAM_FAILURES_PARALLELISM", "2"))
 PARALLELISM_ENV = "PIZZASTREAM__FLINKTUNING__PARALLELISM"
-Props = dict[str, dict[str, str]]
 
 
 def now_ms() -> int:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from stack import aws as stack_aws
+from stack import moto_resources
 from stack.faults import FaultProxy
 from tests.failures.harness import StreamTail, wait_until_settled
 
@@ -21,7 +21,7 @@ SHARDS = 4
 
 @pytest.fixture
 def scratch_stream(local_stack):
-    kinesis = stack_aws.client(local_stack, "kinesis")
+    kinesis = moto_resources.client(local_stack, "kinesis")
     name = f"harness-tail-{uuid.uuid4().hex[:8]}"
     kinesis.create_stream(StreamName=name, ShardCount=SHARDS)
     kinesis.get_waiter("stream_exists").wait(StreamName=name,
@@ -32,7 +32,7 @@ def scratch_stream(local_stack):
 
 @pytest.mark.integration
 def test_a_tail_returns_every_record_once_when_reads_fail_half_way(local_stack, scratch_stream):
-    kinesis = stack_aws.client(local_stack, "kinesis")
+    kinesis = moto_resources.client(local_stack, "kinesis")
     sent, returned, failed_polls = [], [], 0
     with FaultProxy(local_stack["Aws"]["endpoint"], seed=7) as proxy:
         through_proxy = {**local_stack, "Aws": {**local_stack["Aws"], "endpoint": proxy.endpoint},

@@ -1,7 +1,8 @@
 """The AWS side of the local stack, served by moto: Kinesis streams, the lake bucket, DynamoDB.
 
 Moto keeps everything in memory, so these are re-ensured on every ``up``: a restarted
-moto comes back empty.
+moto comes back empty. (The clients the platform itself uses are ``connectors.aws``'; these
+are the stack's, aimed at moto, with its fast-failing probe.)
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A week of store traffic through the real stock rules, under today's reorder policy and
-under ``pizzastream.replenishment``: ``python -m pizzastream.simulate``.
+under ``pizzastream.replenishment``: ``python -m simulation.simulate``.
 
 Why a simulation and not the stack: a week of a busy store's orders and its suppliers'
 lead times takes seconds here and days on the pipeline. The stock decision is the job's
@@ -14,7 +14,7 @@ Traffic: each store's expected daily orders are its ``traffic_weight`` share of
 ``reference_data.ASSUMED_CHAIN_ORDERS_PER_DAY`` (the 80/20 skew), times a day-of-week
 factor (``DAY_FACTORS``: Friday to Sunday busier), spread over the opening hours by
 ``HOUR_SHARES`` (a lunch and a dinner peak), with Poisson arrivals; lines and quantities
-as ``pizzastream.traffic`` draws them. Stores open with ``reference_data.initial_inventory``
+as ``simulation.traffic`` draws them. Stores open with ``reference_data.initial_inventory``
 (a business day of their expected use): realistic stock, not the demo's stress factor.
 The new policy's forecast is seeded from ``--history-weeks`` weeks of the same traffic
 before the first day (unconstrained demand: as if the store had sold all of it).
@@ -44,7 +44,7 @@ from pizzastream.orders import epoch_ms
 from pizzastream.replenishment import (
     HOUR_MS, ReplenishmentOrder, StoreReplenishment, policies_from_reference_data,
 )
-from pizzastream.traffic import LINE_COUNT_WEIGHTS, QUANTITY_WEIGHTS
+from simulation.traffic import LINE_COUNT_WEIGHTS, QUANTITY_WEIGHTS
 
 DAY_MS = 24 * HOUR_MS
 # A Monday, so day 1 is a weekday and days 5-7 carry the weekend uplift.

@@ -11,8 +11,9 @@ in every rate, and the end-to-end part writes the shared Redis.
     python -m bench --only inventory,sink_copy --no-doc --results /tmp/x.json
     python -m bench --smoke         # seconds-long runs that check the harness works (CI)
 
-Needs the local stack (``python -m stack up``) and the connector jar with the benchmark
-generators (``mvn -q -B -f deploy/pom.xml package -DskipTests``).
+Needs the local stack (``python -m stack up``), the connector jar
+(``mvn -q -B -f deploy/pom.xml package -DskipTests``) and the jar with the benchmark
+generators (``mvn -q -B -f bench/jvm/pom.xml package``); ``scripts/setup.sh`` builds both.
 """
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def check_jar() -> None:
             archive.getinfo(JVM_CLASS)
     except (OSError, KeyError):
         sys.exit(f"{jar} lacks the benchmark generators: build it with "
-                 f"`mvn -q -B -f deploy/pom.xml package -DskipTests`")
+                 f"`mvn -q -B -f bench/jvm/pom.xml package`")
 
 
 def run_flink(run: Run, logs: Path, run_tag: str) -> dict:

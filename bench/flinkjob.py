@@ -30,20 +30,22 @@ PROGRESS_NAME = "events"
 NO_PROGRESS_TIMEOUT_S = 180.0
 
 
-def bench_jar() -> Path:
-    """The connector jar with the benchmark generators: ``PIZZASTREAM_BENCH_JAR`` if set
-    (a private build while the shared one is in use), else the project's."""
-    from jobs import runtime
+# The benchmark generators and counters (pizzastream.flink.bench, bench/jvm/pom.xml): a jar
+# of their own, loaded beside the product's connector jar by benchmark jobs only.
+BENCH_JAR = REPO_ROOT / "bench" / "jvm" / "target" / "pizzastream-bench.jar"
 
+
+def bench_jar() -> Path:
+    """The jar with the benchmark generators: ``PIZZASTREAM_BENCH_JAR`` if set (a private
+    build while the shared one is in use), else the project's."""
     override = os.environ.get("PIZZASTREAM_BENCH_JAR")
-    return Path(override) if override else runtime.DEPENDENCIES_JAR
+    return Path(override) if override else BENCH_JAR
 
 
 def run(spec: dict) -> dict:
     from jobs import runtime
     from bench import scenarios
 
-    runtime.DEPENDENCIES_JAR = bench_jar()
     props = benchdb.bench_props(spec.get("tuning"))
     # this run's temporary files (progress, shipped code, Flink's, the JVM's) in one
     # directory that goes with the run (``pizzastream.run_directory``)
@@ -60,6 +62,8 @@ def run(spec: dict) -> dict:
         paths = [*site.getsitepackages(), os.environ.get("PYTHONPATH", "")]
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     env = runtime.stream_environment(props)
+    # the generators' jar beside the connector jar the environment already has
+    env.add_jars(bench_jar().as_uri())
     _ship_bench(env)
     context = scenarios.Context(env, props, spec, str(progress_dir), PROGRESS_NAME)
     info = scenarios.SCENARIOS[spec["scenario"]].build(context) or {}

@@ -71,9 +71,10 @@ def render(results: dict) -> str:
         "* Each Flink scenario runs alone in a fresh process (its own mini-cluster JVM and "
         "Python workers) with the jobs' `FlinkTuning` settings and checkpointing as shipped, "
         "fed by the in-job generator (`NumberSequenceSource` -> `bench.OrderGenerator` in the "
-        "JVM: 80/20 store skew over 2,000 stores, catalog products and prices) into "
-        "discarding sinks, through the jobs' own functions (`enrich_orders`, `decide_orders`, "
-        "`metrics_and_live`) and side outputs (`runtime.side_output`).",
+        "JVM, from the benchmarks' own jar, `bench/jvm`: 80/20 store skew over 2,000 "
+        "stores, catalog products and prices) into discarding sinks, through the jobs' own "
+        "functions (`enrich_orders`, `decide_orders`, `metrics_and_live`) and side outputs "
+        "(`runtime.side_output`).",
         "* After a warm-up, a steady window gives **events/s** (wall) and, with the CPU time "
         "of the run's process tree sampled from /proc, **events/CPU-s**: events per second "
         "per core, the number that sizes KPUs (1 KPU = 1 vCPU) and the one least disturbed "

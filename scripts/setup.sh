@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, from its own files, and can be run again:
 # Debian packages (PostgreSQL, Redis, chromium for the dashboard test), the Python venv,
-# the connector jar (Maven).
+# the connector jar and the benchmarks' jar (Maven).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,8 +49,17 @@ fi
 # change under it when a test packages the MSF zip.
 PYTHONPATH=. .venv/bin/python -m deploy.certs >/dev/null
 jar=deploy/target/pizzastream-deps.jar
-if [ ! -f "$jar" ] || [ -n "$(find deploy/pom.xml connectors/jvm deploy/target/certs -newer "$jar" -type f 2>/dev/null)" ]; then
+# Rebuilt when a source is newer than the jar; a source directory counts too, since removing
+# or moving a class out changes only its directory.
+if [ ! -f "$jar" ] || [ -n "$(find deploy/pom.xml connectors/jvm/src/main -newer "$jar" 2>/dev/null)" ] \
+   || [ -n "$(find deploy/target/certs -newer "$jar" -type f 2>/dev/null)" ]; then
   echo "setup: mvn package (connector jar)"
   mvn -q -B -f deploy/pom.xml package -DskipTests
+fi
+# The benchmarks' JVM classes, a jar of their own (bench/jvm/pom.xml), never in the one above.
+bench_jar=bench/jvm/target/pizzastream-bench.jar
+if [ ! -f "$bench_jar" ] || [ -n "$(find bench/jvm/pom.xml bench/jvm/src -newer "$bench_jar" 2>/dev/null)" ]; then
+  echo "setup: mvn package (benchmark jar)"
+  mvn -q -B -f bench/jvm/pom.xml package
 fi
 echo "setup: ready"

@@ -46,17 +46,15 @@ def test_smoke_run_measures_every_part(local_stack, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_copy_sink_upserts_last_version_of_each_key(local_stack, monkeypatch):
+def test_copy_sink_upserts_last_version_of_each_key(local_stack):
     """Duplicates within a batch and across batches (a replay) leave one row per key with
     the last values; cents and epoch ms become numeric(…,2) and timestamptz in SQL."""
     from pyflink.common import Row
 
     from bench import benchdb
-    from bench.flinkjob import bench_jar
     from connectors import aurora
     from jobs import inventory_windowing, runtime
 
-    monkeypatch.setattr(runtime, "DEPENDENCIES_JAR", bench_jar())
     props = benchdb.ensure(local_stack)
     props["Aurora"]["copy_batch_rows"] = "3"   # several batches
     with aurora.connect(props) as conn:

@@ -432,6 +432,9 @@ def test_package_builds_the_msf_zip_with_dependencies_for_msf(tmp_path):
         # and inside the jar, for the TaskManagers' pgjdbc (PemTrustFactory, classpath:)
         with zipfile.ZipFile(io.BytesIO(archive.read("lib/pizzastream-deps.jar"))) as jar:
             assert jar.read("certs/rds-ca-bundle.pem") == certs.rds_ca_bundle().read_bytes()
+            # the benchmarks' classes are not shipped (bench/jvm builds them a jar of their own)
+            assert not [n for n in jar.namelist() if n.startswith("pizzastream/flink/bench/")]
+    assert not [n for n in names if n.startswith("bench/") or "pizzastream-bench" in n]
     assert "python-deps/stale.py" not in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     # python-deps alone must do (-S: no site-packages to fall back on); psycopg's native

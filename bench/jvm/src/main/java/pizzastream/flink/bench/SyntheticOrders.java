@@ -8,7 +8,7 @@ import java.nio.charset.StandardCharsets;
  * their source: deterministic (the same number always gives the same order), allocation-light
  * and about a microsecond per order, so a Python operator or a SQL query is what is measured.
  *
- * <p>The shape follows {@code pizzastream.traffic}: a store drawn by its traffic weight (the
+ * <p>The shape follows {@code simulation.traffic}: a store drawn by its traffic weight (the
  * caller passes the 2,000 cumulative weights of {@code reference_data.stores()}, so 80% of
  * orders go to 20% of stores), 80% online, the channel's fulfillment mix, 1-4 distinct active
  * products with quantities 1-3, catalog prices in cents. Event times start {@code lagMs}

@@ -29,4 +29,12 @@ class DelimitedRowsTest {
         assertThrows(NumberFormatException.class,
                 () -> new DelimitedRows("I").map(Row.of("k", "3000000000")));
     }
+
+    @Test
+    void aPayloadWithTooFewOrTooManyFieldsFailsInsteadOfShiftingColumns() {
+        DelimitedRows rows = new DelimitedRows("IS");
+        assertThrows(IllegalArgumentException.class, () -> rows.map(Row.of("k", "1")));
+        assertThrows(IllegalArgumentException.class, () -> rows.map(Row.of("k", "1\ta\tb")));
+        assertEquals(Row.of(1, ""), rows.map(Row.of("k", "1\t")));
+    }
 }

@@ -33,3 +33,20 @@ def test_a_named_local_file_wins_and_stays_local(tmp_path, monkeypatch):
     monkeypatch.setenv(config.ENV_FILE, str(named))
     assert config.properties_path() == named
     assert config.is_local()
+
+
+def test_the_local_stacks_fixed_ports_are_below_the_ephemeral_range():
+    """A fixed listening port inside Linux's ephemeral range (32768-60999 by default) can be
+    taken by any outgoing connection's local port: CI's PostgreSQL once failed to start on
+    55432 with "Address already in use". Every port the local file names stays below it."""
+    from urllib.parse import urlsplit
+
+    groups = {group["PropertyGroupId"]: group["PropertyMap"]
+              for group in json.loads(config.LOCAL_PROPERTIES.read_text())}
+    ports = {f"{name}.{key}": int(value) for name, keys in groups.items()
+             for key, value in keys.items() if key == "port"}
+    ports |= {f"{name}.{key}": urlsplit(value).port for name, keys in groups.items()
+              for key, value in keys.items() if value.startswith("http://")
+              and urlsplit(value).port}
+    assert {"Aurora.port", "Redis.port", "Aws.endpoint"} <= ports.keys()
+    assert {key: port for key, port in ports.items() if port >= 32768} == {}

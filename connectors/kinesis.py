@@ -65,7 +65,10 @@ def _source(env, props, logical_name: str, schema, type_info,
 def raw_record_source(
     env: StreamExecutionEnvironment, props: dict[str, dict[str, str]], logical_name: str
 ) -> DataStream:
-    """The stream's records as the exact bytes received (decoding is the rules' job)."""
+    """The stream's records as the exact bytes received (decoding is the rules' job).
+    Every source here unpacks KPL aggregated records (``connectors.kinesis_agg``) into the
+    user records they carry, inside the source: its checkpointed position per Kinesis record
+    then covers all of them."""
     schema = get_gateway().jvm.pizzastream.flink.RawRecordSchema()
     return _source(env, props, logical_name, schema, RAW_RECORD)
 
@@ -76,7 +79,7 @@ def text_records(
 ) -> DataStream:
     """The stream's records as UTF-8 text (decoded later, e.g. by ``runtime.json_rows``).
     ``watermarks`` runs in the source, so Flink keeps event time per shard."""
-    schema = get_gateway().jvm.org.apache.flink.api.common.serialization.SimpleStringSchema()
+    schema = get_gateway().jvm.pizzastream.flink.TextRecordSchema()
     return _source(env, props, logical_name, schema, Types.STRING(), watermarks)
 
 

@@ -18,7 +18,7 @@ a reason instead of a reader failing on it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 MAGIC = b"\xf3\x89\x9a\xc2"
 DIGEST_BYTES = 16
@@ -59,28 +59,31 @@ def encode(partition_key: str, records: Iterable[bytes]) -> bytes:
     return MAGIC + body + hashlib.md5(body).digest()
 
 
-def aggregates(partition_key: str, records: Iterable[bytes], max_bytes: int,
+def aggregates(partition_key: str, records: Sequence[bytes], max_bytes: int,
                max_records: int) -> Iterator[bytes]:
-    """``records`` in order, packed into as few Kinesis records as the bounds allow (size
-    counted as Kinesis does, partition key included); a group of one is sent plain, as KPL
-    does."""
+    """``records`` in order, packed into as few Kinesis records as the bounds allow (see
+    ``packs``); a pack of one is sent plain, as KPL does."""
+    for pack in packs(partition_key, records, max_bytes, max_records):
+        members = records[pack.start:pack.stop]
+        yield members[0] if len(members) == 1 else encode(partition_key, members)
+
+
+def packs(partition_key: str, records: Sequence[bytes], max_bytes: int,
+          max_records: int) -> Iterator[range]:
+    """Consecutive index ranges of ``records``, each as many as fit one aggregated record of
+    at most ``max_bytes`` (counted as Kinesis does, partition key included) and
+    ``max_records``; a record too big for the bound alone is a pack of its own."""
     key = len(partition_key.encode())
     fixed = len(MAGIC) + len(_field(1, b"x" * key)) + DIGEST_BYTES + key
-    group: list[bytes] = []
-    size = fixed
-    for data in records:
+    first, size = 0, fixed
+    for index, data in enumerate(records):
         member = len(_member(data))
-        if group and (len(group) >= max_records or size + member > max_bytes):
-            yield _packed(partition_key, group)
-            group, size = [], fixed
-        group.append(data)
+        if index > first and (index - first >= max_records or size + member > max_bytes):
+            yield range(first, index)
+            first, size = index, fixed
         size += member
-    if group:
-        yield _packed(partition_key, group)
-
-
-def _packed(partition_key: str, group: list[bytes]) -> bytes:
-    return group[0] if len(group) == 1 else encode(partition_key, group)
+    if first < len(records):
+        yield range(first, len(records))
 
 
 def user_records(partition_key: str, data: bytes) -> list[tuple[str, bytes]]:

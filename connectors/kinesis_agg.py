@@ -22,9 +22,6 @@ from collections.abc import Iterable, Iterator, Sequence
 
 MAGIC = b"\xf3\x89\x9a\xc2"
 DIGEST_BYTES = 16
-# Kinesis' limit per record is 1 MiB of data plus partition key; the default bound keeps an
-# aggregate under it with room to spare.
-MAX_RECORD_BYTES = 1024 * 1024
 
 
 class _Corrupt(ValueError):
@@ -53,6 +50,12 @@ def _member(data: bytes) -> bytes:
     return _field(3, b"\x08\x00" + _field(3, data))
 
 
+def _member_size(length: int) -> int:
+    """``len(_member(data))`` for ``len(data) == length``, without building it."""
+    inner = 2 + 1 + len(_varint(length)) + length
+    return 1 + len(_varint(inner)) + inner
+
+
 def encode(partition_key: str, records: Iterable[bytes]) -> bytes:
     """One aggregated record carrying ``records``, all under ``partition_key``."""
     body = _field(1, partition_key.encode()) + b"".join(_member(data) for data in records)
@@ -77,7 +80,7 @@ def packs(partition_key: str, records: Sequence[bytes], max_bytes: int,
     fixed = len(MAGIC) + len(_field(1, b"x" * key)) + DIGEST_BYTES + key
     first, size = 0, fixed
     for index, data in enumerate(records):
-        member = len(_member(data))
+        member = _member_size(len(data))
         if index > first and (index - first >= max_records or size + member > max_bytes):
             yield range(first, index)
             first, size = index, fixed

@@ -23,7 +23,7 @@ from typing import Any
 import anyio.to_thread
 import redis.asyncio as aioredis
 
-from connectors import redis_store
+from connectors import kinesis_agg, redis_store
 from delivery.service import redis_key as delivery_key
 from pizzastream.catalog import Catalog
 from pizzastream.orders import (EnrichedOrder, OrderRules, OrderStatus, Rejection, enrich,
@@ -99,9 +99,14 @@ class OrdersStream:
     ``PutRecords`` calls are in flight (at most ``max_in_flight``), then goes with everything
     that queued meanwhile, up to Kinesis' 500 records a call. One record alone is sent at
     once; under load the cost of signing and sending a call (boto3, in a thread) is shared
-    by many orders. Each caller learns its own record's outcome."""
+    by many orders. The records of one store within a call go as one KPL aggregated record
+    (``connectors.kinesis_agg``; one alone goes plain): a shard takes 1,000 records/s, and a
+    store busier than that fits its one shard only so (docs/resharding.md). Each caller
+    learns its own record's outcome, an aggregate's being every member's."""
 
     MAX_RECORDS = 500
+    # Kinesis' limit is 1 MiB per record (data plus partition key): room to spare.
+    MAX_AGGREGATE_BYTES = 1_000_000
 
     def __init__(self, kinesis, stream: str, max_in_flight: int = 4):
         self._kinesis = kinesis
@@ -126,16 +131,17 @@ class OrdersStream:
 
     async def _send(self, batch: list[tuple[bytes, str, asyncio.Future]]) -> None:
         try:
-            records = [{"Data": data, "PartitionKey": key} for data, key, _ in batch]
+            records, waiting = _aggregated(batch, self.MAX_AGGREGATE_BYTES, self.MAX_RECORDS)
             self.calls += 1
             response = await anyio.to_thread.run_sync(lambda: self._kinesis.put_records(
                 StreamName=self._stream, Records=records))
-            for (_, _, future), result in zip(batch, response["Records"]):
-                if "ErrorCode" in result:
-                    future.set_exception(StreamRefused(
-                        f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}"))
-                else:
-                    future.set_result(result["ShardId"])
+            for futures, result in zip(waiting, response["Records"]):
+                for future in futures:
+                    if "ErrorCode" in result:
+                        future.set_exception(StreamRefused(
+                            f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}"))
+                    else:
+                        future.set_result(result["ShardId"])
         except Exception as error:  # noqa: BLE001 - every waiting caller must hear of it
             for _, _, future in batch:
                 if not future.done():
@@ -144,6 +150,25 @@ class OrdersStream:
             self._in_flight -= 1
             if self._queue:
                 self._send_next()
+
+
+def _aggregated(batch: list[tuple[bytes, str, asyncio.Future]], max_bytes: int,
+                max_records: int) -> tuple[list[dict], list[list[asyncio.Future]]]:
+    """The ``PutRecords`` entries of ``batch`` with each store's records packed (in the
+    order they queued), and for each entry the callers waiting on it."""
+    by_key: dict[str, list[tuple[bytes, asyncio.Future]]] = {}
+    for data, key, future in batch:
+        by_key.setdefault(key, []).append((data, future))
+    records: list[dict] = []
+    waiting: list[list[asyncio.Future]] = []
+    for key, queued in by_key.items():
+        datas = [item for item, _ in queued]
+        for pack in kinesis_agg.packs(key, datas, max_bytes, max_records):
+            members = datas[pack.start:pack.stop]
+            records.append({"Data": members[0] if len(members) == 1
+                            else kinesis_agg.encode(key, members), "PartitionKey": key})
+            waiting.append([future for _, future in queued[pack.start:pack.stop]])
+    return records, waiting
 
 
 class Intake:

@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping
 import boto3
 from botocore.config import Config
 
+from connectors import kinesis_agg
+
 
 def client(props: Mapping[str, Mapping[str, str]], service: str,
            timeout_s: float | None = None):
@@ -31,8 +33,9 @@ def put_metrics(props: dict[str, dict[str, str]], namespace: str, data: list[dic
 
 
 def read_stream(kinesis, stream_name: str) -> Iterator[tuple[str, bytes]]:
-    """Every record now in the stream as ``(partition_key, data)``, shard by shard from the
-    oldest: for checks and summaries of what a job wrote, not for processing."""
+    """Every user record now in the stream as ``(partition_key, data)``, shard by shard from
+    the oldest, aggregated records unpacked (``connectors.kinesis_agg``): for checks and
+    summaries of what a job wrote, not for processing."""
     for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
         iterator = kinesis.get_shard_iterator(
             StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
@@ -40,7 +43,7 @@ def read_stream(kinesis, stream_name: str) -> Iterator[tuple[str, bytes]]:
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
             for record in page["Records"]:
-                yield record["PartitionKey"], record["Data"]
+                yield from kinesis_agg.user_records(record["PartitionKey"], record["Data"])
             if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
                 break
             iterator = page.get("NextShardIterator")

@@ -14,7 +14,7 @@ from pyflink.datastream.connectors import Source
 from pyflink.datastream.connectors.kinesis import KinesisStreamsSink, PartitionKeyGenerator
 from pyflink.java_gateway import get_gateway
 
-from pizzastream.config import stream_arn, stream_name
+from pizzastream.config import flag, stream_arn, stream_name
 
 RAW_RECORD = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # A record tagged with the kind of stream it came from, as a keyed function receives it.
@@ -22,6 +22,10 @@ TAGGED_RECORD = Types.ROW([Types.STRING(), RAW_RECORD])
 KEYED_TAGGED_RECORD = Types.ROW([Types.STRING(), TAGGED_RECORD])
 # What jobs emit to an output stream: the partition key (the store) and the JSON payload.
 KEYED_RECORD = Types.ROW_NAMED(["partition_key", "payload"], [Types.STRING(), Types.STRING()])
+# The same with the payload as sent to Kinesis: an aggregated record or a plain one.
+AGGREGATED_RECORD = Types.ROW_NAMED(["partition_key", "payload"], [Types.STRING(), RAW_RECORD])
+# Everything one aggregating operator may hold at a time, over all its keys.
+AGGREGATION_MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 
 
 def client_properties(props: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -65,7 +69,10 @@ def _source(env, props, logical_name: str, schema, type_info,
 def raw_record_source(
     env: StreamExecutionEnvironment, props: dict[str, dict[str, str]], logical_name: str
 ) -> DataStream:
-    """The stream's records as the exact bytes received (decoding is the rules' job)."""
+    """The stream's records as the exact bytes received (decoding is the rules' job).
+    Every source here unpacks KPL aggregated records (``connectors.kinesis_agg``) into the
+    user records they carry, inside the source: its checkpointed position per Kinesis record
+    then covers all of them."""
     schema = get_gateway().jvm.pizzastream.flink.RawRecordSchema()
     return _source(env, props, logical_name, schema, RAW_RECORD)
 
@@ -76,7 +83,7 @@ def text_records(
 ) -> DataStream:
     """The stream's records as UTF-8 text (decoded later, e.g. by ``runtime.json_rows``).
     ``watermarks`` runs in the source, so Flink keeps event time per shard."""
-    schema = get_gateway().jvm.org.apache.flink.api.common.serialization.SimpleStringSchema()
+    schema = get_gateway().jvm.pizzastream.flink.TextRecordSchema()
     return _source(env, props, logical_name, schema, Types.STRING(), watermarks)
 
 
@@ -95,7 +102,8 @@ def tagged_records(
 
 
 def keyed_record_sink(props: dict[str, dict[str, str]], logical_name: str) -> KinesisStreamsSink:
-    """Sink for ``KEYED_RECORD`` rows; failed puts are retried, never dropped."""
+    """Sink for ``KEYED_RECORD`` or ``AGGREGATED_RECORD`` rows; failed puts are retried,
+    never dropped."""
     jvm = get_gateway().jvm
     return (
         KinesisStreamsSink.builder()
@@ -110,7 +118,25 @@ def keyed_record_sink(props: dict[str, dict[str, str]], logical_name: str) -> Ki
     )
 
 
+def aggregated(stream: DataStream, props: dict[str, dict[str, str]], logical_name: str
+               ) -> DataStream:
+    """``KEYED_RECORD`` rows packed per partition key into KPL aggregated records
+    (``pizzastream.flink.RecordAggregator``), if ``Aggregation.enabled``: a shard takes 1,000
+    records/s, so a store hotter than that fits one shard only with many events per record."""
+    aggregation = props["Aggregation"]
+    # Required, not defaulted: whether the streams carry aggregates is decided per deployment.
+    if not aggregation["enabled"].strip():
+        raise ValueError("Aggregation.enabled is empty: expected true or false")
+    if not flag(props, "Aggregation", "enabled"):
+        return stream
+    operator = get_gateway().jvm.pizzastream.flink.RecordAggregator(
+        int(aggregation["linger_ms"]), int(aggregation["max_bytes"]),
+        int(aggregation["max_records"]), AGGREGATION_MAX_BUFFERED_BYTES)
+    return DataStream(stream._j_data_stream.transform(
+        f"aggregate:{logical_name}", AGGREGATED_RECORD.get_java_type_info(), operator,
+    ).uid(f"aggregate-{logical_name}"))
+
+
 def sink_to_stream(stream: DataStream, props: dict[str, dict[str, str]], logical_name: str) -> None:
-    stream.sink_to(keyed_record_sink(props, logical_name)).name(f"kinesis:{logical_name}").uid(
-        f"sink-{logical_name}"
-    )
+    aggregated(stream, props, logical_name).sink_to(keyed_record_sink(props, logical_name)).name(
+        f"kinesis:{logical_name}").uid(f"sink-{logical_name}")

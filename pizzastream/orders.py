@@ -21,6 +21,10 @@ import orjson
 from pizzastream.catalog import Catalog
 
 
+# How a KPL aggregated record starts (connectors/kinesis_agg.py).
+KPL_MAGIC = b"\xf3\x89\x9a\xc2"
+
+
 class Reason(StrEnum):
     """Why a record was rejected; shared by the rules, the dead letters and the generator."""
 
@@ -328,6 +332,10 @@ def _decode(raw: object, max_bytes: int) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
+        if raw.startswith(KPL_MAGIC):
+            # The sources unpack valid aggregates; one that reaches the rules failed its check.
+            raise _Invalid(Reason.NOT_UTF8, "a KPL aggregated record whose MD5 or protobuf "
+                           "does not verify (not unpacked)") from None
         raise _Invalid(Reason.NOT_UTF8, f"invalid UTF-8 at byte {error.start}") from None
     try:
         order = json.loads(text, parse_constant=_refuse_constant)

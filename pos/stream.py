@@ -18,6 +18,8 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from connectors import kinesis_agg
+
 GET_RECORDS_LIMIT = 1000
 
 
@@ -38,7 +40,8 @@ class CheckpointedReader:
         self.caught_up = False      # whether the last poll reached the tip of every shard
 
     def poll(self) -> list[bytes]:
-        """One GetRecords round over every shard: the records' data, oldest first per shard."""
+        """One GetRecords round over every shard: the user records' data, oldest first per
+        shard (aggregated records unpacked, ``connectors.kinesis_agg``)."""
         records: list[bytes] = []
         self.caught_up = True
         for shard in self._kinesis.list_shards(StreamName=self._stream)["Shards"]:
@@ -71,7 +74,8 @@ class CheckpointedReader:
         self.caught_up &= page.get("MillisBehindLatest", 0) == 0
         if page["Records"]:
             self._positions[shard_id] = page["Records"][-1]["SequenceNumber"]
-        return [record["Data"] for record in page["Records"]]
+        return [data for record in page["Records"]
+                for _, data in kinesis_agg.user_records(record["PartitionKey"], record["Data"])]
 
     def _iterator(self, shard_id: str) -> str:
         position = self._positions.get(shard_id)

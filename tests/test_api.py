@@ -15,7 +15,7 @@ import pytest
 
 from api import auth
 from api.insights import STORE_HOURS_SQL
-from connectors import aurora, aws, redis_store
+from connectors import aurora, aws, kinesis_agg, redis_store
 from pizzastream.catalog import Catalog
 from pizzastream.config import stream_name
 from pizzastream.orders import EnrichedOrder, OrderRules, enrich
@@ -318,6 +318,22 @@ def test_a_ranking_too_large_to_add_up_is_refused(client, props):
     assert response.status_code == 400 and "narrow the range" in response.json()["error"]["message"]
 
 
+def _kinesis_records(kinesis, stream: str) -> list[list[tuple[str, bytes]]]:
+    """The user records of each record Kinesis holds (an aggregate is one record)."""
+    records = []
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            records += [kinesis_agg.user_records(r["PartitionKey"], r["Data"])
+                        for r in page["Records"]]
+            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = page.get("NextShardIterator")
+    return records
+
+
 def test_orders_arriving_together_share_one_put_records_call(props):
     import asyncio
 
@@ -337,6 +353,12 @@ def test_orders_arriving_together_share_one_put_records_call(props):
     on_stream = {json.loads(data).get("k") for _, data in
                  aws.read_stream(kinesis, stream_name(props, "orders"))}
     assert set(keys) <= on_stream
+    # The 49 of seven stores went as seven KPL aggregates: one store's orders share a shard.
+    for store in range(1, 8):
+        assert len({shard for i, shard in enumerate(shards) if i % 7 + 1 == store}) == 1
+    carrying = [len(users) for users in _kinesis_records(kinesis, stream_name(props, "orders"))
+                if any(json.loads(data).get("k") in keys for _, data in users)]
+    assert sorted(carrying) == [1] + [7] * 7
     missing = OrdersStream(kinesis, "no-such-stream")
     failures = asyncio.run(put_all(missing))
     assert all(isinstance(f, StreamRefused) for f in failures)

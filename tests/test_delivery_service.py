@@ -29,7 +29,7 @@ import pytest
 import redis
 from psycopg.rows import dict_row
 
-from connectors import aurora, aws, redis_store
+from connectors import aurora, aws, kinesis_agg, redis_store
 from connectors.delivery_provider import DeliveryProviderClient, ProviderUnavailable
 from delivery.service import DeliveryService
 from pizzastream import reference_data
@@ -423,7 +423,11 @@ def test_every_delivery_order_gets_one_partner_or_a_denial_and_its_rows_the_id(d
     writer = threading.Thread(target=write_order_fct, args=(env.props, during))
     wait_for_decisions(env, 1, timeout_s=120)
     writer.start()
-    env.put(records[len(records) // 2:] + replays)       # replays: the same records again
+    # As the jobs write deliveries now: each store's records in KPL aggregates, which KCL
+    # unpacks for the workers (replays: the same records again, plain).
+    second_half = aggregated(records[len(records) // 2:])
+    assert any(data.startswith(kinesis_agg.MAGIC) for _, data in second_half)
+    env.put(second_half + replays)
     writer.join()
     wait_for_decisions(env, len(orders), timeout_s=90)
     write_order_fct(env.props, after)
@@ -441,6 +445,14 @@ def test_every_delivery_order_gets_one_partner_or_a_denial_and_its_rows_the_id(d
             "SELECT reason FROM dead_letter WHERE job = 'delivery' AND payload LIKE %s",
             [f"%DT{env.run}%"]).fetchall()
     assert letters == [("malformed_record",)]
+
+
+def aggregated(records: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    by_store: dict[int, list[bytes]] = {}
+    for store_id, data in records:
+        by_store.setdefault(store_id, []).append(data)
+    return [(store_id, record) for store_id, datas in by_store.items()
+            for record in kinesis_agg.aggregates(str(store_id), datas, 1_000_000, 500)]
 
 
 def env_sample(orders: list[Order], n: int, seed: str) -> list[Order]:

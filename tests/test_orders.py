@@ -73,6 +73,7 @@ CASES = [
     (Reason.OVERSIZE, valid_order(note="x" * 8192), "8192"),
     (Reason.NOT_UTF8, b'{"event_id": "caf\xe9"}', "UTF-8"),
     (Reason.NOT_UTF8, bytearray(b"\xff\xfe"), "UTF-8"),
+    (Reason.NOT_UTF8, b"\xf3\x89\x9a\xc2" + b"\x00" * 20, "KPL aggregated record"),
     (Reason.MALFORMED_JSON, b'{"event_id": "e1", ', ""),
     (Reason.MALFORMED_JSON, b"", ""),
     (Reason.MALFORMED_JSON, encode(valid_order())[:-1], ""),

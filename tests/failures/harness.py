@@ -29,7 +29,7 @@ import botocore.exceptions
 import psycopg
 import redis
 
-from connectors import aurora, aws, redis_store
+from connectors import aurora, aws, kinesis_agg, redis_store
 from connectors.kinesis_producer import KinesisProducer
 from jobs.runtime import LOCAL_CHECKPOINTS, RESTORE_FROM_ENV
 from pizzastream.catalog import Catalog
@@ -108,7 +108,8 @@ class StreamTail:
             )["ShardIterator"]
             while iterator:
                 page = self._kinesis.get_records(ShardIterator=iterator, Limit=10000)
-                self.records += [(r["PartitionKey"], r["Data"]) for r in page["Records"]]
+                self.records += [user for r in page["Records"]
+                                 for user in kinesis_agg.user_records(r["PartitionKey"], r["Data"])]
                 iterator = page.get("NextShardIterator")
                 self._iterators[shard_id] = iterator
                 if not page["Records"]:

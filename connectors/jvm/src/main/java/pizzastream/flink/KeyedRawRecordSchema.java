@@ -15,6 +15,9 @@ import org.apache.flink.util.Collector;
  * <p>Every pizzastream stream is partitioned by store, so the partition key already is the
  * key of the per-store state. Emitting it from the JVM lets a keyed Python function be fed
  * without PyFlink's key-extracting Python operator: one JVM-Python crossing per event, not two.
+ *
+ * <p>An aggregated Kinesis record is unpacked into its user records, each with its own
+ * partition key, within the one call for that Kinesis record (see {@link RawRecordSchema}).
  */
 public final class KeyedRawRecordSchema implements KinesisDeserializationSchema<Row> {
     private static final long serialVersionUID = 1L;
@@ -33,7 +36,15 @@ public final class KeyedRawRecordSchema implements KinesisDeserializationSchema<
 
     @Override
     public void deserialize(Record record, String stream, String shardId, Collector<Row> output) {
-        output.collect(Row.of(record.partitionKey(), Row.of(kind, record.data().asByteArray())));
+        byte[] data = record.data().asByteArray();
+        if (!KinesisAggregation.isAggregated(data)) {
+            output.collect(Row.of(record.partitionKey(), Row.of(kind, data)));
+            return;
+        }
+        for (KinesisAggregation.UserRecord user :
+                KinesisAggregation.userRecords(record.partitionKey(), data)) {
+            output.collect(Row.of(user.partitionKey, Row.of(kind, user.data)));
+        }
     }
 
     @Override

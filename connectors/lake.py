@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors import aws
-from pizzastream.config import staging_bucket
 from pizzastream import schemas
+from pizzastream.config import staging_bucket
 from pizzastream.metrics import MetricRow, as_hour
 from pizzastream.schemas import HOURLY_STORE_METRICS, METRIC_COLUMNS, ORDER_FCT
 

@@ -35,8 +35,8 @@ import pyarrow as pa
 
 from connectors import lake, redshift
 from connectors.redshift import CopyFromS3, Statement, statement_sql
-from pizzastream.config import Props, jdbc_url, postgres_dsn
 from pizzastream import schemas
+from pizzastream.config import Props, jdbc_url, postgres_dsn
 from pizzastream.metrics import MetricRow, Publication
 from pizzastream.publication import LATE, PARTIAL, STREAM
 from pizzastream.schemas import HOURLY_STORE_METRICS, METRIC_COLUMNS, METRICS_PUBLICATION

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from connectors import lake
-from pizzastream.metrics import METRIC_COLUMNS
+from pizzastream.schemas import METRIC_COLUMNS
 
 TABLE = "hourly_store_metrics"
 

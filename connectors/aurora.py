@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from pizzastream.config import jdbc_url, postgres_dsn
-from pizzastream.dead_letters import DeadLetter
+from pizzastream.sales import FACT_COLUMNS, FACT_FIELD, FACT_TARGET
+from pizzastream.schemas import DEAD_LETTER, ORDER_FCT, flink_sql_type
 
 if TYPE_CHECKING:   # the Flink parts: the jobs have PyFlink; POS ingestion and the delivery
     # service import this module for its database helpers and run without it.
@@ -135,9 +136,9 @@ def __getattr__(name: str):
     if name == "DEAD_LETTER_ROW":
         from pyflink.common import Types
 
-        return Types.ROW_NAMED(list(DeadLetter.FIELDS),
-                               [Types.INT() if name == "store_id" else Types.STRING()
-                                for name in DeadLetter.FIELDS])
+        types = {"INT": Types.INT(), "STRING": Types.STRING()}
+        return Types.ROW_NAMED([column.name for column in DEAD_LETTER.written],
+                               [types[flink_sql_type(column)] for column in DEAD_LETTER.written])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -165,9 +166,9 @@ def upsert_rows(
 
 def sink_dead_letters(t_env, statements, props, letters: DataStream) -> None:
     """``DEAD_LETTER_ROW`` rows into ``dead_letter``, one row per distinct bad record."""
-    upsert_rows(t_env, statements, props, letters, "dead_letter",
-                [(name, "INT" if name == "store_id" else "STRING")
-                 for name in DeadLetter.FIELDS], ["dead_letter_id"])
+    upsert_rows(t_env, statements, props, letters, DEAD_LETTER.name,
+                [(column.name, flink_sql_type(column)) for column in DEAD_LETTER.written],
+                list(DEAD_LETTER.primary_key))
 
 
 def copy_upsert_sink(
@@ -209,16 +210,11 @@ def copy_upsert_sink(
         int(db.get("copy_flush_interval_ms", "1000"))))
 
 
-# ``order_fct`` from ``inventory_windowing.FACT_ROW`` rows (money in cents, time in epoch ms).
-ORDER_FCT_STAGE = [
-    ("store_id", "integer"), ("order_id", "text"), ("product_id", "integer"),
-    ("transaction_ts_ms", "bigint"), ("quantity", "integer"), ("unit_price_cents", "bigint"),
-    ("total_cents", "bigint"), ("delivery_type", "text"), ("channel", "text"),
-]
-ORDER_FCT_TARGET = [
-    ("store_id", "store_id"), ("order_id", "order_id"), ("product_id", "product_id"),
-    ("transaction_ts", "timestamptz 'epoch' + transaction_ts_ms * interval '1 millisecond'"),
-    ("quantity", "quantity"),
-    ("unit_price", "unit_price_cents / 100.0"), ("total_transaction_amt", "total_cents / 100.0"),
-    ("delivery_type", "delivery_type"), ("channel", "channel"),
-]
+# ``order_fct`` from ``inventory_windowing.FACT_ROW`` rows (``pizzastream.sales.FACT_COLUMNS``:
+# money in cents, time in epoch ms, as ``bigint``s) and the column each converted field makes.
+ORDER_FCT_STAGE = [(field, "bigint" if column in FACT_FIELD else ORDER_FCT.column(column).type)
+                   for field, column in zip(FACT_COLUMNS, FACT_TARGET)]
+_FROM_FACT = {
+    "transaction_ts": "timestamptz 'epoch' + transaction_ts_ms * interval '1 millisecond'",
+    "unit_price": "unit_price_cents / 100.0", "total_transaction_amt": "total_cents / 100.0"}
+ORDER_FCT_TARGET = [(column, _FROM_FACT.get(column, column)) for column in FACT_TARGET]

@@ -22,26 +22,43 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors import aws
+from pizzastream import schemas
 from pizzastream.config import staging_bucket
-from pizzastream.metrics import METRIC_COLUMNS, MetricRow, as_hour
+from pizzastream.metrics import MetricRow, as_hour
+from pizzastream.schemas import HOURLY_STORE_METRICS, METRIC_COLUMNS, ORDER_FCT
 
 log = logging.getLogger(__name__)
 
+_ARROW_TYPES = {schemas.INTEGER: pa.int32(), schemas.BIGINT: pa.int64(),
+                schemas.TEXT: pa.string()}
+
+
+def arrow_type(column: schemas.Column, unit: str) -> pa.DataType:
+    """The Arrow (and so Parquet) type of a ``pizzastream.schemas`` column; timestamps in
+    ``unit``, an instant (``timestamptz``) in UTC."""
+    precision = schemas.numeric_precision(column.type)
+    if precision:
+        return pa.decimal128(*precision)
+    if column.type in (schemas.TIMESTAMP, schemas.TIMESTAMPTZ):
+        return pa.timestamp(unit, tz="UTC" if column.type == schemas.TIMESTAMPTZ else None)
+    return _ARROW_TYPES[column.type]
+
+
+def arrow_schema(table: schemas.Table, names: Sequence[str] | None = None, unit: str = "us",
+                 nullable: bool | None = None) -> pa.Schema:
+    """The Arrow schema of ``table``'s columns ``names`` (default all), in the table's order
+    given. ``nullable``: every field optional (True) or as the table says (None)."""
+    columns = [table.column(name) for name in (names or table.names)]
+    return pa.schema([pa.field(column.name, arrow_type(column, unit),
+                               nullable=column.nullable if nullable is None else nullable)
+                      for column in columns])
+
+
 # The lake's Parquet schema (timestamps as Parquet INT96, as Flink's Parquet writer has
 # written them since the first hours; every column optional).
-METRICS_SCHEMA = pa.schema([
-    ("store_id", pa.int32()),
-    ("window_start", pa.timestamp("ms")),
-    ("window_end", pa.timestamp("ms")),
-    ("orders", pa.int64()),
-    ("items", pa.int64()),
-    ("revenue", pa.decimal128(12, 2)),
-    ("online_orders", pa.int64()),
-    ("in_store_orders", pa.int64()),
-    ("delivery_orders", pa.int64()),
-    ("avg_order_value", pa.decimal128(12, 2)),
-])
-assert tuple(METRICS_SCHEMA.names) == METRIC_COLUMNS
+METRICS_SCHEMA = arrow_schema(HOURLY_STORE_METRICS, METRIC_COLUMNS, unit="ms", nullable=True)
+
+
 def partition_values(hour: datetime) -> tuple[str, str]:
     """The ``dt`` and ``hour`` partition values of an hour."""
     return f"{hour:%Y-%m-%d}", f"{hour:%H}"
@@ -70,18 +87,24 @@ def staging_source_ddl(props: dict[str, dict[str, str]], table: str) -> str:
 
     The amounts are read as DECIMAL(19, 2): Flink 1.20's Parquet reader fails on
     dictionary-encoded decimals of precision up to 18 (pyarrow's default encoding), and
-    reads the same values as bytes when the declared precision is larger."""
+    reads the same values as bytes when the declared precision is larger; the instant
+    ``transaction_ts`` as a UTC ``TIMESTAMP(3)`` (``parquet.utc-timezone``)."""
+    columns = ", ".join(f"{column.name} {_staging_type(column)}" for column in ORDER_FCT.columns)
     return f"""
 CREATE TEMPORARY TABLE `{table}` (
-  store_id INT, order_id STRING, product_id INT, transaction_ts TIMESTAMP(3), quantity INT,
-  unit_price DECIMAL(19, 2), total_transaction_amt DECIMAL(19, 2), delivery_id STRING,
-  delivery_type STRING, channel STRING, dt STRING, `hour` STRING
+  {columns}, dt STRING, `hour` STRING
 ) PARTITIONED BY (dt, `hour`) WITH (
   'connector' = 'filesystem',
   'path' = '{staging_url(props)}',
   'format' = 'parquet',
   'parquet.utc-timezone' = 'true'
 )"""
+
+
+def _staging_type(column: schemas.Column) -> str:
+    if schemas.numeric_precision(column.type):
+        return "DECIMAL(19, 2)"
+    return "TIMESTAMP(3)" if column.type == schemas.TIMESTAMPTZ else schemas.flink_sql_type(column)
 
 
 def unstaged_hours(props: dict[str, dict[str, str]], hours: Sequence[datetime]) -> list[datetime]:

@@ -33,34 +33,31 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pyarrow as pa
 
-from connectors import redshift
+from connectors import lake, redshift
 from connectors.redshift import CopyFromS3, Statement, statement_sql
+from pizzastream import schemas
 from pizzastream.config import Props, jdbc_url, postgres_dsn
-from pizzastream.metrics import METRIC_COLUMNS, MetricRow, Publication
+from pizzastream.metrics import MetricRow, Publication
 from pizzastream.publication import LATE, PARTIAL, STREAM
+from pizzastream.schemas import HOURLY_STORE_METRICS, METRIC_COLUMNS, METRICS_PUBLICATION
 
 POSTGRESQL, REDSHIFT = "postgresql", "redshift"
-TABLE = "hourly_store_metrics"
-STAGE = "hourly_store_metrics_stage"
-PUBLICATIONS = "metrics_publication"
-ORDER_FCT, ORDER_FCT_STAGE = "order_fct", "order_fct_stage"
+TABLE = HOURLY_STORE_METRICS.name
+STAGE = f"{TABLE}_stage"
+PUBLICATIONS = METRICS_PUBLICATION.name
+ORDER_FCT = schemas.ORDER_FCT.name
+ORDER_FCT_STAGE = f"{ORDER_FCT}_stage"
 # Who wrote a row: the stream (``pizzastream.publication``: ``STREAM``, ``PARTIAL``,
 # ``LATE``) or a batch correction.
 BATCH = "batch"
-# The staged columns: a metric row, where it came from, when the load committed.
-LOAD_COLUMNS = (*METRIC_COLUMNS, "source", "published_at")
+# The staged columns: a metric row, where it came from, when the load committed
+# (``schemas.PROVENANCE``).
+LOAD_COLUMNS = HOURLY_STORE_METRICS.names
 _COLUMNS = ", ".join(LOAD_COLUMNS)
 # The load files' schema: exactly the stage table's columns in its order (Parquet COPY maps
-# columns by position), with the warehouse's types.
-METRIC_LOAD_SCHEMA = pa.schema([
-    ("store_id", pa.int32()), ("window_start", pa.timestamp("us")),
-    ("window_end", pa.timestamp("us")), ("orders", pa.int64()), ("items", pa.int64()),
-    ("revenue", pa.decimal128(12, 2)), ("online_orders", pa.int64()),
-    ("in_store_orders", pa.int64()), ("delivery_orders", pa.int64()),
-    ("avg_order_value", pa.decimal128(12, 2)), ("source", pa.string()),
-    ("published_at", pa.timestamp("us")),
-])
-assert tuple(METRIC_LOAD_SCHEMA.names) == LOAD_COLUMNS
+# columns by position), with the warehouse's types (every field optional, as written since
+# the first loads).
+METRIC_LOAD_SCHEMA = lake.arrow_schema(HOURLY_STORE_METRICS, nullable=True)
 
 _CREATE_STAGE = f"CREATE TEMP TABLE {STAGE} (LIKE {TABLE})"
 _DELETE_STAGED_KEYS = (f"DELETE FROM {TABLE} USING {STAGE}"
@@ -70,8 +67,7 @@ _INSERT_STAGED = f"INSERT INTO {TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM {STAG
 # Before the merge: what the staged rows change of the same keys is read against the rows
 # they replace.
 _LOG_PUBLICATION = (
-    f"INSERT INTO {PUBLICATIONS} (window_start, window_end, source, published_at, stores,"
-    f" revenue_change, orders_change)"
+    f"INSERT INTO {PUBLICATIONS} ({', '.join(METRICS_PUBLICATION.names)})"
     f" SELECT s.window_start, s.window_end, s.source, s.published_at, COUNT(*),"
     f" SUM(s.revenue - COALESCE(t.revenue, 0)), SUM(s.orders - COALESCE(t.orders, 0))"
     f" FROM {STAGE} s LEFT JOIN {TABLE} t"
@@ -95,8 +91,7 @@ PUBLICATIONS_SQL = (f"SELECT window_start, window_end, MIN(published_at),"
 
 
 def _order_fct_columns() -> str:
-    from etl.staging import COLUMNS
-    return ", ".join(COLUMNS)
+    return ", ".join(schemas.ORDER_FCT.names)
 
 
 def order_fct_statements(fill: Statement | None, hour: datetime) -> list[Statement]:

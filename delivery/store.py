@@ -30,6 +30,7 @@ import redis
 from psycopg.rows import DictRow, dict_row
 
 from pizzastream.config import postgres_dsn
+from pizzastream import dead_letters
 from pizzastream.dead_letters import DeadLetter
 from pizzastream.delivery import ASSIGNED, Partner, Place
 
@@ -241,8 +242,5 @@ def record(conn: psycopg.Connection[DictRow], decision: Decision) -> tuple[Decis
 
 
 def dead_letter(conn: psycopg.Connection[DictRow], letter: DeadLetter) -> None:
-    conn.execute(
-        f"INSERT INTO dead_letter ({', '.join(DeadLetter.FIELDS)}) "
-        f"VALUES ({', '.join(['%s'] * len(DeadLetter.FIELDS))}) "
-        "ON CONFLICT (dead_letter_id) DO NOTHING", list(letter.as_tuple()))
+    conn.execute(dead_letters.INSERT_SQL, list(letter.as_tuple()))
     conn.commit()

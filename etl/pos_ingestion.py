@@ -58,7 +58,8 @@ from connectors import aurora, aws
 from connectors.kinesis_producer import MAX_BATCH_RECORDS, KinesisProducer
 from etl import locks
 from pizzastream.config import Props, load_properties, pos_bucket, stream_name
-from pizzastream.dead_letters import PAYLOAD_LIMIT, DeadLetter
+from pizzastream import dead_letters
+from pizzastream.dead_letters import PAYLOAD_LIMIT
 from pizzastream.pos_batches import (
     ARCHIVE_PREFIX, DATA_SUFFIX, LANDING_PREFIX, MANIFEST_SUFFIX, QUARANTINE_PREFIX,
     REASON_SUFFIX, BadBatch, BadLines, BatchDigest, Fault, Manifest, RefusedLine, SettledLine,
@@ -83,9 +84,6 @@ WHERE store_system = %s AND first_seen_at >= now() - interval '""" + PROGRESS_LO
 # S3's answers to a conditional copy or delete of an object that is not the version read
 # any more (replaced: 412; gone: 404).
 _CHANGED_SINCE_READ = frozenset({"PreconditionFailed", "412", "NoSuchKey", "404"})
-_INSERT_DEAD_LETTER = (f"INSERT INTO dead_letter ({', '.join(DeadLetter.FIELDS)}) VALUES "
-                       f"({', '.join(['%s'] * len(DeadLetter.FIELDS))}) "
-                       f"ON CONFLICT (dead_letter_id) DO NOTHING")
 _STAGE = "pos_stage"
 # The batch's lines in cents and epoch milliseconds (``SettledLine``), converted into
 # order_fct's types in the database exactly as the jobs' order_fct sink converts its rows.
@@ -318,7 +316,7 @@ class PosIngestion:
                    if bad.fault == Fault.REFUSED_BY_DATABASE else [])
         with conn.transaction(), conn.cursor() as cursor:
             if refused:
-                cursor.executemany(_INSERT_DEAD_LETTER,
+                cursor.executemany(dead_letters.INSERT_SQL,
                                    [line_dead_letter(data_key, line).as_tuple()
                                     for line in refused])
             cursor.execute(_QUARANTINE, (batch, system, str(bad.fault), bad.detail))

@@ -24,21 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors import aws, lake
+from pizzastream import schemas
 from pizzastream.config import staging_bucket
 
-ORDER_FCT = pa.schema([
-    pa.field("store_id", pa.int32(), nullable=False),
-    pa.field("order_id", pa.string(), nullable=False),
-    pa.field("product_id", pa.int32(), nullable=False),
-    pa.field("transaction_ts", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("quantity", pa.int32(), nullable=False),
-    pa.field("unit_price", pa.decimal128(10, 2), nullable=False),
-    pa.field("total_transaction_amt", pa.decimal128(12, 2), nullable=False),
-    pa.field("delivery_id", pa.string()),
-    pa.field("delivery_type", pa.string(), nullable=False),
-    pa.field("channel", pa.string(), nullable=False),
-])
-COLUMNS = tuple(ORDER_FCT.names)
+# The contract's order_fct (pizzastream.schemas): its columns, types and nullability.
+ORDER_FCT = lake.arrow_schema(schemas.ORDER_FCT)
+COLUMNS = schemas.ORDER_FCT.names
 _PARTITION = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
 
 

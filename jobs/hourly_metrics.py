@@ -47,12 +47,12 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
 from connectors import kinesis, lake, redis_store, warehouse
 from jobs import runtime
 from pizzastream.metrics import (
-    HOUR_MS, METRIC_COLUMNS, SALE_ORDER_COLUMNS, MetricRow, as_hour, metric_sql,
-    money_text_sql,
+    HOUR_MS, SALE_ORDER_COLUMNS, MetricRow, as_hour, metric_sql, money_text_sql,
 )
 from pizzastream.publication import (
     HourlySettings, corrections, first_publication, row_from_wire,
 )
+from pizzastream.schemas import METRIC_COLUMNS
 
 JOB_NAME = "hourly_metrics"
 SALES, FIRST_COPIES, SALE_ORDERS = "sales", "first_copies", "sale_orders"

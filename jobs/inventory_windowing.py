@@ -42,12 +42,12 @@ from pizzastream.order_batches import (
     repeat_letter,
 )
 from pizzastream.replenishment import HistoryWindow, policies_from_rows
+from pizzastream.sales import FACT_COLUMNS
 
 JOB_NAME = INVENTORY_JOB
 
 FACT_ROW = Types.ROW_NAMED(
-    ["store_id", "order_id", "product_id", "transaction_ts_ms", "quantity", "unit_price_cents",
-     "total_cents", "delivery_type", "channel"],
+    list(FACT_COLUMNS),
     [Types.INT(), Types.STRING(), Types.INT(), Types.LONG(), Types.INT(), Types.LONG(),
      Types.LONG(), Types.STRING(), Types.STRING()],
 )

@@ -12,6 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from pizzastream.schemas import DEAD_LETTER
+
 PAYLOAD_LIMIT = 4096
 
 
@@ -26,11 +28,19 @@ class DeadLetter:
     payload: str
     store_id: int | None = None
 
-    FIELDS = ("dead_letter_id", "job", "reason", "detail", "event_id", "order_id", "payload",
-              "store_id")
+    # The ``dead_letter`` columns the pipeline writes, in the table's order; the fields
+    # above are the same (``tests/test_schemas.py``).
+    FIELDS = tuple(column.name for column in DEAD_LETTER.written)
 
     def as_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.FIELDS)
+
+
+# PostgreSQL: an ``as_tuple`` into ``dead_letter``, once (a replayed bad record has the
+# same id), for the writers outside Flink (POS ingestion, the delivery service).
+INSERT_SQL = (f"INSERT INTO {DEAD_LETTER.name} ({', '.join(DeadLetter.FIELDS)})"
+              f" VALUES ({', '.join(['%s'] * len(DeadLetter.FIELDS))})"
+              f" ON CONFLICT ({', '.join(DEAD_LETTER.primary_key)}) DO NOTHING")
 
 
 def printable_payload(raw: bytes) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from operator import attrgetter
@@ -106,7 +106,8 @@ def sale_orders_from_lines(lines: Iterable[Mapping[str, Any]]) -> list[SaleOrder
 
 @dataclass(frozen=True)
 class MetricRow:
-    """One row of ``hourly_store_metrics`` (contract), columns in contract order."""
+    """One row of ``hourly_store_metrics`` (contract): its fields are
+    ``pizzastream.schemas.METRIC_COLUMNS``, in order (``tests/test_schemas.py``)."""
 
     store_id: int
     window_start: datetime
@@ -120,7 +121,6 @@ class MetricRow:
     avg_order_value: Decimal
 
 
-METRIC_COLUMNS = tuple(f.name for f in fields(MetricRow))
 SALE_ORDER_COLUMNS = ("order_id", "store_id", "channel", "fulfillment", "ts", "items",
                       "revenue_cents")
 

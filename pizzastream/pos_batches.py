@@ -40,6 +40,7 @@ from pizzastream.orders import (
     format_event_time, parse_event_time,
 )
 from pizzastream.sales import fact_rows
+from pizzastream.schemas import ORDER_FCT
 
 LANDING_PREFIX = "pos/landing/"
 ARCHIVE_PREFIX = "pos/archive/"
@@ -47,9 +48,7 @@ QUARANTINE_PREFIX = "pos/quarantine/"
 DATA_SUFFIX = ".jsonl.gz"
 MANIFEST_SUFFIX = ".manifest.json"
 REASON_SUFFIX = ".reason.json"
-LINE_COLUMNS = ("store_id", "order_id", "product_id", "transaction_ts", "quantity",
-                "unit_price", "total_transaction_amt", "delivery_id", "delivery_type",
-                "channel")
+LINE_COLUMNS = ORDER_FCT.names
 # order_fct's column ranges: integer columns, numeric(10,2) unit_price and numeric(12,2)
 # total_transaction_amt (in cents: below 10^10 and 10^12).
 MAX_INTEGER = 2**31 - 1

@@ -9,10 +9,15 @@ from typing import Any
 import orjson
 
 from pizzastream.orders import EnrichedOrder, OrderStatus, Rejection
+from pizzastream.schemas import ORDER_FCT
 
-# ``order_fct`` without ``delivery_id`` (the delivery service sets it), money in cents.
-FACT_COLUMNS = ("store_id", "order_id", "product_id", "transaction_ts_ms", "quantity",
-                "unit_price_cents", "total_cents", "delivery_type", "channel")
+# The ``order_fct`` columns a sale writes: all but ``delivery_id`` (the delivery service
+# sets it).
+FACT_TARGET = tuple(name for name in ORDER_FCT.names if name != "delivery_id")
+# The fields carrying them, in their order: time in epoch ms, money in cents.
+FACT_FIELD = {"transaction_ts": "transaction_ts_ms", "unit_price": "unit_price_cents",
+              "total_transaction_amt": "total_cents"}
+FACT_COLUMNS = tuple(FACT_FIELD.get(name, name) for name in FACT_TARGET)
 STATUSES = frozenset(status.value for status in OrderStatus)
 
 

@@ -6,7 +6,7 @@ One entry point, ``set_up(props, users)``, for both places it runs:
   package in the data subnets, run on create and whenever the schema files, the reference
   data or the grants below change: deploy/platform.py, docs/deploy.md);
 * locally, ``stack.database`` keeps its own roles and seed, and shares ``SCHEMAS`` and
-  ``REFERENCE_TABLES`` from here; ``tests/test_dbsetup.py`` runs ``set_up`` against the
+  ``REFERENCE_TABLES`` from here; ``tests/connectors/test_dbsetup.py`` runs ``set_up`` against the
   local PostgreSQL.
 
 It connects as the administrator of each database (the ``Aurora`` and ``Warehouse``

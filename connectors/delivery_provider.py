@@ -17,7 +17,7 @@ An answer is checked before it is believed: a 200 to a dispatch without a usable
 id (missing, not a short printable string, not JSON at all) counts as no answer (the partner
 may have booked the courier: ``timed_out``, so the caller cancels before offering the order
 elsewhere), and a dispatch list of another shape as the provider failing. Nothing a provider
-sends makes a call raise anything else (``tests/test_delivery_provider.py`` fuzzes it).
+sends makes a call raise anything else (``tests/connectors/test_delivery_provider.py`` fuzzes it).
 """
 from __future__ import annotations
 

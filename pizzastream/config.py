@@ -8,7 +8,7 @@ variable ``PIZZASTREAM__<GROUP>__<KEY>`` (for example ``PIZZASTREAM__AURORA__POR
 
 ``PIZZASTREAM_MSF_PROPERTIES`` names a file that stands in for MSF's: a job started with it
 reads its groups there and behaves as on MSF (``is_local()`` is false), which is how
-``tests/test_msf_zip.py`` starts the unpacked application zip on a standalone cluster
+``tests/deploy/test_msf_zip.py`` starts the unpacked application zip on a standalone cluster
 without writing to ``/etc/flink``.
 
 Secrets never travel in properties: on AWS a group names a Secrets Manager secret with

@@ -29,7 +29,7 @@ class DeadLetter:
     store_id: int | None = None
 
     # The ``dead_letter`` columns the pipeline writes, in the table's order; the fields
-    # above are the same (``tests/test_schemas.py``).
+    # above are the same (``tests/pizzastream/test_schemas.py``).
     FIELDS = tuple(column.name for column in DEAD_LETTER.written)
 
     def as_tuple(self) -> tuple[Any, ...]:

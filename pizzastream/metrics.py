@@ -107,7 +107,7 @@ def sale_orders_from_lines(lines: Iterable[Mapping[str, Any]]) -> list[SaleOrder
 @dataclass(frozen=True)
 class MetricRow:
     """One row of ``hourly_store_metrics`` (contract): its fields are
-    ``pizzastream.schemas.METRIC_COLUMNS``, in order (``tests/test_schemas.py``)."""
+    ``pizzastream.schemas.METRIC_COLUMNS``, in order (``tests/pizzastream/test_schemas.py``)."""
 
     store_id: int
     window_start: datetime

@@ -13,7 +13,7 @@ is arranged so that an event costs a few microseconds of Python:
   stock levels it publishes;
 * every output is one text line of the batch's single result (``batches.result_line``).
 
-tests/test_order_batches.py holds the batch rules to the one-by-one rules.
+tests/pizzastream/test_order_batches.py holds the batch rules to the one-by-one rules.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ write (``settle``).
 The edge that applies the rule atomically where the writes land is
 ``connectors.redis_store.STATUS_WRITE_SCRIPT`` (a Lua script, run by the jobs'
 ``pizzastream.flink.OrderStatusGate`` and by ``redis_store.write_order_status``); the script
-is generated from the names here and tests/test_redis_store.py holds it to ``transition``.
+is generated from the names here and tests/connectors/test_redis_store.py holds it to ``transition``.
 """
 from __future__ import annotations
 

@@ -263,7 +263,7 @@ def accept(raw: bytes, catalog: Catalog, rules: OrderRules,
     or a valid order in an unusual form such as a ``ts`` with an offset), which
     ``enrich`` then decides (fields the rules do not read are ignored here as there). Never
     accepts what ``enrich`` refuses, and gives exactly
-    ``enrich(...).to_json()`` for what it accepts (tests/test_orders.py checks both).
+    ``enrich(...).to_json()`` for what it accepts (tests/pizzastream/test_orders.py checks both).
 
     Why it exists: validation is most of order_enrichment's Python time, and all but a few
     records are valid, so the common case must cost a few microseconds."""

@@ -6,7 +6,7 @@ COPY and INSERT column lists, the Parquet schemas (``connectors.lake.arrow_schem
 Flink SQL types (``flink_sql_type``). The SQL DDL stays SQL, one file per engine
 (``stack/sql/operational.sql`` for Aurora, ``stack/sql/warehouse.sql`` and
 ``etl_warehouse.sql`` for the local warehouse, ``deploy/redshift/`` for Redshift), and
-``tests/test_schemas.py`` holds each of them to this module: names, order, types,
+``tests/pizzastream/test_schemas.py`` holds each of them to this module: names, order, types,
 nullability and primary key.
 
 Logical types, and what each engine makes of them:

@@ -22,7 +22,7 @@ Its temporary files too (``io.tmp.dirs``, ``java.io.tmpdir`` and the Python work
 ``TMPDIR`` all point at ``workdir/tmp``), removed by ``stop``.
 
 ``run_packaged_job`` submits an unpacked MSF application zip instead, the way MSF starts
-it (``tests/test_msf_zip.py``): for that the cluster can run outside the repository
+it (``tests/deploy/test_msf_zip.py``): for that the cluster can run outside the repository
 (``cwd``, ``environ``: a Python worker started in the repository would import the project
 from there, whatever the zip lacks), with another interpreter (``python``: one with only
 what MSF's runtime provides), file system plugins (``plugins``) and ``settings`` of its own.

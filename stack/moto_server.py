@@ -39,7 +39,7 @@ its own, after the one carrying the last records: the Kinesis source (4.3.0) kee
 split after a page with records and, given a null iterator with records, reads that last page
 again with the iterator it cached and fails ("Have records for a split that was not
 registered"). ``reshard_as_kinesis`` makes moto do the same
-(``tests/test_kinesis_emulator.py``).
+(``tests/stack/test_kinesis_emulator.py``).
 """
 from __future__ import annotations
 

@@ -21,6 +21,15 @@ settings.register_profile("bench", max_examples=1000, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+FAILURE_SUITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "failures")
+
+
+def pytest_collection_modifyitems(items):
+    """The failure suite (``tests/failures/``) runs first, the other tests after it in
+    collection order (the package directories, alphabetically)."""
+    items.sort(key=lambda item: not str(item.path).startswith(FAILURE_SUITE + os.sep))
+
+
 @pytest.fixture(scope="session")
 def props():
     return load_properties()

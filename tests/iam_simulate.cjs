@@ -1,5 +1,5 @@
 // Evaluates IAM requests with @cloud-copilot/iam-simulate (deploy/package.json), for
-// tests/test_platform.py: reads a JSON list of simulations on stdin, prints one result per
+// tests/deploy/test_platform.py: reads a JSON list of simulations on stdin, prints one result per
 // simulation ("Allowed", "ImplicitlyDenied", "ExplicitlyDenied", or "error: ...") as JSON.
 const { runSimulation } = require('@cloud-copilot/iam-simulate')
 

@@ -1,7 +1,7 @@
 """Reading a synthesized CloudFormation template the way AWS would: intrinsic functions
 resolved to the names and ARNs CloudFormation would give (the stack names its buckets,
 streams, tables, roles and log groups itself, so those are exact), and each role's policies
-gathered, for the IAM evaluation and the configuration checks of tests/test_platform.py."""
+gathered, for the IAM evaluation and the configuration checks of tests/deploy/test_platform.py."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 -- Redshift only: the warehouse tables with Redshift's physical design. Same columns and
 -- meaning as stack/sql/warehouse.sql and etl_warehouse.sql (the local PostgreSQL runs those
--- files): tests/test_schemas.py holds all of them to pizzastream/schemas.py. Primary keys are informational on Redshift: the loads
+-- files): tests/pizzastream/test_schemas.py holds all of them to pizzastream/schemas.py. Primary keys are informational on Redshift: the loads
 -- (connectors/warehouse.py: COPY from S3 into a stage, then delete + insert by key) are what
 -- keep (store_id, window_start) unique.
 

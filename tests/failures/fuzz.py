@@ -1,6 +1,6 @@
 """Hypothesis-generated bad records for the whole job path (Kinesis -> order_enrichment ->
 dead_letter), beyond the generator's 26 labelled kinds and the parser's in-process fuzz
-in ``tests/test_orders.py``: what matters here is what the parser lets through to the
+in ``tests/pizzastream/test_orders.py``: what matters here is what the parser lets through to the
 edges (PostgreSQL text columns, Redis keys, the JVM's strings), which only the real job
 path exercises.
 

@@ -1,4 +1,4 @@
-"""Properties of what the job does with a bad record, beyond ``tests/test_orders.py``
+"""Properties of what the job does with a bad record, beyond ``tests/pizzastream/test_orders.py``
 (which fuzzes that ``enrich`` never raises and answers well-formed results).
 
 What matters for "nothing counted twice, the stream never stops" is what happens *after*

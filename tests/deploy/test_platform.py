@@ -22,7 +22,7 @@ from connectors import dbsetup
 from deploy import certs, msf, packages, platform, property_reads
 from deploy.property_reads import analyze, analyze_function
 from tests.platform_support import ACCOUNT, REGION, Template, simulate
-from tests.test_deployed_reads import _distributions, _importable, _msf_requirements
+from tests.deploy.test_deployed_reads import _distributions, _importable, _msf_requirements
 
 ENV = "example"
 PREFIX = platform.load_environment(ENV)["name_prefix"]
@@ -384,7 +384,7 @@ def _expect(template, role_name: str, allowed: list[tuple], denied: list[tuple])
 
 
 def _streams_of(job: str) -> tuple[set[str], set[str]]:
-    from tests.test_deploy import _streams_in_docs
+    from tests.deploy.test_deploy import _streams_in_docs
 
     return _streams_in_docs()[job]
 
@@ -598,7 +598,7 @@ def test_every_service_that_uses_a_database_starts_after_the_set_up(template):
 
 def test_each_service_logs_in_as_its_own_database_user(template):
     """Aurora and the warehouse: each service its own user and secret (the set-up gives
-    the user only its grants, tests/test_dbsetup.py); only the set-up is the administrator."""
+    the user only its grants, tests/connectors/test_dbsetup.py); only the set-up is the administrator."""
     env = platform.load_environment(ENV)
     seen = set()
     for service, groups in _deployed_groups(template).items():

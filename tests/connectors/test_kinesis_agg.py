@@ -1,5 +1,5 @@
 """KPL aggregated records in Python (connectors.kinesis_agg), checked against bytes that
-protobuf's own runtime wrote from KPL's schema (tests/test_kinesis_aggregation_jvm.py checks
+protobuf's own runtime wrote from KPL's schema (tests/connectors/test_kinesis_aggregation_jvm.py checks
 the JVM's against KPL's generated classes)."""
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ from pizzastream import resharding as rs
 from pizzastream.config import stream_name
 from tests.pos_support import query, stream_json
 from tests.support import running_job, wait_for
-from tests.test_order_path_parallel_e2e import traffic_and_expected, wait_for_stock
+from tests.e2e.test_order_path_parallel_e2e import traffic_and_expected, wait_for_stock
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ from etl import hourly
 from pizzastream.config import postgres_dsn
 from stack.services import StackPaths, stack_services
 from tests.pos_support import insert_sales, query
-from tests.test_etl_hourly import closed_hour, expected_metrics, sales_in
+from tests.etl.test_hourly import closed_hour, expected_metrics, sales_in
 
 pytestmark = pytest.mark.integration
 

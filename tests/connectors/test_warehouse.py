@@ -196,7 +196,7 @@ def test_a_redshift_load_stages_parquet_and_a_correct_manifest_in_s3(clean_stack
 def test_the_order_fct_manifest_names_the_staging_parts_themselves(clean_stack):
     from etl import hourly
     from etl.staging import Staging
-    from tests.test_etl_staging import AN_HOUR, export, insert_sales, sales_in
+    from tests.etl.test_staging import AN_HOUR, export, insert_sales, sales_in
 
     props = redshift_props(clean_stack)
     insert_sales(props, sales_in(AN_HOUR, 30))

@@ -1,20 +1,18 @@
-"""The benchmark harness works (``python -m bench --smoke``), the COPY upsert sink keeps
-the JDBC sink's semantics, and the capacity model's arithmetic holds. Benchmarks are not
-timed tests: nothing here asserts a rate beyond "something flowed"."""
+"""The benchmark harness works (``python -m bench --smoke``) and the capacity model's
+arithmetic holds (the COPY upsert sink the benchmarks measure is tested with the connectors,
+``tests/connectors/test_aurora_copy_sink.py``). Benchmarks are not timed tests: nothing here
+asserts a rate beyond "something flowed"."""
 from __future__ import annotations
 
 import json
 import math
 import subprocess
 import sys
-from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from bench import capacity as cap
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from pizzastream.config import REPO_ROOT
 
 
 # ------------------------------------------------------------------ harness (CI smoke)
@@ -40,48 +38,6 @@ def test_smoke_run_measures_every_part(local_stack, tmp_path):
     assert results["profile"]["enrichment"]["us_per_event"] > 0
     assert "# Benchmarks and the capacity model" in doc.read_text()
     assert "events/s" in run.stdout
-
-
-# ------------------------------------------------------------------ the COPY upsert sink
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_copy_sink_upserts_last_version_of_each_key(local_stack):
-    """Duplicates within a batch and across batches (a replay) leave one row per key with
-    the last values; cents and epoch ms become numeric(…,2) and timestamptz in SQL."""
-    from pyflink.common import Row
-
-    from bench import benchdb
-    from connectors import aurora
-    from jobs import inventory_windowing, runtime
-
-    props = benchdb.ensure(local_stack)
-    props["Aurora"]["copy_batch_rows"] = "3"   # several batches
-    with aurora.connect(props) as conn:
-        conn.execute("DELETE FROM order_fct WHERE order_id LIKE 'COPYTEST-%'")
-    ts = 1_795_500_000_123
-    rows = [Row(7, "COPYTEST-1", 1, ts, 1, 899, 899, "pickup", "online"),
-            Row(7, "COPYTEST-1", 1, ts, 2, 899, 1798, "pickup", "online"),      # same key
-            Row(8, "COPYTEST-2", 4, ts + 1, 3, 999, 2997, "delivery", "online"),
-            Row(9, "COPYTEST-3", 16, ts + 2, 1, 199, 199, "dine_in", "in_store"),
-            Row(7, "COPYTEST-1", 1, ts, 3, 899, 2697, "pickup", "online")]      # replay, later
-    env = runtime.stream_environment(props)
-    env.set_parallelism(1)
-    stream = env.from_collection(rows, type_info=inventory_windowing.FACT_ROW)
-    stream.sink_to(aurora.copy_upsert_sink(props, "order_fct", aurora.ORDER_FCT_STAGE,
-                                           aurora.ORDER_FCT_TARGET, ["order_id", "product_id"]))
-    env.execute("copy-sink-test")
-    with aurora.connect(props) as conn:
-        got = conn.execute(
-            "SELECT order_id, product_id, store_id, quantity, unit_price, total_transaction_amt,"
-            " (extract(epoch FROM transaction_ts) * 1000)::bigint, delivery_type, channel"
-            " FROM order_fct WHERE order_id LIKE 'COPYTEST-%' ORDER BY order_id").fetchall()
-    assert got == [
-        ("COPYTEST-1", 1, 7, 3, Decimal("8.99"), Decimal("26.97"), ts, "pickup", "online"),
-        ("COPYTEST-2", 4, 8, 3, Decimal("9.99"), Decimal("29.97"), ts + 1, "delivery", "online"),
-        ("COPYTEST-3", 16, 9, 1, Decimal("1.99"), Decimal("1.99"), ts + 2, "dine_in",
-         "in_store"),
-    ]
 
 
 # ------------------------------------------------------------------ capacity model (unit)

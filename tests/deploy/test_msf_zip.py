@@ -41,7 +41,7 @@ from simulation.traffic import VALID
 from stack.flink_cluster import StandaloneCluster
 from stack.generate import send_orders
 from tests.support import wait_for
-from tests.test_deployed_reads import _distributions
+from tests.deploy.test_deployed_reads import _distributions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -40,8 +40,8 @@ from pizzastream.config import ENV_MSF_FILE, REPO_ROOT
 from simulation.traffic import VALID
 from stack.flink_cluster import StandaloneCluster
 from stack.generate import send_orders
-from tests.support import wait_for
 from tests.deploy.test_deployed_reads import _distributions
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,8 +21,8 @@ import pytest
 from connectors import dbsetup
 from deploy import certs, msf, packages, platform, property_reads
 from deploy.property_reads import analyze, analyze_function
-from tests.platform_support import ACCOUNT, REGION, Template, simulate
 from tests.deploy.test_deployed_reads import _distributions, _importable, _msf_requirements
+from tests.platform_support import ACCOUNT, REGION, Template, simulate
 
 ENV = "example"
 PREFIX = platform.load_environment(ENV)["name_prefix"]

@@ -32,9 +32,9 @@ from connectors.kinesis_shards import KinesisShards
 from jobs import inventory_windowing
 from pizzastream import resharding as rs
 from pizzastream.config import stream_name
+from tests.e2e.test_order_path_parallel_e2e import traffic_and_expected, wait_for_stock
 from tests.pos_support import query, stream_json
 from tests.support import running_job, wait_for
-from tests.e2e.test_order_path_parallel_e2e import traffic_and_expected, wait_for_stock
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

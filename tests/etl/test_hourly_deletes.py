@@ -12,8 +12,8 @@ from connectors import lake, warehouse
 from etl import hourly
 from pizzastream.config import postgres_dsn
 from stack.services import StackPaths, stack_services
-from tests.pos_support import insert_sales, query
 from tests.etl.test_hourly import closed_hour, expected_metrics, sales_in
+from tests.pos_support import insert_sales, query
 
 pytestmark = pytest.mark.integration
 

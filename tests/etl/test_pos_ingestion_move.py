@@ -11,8 +11,8 @@ from botocore.exceptions import ClientError
 from connectors import aws
 from etl.pos_ingestion import PosIngestion
 from pizzastream.pos_batches import DATA_SUFFIX, LANDING_PREFIX, MANIFEST_SUFFIX, batch_key
-from tests.pos_support import landing_keys, query
 from tests.etl.test_pos_ingestion_poison import SYSTEM, deliver, loaded_orders, valid_lines
+from tests.pos_support import landing_keys, query
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,8 @@ from pizzastream.pos_batches import (
 )
 from pizzastream.orders import format_event_time
 from tests.fuzzing import server_fuzz_settings
-from tests.pos_support import landing_keys, make_order, query
 from tests.pizzastream.test_pos_batches import JSON_VALUES, POISON_LINES
+from tests.pos_support import landing_keys, make_order, query
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from connectors import lake
+from pizzastream.config import Props
 from pizzastream.schemas import METRIC_COLUMNS
 
 TABLE = "hourly_store_metrics"
@@ -42,7 +43,7 @@ def _load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"LOAD '{path}'")
 
 
-def lake_connection(props: dict[str, dict[str, str]]) -> duckdb.DuckDBPyConnection:
+def lake_connection(props: Props) -> duckdb.DuckDBPyConnection:
     """DuckDB with ``hourly_store_metrics`` as a view over the lake's Parquet (S3 endpoint
     and keys from the ``Aws`` group: the emulator locally, the default chain on AWS)."""
     con = duckdb.connect()
@@ -65,13 +66,13 @@ FROM read_parquet('{lake.metrics_url(props)}/*/*/*', hive_partitioning = true)""
     return con
 
 
-def on_lake(props: dict[str, dict[str, str]], sql: str) -> Result:
+def on_lake(props: Props, sql: str) -> Result:
     with lake_connection(props) as con:
         cursor = con.execute(sql)
         return Result(tuple(d[0] for d in cursor.description), cursor.fetchall())
 
 
-def on_warehouse(props: dict[str, dict[str, str]], sql: str) -> Result:
+def on_warehouse(props: Props, sql: str) -> Result:
     """``sql`` on the warehouse, through the configured engine's client."""
     from connectors import warehouse
 
@@ -133,7 +134,7 @@ GROUP BY CAST(window_start AS DATE)
 ORDER BY day"""
 
 
-def chart_store_day(props: dict[str, dict[str, str]], store_id: int, day: date,
+def chart_store_day(props: Props, store_id: int, day: date,
                     out: Path, warehouse: bool = False) -> Path:
     """PNG of a store's day: orders per hour by channel (bars) and revenue (line)."""
     import matplotlib

@@ -7,6 +7,8 @@ from pyflink.common import Row, Types
 from pyflink.datastream import DataStream, KeyedProcessFunction, ProcessFunction
 from pyflink.datastream.state import ValueStateDescriptor
 
+from pizzastream.config import Props
+
 RAW = Types.PRIMITIVE_ARRAY(Types.BYTE())
 KEYED_RECORD = Types.ROW_NAMED(["partition_key", "payload"], [Types.STRING(), Types.STRING()])
 TAGGED_RECORD = Types.ROW([Types.STRING(), RAW])
@@ -51,7 +53,7 @@ def keyed_passthrough(tagged: DataStream, state: bool) -> DataStream:
 
 # ------------------------------------------------------------------ one job for the order path
 
-def fused_order_path(records: DataStream, props: dict[str, dict[str, str]]):
+def fused_order_path(records: DataStream, props: Props):
     """Both order jobs' work in one keyed Python call per store batch: the contract's
     ``orders`` records keyed by store go straight into inventory_windowing's batcher and
     desk, each validated and priced by ``orders.accept`` on the way in, with no

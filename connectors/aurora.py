@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from pizzastream.config import jdbc_url, postgres_dsn
+from pizzastream.config import Props, jdbc_url, postgres_dsn
 from pizzastream.sales import FACT_COLUMNS, FACT_FIELD, FACT_TARGET
 from pizzastream.schemas import DEAD_LETTER, ORDER_FCT, flink_sql_type
 
@@ -27,11 +27,11 @@ if TYPE_CHECKING:   # the Flink parts: the jobs have PyFlink; POS ingestion and 
 log = logging.getLogger(__name__)
 
 
-def connect(props: dict[str, dict[str, str]], group: str = "Aurora") -> psycopg.Connection:
+def connect(props: Props, group: str = "Aurora") -> psycopg.Connection:
     return psycopg.connect(postgres_dsn(props, group), autocommit=True)
 
 
-def catalog_rows(props: dict[str, dict[str, str]]) -> tuple[list[tuple], list[tuple]]:
+def catalog_rows(props: Props) -> tuple[list[tuple], list[tuple]]:
     """Products ``(product_id, name, unit_price_cents, active)`` and recipe lines
     ``(product_id, ingredient_id, quantity)`` as they are in the database now."""
     with connect(props) as conn:
@@ -44,7 +44,7 @@ def catalog_rows(props: dict[str, dict[str, str]]) -> tuple[list[tuple], list[tu
     return products, recipes
 
 
-def ingredient_policy_rows(props: dict[str, dict[str, str]]) -> list[tuple]:
+def ingredient_policy_rows(props: Props) -> list[tuple]:
     """``pizzastream.replenishment.POLICY_COLUMNS`` rows: each ingredient with its
     supplier's lead time, review period and grace, for the replenishment rules."""
     with connect(props) as conn:
@@ -100,7 +100,7 @@ class Refreshing:
 
 
 def jdbc_upsert_table_ddl(
-    props: dict[str, dict[str, str]],
+    props: Props,
     flink_table: str,
     columns: list[tuple[str, str]],
     primary_key: list[str],
@@ -145,7 +145,7 @@ def __getattr__(name: str):
 def upsert_rows(
     t_env: StreamTableEnvironment,
     statements: StatementSet,
-    props: dict[str, dict[str, str]],
+    props: Props,
     rows: DataStream,
     target_table: str,
     columns: list[tuple[str, str]],
@@ -172,7 +172,7 @@ def sink_dead_letters(t_env, statements, props, letters: DataStream) -> None:
 
 
 def copy_upsert_sink(
-    props: dict[str, dict[str, str]],
+    props: Props,
     target_table: str,
     stage_columns: list[tuple[str, str]],
     target: list[tuple[str, str]],

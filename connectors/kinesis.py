@@ -14,7 +14,7 @@ from pyflink.datastream.connectors import Source
 from pyflink.datastream.connectors.kinesis import KinesisStreamsSink, PartitionKeyGenerator
 from pyflink.java_gateway import get_gateway
 
-from pizzastream.config import flag, stream_arn, stream_name
+from pizzastream.config import Props, flag, stream_arn, stream_name
 
 RAW_RECORD = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # A record tagged with the kind of stream it came from, as a keyed function receives it.
@@ -28,7 +28,7 @@ AGGREGATED_RECORD = Types.ROW_NAMED(["partition_key", "payload"], [Types.STRING(
 AGGREGATION_MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 
 
-def client_properties(props: dict[str, dict[str, str]]) -> dict[str, str]:
+def client_properties(props: Props) -> dict[str, str]:
     """AWS client settings: region always; endpoint and static keys only where configured
     (the local emulator); otherwise the default chain, i.e. the MSF application's role."""
     aws = props["Aws"]
@@ -67,7 +67,7 @@ def _source(env, props, logical_name: str, schema, type_info,
 
 
 def raw_record_source(
-    env: StreamExecutionEnvironment, props: dict[str, dict[str, str]], logical_name: str
+    env: StreamExecutionEnvironment, props: Props, logical_name: str
 ) -> DataStream:
     """The stream's records as the exact bytes received (decoding is the rules' job).
     Every source here unpacks KPL aggregated records (``connectors.kinesis_agg``) into the
@@ -78,7 +78,7 @@ def raw_record_source(
 
 
 def text_records(
-    env: StreamExecutionEnvironment, props: dict[str, dict[str, str]], logical_name: str,
+    env: StreamExecutionEnvironment, props: Props, logical_name: str,
     watermarks: WatermarkStrategy,
 ) -> DataStream:
     """The stream's records as UTF-8 text (decoded later, e.g. by ``runtime.json_rows``).
@@ -88,7 +88,7 @@ def text_records(
 
 
 def tagged_records(
-    env: StreamExecutionEnvironment, props: dict[str, dict[str, str]], kinds: dict[str, str]
+    env: StreamExecutionEnvironment, props: Props, kinds: dict[str, str]
 ) -> DataStream:
     """Streams ``{logical_name: kind}`` merged into one, each element
     ``(partition_key, (kind, data))`` built in the JVM (see ``jobs.runtime.key_by_store``)."""
@@ -101,7 +101,7 @@ def tagged_records(
     return streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
 
 
-def keyed_record_sink(props: dict[str, dict[str, str]], logical_name: str) -> KinesisStreamsSink:
+def keyed_record_sink(props: Props, logical_name: str) -> KinesisStreamsSink:
     """Sink for ``KEYED_RECORD`` or ``AGGREGATED_RECORD`` rows; failed puts are retried,
     never dropped."""
     jvm = get_gateway().jvm
@@ -118,7 +118,7 @@ def keyed_record_sink(props: dict[str, dict[str, str]], logical_name: str) -> Ki
     )
 
 
-def aggregated(stream: DataStream, props: dict[str, dict[str, str]], logical_name: str
+def aggregated(stream: DataStream, props: Props, logical_name: str
                ) -> DataStream:
     """``KEYED_RECORD`` rows packed per partition key into KPL aggregated records
     (``pizzastream.flink.RecordAggregator``), if ``Aggregation.enabled``: a shard takes 1,000
@@ -137,6 +137,6 @@ def aggregated(stream: DataStream, props: dict[str, dict[str, str]], logical_nam
     ).uid(f"aggregate-{logical_name}"))
 
 
-def sink_to_stream(stream: DataStream, props: dict[str, dict[str, str]], logical_name: str) -> None:
+def sink_to_stream(stream: DataStream, props: Props, logical_name: str) -> None:
     aggregated(stream, props, logical_name).sink_to(keyed_record_sink(props, logical_name)).name(
         f"kinesis:{logical_name}").uid(f"sink-{logical_name}")

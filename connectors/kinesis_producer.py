@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from connectors import aws
+from pizzastream.config import Props
 
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
@@ -47,7 +48,7 @@ class KinesisProducer:
     """Sends ``(partition_key, data)`` records; ``client`` and ``sleep`` are injectable
     so the retry logic can be exercised without a server."""
 
-    def __init__(self, props: dict[str, dict[str, str]], *, client=None, max_attempts: int = 6,
+    def __init__(self, props: Props, *, client=None, max_attempts: int = 6,
                  base_delay_s: float = 0.1, max_delay_s: float = 5.0,
                  sleep: Callable[[float], None] = time.sleep):
         if max_attempts < 1:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from connectors import aws
 from pizzastream import schemas
-from pizzastream.config import staging_bucket
+from pizzastream.config import Props, staging_bucket
 from pizzastream.metrics import MetricRow, as_hour
 from pizzastream.schemas import HOURLY_STORE_METRICS, METRIC_COLUMNS, ORDER_FCT
 
@@ -69,19 +69,19 @@ def partition(hour: datetime) -> str:
     return f"dt={dt}/hour={hh}"
 
 
-def _prefix(props: dict[str, dict[str, str]], name: str) -> str:
+def _prefix(props: Props, name: str) -> str:
     return props["HourlyMetrics"][name].strip("/")
 
 
-def metrics_url(props: dict[str, dict[str, str]]) -> str:
+def metrics_url(props: Props) -> str:
     return f"s3://{props['Lake']['bucket']}/{_prefix(props, 'lake_prefix')}"
 
 
-def staging_url(props: dict[str, dict[str, str]]) -> str:
+def staging_url(props: Props) -> str:
     return f"s3://{staging_bucket(props)}/{_prefix(props, 'staging_prefix')}"
 
 
-def staging_source_ddl(props: dict[str, dict[str, str]], table: str) -> str:
+def staging_source_ddl(props: Props, table: str) -> str:
     """Flink table over the staging line items (``order_fct`` columns, as ``etl/staging.py``
     writes them), partitioned like the lake so a query for some hours reads only theirs.
 
@@ -107,7 +107,7 @@ def _staging_type(column: schemas.Column) -> str:
     return "TIMESTAMP(3)" if column.type == schemas.TIMESTAMPTZ else schemas.flink_sql_type(column)
 
 
-def unstaged_hours(props: dict[str, dict[str, str]], hours: Sequence[datetime]) -> list[datetime]:
+def unstaged_hours(props: Props, hours: Sequence[datetime]) -> list[datetime]:
     """Those of ``hours`` without a staging partition (the ETL stages an hour without sales
     as an empty part, so a missing partition means "not staged", never "no sales")."""
     s3 = aws.client(props, "s3")
@@ -132,7 +132,7 @@ def _visible_keys(s3, bucket: str, prefix: str) -> list[str]:
     return sorted(key for key in keys if not key.rsplit("/", 1)[-1].startswith(("_", ".")))
 
 
-def replace_hour(props: dict[str, dict[str, str]], hour: datetime,
+def replace_hour(props: Props, hour: datetime,
                  rows: Sequence[MetricRow]) -> str | None:
     """Makes the hour's partition hold exactly ``rows``, in one request: a PUT over the
     partition's object (a new object if the stream published nothing for the hour), or a
@@ -155,7 +155,7 @@ def replace_hour(props: dict[str, dict[str, str]], hour: datetime,
     return key
 
 
-def read_metrics(props: dict[str, dict[str, str]]) -> list[MetricRow]:
+def read_metrics(props: Props) -> list[MetricRow]:
     """Every metric row in the lake (any Parquet reader sees the same), ordered by hour and
     store; for checks and small tools, not for analytics at scale (see ``analytics``)."""
     s3 = aws.client(props, "s3")
@@ -168,7 +168,7 @@ def read_metrics(props: dict[str, dict[str, str]]) -> list[MetricRow]:
     return sorted(rows, key=lambda row: (row.window_start, row.store_id))
 
 
-def object_keys(props: dict[str, dict[str, str]]) -> list[str]:
+def object_keys(props: Props) -> list[str]:
     """Keys of the lake's metric objects, hidden ones left out."""
     return _visible_keys(aws.client(props, "s3"), props["Lake"]["bucket"],
                          f"{_prefix(props, 'lake_prefix')}/")

@@ -52,7 +52,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 
-from pizzastream.config import flag
+from pizzastream.config import Props, flag
 from pizzastream.order_status import (
     ABSENT_RANK, FINAL, FINAL_RANK, PENDING, PENDING_RANK, UNKNOWN_RANK, Outcome,
 )
@@ -253,7 +253,7 @@ def publish_catalog(redis_client: redis.Redis | redis.cluster.RedisCluster, cata
         pipe.execute(raise_on_error=True)   # the first error reply raises: no lost write
 
 
-def jvm_endpoint(props: dict[str, dict[str, str]]):
+def jvm_endpoint(props: Props):
     """``pizzastream.flink.RedisEndpoint``: the JVM operators connect as ``client`` does
     (the ``Redis`` group: AUTH, TLS with the CA bundle, cluster mode)."""
     from pyflink.java_gateway import get_gateway
@@ -265,7 +265,7 @@ def jvm_endpoint(props: dict[str, dict[str, str]]):
         tls_enabled(props), str(ca) if ca else "", cluster_mode(props))
 
 
-def sink(props: dict[str, dict[str, str]], ttl_seconds: int = 0, batch_size: int = 500) -> Sink:
+def sink(props: Props, ttl_seconds: int = 0, batch_size: int = 500) -> Sink:
     """The JVM sink of ``REDIS_COMMAND`` rows, connected as ``client`` is."""
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
@@ -274,7 +274,7 @@ def sink(props: dict[str, dict[str, str]], ttl_seconds: int = 0, batch_size: int
         jvm_endpoint(props), ttl_seconds, batch_size))
 
 
-def order_status_gate(status_commands: DataStream, props: dict[str, dict[str, str]], job: str,
+def order_status_gate(status_commands: DataStream, props: Props, job: str,
                       ttl_seconds: int = ORDER_STATUS_TTL_S, batch_size: int = 500,
                       max_delay_ms: int = 100) -> DataStream:
     """Writes a job's order status commands (``REDIS_COMMAND`` rows ``SET order:<id>

@@ -58,6 +58,7 @@ from bench import capacity
 from connectors import dbsetup
 from connectors.dbsetup import AURORA, WAREHOUSE
 from deploy import certs, msf, packages
+from pizzastream.config import Props
 from pizzastream.pos_batches import LANDING_PREFIX, MANIFEST_SUFFIX
 from pizzastream.publication import LATE_HOURS, UNPUBLISHED_HOURS
 
@@ -431,7 +432,7 @@ class PlatformStack(Stack):
 
     # --- property groups -------------------------------------------------------------------
 
-    def groups(self, service: str) -> dict[str, dict[str, str]]:
+    def groups(self, service: str) -> Props:
         """The property groups of a non-MSF service (the MSF ones come from their templates)."""
         aws = {"region": self.region, "account_id": self.account}
         # Each service logs in as its own database user (connectors.dbsetup.GRANTS); only
@@ -486,7 +487,7 @@ class PlatformStack(Stack):
         raise KeyError(service)
 
     @staticmethod
-    def environment_variables(groups: dict[str, dict[str, str]]) -> dict[str, str]:
+    def environment_variables(groups: Props) -> dict[str, str]:
         """``PIZZASTREAM__<Group>__<key>``: how a Lambda function or a container gets its
         groups (``pizzastream.config.load_properties`` overrides)."""
         return {f"PIZZASTREAM__{group}__{key}": value

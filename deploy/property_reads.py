@@ -29,6 +29,10 @@ import ast
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pizzastream import config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The project's packages a deployed program could reach (followed, and counted as project
@@ -700,7 +704,7 @@ class _BoundMethod:
     receiver: object
 
 
-def missing(required: dict[str, set[str]], deployed: dict[str, dict[str, str]]) -> list[str]:
+def missing(required: dict[str, set[str]], deployed: config.Props) -> list[str]:
     """``group`` or ``group.key`` that ``required`` (``Analysis.required()``) needs and the
     ``deployed`` property groups lack. A key is also there when the group names the secret
     it comes from (``password`` by ``password_secret_arn``, ``pizzastream.config``)."""

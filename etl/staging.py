@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from connectors import aws, lake
 from pizzastream import schemas
-from pizzastream.config import staging_bucket
+from pizzastream.config import Props, staging_bucket
 
 # The contract's order_fct (pizzastream.schemas): its columns, types and nullability.
 ORDER_FCT = lake.arrow_schema(schemas.ORDER_FCT)
@@ -34,7 +34,7 @@ _PARTITION = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
 
 
 class Staging:
-    def __init__(self, props: dict[str, dict[str, str]]):
+    def __init__(self, props: Props):
         self._s3 = aws.client(props, "s3")
         self._bucket = staging_bucket(props)
         self.bucket = self._bucket

@@ -46,6 +46,7 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
 
 from connectors import kinesis, lake, redis_store, warehouse
 from jobs import runtime
+from pizzastream.config import Props
 from pizzastream.metrics import (
     HOUR_MS, SALE_ORDER_COLUMNS, MetricRow, as_hour, metric_sql, money_text_sql,
 )
@@ -129,7 +130,7 @@ FROM (
 GROUP BY store_id, hour_ms, minute_of_hour"""
 
 
-def _settings(props: dict[str, dict[str, str]]) -> tuple[timedelta, timedelta]:
+def _settings(props: Props) -> tuple[timedelta, timedelta]:
     """The watermark's out-of-orderness bound and idleness."""
     settings = HourlySettings.from_props(props)
     return settings.out_of_orderness, settings.idle
@@ -155,7 +156,7 @@ def timed_columns() -> Schema:
 
 
 def metrics_and_live(t_env: StreamTableEnvironment, sales: Table,
-                     props: dict[str, dict[str, str]]) -> tuple[DataStream, DataStream]:
+                     props: Props) -> tuple[DataStream, DataStream]:
     """The job's logic without its edges: sales (``SALE_RECORD`` columns, ``event_time``
     with watermarks, ``seen_at``) in; metric rows (``WIRE_COLUMNS``, a changelog: each
     store-hour inserted when the watermark passes its end, then updated by late sales) and
@@ -211,7 +212,7 @@ class HourPublisher(KeyedCoProcessFunction):
     hour when it is published is published ``partial``. The hour's state goes
     ``changes_for`` after it was first seen, as the window's does."""
 
-    def __init__(self, props: dict[str, dict[str, str]]):
+    def __init__(self, props: Props):
         self._props = props
         self._settings = HourlySettings.from_props(props)
 
@@ -270,7 +271,7 @@ class HourPublisher(KeyedCoProcessFunction):
 
 
 def publish(t_env: StreamTableEnvironment, metrics: DataStream,
-            props: dict[str, dict[str, str]]) -> DataStream:
+            props: Props) -> DataStream:
     """Metric rows (``metrics_and_live``'s changelog, ``WIRE_COLUMNS``) through
     ``HourPublisher``, with the POS progress markers of the ``sales`` view: the rows each
     publication wrote."""
@@ -281,7 +282,7 @@ def publish(t_env: StreamTableEnvironment, metrics: DataStream,
             .uid("publish-hours"))
 
 
-def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
+def build(env: StreamExecutionEnvironment, props: Props) -> None:
     """Adds the job's dataflow to ``env`` (tests and benchmarks reuse it)."""
     t_env = runtime.table_environment(env)
     settings = HourlySettings.from_props(props)
@@ -299,7 +300,7 @@ def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> 
     live.sink_to(redis_store.sink(props, ttl_s)).name("redis:live").uid("sink-redis-live")
 
 
-def run_batch(props: dict[str, dict[str, str]], hours: Sequence[datetime]) -> list[MetricRow]:
+def run_batch(props: Props, hours: Sequence[datetime]) -> list[MetricRow]:
     """The metrics of ``hours`` (window starts, naive UTC or aware) recomputed by Flink in
     batch mode, with the streaming job's SQL, from the S3 staging copy of ``order_fct``
     (``lake.staging_source_ddl``), regrouped into orders. Every hour must be staged (an
@@ -327,7 +328,7 @@ GROUP BY order_id, store_id, channel, delivery_type, transaction_ts""")
     return sorted(rows, key=lambda row: (row.window_start, row.store_id))
 
 
-def publish_hours(props: dict[str, dict[str, str]], rows: Sequence[MetricRow],
+def publish_hours(props: Props, rows: Sequence[MetricRow],
                   hours: Sequence[datetime]) -> None:
     """Replaces ``hours`` in the lake (one PUT of each hour's object, ``lake.replace_hour``)
     and in the warehouse (staging + merge, one transaction, ``warehouse.replace_hours``) with

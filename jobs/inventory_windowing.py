@@ -36,6 +36,7 @@ from pyflink.datastream.state import MapStateDescriptor
 from connectors import aurora, kinesis, redis_store
 from jobs import runtime
 from pizzastream.catalog import Catalog
+from pizzastream.config import Props
 from pizzastream.order_batches import (
     ALERT, DELIVERY, EVENT_ID_FIELDS, FACT, INVENTORY_JOB, ORDER, POS_ORDER, RESTOCK, SALE,
     STATUS, STATUS_CACHE, STOCK_LEVEL, STOCKOUT, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk,
@@ -83,7 +84,7 @@ class DecideStoreBatches(KeyedProcessFunction):
     (before every checkpoint). Dead letters (rare) leave through a side output of their
     own."""
 
-    def __init__(self, props: dict[str, dict[str, str]]):
+    def __init__(self, props: Props):
         self._props = props
         # Read here, where the job is built: a missing key stops it before it runs.
         self._history = HistoryWindow.from_properties(props["Inventory"])
@@ -185,7 +186,7 @@ class Decisions(NamedTuple):
     dead_letters: DataStream        # DEAD_LETTER_ROW: unusable records and repeats
 
 
-def decide_orders(records: DataStream, props: dict[str, dict[str, str]],
+def decide_orders(records: DataStream, props: Props,
                   desk: KeyedProcessFunction | None = None,
                   event_id_fields: dict[str, str] = EVENT_ID_FIELDS) -> Decisions:
     """The job's logic without its edges: tagged orders and restocks in, its outputs out.
@@ -215,7 +216,7 @@ def decide_orders(records: DataStream, props: dict[str, dict[str, str]],
         dead_letters)
 
 
-def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
+def build(env: StreamExecutionEnvironment, props: Props) -> None:
     """Adds the job's dataflow, with its sources and sinks, to ``env``."""
     t_env = runtime.table_environment(env)
     records = kinesis.tagged_records(env, props, {"orders_enriched": ORDER, "restocks": RESTOCK})

@@ -29,6 +29,7 @@ from pyflink.datastream import (
 from connectors import aurora, kinesis, redis_store
 from jobs import runtime
 from pizzastream.catalog import Catalog
+from pizzastream.config import Props
 from pizzastream.order_batches import (
     ENRICHED, ENRICHMENT_JOB, STATUS, STATUS_CACHE, enrich_batch,
 )
@@ -43,7 +44,7 @@ class EnrichOrderBatches(ProcessFunction):
     records in, its result lines out as one record; dead letters (rare) leave through a
     side output of their own. The catalog reloads while running."""
 
-    def __init__(self, props: dict[str, dict[str, str]]):
+    def __init__(self, props: Props):
         self._props = props
         self._rules = OrderRules.from_properties(props["OrderRules"])
         self._catalog = None
@@ -77,7 +78,7 @@ class Enrichment(NamedTuple):
     dead_letters: DataStream        # DEAD_LETTER_ROW of unusable records
 
 
-def enrich_orders(raw_orders: DataStream, props: dict[str, dict[str, str]]) -> Enrichment:
+def enrich_orders(raw_orders: DataStream, props: Props) -> Enrichment:
     """The job's logic without its edges: raw order bytes in, its outputs out.
     Benchmarks feed it directly."""
     path = props.get("OrderPath", {})
@@ -95,7 +96,7 @@ def enrich_orders(raw_orders: DataStream, props: dict[str, dict[str, str]]) -> E
         runtime.side_output(results, DEAD_LETTERS))
 
 
-def build(env: StreamExecutionEnvironment, props: dict[str, dict[str, str]]) -> None:
+def build(env: StreamExecutionEnvironment, props: Props) -> None:
     """Adds the job's dataflow, with its sources and sinks, to ``env``."""
     t_env = runtime.table_environment(env)
     outputs = enrich_orders(kinesis.raw_record_source(env, props, "orders"), props)

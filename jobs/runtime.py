@@ -26,7 +26,7 @@ from pyflink.table import (
 )
 
 from pizzastream import run_directory
-from pizzastream.config import REPO_ROOT, is_local, load_properties
+from pizzastream.config import REPO_ROOT, Props, is_local, load_properties
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
 LOCAL_CHECKPOINTS = REPO_ROOT / ".stack" / "checkpoints"
@@ -42,7 +42,7 @@ SHIPPED_PACKAGES = ("pizzastream", "connectors", "jobs")
 SHIPPED_DATA = ("certs",)
 
 
-def _prepare_local_jvm(props: dict[str, dict[str, str]]) -> None:
+def _prepare_local_jvm(props: Props) -> None:
     """Must run before the first py4j call, which starts the JVM."""
     if not DEPENDENCIES_JAR.exists():
         sys.exit(f"{DEPENDENCIES_JAR} is missing: build it with `mvn -f deploy/pom.xml package`")
@@ -65,7 +65,7 @@ def _prepare_local_jvm(props: dict[str, dict[str, str]]) -> None:
     os.environ["JVM_ARGS"] = f"{jvm_args} -Djava.io.tmpdir={run_directory.claim()}".strip()
 
 
-def _s3_settings(props: dict[str, dict[str, str]]) -> dict[str, str]:
+def _s3_settings(props: Props) -> dict[str, str]:
     """The S3 file system plugin's settings for the emulator (path-style, static keys);
     empty on AWS, where the plugin uses the application's role."""
     aws = props["Aws"]
@@ -89,7 +89,7 @@ def _initialize_file_systems(config: Configuration) -> None:
     jvm.org.apache.flink.core.fs.FileSystem.initialize(config._j_configuration, plugins)
 
 
-def flink_configuration(props: dict[str, dict[str, str]],
+def flink_configuration(props: Props,
                         restore_from: str | None = None) -> Configuration:
     """The job's Flink settings; locally, ``restore_from`` (else ``PIZZASTREAM_RESTORE_FROM``)
     names the savepoint or retained checkpoint to start from."""
@@ -121,7 +121,7 @@ def flink_configuration(props: dict[str, dict[str, str]],
     return config
 
 
-def _started_configuration(props: dict[str, dict[str, str]],
+def _started_configuration(props: Props,
                            restore_from: str | None = None) -> Configuration:
     """``flink_configuration`` with, locally, the JVM prepared before it starts (creating
     the configuration starts it) and the file systems loaded after."""
@@ -133,7 +133,7 @@ def _started_configuration(props: dict[str, dict[str, str]],
     return config
 
 
-def stream_environment(props: dict[str, dict[str, str]],
+def stream_environment(props: Props,
                        restore_from: str | None = None) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment(
         _started_configuration(props, restore_from))
@@ -203,7 +203,7 @@ def computed_once(t_env: StreamTableEnvironment, table: Table, rowtime: str) -> 
     return Table(j_tenv.fromDataStream(j_stream, schema._j_schema), t_env)
 
 
-def batch_table_environment(props: dict[str, dict[str, str]]) -> TableEnvironment:
+def batch_table_environment(props: Props) -> TableEnvironment:
     """A bounded SQL run (``jobs.hourly_metrics.run_batch``) with the jobs' jar, file
     systems and time zone; SQL only, so no Python is shipped."""
     config = _started_configuration(props)

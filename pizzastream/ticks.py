@@ -23,10 +23,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pizzastream.inventory import InvalidRestock
 from pizzastream.orders import STORE_IDS, Reason, format_event_time, parse_event_time
+
+if TYPE_CHECKING:
+    from pizzastream.config import Props
 
 HOUR_MS = 3_600_000
 TICK_FIELDS = ("event_id", "store_id", "tick")
@@ -83,7 +86,7 @@ def parse_tick(doc: dict[str, Any]) -> Tick:
     return Tick(doc["event_id"], store_id, ts_ms)
 
 
-def write_ticks(props: dict[str, dict[str, str]], hour_ms: int,
+def write_ticks(props: Props, hour_ms: int,
                 store_ids: Iterable[int] = STORE_IDS) -> int:
     """Writes the hour's ticks to the ``restocks`` stream (one serialised writer:
     ``KinesisProducer``); returns how many."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from connectors import aws
 from pizzastream.catalog import Catalog
-from pizzastream.config import load_properties, pos_bucket
+from pizzastream.config import Props, load_properties, pos_bucket
 from pizzastream.orders import STORE_IDS, EnrichedOrder, OrderLine
 from pizzastream.pos_batches import Manifest, batch_id, settle, store_system
 from pos.outbox import Outbox, Spool, Version
@@ -25,7 +25,7 @@ from pos.outbox import Outbox, Spool, Version
 HOUR_MS = 3_600_000
 
 
-def deliver_bulk(props: dict[str, dict[str, str]], lines: int, lines_per_order: int = 4,
+def deliver_bulk(props: Props, lines: int, lines_per_order: int = 4,
                  system: int = 1) -> Manifest:
     """Delivers one batch of about ``lines`` line items (whole orders) for ``system``."""
     systems = int(props["Pos"]["store_systems"])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from connectors.kinesis_producer import KinesisProducer, Record
 from pizzastream.catalog import from_cents
-from pizzastream.config import load_properties, stream_name
+from pizzastream.config import Props, load_properties, stream_name
 from pizzastream.orders import OrderRules, epoch_ms
 from simulation.traffic import BUSINESS_DAY, OrderTraffic, TrafficReport
 
@@ -29,7 +29,7 @@ PACING_TICKS_PER_SECOND = 10
 PROGRESS_REDRAW_S = 0.1
 
 
-def send_orders(props: dict[str, dict[str, str]], n: int, *, bad_share: float = 0.05,
+def send_orders(props: Props, n: int, *, bad_share: float = 0.05,
                 duplicate_share: float = 0.0, seed: int = 7, day_start: datetime | None = None,
                 rate: float = 0.0, producer: KinesisProducer | None = None,
                 on_sent: Callable[[int], None] | None = None,

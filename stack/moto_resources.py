@@ -10,14 +10,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from pizzastream.config import stream_name
+from pizzastream.config import Props, stream_name
 
 # Keys of the ``Streams`` group that configure the streams rather than name one.
 STREAM_SETTINGS = frozenset({"shard_count", "initial_position"})
 _FAST_WAIT = {"Delay": 1, "MaxAttempts": 30}
 
 
-def client(props: dict[str, dict[str, str]], service: str, *, quick: bool = False):
+def client(props: Props, service: str, *, quick: bool = False):
     """A boto3 client aimed at the configured endpoint; ``quick`` fails fast, for probes."""
     aws = props["Aws"]
     config = (Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
@@ -32,11 +32,11 @@ def client(props: dict[str, dict[str, str]], service: str, *, quick: bool = Fals
     )
 
 
-def stream_names(props: dict[str, dict[str, str]]) -> list[str]:
+def stream_names(props: Props) -> list[str]:
     return [stream_name(props, key) for key in props["Streams"] if key not in STREAM_SETTINGS]
 
 
-def ensure_streams(props: dict[str, dict[str, str]]) -> list[str]:
+def ensure_streams(props: Props) -> list[str]:
     """Create the configured streams that are missing, wait until all are ACTIVE.
 
     Returns the names of the streams created now.
@@ -51,7 +51,7 @@ def ensure_streams(props: dict[str, dict[str, str]]) -> list[str]:
     return created
 
 
-def recreate_streams(props: dict[str, dict[str, str]]) -> None:
+def recreate_streams(props: Props) -> None:
     """Empty every configured stream the only way Kinesis allows: delete and create again."""
     kinesis = client(props, "kinesis")
     existing = set(kinesis.list_streams()["StreamNames"])
@@ -62,7 +62,7 @@ def recreate_streams(props: dict[str, dict[str, str]]) -> None:
     ensure_streams(props)
 
 
-def ensure_bucket(props: dict[str, dict[str, str]]) -> bool:
+def ensure_bucket(props: Props) -> bool:
     """Create the lake bucket unless it exists; True when it was created."""
     s3 = client(props, "s3")
     bucket = props["Lake"]["bucket"]
@@ -79,7 +79,7 @@ def ensure_bucket(props: dict[str, dict[str, str]]) -> bool:
     return True
 
 
-def empty_bucket(props: dict[str, dict[str, str]]) -> None:
+def empty_bucket(props: Props) -> None:
     s3 = client(props, "s3")
     bucket = props["Lake"]["bucket"]
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -88,7 +88,7 @@ def empty_bucket(props: dict[str, dict[str, str]]) -> None:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
 
 
-def delete_tables(props: dict[str, dict[str, str]]) -> None:
+def delete_tables(props: Props) -> None:
     """Drop every DynamoDB table: they only hold KCL leases and checkpoints, which point at
     sequence numbers of streams that ``recreate_streams`` just replaced and would make a
     restarted consumer skip the new records."""

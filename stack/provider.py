@@ -46,7 +46,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pizzastream import reference_data
-from pizzastream.config import load_properties
+from pizzastream.config import Props, load_properties
 
 KNOB_PREFIX = "provider_"
 
@@ -249,7 +249,7 @@ class ProviderServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"  # type: ignore[str-bytes-safe]  # a TCP server's address: a str host
 
 
-def address(props: dict[str, dict[str, str]]) -> tuple[str, int]:
+def address(props: Props) -> tuple[str, int]:
     url = urlsplit(props["Delivery"]["provider_url"])
     return url.hostname or "127.0.0.1", url.port or 80
 

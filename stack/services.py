@@ -22,7 +22,7 @@ import psycopg
 import redis
 
 from connectors import redis_store
-from pizzastream.config import REPO_ROOT
+from pizzastream.config import REPO_ROOT, Props
 from stack import moto_resources, tls
 from stack.process import (
     ServiceError, has_marker, is_alive, log_tail, marked_env, port_in_use, read_pid, runs_in,
@@ -145,7 +145,7 @@ class Moto(Service):
     name = "moto"
     module = "stack.moto_server"
 
-    def __init__(self, paths: StackPaths, props: dict[str, dict[str, str]]) -> None:
+    def __init__(self, paths: StackPaths, props: Props) -> None:
         endpoint = urlsplit(props["Aws"]["endpoint"])
         super().__init__(paths, endpoint.hostname, endpoint.port)  # type: ignore[arg-type]  # the endpoint names host and port
         self.props = props
@@ -180,7 +180,7 @@ class Redis(Service):
     name = "redis"
     ready_timeout = 15.0
 
-    def __init__(self, paths: StackPaths, props: dict[str, dict[str, str]]) -> None:
+    def __init__(self, paths: StackPaths, props: Props) -> None:
         super().__init__(paths, props["Redis"]["host"], int(props["Redis"]["port"]))
         self.props = props
 
@@ -221,7 +221,7 @@ class Redis(Service):
         return redis_store.client(self.props, socket_timeout=5, socket_connect_timeout=2)  # type: ignore[return-value]  # the local stack runs without cluster mode
 
 
-def redis_access(props: dict[str, dict[str, str]], host: str, port: int) -> list[str]:
+def redis_access(props: Props, host: str, port: int) -> list[str]:
     """redis.conf lines for how ``port`` admits clients, as ElastiCache does and the ``Redis``
     group expects: TLS only (certificates made by ``stack.tls`` for ``Redis.tls_ca_file``)
     with ``Redis.tls``, and AUTH as ``Redis.user`` (the default user disabled) or, without a
@@ -257,7 +257,7 @@ class Postgres(Service):
     name = "postgres"
     ready_timeout = 60.0
 
-    def __init__(self, paths: StackPaths, props: dict[str, dict[str, str]]) -> None:
+    def __init__(self, paths: StackPaths, props: Props) -> None:
         aurora, warehouse = props["Aurora"], props["Warehouse"]
         if (aurora["host"], aurora["port"]) != (warehouse["host"], warehouse["port"]):
             raise ServiceError("postgres: Aurora and Warehouse must share host and port; "
@@ -334,7 +334,7 @@ class Services(NamedTuple):
     redis: Redis
 
 
-def stack_services(props: dict[str, dict[str, str]], paths: StackPaths) -> Services:
+def stack_services(props: Props, paths: StackPaths) -> Services:
     return Services(
         moto=Moto(paths, props),
         postgres=Postgres(paths, props),

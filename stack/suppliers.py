@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from connectors import aws
 from connectors.kinesis_producer import KinesisProducer
-from pizzastream.config import stream_name
+from pizzastream.config import Props, stream_name
 from pizzastream.orders import epoch_ms, format_event_time
 
 
@@ -32,7 +32,7 @@ def restocks_for(supplier_order: dict, delivered_at: datetime) -> list[dict]:
     } for line in supplier_order["lines"]]
 
 
-def deliver_all(props: dict[str, dict[str, str]]) -> int:
+def deliver_all(props: Props) -> int:
     """Delivers every supplier order now on the ``supplier-orders`` stream; returns how many
     restocks (order lines) that took."""
     kinesis = aws.client(props, "kinesis")

@@ -180,3 +180,29 @@ def for_stream(props: dict[str, dict[str, str]], stream_name: str, *, load_sourc
         return stream, CloudWatchLoadMeter(kinesis, aws.client(props, "cloudwatch"), stream,
                                            sample_per_shard)
     raise ValueError(f"Resharding.load_source must be 'records' or 'cloudwatch', not {load_source!r}")
+
+
+def consumer_lag_ms(cloudwatch, stream_name: str, *, start: dt.datetime,
+                    end: dt.datetime) -> float | None:
+    """The Maximum of the stream's ``GetRecords.IteratorAgeMilliseconds`` (stream level, one
+    datapoint a minute) between ``start`` and ``end``: how far behind the tip its furthest
+    polling reader was. None when there is no datapoint (no one called GetRecords then)."""
+    kwargs = {"MetricDataQueries": [{"Id": "lag", "MetricStat": {
+        "Metric": {"Namespace": "AWS/Kinesis", "MetricName": "GetRecords.IteratorAgeMilliseconds",
+                   "Dimensions": [{"Name": "StreamName", "Value": stream_name}]},
+        "Period": 60, "Stat": "Maximum"}}], "StartTime": start, "EndTime": end}
+    values: list[float] = []
+    while True:
+        page = cloudwatch.get_metric_data(**kwargs)
+        for result in page["MetricDataResults"]:
+            values.extend(result["Values"])
+        if not page.get("NextToken"):
+            return max(values) if values else None
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def lag_reader(props: dict[str, dict[str, str]], stream_name: str
+               ) -> Callable[[dt.datetime, dt.datetime], float | None]:
+    """``consumer_lag_ms`` of ``stream_name`` between two times, on the configured CloudWatch."""
+    cloudwatch = aws.client(props, "cloudwatch")
+    return lambda start, end: consumer_lag_ms(cloudwatch, stream_name, start=start, end=end)

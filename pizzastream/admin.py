@@ -11,10 +11,17 @@ Kinesis reports it after every step (the loads per key were measured once, and a
 follows it to whichever shard its hash now falls in). A step done is therefore never done
 again: its parent shards are closed and no longer in the map. Interrupted anywhere, the same
 command run again finishes the job, and run on a finished stream it does nothing.
+
+Before it measures, and again before every step, ``--apply`` reads the stream's consumer lag
+(``GetRecords.IteratorAgeMilliseconds``, ``Resharding.lag_source`` ``cloudwatch``) and refuses
+to reshard a stream whose readers are behind (``Resharding.max_consumer_lag_ms``), or whose lag
+it cannot know, unless ``--even-if-behind``: connector 4.3.0 can reorder a store's records
+across a reshard it reads behind the tip (docs/resharding.md, "The consumer-lag guard").
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +46,9 @@ class Settings:
     load_source: str
     sample_records_per_shard: int
     active_timeout_s: float
+    lag_source: str
+    max_consumer_lag_ms: float
+    lag_lookback_s: float
 
     @classmethod
     def from_properties(cls, props: dict[str, dict[str, str]]) -> Settings:
@@ -46,14 +56,73 @@ class Settings:
         if source not in ("records", "cloudwatch"):
             raise rs.ConfigError(f"property {rs.GROUP}.load_source must be records or "
                                  f"cloudwatch, not {source!r}")
+        lag_source = rs.setting(props, "lag_source", str)
+        if lag_source not in rs.LAG_SOURCES:
+            raise rs.ConfigError(f"property {rs.GROUP}.lag_source must be one of "
+                                 f"{', '.join(rs.LAG_SOURCES)}, not {lag_source!r}")
         return cls(rs.Policy.from_properties(props), rs.setting(props, "window_s", float),
                    source, rs.setting(props, "sample_records_per_shard", int),
-                   rs.setting(props, "active_timeout_s", float))
+                   rs.setting(props, "active_timeout_s", float), lag_source,
+                   rs.setting(props, "max_consumer_lag_ms", float),
+                   rs.setting(props, "lag_lookback_s", float))
+
+
+class Refused(RuntimeError):
+    """The consumer-lag guard refused a step; the message says why."""
+
+
+class LagGuard:
+    """Reads the consumer lag (``read(start, end)``, None: no datapoint) and weighs it with
+    ``rs.lag_verdict``. ``check`` is the reading before the tool's own measurement; the tool's
+    reads of its window are GetRecords calls up to ``window_s`` behind the tip, which the
+    stream's metric counts like any reader's, so ``recheck`` (before each step) looks only at
+    minutes after ``reads_done`` and keeps the earlier reading while there is none."""
+
+    def __init__(self, read: Callable[[dt.datetime, dt.datetime], float | None] | None,
+                 stream: str, settings: Settings, *, even_if_behind: bool,
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+        self.read = read
+        self.stream = stream
+        self.settings = settings
+        self.even_if_behind = even_if_behind
+        self.now = now
+        self.first: rs.LagVerdict | None = None
+        self.not_before: dt.datetime | None = None
+
+    def _verdict(self, earlier: rs.LagVerdict | None) -> rs.LagVerdict:
+        end = self.now()
+        start = end - dt.timedelta(seconds=self.settings.lag_lookback_s)
+        if self.not_before is not None:
+            start = max(start, self.not_before)
+        lag = self.read(start, end) if self.read is not None and start < end else None
+        return rs.lag_verdict(lag, stream=self.stream, lag_source=self.settings.lag_source,
+                              max_lag_ms=self.settings.max_consumer_lag_ms,
+                              lookback_s=self.settings.lag_lookback_s,
+                              even_if_behind=self.even_if_behind, earlier=earlier)
+
+    def check(self) -> rs.LagVerdict:
+        self.first = self._verdict(None)
+        return self.first
+
+    def reads_done(self) -> None:
+        """The tool's own reads end now: later checks start at the next whole minute (the
+        metric's datapoints are minutes; the current one holds the tool's reads)."""
+        t = self.now()
+        self.not_before = t.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+
+    def recheck(self) -> None:
+        verdict = self._verdict(self.first)
+        print(verdict.message)
+        if not verdict.proceed:
+            raise Refused(verdict.message)
 
 
 def apply(shards: ShardMap, keys: list[rs.KeyLoad], policy: rs.Policy, *,
-          max_steps: int | None = None, log: Callable[[str], None] = print) -> list[rs.Step]:
-    """Carries out the plan's steps until none is left (or ``max_steps`` are done)."""
+          max_steps: int | None = None, log: Callable[[str], None] = print,
+          before_step: Callable[[], None] = lambda: None) -> list[rs.Step]:
+    """Carries out the plan's steps until none is left (or ``max_steps`` are done).
+    ``before_step`` runs right before each step is carried out (the consumer-lag guard: it
+    raises to stop)."""
     done: list[rs.Step] = []
     limit: int | None = None
     while max_steps is None or len(done) < max_steps:
@@ -70,6 +139,7 @@ def apply(shards: ShardMap, keys: list[rs.KeyLoad], policy: rs.Policy, *,
             raise RuntimeError(f"stopped after {len(done)} steps: the shard map keeps "
                                "changing under the plan (another reshard running?)")
         step = plan.steps[0]
+        before_step()
         if isinstance(step, rs.Split):
             shards.split(step.shard_id, step.new_starting_hash_key)
         else:
@@ -146,15 +216,25 @@ def shards_command(args: argparse.Namespace) -> int:
         props, name, load_source=settings.load_source,
         active_timeout_s=settings.active_timeout_s,
         sample_per_shard=settings.sample_records_per_shard)
+    guard = LagGuard(kinesis_shards.lag_reader(props, name)
+                     if settings.lag_source == "cloudwatch" else None,
+                     name, settings, even_if_behind=args.even_if_behind)
+    lag = guard.check()                  # before the tool's own reads count in the metric
     keys = meter.key_loads(window_s)
+    guard.reads_done()
     plan = rs.plan(stream.open_shards(), keys, settings.policy)
     print(format_report(name, plan, window_s, settings.load_source, top=args.top))
+    print(f"\n{lag.message}")
     if not args.apply:
         if plan.steps:
-            print("\ndry run: nothing changed (--apply carries the plan out)")
+            print("\ndry run: nothing changed (--apply carries the plan out"
+                  + ("; it would refuse now" if not lag.proceed else "") + ")")
         return 0
+    if not lag.proceed and plan.steps:
+        raise Refused(lag.message)
     print()
-    done = apply(stream, keys, settings.policy, max_steps=args.max_steps)
+    done = apply(stream, keys, settings.policy, max_steps=args.max_steps,
+                 before_step=guard.recheck)
     left = rs.plan(stream.open_shards(), keys, settings.policy).steps
     print(f"applied {len(done)} steps; {len(stream.open_shards())} open shards; "
           + (f"{len(left)} steps left" if left else "nothing left to do"))
@@ -174,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     shards.add_argument("--window-s", type=float, default=None,
                         help="measure over this many seconds (default Resharding.window_s)")
     shards.add_argument("--top", type=int, default=5, help="shards and stores shown")
+    shards.add_argument("--even-if-behind", action="store_true",
+                        help="with --apply: reshard even if the stream's readers are behind "
+                             "(or their lag is unknown); connector 4.3.0 can then reorder a "
+                             "store's records across the reshard (docs/resharding.md)")
     args = parser.parse_args(argv)
     from connectors.kinesis_shards import ReshardError
 
@@ -185,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     except ReshardError as error:
         print(f"stopped: {error}", file=sys.stderr)
         return 1
+    except Refused as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ PyFlink's cost is the crossing between the JVM and Python, per record, not the r
 (``pizzastream.flink.OrderBatcher``, ``StoreBatcher``), Python decides the whole batch and
 answers with one result, and the JVM fans the result out to the streams and tables
 (``pizzastream.flink.BatchOutputs``). Both formats are defined here and in those classes;
-tests/test_batches.py checks the two sides against each other.
+each side has its own tests (tests/pizzastream/test_order_batches.py, the classes' JUnit
+tests) and the order path's end-to-end tests (tests/e2e/) run the two together.
 
 Batches into Python (binary, any bytes: records are outside input)
     raw records   per record: length (4 bytes, big-endian), the record's bytes

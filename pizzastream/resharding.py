@@ -285,3 +285,84 @@ def plan(shards: Iterable[Shard], keys: Iterable[KeyLoad], policy: Policy) -> Pl
     hot = sorted((k for k in keys if k.load.utilisation(limits) > 1),
                  key=lambda k: (-k.load.utilisation(limits), k.key))
     return Plan(policy, before, steps, after, hot)
+
+
+# --- the consumer-lag guard ----------------------------------------------------------------
+# flink-connector-kinesis 4.3.0 reads a child shard without waiting for its parent to be read
+# to the end (FLINK-32218): a job far behind can put a store's later record before an
+# earlier one across a split or merge. At the tip the race cannot bite, so ``--apply``
+# reshards only while the stream's readers are caught up (docs/resharding.md, "The jobs
+# through a reshard" and "The consumer-lag guard").
+
+LAG_SOURCES = ("cloudwatch", "none")
+DOCS = "docs/resharding.md#the-jobs-through-a-reshard"
+
+
+@dataclass(frozen=True)
+class LagVerdict:
+    """Whether ``--apply`` may carry out a step, given the stream's consumer lag.
+
+    ``lag_ms``: the Maximum of ``GetRecords.IteratorAgeMilliseconds`` read (None: not read,
+    or no datapoint); ``checked``: the lag was read and weighed; ``message``: one line for
+    the operator, saying what was measured and why the tool goes on or refuses."""
+
+    proceed: bool
+    checked: bool
+    lag_ms: float | None
+    message: str
+
+
+def lag_verdict(lag_ms: float | None, *, stream: str, lag_source: str, max_lag_ms: float,
+                lookback_s: float, even_if_behind: bool,
+                earlier: LagVerdict | None = None) -> LagVerdict:
+    """The guard's decision; no AWS call here (``connectors.kinesis_shards.consumer_lag_ms``
+    reads the figure).
+
+    * ``lag_source`` ``none`` (the local stack: moto emits no Kinesis metrics): not checked,
+      go on, and say so.
+    * a lag at or under ``max_lag_ms``: go on.
+    * a lag over it: refuse, unless ``even_if_behind``.
+    * no datapoint: GetRecords metrics exist only for minutes in which someone called
+      GetRecords, so no datapoint means no polling reader in the window, which is not the
+      same as safe: a stopped or failing job (restarting from a checkpoint after the reshard
+      reads parents and children at once, the race this guards against) and a reader using
+      enhanced fan-out (SubscribeToShard, which has its own metric) look the same. Refuse,
+      unless ``even_if_behind``. A re-check (``earlier`` given) with no datapoint newer than
+      the tool's own reads keeps the earlier reading: nothing newer says otherwise.
+    """
+    if lag_source not in LAG_SOURCES:
+        raise ConfigError(f"property {GROUP}.lag_source must be one of {', '.join(LAG_SOURCES)},"
+                          f" not {lag_source!r}")
+    if lag_source == "none":
+        return LagVerdict(True, False, None, f"consumer lag of {stream} not checked "
+                          f"({GROUP}.lag_source is none): reshard only while its readers are "
+                          f"caught up ({DOCS})")
+    bound = f"{GROUP}.max_consumer_lag_ms {max_lag_ms:,.0f} ms"
+    why = ("flink-connector-kinesis 4.3.0 reads a child shard before its parent is read to the "
+           "end (FLINK-32218), so a reader behind can reorder a store's records across the "
+           f"reshard ({DOCS})")
+    if lag_ms is None:
+        if earlier is not None and earlier.checked and earlier.lag_ms is not None:
+            return LagVerdict(earlier.proceed, True, earlier.lag_ms,
+                              f"consumer lag of {stream}: no datapoint newer than the tool's own "
+                              f"reads yet; the reading before them stands "
+                              f"({earlier.lag_ms:,.0f} ms)")
+        what = (f"consumer lag of {stream} unknown: no GetRecords.IteratorAgeMilliseconds "
+                f"datapoint in the last {lookback_s:,.0f} s (no reader polled it: nobody reads "
+                "it, or its jobs are stopped or use enhanced fan-out)")
+        if even_if_behind:
+            return LagVerdict(True, True, None, f"{what}; going on (--even-if-behind)")
+        return LagVerdict(False, True, None,
+                          f"{what}; refusing to reshard: {why}. Start the readers and let them "
+                          "catch up, or pass --even-if-behind if nobody will read the stream's "
+                          "backlog across the reshard")
+    what = (f"consumer lag of {stream}: GetRecords.IteratorAgeMilliseconds Maximum "
+            f"{lag_ms:,.0f} ms over the last {lookback_s:,.0f} s")
+    if lag_ms <= max_lag_ms:
+        return LagVerdict(True, True, lag_ms, f"{what}, within {bound}")
+    if even_if_behind:
+        return LagVerdict(True, True, lag_ms, f"{what}, over {bound}; going on "
+                          f"(--even-if-behind): {why}")
+    return LagVerdict(False, True, lag_ms,
+                      f"{what}, over {bound}; refusing to reshard: {why}. Let the jobs catch "
+                      "up and run again, or pass --even-if-behind")

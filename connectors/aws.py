@@ -32,10 +32,9 @@ def put_metrics(props: dict[str, dict[str, str]], namespace: str, data: list[dic
     client(props, "cloudwatch").put_metric_data(Namespace=namespace, MetricData=data)
 
 
-def read_stream(kinesis, stream_name: str) -> Iterator[tuple[str, bytes]]:
-    """Every user record now in the stream as ``(partition_key, data)``, shard by shard from
-    the oldest, aggregated records unpacked (``connectors.kinesis_agg``): for checks and
-    summaries of what a job wrote, not for processing."""
+def read_kinesis_records(kinesis, stream_name: str) -> Iterator[tuple[str, bytes]]:
+    """Every record now in the stream as Kinesis holds it, ``(partition_key, data)``, shard
+    by shard from the oldest; an aggregated record is one record, not unpacked."""
     for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
         iterator = kinesis.get_shard_iterator(
             StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
@@ -43,7 +42,15 @@ def read_stream(kinesis, stream_name: str) -> Iterator[tuple[str, bytes]]:
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
             for record in page["Records"]:
-                yield from kinesis_agg.user_records(record["PartitionKey"], record["Data"])
+                yield record["PartitionKey"], record["Data"]
             if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
                 break
             iterator = page.get("NextShardIterator")
+
+
+def read_stream(kinesis, stream_name: str) -> Iterator[tuple[str, bytes]]:
+    """Every user record now in the stream as ``(partition_key, data)``, shard by shard from
+    the oldest, aggregated records unpacked (``connectors.kinesis_agg``): for checks and
+    summaries of what a job wrote, not for processing."""
+    for key, data in read_kinesis_records(kinesis, stream_name):
+        yield from kinesis_agg.user_records(key, data)

@@ -320,18 +320,8 @@ def test_a_ranking_too_large_to_add_up_is_refused(client, props):
 
 def _kinesis_records(kinesis, stream: str) -> list[list[tuple[str, bytes]]]:
     """The user records of each record Kinesis holds (an aggregate is one record)."""
-    records = []
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            records += [kinesis_agg.user_records(r["PartitionKey"], r["Data"])
-                        for r in page["Records"]]
-            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
-                break
-            iterator = page.get("NextShardIterator")
-    return records
+    return [kinesis_agg.user_records(key, data)
+            for key, data in aws.read_kinesis_records(kinesis, stream)]
 
 
 def test_orders_arriving_together_share_one_put_records_call(props):

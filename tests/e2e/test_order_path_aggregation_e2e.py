@@ -74,19 +74,8 @@ def outputs(props) -> dict[str, Counter]:
 
 def kinesis_records(props, logical_name: str) -> int:
     """Records as Kinesis holds them (an aggregate counts once)."""
-    kinesis = aws.client(props, "kinesis")
-    name = stream_name(props, logical_name)
-    count = 0
-    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=name, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            count += len(page["Records"])
-            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
-                break
-            iterator = page.get("NextShardIterator")
-    return count
+    return sum(1 for _ in aws.read_kinesis_records(aws.client(props, "kinesis"),
+                                                   stream_name(props, logical_name)))
 
 
 def run_both_jobs(props, records: list[tuple[str, bytes]], decided: int) -> dict[str, Counter]:

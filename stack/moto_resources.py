@@ -42,8 +42,7 @@ def ensure_streams(props: Props) -> list[str]:
     Returns the names of the streams created now.
     """
     kinesis = client(props, "kinesis")
-    existing = set(kinesis.list_streams()["StreamNames"])
-    created = [name for name in stream_names(props) if name not in existing]
+    created = [name for name in stream_names(props) if not _stream_exists(kinesis, name)]
     for name in created:
         kinesis.create_stream(StreamName=name, ShardCount=int(props["Streams"]["shard_count"]))
     for name in stream_names(props):
@@ -51,12 +50,21 @@ def ensure_streams(props: Props) -> list[str]:
     return created
 
 
+def _stream_exists(kinesis, name: str) -> bool:
+    """Asked by name: ListStreams answers a page (moto's: 10 names), so a stack with the
+    tests' scratch streams hid configured ones from it and they were created twice."""
+    try:
+        kinesis.describe_stream_summary(StreamName=name)
+        return True
+    except kinesis.exceptions.ResourceNotFoundException:
+        return False
+
+
 def recreate_streams(props: Props) -> None:
     """Empty every configured stream the only way Kinesis allows: delete and create again."""
     kinesis = client(props, "kinesis")
-    existing = set(kinesis.list_streams()["StreamNames"])
     for name in stream_names(props):
-        if name in existing:
+        if _stream_exists(kinesis, name):
             kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
             kinesis.get_waiter("stream_not_exists").wait(StreamName=name, WaiterConfig=_FAST_WAIT)
     ensure_streams(props)

@@ -104,10 +104,13 @@ def run(orders: int = 20_000, timeout_s: float = 600.0, settle_s: float = 15.0) 
     final = points[-1][1] if points else 0
     if final == 0:
         raise RuntimeError("no order_fct rows arrived")
-    t10 = next(t for t, r in points if r >= 0.1 * final)
-    t90 = next(t for t, r in points if r >= 0.9 * final)
-    r10 = next(r for t, r in points if t == t10)
-    r90 = next(r for t, r in points if t == t90)
+    # The drain window brackets 10%..90% of the rows by polls: from the last poll below 10%
+    # to the first at 90% or more. order_fct is written on checkpoints, so a fast drain can
+    # pass both marks between two polls; the window is then the poll interval around it
+    # (a lower bound of the rate), never zero.
+    below = [(t, r) for t, r in points if r < 0.1 * final]
+    t10, r10 = below[-1] if below else points[0]
+    t90, r90 = next((t, r) for t, r in points if r >= 0.9 * final)
     drain_rate = orders * (r90 - r10) / final / max(t90 - t10, 1e-9)
     first = next(t for t, r in points if r > 0)
     return {

@@ -251,7 +251,8 @@ def _e2e(results: dict) -> str:
         f"{put.get('tree_cores', 0):.2f}).",
         f"* Both order jobs (real entry points, 4 shards, real sinks) draining them: "
         f"**{e['drain_events_per_s']:,.0f} orders/s** end to end (10%-90% of `order_fct` "
-        f"rows, {e['drain_window_s']} s; first row {e['first_row_after_start_s']} s after "
+        f"rows, from the last 1 s poll below 10% to the first at 90%: "
+        f"{e['drain_window_s']} s; first row {e['first_row_after_start_s']} s after "
         f"the jobs started); moto {drain.get('moto_cores', 0):.2f} cores, PostgreSQL "
         f"{drain.get('postgres_cores', 0):.2f}, the jobs' JVMs {drain.get('jvm_cores', 0):.2f}"
         f" and Python workers {drain.get('python_cores', 0):.2f}, others "

@@ -16,6 +16,7 @@ import urllib.request
 
 from api import auth
 from pizzastream.config import REPO_ROOT, load_properties
+from pizzastream.settings import validate
 from stack.process import is_alive, read_pid, spawn_detached, terminate, wait_until
 
 PID_FILE = REPO_ROOT / ".stack" / "api.pid"
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     props = load_properties()
+    validate(props)
     if args.command == "serve":
         serve(props["Api"]["host"], args.port or int(props["Api"]["port"]),
               args.workers or int(props["Api"]["workers"]))

@@ -32,6 +32,7 @@ from api.intake import Intake, OrderRefused, StreamRefused
 from connectors import aurora, aws, redis_store
 from pizzastream.catalog import Catalog
 from pizzastream.config import Props, load_properties, postgres_dsn, stream_name
+from pizzastream.settings import validate
 from pizzastream.orders import STORE_IDS, OrderRules
 
 log = logging.getLogger(__name__)
@@ -391,7 +392,10 @@ def create_app(props: Props | None = None) -> Litestar:
                         "figures, stock, rankings). Bearer JWT: an intake token for /orders, "
                         "a merchant token scoped to its stores for the rest."),
     )
-    app.state.props = props or load_properties()
+    if props is None:
+        props = load_properties()
+        validate(props)
+    app.state.props = props
     return app
 
 

@@ -366,11 +366,13 @@ def handler(event: dict, context=None) -> dict:
     Invoked by hand (``{}``: no ``ResourceProperties``), it runs the set-up for the users of
     its environment (docs/deploy.md)."""
     from pizzastream.config import load_properties
+    from pizzastream.settings import validate
 
     physical_id = event.get("PhysicalResourceId") or "pizzastream-database-setup"
     if event.get("RequestType") == "Delete":
         return {"PhysicalResourceId": physical_id}
     props = load_properties()
+    validate(props)
     entries = event.get("ResourceProperties", {}).get("Users")
     if entries is None:
         entries = json.loads(os.environ.get(USERS_VARIABLE, "[]"))

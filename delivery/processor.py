@@ -31,6 +31,7 @@ from amazon_kclpy.v3 import processor
 
 from delivery.service import DeliveryService, parent_gone
 from pizzastream.config import load_properties
+from pizzastream.settings import validate
 
 log = logging.getLogger("delivery.processor")
 
@@ -134,6 +135,7 @@ def main() -> None:
     sys.stdout = sys.stderr          # anything printed must not corrupt the protocol
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    validate(load_properties())
     kcl.KCLProcess(DeliveryRecordProcessor(), input_file=sys.stdin, output_file=protocol_out,
                    error_file=sys.stderr).run()
 

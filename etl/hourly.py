@@ -47,6 +47,7 @@ from etl import freshness, locks, metrics
 from etl.runlog import RunLog
 from etl.staging import COLUMNS, Staging, floor_hour
 from pizzastream.config import Props, load_properties
+from pizzastream.settings import validate
 from pizzastream.metrics import HOUR
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     props = load_properties()
+    validate(props)
     try:
         report = run(props, args.hour)
     except locks.Busy as busy:

@@ -58,6 +58,7 @@ from connectors import aurora, aws
 from connectors.kinesis_producer import MAX_BATCH_RECORDS, KinesisProducer
 from etl import locks
 from pizzastream.config import Props, load_properties, pos_bucket, stream_name
+from pizzastream.settings import validate
 from pizzastream import dead_letters
 from pizzastream.dead_letters import PAYLOAD_LIMIT
 from pizzastream.pos_batches import (
@@ -383,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     props = load_properties()
+    validate(props)
     ingestion = PosIngestion(props)
     if args.once:
         _report(ingestion.run_once())

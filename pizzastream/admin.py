@@ -206,8 +206,10 @@ def format_report(stream: str, plan: rs.Plan, window_s: float, source: str, *,
 def shards_command(args: argparse.Namespace) -> int:
     from connectors import kinesis_shards
     from pizzastream.config import load_properties, stream_name
+    from pizzastream.settings import validate
 
     props = load_properties()
+    validate(props)
     settings = Settings.from_properties(props)
     name = stream_name(props, args.stream) if args.stream in props.get("Streams", {}) \
         else args.stream

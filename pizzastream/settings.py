@@ -57,7 +57,10 @@ class ConfigError(ValueError):
 
     def __init__(self, group: str, key: str | None, problem: str):
         self.group, self.key, self.problem = group, key, problem
-        super().__init__(f"{group}.{key}: {problem}" if key else f"{group}: {problem}")
+        where = f"{group}.{key}" if key else group
+        # "Aws.region is missing ...", "Aurora.port: 'x' is not a whole number"
+        super().__init__(f"{where} {problem}" if problem.startswith("is missing")
+                         else f"{where}: {problem}")
 
 
 # Checks a field's metadata asks for (``field(metadata=POSITIVE)``).

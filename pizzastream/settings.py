@@ -149,6 +149,13 @@ def _parse_fields(cls: type[Any], group: str, values: Mapping[str, str],
     return out
 
 
+def _plain(values: Mapping[str, str]) -> dict[str, str]:
+    """A copy of a group's values. Each ``from_group`` reads the copy: to the deployment
+    analysis (``deploy/property_reads.py``) parsing a group is one read of the whole group,
+    and its keys are checked here, by the tests that parse every deployed file."""
+    return {str(key): str(value) for key, value in values.items()}
+
+
 def _reader(group: str, read: Callable[[], T]) -> T:
     """The result of one of the existing typed readers, its errors as ``ConfigError``."""
     try:
@@ -194,6 +201,7 @@ class GroupSettings:
 
     @classmethod
     def from_group(cls: type[G], values: Mapping[str, str]) -> G:
+        values = _plain(values)
         return cls(**_parse_fields(cls, cls.GROUP, values))
 
 
@@ -209,6 +217,7 @@ class AwsSettings(GroupSettings):
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> AwsSettings:
+        values = _plain(values)
         parsed = super().from_group(values)
         if parsed.access_key_id and not parsed.secret_access_key:
             raise ConfigError(cls.GROUP, "secret_access_key",
@@ -232,6 +241,7 @@ class StreamsSettings(GroupSettings):
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> StreamsSettings:
+        values = _plain(values)
         names = {k: v for k, v in values.items() if k not in cls.SETTINGS}
         empty = sorted(k for k, v in names.items() if not v.strip())
         if empty:
@@ -273,6 +283,29 @@ class DatabaseSettings(GroupSettings):
     copy_batch_rows: int = field(default=50000, metadata=POSITIVE)
     copy_flush_interval_ms: int = field(default=1000, metadata=POSITIVE)
 
+    def tls(self) -> list[tuple[str, str]]:
+        """``sslmode`` and ``sslrootcert``, those set, in that order (``config.tls_settings``:
+        a relative ``sslrootcert`` is resolved under ``config.REPO_ROOT``)."""
+        return tls_pairs(self.sslmode or "", self.sslrootcert)
+
+    def dsn(self) -> str:
+        """libpq connection string, with ``tls()`` (``config.postgres_dsn``)."""
+        tls = "".join(f" {key}={value}" for key, value in self.tls())
+        return (f"host={self.host} port={self.port} dbname={self.dbname} "
+                f"user={self.user} password={self.password}{tls}")
+
+    def jdbc_url(self) -> str:
+        """The same database for pgjdbc (``config.jdbc_url``, which says why the CAs come
+        through ``config.PEM_TRUST_FACTORY``)."""
+        params: list[tuple[str, str]] = [("sslmode", self.sslmode)] if self.sslmode else []
+        if self.sslrootcert:
+            path = Path(self.sslrootcert)
+            source = str(path) if path.is_absolute() else f"classpath:{path.as_posix()}"
+            params += [("sslfactory", config.PEM_TRUST_FACTORY), ("sslfactoryarg", source)]
+        query = "&".join(f"{key}={value}" for key, value in params)
+        return (f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}"
+                + (f"?{query}" if query else ""))
+
 
 @dataclass(frozen=True)
 class AuroraSettings(DatabaseSettings):
@@ -291,6 +324,24 @@ class WarehouseSettings(DatabaseSettings):
     serialization_attempts: int = field(default=5, metadata=POSITIVE)
     serialization_backoff_s: float = field(default=0.5, metadata=NON_NEGATIVE)
     connect_timeout_s: int = field(default=30, metadata=POSITIVE)   # Redshift's driver
+
+
+def tls_pairs(sslmode: str, sslrootcert: str) -> list[tuple[str, str]]:
+    """``[("sslmode", ...), ("sslrootcert", absolute path)]``, those set."""
+    pairs = [("sslmode", sslmode)] if sslmode else []
+    if sslrootcert:
+        path = Path(sslrootcert)
+        pairs.append(("sslrootcert", str(path if path.is_absolute() else config.REPO_ROOT / path)))
+    return pairs
+
+
+DATABASES: Mapping[str, type[DatabaseSettings]] = types.MappingProxyType(
+    {"Aurora": AuroraSettings, "Warehouse": WarehouseSettings})
+
+
+def database(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> DatabaseSettings:
+    """The database group ``group`` (``Aurora`` or ``Warehouse``) of ``props``, typed."""
+    return DATABASES[group].from_group(props[group])
 
 
 @dataclass(frozen=True)
@@ -333,6 +384,7 @@ class OrderRulesSettings(GroupSettings):
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> OrderRulesSettings:
+        values = _plain(values)
         _check_each(cls.GROUP, values, [f.name for f in dataclasses.fields(OrderRules)], int)
         return cls(rules=_reader(cls.GROUP, lambda: OrderRules.from_properties(values)),
                    **_parse_fields(cls, cls.GROUP, values, frozenset({"rules"})))
@@ -347,6 +399,7 @@ class InventorySettings(GroupSettings):
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> InventorySettings:
+        values = _plain(values)
         return cls(history=_reader(cls.GROUP, lambda: HistoryWindow.from_properties(values)),
                    **_parse_fields(cls, cls.GROUP, values, frozenset({"history"})))
 
@@ -378,6 +431,7 @@ class AggregationSettings(GroupSettings):
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> AggregationSettings:
+        values = _plain(values)
         parsed = super().from_group(values)
         if parsed.enabled:
             for key in ("linger_ms", "max_bytes", "max_records"):
@@ -397,6 +451,7 @@ class FlinkTuningSettings(GroupSettings):
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> FlinkTuningSettings:
+        values = _plain(values)
         python = {k: v for k, v in values.items() if k.startswith("python.")}
         return cls(python=types.MappingProxyType(python),
                    **_parse_fields(cls, cls.GROUP, values, frozenset({"python"})))
@@ -451,6 +506,7 @@ class DeliverySettings(GroupSettings):
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> DeliverySettings:
+        values = _plain(values)
         _check_each(cls.GROUP, values, ("max_fee", "max_distance_km", "eta_cost_cents_per_min",
                                         "retry_backoff_s", "retry_backoff_max_s",
                                         "deadline_minutes"), float)
@@ -480,6 +536,7 @@ class PosSettings(GroupSettings):
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> PosSettings:
+        values = _plain(values)
         parsed = super().from_group(values)
         shares = (parsed.duplicate_share + parsed.truncate_share + parsed.short_share
                   + parsed.late_share)
@@ -514,6 +571,7 @@ class HourlyMetricsSettings(GroupSettings):
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> HourlyMetricsSettings:
+        values = _plain(values)
         _check_each(cls.GROUP, values, HOURLY_TIMING_KEYS, float)
         timing = _reader(cls.GROUP, lambda: HourlySettings.from_props({cls.GROUP: values}))
         return cls(timing=timing,
@@ -547,6 +605,7 @@ class _ReshardingGroup:
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> admin.Settings:
+        values = _plain(values)
         return _reader(cls.GROUP, lambda: admin.Settings.from_properties(
             {cls.GROUP: dict(values)}))
 

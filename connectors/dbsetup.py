@@ -49,6 +49,7 @@ from psycopg import sql
 
 from pizzastream import reference_data
 from pizzastream.config import Props, postgres_dsn
+from pizzastream.settings import WarehouseSettings
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,8 @@ def fingerprint() -> str:
 
 
 def is_redshift(props: Props) -> bool:
-    group = props["Warehouse"]
-    return group.get("engine") == "redshift" and not group.get("stand_in")
+    group = WarehouseSettings.from_group(props["Warehouse"])
+    return group.engine == "redshift" and not group.stand_in
 
 
 # --- PostgreSQL (Aurora; the local warehouse) ---------------------------------------------
@@ -282,11 +283,10 @@ def connect_redshift(props: Props):
     it (TLS on), without that module's Parquet dependencies, which the Lambda package lacks."""
     import redshift_connector
 
-    db = props["Warehouse"]
+    db = WarehouseSettings.from_group(props["Warehouse"])
     return redshift_connector.connect(
-        host=db["host"], port=int(db.get("port", "5439")), database=db["dbname"],
-        user=db["user"], password=db["password"], ssl=True,
-        timeout=int(db.get("connect_timeout_s", "30")))
+        host=db.host, port=db.port, database=db.dbname, user=db.user, password=db.password,
+        ssl=True, timeout=db.connect_timeout_s)
 
 
 def _set_up_redshift(props: Props, users: Sequence[ServiceUser]) -> None:

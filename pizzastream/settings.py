@@ -215,6 +215,11 @@ class AwsSettings(GroupSettings):
     access_key_id: str = ""
     secret_access_key: str = ""
 
+    def credentials(self) -> tuple[str, str] | None:
+        """``(access_key_id, secret_access_key)`` where static keys are configured (the local
+        emulator), else None: the default chain (the application's role)."""
+        return (self.access_key_id, self.secret_access_key) if self.access_key_id else None
+
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> AwsSettings:
         values = _plain(values)
@@ -265,7 +270,7 @@ class StreamsSettings(GroupSettings):
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatabaseSettings(GroupSettings):
     """What ``Aurora`` and ``Warehouse`` share: the address, the login, TLS, and the JDBC
     sink's batching (``connectors.aurora``, which writes to either)."""
@@ -307,14 +312,16 @@ class DatabaseSettings(GroupSettings):
                 + (f"?{query}" if query else ""))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuroraSettings(DatabaseSettings):
     GROUP: ClassVar[str] = "Aurora"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WarehouseSettings(DatabaseSettings):
     GROUP: ClassVar[str] = "Warehouse"
+
+    port: int = field(default=5439, metadata=POSITIVE)     # Redshift's
 
     engine: Literal["postgresql", "redshift"] = "postgresql"
     stand_in: Literal["", "postgresql"] = ""   # redshift SQL run on PostgreSQL (locally)

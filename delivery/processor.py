@@ -50,8 +50,7 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
     def initialize(self, initialize_input) -> None:
         self.shard_id = initialize_input.shard_id
         self.service = self._service_factory()
-        self.checkpoint_every_s = float(
-            self.service.props["Delivery"].get("checkpoint_every_s", "5"))
+        self.checkpoint_every_s = self.service.checkpoint_every_s
         log.info("shard %s: starting at %s", self.shard_id, initialize_input.sequence_number)
         threading.Thread(target=self._retry_loop, name="delivery-retries", daemon=True).start()
 

@@ -118,10 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     props = load_properties()
-    validate(props)
+    checked = validate(props)
     if args.command == "serve":
-        serve(props["Api"]["host"], args.port or int(props["Api"]["port"]),
-              args.workers or int(props["Api"]["workers"]))
+        api = checked.api
+        serve(api.host, args.port or api.port, args.workers or api.workers)
     elif args.command == "start":
         print(start(props, args.port, args.workers))
     elif args.command == "stop":
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         role, name = ((auth.MERCHANT, args.merchant) if args.merchant
                       else (auth.INTAKE, args.intake))
-        print(auth.issue(props["Api"]["token_secret"], name, role, args.stores,
+        print(auth.issue(checked.api.token_secret, name, role, args.stores,
                          ttl_s=int(args.days * 86400), now=time.time()))
 
 

@@ -16,7 +16,7 @@ import urllib.request
 
 from api import auth
 from pizzastream.config import REPO_ROOT, load_properties
-from pizzastream.settings import validate
+from pizzastream.settings import ApiSettings, validate
 from stack.process import is_alive, read_pid, spawn_detached, terminate, wait_until
 
 PID_FILE = REPO_ROOT / ".stack" / "api.pid"
@@ -48,7 +48,8 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 def url(props: dict, port: int | None = None) -> str:
-    return f"http://{props['Api']['host']}:{port or props['Api']['port']}"
+    api = ApiSettings.from_group(props["Api"])
+    return f"http://{api.host}:{port or api.port}"
 
 
 def healthy(base_url: str) -> bool:

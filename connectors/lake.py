@@ -26,7 +26,7 @@ from pizzastream import schemas
 from pizzastream.config import Props, staging_bucket
 from pizzastream.metrics import MetricRow, as_hour
 from pizzastream.schemas import HOURLY_STORE_METRICS, METRIC_COLUMNS, ORDER_FCT
-from pizzastream.settings import LakeSettings
+from pizzastream.settings import HourlyMetricsSettings, LakeSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ def partition(hour: datetime) -> str:
 
 
 def _prefix(props: Props, name: str) -> str:
-    return props["HourlyMetrics"][name].strip("/")   # lake_prefix or staging_prefix
+    prefixes = HourlyMetricsSettings.from_group(props["HourlyMetrics"])
+    return (prefixes.lake_prefix if name == "lake_prefix" else prefixes.staging_prefix).strip("/")
 
 
 def metrics_url(props: Props) -> str:

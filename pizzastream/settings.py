@@ -25,7 +25,7 @@ The groups that already had a typed reader keep it and hold its result:
 ``InventorySettings.history`` (``pizzastream.replenishment.HistoryWindow``),
 ``HourlyMetricsSettings.timing`` (``pizzastream.publication.HourlySettings``),
 ``DeliverySettings.rules`` (``pizzastream.delivery.DeliveryRules``) and
-``Settings.resharding`` (``pizzastream.admin.Settings``).
+``Settings.resharding`` (``pizzastream.resharding.Settings``).
 
 Deliberately pure: no Flink, no AWS; the parsing reads the groups through a loop the
 deployment analysis (``deploy/property_reads.py``) does not count as reads of any key.
@@ -41,11 +41,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pizzastream import admin, config
+from pizzastream import resharding
 from pizzastream.delivery import DeliveryRules
 from pizzastream.orders import OrderRules
 from pizzastream.publication import HourlySettings
 from pizzastream.replenishment import HistoryWindow
+
+# Owned here, imported by ``pizzastream.config`` (which imports this module, never the
+# reverse: the connectors read the typed groups, and config's secrets come through them).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SECRET_SUFFIX = "_secret_arn"
+# pgjdbc's socket factory trusting the CAs of one PEM (connectors/jvm: PemTrustFactory).
+PEM_TRUST_FACTORY = "pizzastream.flink.PemTrustFactory"
 
 T = TypeVar("T")
 G = TypeVar("G", bound="GroupSettings")
@@ -134,7 +141,7 @@ def _parse_fields(cls: type[Any], group: str, values: Mapping[str, str],
         if text is None or (not str(text).strip() and kind is not str):
             required = (f.default is dataclasses.MISSING
                         and f.default_factory is dataclasses.MISSING)
-            if required and values.get(f"{f.name}{config.SECRET_SUFFIX}"):
+            if required and values.get(f"{f.name}{SECRET_SUFFIX}"):
                 out[f.name] = ""      # filled from the secret by load_properties
             elif required:
                 raise ConfigError(group, f.name, "is missing from the configuration")
@@ -290,7 +297,7 @@ class DatabaseSettings(GroupSettings):
 
     def tls(self) -> list[tuple[str, str]]:
         """``sslmode`` and ``sslrootcert``, those set, in that order (``config.tls_settings``:
-        a relative ``sslrootcert`` is resolved under ``config.REPO_ROOT``)."""
+        a relative ``sslrootcert`` is resolved under ``REPO_ROOT``)."""
         return tls_pairs(self.sslmode or "", self.sslrootcert)
 
     def dsn(self) -> str:
@@ -301,12 +308,12 @@ class DatabaseSettings(GroupSettings):
 
     def jdbc_url(self) -> str:
         """The same database for pgjdbc (``config.jdbc_url``, which says why the CAs come
-        through ``config.PEM_TRUST_FACTORY``)."""
+        through ``PEM_TRUST_FACTORY``)."""
         params: list[tuple[str, str]] = [("sslmode", self.sslmode)] if self.sslmode else []
         if self.sslrootcert:
             path = Path(self.sslrootcert)
             source = str(path) if path.is_absolute() else f"classpath:{path.as_posix()}"
-            params += [("sslfactory", config.PEM_TRUST_FACTORY), ("sslfactoryarg", source)]
+            params += [("sslfactory", PEM_TRUST_FACTORY), ("sslfactoryarg", source)]
         query = "&".join(f"{key}={value}" for key, value in params)
         return (f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}"
                 + (f"?{query}" if query else ""))
@@ -338,7 +345,7 @@ def tls_pairs(sslmode: str, sslrootcert: str) -> list[tuple[str, str]]:
     pairs = [("sslmode", sslmode)] if sslmode else []
     if sslrootcert:
         path = Path(sslrootcert)
-        pairs.append(("sslrootcert", str(path if path.is_absolute() else config.REPO_ROOT / path)))
+        pairs.append(("sslrootcert", str(path if path.is_absolute() else REPO_ROOT / path)))
     return pairs
 
 
@@ -606,14 +613,14 @@ class ApiSettings(GroupSettings):
 
 @dataclass(frozen=True)
 class _ReshardingGroup:
-    """``pizzastream.admin.Settings`` (the ``Resharding`` group's reader), as a group."""
+    """``pizzastream.resharding.Settings`` (the ``Resharding`` group's reader), as a group."""
 
     GROUP: ClassVar[str] = "Resharding"
 
     @classmethod
-    def from_group(cls, values: Mapping[str, str]) -> admin.Settings:
+    def from_group(cls, values: Mapping[str, str]) -> resharding.Settings:
         values = _plain(values)
-        return _reader(cls.GROUP, lambda: admin.Settings.from_properties(
+        return _reader(cls.GROUP, lambda: resharding.Settings.from_properties(
             {cls.GROUP: dict(values)}))
 
 
@@ -652,8 +659,8 @@ class Settings:
         return self._group("Streams", StreamsSettings)
 
     @property
-    def resharding(self) -> admin.Settings:
-        return self._group("Resharding", admin.Settings)
+    def resharding(self) -> resharding.Settings:
+        return self._group("Resharding", resharding.Settings)
 
     @property
     def aurora(self) -> AuroraSettings:

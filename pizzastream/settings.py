@@ -126,12 +126,23 @@ def _convert(group: str, key: str, kind: Any, text: str) -> Any:
     return text
 
 
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _type_hints(cls: type[Any]) -> dict[str, Any]:
+    """The resolved annotations of a group class, kept (resolving them was most of a parse)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 def _parse_fields(cls: type[Any], group: str, values: Mapping[str, str],
                   skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The keyword arguments of ``cls`` from the group's ``values``: each field named as its
     key; an absent or empty key leaves the field's default (or is refused if it has none,
     unless the group names the secret it comes from: ``<key>_secret_arn``)."""
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:

@@ -40,6 +40,14 @@ SHIPPED_PACKAGES = ("pizzastream", "connectors", "jobs")
 # Shipped with them when the application has it: the databases' CAs (``certs/``, in the MSF
 # zip), which ``pizzastream.config.tls_settings`` resolves against the workers' own root.
 SHIPPED_DATA = ("certs",)
+# What MSF runs every application on (docs.aws.amazon.com/managed-flink: "Apache Flink
+# settings", state backend): RocksDB with incremental, asynchronous snapshots.
+MSF_STATE_BACKEND = {"state.backend.type": "rocksdb", "state.backend.incremental": "true"}
+# RocksDB's memory (block cache, write buffers) per task slot of the local mini-cluster: about
+# Flink's default managed share (0.4) of a KPU's 4 GB. The mini-cluster's own default, 128 MB
+# for all its slots, flushed and compacted RocksDB so often that hourly_metrics ran at
+# ~0.6x (docs/benchmarks.md, "State backend").
+MANAGED_MEMORY_PER_SLOT_MB = 1024
 
 
 def _prepare_local_jvm(props: Props) -> None:
@@ -98,6 +106,17 @@ def flink_configuration(props: Props,
         if key.startswith("python."):
             config.set_string(key, value)
     if is_local():
+        # MSF's state backend (RocksDB, incremental snapshots: an application cannot choose
+        # another in code) with about a KPU's memory for it: local runs, tests and benchmarks
+        # pay what state costs on MSF. ``state.*`` and ``taskmanager.memory.*`` keys in
+        # FlinkTuning override them locally (the benchmarks compare).
+        tuning = props.get("FlinkTuning", {})
+        slots = int(tuning.get("parallelism", "1"))
+        local = {**MSF_STATE_BACKEND,
+                 "taskmanager.memory.managed.size": f"{MANAGED_MEMORY_PER_SLOT_MB * slots}m"}
+        for key, value in {**local, **{k: v for k, v in tuning.items()
+                                       if k.startswith(("state.", "taskmanager.memory."))}}.items():
+            config.set_string(key, value)
         config.set_string("pipeline.jars", DEPENDENCIES_JAR.as_uri())
         config.set_string("python.executable", sys.executable)
         config.set_string("python.client.executable", sys.executable)

@@ -62,7 +62,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pizzastream.reference_data import DeliveryPartner
 
 EARTH_RADIUS_KM = 6371.0088
 ASSIGNED = "assigned"
@@ -188,7 +191,7 @@ class Partner:
     speed_kmh: float
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any] | Sequence[Any]) -> Partner:
+    def from_row(cls, row: Mapping[str, Any] | Sequence[Any] | DeliveryPartner) -> Partner:
         """From a ``delivery_partner`` row (mapping or tuple in column order) or a
         ``reference_data.DeliveryPartner``."""
         if not isinstance(row, (Mapping, Sequence)):

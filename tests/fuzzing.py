@@ -36,10 +36,17 @@ def storable(text: str | None) -> bool:
     return "\x00" not in text
 
 
+def profile_examples() -> int:
+    """``max_examples`` of the hypothesis profile in force."""
+    profile = settings.default
+    assert profile is not None, "no hypothesis profile loaded"
+    return profile.max_examples
+
+
 def server_fuzz_settings(share: float = 0.2) -> settings:
     """Settings of a fuzz test through the local stack: ``share`` of the profile's budget,
     no per-example deadline (a server round trip varies with the machine's load)."""
-    return settings(max_examples=max(10, int(settings.default.max_examples * share)),
+    return settings(max_examples=max(10, int(profile_examples() * share)),
                     deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])

@@ -24,7 +24,8 @@ def make_order(n: int, store_id: int, ts_ms: int, channel: str = "in_store",
     """An accepted order; unless told, in-store ones are dine-in or pickup, online ones
     pickup."""
     fulfillment = fulfillment or ("dine_in" if n % 2 and channel == "in_store" else "pickup")
-    location = (40.7, -74.0) if fulfillment == "delivery" else (None, None)
+    location: tuple[float | None, float | None] = (
+        (40.7, -74.0) if fulfillment == "delivery" else (None, None))
     return EnrichedOrder(f"e-{store_id}-{n}", f"S{store_id:04d}-{channel[0].upper()}{n:06d}",
                          store_id, channel, fulfillment, ts_ms, *location,
                          tuple(OrderLine(*line) for line in lines))

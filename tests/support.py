@@ -4,10 +4,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], object], done: Callable[[object], bool],
-             timeout_s: float, every_s: float = 2.0):
+def wait_for(what: str, probe: Callable[[], T], done: Callable[[T], bool],
+             timeout_s: float, every_s: float = 2.0) -> T:
     """Polls ``probe`` until ``done(value)``; fails with the last value seen."""
     deadline = time.monotonic() + timeout_s
     value = probe()

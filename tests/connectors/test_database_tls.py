@@ -185,8 +185,9 @@ def server():
 
 def _encrypted(props) -> bool:
     with aurora.connect(props) as conn:
-        (ssl,) = conn.execute(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        row = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+    assert row is not None
+    (ssl,) = row
     return ssl
 
 

@@ -69,7 +69,7 @@ def admin_props(local_stack, props):
 
 def _state(props) -> dict:
     """Everything a run could change: reference rows (with their row versions) and grants."""
-    state = {}
+    state: dict[str, object] = {}
     with psycopg.connect(postgres_dsn(props, AURORA)) as conn:
         for table in [*dbsetup.REFERENCE_TABLES, "opening_inventory", "inventory"]:
             state[table] = conn.execute(sql.SQL(

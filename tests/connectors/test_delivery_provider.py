@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from connectors.delivery_provider import DeliveryProviderClient, ProviderUnavailable
 from pizzastream.delivery import OfferOutcome
 from pizzastream.orders import is_id
-from tests.fuzzing import AWKWARD_TEXT, json_values, storable
+from tests.fuzzing import AWKWARD_TEXT, json_values, profile_examples, storable
 
 ATTEMPTS = 2
 
@@ -78,7 +78,7 @@ BODY = st.one_of(
 ANSWER = st.tuples(st.sampled_from([200, 200, 200, 201, 400, 404, 409, 500, 503]), BODY)
 
 
-@settings(max_examples=settings.default.max_examples * 3 // 2, deadline=None,
+@settings(max_examples=profile_examples() * 3 // 2, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(answers=st.lists(ANSWER, min_size=ATTEMPTS, max_size=ATTEMPTS))
 @example(answers=[(200, b'{"delivery_id": "a\\u0000b"}'), (200, b'{"delivery_id": ["x"]}')])

@@ -114,7 +114,7 @@ def test_an_unknown_engine_is_refused(props):
 
 # -- both back ends on the local stack -----------------------------------------------------
 
-def stored(props) -> list[tuple]:
+def stored(props) -> tuple[list[tuple], list[tuple]]:
     """The warehouse's metric rows with their source, and the publication log (load times
     left out: they differ between any two runs)."""
     return (query(props, "SELECT store_id, window_start, window_end, orders, items, revenue,"

@@ -76,7 +76,8 @@ def _order(run: str, label: str, candidates: int, rules: DeliveryRules):
 
 
 def _cached(props, order_id: str) -> dict:
-    return json.loads(redis_store.client(props).get(f"delivery:{order_id}"))
+    # redis-py types a reply as sync or async; this client is sync: a str
+    return json.loads(redis_store.client(props).get(f"delivery:{order_id}"))  # type: ignore[arg-type]
 
 
 def _pending(props, order_id: str):

@@ -27,6 +27,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+import redis.cluster
 from psycopg.rows import dict_row
 
 from connectors import aurora, aws, kinesis_agg, redis_store
@@ -179,7 +180,7 @@ def _clean_up(env: Env) -> None:
         client.delete(*keys)
 
 
-def _redis(props) -> redis.Redis:
+def _redis(props) -> redis.Redis | redis.cluster.RedisCluster:
     return redis_store.client(props, decode_responses=False)
 
 
@@ -239,6 +240,12 @@ class Planner:
         return [q.partner.partner_id for q in
                 rank(self.partners, Place(store.lat, store.lon), customer, self.rules).candidates]
 
+    def denial(self, store, customer: Place) -> DenialReason:
+        """Why no partner takes an order from ``store`` to ``customer`` (one none can take)."""
+        denial = rank(self.partners, Place(store.lat, store.lon), customer, self.rules).denial
+        assert denial is not None
+        return denial.reason
+
     def expected(self, order: Order) -> tuple[str, int | str]:
         """('assigned', partner_id), ('denied', reason) or ('undeliverable', reason) with
         nobody else's load: one round, as every partner answers (none times out)."""
@@ -273,8 +280,7 @@ class Planner:
 
     def out_of_range(self, n: int) -> list[Order]:
         stores = self._stores(lambda s: not self.candidates(s, self.place(s, 1))
-                              and rank(self.partners, Place(s.lat, s.lon), self.place(s, 1),
-                                       self.rules).denial.reason is DenialReason.OUT_OF_RANGE)
+                              and self.denial(s, self.place(s, 1)) is DenialReason.OUT_OF_RANGE)
         return [self.order("R", store, self.place(store, 1), self.base_ms - 7 * HOUR_MS)
                 for _, store in zip(range(n), stores)]
 
@@ -313,7 +319,8 @@ class Planner:
         store = next(self._stores(lambda s: len(self.candidates(s, self.place(s, 1))) == 1))
         customer = self.place(store, 1)
         (partner_id,) = self.candidates(store, customer)
-        orders, attempt = [], 0
+        orders: list[Order] = []
+        attempt = 0
         while len(orders) < self.capacity[partner_id] + 1:
             attempt += 1
             order_id = self.env.order_id(f"C{attempt:04d}")
@@ -362,8 +369,9 @@ def assert_every_order_decided_once(env: Env, orders: list[Order],
     client = _redis(env.props)
     for order in orders:
         decision = decisions[order.order_id]
-        cached = json.loads(client.get(f"delivery:{order.order_id}"))
-        ttl = client.ttl(f"delivery:{order.order_id}")
+        # redis-py types a reply as sync or async; this client is sync: bytes, an int
+        cached = json.loads(client.get(f"delivery:{order.order_id}"))  # type: ignore[arg-type]
+        ttl: int = client.ttl(f"delivery:{order.order_id}")  # type: ignore[assignment]
         assert 0 < ttl <= int(env.props["Delivery"]["redis_ttl_s"])
         if expected is not None:
             got = ((decision["status"], decision["partner_id"]) if decision["status"] == "assigned"

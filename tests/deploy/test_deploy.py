@@ -70,7 +70,7 @@ def _streams_in_docs() -> dict[str, tuple[set[str], set[str]]]:
     """``{job: (streams it reads, streams it writes)}`` from the table in docs/streams.md."""
     text = (REPO_ROOT / "docs" / "streams.md").read_text()
     table = text.split("## Kinesis streams", 1)[1].split("\n#", 1)[0]
-    uses = {job: (set(), set()) for job in JOBS}
+    uses: dict[str, tuple[set[str], set[str]]] = {job: (set(), set()) for job in JOBS}
     for line in table.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) < 3 or not cells[0].startswith("`"):

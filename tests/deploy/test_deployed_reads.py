@@ -198,8 +198,8 @@ def _zip_packages() -> set[str]:
     """Top-level project packages the MSF zip carries (deploy/assembly/msf-zip.xml)."""
     namespace = {"a": "http://maven.apache.org/ASSEMBLY/2.1.1"}
     root = ElementTree.parse(msf.DEPLOY_DIR / "assembly" / "msf-zip.xml").getroot()
-    return {fs.findtext("a:outputDirectory", namespaces=namespace)
-            for fs in root.iterfind(".//a:fileSet", namespace)}
+    return {directory for fs in root.iterfind(".//a:fileSet", namespace)
+            if (directory := fs.findtext("a:outputDirectory", namespaces=namespace)) is not None}
 
 
 @pytest.mark.parametrize("job", msf.jobs())

@@ -99,9 +99,10 @@ def msf_python(tmp_path_factory) -> Path:
         for top in {file.parts[0] for file in distribution.files or []}:
             if top not in ("..", "__pycache__") and not top.endswith(".pth") \
                     and not (provided / top).exists():
-                (provided / top).symlink_to(Path(distribution.locate_file(top)))
-    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(root / "venv")],
-                   check=True)
+                (provided / top).symlink_to(Path(str(distribution.locate_file(top))))
+    # CPython's interpreter this venv was made from; typeshed leaves the attribute out.
+    base_python = sys._base_executable  # type: ignore[attr-defined]
+    subprocess.run([base_python, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     (site,) = (root / "venv" / "lib").glob("python3*/site-packages")
     (site / "msf-runtime.pth").write_text(f"{provided}\n")
     python = root / "venv" / "bin" / "python"

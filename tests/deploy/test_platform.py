@@ -28,7 +28,7 @@ from tests.platform_support import ACCOUNT, REGION, Template, simulate
 ENV = "example"
 PREFIX = platform.load_environment(ENV)["name_prefix"]
 # Each deployed program and where it starts (``analyze`` a module, or a function).
-PROGRAMS = {
+PROGRAMS: dict[str, list[tuple[str, ...]]] = {
     **{job: [("module", f"jobs/{job}.py")] for job in msf.jobs()},
     "pos": [("function", "etl.pos_lambda", "handler")],
     "health": [("function", "etl.health", "handler")],

@@ -50,8 +50,8 @@ def mixed(records: list[tuple[str, bytes]], chunk: int = 500) -> list[tuple[str,
         by_store: dict[str, list[bytes]] = {}
         for key, data in records[start:start + chunk]:
             by_store.setdefault(key, []).append(data)
-        for key, data in by_store.items():
-            out += [(key, record) for record in kinesis_agg.aggregates(key, data, 1_000_000, 500)]
+        for key, datas in by_store.items():
+            out += [(key, record) for record in kinesis_agg.aggregates(key, datas, 1_000_000, 500)]
     return out
 
 
@@ -63,8 +63,8 @@ def _comparable(record: dict) -> str:
 
 
 def outputs(props) -> dict[str, Counter]:
-    seen = {name: Counter(_comparable(r) for r in stream_json(props, name))
-            for name in OUTPUT_STREAMS}
+    seen: dict[str, Counter] = {name: Counter(_comparable(r) for r in stream_json(props, name))
+                                for name in OUTPUT_STREAMS}
     seen["order_fct"] = Counter(query(props, "SELECT store_id, order_id, product_id, quantity,"
                                              " unit_price, delivery_type, channel FROM order_fct"))
     seen["dead_letter"] = Counter(query(props, "SELECT job, reason, detail, event_id, order_id,"

@@ -13,6 +13,7 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ RUNS = ((0, 2), (1000, 1), (2000, 2))
 
 def traffic(catalog: Catalog) -> list[EnrichedOrder]:
     rng = random.Random(13)
-    active = [p.product_id for p in catalog.products() if p.active]
+    active = [p for p in catalog.products() if p.active]
     now_ms = int(time.time() * 1000) - 600_000
     orders = []
     for n in range(ORDERS):
@@ -48,8 +49,9 @@ def traffic(catalog: Catalog) -> list[EnrichedOrder]:
         channel = rng.choice(["online", "online", "in_store"])
         fulfillment = rng.choice(["delivery", "pickup"] if channel == "online"
                                  else ["dine_in", "pickup"])
-        location = (40.7, -74.0) if fulfillment == "delivery" else (None, None)
-        lines = tuple(OrderLine(p, rng.randint(1, 3), catalog.product(p).unit_price_cents)
+        location: tuple[float | None, float | None] = (
+            (40.7, -74.0) if fulfillment == "delivery" else (None, None))
+        lines = tuple(OrderLine(p.product_id, rng.randint(1, 3), p.unit_price_cents)
                       for p in rng.sample(active, rng.randint(1, 3)))
         orders.append(EnrichedOrder(str(uuid.uuid4()), f"P{store_id}-{n:05d}", store_id, channel,
                                     fulfillment, now_ms + n * 100, *location, lines))
@@ -60,7 +62,7 @@ def one_by_one(orders, opening, catalog, policies) -> dict:
     """Each store's stock and plan, the plan as a store with no past sales starts (the
     stack's order_fct is empty)."""
     stores: dict[int, tuple[StoreStock, StoreReplenishment]] = {}
-    out = defaultdict(list)
+    out: defaultdict[str, Any] = defaultdict(list)
     for order in orders:
         opened = order.store_id not in stores
         if opened:

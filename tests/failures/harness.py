@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import botocore.exceptions
 import psycopg
@@ -44,6 +45,9 @@ from simulation.traffic import BUSINESS_DAY, DUPLICATE, VALID, OrderTraffic
 from stack import suppliers
 from stack.generate import send_orders
 from stack.jobs import JobProcess
+
+if TYPE_CHECKING:
+    from stack.flink_cluster import StandaloneCluster
 
 ENRICHMENT, INVENTORY = "order_enrichment", "inventory_windowing"
 JOBS = (ENRICHMENT, INVENTORY)
@@ -175,15 +179,16 @@ class Outputs:
         found = {}
         for key in self.redis.scan_iter(match=redis_store.inventory_key("*"), count=1000):
             store_id = redis_store.store_of_key(key)
-            found[store_id] = {int(i): int(q) for i, q in self.redis.hgetall(key).items()}
+            levels = self.redis.hgetall(key)   # redis-py: sync or async; a sync client's dict
+            found[store_id] = {int(i): int(q) for i, q in levels.items()}  # type: ignore[union-attr]
         return found
 
     def redis_statuses(self, order_ids: list[str]) -> dict[str, str | None]:
-        found = {}
+        found: dict[str, str | None] = {}
         for start in range(0, len(order_ids), 500):
             chunk = order_ids[start:start + 500]
             values = self.redis.mget([redis_store.order_status_key(o) for o in chunk])
-            found.update(zip(chunk, values))
+            found.update(zip(chunk, values))  # type: ignore[arg-type]  # a sync client's list
         return found
 
 
@@ -311,7 +316,7 @@ class Pipeline:
         self.processes: dict[str, JobProcess] = {}
         self.log_dirs: dict[str, list[Path]] = defaultdict(list)
         self.job_ids: dict[str, list[str]] = defaultdict(list)
-        self.cluster = None                 # stack.flink_cluster.StandaloneCluster
+        self.cluster: StandaloneCluster | None = None
         self.cluster_job: str | None = None  # inventory_windowing's job id there
         # restock event id -> ((store, ingredient), quantity), every restock of the run
         self.delivered_restocks: dict[str, tuple[tuple[int, int], int]] = {}
@@ -388,6 +393,7 @@ class Pipeline:
 
     def retire_cluster_job(self) -> None:
         """The cluster job has ended (stopped with a savepoint): keep its restart count."""
+        assert self.cluster is not None and self.cluster_job is not None
         try:
             self._retired_cluster_restarts += self.cluster.restarts(self.cluster_job)
         except OSError:
@@ -435,6 +441,7 @@ class Pipeline:
         seen |= {int(r[0]) for r in self.outputs.supplier_orders.records}
         stock = self.outputs.inventory()
         product = self.catalog.product(1)
+        assert product is not None
         order = None
         for store in range(2000, 0, -1):
             if store in seen:
@@ -581,7 +588,7 @@ def wait_until_settled(pipeline: Pipeline, wave: Wave, timeout_s: float = 420,
                                and outputs.status_copies.get(o.order_id, [""])[-1] == "accepted"]
             facts = sum(len(rows) for rows in outputs.facts(
                 [o.order_id for o in accepted_online]).values())
-            state = (missing, lettered, facts, outputs.inventory_fingerprint(),
+            state: tuple[object, ...] = (missing, lettered, facts, outputs.inventory_fingerprint(),
                      sum(len(v) for v in outputs.status_copies.values()))
             complete = (missing == 0 and lettered == len(dead_ids)
                         and facts == sum(len(o.lines) for o in accepted_online))
@@ -644,11 +651,13 @@ def probe_stores(pipeline: Pipeline, stores: list[int], expected_stock: Counter,
     changes). If those then match, the job's state was right and only its published
     snapshot was stale; if not, the state itself is wrong."""
     outputs, probes = pipeline.outputs, {}
+    product = pipeline.catalog.product(1)
+    assert product is not None
     for store in stores:
         pipeline.probe_count += 1
         order = EnrichedOrder(f"probe-{pipeline.probe_count}", f"PROBE-{pipeline.probe_count:05d}",
                               store, "in_store", "dine_in", now_ms() - 60_000, None, None,
-                              (OrderLine(1, 1, pipeline.catalog.product(1).unit_price_cents),))
+                              (OrderLine(1, 1, product.unit_price_cents),))
         probes[order.order_id] = order
     pipeline.probes.update(probes)
     put(pipeline.props, "orders_enriched", [(str(o.store_id), o.to_json().encode())
@@ -712,7 +721,8 @@ def check_wave(pipeline: Pipeline, wave: Wave, verdict: Verdict) -> Verdict:
     accepted = {o: wave.valid[o] for o, s in finals.items() if s == "accepted"}
     verdict.accepted = len(accepted)
     facts = outputs.facts(wave.valid)
-    lost_facts, extra_facts = [], []
+    lost_facts: list[str] = []
+    extra_facts: list[str] = []
     for order_id, order in wave.valid.items():
         expected = ({tuple(row) for row in fact_rows(order)}
                     if order_id in accepted and order.channel == "online" else set())

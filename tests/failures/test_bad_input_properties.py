@@ -40,6 +40,7 @@ def edge_strings(raw: bytes, result) -> list[str]:
         strings = [s for s in letter.as_tuple() if isinstance(s, str)]
         status = rejection_status_json(result, NOW_MS)
         if status is not None:
+            assert result.order_id is not None      # a status: the record names its order
             strings += [status, redis_store.order_status_key(result.order_id)]
             # its status write refused because the order is already accepted: a dead letter
             conflict = conflict_dead_letter("order_enrichment", result.order_id, result.status(),

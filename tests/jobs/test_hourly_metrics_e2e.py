@@ -68,7 +68,8 @@ class Sales:
                                      else ["dine_in", "pickup"])
             lines = tuple(OrderLine(p.product_id, rng.randint(1, 3), p.unit_price_cents)
                           for p in rng.sample(products, rng.randint(1, 3)))
-            location = (40.7, -74.0) if fulfillment == "delivery" else (None, None)
+            location: tuple[float | None, float | None] = (
+                (40.7, -74.0) if fulfillment == "delivery" else (None, None))
             return EnrichedOrder(str(uuid.uuid4()), f"T{store:04d}-{self._n:05d}", store,
                                  channel, fulfillment, ts_ms, *location, lines)
 

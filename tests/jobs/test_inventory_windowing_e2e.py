@@ -34,7 +34,8 @@ QUIET_STORE = 8                                  # reached by ticks only
 
 
 def order(store_id: int, n: int, channel="online", fulfillment="pickup") -> EnrichedOrder:
-    location = (40.7, -74.0) if fulfillment == "delivery" else (None, None)
+    location: tuple[float | None, float | None] = (
+        (40.7, -74.0) if fulfillment == "delivery" else (None, None))
     return EnrichedOrder(str(uuid.uuid4()), f"S{store_id:04d}-T{n:05d}", store_id, channel,
                          fulfillment, int(time.time() * 1000) - 60_000 + n, *location,
                          (OrderLine(MARGHERITA_SMALL, 1, MARGHERITA_PRICE),))

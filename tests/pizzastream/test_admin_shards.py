@@ -7,46 +7,24 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections import Counter
 
 import pytest
 
-from connectors import aws
 from pizzastream import admin
 from pizzastream import resharding as rs
 from pizzastream.config import load_properties
+from tests.admin_shards_support import (
+    RESHARDING_ENV, WINDOW_S, open_shards, run_shards, scratch_stream,
+)
 
 pytestmark = pytest.mark.integration
-
-WINDOW_S = 300
-# One record/s is the whole shard: a key's records in the window / 300 is its utilisation.
-LIMIT_ENV = {"PIZZASTREAM__RESHARDING__SHARD_RECORDS_PER_S": "1",
-             "PIZZASTREAM__RESHARDING__WINDOW_S": str(WINDOW_S),
-             "PIZZASTREAM__RESHARDING__SPLIT_ABOVE": "0.8",
-             "PIZZASTREAM__RESHARDING__MERGE_BELOW": "0.5",
-             "PIZZASTREAM__RESHARDING__LOAD_SOURCE": "records"}
 
 
 @pytest.fixture
 def stream(local_stack, monkeypatch):
-    for key, value in LIMIT_ENV.items():
-        monkeypatch.setenv(key, value)
-    kinesis = aws.client(local_stack, "kinesis")
-    name = f"reshard-{uuid.uuid4().hex[:8]}"
-    kinesis.create_stream(StreamName=name, ShardCount=4)
-    kinesis.get_waiter("stream_exists").wait(StreamName=name,
-                                             WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-    yield kinesis, name
-    kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
-
-
-def _open(kinesis, name) -> list[rs.Shard]:
-    shards = kinesis.list_shards(StreamName=name)["Shards"]
-    return sorted((rs.Shard(s["ShardId"], int(s["HashKeyRange"]["StartingHashKey"]),
-                            int(s["HashKeyRange"]["EndingHashKey"]))
-                   for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]),
-                  key=lambda s: s.start)
+    with scratch_stream(local_stack, monkeypatch, RESHARDING_ENV, "reshard", 4) as stream:
+        yield stream
 
 
 def _table(shards: list[rs.Shard]) -> dict[str, int]:
@@ -88,14 +66,15 @@ def _read_all(kinesis, name: str) -> list[tuple]:
 
 
 def _run(capsys, *args: str) -> str:
-    assert admin.main(["shards", "--window-s", str(WINDOW_S), *args]) == 0
-    return capsys.readouterr().out
+    code, out, _ = run_shards(capsys, *args)
+    assert code == 0
+    return out
 
 
 def test_apply_splits_the_hottest_shard_twice_merges_two_cold_ones_then_does_nothing(
         stream, capsys):
     kinesis, name = stream
-    before = _open(kinesis, name)
+    before = open_shards(kinesis, name)
     table = _table(before)
     _write(kinesis, name, table, "before")
 
@@ -103,7 +82,7 @@ def test_apply_splits_the_hottest_shard_twice_merges_two_cold_ones_then_does_not
     steps = [line.split(". ", 1)[1].split()[0] for line in dry.splitlines()
              if line.strip()[:1].isdigit()]
     assert "dry run" in dry and steps == ["split", "split", "merge"], dry
-    assert _open(kinesis, name) == before                    # a dry run changes nothing
+    assert open_shards(kinesis, name) == before              # a dry run changes nothing
 
     # traffic while the reshard runs: one writer, on the store of shard 1 (never resharded)
     shard1_key = next(k for k, n in table.items() if n == 100 and
@@ -115,7 +94,7 @@ def test_apply_splits_the_hottest_shard_twice_merges_two_cold_ones_then_does_not
     during.join()
     assert out.count("done: split") == 2 and out.count("done: merge") == 1, out
 
-    after = _open(kinesis, name)
+    after = open_shards(kinesis, name)
     assert len(after) == 4 + 2 - 1
     hot = sorted((k for k in table if before[0].start <= rs.hash_key(k) <= before[0].end),
                  key=rs.hash_key)
@@ -128,7 +107,7 @@ def test_apply_splits_the_hottest_shard_twice_merges_two_cold_ones_then_does_not
 
     again = _run(capsys, "--stream", name, "--apply")
     assert "nothing to do" in again and "done:" not in again
-    assert _open(kinesis, name) == after
+    assert open_shards(kinesis, name) == after
 
     # writes after the reshard land on the new shards, and nothing is lost or doubled
     _write(kinesis, name, table, "after")
@@ -139,9 +118,9 @@ def test_apply_splits_the_hottest_shard_twice_merges_two_cold_ones_then_does_not
 
 def test_an_interrupted_apply_run_again_completes_the_same_plan(stream, capsys):
     kinesis, name = stream
-    table = _table(_open(kinesis, name))
+    table = _table(open_shards(kinesis, name))
     _write(kinesis, name, table, "before")
-    planned = rs.plan(_open(kinesis, name),
+    planned = rs.plan(open_shards(kinesis, name),
                       rs.key_loads(((k, 1) for k, n in table.items() for _ in range(n)), WINDOW_S),
                       admin.Settings.from_properties(load_properties()).policy)
 
@@ -149,6 +128,6 @@ def test_an_interrupted_apply_run_again_completes_the_same_plan(stream, capsys):
     assert first.count("done:") == 1 and "2 steps left" in first
     rest = _run(capsys, "--stream", name, "--apply")
     assert rest.count("done:") == 2 and "nothing left to do" in rest
-    assert [(s.start, s.end) for s in _open(kinesis, name)] == [
+    assert [(s.start, s.end) for s in open_shards(kinesis, name)] == [
         (sl.shard.start, sl.shard.end) for sl in planned.after]
     assert "nothing to do" in _run(capsys, "--stream", name, "--apply")

@@ -8,22 +8,16 @@ on the lower of two shards (133% of a shard of 1 record/s over 300 s)."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import pytest
 
 from connectors import aws
-from pizzastream import admin
 from pizzastream import resharding as rs
+from tests.admin_shards_support import RESHARDING_ENV, open_shards, run_shards, scratch_stream
 
 pytestmark = pytest.mark.integration
 
-WINDOW_S = 300
-ENV = {"PIZZASTREAM__RESHARDING__SHARD_RECORDS_PER_S": "1",
-       "PIZZASTREAM__RESHARDING__WINDOW_S": str(WINDOW_S),
-       "PIZZASTREAM__RESHARDING__SPLIT_ABOVE": "0.8",
-       "PIZZASTREAM__RESHARDING__MERGE_BELOW": "0.5",
-       "PIZZASTREAM__RESHARDING__LOAD_SOURCE": "records",
+ENV = {**RESHARDING_ENV,
        "PIZZASTREAM__RESHARDING__LAG_SOURCE": "cloudwatch",
        "PIZZASTREAM__RESHARDING__MAX_CONSUMER_LAG_MS": "60000",
        "PIZZASTREAM__RESHARDING__LAG_LOOKBACK_S": "300"}
@@ -31,31 +25,16 @@ ENV = {"PIZZASTREAM__RESHARDING__SHARD_RECORDS_PER_S": "1",
 
 @pytest.fixture
 def stream(local_stack, monkeypatch):
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    kinesis = aws.client(local_stack, "kinesis")
-    name = f"guard-{uuid.uuid4().hex[:8]}"
-    kinesis.create_stream(StreamName=name, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=name,
-                                             WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-    shards = _open(kinesis, name)
-    hot = [str(k) for k in range(1, 5000)
-           if shards[0].start <= rs.hash_key(str(k)) <= shards[0].end][:2]
-    records = [{"PartitionKey": key, "Data": f"{key}-{i}".encode()}
-               for key in hot for i in range(200)]
-    for start in range(0, len(records), 500):
-        assert kinesis.put_records(StreamName=name, Records=records[start:start + 500]
-                                   ).get("FailedRecordCount", 0) == 0
-    yield kinesis, aws.client(local_stack, "cloudwatch"), name
-    kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
-
-
-def _open(kinesis, name) -> list[rs.Shard]:
-    shards = kinesis.list_shards(StreamName=name)["Shards"]
-    return sorted((rs.Shard(s["ShardId"], int(s["HashKeyRange"]["StartingHashKey"]),
-                            int(s["HashKeyRange"]["EndingHashKey"]))
-                   for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]),
-                  key=lambda s: s.start)
+    with scratch_stream(local_stack, monkeypatch, ENV, "guard", 2) as (kinesis, name):
+        shards = open_shards(kinesis, name)
+        hot = [str(k) for k in range(1, 5000)
+               if shards[0].start <= rs.hash_key(str(k)) <= shards[0].end][:2]
+        records = [{"PartitionKey": key, "Data": f"{key}-{i}".encode()}
+                   for key in hot for i in range(200)]
+        for start in range(0, len(records), 500):
+            assert kinesis.put_records(StreamName=name, Records=records[start:start + 500]
+                                       ).get("FailedRecordCount", 0) == 0
+        yield kinesis, aws.client(local_stack, "cloudwatch"), name
 
 
 def _lag(cloudwatch, name: str, value: float) -> None:
@@ -65,48 +44,42 @@ def _lag(cloudwatch, name: str, value: float) -> None:
         "Dimensions": [{"Name": "StreamName", "Value": name}]}])
 
 
-def _run(capsys, *args: str) -> tuple[int, str, str]:
-    code = admin.main(["shards", "--window-s", str(WINDOW_S), *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_a_stream_behind_is_not_resharded_unless_even_if_behind(stream, capsys):
     kinesis, cloudwatch, name = stream
     _lag(cloudwatch, name, 5_000)
     _lag(cloudwatch, name, 240_000)            # one reader four minutes behind
-    before = _open(kinesis, name)
+    before = open_shards(kinesis, name)
 
-    code, out, err = _run(capsys, "--stream", name)        # a dry run says so, changes nothing
+    code, out, err = run_shards(capsys, "--stream", name)  # a dry run says so, changes nothing
     assert code == 0 and "240,000 ms" in out and "it would refuse now" in out, out
-    code, out, err = _run(capsys, "--stream", name, "--apply")
+    code, out, err = run_shards(capsys, "--stream", name, "--apply")
     assert code == 3, (out, err)
     assert "refused" in err and "240,000 ms" in err and "FLINK-32218" in err, err
     assert "docs/resharding.md" in err and "done:" not in out
-    assert _open(kinesis, name) == before                  # nothing changed
+    assert open_shards(kinesis, name) == before            # nothing changed
 
-    code, out, err = _run(capsys, "--stream", name, "--apply", "--even-if-behind")
+    code, out, err = run_shards(capsys, "--stream", name, "--apply", "--even-if-behind")
     assert code == 0 and out.count("done: split") == 1, (out, err)
     assert "--even-if-behind" in out
-    assert len(_open(kinesis, name)) == 3
+    assert len(open_shards(kinesis, name)) == 3
 
 
 def test_a_stream_caught_up_is_resharded(stream, capsys):
     kinesis, cloudwatch, name = stream
     _lag(cloudwatch, name, 800)
-    code, out, err = _run(capsys, "--stream", name, "--apply")
+    code, out, err = run_shards(capsys, "--stream", name, "--apply")
     assert code == 0 and out.count("done: split") == 1, (out, err)
     assert "800 ms" in out and "within" in out
-    assert len(_open(kinesis, name)) == 3
+    assert len(open_shards(kinesis, name)) == 3
 
 
 def test_a_stream_nobody_polls_is_not_resharded_unless_even_if_behind(stream, capsys):
     kinesis, _, name = stream
-    before = _open(kinesis, name)
-    code, out, err = _run(capsys, "--stream", name, "--apply")
+    before = open_shards(kinesis, name)
+    code, out, err = run_shards(capsys, "--stream", name, "--apply")
     assert code == 3 and "no GetRecords.IteratorAgeMilliseconds datapoint" in err, (out, err)
-    assert _open(kinesis, name) == before
-    code, out, err = _run(capsys, "--stream", name, "--apply", "--even-if-behind")
+    assert open_shards(kinesis, name) == before
+    code, out, err = run_shards(capsys, "--stream", name, "--apply", "--even-if-behind")
     assert code == 0 and out.count("done: split") == 1, (out, err)
 
 
@@ -114,7 +87,7 @@ def test_locally_the_lag_is_not_checked_and_the_report_says_so(stream, capsys, m
     _, cloudwatch, name = stream
     monkeypatch.setenv("PIZZASTREAM__RESHARDING__LAG_SOURCE", "none")
     _lag(cloudwatch, name, 240_000)            # not read
-    code, out, err = _run(capsys, "--stream", name)
+    code, out, err = run_shards(capsys, "--stream", name)
     assert code == 0 and "not checked" in out and "240,000" not in out, out
-    code, out, err = _run(capsys, "--stream", name, "--apply")
+    code, out, err = run_shards(capsys, "--stream", name, "--apply")
     assert code == 0 and out.count("done: split") == 1, (out, err)

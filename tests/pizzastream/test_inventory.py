@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections import Counter
+from datetime import datetime
 
 import pytest
 from hypothesis import given, settings
@@ -18,14 +19,14 @@ from pizzastream.inventory import (
     policies_from_reference_data, policies_from_rows, reorder_point, requirements, restock,
     store_of_partition_key,
 )
-from pizzastream.orders import EnrichedOrder, OrderLine, OrderStatus, parse_event_time
+from pizzastream.orders import EnrichedOrder, OrderLine, OrderStatus, epoch_ms
 
 CATALOG = Catalog.from_reference_data()
 POLICIES = policies_from_reference_data()
 INGREDIENTS = sorted(POLICIES)
 ACTIVE = [p for p in CATALOG.products() if p.active]
 STORE = 42
-T0 = parse_event_time("2026-11-24T18:00:00Z")
+T0 = epoch_ms(datetime.fromisoformat("2026-11-24T18:00:00Z"))
 MINUTE = 60_000
 DOUGH, PEPPERONI, PIZZA_BOX, CAN = 1, 4, 10, 12
 GARLIC_BREAD, PEPPERONI_LARGE, COLA = 13, 6, 16
@@ -36,9 +37,13 @@ _counter = iter(range(10**9))
 def order(lines, ts_ms: int = T0, store_id: int = STORE) -> EnrichedOrder:
     """An enriched order of ``(product_id, quantity)`` lines, priced from the catalog."""
     n = next(_counter)
+    priced = []
+    for product_id, quantity in lines:
+        product = CATALOG.product(product_id)
+        assert product is not None
+        priced.append(OrderLine(product_id, quantity, product.unit_price_cents))
     return EnrichedOrder(f"e{n}", f"o{n}", store_id, "online", "pickup", ts_ms, None, None,
-                         tuple(OrderLine(p, q, CATALOG.product(p).unit_price_cents)
-                               for p, q in lines))
+                         tuple(priced))
 
 
 def full_stock(**changes) -> StoreStock:
@@ -69,7 +74,8 @@ ops_st = st.lists(op_st, max_size=60)
 def run(stock: StoreStock, ops, start_ms: int = T0):
     """Applies ``ops`` as the operator would (reorders checked after every event) and
     returns a log of everything that came out."""
-    now, log = start_ms, []
+    now = start_ms
+    log: list[tuple[object, ...]] = []
     for op in ops:
         now += op[-1] * MINUTE
         if op[0] == "order":

@@ -137,7 +137,8 @@ def test_a_correction_changes_only_the_late_sales_hour():
 orders_st = st.builds(
     lambda n, lines, fulfillment, channel, ts: EnrichedOrder(
         f"e{n}", f"S0001-{n:06d}", 1 + n % 3, channel, fulfillment, ts,
-        *((40.71, -74.0) if fulfillment == "delivery" else (None, None)),
+        40.71 if fulfillment == "delivery" else None,
+        -74.0 if fulfillment == "delivery" else None,
         tuple(OrderLine(p.product_id, q, p.unit_price_cents) for p, q in lines)),
     st.integers(0, 999),
     st.lists(st.tuples(st.sampled_from(ACTIVE), st.integers(1, 20)), min_size=1, max_size=5,

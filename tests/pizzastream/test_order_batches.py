@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
+from datetime import datetime
+from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -27,7 +29,7 @@ from pizzastream.order_batches import (
     rejection_lines, repeat_letter, store_from_bytes,
 )
 from pizzastream.orders import (
-    EnrichedOrder, OrderLine, OrderRules, enrich, format_event_time, is_id, parse_event_time,
+    EnrichedOrder, OrderLine, OrderRules, enrich, epoch_ms, format_event_time, is_id,
 )
 from pizzastream.replenishment import (
     HOUR_MS, HistoryWindow, ReplenishmentOrder, StoreReplenishment, hourly_demand,
@@ -35,19 +37,26 @@ from pizzastream.replenishment import (
 )
 from pizzastream.ticks import InvalidTick, parse_tick, tick_event_id
 from pizzastream.sales import enriched_status_json, fact_rows, sale_json
-from tests.fuzzing import json_values, storable
+from tests.fuzzing import json_values, profile_examples, storable
 
 CATALOG = Catalog.from_reference_data()
 POLICIES = policies_from_reference_data()
 RULES = OrderRules(max_quantity=20, max_lines=25, max_record_bytes=8192,
                    max_future_seconds=300, max_age_hours=48)
-T0 = parse_event_time("2026-11-24T18:00:00Z")
+T0 = epoch_ms(datetime.fromisoformat("2026-11-24T18:00:00Z"))
 ACTIVE = [p.product_id for p in CATALOG.products() if p.active]
 STORES = (3, 35, 67)          # one shard of 32: 3 % 32 == 35 % 32 == 67 % 32
 INGREDIENTS = sorted(POLICIES)
 
 
 HISTORY = HistoryWindow(gap_hours=48, weeks=2)
+
+
+def price(product_id: int) -> int:
+    """The catalog's unit price of a product it has."""
+    product = CATALOG.product(product_id)
+    assert product is not None
+    return product.unit_price_cents
 
 
 def opening(store_id: int) -> dict[int, int]:
@@ -143,7 +152,7 @@ def one_by_one(records: list[tuple[str, str, bytes]],
     the batches must add up to. ``saved``: stores' states to start from (as restored)."""
     stores: dict[int, tuple[StoreStock, StoreReplenishment]] = {}
     saved = dict(saved or {})
-    out = defaultdict(list)
+    out: defaultdict[str, Any] = defaultdict(list)
 
     def store(store_id: int, event_ms: int) -> tuple[StoreStock, StoreReplenishment, bool]:
         if store_id in stores:
@@ -230,7 +239,7 @@ def batched(records: list[tuple[str, str, bytes]], cuts: list[int], persists: se
     that many batches by a new one restored from what was persisted, and the records after
     the last persist are decided again, as after a failure."""
     state: dict[int, bytes] = dict(saved or {})
-    out = defaultdict(list)
+    out: defaultdict[str, Any] = defaultdict(list)
     levels: dict[tuple[int, int], int] = {}
     bounds = list(zip([0, *cuts], [*cuts, len(records)]))
 
@@ -266,6 +275,7 @@ def batched(records: list[tuple[str, str, bytes]], cuts: list[int], persists: se
     out["stock"] = {}
     for store_id, data in state.items():
         stock, planner = store_from_bytes(data)
+        assert planner is not None
         out["stock"][store_id] = (stock.to_state(), planner.to_state())
     out["levels"] = levels
     return out
@@ -343,12 +353,13 @@ def traffic(seed: int, n: int) -> list[tuple[str, str, bytes]]:
             records.append((RESTOCK, key, json.dumps(body).encode()))
             continue
         products = rng.sample(ACTIVE, rng.randint(1, 3))
-        lines = tuple(OrderLine(p, rng.randint(1, 4), CATALOG.product(p).unit_price_cents)
+        lines = tuple(OrderLine(p, rng.randint(1, 4), price(p))
                       for p in products)
         channel = rng.choice(["online", "online", "in_store"])
         fulfillment = rng.choice(["delivery", "pickup"] if channel == "online"
                                  else ["dine_in", "pickup"])
-        location = (40.7, -74.0) if fulfillment == "delivery" else (None, None)
+        location: tuple[float | None, float | None] = (
+            (40.7, -74.0) if fulfillment == "delivery" else (None, None))
         order = EnrichedOrder(f"e{index}", f"S{store_id}-{index}", store_id, channel,
                               fulfillment, ts_ms, *location, lines)
         records.append((ORDER, str(store_id), order.to_json().encode()))
@@ -356,9 +367,13 @@ def traffic(seed: int, n: int) -> list[tuple[str, str, bytes]]:
 
 
 def expected_levels(reference: dict) -> dict[tuple[int, int], int]:
-    return {(store_id, ingredient_id): on_hand
-            for store_id, (state, _) in reference["stock"].items()
-            for ingredient_id, on_hand in StoreStock.from_state(state).on_hand.items()}
+    levels: dict[tuple[int, int], int] = {}
+    for store_id, (state, _) in reference["stock"].items():
+        stock = StoreStock.from_state(state)
+        assert stock is not None
+        levels.update({(store_id, ingredient_id): on_hand
+                       for ingredient_id, on_hand in stock.on_hand.items()})
+    return levels
 
 
 def assert_same(batch_out: dict, reference: dict) -> None:
@@ -429,7 +444,7 @@ def test_a_broken_desk_is_caught():
 
 def test_a_malformed_enriched_record_is_dead_lettered_and_changes_nothing():
     good = EnrichedOrder("e1", "S3-1", 3, "online", "pickup", T0, None, None,
-                         (OrderLine(ACTIVE[0], 1, CATALOG.product(ACTIVE[0]).unit_price_cents),))
+                         (OrderLine(ACTIVE[0], 1, price(ACTIVE[0])),))
     bad = [b"{", b'{"o":"x"}', json.dumps({**json.loads(good.to_json()), "o": "a\nb"}).encode(),
            json.dumps({**json.loads(good.to_json()), "l": [[ACTIVE[0], -1, 5]]}).encode(),
            json.dumps({**json.loads(good.to_json()), "s": 4}).encode()]
@@ -508,7 +523,7 @@ def _restock(**fields) -> tuple[str, bytes]:
     return "3", json.dumps(doc).encode()
 
 
-@settings(max_examples=3 * settings.default.max_examples, deadline=None,
+@settings(max_examples=3 * profile_examples(), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(records=st.lists(restock_records(), min_size=1, max_size=12))
 # Poison found by hand before: ids a dead letter would carry that PostgreSQL (NUL) or the
@@ -626,7 +641,7 @@ def test_a_new_store_is_seeded_from_its_sales_older_than_the_gap():
 
     desk = ShardDesk(lambda: CATALOG, lambda: POLICIES, opening, history, HISTORY)
     order = EnrichedOrder("e1", "S35-1", 35, "online", "pickup", T0 + 1_234, None, None,
-                          (OrderLine(ACTIVE[0], 1, CATALOG.product(ACTIVE[0]).unit_price_cents),))
+                          (OrderLine(ACTIVE[0], 1, price(ACTIVE[0])),))
     desk.decide("shard", frame_store_records([(ORDER, "35", order.to_json().encode())], True),
                 lambda store: None)
     end = T0 - 48 * HOUR_MS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
+from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,12 +13,12 @@ from hypothesis import strategies as st
 from pizzastream.catalog import Catalog
 from pizzastream.orders import (
     PRICE_FIELDS, REQUIRED_FIELDS, EnrichedOrder, OrderRules, OrderStatus, Reason, Rejection,
-    accept, enrich, format_event_time, parse_event_time,
+    accept, enrich, epoch_ms, format_event_time, parse_event_time,
 )
 
 RULES = OrderRules(max_quantity=20, max_lines=25, max_record_bytes=8192,
                    max_future_seconds=300, max_age_hours=48)
-NOW_MS = parse_event_time("2026-11-24T20:00:00Z")
+NOW_MS = epoch_ms(datetime.fromisoformat("2026-11-24T20:00:00Z"))
 CATALOG = Catalog.from_reference_data()
 INACTIVE_ID = next(p.product_id for p in CATALOG.products() if not p.active)
 UNKNOWN_ID = 9999
@@ -58,7 +59,7 @@ def encode(order: object) -> bytes:
 
 
 def run(record: object, now_ms: int = NOW_MS) -> EnrichedOrder | Rejection:
-    raw = record if isinstance(record, (bytes, bytearray)) else encode(record)
+    raw = bytes(record) if isinstance(record, (bytes, bytearray)) else encode(record)
     return enrich(raw, CATALOG, RULES, now_ms)
 
 
@@ -268,7 +269,9 @@ def assert_well_formed(result: object) -> None:
     else:
         assert EnrichedOrder.from_json(result.to_json()) == result
         for line in result.lines:
-            assert line.unit_price_cents == CATALOG.product(line.product_id).unit_price_cents
+            product = CATALOG.product(line.product_id)
+            assert product is not None
+            assert line.unit_price_cents == product.unit_price_cents
         assert result.total_cents == sum(line.amount_cents for line in result.lines)
 
 
@@ -352,7 +355,7 @@ def test_the_fast_path_leaves_unusual_but_valid_forms_to_the_full_rules():
 
 
 def test_the_fast_path_agrees_with_the_rules_on_every_generated_kind_of_record():
-    from datetime import datetime, timezone
+    from datetime import timezone
 
     from simulation.traffic import OrderTraffic
 

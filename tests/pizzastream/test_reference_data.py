@@ -94,7 +94,7 @@ def test_ingredients_come_from_known_suppliers_in_whole_units():
 def _days_of_cover() -> dict[tuple[bool, int], list[float]]:
     """Days each store's opening stock lasts under the module's documented demand model."""
     active = {p.product_id for p in rd.products() if p.active}
-    use_per_item = defaultdict(float)
+    use_per_item: defaultdict[int, float] = defaultdict(float)
     for line in rd.recipes():
         if line.product_id in active:
             use_per_item[line.ingredient_id] += line.quantity / len(active)

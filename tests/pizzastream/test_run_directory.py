@@ -48,6 +48,7 @@ def _system_env(system_tmp: Path) -> dict[str, str]:
 def _start(system_tmp: Path, *args: str) -> tuple[subprocess.Popen, dict]:
     process = subprocess.Popen([sys.executable, "-c", CLAIMING, *args], env=_system_env(system_tmp),
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
     return process, json.loads(process.stdout.readline())
 
 

@@ -23,7 +23,8 @@ ACTIVE = [p for p in CATALOG.products() if p.active]
 orders_st = st.builds(
     lambda lines, fulfillment, channel, ts: EnrichedOrder(
         "e1", "S0042-000123", 42, channel, fulfillment, ts,
-        *((40.71, -74.0) if fulfillment == "delivery" else (None, None)),
+        40.71 if fulfillment == "delivery" else None,
+        -74.0 if fulfillment == "delivery" else None,
         tuple(OrderLine(p.product_id, q, p.unit_price_cents) for p, q in lines)),
     st.lists(st.tuples(st.sampled_from(ACTIVE), st.integers(1, 20)), min_size=1, max_size=25,
              unique_by=lambda line: line[0].product_id),

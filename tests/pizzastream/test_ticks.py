@@ -3,15 +3,16 @@ and a tick that is not exactly one store's hour is refused with a reason."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 
-from pizzastream.orders import parse_event_time
+from pizzastream.orders import epoch_ms
 from pizzastream.ticks import (
     HOUR_MS, InvalidTick, parse_tick, tick_event_id, tick_records,
 )
 
-HOUR = parse_event_time("2026-11-24T18:00:00Z")
+HOUR = epoch_ms(datetime.fromisoformat("2026-11-24T18:00:00Z"))
 
 
 def test_an_hours_ticks_are_one_per_store_keyed_by_it_and_read_back():

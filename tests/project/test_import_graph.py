@@ -132,7 +132,7 @@ EDGE_CLIENTS = {"pyflink", "boto3", "botocore", "psycopg", "psycopg_pool", "redi
 def _third_party(path: Path) -> set[str]:
     """The top-level names of what a file imports from outside the project and the standard
     library, at module level or inside a function."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)

@@ -9,6 +9,7 @@ import json
 import psycopg
 import pytest
 import redis
+import redis.cluster
 
 import stack
 from connectors import redis_store
@@ -29,10 +30,12 @@ def props():
 
 def _count(props, table: str, group: str = "Aurora") -> int:
     with psycopg.connect(postgres_dsn(props, group)) as conn:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        assert row is not None
+        return row[0]
 
 
-def _redis(props) -> redis.Redis:
+def _redis(props) -> redis.Redis | redis.cluster.RedisCluster:
     return redis_store.client(props, decode_responses=False)
 
 

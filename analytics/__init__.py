@@ -18,6 +18,7 @@ import duckdb
 from connectors import lake
 from pizzastream.config import Props
 from pizzastream.schemas import METRIC_COLUMNS
+from pizzastream.settings import AwsSettings
 
 TABLE = "hourly_store_metrics"
 
@@ -48,14 +49,15 @@ def lake_connection(props: Props) -> duckdb.DuckDBPyConnection:
     and keys from the ``Aws`` group: the emulator locally, the default chain on AWS)."""
     con = duckdb.connect()
     _load_httpfs(con)
-    aws = props["Aws"]
-    options = [f"REGION '{aws['region']}'"]
-    if aws.get("access_key_id"):
-        options += [f"KEY_ID '{aws['access_key_id']}'", f"SECRET '{aws['secret_access_key']}'"]
+    aws = AwsSettings.from_group(props["Aws"])
+    options = [f"REGION '{aws.region}'"]
+    credentials = aws.credentials()
+    if credentials:
+        options += [f"KEY_ID '{credentials[0]}'", f"SECRET '{credentials[1]}'"]
     else:
         options.append("PROVIDER credential_chain")
-    if aws.get("endpoint"):
-        endpoint = urlsplit(aws["endpoint"])
+    if aws.endpoint:
+        endpoint = urlsplit(aws.endpoint)
         options += [f"ENDPOINT '{endpoint.netloc}'", "URL_STYLE 'path'",
                     f"USE_SSL {str(endpoint.scheme == 'https').lower()}"]
     con.execute(f"CREATE SECRET lake (TYPE s3, {', '.join(options)})")

@@ -21,6 +21,7 @@ from pathlib import Path
 import analytics
 from connectors import warehouse
 from pizzastream.config import load_properties
+from pizzastream.settings import validate
 from pizzastream.metrics import summarize_delays
 from pizzastream.publication import HourlySettings
 
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either a question or --sql")
 
     props = load_properties()
+    validate(props)
     run = analytics.on_warehouse if args.warehouse else analytics.on_lake
     if args.sql:
         _print(run(props, args.sql))

@@ -16,6 +16,7 @@ import urllib.request
 
 from api import auth
 from pizzastream.config import REPO_ROOT, load_properties
+from pizzastream.settings import ApiSettings, validate
 from stack.process import is_alive, read_pid, spawn_detached, terminate, wait_until
 
 PID_FILE = REPO_ROOT / ".stack" / "api.pid"
@@ -47,7 +48,8 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 def url(props: dict, port: int | None = None) -> str:
-    return f"http://{props['Api']['host']}:{port or props['Api']['port']}"
+    api = ApiSettings.from_group(props["Api"])
+    return f"http://{api.host}:{port or api.port}"
 
 
 def healthy(base_url: str) -> bool:
@@ -117,9 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     props = load_properties()
+    checked = validate(props)
     if args.command == "serve":
-        serve(props["Api"]["host"], args.port or int(props["Api"]["port"]),
-              args.workers or int(props["Api"]["workers"]))
+        api = checked.api
+        serve(api.host, args.port or api.port, args.workers or api.workers)
     elif args.command == "start":
         print(start(props, args.port, args.workers))
     elif args.command == "stop":
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         role, name = ((auth.MERCHANT, args.merchant) if args.merchant
                       else (auth.INTAKE, args.intake))
-        print(auth.issue(props["Api"]["token_secret"], name, role, args.stores,
+        print(auth.issue(checked.api.token_secret, name, role, args.stores,
                          ttl_s=int(args.days * 86400), now=time.time()))
 
 

@@ -32,7 +32,10 @@ from api.intake import Intake, OrderRefused, StreamRefused
 from connectors import aurora, aws, redis_store
 from pizzastream.catalog import Catalog
 from pizzastream.config import Props, load_properties, postgres_dsn, stream_name
-from pizzastream.orders import STORE_IDS, OrderRules
+from pizzastream.settings import (
+    ApiSettings, HourlyMetricsSettings, OrderRulesSettings, validate,
+)
+from pizzastream.orders import STORE_IDS
 
 log = logging.getLogger(__name__)
 DASHBOARD = (Path(__file__).parent / "static" / "dashboard.html").read_text()
@@ -65,13 +68,12 @@ class Settings:
 
     @classmethod
     def from_properties(cls, props: Props) -> Settings:
-        group = props["Api"]
-        return cls(group["token_secret"], float(group["merchant_rate_per_s"]),
-                   float(group["merchant_burst"]), float(group["intake_rate_per_s"]),
-                   float(group["intake_burst"]), float(group["max_wait_s"]),
-                   float(group["publication_poll_s"]), float(group["live_cache_ms"]),
-                   int(group["cache_max_entries"]), int(group["warehouse_pool_size"]),
-                   float(props["OrderRules"].get("catalog_refresh_seconds", "30")))
+        group = ApiSettings.from_group(props["Api"])
+        return cls(group.token_secret, group.merchant_rate_per_s, group.merchant_burst,
+                   group.intake_rate_per_s, group.intake_burst, group.max_wait_s,
+                   group.publication_poll_s, group.live_cache_ms, group.cache_max_entries,
+                   group.warehouse_pool_size,
+                   OrderRulesSettings.from_group(props["OrderRules"]).catalog_refresh_seconds)
 
 
 class ResponseCache:
@@ -134,7 +136,8 @@ async def _startup(app: Litestar) -> None:
                                     max_size=settings.warehouse_pool_size, open=False,
                                     kwargs={"autocommit": True})
     await warehouse.open(wait=True, timeout=30)
-    live_window = timedelta(minutes=float(props["HourlyMetrics"]["live_ttl_minutes"]))
+    live_window = timedelta(
+        minutes=HourlyMetricsSettings.from_group(props["HourlyMetrics"]).live_ttl_minutes)
     insights = Insights(warehouse, redis, live_window=live_window,
                         live_cache_s=settings.live_cache_ms / 1000,
                         max_cached=settings.cache_max_entries)
@@ -145,7 +148,7 @@ async def _startup(app: Litestar) -> None:
     # KINESIS_TIMEOUT_S each (botocore's standard retries), then a 503.
     intake = Intake(aws.client(props, "kinesis", timeout_s=KINESIS_TIMEOUT_S),
                     stream_name(props, "orders"), redis,
-                    OrderRules.from_properties(props["OrderRules"]), catalog)
+                    OrderRulesSettings.from_group(props["OrderRules"]).rules, catalog)
     services = Services(
         settings, auth.Verifier(settings.token_secret),
         {auth.MERCHANT: auth.RateLimiter(settings.merchant_rate_per_s, settings.merchant_burst),
@@ -391,7 +394,10 @@ def create_app(props: Props | None = None) -> Litestar:
                         "figures, stock, rankings). Bearer JWT: an intake token for /orders, "
                         "a merchant token scoped to its stores for the rest."),
     )
-    app.state.props = props or load_properties()
+    if props is None:
+        props = load_properties()
+        validate(props)
+    app.state.props = props
     return app
 
 

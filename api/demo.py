@@ -11,6 +11,7 @@ import httpx
 from api import __main__ as cli
 from api import auth
 from connectors import aurora
+from pizzastream.settings import ApiSettings
 
 DEMO_MERCHANT_STORES = 20
 
@@ -19,7 +20,7 @@ class ReadSide:
     def __init__(self, props: dict, base_url: str):
         self._props = props
         self.base_url = base_url
-        secret = props["Api"]["token_secret"]
+        secret = ApiSettings.from_group(props["Api"]).token_secret
         self.intake_token = auth.issue(secret, "demo-app", auth.INTAKE)
         self._secret = secret
 

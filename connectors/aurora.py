@@ -18,6 +18,7 @@ import psycopg
 from pizzastream.config import Props, jdbc_url, postgres_dsn
 from pizzastream.sales import FACT_COLUMNS, FACT_FIELD, FACT_TARGET
 from pizzastream.schemas import DEAD_LETTER, ORDER_FCT, flink_sql_type
+from pizzastream.settings import database
 
 if TYPE_CHECKING:   # the Flink parts: the jobs have PyFlink; POS ingestion and the delivery
     # service import this module for its database helpers and run without it.
@@ -111,7 +112,7 @@ def jdbc_upsert_table_ddl(
 
     Buffered rows are flushed on every checkpoint, so what a checkpoint covers is in the
     database; replays after a restart overwrite the same keys."""
-    db = props[group]
+    db = database(props, group)
     cols = ",\n  ".join(f"`{name}` {sql_type}" for name, sql_type in columns)
     pk = ", ".join(f"`{name}`" for name in primary_key)
     return f"""
@@ -122,10 +123,10 @@ CREATE TEMPORARY TABLE `{flink_table}` (
   'connector' = 'jdbc',
   'url' = '{jdbc_url(props, group)}',
   'table-name' = '{target_table}',
-  'username' = '{db["user"]}',
-  'password' = '{db["password"]}',
-  'sink.buffer-flush.max-rows' = '{db.get("sink_batch_rows", "1000")}',
-  'sink.buffer-flush.interval' = '{db.get("sink_flush_interval", "1s")}',
+  'username' = '{db.user}',
+  'password' = '{db.password}',
+  'sink.buffer-flush.max-rows' = '{db.sink_batch_rows}',
+  'sink.buffer-flush.interval' = '{db.sink_flush_interval}',
   'sink.max-retries' = '5'
 )"""
 
@@ -193,7 +194,7 @@ def copy_upsert_sink(
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
 
-    db = props[group]
+    db = database(props, group)
     gateway = get_gateway()
 
     def strings(values: list[str]):
@@ -203,11 +204,10 @@ def copy_upsert_sink(
         return array
 
     return Sink(gateway.jvm.pizzastream.flink.PostgresCopySink(
-        jdbc_url(props, group), db["user"], db["password"], target_table,
+        db.jdbc_url(), db.user, db.password, target_table,
         strings([f"{name} {sql_type}" for name, sql_type in stage_columns]),
         strings([name for name, _ in target]), strings([expression for _, expression in target]),
-        strings(primary_key), int(db.get("copy_batch_rows", "50000")),
-        int(db.get("copy_flush_interval_ms", "1000"))))
+        strings(primary_key), db.copy_batch_rows, db.copy_flush_interval_ms))
 
 
 # ``order_fct`` from ``inventory_windowing.FACT_ROW`` rows (``pizzastream.sales.FACT_COLUMNS``:

@@ -8,21 +8,22 @@ import boto3
 from botocore.config import Config
 
 from connectors import kinesis_agg
+from pizzastream.settings import AwsSettings
 
 
 def client(props: Mapping[str, Mapping[str, str]], service: str,
            timeout_s: float | None = None):
     """``timeout_s`` bounds connecting and each read of one attempt (botocore's default is
     60 s): for a caller someone is waiting on, such as a customer placing an order."""
-    aws = props["Aws"]
+    aws = AwsSettings.from_group(props["Aws"])
     timeouts = {"connect_timeout": timeout_s, "read_timeout": timeout_s} if timeout_s else {}
-    kwargs = {"region_name": aws["region"],
+    kwargs = {"region_name": aws.region,
               "config": Config(retries={"mode": "standard"}, **timeouts)}
-    if aws.get("endpoint"):
-        kwargs["endpoint_url"] = aws["endpoint"]
-    if aws.get("access_key_id"):
-        kwargs["aws_access_key_id"] = aws["access_key_id"]
-        kwargs["aws_secret_access_key"] = aws["secret_access_key"]
+    if aws.endpoint:
+        kwargs["endpoint_url"] = aws.endpoint
+    credentials = aws.credentials()
+    if credentials:
+        kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = credentials
     return boto3.client(service, **kwargs)
 
 

@@ -49,6 +49,7 @@ from psycopg import sql
 
 from pizzastream import reference_data
 from pizzastream.config import Props, postgres_dsn
+from pizzastream.settings import WarehouseSettings
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,8 @@ def fingerprint() -> str:
 
 
 def is_redshift(props: Props) -> bool:
-    group = props["Warehouse"]
-    return group.get("engine") == "redshift" and not group.get("stand_in")
+    group = WarehouseSettings.from_group(props["Warehouse"])
+    return group.engine == "redshift" and not group.stand_in
 
 
 # --- PostgreSQL (Aurora; the local warehouse) ---------------------------------------------
@@ -282,11 +283,10 @@ def connect_redshift(props: Props):
     it (TLS on), without that module's Parquet dependencies, which the Lambda package lacks."""
     import redshift_connector
 
-    db = props["Warehouse"]
+    db = WarehouseSettings.from_group(props["Warehouse"])
     return redshift_connector.connect(
-        host=db["host"], port=int(db.get("port", "5439")), database=db["dbname"],
-        user=db["user"], password=db["password"], ssl=True,
-        timeout=int(db.get("connect_timeout_s", "30")))
+        host=db.host, port=db.port, database=db.dbname, user=db.user, password=db.password,
+        ssl=True, timeout=db.connect_timeout_s)
 
 
 def _set_up_redshift(props: Props, users: Sequence[ServiceUser]) -> None:
@@ -366,11 +366,13 @@ def handler(event: dict, context=None) -> dict:
     Invoked by hand (``{}``: no ``ResourceProperties``), it runs the set-up for the users of
     its environment (docs/deploy.md)."""
     from pizzastream.config import load_properties
+    from pizzastream.settings import validate
 
     physical_id = event.get("PhysicalResourceId") or "pizzastream-database-setup"
     if event.get("RequestType") == "Delete":
         return {"PhysicalResourceId": physical_id}
     props = load_properties()
+    validate(props)
     entries = event.get("ResourceProperties", {}).get("Users")
     if entries is None:
         entries = json.loads(os.environ.get(USERS_VARIABLE, "[]"))

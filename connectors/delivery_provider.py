@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 from pizzastream.delivery import REFUSED, TIMED_OUT, OfferResult
 from pizzastream.orders import is_id
+from pizzastream.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,9 @@ class DeliveryProviderClient:
 
     @classmethod
     def from_properties(cls, props: Mapping[str, Mapping[str, str]]) -> DeliveryProviderClient:
-        group = props["Delivery"]
-        return cls(group["provider_url"], float(group.get("provider_timeout_s", "2")),
-                   int(group.get("provider_attempts", "3")),
-                   float(group.get("provider_backoff_s", "0.2")))
+        group = DeliverySettings.from_group(props["Delivery"])
+        return cls(group.provider_url, group.provider_timeout_s, group.provider_attempts,
+                   group.provider_backoff_s)
 
     # -- API ---------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from pyflink.datastream.connectors import Source
 from pyflink.datastream.connectors.kinesis import KinesisStreamsSink, PartitionKeyGenerator
 from pyflink.java_gateway import get_gateway
 
-from pizzastream.config import Props, flag, stream_arn, stream_name
+from pizzastream.config import Props, stream_arn, stream_name
+from pizzastream.settings import AggregationSettings, AwsSettings, StreamsSettings
 
 RAW_RECORD = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # A record tagged with the kind of stream it came from, as a keyed function receives it.
@@ -31,16 +32,17 @@ AGGREGATION_MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 def client_properties(props: Props) -> dict[str, str]:
     """AWS client settings: region always; endpoint and static keys only where configured
     (the local emulator); otherwise the default chain, i.e. the MSF application's role."""
-    aws = props["Aws"]
-    settings = {"aws.region": aws["region"]}
-    if aws.get("endpoint"):
-        settings["aws.endpoint"] = aws["endpoint"]
+    aws = AwsSettings.from_group(props["Aws"])
+    settings = {"aws.region": aws.region}
+    if aws.endpoint:
+        settings["aws.endpoint"] = aws.endpoint
         # The emulator speaks plain HTTP/1.1; the async sink client defaults to HTTP/2.
         settings["aws.http.protocol.version"] = "HTTP1_1"
-    if aws.get("access_key_id"):
+    credentials = aws.credentials()
+    if credentials:
         settings["aws.credentials.provider"] = "BASIC"
-        settings["aws.credentials.provider.basic.accesskeyid"] = aws["access_key_id"]
-        settings["aws.credentials.provider.basic.secretkey"] = aws["secret_access_key"]
+        (settings["aws.credentials.provider.basic.accesskeyid"],
+         settings["aws.credentials.provider.basic.secretkey"]) = credentials
     else:
         settings["aws.credentials.provider"] = "AUTO"
     return settings
@@ -52,7 +54,8 @@ def _source(env, props, logical_name: str, schema, type_info,
     config = Configuration()
     for key, value in client_properties(props).items():
         config.set_string(key, value)
-    config.set_string("flink.stream.initpos", props["Streams"].get("initial_position", "LATEST"))
+    config.set_string("flink.stream.initpos",
+                      StreamsSettings.from_group(props["Streams"]).initial_position or "LATEST")
     source = (
         jvm.org.apache.flink.connector.kinesis.source.KinesisStreamsSource.builder()
         .setStreamArn(stream_arn(props, logical_name))
@@ -123,15 +126,14 @@ def aggregated(stream: DataStream, props: Props, logical_name: str
     """``KEYED_RECORD`` rows packed per partition key into KPL aggregated records
     (``pizzastream.flink.RecordAggregator``), if ``Aggregation.enabled``: a shard takes 1,000
     records/s, so a store hotter than that fits one shard only with many events per record."""
-    aggregation = props["Aggregation"]
-    # Required, not defaulted: whether the streams carry aggregates is decided per deployment.
-    if not aggregation["enabled"].strip():
-        raise ValueError("Aggregation.enabled is empty: expected true or false")
-    if not flag(props, "Aggregation", "enabled"):
+    # Aggregation.enabled is required, not defaulted: whether the streams carry aggregates
+    # is decided per deployment (AggregationSettings).
+    aggregation = AggregationSettings.from_group(props["Aggregation"])
+    if not aggregation.enabled:
         return stream
     operator = get_gateway().jvm.pizzastream.flink.RecordAggregator(
-        int(aggregation["linger_ms"]), int(aggregation["max_bytes"]),
-        int(aggregation["max_records"]), AGGREGATION_MAX_BUFFERED_BYTES)
+        aggregation.linger_ms, aggregation.max_bytes, aggregation.max_records,
+        AGGREGATION_MAX_BUFFERED_BYTES)
     return DataStream(stream._j_data_stream.transform(
         f"aggregate:{logical_name}", AGGREGATED_RECORD.get_java_type_info(), operator,
     ).uid(f"aggregate-{logical_name}"))

@@ -26,6 +26,7 @@ from pizzastream import schemas
 from pizzastream.config import Props, staging_bucket
 from pizzastream.metrics import MetricRow, as_hour
 from pizzastream.schemas import HOURLY_STORE_METRICS, METRIC_COLUMNS, ORDER_FCT
+from pizzastream.settings import HourlyMetricsSettings, LakeSettings
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,12 @@ def partition(hour: datetime) -> str:
 
 
 def _prefix(props: Props, name: str) -> str:
-    return props["HourlyMetrics"][name].strip("/")
+    prefixes = HourlyMetricsSettings.from_group(props["HourlyMetrics"])
+    return (prefixes.lake_prefix if name == "lake_prefix" else prefixes.staging_prefix).strip("/")
 
 
 def metrics_url(props: Props) -> str:
-    return f"s3://{props['Lake']['bucket']}/{_prefix(props, 'lake_prefix')}"
+    return f"s3://{LakeSettings.from_group(props['Lake']).bucket}/{_prefix(props, 'lake_prefix')}"
 
 
 def staging_url(props: Props) -> str:
@@ -139,7 +141,7 @@ def replace_hour(props: Props, hour: datetime,
     DELETE of it when the hour has no rows any more. Returns the key now holding the hour."""
     hour = as_hour(hour)
     s3 = aws.client(props, "s3")
-    bucket = props["Lake"]["bucket"]
+    bucket = LakeSettings.from_group(props["Lake"]).bucket
     prefix = f"{_prefix(props, 'lake_prefix')}/{partition(hour)}/"
     keys = _visible_keys(s3, bucket, prefix)
     if len(keys) > 1:
@@ -159,7 +161,7 @@ def read_metrics(props: Props) -> list[MetricRow]:
     """Every metric row in the lake (any Parquet reader sees the same), ordered by hour and
     store; for checks and small tools, not for analytics at scale (see ``analytics``)."""
     s3 = aws.client(props, "s3")
-    bucket = props["Lake"]["bucket"]
+    bucket = LakeSettings.from_group(props["Lake"]).bucket
     rows: list[MetricRow] = []
     for key in _visible_keys(s3, bucket, f"{_prefix(props, 'lake_prefix')}/"):
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -170,5 +172,5 @@ def read_metrics(props: Props) -> list[MetricRow]:
 
 def object_keys(props: Props) -> list[str]:
     """Keys of the lake's metric objects, hidden ones left out."""
-    return _visible_keys(aws.client(props, "s3"), props["Lake"]["bucket"],
+    return _visible_keys(aws.client(props, "s3"), LakeSettings.from_group(props["Lake"]).bucket,
                          f"{_prefix(props, 'lake_prefix')}/")

@@ -52,7 +52,8 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 
-from pizzastream.config import Props, flag
+from pizzastream.config import Props
+from pizzastream.settings import RedisSettings
 from pizzastream.order_status import (
     ABSENT_RANK, FINAL, FINAL_RANK, PENDING, PENDING_RANK, UNKNOWN_RANK, Outcome,
 )
@@ -190,33 +191,32 @@ def live_key_sql(store_column: str, hour_text_sql: str) -> str:
 
 
 def tls_enabled(props: Mapping[str, Mapping[str, str]]) -> bool:
-    return flag(props, "Redis", "tls")
+    return RedisSettings.from_group(props["Redis"]).tls
 
 
 def cluster_mode(props: Mapping[str, Mapping[str, str]]) -> bool:
-    return flag(props, "Redis", "cluster_mode")
+    return RedisSettings.from_group(props["Redis"]).cluster_mode
 
 
 def ca_file(props: Mapping[str, Mapping[str, str]]) -> Path | None:
     """The CA certificate to trust (``Redis.tls_ca_file``; ``load_properties`` makes a
     relative path absolute, against the repository root), or None for the system's trust
     store."""
-    path = props["Redis"].get("tls_ca_file", "").strip()
-    return Path(path) if path else None
+    return RedisSettings.from_group(props["Redis"]).tls_ca_file
 
 
 def connection_options(props: Mapping[str, Mapping[str, str]]) -> dict:
     """``redis.Redis`` keyword arguments for the ``Redis`` group: address, AUTH, TLS."""
-    conf = props["Redis"]
-    options: dict = {"host": conf["host"], "port": int(conf["port"])}
-    if conf.get("password"):
+    conf = RedisSettings.from_group(props["Redis"])
+    options: dict = {"host": conf.host, "port": conf.port}
+    if conf.password:
         # The default user (no user, or ``default``) authenticates with a plain AUTH
         # password, which is what an ElastiCache AUTH token expects.
-        user = conf.get("user") or None
+        user = conf.user or None
         options["username"] = None if user == DEFAULT_USER else user
-        options["password"] = conf["password"]
-    if tls_enabled(props):
-        ca = ca_file(props)
+        options["password"] = conf.password
+    if conf.tls:
+        ca = conf.tls_ca_file
         options.update(ssl=True, ssl_cert_reqs="required", ssl_check_hostname=True,
                        ssl_ca_certs=str(ca) if ca else None)
     return options
@@ -258,11 +258,10 @@ def jvm_endpoint(props: Props):
     (the ``Redis`` group: AUTH, TLS with the CA bundle, cluster mode)."""
     from pyflink.java_gateway import get_gateway
 
-    conf = props["Redis"]
-    ca = ca_file(props)
+    conf = RedisSettings.from_group(props["Redis"])
     return get_gateway().jvm.pizzastream.flink.RedisEndpoint(
-        conf["host"], int(conf["port"]), conf.get("user", ""), conf.get("password", ""),
-        tls_enabled(props), str(ca) if ca else "", cluster_mode(props))
+        conf.host, conf.port, conf.user, conf.password, conf.tls,
+        str(conf.tls_ca_file) if conf.tls_ca_file else "", conf.cluster_mode)
 
 
 def sink(props: Props, ttl_seconds: int = 0, batch_size: int = 500) -> Sink:

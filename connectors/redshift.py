@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from connectors import aws
 from pizzastream.config import Props
+from pizzastream.settings import LakeSettings, WarehouseSettings
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,9 @@ def manifest(entries: Iterable[tuple[str, int]]) -> dict:
 def load_location(props: Props) -> tuple[str, str]:
     """``(bucket, prefix)`` of the load files: ``Warehouse.load_bucket`` (default the lake
     bucket) and ``Warehouse.load_prefix``."""
-    group = props["Warehouse"]
-    return (group.get("load_bucket") or props["Lake"]["bucket"],
-            group.get("load_prefix", "warehouse/loads").strip("/"))
+    group = WarehouseSettings.from_group(props["Warehouse"])
+    return (group.load_bucket or LakeSettings.from_group(props["Lake"]).bucket,
+            group.load_prefix.strip("/"))
 
 
 class LoadFiles:
@@ -236,12 +237,10 @@ def connect_redshift(props: Props):
     workgroup of the ``Warehouse`` group."""
     import redshift_connector
 
-    db = props["Warehouse"]
+    db = WarehouseSettings.from_group(props["Warehouse"])
     # ``Warehouse.sslmode`` (``verify-full`` as deployed: the certificate and the endpoint's
     # name verified) against the driver's own Redshift CA bundle, which holds the Amazon
     # roots Redshift's ACM certificates chain to; ``sslrootcert`` is libpq's (psycopg reads).
-    sslmode = db.get("sslmode") or None
     return redshift_connector.connect(
-        host=db["host"], port=int(db.get("port", "5439")), database=db["dbname"],
-        user=db["user"], password=db["password"], ssl=True, sslmode=sslmode,
-        timeout=int(db.get("connect_timeout_s", "30")))
+        host=db.host, port=db.port, database=db.dbname, user=db.user, password=db.password,
+        ssl=True, sslmode=db.sslmode, timeout=db.connect_timeout_s)

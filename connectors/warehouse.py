@@ -36,10 +36,11 @@ import pyarrow as pa
 from connectors import lake, redshift
 from connectors.redshift import CopyFromS3, Statement, statement_sql
 from pizzastream import schemas
-from pizzastream.config import Props, jdbc_url, postgres_dsn
+from pizzastream.config import Props, postgres_dsn
 from pizzastream.metrics import MetricRow, Publication
 from pizzastream.publication import LATE, PARTIAL, STREAM
 from pizzastream.schemas import HOURLY_STORE_METRICS, METRIC_COLUMNS, METRICS_PUBLICATION
+from pizzastream.settings import WarehouseSettings, need
 
 POSTGRESQL, REDSHIFT = "postgresql", "redshift"
 TABLE = HOURLY_STORE_METRICS.name
@@ -196,12 +197,12 @@ class RedshiftWarehouse(Warehouse):
 
     def __init__(self, props: Props):
         super().__init__(props)
-        group = props["Warehouse"]
-        self.iam_role = group["iam_role"]
+        group = WarehouseSettings.from_group(props["Warehouse"])
+        self.iam_role = need(group.iam_role, "Warehouse", "iam_role")
         self.files = redshift.LoadFiles(props)
-        self.stand_in = group.get("stand_in", "") == redshift.STAND_IN_POSTGRESQL
-        self._attempts = int(group.get("serialization_attempts", "5"))
-        self._backoff_s = float(group.get("serialization_backoff_s", "0.5"))
+        self.stand_in = group.stand_in == redshift.STAND_IN_POSTGRESQL
+        self._attempts = group.serialization_attempts
+        self._backoff_s = group.serialization_backoff_s
         self._copy = redshift.StandInCopy(props) if self.stand_in else redshift.copy_on_redshift
 
     def connect(self):
@@ -241,7 +242,7 @@ class RedshiftWarehouse(Warehouse):
 
 def backend(props: Props) -> Warehouse:
     """The back end ``Warehouse.engine`` names (``postgresql`` when it names none)."""
-    engine = props["Warehouse"].get("engine", POSTGRESQL)
+    engine = WarehouseSettings.from_group(props["Warehouse"]).engine
     if engine == POSTGRESQL:
         return PostgresWarehouse(props)
     if engine == REDSHIFT:
@@ -279,26 +280,26 @@ def stream_sink(props: Props):
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
 
-    db = props["Warehouse"]
-    engine = db.get("engine", POSTGRESQL)
+    db = WarehouseSettings.from_group(props["Warehouse"])
+    engine = db.engine
     jvm = get_gateway().jvm
     if engine == POSTGRESQL:
         placeholders = ", ".join("?" * len(LOAD_COLUMNS))
         statements = stream_statements(f"INSERT INTO {STAGE} ({_COLUMNS}) VALUES ({placeholders})")
         return Sink(jvm.pizzastream.flink.StagedMergeSink(
-            jdbc_url(props, "Warehouse"), db["user"], db["password"], statements[:1],
+            db.jdbc_url(), db.user, db.password, statements[:1],
             statements[1], statements[2:]))
     if engine != REDSHIFT:
         backend(props)                                  # refuses an unknown engine
-    stand_in = db.get("stand_in", "") == redshift.STAND_IN_POSTGRESQL
-    statements = stream_statements(CopyFromS3(STAGE, "{manifest}", db["iam_role"],
+    stand_in = db.stand_in == redshift.STAND_IN_POSTGRESQL
+    statements = stream_statements(CopyFromS3(STAGE, "{manifest}",
+                                              need(db.iam_role, "Warehouse", "iam_role"),
                                               redshift.CSV_GZIP))
-    url = (jdbc_url(props, "Warehouse") if stand_in else redshift_jdbc_url(props))
+    url = (db.jdbc_url() if stand_in else redshift_jdbc_url(props))
     return Sink(jvm.pizzastream.flink.RedshiftStagedMergeSink(
-        url, db["user"], db["password"], statements[:1], statement_sql(statements[1]),
+        url, db.user, db.password, statements[:1], statement_sql(statements[1]),
         statements[2:], stream_load_url(props), STAGE if stand_in else "",
-        int(db.get("serialization_attempts", "5")),
-        int(float(db.get("serialization_backoff_s", "0.5")) * 1000)))
+        db.serialization_attempts, int(db.serialization_backoff_s * 1000)))
 
 
 def redshift_jdbc_url(props: Props) -> str:
@@ -306,9 +307,9 @@ def redshift_jdbc_url(props: Props) -> str:
     group's ``sslmode`` (``verify-full`` as deployed) against the JVM's trust store, which
     holds the Amazon roots Redshift's ACM certificates chain to (no CA file: the JVM sink
     runs where the application's files may not be)."""
-    db = props["Warehouse"]
-    url = f"jdbc:redshift://{db['host']}:{db.get('port', '5439')}/{db['dbname']}"
-    return url + (f"?ssl=true&sslmode={db['sslmode']}" if db.get("sslmode") else "")
+    db = WarehouseSettings.from_group(props["Warehouse"])
+    url = f"jdbc:redshift://{db.host}:{db.port}/{db.dbname}"
+    return url + (f"?ssl=true&sslmode={db.sslmode}" if db.sslmode else "")
 
 
 def stream_load_url(props: Props) -> str:

@@ -16,6 +16,7 @@ import sys
 
 from delivery import daemon
 from pizzastream.config import load_properties
+from pizzastream.settings import validate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     props = load_properties()
+    validate(props)
     if args.invalidate_partners:
         from connectors import redis_store
         from delivery import store

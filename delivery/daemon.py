@@ -43,6 +43,7 @@ from pathlib import Path
 
 from pizzastream import run_directory
 from pizzastream.config import REPO_ROOT, Props, stream_name
+from pizzastream.settings import AwsSettings, DeliverySettings, StreamsSettings, need
 
 log = logging.getLogger(__name__)
 
@@ -73,27 +74,28 @@ def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = 
     ``kinesis_endpoint`` overrides ``Aws.endpoint`` for Kinesis only (the local h2c
     bridge). Keys of the ``Delivery`` group named ``kcl.<property>`` are passed through
     verbatim, to tune anything else the daemon accepts."""
-    aws, group = props["Aws"], props["Delivery"]
+    aws = AwsSettings.from_group(props["Aws"])
+    group = DeliverySettings.from_group(props["Delivery"])
     result = {
         "executableName": f"{sys.executable} -m {PROCESSOR_MODULE}",
         "processingLanguage": f"python/{sys.version_info.major}.{sys.version_info.minor}",
         "streamName": stream_name(props, "deliveries"),
-        "applicationName": group["kcl_application_name"],
+        "applicationName": need(group.kcl_application_name, "Delivery", "kcl_application_name"),
         "workerId": worker_id,
-        "regionName": aws["region"],
+        "regionName": aws.region,
         "AwsCredentialsProvider": "DefaultCredentialsProvider",
-        "initialPositionInStream": group.get(
-            "kcl_initial_position", props["Streams"].get("initial_position", "TRIM_HORIZON")),
+        "initialPositionInStream": group.kcl_initial_position
+        or StreamsSettings.from_group(props["Streams"]).initial_position or "TRIM_HORIZON",
         "retrievalMode": "POLLING",
-        "maxRecords": group.get("kcl_max_records", "100"),
-        "idleTimeBetweenReadsInMillis": group.get("kcl_idle_between_reads_ms", "500"),
-        "failoverTimeMillis": group.get("kcl_failover_ms", "10000"),
+        "maxRecords": str(group.kcl_max_records),
+        "idleTimeBetweenReadsInMillis": str(group.kcl_idle_between_reads_ms),
+        "failoverTimeMillis": str(group.kcl_failover_ms),
         # Also how long the first shard sync pauses after creating leases: keep it short
         # locally, or a fresh application idles for a minute before processing.
-        "shardSyncIntervalMillis": group.get("kcl_shard_sync_ms", "60000"),
-        "parentShardPollIntervalMillis": group.get("kcl_parent_shard_poll_ms", "10000"),
-        "metricsLevel": group.get("kcl_metrics_level", "SUMMARY"),   # locally NONE
-        "shutdownGraceMillis": group.get("kcl_shutdown_grace_ms", "10000"),
+        "shardSyncIntervalMillis": str(group.kcl_shard_sync_ms),
+        "parentShardPollIntervalMillis": str(group.kcl_parent_shard_poll_ms),
+        "metricsLevel": group.kcl_metrics_level,   # locally NONE
+        "shutdownGraceMillis": str(group.kcl_shutdown_grace_ms),
         "leaseTableDeletionProtectionEnabled": "false",
         "leaseTablePitrEnabled": "false",
     }
@@ -101,19 +103,17 @@ def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = 
     # failoverTimeMillis without renewal) every leaseAssignmentIntervalMillis, to workers
     # that have reported their metrics (every workerMetricsReporterFreqInMillis).
     # clientVersionConfig: see the module docstring; locally the 2.x-compatible lease taker.
-    optional = {"clientVersionConfig": "kcl_client_version",
-                "maxLeasesToStealAtOneTime": "kcl_max_leases_to_steal",
-                "leaseAssignmentIntervalMillis": "kcl_lease_assignment_ms",
-                "workerMetricsReporterFreqInMillis": "kcl_worker_metrics_report_ms"}
-    for name, key in optional.items():
-        if group.get(key):
-            result[name] = group[key]
-    if aws.get("endpoint"):
-        result["kinesisEndpoint"] = kinesis_endpoint or aws["endpoint"]
-        result["dynamoDBEndpoint"] = aws["endpoint"]
-    for key, value in group.items():
-        if key.startswith("kcl."):
-            result[key[len("kcl."):]] = value
+    optional = {"clientVersionConfig": group.kcl_client_version,
+                "maxLeasesToStealAtOneTime": group.kcl_max_leases_to_steal,
+                "leaseAssignmentIntervalMillis": group.kcl_lease_assignment_ms,
+                "workerMetricsReporterFreqInMillis": group.kcl_worker_metrics_report_ms}
+    for name, value in optional.items():
+        if value:
+            result[name] = str(value)
+    if aws.endpoint:
+        result["kinesisEndpoint"] = kinesis_endpoint or aws.endpoint
+        result["dynamoDBEndpoint"] = aws.endpoint
+    result.update(group.kcl)
     return result
 
 
@@ -124,7 +124,7 @@ def render_properties(mapping: Mapping[str, str]) -> str:
 
 
 def cbor_enabled(props: Props) -> bool:
-    return props["Delivery"].get("kcl_cbor_enabled", "false").lower() == "true"
+    return DeliverySettings.from_group(props["Delivery"]).kcl_cbor_enabled
 
 
 def java_command(props: Props, properties_file: Path, logback_file: Path,
@@ -134,7 +134,7 @@ def java_command(props: Props, properties_file: Path, logback_file: Path,
     if not JARS_DIR.is_dir() or not any(JARS_DIR.glob("amazon-kinesis-client-multilang-*.jar")):
         raise SystemExit(f"no KCL jars in {JARS_DIR}: run scripts/setup_kcl.sh")
     java = shutil.which("java") or "java"
-    options = shlex.split(props["Delivery"].get("kcl_java_opts", ""))
+    options = shlex.split(DeliverySettings.from_group(props["Delivery"]).kcl_java_opts)
     if temp_dir is not None:
         options.append(f"-Djava.io.tmpdir={temp_dir}")
     if not cbor_enabled(props):
@@ -147,11 +147,11 @@ def daemon_env(props: Props) -> dict[str, str]:
     env = dict(os.environ)
     if not cbor_enabled(props):
         env["AWS_CBOR_DISABLE"] = "true"
-    aws = props["Aws"]
-    if aws.get("access_key_id"):
-        env["AWS_ACCESS_KEY_ID"] = aws["access_key_id"]
-        env["AWS_SECRET_ACCESS_KEY"] = aws["secret_access_key"]
-    env.setdefault("AWS_REGION", aws["region"])
+    aws = AwsSettings.from_group(props["Aws"])
+    credentials = aws.credentials()
+    if credentials:
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = credentials
+    env.setdefault("AWS_REGION", aws.region)
     # The record processors run `python -m delivery.processor` and must find the repo.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
@@ -173,15 +173,15 @@ def prepare(props: Props, worker_id: str, run_dir: Path,
                                                                 kinesis_endpoint)))
     logback_file = run_dir / "delivery-logback.xml"
     logback_file.write_text(LOGBACK.replace("{worker}", worker_id).replace(
-        "{level}", props["Delivery"].get("kcl_log_level", "INFO")))
+        "{level}", DeliverySettings.from_group(props["Delivery"]).kcl_log_level))
     return properties_file, logback_file
 
 
 def needs_bridge(props: Props) -> bool:
     """Only a plain-HTTP emulator needs the h2c bridge (see ``delivery.h2c_bridge``)."""
-    endpoint = props["Aws"].get("endpoint", "")
+    endpoint = AwsSettings.from_group(props["Aws"]).endpoint
     return endpoint.startswith("http://") and \
-        props["Delivery"].get("kcl_h2c_bridge", "auto").lower() in ("auto", "true")
+        DeliverySettings.from_group(props["Delivery"]).kcl_h2c_bridge in ("auto", "true")
 
 
 def run(props: Props, worker_id: str | None = None, run_dir: Path | None = None) -> int:
@@ -199,7 +199,7 @@ def run(props: Props, worker_id: str | None = None, run_dir: Path | None = None)
         if needs_bridge(props):
             from delivery.h2c_bridge import H2cBridge
 
-            endpoint = props["Aws"].get("endpoint", "")
+            endpoint = AwsSettings.from_group(props["Aws"]).endpoint
             bridge = H2cBridge(endpoint).start()
             kinesis_endpoint = bridge.url
             log.info("kinesis through the h2c bridge %s -> %s", bridge.url, endpoint)

@@ -31,6 +31,7 @@ from amazon_kclpy.v3 import processor
 
 from delivery.service import DeliveryService, parent_gone
 from pizzastream.config import load_properties
+from pizzastream.settings import validate
 
 log = logging.getLogger("delivery.processor")
 
@@ -49,8 +50,7 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
     def initialize(self, initialize_input) -> None:
         self.shard_id = initialize_input.shard_id
         self.service = self._service_factory()
-        self.checkpoint_every_s = float(
-            self.service.props["Delivery"].get("checkpoint_every_s", "5"))
+        self.checkpoint_every_s = self.service.checkpoint_every_s
         log.info("shard %s: starting at %s", self.shard_id, initialize_input.sequence_number)
         threading.Thread(target=self._retry_loop, name="delivery-retries", daemon=True).start()
 
@@ -134,6 +134,7 @@ def main() -> None:
     sys.stdout = sys.stderr          # anything printed must not corrupt the protocol
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    validate(load_properties())
     kcl.KCLProcess(DeliveryRecordProcessor(), input_file=sys.stdin, output_file=protocol_out,
                    error_file=sys.stderr).run()
 

@@ -46,10 +46,11 @@ from connectors.delivery_provider import DeliveryProviderClient, ProviderUnavail
 from delivery import store
 from pizzastream import delivery as rules_mod
 from pizzastream.config import Props
+from pizzastream.settings import DeliverySettings
 from pizzastream.dead_letters import dead_letter
 from pizzastream.delivery import (
     ASSIGNED, RETRYING, SEARCHING, Assignment, Denial, DeliveryRules, DispatchProgress,
-    OfferOutcome, OfferResult, Partner, Place, Quote, Retry, Undeliverable, setting,
+    OfferOutcome, OfferResult, Partner, Place, Quote, Retry, Undeliverable,
 )
 from pizzastream.orders import EnrichedOrder, Fulfillment
 
@@ -86,20 +87,21 @@ class DeliveryService:
     def __init__(self, props: Props, provider: DeliveryProviderClient | None = None,
                  redis_client: redis.Redis | None = None,
                  clock: Callable[[], float] = time.time):
-        group = props["Delivery"]
+        group = DeliverySettings.from_group(props["Delivery"])
         self.props = props
-        self.rules = DeliveryRules.from_properties(group)
-        self.retry_poll_s = setting(group, "retry_poll_s", float)
+        self.rules: DeliveryRules = group.rules
+        self.retry_poll_s = group.retry_poll_s
         self.clock = clock
         self.provider = provider or DeliveryProviderClient.from_properties(props)
         self.redis = redis_client or redis_store.client(
             props, decode_responses=False, socket_timeout=5, socket_connect_timeout=5)
-        self.redis_ttl_s = int(group.get("redis_ttl_s", "86400"))
-        self._refresh_s = float(group.get("reference_refresh_s", "300"))
+        self.redis_ttl_s = group.redis_ttl_s
+        self._refresh_s = group.reference_refresh_s
         self._partners: Refreshing | None = None     # loaded on first use, inside retries
         self._stores: Refreshing | None = None
-        self.retry_max_s = float(group.get("retry_max_s", "30"))
-        self.unexpected_attempts = int(group.get("unexpected_error_attempts", "3"))
+        self.retry_max_s = group.retry_max_s
+        self.unexpected_attempts = group.unexpected_error_attempts
+        self.checkpoint_every_s = group.checkpoint_every_s
         self._conn: psycopg.Connection[DictRow] | None = None
 
     def partners(self) -> tuple[Partner, ...]:

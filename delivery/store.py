@@ -30,6 +30,7 @@ import redis
 from psycopg.rows import DictRow, dict_row
 
 from pizzastream.config import postgres_dsn
+from pizzastream.settings import DeliverySettings
 from pizzastream import dead_letters
 from pizzastream.dead_letters import DeadLetter
 from pizzastream.delivery import ASSIGNED, Partner, Place
@@ -172,7 +173,7 @@ def cached_partners(props: Mapping[str, Mapping[str, str]], redis_client) -> tup
     if cached is not None:
         return tuple(Partner(**fields) for fields in json.loads(cached))
     partners = load_partners(props)
-    ttl_s = int(props["Delivery"].get("partner_cache_ttl_s", "300"))
+    ttl_s = DeliverySettings.from_group(props["Delivery"]).partner_cache_ttl_s
     try:
         redis_client.set(key, json.dumps([asdict(p) for p in partners]), ex=ttl_s)
     except REDIS_FAILURES:

@@ -21,6 +21,7 @@ import psycopg
 
 from connectors import aurora, aws
 from pizzastream.config import load_properties
+from pizzastream.settings import validate
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,16 @@ def publish(props: dict, now: datetime | None = None) -> dict:
 
 def handler(event: dict, context=None) -> dict:
     """Lambda entry point (``etl.health.handler``), on a schedule every ``WINDOW``."""
-    measured = publish(load_properties())
+    props = load_properties()
+    validate(props)
+    measured = publish(props)
     log.info("published %s", measured)
     return measured
 
 
 if __name__ == "__main__":
-    with aurora.connect(load_properties()) as connection:
+    props = load_properties()
+    validate(props)
+    with aurora.connect(props) as connection:
         json.dump(measure(connection, datetime.now(timezone.utc)), sys.stdout, default=str)
     print()

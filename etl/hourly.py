@@ -47,6 +47,7 @@ from etl import freshness, locks, metrics
 from etl.runlog import RunLog
 from etl.staging import COLUMNS, Staging, floor_hour
 from pizzastream.config import Props, load_properties
+from pizzastream.settings import EtlSettings, validate
 from pizzastream.metrics import HOUR
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,8 @@ def _scheduled_hours(conn: psycopg.Connection, first_open: datetime) -> Iterator
 
 def _export_and_load(props: Props, conn: psycopg.Connection, staged: Staging, hour: datetime,
                      runlog: RunLog) -> int:
-    rows, keys = export_hour(conn, staged, hour, int(props["Etl"]["fetch_rows"]),
-                             int(props["Etl"]["part_rows"]))
+    etl = EtlSettings.from_group(props["Etl"])
+    rows, keys = export_hour(conn, staged, hour, etl.fetch_rows, etl.part_rows)
     runlog.exported(hour, rows, len(keys))
     load_warehouse(props, staged, hour, rows)
     log.info("%s: %d rows in %d staging files and the warehouse", hour, rows, len(keys))
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     props = load_properties()
+    validate(props)
     try:
         report = run(props, args.hour)
     except locks.Busy as busy:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from jobs import hourly_metrics
 from pizzastream.config import Props
 from pizzastream.publication import HourlySettings
+from pizzastream.settings import EtlSettings
 
 
 def refresh(props: Props, hours: Sequence[datetime],
@@ -26,7 +27,7 @@ def refresh(props: Props, hours: Sequence[datetime],
     huge job). After each chunk, ``published`` gets the metric rows now published per hour
     of the chunk (0 for an hour without sales, whose rows are removed)."""
     hours = sorted(hours)
-    size = int(props["Etl"]["metrics_chunk_hours"])
+    size = EtlSettings.from_group(props["Etl"]).metrics_chunk_hours
     for first in range(0, len(hours), size):
         chunk = hours[first:first + size]
         rows = hourly_metrics.run_batch(props, chunk)

@@ -58,6 +58,7 @@ from connectors import aurora, aws
 from connectors.kinesis_producer import MAX_BATCH_RECORDS, KinesisProducer
 from etl import locks
 from pizzastream.config import Props, load_properties, pos_bucket, stream_name
+from pizzastream.settings import EtlSettings, PosSettings, need, validate
 from pizzastream import dead_letters
 from pizzastream.dead_letters import PAYLOAD_LIMIT
 from pizzastream.pos_batches import (
@@ -144,8 +145,9 @@ class PosIngestion:
         self._props = props
         self._s3 = aws.client(props, "s3")
         self._bucket = pos_bucket(props)
-        self._systems = int(props["Pos"]["store_systems"])
-        self._cadence_ms = int(float(props["Pos"]["batch_interval_s"]) * 1000)
+        pos = PosSettings.from_group(props["Pos"])
+        self._systems = pos.store_systems
+        self._cadence_ms = int(pos.batch_interval_s * 1000)
         self._producer = KinesisProducer(props)
         self._sales = stream_name(props, "sales")
 
@@ -383,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     props = load_properties()
+    validate(props)
     ingestion = PosIngestion(props)
     if args.once:
         _report(ingestion.run_once())
@@ -390,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = []
     for sig in (signal.SIGTERM, signal.SIGINT):          # finish the run, then stop
         signal.signal(sig, lambda *_: stop.append(True))
-    interval_s = float(props["Etl"]["ingestion_interval_s"])
+    interval_s = need(EtlSettings.from_group(props["Etl"]).ingestion_interval_s,
+                      "Etl", "ingestion_interval_s")
     while not stop:
         started = time.monotonic()
         try:

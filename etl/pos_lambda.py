@@ -18,6 +18,7 @@ import urllib.parse
 
 from etl.pos_ingestion import PosIngestion
 from pizzastream.config import load_properties
+from pizzastream.settings import validate
 from pizzastream.pos_batches import parse_manifest_key
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,9 @@ def handler(event: dict, context=None) -> dict:
     global _ingestion
     if _ingestion is None:
         logging.getLogger().setLevel(logging.INFO)
-        _ingestion = PosIngestion(load_properties())
+        props = load_properties()
+        validate(props)
+        _ingestion = PosIngestion(props)
     systems = systems_in(event)
     outcomes = _ingestion.run_once() if systems is None else _ingestion.run_systems(systems)
     for outcome in outcomes:

@@ -26,6 +26,7 @@ from etl.hourly import first_open_hour, parse_hour
 from etl.runlog import RunLog
 from etl.staging import Staging
 from pizzastream.config import Props, load_properties
+from pizzastream.settings import validate
 
 
 def reprocess(props: Props, start: datetime, end: datetime,
@@ -87,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", dest="end", type=parse_hour, required=True,
                         help="end of the range, exclusive")
     args = parser.parse_args(argv)
+    props = load_properties()
+    validate(props)
     try:
-        published = reprocess(load_properties(), args.start, args.end, ProgressBar())
+        published = reprocess(props, args.start, args.end, ProgressBar())
     except locks.Busy as busy:
         parser.exit(1, f"{parser.prog}: {busy}; try again when it is done\n")
     for hour, rows in published.items():

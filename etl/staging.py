@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from connectors import aws, lake
 from pizzastream import schemas
 from pizzastream.config import Props, staging_bucket
+from pizzastream.settings import HourlyMetricsSettings
 
 # The contract's order_fct (pizzastream.schemas): its columns, types and nullability.
 ORDER_FCT = lake.arrow_schema(schemas.ORDER_FCT)
@@ -38,7 +39,8 @@ class Staging:
         self._s3 = aws.client(props, "s3")
         self._bucket = staging_bucket(props)
         self.bucket = self._bucket
-        self.prefix = props["HourlyMetrics"]["staging_prefix"].strip("/") + "/"
+        self.prefix = HourlyMetricsSettings.from_group(
+            props["HourlyMetrics"]).staging_prefix.strip("/") + "/"
 
     def hour_prefix(self, hour: datetime) -> str:
         return f"{self.prefix}{lake.partition(hour)}/"

@@ -54,6 +54,7 @@ from pizzastream.publication import (
     HourlySettings, corrections, first_publication, row_from_wire,
 )
 from pizzastream.schemas import METRIC_COLUMNS
+from pizzastream.settings import HourlyMetricsSettings
 
 JOB_NAME = "hourly_metrics"
 SALES, FIRST_COPIES, SALE_ORDERS = "sales", "first_copies", "sale_orders"
@@ -161,8 +162,8 @@ def metrics_and_live(t_env: StreamTableEnvironment, sales: Table,
     with watermarks, ``seen_at``) in; metric rows (``WIRE_COLUMNS``, a changelog: each
     store-hour inserted when the watermark passes its end, then updated by late sales) and
     live Redis commands out. Benchmarks feed it directly."""
-    group = props["HourlyMetrics"]
-    settings = HourlySettings.from_props(props)
+    group = HourlyMetricsSettings.from_group(props["HourlyMetrics"])
+    settings = group.timing
     config = t_env.get_config()
     # Every operator is Flink SQL or JVM code that neither keeps nor changes the records it
     # is handed, so chained operators pass them on without a defensive copy each.
@@ -189,9 +190,9 @@ def metrics_and_live(t_env: StreamTableEnvironment, sales: Table,
     # The live view's running counts change once per key and mini-batch, not per sale: a
     # batch ends after ``live_refresh_ms`` or LIVE_BATCH_SALES sales, enough for the
     # busiest second to fold into one update per store and minute.
-    config.set("table.exec.state.ttl", f"{group['live_ttl_minutes']} min")
+    config.set("table.exec.state.ttl", f"{group.live_ttl_minutes:g} min")
     config.set("table.exec.mini-batch.enabled", "true")
-    config.set("table.exec.mini-batch.allow-latency", f"{group['live_refresh_ms']} ms")
+    config.set("table.exec.mini-batch.allow-latency", f"{group.live_refresh_ms} ms")
     config.set("table.exec.mini-batch.size", str(LIVE_BATCH_SALES))
     live = t_env.to_changelog_stream(t_env.sql_query(LIVE_SQL))
     return metrics, live
@@ -296,7 +297,7 @@ def build(env: StreamExecutionEnvironment, props: Props) -> None:
 
     # The live rows are a changelog: an update's old value is written just before its new
     # one (at most once per key and mini-batch), which leaves the new value.
-    ttl_s = int(props["HourlyMetrics"]["live_ttl_minutes"]) * 60
+    ttl_s = int(HourlyMetricsSettings.from_group(props["HourlyMetrics"]).live_ttl_minutes * 60)
     live.sink_to(redis_store.sink(props, ttl_s)).name("redis:live").uid("sink-redis-live")
 
 

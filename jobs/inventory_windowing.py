@@ -44,6 +44,7 @@ from pizzastream.order_batches import (
 )
 from pizzastream.replenishment import HistoryWindow, policies_from_rows
 from pizzastream.sales import FACT_COLUMNS
+from pizzastream.settings import InventorySettings, OrderPathSettings, OrderRulesSettings
 
 JOB_NAME = INVENTORY_JOB
 
@@ -87,10 +88,12 @@ class DecideStoreBatches(KeyedProcessFunction):
     def __init__(self, props: Props):
         self._props = props
         # Read here, where the job is built: a missing key stops it before it runs.
-        self._history = HistoryWindow.from_properties(props["Inventory"])
+        self._history: HistoryWindow = InventorySettings.from_group(props["Inventory"]).history
+        self._catalog_refresh_s = OrderRulesSettings.from_group(
+            props["OrderRules"]).catalog_refresh_seconds
 
     def open(self, runtime_context):
-        period = float(self._props["OrderRules"].get("catalog_refresh_seconds", "30"))
+        period = self._catalog_refresh_s
         catalog = aurora.Refreshing(
             lambda: Catalog.from_rows(*aurora.catalog_rows(self._props)), period)
         policies = aurora.Refreshing(
@@ -191,12 +194,12 @@ def decide_orders(records: DataStream, props: Props,
                   event_id_fields: dict[str, str] = EVENT_ID_FIELDS) -> Decisions:
     """The job's logic without its edges: tagged orders and restocks in, its outputs out.
     Benchmarks feed it directly, and may put another desk in (``bench.prototypes``)."""
-    settings, path = props["Inventory"], props.get("OrderPath", {})
-    ttl_ms = int(float(settings.get("dedup_ttl_hours", "50")) * 3600 * 1000)
+    inventory = InventorySettings.from_group(props["Inventory"])
+    path = OrderPathSettings.from_group(props.get("OrderPath", {}))
     runtime.hand_records_on_by_reference(records)
     batches, repeats = runtime.store_batches(
-        records, event_id_fields, ttl_ms, int(path.get("store_shards", "32")),
-        int(path.get("batch_max_records", "1000")), int(path.get("batch_max_delay_ms", "100")))
+        records, event_id_fields, inventory.dedup_ttl_ms, path.store_shards,
+        path.batch_max_records, path.batch_max_delay_ms)
     results = (
         batches.process(desk or DecideStoreBatches(props), output_type=runtime.BATCH)
         .name("store-inventory").uid("store-inventory-batches"))

@@ -34,6 +34,7 @@ from pizzastream.order_batches import (
     ENRICHED, ENRICHMENT_JOB, STATUS, STATUS_CACHE, enrich_batch,
 )
 from pizzastream.orders import OrderRules
+from pizzastream.settings import OrderPathSettings, OrderRulesSettings
 
 JOB_NAME = ENRICHMENT_JOB
 DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
@@ -46,11 +47,13 @@ class EnrichOrderBatches(ProcessFunction):
 
     def __init__(self, props: Props):
         self._props = props
-        self._rules = OrderRules.from_properties(props["OrderRules"])
+        rules = OrderRulesSettings.from_group(props["OrderRules"])
+        self._rules: OrderRules = rules.rules
+        self._catalog_refresh_s = rules.catalog_refresh_seconds
         self._catalog = None
 
     def open(self, runtime_context):
-        period = float(self._props["OrderRules"].get("catalog_refresh_seconds", "30"))
+        period = self._catalog_refresh_s
         self._redis = redis_store.client(self._props)
         self._catalog = aurora.Refreshing(self._load_catalog, period)
 
@@ -81,10 +84,9 @@ class Enrichment(NamedTuple):
 def enrich_orders(raw_orders: DataStream, props: Props) -> Enrichment:
     """The job's logic without its edges: raw order bytes in, its outputs out.
     Benchmarks feed it directly."""
-    path = props.get("OrderPath", {})
+    path = OrderPathSettings.from_group(props.get("OrderPath", {}))
     runtime.hand_records_on_by_reference(raw_orders)
-    batches = runtime.order_batches(raw_orders, int(path.get("batch_max_records", "1000")),
-                                    int(path.get("batch_max_delay_ms", "100")))
+    batches = runtime.order_batches(raw_orders, path.batch_max_records, path.batch_max_delay_ms)
     results = (
         batches.process(EnrichOrderBatches(props), output_type=runtime.BATCH)
         .name("enrich-orders").uid("enrich-orders"))

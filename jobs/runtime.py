@@ -25,7 +25,7 @@ from pyflink.table import (
     DataTypes, EnvironmentSettings, Schema, StreamTableEnvironment, Table, TableEnvironment,
 )
 
-from pizzastream import run_directory
+from pizzastream import run_directory, settings
 from pizzastream.config import REPO_ROOT, Props, is_local, load_properties
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
@@ -192,6 +192,7 @@ def run_job(build, job_name: str) -> None:
     """A job's entry point: its dataflow (``build(env, props)``) on the environment the
     configuration describes, run until cancelled."""
     props = load_properties()
+    settings.validate(props)         # a bad key stops the job here, before any work
     env = stream_environment(props)
     build(env, props)
     env.execute(job_name)

@@ -24,10 +24,10 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from pizzastream import resharding as rs
+from pizzastream.resharding import Settings
 
 
 class ShardMap(Protocol):
@@ -35,36 +35,6 @@ class ShardMap(Protocol):
     def wait_active(self) -> None: ...
     def split(self, shard_id: str, new_starting_hash_key: int) -> None: ...
     def merge(self, shard_id: str, adjacent_shard_id: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The ``Resharding`` property group, typed."""
-
-    policy: rs.Policy
-    window_s: float
-    load_source: str
-    sample_records_per_shard: int
-    active_timeout_s: float
-    lag_source: str
-    max_consumer_lag_ms: float
-    lag_lookback_s: float
-
-    @classmethod
-    def from_properties(cls, props: dict[str, dict[str, str]]) -> Settings:
-        source = rs.setting(props, "load_source", str)
-        if source not in ("records", "cloudwatch"):
-            raise rs.ConfigError(f"property {rs.GROUP}.load_source must be records or "
-                                 f"cloudwatch, not {source!r}")
-        lag_source = rs.setting(props, "lag_source", str)
-        if lag_source not in rs.LAG_SOURCES:
-            raise rs.ConfigError(f"property {rs.GROUP}.lag_source must be one of "
-                                 f"{', '.join(rs.LAG_SOURCES)}, not {lag_source!r}")
-        return cls(rs.Policy.from_properties(props), rs.setting(props, "window_s", float),
-                   source, rs.setting(props, "sample_records_per_shard", int),
-                   rs.setting(props, "active_timeout_s", float), lag_source,
-                   rs.setting(props, "max_consumer_lag_ms", float),
-                   rs.setting(props, "lag_lookback_s", float))
 
 
 class Refused(RuntimeError):
@@ -206,8 +176,10 @@ def format_report(stream: str, plan: rs.Plan, window_s: float, source: str, *,
 def shards_command(args: argparse.Namespace) -> int:
     from connectors import kinesis_shards
     from pizzastream.config import load_properties, stream_name
+    from pizzastream.settings import validate
 
     props = load_properties()
+    validate(props)
     settings = Settings.from_properties(props)
     name = stream_name(props, args.stream) if args.stream in props.get("Streams", {}) \
         else args.stream

@@ -22,13 +22,18 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+# The names config always had, now owned by pizzastream.settings (which imports nothing of
+# config: the connectors read the typed groups, and config reads secrets through them).
+from pizzastream.settings import PEM_TRUST_FACTORY as PEM_TRUST_FACTORY
+from pizzastream.settings import REPO_ROOT as REPO_ROOT
+from pizzastream.settings import SECRET_SUFFIX as SECRET_SUFFIX
+from pizzastream.settings import LakeSettings, database, tls_pairs
+
 MSF_PROPERTIES = Path("/etc/flink/application_properties.json")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PROPERTIES = REPO_ROOT / "conf" / "local" / "application_properties.json"
 ENV_FILE = "PIZZASTREAM_PROPERTIES"
 ENV_MSF_FILE = "PIZZASTREAM_MSF_PROPERTIES"
 ENV_OVERRIDE_PREFIX = "PIZZASTREAM__"
-SECRET_SUFFIX = "_secret_arn"
 
 # The property groups as ``load_properties`` returns them: ``{group_id: {key: value}}``;
 # the one alias of them, which modules import rather than define again. Helpers that only
@@ -131,13 +136,13 @@ def stream_name(props: Mapping[str, Mapping[str, str]], logical_name: str) -> st
 def staging_bucket(props: Mapping[str, Mapping[str, str]]) -> str:
     """Where the hourly ETL stages ``order_fct``: ``Lake.staging_bucket`` on AWS (its own
     bucket, with its own lifecycle and readers), the lake's bucket locally."""
-    return props["Lake"].get("staging_bucket") or props["Lake"]["bucket"]
+    return LakeSettings.from_group(props["Lake"]).staging
 
 
 def pos_bucket(props: Mapping[str, Mapping[str, str]]) -> str:
     """Where the store systems drop POS batches (``pos/landing/``): ``Lake.pos_bucket`` on
     AWS (the store accounts may write there and nowhere else), the lake's bucket locally."""
-    return props["Lake"].get("pos_bucket") or props["Lake"]["bucket"]
+    return LakeSettings.from_group(props["Lake"]).pos
 
 
 def tls_settings(props: Mapping[str, Mapping[str, str]], group: str) -> list[tuple[str, str]]:
@@ -148,29 +153,15 @@ def tls_settings(props: Mapping[str, Mapping[str, str]], group: str) -> list[tup
     neither (the local PostgreSQL serves no TLS). A relative ``sslrootcert`` names a file
     under the application's root (``REPO_ROOT``: the repository, the unpacked MSF zip, the
     Lambda package, the image's ``/app``, or the directory the jobs ship their packages to
-    the Python workers in) and is resolved here, by the process that connects."""
+    the Python workers in) and is resolved here, by the process that connects
+    (``pizzastream.settings.DatabaseSettings.tls``)."""
     db = props[group]
-    settings = []
-    if db.get("sslmode"):
-        settings.append(("sslmode", db["sslmode"]))
-    if db.get("sslrootcert"):
-        path = Path(db["sslrootcert"])
-        settings.append(("sslrootcert", str(path if path.is_absolute() else REPO_ROOT / path)))
-    return settings
+    return tls_pairs(db.get("sslmode", ""), db.get("sslrootcert", ""))
 
 
 def postgres_dsn(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> str:
     """libpq connection string, with the group's ``tls_settings``."""
-    db = props[group]
-    tls = "".join(f" {key}={value}" for key, value in tls_settings(props, group))
-    return (
-        f"host={db['host']} port={db['port']} dbname={db['dbname']} "
-        f"user={db['user']} password={db['password']}{tls}"
-    )
-
-
-# pgjdbc's socket factory trusting the CAs of one PEM (connectors/jvm: PemTrustFactory).
-PEM_TRUST_FACTORY = "pizzastream.flink.PemTrustFactory"
+    return database(props, group).dsn()
 
 
 def jdbc_url(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> str:
@@ -180,11 +171,4 @@ def jdbc_url(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> s
     inside the jar (``classpath:``; deploy/pom.xml packs ``certs/``), which every TaskManager
     has, while the file under the application root exists only where the job was started
     (MSF unpacks the zip on the JobManager); an absolute one is read as a file."""
-    db = props[group]
-    params = [("sslmode", db["sslmode"])] if db.get("sslmode") else []
-    if db.get("sslrootcert"):
-        path = Path(db["sslrootcert"])
-        source = str(path) if path.is_absolute() else f"classpath:{path.as_posix()}"
-        params += [("sslfactory", PEM_TRUST_FACTORY), ("sslfactoryarg", source)]
-    query = "&".join(f"{key}={value}" for key, value in params)
-    return f"jdbc:postgresql://{db['host']}:{db['port']}/{db['dbname']}" + (f"?{query}" if query else "")
+    return database(props, group).jdbc_url()

@@ -366,3 +366,34 @@ def lag_verdict(lag_ms: float | None, *, stream: str, lag_source: str, max_lag_m
     return LagVerdict(False, True, lag_ms,
                       f"{what}, over {bound}; refusing to reshard: {why}. Let the jobs catch "
                       "up and run again, or pass --even-if-behind")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``Resharding`` property group, typed (``pizzastream.admin`` reads it; it is
+    ``pizzastream.settings.Settings.resharding``)."""
+
+    policy: Policy
+    window_s: float
+    load_source: str
+    sample_records_per_shard: int
+    active_timeout_s: float
+    lag_source: str
+    max_consumer_lag_ms: float
+    lag_lookback_s: float
+
+    @classmethod
+    def from_properties(cls, props: dict[str, dict[str, str]]) -> Settings:
+        source = setting(props, "load_source", str)
+        if source not in ("records", "cloudwatch"):
+            raise ConfigError(f"property {GROUP}.load_source must be records or "
+                                 f"cloudwatch, not {source!r}")
+        lag_source = setting(props, "lag_source", str)
+        if lag_source not in LAG_SOURCES:
+            raise ConfigError(f"property {GROUP}.lag_source must be one of "
+                                 f"{', '.join(LAG_SOURCES)}, not {lag_source!r}")
+        return cls(Policy.from_properties(props), setting(props, "window_s", float),
+                   source, setting(props, "sample_records_per_shard", int),
+                   setting(props, "active_timeout_s", float), lag_source,
+                   setting(props, "max_consumer_lag_ms", float),
+                   setting(props, "lag_lookback_s", float))

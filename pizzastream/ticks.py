@@ -104,9 +104,12 @@ def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     import time
 
     from pizzastream.config import load_properties
+    from pizzastream.settings import validate
 
+    props = load_properties()
+    validate(props)
     hour_ms = int(time.time() * 1000)
-    return {"ticks": write_ticks(load_properties(), hour_ms)}
+    return {"ticks": write_ticks(props, hour_ms)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,14 +117,17 @@ def main(argv: list[str] | None = None) -> None:
     import time
 
     from pizzastream.config import load_properties
+    from pizzastream.settings import validate
 
+    props = load_properties()
+    validate(props)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hour", help="ISO-8601 UTC time within the hour (default: now)")
     args = parser.parse_args(argv)
     hour_ms = parse_event_time(args.hour) if args.hour else int(time.time() * 1000)
     if hour_ms is None:
         parser.error(f"--hour {args.hour!r} is not ISO-8601 UTC")
-    written = write_ticks(load_properties(), hour_ms)
+    written = write_ticks(props, hour_ms)
     print(f"{written} ticks for {format_event_time(hour_ms - hour_ms % HOUR_MS)}")
 
 

@@ -14,6 +14,7 @@ import signal
 import sys
 
 from pizzastream.config import load_properties
+from pizzastream.settings import validate
 from pos.service import PosStandIn
 
 # flag -> Pos key
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     props = load_properties()
     props["Pos"].update({key: getattr(args, flag) for flag, key in OVERRIDES.items()
                          if getattr(args, flag) is not None})
+    validate(props)
     stop = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.append(True))

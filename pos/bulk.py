@@ -18,6 +18,7 @@ from pathlib import Path
 from connectors import aws
 from pizzastream.catalog import Catalog
 from pizzastream.config import Props, load_properties, pos_bucket
+from pizzastream.settings import PosSettings, validate
 from pizzastream.orders import STORE_IDS, EnrichedOrder, OrderLine
 from pizzastream.pos_batches import Manifest, batch_id, settle, store_system
 from pos.outbox import Outbox, Spool, Version
@@ -28,7 +29,7 @@ HOUR_MS = 3_600_000
 def deliver_bulk(props: Props, lines: int, lines_per_order: int = 4,
                  system: int = 1) -> Manifest:
     """Delivers one batch of about ``lines`` line items (whole orders) for ``system``."""
-    systems = int(props["Pos"]["store_systems"])
+    systems = PosSettings.from_group(props["Pos"]).store_systems
     stores = [s for s in STORE_IDS if store_system(s, systems) == system]
     products = itertools.cycle([p for p in Catalog.from_reference_data().products() if p.active])
     now_ms = int(time.time() * 1000)
@@ -56,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines-per-order", type=int, default=4)
     parser.add_argument("--store-system", type=int, default=1)
     args = parser.parse_args(argv)
-    manifest = deliver_bulk(load_properties(), args.lines, args.lines_per_order,
+    props = load_properties()
+    validate(props)
+    manifest = deliver_bulk(props, args.lines, args.lines_per_order,
                             args.store_system)
     print(f"{manifest.batch_id}: {manifest.record_count} lines, sha256 {manifest.sha256}")
     return 0

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from pizzastream.settings import PosSettings
 from pizzastream.pos_batches import (
     DATA_SUFFIX, LANDING_PREFIX, MANIFEST_SUFFIX, BatchDigest, Manifest, SettledLine, batch_key,
 )
@@ -60,6 +61,12 @@ class Faults:
     late_share: float = 0.0
     late_s: float = 7200.0
     seed: int = 1
+
+    @classmethod
+    def from_settings(cls, pos: PosSettings) -> Faults:
+        """From the typed ``Pos`` group (``pizzastream.settings.PosSettings``)."""
+        return cls(pos.duplicate_share, pos.truncate_share, pos.short_share, pos.late_share,
+                   pos.late_s, seed=pos.fault_seed)
 
     @classmethod
     def from_properties(cls, group: Mapping[str, str]) -> Faults:

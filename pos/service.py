@@ -11,28 +11,29 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from connectors import aws
 from pizzastream.config import REPO_ROOT, Props, pos_bucket, stream_name
 from pizzastream.orders import EnrichedOrder
 from pizzastream.pos_batches import batch_id, settle, store_system
+from pizzastream.settings import PosSettings, StreamsSettings, need
 from pos.outbox import Faults, Outbox, Spool
 from pos.stream import CheckpointedReader
 
 
 class PosStandIn:
     def __init__(self, props: Props):
-        settings = props["Pos"]
-        self.interval_s = float(settings["batch_interval_s"])
-        self.poll_interval_s = float(settings.get("poll_interval_s", "1"))
-        self._systems = int(settings["store_systems"])
-        self._faults = Faults.from_properties(settings)
-        state = Path(settings["state_dir"])
+        settings = PosSettings.from_group(props["Pos"])
+        self.interval_s = settings.batch_interval_s
+        self.poll_interval_s = settings.poll_interval_s
+        self._systems = settings.store_systems
+        self._faults = Faults.from_settings(settings)
+        state = need(settings.state_dir, "Pos", "state_dir")
         state = state if state.is_absolute() else REPO_ROOT / state
         self._reader = CheckpointedReader(
             aws.client(props, "kinesis"), stream_name(props, "pos_orders"),
-            state / "checkpoint.json", props["Streams"].get("initial_position", "TRIM_HORIZON"))
+            state / "checkpoint.json",
+            StreamsSettings.from_group(props["Streams"]).initial_position or "TRIM_HORIZON")
         if self._reader.stream_replaced:     # a reset stack: old batches belong to old data
             shutil.rmtree(state / "outbox", ignore_errors=True)
         self.outbox = Outbox(state / "outbox", aws.client(props, "s3"), pos_bucket(props))

@@ -5,6 +5,8 @@ import argparse
 import sys
 
 import stack
+from pizzastream.config import load_properties
+from pizzastream.settings import ConfigError, validate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        if args.command != "down":      # stopping must work whatever the configuration says
+            validate(load_properties())
         if args.command == "up":
             stack.up()
         elif args.command == "down":
@@ -32,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.seed(force=args.force)
         else:
             stack.reset_data()
-    except stack.ServiceError as error:
+    except (stack.ServiceError, ConfigError) as error:
         print(f"stack: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -47,6 +47,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pizzastream import reference_data
 from pizzastream.config import Props, load_properties
+from pizzastream.settings import validate
 
 KNOB_PREFIX = "provider_"
 
@@ -268,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     props = load_properties()
+    validate(props)
     host, port = address(props)
     knobs = Knobs.from_properties(props["Delivery"])
     server = ProviderServer(host, args.port or port, knobs, verbose=args.verbose)

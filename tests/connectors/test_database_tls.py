@@ -24,7 +24,7 @@ import pytest
 from connectors import aurora
 from deploy import certs
 from jobs.runtime import DEPENDENCIES_JAR
-from pizzastream import config
+from pizzastream import config, settings
 from pizzastream.config import jdbc_url, postgres_dsn, tls_settings
 from stack.services import PG_BIN, PG_SUPERUSER
 
@@ -200,7 +200,8 @@ def test_libpq_resolves_the_deployed_relative_path_against_the_application_root(
         server, tmp_path, monkeypatch):
     (tmp_path / "certs").mkdir()
     shutil.copy(server.ca, tmp_path / certs.BUNDLE)
-    monkeypatch.setattr(config, "REPO_ROOT", tmp_path)
+    # The root is pizzastream.settings' (config re-exports it), where the path is resolved.
+    monkeypatch.setattr(settings, "REPO_ROOT", tmp_path)
     assert _encrypted(server.props(certs.BUNDLE)) is True
 
 

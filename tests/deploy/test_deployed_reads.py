@@ -260,7 +260,7 @@ def test_yes_no_settings_are_true_or_false_and_a_misspelt_one_stops_the_start():
     assert redis_store.tls_enabled(redis(tls="true"))
     # A deployment file may write a JSON boolean, which the rendering turns into "False".
     assert not redis_store.cluster_mode(redis(cluster_mode=str(False)))
-    with pytest.raises(ValueError, match=r"Redis.cluster_mode is 'yes'"):
+    with pytest.raises(ValueError, match=r"Redis\.cluster_mode: 'yes' is not true or false"):
         redis_store.cluster_mode(redis(cluster_mode="yes"))
-    with pytest.raises(ValueError, match=r"Redis.tls is 'ture'"):
+    with pytest.raises(ValueError, match=r"Redis\.tls: 'ture' is not true or false"):
         redis_store.tls_enabled(redis(tls="ture"))

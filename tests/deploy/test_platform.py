@@ -20,6 +20,7 @@ import pytest
 
 from connectors import dbsetup
 from deploy import certs, msf, packages, platform, property_reads
+from pizzastream import settings
 from deploy.property_reads import analyze, analyze_function
 from tests.deploy.test_deployed_reads import _distributions, _importable, _msf_requirements
 from tests.platform_support import ACCOUNT, REGION, Template, simulate
@@ -147,6 +148,21 @@ def test_each_service_is_given_every_property_its_code_reads(template, program):
     assert property_reads.missing(analysis.required(), deployed) == []
     unread = set(deployed) - {msf.RUN_OPTIONS} - analysis.groups()
     assert unread == set(), f"{program} is given groups it never reads: {unread}"
+
+
+def test_each_services_properties_parse_as_the_typed_settings(template):
+    """What each program checks at start (``pizzastream.settings.validate``) accepts what it
+    is given; a value CloudFormation fills in (a ``Ref``, an endpoint's ``GetAtt``) stands
+    in as a placeholder of the key's kind."""
+    for service, groups in _deployed_groups(template).items():
+        rendered = {group: {key: value if isinstance(value, str)
+                            else "5432" if key == "port" else "resolved-at-deploy"
+                            for key, value in values.items()}
+                    for group, values in groups.items()}
+        try:
+            settings.validate(rendered)
+        except settings.ConfigError as error:
+            pytest.fail(f"{service}: {error}")
 
 
 def test_no_password_or_token_is_written_into_properties_or_environment(template):

@@ -65,8 +65,8 @@ def test_an_unknown_lag_source_is_a_config_error():
         _verdict(0, source="kinesis")
 
 
-def _settings(**overrides: str) -> admin.Settings:
-    return admin.Settings.from_properties({rs.GROUP: _settings_group() | overrides})
+def _settings(**overrides: str) -> rs.Settings:
+    return rs.Settings.from_properties({rs.GROUP: _settings_group() | overrides})
 
 
 def test_settings_read_the_guard_keys_and_reject_an_unknown_lag_source():
@@ -75,7 +75,7 @@ def test_settings_read_the_guard_keys_and_reject_an_unknown_lag_source():
     with pytest.raises(rs.ConfigError, match="lag_source"):
         _settings(lag_source="metrics")
     with pytest.raises(rs.ConfigError, match=r"missing property Resharding\.max_consumer_lag_ms"):
-        admin.Settings.from_properties({rs.GROUP: {
+        rs.Settings.from_properties({rs.GROUP: {
             k: v for k, v in _settings_group().items() if k != "max_consumer_lag_ms"}})
 
 

@@ -44,6 +44,23 @@ def fact_line(store_id: int, order_id: str, transaction_ts_ms: int, product_id: 
             f"{unit_price_cents}\t{quantity * unit_price_cents}\t{delivery_type}\t{channel}")
 
 
+def fact_lines(prefix: str, store_id: int, order_id: str, transaction_ts_ms: int,
+               lines: list[list[int]], delivery_type: str, channel: str) -> str:
+    """``prefix + fact_line(...) + "\\n"`` for each ``[product_id, quantity,
+    unit_price_cents]`` of an order, concatenated: the order path writes an order's rows in
+    one call, the fields common to its lines formatted once."""
+    head = f"{prefix}{store_id}\t{order_id}\t"
+    ts = f"\t{transaction_ts_ms}\t"
+    tail = f"\t{delivery_type}\t{channel}\n"
+    if len(lines) == 1:
+        (product_id, quantity, unit_price_cents), = lines
+        return (f"{head}{product_id}{ts}{quantity}\t{unit_price_cents}\t"
+                f"{quantity * unit_price_cents}{tail}")
+    return "".join([f"{head}{product_id}{ts}{quantity}\t{unit_price_cents}\t"
+                    f"{quantity * unit_price_cents}{tail}"
+                    for product_id, quantity, unit_price_cents in lines])
+
+
 def fact_rows(order: EnrichedOrder) -> list[tuple[Any, ...]]:
     """One ``FACT_COLUMNS`` row per line; the amounts sum to ``order.total_cents``."""
     return [(order.store_id, order.order_id, line.product_id, order.ts_ms, line.quantity,

@@ -156,11 +156,11 @@ class ShardDesk:
         letters: list[DeadLetter] = []
         changed = self._changed.setdefault(shard, {})
         catalog, policies = self._catalog(), self._policies()
+        order = self._order   # bound once: called for most records
         for kind, key, data in records:
             store_id = store_of_partition_key(key)
             if kind == ORDER:
-                self._order(store_id, key, data, catalog, policies, changed, saved_state, out,
-                            letters)
+                order(store_id, key, data, catalog, policies, changed, saved_state, out, letters)
             elif kind == RESTOCK:
                 if b'"tick"' in data and self._tick(store_id, key, data, catalog, policies,
                                                     changed, saved_state, out, letters):

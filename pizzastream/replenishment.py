@@ -337,7 +337,12 @@ class StoreReplenishment:
             self._roll(ts_ms // HOUR_MS)
         current = self.current
         for ingredient_id, units in demand.items():
-            current[ingredient_id] = current.get(ingredient_id, 0) + units
+            # ``+=`` on a key already counted (all but the hour's first orders) is cheaper
+            # than ``get`` and a store
+            try:
+                current[ingredient_id] += units
+            except KeyError:
+                current[ingredient_id] = units
 
     # -- forecast ---------------------------------------------------------------------
 
@@ -491,13 +496,22 @@ class StoreReplenishment:
         out: list[Record] = []
         if now_ms >= self._deadline_ms:
             self._reissue_overdue(policies, now_ms, out)
+        calm = self._calm
+        if changed is not None:
+            # Most orders find every ingredient stocked at or above its calm level: one
+            # comparison each, and nothing else to look at.
+            for ingredient_id in changed:
+                level = calm.get(ingredient_id)
+                if level is None or on_hand.get(ingredient_id, 0) < level:
+                    break
+            else:
+                return out
         reorder_point, supplier_of, on_order = (self._reorder_point, self._supplier_of,
                                                 self.on_order)
-        until_delivery, open_orders, calm = self._until_delivery, self.open, self._calm
+        until_delivery, open_orders = self._until_delivery, self.open
         due = short = None
         for ingredient_id in (reorder_point if changed is None else changed):
-            # Most ingredients of most orders are well stocked: one comparison skips them.
-            level = calm.get(ingredient_id)
+            level = calm.get(ingredient_id)   # well stocked: skipped, as above
             if level is not None and on_hand.get(ingredient_id, 0) >= level:
                 continue
             point = reorder_point.get(ingredient_id)

@@ -316,8 +316,9 @@ def take(stock: StoreStock, demand: Mapping[int, int]) -> dict[int, tuple[int, i
     ``outstanding`` serve ``due_reorders`` alone; the forecast counts demand itself
     (``StoreReplenishment.record_demand``), so the job skips the window's bookkeeping."""
     on_hand = stock.on_hand
+    have = on_hand.get   # bound once: looked up per ingredient of every order
     for ingredient_id, needed in demand.items():
-        if needed > on_hand.get(ingredient_id, 0):
+        if needed > have(ingredient_id, 0):
             return shortages(stock, demand)
     for ingredient_id, needed in demand.items():
         on_hand[ingredient_id] -= needed

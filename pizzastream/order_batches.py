@@ -251,7 +251,7 @@ class ShardDesk:
             # An accepted order's lines as one text: status, cache, order_fct rows (online
             # sales), sale, delivery.
             if channel == "online":
-                facts = fact_lines(f"F{key}\t", store_id, order_id, ts_ms, lines, fulfillment,
+                facts = fact_lines(FACT, key, store_id, order_id, ts_ms, lines, fulfillment,
                                    channel)
                 sale_tag = SALE
             else:

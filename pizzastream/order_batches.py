@@ -259,7 +259,12 @@ class ShardDesk:
             delivery = f"D{key}\t{sale}\n" if fulfillment == "delivery" else ""
             out.append(f"S{key}\t{status}\nC{order_id}\t{_ACCEPTED}\n{facts}"
                        f"{sale_tag}{key}\t{sale}\n{delivery}")
-        _mark_changed(changed, store_id, () if short else demand)
+        # _mark_changed written out (one call fewer per order)
+        levels = changed.get(store_id, _UNMARKED)
+        if levels is _UNMARKED:
+            changed[store_id] = set() if short else set(demand)
+        elif levels is not None and not short:
+            levels.update(demand)
         # Refused demand is demand: the forecast learns what the store could have sold.
         planner.record_demand(demand, ts_ms)
         _review(planner, stock, policies, ts_ms, None if fresh else demand, key, out)

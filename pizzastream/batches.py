@@ -28,7 +28,9 @@ from struct import Struct
 
 PERSIST = 1
 _LENGTH = Struct(">I")
-_STORE_RECORD_HEAD = Struct(">cH")
+_STORE_RECORD_HEAD = Struct(">BH")
+# A record kind's byte as text: what ``bytes([kind]).decode("latin-1")`` gives, looked up.
+_KINDS = tuple(chr(code) for code in range(256))
 _STORE_HEAD_BYTES = 9         # flags, epoch
 
 
@@ -69,7 +71,7 @@ def _store_records(batch: bytes) -> Iterator[tuple[str, str, bytes]]:
         at += key_length
         (data_length,) = length(batch, at)
         at += 4
-        yield kind.decode("latin-1"), key, batch[at:at + data_length]
+        yield _KINDS[kind], key, batch[at:at + data_length]
         at += data_length
 
 

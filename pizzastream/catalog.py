@@ -63,6 +63,10 @@ class Catalog:
             {p.product_id: p.unit_price_cents for p in self._products.values() if p.active})
         self.recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]] = MappingProxyType(
             {pid: tuple(lines.items()) for pid, lines in self._recipes.items()})
+        # Each recipe as a plain dict, for ``inventory.order_demand`` to copy (``dict(...)``
+        # of a dict is a C-level copy) as the demand of one unit of the product.
+        self.recipe_units: Mapping[int, dict[int, int]] = MappingProxyType(
+            {pid: dict(lines) for pid, lines in self._recipes.items()})
 
     @classmethod
     def from_rows(cls, product_rows: Iterable[Row], recipe_rows: Iterable[Row]) -> Catalog:

@@ -241,18 +241,23 @@ def requirements(order: EnrichedOrder, catalog: Catalog) -> dict[int, int]:
     ``catalog`` takes nothing)."""
     try:
         return order_demand([[line.product_id, line.quantity, line.unit_price_cents]
-                             for line in order.lines], catalog.recipe_pairs)
+                             for line in order.lines], catalog.recipe_units)
     except ValueError as error:
         raise ValueError(f"order {order.order_id}: {error}") from None
 
 
-def order_demand(lines: list[Any], recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]]
+def order_demand(lines: list[Any], recipe_units: Mapping[int, Mapping[int, int]]
                  ) -> dict[int, int]:
     """``requirements`` from lines ``[product_id, quantity, unit_price_cents]`` as the
-    ``orders-enriched`` record carries them (``Catalog.recipe_pairs``). Raises
+    ``orders-enriched`` record carries them (``Catalog.recipe_units``). Raises
     ``ValueError`` for a line of another shape or a quantity that is not a positive
-    integer, before anything is taken."""
-    demand: dict[int, int] = {}
+    integer, before anything is taken.
+
+    The first line's demand is its recipe copied (one unit) or scaled by one comprehension,
+    not summed ingredient by ingredient: most orders have one line of one unit, and a
+    dict copy costs a fraction of the loop. Later lines add to it. Either way the
+    ingredients come in the same order, first appearance first."""
+    demand: dict[int, int] | None = None
     for line in lines:
         if type(line) is not list or len(line) != 3:
             raise ValueError(f"line {line!r:.60} is not [product_id, quantity, unit_price]")
@@ -260,9 +265,18 @@ def order_demand(lines: list[Any], recipe_pairs: Mapping[int, tuple[tuple[int, i
         if (type(product_id) is not int or type(quantity) is not int or quantity <= 0
                 or type(unit_price_cents) is not int):
             raise ValueError(f"line {line!r:.60}: integers and a positive quantity needed")
-        for ingredient_id, per_unit in recipe_pairs.get(product_id, ()):
-            demand[ingredient_id] = demand.get(ingredient_id, 0) + per_unit * quantity
-    return demand
+        recipe = recipe_units.get(product_id, _NO_RECIPE)
+        if demand is None:
+            demand = (dict(recipe) if quantity == 1 else
+                      {ingredient_id: per_unit * quantity
+                       for ingredient_id, per_unit in recipe.items()})
+        else:
+            for ingredient_id, per_unit in recipe.items():
+                demand[ingredient_id] = demand.get(ingredient_id, 0) + per_unit * quantity
+    return {} if demand is None else demand
+
+
+_NO_RECIPE: Mapping[int, int] = {}   # a product without a recipe takes nothing
 
 
 def shortages(stock: StoreStock, demand: Mapping[int, int]) -> dict[int, tuple[int, int]]:
@@ -302,8 +316,9 @@ def take(stock: StoreStock, demand: Mapping[int, int]) -> dict[int, tuple[int, i
     ``outstanding`` serve ``due_reorders`` alone; the forecast counts demand itself
     (``StoreReplenishment.record_demand``), so the job skips the window's bookkeeping."""
     on_hand = stock.on_hand
+    have = on_hand.get   # bound once: looked up per ingredient of every order
     for ingredient_id, needed in demand.items():
-        if needed > on_hand.get(ingredient_id, 0):
+        if needed > have(ingredient_id, 0):
             return shortages(stock, demand)
     for ingredient_id, needed in demand.items():
         on_hand[ingredient_id] -= needed

@@ -237,13 +237,25 @@ def enrich(raw: bytes, catalog: Catalog, rules: OrderRules,
 _CANONICAL_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9]\.[0-9]{3}Z",
                            re.ASCII)
 _MINUTE_MS: dict[str, int | None] = {}
+# ``YYYY-MM-DDTHH:MM:SS`` of a ``ts`` that matched ``_CANONICAL_TS`` -> epoch ms of that
+# second (None: no such time): a record of a second already seen only needs its
+# ``.mmmZ`` checked, not the whole pattern matched again.
+_SECOND_MS: dict[str, int | None] = {}
 _MINUTE_CACHE_SIZE = 4096
 _NUMBER_TYPES = (int, float)
 
 
 def _canonical_event_time(ts: str) -> int | None:
     """``parse_event_time`` of a ``YYYY-MM-DDTHH:MM:SS.mmmZ`` text, else None."""
-    if len(ts) != 24 or _CANONICAL_TS.fullmatch(ts) is None:
+    if len(ts) != 24:
+        return None
+    second_ms = _SECOND_MS.get(ts[:19], -1)
+    if second_ms != -1:
+        millis = ts[20:23]
+        if ts[19] == "." and ts[23] == "Z" and millis.isascii() and millis.isdigit():
+            return None if second_ms is None else second_ms + int(millis)
+        return None
+    if _CANONICAL_TS.fullmatch(ts) is None:
         return None
     minute = ts[:16]
     minute_ms = _MINUTE_MS.get(minute, -1)
@@ -251,9 +263,11 @@ def _canonical_event_time(ts: str) -> int | None:
         if len(_MINUTE_MS) >= _MINUTE_CACHE_SIZE:
             _MINUTE_MS.clear()
         minute_ms = _MINUTE_MS[minute] = parse_event_time(minute + ":00Z")
-    if minute_ms is None:
-        return None
-    return minute_ms + int(ts[17:19]) * 1000 + int(ts[20:23])
+    if len(_SECOND_MS) >= _MINUTE_CACHE_SIZE:
+        _SECOND_MS.clear()
+    second_ms = _SECOND_MS[ts[:19]] = (None if minute_ms is None
+                                       else minute_ms + int(ts[17:19]) * 1000)
+    return None if second_ms is None else second_ms + int(ts[20:23])
 
 
 def accept(raw: bytes, catalog: Catalog, rules: OrderRules,

@@ -302,7 +302,7 @@ class StoreReplenishment:
     __slots__ = ("store_id", "hour", "current", "level", "error", "seen", "seq", "open",
                  "warned", "on_order", "_limits_hour", "_reorder_point", "_order_up_to",
                  "_until_delivery", "_next_delivery", "_supplier_of", "_deadline_ms",
-                 "_packed")
+                 "_calm", "_packed")
 
     def __init__(self, store_id: int):
         self.store_id = int(store_id)
@@ -320,6 +320,9 @@ class StoreReplenishment:
         self._reorder_point: dict[int, int] = {}
         self._order_up_to: dict[int, int] = {}
         self._until_delivery: dict[int, int] = {}
+        # ingredient -> the on-hand at or above which ``review`` has nothing to do for it:
+        # max(reorder point, demand until delivery, 1), as on order is never negative
+        self._calm: dict[int, int] = {}
         self._next_delivery: dict[int, int] = {}
         self._supplier_of: dict[int, int] = {}
         self._deadline_ms = math.inf
@@ -334,7 +337,12 @@ class StoreReplenishment:
             self._roll(ts_ms // HOUR_MS)
         current = self.current
         for ingredient_id, units in demand.items():
-            current[ingredient_id] = current.get(ingredient_id, 0) + units
+            # ``+=`` on a key already counted (all but the hour's first orders) is cheaper
+            # than ``get`` and a store
+            try:
+                current[ingredient_id] += units
+            except KeyError:
+                current[ingredient_id] = units
 
     # -- forecast ---------------------------------------------------------------------
 
@@ -446,6 +454,7 @@ class StoreReplenishment:
         hour_start = self.hour * HOUR_MS
         self._until_delivery.clear()
         self._next_delivery.clear()
+        self._calm.clear()
         self._deadline_ms = math.inf
         due_of: dict[int, int] = {}
         for supplier_id, (_, _, due_ms, lines) in self.open.items():
@@ -459,8 +468,11 @@ class StoreReplenishment:
                 due = hour_start + HOUR_MS + policy.lead_time_minutes * 60_000
             hours = max(0, -(-(due - hour_start) // HOUR_MS))
             mean, _ = self._expected(ingredient_id, self.hour, hours)
-            self._until_delivery[ingredient_id] = math.ceil(mean)
+            until = self._until_delivery[ingredient_id] = math.ceil(mean)
             self._next_delivery[ingredient_id] = due
+            point = self._reorder_point.get(ingredient_id)
+            if point is not None:
+                self._calm[ingredient_id] = max(point, until, 1)
 
     def reorder_point(self, ingredient_id: int) -> int | None:
         """The reorder point of the current hour (None before the first ``review``)."""
@@ -484,11 +496,24 @@ class StoreReplenishment:
         out: list[Record] = []
         if now_ms >= self._deadline_ms:
             self._reissue_overdue(policies, now_ms, out)
+        calm = self._calm
+        if changed is not None:
+            # Most orders find every ingredient stocked at or above its calm level: one
+            # comparison each, and nothing else to look at.
+            for ingredient_id in changed:
+                level = calm.get(ingredient_id)
+                if level is None or on_hand.get(ingredient_id, 0) < level:
+                    break
+            else:
+                return out
         reorder_point, supplier_of, on_order = (self._reorder_point, self._supplier_of,
                                                 self.on_order)
         until_delivery, open_orders = self._until_delivery, self.open
         due = short = None
         for ingredient_id in (reorder_point if changed is None else changed):
+            level = calm.get(ingredient_id)   # well stocked: skipped, as above
+            if level is not None and on_hand.get(ingredient_id, 0) >= level:
+                continue
             point = reorder_point.get(ingredient_id)
             if point is None:
                 continue

@@ -44,6 +44,25 @@ def fact_line(store_id: int, order_id: str, transaction_ts_ms: int, product_id: 
             f"{unit_price_cents}\t{quantity * unit_price_cents}\t{delivery_type}\t{channel}")
 
 
+def fact_lines(tag: str, key: str, store_id: int, order_id: str, transaction_ts_ms: int,
+               lines: list[list[int]], delivery_type: str, channel: str) -> str:
+    """``f"{tag}{key}\\t{fact_line(...)}\\n"`` (a result line) for each ``[product_id,
+    quantity, unit_price_cents]`` of an order, concatenated: the order path writes an
+    order's rows in one call, a one-line order's (most of them) as one f-string, the fields
+    common to several lines formatted once."""
+    if len(lines) == 1:
+        (product_id, quantity, unit_price_cents), = lines
+        return (f"{tag}{key}\t{store_id}\t{order_id}\t{product_id}\t{transaction_ts_ms}\t"
+                f"{quantity}\t{unit_price_cents}\t{quantity * unit_price_cents}\t"
+                f"{delivery_type}\t{channel}\n")
+    head = f"{tag}{key}\t{store_id}\t{order_id}\t"
+    ts = f"\t{transaction_ts_ms}\t"
+    tail = f"\t{delivery_type}\t{channel}\n"
+    return "".join([f"{head}{product_id}{ts}{quantity}\t{unit_price_cents}\t"
+                     f"{quantity * unit_price_cents}{tail}"
+                     for product_id, quantity, unit_price_cents in lines])
+
+
 def fact_rows(order: EnrichedOrder) -> list[tuple[Any, ...]]:
     """One ``FACT_COLUMNS`` row per line; the amounts sum to ``order.total_cents``."""
     return [(order.store_id, order.order_id, line.product_id, order.ts_ms, line.quantity,

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from pizzastream.catalog import Catalog
 from pizzastream.orders import EnrichedOrder, OrderLine, Rejection
 from pizzastream.sales import (
-    FACT_COLUMNS, decided_status_json, enriched_status_json, fact_rows, order_status_json,
-    rejection_status_json, sale_json,
+    FACT_COLUMNS, decided_status_json, enriched_status_json, fact_line, fact_lines, fact_rows,
+    order_status_json, rejection_status_json, sale_json,
 )
 from pizzastream.inventory import accepted_detail, shortage_detail
 from pizzastream.orders import is_id
@@ -98,3 +98,14 @@ def test_a_decided_status_is_the_encoders_record_byte_for_byte(order_id, event_i
     status, detail = decision
     assert decided_status_json(order_id, event_id, store_id, ts_ms, status, detail) == \
         order_status_json(order_id, event_id, store_id, ts_ms, status, detail)
+
+
+@given(st.lists(st.tuples(st.integers(1, 10**6), st.integers(1, 10**4), st.integers(1, 10**7)),
+                min_size=1, max_size=5))
+def test_fact_lines_are_the_result_lines_of_fact_line(lines):
+    rows = [list(line) for line in lines]
+    expected = "".join(
+        f"F12\t{fact_line(12, 'S12-1', 1796449480855, p, q, c, 'delivery', 'online')}\n"
+        for p, q, c in rows)
+    assert fact_lines("F", "12", 12, "S12-1", 1796449480855, rows, "delivery",
+                      "online") == expected

@@ -6,6 +6,7 @@ relation named ``hourly_store_metrics`` with the contract's columns: the warehou
 on the lake a DuckDB view over ``dt=/hour=`` partitions. Totals over several hours are
 computed from sums (an average of hourly averages would weigh a quiet hour like a busy one).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,12 @@ def _load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
         con.install_extension("httpfs")
         con.load_extension("httpfs")
         return
-    path = (Path(duckdb_extension_httpfs.__file__).parent / "extensions"
-            / f"v{duckdb.__version__}" / "httpfs.duckdb_extension")
+    path = (
+        Path(duckdb_extension_httpfs.__file__).parent
+        / "extensions"
+        / f"v{duckdb.__version__}"
+        / "httpfs.duckdb_extension"
+    )
     con.execute(f"LOAD '{path}'")
 
 
@@ -58,12 +63,15 @@ def lake_connection(props: Props) -> duckdb.DuckDBPyConnection:
         options.append("PROVIDER credential_chain")
     if aws.endpoint:
         endpoint = urlsplit(aws.endpoint)
-        options += [f"ENDPOINT '{endpoint.netloc}'", "URL_STYLE 'path'",
-                    f"USE_SSL {str(endpoint.scheme == 'https').lower()}"]
+        options += [
+            f"ENDPOINT '{endpoint.netloc}'",
+            "URL_STYLE 'path'",
+            f"USE_SSL {str(endpoint.scheme == 'https').lower()}",
+        ]
     con.execute(f"CREATE SECRET lake (TYPE s3, {', '.join(options)})")
     con.execute(f"""
 CREATE VIEW {TABLE} AS
-SELECT {', '.join(METRIC_COLUMNS)}
+SELECT {", ".join(METRIC_COLUMNS)}
 FROM read_parquet('{lake.metrics_url(props)}/*/*/*', hive_partitioning = true)""")
     return con
 
@@ -86,8 +94,10 @@ def on_warehouse(props: Props, sql: str) -> Result:
 
 def _day_range(first: date, last: date) -> str:
     """SQL condition: window starts on the UTC days ``first`` .. ``last``."""
-    return (f"window_start >= DATE '{first.isoformat()}'"
-            f" AND window_start < DATE '{(last + timedelta(days=1)).isoformat()}'")
+    return (
+        f"window_start >= DATE '{first.isoformat()}'"
+        f" AND window_start < DATE '{(last + timedelta(days=1)).isoformat()}'"
+    )
 
 
 def store_day(store_id: int, day: date) -> str:
@@ -136,8 +146,9 @@ GROUP BY CAST(window_start AS DATE)
 ORDER BY day"""
 
 
-def chart_store_day(props: Props, store_id: int, day: date,
-                    out: Path, warehouse: bool = False) -> Path:
+def chart_store_day(
+    props: Props, store_id: int, day: date, out: Path, warehouse: bool = False
+) -> Path:
     """PNG of a store's day: orders per hour by channel (bars) and revenue (line)."""
     import matplotlib
 

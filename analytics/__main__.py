@@ -11,6 +11,7 @@ Questions and ``--sql`` run on the lake (DuckDB) unless ``--warehouse``; the rel
     python -m analytics chart --store 42 --day 2026-11-24 --out out/store42.png
     python -m analytics publication --from 2026-11-24 --to 2026-11-24
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,9 @@ from pathlib import Path
 import analytics
 from connectors import warehouse
 from pizzastream.config import load_properties
-from pizzastream.settings import validate
 from pizzastream.metrics import summarize_delays
 from pizzastream.publication import HourlySettings
+from pizzastream.settings import validate
 
 
 def _print(result: analytics.Result) -> None:
@@ -31,8 +32,10 @@ def _print(result: analytics.Result) -> None:
         return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else str(value)
 
     cells = [[text(v) for v in row] for row in result.rows]
-    widths = [max([len(column)] + [len(row[i]) for row in cells])
-              for i, column in enumerate(result.columns)]
+    widths = [
+        max([len(column)] + [len(row[i]) for row in cells])
+        for i, column in enumerate(result.columns)
+    ]
     print("  ".join(c.rjust(w) for c, w in zip(result.columns, widths)))
     for row in cells:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
@@ -40,18 +43,31 @@ def _print(result: analytics.Result) -> None:
 
 
 def _publication(props, first: date, last: date) -> None:
-    published = warehouse.publications(props, datetime.combine(first, time()),
-                                       datetime.combine(last + timedelta(days=1), time()))
-    bound = HourlySettings.from_props(props).bound   # what the late-hour alarm holds hours to
-    _print(analytics.Result(
-        ("window_start", "first_published_at", "delay_min", "corrections"),
-        [(p.window_start, p.first_published_at, round(p.delay.total_seconds() / 60, 1),
-          p.corrections) for p in published]))
+    published = warehouse.publications(
+        props, datetime.combine(first, time()), datetime.combine(last + timedelta(days=1), time())
+    )
+    bound = HourlySettings.from_props(props).bound  # what the late-hour alarm holds hours to
+    _print(
+        analytics.Result(
+            ("window_start", "first_published_at", "delay_min", "corrections"),
+            [
+                (
+                    p.window_start,
+                    p.first_published_at,
+                    round(p.delay.total_seconds() / 60, 1),
+                    p.corrections,
+                )
+                for p in published
+            ],
+        )
+    )
     if published:
         summary = summarize_delays(published, bound)
-        print(f"{summary.hours} hours: delay p50 {summary.p50}, p95 {summary.p95}, max "
-              f"{summary.max}; {summary.within_target} within the {summary.target} bound "
-              f"(HourlySettings.bound)")
+        print(
+            f"{summary.hours} hours: delay p50 {summary.p50}, p95 {summary.p95}, max "
+            f"{summary.max}; {summary.within_target} within the {summary.target} bound "
+            f"(HourlySettings.bound)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     questions = parser.add_subparsers(dest="question")
     # Also accepted after the question; SUPPRESS keeps the top-level value otherwise.
     engine = argparse.ArgumentParser(add_help=False)
-    engine.add_argument("--warehouse", action="store_true", default=argparse.SUPPRESS,
-                        help="ask the warehouse, not the lake")
+    engine.add_argument(
+        "--warehouse",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="ask the warehouse, not the lake",
+    )
     day = argparse.ArgumentParser(add_help=False)
     day.add_argument("--day", type=date.fromisoformat, required=True)
     days = argparse.ArgumentParser(add_help=False)
@@ -74,13 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     top = questions.add_parser("top-stores", parents=[engine, day], help="top stores by revenue")
     top.add_argument("--limit", type=int, default=10)
     questions.add_parser("channel-share", parents=[engine, days], help="online vs in-store orders")
-    trend = questions.add_parser("aov-trend", parents=[engine, days],
-                                 help="average order value per day")
+    trend = questions.add_parser(
+        "aov-trend", parents=[engine, days], help="average order value per day"
+    )
     trend.add_argument("--store", type=int)
     chart = questions.add_parser("chart", parents=[engine, store, day], help="PNG of a store's day")
     chart.add_argument("--out", type=Path)
-    questions.add_parser("publication", parents=[days],
-                         help="publication delay per hour (warehouse)")
+    questions.add_parser(
+        "publication", parents=[days], help="publication delay per hour (warehouse)"
+    )
     args = parser.parse_args(argv)
     if bool(args.sql) == bool(args.question):
         parser.error("give either a question or --sql")

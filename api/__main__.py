@@ -6,6 +6,7 @@
   ``.stack/logs/api.log`` (what ``make demo`` leaves running and ``make stack-down`` stops).
 - ``token``: a signed token, ``--merchant NAME --stores 1-20,42`` or ``--intake NAME``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,16 @@ def serve(host: str, port: int, workers: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    Granian("api.app:app", address=host, port=port, interface=Interfaces.ASGI,
-            workers=workers, log_access=False, websockets=False,
-            workers_kill_timeout=WORKER_STOP_TIMEOUT_S).serve()
+    Granian(
+        "api.app:app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        log_access=False,
+        websockets=False,
+        workers_kill_timeout=WORKER_STOP_TIMEOUT_S,
+    ).serve()
 
 
 def url(props: dict, port: int | None = None) -> str:
@@ -60,8 +68,9 @@ def healthy(base_url: str) -> bool:
         return False
 
 
-def start(props: dict, port: int | None = None, workers: int | None = None,
-          timeout_s: float = 60) -> str:
+def start(
+    props: dict, port: int | None = None, workers: int | None = None, timeout_s: float = 60
+) -> str:
     """Starts the API detached unless it already runs; returns its URL once it answers."""
     base_url = url(props, port)
     pid = read_pid(PID_FILE)
@@ -76,8 +85,9 @@ def start(props: dict, port: int | None = None, workers: int | None = None,
     pid = spawn_detached(argv, LOG_FILE, {**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     PID_FILE.write_text(f"{pid}\n")
     if not wait_until(lambda: healthy(base_url) or not is_alive(pid), timeout_s):
-        raise SystemExit(f"api: not answering on {base_url} after {timeout_s:.0f} s; "
-                         f"see {LOG_FILE}")
+        raise SystemExit(
+            f"api: not answering on {base_url} after {timeout_s:.0f} s; see {LOG_FILE}"
+        )
     if not is_alive(pid):
         raise SystemExit(f"api: exited at start:\n{LOG_FILE.read_text()[-3000:]}")
     return base_url
@@ -102,8 +112,11 @@ def _leads_group(pid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m api", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m api",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("serve", "start"):
         command = commands.add_parser(name)
@@ -128,10 +141,17 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "stop":
         print("api: stopped" if stop() else "api: was not running")
     else:
-        role, name = ((auth.MERCHANT, args.merchant) if args.merchant
-                      else (auth.INTAKE, args.intake))
-        print(auth.issue(checked.api.token_secret, name, role, args.stores,
-                         ttl_s=int(args.days * 86400), now=time.time()))
+        role, name = (auth.MERCHANT, args.merchant) if args.merchant else (auth.INTAKE, args.intake)
+        print(
+            auth.issue(
+                checked.api.token_secret,
+                name,
+                role,
+                args.stores,
+                ttl_s=int(args.days * 86400),
+                now=time.time(),
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Two kinds of signed bearer token (JWT, HS256, secret ``Api.token_secret``):
 Tokens carry an expiry and an id (``jti``); the rate limit is per token id, a token
 bucket (``rate`` per second, bursts of ``burst``) kept in each API process.
 """
+
 from __future__ import annotations
 
 import time
@@ -46,9 +47,11 @@ class Principal:
 
     def require_role(self, role: str) -> None:
         if self.role != role:
-            raise Forbidden(f"this needs an {role} token, not a {self.role} token"
-                            if role == INTAKE else
-                            f"this needs a {role} token, not an {self.role} token")
+            raise Forbidden(
+                f"this needs an {role} token, not a {self.role} token"
+                if role == INTAKE
+                else f"this needs a {role} token, not an {self.role} token"
+            )
 
     def require_store(self, store_id: int) -> None:
         self.require_role(MERCHANT)
@@ -56,8 +59,14 @@ class Principal:
             raise Forbidden(f"store {store_id} is not one of this merchant's stores")
 
 
-def issue(secret: str, subject: str, role: str, stores: Iterable[int] = (),
-          ttl_s: int = 30 * 24 * 3600, now: float | None = None) -> str:
+def issue(
+    secret: str,
+    subject: str,
+    role: str,
+    stores: Iterable[int] = (),
+    ttl_s: int = 30 * 24 * 3600,
+    now: float | None = None,
+) -> str:
     """A signed token. Merchant tokens must name at least one store."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
@@ -67,8 +76,13 @@ def issue(secret: str, subject: str, role: str, stores: Iterable[int] = (),
     if len(store_list) > MAX_STORES_PER_TOKEN:
         raise ValueError(f"at most {MAX_STORES_PER_TOKEN} stores per token")
     issued = int(now if now is not None else time.time())
-    claims = {"sub": subject, "role": role, "iat": issued, "exp": issued + ttl_s,
-              "jti": uuid.uuid4().hex}
+    claims = {
+        "sub": subject,
+        "role": role,
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
     if role == MERCHANT:
         claims["stores"] = store_list
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
@@ -102,19 +116,27 @@ class Verifier:
 
     def _verify(self, token: str) -> Principal:
         try:
-            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
-                                options={"require": ["exp", "sub", "jti"]})
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "sub", "jti"]},
+            )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
         except jwt.InvalidTokenError as error:
             raise Unauthorized(f"invalid token: {error}") from None
         role = claims.get("role")
         stores = claims.get("stores", [])
-        if (role not in ROLES or not isinstance(stores, list)
-                or not all(isinstance(s, int) and not isinstance(s, bool) for s in stores)):
+        if (
+            role not in ROLES
+            or not isinstance(stores, list)
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in stores)
+        ):
             raise Unauthorized("invalid token: bad role or stores claim")
-        return Principal(str(claims["sub"]), role, frozenset(stores), str(claims["jti"]),
-                         float(claims["exp"]))
+        return Principal(
+            str(claims["sub"]), role, frozenset(stores), str(claims["jti"]), float(claims["exp"])
+        )
 
 
 class RateLimiter:
@@ -124,7 +146,7 @@ class RateLimiter:
     def __init__(self, rate: float, burst: float):
         self._rate = rate
         self._burst = burst
-        self._buckets: dict[str, tuple[float, float]] = {}   # id -> (tokens, at)
+        self._buckets: dict[str, tuple[float, float]] = {}  # id -> (tokens, at)
 
     def admit(self, key: str, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
@@ -134,6 +156,6 @@ class RateLimiter:
             self._buckets[key] = (tokens - 1, now)
             return 0.0
         self._buckets[key] = (tokens, now)
-        if len(self._buckets) > 100_000:      # forget idle callers (a full bucket is the default)
+        if len(self._buckets) > 100_000:  # forget idle callers (a full bucket is the default)
             self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
         return (1 - tokens) / self._rate

@@ -2,6 +2,7 @@
 place one order through it while the jobs run and show the decision coming back, and at
 the end print its URL, tokens and what to try. The API stays up after the demo
 (``make stack-down`` or ``python -m api stop`` stops it)."""
+
 from __future__ import annotations
 
 import time
@@ -26,7 +27,7 @@ class ReadSide:
 
     @classmethod
     def start(cls, props: dict) -> ReadSide:
-        cli.stop()      # a server from an earlier demo holds caches of data reset since
+        cli.stop()  # a server from an earlier demo holds caches of data reset since
         base_url = cli.start(props)
         print(f"demo: API up on {base_url} (log in .stack/logs/api.log)")
         return cls(props, base_url)
@@ -34,11 +35,17 @@ class ReadSide:
     def place_sample_order(self) -> None:
         """One pickup order through ``POST /orders``, then its status by long poll."""
         with aurora.connect(self._props) as conn:
-            product = conn.execute("SELECT product_id FROM product WHERE active"  # type: ignore[index]  # the demo's catalog has active products
-                                   " ORDER BY product_id LIMIT 1").fetchone()[0]
+            product = conn.execute(
+                "SELECT product_id FROM product WHERE active"  # type: ignore[index]  # the demo's catalog has active products
+                " ORDER BY product_id LIMIT 1"
+            ).fetchone()[0]
         headers = {"Authorization": f"Bearer {self.intake_token}"}
-        order = {"store_id": 1, "channel": "online", "fulfillment": "pickup",
-                 "items": [{"product_id": product, "quantity": 1}]}
+        order = {
+            "store_id": 1,
+            "channel": "online",
+            "fulfillment": "pickup",
+            "items": [{"product_id": product, "quantity": 1}],
+        }
         with httpx.Client(base_url=self.base_url, headers=headers, timeout=30) as http:
             placed = http.post("/orders", json=order)
             placed.raise_for_status()
@@ -47,15 +54,19 @@ class ReadSide:
             status = {"status": "pending"}
             while status["status"] == "pending" and time.monotonic() < deadline:
                 status = http.get(f"/orders/{order_id}", params={"wait": 10}).json()
-        print(f"demo: order {order_id} placed through the API -> {status['status']}"
-              f"{':' + status['reason'] if status.get('reason') else ''}: {status['message']}")
+        print(
+            f"demo: order {order_id} placed through the API -> {status['status']}"
+            f"{':' + status['reason'] if status.get('reason') else ''}: {status['message']}"
+        )
 
     def print_access(self, store_id: int | None = None) -> None:
         """URL, a merchant token for the busiest store and its neighbours, the intake
         token, and the commands to try."""
         with aurora.connect(self._props, "Warehouse") as conn:
-            row = conn.execute("SELECT store_id, window_start::date FROM hourly_store_metrics"
-                               " GROUP BY 1, 2 ORDER BY sum(revenue) DESC LIMIT 1").fetchone()
+            row = conn.execute(
+                "SELECT store_id, window_start::date FROM hourly_store_metrics"
+                " GROUP BY 1, 2 ORDER BY sum(revenue) DESC LIMIT 1"
+            ).fetchone()
         store_id, day = row if row else (store_id or 1, None)
         first = max(1, store_id - DEMO_MERCHANT_STORES // 2)
         stores = range(first, min(2001, first + DEMO_MERCHANT_STORES))

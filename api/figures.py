@@ -7,11 +7,12 @@ an hour not yet published, the live per-minute hash that hourly_metrics keeps in
 orders and revenue only. Money is integer cents here and a two-decimal string in JSON, as
 ``numeric(12,2)`` is in the warehouse.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from pizzastream.catalog import to_cents
@@ -46,20 +47,26 @@ class Figures:
         def add(a: int | None, b: int | None) -> int | None:
             return None if a is None or b is None else a + b
 
-        return Figures(self.orders + other.orders, self.revenue_cents + other.revenue_cents,
-                       add(self.items, other.items),
-                       add(self.online_orders, other.online_orders),
-                       add(self.in_store_orders, other.in_store_orders),
-                       add(self.delivery_orders, other.delivery_orders))
+        return Figures(
+            self.orders + other.orders,
+            self.revenue_cents + other.revenue_cents,
+            add(self.items, other.items),
+            add(self.online_orders, other.online_orders),
+            add(self.in_store_orders, other.in_store_orders),
+            add(self.delivery_orders, other.delivery_orders),
+        )
 
     def to_json(self) -> dict:
-        aov = (average_order_value_cents(self.revenue_cents, self.orders)
-               if self.orders else 0)
-        return {"orders": self.orders, "revenue": money(self.revenue_cents),
-                "items": self.items, "online_orders": self.online_orders,
-                "in_store_orders": self.in_store_orders,
-                "delivery_orders": self.delivery_orders,
-                "avg_order_value": money(aov)}
+        aov = average_order_value_cents(self.revenue_cents, self.orders) if self.orders else 0
+        return {
+            "orders": self.orders,
+            "revenue": money(self.revenue_cents),
+            "items": self.items,
+            "online_orders": self.online_orders,
+            "in_store_orders": self.in_store_orders,
+            "delivery_orders": self.delivery_orders,
+            "avg_order_value": money(aov),
+        }
 
 
 NO_SALES = Figures()
@@ -72,8 +79,9 @@ def money(cents: int) -> str:
     return f"{sign}{cents // 100}.{cents % 100:02d}"
 
 
-def from_warehouse(orders: int, items: int, revenue: Decimal, online: int, in_store: int,
-                   delivery: int) -> Figures:
+def from_warehouse(
+    orders: int, items: int, revenue: Decimal, online: int, in_store: int, delivery: int
+) -> Figures:
     """A ``hourly_store_metrics`` row's figures."""
     return Figures(orders, to_cents(revenue), items, online, in_store, delivery)
 
@@ -89,8 +97,14 @@ class LiveHour:
         """Orders and revenue; the other counts are unknown (None) unless nothing sold."""
         if not self.minutes:
             return NO_SALES
-        return Figures(sum(o for o, _ in self.minutes.values()),
-                       sum(c for _, c in self.minutes.values()), None, None, None, None)
+        return Figures(
+            sum(o for o, _ in self.minutes.values()),
+            sum(c for _, c in self.minutes.values()),
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def parse_live_hash(fields: Mapping[str, str]) -> LiveHour:
@@ -119,7 +133,7 @@ def parse_moment(text: str, name: str) -> datetime:
     except ValueError:
         raise BadRange(f"{name}={text[:40]!r} is not an ISO-8601 date or date-time") from None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 
@@ -144,8 +158,7 @@ def hour_range(start: str, end: str, granularity: str) -> tuple[datetime, dateti
     if stop <= first:
         raise BadRange("to must be after from")
     if stop - first > MAX_RANGE[granularity]:
-        raise BadRange(f"at most {MAX_RANGE[granularity].days} days at granularity "
-                       f"{granularity}")
+        raise BadRange(f"at most {MAX_RANGE[granularity].days} days at granularity {granularity}")
     return first, stop
 
 
@@ -163,22 +176,26 @@ class HourFigures:
 
     hour: datetime
     figures: Figures
-    source: str     # WAREHOUSE or LIVE
+    source: str  # WAREHOUSE or LIVE
 
 
 def series(hours: Sequence[HourFigures], granularity: str) -> list[dict]:
     """The response's points: one per hour, or per UTC day summing its hours. A point's
     ``source`` is ``live`` if any of its hours still is."""
     if granularity == "hour":
-        return [{"period_start": h.hour.isoformat() + "Z", **h.figures.to_json(),
-                 "source": h.source} for h in hours]
+        return [
+            {"period_start": h.hour.isoformat() + "Z", **h.figures.to_json(), "source": h.source}
+            for h in hours
+        ]
     days: dict[datetime, tuple[Figures, str]] = {}
     for h in hours:
         day = h.hour.replace(hour=0)
         figures, source = days.get(day, (NO_SALES, WAREHOUSE))
         days[day] = (figures + h.figures, LIVE if LIVE in (source, h.source) else WAREHOUSE)
-    return [{"period_start": day.isoformat() + "Z", **figures.to_json(), "source": source}
-            for day, (figures, source) in days.items()]
+    return [
+        {"period_start": day.isoformat() + "Z", **figures.to_json(), "source": source}
+        for day, (figures, source) in days.items()
+    ]
 
 
 def totals(hours: Iterable[HourFigures]) -> Figures:

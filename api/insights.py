@@ -14,18 +14,29 @@ Where each hour comes from:
 - anything else (an older hour no load ever mentioned): no sales.
 Hours after the current one are not reported.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
-from api.figures import (HOUR, LIVE, NO_SALES, WAREHOUSE, Figures, HourFigures, LiveHour,
-                         from_warehouse, hour_floor, parse_live_hash)
+from api.figures import (
+    HOUR,
+    LIVE,
+    NO_SALES,
+    WAREHOUSE,
+    Figures,
+    HourFigures,
+    LiveHour,
+    from_warehouse,
+    hour_floor,
+    parse_live_hash,
+)
 from connectors import redis_store
 
 log = logging.getLogger(__name__)
@@ -33,17 +44,20 @@ log = logging.getLogger(__name__)
 STORE_HOURS_SQL = (
     "SELECT store_id, window_start, orders, items, revenue, online_orders, in_store_orders,"
     " delivery_orders FROM hourly_store_metrics"
-    " WHERE store_id = ANY(%s) AND window_start >= %s AND window_start < %s")
+    " WHERE store_id = ANY(%s) AND window_start >= %s AND window_start < %s"
+)
 ALL_PUBLISHED_SQL = "SELECT window_start, max(published_at) FROM metrics_publication GROUP BY 1"
-NEW_PUBLICATIONS_SQL = ("SELECT window_start, source, published_at, stores"
-                        " FROM metrics_publication WHERE published_at > %s")
+NEW_PUBLICATIONS_SQL = (
+    "SELECT window_start, source, published_at, stores"
+    " FROM metrics_publication WHERE published_at > %s"
+)
 # A load's published_at is taken before its transaction commits, so a poll looks back this
 # far past the newest time it has seen; loads seen already are recognised and skipped.
 PUBLICATION_OVERLAP = timedelta(minutes=5)
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class ClosedHours:
@@ -90,9 +104,15 @@ class ClosedHours:
 
 
 class Insights:
-    def __init__(self, warehouse: AsyncConnectionPool,
-                 redis: aioredis.Redis | aioredis.RedisCluster, *,
-                 live_window: timedelta, live_cache_s: float, max_cached: int):
+    def __init__(
+        self,
+        warehouse: AsyncConnectionPool,
+        redis: aioredis.Redis | aioredis.RedisCluster,
+        *,
+        live_window: timedelta,
+        live_cache_s: float,
+        max_cached: int,
+    ):
         self._warehouse = warehouse
         self._redis = redis
         self._live_window = live_window
@@ -105,8 +125,13 @@ class Insights:
         self.version = 0
         # Store-hours answered from the cache or the warehouse, and warehouse queries: the
         # cache hit rate the capacity plan needs (docs/read_side.md); shown by /health.
-        self.counters = {"closed_hours": 0, "closed_hours_missed": 0, "warehouse_queries": 0,
-                         "live_hours": 0, "redis_live_reads": 0}
+        self.counters = {
+            "closed_hours": 0,
+            "closed_hours_missed": 0,
+            "warehouse_queries": 0,
+            "live_hours": 0,
+            "redis_live_reads": 0,
+        }
 
     # -- corrections ---------------------------------------------------------------------
     async def refresh_publications(self) -> int:
@@ -119,8 +144,13 @@ class Insights:
                     self.closed.loaded(hour)
                 self._watermark = max((at for _, at in rows), default=datetime(1970, 1, 1))
                 # The loads already counted, so the next poll's look-back skips them.
-                self._seen = set(await (await conn.execute(
-                    NEW_PUBLICATIONS_SQL, (self._watermark - PUBLICATION_OVERLAP,))).fetchall())
+                self._seen = set(
+                    await (
+                        await conn.execute(
+                            NEW_PUBLICATIONS_SQL, (self._watermark - PUBLICATION_OVERLAP,)
+                        )
+                    ).fetchall()
+                )
                 self.version += 1
                 return len(rows)
             since = self._watermark - PUBLICATION_OVERLAP
@@ -143,8 +173,9 @@ class Insights:
                 log.exception("metrics_publication poll failed; retrying")
 
     # -- reads ---------------------------------------------------------------------------
-    async def hours(self, store_ids: Sequence[int], start: datetime,
-                    stop: datetime) -> dict[int, list[HourFigures]]:
+    async def hours(
+        self, store_ids: Sequence[int], start: datetime, stop: datetime
+    ) -> dict[int, list[HourFigures]]:
         """Each store's hours in ``[start, stop)`` up to the current hour."""
         now_hour = hour_floor(utc_now())
         live_from = hour_floor(utc_now() - self._live_window)
@@ -162,7 +193,8 @@ class Insights:
                 live += [(s, hour) for s in store_ids]
         counters = self.counters
         counters["closed_hours"] += sum(1 for h in hours if h in self.closed.published) * len(
-            store_ids)
+            store_ids
+        )
         counters["closed_hours_missed"] += len(missing)
         counters["live_hours"] += len(live)
         if missing:
@@ -198,15 +230,18 @@ class Insights:
         last = max(h for _, h in pairs)
         generations = {h: self.closed.generation(h) for _, h in pairs}
         async with self._warehouse.connection() as conn:
-            rows = await (await conn.execute(STORE_HOURS_SQL,
-                                             (stores, first, last + HOUR))).fetchall()
+            rows = await (
+                await conn.execute(STORE_HOURS_SQL, (stores, first, last + HOUR))
+            ).fetchall()
         found = {(row[0], row[1]): from_warehouse(*row[2:]) for row in rows}
         for store_id, hour in pairs:
-            self.closed.put(hour, store_id, found.get((store_id, hour), NO_SALES),
-                            generations[hour])
+            self.closed.put(
+                hour, store_id, found.get((store_id, hour), NO_SALES), generations[hour]
+            )
 
-    async def _read_live(self, pairs: Iterable[tuple[int, datetime]]
-                         ) -> dict[tuple[int, datetime], LiveHour]:
+    async def _read_live(
+        self, pairs: Iterable[tuple[int, datetime]]
+    ) -> dict[tuple[int, datetime], LiveHour]:
         now = asyncio.get_running_loop().time()
         result, stale = {}, []
         for pair in pairs:
@@ -234,10 +269,13 @@ class Stock:
     """A store's stock from ``inventory:{<store_id>}`` (always current: inventory_windowing
     rewrites it with every change), named from the ``ingredient`` reference table."""
 
-    def __init__(self, redis: aioredis.Redis | aioredis.RedisCluster,
-                 ingredients: dict[int, tuple[str, str, int]]):
+    def __init__(
+        self,
+        redis: aioredis.Redis | aioredis.RedisCluster,
+        ingredients: dict[int, tuple[str, str, int]],
+    ):
         self._redis = redis
-        self._ingredients = ingredients     # id -> (name, unit, safety_stock)
+        self._ingredients = ingredients  # id -> (name, unit, safety_stock)
 
     async def levels(self, store_id: int) -> list[dict]:
         # redis-py types its commands for the sync and async clients alike.
@@ -245,7 +283,14 @@ class Stock:
         result = []
         for ingredient_id, on_hand in sorted(levels.items(), key=lambda kv: int(kv[0])):
             name, unit, safety = self._ingredients.get(int(ingredient_id), ("?", "", 0))
-            result.append({"ingredient_id": int(ingredient_id), "name": name, "unit": unit,
-                           "on_hand": int(on_hand), "safety_stock": safety,
-                           "low": int(on_hand) <= safety})
+            result.append(
+                {
+                    "ingredient_id": int(ingredient_id),
+                    "name": name,
+                    "unit": unit,
+                    "on_hand": int(on_hand),
+                    "safety_stock": safety,
+                    "low": int(on_hand) <= safety,
+                }
+            )
         return result

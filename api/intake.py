@@ -11,6 +11,7 @@ only then notes the order as received (``intake:{order_id}``) so its status can 
 verdict ``status`` reads from ``order:{order_id}``, with the delivery from
 ``delivery:{order_id}``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,15 @@ import redis.asyncio as aioredis
 from connectors import kinesis_agg, redis_store
 from delivery.service import redis_key as delivery_key
 from pizzastream.catalog import Catalog
-from pizzastream.orders import (EnrichedOrder, OrderRules, OrderStatus, Rejection, enrich,
-                                format_event_time, status_for)
+from pizzastream.orders import (
+    EnrichedOrder,
+    OrderRules,
+    OrderStatus,
+    Rejection,
+    enrich,
+    format_event_time,
+    status_for,
+)
 
 SERVICE_FIELDS = ("event_id", "order_id", "ts")
 INTAKE_TTL_S = redis_store.ORDER_STATUS_TTL_S
@@ -35,10 +43,10 @@ PENDING = "pending"
 # What the customer is told for each final status.
 MESSAGES = {
     OrderStatus.ACCEPTED.value: "Your order is accepted.",
-    OrderStatus.REJECTED_INSUFFICIENT_INVENTORY.value:
-        "The store has run out of something this order needs: please choose another pizza.",
-    OrderStatus.REJECTED_UNKNOWN_PRODUCT.value:
-        "A product in this order is not on the menu: please choose another pizza.",
+    OrderStatus.REJECTED_INSUFFICIENT_INVENTORY.value: (
+        "The store has run out of something this order needs: please choose another pizza."
+    ),
+    OrderStatus.REJECTED_UNKNOWN_PRODUCT.value: "A product in this order is not on the menu: please choose another pizza.",
     OrderStatus.REJECTED_INVALID.value: "The order could not be read: please try again.",
     PENDING: "Your order is being checked.",
 }
@@ -64,7 +72,9 @@ class Placed:
     shard_id: str
 
 
-def prepare(body: bytes, catalog: Catalog, rules: OrderRules, now_ms: int) -> tuple[bytes, EnrichedOrder]:
+def prepare(
+    body: bytes, catalog: Catalog, rules: OrderRules, now_ms: int
+) -> tuple[bytes, EnrichedOrder]:
     """The record to send for a request body, validated; raises ``OrderRefused``."""
     try:
         request = json.loads(body) if len(body) <= rules.max_record_bytes else None
@@ -73,15 +83,26 @@ def prepare(body: bytes, catalog: Catalog, rules: OrderRules, now_ms: int) -> tu
     if not isinstance(request, dict):
         # Not an object we can add ids to: the rules name the defect (size, UTF-8, JSON).
         result = enrich(body, catalog, rules, now_ms)
-        rejection = result if isinstance(result, Rejection) else Rejection(
-            "not_an_object", "the order must be a JSON object")
+        rejection = (
+            result
+            if isinstance(result, Rejection)
+            else Rejection("not_an_object", "the order must be a JSON object")
+        )
         raise OrderRefused(rejection, 400)
     offered = [name for name in SERVICE_FIELDS if name in request]
     if offered:
-        raise OrderRefused(Rejection("service_field", f"{', '.join(offered)} are set by the "
-                                     f"service, not the client"), 400)
-    record = {"event_id": uuid.uuid4().hex, "order_id": f"W{uuid.uuid4().hex}",
-              **request, "ts": format_event_time(now_ms)}
+        raise OrderRefused(
+            Rejection(
+                "service_field", f"{', '.join(offered)} are set by the service, not the client"
+            ),
+            400,
+        )
+    record = {
+        "event_id": uuid.uuid4().hex,
+        "order_id": f"W{uuid.uuid4().hex}",
+        **request,
+        "ts": format_event_time(now_ms),
+    }
     raw = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
     result = enrich(raw, catalog, rules, now_ms)
     if isinstance(result, Rejection):
@@ -125,7 +146,7 @@ class OrdersStream:
         return await future
 
     def _send_next(self) -> None:
-        batch, self._queue = self._queue[:self.MAX_RECORDS], self._queue[self.MAX_RECORDS:]
+        batch, self._queue = self._queue[: self.MAX_RECORDS], self._queue[self.MAX_RECORDS :]
         self._in_flight += 1
         asyncio.get_running_loop().create_task(self._send(batch))
 
@@ -133,13 +154,17 @@ class OrdersStream:
         try:
             records, waiting = _aggregated(batch, self.MAX_AGGREGATE_BYTES, self.MAX_RECORDS)
             self.calls += 1
-            response = await anyio.to_thread.run_sync(lambda: self._kinesis.put_records(
-                StreamName=self._stream, Records=records))
+            response = await anyio.to_thread.run_sync(
+                lambda: self._kinesis.put_records(StreamName=self._stream, Records=records)
+            )
             for futures, result in zip(waiting, response["Records"]):
                 for future in futures:
                     if "ErrorCode" in result:
-                        future.set_exception(StreamRefused(
-                            f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}"))
+                        future.set_exception(
+                            StreamRefused(
+                                f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}"
+                            )
+                        )
                     else:
                         future.set_result(result["ShardId"])
         except Exception as error:  # noqa: BLE001 - every waiting caller must hear of it
@@ -152,8 +177,9 @@ class OrdersStream:
                 self._send_next()
 
 
-def _aggregated(batch: list[tuple[bytes, str, asyncio.Future]], max_bytes: int,
-                max_records: int) -> tuple[list[dict], list[list[asyncio.Future]]]:
+def _aggregated(
+    batch: list[tuple[bytes, str, asyncio.Future]], max_bytes: int, max_records: int
+) -> tuple[list[dict], list[list[asyncio.Future]]]:
     """The ``PutRecords`` entries of ``batch`` with each store's records packed (in the
     order they queued), and for each entry the callers waiting on it."""
     by_key: dict[str, list[tuple[bytes, asyncio.Future]]] = {}
@@ -164,16 +190,26 @@ def _aggregated(batch: list[tuple[bytes, str, asyncio.Future]], max_bytes: int,
     for key, queued in by_key.items():
         datas = [item for item, _ in queued]
         for pack in kinesis_agg.packs(key, datas, max_bytes, max_records):
-            members = datas[pack.start:pack.stop]
-            records.append({"Data": members[0] if len(members) == 1
-                            else kinesis_agg.encode(key, members), "PartitionKey": key})
-            waiting.append([future for _, future in queued[pack.start:pack.stop]])
+            members = datas[pack.start : pack.stop]
+            records.append(
+                {
+                    "Data": members[0] if len(members) == 1 else kinesis_agg.encode(key, members),
+                    "PartitionKey": key,
+                }
+            )
+            waiting.append([future for _, future in queued[pack.start : pack.stop]])
     return records, waiting
 
 
 class Intake:
-    def __init__(self, kinesis, stream: str, redis: aioredis.Redis | aioredis.RedisCluster,
-                 rules: OrderRules, catalog: Catalog):
+    def __init__(
+        self,
+        kinesis,
+        stream: str,
+        redis: aioredis.Redis | aioredis.RedisCluster,
+        rules: OrderRules,
+        catalog: Catalog,
+    ):
         self._orders = OrdersStream(kinesis, stream)
         self._redis = redis
         self.rules = rules
@@ -189,8 +225,11 @@ class Intake:
         """The order's status; with ``wait_s`` > 0 waits that long at most for the final
         status to appear. None when the order is unknown (never placed here and no status)."""
         deadline = time.monotonic() + wait_s
-        keys = (redis_store.order_status_key(order_id), delivery_key(order_id),
-                intake_key(order_id))
+        keys = (
+            redis_store.order_status_key(order_id),
+            delivery_key(order_id),
+            intake_key(order_id),
+        )
         while True:
             # Three keys of three slots (on a cluster, maybe three nodes): a pipeline, not
             # an MGET, which a cluster refuses across slots.
@@ -212,8 +251,12 @@ def status_document(order_id: str, status: str | None, delivery: str | None) -> 
     decided it."""
     final = status or PENDING
     state, _, reason = final.partition(":")
-    doc: dict[str, Any] = {"order_id": order_id, "status": state, "reason": reason or None,
-           "message": MESSAGES.get(final, MESSAGES[status_for(reason)] if reason else final)}
+    doc: dict[str, Any] = {
+        "order_id": order_id,
+        "status": state,
+        "reason": reason or None,
+        "message": MESSAGES.get(final, MESSAGES[status_for(reason)] if reason else final),
+    }
     if delivery is not None:
         try:
             doc["delivery"] = json.loads(delivery)

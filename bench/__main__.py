@@ -15,6 +15,7 @@ Needs the local stack (``python -m stack up``), the connector jar
 (``mvn -q -B -f deploy/pom.xml package -DskipTests``) and the jar with the benchmark
 generators (``mvn -q -B -f bench/jvm/pom.xml package``); ``scripts/setup.sh`` builds both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,25 +78,33 @@ SMALL_ROCKSDB_MEMORY = {"taskmanager.memory.managed.size": "128m"}
 def full_plan() -> list[Run]:
     """What docs/benchmarks.md reports, each run driving a number or a setting in it
     (about 30 Flink runs, ~20 minutes on 2 cores, ~25 with the rest)."""
-    runs = [Run("generator", f"generator_{fmt}", 1, **GENERATOR)
-            for fmt in ("raw", "tagged", "sale", "sale_text", "sale_row")]
-    for p in (1, 2):       # 1. the jobs as shipped, 2. the same logic in pure SQL
+    runs = [
+        Run("generator", f"generator_{fmt}", 1, **GENERATOR)
+        for fmt in ("raw", "tagged", "sale", "sale_text", "sale_row")
+    ]
+    for p in (1, 2):  # 1. the jobs as shipped, 2. the same logic in pure SQL
         runs += [Run("jobs", job, p, **PYTHON) for job in ORDER_PATH]
         runs.append(Run("jobs", "hourly_metrics", p, **JVM))
         runs += [Run("sql", f"{job}_sql", p, **JVM) for job in (*ORDER_PATH, "hourly")]
     runs += [Run("sql", "hourly_tumble_sql", p, **JVM) for p in (1, 2)]
-    runs.append(Run("jobs", "hourly_json_value", 1, **JVM))   # before decode-once
-    runs += [Run("jobs", "hourly_two_dedups", p, **JVM)       # before one dedup
-             for p in (1, 2)]
+    runs.append(Run("jobs", "hourly_json_value", 1, **JVM))  # before decode-once
+    runs += [
+        Run("jobs", "hourly_two_dedups", p, **JVM)  # before one dedup
+        for p in (1, 2)
+    ]
     runs.append(Run("delay", "hourly_delay", 1, warmup_s=10, measure_s=30))
     # where the time goes: the crossing alone, one crossing per event (no rules)
-    runs += [Run("crossing", s, 1, **PYTHON)
-             for s in ("cross_stateless", "cross_keyed", "cross_keyed_state")]
+    runs += [
+        Run("crossing", s, 1, **PYTHON)
+        for s in ("cross_stateless", "cross_keyed", "cross_keyed_state")
+    ]
     # the state backend: the jobs run on MSF's (RocksDB, incremental, 1 GB managed memory
     # per slot: jobs/runtime.py); what the heap backend earlier reports ran on, and RocksDB
     # with the mini-cluster's default memory, would show instead
-    runs += [Run("backend", job, 1, tuning=HEAP_BACKEND, **kind)
-             for job, kind in (("chained", PYTHON), ("hourly_metrics", JVM))]
+    runs += [
+        Run("backend", job, 1, tuning=HEAP_BACKEND, **kind)
+        for job, kind in (("chained", PYTHON), ("hourly_metrics", JVM))
+    ]
     runs.append(Run("backend", "hourly_metrics", 1, tuning=SMALL_ROCKSDB_MEMORY, **JVM))
     # what merging the two order jobs would save (bench.prototypes.fused_order_path)
     runs += [Run("merged", "fused", p, **PYTHON) for p in (1, 2)]
@@ -106,8 +115,10 @@ def full_plan() -> list[Run]:
 
 
 def smoke_plan() -> list[Run]:
-    return [Run("jobs", "enrichment", 1, warmup_s=1, measure_s=2),
-            Run("aurora", "sink_copy", 1, warmup_s=1, measure_s=2)]
+    return [
+        Run("jobs", "enrichment", 1, warmup_s=1, measure_s=2),
+        Run("aurora", "sink_copy", 1, warmup_s=1, measure_s=2),
+    ]
 
 
 def jar_path() -> Path:
@@ -122,30 +133,43 @@ def check_jar() -> None:
         with zipfile.ZipFile(jar) as archive:
             archive.getinfo(JVM_CLASS)
     except (OSError, KeyError):
-        sys.exit(f"{jar} lacks the benchmark generators: build it with "
-                 f"`mvn -q -B -f bench/jvm/pom.xml package`")
+        sys.exit(
+            f"{jar} lacks the benchmark generators: build it with "
+            f"`mvn -q -B -f bench/jvm/pom.xml package`"
+        )
 
 
 def run_flink(run: Run, logs: Path, run_tag: str) -> dict:
-    spec = {"id": run.id, "section": run.section, "scenario": run.scenario,
-            "parallelism": run.parallelism, "label": run.label,
-            "tuning": {"parallelism": str(run.parallelism), **run.tuning},
-            "warmup_s": run.warmup_s, "measure_s": run.measure_s, "run_tag": run_tag,
-            **run.extra}
+    spec = {
+        "id": run.id,
+        "section": run.section,
+        "scenario": run.scenario,
+        "parallelism": run.parallelism,
+        "label": run.label,
+        "tuning": {"parallelism": str(run.parallelism), **run.tuning},
+        "warmup_s": run.warmup_s,
+        "measure_s": run.measure_s,
+        "run_tag": run_tag,
+        **run.extra,
+    }
     safe = "".join(c if c.isalnum() else "_" for c in run.id)
     spec_path, result_path = logs / f"{safe}.spec.json", logs / f"{safe}.result.json"
     log_path = logs / f"{safe}.log"
     spec_path.write_text(json.dumps(spec))
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "bench.flinkjob", str(spec_path),
-                                    str(result_path)], cwd=REPO_ROOT, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.flinkjob", str(spec_path), str(result_path)],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             process.wait(RUN_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             pass
         finally:
-            try:   # the JVM and Python workers of this run, whatever state they are in
+            try:  # the JVM and Python workers of this run, whatever state they are in
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
@@ -171,7 +195,7 @@ def merge(plan: list[Run], args) -> int:
             print(f"[{index}/{len(plan)}] {run.id} (load {load_average()[0]:.2f})", flush=True)
             result = run_flink(run, logs, run_tag)
             print("    " + report.one_line(result), flush=True)
-            result["rerun"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            result["rerun"] = datetime.now(UTC).isoformat(timespec="seconds")
             results["flink"] = [r for r in results["flink"] if r.get("id") != run.id] + [result]
     props = benchdb.ensure()
     if "aurora" in parts:
@@ -197,16 +221,23 @@ def merge(plan: list[Run], args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--smoke", action="store_true", help="seconds-long runs (CI)")
     parser.add_argument("--only", help="comma-separated scenario names (Flink runs only)")
     parser.add_argument("--section", help="comma-separated sections of the plan (Flink runs)")
-    parser.add_argument("--merge", action="store_true",
-                        help="re-run the selected Flink runs into the existing results "
-                             "(bench/results/latest.json), replacing theirs, and re-render")
-    parser.add_argument("--parts", default="",
-                        help="with --merge: also re-run these of aurora,e2e,profile")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="re-run the selected Flink runs into the existing results "
+        "(bench/results/latest.json), replacing theirs, and re-render",
+    )
+    parser.add_argument(
+        "--parts", default="", help="with --merge: also re-run these of aurora,e2e,profile"
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--skip", default="", help="comma-separated: flink,aurora,e2e,profile")
     parser.add_argument("--results", type=Path, help="where the raw results go (JSON)")
@@ -229,18 +260,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return merge(plan, args)
     results: dict = {
-        "command": "python -m bench" + (" --smoke" if args.smoke else "")
-                   + (f" --only {args.only}" if args.only else ""),
-        "machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "load_at_start": [round(x, 2) for x in load_average()], "smoke": args.smoke,
-        "flink": [], "aurora": [], "e2e": None, "profile": None,
+        "command": "python -m bench"
+        + (" --smoke" if args.smoke else "")
+        + (f" --only {args.only}" if args.only else ""),
+        "machine": machine(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_at_start": [round(x, 2) for x in load_average()],
+        "smoke": args.smoke,
+        "flink": [],
+        "aurora": [],
+        "e2e": None,
+        "profile": None,
     }
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     run_tag = str(int(started))
     if "flink" not in skip:
         for index, run in enumerate(plan, 1):
-            print(f"[{index}/{len(plan)}] {run.id} (load {load_average()[0]:.2f})",
-                  flush=True)
+            print(f"[{index}/{len(plan)}] {run.id} (load {load_average()[0]:.2f})", flush=True)
             result = run_flink(run, logs, run_tag)
             results["flink"].append(result)
             print("    " + report.one_line(result), flush=True)
@@ -262,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print("Python profile ...", flush=True)
         results["profile"] = profile.run(props, n=2_000 if args.smoke else 20_000)
-    results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     results["load_at_end"] = [round(x, 2) for x in load_average()]
     results["capacity"] = report.capacity(results)
 

@@ -6,6 +6,7 @@ uvicorn (uvloop + httptools) and by granian, one worker process each, driven by 
 (C, loopback only, bounded time) so the load generator is not the bottleneck. Prints
 requests/s and latency per combination; the figures are in the README's API section.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ from pathlib import Path
 from stack.process import port_in_use, wait_until
 
 APPS = {
-    "fastapi": '''
+    "fastapi": """
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import ORJSONResponse
 app = FastAPI(default_response_class=ORJSONResponse)
@@ -31,8 +32,8 @@ async def metrics(store_id: int, authorization: str = Header("")):
     if not authorization.startswith("Bearer "):
         raise HTTPException(401)
     return FIGURES[store_id]
-''',
-    "litestar": '''
+""",
+    "litestar": """
 from litestar import Litestar, get
 from litestar.exceptions import NotAuthorizedException
 from litestar.params import Parameter
@@ -46,33 +47,73 @@ async def metrics(store_id: int, authorization: str = Parameter(header="authoriz
     return FIGURES[store_id]
 
 app = Litestar([metrics])
-''',
+""",
 }
 
 
 def server_argv(server: str, port: int) -> list[str]:
     if server == "uvicorn":
-        return [sys.executable, "-m", "uvicorn", "bench_app:app", "--port", str(port),
-                "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-                "--no-access-log"]
-    return [sys.executable, "-m", "granian", "--interface", "asgi", "--port", str(port),
-            "--workers", "1", "--log-level", "warning", "--no-ws", "bench_app:app"]
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench_app:app",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        "--no-ws",
+        "bench_app:app",
+    ]
 
 
 def measure(framework: str, server: str, port: int, seconds: int, connections: int) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "bench_app.py").write_text(APPS[framework])
-        proc = subprocess.Popen(server_argv(server, port), cwd=tmp,
-                                env={**os.environ, "PYTHONPATH": tmp},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            server_argv(server, port),
+            cwd=tmp,
+            env={**os.environ, "PYTHONPATH": tmp},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             if not wait_until(lambda: port_in_use("127.0.0.1", port), 20):
                 raise SystemExit(f"{framework}/{server} did not start")
             time.sleep(0.5)
             out = subprocess.run(
-                ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-                 "-H", "Authorization: Bearer x", f"http://127.0.0.1:{port}/stores/42/metrics"],
-                capture_output=True, text=True, check=True).stdout
+                [
+                    "wrk",
+                    "-t1",
+                    f"-c{connections}",
+                    f"-d{seconds}s",
+                    "--latency",
+                    "-H",
+                    "Authorization: Bearer x",
+                    f"http://127.0.0.1:{port}/stores/42/metrics",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
         finally:
             proc.terminate()
             proc.wait(10)
@@ -80,8 +121,10 @@ def measure(framework: str, server: str, port: int, seconds: int, connections: i
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return (f"{framework:<9} {server:<8} {float(rps):>9,.0f} req/s  p50 {p50:>8}  p99 {p99:>8}"
-            f"  non-2xx {errors.group(1) if errors else 0}")
+    return (
+        f"{framework:<9} {server:<8} {float(rps):>9,.0f} req/s  p50 {p50:>8}  p99 {p99:>8}"
+        f"  non-2xx {errors.group(1) if errors else 0}"
+    )
 
 
 def main() -> None:
@@ -93,8 +136,7 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     for framework in APPS:
         for server in ("uvicorn", "granian"):
-            print(measure(framework, server, args.port, args.seconds, args.connections),
-                  flush=True)
+            print(measure(framework, server, args.port, args.seconds, args.connections), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

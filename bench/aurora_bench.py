@@ -10,6 +10,7 @@ benchmark database's ``order_fct`` (same table, indexes and server as the Flink 
 * ``row_upserts``: ``executemany`` of single-row ``INSERT ... ON CONFLICT`` statements
   (pipelined), what a row-at-a-time upsert costs.
 """
+
 from __future__ import annotations
 
 import random
@@ -18,15 +19,20 @@ from typing import Any
 
 from bench.measure import CpuSampler, load_average, stack_pids
 
-COLUMNS = ("store_id, order_id, product_id, transaction_ts, quantity, unit_price, "
-           "total_transaction_amt, delivery_type, channel")
-ON_CONFLICT = ("ON CONFLICT (order_id, product_id) DO UPDATE SET store_id = EXCLUDED.store_id, "
-               "transaction_ts = EXCLUDED.transaction_ts, quantity = EXCLUDED.quantity, "
-               "unit_price = EXCLUDED.unit_price, total_transaction_amt = "
-               "EXCLUDED.total_transaction_amt, delivery_type = EXCLUDED.delivery_type, "
-               "channel = EXCLUDED.channel")
-UPSERT = (f"INSERT INTO order_fct ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-          + ON_CONFLICT)
+COLUMNS = (
+    "store_id, order_id, product_id, transaction_ts, quantity, unit_price, "
+    "total_transaction_amt, delivery_type, channel"
+)
+ON_CONFLICT = (
+    "ON CONFLICT (order_id, product_id) DO UPDATE SET store_id = EXCLUDED.store_id, "
+    "transaction_ts = EXCLUDED.transaction_ts, quantity = EXCLUDED.quantity, "
+    "unit_price = EXCLUDED.unit_price, total_transaction_amt = "
+    "EXCLUDED.total_transaction_amt, delivery_type = EXCLUDED.delivery_type, "
+    "channel = EXCLUDED.channel"
+)
+UPSERT = (
+    f"INSERT INTO order_fct ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) " + ON_CONFLICT
+)
 INSERT = f"INSERT INTO order_fct ({COLUMNS}) SELECT {COLUMNS} FROM stage"
 MERGE = f"{INSERT} {ON_CONFLICT}"
 
@@ -43,11 +49,19 @@ def fact_rows(n: int, tag: str, seed: int = 5) -> list[tuple]:
         for product in rng.sample(range(1, 19), rng.choice((1, 1, 1, 2, 2, 3, 4))):
             quantity = rng.choice((1, 1, 1, 2, 3))
             cents = rng.randint(199, 1799)
-            rows.append((store, f"{tag}-{order}", product,
-                         time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(base + order / 1000)),
-                         quantity, f"{cents / 100:.2f}", f"{quantity * cents / 100:.2f}",
-                         rng.choice(("delivery", "pickup", "dine_in")),
-                         rng.choice(("online", "online", "online", "online", "in_store"))))
+            rows.append(
+                (
+                    store,
+                    f"{tag}-{order}",
+                    product,
+                    time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(base + order / 1000)),
+                    quantity,
+                    f"{cents / 100:.2f}",
+                    f"{quantity * cents / 100:.2f}",
+                    rng.choice(("delivery", "pickup", "dine_in")),
+                    rng.choice(("online", "online", "online", "online", "in_store")),
+                )
+            )
     return rows[:n]
 
 
@@ -69,10 +83,14 @@ def _measure(props, label: str, rows: int, work) -> dict:
     seconds = time.time() - started
     sampler.stop()
     sampler.sample()
-    return {"method": label, "rows": rows, "seconds": round(seconds, 2),
-            "rows_per_s": round(rows / seconds, 1), "cpu": sampler.window(started,
-                                                                          started + seconds),
-            "load_before": [round(x, 2) for x in load]}
+    return {
+        "method": label,
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds, 1),
+        "cpu": sampler.window(started, started + seconds),
+        "load_before": [round(x, 2) for x in load],
+    }
 
 
 def raw_copy(props, rows: int = 400_000) -> dict:
@@ -83,10 +101,14 @@ def raw_copy(props, rows: int = 400_000) -> dict:
     text = _copy_text(fact_rows(rows, "C"))
 
     def work():
-        with psycopg.connect(postgres_dsn(props)) as conn, conn.cursor() as cur, \
-                cur.copy(f"COPY order_fct ({COLUMNS}) FROM STDIN") as copy:
+        with (
+            psycopg.connect(postgres_dsn(props)) as conn,
+            conn.cursor() as cur,
+            cur.copy(f"COPY order_fct ({COLUMNS}) FROM STDIN") as copy,
+        ):
             for start in range(0, len(text), 1 << 20):
-                copy.write(text[start:start + (1 << 20)])
+                copy.write(text[start : start + (1 << 20)])
+
     return _measure(props, "raw COPY", rows, work)
 
 
@@ -98,7 +120,7 @@ def copy_merge(props, rows: int = 400_000, batch: int = 5000, conflicts: bool = 
     from pizzastream.config import postgres_dsn
 
     data = fact_rows(rows, "M")
-    texts = [_copy_text(data[i:i + batch]) for i in range(0, rows, batch)]
+    texts = [_copy_text(data[i : i + batch]) for i in range(0, rows, batch)]
 
     def work():
         with psycopg.connect(postgres_dsn(props)) as conn:
@@ -109,9 +131,11 @@ def copy_merge(props, rows: int = 400_000, batch: int = 5000, conflicts: bool = 
                     cp.write(text)
                 conn.execute(MERGE if conflicts else INSERT)
                 conn.commit()
+
     statement = "INSERT ON CONFLICT" if conflicts else "plain INSERT"
-    return _measure(props, f"COPY into a temp table + {statement} ({batch}-row batches)",
-                    rows, work)
+    return _measure(
+        props, f"COPY into a temp table + {statement} ({batch}-row batches)", rows, work
+    )
 
 
 def row_upserts(props, rows: int = 50_000) -> dict:
@@ -124,16 +148,20 @@ def row_upserts(props, rows: int = 50_000) -> dict:
     def work():
         with psycopg.connect(postgres_dsn(props)) as conn, conn.cursor() as cur:
             for start in range(0, rows, 1000):
-                cur.executemany(UPSERT, data[start:start + 1000])
+                cur.executemany(UPSERT, data[start : start + 1000])
                 conn.commit()
-    return _measure(props, "row-by-row INSERT ON CONFLICT (psycopg executemany, pipelined)",
-                    rows, work)
+
+    return _measure(
+        props, "row-by-row INSERT ON CONFLICT (psycopg executemany, pipelined)", rows, work
+    )
 
 
 def run(props, smoke: bool = False) -> list[dict]:
     scale = 20 if smoke else 1
-    return [raw_copy(props, 400_000 // scale),
-            copy_merge(props, 400_000 // scale, batch=50_000 // scale, conflicts=False),
-            copy_merge(props, 400_000 // scale, batch=50_000 // scale),
-            copy_merge(props, 400_000 // scale, batch=5_000 // scale),
-            row_upserts(props, 50_000 // scale)]
+    return [
+        raw_copy(props, 400_000 // scale),
+        copy_merge(props, 400_000 // scale, batch=50_000 // scale, conflicts=False),
+        copy_merge(props, 400_000 // scale, batch=50_000 // scale),
+        copy_merge(props, 400_000 // scale, batch=5_000 // scale),
+        row_upserts(props, 50_000 // scale),
+    ]

@@ -9,6 +9,7 @@ server: the operational schema, the same reference data, and opening stock
 taking the accepted-order path (status, sale, facts, delivery) that dominates in
 production, instead of drifting into cheap rejections after a few hundred orders.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,18 +46,21 @@ def ensure(props: Props | None = None) -> Props:
         conn.execute((database.SQL_DIR / "operational.sql").read_text())
     with psycopg.connect(postgres_dsn(props)) as conn:
         stores = conn.execute("SELECT count(*) FROM store").fetchone()[0]  # type: ignore[index]  # an aggregate: always one row
-        stock = conn.execute(f"SELECT coalesce(min(on_hand), 0) FROM "  # type: ignore[index]  # an aggregate: always one row
-                             f"{database.OPENING_INVENTORY}").fetchone()[0]
+        stock = conn.execute(
+            f"SELECT coalesce(min(on_hand), 0) FROM "  # type: ignore[index]  # an aggregate: always one row
+            f"{database.OPENING_INVENTORY}"
+        ).fetchone()[0]
     if stores != reference_data.STORE_COUNT or stock < 1000 * STOCK_MULTIPLIER // 100:
         database.seed(props, force=True)
         with psycopg.connect(postgres_dsn(props)) as conn:
-            conn.execute(f"UPDATE {database.OPENING_INVENTORY} SET on_hand = on_hand * %s",
-                         (STOCK_MULTIPLIER,))
+            conn.execute(
+                f"UPDATE {database.OPENING_INVENTORY} SET on_hand = on_hand * %s",
+                (STOCK_MULTIPLIER,),
+            )
     return props
 
 
-def generator_inputs(store_count: int = len(STORE_IDS)) -> tuple[list[float], list[int],
-                                                                 list[int]]:
+def generator_inputs(store_count: int = len(STORE_IDS)) -> tuple[list[float], list[int], list[int]]:
     """What the JVM order generator needs: cumulative traffic weights of store ids
     1..``store_count`` (renormalised, so fewer stores keep the 80/20 skew among them), and
     the active products with their catalog prices in cents."""
@@ -68,5 +72,8 @@ def generator_inputs(store_count: int = len(STORE_IDS)) -> tuple[list[float], li
         cumulative.append(running)
     cumulative[-1] = 1.0
     products = [p for p in reference_data.products() if p.active]
-    return (cumulative, [p.product_id for p in products],
-            [int(p.unit_price * 100) for p in products])
+    return (
+        cumulative,
+        [p.product_id for p in products],
+        [int(p.unit_price * 100) for p in products],
+    )

@@ -32,6 +32,7 @@ than one.
 MSF: 1 KPU = 1 vCPU + 4 GB; an application needs ``ceil(rate / (per-core rate x
 utilisation))`` KPUs plus one orchestration KPU, and 50 GB running storage per KPU.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,7 @@ SHARD_RECORDS_PER_S = 1_000
 SHARD_BYTES_PER_S = 1_048_576
 MAX_RECORD_BYTES = 1_048_576
 PUT_PAYLOAD_UNIT_BYTES = 25 * 1024
-HASH_SPACE = 2 ** 128
+HASH_SPACE = 2**128
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ class Aggregation:
     max_record_bytes: int = MAX_RECORD_BYTES
 
     def events_per_record(self, events_per_s: float, event_bytes: int) -> float:
-        return max(1.0, min(events_per_s * self.linger_s,
-                            float(self.max_record_bytes // event_bytes)))
+        return max(
+            1.0, min(events_per_s * self.linger_s, float(self.max_record_bytes // event_bytes))
+        )
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class JobSpec:
     events_per_core_s: float
 
 
-EXTERNAL_STREAM = "orders"      # written by the web layer, one record per order
+EXTERNAL_STREAM = "orders"  # written by the web layer, one record per order
 
 # Shares from simulation.traffic: 80% online, 60% of online orders delivered, ~95% of
 # records valid (5% bad in the generator's default traffic); record sizes measured on
@@ -134,15 +136,17 @@ def jobs_at(enrichment: float, inventory: float, hourly: float) -> tuple[JobSpec
     )
 
 
-def skewed_weights(stores: int = 2000, busy_fraction: float = 0.2,
-                   busy_share: float = 0.8) -> tuple[float, ...]:
+def skewed_weights(
+    stores: int = 2000, busy_fraction: float = 0.2, busy_share: float = 0.8
+) -> tuple[float, ...]:
     """``busy_fraction`` of the stores (the first ones) carry ``busy_share`` of the
     events, evenly; the others share the rest evenly."""
     if not (0 < busy_fraction < 1 and 0 < busy_share < 1 and stores > 1):
         raise ValueError("fractions must be strictly between 0 and 1")
     busy = round(stores * busy_fraction)
-    return tuple([busy_share / busy] * busy + [(1 - busy_share) / (stores - busy)]
-                 * (stores - busy))
+    return tuple(
+        [busy_share / busy] * busy + [(1 - busy_share) / (stores - busy)] * (stores - busy)
+    )
 
 
 def reference_weights() -> tuple[float, ...]:
@@ -161,7 +165,7 @@ class StreamPlan:
     busiest_store_records_per_s: float
     lower_bound: int
     contiguous: int
-    even_ranges: int | None         # None: not found below the search limit
+    even_ranges: int | None  # None: not found below the search limit
     hot_stores: list[int] = field(default_factory=list)
     events_per_s: float = 0.0
     put_units_per_s: float = 0.0
@@ -179,7 +183,7 @@ def _pieces(rate: float, bytes_rate: float, records_cap: float, bytes_cap: float
     return max(1, math.ceil(rate / records_cap), math.ceil(bytes_rate / bytes_cap))
 
 
-StoreRate = tuple[int, float, float]     # (store_id, records/s, bytes/s)
+StoreRate = tuple[int, float, float]  # (store_id, records/s, bytes/s)
 
 
 def contiguous_shards(stores: list[StoreRate], utilisation: float) -> tuple[int, list[int]]:
@@ -188,10 +192,10 @@ def contiguous_shards(stores: list[StoreRate], utilisation: float) -> tuple[int,
     records_cap = SHARD_RECORDS_PER_S * utilisation
     bytes_cap = SHARD_BYTES_PER_S * utilisation
     shards, hot = 0, []
-    load = load_bytes = None          # the shard being filled; None: none open yet
+    load = load_bytes = None  # the shard being filled; None: none open yet
     for store_id, rate, bytes_rate in sorted(stores, key=lambda item: hash_key(str(item[0]))):
         pieces = _pieces(rate, bytes_rate, records_cap, bytes_cap)
-        if pieces > 1:                # salted keys hash elsewhere: shards of its own
+        if pieces > 1:  # salted keys hash elsewhere: shards of its own
             hot.append(store_id)
             shards += pieces
             continue
@@ -203,8 +207,9 @@ def contiguous_shards(stores: list[StoreRate], utilisation: float) -> tuple[int,
     return shards, sorted(hot)
 
 
-def even_range_shards(stores: list[StoreRate], utilisation: float, start: int,
-                      limit: int = 20_000) -> int | None:
+def even_range_shards(
+    stores: list[StoreRate], utilisation: float, start: int, limit: int = 20_000
+) -> int | None:
     """Smallest shard count with equal hash ranges (``UpdateShardCount``) under which no
     shard exceeds the target; None if none up to ``limit``."""
     records_cap = SHARD_RECORDS_PER_S * utilisation
@@ -225,9 +230,13 @@ def even_range_shards(stores: list[StoreRate], utilisation: float, start: int,
     return None
 
 
-def plan_stream(load: Load, stream: StreamSpec, utilisation: float,
-                events_per_record: float = 1.0,
-                aggregation: Aggregation | None = None) -> StreamPlan:
+def plan_stream(
+    load: Load,
+    stream: StreamSpec,
+    utilisation: float,
+    events_per_record: float = 1.0,
+    aggregation: Aggregation | None = None,
+) -> StreamPlan:
     """``events_per_record`` > 1: that many events packed into every Kinesis record;
     ``aggregation``: each store packs what its own rate allows (see ``Aggregation``).
     Either way fewer records, the same bytes."""
@@ -235,19 +244,34 @@ def plan_stream(load: Load, stream: StreamSpec, utilisation: float,
     stores, units = [], 0.0
     for i, weight in enumerate(load.store_weights):
         store_events = weight * events
-        packed = (aggregation.events_per_record(store_events, stream.record_bytes)
-                  if aggregation else events_per_record)
+        packed = (
+            aggregation.events_per_record(store_events, stream.record_bytes)
+            if aggregation
+            else events_per_record
+        )
         records = store_events / packed
         stores.append((i + 1, records, store_events * stream.record_bytes))
         units += records * math.ceil(packed * stream.record_bytes / PUT_PAYLOAD_UNIT_BYTES)
     total = sum(records for _, records, _ in stores)
     bytes_per_s = events * stream.record_bytes
-    lower = max(math.ceil(total / (SHARD_RECORDS_PER_S * utilisation)),
-                math.ceil(bytes_per_s / (SHARD_BYTES_PER_S * utilisation)), 1)
+    lower = max(
+        math.ceil(total / (SHARD_RECORDS_PER_S * utilisation)),
+        math.ceil(bytes_per_s / (SHARD_BYTES_PER_S * utilisation)),
+        1,
+    )
     contiguous, hot = contiguous_shards(stores, utilisation)
-    return StreamPlan(stream.name, total, bytes_per_s, max(r for _, r, _ in stores), lower,
-                      contiguous, even_range_shards(stores, utilisation, lower), hot,
-                      events, units)
+    return StreamPlan(
+        stream.name,
+        total,
+        bytes_per_s,
+        max(r for _, r, _ in stores),
+        lower,
+        contiguous,
+        even_range_shards(stores, utilisation, lower),
+        hot,
+        events,
+        units,
+    )
 
 
 @dataclass
@@ -255,8 +279,8 @@ class JobPlan:
     name: str
     events_per_s: float
     events_per_core_s: float
-    kpus: int                 # processing KPUs (= parallelism at 1 per KPU)
-    billed_kpus: int          # plus the orchestration KPU
+    kpus: int  # processing KPUs (= parallelism at 1 per KPU)
+    billed_kpus: int  # plus the orchestration KPU
 
 
 def plan_job(load: Load, job: JobSpec, utilisation: float) -> JobPlan:
@@ -293,18 +317,30 @@ class Plan:
         shards = self.shards * p.shard_hour * hours
         # Each stream's PUT payload units per event as at the peak; quieter hours pack
         # fewer events per aggregated record, so with aggregation this is a floor.
-        units_per_month = self.load.events_per_day * self.load.days_per_month * sum(
-            s.put_units_per_s / self.load.peak_events_per_s for s in self.streams)
+        units_per_month = (
+            self.load.events_per_day
+            * self.load.days_per_month
+            * sum(s.put_units_per_s / self.load.peak_events_per_s for s in self.streams)
+        )
         puts = units_per_month / 1e6 * p.put_payload_units_per_million
-        return {"msf_kpu": round(kpu, 2), "msf_storage": round(storage, 2),
-                "kinesis_shards": round(shards, 2), "kinesis_put_units": round(puts, 2),
-                "total": round(kpu + storage + shards + puts, 2)}
+        return {
+            "msf_kpu": round(kpu, 2),
+            "msf_storage": round(storage, 2),
+            "kinesis_shards": round(shards, 2),
+            "kinesis_put_units": round(puts, 2),
+            "total": round(kpu + storage + shards + puts, 2),
+        }
 
 
-def plan(load: Load, jobs: tuple[JobSpec, ...], streams: tuple[StreamSpec, ...] = STREAMS,
-         utilisation: float = 0.8, prices: Prices = Prices(),
-         internal_events_per_record: float = 1.0,
-         aggregation: Aggregation | None = None) -> Plan:
+def plan(
+    load: Load,
+    jobs: tuple[JobSpec, ...],
+    streams: tuple[StreamSpec, ...] = STREAMS,
+    utilisation: float = 0.8,
+    prices: Prices = Prices(),
+    internal_events_per_record: float = 1.0,
+    aggregation: Aggregation | None = None,
+) -> Plan:
     """Shards and KPUs to carry ``load`` at no more than ``utilisation`` of each shard
     and core (headroom to catch up after a restart). ``internal_events_per_record``: events
     per Kinesis record on the streams the pipeline writes itself (not ``orders``);
@@ -314,12 +350,25 @@ def plan(load: Load, jobs: tuple[JobSpec, ...], streams: tuple[StreamSpec, ...] 
         raise ValueError("utilisation must be in (0, 1]")
     if aggregation and internal_events_per_record != 1:
         raise ValueError("aggregation packs by each store's rate: no fixed events per record")
-    streams_plan = [plan_stream(load, s, utilisation,
-                                1.0 if s.name == EXTERNAL_STREAM else internal_events_per_record,
-                                aggregation)
-                    for s in streams]
-    return Plan(load, utilisation, streams_plan, [plan_job(load, j, utilisation) for j in jobs],
-                prices, internal_events_per_record, aggregation)
+    streams_plan = [
+        plan_stream(
+            load,
+            s,
+            utilisation,
+            1.0 if s.name == EXTERNAL_STREAM else internal_events_per_record,
+            aggregation,
+        )
+        for s in streams
+    ]
+    return Plan(
+        load,
+        utilisation,
+        streams_plan,
+        [plan_job(load, j, utilisation) for j in jobs],
+        prices,
+        internal_events_per_record,
+        aggregation,
+    )
 
 
 def planned_peak(weights: tuple[float, ...] | None = None) -> Load:
@@ -328,44 +377,68 @@ def planned_peak(weights: tuple[float, ...] | None = None) -> Load:
 
 
 def format_plan(p: Plan) -> str:
-    packing = (f"; {p.internal_events_per_record:g} events per record on the pipeline's own "
-               f"streams" if p.internal_events_per_record != 1 else "")
+    packing = (
+        f"; {p.internal_events_per_record:g} events per record on the pipeline's own streams"
+        if p.internal_events_per_record != 1
+        else ""
+    )
     if p.aggregation:
-        packing = (f"; every stream aggregating each store's events of "
-                   f"{p.aggregation.linger_s * 1000:g} ms into records of up to "
-                   f"{p.aggregation.max_record_bytes / 1_048_576:g} MB")
-    lines = [f"peak {p.load.peak_events_per_s:,.0f} events/s over {len(p.load.store_weights)} "
-             f"stores, at most {p.utilisation:.0%} of each shard and core{packing}",
-             "",
-             f"{'stream':<16}{'records/s':>11}{'events/rec':>11}{'MB/s':>7}"
-             f"{'busiest store/s':>16}{'lower bound':>12}{'shards':>8}{'even ranges':>12}"
-             f"  hot stores"]
+        packing = (
+            f"; every stream aggregating each store's events of "
+            f"{p.aggregation.linger_s * 1000:g} ms into records of up to "
+            f"{p.aggregation.max_record_bytes / 1_048_576:g} MB"
+        )
+    lines = [
+        f"peak {p.load.peak_events_per_s:,.0f} events/s over {len(p.load.store_weights)} "
+        f"stores, at most {p.utilisation:.0%} of each shard and core{packing}",
+        "",
+        f"{'stream':<16}{'records/s':>11}{'events/rec':>11}{'MB/s':>7}"
+        f"{'busiest store/s':>16}{'lower bound':>12}{'shards':>8}{'even ranges':>12}"
+        f"  hot stores",
+    ]
     for s in p.streams:
         even = "n/a" if s.even_ranges is None else f"{s.even_ranges:,}"
-        lines.append(f"{s.name:<16}{s.records_per_s:>11,.0f}{s.events_per_record:>11.1f}"
-                     f"{s.bytes_per_s / 1e6:>7.1f}"
-                     f"{s.busiest_store_records_per_s:>16,.0f}{s.lower_bound:>12,}"
-                     f"{s.shards:>8,}{even:>12}  {len(s.hot_stores)}")
+        lines.append(
+            f"{s.name:<16}{s.records_per_s:>11,.0f}{s.events_per_record:>11.1f}"
+            f"{s.bytes_per_s / 1e6:>7.1f}"
+            f"{s.busiest_store_records_per_s:>16,.0f}{s.lower_bound:>12,}"
+            f"{s.shards:>8,}{even:>12}  {len(s.hot_stores)}"
+        )
     lines += ["", f"{'application':<22}{'events/s':>10}{'per core':>10}{'KPUs':>6}{'billed':>8}"]
     for j in p.jobs:
-        lines.append(f"{j.name:<22}{j.events_per_s:>10,.0f}{j.events_per_core_s:>10,.0f}"
-                     f"{j.kpus:>6}{j.billed_kpus:>8}")
+        lines.append(
+            f"{j.name:<22}{j.events_per_s:>10,.0f}{j.events_per_core_s:>10,.0f}"
+            f"{j.kpus:>6}{j.billed_kpus:>8}"
+        )
     cost = p.monthly_cost()
-    lines += ["", f"shards {p.shards:,}, billed KPUs {p.billed_kpus}; monthly (USD, "
-              f"{p.prices.hours_per_month:.0f} h at peak capacity): "
-              + ", ".join(f"{k} {v:,.0f}" for k, v in cost.items())]
+    lines += [
+        "",
+        f"shards {p.shards:,}, billed KPUs {p.billed_kpus}; monthly (USD, "
+        f"{p.prices.hours_per_month:.0f} h at peak capacity): "
+        + ", ".join(f"{k} {v:,.0f}" for k, v in cost.items()),
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
-    for title, weights in (("even 80/20", skewed_weights()),
-                           ("seeded stores (80/20, +-50% within groups)", reference_weights())):
-        for packing, aggregation in (("one event per record", None),
-                                     ("aggregated per store", Aggregation())):
-            print(f"== {title}, {packing}, at the target rates (50,000 events/core-s order "
-                  f"path)")
-            print(format_plan(plan(planned_peak(weights), jobs_at(100_000, 100_000, 750_000),
-                                   aggregation=aggregation)))
+    for title, weights in (
+        ("even 80/20", skewed_weights()),
+        ("seeded stores (80/20, +-50% within groups)", reference_weights()),
+    ):
+        for packing, aggregation in (
+            ("one event per record", None),
+            ("aggregated per store", Aggregation()),
+        ):
+            print(f"== {title}, {packing}, at the target rates (50,000 events/core-s order path)")
+            print(
+                format_plan(
+                    plan(
+                        planned_peak(weights),
+                        jobs_at(100_000, 100_000, 750_000),
+                        aggregation=aggregation,
+                    )
+                )
+            )
             print()
 
 

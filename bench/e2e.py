@@ -10,6 +10,7 @@ own, so the run disturbs nobody's streams and nobody's ``reset_data`` disturbs i
    90% of the final count, while the CPU of moto, PostgreSQL and the jobs is sampled:
    whichever sits at a full core is the limit.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,11 @@ def e2e_props() -> dict:
 def job_environment(props) -> dict[str, str]:
     """The jobs read ``conf/local``; these overrides point them at the benchmark's streams
     and database (``pizzastream.config`` reads ``PIZZASTREAM__<GROUP>__<KEY>``)."""
-    env = {f"PIZZASTREAM__STREAMS__{key.upper()}": value
-           for key, value in props["Streams"].items() if key not in STREAM_SETTINGS}
+    env = {
+        f"PIZZASTREAM__STREAMS__{key.upper()}": value
+        for key, value in props["Streams"].items()
+        if key not in STREAM_SETTINGS
+    }
     env["PIZZASTREAM__AURORA__DBNAME"] = props["Aurora"]["dbname"]
     return env
 
@@ -69,16 +73,14 @@ def run(orders: int = 20_000, timeout_s: float = 600.0, settle_s: float = 15.0) 
     sampler = CpuSampler(watch=watch).start()
     load_before = load_average()
     started = time.time()
-    report = send_orders(props, orders, bad_share=0.05, seed=29,
-                         first_sequence=FIRST_SEQUENCE)
+    report = send_orders(props, orders, bad_share=0.05, seed=29, first_sequence=FIRST_SEQUENCE)
     put_s = time.time() - started
     sampler.stop()
     put_cpu = sampler.window(started, started + put_s)
     # 2. the drain rate
     env = job_environment(props)
-    jobs = [LocalProcess(f"bench-{job}", [os.path.join("jobs", f"{job}.py")], env)
-            for job in JOBS]
-    sampler = CpuSampler(watch=watch).start()     # the jobs are this process's children
+    jobs = [LocalProcess(f"bench-{job}", [os.path.join("jobs", f"{job}.py")], env) for job in JOBS]
+    sampler = CpuSampler(watch=watch).start()  # the jobs are this process's children
     points: list[tuple[float, int]] = []
     try:
         deadline = time.time() + timeout_s

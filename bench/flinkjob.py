@@ -7,6 +7,7 @@ window of ``measure_s`` seconds has been seen after ``warmup_s`` seconds of warm
 it and writes the result. One process per job: each gets a fresh JVM and Python workers,
 its CPU is exactly its process tree's, and a crash costs one result, not the run.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,8 @@ def bench_jar() -> Path:
 
 
 def run(spec: dict) -> dict:
-    from jobs import runtime
     from bench import scenarios
+    from jobs import runtime
 
     props = benchdb.bench_props(spec.get("tuning"))
     # this run's temporary files (progress, shipped code, Flink's, the JVM's) in one
@@ -86,14 +87,17 @@ def run(spec: dict) -> dict:
     batch_info = {}
     if batches.subtasks():
         count = batches.count_at(t1) - batches.count_at(t0)
-        batch_info = {"batches_per_s": round(count / (t1 - t0), 1),
-                      "events_per_batch": round(events / count, 1) if count else None}
+        batch_info = {
+            "batches_per_s": round(count / (t1 - t0), 1),
+            "events_per_batch": round(events / count, 1) if count else None,
+        }
     cpu = sampler.window(t0, t1)
     if info.get("publications"):
         from bench import hourly
 
         info["publications"] = hourly.publication_latencies(
-            progress_dir, spec, props, generated, after=t0)
+            progress_dir, spec, props, generated, after=t0
+        )
     seconds = t1 - t0
     rate = events / seconds
     return {
@@ -124,23 +128,31 @@ def _failures(log_dir: Path) -> dict:
     log_file = logs[0]
     text = log_file.read_text(errors="replace")
     failed = [line for line in text.splitlines() if "switched from RUNNING to FAILED" in line]
-    causes = [line.strip() for line in text.splitlines()
-              if line.startswith(("Caused by", "java.", "org.apache")) and "Exception" in line]
-    return {"flink_log": str(log_file), "task_failures": len(failed),
-            "failure_causes": sorted(set(causes))[:5]}
+    causes = [
+        line.strip()
+        for line in text.splitlines()
+        if line.startswith(("Caused by", "java.", "org.apache")) and "Exception" in line
+    ]
+    return {
+        "flink_log": str(log_file),
+        "task_failures": len(failed),
+        "failure_causes": sorted(set(causes))[:5],
+    }
 
 
 def _ship_bench(env) -> None:
     """Ships ``bench`` as a package (inside a directory of its own, as ``jobs.runtime`` ships
     the project's: a shipped directory's contents become top-level modules)."""
     code = Path(tempfile.mkdtemp(prefix="bench-code-"))
-    shutil.copytree(REPO_ROOT / "bench", code / "bench",
-                    ignore=shutil.ignore_patterns("__pycache__", "results"))
+    shutil.copytree(
+        REPO_ROOT / "bench", code / "bench", ignore=shutil.ignore_patterns("__pycache__", "results")
+    )
     env.add_python_file(str(code))
 
 
-def _steady_window(client, progress: ProgressFiles, warmup_s: float,
-                   measure_s: float) -> tuple[float, float]:
+def _steady_window(
+    client, progress: ProgressFiles, warmup_s: float, measure_s: float
+) -> tuple[float, float]:
     started = time.time()
     while True:
         _check_running(client)
@@ -177,11 +189,16 @@ def main(argv: list[str]) -> int:
     try:
         result = run(spec)
         if result.get("task_failures"):
-            result["error"] = (f"{result['task_failures']} task failure(s) during the run: "
-                               f"{'; '.join(result['failure_causes'])[:500]}")
+            result["error"] = (
+                f"{result['task_failures']} task failure(s) during the run: "
+                f"{'; '.join(result['failure_causes'])[:500]}"
+            )
     except Exception as error:  # noqa: BLE001 - reported to the harness, which goes on
-        result = {**spec, "error": f"{type(error).__name__}: {error}",
-                  "traceback": traceback.format_exc()[-4000:]}
+        result = {
+            **spec,
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc()[-4000:],
+        }
     result_path.write_text(json.dumps(result, indent=2))
     # the py4j gateway and the mini-cluster threads would keep the interpreter alive
     sys.stdout.flush()

@@ -12,6 +12,7 @@ run ~500x faster than the wall clock so that hours close every few seconds, and 
 hour the harness compares when the generator emitted the sale that let the watermark pass
 its end with when its first metric row left the job.
 """
+
 from __future__ import annotations
 
 import time
@@ -34,19 +35,22 @@ def _timed_sales(ctx) -> DataStream:
     from jobs import runtime
 
     out_of_orderness, idle = job._settings(ctx.props)
-    strategy = runtime.json_event_time("t", out_of_orderness // timedelta(milliseconds=1),
-                                       idle // timedelta(milliseconds=1))
+    strategy = runtime.json_event_time(
+        "t", out_of_orderness // timedelta(milliseconds=1), idle // timedelta(milliseconds=1)
+    )
     sales = ctx.generator("sale_text")
-    return DataStream(sales._j_data_stream.assignTimestampsAndWatermarks(
-        strategy._j_watermark_strategy).name("event-time"))
+    return DataStream(
+        sales._j_data_stream.assignTimestampsAndWatermarks(strategy._j_watermark_strategy).name(
+            "event-time"
+        )
+    )
 
 
 def _shipped(ctx):
     """``metrics_and_live`` fed as the job feeds it."""
     from jobs import hourly_metrics as job
 
-    return job.metrics_and_live(ctx.t_env, job.sales_table(ctx.t_env, _timed_sales(ctx)),
-                                ctx.props)
+    return job.metrics_and_live(ctx.t_env, job.sales_table(ctx.t_env, _timed_sales(ctx)), ctx.props)
 
 
 def build(ctx) -> dict:
@@ -70,16 +74,20 @@ def build_typed(ctx) -> dict:
 
     out_of_orderness, _ = job._settings(ctx.props)
     t_env = ctx.t_env
-    rows = t_env.from_data_stream(ctx.generator("sale_row"), Schema.new_builder()
-                                  .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
-                                  .column_by_expression("seen_at", "PROCTIME()")
-                                  .watermark("event_time", f"event_time - INTERVAL "
-                                             f"'{_hms(out_of_orderness)}' HOUR TO SECOND")
-                                  .build())
+    rows = t_env.from_data_stream(
+        ctx.generator("sale_row"),
+        Schema.new_builder()
+        .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
+        .column_by_expression("seen_at", "PROCTIME()")
+        .watermark("event_time", f"event_time - INTERVAL '{_hms(out_of_orderness)}' HOUR TO SECOND")
+        .build(),
+    )
     t_env.create_temporary_view("sale_rows", rows)
-    sales = t_env.sql_query("SELECT order_id AS o, store_id AS s, channel AS c, "
-                            "fulfillment AS f, ts_ms AS t, CAST(n AS BIGINT) AS n, r, "
-                            "event_time, seen_at FROM sale_rows")
+    sales = t_env.sql_query(
+        "SELECT order_id AS o, store_id AS s, channel AS c, "
+        "fulfillment AS f, ts_ms AS t, CAST(n AS BIGINT) AS n, r, "
+        "event_time, seen_at FROM sale_rows"
+    )
     metrics, live = job.metrics_and_live(t_env, sales, ctx.props)
     ctx.discard(metrics)
     ctx.discard(live)
@@ -92,12 +100,21 @@ def build_json_value(ctx) -> dict:
     from jobs import hourly_metrics as job
 
     t_env = ctx.t_env
-    t_env.create_temporary_view("sale_text", t_env.from_data_stream(
-        _timed_sales(ctx), job.timed_columns()))
+    t_env.create_temporary_view(
+        "sale_text", t_env.from_data_stream(_timed_sales(ctx), job.timed_columns())
+    )
     fields = ", ".join(
         f"CAST(JSON_VALUE(f0, '$.{name}') AS {sql_type}) AS {name}"
-        for name, sql_type in (("o", "STRING"), ("s", "INT"), ("c", "STRING"),
-                               ("f", "STRING"), ("t", "BIGINT"), ("n", "BIGINT"), ("r", "BIGINT")))
+        for name, sql_type in (
+            ("o", "STRING"),
+            ("s", "INT"),
+            ("c", "STRING"),
+            ("f", "STRING"),
+            ("t", "BIGINT"),
+            ("n", "BIGINT"),
+            ("r", "BIGINT"),
+        )
+    )
     sales = t_env.sql_query(f"SELECT {fields}, event_time, seen_at FROM sale_text")
     metrics, live = job.metrics_and_live(t_env, sales, ctx.props)
     ctx.discard(metrics)
@@ -117,7 +134,7 @@ class _FirstRowOfEachHour(MapFunction):
         self._file = open(self._path, "a")  # noqa: SIM115 - closed in close()
 
     def map(self, row):
-        end_ms = row[2] * 60_000      # window_end in minutes (``job.WIRE_COLUMNS``)
+        end_ms = row[2] * 60_000  # window_end in minutes (``job.WIRE_COLUMNS``)
         if end_ms not in self._seen:
             self._seen.add(end_ms)
             self._file.write(f"{end_ms} {time.time_ns() // 1_000_000}\n")
@@ -134,8 +151,9 @@ def build_publications(ctx) -> dict:
     ctx.spec.setdefault("rate", DELAY_RATE)
     metrics, live = _shipped(ctx)
     path = str(Path(ctx.progress_dir) / PUBLISHED)
-    ctx.discard(metrics.map(_FirstRowOfEachHour(path), output_type=Types.LONG())
-                .name("time-publications"))
+    ctx.discard(
+        metrics.map(_FirstRowOfEachHour(path), output_type=Types.LONG()).name("time-publications")
+    )
     ctx.discard(live)
     return {"publications": True}
 
@@ -163,14 +181,17 @@ def publication_latencies(progress_dir: Path, spec: dict, props, generated, afte
         if passed is not None and passed >= after:
             latencies.append(round(emitted_ms / 1000 - passed, 3))
     ordered = sorted(latencies)
-    return {"hours_published": len(latencies), "latencies_s": latencies,
-            "p50_s": ordered[len(ordered) // 2] if ordered else None,
-            "max_s": ordered[-1] if ordered else None,
-            "out_of_orderness_min": out_of_orderness / timedelta(minutes=1),
-            "bound_min": settings.bound / timedelta(minutes=1),
-            "late_refresh_s": settings.late_refresh.total_seconds(),
-            "idle_s": float(props["HourlyMetrics"]["idle_seconds"]),
-            "checkpoint_interval_ms": int(props["FlinkTuning"]["checkpoint_interval_ms"])}
+    return {
+        "hours_published": len(latencies),
+        "latencies_s": latencies,
+        "p50_s": ordered[len(ordered) // 2] if ordered else None,
+        "max_s": ordered[-1] if ordered else None,
+        "out_of_orderness_min": out_of_orderness / timedelta(minutes=1),
+        "bound_min": settings.bound / timedelta(minutes=1),
+        "late_refresh_s": settings.late_refresh.total_seconds(),
+        "idle_s": float(props["HourlyMetrics"]["idle_seconds"]),
+        "checkpoint_interval_ms": int(props["FlinkTuning"]["checkpoint_interval_ms"]),
+    }
 
 
 # hourly_metrics before its sales were deduplicated once (kept to be measured beside it): the
@@ -222,13 +243,19 @@ def build_two_dedups(ctx) -> dict:
     config.set("table.exec.mini-batch.allow-latency", f"{group['live_refresh_ms']} ms")
     config.set("table.exec.mini-batch.size", "5000")
     t_env.create_temporary_view("sales_before", job.sales_table(t_env, _timed_sales(ctx)))
-    t_env.execute_sql("CREATE TEMPORARY VIEW sale_orders_before AS SELECT o AS order_id, "
-                      "s AS store_id, c AS channel, f AS fulfillment, event_time AS ts, "
-                      "n AS items, r AS revenue_cents, seen_at FROM sales_before")
+    t_env.execute_sql(
+        "CREATE TEMPORARY VIEW sale_orders_before AS SELECT o AS order_id, "
+        "s AS store_id, c AS channel, f AS fulfillment, event_time AS ts, "
+        "n AS items, r AS revenue_cents, seen_at FROM sales_before"
+    )
     revenue = money_sql("SUM(revenue_cents)")
     average = money_sql("(2 * SUM(revenue_cents) + COUNT(*)) / (2 * COUNT(*))")
-    ctx.discard(t_env.to_data_stream(t_env.sql_query(
-        TWO_DEDUPS_METRIC_SQL.format(revenue=revenue, average=average))))
-    ctx.discard(t_env.to_changelog_stream(t_env.sql_query(
-        TWO_DEDUPS_LIVE_SQL.format(revenue=revenue))))
+    ctx.discard(
+        t_env.to_data_stream(
+            t_env.sql_query(TWO_DEDUPS_METRIC_SQL.format(revenue=revenue, average=average))
+        )
+    )
+    ctx.discard(
+        t_env.to_changelog_stream(t_env.sql_query(TWO_DEDUPS_LIVE_SQL.format(revenue=revenue)))
+    )
     return {}

@@ -1,14 +1,27 @@
 """docs/benchmarks.md from the raw results of one ``python -m bench`` run: every table and
 every number in the findings comes from that run's results."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from bench import capacity as cap
-from bench.report import (HEADER, TARGET_HOURLY_RATIO, TARGET_ORDER_PATH_PER_CORE,
-                          TARGET_SINK_RATIO, _md_table, _ok, _row, capacity_text, find,
-                          generator_us, ratio, ratios, sink_rows)
+from bench.report import (
+    HEADER,
+    TARGET_HOURLY_RATIO,
+    TARGET_ORDER_PATH_PER_CORE,
+    TARGET_SINK_RATIO,
+    _md_table,
+    _ok,
+    _row,
+    capacity_text,
+    find,
+    generator_us,
+    ratio,
+    ratios,
+    sink_rows,
+)
 
 
 def _section(results: dict, *sections: str) -> list[dict]:
@@ -33,9 +46,12 @@ def _reruns(results: dict) -> list[str]:
     reruns = sorted((r["rerun"], r["id"]) for r in results.get("flink", []) if r.get("rerun"))
     if not reruns:
         return []
-    return ["* Re-run since with `python -m bench --only ... --merge` (each run measured "
-            "alone, as in the full run): "
-            + "; ".join(f"{run_id} at {when}" for when, run_id in reruns) + "."]
+    return [
+        "* Re-run since with `python -m bench --only ... --merge` (each run measured "
+        "alone, as in the full run): "
+        + "; ".join(f"{run_id} at {when}" for when, run_id in reruns)
+        + "."
+    ]
 
 
 def _load_summary(results: dict) -> str:
@@ -44,10 +60,12 @@ def _load_summary(results: dict) -> str:
         return "n/a"
     loads = sorted(r["load_before"][0] for r in runs)
     others = sorted(r["cpu"]["others_cores"] for r in runs)
-    return (f"1-min load average before each run {loads[0]:.1f}-{loads[-1]:.1f} "
-            f"(median {loads[len(loads) // 2]:.1f}); CPU used by other processes during the "
-            f"measured windows {others[0]:.2f}-{others[-1]:.2f} cores (median "
-            f"{others[len(others) // 2]:.2f}) of {results['machine']['nproc']}")
+    return (
+        f"1-min load average before each run {loads[0]:.1f}-{loads[-1]:.1f} "
+        f"(median {loads[len(loads) // 2]:.1f}); CPU used by other processes during the "
+        f"measured windows {others[0]:.2f}-{others[-1]:.2f} cores (median "
+        f"{others[len(others) // 2]:.2f}) of {results['machine']['nproc']}"
+    )
 
 
 def render(results: dict) -> str:
@@ -87,8 +105,9 @@ def render(results: dict) -> str:
         "",
         "## 1. Jobs per core (in-job generator, p=1 and p=2)",
         "",
-        "Generator alone: " + ", ".join(f"{fmt} {us:.2f} µs/event" for fmt, us in
-                                        sorted(generator_us(results).items())) + ".",
+        "Generator alone: "
+        + ", ".join(f"{fmt} {us:.2f} µs/event" for fmt, us in sorted(generator_us(results).items()))
+        + ".",
         "",
         _rows(results, _section(results, "jobs")),
         "",
@@ -98,8 +117,20 @@ def render(results: dict) -> str:
         "",
         _rows(results, _section(results, "sql")),
         "",
-        _md_table(["job", "SQL", "p", "job events/s", "SQL events/s", "ratio (wall)",
-                   "ratio (per CPU-s)"], ratios(results)) if ratios(results) else "",
+        _md_table(
+            [
+                "job",
+                "SQL",
+                "p",
+                "job events/s",
+                "SQL events/s",
+                "ratio (wall)",
+                "ratio (per CPU-s)",
+            ],
+            ratios(results),
+        )
+        if ratios(results)
+        else "",
         "",
         "`hourly_sql` is hourly_metrics' own SQL (`metric_sql` + `LIVE_SQL`, same "
         "configuration) over sales the generator emits as typed rows, watermark in SQL: the "
@@ -113,8 +144,7 @@ def render(results: dict) -> str:
         "",
         "## 4. The Aurora sink against raw COPY",
         "",
-        _md_table(["method", "p", "rows/s", "x raw COPY", "PostgreSQL cores"],
-                  sink_rows(results)),
+        _md_table(["method", "p", "rows/s", "x raw COPY", "PostgreSQL cores"], sink_rows(results)),
         "",
         _sink_verdict(results),
         "",
@@ -168,9 +198,11 @@ def _order_path_summary(results: dict) -> str:
     for p in (1, 2):
         chained = find(results, "chained", p, "jobs")
         if chained:
-            lines.append(f"* Order path (enrichment + inventory chained) at p={p}: "
-                         f"**{_per_cpu(chained)} events/CPU-s** (target "
-                         f"{TARGET_ORDER_PATH_PER_CORE:,}).")
+            lines.append(
+                f"* Order path (enrichment + inventory chained) at p={p}: "
+                f"**{_per_cpu(chained)} events/CPU-s** (target "
+                f"{TARGET_ORDER_PATH_PER_CORE:,})."
+            )
     hourly = find(results, "hourly_metrics", 1, "jobs")
     if hourly:
         lines.append(f"* hourly_metrics at p=1: **{_per_cpu(hourly)} events/CPU-s**.")
@@ -192,18 +224,35 @@ def _before_after(results: dict) -> str:
         for p in (1, 2):
             old, new = find(before, job, p, "jobs"), find(results, job, p, "jobs")
             if old and new:
-                rows.append([job, str(p), f"{old['events_per_cpu_s']:,.0f}",
-                             f"{new['events_per_cpu_s']:,.0f}",
-                             f"{new['events_per_cpu_s'] / old['events_per_cpu_s']:.1f}x",
-                             f"{new['events_per_s']:,.0f}"])
-    return "\n".join([
-        f"Before: the full run of {before['started'][:10]} (`{BEFORE_BATCHING.name}`, one "
-        "JVM-Python crossing per event and about ten per order on the way back). After: this "
-        "run. Both events/CPU-s, the generator included.",
-        "",
-        _md_table(["scenario", "p", "before events/CPU-s", "after events/CPU-s", "after/before",
-                   "after events/s"], rows),
-    ])
+                rows.append(
+                    [
+                        job,
+                        str(p),
+                        f"{old['events_per_cpu_s']:,.0f}",
+                        f"{new['events_per_cpu_s']:,.0f}",
+                        f"{new['events_per_cpu_s'] / old['events_per_cpu_s']:.1f}x",
+                        f"{new['events_per_s']:,.0f}",
+                    ]
+                )
+    return "\n".join(
+        [
+            f"Before: the full run of {before['started'][:10]} (`{BEFORE_BATCHING.name}`, one "
+            "JVM-Python crossing per event and about ten per order on the way back). After: this "
+            "run. Both events/CPU-s, the generator included.",
+            "",
+            _md_table(
+                [
+                    "scenario",
+                    "p",
+                    "before events/CPU-s",
+                    "after events/CPU-s",
+                    "after/before",
+                    "after events/s",
+                ],
+                rows,
+            ),
+        ]
+    )
 
 
 def _sink_verdict(results: dict) -> str:
@@ -212,30 +261,41 @@ def _sink_verdict(results: dict) -> str:
     jdbc = find(results, "sink_jdbc", 1, "aurora")
     if not (copy and sink):
         return ""
-    text = (f"The shipped COPY sink at p=1: {sink['events_per_s'] / copy['rows_per_s']:.2f}x raw "
-            f"COPY (target {TARGET_SINK_RATIO}x)")
+    text = (
+        f"The shipped COPY sink at p=1: {sink['events_per_s'] / copy['rows_per_s']:.2f}x raw "
+        f"COPY (target {TARGET_SINK_RATIO}x)"
+    )
     if jdbc:
-        text += (f"; {sink['events_per_s'] / jdbc['events_per_s']:.1f}x the JDBC upsert it "
-                 f"replaced")
+        text += f"; {sink['events_per_s'] / jdbc['events_per_s']:.1f}x the JDBC upsert it replaced"
     text += "."
     wider = find(results, "sink_copy", 2, "aurora")
-    staged = next((r for r in results.get("aurora", [])
-                   if r["method"].startswith("COPY into a temp table + plain INSERT")), None)
+    staged = next(
+        (
+            r
+            for r in results.get("aurora", [])
+            if r["method"].startswith("COPY into a temp table + plain INSERT")
+        ),
+        None,
+    )
     if wider and staged:
-        text += (f" What one writer does is bounded by its statement pair, COPY into the stage "
-                 f"then INSERT into `order_fct` ({staged['rows_per_s'] / copy['rows_per_s']:.2f}x "
-                 f"raw COPY from psycopg, above), less the sink's own row-to-text encoding; two "
-                 f"writers (p=2) reach {wider['events_per_s'] / copy['rows_per_s']:.2f}x.")
+        text += (
+            f" What one writer does is bounded by its statement pair, COPY into the stage "
+            f"then INSERT into `order_fct` ({staged['rows_per_s'] / copy['rows_per_s']:.2f}x "
+            f"raw COPY from psycopg, above), less the sink's own row-to-text encoding; two "
+            f"writers (p=2) reach {wider['events_per_s'] / copy['rows_per_s']:.2f}x."
+        )
     return text
 
 
 def _prices() -> str:
     p = cap.Prices()
-    return (f"KPU-hour ${p.kpu_hour}, shard-hour ${p.shard_hour}, PUT payload units "
-            f"${p.put_payload_units_per_million} per million, running storage "
-            f"${p.running_storage_gb_month}/GB-month x {p.storage_gb_per_kpu} GB per KPU, "
-            f"{p.hours_per_month:.0f} h/month (us-east-1 list prices; sources in "
-            f"`bench/capacity.py`)")
+    return (
+        f"KPU-hour ${p.kpu_hour}, shard-hour ${p.shard_hour}, PUT payload units "
+        f"${p.put_payload_units_per_million} per million, running storage "
+        f"${p.running_storage_gb_month}/GB-month x {p.storage_gb_per_kpu} GB per KPU, "
+        f"{p.hours_per_month:.0f} h/month (us-east-1 list prices; sources in "
+        f"`bench/capacity.py`)"
+    )
 
 
 def _e2e(results: dict) -> str:
@@ -245,29 +305,35 @@ def _e2e(results: dict) -> str:
     if "error" in e:
         return f"Failed: `{e['error'][:500]}`"
     put, drain = e["put_cpu"], e["drain_cpu"]
-    busiest = max((("moto", drain.get("moto_cores", 0)),
-                   ("PostgreSQL", drain.get("postgres_cores", 0)),
-                   ("the jobs' JVMs", drain.get("jvm_cores", 0)),
-                   ("the jobs' Python workers", drain.get("python_cores", 0))),
-                  key=lambda item: item[1])
-    return "\n".join([
-        f"* {e['orders']:,} orders ({e['records_sent']:,} records) put on `bench-orders` by "
-        f"`stack.generate.send_orders`: **{e['put_per_s']:,.0f} records/s** "
-        f"(moto {put.get('moto_cores', 0):.2f} cores, the putting client "
-        f"{put.get('tree_cores', 0):.2f}).",
-        f"* Both order jobs (real entry points, 4 shards, real sinks) draining them: "
-        f"**{e['drain_events_per_s']:,.0f} orders/s** end to end (10%-90% of `order_fct` "
-        f"rows, from the last 1 s poll below 10% to the first at 90%: "
-        f"{e['drain_window_s']} s; first row {e['first_row_after_start_s']} s after "
-        f"the jobs started); moto {drain.get('moto_cores', 0):.2f} cores, PostgreSQL "
-        f"{drain.get('postgres_cores', 0):.2f}, the jobs' JVMs {drain.get('jvm_cores', 0):.2f}"
-        f" and Python workers {drain.get('python_cores', 0):.2f}, others "
-        f"{drain.get('others_cores', 0):.2f}.",
-        f"* The limit: the busiest process during the drain is {busiest[0]} "
-        f"({busiest[1]:.2f} cores); with {results['machine']['nproc']} cores shared by "
-        f"moto, both jobs and PostgreSQL, the jobs' Python (one event per crossing, section 1) "
-        f"and moto's own per-record cost (the put rate above) bound what this stand-in shows.",
-    ])
+    busiest = max(
+        (
+            ("moto", drain.get("moto_cores", 0)),
+            ("PostgreSQL", drain.get("postgres_cores", 0)),
+            ("the jobs' JVMs", drain.get("jvm_cores", 0)),
+            ("the jobs' Python workers", drain.get("python_cores", 0)),
+        ),
+        key=lambda item: item[1],
+    )
+    return "\n".join(
+        [
+            f"* {e['orders']:,} orders ({e['records_sent']:,} records) put on `bench-orders` by "
+            f"`stack.generate.send_orders`: **{e['put_per_s']:,.0f} records/s** "
+            f"(moto {put.get('moto_cores', 0):.2f} cores, the putting client "
+            f"{put.get('tree_cores', 0):.2f}).",
+            f"* Both order jobs (real entry points, 4 shards, real sinks) draining them: "
+            f"**{e['drain_events_per_s']:,.0f} orders/s** end to end (10%-90% of `order_fct` "
+            f"rows, from the last 1 s poll below 10% to the first at 90%: "
+            f"{e['drain_window_s']} s; first row {e['first_row_after_start_s']} s after "
+            f"the jobs started); moto {drain.get('moto_cores', 0):.2f} cores, PostgreSQL "
+            f"{drain.get('postgres_cores', 0):.2f}, the jobs' JVMs {drain.get('jvm_cores', 0):.2f}"
+            f" and Python workers {drain.get('python_cores', 0):.2f}, others "
+            f"{drain.get('others_cores', 0):.2f}.",
+            f"* The limit: the busiest process during the drain is {busiest[0]} "
+            f"({busiest[1]:.2f} cores); with {results['machine']['nproc']} cores shared by "
+            f"moto, both jobs and PostgreSQL, the jobs' Python (one event per crossing, section 1) "
+            f"and moto's own per-record cost (the put rate above) bound what this stand-in shows.",
+        ]
+    )
 
 
 def _delay(results: dict) -> str:
@@ -279,62 +345,84 @@ def _delay(results: dict) -> str:
     # recorded by runs since the bound became the publisher's one setting
     bound = f" ({pub['bound_min']:g} min in this run)" if "bound_min" in pub else ""
     refresh = f" ({pub['late_refresh_s']:g} s)" if "late_refresh_s" in pub else ""
-    return "\n".join([
-        f"`hourly_delay`: `metrics_and_live` as shipped, sales generated with event time "
-        f"running ~{r['events_per_s'] / r.get('rate', 25):,.0f}x the wall clock "
-        f"({r['events_per_s']:,.0f} sales/s), so hours close every few seconds. For each of "
-        f"the {pub['hours_published']} hours published in the measured window: from the "
-        f"generator emitting the first sale {out_of_orderness:g} min past the hour's end "
-        f"(this run's `out_of_orderness_minutes`: the moment the watermark may pass it; the "
-        f"generator sends no POS progress markers, so none holds it) to the hour's first "
-        f"metric row leaving the job's windows: **p50 {pub['p50_s']:.2f} s, max "
-        f"{pub['max_s']:.2f} s** (at full load: queued records included).",
-        "",
-        f"Publication delay after the hour ends (event time = wall time in production): the "
-        f"watermark passes an hour's end once a sale `out_of_orderness_minutes` past it has "
-        f"come in and every POS store system has delivered up to it; a silent POS holds it "
-        f"at most `pos_wait_minutes`, and a quiet stream follows the wall clock after "
-        f"`idle_seconds`. So, when the job keeps up, an hour is first published at most "
-        f"`HourlySettings.bound` after its end{bound}: the longer of "
-        f"`out_of_orderness_minutes` and `pos_wait_minutes`, plus `idle_seconds` "
-        f"(`pizzastream.metrics.stream_closes_at`); the late-hour alarm holds every hour to "
-        f"it (`etl.freshness`). To that the pipeline adds the seconds measured above, the "
-        f"publisher's `late_refresh_seconds`{refresh} collecting the hour's rows, and up to "
-        f"{pub['checkpoint_interval_ms'] / 1000:g} s until the warehouse sink commits at the "
-        f"next checkpoint.",
-        "",
-        "How late hours really are depends on the POS: measured on the local stack with POS "
-        "batches 0, 14 and 40 minutes late and one POS silent, in "
-        "[hourly_metrics.md](hourly_metrics.md#publication-delay-corrections-the-alarm). Later "
-        "sales correct the hour in place: the stream's within `allowed_lateness_minutes`, the "
-        "hourly ETL's after (`run_batch` / `publish_hours`).",
-    ])
+    return "\n".join(
+        [
+            f"`hourly_delay`: `metrics_and_live` as shipped, sales generated with event time "
+            f"running ~{r['events_per_s'] / r.get('rate', 25):,.0f}x the wall clock "
+            f"({r['events_per_s']:,.0f} sales/s), so hours close every few seconds. For each of "
+            f"the {pub['hours_published']} hours published in the measured window: from the "
+            f"generator emitting the first sale {out_of_orderness:g} min past the hour's end "
+            f"(this run's `out_of_orderness_minutes`: the moment the watermark may pass it; the "
+            f"generator sends no POS progress markers, so none holds it) to the hour's first "
+            f"metric row leaving the job's windows: **p50 {pub['p50_s']:.2f} s, max "
+            f"{pub['max_s']:.2f} s** (at full load: queued records included).",
+            "",
+            f"Publication delay after the hour ends (event time = wall time in production): the "
+            f"watermark passes an hour's end once a sale `out_of_orderness_minutes` past it has "
+            f"come in and every POS store system has delivered up to it; a silent POS holds it "
+            f"at most `pos_wait_minutes`, and a quiet stream follows the wall clock after "
+            f"`idle_seconds`. So, when the job keeps up, an hour is first published at most "
+            f"`HourlySettings.bound` after its end{bound}: the longer of "
+            f"`out_of_orderness_minutes` and `pos_wait_minutes`, plus `idle_seconds` "
+            f"(`pizzastream.metrics.stream_closes_at`); the late-hour alarm holds every hour to "
+            f"it (`etl.freshness`). To that the pipeline adds the seconds measured above, the "
+            f"publisher's `late_refresh_seconds`{refresh} collecting the hour's rows, and up to "
+            f"{pub['checkpoint_interval_ms'] / 1000:g} s until the warehouse sink commits at the "
+            f"next checkpoint.",
+            "",
+            "How late hours really are depends on the POS: measured on the local stack with POS "
+            "batches 0, 14 and 40 minutes late and one POS silent, in "
+            "[hourly_metrics.md](hourly_metrics.md#publication-delay-corrections-the-alarm). Later "
+            "sales correct the hour in place: the stream's within `allowed_lateness_minutes`, the "
+            "hourly ETL's after (`run_batch` / `publish_hours`).",
+        ]
+    )
 
 
 def _profile(results: dict) -> str:
     p = results.get("profile")
     if not p:
         return "_not run_"
-    rows = [[name, f"{p[job]['us_per_event']}", f"{1e6 / p[job]['us_per_event']:,.0f}",
-             f"{p[job]['outputs_per_event']}", f"{p[job]['crossings_per_event']}"]
-            for name, job in (("order_batches.enrich_batch", "enrichment"),
-                              ("order_batches.ShardDesk.decide", "inventory"))]
+    rows = [
+        [
+            name,
+            f"{p[job]['us_per_event']}",
+            f"{1e6 / p[job]['us_per_event']:,.0f}",
+            f"{p[job]['outputs_per_event']}",
+            f"{p[job]['crossings_per_event']}",
+        ]
+        for name, job in (
+            ("order_batches.enrich_batch", "enrichment"),
+            ("order_batches.ShardDesk.decide", "inventory"),
+        )
+    ]
     json_costs = ", ".join(f"{k.removesuffix('_us')} {v}" for k, v in p["json"].items())
-    return "\n".join([
-        f"{p['events']:,} realistic orders (event time advancing at the planned peak), in "
-        "batches as the JVM makes them, CPU time, no Flink:",
-        "",
-        _md_table(["function", "µs/event", "events/CPU-s ceiling", "output lines/event",
-                   "crossings/event"], rows),
-        "",
-        f"* Stores written to state per event (inventory, a persist every 250,000 events and "
-        f"at the end): {p['inventory']['stores_persisted_per_event']}.",
-        f"* JSON (µs/record): {json_costs}.",
-    ])
+    return "\n".join(
+        [
+            f"{p['events']:,} realistic orders (event time advancing at the planned peak), in "
+            "batches as the JVM makes them, CPU time, no Flink:",
+            "",
+            _md_table(
+                [
+                    "function",
+                    "µs/event",
+                    "events/CPU-s ceiling",
+                    "output lines/event",
+                    "crossings/event",
+                ],
+                rows,
+            ),
+            "",
+            f"* Stores written to state per event (inventory, a persist every 250,000 events and "
+            f"at the end): {p['inventory']['stores_persisted_per_event']}.",
+            f"* JSON (µs/record): {json_costs}.",
+        ]
+    )
 
 
 def _findings(results: dict) -> str:
     """Why the targets are missed and what was fixed, each claim with the run's numbers."""
+
     def per_cpu(scenario, section, p=1, **extra):
         r = find(results, scenario, p, section, **extra)
         return r["events_per_cpu_s"] if r else None
@@ -345,18 +433,20 @@ def _findings(results: dict) -> str:
     profile = results.get("profile") or {}
     lines = ["### The order path against 50,000 events/s per core", ""]
     if chained and inventory and enrichment:
-        verdict = ("meets" if chained >= TARGET_ORDER_PATH_PER_CORE else "is below")
+        verdict = "meets" if chained >= TARGET_ORDER_PATH_PER_CORE else "is below"
         lines.append(
             f"* Measured at p=1: enrichment {enrichment:,.0f}, inventory {inventory:,.0f}, "
             f"chained {chained:,.0f} events/CPU-s: the chained path {verdict} the target "
             f"({chained / TARGET_ORDER_PATH_PER_CORE:.2f}x); the slower of the two, "
-            f"{'inventory' if inventory < enrichment else 'enrichment'}, sets the pace.")
+            f"{'inventory' if inventory < enrichment else 'enrichment'}, sets the pace."
+        )
     if cross_state:
         lines.append(
             f"* One crossing per event with one ValueState read and write, and no rules at "
             f"all, caps a keyed Python function at {cross_state:,.0f} events/CPU-s: the "
             f"order path now crosses once per batch (`OrderBatcher`, `StoreBatcher`) and "
-            f"answers with one result per batch that the JVM fans out (`BatchOutputs`).")
+            f"answers with one result per batch that the JVM fans out (`BatchOutputs`)."
+        )
     if profile.get("inventory") and inventory:
         python_us = profile["enrichment"]["us_per_event"] + profile["inventory"]["us_per_event"]
         lines.append(
@@ -365,7 +455,8 @@ def _findings(results: dict) -> str:
             f"{profile['inventory']['us_per_event']} µs (inventory) per event outside Flink "
             f"({1e6 / python_us:,.0f} events/CPU-s for both if nothing else cost); the "
             f"inventory core emits {profile['inventory']['outputs_per_event']} output lines "
-            f"per event, each a record the JVM builds and hands to a sink.")
+            f"per event, each a record the JVM builds and hands to a sink."
+        )
     hourly_ratio = ratio(results, "hourly_metrics", "hourly_sql")
     tumble_ratio = ratio(results, "hourly_metrics", "hourly_tumble_sql")
     lines += ["", "### hourly_metrics against its SQL baseline", ""]
@@ -375,36 +466,46 @@ def _findings(results: dict) -> str:
             f"over typed rows (`hourly_sql`, no JSON) it runs {_x(hourly_ratio)} (target "
             f"{TARGET_HOURLY_RATIO}x); what is left of the gap is reading the Kinesis text: "
             f"event time from `json_event_time` and one JSON decode per sale "
-            f"(`runtime.json_rows`, Flink's JSON format).")
+            f"(`runtime.json_rows`, Flink's JSON format)."
+        )
     if tumble_ratio is not None:
         lines.append(
             f"* Against a bare TUMBLE (`hourly_tumble_sql`) it runs {_x(tumble_ratio)}: that "
             f"gap is the contract's logic, not overhead (one deduplication of repeated order "
             f"ids, shared by both outputs: per-order state with a TTL and a shuffle by order "
             f"id; the live per-minute view: a changelog aggregate). Earlier versions of this "
-            f"report used the bare TUMBLE as the baseline, which is why they showed ~0.08x.")
+            f"report used the bare TUMBLE as the baseline, which is why they showed ~0.08x."
+        )
     lines += ["", "### What was fixed, measured in this run", ""]
-    before, after = find(results, "hourly_json_value", 1), find(results, "hourly_metrics", 1, "jobs")
+    before, after = (
+        find(results, "hourly_json_value", 1),
+        find(results, "hourly_metrics", 1, "jobs"),
+    )
     if before and after:
         lines.append(
             f"* hourly_metrics decodes each sale once in the JVM (`sales_table`) instead of "
             f"six `JSON_VALUE` calls per sale, each parsing the record again: "
             f"{before['events_per_cpu_s']:,.0f} -> {after['events_per_cpu_s']:,.0f} "
-            f"events/CPU-s ({after['events_per_cpu_s'] / before['events_per_cpu_s']:.2f}x).")
+            f"events/CPU-s ({after['events_per_cpu_s'] / before['events_per_cpu_s']:.2f}x)."
+        )
     for p in (1, 2):
-        two, one = (find(results, "hourly_two_dedups", p, "jobs"),
-                    find(results, "hourly_metrics", p, "jobs"))
+        two, one = (
+            find(results, "hourly_two_dedups", p, "jobs"),
+            find(results, "hourly_metrics", p, "jobs"),
+        )
         if two and one:
             lines.append(
                 f"* hourly_metrics deduplicates sales once for both outputs (before: a window "
                 f"dedup for the metrics and another for the live view, `hourly_two_dedups`), "
                 f"p={p}: {two['events_per_cpu_s']:,.0f} -> {one['events_per_cpu_s']:,.0f} "
-                f"events/CPU-s ({one['events_per_cpu_s'] / two['events_per_cpu_s']:.2f}x).")
+                f"events/CPU-s ({one['events_per_cpu_s'] / two['events_per_cpu_s']:.2f}x)."
+            )
     copy, jdbc = find(results, "sink_copy", 1, "aurora"), find(results, "sink_jdbc", 1, "aurora")
     if copy and jdbc:
         lines.append(
             f"* order_fct through the COPY sink instead of the JDBC upsert: "
-            f"{jdbc['events_per_s']:,.0f} -> {copy['events_per_s']:,.0f} rows/s at p=1.")
+            f"{jdbc['events_per_s']:,.0f} -> {copy['events_per_s']:,.0f} rows/s at p=1."
+        )
     return "\n".join(lines)
 
 
@@ -417,17 +518,21 @@ def _merged(results: dict) -> str:
     for p in (1, 2):
         fused, chained = find(results, "fused", p, "merged"), find(results, "chained", p, "jobs")
         if fused and chained and chained.get("events_per_cpu_s"):
-            lines.append(f"* p={p}: {_per_cpu(fused)} events/CPU-s against the chained jobs' "
-                         f"{_per_cpu(chained)}: "
-                         f"{fused['events_per_cpu_s'] / chained['events_per_cpu_s']:.2f}x.")
+            lines.append(
+                f"* p={p}: {_per_cpu(fused)} events/CPU-s against the chained jobs' "
+                f"{_per_cpu(chained)}: "
+                f"{fused['events_per_cpu_s'] / chained['events_per_cpu_s']:.2f}x."
+            )
     lines.append("")
-    lines.append("`bench.prototypes.fused_order_path`: the contract's orders keyed by store go "
-                 "straight into inventory_windowing's batcher (dedup on `order_id`) and one "
-                 "Python call per store batch validates and prices each order "
-                 "(`orders.accept`) and decides it against the stock (`ShardDesk`): no "
-                 "`orders-enriched` stream, no second batcher, shuffle or crossing. It still "
-                 "writes and re-reads the enriched JSON inside Python, which a merged job would "
-                 "not.")
+    lines.append(
+        "`bench.prototypes.fused_order_path`: the contract's orders keyed by store go "
+        "straight into inventory_windowing's batcher (dedup on `order_id`) and one "
+        "Python call per store batch validates and prices each order "
+        "(`orders.accept`) and decides it against the stock (`ShardDesk`): no "
+        "`orders-enriched` stream, no second batcher, shuffle or crossing. It still "
+        "writes and re-reads the enriched JSON inside Python, which a merged job would "
+        "not."
+    )
     return "\n".join(lines)
 
 
@@ -440,19 +545,25 @@ def _backend(results: dict) -> str:
     for r in runs:
         shipped = find(results, r["scenario"], r["parallelism"], "jobs")
         if shipped and shipped.get("events_per_cpu_s") and r.get("events_per_cpu_s"):
-            setting = ", ".join(f"{k}={v}" for k, v in sorted(r["tuning"].items())
-                                if k != "parallelism")
-            lines.append(f"* {r['scenario']} p={r['parallelism']} with {setting}: "
-                         f"{_per_cpu(r)} events/CPU-s against {_per_cpu(shipped)} as shipped "
-                         f"({r['events_per_cpu_s'] / shipped['events_per_cpu_s']:.2f}x).")
-    lines += ["", "MSF keeps every application's state in RocksDB (incremental snapshots); "
-              "the state backend changes only by a support case. The heap backend could not "
-              "hold these jobs' state at the planned peak anyway: inventory_windowing "
-              "remembers every order id for `Inventory.dedup_ttl_hours` (50 h: ~2 billion "
-              "ids at a billion events a day) and hourly_metrics every sale's order id for "
-              "`HourlyMetrics.dedup_ttl_minutes`. On RocksDB each event's deduplication is a "
-              "read and a write of the store, and each sale's hourly window one more; the "
-              "bare TUMBLE (`hourly_tumble_sql`) is the window table function, which folds "
-              "sales in memory and writes its state once per store and flush (a new watermark, a "
-              "checkpoint or a full buffer)."]
+            setting = ", ".join(
+                f"{k}={v}" for k, v in sorted(r["tuning"].items()) if k != "parallelism"
+            )
+            lines.append(
+                f"* {r['scenario']} p={r['parallelism']} with {setting}: "
+                f"{_per_cpu(r)} events/CPU-s against {_per_cpu(shipped)} as shipped "
+                f"({r['events_per_cpu_s'] / shipped['events_per_cpu_s']:.2f}x)."
+            )
+    lines += [
+        "",
+        "MSF keeps every application's state in RocksDB (incremental snapshots); "
+        "the state backend changes only by a support case. The heap backend could not "
+        "hold these jobs' state at the planned peak anyway: inventory_windowing "
+        "remembers every order id for `Inventory.dedup_ttl_hours` (50 h: ~2 billion "
+        "ids at a billion events a day) and hourly_metrics every sale's order id for "
+        "`HourlyMetrics.dedup_ttl_minutes`. On RocksDB each event's deduplication is a "
+        "read and a write of the store, and each sale's hourly window one more; the "
+        "bare TUMBLE (`hourly_tumble_sql`) is the window table function, which folds "
+        "sales in memory and writes its state once per store and flush (a new watermark, a "
+        "checkpoint or a full buffer).",
+    ]
     return "\n".join(lines)

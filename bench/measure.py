@@ -7,6 +7,7 @@ Python workers it starts) and of the whole machine at the same time, so a steady
 window yields both events/s and events per CPU-second: the number that sizes KPUs
 (1 KPU = 1 vCPU) and that the other engineers' tests sharing this machine disturb least.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -38,8 +39,13 @@ def machine() -> dict[str, object]:
                 break
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "cpu_model": model, "memory_gb": round(mem_gb, 1),
-            "python": platform.python_version(), "kernel": platform.release()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": round(mem_gb, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
 
 
 def load_average() -> tuple[float, float, float]:
@@ -54,15 +60,16 @@ def _proc_stat(pid: int) -> tuple[int, int, str] | None:
         return None
     # comm may contain spaces and parentheses: split after the last ')'
     close = text.rindex(")")
-    comm = text[text.index("(") + 1:close]
-    rest = text[close + 2:].split()
+    comm = text[text.index("(") + 1 : close]
+    rest = text[close + 2 :].split()
     return int(rest[1]), int(rest[11]) + int(rest[12]), comm
 
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 
@@ -94,15 +101,15 @@ def machine_cpu() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, all cores."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     values = [int(v) for v in fields]
-    idle = values[3] + values[4]          # idle + iowait
-    total = sum(values[:8])               # without guest time, already in user
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # without guest time, already in user
     return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
 
 
 @dataclass
 class CpuSample:
     t: float
-    tree: dict[str, float]      # CPU seconds by role, summed over live processes
+    tree: dict[str, float]  # CPU seconds by role, summed over live processes
     machine_busy: float
     machine_total: float
 
@@ -113,8 +120,10 @@ def stack_pids() -> dict[str, int]:
     from pizzastream.config import REPO_ROOT
 
     pids = {}
-    for role, path in (("postgres", REPO_ROOT / ".stack" / "pg" / "data" / "postmaster.pid"),
-                       ("moto", REPO_ROOT / ".stack" / "run" / "moto.pid")):
+    for role, path in (
+        ("postgres", REPO_ROOT / ".stack" / "pg" / "data" / "postmaster.pid"),
+        ("moto", REPO_ROOT / ".stack" / "run" / "moto.pid"),
+    ):
         try:
             pids[role] = int(path.read_text().split()[0])
         except (OSError, ValueError, IndexError):
@@ -129,7 +138,7 @@ def _waited_children_cpu(pid: int) -> float:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
-    rest = text[text.rindex(")") + 2:].split()
+    rest = text[text.rindex(")") + 2 :].split()
     return (int(rest[13]) + int(rest[14])) / CLOCK_TICKS
 
 
@@ -137,8 +146,9 @@ def _tree_cpu(root: int) -> float:
     """CPU seconds of ``root``, all its live descendants and its exited children."""
     own = _proc_stat(root)
     total = own[1] / CLOCK_TICKS if own else 0.0
-    return (total + _waited_children_cpu(root)
-            + sum(cpu for cpu, _ in descendants_cpu(root).values()))
+    return (
+        total + _waited_children_cpu(root) + sum(cpu for cpu, _ in descendants_cpu(root).values())
+    )
 
 
 @dataclass
@@ -197,8 +207,11 @@ class CpuSampler:
         span = t1 - t0
         a, b = self._at(t0), self._at(t1)
         roles = set(a) | set(b)
-        result = {role: (b.get(role, 0.0) - a.get(role, 0.0)) / span for role in roles
-                  if role not in ("_busy", "_total")}
+        result = {
+            role: (b.get(role, 0.0) - a.get(role, 0.0)) / span
+            for role in roles
+            if role not in ("_busy", "_total")
+        }
         tree = sum(v for k, v in result.items() if not k.startswith("w_"))
         watched = sum(v for k, v in result.items() if k.startswith("w_"))
         machine_busy = (b["_busy"] - a["_busy"]) / span

@@ -10,6 +10,7 @@ machine inflates the numbers less than wall time would). The inventory desk pers
 ``persist_every`` events (a 5-second checkpoint at 50,000 events/s) and at the end. ``python -m bench.profile`` prints the top
 functions (cProfile).
 """
+
 from __future__ import annotations
 
 import cProfile
@@ -18,21 +19,21 @@ import json
 import pstats
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pizzastream import batches
 from pizzastream.catalog import Catalog
 from pizzastream.order_batches import ORDER, RESTOCK, ShardDesk, enrich_batch
+from pizzastream.orders import EnrichedOrder, OrderRules, enrich, format_event_time
 from pizzastream.replenishment import HistoryWindow, policies_from_reference_data
 from pizzastream.ticks import tick_records
-from pizzastream.orders import EnrichedOrder, OrderRules, enrich, format_event_time
 from simulation.traffic import OrderTraffic
 
-BATCH = 1000             # OrderPath.batch_max_records
-SHARDS = 32              # OrderPath.store_shards
+BATCH = 1000  # OrderPath.batch_max_records
+SHARDS = 32  # OrderPath.store_shards
 
 
-PEAK_EVENTS_PER_S = 350_000     # bench.scenarios.DEFAULT_RATE
+PEAK_EVENTS_PER_S = 350_000  # bench.scenarios.DEFAULT_RATE
 
 
 def raw_orders(n: int, props) -> list[bytes]:
@@ -40,7 +41,7 @@ def raw_orders(n: int, props) -> list[bytes]:
     the benchmark's in-job generator makes them (a store's events are then as close in
     event time as in production at peak)."""
     rules = OrderRules.from_properties(props["OrderRules"])
-    start = datetime.now(timezone.utc) - timedelta(hours=8, minutes=1)
+    start = datetime.now(UTC) - timedelta(hours=8, minutes=1)
     traffic = OrderTraffic(rules, start, bad_share=0.0, seed=11)
     first_ms = int(time.time() * 1000) - 3_600_000
     out = []
@@ -70,7 +71,7 @@ def _lines(result: str) -> int:
 def time_enrichment(props, raw: list[bytes], batch: int = BATCH) -> dict:
     rules = OrderRules.from_properties(props["OrderRules"])
     catalog = Catalog.from_reference_data()
-    framed = [batches.frame_raw_records(raw[i:i + batch]) for i in range(0, len(raw), batch)]
+    framed = [batches.frame_raw_records(raw[i : i + batch]) for i in range(0, len(raw), batch)]
     now = int(time.time() * 1000)
     outputs = 0
     start = time.process_time()
@@ -78,13 +79,16 @@ def time_enrichment(props, raw: list[bytes], batch: int = BATCH) -> dict:
         result, letters = enrich_batch(blob, catalog, rules, now)
         outputs += _lines(result) + len(letters)
     elapsed = time.process_time() - start
-    return {"us_per_event": round(elapsed / len(raw) * 1e6, 2),
-            "outputs_per_event": round(outputs / len(raw), 2),
-            "crossings_per_event": round(2 * len(framed) / len(raw), 4)}
+    return {
+        "us_per_event": round(elapsed / len(raw) * 1e6, 2),
+        "outputs_per_event": round(outputs / len(raw), 2),
+        "crossings_per_event": round(2 * len(framed) / len(raw), 4),
+    }
 
 
-def shard_batches(tagged: list[tuple[str, bytes]], batch: int, persist_every: int
-                  ) -> list[tuple[str, bytes]]:
+def shard_batches(
+    tagged: list[tuple[str, bytes]], batch: int, persist_every: int
+) -> list[tuple[str, bytes]]:
     """The records as ``StoreBatcher`` batches: per shard (``store % SHARDS``), at most
     ``batch`` records, every shard's pending records flushed, the last with the persist
     flag, each ``persist_every`` records (a checkpoint)."""
@@ -118,11 +122,17 @@ def prepared_desk(tagged: list[tuple[str, bytes]]) -> ShardDesk:
     opening: dict[int, dict[int, int]] = defaultdict(dict)
     for level in reference_data.initial_inventory():
         opening[level.store_id][level.ingredient_id] = level.on_hand
-    desk = ShardDesk(lambda: catalog, lambda: policies, lambda store: opening[store],
-                     lambda store, first_ms, end_ms: (), HistoryWindow())
+    desk = ShardDesk(
+        lambda: catalog,
+        lambda: policies,
+        lambda store: opening[store],
+        lambda store, first_ms, end_ms: (),
+        HistoryWindow(),
+    )
     first_ms = min(json.loads(data)["t"] for _, data in tagged)
-    ticks = [(RESTOCK, key, data) for key, data in
-             tick_records({int(k) for k, _ in tagged}, first_ms)]
+    ticks = [
+        (RESTOCK, key, data) for key, data in tick_records({int(k) for k, _ in tagged}, first_ms)
+    ]
     by_shard: dict[str, list] = defaultdict(list)
     for tick in ticks:
         by_shard[f"shard-{int(tick[1]) % SHARDS}"].append(tick)
@@ -131,8 +141,12 @@ def prepared_desk(tagged: list[tuple[str, bytes]]) -> ShardDesk:
     return desk
 
 
-def time_inventory(tagged: list[tuple[str, bytes]], batch: int = 50,
-                   persist_every: int = 250_000, desk: ShardDesk | None = None) -> dict:
+def time_inventory(
+    tagged: list[tuple[str, bytes]],
+    batch: int = 50,
+    persist_every: int = 250_000,
+    desk: ShardDesk | None = None,
+) -> dict:
     desk = desk or prepared_desk(tagged)
     framed = shard_batches(tagged, batch, persist_every)
     outputs = saved = 0
@@ -143,10 +157,12 @@ def time_inventory(tagged: list[tuple[str, bytes]], batch: int = 50,
         saved += len(stored)
     elapsed = time.process_time() - start
     n = len(tagged)
-    return {"us_per_event": round(elapsed / n * 1e6, 2),
-            "outputs_per_event": round(outputs / n, 2),
-            "crossings_per_event": round(2 * len(framed) / n, 4),
-            "stores_persisted_per_event": round(saved / n, 4)}
+    return {
+        "us_per_event": round(elapsed / n * 1e6, 2),
+        "outputs_per_event": round(outputs / n, 2),
+        "crossings_per_event": round(2 * len(framed) / n, 4),
+        "stores_persisted_per_event": round(saved / n, 4),
+    }
 
 
 def profile(call, top: int = 25) -> str:

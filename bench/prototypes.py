@@ -1,6 +1,7 @@
 """What PyFlink itself costs, measured next to the jobs: the JVM-Python crossing alone,
 with no rules (``cross_*``), one crossing per event as the order path had before it
 crossed once per batch (docs/benchmarks.md). Nothing here is used by the jobs."""
+
 from __future__ import annotations
 
 from pyflink.common import Row, Types
@@ -16,6 +17,7 @@ TAGGED_RECORD = Types.ROW([Types.STRING(), RAW])
 
 # ------------------------------------------------------------------ the crossing alone
 
+
 class _Passthrough(ProcessFunction):
     def process_element(self, value, ctx):
         yield value
@@ -28,7 +30,8 @@ class _KeyedPassthrough(KeyedProcessFunction):
     def open(self, runtime_context):
         if self._use_state:
             self._state = runtime_context.get_state(
-                ValueStateDescriptor("n", Types.PICKLED_BYTE_ARRAY()))
+                ValueStateDescriptor("n", Types.PICKLED_BYTE_ARRAY())
+            )
 
     def process_element(self, value, ctx):
         key = ctx.get_current_key()
@@ -46,12 +49,15 @@ def passthrough(raw: DataStream) -> DataStream:
 def keyed_passthrough(tagged: DataStream, state: bool) -> DataStream:
     from jobs import runtime
 
-    return (runtime.key_by_store(tagged, TAGGED_RECORD)
-            .process(_KeyedPassthrough(state), output_type=KEYED_RECORD)
-            .name("keyed-passthrough"))
+    return (
+        runtime.key_by_store(tagged, TAGGED_RECORD)
+        .process(_KeyedPassthrough(state), output_type=KEYED_RECORD)
+        .name("keyed-passthrough")
+    )
 
 
 # ------------------------------------------------------------------ one job for the order path
+
 
 def fused_order_path(records: DataStream, props: Props):
     """Both order jobs' work in one keyed Python call per store batch: the contract's
@@ -65,8 +71,12 @@ def fused_order_path(records: DataStream, props: Props):
     valid orders; a merged job would give it enrichment's status and dead letter)."""
     from jobs import inventory_windowing as job
 
-    return job.decide_orders(records, props, desk=_FusedDesk(props),
-                             event_id_fields={job.ORDER: "order_id", job.RESTOCK: "event_id"})
+    return job.decide_orders(
+        records,
+        props,
+        desk=_FusedDesk(props),
+        event_id_fields={job.ORDER: "order_id", job.RESTOCK: "event_id"},
+    )
 
 
 def _fused_desk_class():
@@ -84,7 +94,8 @@ def _fused_desk_class():
             super().open(runtime_context)
             self._rules = OrderRules.from_properties(self._props["OrderRules"])
             self._prices = aurora.Refreshing(
-                lambda: Catalog.from_rows(*aurora.catalog_rows(self._props)), 30.0)
+                lambda: Catalog.from_rows(*aurora.catalog_rows(self._props)), 30.0
+            )
 
         def process_element(self, batch, ctx):
             raw = bytes(batch)
@@ -97,7 +108,8 @@ def _fused_desk_class():
                 if order is not None:
                     enriched.append((ORDER, key, order[1].encode()))
             yield from super().process_element(
-                batches.frame_store_records(enriched, persist, batches.batch_epoch(raw)), ctx)
+                batches.frame_store_records(enriched, persist, batches.batch_epoch(raw)), ctx
+            )
 
     return FusedDesk
 

@@ -1,4 +1,5 @@
 """Tables and docs/benchmarks.md from the raw results of ``python -m bench``."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,16 +8,28 @@ from bench import capacity as cap
 
 # which generator format feeds each scenario (for the generator's own cost)
 INPUT_FORMAT = {
-    "enrichment": "raw", "chained": "raw", "enrichment_sql": "raw", "chained_sql": "raw",
+    "enrichment": "raw",
+    "chained": "raw",
+    "enrichment_sql": "raw",
+    "chained_sql": "raw",
     "cross_stateless": "raw",
-    "inventory": "tagged", "inventory_sql": "tagged", "cross_keyed": "tagged",
+    "inventory": "tagged",
+    "inventory_sql": "tagged",
+    "cross_keyed": "tagged",
     "cross_keyed_state": "tagged",
-    "hourly_tumble_sql": "sale", "hourly_metrics": "sale_text", "hourly_sql": "sale_row",
-    "hourly_json_value": "sale_text", "hourly_delay": "sale_text",
+    "hourly_tumble_sql": "sale",
+    "hourly_metrics": "sale_text",
+    "hourly_sql": "sale_row",
+    "hourly_json_value": "sale_text",
+    "hourly_delay": "sale_text",
     "hourly_two_dedups": "sale_text",
 }
-SQL_OF = {"enrichment": "enrichment_sql", "inventory": "inventory_sql",
-          "chained": "chained_sql", "hourly_metrics": "hourly_sql"}
+SQL_OF = {
+    "enrichment": "enrichment_sql",
+    "inventory": "inventory_sql",
+    "chained": "chained_sql",
+    "hourly_metrics": "hourly_sql",
+}
 TARGET_ORDER_PATH_PER_CORE = 50_000
 TARGET_HOURLY_RATIO = 0.8
 TARGET_SINK_RATIO = 0.7
@@ -26,8 +39,14 @@ def _ok(results: dict) -> list[dict]:
     return [r for r in results.get("flink", []) if not r.get("error")]
 
 
-def find(results: dict, scenario: str, p: int = 1, section: str | None = None,
-         tuning: dict | None = None, **extra) -> dict | None:
+def find(
+    results: dict,
+    scenario: str,
+    p: int = 1,
+    section: str | None = None,
+    tuning: dict | None = None,
+    **extra,
+) -> dict | None:
     """The first successful run of ``scenario`` at ``p`` (in ``section``, with exactly
     ``tuning`` beyond parallelism, and the given extra spec values)."""
     for r in _ok(results):
@@ -35,8 +54,10 @@ def find(results: dict, scenario: str, p: int = 1, section: str | None = None,
             continue
         if section and r.get("section") != section:
             continue
-        if tuning is not None and {k: v for k, v in r["tuning"].items()
-                                   if k != "parallelism"} != tuning:
+        if (
+            tuning is not None
+            and {k: v for k, v in r["tuning"].items() if k != "parallelism"} != tuning
+        ):
             continue
         if any(r.get(k) != v for k, v in extra.items()):
             continue
@@ -49,8 +70,9 @@ def generator_us(results: dict) -> dict[str, float]:
     out = {}
     for r in _ok(results):
         if r["scenario"].startswith("generator_") and r["events_per_s"]:
-            out[r["scenario"].removeprefix("generator_")] = \
+            out[r["scenario"].removeprefix("generator_")] = (
                 r["cpu"]["tree_cores"] / r["events_per_s"] * 1e6
+            )
     return out
 
 
@@ -68,28 +90,47 @@ def one_line(r: dict) -> str:
     if r.get("error"):
         return f"ERROR {r['error'][:300]}"
     cpu = r["cpu"]
-    return (f"{r['events_per_s']:>11,.0f} ev/s  {r['events_per_cpu_s'] or 0:>11,.0f} ev/cpu-s  "
-            f"cores {cpu['tree_cores']:.2f} (jvm {cpu.get('jvm_cores', 0):.2f} "
-            f"py {cpu.get('python_cores', 0):.2f})  others {cpu['others_cores']:.2f}  "
-            f"load {r['load_before'][0]:.1f}")
+    return (
+        f"{r['events_per_s']:>11,.0f} ev/s  {r['events_per_cpu_s'] or 0:>11,.0f} ev/cpu-s  "
+        f"cores {cpu['tree_cores']:.2f} (jvm {cpu.get('jvm_cores', 0):.2f} "
+        f"py {cpu.get('python_cores', 0):.2f})  others {cpu['others_cores']:.2f}  "
+        f"load {r['load_before'][0]:.1f}"
+    )
 
 
 def _row(results: dict, r: dict) -> list[str]:
     cpu = r["cpu"]
     op = operator_per_core(results, r)
-    tuning = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["tuning"].items()
-                       if k != "parallelism")
+    tuning = ", ".join(
+        f"{k.split('.')[-1]}={v}" for k, v in r["tuning"].items() if k != "parallelism"
+    )
     extra = ", ".join(f"{k}={r[k]}" for k in ("pyflink_side_outputs", "stores") if k in r)
-    return [r["scenario"], str(r["parallelism"]), "; ".join(filter(None, (tuning, extra))) or "-",
-            f"{r['events_per_s']:,.0f}", f"{cpu['tree_cores']:.2f}",
-            f"{r['events_per_cpu_s']:,.0f}" if r["events_per_cpu_s"] else "-",
-            f"{op:,.0f}" if op else "-",
-            f"{cpu.get('jvm_cores', 0):.2f} / {cpu.get('python_cores', 0):.2f}",
-            f"{cpu['others_cores']:.2f}", f"{r['load_before'][0]:.1f}"]
+    return [
+        r["scenario"],
+        str(r["parallelism"]),
+        "; ".join(filter(None, (tuning, extra))) or "-",
+        f"{r['events_per_s']:,.0f}",
+        f"{cpu['tree_cores']:.2f}",
+        f"{r['events_per_cpu_s']:,.0f}" if r["events_per_cpu_s"] else "-",
+        f"{op:,.0f}" if op else "-",
+        f"{cpu.get('jvm_cores', 0):.2f} / {cpu.get('python_cores', 0):.2f}",
+        f"{cpu['others_cores']:.2f}",
+        f"{r['load_before'][0]:.1f}",
+    ]
 
 
-HEADER = ["scenario", "p", "settings", "events/s", "cores used", "events/CPU-s",
-          "operators/CPU-s", "JVM / Python cores", "others' cores", "load"]
+HEADER = [
+    "scenario",
+    "p",
+    "settings",
+    "events/s",
+    "cores used",
+    "events/CPU-s",
+    "operators/CPU-s",
+    "JVM / Python cores",
+    "others' cores",
+    "load",
+]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -99,23 +140,30 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _text_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+        for i, h in enumerate(header)
+    ]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-                     + [fmt.format(*row) for row in rows])
+    return "\n".join(
+        [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+        + [fmt.format(*row) for row in rows]
+    )
 
 
 def table(results: dict) -> str:
     rows = [_row(results, r) for r in _ok(results)]
-    text = _text_table(["section", *HEADER],
-                       [[r.get("section", ""), *row] for r, row in zip(_ok(results), rows)])
+    text = _text_table(
+        ["section", *HEADER], [[r.get("section", ""), *row] for r, row in zip(_ok(results), rows)]
+    )
     for r in results.get("aurora", []):
         text += f"\n{r['method']}: {r['rows_per_s']:,.0f} rows/s"
     if results.get("e2e") and "drain_events_per_s" in results["e2e"]:
         e = results["e2e"]
-        text += (f"\nend to end via moto: put {e['put_per_s']:,.0f} records/s, "
-                 f"drain {e['drain_events_per_s']:,.0f} orders/s")
+        text += (
+            f"\nend to end via moto: put {e['put_per_s']:,.0f} records/s, "
+            f"drain {e['drain_events_per_s']:,.0f} orders/s"
+        )
     return text
 
 
@@ -135,10 +183,17 @@ def ratios(results: dict) -> list[list[str]]:
             a, b = find(results, job, p, "jobs"), find(results, sql, p, "sql")
             if not a or not b:
                 continue
-            rows.append([job, sql, str(p), f"{a['events_per_s']:,.0f}",
-                         f"{b['events_per_s']:,.0f}",
-                         f"{a['events_per_s'] / b['events_per_s']:.2f}",
-                         f"{ratio(results, job, sql, p):.2f}"])
+            rows.append(
+                [
+                    job,
+                    sql,
+                    str(p),
+                    f"{a['events_per_s']:,.0f}",
+                    f"{b['events_per_s']:,.0f}",
+                    f"{a['events_per_s'] / b['events_per_s']:.2f}",
+                    f"{ratio(results, job, sql, p):.2f}",
+                ]
+            )
     return rows
 
 
@@ -146,30 +201,47 @@ def sink_rows(results: dict) -> list[list[str]]:
     copy = next((r for r in results.get("aurora", []) if r["method"] == "raw COPY"), None)
     rows = []
     for r in results.get("aurora", []):
-        rows.append([r["method"], "-", f"{r['rows_per_s']:,.0f}",
-                     f"{r['rows_per_s'] / copy['rows_per_s']:.2f}" if copy else "-",
-                     f"{r['cpu'].get('postgres_cores', 0):.2f}"])
+        rows.append(
+            [
+                r["method"],
+                "-",
+                f"{r['rows_per_s']:,.0f}",
+                f"{r['rows_per_s'] / copy['rows_per_s']:.2f}" if copy else "-",
+                f"{r['cpu'].get('postgres_cores', 0):.2f}",
+            ]
+        )
     for r in _ok(results):
         if r.get("section") == "aurora":
-            name = {"sink_copy": "sink_copy (shipped: aurora.copy_upsert_sink)",
-                    "sink_jdbc": "sink_jdbc (replaced: aurora.upsert_rows)"}.get(
-                        r["scenario"], r["scenario"])
-            rows.append([name, str(r["parallelism"]), f"{r['events_per_s']:,.0f}",
-                         f"{r['events_per_s'] / copy['rows_per_s']:.2f}" if copy else "-",
-                         f"{r['cpu'].get('postgres_cores', 0):.2f}"])
+            name = {
+                "sink_copy": "sink_copy (shipped: aurora.copy_upsert_sink)",
+                "sink_jdbc": "sink_jdbc (replaced: aurora.upsert_rows)",
+            }.get(r["scenario"], r["scenario"])
+            rows.append(
+                [
+                    name,
+                    str(r["parallelism"]),
+                    f"{r['events_per_s']:,.0f}",
+                    f"{r['events_per_s'] / copy['rows_per_s']:.2f}" if copy else "-",
+                    f"{r['cpu'].get('postgres_cores', 0):.2f}",
+                ]
+            )
     return rows
 
 
 def measured_rates(results: dict) -> dict[str, float | None]:
     """Per-core rates (events per CPU-second, generator included as a stand-in for the
     Kinesis source's own decoding) of the jobs as shipped, p=1."""
+
     def rate(scenario, section):
         r = find(results, scenario, 1, section)
         return r["events_per_cpu_s"] if r else None
 
     hourly = rate("hourly_metrics", "jobs")
-    return {"enrichment": rate("enrichment", "jobs"), "inventory": rate("inventory", "jobs"),
-            "hourly": hourly}
+    return {
+        "enrichment": rate("enrichment", "jobs"),
+        "inventory": rate("inventory", "jobs"),
+        "hourly": hourly,
+    }
 
 
 def capacity(results: dict) -> dict:
@@ -177,10 +249,19 @@ def capacity(results: dict) -> dict:
     out: dict[str, Any] = {"rates": rates}
     load = cap.planned_peak()
     if all(rates.values()):
-        measured = cap.plan(load, cap.jobs_at(rates["enrichment"], rates["inventory"],  # type: ignore[arg-type]  # all set
-                                              rates["hourly"]))  # type: ignore[arg-type]
-        out["measured"] = {"kpus": {j.name: j.billed_kpus for j in measured.jobs},
-                           "shards": measured.shards, "monthly": measured.monthly_cost()}
+        measured = cap.plan(
+            load,
+            cap.jobs_at(
+                rates["enrichment"],  # type: ignore[arg-type]  # all set
+                rates["inventory"],  # type: ignore[arg-type]  # all set
+                rates["hourly"],  # type: ignore[arg-type]  # all set
+            ),
+        )
+        out["measured"] = {
+            "kpus": {j.name: j.billed_kpus for j in measured.jobs},
+            "shards": measured.shards,
+            "monthly": measured.monthly_cost(),
+        }
     return out
 
 
@@ -190,17 +271,27 @@ def capacity_text(results: dict) -> str:
     parts = []
     if all(rates.values()):
         parts.append("== planned peak, at the measured per-core rates")
-        parts.append(cap.format_plan(cap.plan(load, cap.jobs_at(
-            rates["enrichment"], rates["inventory"], rates["hourly"]))))  # type: ignore[arg-type]  # all set
-    target = cap.jobs_at(2 * TARGET_ORDER_PATH_PER_CORE, 2 * TARGET_ORDER_PATH_PER_CORE,
-                         rates["hourly"] or 200_000)   # hourly_metrics: as measured
-    parts.append("== planned peak, at the target rates (order path 50,000 events/core-s: "
-                 "100,000 per job)")
+        parts.append(
+            cap.format_plan(
+                cap.plan(
+                    load,
+                    cap.jobs_at(rates["enrichment"], rates["inventory"], rates["hourly"]),  # type: ignore[arg-type]  # all set
+                )
+            )
+        )
+    target = cap.jobs_at(
+        2 * TARGET_ORDER_PATH_PER_CORE, 2 * TARGET_ORDER_PATH_PER_CORE, rates["hourly"] or 200_000
+    )  # hourly_metrics: as measured
+    parts.append(
+        "== planned peak, at the target rates (order path 50,000 events/core-s: 100,000 per job)"
+    )
     parts.append(cap.format_plan(cap.plan(load, target)))
     parts.append("== the same, the pipeline's own streams carrying 10 events per record")
     parts.append(cap.format_plan(cap.plan(load, target, internal_events_per_record=10)))
-    parts.append("== the same, every stream aggregating each store's events (KPL's 100 ms "
-                 "linger, records up to 1 MB)")
+    parts.append(
+        "== the same, every stream aggregating each store's events (KPL's 100 ms "
+        "linger, records up to 1 MB)"
+    )
     parts.append(cap.format_plan(cap.plan(load, target, aggregation=cap.Aggregation())))
     seeded = cap.planned_peak(cap.reference_weights())
     parts.append("== the same, the seeded stores' weights (80/20 and +-50% within each group)")

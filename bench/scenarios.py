@@ -7,6 +7,7 @@ rate is the rate of the slowest operator. Outputs go to discarding sinks through
 side outputs the jobs' ``build`` functions use (``runtime.side_output``), so the measured
 work is the jobs' work minus Kinesis, Redis and the database.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,10 +18,10 @@ from pyflink.java_gateway import get_gateway
 
 from bench import benchdb, sql
 
-OUTPUT_COUNT = "out"            # progress name of counted outputs
+OUTPUT_COUNT = "out"  # progress name of counted outputs
 COUNT_OUTPUTS = {"count": OUTPUT_COUNT}
-DEFAULT_RATE = 350_000          # simulated traffic: event time advances at the planned peak
-DEFAULT_LAG_MS = 3_600_000      # first event time an hour ago: valid for the order rules
+DEFAULT_RATE = 350_000  # simulated traffic: event time advances at the planned peak
+DEFAULT_LAG_MS = 3_600_000  # first event time an hour ago: valid for the order rules
 
 
 class Context:
@@ -65,17 +66,24 @@ class Context:
             j_ids[i] = pid
             j_prices[i] = cents
         orders = jvm.pizzastream.flink.bench.SyntheticOrders(
-            j_cum, j_ids, j_prices, self.spec.get("run_tag", "0"))
-        source = jvm.org.apache.flink.api.connector.source.lib.NumberSequenceSource(0, 2 ** 62)
+            j_cum, j_ids, j_prices, self.spec.get("run_tag", "0")
+        )
+        source = jvm.org.apache.flink.api.connector.source.lib.NumberSequenceSource(0, 2**62)
         watermarks = jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy.noWatermarks()
         j_numbers = self.env._j_stream_execution_environment.fromSource(
-            source, watermarks, "sequence")
+            source, watermarks, "sequence"
+        )
         generator = jvm.pizzastream.flink.bench.OrderGenerator(
-            orders, fmt, float(self.spec.get("rate", DEFAULT_RATE)),
-            int(self.spec.get("lag_ms", DEFAULT_LAG_MS)), self.progress_dir, self.progress_name)
+            orders,
+            fmt,
+            float(self.spec.get("rate", DEFAULT_RATE)),
+            int(self.spec.get("lag_ms", DEFAULT_LAG_MS)),
+            self.progress_dir,
+            self.progress_name,
+        )
         j_orders = j_numbers.flatMap(
-            generator, jvm.pizzastream.flink.bench.OrderGenerator.typeOf(fmt)).name(
-            f"generate-{fmt}")
+            generator, jvm.pizzastream.flink.bench.OrderGenerator.typeOf(fmt)
+        ).name(f"generate-{fmt}")
         return DataStream(j_orders)
 
     def count_and_discard(self, stream: DataStream) -> None:
@@ -100,8 +108,8 @@ class Context:
 class Scenario:
     build: Callable[[Context], dict | None]
     description: str
-    kind: str           # "generator", "python", "sql" or "prototype"
-    job: str            # which job it stands for: enrichment, inventory, chained, hourly
+    kind: str  # "generator", "python", "sql" or "prototype"
+    job: str  # which job it stands for: enrichment, inventory, chained, hourly
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -111,21 +119,33 @@ def scenario(name: str, description: str, kind: str, job: str):
     def register(build):
         SCENARIOS[name] = Scenario(build, description, kind, job)
         return build
+
     return register
 
 
 # ------------------------------------------------------------------ generator alone
 
-for _fmt, _job in (("raw", "enrichment"), ("tagged", "inventory"), ("sale", "hourly"),
-                   ("sale_text", "hourly"), ("sale_row", "hourly")):
+for _fmt, _job in (
+    ("raw", "enrichment"),
+    ("tagged", "inventory"),
+    ("sale", "hourly"),
+    ("sale_text", "hourly"),
+    ("sale_row", "hourly"),
+):
+
     def _generator_only(ctx: Context, fmt=_fmt):
         ctx.discard(ctx.generator(fmt))
+
     SCENARIOS[f"generator_{_fmt}"] = Scenario(
-        _generator_only, f"in-job generator ({_fmt}) into a discarding sink: its own cost",
-        "generator", _job)
+        _generator_only,
+        f"in-job generator ({_fmt}) into a discarding sink: its own cost",
+        "generator",
+        _job,
+    )
 
 
 # ------------------------------------------------------------------ the jobs
+
 
 def enrichment_outputs(ctx: Context, outputs, main: bool = True) -> None:
     """Every output of ``order_enrichment.enrich_orders`` into a discarding sink, the
@@ -142,10 +162,18 @@ def inventory_outputs(ctx: Context, decisions) -> None:
     from jobs import inventory_windowing as job
 
     ctx.count_and_discard(decisions.statuses)
-    for stream in (decisions.status_commands, decisions.sales, decisions.pos_orders,
-                   decisions.deliveries, decisions.supplier_orders, decisions.facts,
-                   decisions.supplier_order_rows, decisions.alerts, decisions.levels,
-                   decisions.dead_letters):
+    for stream in (
+        decisions.status_commands,
+        decisions.sales,
+        decisions.pos_orders,
+        decisions.deliveries,
+        decisions.supplier_orders,
+        decisions.facts,
+        decisions.supplier_order_rows,
+        decisions.alerts,
+        decisions.levels,
+        decisions.dead_letters,
+    ):
         ctx.discard(stream)
     ctx.discard(job.inventory_cache_commands(ctx.t_env, decisions.levels))
     ctx.discard(job.stockout_cache_commands(ctx.t_env, decisions.alerts))
@@ -173,13 +201,18 @@ def _chained(ctx: Context):
 
     enrichment = order_enrichment.enrich_orders(ctx.generator("raw"), ctx.props)
     enrichment_outputs(ctx, enrichment, main=False)
-    tagged = ctx.java(enrichment.enriched, ctx.jvm.pizzastream.flink.bench.KeyedToTagged(),
-                      ctx.jvm.pizzastream.flink.KeyedRawRecordSchema.TYPE, "keyed-to-tagged")
+    tagged = ctx.java(
+        enrichment.enriched,
+        ctx.jvm.pizzastream.flink.bench.KeyedToTagged(),
+        ctx.jvm.pizzastream.flink.KeyedRawRecordSchema.TYPE,
+        "keyed-to-tagged",
+    )
     inventory_outputs(ctx, inventory_windowing.decide_orders(tagged, ctx.props))
     return COUNT_OUTPUTS
 
 
 # ------------------------------------------------------------------ pure SQL equivalents
+
 
 def _sql_job(ctx: Context) -> None:
     """What a pure-SQL job would run with: records handed between chained operators without
@@ -188,15 +221,20 @@ def _sql_job(ctx: Context) -> None:
     ctx.env.get_config().enable_object_reuse()
 
 
-@scenario("enrichment_sql", "order_enrichment's parse/validate/price in Flink SQL", "sql",
-          "enrichment")
+@scenario(
+    "enrichment_sql", "order_enrichment's parse/validate/price in Flink SQL", "sql", "enrichment"
+)
 def _enrichment_sql(ctx: Context):
     _sql_job(ctx)
     sql.enrichment(ctx, ctx.generator("raw"))
 
 
-@scenario("inventory_sql", "inventory_windowing's dedup + per-store state in Flink SQL",
-          "sql", "inventory")
+@scenario(
+    "inventory_sql",
+    "inventory_windowing's dedup + per-store state in Flink SQL",
+    "sql",
+    "inventory",
+)
 def _inventory_sql(ctx: Context):
     _sql_job(ctx)
     sql.inventory(ctx, ctx.generator("tagged"))
@@ -208,46 +246,71 @@ def _chained_sql(ctx: Context):
     sql.chained(ctx, ctx.generator("raw"))
 
 
-@scenario("hourly_sql", "hourly_metrics' own SQL (metric_sql + LIVE_SQL) over sales generated "
-          "as typed rows, watermark in SQL: the same logic in pure SQL, no JSON", "sql", "hourly")
+@scenario(
+    "hourly_sql",
+    "hourly_metrics' own SQL (metric_sql + LIVE_SQL) over sales generated "
+    "as typed rows, watermark in SQL: the same logic in pure SQL, no JSON",
+    "sql",
+    "hourly",
+)
 def _hourly_sql(ctx: Context):
     from bench import hourly
 
     return hourly.build_typed(ctx)
 
 
-@scenario("hourly_tumble_sql", "a bare 1-hour TUMBLE over the same decoded sales: no dedup, "
-          "no live view, BIGINT money", "sql", "hourly")
+@scenario(
+    "hourly_tumble_sql",
+    "a bare 1-hour TUMBLE over the same decoded sales: no dedup, no live view, BIGINT money",
+    "sql",
+    "hourly",
+)
 def _hourly_tumble_sql(ctx: Context):
     sql.hourly_from_json(ctx, ctx.generator("sale"))
 
 
-@scenario("hourly_metrics", "hourly_metrics as shipped (sales_table + metrics_and_live)",
-          "sql", "hourly")
+@scenario(
+    "hourly_metrics", "hourly_metrics as shipped (sales_table + metrics_and_live)", "sql", "hourly"
+)
 def _hourly_metrics(ctx: Context):
     from bench import hourly
 
     return hourly.build(ctx)
 
 
-@scenario("hourly_json_value", "hourly_metrics before sales were decoded once: six JSON_VALUE "
-          "calls per sale in the view the SQL reads", "sql", "hourly")
+@scenario(
+    "hourly_json_value",
+    "hourly_metrics before sales were decoded once: six JSON_VALUE "
+    "calls per sale in the view the SQL reads",
+    "sql",
+    "hourly",
+)
 def _hourly_json_value(ctx: Context):
     from bench import hourly
 
     return hourly.build_json_value(ctx)
 
 
-@scenario("hourly_two_dedups", "hourly_metrics before one deduplication fed both outputs: "
-          "window dedup for the metrics, its own for the live view", "sql", "hourly")
+@scenario(
+    "hourly_two_dedups",
+    "hourly_metrics before one deduplication fed both outputs: "
+    "window dedup for the metrics, its own for the live view",
+    "sql",
+    "hourly",
+)
 def _hourly_two_dedups(ctx: Context):
     from bench import hourly
 
     return hourly.build_two_dedups(ctx)
 
 
-@scenario("hourly_delay", "hourly_metrics.metrics_and_live() with event time running ~500x "
-          "faster than the wall clock: when each hour's rows leave the job", "sql", "hourly")
+@scenario(
+    "hourly_delay",
+    "hourly_metrics.metrics_and_live() with event time running ~500x "
+    "faster than the wall clock: when each hour's rows leave the job",
+    "sql",
+    "hourly",
+)
 def _hourly_delay(ctx: Context):
     from bench import hourly
 
@@ -256,8 +319,13 @@ def _hourly_delay(ctx: Context):
 
 # ------------------------------------------------------------------ prototypes
 
-@scenario("cross_stateless", "crossing only: bytes in, the same bytes out, stateless Python",
-          "prototype", "enrichment")
+
+@scenario(
+    "cross_stateless",
+    "crossing only: bytes in, the same bytes out, stateless Python",
+    "prototype",
+    "enrichment",
+)
 def _cross_stateless(ctx: Context):
     from bench import prototypes
 
@@ -265,8 +333,12 @@ def _cross_stateless(ctx: Context):
     return COUNT_OUTPUTS
 
 
-@scenario("cross_keyed", "crossing only: keyed by store in the JVM, one output, no state",
-          "prototype", "inventory")
+@scenario(
+    "cross_keyed",
+    "crossing only: keyed by store in the JVM, one output, no state",
+    "prototype",
+    "inventory",
+)
 def _cross_keyed(ctx: Context):
     from bench import prototypes
 
@@ -274,8 +346,12 @@ def _cross_keyed(ctx: Context):
     return COUNT_OUTPUTS
 
 
-@scenario("cross_keyed_state", "crossing only + one ValueState read and write per event",
-          "prototype", "inventory")
+@scenario(
+    "cross_keyed_state",
+    "crossing only + one ValueState read and write per event",
+    "prototype",
+    "inventory",
+)
 def _cross_keyed_state(ctx: Context):
     from bench import prototypes
 
@@ -283,8 +359,12 @@ def _cross_keyed_state(ctx: Context):
     return COUNT_OUTPUTS
 
 
-@scenario("fused", "prototype: both order jobs in one keyed Python call per store batch",
-          "prototype", "chained")
+@scenario(
+    "fused",
+    "prototype: both order jobs in one keyed Python call per store batch",
+    "prototype",
+    "chained",
+)
 def _fused(ctx: Context):
     from bench import prototypes
 
@@ -296,14 +376,22 @@ def _fused(ctx: Context):
 
 # the JDBC upsert inventory_windowing.build wrote order_fct with before the COPY sink
 ORDER_FCT_COLUMNS = [
-    ("store_id", "INT"), ("order_id", "STRING"), ("product_id", "INT"),
-    ("transaction_ts", "TIMESTAMP(3)"), ("quantity", "INT"), ("unit_price", "DECIMAL(10, 2)"),
-    ("total_transaction_amt", "DECIMAL(12, 2)"), ("delivery_type", "STRING"), ("channel", "STRING")]
+    ("store_id", "INT"),
+    ("order_id", "STRING"),
+    ("product_id", "INT"),
+    ("transaction_ts", "TIMESTAMP(3)"),
+    ("quantity", "INT"),
+    ("unit_price", "DECIMAL(10, 2)"),
+    ("total_transaction_amt", "DECIMAL(12, 2)"),
+    ("delivery_type", "STRING"),
+    ("channel", "STRING"),
+]
 ORDER_FCT_SELECT = (
     "store_id, order_id, product_id,"
     " CAST(TO_TIMESTAMP_LTZ(transaction_ts_ms, 3) AS TIMESTAMP(3)), quantity,"
     " CAST(unit_price_cents / 100.0 AS DECIMAL(10, 2)),"
-    " CAST(total_cents / 100.0 AS DECIMAL(12, 2)), delivery_type, channel")
+    " CAST(total_cents / 100.0 AS DECIMAL(12, 2)), delivery_type, channel"
+)
 
 
 def _empty_order_fct(props) -> None:
@@ -313,26 +401,49 @@ def _empty_order_fct(props) -> None:
         conn.execute("TRUNCATE order_fct")
 
 
-@scenario("sink_jdbc", "order_fct rows through the JDBC upsert sink the job used before "
-          "(aurora.upsert_rows)", "sink", "aurora")
+@scenario(
+    "sink_jdbc",
+    "order_fct rows through the JDBC upsert sink the job used before (aurora.upsert_rows)",
+    "sink",
+    "aurora",
+)
 def _sink_jdbc(ctx: Context):
     from connectors import aurora
 
     _empty_order_fct(ctx.props)
     statements = ctx.t_env.create_statement_set()
-    aurora.upsert_rows(ctx.t_env, statements, ctx.props, ctx.generator("fact"), "order_fct",
-                       ORDER_FCT_COLUMNS, ["order_id", "product_id"], select=ORDER_FCT_SELECT)
+    aurora.upsert_rows(
+        ctx.t_env,
+        statements,
+        ctx.props,
+        ctx.generator("fact"),
+        "order_fct",
+        ORDER_FCT_COLUMNS,
+        ["order_id", "product_id"],
+        select=ORDER_FCT_SELECT,
+    )
     statements.attach_as_datastream()
     return {"unit": "rows"}
 
 
-@scenario("sink_copy", "order_fct rows through the COPY upsert sink inventory_windowing ships "
-          "with (aurora.copy_upsert_sink)", "sink", "aurora")
+@scenario(
+    "sink_copy",
+    "order_fct rows through the COPY upsert sink inventory_windowing ships "
+    "with (aurora.copy_upsert_sink)",
+    "sink",
+    "aurora",
+)
 def _sink_copy(ctx: Context):
     from connectors import aurora
 
     _empty_order_fct(ctx.props)
-    ctx.generator("fact").sink_to(aurora.copy_upsert_sink(
-        ctx.props, "order_fct", aurora.ORDER_FCT_STAGE, aurora.ORDER_FCT_TARGET,
-        ["order_id", "product_id"])).name("aurora:order_fct (COPY)")
+    ctx.generator("fact").sink_to(
+        aurora.copy_upsert_sink(
+            ctx.props,
+            "order_fct",
+            aurora.ORDER_FCT_STAGE,
+            aurora.ORDER_FCT_TARGET,
+            ["order_id", "product_id"],
+        )
+    ).name("aurora:order_fct (COPY)")
     return {"unit": "rows"}

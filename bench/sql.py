@@ -20,6 +20,7 @@ ending in ``blackhole`` tables:
 * ``hourly_from_json``: a bare 1-hour event-time TUMBLE of the sales (no dedup, no live
   view): the aggregation's floor (hourly_metrics' own SQL is ``bench.hourly``).
 """
+
 from __future__ import annotations
 
 from pyflink.common import Types
@@ -37,20 +38,50 @@ MAX_FUTURE_MINUTES = 5
 
 _PRICE_FIELDS = ["price", "unit_price", "total", "amount"]
 RAW_ORDER = Types.ROW_NAMED(
-    ["event_id", "order_id", "store_id", "channel", "fulfillment", "ts", "customer", "items",
-     *_PRICE_FIELDS],
-    [Types.STRING(), Types.STRING(), Types.INT(), Types.STRING(), Types.STRING(),
-     Types.STRING(), Types.ROW_NAMED(["lat", "lon"], [Types.DOUBLE(), Types.DOUBLE()]),
-     Types.OBJECT_ARRAY(Types.ROW_NAMED(["product_id", "quantity", *_PRICE_FIELDS],
-                                        [Types.INT(), Types.INT()] + [Types.DOUBLE()] * 4)),
-     *[Types.DOUBLE()] * 4])
+    [
+        "event_id",
+        "order_id",
+        "store_id",
+        "channel",
+        "fulfillment",
+        "ts",
+        "customer",
+        "items",
+        *_PRICE_FIELDS,
+    ],
+    [
+        Types.STRING(),
+        Types.STRING(),
+        Types.INT(),
+        Types.STRING(),
+        Types.STRING(),
+        Types.STRING(),
+        Types.ROW_NAMED(["lat", "lon"], [Types.DOUBLE(), Types.DOUBLE()]),
+        Types.OBJECT_ARRAY(
+            Types.ROW_NAMED(
+                ["product_id", "quantity", *_PRICE_FIELDS],
+                [Types.INT(), Types.INT()] + [Types.DOUBLE()] * 4,
+            )
+        ),
+        *[Types.DOUBLE()] * 4,
+    ],
+)
 ENRICHED_ORDER = Types.ROW_NAMED(
     ["e", "o", "s", "c", "f", "t", "l"],
-    [Types.STRING(), Types.STRING(), Types.INT(), Types.STRING(), Types.STRING(), Types.LONG(),
-     Types.OBJECT_ARRAY(Types.BASIC_ARRAY(Types.LONG()))])
-SALE = Types.ROW_NAMED(["s", "c", "f", "t", "n", "r"],
-                       [Types.INT(), Types.STRING(), Types.STRING(), Types.LONG(), Types.INT(),
-                        Types.LONG()])
+    [
+        Types.STRING(),
+        Types.STRING(),
+        Types.INT(),
+        Types.STRING(),
+        Types.STRING(),
+        Types.LONG(),
+        Types.OBJECT_ARRAY(Types.BASIC_ARRAY(Types.LONG())),
+    ],
+)
+SALE = Types.ROW_NAMED(
+    ["s", "c", "f", "t", "n", "r"],
+    [Types.INT(), Types.STRING(), Types.STRING(), Types.LONG(), Types.INT(), Types.LONG()],
+)
 
 
 def _in(values) -> str:
@@ -59,8 +90,11 @@ def _in(values) -> str:
 
 def price_case(column: str) -> str:
     """Catalog price in cents of ``column``'s product; NULL for unknown or retired ones."""
-    whens = " ".join(f"WHEN {p.product_id} THEN {int(p.unit_price * 100)}"
-                     for p in reference_data.products() if p.active)
+    whens = " ".join(
+        f"WHEN {p.product_id} THEN {int(p.unit_price * 100)}"
+        for p in reference_data.products()
+        if p.active
+    )
     return f"CASE {column} {whens} END"
 
 
@@ -71,7 +105,8 @@ def recipe_case(column: str) -> str:
         by_product.setdefault(line.product_id, []).append((line.ingredient_id, line.quantity))
     whens = " ".join(
         f"WHEN {pid} THEN ARRAY[{', '.join(f'ROW({i}, {q})' for i, q in lines)}]"
-        for pid, lines in sorted(by_product.items()))
+        for pid, lines in sorted(by_product.items())
+    )
     return f"CASE {column} {whens} END"
 
 
@@ -87,21 +122,25 @@ def _view(ctx, stream: DataStream, name: str, watermark: str | None = None) -> N
     event-time ``rowtime`` from ``watermark``, an expression of epoch ms)."""
     builder = Schema.new_builder()
     if watermark:
-        builder.column_by_expression("rowtime", f"TO_TIMESTAMP_LTZ({watermark}, 3)") \
-            .watermark("rowtime", "rowtime - INTERVAL '5' SECOND")
+        builder.column_by_expression("rowtime", f"TO_TIMESTAMP_LTZ({watermark}, 3)").watermark(
+            "rowtime", "rowtime - INTERVAL '5' SECOND"
+        )
     else:
         builder.column_by_expression("pt", "PROCTIME()")
     ctx.t_env.create_temporary_view(name, ctx.t_env.from_data_stream(stream, builder.build()))
 
 
 def _blackhole(ctx, name: str, columns: str) -> None:
-    ctx.t_env.execute_sql(f"CREATE TEMPORARY TABLE {name} ({columns}) "
-                          f"WITH ('connector' = 'blackhole')")
+    ctx.t_env.execute_sql(
+        f"CREATE TEMPORARY TABLE {name} ({columns}) WITH ('connector' = 'blackhole')"
+    )
 
 
-FACT_COLUMNS = ("store_id INT, order_id STRING, product_id INT, ts TIMESTAMP(3), "
-                "quantity INT, unit_price_cents INT, total_cents INT, fulfillment STRING, "
-                "channel STRING")
+FACT_COLUMNS = (
+    "store_id INT, order_id STRING, product_id INT, ts TIMESTAMP(3), "
+    "quantity INT, unit_price_cents INT, total_cents INT, fulfillment STRING, "
+    "channel STRING"
+)
 
 
 def _valid_orders_views(ctx, source: str) -> None:
@@ -145,7 +184,8 @@ def _priced_lines_insert(ctx, statements) -> None:
     _blackhole(ctx, "priced_lines", FACT_COLUMNS)
     statements.add_insert_sql(
         "INSERT INTO priced_lines SELECT store_id, order_id, product_id, ts, quantity, "
-        "unit_price_cents, total_cents, fulfillment, channel FROM valid_lines")
+        "unit_price_cents, total_cents, fulfillment, channel FROM valid_lines"
+    )
 
 
 def enrichment(ctx, raw_stream) -> None:
@@ -181,9 +221,11 @@ GROUP BY store_id, ingredient_id""")
 def inventory(ctx, tagged_stream) -> None:
     t_env = ctx.t_env
     _view(ctx, decoded(tagged_stream, ENRICHED_ORDER), "enriched_rows")
-    t_env.execute_sql("CREATE TEMPORARY VIEW enriched_orders AS SELECT o AS order_id, "
-                      "e AS event_id, s AS store_id, c AS channel, f AS fulfillment, "
-                      "t AS ts_ms, l AS lines, pt FROM enriched_rows")
+    t_env.execute_sql(
+        "CREATE TEMPORARY VIEW enriched_orders AS SELECT o AS order_id, "
+        "e AS event_id, s AS store_id, c AS channel, f AS fulfillment, "
+        "t AS ts_ms, l AS lines, pt FROM enriched_rows"
+    )
     statements = t_env.create_statement_set()
     lines_sql = f"""
 SELECT f.store_id, r.ingredient_id, CAST(line[2] AS INT) * r.per_unit AS units
@@ -208,9 +250,11 @@ CROSS JOIN UNNEST({recipe_case("i.product_id")}) AS r(ingredient_id, per_unit)""
     statements.attach_as_datastream()
 
 
-HOURLY_COLUMNS = ("store_id INT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), "
-                  "orders BIGINT, items BIGINT, revenue_cents BIGINT, online_orders BIGINT, "
-                  "in_store_orders BIGINT, delivery_orders BIGINT, avg_order_value_cents BIGINT")
+HOURLY_COLUMNS = (
+    "store_id INT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), "
+    "orders BIGINT, items BIGINT, revenue_cents BIGINT, online_orders BIGINT, "
+    "in_store_orders BIGINT, delivery_orders BIGINT, avg_order_value_cents BIGINT"
+)
 
 
 def _hourly(ctx, view: str) -> None:

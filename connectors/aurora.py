@@ -6,6 +6,7 @@ written twice after a restart stays one row: ``order_fct``, the high-volume tabl
 the JDBC connector's rows/s, docs/benchmarks.md); the smaller tables through the JDBC table
 connector in upsert mode.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,7 @@ from pizzastream.sales import FACT_COLUMNS, FACT_FIELD, FACT_TARGET
 from pizzastream.schemas import DEAD_LETTER, ORDER_FCT, flink_sql_type
 from pizzastream.settings import database
 
-if TYPE_CHECKING:   # the Flink parts: the jobs have PyFlink; POS ingestion and the delivery
+if TYPE_CHECKING:  # the Flink parts: the jobs have PyFlink; POS ingestion and the delivery
     # service import this module for its database helpers and run without it.
     from pyflink.datastream import DataStream
     from pyflink.table import StatementSet, StreamTableEnvironment
@@ -39,9 +40,7 @@ def catalog_rows(props: Props) -> tuple[list[tuple], list[tuple]]:
         products = conn.execute(
             "SELECT product_id, name, (unit_price * 100)::bigint, active FROM product"
         ).fetchall()
-        recipes = conn.execute(
-            "SELECT product_id, ingredient_id, quantity FROM recipe"
-        ).fetchall()
+        recipes = conn.execute("SELECT product_id, ingredient_id, quantity FROM recipe").fetchall()
     return products, recipes
 
 
@@ -56,8 +55,7 @@ def ingredient_policy_rows(props: Props) -> list[tuple]:
         ).fetchall()
 
 
-def store_sales(conn: psycopg.Connection, store_id: int, first_ms: int, end_ms: int
-                ) -> list[tuple]:
+def store_sales(conn: psycopg.Connection, store_id: int, first_ms: int, end_ms: int) -> list[tuple]:
     """A store's ``order_fct`` rows ``(transaction_ts, product_id, quantity)`` with
     ``first_ms <= transaction_ts < end_ms`` (epoch ms), the history that seeds its
     replenishment forecast (``replenishment.HistoryWindow`` chooses the bounds). Read
@@ -67,7 +65,8 @@ def store_sales(conn: psycopg.Connection, store_id: int, first_ms: int, end_ms: 
         " WHERE store_id = %s AND transaction_ts >= to_timestamp(%s / 1000.0)"
         " AND transaction_ts < to_timestamp(%s / 1000.0)"
         " ORDER BY transaction_ts, order_id, product_id",
-        (store_id, first_ms, end_ms)).fetchall()
+        (store_id, first_ms, end_ms),
+    ).fetchall()
 
 
 def store_inventory(conn: psycopg.Connection, store_id: int) -> dict[int, int]:
@@ -138,8 +137,10 @@ def __getattr__(name: str):
         from pyflink.common import Types
 
         types = {"INT": Types.INT(), "STRING": Types.STRING()}
-        return Types.ROW_NAMED([column.name for column in DEAD_LETTER.written],
-                               [types[flink_sql_type(column)] for column in DEAD_LETTER.written])
+        return Types.ROW_NAMED(
+            [column.name for column in DEAD_LETTER.written],
+            [types[flink_sql_type(column)] for column in DEAD_LETTER.written],
+        )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -167,9 +168,15 @@ def upsert_rows(
 
 def sink_dead_letters(t_env, statements, props, letters: DataStream) -> None:
     """``DEAD_LETTER_ROW`` rows into ``dead_letter``, one row per distinct bad record."""
-    upsert_rows(t_env, statements, props, letters, DEAD_LETTER.name,
-                [(column.name, flink_sql_type(column)) for column in DEAD_LETTER.written],
-                list(DEAD_LETTER.primary_key))
+    upsert_rows(
+        t_env,
+        statements,
+        props,
+        letters,
+        DEAD_LETTER.name,
+        [(column.name, flink_sql_type(column)) for column in DEAD_LETTER.written],
+        list(DEAD_LETTER.primary_key),
+    )
 
 
 def copy_upsert_sink(
@@ -203,18 +210,31 @@ def copy_upsert_sink(
             array[i] = value
         return array
 
-    return Sink(gateway.jvm.pizzastream.flink.PostgresCopySink(
-        db.jdbc_url(), db.user, db.password, target_table,
-        strings([f"{name} {sql_type}" for name, sql_type in stage_columns]),
-        strings([name for name, _ in target]), strings([expression for _, expression in target]),
-        strings(primary_key), db.copy_batch_rows, db.copy_flush_interval_ms))
+    return Sink(
+        gateway.jvm.pizzastream.flink.PostgresCopySink(
+            db.jdbc_url(),
+            db.user,
+            db.password,
+            target_table,
+            strings([f"{name} {sql_type}" for name, sql_type in stage_columns]),
+            strings([name for name, _ in target]),
+            strings([expression for _, expression in target]),
+            strings(primary_key),
+            db.copy_batch_rows,
+            db.copy_flush_interval_ms,
+        )
+    )
 
 
 # ``order_fct`` from ``inventory_windowing.FACT_ROW`` rows (``pizzastream.sales.FACT_COLUMNS``:
 # money in cents, time in epoch ms, as ``bigint``s) and the column each converted field makes.
-ORDER_FCT_STAGE = [(field, "bigint" if column in FACT_FIELD else ORDER_FCT.column(column).type)
-                   for field, column in zip(FACT_COLUMNS, FACT_TARGET)]
+ORDER_FCT_STAGE = [
+    (field, "bigint" if column in FACT_FIELD else ORDER_FCT.column(column).type)
+    for field, column in zip(FACT_COLUMNS, FACT_TARGET)
+]
 _FROM_FACT = {
     "transaction_ts": "timestamptz 'epoch' + transaction_ts_ms * interval '1 millisecond'",
-    "unit_price": "unit_price_cents / 100.0", "total_transaction_amt": "total_cents / 100.0"}
+    "unit_price": "unit_price_cents / 100.0",
+    "total_transaction_amt": "total_cents / 100.0",
+}
 ORDER_FCT_TARGET = [(column, _FROM_FACT.get(column, column)) for column in FACT_TARGET]

@@ -1,5 +1,6 @@
 """boto3 clients for the AWS services, endpoint and keys from the ``Aws`` property group
 (the local emulator) or the default credential chain (a role on AWS)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -11,14 +12,12 @@ from connectors import kinesis_agg
 from pizzastream.settings import AwsSettings
 
 
-def client(props: Mapping[str, Mapping[str, str]], service: str,
-           timeout_s: float | None = None):
+def client(props: Mapping[str, Mapping[str, str]], service: str, timeout_s: float | None = None):
     """``timeout_s`` bounds connecting and each read of one attempt (botocore's default is
     60 s): for a caller someone is waiting on, such as a customer placing an order."""
     aws = AwsSettings.from_group(props["Aws"])
     timeouts = {"connect_timeout": timeout_s, "read_timeout": timeout_s} if timeout_s else {}
-    kwargs = {"region_name": aws.region,
-              "config": Config(retries={"mode": "standard"}, **timeouts)}
+    kwargs = {"region_name": aws.region, "config": Config(retries={"mode": "standard"}, **timeouts)}
     if aws.endpoint:
         kwargs["endpoint_url"] = aws.endpoint
     credentials = aws.credentials()

@@ -31,6 +31,7 @@ from their secrets) and, every time, all idempotent:
 The SQL files travel in the Lambda package at the same paths relative to this module
 (``deploy/packages.py``), so the same ``SQL_DIR``/``REDSHIFT_DIR`` work in both places.
 """
+
 from __future__ import annotations
 
 import base64
@@ -73,11 +74,16 @@ REFERENCE_TABLES: dict[str, Callable[[], Sequence]] = {
     "store": reference_data.stores,
     "delivery_partner": reference_data.delivery_partners,
 }
-KEYS = {"supplier": ("supplier_id",), "ingredient": ("ingredient_id",),
-        "product": ("product_id",), "recipe": ("product_id", "ingredient_id"),
-        "store": ("store_id",), "delivery_partner": ("partner_id",),
-        "opening_inventory": ("store_id", "ingredient_id"),
-        "inventory": ("store_id", "ingredient_id")}
+KEYS = {
+    "supplier": ("supplier_id",),
+    "ingredient": ("ingredient_id",),
+    "product": ("product_id",),
+    "recipe": ("product_id", "ingredient_id"),
+    "store": ("store_id",),
+    "delivery_partner": ("partner_id",),
+    "opening_inventory": ("store_id", "ingredient_id"),
+    "inventory": ("store_id", "ingredient_id"),
+}
 INVENTORY, OPENING_INVENTORY = "inventory", "opening_inventory"
 
 # --- what each service's code does -------------------------------------------------------
@@ -92,24 +98,40 @@ AURORA_GRANTS: dict[str, dict[str, str]] = {
     "order_enrichment": {"product": R, "recipe": R, "dead_letter": RW},
     # catalog and replenishment policies, opening stock, a store's past sales; the sinks:
     # order_fct (COPY upsert), supplier_order, replenishment_alert, inventory, dead_letter
-    "inventory_windowing": {"product": R, "recipe": R, "ingredient": R, "supplier": R,
-                            "opening_inventory": R, **_ORDER_FCT_WRITER,
-                            "supplier_order": RW, "replenishment_alert": RW,
-                            "inventory": RW, "dead_letter": RW},
+    "inventory_windowing": {
+        "product": R,
+        "recipe": R,
+        "ingredient": R,
+        "supplier": R,
+        "opening_inventory": R,
+        **_ORDER_FCT_WRITER,
+        "supplier_order": RW,
+        "replenishment_alert": RW,
+        "inventory": RW,
+        "dead_letter": RW,
+    },
     # etl.pos_ingestion: batches into order_fct, its ledger and outbox, refused lines
-    "pos": {**_ORDER_FCT_WRITER, "pos_batch": RW, "pos_batch_order": RWD,
-            "dead_letter": RW},
+    "pos": {**_ORDER_FCT_WRITER, "pos_batch": RW, "pos_batch_order": RWD, "dead_letter": RW},
     # etl.health: counts recent dead letters and the ETL's newest exported hour
     "health": {"dead_letter": R, "etl_run": R},
     # etl.hourly: changed and deleted rows of order_fct, its run log and watermark;
     # etl.freshness: the hours with sales
-    "etl": {"order_fct": R, "order_fct_deleted": "SELECT, DELETE", "etl_run": RW,
-            "etl_watermark": RW},
+    "etl": {
+        "order_fct": R,
+        "order_fct_deleted": "SELECT, DELETE",
+        "etl_run": RW,
+        "etl_watermark": RW,
+    },
     # delivery.store: partners and stores, its decisions and pending rounds, the
     # delivery id onto the order's rows, dead letters
-    "delivery": {"store": R, "delivery_partner": R, "delivery_assignment": RW,
-                 "delivery_attempt": RWD, "order_fct": "SELECT, UPDATE",
-                 "dead_letter": RW},
+    "delivery": {
+        "store": R,
+        "delivery_partner": R,
+        "delivery_assignment": RW,
+        "delivery_attempt": RWD,
+        "order_fct": "SELECT, UPDATE",
+        "dead_letter": RW,
+    },
     # api: the catalog for intake, ingredient names for the stock view
     "api": {"product": R, "recipe": R, "ingredient": R},
 }
@@ -118,12 +140,16 @@ AURORA_GRANTS: dict[str, dict[str, str]] = {
 AURORA_ROLES = {"etl": ("pg_read_all_stats",)}
 WAREHOUSE_GRANTS: dict[str, dict[str, str]] = {
     # connectors.warehouse: staged merge of the hour's rows, the publication log
-    "hourly_metrics": {"hourly_store_metrics": "SELECT, INSERT, DELETE",
-                       "metrics_publication": "SELECT, INSERT"},
+    "hourly_metrics": {
+        "hourly_store_metrics": "SELECT, INSERT, DELETE",
+        "metrics_publication": "SELECT, INSERT",
+    },
     # the hourly ETL and reprocessing: order_fct and the recomputed metrics; freshness
-    "etl": {"order_fct": "SELECT, INSERT, DELETE",
-            "hourly_store_metrics": "SELECT, INSERT, DELETE",
-            "metrics_publication": "SELECT, INSERT"},
+    "etl": {
+        "order_fct": "SELECT, INSERT, DELETE",
+        "hourly_store_metrics": "SELECT, INSERT, DELETE",
+        "metrics_publication": "SELECT, INSERT",
+    },
     # api.insights: reads only
     "api": {"hourly_store_metrics": R, "metrics_publication": R},
 }
@@ -144,8 +170,13 @@ def fingerprint() -> str:
     """What a set-up run depends on: the schema files, the reference data and the grants
     (this module). The custom resource carries it, so a change runs the set-up again."""
     digest = hashlib.sha256()
-    for path in (*SCHEMAS[AURORA], *SCHEMAS[WAREHOUSE], *REDSHIFT_SCHEMAS,
-                 ROOT / "pizzastream" / "reference_data.py", Path(__file__).resolve()):
+    for path in (
+        *SCHEMAS[AURORA],
+        *SCHEMAS[WAREHOUSE],
+        *REDSHIFT_SCHEMAS,
+        ROOT / "pizzastream" / "reference_data.py",
+        Path(__file__).resolve(),
+    ):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -157,6 +188,7 @@ def is_redshift(props: Props) -> bool:
 
 
 # --- PostgreSQL (Aurora; the local warehouse) ---------------------------------------------
+
 
 def apply_schemas(props: Props, group: str) -> None:
     """The group's schema files, as the group's user (so the tables belong to it), in one
@@ -180,8 +212,7 @@ def scram_verifier(user: str, password: str, iterations: int = 4096) -> str:
     def encode(raw: bytes) -> str:
         return base64.b64encode(raw).decode()
 
-    return (f"SCRAM-SHA-256${iterations}:{encode(salt)}${encode(stored_key)}:"
-            f"{encode(server_key)}")
+    return f"SCRAM-SHA-256${iterations}:{encode(salt)}${encode(stored_key)}:{encode(server_key)}"
 
 
 def redshift_md5(user: str, password: str) -> str:
@@ -195,19 +226,26 @@ def ensure_users(conn: psycopg.Connection, users: Sequence[ServiceUser], group: 
     for user in users:
         if user.service not in GRANTS[group]:
             raise ValueError(f"no grants are defined for {user.service} in {group}")
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                              [user.user]).fetchone()
-        conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
-            sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(user.user),
-            sql.Literal(scram_verifier(user.user, user.password))))
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [user.user]).fetchone()
+        conn.execute(
+            sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                sql.SQL("ALTER" if exists else "CREATE"),
+                sql.Identifier(user.user),
+                sql.Literal(scram_verifier(user.user, user.password)),
+            )
+        )
         name = sql.Identifier(user.user)
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            sql.Identifier(dbname), name))
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), name)
+        )
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(name))
         conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(name))
         for table, privileges in GRANTS[group][user.service].items():
-            conn.execute(sql.SQL("GRANT {} ON TABLE {} TO {}").format(
-                sql.SQL(privileges), sql.Identifier(table), name))
+            conn.execute(
+                sql.SQL("GRANT {} ON TABLE {} TO {}").format(
+                    sql.SQL(privileges), sql.Identifier(table), name
+                )
+            )
         if group == AURORA:
             for role in AURORA_ROLES.get(user.service, ()):
                 conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), name))
@@ -237,7 +275,8 @@ def copy_rows(conn: psycopg.Connection, table: str, rows: Sequence) -> None:
     """COPY dataclass or named-tuple rows into ``table``; field names are column names."""
     names, as_tuple = _names(rows)
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names)))
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names))
+    )
     with conn.cursor() as cur, cur.copy(statement) as copy:
         for row in rows:
             copy.write_row(as_tuple(row))
@@ -246,31 +285,45 @@ def copy_rows(conn: psycopg.Connection, table: str, rows: Sequence) -> None:
 def _upsert(conn: psycopg.Connection, table: str, rows: Sequence, update: bool = True) -> int:
     names, _ = _names(rows)
     stage = f"{table}_setup_stage"
-    conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP")
-                 .format(sql.Identifier(stage), sql.Identifier(table)))
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+            sql.Identifier(stage), sql.Identifier(table)
+        )
+    )
     copy_rows(conn, stage, rows)
     key = KEYS[table]
     values = [name for name in names if name not in key]
     columns = sql.SQL(", ").join(map(sql.Identifier, names))
     if update and values:
-        action: sql.Composable = sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
-            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n))
-                               for n in values),
-            sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(table), sql.Identifier(n))
-                               for n in values),
-            sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n))
-                               for n in values))
+        action: sql.Composable = sql.SQL(
+            "DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})"
+        ).format(
+            sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in values
+            ),
+            sql.SQL(", ").join(
+                sql.SQL("{}.{}").format(sql.Identifier(table), sql.Identifier(n)) for n in values
+            ),
+            sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in values),
+        )
     else:
         action = sql.SQL("DO NOTHING")
-    cursor = conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}")
-                          .format(sql.Identifier(table), columns, columns,
-                                  sql.Identifier(stage),
-                                  sql.SQL(", ").join(map(sql.Identifier, key)), action))
+    cursor = conn.execute(
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+            sql.Identifier(table),
+            columns,
+            columns,
+            sql.Identifier(stage),
+            sql.SQL(", ").join(map(sql.Identifier, key)),
+            action,
+        )
+    )
     conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(stage)))
     return cursor.rowcount
 
 
 # --- Redshift ------------------------------------------------------------------------------
+
 
 def statements(text: str) -> list[str]:
     """The statements of a plain SQL file (no dollar quoting): comments out, split on ';'."""
@@ -285,8 +338,14 @@ def connect_redshift(props: Props):
 
     db = WarehouseSettings.from_group(props["Warehouse"])
     return redshift_connector.connect(
-        host=db.host, port=db.port, database=db.dbname, user=db.user, password=db.password,
-        ssl=True, timeout=db.connect_timeout_s)
+        host=db.host,
+        port=db.port,
+        database=db.dbname,
+        user=db.user,
+        password=db.password,
+        ssl=True,
+        timeout=db.connect_timeout_s,
+    )
 
 
 def _set_up_redshift(props: Props, users: Sequence[ServiceUser]) -> None:
@@ -302,8 +361,10 @@ def _set_up_redshift(props: Props, users: Sequence[ServiceUser]) -> None:
             exists = cursor.fetchone()
             # Redshift takes the MD5 form ('md5' + md5(password + user)): no password in
             # the statement or its logs
-            cursor.execute(f"{'ALTER' if exists else 'CREATE'} USER \"{user.user}\" "
-                           f"PASSWORD '{redshift_md5(user.user, user.password)}'")
+            cursor.execute(
+                f'{"ALTER" if exists else "CREATE"} USER "{user.user}" '
+                f"PASSWORD '{redshift_md5(user.user, user.password)}'"
+            )
         conn.autocommit = False
         cursor = conn.cursor()
         for user in users:
@@ -318,6 +379,7 @@ def _set_up_redshift(props: Props, users: Sequence[ServiceUser]) -> None:
 
 # --- the entry point -----------------------------------------------------------------------
 
+
 def set_up(props: Props, users: Sequence[ServiceUser] = ()) -> dict[str, int]:
     """Schemas, users and grants, reference data; idempotent. Returns the reference rows
     written per table."""
@@ -326,7 +388,7 @@ def set_up(props: Props, users: Sequence[ServiceUser] = ()) -> dict[str, int]:
     if unknown:
         raise ValueError(f"users of unknown databases: {unknown}")
     apply_schemas(props, "Aurora")
-    with psycopg.connect(postgres_dsn(props, "Aurora")) as conn:     # one transaction
+    with psycopg.connect(postgres_dsn(props, "Aurora")) as conn:  # one transaction
         ensure_users(conn, by_group[AURORA], AURORA)
         written = load_reference_data(conn)
     if is_redshift(props):
@@ -348,10 +410,12 @@ def users_from_secrets(props: Props, entries: Sequence[dict]) -> list[ServiceUse
     client = aws.client(props, "secretsmanager")
     users = []
     for entry in entries:
-        secret = json.loads(client.get_secret_value(
-            SecretId=entry["password_secret_arn"])["SecretString"])
-        users.append(ServiceUser(entry["service"], entry["database"], entry["user"],
-                                 secret["password"]))
+        secret = json.loads(
+            client.get_secret_value(SecretId=entry["password_secret_arn"])["SecretString"]
+        )
+        users.append(
+            ServiceUser(entry["service"], entry["database"], entry["user"], secret["password"])
+        )
     return users
 
 
@@ -377,5 +441,7 @@ def handler(event: dict, context=None) -> dict:
     if entries is None:
         entries = json.loads(os.environ.get(USERS_VARIABLE, "[]"))
     written = set_up(props, users_from_secrets(props, entries))
-    return {"PhysicalResourceId": physical_id,
-            "Data": {"ReferenceRowsWritten": str(sum(written.values()))}}
+    return {
+        "PhysicalResourceId": physical_id,
+        "Data": {"ReferenceRowsWritten": str(sum(written.values()))},
+    }

@@ -19,6 +19,7 @@ may have booked the courier: ``timed_out``, so the caller cancels before offerin
 elsewhere), and a dispatch list of another shape as the provider failing. Nothing a provider
 sends makes a call raise anything else (``tests/connectors/test_delivery_provider.py`` fuzzes it).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ class ActiveDispatch:
 
 
 class DeliveryProviderClient:
-    def __init__(self, base_url: str, timeout_s: float = 2.0, attempts: int = 3,
-                 backoff_s: float = 0.2):
+    def __init__(
+        self, base_url: str, timeout_s: float = 2.0, attempts: int = 3, backoff_s: float = 0.2
+    ):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.attempts = max(1, attempts)
@@ -64,8 +66,12 @@ class DeliveryProviderClient:
     @classmethod
     def from_properties(cls, props: Mapping[str, Mapping[str, str]]) -> DeliveryProviderClient:
         group = DeliverySettings.from_group(props["Delivery"])
-        return cls(group.provider_url, group.provider_timeout_s, group.provider_attempts,
-                   group.provider_backoff_s)
+        return cls(
+            group.provider_url,
+            group.provider_timeout_s,
+            group.provider_attempts,
+            group.provider_backoff_s,
+        )
 
     # -- API ---------------------------------------------------------------------------
 
@@ -96,15 +102,17 @@ class DeliveryProviderClient:
                 return REFUSED
             last_error = f"HTTP {status}: {_shown(answer)}"
         if timed_out:
-            log.warning("dispatch %s to partner %s timed out (%s)", order_id, partner_id,
-                        last_error)
+            log.warning(
+                "dispatch %s to partner %s timed out (%s)", order_id, partner_id, last_error
+            )
             return TIMED_OUT
         raise ProviderUnavailable(f"dispatch {order_id} to partner {partner_id}: {last_error}")
 
     def cancel(self, order_id: str, partner_id: int) -> bool:
         """Withdraws an offer (idempotent); True if a dispatch was active."""
-        answer = self._retrying("POST", "/cancel", {"order_id": order_id,
-                                                     "partner_id": partner_id}, order_id)
+        answer = self._retrying(
+            "POST", "/cancel", {"order_id": order_id, "partner_id": partner_id}, order_id
+        )
         return answer.get("cancelled") is True
 
     def dispatches(self, order_id: str | None = None) -> dict[str, Any]:
@@ -116,18 +124,24 @@ class DeliveryProviderClient:
         finds a courier booked by an attempt that died before recording it."""
         listed = self.dispatches(order_id).get("dispatches")
         try:
-            active = [d for d in listed  # type: ignore[union-attr]  # a missing list is caught below as unreadable
-                      if d["order_id"] == order_id and d["status"] == "active"]
+            active = [
+                d
+                for d in listed  # type: ignore[union-attr]  # a missing list is caught below as unreadable
+                if d["order_id"] == order_id and d["status"] == "active"
+            ]
             if not active:
                 return None
             first = min(active, key=lambda d: d["first_at"])
             partner_id, delivery_id = first["partner_id"], first["delivery_id"]
         except (TypeError, KeyError, AttributeError) as error:
-            raise ProviderUnavailable(f"dispatches of {order_id}: unreadable answer "
-                                      f"({type(error).__name__}): {_shown(listed)}") from None
+            raise ProviderUnavailable(
+                f"dispatches of {order_id}: unreadable answer "
+                f"({type(error).__name__}): {_shown(listed)}"
+            ) from None
         if type(partner_id) is not int or not is_id(delivery_id):
-            raise ProviderUnavailable(f"dispatches of {order_id}: unreadable dispatch "
-                                      f"{_shown(first)}")
+            raise ProviderUnavailable(
+                f"dispatches of {order_id}: unreadable dispatch {_shown(first)}"
+            )
         return ActiveDispatch(partner_id, delivery_id)
 
     # -- transport ---------------------------------------------------------------------

@@ -5,6 +5,7 @@ PyFlink 1.20 wraps only the deprecated ``FlinkKinesisConsumer``; the jobs use th
 through py4j, and ``KinesisStreamsSink``. This is the only Python file naming connector
 classes, so moving to connector 5.x / Flink 2.x changes this file alone.
 """
+
 from __future__ import annotations
 
 from pyflink.common import Configuration, Types, WatermarkStrategy
@@ -41,21 +42,26 @@ def client_properties(props: Props) -> dict[str, str]:
     credentials = aws.credentials()
     if credentials:
         settings["aws.credentials.provider"] = "BASIC"
-        (settings["aws.credentials.provider.basic.accesskeyid"],
-         settings["aws.credentials.provider.basic.secretkey"]) = credentials
+        (
+            settings["aws.credentials.provider.basic.accesskeyid"],
+            settings["aws.credentials.provider.basic.secretkey"],
+        ) = credentials
     else:
         settings["aws.credentials.provider"] = "AUTO"
     return settings
 
 
-def _source(env, props, logical_name: str, schema, type_info,
-            watermarks: WatermarkStrategy | None = None) -> DataStream:
+def _source(
+    env, props, logical_name: str, schema, type_info, watermarks: WatermarkStrategy | None = None
+) -> DataStream:
     jvm = get_gateway().jvm
     config = Configuration()
     for key, value in client_properties(props).items():
         config.set_string(key, value)
-    config.set_string("flink.stream.initpos",
-                      StreamsSettings.from_group(props["Streams"]).initial_position or "LATEST")
+    config.set_string(
+        "flink.stream.initpos",
+        StreamsSettings.from_group(props["Streams"]).initial_position or "LATEST",
+    )
     source = (
         jvm.org.apache.flink.connector.kinesis.source.KinesisStreamsSource.builder()
         .setStreamArn(stream_arn(props, logical_name))
@@ -64,7 +70,9 @@ def _source(env, props, logical_name: str, schema, type_info,
         .build()
     )
     return env.from_source(
-        Source(source), watermarks or WatermarkStrategy.no_watermarks(), f"kinesis:{logical_name}",
+        Source(source),
+        watermarks or WatermarkStrategy.no_watermarks(),
+        f"kinesis:{logical_name}",
         type_info,
     ).uid(f"source-{logical_name}")
 
@@ -81,7 +89,9 @@ def raw_record_source(
 
 
 def text_records(
-    env: StreamExecutionEnvironment, props: Props, logical_name: str,
+    env: StreamExecutionEnvironment,
+    props: Props,
+    logical_name: str,
     watermarks: WatermarkStrategy,
 ) -> DataStream:
     """The stream's records as UTF-8 text (decoded later, e.g. by ``runtime.json_rows``).
@@ -97,8 +107,9 @@ def tagged_records(
     ``(partition_key, (kind, data))`` built in the JVM (see ``jobs.runtime.key_by_store``)."""
     jvm = get_gateway().jvm
     streams = [
-        _source(env, props, name, jvm.pizzastream.flink.KeyedRawRecordSchema(kind),
-                KEYED_TAGGED_RECORD)
+        _source(
+            env, props, name, jvm.pizzastream.flink.KeyedRawRecordSchema(kind), KEYED_TAGGED_RECORD
+        )
         for name, kind in kinds.items()
     ]
     return streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
@@ -121,8 +132,7 @@ def keyed_record_sink(props: Props, logical_name: str) -> KinesisStreamsSink:
     )
 
 
-def aggregated(stream: DataStream, props: Props, logical_name: str
-               ) -> DataStream:
+def aggregated(stream: DataStream, props: Props, logical_name: str) -> DataStream:
     """``KEYED_RECORD`` rows packed per partition key into KPL aggregated records
     (``pizzastream.flink.RecordAggregator``), if ``Aggregation.enabled``: a shard takes 1,000
     records/s, so a store hotter than that fits one shard only with many events per record."""
@@ -132,13 +142,21 @@ def aggregated(stream: DataStream, props: Props, logical_name: str
     if not aggregation.enabled:
         return stream
     operator = get_gateway().jvm.pizzastream.flink.RecordAggregator(
-        aggregation.linger_ms, aggregation.max_bytes, aggregation.max_records,
-        AGGREGATION_MAX_BUFFERED_BYTES)
-    return DataStream(stream._j_data_stream.transform(
-        f"aggregate:{logical_name}", AGGREGATED_RECORD.get_java_type_info(), operator,
-    ).uid(f"aggregate-{logical_name}"))
+        aggregation.linger_ms,
+        aggregation.max_bytes,
+        aggregation.max_records,
+        AGGREGATION_MAX_BUFFERED_BYTES,
+    )
+    return DataStream(
+        stream._j_data_stream.transform(
+            f"aggregate:{logical_name}",
+            AGGREGATED_RECORD.get_java_type_info(),
+            operator,
+        ).uid(f"aggregate-{logical_name}")
+    )
 
 
 def sink_to_stream(stream: DataStream, props: Props, logical_name: str) -> None:
     aggregated(stream, props, logical_name).sink_to(keyed_record_sink(props, logical_name)).name(
-        f"kinesis:{logical_name}").uid(f"sink-{logical_name}")
+        f"kinesis:{logical_name}"
+    ).uid(f"sink-{logical_name}")

@@ -15,6 +15,7 @@ A record that is not a valid aggregate (no magic, bad MD5, unparseable) is a use
 itself, handed on as received (as KCL does): the validation rules then dead-letter it with
 a reason instead of a reader failing on it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,17 +63,19 @@ def encode(partition_key: str, records: Iterable[bytes]) -> bytes:
     return MAGIC + body + hashlib.md5(body).digest()
 
 
-def aggregates(partition_key: str, records: Sequence[bytes], max_bytes: int,
-               max_records: int) -> Iterator[bytes]:
+def aggregates(
+    partition_key: str, records: Sequence[bytes], max_bytes: int, max_records: int
+) -> Iterator[bytes]:
     """``records`` in order, packed into as few Kinesis records as the bounds allow (see
     ``packs``); a pack of one is sent plain, as KPL does."""
     for pack in packs(partition_key, records, max_bytes, max_records):
-        members = records[pack.start:pack.stop]
+        members = records[pack.start : pack.stop]
         yield members[0] if len(members) == 1 else encode(partition_key, members)
 
 
-def packs(partition_key: str, records: Sequence[bytes], max_bytes: int,
-          max_records: int) -> Iterator[range]:
+def packs(
+    partition_key: str, records: Sequence[bytes], max_bytes: int, max_records: int
+) -> Iterator[range]:
     """Consecutive index ranges of ``records``, each as many as fit one aggregated record of
     at most ``max_bytes`` (counted as Kinesis does, partition key included) and
     ``max_records``; a record too big for the bound alone is a pack of its own."""
@@ -94,7 +97,7 @@ def user_records(partition_key: str, data: bytes) -> list[tuple[str, bytes]]:
     a valid aggregate, else the record itself."""
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + DIGEST_BYTES:
         return [(partition_key, data)]
-    body = data[len(MAGIC):-DIGEST_BYTES]
+    body = data[len(MAGIC) : -DIGEST_BYTES]
     if hashlib.md5(body).digest() != data[-DIGEST_BYTES:]:
         return [(partition_key, data)]
     try:
@@ -129,7 +132,7 @@ def _fields(buffer: bytes) -> Iterator[tuple[int, int | bytes]]:
             length, position = _read_varint(buffer, position)
             if position + length > len(buffer):
                 raise _Corrupt("field cut short")
-            yield number, buffer[position:position + length]
+            yield number, buffer[position : position + length]
             position += length
         elif wire in (1, 5):
             position += 8 if wire == 1 else 4

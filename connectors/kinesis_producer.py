@@ -7,6 +7,7 @@ Whole-call failures (network, throttled API) are retried by botocore's standard 
 ``connectors.aws.client``. A retried record can land after later records of its shard:
 consumers order by event time, not arrival.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,9 +19,9 @@ from pizzastream.config import Props
 
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
-MAX_RECORD_BYTES = 1024 * 1024      # data plus partition key, Kinesis' per-record limit
+MAX_RECORD_BYTES = 1024 * 1024  # data plus partition key, Kinesis' per-record limit
 
-Record = tuple[str, bytes]          # (partition_key, data)
+Record = tuple[str, bytes]  # (partition_key, data)
 
 
 class KinesisPutError(RuntimeError):
@@ -48,9 +49,16 @@ class KinesisProducer:
     """Sends ``(partition_key, data)`` records; ``client`` and ``sleep`` are injectable
     so the retry logic can be exercised without a server."""
 
-    def __init__(self, props: Props, *, client=None, max_attempts: int = 6,
-                 base_delay_s: float = 0.1, max_delay_s: float = 5.0,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        props: Props,
+        *,
+        client=None,
+        max_attempts: int = 6,
+        base_delay_s: float = 0.1,
+        max_delay_s: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._client = client or aws.client(props, "kinesis")
@@ -59,8 +67,12 @@ class KinesisProducer:
         self._max_delay_s = max_delay_s
         self._sleep = sleep
 
-    def put(self, stream_name: str, records: Iterable[Record],
-            on_sent: Callable[[int], None] | None = None) -> int:
+    def put(
+        self,
+        stream_name: str,
+        records: Iterable[Record],
+        on_sent: Callable[[int], None] | None = None,
+    ) -> int:
         """Sends every record, calling ``on_sent(count)`` after each acknowledged batch;
         returns how many were sent. Raises ``KinesisPutError`` if a batch keeps failing."""
         sent = 0
@@ -79,9 +91,14 @@ class KinesisProducer:
             results = self._client.put_records(StreamName=stream_name, Records=pending)
             if not results.get("FailedRecordCount"):
                 return
-            failed = [(entry, result) for entry, result in zip(pending, results["Records"])
-                      if "ErrorCode" in result]
+            failed = [
+                (entry, result)
+                for entry, result in zip(pending, results["Records"])
+                if "ErrorCode" in result
+            ]
             pending = [entry for entry, _ in failed]
         errors = Counter(result["ErrorCode"] for _, result in failed)
-        raise KinesisPutError(f"{len(pending)} records to {stream_name} still failing after "
-                              f"{self._max_attempts} attempts: {dict(errors)}")
+        raise KinesisPutError(
+            f"{len(pending)} records to {stream_name} still failing after "
+            f"{self._max_attempts} attempts: {dict(errors)}"
+        )

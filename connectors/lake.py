@@ -11,6 +11,7 @@ Layout (bucket ``Lake.bucket``, prefixes in the ``HourlyMetrics`` group):
 - ``staging/order_fct/dt=YYYY-MM-DD/hour=HH/*.parquet``: the hourly ETL's copy of each hour's
   ``order_fct`` line items (``etl/staging.py``), read by the batch mode of ``hourly_metrics``.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,7 @@ from pizzastream.settings import HourlyMetricsSettings, LakeSettings
 
 log = logging.getLogger(__name__)
 
-_ARROW_TYPES = {schemas.INTEGER: pa.int32(), schemas.BIGINT: pa.int64(),
-                schemas.TEXT: pa.string()}
+_ARROW_TYPES = {schemas.INTEGER: pa.int32(), schemas.BIGINT: pa.int64(), schemas.TEXT: pa.string()}
 
 
 def arrow_type(column: schemas.Column, unit: str) -> pa.DataType:
@@ -45,14 +45,25 @@ def arrow_type(column: schemas.Column, unit: str) -> pa.DataType:
     return _ARROW_TYPES[column.type]
 
 
-def arrow_schema(table: schemas.Table, names: Sequence[str] | None = None, unit: str = "us",
-                 nullable: bool | None = None) -> pa.Schema:
+def arrow_schema(
+    table: schemas.Table,
+    names: Sequence[str] | None = None,
+    unit: str = "us",
+    nullable: bool | None = None,
+) -> pa.Schema:
     """The Arrow schema of ``table``'s columns ``names`` (default all), in the table's order
     given. ``nullable``: every field optional (True) or as the table says (None)."""
     columns = [table.column(name) for name in (names or table.names)]
-    return pa.schema([pa.field(column.name, arrow_type(column, unit),
-                               nullable=column.nullable if nullable is None else nullable)
-                      for column in columns])
+    return pa.schema(
+        [
+            pa.field(
+                column.name,
+                arrow_type(column, unit),
+                nullable=column.nullable if nullable is None else nullable,
+            )
+            for column in columns
+        ]
+    )
 
 
 # The lake's Parquet schema (timestamps as Parquet INT96, as Flink's Parquet writer has
@@ -114,9 +125,15 @@ def unstaged_hours(props: Props, hours: Sequence[datetime]) -> list[datetime]:
     as an empty part, so a missing partition means "not staged", never "no sales")."""
     s3 = aws.client(props, "s3")
     bucket = staging_bucket(props)
-    return [hour for hour in hours if not s3.list_objects_v2(
-        Bucket=bucket, Prefix=f"{_prefix(props, 'staging_prefix')}/{partition(hour)}/",
-        MaxKeys=1).get("KeyCount")]
+    return [
+        hour
+        for hour in hours
+        if not s3.list_objects_v2(
+            Bucket=bucket,
+            Prefix=f"{_prefix(props, 'staging_prefix')}/{partition(hour)}/",
+            MaxKeys=1,
+        ).get("KeyCount")
+    ]
 
 
 def metrics_parquet(rows: Sequence[MetricRow]) -> bytes:
@@ -134,8 +151,7 @@ def _visible_keys(s3, bucket: str, prefix: str) -> list[str]:
     return sorted(key for key in keys if not key.rsplit("/", 1)[-1].startswith(("_", ".")))
 
 
-def replace_hour(props: Props, hour: datetime,
-                 rows: Sequence[MetricRow]) -> str | None:
+def replace_hour(props: Props, hour: datetime, rows: Sequence[MetricRow]) -> str | None:
     """Makes the hour's partition hold exactly ``rows``, in one request: a PUT over the
     partition's object (a new object if the stream published nothing for the hour), or a
     DELETE of it when the hour has no rows any more. Returns the key now holding the hour."""
@@ -172,5 +188,8 @@ def read_metrics(props: Props) -> list[MetricRow]:
 
 def object_keys(props: Props) -> list[str]:
     """Keys of the lake's metric objects, hidden ones left out."""
-    return _visible_keys(aws.client(props, "s3"), LakeSettings.from_group(props["Lake"]).bucket,
-                         f"{_prefix(props, 'lake_prefix')}/")
+    return _visible_keys(
+        aws.client(props, "s3"),
+        LakeSettings.from_group(props["Lake"]).bucket,
+        f"{_prefix(props, 'lake_prefix')}/",
+    )

@@ -40,6 +40,7 @@ A store's keys carry its id as a hash tag (``{<store_id>}``): on a Redis cluster
 (ElastiCache cluster mode) only the tag decides the key's slot, so all of a store's keys live
 on one shard and one pipeline of a store's reads goes to one node.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -53,10 +54,16 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from pizzastream.config import Props
-from pizzastream.settings import RedisSettings
 from pizzastream.order_status import (
-    ABSENT_RANK, FINAL, FINAL_RANK, PENDING, PENDING_RANK, UNKNOWN_RANK, Outcome,
+    ABSENT_RANK,
+    FINAL,
+    FINAL_RANK,
+    PENDING,
+    PENDING_RANK,
+    UNKNOWN_RANK,
+    Outcome,
 )
+from pizzastream.settings import RedisSettings
 
 if TYPE_CHECKING:
     from pyflink.datastream import DataStream
@@ -132,9 +139,12 @@ def status_outcome(reply) -> tuple[Outcome, str | None]:
     return Outcome.CONFLICT, reply.decode() if isinstance(reply, bytes) else reply
 
 
-def write_order_status(redis_client: redis.Redis | redis.cluster.RedisCluster, order_id: str,
-                       status: str, ttl_s: int = ORDER_STATUS_TTL_S
-                       ) -> tuple[Outcome, str | None]:
+def write_order_status(
+    redis_client: redis.Redis | redis.cluster.RedisCluster,
+    order_id: str,
+    status: str,
+    ttl_s: int = ORDER_STATUS_TTL_S,
+) -> tuple[Outcome, str | None]:
     """Writes an order's status as the jobs do (``STATUS_WRITE_SCRIPT``, EVALSHA, loaded on a
     ``NOSCRIPT``): the one way for Python to write ``order:<order_id>``. Returns the outcome
     and, on a conflict, the status kept; the caller dead-letters a conflict
@@ -152,7 +162,7 @@ def store_tag(store_id: int | str) -> str:
 def store_of_key(key: str) -> int:
     """The store id of a key with a store tag, e.g. ``inventory:{8}`` -> 8."""
     start = key.index("{") + 1
-    return int(key[start:key.index("}", start)])
+    return int(key[start : key.index("}", start)])
 
 
 def inventory_key(store_id: int | str) -> str:
@@ -217,13 +227,18 @@ def connection_options(props: Mapping[str, Mapping[str, str]]) -> dict:
         options["password"] = conf.password
     if conf.tls:
         ca = conf.tls_ca_file
-        options.update(ssl=True, ssl_cert_reqs="required", ssl_check_hostname=True,
-                       ssl_ca_certs=str(ca) if ca else None)
+        options.update(
+            ssl=True,
+            ssl_cert_reqs="required",
+            ssl_check_hostname=True,
+            ssl_ca_certs=str(ca) if ca else None,
+        )
     return options
 
 
-def client(props: Mapping[str, Mapping[str, str]], decode_responses: bool = True,
-           **options) -> redis.Redis | redis.cluster.RedisCluster:
+def client(
+    props: Mapping[str, Mapping[str, str]], decode_responses: bool = True, **options
+) -> redis.Redis | redis.cluster.RedisCluster:
     """A client of the ``Redis`` group's server (AUTH and TLS as configured), a cluster
     client with ``cluster_mode`` (which reads the cluster's slots as it is made, so an
     unreachable cluster fails here); ``options`` are further client arguments (timeouts)."""
@@ -231,10 +246,11 @@ def client(props: Mapping[str, Mapping[str, str]], decode_responses: bool = True
     return kind(**connection_options(props), decode_responses=decode_responses, **options)
 
 
-def async_client(props: Mapping[str, Mapping[str, str]], **options
-                 ) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+def async_client(
+    props: Mapping[str, Mapping[str, str]], **options
+) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
     """``client`` for asyncio (the API), decoding replies; connects at its first command."""
-    kind = (redis.asyncio.cluster.RedisCluster if cluster_mode(props) else redis.asyncio.Redis)
+    kind = redis.asyncio.cluster.RedisCluster if cluster_mode(props) else redis.asyncio.Redis
     return kind(**connection_options(props), decode_responses=True, **options)
 
 
@@ -245,12 +261,15 @@ def publish_catalog(redis_client: redis.Redis | redis.cluster.RedisCluster, cata
 
     with redis_client.pipeline(transaction=False) as pipe:
         for product in catalog.products():
-            pipe.hset(product_key(product.product_id), mapping={
-                "name": product.name,
-                "unit_price": str(from_cents(product.unit_price_cents)),
-                "active": int(product.active),
-            })
-        pipe.execute(raise_on_error=True)   # the first error reply raises: no lost write
+            pipe.hset(
+                product_key(product.product_id),
+                mapping={
+                    "name": product.name,
+                    "unit_price": str(from_cents(product.unit_price_cents)),
+                    "active": int(product.active),
+                },
+            )
+        pipe.execute(raise_on_error=True)  # the first error reply raises: no lost write
 
 
 def jvm_endpoint(props: Props):
@@ -260,8 +279,14 @@ def jvm_endpoint(props: Props):
 
     conf = RedisSettings.from_group(props["Redis"])
     return get_gateway().jvm.pizzastream.flink.RedisEndpoint(
-        conf.host, conf.port, conf.user, conf.password, conf.tls,
-        str(conf.tls_ca_file) if conf.tls_ca_file else "", conf.cluster_mode)
+        conf.host,
+        conf.port,
+        conf.user,
+        conf.password,
+        conf.tls,
+        str(conf.tls_ca_file) if conf.tls_ca_file else "",
+        conf.cluster_mode,
+    )
 
 
 def sink(props: Props, ttl_seconds: int = 0, batch_size: int = 500) -> Sink:
@@ -269,13 +294,19 @@ def sink(props: Props, ttl_seconds: int = 0, batch_size: int = 500) -> Sink:
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
 
-    return Sink(get_gateway().jvm.pizzastream.flink.RedisSink(
-        jvm_endpoint(props), ttl_seconds, batch_size))
+    return Sink(
+        get_gateway().jvm.pizzastream.flink.RedisSink(jvm_endpoint(props), ttl_seconds, batch_size)
+    )
 
 
-def order_status_gate(status_commands: DataStream, props: Props, job: str,
-                      ttl_seconds: int = ORDER_STATUS_TTL_S, batch_size: int = 500,
-                      max_delay_ms: int = 100) -> DataStream:
+def order_status_gate(
+    status_commands: DataStream,
+    props: Props,
+    job: str,
+    ttl_seconds: int = ORDER_STATUS_TTL_S,
+    batch_size: int = 500,
+    max_delay_ms: int = 100,
+) -> DataStream:
     """Writes a job's order status commands (``REDIS_COMMAND`` rows ``SET order:<id>
     <status>``) through ``STATUS_WRITE_SCRIPT`` (``pizzastream.flink.OrderStatusGate``,
     connected as ``client`` is): a status only moves forward, a final one stays. Returns the
@@ -289,8 +320,16 @@ def order_status_gate(status_commands: DataStream, props: Props, job: str,
     from connectors.aurora import DEAD_LETTER_ROW
 
     gate = get_gateway().jvm.pizzastream.flink.OrderStatusGate(
-        jvm_endpoint(props), ttl_seconds, batch_size, max_delay_ms, order_status_key(""), job,
-        STATUS_WRITE_SCRIPT)
-    return DataStream(status_commands._j_data_stream.transform(
-        "redis:order-status", DEAD_LETTER_ROW.get_java_type_info(), gate
-    ).uid("redis-order-status-gate"))
+        jvm_endpoint(props),
+        ttl_seconds,
+        batch_size,
+        max_delay_ms,
+        order_status_key(""),
+        job,
+        STATUS_WRITE_SCRIPT,
+    )
+    return DataStream(
+        status_commands._j_data_stream.transform(
+            "redis:order-status", DEAD_LETTER_ROW.get_java_type_info(), gate
+        ).uid("redis-order-status-gate")
+    )

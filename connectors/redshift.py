@@ -21,6 +21,7 @@ locally) and fills the staging table through PostgreSQL's COPY, refusing what Re
 refuses (a manifest entry without ``meta.content_length`` or with a wrong one, a missing
 mandatory file, a file whose column count differs from the table's).
 """
+
 from __future__ import annotations
 
 import io
@@ -62,8 +63,10 @@ class CopyFromS3:
 
     @property
     def sql(self) -> str:
-        return (f"COPY {self.table} FROM {_literal(self.manifest_url)}"
-                f" IAM_ROLE {_literal(self.iam_role)} {self.data_format} MANIFEST")
+        return (
+            f"COPY {self.table} FROM {_literal(self.manifest_url)}"
+            f" IAM_ROLE {_literal(self.iam_role)} {self.data_format} MANIFEST"
+        )
 
 
 Statement = str | CopyFromS3
@@ -80,6 +83,7 @@ def _literal(text: str) -> str:
 
 # -- files and manifests -------------------------------------------------------------------
 
+
 def s3_url(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
@@ -95,16 +99,22 @@ def manifest(entries: Iterable[tuple[str, int]]) -> dict:
     """A COPY manifest of ``(url, size in bytes)`` files: every file mandatory (a missing
     one fails the load, never loads less), with ``meta.content_length``, which Redshift
     requires for Parquet."""
-    return {"entries": [{"url": url, "mandatory": True, "meta": {"content_length": size}}
-                        for url, size in entries]}
+    return {
+        "entries": [
+            {"url": url, "mandatory": True, "meta": {"content_length": size}}
+            for url, size in entries
+        ]
+    }
 
 
 def load_location(props: Props) -> tuple[str, str]:
     """``(bucket, prefix)`` of the load files: ``Warehouse.load_bucket`` (default the lake
     bucket) and ``Warehouse.load_prefix``."""
     group = WarehouseSettings.from_group(props["Warehouse"])
-    return (group.load_bucket or LakeSettings.from_group(props["Lake"]).bucket,
-            group.load_prefix.strip("/"))
+    return (
+        group.load_bucket or LakeSettings.from_group(props["Lake"]).bucket,
+        group.load_prefix.strip("/"),
+    )
 
 
 class LoadFiles:
@@ -127,29 +137,38 @@ class LoadFiles:
 
     def write_manifest(self, base: str, entries: Sequence[tuple[str, int]]) -> str:
         key = f"{base.strip('/')}/{MANIFEST_NAME}"
-        self._s3.put_object(Bucket=self.bucket, Key=key,
-                            Body=json.dumps(manifest(entries), indent=1).encode())
+        self._s3.put_object(
+            Bucket=self.bucket, Key=key, Body=json.dumps(manifest(entries), indent=1).encode()
+        )
         return s3_url(self.bucket, key)
 
     def sizes(self, bucket: str, keys: Sequence[str]) -> list[tuple[str, int]]:
         """``(url, size)`` of existing objects, for a manifest over files already in S3."""
-        return [(s3_url(bucket, key), self._s3.head_object(Bucket=bucket, Key=key)
-                 ["ContentLength"]) for key in keys]
+        return [
+            (s3_url(bucket, key), self._s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+            for key in keys
+        ]
 
 
 # -- running a transaction -----------------------------------------------------------------
+
 
 def is_serialization_conflict(error: BaseException) -> bool:
     """Redshift's error 1023 (``Serializable isolation violation``), or PostgreSQL's
     SQLSTATE 40001 / 40P01 when the stand-in plays Redshift."""
     sqlstate = getattr(error, "sqlstate", None)
-    return sqlstate in ("40001", "40P01") or "serializable isolation violation" in str(
-        error).lower()
+    return (
+        sqlstate in ("40001", "40P01") or "serializable isolation violation" in str(error).lower()
+    )
 
 
-def run_transaction(connect: Callable[[], Any], statements: Sequence[Statement],
-                    copy: Callable[[object, CopyFromS3], None], attempts: int,
-                    backoff_s: float) -> int:
+def run_transaction(
+    connect: Callable[[], Any],
+    statements: Sequence[Statement],
+    copy: Callable[[object, CopyFromS3], None],
+    attempts: int,
+    backoff_s: float,
+) -> int:
     """Runs ``statements`` in one transaction on a fresh connection from ``connect``
     (DB-API, autocommit off); ``copy`` runs each ``CopyFromS3``. A serialization conflict
     rolls back and starts again, up to ``attempts`` times in all, with growing waits;
@@ -169,8 +188,12 @@ def run_transaction(connect: Callable[[], Any], statements: Sequence[Statement],
             _rollback(conn)
             if attempt == attempts or not is_serialization_conflict(error):
                 raise
-            log.warning("warehouse: serialization conflict (attempt %d of %d), retrying: %s",
-                        attempt, attempts, str(error).splitlines()[0])
+            log.warning(
+                "warehouse: serialization conflict (attempt %d of %d), retrying: %s",
+                attempt,
+                attempts,
+                str(error).splitlines()[0],
+            )
             time.sleep(backoff_s * attempt)
         finally:
             conn.close()
@@ -209,8 +232,9 @@ class StandInCopy:
         url = entry["url"]
         length = entry.get("meta", {}).get("content_length")
         if length is None:
-            raise ValueError(f"manifest entry {url} has no meta.content_length (Parquet COPY "
-                             f"requires it)")
+            raise ValueError(
+                f"manifest entry {url} has no meta.content_length (Parquet COPY requires it)"
+            )
         bucket, key = split_s3_url(url)
         try:
             body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -227,8 +251,11 @@ class StandInCopy:
 
 
 def _column_count(cursor, table: str) -> int:
-    cursor.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass"
-                   " AND attnum > 0 AND NOT attisdropped", (table,))
+    cursor.execute(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass"
+        " AND attnum > 0 AND NOT attisdropped",
+        (table,),
+    )
     return cursor.fetchone()[0]
 
 
@@ -242,5 +269,12 @@ def connect_redshift(props: Props):
     # name verified) against the driver's own Redshift CA bundle, which holds the Amazon
     # roots Redshift's ACM certificates chain to; ``sslrootcert`` is libpq's (psycopg reads).
     return redshift_connector.connect(
-        host=db.host, port=db.port, database=db.dbname, user=db.user, password=db.password,
-        ssl=True, sslmode=db.sslmode, timeout=db.connect_timeout_s)
+        host=db.host,
+        port=db.port,
+        database=db.dbname,
+        user=db.user,
+        password=db.password,
+        ssl=True,
+        sslmode=db.sslmode,
+        timeout=db.connect_timeout_s,
+    )

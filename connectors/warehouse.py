@@ -24,11 +24,12 @@ The streaming job loads per checkpoint through ``stream_sink`` (on Redshift: a g
 file and a manifest per checkpoint, then COPY + merge, see there). Every metric row carries
 its ``source`` and ``published_at``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import astuple
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pyarrow as pa
@@ -61,9 +62,11 @@ _COLUMNS = ", ".join(LOAD_COLUMNS)
 METRIC_LOAD_SCHEMA = lake.arrow_schema(HOURLY_STORE_METRICS, nullable=True)
 
 _CREATE_STAGE = f"CREATE TEMP TABLE {STAGE} (LIKE {TABLE})"
-_DELETE_STAGED_KEYS = (f"DELETE FROM {TABLE} USING {STAGE}"
-                       f" WHERE {TABLE}.store_id = {STAGE}.store_id"
-                       f" AND {TABLE}.window_start = {STAGE}.window_start")
+_DELETE_STAGED_KEYS = (
+    f"DELETE FROM {TABLE} USING {STAGE}"
+    f" WHERE {TABLE}.store_id = {STAGE}.store_id"
+    f" AND {TABLE}.window_start = {STAGE}.window_start"
+)
 _INSERT_STAGED = f"INSERT INTO {TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM {STAGE}"
 # Before the merge: what the staged rows change of the same keys is read against the rows
 # they replace.
@@ -73,22 +76,24 @@ _LOG_PUBLICATION = (
     f" SUM(s.revenue - COALESCE(t.revenue, 0)), SUM(s.orders - COALESCE(t.orders, 0))"
     f" FROM {STAGE} s LEFT JOIN {TABLE} t"
     f" ON t.store_id = s.store_id AND t.window_start = s.window_start"
-    f" GROUP BY s.window_start, s.window_end, s.source, s.published_at")
+    f" GROUP BY s.window_start, s.window_end, s.source, s.published_at"
+)
 _DROP_STAGE = f"DROP TABLE {STAGE}"
 # Reads, the same on both engines.
-METRIC_ROWS_SQL = (f"SELECT {', '.join(METRIC_COLUMNS)} FROM {TABLE}"
-                   f" ORDER BY window_start, store_id")
+METRIC_ROWS_SQL = f"SELECT {', '.join(METRIC_COLUMNS)} FROM {TABLE} ORDER BY window_start, store_id"
 # Corrections: the stream's ``late`` loads and the ETL's ``batch`` ones (a replay of the
 # stream after a restart is neither).
 _CORRECTION = "source IN (%s, %s)"
-PUBLICATIONS_SQL = (f"SELECT window_start, window_end, MIN(published_at),"
-                    f" SUM(CASE WHEN {_CORRECTION} THEN 1 ELSE 0 END),"
-                    f" SUM(CASE WHEN source = %s THEN stores ELSE 0 END),"
-                    f" SUM(CASE WHEN {_CORRECTION} THEN revenue_change ELSE 0 END),"
-                    f" SUM(CASE WHEN {_CORRECTION} THEN orders_change ELSE 0 END)"
-                    f" FROM {PUBLICATIONS}"
-                    f" WHERE window_start >= %s AND window_start < %s"
-                    f" GROUP BY window_start, window_end ORDER BY window_start")
+PUBLICATIONS_SQL = (
+    f"SELECT window_start, window_end, MIN(published_at),"
+    f" SUM(CASE WHEN {_CORRECTION} THEN 1 ELSE 0 END),"
+    f" SUM(CASE WHEN source = %s THEN stores ELSE 0 END),"
+    f" SUM(CASE WHEN {_CORRECTION} THEN revenue_change ELSE 0 END),"
+    f" SUM(CASE WHEN {_CORRECTION} THEN orders_change ELSE 0 END)"
+    f" FROM {PUBLICATIONS}"
+    f" WHERE window_start >= %s AND window_start < %s"
+    f" GROUP BY window_start, window_end ORDER BY window_start"
+)
 
 
 def _order_fct_columns() -> str:
@@ -102,39 +107,44 @@ def order_fct_statements(fill: Statement | None, hour: datetime) -> list[Stateme
     transaction_ts moved into this hour). ``hour`` (UTC) is written as a ``TIMESTAMPTZ``
     literal (a datetime only, nothing quoted from outside)."""
     columns = _order_fct_columns()
-    start, end = (f"TIMESTAMPTZ '{h:%Y-%m-%d %H:%M:%S}+00'"
-                  for h in (_utc(hour), _utc(hour) + timedelta(hours=1)))
-    return [f"CREATE TEMP TABLE {ORDER_FCT_STAGE} (LIKE {ORDER_FCT})",
-            *([fill] if fill is not None else []),
-            f"DELETE FROM {ORDER_FCT} WHERE transaction_ts >= {start}"
-            f" AND transaction_ts < {end}",
-            f"DELETE FROM {ORDER_FCT} USING {ORDER_FCT_STAGE}"
-            f" WHERE {ORDER_FCT}.order_id = {ORDER_FCT_STAGE}.order_id"
-            f" AND {ORDER_FCT}.product_id = {ORDER_FCT_STAGE}.product_id",
-            f"INSERT INTO {ORDER_FCT} ({columns}) SELECT {columns} FROM {ORDER_FCT_STAGE}",
-            f"DROP TABLE {ORDER_FCT_STAGE}"]
+    start, end = (
+        f"TIMESTAMPTZ '{h:%Y-%m-%d %H:%M:%S}+00'"
+        for h in (_utc(hour), _utc(hour) + timedelta(hours=1))
+    )
+    return [
+        f"CREATE TEMP TABLE {ORDER_FCT_STAGE} (LIKE {ORDER_FCT})",
+        *([fill] if fill is not None else []),
+        f"DELETE FROM {ORDER_FCT} WHERE transaction_ts >= {start} AND transaction_ts < {end}",
+        f"DELETE FROM {ORDER_FCT} USING {ORDER_FCT_STAGE}"
+        f" WHERE {ORDER_FCT}.order_id = {ORDER_FCT_STAGE}.order_id"
+        f" AND {ORDER_FCT}.product_id = {ORDER_FCT_STAGE}.product_id",
+        f"INSERT INTO {ORDER_FCT} ({columns}) SELECT {columns} FROM {ORDER_FCT_STAGE}",
+        f"DROP TABLE {ORDER_FCT_STAGE}",
+    ]
 
 
-def replace_hours_statements(hours: Sequence[datetime], fill: Statement | None
-                             ) -> list[Statement]:
+def replace_hours_statements(hours: Sequence[datetime], fill: Statement | None) -> list[Statement]:
     """The transaction making ``hours`` (naive UTC window starts) hold exactly the staged
     rows: every row of those hours goes first, so a store without sales any more loses its
     row. Hours are written as ``TIMESTAMP '…'`` literals (datetimes only, nothing quoted
     from outside)."""
     in_hours = ", ".join(f"TIMESTAMP '{hour:%Y-%m-%d %H:%M:%S}'" for hour in hours)
-    return [_CREATE_STAGE,
-            *([fill] if fill is not None else []),
-            _LOG_PUBLICATION,
-            *([f"DELETE FROM {TABLE} WHERE window_start IN ({in_hours})"] if hours else []),
-            _INSERT_STAGED, _DROP_STAGE]
+    return [
+        _CREATE_STAGE,
+        *([fill] if fill is not None else []),
+        _LOG_PUBLICATION,
+        *([f"DELETE FROM {TABLE} WHERE window_start IN ({in_hours})"] if hours else []),
+        _INSERT_STAGED,
+        _DROP_STAGE,
+    ]
 
 
-def metric_load_table(rows: Sequence[MetricRow], source: str,
-                      published_at: datetime) -> pa.Table:
+def metric_load_table(rows: Sequence[MetricRow], source: str, published_at: datetime) -> pa.Table:
     """Metric rows as the staged columns (``LOAD_COLUMNS``)."""
     return pa.Table.from_pylist(
         [dict(zip(LOAD_COLUMNS, (*astuple(row), source, published_at))) for row in rows],
-        schema=METRIC_LOAD_SCHEMA)
+        schema=METRIC_LOAD_SCHEMA,
+    )
 
 
 class Warehouse:
@@ -148,8 +158,9 @@ class Warehouse:
         the export wrote them) into ``order_fct`` by key, in one transaction."""
         raise NotImplementedError
 
-    def replace_hours(self, hours: Sequence[datetime], rows: Sequence[MetricRow],
-                      source: str = BATCH) -> None:
+    def replace_hours(
+        self, hours: Sequence[datetime], rows: Sequence[MetricRow], source: str = BATCH
+    ) -> None:
         """Makes ``hours`` (naive UTC) hold exactly ``rows`` in one transaction, and logs
         the load in ``metrics_publication``."""
         raise NotImplementedError
@@ -177,8 +188,9 @@ class PostgresWarehouse(Warehouse):
                 else:
                     conn.execute(statement)  # type: ignore[arg-type]  # the fill is handled above
 
-    def replace_hours(self, hours: Sequence[datetime], rows: Sequence[MetricRow],
-                      source: str = BATCH) -> None:
+    def replace_hours(
+        self, hours: Sequence[datetime], rows: Sequence[MetricRow], source: str = BATCH
+    ) -> None:
         published_at = _now()
         fill = f"COPY {STAGE} ({_COLUMNS}) FROM STDIN"
         with self.connect() as conn:
@@ -215,8 +227,9 @@ class RedshiftWarehouse(Warehouse):
 
     def run(self, statements: Sequence[Statement]) -> int:
         """Runs one load's statements as one transaction; returns the attempts it took."""
-        return redshift.run_transaction(self.connect, statements, self._copy,
-                                        self._attempts, self._backoff_s)
+        return redshift.run_transaction(
+            self.connect, statements, self._copy, self._attempts, self._backoff_s
+        )
 
     def load_order_fct(self, staged, hour: datetime, rows: int) -> None:
         keys = staged.keys(staged.hour_prefix(hour))
@@ -224,18 +237,22 @@ class RedshiftWarehouse(Warehouse):
         if rows:
             manifest_url = self.files.write_manifest(
                 f"{self.files.prefix}/{ORDER_FCT}/{staged.hour_prefix(hour).rstrip('/')}",
-                self.files.sizes(staged.bucket, keys))
+                self.files.sizes(staged.bucket, keys),
+            )
             fill = CopyFromS3(ORDER_FCT_STAGE, manifest_url, self.iam_role)
         self.run(order_fct_statements(fill, hour))
 
-    def replace_hours(self, hours: Sequence[datetime], rows: Sequence[MetricRow],  # type: ignore[override]  # also the attempts it took
-                      source: str = BATCH) -> int:
+    def replace_hours(  # type: ignore[override]  # also the attempts it took
+        self,
+        hours: Sequence[datetime],
+        rows: Sequence[MetricRow],
+        source: str = BATCH,
+    ) -> int:
         published_at = _now()
         fill = None
         if rows:
             load_id = f"{TABLE}/{source}-{published_at:%Y%m%dT%H%M%S%f}"
-            manifest_url = self.files.write(load_id,
-                                            metric_load_table(rows, source, published_at))
+            manifest_url = self.files.write(load_id, metric_load_table(rows, source, published_at))
             fill = CopyFromS3(STAGE, manifest_url, self.iam_role)
         return self.run(replace_hours_statements(hours, fill))
 
@@ -252,18 +269,17 @@ def backend(props: Props) -> Warehouse:
 
 def _utc(moment: datetime) -> datetime:
     """``moment`` in UTC (naive datetimes are taken as UTC)."""
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment
+    return moment.astimezone(UTC) if moment.tzinfo else moment
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def stream_statements(fill: Statement) -> list[Statement]:
     """The streaming job's per-checkpoint transaction: ``fill`` stages the checkpoint's
     rows, which then replace the rows with the same keys."""
-    return [_CREATE_STAGE, fill, _LOG_PUBLICATION, _DELETE_STAGED_KEYS, _INSERT_STAGED,
-            _DROP_STAGE]
+    return [_CREATE_STAGE, fill, _LOG_PUBLICATION, _DELETE_STAGED_KEYS, _INSERT_STAGED, _DROP_STAGE]
 
 
 def stream_sink(props: Props):
@@ -286,20 +302,34 @@ def stream_sink(props: Props):
     if engine == POSTGRESQL:
         placeholders = ", ".join("?" * len(LOAD_COLUMNS))
         statements = stream_statements(f"INSERT INTO {STAGE} ({_COLUMNS}) VALUES ({placeholders})")
-        return Sink(jvm.pizzastream.flink.StagedMergeSink(
-            db.jdbc_url(), db.user, db.password, statements[:1],
-            statements[1], statements[2:]))
+        return Sink(
+            jvm.pizzastream.flink.StagedMergeSink(
+                db.jdbc_url(), db.user, db.password, statements[:1], statements[1], statements[2:]
+            )
+        )
     if engine != REDSHIFT:
-        backend(props)                                  # refuses an unknown engine
+        backend(props)  # refuses an unknown engine
     stand_in = db.stand_in == redshift.STAND_IN_POSTGRESQL
-    statements = stream_statements(CopyFromS3(STAGE, "{manifest}",
-                                              need(db.iam_role, "Warehouse", "iam_role"),
-                                              redshift.CSV_GZIP))
-    url = (db.jdbc_url() if stand_in else redshift_jdbc_url(props))
-    return Sink(jvm.pizzastream.flink.RedshiftStagedMergeSink(
-        url, db.user, db.password, statements[:1], statement_sql(statements[1]),
-        statements[2:], stream_load_url(props), STAGE if stand_in else "",
-        db.serialization_attempts, int(db.serialization_backoff_s * 1000)))
+    statements = stream_statements(
+        CopyFromS3(
+            STAGE, "{manifest}", need(db.iam_role, "Warehouse", "iam_role"), redshift.CSV_GZIP
+        )
+    )
+    url = db.jdbc_url() if stand_in else redshift_jdbc_url(props)
+    return Sink(
+        jvm.pizzastream.flink.RedshiftStagedMergeSink(
+            url,
+            db.user,
+            db.password,
+            statements[:1],
+            statement_sql(statements[1]),
+            statements[2:],
+            stream_load_url(props),
+            STAGE if stand_in else "",
+            db.serialization_attempts,
+            int(db.serialization_backoff_s * 1000),
+        )
+    )
 
 
 def redshift_jdbc_url(props: Props) -> str:
@@ -319,8 +349,9 @@ def stream_load_url(props: Props) -> str:
     return f"s3://{bucket}/{prefix}/{TABLE}/{STREAM}"
 
 
-def replace_hours(props: Props, hours: Sequence[datetime], rows: Sequence[MetricRow],
-                  source: str = BATCH) -> None:
+def replace_hours(
+    props: Props, hours: Sequence[datetime], rows: Sequence[MetricRow], source: str = BATCH
+) -> None:
     """``Warehouse.replace_hours`` on the configured back end."""
     backend(props).replace_hours(hours, rows, source)
 
@@ -343,6 +374,7 @@ def publications(props: Props, start: datetime, end: datetime) -> list[Publicati
     publication and how many corrections followed."""
     with backend(props).connect() as conn:
         cursor = conn.cursor()
-        cursor.execute(PUBLICATIONS_SQL, (LATE, BATCH, PARTIAL, LATE, BATCH, LATE, BATCH,
-                                          start, end))
+        cursor.execute(
+            PUBLICATIONS_SQL, (LATE, BATCH, PARTIAL, LATE, BATCH, LATE, BATCH, start, end)
+        )
         return [Publication(*record) for record in cursor.fetchall()]

@@ -8,6 +8,7 @@ Start as many workers as you like (on one machine or several): they share the sh
 the ``deliveries`` stream through the KCL lease table in DynamoDB, and when one dies the
 others take its shards over after ``Delivery.kcl_failover_ms``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,13 +23,22 @@ from pizzastream.settings import validate
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m delivery", description=__doc__.split("\n")[0])
     parser.add_argument("--worker-id", help="KCL worker id (default: host name + random suffix)")
-    parser.add_argument("--print-properties", action="store_true",
-                        help="print the generated MultiLangDaemon properties and exit")
-    parser.add_argument("--invalidate-partners", action="store_true",
-                        help="drop the cached delivery partners from Redis and exit")
+    parser.add_argument(
+        "--print-properties",
+        action="store_true",
+        help="print the generated MultiLangDaemon properties and exit",
+    )
+    parser.add_argument(
+        "--invalidate-partners",
+        action="store_true",
+        help="drop the cached delivery partners from Redis and exit",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     props = load_properties()
     validate(props)
     if args.invalidate_partners:
@@ -40,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         print("delivery partners cache " + ("dropped" if dropped else "was empty"))
         return 0
     if args.print_properties:
-        print(daemon.render_properties(daemon.kcl_properties(props, args.worker_id or "<worker>")),
-              end="")
+        print(
+            daemon.render_properties(daemon.kcl_properties(props, args.worker_id or "<worker>")),
+            end="",
+        )
         if daemon.needs_bridge(props):
             print("# at run time kinesisEndpoint is the local h2c bridge (delivery/h2c_bridge.py)")
         return 0

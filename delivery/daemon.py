@@ -27,6 +27,7 @@ idle while the first holds every shard), and a killed leader's shards wait out t
 an application on to 3.x after 10 stable minutes; long enough for tests and the demo.)
 Production leaves the key unset, i.e. KCL 3 with CPU-based balancing.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -67,8 +68,9 @@ LOGBACK = """<configuration>
 """
 
 
-def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = None
-                   ) -> dict[str, str]:
+def kcl_properties(
+    props: Props, worker_id: str, kinesis_endpoint: str | None = None
+) -> dict[str, str]:
     """The MultiLangDaemon's properties for one worker, all from configuration.
 
     ``kinesis_endpoint`` overrides ``Aws.endpoint`` for Kinesis only (the local h2c
@@ -85,7 +87,8 @@ def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = 
         "regionName": aws.region,
         "AwsCredentialsProvider": "DefaultCredentialsProvider",
         "initialPositionInStream": group.kcl_initial_position
-        or StreamsSettings.from_group(props["Streams"]).initial_position or "TRIM_HORIZON",
+        or StreamsSettings.from_group(props["Streams"]).initial_position
+        or "TRIM_HORIZON",
         "retrievalMode": "POLLING",
         "maxRecords": str(group.kcl_max_records),
         "idleTimeBetweenReadsInMillis": str(group.kcl_idle_between_reads_ms),
@@ -94,7 +97,7 @@ def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = 
         # locally, or a fresh application idles for a minute before processing.
         "shardSyncIntervalMillis": str(group.kcl_shard_sync_ms),
         "parentShardPollIntervalMillis": str(group.kcl_parent_shard_poll_ms),
-        "metricsLevel": group.kcl_metrics_level,   # locally NONE
+        "metricsLevel": group.kcl_metrics_level,  # locally NONE
         "shutdownGraceMillis": str(group.kcl_shutdown_grace_ms),
         "leaseTableDeletionProtectionEnabled": "false",
         "leaseTablePitrEnabled": "false",
@@ -103,10 +106,12 @@ def kcl_properties(props: Props, worker_id: str, kinesis_endpoint: str | None = 
     # failoverTimeMillis without renewal) every leaseAssignmentIntervalMillis, to workers
     # that have reported their metrics (every workerMetricsReporterFreqInMillis).
     # clientVersionConfig: see the module docstring; locally the 2.x-compatible lease taker.
-    optional = {"clientVersionConfig": group.kcl_client_version,
-                "maxLeasesToStealAtOneTime": group.kcl_max_leases_to_steal,
-                "leaseAssignmentIntervalMillis": group.kcl_lease_assignment_ms,
-                "workerMetricsReporterFreqInMillis": group.kcl_worker_metrics_report_ms}
+    optional = {
+        "clientVersionConfig": group.kcl_client_version,
+        "maxLeasesToStealAtOneTime": group.kcl_max_leases_to_steal,
+        "leaseAssignmentIntervalMillis": group.kcl_lease_assignment_ms,
+        "workerMetricsReporterFreqInMillis": group.kcl_worker_metrics_report_ms,
+    }
     for name, value in optional.items():
         if value:
             result[name] = str(value)
@@ -127,8 +132,9 @@ def cbor_enabled(props: Props) -> bool:
     return DeliverySettings.from_group(props["Delivery"]).kcl_cbor_enabled
 
 
-def java_command(props: Props, properties_file: Path, logback_file: Path,
-                 temp_dir: Path | None = None) -> list[str]:
+def java_command(
+    props: Props, properties_file: Path, logback_file: Path, temp_dir: Path | None = None
+) -> list[str]:
     """The MultiLangDaemon's command line; its JVM keeps its temporary files in
     ``temp_dir`` (the worker's run directory), not the system's."""
     if not JARS_DIR.is_dir() or not any(JARS_DIR.glob("amazon-kinesis-client-multilang-*.jar")):
@@ -139,8 +145,17 @@ def java_command(props: Props, properties_file: Path, logback_file: Path,
         options.append(f"-Djava.io.tmpdir={temp_dir}")
     if not cbor_enabled(props):
         options.append("-Daws.cborEnabled=false")
-    return [java, *options, "-cp", str(JARS_DIR / "*"), DAEMON_CLASS,
-            "--properties-file", str(properties_file), "--log-configuration", str(logback_file)]
+    return [
+        java,
+        *options,
+        "-cp",
+        str(JARS_DIR / "*"),
+        DAEMON_CLASS,
+        "--properties-file",
+        str(properties_file),
+        "--log-configuration",
+        str(logback_file),
+    ]
 
 
 def daemon_env(props: Props) -> dict[str, str]:
@@ -165,23 +180,29 @@ def _die_with_parent() -> None:
         pass
 
 
-def prepare(props: Props, worker_id: str, run_dir: Path,
-            kinesis_endpoint: str | None = None) -> tuple[Path, Path]:
+def prepare(
+    props: Props, worker_id: str, run_dir: Path, kinesis_endpoint: str | None = None
+) -> tuple[Path, Path]:
     run_dir.mkdir(parents=True, exist_ok=True)
     properties_file = run_dir / "delivery.properties"
-    properties_file.write_text(render_properties(kcl_properties(props, worker_id,
-                                                                kinesis_endpoint)))
+    properties_file.write_text(
+        render_properties(kcl_properties(props, worker_id, kinesis_endpoint))
+    )
     logback_file = run_dir / "delivery-logback.xml"
-    logback_file.write_text(LOGBACK.replace("{worker}", worker_id).replace(
-        "{level}", DeliverySettings.from_group(props["Delivery"]).kcl_log_level))
+    logback_file.write_text(
+        LOGBACK.replace("{worker}", worker_id).replace(
+            "{level}", DeliverySettings.from_group(props["Delivery"]).kcl_log_level
+        )
+    )
     return properties_file, logback_file
 
 
 def needs_bridge(props: Props) -> bool:
     """Only a plain-HTTP emulator needs the h2c bridge (see ``delivery.h2c_bridge``)."""
     endpoint = AwsSettings.from_group(props["Aws"]).endpoint
-    return endpoint.startswith("http://") and \
-        DeliverySettings.from_group(props["Delivery"]).kcl_h2c_bridge in ("auto", "true")
+    return endpoint.startswith("http://") and DeliverySettings.from_group(
+        props["Delivery"]
+    ).kcl_h2c_bridge in ("auto", "true")
 
 
 def run(props: Props, worker_id: str | None = None, run_dir: Path | None = None) -> int:

@@ -11,6 +11,7 @@ to the configured endpoint, answer for answer. ``delivery.daemon`` starts it on 
 port (in a thread of the launcher) whenever the Kinesis endpoint is plain HTTP, and points
 ``kinesisEndpoint`` at it; DynamoDB needs no bridge (its client uses HTTP/1.1).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,17 @@ import h2.exceptions
 log = logging.getLogger(__name__)
 
 # Headers that describe one HTTP/1.1 connection, not the message (RFC 9113 §8.2.2).
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
-                         b"upgrade", b"te", b"host"})
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"te",
+        b"host",
+    }
+)
 UPSTREAM_TIMEOUT_S = 30.0
 
 
@@ -43,11 +53,13 @@ class _Stream:
 class _Connection:
     """One client connection: h2 state machine plus one forwarding task per stream."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 upstream: tuple[str, int]):
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: tuple[str, int]
+    ):
         self.reader, self.writer, self.upstream = reader, writer, upstream
         self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=False, header_encoding=None))
+            h2.config.H2Configuration(client_side=False, header_encoding=None)
+        )
         self.streams: dict[int, _Stream] = {}
         self.window_open = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
@@ -110,14 +122,21 @@ class _Connection:
             log.warning("h2c bridge: upstream %s:%s failed: %s", *self.upstream, error)
             status, headers, body = 502, [(b"content-type", b"text/plain")], str(error).encode()
         try:
-            self.h2.send_headers(stream_id, [(b":status", str(status).encode()),
-                                             *headers, (b"content-length", str(len(body)).encode())],
-                                 end_stream=not body)
+            self.h2.send_headers(
+                stream_id,
+                [
+                    (b":status", str(status).encode()),
+                    *headers,
+                    (b"content-length", str(len(body)).encode()),
+                ],
+                end_stream=not body,
+            )
             await self._flush()
             view = memoryview(body)
             while view:
-                window = min(self.h2.local_flow_control_window(stream_id),
-                             self.h2.max_outbound_frame_size)
+                window = min(
+                    self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size
+                )
                 if window <= 0:
                     self.window_open.clear()
                     await self.window_open.wait()
@@ -130,19 +149,27 @@ class _Connection:
 
     def _upstream_call(self, stream: _Stream) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         pseudo = {name: value for name, value in stream.headers if name.startswith(b":")}
-        headers = {name.decode(): value.decode("latin-1") for name, value in stream.headers
-                   if not name.startswith(b":") and name.lower() not in _HOP_BY_HOP}
+        headers = {
+            name.decode(): value.decode("latin-1")
+            for name, value in stream.headers
+            if not name.startswith(b":") and name.lower() not in _HOP_BY_HOP
+        }
         host, port = self.upstream
         conn = http.client.HTTPConnection(host, port, timeout=UPSTREAM_TIMEOUT_S)
         try:
-            conn.request(pseudo.get(b":method", b"POST").decode(),
-                         pseudo.get(b":path", b"/").decode(), body=bytes(stream.body),
-                         headers={**headers, "Host": f"{host}:{port}"})
+            conn.request(
+                pseudo.get(b":method", b"POST").decode(),
+                pseudo.get(b":path", b"/").decode(),
+                body=bytes(stream.body),
+                headers={**headers, "Host": f"{host}:{port}"},
+            )
             response = conn.getresponse()
             body = response.read()
-            answer = [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                      for name, value in response.getheaders()
-                      if name.lower().encode("latin-1") not in _HOP_BY_HOP | {b"content-length"}]
+            answer = [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in response.getheaders()
+                if name.lower().encode("latin-1") not in _HOP_BY_HOP | {b"content-length"}
+            ]
             return response.status, answer, body
         finally:
             conn.close()
@@ -187,8 +214,10 @@ class H2cBridge:
 
         async def serve() -> None:
             self._server = await asyncio.start_server(
-                lambda r, w: _Connection(r, w, self.upstream).run(), "127.0.0.1",
-                self._requested_port)
+                lambda r, w: _Connection(r, w, self.upstream).run(),
+                "127.0.0.1",
+                self._requested_port,
+            )
             self.port = self._server.sockets[0].getsockname()[1]
             self._ready.set()
 

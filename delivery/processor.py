@@ -17,6 +17,7 @@ did not answer, waits in ``delivery_attempt`` (its record is done and checkpoint
 thread of each processor runs the rounds that are due every ``Delivery.retry_poll_s``
 (``DeliveryService.retry_due``, with its own connections).
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,8 +61,12 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
             while not self._stopping():
                 try:
                     for handled in service.retry_due(self._stopping):
-                        log.info("shard %s: next round of %s: %s", self.shard_id,
-                                 handled.order_id, "waiting" if handled.retry else "decided")
+                        log.info(
+                            "shard %s: next round of %s: %s",
+                            self.shard_id,
+                            handled.order_id,
+                            "waiting" if handled.retry else "decided",
+                        )
                 except Exception:  # a failed poll is retried at the next one
                     log.warning("retry round failed", exc_info=True)
                 time.sleep(service.retry_poll_s)
@@ -76,7 +81,7 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
             if self.lost:
                 return
             handled = self.service.handle_until_done(record.binary_data, self._stopping)  # type: ignore[union-attr]  # set in initialize(), before any records
-            if handled is None:          # the daemon is gone; leave the rest unacknowledged
+            if handled is None:  # the daemon is gone; leave the rest unacknowledged
                 return
             last_done = record
             if time.monotonic() - last_checkpoint >= self.checkpoint_every_s:
@@ -104,10 +109,11 @@ class DeliveryRecordProcessor(processor.RecordProcessorBase):
                     self.lost = True
                     return
                 if error.value == "ThrottlingException" and attempt + 1 < CHECKPOINT_ATTEMPTS:
-                    time.sleep(2 ** attempt * 0.2)
+                    time.sleep(2**attempt * 0.2)
                     continue
-                log.warning("shard %s: checkpoint at %s failed: %s", self.shard_id, sequence,
-                            error.value)
+                log.warning(
+                    "shard %s: checkpoint at %s failed: %s", self.shard_id, sequence, error.value
+                )
                 return
 
     def lease_lost(self, lease_lost_input) -> None:
@@ -131,12 +137,19 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol_out = sys.stdout
-    sys.stdout = sys.stderr          # anything printed must not corrupt the protocol
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    sys.stdout = sys.stderr  # anything printed must not corrupt the protocol
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+    )
     validate(load_properties())
-    kcl.KCLProcess(DeliveryRecordProcessor(), input_file=sys.stdin, output_file=protocol_out,
-                   error_file=sys.stderr).run()
+    kcl.KCLProcess(
+        DeliveryRecordProcessor(),
+        input_file=sys.stdin,
+        output_file=protocol_out,
+        error_file=sys.stderr,
+    ).run()
 
 
 if __name__ == "__main__":

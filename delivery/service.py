@@ -26,6 +26,7 @@ safe:
 A provider or database outage raises out of ``handle`` and is retried with backoff: a
 delivery is denied only for the business reasons of ``pizzastream.delivery``.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,13 +47,25 @@ from connectors.delivery_provider import DeliveryProviderClient, ProviderUnavail
 from delivery import store
 from pizzastream import delivery as rules_mod
 from pizzastream.config import Props
-from pizzastream.settings import DeliverySettings
 from pizzastream.dead_letters import dead_letter
 from pizzastream.delivery import (
-    ASSIGNED, RETRYING, SEARCHING, Assignment, Denial, DeliveryRules, DispatchProgress,
-    OfferOutcome, OfferResult, Partner, Place, Quote, Retry, Undeliverable,
+    ASSIGNED,
+    RETRYING,
+    SEARCHING,
+    Assignment,
+    DeliveryRules,
+    Denial,
+    DispatchProgress,
+    OfferOutcome,
+    OfferResult,
+    Partner,
+    Place,
+    Quote,
+    Retry,
+    Undeliverable,
 )
 from pizzastream.orders import EnrichedOrder, Fulfillment
+from pizzastream.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +73,16 @@ JOB = "delivery"
 # Failures of the infrastructure, which pass: retried for as long as they last. Anything
 # else (a constraint violation, a bug) would fail the same way again. On a Redis cluster a
 # failover leaves slots without a master (CLUSTERDOWN) or unknown to the client for a while.
-TRANSIENT = (ProviderUnavailable, psycopg.OperationalError, psycopg.InterfaceError,
-             redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
-             redis.exceptions.SlotNotCoveredError, OSError)
+TRANSIENT = (
+    ProviderUnavailable,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.SlotNotCoveredError,
+    OSError,
+)
 REDIS_KEY = "delivery:{order_id}"
 
 
@@ -76,17 +96,21 @@ class Handled:
 
     order_id: str | None
     decision: store.Decision | None
-    replay: bool = False            # the decision was already recorded
-    adopted: bool = False           # an active provider dispatch was taken over
+    replay: bool = False  # the decision was already recorded
+    adopted: bool = False  # an active provider dispatch was taken over
     rows_updated: int = 0
-    retry: Retry | None = None      # nobody took it this round: the next one is due then
-    waiting: bool = False           # between rounds and not due yet: nothing done
+    retry: Retry | None = None  # nobody took it this round: the next one is due then
+    waiting: bool = False  # between rounds and not due yet: nothing done
 
 
 class DeliveryService:
-    def __init__(self, props: Props, provider: DeliveryProviderClient | None = None,
-                 redis_client: redis.Redis | None = None,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        props: Props,
+        provider: DeliveryProviderClient | None = None,
+        redis_client: redis.Redis | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         group = DeliverySettings.from_group(props["Delivery"])
         self.props = props
         self.rules: DeliveryRules = group.rules
@@ -94,10 +118,11 @@ class DeliveryService:
         self.clock = clock
         self.provider = provider or DeliveryProviderClient.from_properties(props)
         self.redis = redis_client or redis_store.client(
-            props, decode_responses=False, socket_timeout=5, socket_connect_timeout=5)
+            props, decode_responses=False, socket_timeout=5, socket_connect_timeout=5
+        )
         self.redis_ttl_s = group.redis_ttl_s
         self._refresh_s = group.reference_refresh_s
-        self._partners: Refreshing | None = None     # loaded on first use, inside retries
+        self._partners: Refreshing | None = None  # loaded on first use, inside retries
         self._stores: Refreshing | None = None
         self.retry_max_s = group.retry_max_s
         self.unexpected_attempts = group.unexpected_error_attempts
@@ -106,8 +131,9 @@ class DeliveryService:
 
     def partners(self) -> tuple[Partner, ...]:
         if self._partners is None:
-            self._partners = Refreshing(lambda: store.cached_partners(self.props, self.redis),
-                                        self._refresh_s)
+            self._partners = Refreshing(
+                lambda: store.cached_partners(self.props, self.redis), self._refresh_s
+            )
         return self._partners.get()
 
     def stores(self) -> dict[int, Place]:
@@ -123,8 +149,9 @@ class DeliveryService:
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             return self._dead_letter(raw, "malformed_record", f"{type(error).__name__}: {error}")
         if order.fulfillment != Fulfillment.DELIVERY:
-            return self._dead_letter(raw, "not_a_delivery", f"fulfillment {order.fulfillment}",
-                                     order)
+            return self._dead_letter(
+                raw, "not_a_delivery", f"fulfillment {order.fulfillment}", order
+            )
         conn = self._connection()
         try:
             handled = self._decide(conn, order, raw)
@@ -134,8 +161,9 @@ class DeliveryService:
         self._publish(handled.decision)
         return handled
 
-    def _decide(self, conn: psycopg.Connection[DictRow], order: EnrichedOrder, raw: bytes
-                ) -> Handled:
+    def _decide(
+        self, conn: psycopg.Connection[DictRow], order: EnrichedOrder, raw: bytes
+    ) -> Handled:
         store.lock_order(conn, order.order_id)
         previous = store.existing(conn, order.order_id)
         if previous is not None:
@@ -146,49 +174,78 @@ class DeliveryService:
         progress = DispatchProgress()
         if waiting is not None:
             if store.ms_to_datetime(now_ms) < waiting.next_attempt_at:
-                conn.commit()           # a replay of a record whose next round is not due
+                conn.commit()  # a replay of a record whose next round is not due
                 return Handled(order.order_id, None, waiting=True)
             progress = DispatchProgress.from_json(waiting.steps)
 
         partners = self.partners()
         order_ts = store.ms_to_datetime(order.ts_ms)
-        customer = (Place(order.customer_lat, order.customer_lon)  # type: ignore[arg-type]  # a customer's lat and lon come together
-                    if order.customer_lat is not None else None)
+        customer = (
+            Place(order.customer_lat, order.customer_lon)  # type: ignore[arg-type]  # a customer's lat and lon come together
+            if order.customer_lat is not None
+            else None
+        )
         store_place = self.stores().get(order.store_id)
-        if store_place is None:            # opened since the last refresh? look again first
+        if store_place is None:  # opened since the last refresh? look again first
             self._stores = None
             store_place = self.stores().get(order.store_id)
         active = self.provider.active_dispatch(order.order_id)
         if active is not None:
-            outcome: Assignment | Denial = self._adopt(order, active, partners, store_place,
-                                                       customer)
+            outcome: Assignment | Denial = self._adopt(
+                order, active, partners, store_place, customer
+            )
             adopted = True
         else:
             load = store.load(conn, (p.partner_id for p in partners), order_ts)
             outcome = rules_mod.dispatch_round(  # type: ignore[assignment]  # a round that ends in Retry or Undeliverable is handled below
-                partners, store_place, customer, self.rules, load,
-                self._offer(order, store_place, customer), progress, order.ts_ms, now_ms,
-                lambda progress: self._publish_progress(order, SEARCHING, progress))
+                partners,
+                store_place,
+                customer,
+                self.rules,
+                load,
+                self._offer(order, store_place, customer),
+                progress,
+                order.ts_ms,
+                now_ms,
+                lambda progress: self._publish_progress(order, SEARCHING, progress),
+            )
             adopted = False
         if isinstance(outcome, Retry):
-            store.wait(conn, order.order_id, order.store_id, raw, outcome.progress.to_json(),
-                       outcome.reason.value, store.ms_to_datetime(outcome.at_ms),
-                       store.ms_to_datetime(self.rules.deadline_ms(order.ts_ms)))
+            store.wait(
+                conn,
+                order.order_id,
+                order.store_id,
+                raw,
+                outcome.progress.to_json(),
+                outcome.reason.value,
+                store.ms_to_datetime(outcome.at_ms),
+                store.ms_to_datetime(self.rules.deadline_ms(order.ts_ms)),
+            )
             self._publish_progress(order, RETRYING, outcome.progress, outcome)
-            log.info("order %s: nobody yet, next round at %s: %s", order.order_id,
-                     store.ms_to_datetime(outcome.at_ms).isoformat(), outcome.detail)
+            log.info(
+                "order %s: nobody yet, next round at %s: %s",
+                order.order_id,
+                store.ms_to_datetime(outcome.at_ms).isoformat(),
+                outcome.detail,
+            )
             return Handled(order.order_id, None, retry=outcome)
         decision, updated = store.record(conn, self._decision(order, outcome))
         if isinstance(outcome, Assignment):
-            log.info("order %s -> partner %s delivery %s (%s), %d order_fct rows",
-                     order.order_id, outcome.quote.partner.partner_id, outcome.delivery_id,
-                     rules_mod.describe_attempts(outcome.attempts), updated)
+            log.info(
+                "order %s -> partner %s delivery %s (%s), %d order_fct rows",
+                order.order_id,
+                outcome.quote.partner.partner_id,
+                outcome.delivery_id,
+                rules_mod.describe_attempts(outcome.attempts),
+                updated,
+            )
         else:
             log.info("order %s delivery %s: %s", order.order_id, outcome.status, outcome.detail)
         return Handled(order.order_id, decision, adopted=adopted, rows_updated=updated)
 
-    def _offer(self, order: EnrichedOrder, store_place: Place | None,
-               customer: Place | None) -> Callable[[Quote], OfferResult]:
+    def _offer(
+        self, order: EnrichedOrder, store_place: Place | None, customer: Place | None
+    ) -> Callable[[Quote], OfferResult]:
         def offer(q: Quote) -> OfferResult:
             details = {
                 "store_id": order.store_id,
@@ -204,10 +261,17 @@ class DeliveryService:
                 # or re-offers.
                 self.provider.cancel(order.order_id, q.partner.partner_id)
             return result
+
         return offer
 
-    def _adopt(self, order: EnrichedOrder, active, partners: tuple[Partner, ...],
-               store_place: Place | None, customer: Place | None) -> Assignment:
+    def _adopt(
+        self,
+        order: EnrichedOrder,
+        active,
+        partners: tuple[Partner, ...],
+        store_place: Place | None,
+        customer: Place | None,
+    ) -> Assignment:
         partner = next((p for p in partners if p.partner_id == active.partner_id), None)
         if partner is None:
             partner = Partner(active.partner_id, "unknown", 0.0, 0.0, 0, 0, 1, 0.0, 1.0)
@@ -215,53 +279,103 @@ class DeliveryService:
             q = rules_mod.quote(partner, store_place, customer)
         else:
             q = Quote(partner, 0.0, 0.0, partner.base_fee_cents)
-        log.warning("order %s: adopting active dispatch %s with partner %s", order.order_id,
-                    active.delivery_id, active.partner_id)
+        log.warning(
+            "order %s: adopting active dispatch %s with partner %s",
+            order.order_id,
+            active.delivery_id,
+            active.partner_id,
+        )
         return Assignment(q, active.delivery_id, ((active.partner_id, OfferOutcome.ACCEPTED),))
 
     @staticmethod
-    def _decision(order: EnrichedOrder, outcome: Assignment | Denial | Undeliverable
-                  ) -> store.Decision:
+    def _decision(
+        order: EnrichedOrder, outcome: Assignment | Denial | Undeliverable
+    ) -> store.Decision:
         order_ts = store.ms_to_datetime(order.ts_ms)
         if isinstance(outcome, Denial):
-            return store.Decision(order.order_id, order.store_id, "denied", outcome.reason.value,
-                                  outcome.detail, None, None, None, None, None, order_ts, None)
+            return store.Decision(
+                order.order_id,
+                order.store_id,
+                "denied",
+                outcome.reason.value,
+                outcome.detail,
+                None,
+                None,
+                None,
+                None,
+                None,
+                order_ts,
+                None,
+            )
         if isinstance(outcome, Undeliverable):
-            return store.Decision(order.order_id, order.store_id, "undeliverable",
-                                  outcome.reason.value, outcome.detail, None, None, None, None,
-                                  None, order_ts, None, steps=outcome.progress.to_json())  # type: ignore[arg-type]  # steps are stored as their JSON list
+            return store.Decision(
+                order.order_id,
+                order.store_id,
+                "undeliverable",
+                outcome.reason.value,
+                outcome.detail,
+                None,
+                None,
+                None,
+                None,
+                None,
+                order_ts,
+                None,
+                steps=outcome.progress.to_json(),  # type: ignore[arg-type]  # steps are stored as their JSON list
+            )
         q = outcome.quote
         return store.Decision(
-            order.order_id, order.store_id, ASSIGNED, None,
+            order.order_id,
+            order.store_id,
+            ASSIGNED,
+            None,
             rules_mod.describe_attempts(outcome.attempts),
-            q.partner.partner_id, outcome.delivery_id,
+            q.partner.partner_id,
+            outcome.delivery_id,
             rules_mod.cents_to_money(q.fee_cents),
-            Decimal(f"{q.distance_km:.2f}"), Decimal(f"{q.eta_min:.1f}"), order_ts,
+            Decimal(f"{q.distance_km:.2f}"),
+            Decimal(f"{q.eta_min:.1f}"),
+            order_ts,
             store.ms_to_datetime(q.busy_until_ms(order.ts_ms)),
-            steps=outcome.progress.to_json() if outcome.progress else ())  # type: ignore[arg-type]  # steps are stored as their JSON list
+            steps=outcome.progress.to_json() if outcome.progress else (),  # type: ignore[arg-type]  # steps are stored as their JSON list
+        )
 
     def _publish(self, decision: store.Decision | None) -> None:
         if decision is None:
             return
-        self.redis.set(redis_key(decision.order_id), json.dumps(decision.to_redis()),
-                       ex=self.redis_ttl_s)
+        self.redis.set(
+            redis_key(decision.order_id), json.dumps(decision.to_redis()), ex=self.redis_ttl_s
+        )
 
-    def _publish_progress(self, order: EnrichedOrder, status: str, progress: DispatchProgress,
-                          retry: Retry | None = None) -> None:
+    def _publish_progress(
+        self,
+        order: EnrichedOrder,
+        status: str,
+        progress: DispatchProgress,
+        retry: Retry | None = None,
+    ) -> None:
         """The customer's view between offers: every step so far, and while waiting, why
         and until when."""
-        doc = {"order_id": order.order_id, "store_id": order.store_id, "status": status,
-               "steps": store.steps_for_customer(progress.to_json()),
-               "order_ts": store.ms_to_datetime(order.ts_ms).isoformat()}
+        doc = {
+            "order_id": order.order_id,
+            "store_id": order.store_id,
+            "status": status,
+            "steps": store.steps_for_customer(progress.to_json()),
+            "order_ts": store.ms_to_datetime(order.ts_ms).isoformat(),
+        }
         if retry is not None:
-            doc |= {"reason": retry.reason.value, "detail": retry.detail,
-                    "next_attempt": store.ms_to_datetime(retry.at_ms).isoformat()}
+            doc |= {
+                "reason": retry.reason.value,
+                "detail": retry.detail,
+                "next_attempt": store.ms_to_datetime(retry.at_ms).isoformat(),
+            }
         self.redis.set(redis_key(order.order_id), json.dumps(doc), ex=self.redis_ttl_s)
 
     # -- rounds after the first --------------------------------------------------------
 
-    def retry_due(self, should_stop: Callable[[], bool] = lambda: False,
-                  limit: int = 100) -> list[Handled]:
+    def retry_due(
+        self, should_stop: Callable[[], bool] = lambda: False, limit: int = 100
+    ) -> list[Handled]:
         """Runs the next round of every order whose round is due (at most ``limit``);
         the order's lock makes two workers' loops take turns, and a round already run by
         the other finds the order decided or not due any more."""
@@ -279,12 +393,19 @@ class DeliveryService:
             handled.append(result)
         return handled
 
-    def _dead_letter(self, raw: bytes, reason: str, detail: str,
-                     order: EnrichedOrder | None = None) -> Handled:
+    def _dead_letter(
+        self, raw: bytes, reason: str, detail: str, order: EnrichedOrder | None = None
+    ) -> Handled:
         log.warning("dead letter (%s): %s", reason, detail)
-        letter = dead_letter(JOB, raw, reason, detail, order.event_id if order else None,
-                             order.order_id if order else None,
-                             store_id=order.store_id if order else None)
+        letter = dead_letter(
+            JOB,
+            raw,
+            reason,
+            detail,
+            order.event_id if order else None,
+            order.order_id if order else None,
+            store_id=order.store_id if order else None,
+        )
         conn = self._connection()
         try:
             store.dead_letter(conn, letter)
@@ -295,8 +416,9 @@ class DeliveryService:
 
     # -- retries -----------------------------------------------------------------------
 
-    def handle_until_done(self, raw: bytes, should_stop: Callable[[], bool] = lambda: False
-                          ) -> Handled | None:
+    def handle_until_done(
+        self, raw: bytes, should_stop: Callable[[], bool] = lambda: False
+    ) -> Handled | None:
         """``handle`` until it succeeds; backs off 0.5 s doubling to ``retry_max_s``.
 
         An outage (provider, database, Redis) is retried for as long as it lasts: the
@@ -314,12 +436,16 @@ class DeliveryService:
                 log.warning("handling failed, retrying in %.1fs: %s", delay, error)
             except Exception as error:  # anything else is a defect, see above
                 unexpected += 1
-                log.exception("unexpected error handling a record (%d/%d)", unexpected,
-                              self.unexpected_attempts)
+                log.exception(
+                    "unexpected error handling a record (%d/%d)",
+                    unexpected,
+                    self.unexpected_attempts,
+                )
                 if unexpected >= self.unexpected_attempts:
                     try:
-                        return self._dead_letter(raw, "handler_error",
-                                                 f"{type(error).__name__}: {error}")
+                        return self._dead_letter(
+                            raw, "handler_error", f"{type(error).__name__}: {error}"
+                        )
                     except Exception as db_error:  # noqa: BLE001 - keep trying, never skip
                         log.warning("could not dead-letter: %s", db_error)
             if should_stop():

@@ -15,13 +15,14 @@ decision is one transaction on one connection:
    takes (class ``DELIVERY_LOCK_CLASS``), dropping the ``delivery_attempt`` row, and then
    commit; or ``wait`` - the ``delivery_attempt`` row for the next round, and commit.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,11 +30,11 @@ import psycopg
 import redis
 from psycopg.rows import DictRow, dict_row
 
-from pizzastream.config import postgres_dsn
-from pizzastream.settings import DeliverySettings
 from pizzastream import dead_letters
+from pizzastream.config import postgres_dsn
 from pizzastream.dead_letters import DeadLetter
 from pizzastream.delivery import ASSIGNED, Partner, Place
+from pizzastream.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,21 @@ log = logging.getLogger(__name__)
 DELIVERY_LOCK_CLASS = 7246
 DISPATCH_LOCK_CLASS = 7247
 
-COLUMNS = ("order_id", "store_id", "status", "reason", "detail", "partner_id", "delivery_id",
-           "fee", "distance_km", "eta_minutes", "order_ts", "busy_until", "assigned_at")
+COLUMNS = (
+    "order_id",
+    "store_id",
+    "status",
+    "reason",
+    "detail",
+    "partner_id",
+    "delivery_id",
+    "fee",
+    "distance_km",
+    "eta_minutes",
+    "order_ts",
+    "busy_until",
+    "assigned_at",
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,7 @@ class Decision:
 
     order_id: str
     store_id: int
-    status: str                 # 'assigned' | 'denied'
+    status: str  # 'assigned' | 'denied'
     reason: str | None
     detail: str | None
     partner_id: int | None
@@ -63,7 +77,7 @@ class Decision:
     order_ts: datetime
     busy_until: datetime | None
     assigned_at: datetime | None = None
-    steps: tuple = field(default=(), compare=False)   # DispatchProgress.to_json(), shown only
+    steps: tuple = field(default=(), compare=False)  # DispatchProgress.to_json(), shown only
 
     @property
     def delivery_status(self) -> str:
@@ -72,15 +86,21 @@ class Decision:
         return ASSIGNED if self.status == ASSIGNED else f"{self.status}:{self.reason}"
 
     def to_redis(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"order_id": self.order_id, "store_id": self.store_id,
-                               "status": self.delivery_status}
+        doc: dict[str, Any] = {
+            "order_id": self.order_id,
+            "store_id": self.store_id,
+            "status": self.delivery_status,
+        }
         if self.steps:
             doc["steps"] = steps_for_customer(self.steps)
         if self.status == ASSIGNED:
-            doc |= {"partner_id": self.partner_id, "delivery_id": self.delivery_id,
-                    "fee": None if self.fee is None else str(self.fee),
-                    "distance_km": None if self.distance_km is None else float(self.distance_km),
-                    "eta_minutes": None if self.eta_minutes is None else float(self.eta_minutes)}
+            doc |= {
+                "partner_id": self.partner_id,
+                "delivery_id": self.delivery_id,
+                "fee": None if self.fee is None else str(self.fee),
+                "distance_km": None if self.distance_km is None else float(self.distance_km),
+                "eta_minutes": None if self.eta_minutes is None else float(self.eta_minutes),
+            }
         else:
             doc |= {"reason": self.reason, "detail": self.detail}
         doc["order_ts"] = self.order_ts.isoformat()
@@ -91,9 +111,15 @@ class Decision:
 
 def steps_for_customer(steps) -> list[dict[str, Any]]:
     """Each offer so far, as the customer's status shows it."""
-    return [{"partner_id": partner_id, "round": round_no, "outcome": outcome,
-             "at": ms_to_datetime(at_ms).isoformat()}
-            for partner_id, round_no, outcome, at_ms in steps]
+    return [
+        {
+            "partner_id": partner_id,
+            "round": round_no,
+            "outcome": outcome,
+            "at": ms_to_datetime(at_ms).isoformat(),
+        }
+        for partner_id, round_no, outcome, at_ms in steps
+    ]
 
 
 @dataclass(frozen=True)
@@ -106,13 +132,23 @@ class Pending:
 
 
 def pending(conn: psycopg.Connection[DictRow], order_id: str) -> Pending | None:
-    row = conn.execute("SELECT order_id, steps, next_attempt_at FROM delivery_attempt "
-                       "WHERE order_id = %s", [order_id]).fetchone()
+    row = conn.execute(
+        "SELECT order_id, steps, next_attempt_at FROM delivery_attempt WHERE order_id = %s",
+        [order_id],
+    ).fetchone()
     return Pending(row["order_id"], row["steps"], row["next_attempt_at"]) if row else None
 
 
-def wait(conn: psycopg.Connection[DictRow], order_id: str, store_id: int, raw: bytes, steps: list,
-         reason: str, next_attempt_at: datetime, deadline: datetime) -> None:
+def wait(
+    conn: psycopg.Connection[DictRow],
+    order_id: str,
+    store_id: int,
+    raw: bytes,
+    steps: list,
+    reason: str,
+    next_attempt_at: datetime,
+    deadline: datetime,
+) -> None:
     """Keeps the order for its next round (after its round's offers); commits."""
     conn.execute(
         "INSERT INTO delivery_attempt (order_id, store_id, record, steps, reason,"
@@ -120,26 +156,35 @@ def wait(conn: psycopg.Connection[DictRow], order_id: str, store_id: int, raw: b
         " ON CONFLICT (order_id) DO UPDATE SET steps = EXCLUDED.steps,"
         " reason = EXCLUDED.reason, next_attempt_at = EXCLUDED.next_attempt_at,"
         " deadline = EXCLUDED.deadline, updated_at = now()",
-        [order_id, store_id, raw, json.dumps(steps), reason, next_attempt_at, deadline])
+        [order_id, store_id, raw, json.dumps(steps), reason, next_attempt_at, deadline],
+    )
     conn.commit()
 
 
 def due(conn: psycopg.Connection[DictRow], now: datetime, limit: int) -> list[bytes]:
     """Records of orders whose next round is due, earliest first."""
-    rows = conn.execute("SELECT record FROM delivery_attempt WHERE next_attempt_at <= %s"
-                        " ORDER BY next_attempt_at LIMIT %s", [now, limit]).fetchall()
+    rows = conn.execute(
+        "SELECT record FROM delivery_attempt WHERE next_attempt_at <= %s"
+        " ORDER BY next_attempt_at LIMIT %s",
+        [now, limit],
+    ).fetchall()
     conn.commit()
     return [bytes(row["record"]) for row in rows]
 
 
 def ms_to_datetime(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
 
 
 def connect(props: Mapping[str, Mapping[str, str]]) -> psycopg.Connection[DictRow]:
     """A connection for decisions: explicit transactions, rows as dicts."""
-    conn = psycopg.connect(postgres_dsn(props), autocommit=False, row_factory=dict_row,
-                           connect_timeout=5, application_name="delivery")
+    conn = psycopg.connect(
+        postgres_dsn(props),
+        autocommit=False,
+        row_factory=dict_row,
+        connect_timeout=5,
+        application_name="delivery",
+    )
     return conn
 
 
@@ -151,8 +196,12 @@ def load_partners(props: Mapping[str, Mapping[str, str]]) -> tuple[Partner, ...]
 
 # What the partner cache may fail with: the cache must never stop a dispatch (a cluster
 # client also raises ``RedisClusterException``s, e.g. while no node answers).
-REDIS_FAILURES = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError,
-                  redis.RedisClusterException)
+REDIS_FAILURES = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ResponseError,
+    redis.RedisClusterException,
+)
 
 
 def cached_partners(props: Mapping[str, Mapping[str, str]], redis_client) -> tuple[Partner, ...]:
@@ -196,18 +245,19 @@ def load_stores(props: Mapping[str, Mapping[str, str]]) -> dict[int, Place]:
 
 
 def lock_order(conn: psycopg.Connection[DictRow], order_id: str) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                 [DISPATCH_LOCK_CLASS, order_id])
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [DISPATCH_LOCK_CLASS, order_id])
 
 
 def existing(conn: psycopg.Connection[DictRow], order_id: str) -> Decision | None:
-    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM delivery_assignment "
-                       "WHERE order_id = %s", [order_id]).fetchone()
+    row = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM delivery_assignment WHERE order_id = %s", [order_id]
+    ).fetchone()
     return Decision(**row) if row else None
 
 
-def load(conn: psycopg.Connection[DictRow], partner_ids: Iterable[int], at: datetime
-         ) -> dict[int, int]:
+def load(
+    conn: psycopg.Connection[DictRow], partner_ids: Iterable[int], at: datetime
+) -> dict[int, int]:
     """Deliveries each partner carries at event time ``at``."""
     ids = list(partner_ids)
     if not ids:
@@ -215,29 +265,38 @@ def load(conn: psycopg.Connection[DictRow], partner_ids: Iterable[int], at: date
     rows = conn.execute(
         "SELECT partner_id, count(*) AS n FROM delivery_assignment "
         "WHERE status = 'assigned' AND partner_id = ANY(%s) "
-        "AND busy_until > %s AND order_ts <= %s GROUP BY partner_id", [ids, at, at]).fetchall()
+        "AND busy_until > %s AND order_ts <= %s GROUP BY partner_id",
+        [ids, at, at],
+    ).fetchall()
     return {row["partner_id"]: row["n"] for row in rows}
 
 
 def record(conn: psycopg.Connection[DictRow], decision: Decision) -> tuple[Decision, int]:
     """Writes the decision and the order's delivery id; returns the decision as stored
     (an earlier one wins) and how many ``order_fct`` rows were updated. Commits."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                 [DELIVERY_LOCK_CLASS, decision.order_id])
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [DELIVERY_LOCK_CLASS, decision.order_id]
+    )
     conn.execute("DELETE FROM delivery_attempt WHERE order_id = %s", [decision.order_id])
     values = [getattr(decision, name) for name in COLUMNS[:-1]]
     inserted = conn.execute(
         f"INSERT INTO delivery_assignment ({', '.join(COLUMNS[:-1])}) "
         f"VALUES ({', '.join(['%s'] * (len(COLUMNS) - 1))}) "
-        "ON CONFLICT (order_id) DO NOTHING RETURNING assigned_at", values).fetchone()
-    stored = existing(conn, decision.order_id) if inserted is None else Decision(
-        **{**decision.__dict__, "assigned_at": inserted["assigned_at"]})
+        "ON CONFLICT (order_id) DO NOTHING RETURNING assigned_at",
+        values,
+    ).fetchone()
+    stored = (
+        existing(conn, decision.order_id)
+        if inserted is None
+        else Decision(**{**decision.__dict__, "assigned_at": inserted["assigned_at"]})
+    )
     updated = 0
     if stored is not None and stored.status == ASSIGNED:
         updated = conn.execute(
             "UPDATE order_fct SET delivery_id = %s WHERE order_id = %s "
             "AND delivery_id IS DISTINCT FROM %s",
-            [stored.delivery_id, stored.order_id, stored.delivery_id]).rowcount
+            [stored.delivery_id, stored.order_id, stored.delivery_id],
+        ).rowcount
     conn.commit()
     return stored, updated  # type: ignore[return-value]  # an earlier decision is there when the insert found one
 

@@ -13,6 +13,7 @@ application's root); the container image copies it there too (deploy/docker/Dock
 
 ``python -m deploy.certs`` writes the file and prints its path.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -51,8 +52,7 @@ def certificates(pem: bytes) -> list[x509.Certificate]:
 
 def package_pem(node: str = "node") -> bytes:
     """The package's certificates as one PEM text (``node`` resolves it from deploy/)."""
-    result = subprocess.run([node, "-e", _PRINT], cwd=DEPLOY_DIR, check=True,
-                            capture_output=True)
+    result = subprocess.run([node, "-e", _PRINT], cwd=DEPLOY_DIR, check=True, capture_output=True)
     return result.stdout
 
 

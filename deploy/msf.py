@@ -9,6 +9,7 @@ file ``deploy/environments/<env>.json``, flattened to dotted names (``aurora.hos
 A string that is exactly one placeholder takes the value as it is (a list of subnets, an
 integer parallelism); inside a longer string the value is spliced in as text.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,7 @@ def render_values(job: str, values: dict[str, object]) -> dict:
 
 def render_policy(job: str, values: dict[str, object]) -> dict:
     """The job's permissions policy (``deploy/iam/<job>-policy.json``) with ``values``."""
-    return _substitute(json.loads((DEPLOY_DIR / "iam" / f"{job}-policy.json").read_text()),
-                       values)
+    return _substitute(json.loads((DEPLOY_DIR / "iam" / f"{job}-policy.json").read_text()), values)
 
 
 def render_role(job: str, account: str, region: str, env_file: Path) -> dict:

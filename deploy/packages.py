@@ -8,6 +8,7 @@ Lambda's platform (CPython 3.11, manylinux x86_64, wheels only, as ``package.sh`
 MSF). It is rebuilt when any input changed since the last build, and reused otherwise, so a
 synth does not reinstall the same wheels.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,13 +59,33 @@ def lambda_package(python: str = sys.executable) -> Path:
     shutil.rmtree(LAMBDA_DIR, ignore_errors=True)
     LAMBDA_DIR.mkdir(parents=True)
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(LAMBDA_DIR),
-         "--platform", "manylinux2014_x86_64", "--implementation", "cp",
-         "--python-version", "3.11", "--only-binary=:all:", "-r", str(LAMBDA_REQUIREMENTS)],
-        check=True)
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--target",
+            str(LAMBDA_DIR),
+            "--platform",
+            "manylinux2014_x86_64",
+            "--implementation",
+            "cp",
+            "--python-version",
+            "3.11",
+            "--only-binary=:all:",
+            "-r",
+            str(LAMBDA_REQUIREMENTS),
+        ],
+        check=True,
+    )
     for package in LAMBDA_PACKAGES:
-        shutil.copytree(REPO_ROOT / package, LAMBDA_DIR / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            REPO_ROOT / package,
+            LAMBDA_DIR / package,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
     for path in _sql_files():
         target = LAMBDA_DIR / path.relative_to(REPO_ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)

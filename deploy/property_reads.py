@@ -23,6 +23,7 @@ analysis learns the new form, and a read never slips through unseen.
 The properties are recognized by convention, as the code base names them: a parameter or
 variable ``props``, an attribute ``…props`` (``self._props``), and ``load_properties()``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -37,11 +38,20 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The project's packages a deployed program could reach (followed, and counted as project
 # modules, so a package check names one its package lacks: simulation/ is in none).
-PROJECT_PACKAGES = ("pizzastream", "simulation", "connectors", "jobs", "etl", "delivery", "pos",
-                    "deploy")
+PROJECT_PACKAGES = (
+    "pizzastream",
+    "simulation",
+    "connectors",
+    "jobs",
+    "etl",
+    "delivery",
+    "pos",
+    "deploy",
+)
 
 
 # --- abstract values ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Props:
@@ -61,6 +71,7 @@ class Const:
 @dataclass(frozen=True)
 class Seq:
     """A literal tuple or list (or a dict's items): iterating binds each element in turn."""
+
     items: tuple
 
 
@@ -105,7 +116,7 @@ Values = frozenset
 @dataclass(frozen=True)
 class Read:
     group: str
-    key: str | None          # None: the whole group (iterated)
+    key: str | None  # None: the whole group (iterated)
     required: bool
     where: str
 
@@ -140,14 +151,15 @@ class Analysis:
 
 # --- source -------------------------------------------------------------------------------
 
+
 @dataclass
 class _ModuleInfo:
     name: str
     path: Path
     tree: ast.Module
-    functions: dict[str, ast.FunctionDef]             # qualname -> def (Class.method too)
+    functions: dict[str, ast.FunctionDef]  # qualname -> def (Class.method too)
     classes: dict[str, ast.ClassDef]
-    imports: dict[str, object]                         # local name -> Module/Function/ClassRef
+    imports: dict[str, object]  # local name -> Module/Function/ClassRef
     constants: dict[str, ast.expr]
 
 
@@ -163,7 +175,7 @@ def _module_level(statements):
     """The statements that run when a module is imported (not function bodies)."""
     for node in statements:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue            # annotations only: never runs
+            continue  # annotations only: never runs
         yield node
         if isinstance(node, (ast.If, ast.Try, ast.With, ast.ClassDef)):
             for field_name in ("body", "orelse", "finalbody"):
@@ -200,8 +212,11 @@ class _Analyzer:
                 for item in node.body:
                     if isinstance(item, ast.FunctionDef):
                         info.functions[f"{node.name}.{item.name}"] = item
-            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-                    isinstance(node.targets[0], ast.Name):
+            elif (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+            ):
                 info.constants[node.targets[0].id] = node.value
         # Imports at module level (also in class bodies and under if/try) run on import;
         # those inside functions count when the analysis reaches the function.
@@ -229,7 +244,7 @@ class _Analyzer:
         base = node.module or ""
         if node.level:
             parent = package.split(".")
-            parent = parent[:len(parent) - node.level + 1]
+            parent = parent[: len(parent) - node.level + 1]
             base = ".".join(parent + ([base] if base else []))
         if base == "__future__":
             return bound
@@ -272,7 +287,7 @@ class _Analyzer:
     # reads
     def read(self, scope: _Scope, group: str, key, required: bool, node) -> None:
         if LOCAL in scope.guarded:
-            return                       # local runs only (``if is_local():``)
+            return  # local runs only (``if is_local():``)
         required = required and group not in scope.guarded
         self.result.reads.append(Read(group, key, required, scope.at(node)))
 
@@ -296,11 +311,16 @@ class _Analyzer:
                 info = self.module(cls.module)
                 for qualname in list(info.functions):
                     if qualname.startswith(cls.name + "."):
-                        self.call_function(Function(cls.module, qualname), [], {},
-                                           self_value=Values({Instance(cls)}))
+                        self.call_function(
+                            Function(cls.module, qualname),
+                            [],
+                            {},
+                            self_value=Values({Instance(cls)}),
+                        )
 
-    def call_function(self, fn: Function, args: list, kwargs: dict, self_value=None,
-                      cls_value=None) -> None:
+    def call_function(
+        self, fn: Function, args: list, kwargs: dict, self_value=None, cls_value=None
+    ) -> None:
         info = self.module(fn.module)
         node = info.functions.get(fn.qualname)
         if node is None:
@@ -313,8 +333,11 @@ class _Analyzer:
             first = positional.pop(0)
             bound = self_value if first.arg == "self" else cls_value
             if bound is None:
-                bound = Values({ClassRef(fn.module, fn.qualname.split(".")[0])}) \
-                    if first.arg == "cls" else Values()
+                bound = (
+                    Values({ClassRef(fn.module, fn.qualname.split(".")[0])})
+                    if first.arg == "cls"
+                    else Values()
+                )
             env[first.arg] = bound
         defaults = params.defaults
         first_default = len(positional) - len(defaults)
@@ -344,13 +367,16 @@ def _freeze(values: Values) -> tuple:
 
 
 class _Scope:
-    def __init__(self, analyzer: _Analyzer, info: _ModuleInfo, env: dict, cls: str | None,
-                 where: str):
+    def __init__(
+        self, analyzer: _Analyzer, info: _ModuleInfo, env: dict, cls: str | None, where: str
+    ):
         self.a, self.info, self.env, self.cls, self.where = analyzer, info, env, cls, where
         self.guarded: set[str] = set()
 
     def at(self, node) -> str:
-        return f"{self.info.path.relative_to(REPO_ROOT)}:{getattr(node, 'lineno', 0)} ({self.where})"
+        return (
+            f"{self.info.path.relative_to(REPO_ROOT)}:{getattr(node, 'lineno', 0)} ({self.where})"
+        )
 
     # statements
     def block(self, statements) -> None:
@@ -358,10 +384,14 @@ class _Scope:
         for statement in statements:
             self.statement(statement)
             # ``if not <guard>: return`` guards the rest of the block.
-            if isinstance(statement, ast.If) and not statement.orelse and \
-                    isinstance(statement.test, ast.UnaryOp) and \
-                    isinstance(statement.test.op, ast.Not) and statement.body and \
-                    isinstance(statement.body[-1], (ast.Return, ast.Raise)):
+            if (
+                isinstance(statement, ast.If)
+                and not statement.orelse
+                and isinstance(statement.test, ast.UnaryOp)
+                and isinstance(statement.test.op, ast.Not)
+                and statement.body
+                and isinstance(statement.body[-1], (ast.Return, ast.Raise))
+            ):
                 self.guarded |= self.guards(statement.test.operand)
         self.guarded = saved
 
@@ -440,11 +470,18 @@ class _Scope:
         ``if is_local():``, a body that never runs on AWS."""
         found = set()
         for node in ast.walk(test):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
-                    node.func.id == "is_local":
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "is_local"
+            ):
                 found.add(LOCAL)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                    node.func.attr == "get" and node.args:
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and node.args
+            ):
                 for group in self.eval(node.func.value, record=False):
                     for key in self.eval(node.args[0], record=False):
                         if isinstance(group, Group) and isinstance(key, Const):
@@ -494,7 +531,7 @@ class _Scope:
         return self._eval(node, record)
 
     def _eval(self, node, record: bool) -> Values:
-        ev = (lambda n: self._eval(n, record))  # noqa: E731 - local shorthand
+        ev = lambda n: self._eval(n, record)  # noqa: E731 - local shorthand
         if isinstance(node, ast.Constant):
             return Values({Const(node.value)})
         if isinstance(node, ast.Name):
@@ -546,8 +583,9 @@ class _Scope:
             inner = _Scope(self.a, self.info, dict(self.env), self.cls, self.where)
             inner.guarded = set(self.guarded)
             for generator in node.generators:
-                inner.bind(generator.target, inner.iterate(inner.eval(generator.iter, record)),
-                           None)
+                inner.bind(
+                    generator.target, inner.iterate(inner.eval(generator.iter, record)), None
+                )
                 for condition in generator.ifs:
                     inner.eval(condition, record)
                     inner.guarded |= inner.guards(condition)
@@ -587,8 +625,7 @@ class _Scope:
                 return _Scope(self.a, self.info, {}, None, self.where).eval(node, record=False)
         return Values()
 
-    def subscript(self, node, base: Values, key: Values, required: bool, record: bool
-                  ) -> Values:
+    def subscript(self, node, base: Values, key: Values, required: bool, record: bool) -> Values:
         out: set[object] = set()
         for b in base:
             if isinstance(b, Props):
@@ -604,7 +641,8 @@ class _Scope:
                 keys = [k for k in key if isinstance(k, Const)]
                 if not keys and record:
                     self.a.result.unresolved.append(
-                        f"{self.at(node)}: {b.name}[{ast.unparse(node.slice) if hasattr(node, 'slice') else '?'}]")
+                        f"{self.at(node)}: {b.name}[{ast.unparse(node.slice) if hasattr(node, 'slice') else '?'}]"
+                    )
                 for k in keys:
                     if record:
                         self.a.read(self, b.name, k.value, required, node)
@@ -614,8 +652,11 @@ class _Scope:
                         out |= v
             elif isinstance(b, Seq):
                 for k in key:
-                    if isinstance(k, Const) and isinstance(k.value, int) and \
-                            -len(b.items) <= k.value < len(b.items):
+                    if (
+                        isinstance(k, Const)
+                        and isinstance(k.value, int)
+                        and -len(b.items) <= k.value < len(b.items)
+                    ):
                         out |= b.items[k.value]
         return Values(out)
 
@@ -644,15 +685,17 @@ class _Scope:
                                 self.a.read(self, b.name, k.value, False, node)
                         if not any(isinstance(k, Const) for k in args[0]) and record:
                             self.a.result.unresolved.append(
-                                f"{self.at(node)}: .get({ast.unparse(node.args[0])})")
+                                f"{self.at(node)}: .get({ast.unparse(node.args[0])})"
+                            )
             if func.attr in ("items", "keys", "values"):
                 for b in base:
                     if isinstance(b, Group) and record:
                         self.a.read(self, b.name, None, False, node)
                     if isinstance(b, Mapping):
                         if func.attr == "items":
-                            out.add(Seq(tuple(Values({Seq((k, v))})
-                                              for k, v in zip(b.keys, b.values))))
+                            out.add(
+                                Seq(tuple(Values({Seq((k, v))}) for k, v in zip(b.keys, b.values)))
+                            )
                         elif func.attr == "keys":
                             out.add(Seq(b.keys))
                         else:
@@ -669,8 +712,11 @@ class _Scope:
         if isinstance(func, ast.Name) and func.id == "fields" and self.cls is not None:
             # dataclasses.fields(cls) in a classmethod: the class's annotated fields.
             cls_node = self.info.classes.get(self.cls)
-            names = [item.target.id for item in cls_node.body  # type: ignore[union-attr]  # a classmethod's class is in its module
-                     if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)]
+            names = [
+                item.target.id
+                for item in cls_node.body  # type: ignore[union-attr]  # a classmethod's class is in its module
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+            ]
             out.add(Seq(tuple(Values({FieldRef(n)}) for n in names)))
         if isinstance(func, ast.Name) and func.id in ("dict", "sorted", "list", "tuple") and args:
             out |= args[0]
@@ -686,14 +732,19 @@ class _Scope:
             if isinstance(receiver, Instance):
                 self.a.call_function(target.fn, args, kwargs, self_value=Values({receiver}))
             else:
-                self.a.call_function(target.fn, args, kwargs, cls_value=Values({receiver}),
-                                     self_value=Values())
+                self.a.call_function(
+                    target.fn, args, kwargs, cls_value=Values({receiver}), self_value=Values()
+                )
         elif isinstance(target, ClassRef):
             self.a.instantiated.add(target)
             init = f"{target.name}.__init__"
             if init in self.a.module(target.module).functions:
-                self.a.call_function(Function(target.module, init), args, kwargs,
-                                     self_value=Values({Instance(target)}))
+                self.a.call_function(
+                    Function(target.module, init),
+                    args,
+                    kwargs,
+                    self_value=Values({Instance(target)}),
+                )
             return Values({Instance(target)})
         return Values()
 
@@ -715,8 +766,11 @@ def missing(required: dict[str, set[str]], deployed: config.Props) -> list[str]:
         if group not in deployed:
             lacking.append(f"group {group}")
             continue
-        lacking += [f"{group}.{key}" for key in sorted(keys) if key not in deployed[group]
-                    and f"{key}{SECRET_SUFFIX}" not in deployed[group]]
+        lacking += [
+            f"{group}.{key}"
+            for key in sorted(keys)
+            if key not in deployed[group] and f"{key}{SECRET_SUFFIX}" not in deployed[group]
+        ]
     return lacking
 
 

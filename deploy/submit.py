@@ -6,6 +6,7 @@ options name (MSF itself would only notice at start), and the code bucket keeps 
 versions (the application pins the version it runs, and a rollback needs the previous one).
 A dry run stops there and prints the requests instead of sending them.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,15 @@ from connectors import aws
 from deploy import msf
 
 
-def submit(job: str, env_file: Path, zip_path: Path = msf.ZIP_PATH, *, dry_run: bool = False,
-           client: Callable | None = None, out: Callable[[str], None] = print) -> dict:
+def submit(
+    job: str,
+    env_file: Path,
+    zip_path: Path = msf.ZIP_PATH,
+    *,
+    dry_run: bool = False,
+    client: Callable | None = None,
+    out: Callable[[str], None] = print,
+) -> dict:
     """Deploys ``job`` to the environment of ``env_file``; returns the Create/UpdateApplication
     request (sent, or only printed when ``dry_run``). ``client(service)`` makes the boto3
     clients; by default from the environment's ``aws`` section (endpoint and keys only for
@@ -30,16 +38,20 @@ def submit(job: str, env_file: Path, zip_path: Path = msf.ZIP_PATH, *, dry_run: 
     caller = client("sts").get_caller_identity()["Account"]
     if caller != account:
         raise SystemExit(
-            f"the credentials are for account {caller}; {env_file} deploys to {account}")
+            f"the credentials are for account {caller}; {env_file} deploys to {account}"
+        )
     body = msf.render(job, account, region, env_file)
     _check_zip(zip_path, body)
     location = body["ApplicationConfiguration"]["ApplicationCodeConfiguration"]["CodeContent"][
-        "S3ContentLocation"]
+        "S3ContentLocation"
+    ]
     bucket, key = location["BucketARN"].split(":::", 1)[1], location["FileKey"]
     s3 = client("s3")
     if s3.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
-        raise SystemExit(f"enable versioning on s3://{bucket}: applications pin the code version "
-                         "they run, and rolling back needs the previous one")
+        raise SystemExit(
+            f"enable versioning on s3://{bucket}: applications pin the code version "
+            "they run, and rolling back needs the previous one"
+        )
     flink = client("kinesisanalyticsv2")
     current = _describe(flink, body["ApplicationName"])
     operation = "CreateApplication" if current is None else "UpdateApplication"
@@ -47,8 +59,15 @@ def submit(job: str, env_file: Path, zip_path: Path = msf.ZIP_PATH, *, dry_run: 
     if dry_run:
         location["ObjectVersion"] = "<version created by the upload>"
         request = body if current is None else update_request(body, current)
-        out(json.dumps({"PutObject": {"Bucket": bucket, "Key": key, "Body": str(zip_path)},
-                        operation: request}, indent=2))
+        out(
+            json.dumps(
+                {
+                    "PutObject": {"Bucket": bucket, "Key": key, "Body": str(zip_path)},
+                    operation: request,
+                },
+                indent=2,
+            )
+        )
         return request
     with open(zip_path, "rb") as data:
         location["ObjectVersion"] = s3.put_object(Bucket=bucket, Key=key, Body=data)["VersionId"]
@@ -58,8 +77,10 @@ def submit(job: str, env_file: Path, zip_path: Path = msf.ZIP_PATH, *, dry_run: 
     else:
         request = update_request(body, current)
         detail = flink.update_application(**request)["ApplicationDetail"]
-    out(f"{operation} {body['ApplicationName']}: version {detail['ApplicationVersionId']}, "
-        f"{detail['ApplicationStatus']}, code s3://{bucket}/{key} @ {location['ObjectVersion']}")
+    out(
+        f"{operation} {body['ApplicationName']}: version {detail['ApplicationVersionId']}, "
+        f"{detail['ApplicationStatus']}, code s3://{bucket}/{key} @ {location['ObjectVersion']}"
+    )
     return request
 
 
@@ -81,8 +102,11 @@ def update_request(body: dict, current: dict) -> dict:
         "ApplicationConfigurationUpdate": {
             "ApplicationCodeConfigurationUpdate": {
                 "CodeContentTypeUpdate": config["ApplicationCodeConfiguration"]["CodeContentType"],
-                "CodeContentUpdate": {"S3ContentLocationUpdate": _suffixed(
-                    config["ApplicationCodeConfiguration"]["CodeContent"]["S3ContentLocation"])},
+                "CodeContentUpdate": {
+                    "S3ContentLocationUpdate": _suffixed(
+                        config["ApplicationCodeConfiguration"]["CodeContent"]["S3ContentLocation"]
+                    )
+                },
             },
             "EnvironmentPropertyUpdates": config["EnvironmentProperties"],
             "FlinkApplicationConfigurationUpdate": {
@@ -90,26 +114,35 @@ def update_request(body: dict, current: dict) -> dict:
                 for name, part in config["FlinkApplicationConfiguration"].items()
             },
             "ApplicationSnapshotConfigurationUpdate": _suffixed(
-                config["ApplicationSnapshotConfiguration"]),
+                config["ApplicationSnapshotConfiguration"]
+            ),
             "ApplicationSystemRollbackConfigurationUpdate": _suffixed(
-                config["ApplicationSystemRollbackConfiguration"]),
-            "VpcConfigurationUpdates": [{
-                "VpcConfigurationId":
-                    described["VpcConfigurationDescriptions"][0]["VpcConfigurationId"],
-                "SubnetIdUpdates": vpc["SubnetIds"],
-                "SecurityGroupIdUpdates": vpc["SecurityGroupIds"],
-            }],
+                config["ApplicationSystemRollbackConfiguration"]
+            ),
+            "VpcConfigurationUpdates": [
+                {
+                    "VpcConfigurationId": described["VpcConfigurationDescriptions"][0][
+                        "VpcConfigurationId"
+                    ],
+                    "SubnetIdUpdates": vpc["SubnetIds"],
+                    "SecurityGroupIdUpdates": vpc["SecurityGroupIds"],
+                }
+            ],
         },
         "RunConfigurationUpdate": {
             "FlinkRunConfiguration": {"AllowNonRestoredState": False},
             "ApplicationRestoreConfiguration": {
-                "ApplicationRestoreType": "RESTORE_FROM_LATEST_SNAPSHOT"},
+                "ApplicationRestoreType": "RESTORE_FROM_LATEST_SNAPSHOT"
+            },
         },
-        "CloudWatchLoggingOptionUpdates": [{
-            "CloudWatchLoggingOptionId":
-                current["CloudWatchLoggingOptionDescriptions"][0]["CloudWatchLoggingOptionId"],
-            "LogStreamARNUpdate": body["CloudWatchLoggingOptions"][0]["LogStreamARN"],
-        }],
+        "CloudWatchLoggingOptionUpdates": [
+            {
+                "CloudWatchLoggingOptionId": current["CloudWatchLoggingOptionDescriptions"][0][
+                    "CloudWatchLoggingOptionId"
+                ],
+                "LogStreamARNUpdate": body["CloudWatchLoggingOptions"][0]["LogStreamARN"],
+            }
+        ],
     }
     if current["RuntimeEnvironment"] != body["RuntimeEnvironment"]:
         request["RuntimeEnvironmentUpdate"] = body["RuntimeEnvironment"]  # in-place upgrade
@@ -138,8 +171,12 @@ def _check_zip(zip_path: Path, body: dict) -> None:
     with zipfile.ZipFile(zip_path) as archive:
         names = archive.namelist()
     wanted = [options["python"], options["jarfile"], *options["pyFiles"].split(",")]
-    missing = [path for path in wanted if path not in names
-               and not any(name.startswith(path.rstrip("/") + "/") for name in names)]
+    missing = [
+        path
+        for path in wanted
+        if path not in names and not any(name.startswith(path.rstrip("/") + "/") for name in names)
+    ]
     if missing:
         raise SystemExit(
-            f"{zip_path} lacks {', '.join(missing)}: rebuild it with deploy/package.sh")
+            f"{zip_path} lacks {', '.join(missing)}: rebuild it with deploy/package.sh"
+        )

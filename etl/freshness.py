@@ -12,9 +12,10 @@ The ETL runs here because it alone reaches both Aurora and the warehouse; it run
 so a late hour is seen at the first run after its bound has passed. If the ETL stops, these
 metrics stop with it: the ``etl-freshness`` alarm (``etl.health``) says so.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from connectors import aurora, aws, warehouse
 from etl.health import NAMESPACE
@@ -28,23 +29,31 @@ WHERE transaction_ts >= %s AND transaction_ts < %s"""
 
 def measure(props: Props, now: datetime) -> FreshnessReport:
     """The report over the hours ``judged_from(now)`` up to ``now`` (aware)."""
-    end = now.astimezone(timezone.utc).replace(tzinfo=None)
+    end = now.astimezone(UTC).replace(tzinfo=None)
     start = judged_from(end)
     with aurora.connect(props) as conn:
-        sold = [hour for (hour,) in conn.execute(
-            _SOLD_HOURS, (start.replace(tzinfo=timezone.utc), now)).fetchall()]
-    return freshness(warehouse.publications(props, start, end), sold,
-                     HourlySettings.from_props(props).alarm_bound, end)
+        sold = [
+            hour
+            for (hour,) in conn.execute(_SOLD_HOURS, (start.replace(tzinfo=UTC), now)).fetchall()
+        ]
+    return freshness(
+        warehouse.publications(props, start, end),
+        sold,
+        HourlySettings.from_props(props).alarm_bound,
+        end,
+    )
 
 
 def metric_data(report: FreshnessReport, now: datetime) -> list[dict]:
-    return [{"MetricName": name, "Timestamp": now, "Value": value, "Unit": "Count"}
-            for name, value in report.metrics().items()]
+    return [
+        {"MetricName": name, "Timestamp": now, "Value": value, "Unit": "Count"}
+        for name, value in report.metrics().items()
+    ]
 
 
 def publish(props: Props, now: datetime | None = None) -> FreshnessReport:
     """Measures at ``now`` (default: the clock) and puts both metrics into ``NAMESPACE``."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     report = measure(props, now)
     aws.put_metrics(props, NAMESPACE, metric_data(report, now))
     return report

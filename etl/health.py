@@ -10,12 +10,13 @@ Two numbers an operator needs and no AWS service measures, because they are rows
 ``python -m etl.health`` prints them; on AWS the stack's scheduled Lambda function
 (``etl.health.handler``, every ``WINDOW``) puts them into the ``pizzastream`` namespace.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -43,23 +44,37 @@ def measure(conn: psycopg.Connection, now: datetime) -> dict:
     counts = dict.fromkeys(JOBS, 0)
     counts.update(conn.execute(_DEAD_LETTERS, (now - WINDOW, now)).fetchall())
     (newest,) = conn.execute(_NEWEST_EXPORTED_HOUR).fetchone()  # type: ignore[misc]  # an aggregate: always one row
-    freshness = None if newest is None else \
-        (now - (newest + timedelta(hours=1))) / timedelta(minutes=1)
+    freshness = (
+        None if newest is None else (now - (newest + timedelta(hours=1))) / timedelta(minutes=1)
+    )
     return {"dead_letters": counts, "etl_freshness_minutes": freshness}
 
 
 def metric_data(measured: dict, now: datetime) -> list[dict]:
-    data = [{"MetricName": "DeadLetters", "Dimensions": [{"Name": "Job", "Value": job}],
-             "Timestamp": now, "Value": count, "Unit": "Count"}
-            for job, count in sorted(measured["dead_letters"].items())]
+    data = [
+        {
+            "MetricName": "DeadLetters",
+            "Dimensions": [{"Name": "Job", "Value": job}],
+            "Timestamp": now,
+            "Value": count,
+            "Unit": "Count",
+        }
+        for job, count in sorted(measured["dead_letters"].items())
+    ]
     if measured["etl_freshness_minutes"] is not None:
-        data.append({"MetricName": "EtlFreshnessMinutes", "Timestamp": now,
-                     "Value": measured["etl_freshness_minutes"], "Unit": "None"})
+        data.append(
+            {
+                "MetricName": "EtlFreshnessMinutes",
+                "Timestamp": now,
+                "Value": measured["etl_freshness_minutes"],
+                "Unit": "None",
+            }
+        )
     return data
 
 
 def publish(props: dict, now: datetime | None = None) -> dict:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with aurora.connect(props) as conn:
         measured = measure(conn, now)
     aws.put_metrics(props, NAMESPACE, metric_data(measured, now))
@@ -79,5 +94,5 @@ if __name__ == "__main__":
     props = load_properties()
     validate(props)
     with aurora.connect(props) as connection:
-        json.dump(measure(connection, datetime.now(timezone.utc)), sys.stdout, default=str)
+        json.dump(measure(connection, datetime.now(UTC)), sys.stdout, default=str)
     print()

@@ -32,13 +32,14 @@ deleted and the stage inserted, in one transaction, on the configured back end,
 hourly_metrics job in batch mode (``etl.metrics``), which replaces the hour's lake object
 and warehouse rows. Running an hour twice writes the same bytes and rows. ``etl_run`` logs every hour.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -47,8 +48,8 @@ from etl import freshness, locks, metrics
 from etl.runlog import RunLog
 from etl.staging import COLUMNS, Staging, floor_hour
 from pizzastream.config import Props, load_properties
-from pizzastream.settings import EtlSettings, validate
 from pizzastream.metrics import HOUR
+from pizzastream.settings import EtlSettings, validate
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ UNION
 SELECT date_trunc('hour', transaction_ts, 'UTC') FROM order_fct_deleted
 WHERE deleted_at >= %(since)s AND deleted_at < %(cutoff)s AND transaction_ts < %(first_open)s"""
 _EXPORT = f"""
-SELECT {', '.join(COLUMNS)} FROM order_fct
+SELECT {", ".join(COLUMNS)} FROM order_fct
 WHERE transaction_ts >= %s AND transaction_ts < %s
 ORDER BY order_id, product_id"""
 
@@ -113,23 +114,36 @@ def change_cutoff(conn: psycopg.Connection) -> tuple[datetime, datetime]:
         raise MissingPrivilege(
             f"the ETL's database role {role!r} cannot see other sessions' transactions, so it "
             f"cannot hold its change window back to the oldest open one (rows being written "
-            f"now could be missed for good); grant it: GRANT pg_read_all_stats TO {role}")
+            f"now could be missed for good); grant it: GRANT pg_read_all_stats TO {role}"
+        )
     now, cutoff = conn.execute(_CUTOFF).fetchone()  # type: ignore[misc]  # always one row
     if now - cutoff > CUTOFF_LAG_WARNING:
         log.warning("a transaction open since %s holds back the change window", cutoff)
     return now, cutoff
 
 
-def hours_to_export(conn: psycopg.Connection, hour: datetime | None, first_open: datetime,
-                    since: datetime | None, cutoff: datetime) -> dict[datetime, str]:
+def hours_to_export(
+    conn: psycopg.Connection,
+    hour: datetime | None,
+    first_open: datetime,
+    since: datetime | None,
+    cutoff: datetime,
+) -> dict[datetime, str]:
     """``{hour: cause}`` of every hour this run writes (see the module docstring); only
     hours before ``first_open`` are closed. A requested hour must be closed too."""
     if hour is not None and floor_hour(hour) >= first_open:
-        raise ValueError(f"{hour.isoformat()} is not closed yet: the stream publishes it until "
-                         f"{first_open.isoformat()} is the first open hour")
-    changed = conn.execute(_CHANGED_HOURS, {
-        "since": since or datetime.min.replace(tzinfo=timezone.utc), "cutoff": cutoff,
-        "first_open": first_open}).fetchall()
+        raise ValueError(
+            f"{hour.isoformat()} is not closed yet: the stream publishes it until "
+            f"{first_open.isoformat()} is the first open hour"
+        )
+    changed = conn.execute(
+        _CHANGED_HOURS,
+        {
+            "since": since or datetime.min.replace(tzinfo=UTC),
+            "cutoff": cutoff,
+            "first_open": first_open,
+        },
+    ).fetchall()
     hours = {h: LATE_ROWS for (h,) in changed}
     if hour is not None:
         hours[floor_hour(hour)] = REQUESTED
@@ -141,16 +155,20 @@ def hours_to_export(conn: psycopg.Connection, hour: datetime | None, first_open:
 def _scheduled_hours(conn: psycopg.Connection, first_open: datetime) -> Iterator[datetime]:
     """Closed hours after the last successful scheduled one; the last closed hour on the
     first run (older history comes in through the change window, which starts empty)."""
-    (last,) = conn.execute("SELECT max(hour) FROM etl_run WHERE kind = 'export'"  # type: ignore[misc]  # an aggregate: always one row
-                           " AND cause = %s AND status = 'succeeded'", (SCHEDULED,)).fetchone()
+    (last,) = conn.execute(
+        "SELECT max(hour) FROM etl_run WHERE kind = 'export'"  # type: ignore[misc]  # an aggregate: always one row
+        " AND cause = %s AND status = 'succeeded'",
+        (SCHEDULED,),
+    ).fetchone()
     hour = first_open - HOUR if last is None else last + HOUR
     while hour < first_open:
         yield hour
         hour += HOUR
 
 
-def _export_and_load(props: Props, conn: psycopg.Connection, staged: Staging, hour: datetime,
-                     runlog: RunLog) -> int:
+def _export_and_load(
+    props: Props, conn: psycopg.Connection, staged: Staging, hour: datetime, runlog: RunLog
+) -> int:
     etl = EtlSettings.from_group(props["Etl"])
     rows, keys = export_hour(conn, staged, hour, etl.fetch_rows, etl.part_rows)
     runlog.exported(hour, rows, len(keys))
@@ -159,14 +177,14 @@ def _export_and_load(props: Props, conn: psycopg.Connection, staged: Staging, ho
     return rows
 
 
-def export_hour(conn: psycopg.Connection, staged: Staging, hour: datetime, fetch_rows: int,
-                part_rows: int) -> tuple[int, list[str]]:
+def export_hour(
+    conn: psycopg.Connection, staged: Staging, hour: datetime, fetch_rows: int, part_rows: int
+) -> tuple[int, list[str]]:
     """Writes the hour's ``order_fct`` rows to its staging partition, streaming them from
     a server-side cursor ``fetch_rows`` at a time; returns ``(rows, keys)``."""
     with conn.transaction(), conn.cursor(name="export_hour") as cursor:
         cursor.execute(_EXPORT, (hour, hour + HOUR))
-        return staged.write_hour(hour, iter(lambda: cursor.fetchmany(fetch_rows), []),
-                                 part_rows)
+        return staged.write_hour(hour, iter(lambda: cursor.fetchmany(fetch_rows), []), part_rows)
 
 
 def load_warehouse(props: Props, staged: Staging, hour: datetime, rows: int) -> None:
@@ -178,35 +196,46 @@ def load_warehouse(props: Props, staged: Staging, hour: datetime, rows: int) -> 
 
 
 def _watermark(conn: psycopg.Connection) -> datetime | None:
-    row = conn.execute("SELECT changes_to FROM etl_watermark WHERE name = %s",
-                       (WATERMARK,)).fetchone()
+    row = conn.execute(
+        "SELECT changes_to FROM etl_watermark WHERE name = %s", (WATERMARK,)
+    ).fetchone()
     return row[0] if row else None
 
 
 def _advance(conn: psycopg.Connection, cutoff: datetime) -> None:
     """Moves the watermark to ``cutoff`` and forgets the deletes the run has covered."""
     with conn.transaction():
-        conn.execute("INSERT INTO etl_watermark (name, changes_to) VALUES (%s, %s)"
-                     " ON CONFLICT (name) DO UPDATE SET changes_to = EXCLUDED.changes_to,"
-                     " updated_at = now()", (WATERMARK, cutoff))
+        conn.execute(
+            "INSERT INTO etl_watermark (name, changes_to) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET changes_to = EXCLUDED.changes_to,"
+            " updated_at = now()",
+            (WATERMARK, cutoff),
+        )
         conn.execute("DELETE FROM order_fct_deleted WHERE deleted_at < %s", (cutoff,))
 
 
 def parse_hour(text: str) -> datetime:
     """An ISO-8601 time (UTC when it names no offset), floored to its hour."""
     moment = datetime.fromisoformat(text)
-    return floor_hour(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+    return floor_hour(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m etl.hourly",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--hour", type=parse_hour,
-                        help="export this hour (ISO-8601, e.g. 2026-11-24T10:00Z) instead of "
-                             "the closed hours since the last scheduled run")
+    parser = argparse.ArgumentParser(
+        prog="python -m etl.hourly", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--hour",
+        type=parse_hour,
+        help="export this hour (ISO-8601, e.g. 2026-11-24T10:00Z) instead of "
+        "the closed hours since the last scheduled run",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     props = load_properties()
     validate(props)
     try:
@@ -219,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{hour:%Y-%m-%dT%H:00Z} {cause} {rows} rows", flush=True)
     # The late-hour alarm's metrics, now that this run's corrections are in.
     measured = freshness.publish(props).metrics()
-    print("freshness: " + ", ".join(f"{name} {value}" for name, value in measured.items()),
-          flush=True)
+    print(
+        "freshness: " + ", ".join(f"{name} {value}" for name, value in measured.items()), flush=True
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ POS ingestion locks per store system, so several runners can share the systems' 
 (one runner cannot keep up with the seed's peak; see ``etl.pos_ingestion``); the hourly ETL
 and reprocessing share one lock.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -17,9 +18,9 @@ from contextlib import contextmanager
 
 import psycopg
 
-LOCK_CLASS = 7247                 # first key of pg_advisory_lock(int, int); delivery uses 7246
-HOURLY = 1                        # second key: the hourly ETL and reprocessing
-_POS_STORE_SYSTEM = 1000          # second key: 1000 + the store system
+LOCK_CLASS = 7247  # first key of pg_advisory_lock(int, int); delivery uses 7246
+HOURLY = 1  # second key: the hourly ETL and reprocessing
+_POS_STORE_SYSTEM = 1000  # second key: 1000 + the store system
 
 
 class Busy(RuntimeError):

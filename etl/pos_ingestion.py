@@ -37,6 +37,7 @@ systems' batches: one runner loads about 10,000 lines a second on a laptop-sized
 the seed's peak is about 30 million lines per 15 minutes. (On AWS: one invocation per store
 system, or per manifest through S3 event notifications.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 from botocore.exceptions import ClientError
@@ -57,21 +58,38 @@ from botocore.exceptions import ClientError
 from connectors import aurora, aws
 from connectors.kinesis_producer import MAX_BATCH_RECORDS, KinesisProducer
 from etl import locks
-from pizzastream.config import Props, load_properties, pos_bucket, stream_name
-from pizzastream.settings import EtlSettings, PosSettings, need, validate
 from pizzastream import dead_letters
+from pizzastream.config import Props, load_properties, pos_bucket, stream_name
 from pizzastream.dead_letters import PAYLOAD_LIMIT
 from pizzastream.pos_batches import (
-    ARCHIVE_PREFIX, DATA_SUFFIX, LANDING_PREFIX, MANIFEST_SUFFIX, QUARANTINE_PREFIX,
-    REASON_SUFFIX, BadBatch, BadLines, BatchDigest, Fault, Manifest, RefusedLine, SettledLine,
-    batch_key, delivered_up_to, line_dead_letter, orders_from_lines, parse_manifest_key,
-    progress_json, system_prefix, system_stores,
+    ARCHIVE_PREFIX,
+    DATA_SUFFIX,
+    LANDING_PREFIX,
+    MANIFEST_SUFFIX,
+    QUARANTINE_PREFIX,
+    REASON_SUFFIX,
+    BadBatch,
+    BadLines,
+    BatchDigest,
+    Fault,
+    Manifest,
+    RefusedLine,
+    SettledLine,
+    batch_key,
+    delivered_up_to,
+    line_dead_letter,
+    orders_from_lines,
+    parse_manifest_key,
+    progress_json,
+    system_prefix,
+    system_stores,
 )
 from pizzastream.sales import FACT_COLUMNS, sale_json
+from pizzastream.settings import EtlSettings, PosSettings, need, validate
 
 log = logging.getLogger(__name__)
 
-MAX_LINE_BYTES = 64 * 1024          # a longer "line" is damage, and must not fill memory
+MAX_LINE_BYTES = 64 * 1024  # a longer "line" is damage, and must not fill memory
 # Refused lines of one batch kept for their dead letters (each payload is cut at 4 KiB, so
 # at most 4 MB); the batch's reason counts the ones beyond.
 MAX_REFUSED_LINES = 1_000
@@ -79,23 +97,29 @@ MAX_REFUSED_LINES = 1_000
 # this no longer holds it back (by then hourly_metrics has published and stopped correcting
 # the hours it covers; the hourly ETL counts its sales when it comes).
 PROGRESS_LOOKBACK = "3 hours"
-_SYSTEM_LEDGER = """
+_SYSTEM_LEDGER = (
+    """
 SELECT batch_id, status FROM pos_batch
-WHERE store_system = %s AND first_seen_at >= now() - interval '""" + PROGRESS_LOOKBACK + "'"
+WHERE store_system = %s AND first_seen_at >= now() - interval '"""
+    + PROGRESS_LOOKBACK
+    + "'"
+)
 # S3's answers to a conditional copy or delete of an object that is not the version read
 # any more (replaced: 412; gone: 404).
 _CHANGED_SINCE_READ = frozenset({"PreconditionFailed", "412", "NoSuchKey", "404"})
 _STAGE = "pos_stage"
 # The batch's lines in cents and epoch milliseconds (``SettledLine``), converted into
 # order_fct's types in the database exactly as the jobs' order_fct sink converts its rows.
-_CREATE_STAGE = (f"CREATE TEMPORARY TABLE {_STAGE} ("
-                 f"{', '.join(f'{name} {sql_type}' for name, sql_type in aurora.ORDER_FCT_STAGE)}"
-                 f") ON COMMIT DROP")
+_CREATE_STAGE = (
+    f"CREATE TEMPORARY TABLE {_STAGE} ("
+    f"{', '.join(f'{name} {sql_type}' for name, sql_type in aurora.ORDER_FCT_STAGE)}"
+    f") ON COMMIT DROP"
+)
 # New rows only; the orders they belong to go to the outbox in the same statement.
 _INSERT_NEW_ROWS = f"""
 WITH inserted AS (
-    INSERT INTO order_fct ({', '.join(column for column, _ in aurora.ORDER_FCT_TARGET)})
-    SELECT {', '.join(expression for _, expression in aurora.ORDER_FCT_TARGET)} FROM {_STAGE}
+    INSERT INTO order_fct ({", ".join(column for column, _ in aurora.ORDER_FCT_TARGET)})
+    SELECT {", ".join(expression for _, expression in aurora.ORDER_FCT_TARGET)} FROM {_STAGE}
     ON CONFLICT (order_id, product_id) DO NOTHING
     RETURNING order_id
 ), outbox AS (
@@ -168,17 +192,20 @@ class PosIngestion:
                         outcomes += self._ingest_system(conn, system, errors)
                 except locks.Busy:
                     log.info("store system %d is being ingested by another runner", system)
-        if errors:   # after every other batch had its turn; the next run retries these
+        if errors:  # after every other batch had its turn; the next run retries these
             raise errors[0]
         return outcomes
 
-    def _ingest_system(self, conn: psycopg.Connection, system: int,
-                       errors: list[Exception]) -> list[Outcome]:
+    def _ingest_system(
+        self, conn: psycopg.Connection, system: int, errors: list[Exception]
+    ) -> list[Outcome]:
         """The system's deliveries in id order. A bad one is quarantined (``BadBatch``);
         one that fails otherwise (a server down, a bug) stays in landing, its error goes to
         ``errors`` and the later ones still get their turn: no batch blocks the next."""
-        for (batch,) in conn.execute("SELECT batch_id FROM pos_batch WHERE store_system = %s"
-                                     " AND status = 'loaded'", (system,)).fetchall():
+        for (batch,) in conn.execute(
+            "SELECT batch_id FROM pos_batch WHERE store_system = %s AND status = 'loaded'",
+            (system,),
+        ).fetchall():
             self._publish(conn, batch)
         outcomes = []
         for batch in self._deliveries(system):
@@ -195,30 +222,44 @@ class PosIngestion:
         """Puts the system's progress on ``sales``, one marker per store, each with the
         store's partition key: it reaches every shard that carries the system's sales, after
         them."""
-        up_to = delivered_up_to(conn.execute(_SYSTEM_LEDGER, (system,)).fetchall(),
-                                self._cadence_ms)
+        up_to = delivered_up_to(
+            conn.execute(_SYSTEM_LEDGER, (system,)).fetchall(), self._cadence_ms
+        )
         if up_to is None:
             return
-        self._producer.put(self._sales, [(str(store), progress_json(system, store, up_to).encode())
-                                         for store in system_stores(system, self._systems)])
+        self._producer.put(
+            self._sales,
+            [
+                (str(store), progress_json(system, store, up_to).encode())
+                for store in system_stores(system, self._systems)
+            ],
+        )
 
     def _deliveries(self, system: int) -> list[str]:
         """Batch ids of the manifests in the system's landing area, in id order."""
         pages = self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self._bucket, Prefix=system_prefix(LANDING_PREFIX, system))
-        parsed = (parse_manifest_key(obj["Key"]) for page in pages
-                  for obj in page.get("Contents", []))
-        return sorted(batch for batch_system, batch in filter(None, parsed)
-                      if batch_system == system)
+            Bucket=self._bucket, Prefix=system_prefix(LANDING_PREFIX, system)
+        )
+        parsed = (
+            parse_manifest_key(obj["Key"]) for page in pages for obj in page.get("Contents", [])
+        )
+        return sorted(
+            batch for batch_system, batch in filter(None, parsed) if batch_system == system
+        )
 
     def _ingest(self, conn: psycopg.Connection, system: int, batch: str) -> Outcome:
         manifest_object = self._get(system, batch, MANIFEST_SUFFIX)
         raw_manifest = manifest_object["Body"].read()
-        delivered = {MANIFEST_SUFFIX: manifest_object["ETag"],
-                     DATA_SUFFIX: self._etag(system, batch, DATA_SUFFIX)}
+        delivered = {
+            MANIFEST_SUFFIX: manifest_object["ETag"],
+            DATA_SUFFIX: self._etag(system, batch, DATA_SUFFIX),
+        }
         if _status(conn, batch) in ("loaded", "published"):
-            conn.execute("UPDATE pos_batch SET deliveries = deliveries + 1, updated_at = now()"
-                         " WHERE batch_id = %s", (batch,))
+            conn.execute(
+                "UPDATE pos_batch SET deliveries = deliveries + 1, updated_at = now()"
+                " WHERE batch_id = %s",
+                (batch,),
+            )
             self._move(system, batch, ARCHIVE_PREFIX, delivered)
             return Outcome(batch, "duplicate")
         try:
@@ -229,8 +270,9 @@ class PosIngestion:
             return Outcome(batch, "quarantined", f"{bad.fault}: {bad.detail}")
         sent = self._publish(conn, batch)
         self._move(system, batch, ARCHIVE_PREFIX, delivered)
-        return Outcome(batch, "loaded", f"{manifest.record_count} lines, {inserted} new rows, "
-                                        f"{sent} sales")
+        return Outcome(
+            batch, "loaded", f"{manifest.record_count} lines, {inserted} new rows, {sent} sales"
+        )
 
     def _load(self, conn: psycopg.Connection, manifest: Manifest) -> int:
         """Loads a batch in one transaction; raises ``BadBatch`` (nothing loaded) if it
@@ -247,29 +289,39 @@ class PosIngestion:
         digest = BatchDigest(manifest.store_system, self._systems)
         refused: list[RefusedLine] = []
         refused_count = 0
-        with conn.cursor().copy(f"COPY {_STAGE} ({', '.join(FACT_COLUMNS)}) FROM STDIN") \
-                as copy:
+        with conn.cursor().copy(f"COPY {_STAGE} ({', '.join(FACT_COLUMNS)}) FROM STDIN") as copy:
             for number, raw, line in self._lines(manifest, digest):
                 if isinstance(line, BadBatch):
                     refused_count += 1
                     if len(refused) < MAX_REFUSED_LINES:
-                        refused.append(RefusedLine(number, raw[:PAYLOAD_LIMIT], line.fault,
-                                                   line.detail))
-                elif not refused:      # once a line is refused nothing of the batch loads
+                        refused.append(
+                            RefusedLine(number, raw[:PAYLOAD_LIMIT], line.fault, line.detail)
+                        )
+                elif not refused:  # once a line is refused nothing of the batch loads
                     copy.write_row(astuple(line))
         if refused:
             raise BadLines(refused, refused_count)
         digest.verify(manifest)
-        conn.execute(_CLAIM, {"batch_id": manifest.batch_id, "system": manifest.store_system,
-                              "count": manifest.record_count, "min_ts": manifest.min_ts,
-                              "max_ts": manifest.max_ts})
+        conn.execute(
+            _CLAIM,
+            {
+                "batch_id": manifest.batch_id,
+                "system": manifest.store_system,
+                "count": manifest.record_count,
+                "min_ts": manifest.min_ts,
+                "max_ts": manifest.max_ts,
+            },
+        )
         (inserted,) = conn.execute(_INSERT_NEW_ROWS, {"batch_id": manifest.batch_id}).fetchone()  # type: ignore[misc]  # an aggregate: always one row
-        conn.execute("UPDATE pos_batch SET inserted_rows = %s WHERE batch_id = %s",
-                     (inserted, manifest.batch_id))
+        conn.execute(
+            "UPDATE pos_batch SET inserted_rows = %s WHERE batch_id = %s",
+            (inserted, manifest.batch_id),
+        )
         return inserted
 
-    def _lines(self, manifest: Manifest, digest: BatchDigest
-               ) -> Iterator[tuple[int, bytes, SettledLine | BadBatch]]:
+    def _lines(
+        self, manifest: Manifest, digest: BatchDigest
+    ) -> Iterator[tuple[int, bytes, SettledLine | BadBatch]]:
         """The batch's lines streamed from S3, one in memory at a time: each with its
         number, its bytes, and the checked line or why it is refused."""
         try:
@@ -279,9 +331,12 @@ class PosIngestion:
         with body, gzip.GzipFile(fileobj=body) as lines:
             try:
                 while raw := lines.readline(MAX_LINE_BYTES + 1):
-                    if len(raw) > MAX_LINE_BYTES:   # the rest of the file cannot be split
-                        yield digest.count + 1, raw, BadBatch(
-                            Fault.BAD_LINE, f"longer than {MAX_LINE_BYTES} bytes")
+                    if len(raw) > MAX_LINE_BYTES:  # the rest of the file cannot be split
+                        yield (
+                            digest.count + 1,
+                            raw,
+                            BadBatch(Fault.BAD_LINE, f"longer than {MAX_LINE_BYTES} bytes"),
+                        )
                         return
                     try:
                         yield digest.count + 1, raw, digest.add(raw)
@@ -297,35 +352,58 @@ class PosIngestion:
         while rows := conn.execute(_NEXT_OUTBOX_LINES, (batch, MAX_BATCH_RECORDS)).fetchall():
             orders = list(orders_from_lines(SettledLine(*row) for row in rows))
             sent += self._producer.put(
-                self._sales, [(str(order.store_id), sale_json(order).encode()) for order in orders])
-            conn.execute("DELETE FROM pos_batch_order WHERE batch_id = %s AND order_id = ANY(%s)",
-                         (batch, [order.order_id for order in orders]))
-        conn.execute("UPDATE pos_batch SET status = 'published', updated_at = now(),"
-                     " sales_sent = coalesce(sales_sent, 0) + %s WHERE batch_id = %s",
-                     (sent, batch))
+                self._sales, [(str(order.store_id), sale_json(order).encode()) for order in orders]
+            )
+            conn.execute(
+                "DELETE FROM pos_batch_order WHERE batch_id = %s AND order_id = ANY(%s)",
+                (batch, [order.order_id for order in orders]),
+            )
+        conn.execute(
+            "UPDATE pos_batch SET status = 'published', updated_at = now(),"
+            " sales_sent = coalesce(sales_sent, 0) + %s WHERE batch_id = %s",
+            (sent, batch),
+        )
         return sent
 
-    def _quarantine(self, conn: psycopg.Connection, system: int, batch: str, bad: BadBatch,
-                    delivered: dict[str, str | None]) -> None:
+    def _quarantine(
+        self,
+        conn: psycopg.Connection,
+        system: int,
+        batch: str,
+        bad: BadBatch,
+        delivered: dict[str, str | None],
+    ) -> None:
         log.warning("quarantining %s: %s", batch, bad)
-        reason = {"batch_id": batch, "store_system": system, "fault": str(bad.fault),
-                  "detail": bad.detail, "quarantined_at": datetime.now(timezone.utc).isoformat()}
-        self._s3.put_object(Bucket=self._bucket, Body=json.dumps(reason).encode(),
-                            Key=batch_key(QUARANTINE_PREFIX, system, batch, REASON_SUFFIX))
+        reason = {
+            "batch_id": batch,
+            "store_system": system,
+            "fault": str(bad.fault),
+            "detail": bad.detail,
+            "quarantined_at": datetime.now(UTC).isoformat(),
+        }
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Body=json.dumps(reason).encode(),
+            Key=batch_key(QUARANTINE_PREFIX, system, batch, REASON_SUFFIX),
+        )
         data_key = batch_key(LANDING_PREFIX, system, batch, DATA_SUFFIX)
-        refused = (bad.refused if isinstance(bad, BadLines)
-                   else [RefusedLine(0, bad.detail.encode(), bad.fault, bad.detail)]
-                   if bad.fault == Fault.REFUSED_BY_DATABASE else [])
+        refused = (
+            bad.refused
+            if isinstance(bad, BadLines)
+            else [RefusedLine(0, bad.detail.encode(), bad.fault, bad.detail)]
+            if bad.fault == Fault.REFUSED_BY_DATABASE
+            else []
+        )
         with conn.transaction(), conn.cursor() as cursor:
             if refused:
-                cursor.executemany(dead_letters.INSERT_SQL,
-                                   [line_dead_letter(data_key, line).as_tuple()
-                                    for line in refused])
+                cursor.executemany(
+                    dead_letters.INSERT_SQL,
+                    [line_dead_letter(data_key, line).as_tuple() for line in refused],
+                )
             cursor.execute(_QUARANTINE, (batch, system, str(bad.fault), bad.detail))
         self._move(system, batch, QUARANTINE_PREFIX, delivered)
 
-    def _move(self, system: int, batch: str, prefix: str,
-              delivered: dict[str, str | None]) -> None:
+    def _move(self, system: int, batch: str, prefix: str, delivered: dict[str, str | None]) -> None:
         """Moves a delivery out of landing, each object only as the version that was read
         (its ETag when first seen): copied with ``CopySourceIfMatch`` and deleted with
         ``If-Match``, so a re-upload under the same name at any moment makes S3 refuse
@@ -338,26 +416,34 @@ class PosIngestion:
                 continue
             source = batch_key(LANDING_PREFIX, system, batch, suffix)
             try:
-                self._s3.copy({"Bucket": self._bucket, "Key": source}, self._bucket,
-                              batch_key(prefix, system, batch, suffix),
-                              ExtraArgs={"CopySourceIfMatch": etag})
+                self._s3.copy(
+                    {"Bucket": self._bucket, "Key": source},
+                    self._bucket,
+                    batch_key(prefix, system, batch, suffix),
+                    ExtraArgs={"CopySourceIfMatch": etag},
+                )
                 self._s3.delete_object(Bucket=self._bucket, Key=source, IfMatch=etag)
             except ClientError as error:
                 if error.response["Error"]["Code"] not in _CHANGED_SINCE_READ:
                     raise
-                log.warning("%s was delivered again while it was ingested; left in landing "
-                            "for the next run", source)
+                log.warning(
+                    "%s was delivered again while it was ingested; left in landing "
+                    "for the next run",
+                    source,
+                )
                 return
 
     def _get(self, system: int, batch: str, suffix: str) -> dict:
-        return self._s3.get_object(Bucket=self._bucket,
-                                   Key=batch_key(LANDING_PREFIX, system, batch, suffix))
+        return self._s3.get_object(
+            Bucket=self._bucket, Key=batch_key(LANDING_PREFIX, system, batch, suffix)
+        )
 
     def _etag(self, system: int, batch: str, suffix: str) -> str | None:
         """The landing object's ETag, None when there is no such object."""
         try:
-            return self._s3.head_object(Bucket=self._bucket, Key=batch_key(
-                LANDING_PREFIX, system, batch, suffix))["ETag"]
+            return self._s3.head_object(
+                Bucket=self._bucket, Key=batch_key(LANDING_PREFIX, system, batch, suffix)
+            )["ETag"]
         except ClientError as error:
             if error.response["Error"]["Code"] not in ("404", "NoSuchKey"):
                 raise
@@ -367,8 +453,11 @@ class PosIngestion:
 def _manifest(raw: bytes, system: int, batch: str) -> Manifest:
     manifest = Manifest.from_json(raw)
     if (manifest.batch_id, manifest.store_system) != (batch, system):
-        raise BadBatch(Fault.BAD_MANIFEST, f"manifest names {manifest.batch_id} of store system "
-                                           f"{manifest.store_system}, key {batch} of {system}")
+        raise BadBatch(
+            Fault.BAD_MANIFEST,
+            f"manifest names {manifest.batch_id} of store system "
+            f"{manifest.store_system}, key {batch} of {system}",
+        )
     return manifest
 
 
@@ -378,12 +467,16 @@ def _status(conn: psycopg.Connection, batch: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m etl.pos_ingestion",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m etl.pos_ingestion", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--once", action="store_true", help="one run, then exit")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     props = load_properties()
     validate(props)
     ingestion = PosIngestion(props)
@@ -391,10 +484,11 @@ def main(argv: list[str] | None = None) -> int:
         _report(ingestion.run_once())
         return 0
     stop = []
-    for sig in (signal.SIGTERM, signal.SIGINT):          # finish the run, then stop
+    for sig in (signal.SIGTERM, signal.SIGINT):  # finish the run, then stop
         signal.signal(sig, lambda *_: stop.append(True))
-    interval_s = need(EtlSettings.from_group(props["Etl"]).ingestion_interval_s,
-                      "Etl", "ingestion_interval_s")
+    interval_s = need(
+        EtlSettings.from_group(props["Etl"]).ingestion_interval_s, "Etl", "ingestion_interval_s"
+    )
     while not stop:
         started = time.monotonic()
         try:

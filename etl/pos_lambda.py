@@ -11,6 +11,7 @@ Configuration is ``pizzastream.config.load_properties`` as everywhere: the packa
 ``PIZZASTREAM_PROPERTIES`` file with the stack's ``PIZZASTREAM__<Group>__<key>`` environment
 variables; the database password is read from Secrets Manager once per cold start.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,11 +19,11 @@ import urllib.parse
 
 from etl.pos_ingestion import PosIngestion
 from pizzastream.config import load_properties
-from pizzastream.settings import validate
 from pizzastream.pos_batches import parse_manifest_key
+from pizzastream.settings import validate
 
 log = logging.getLogger(__name__)
-_ingestion: PosIngestion | None = None     # kept between invocations of a warm function
+_ingestion: PosIngestion | None = None  # kept between invocations of a warm function
 
 
 def systems_in(event: dict) -> list[int] | None:

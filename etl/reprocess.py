@@ -12,13 +12,14 @@ progress bar on stderr and a row per hour in ``etl_run``. Only hours that have a
 partition are touched: an hour never exported has nothing to reprocess. It takes the
 hourly ETL's lock, so the two never write the same hour at once.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from connectors import aurora
 from etl import locks, metrics
@@ -29,13 +30,16 @@ from pizzastream.config import Props, load_properties
 from pizzastream.settings import validate
 
 
-def reprocess(props: Props, start: datetime, end: datetime,
-              progress: Callable[[int, int], None] = lambda done, total: None
-              ) -> dict[datetime, int]:
+def reprocess(
+    props: Props,
+    start: datetime,
+    end: datetime,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> dict[datetime, int]:
     """Recomputes and republishes the staged hours in ``[start, end)``, up to the first hour
     the stream still publishes itself; returns the metric rows per hour.
     ``progress(done, total)`` is called after every chunk of hours."""
-    closed = first_open_hour(props, datetime.now(timezone.utc))
+    closed = first_open_hour(props, datetime.now(UTC))
     hours = Staging(props).hours(start, min(end, closed))
     published: dict[datetime, int] = {}
     with aurora.connect(props) as conn, locks.exclusive(conn, locks.HOURLY):
@@ -68,8 +72,10 @@ class ProgressBar:
         elapsed = time.monotonic() - self._start
         filled = self._width * done // max(total, 1)
         left = f", ~{_clock(elapsed / done * (total - done))} left" if done else ""
-        self._stream.write(f"\r[{'#' * filled}{'.' * (self._width - filled)}] {done}/{total} "
-                           f"hours, {_clock(elapsed)} elapsed{left}")
+        self._stream.write(
+            f"\r[{'#' * filled}{'.' * (self._width - filled)}] {done}/{total} "
+            f"hours, {_clock(elapsed)} elapsed{left}"
+        )
         if done == total:
             self._stream.write("\n")
         self._stream.flush()
@@ -81,12 +87,19 @@ def _clock(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m etl.reprocess",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--from", dest="start", type=parse_hour, required=True,
-                        help="first hour (ISO-8601, UTC unless it says otherwise)")
-    parser.add_argument("--to", dest="end", type=parse_hour, required=True,
-                        help="end of the range, exclusive")
+    parser = argparse.ArgumentParser(
+        prog="python -m etl.reprocess", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--from",
+        dest="start",
+        type=parse_hour,
+        required=True,
+        help="first hour (ISO-8601, UTC unless it says otherwise)",
+    )
+    parser.add_argument(
+        "--to", dest="end", type=parse_hour, required=True, help="end of the range, exclusive"
+    )
     args = parser.parse_args(argv)
     props = load_properties()
     validate(props)

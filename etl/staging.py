@@ -12,12 +12,13 @@ mistaken for "not staged" (``hourly_metrics.run_batch`` refuses unstaged hours).
 Parts are written to a local temporary file and uploaded from there: memory holds one
 chunk of rows, never the hour.
 """
+
 from __future__ import annotations
 
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,26 +40,33 @@ class Staging:
         self._s3 = aws.client(props, "s3")
         self._bucket = staging_bucket(props)
         self.bucket = self._bucket
-        self.prefix = HourlyMetricsSettings.from_group(
-            props["HourlyMetrics"]).staging_prefix.strip("/") + "/"
+        self.prefix = (
+            HourlyMetricsSettings.from_group(props["HourlyMetrics"]).staging_prefix.strip("/") + "/"
+        )
 
     def hour_prefix(self, hour: datetime) -> str:
         return f"{self.prefix}{lake.partition(hour)}/"
 
     def keys(self, prefix: str) -> list[str]:
         pages = self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self._bucket, Prefix=prefix)
+            Bucket=self._bucket, Prefix=prefix
+        )
         return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
 
-    def write_hour(self, hour: datetime, chunks: Iterable[list[tuple]],
-                   part_rows: int) -> tuple[int, list[str]]:
+    def write_hour(
+        self, hour: datetime, chunks: Iterable[list[tuple]], part_rows: int
+    ) -> tuple[int, list[str]]:
         """Replaces the hour's partition with ``chunks`` (lists of ``COLUMNS`` rows, in key
         order; each chunk becomes a row group) in parts of at most ``part_rows`` rows;
         returns ``(rows, keys)``. Parts beyond the new count are deleted afterwards, so a
         re-run never leaves an old part behind."""
         with tempfile.TemporaryDirectory() as scratch:
-            parts = _Parts(self._upload, lambda n: f"{self.hour_prefix(hour)}part-{n:05d}.parquet",
-                           part_rows, Path(scratch) / "part.parquet")
+            parts = _Parts(
+                self._upload,
+                lambda n: f"{self.hour_prefix(hour)}part-{n:05d}.parquet",
+                part_rows,
+                Path(scratch) / "part.parquet",
+            )
             for chunk in chunks:
                 parts.write(chunk)
             parts.finish()
@@ -80,8 +88,9 @@ class Staging:
         for key in self.keys(self.prefix):
             match = _PARTITION.search(key)
             if match:
-                found.add(datetime.strptime(f"{match[1]} {match[2]}", "%Y-%m-%d %H")
-                          .replace(tzinfo=timezone.utc))
+                found.add(
+                    datetime.strptime(f"{match[1]} {match[2]}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+                )
         return sorted(hour for hour in found if start <= hour < end)
 
     def _upload(self, path: Path, key: str) -> None:
@@ -128,9 +137,10 @@ class _Parts:
 def _record_batch(rows: list[tuple]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [pa.array(values, type=field.type) for values, field in zip(zip(*rows), ORDER_FCT)],
-        schema=ORDER_FCT)
+        schema=ORDER_FCT,
+    )
 
 
 def floor_hour(moment: datetime) -> datetime:
     """The UTC hour holding ``moment`` (aware)."""
-    return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

@@ -28,11 +28,12 @@ mode, over the staging copy of ``order_fct``) and replaces it in both sinks with
 Run locally with ``python jobs/hourly_metrics.py``; the same file is the ``python`` run option
 of the Managed Service for Apache Flink application.
 """
+
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,10 +49,18 @@ from connectors import kinesis, lake, redis_store, warehouse
 from jobs import runtime
 from pizzastream.config import Props
 from pizzastream.metrics import (
-    HOUR_MS, SALE_ORDER_COLUMNS, MetricRow, as_hour, metric_sql, money_text_sql,
+    HOUR_MS,
+    SALE_ORDER_COLUMNS,
+    MetricRow,
+    as_hour,
+    metric_sql,
+    money_text_sql,
 )
 from pizzastream.publication import (
-    HourlySettings, corrections, first_publication, row_from_wire,
+    HourlySettings,
+    corrections,
+    first_publication,
+    row_from_wire,
 )
 from pizzastream.schemas import METRIC_COLUMNS
 from pizzastream.settings import HourlyMetricsSettings
@@ -64,15 +73,37 @@ LIVE_BATCH_SALES = 100_000
 STAGING_TABLE = "staging_order_fct"
 # What the publisher hands the warehouse sink: a metric row and who wrote it.
 _TIMESTAMP = LocalTimeTypeInfo(LocalTimeTypeInfo.TimeType.LOCAL_DATE_TIME)
-PUBLISHED_ROW = Types.ROW_NAMED(list(warehouse.LOAD_COLUMNS[:-1]), [
-    Types.INT(), _TIMESTAMP, _TIMESTAMP, Types.LONG(), Types.LONG(),
-    Types.BIG_DEC(), Types.LONG(), Types.LONG(), Types.LONG(), Types.BIG_DEC(), Types.STRING()])
+PUBLISHED_ROW = Types.ROW_NAMED(
+    list(warehouse.LOAD_COLUMNS[:-1]),
+    [
+        Types.INT(),
+        _TIMESTAMP,
+        _TIMESTAMP,
+        Types.LONG(),
+        Types.LONG(),
+        Types.BIG_DEC(),
+        Types.LONG(),
+        Types.LONG(),
+        Types.LONG(),
+        Types.BIG_DEC(),
+        Types.STRING(),
+    ],
+)
 
 # The fields of the sale record (docs/streams.md) the metrics read; ``t`` is the event time
 # (epoch ms) the source's watermarks are computed from.
-SALE_RECORD = Types.ROW_NAMED(["o", "s", "c", "f", "t", "n", "r"], [
-    Types.STRING(), Types.INT(), Types.STRING(), Types.STRING(), Types.LONG(), Types.LONG(),
-    Types.LONG()])
+SALE_RECORD = Types.ROW_NAMED(
+    ["o", "s", "c", "f", "t", "n", "r"],
+    [
+        Types.STRING(),
+        Types.INT(),
+        Types.STRING(),
+        Types.STRING(),
+        Types.LONG(),
+        Types.LONG(),
+        Types.LONG(),
+    ],
+)
 KINESIS_MAX_RECORD_BYTES = 1024 * 1024
 
 # The first copy of each order id (the ``sales`` stream is at-least-once: a replay repeats
@@ -94,9 +125,13 @@ WHERE copy = 1"""
 # epoch and money in integer cents (``row_from_wire`` in Python), which PyFlink carries
 # exactly (its conversion of a SQL TIMESTAMP or DECIMAL column does not).
 WIRE_COLUMNS = tuple(
-    f"CAST({name} * 100 AS BIGINT)" if name in ("revenue", "avg_order_value")
+    f"CAST({name} * 100 AS BIGINT)"
+    if name in ("revenue", "avg_order_value")
     else f"TIMESTAMPDIFF(MINUTE, TIMESTAMP '1970-01-01 00:00:00', {name})"
-    if name in ("window_start", "window_end") else name for name in METRIC_COLUMNS)
+    if name in ("window_start", "window_end")
+    else name
+    for name in METRIC_COLUMNS
+)
 
 # POS progress markers (``pizzastream.pos_batches.progress_json``: no order id): the store's
 # POS has delivered every sale before ``t``, so every hour ending by then; each goes to the
@@ -108,7 +143,7 @@ WHERE o IS NULL AND s IS NOT NULL AND t IS NOT NULL"""
 # The first copies as the metrics' ``SALE_ORDER_COLUMNS`` (``ts`` the rowtime attribute)
 # plus ``ts_ms``, the same event time in epoch ms for the live view's arithmetic.
 SALE_ORDERS_SQL = f"""
-CREATE TEMPORARY VIEW {SALE_ORDERS} ({', '.join(SALE_ORDER_COLUMNS)}, ts_ms) AS
+CREATE TEMPORARY VIEW {SALE_ORDERS} ({", ".join(SALE_ORDER_COLUMNS)}, ts_ms) AS
 SELECT order_id, store_id, channel, fulfillment, rowtime, items, revenue_cents, ts_ms
 FROM {FIRST_COPIES}"""
 
@@ -120,8 +155,9 @@ FROM {FIRST_COPIES}"""
 LIVE_SQL = f"""
 SELECT
   'HSET' AS command,
-  {redis_store.live_key_sql("store_id",
-                            "DATE_FORMAT(TO_TIMESTAMP_LTZ(hour_ms, 3), 'yyyyMMddHH')")} AS key,
+  {
+    redis_store.live_key_sql("store_id", "DATE_FORMAT(TO_TIMESTAMP_LTZ(hour_ms, 3), 'yyyyMMddHH')")
+} AS key,
   LPAD(CAST(minute_of_hour AS STRING), 2, '0') AS field,
   CONCAT(CAST(COUNT(*) AS STRING), '/', {money_text_sql("SUM(revenue_cents)")}) AS `value`
 FROM (
@@ -143,21 +179,25 @@ def sales_table(t_env: StreamTableEnvironment, sales: DataStream) -> Table:
     columns runs ~1.4x as fast as one ``JSON_VALUE`` parse per field
     (docs/benchmarks.md)."""
     return t_env.from_data_stream(
-        runtime.json_rows(sales, SALE_RECORD, KINESIS_MAX_RECORD_BYTES), timed_columns())
+        runtime.json_rows(sales, SALE_RECORD, KINESIS_MAX_RECORD_BYTES), timed_columns()
+    )
 
 
 def timed_columns() -> Schema:
     """The stream's columns plus ``event_time`` (with the source's watermarks) and
     ``seen_at`` (when the job saw the record), as ``metrics_and_live`` reads them."""
-    return (Schema.new_builder()
-            .column_by_metadata("event_time", DataTypes.TIMESTAMP_LTZ(3), "rowtime")
-            .column_by_expression("seen_at", "PROCTIME()")
-            .watermark("event_time", "SOURCE_WATERMARK()")
-            .build())
+    return (
+        Schema.new_builder()
+        .column_by_metadata("event_time", DataTypes.TIMESTAMP_LTZ(3), "rowtime")
+        .column_by_expression("seen_at", "PROCTIME()")
+        .watermark("event_time", "SOURCE_WATERMARK()")
+        .build()
+    )
 
 
-def metrics_and_live(t_env: StreamTableEnvironment, sales: Table,
-                     props: Props) -> tuple[DataStream, DataStream]:
+def metrics_and_live(
+    t_env: StreamTableEnvironment, sales: Table, props: Props
+) -> tuple[DataStream, DataStream]:
     """The job's logic without its edges: sales (``SALE_RECORD`` columns, ``event_time``
     with watermarks, ``seen_at``) in; metric rows (``WIRE_COLUMNS``, a changelog: each
     store-hour inserted when the watermark passes its end, then updated by late sales) and
@@ -174,19 +214,24 @@ def metrics_and_live(t_env: StreamTableEnvironment, sales: Table,
     # replace the sales' watermarks with the wall clock, and the windows need the former.
     config.set("table.exec.mini-batch.enabled", "false")
     t_env.create_temporary_view(SALES, sales)
-    t_env.create_temporary_view(FIRST_COPIES, runtime.computed_once(
-        t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime"))
+    t_env.create_temporary_view(
+        FIRST_COPIES, runtime.computed_once(t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime")
+    )
     t_env.execute_sql(SALE_ORDERS_SQL)
     if settings.lateness:
         # An hour stays open that long after it fired; a late sale updates its row (an
         # update pair per store, hour and ``late_refresh``, not per sale).
-        config.set("table.exec.emit.allow-lateness",
-                   f"{settings.lateness // timedelta(milliseconds=1)} ms")
+        config.set(
+            "table.exec.emit.allow-lateness", f"{settings.lateness // timedelta(milliseconds=1)} ms"
+        )
         config.set("table.exec.emit.late-fire.enabled", "true")
-        config.set("table.exec.emit.late-fire.delay",
-                   f"{settings.late_refresh // timedelta(milliseconds=1)} ms")
-    metrics = t_env.to_changelog_stream(t_env.sql_query(
-        f"SELECT {', '.join(WIRE_COLUMNS)} FROM ({metric_sql(SALE_ORDERS)})"))
+        config.set(
+            "table.exec.emit.late-fire.delay",
+            f"{settings.late_refresh // timedelta(milliseconds=1)} ms",
+        )
+    metrics = t_env.to_changelog_stream(
+        t_env.sql_query(f"SELECT {', '.join(WIRE_COLUMNS)} FROM ({metric_sql(SALE_ORDERS)})")
+    )
     # The live view's running counts change once per key and mini-batch, not per sale: a
     # batch ends after ``live_refresh_ms`` or LIVE_BATCH_SALES sales, enough for the
     # busiest second to fold into one update per store and minute.
@@ -219,13 +264,15 @@ class HourPublisher(KeyedCoProcessFunction):
 
     def open(self, runtime_context) -> None:
         self._rows = runtime_context.get_map_state(
-            MapStateDescriptor("rows", Types.INT(), Types.PICKLED_BYTE_ARRAY()))
+            MapStateDescriptor("rows", Types.INT(), Types.PICKLED_BYTE_ARRAY())
+        )
         self._published = runtime_context.get_map_state(
-            MapStateDescriptor("published", Types.INT(), Types.PICKLED_BYTE_ARRAY()))
+            MapStateDescriptor("published", Types.INT(), Types.PICKLED_BYTE_ARRAY())
+        )
         self._delivered = runtime_context.get_map_state(
-            MapStateDescriptor("delivered", Types.INT(), Types.BOOLEAN()))
-        self._forget_at = runtime_context.get_state(
-            ValueStateDescriptor("forget_at", Types.LONG()))
+            MapStateDescriptor("delivered", Types.INT(), Types.BOOLEAN())
+        )
+        self._forget_at = runtime_context.get_state(ValueStateDescriptor("forget_at", Types.LONG()))
 
     def _remember(self, ctx) -> int:
         """Sets the hour's expiry when it is first seen; returns the processing time."""
@@ -271,29 +318,39 @@ class HourPublisher(KeyedCoProcessFunction):
             yield Row(*vars(row).values(), source)
 
 
-def publish(t_env: StreamTableEnvironment, metrics: DataStream,
-            props: Props) -> DataStream:
+def publish(t_env: StreamTableEnvironment, metrics: DataStream, props: Props) -> DataStream:
     """Metric rows (``metrics_and_live``'s changelog, ``WIRE_COLUMNS``) through
     ``HourPublisher``, with the POS progress markers of the ``sales`` view: the rows each
     publication wrote."""
     progress = t_env.to_data_stream(t_env.sql_query(PROGRESS_SQL))
-    return (metrics.key_by(lambda row: row[2] * 60_000, key_type=Types.LONG())
-            .connect(progress.key_by(lambda marker: marker[1], key_type=Types.LONG()))
-            .process(HourPublisher(props), PUBLISHED_ROW).name("publish-hours")
-            .uid("publish-hours"))
+    return (
+        metrics.key_by(lambda row: row[2] * 60_000, key_type=Types.LONG())
+        .connect(progress.key_by(lambda marker: marker[1], key_type=Types.LONG()))
+        .process(HourPublisher(props), PUBLISHED_ROW)
+        .name("publish-hours")
+        .uid("publish-hours")
+    )
 
 
 def build(env: StreamExecutionEnvironment, props: Props) -> None:
     """Adds the job's dataflow to ``env`` (tests and benchmarks reuse it)."""
     t_env = runtime.table_environment(env)
     settings = HourlySettings.from_props(props)
-    sales = kinesis.text_records(env, props, "sales", runtime.json_event_time(
-        "t", settings.out_of_orderness // timedelta(milliseconds=1),
-        settings.idle // timedelta(milliseconds=1),
-        settings.pos_wait // timedelta(milliseconds=1)))
+    sales = kinesis.text_records(
+        env,
+        props,
+        "sales",
+        runtime.json_event_time(
+            "t",
+            settings.out_of_orderness // timedelta(milliseconds=1),
+            settings.idle // timedelta(milliseconds=1),
+            settings.pos_wait // timedelta(milliseconds=1),
+        ),
+    )
     metrics, live = metrics_and_live(t_env, sales_table(t_env, sales), props)
-    publish(t_env, metrics, props).sink_to(warehouse.stream_sink(props)) \
-        .name("warehouse:hourly_store_metrics").uid("sink-warehouse-hourly-store-metrics")
+    publish(t_env, metrics, props).sink_to(warehouse.stream_sink(props)).name(
+        "warehouse:hourly_store_metrics"
+    ).uid("sink-warehouse-hourly-store-metrics")
 
     # The live rows are a changelog: an update's old value is written just before its new
     # one (at most once per key and mini-batch), which leaves the new value.
@@ -315,10 +372,11 @@ def run_batch(props: Props, hours: Sequence[datetime]) -> list[MetricRow]:
         raise ValueError(f"no staging partition for {[h.isoformat() for h in missing]}")
     t_env = runtime.batch_table_environment(props)
     t_env.execute_sql(lake.staging_source_ddl(props, STAGING_TABLE))
-    partitions = " OR ".join(f"(dt = '{dt}' AND `hour` = '{hh}')"
-                             for dt, hh in map(lake.partition_values, hours))
+    partitions = " OR ".join(
+        f"(dt = '{dt}' AND `hour` = '{hh}')" for dt, hh in map(lake.partition_values, hours)
+    )
     t_env.execute_sql(f"""
-CREATE TEMPORARY VIEW {SALE_ORDERS} ({', '.join(SALE_ORDER_COLUMNS)}) AS
+CREATE TEMPORARY VIEW {SALE_ORDERS} ({", ".join(SALE_ORDER_COLUMNS)}) AS
 SELECT order_id, store_id, channel, delivery_type, transaction_ts,
        CAST(SUM(quantity) AS BIGINT), SUM(CAST(total_transaction_amt * 100 AS BIGINT))
 FROM {STAGING_TABLE}
@@ -329,15 +387,14 @@ GROUP BY order_id, store_id, channel, delivery_type, transaction_ts""")
     return sorted(rows, key=lambda row: (row.window_start, row.store_id))
 
 
-def publish_hours(props: Props, rows: Sequence[MetricRow],
-                  hours: Sequence[datetime]) -> None:
+def publish_hours(props: Props, rows: Sequence[MetricRow], hours: Sequence[datetime]) -> None:
     """Replaces ``hours`` in the lake (one PUT of each hour's object, ``lake.replace_hour``)
     and in the warehouse (staging + merge, one transaction, ``warehouse.replace_hours``) with
     ``rows`` (``run_batch``'s): rows of a store that no longer sold in an hour disappear.
     Idempotent. Refuses hours the stream may still publish itself (``stream_closes_at``)
     and rows outside ``hours``."""
     hours = sorted({as_hour(hour) for hour in hours})
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     settings = HourlySettings.from_props(props)
     open_hours = [hour for hour in hours if settings.closes_at(hour) > now]
     if open_hours:

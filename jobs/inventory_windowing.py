@@ -19,6 +19,7 @@ pizzastream.order_batches.ShardDesk) -> one result per batch, fanned out in the 
 Run locally with ``python jobs/inventory_windowing.py``; the same file is the ``python``
 run option of the Managed Service for Apache Flink application.
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyflink.common import Row, Types
 from pyflink.datastream import (
-    DataStream, KeyedProcessFunction, OutputTag, StreamExecutionEnvironment,
+    DataStream,
+    KeyedProcessFunction,
+    OutputTag,
+    StreamExecutionEnvironment,
 )
 from pyflink.datastream.state import MapStateDescriptor
 
@@ -38,8 +42,22 @@ from jobs import runtime
 from pizzastream.catalog import Catalog
 from pizzastream.config import Props
 from pizzastream.order_batches import (
-    ALERT, DELIVERY, EVENT_ID_FIELDS, FACT, INVENTORY_JOB, ORDER, POS_ORDER, RESTOCK, SALE,
-    STATUS, STATUS_CACHE, STOCK_LEVEL, STOCKOUT, SUPPLIER_ORDER, SUPPLIER_ORDER_ROW, ShardDesk,
+    ALERT,
+    DELIVERY,
+    EVENT_ID_FIELDS,
+    FACT,
+    INVENTORY_JOB,
+    ORDER,
+    POS_ORDER,
+    RESTOCK,
+    SALE,
+    STATUS,
+    STATUS_CACHE,
+    STOCK_LEVEL,
+    STOCKOUT,
+    SUPPLIER_ORDER,
+    SUPPLIER_ORDER_ROW,
+    ShardDesk,
     repeat_letter,
 )
 from pizzastream.replenishment import HistoryWindow, policies_from_rows
@@ -50,22 +68,63 @@ JOB_NAME = INVENTORY_JOB
 
 FACT_ROW = Types.ROW_NAMED(
     list(FACT_COLUMNS),
-    [Types.INT(), Types.STRING(), Types.INT(), Types.LONG(), Types.INT(), Types.LONG(),
-     Types.LONG(), Types.STRING(), Types.STRING()],
+    [
+        Types.INT(),
+        Types.STRING(),
+        Types.INT(),
+        Types.LONG(),
+        Types.INT(),
+        Types.LONG(),
+        Types.LONG(),
+        Types.STRING(),
+        Types.STRING(),
+    ],
 )
-FACT_KINDS = "ISILILLSS"     # pizzastream.sales.fact_line, field by field
+FACT_KINDS = "ISILILLSS"  # pizzastream.sales.fact_line, field by field
 SUPPLIER_ORDER_ROW_TYPE = Types.ROW_NAMED(
-    ["supplier_order_id", "store_id", "ingredient_id", "supplier_id", "quantity", "ordered_ts_ms",
-     "on_hand", "reorder_point"],
-    [Types.STRING(), Types.INT(), Types.INT(), Types.INT(), Types.INT(), Types.LONG(),
-     Types.LONG(), Types.LONG()],
+    [
+        "supplier_order_id",
+        "store_id",
+        "ingredient_id",
+        "supplier_id",
+        "quantity",
+        "ordered_ts_ms",
+        "on_hand",
+        "reorder_point",
+    ],
+    [
+        Types.STRING(),
+        Types.INT(),
+        Types.INT(),
+        Types.INT(),
+        Types.INT(),
+        Types.LONG(),
+        Types.LONG(),
+        Types.LONG(),
+    ],
 )
 SUPPLIER_ORDER_KINDS = "SIIIILLL"
-ALERT_ROW = Types.ROW_NAMED(       # pizzastream.order_batches.alert_row
-    ["alert_id", "kind", "store_id", "ingredient_id", "supplier_id", "supplier_order_id",
-     "ts_ms", "record"],
-    [Types.STRING(), Types.STRING(), Types.INT(), Types.INT(), Types.INT(), Types.STRING(),
-     Types.LONG(), Types.STRING()],
+ALERT_ROW = Types.ROW_NAMED(  # pizzastream.order_batches.alert_row
+    [
+        "alert_id",
+        "kind",
+        "store_id",
+        "ingredient_id",
+        "supplier_id",
+        "supplier_order_id",
+        "ts_ms",
+        "record",
+    ],
+    [
+        Types.STRING(),
+        Types.STRING(),
+        Types.INT(),
+        Types.INT(),
+        Types.INT(),
+        Types.STRING(),
+        Types.LONG(),
+        Types.STRING(),
+    ],
 )
 ALERT_KINDS = "SSIIISLS"
 INVENTORY_ROW = Types.ROW_NAMED(
@@ -73,8 +132,17 @@ INVENTORY_ROW = Types.ROW_NAMED(
 )
 INVENTORY_KINDS = "IIL"
 DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
-SIDE_TAGS = (STATUS_CACHE + SALE + POS_ORDER + DELIVERY + FACT + SUPPLIER_ORDER
-             + SUPPLIER_ORDER_ROW + ALERT + STOCK_LEVEL)
+SIDE_TAGS = (
+    STATUS_CACHE
+    + SALE
+    + POS_ORDER
+    + DELIVERY
+    + FACT
+    + SUPPLIER_ORDER
+    + SUPPLIER_ORDER_ROW
+    + ALERT
+    + STOCK_LEVEL
+)
 
 
 class DecideStoreBatches(KeyedProcessFunction):
@@ -90,19 +158,24 @@ class DecideStoreBatches(KeyedProcessFunction):
         # Read here, where the job is built: a missing key stops it before it runs.
         self._history: HistoryWindow = InventorySettings.from_group(props["Inventory"]).history
         self._catalog_refresh_s = OrderRulesSettings.from_group(
-            props["OrderRules"]).catalog_refresh_seconds
+            props["OrderRules"]
+        ).catalog_refresh_seconds
 
     def open(self, runtime_context):
         period = self._catalog_refresh_s
         catalog = aurora.Refreshing(
-            lambda: Catalog.from_rows(*aurora.catalog_rows(self._props)), period)
+            lambda: Catalog.from_rows(*aurora.catalog_rows(self._props)), period
+        )
         policies = aurora.Refreshing(
-            lambda: policies_from_rows(aurora.ingredient_policy_rows(self._props)), period)
+            lambda: policies_from_rows(aurora.ingredient_policy_rows(self._props)), period
+        )
         self._db = aurora.connect(self._props)
-        self._stores = runtime_context.get_map_state(MapStateDescriptor(
-            "store-stock", Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())))
-        self._desk = ShardDesk(catalog.get, policies.get, self._opening_stock,
-                               self._store_sales, self._history)
+        self._stores = runtime_context.get_map_state(
+            MapStateDescriptor("store-stock", Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE()))
+        )
+        self._desk = ShardDesk(
+            catalog.get, policies.get, self._opening_stock, self._store_sales, self._history
+        )
 
     def _opening_stock(self, store_id: int):
         """A store's stock the first time the job meets it: ``opening_inventory``, which no
@@ -176,47 +249,63 @@ def stockout_cache_commands(t_env, alerts: DataStream) -> DataStream:
 class Decisions(NamedTuple):
     """What the job's logic puts out, each a stream ready for its sink."""
 
-    statuses: DataStream            # Row(store, order-status record)
-    status_commands: DataStream     # Redis SET order:<id> <status>
-    sales: DataStream               # Row(store, sale record) of accepted online orders
-    pos_orders: DataStream          # ... of accepted in-store orders
-    deliveries: DataStream          # ... of accepted delivery orders
-    supplier_orders: DataStream     # Row(store, supplier-orders record)
-    facts: DataStream               # FACT_ROW of accepted online orders
+    statuses: DataStream  # Row(store, order-status record)
+    status_commands: DataStream  # Redis SET order:<id> <status>
+    sales: DataStream  # Row(store, sale record) of accepted online orders
+    pos_orders: DataStream  # ... of accepted in-store orders
+    deliveries: DataStream  # ... of accepted delivery orders
+    supplier_orders: DataStream  # Row(store, supplier-orders record)
+    facts: DataStream  # FACT_ROW of accepted online orders
     supplier_order_rows: DataStream  # SUPPLIER_ORDER_ROW_TYPE, one per order line
-    alerts: DataStream              # ALERT_ROW: overdue supplier orders, expected stock-outs
-    levels: DataStream              # INVENTORY_ROW of changed stock, once per checkpoint
-    dead_letters: DataStream        # DEAD_LETTER_ROW: unusable records and repeats
+    alerts: DataStream  # ALERT_ROW: overdue supplier orders, expected stock-outs
+    levels: DataStream  # INVENTORY_ROW of changed stock, once per checkpoint
+    dead_letters: DataStream  # DEAD_LETTER_ROW: unusable records and repeats
 
 
-def decide_orders(records: DataStream, props: Props,
-                  desk: KeyedProcessFunction | None = None,
-                  event_id_fields: dict[str, str] = EVENT_ID_FIELDS) -> Decisions:
+def decide_orders(
+    records: DataStream,
+    props: Props,
+    desk: KeyedProcessFunction | None = None,
+    event_id_fields: dict[str, str] = EVENT_ID_FIELDS,
+) -> Decisions:
     """The job's logic without its edges: tagged orders and restocks in, its outputs out.
     Benchmarks feed it directly, and may put another desk in (``bench.prototypes``)."""
     inventory = InventorySettings.from_group(props["Inventory"])
     path = OrderPathSettings.from_group(props.get("OrderPath", {}))
     runtime.hand_records_on_by_reference(records)
     batches, repeats = runtime.store_batches(
-        records, event_id_fields, inventory.dedup_ttl_ms, path.store_shards,
-        path.batch_max_records, path.batch_max_delay_ms)
+        records,
+        event_id_fields,
+        inventory.dedup_ttl_ms,
+        path.store_shards,
+        path.batch_max_records,
+        path.batch_max_delay_ms,
+    )
     results = (
         batches.process(desk or DecideStoreBatches(props), output_type=runtime.BATCH)
-        .name("store-inventory").uid("store-inventory-batches"))
+        .name("store-inventory")
+        .uid("store-inventory-batches")
+    )
     outputs = runtime.batch_outputs(results, STATUS, SIDE_TAGS)
     side = lambda tag: runtime.batch_output(outputs, tag)  # noqa: E731 - local shorthand
     dead_letters = runtime.side_output(results, DEAD_LETTERS).union(
-        repeats.map(repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW).name("repeats"))
+        repeats.map(repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW).name("repeats")
+    )
     return Decisions(
         outputs,
         runtime.redis_set_commands(side(STATUS_CACHE), redis_store.order_status_key("")),
-        side(SALE), side(POS_ORDER), side(DELIVERY), side(SUPPLIER_ORDER),
+        side(SALE),
+        side(POS_ORDER),
+        side(DELIVERY),
+        side(SUPPLIER_ORDER),
         runtime.delimited_rows(side(FACT), FACT_ROW, FACT_KINDS),
-        runtime.delimited_rows(side(SUPPLIER_ORDER_ROW), SUPPLIER_ORDER_ROW_TYPE,
-                               SUPPLIER_ORDER_KINDS),
+        runtime.delimited_rows(
+            side(SUPPLIER_ORDER_ROW), SUPPLIER_ORDER_ROW_TYPE, SUPPLIER_ORDER_KINDS
+        ),
         runtime.delimited_rows(side(ALERT), ALERT_ROW, ALERT_KINDS),
         runtime.delimited_rows(side(STOCK_LEVEL), INVENTORY_ROW, INVENTORY_KINDS),
-        dead_letters)
+        dead_letters,
+    )
 
 
 def build(env: StreamExecutionEnvironment, props: Props) -> None:
@@ -224,14 +313,19 @@ def build(env: StreamExecutionEnvironment, props: Props) -> None:
     t_env = runtime.table_environment(env)
     records = kinesis.tagged_records(env, props, {"orders_enriched": ORDER, "restocks": RESTOCK})
     out = decide_orders(records, props)
-    for stream, name in ((out.statuses, "order_status"), (out.sales, "sales"),
-                         (out.pos_orders, "pos_orders"), (out.deliveries, "deliveries"),
-                         (out.supplier_orders, "supplier_orders")):
+    for stream, name in (
+        (out.statuses, "order_status"),
+        (out.sales, "sales"),
+        (out.pos_orders, "pos_orders"),
+        (out.deliveries, "deliveries"),
+        (out.supplier_orders, "supplier_orders"),
+    ):
         kinesis.sink_to_stream(stream, props, name)
     # Statuses only move forward (pizzastream.order_status): a refused write is a dead letter.
     conflicts = redis_store.order_status_gate(out.status_commands, props, JOB_NAME)
     inventory_cache_commands(t_env, out.levels).sink_to(redis_store.sink(props)).name(
-        "redis:inventory").uid("sink-redis-inventory")
+        "redis:inventory"
+    ).uid("sink-redis-inventory")
     stockout_cache_commands(t_env, out.alerts).sink_to(
         redis_store.sink(props, redis_store.STOCKOUT_TTL_S)
     ).name("redis:stockouts").uid("sink-redis-stockouts")
@@ -239,32 +333,68 @@ def build(env: StreamExecutionEnvironment, props: Props) -> None:
     statements = t_env.create_statement_set()
     # order_fct: COPY into a staging table + one INSERT per batch (flushed on every
     # checkpoint), several times the JDBC upsert's rows/s (docs/benchmarks.md)
-    out.facts.sink_to(aurora.copy_upsert_sink(
-        props, "order_fct", aurora.ORDER_FCT_STAGE, aurora.ORDER_FCT_TARGET,
-        ["order_id", "product_id"])).name("aurora:order_fct").uid("sink-aurora-order-fct")
+    out.facts.sink_to(
+        aurora.copy_upsert_sink(
+            props,
+            "order_fct",
+            aurora.ORDER_FCT_STAGE,
+            aurora.ORDER_FCT_TARGET,
+            ["order_id", "product_id"],
+        )
+    ).name("aurora:order_fct").uid("sink-aurora-order-fct")
     aurora.upsert_rows(
-        t_env, statements, props, out.supplier_order_rows, "supplier_order",
-        [("supplier_order_id", "STRING"), ("store_id", "INT"), ("ingredient_id", "INT"),
-         ("supplier_id", "INT"), ("quantity", "INT"), ("ordered_ts", "TIMESTAMP(3)"),
-         ("on_hand", "BIGINT"), ("reorder_point", "BIGINT")],
+        t_env,
+        statements,
+        props,
+        out.supplier_order_rows,
+        "supplier_order",
+        [
+            ("supplier_order_id", "STRING"),
+            ("store_id", "INT"),
+            ("ingredient_id", "INT"),
+            ("supplier_id", "INT"),
+            ("quantity", "INT"),
+            ("ordered_ts", "TIMESTAMP(3)"),
+            ("on_hand", "BIGINT"),
+            ("reorder_point", "BIGINT"),
+        ],
         ["supplier_order_id", "ingredient_id"],
         select="supplier_order_id, store_id, ingredient_id, supplier_id, quantity,"
-               " CAST(TO_TIMESTAMP_LTZ(ordered_ts_ms, 3) AS TIMESTAMP(3)), on_hand, reorder_point",
+        " CAST(TO_TIMESTAMP_LTZ(ordered_ts_ms, 3) AS TIMESTAMP(3)), on_hand, reorder_point",
     )
     aurora.upsert_rows(
-        t_env, statements, props, out.alerts, "replenishment_alert",
-        [("alert_id", "STRING"), ("kind", "STRING"), ("store_id", "INT"),
-         ("ingredient_id", "INT"), ("supplier_id", "INT"), ("supplier_order_id", "STRING"),
-         ("alert_ts", "TIMESTAMP(3)"), ("record", "STRING")],
+        t_env,
+        statements,
+        props,
+        out.alerts,
+        "replenishment_alert",
+        [
+            ("alert_id", "STRING"),
+            ("kind", "STRING"),
+            ("store_id", "INT"),
+            ("ingredient_id", "INT"),
+            ("supplier_id", "INT"),
+            ("supplier_order_id", "STRING"),
+            ("alert_ts", "TIMESTAMP(3)"),
+            ("record", "STRING"),
+        ],
         ["alert_id"],
         select="alert_id, kind, store_id, NULLIF(ingredient_id, 0), NULLIF(supplier_id, 0),"
-               " NULLIF(supplier_order_id, ''),"
-               " CAST(TO_TIMESTAMP_LTZ(ts_ms, 3) AS TIMESTAMP(3)), record",
+        " NULLIF(supplier_order_id, ''),"
+        " CAST(TO_TIMESTAMP_LTZ(ts_ms, 3) AS TIMESTAMP(3)), record",
     )
     aurora.upsert_rows(
-        t_env, statements, props, out.levels, "inventory",
-        [("store_id", "INT"), ("ingredient_id", "INT"), ("on_hand", "BIGINT"),
-         ("updated_at", "TIMESTAMP(3)")],
+        t_env,
+        statements,
+        props,
+        out.levels,
+        "inventory",
+        [
+            ("store_id", "INT"),
+            ("ingredient_id", "INT"),
+            ("on_hand", "BIGINT"),
+            ("updated_at", "TIMESTAMP(3)"),
+        ],
         ["store_id", "ingredient_id"],
         select="store_id, ingredient_id, on_hand, CAST(LOCALTIMESTAMP AS TIMESTAMP(3))",
     )

@@ -12,6 +12,7 @@ the JVM to:
 Run locally with ``python jobs/order_enrichment.py``; the same file is the ``python`` run
 option of the Managed Service for Apache Flink application.
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,7 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyflink.common import Row
 from pyflink.datastream import (
-    DataStream, OutputTag, ProcessFunction, StreamExecutionEnvironment,
+    DataStream,
+    OutputTag,
+    ProcessFunction,
+    StreamExecutionEnvironment,
 )
 
 from connectors import aurora, kinesis, redis_store
@@ -31,7 +35,11 @@ from jobs import runtime
 from pizzastream.catalog import Catalog
 from pizzastream.config import Props
 from pizzastream.order_batches import (
-    ENRICHED, ENRICHMENT_JOB, STATUS, STATUS_CACHE, enrich_batch,
+    ENRICHED,
+    ENRICHMENT_JOB,
+    STATUS,
+    STATUS_CACHE,
+    enrich_batch,
 )
 from pizzastream.orders import OrderRules
 from pizzastream.settings import OrderPathSettings, OrderRulesSettings
@@ -64,8 +72,9 @@ class EnrichOrderBatches(ProcessFunction):
         return catalog
 
     def process_element(self, batch, ctx):
-        result, letters = enrich_batch(bytes(batch), self._catalog.get(), self._rules,
-                                       time.time_ns() // 1_000_000)
+        result, letters = enrich_batch(
+            bytes(batch), self._catalog.get(), self._rules, time.time_ns() // 1_000_000
+        )
         for letter in letters:
             yield DEAD_LETTERS, Row(*letter.as_tuple())
         if result:
@@ -75,10 +84,10 @@ class EnrichOrderBatches(ProcessFunction):
 class Enrichment(NamedTuple):
     """What the job's logic puts out, each a stream ready for its sink."""
 
-    enriched: DataStream            # Row(store, orders-enriched record)
-    statuses: DataStream            # Row(key, order-status record) of rejected orders
-    status_commands: DataStream     # Redis SET order:<id> <status> of rejected orders
-    dead_letters: DataStream        # DEAD_LETTER_ROW of unusable records
+    enriched: DataStream  # Row(store, orders-enriched record)
+    statuses: DataStream  # Row(key, order-status record) of rejected orders
+    status_commands: DataStream  # Redis SET order:<id> <status> of rejected orders
+    dead_letters: DataStream  # DEAD_LETTER_ROW of unusable records
 
 
 def enrich_orders(raw_orders: DataStream, props: Props) -> Enrichment:
@@ -89,13 +98,18 @@ def enrich_orders(raw_orders: DataStream, props: Props) -> Enrichment:
     batches = runtime.order_batches(raw_orders, path.batch_max_records, path.batch_max_delay_ms)
     results = (
         batches.process(EnrichOrderBatches(props), output_type=runtime.BATCH)
-        .name("enrich-orders").uid("enrich-orders"))
+        .name("enrich-orders")
+        .uid("enrich-orders")
+    )
     outputs = runtime.batch_outputs(results, ENRICHED, STATUS + STATUS_CACHE)
     return Enrichment(
-        outputs, runtime.batch_output(outputs, STATUS),
-        runtime.redis_set_commands(runtime.batch_output(outputs, STATUS_CACHE),
-                                   redis_store.order_status_key("")),
-        runtime.side_output(results, DEAD_LETTERS))
+        outputs,
+        runtime.batch_output(outputs, STATUS),
+        runtime.redis_set_commands(
+            runtime.batch_output(outputs, STATUS_CACHE), redis_store.order_status_key("")
+        ),
+        runtime.side_output(results, DEAD_LETTERS),
+    )
 
 
 def build(env: StreamExecutionEnvironment, props: Props) -> None:

@@ -5,6 +5,7 @@ state cache) are the same locally and on Managed Service for Apache Flink, and s
 local runs behave like production: Python workers in their own processes, the project's
 packages shipped to them, CBOR off towards the Kinesis emulator.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -15,14 +16,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pyflink.common import Configuration
-from pyflink.common import Types, WatermarkStrategy
+from pyflink.common import Configuration, Types, WatermarkStrategy
 from pyflink.datastream import (
-    CheckpointingMode, DataStream, KeyedStream, OutputTag, StreamExecutionEnvironment,
+    CheckpointingMode,
+    DataStream,
+    KeyedStream,
+    OutputTag,
+    StreamExecutionEnvironment,
 )
 from pyflink.java_gateway import get_gateway
 from pyflink.table import (
-    DataTypes, EnvironmentSettings, Schema, StreamTableEnvironment, Table, TableEnvironment,
+    DataTypes,
+    EnvironmentSettings,
+    Schema,
+    StreamTableEnvironment,
+    Table,
+    TableEnvironment,
 )
 
 from pizzastream import run_directory, settings
@@ -79,8 +88,12 @@ def _s3_settings(props: Props) -> dict[str, str]:
     aws = props["Aws"]
     if not aws.get("endpoint"):
         return {}
-    return {"s3.endpoint": aws["endpoint"], "s3.path.style.access": "true",
-            "s3.access-key": aws["access_key_id"], "s3.secret-key": aws["secret_access_key"]}
+    return {
+        "s3.endpoint": aws["endpoint"],
+        "s3.path.style.access": "true",
+        "s3.access-key": aws["access_key_id"],
+        "s3.secret-key": aws["secret_access_key"],
+    }
 
 
 def _initialize_file_systems(config: Configuration) -> None:
@@ -93,12 +106,13 @@ def _initialize_file_systems(config: Configuration) -> None:
     plugins = plugin.DefaultPluginManager(
         finder.findPlugins(),
         jvm.org.apache.flink.configuration.CoreOptions.getPluginParentFirstLoaderPatterns(
-            config._j_configuration))
+            config._j_configuration
+        ),
+    )
     jvm.org.apache.flink.core.fs.FileSystem.initialize(config._j_configuration, plugins)
 
 
-def flink_configuration(props: Props,
-                        restore_from: str | None = None) -> Configuration:
+def flink_configuration(props: Props, restore_from: str | None = None) -> Configuration:
     """The job's Flink settings; locally, ``restore_from`` (else ``PIZZASTREAM_RESTORE_FROM``)
     names the savepoint or retained checkpoint to start from."""
     config = Configuration()
@@ -112,10 +126,14 @@ def flink_configuration(props: Props,
         # FlinkTuning override them locally (the benchmarks compare).
         tuning = props.get("FlinkTuning", {})
         slots = int(tuning.get("parallelism", "1"))
-        local = {**MSF_STATE_BACKEND,
-                 "taskmanager.memory.managed.size": f"{MANAGED_MEMORY_PER_SLOT_MB * slots}m"}
-        for key, value in {**local, **{k: v for k, v in tuning.items()
-                                       if k.startswith(("state.", "taskmanager.memory."))}}.items():
+        local = {
+            **MSF_STATE_BACKEND,
+            "taskmanager.memory.managed.size": f"{MANAGED_MEMORY_PER_SLOT_MB * slots}m",
+        }
+        for key, value in {
+            **local,
+            **{k: v for k, v in tuning.items() if k.startswith(("state.", "taskmanager.memory."))},
+        }.items():
             config.set_string(key, value)
         config.set_string("pipeline.jars", DEPENDENCIES_JAR.as_uri())
         config.set_string("python.executable", sys.executable)
@@ -125,8 +143,9 @@ def flink_configuration(props: Props,
             config.set_string(key, value)
         # Checkpoints outlive the process, so a killed job can be resumed from them.
         config.set_string("state.checkpoints.dir", LOCAL_CHECKPOINTS.as_uri())
-        config.set_string("execution.checkpointing.externalized-checkpoint-retention",
-                          "RETAIN_ON_CANCELLATION")
+        config.set_string(
+            "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
+        )
         # A failing dependency (database restart, throttling, S3 down a minute) restarts the
         # job from its last checkpoint, as MSF does; an error that keeps coming back (a bug)
         # ends the job instead of restarting it forever.
@@ -140,8 +159,7 @@ def flink_configuration(props: Props,
     return config
 
 
-def _started_configuration(props: Props,
-                           restore_from: str | None = None) -> Configuration:
+def _started_configuration(props: Props, restore_from: str | None = None) -> Configuration:
     """``flink_configuration`` with, locally, the JVM prepared before it starts (creating
     the configuration starts it) and the file systems loaded after."""
     if not is_local():
@@ -152,10 +170,10 @@ def _started_configuration(props: Props,
     return config
 
 
-def stream_environment(props: Props,
-                       restore_from: str | None = None) -> StreamExecutionEnvironment:
+def stream_environment(props: Props, restore_from: str | None = None) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment(
-        _started_configuration(props, restore_from))
+        _started_configuration(props, restore_from)
+    )
     env.set_max_parallelism(MAX_PARALLELISM)
     tuning = props.get("FlinkTuning", {})
     if is_local():
@@ -180,8 +198,9 @@ def _ship_packages(env: StreamExecutionEnvironment) -> None:
     code = Path(tempfile.mkdtemp(prefix="pizzastream-code-", dir=run_directory.path()))
     atexit.register(shutil.rmtree, code, ignore_errors=True)
     for package in SHIPPED_PACKAGES:
-        shutil.copytree(REPO_ROOT / package, code / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO_ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     for data in SHIPPED_DATA:
         if (REPO_ROOT / data).is_dir():
             shutil.copytree(REPO_ROOT / data, code / data)
@@ -192,7 +211,7 @@ def run_job(build, job_name: str) -> None:
     """A job's entry point: its dataflow (``build(env, props)``) on the environment the
     configuration describes, run until cancelled."""
     props = load_properties()
-    settings.validate(props)         # a bad key stops the job here, before any work
+    settings.validate(props)  # a bad key stops the job here, before any work
     env = stream_environment(props)
     build(env, props)
     env.execute(job_name)
@@ -213,13 +232,18 @@ def computed_once(t_env: StreamTableEnvironment, table: Table, rowtime: str) -> 
     (the table's own time column stays, as a plain timestamp)."""
     jvm = get_gateway().jvm
     j_tenv, j_table = t_env._j_tenv, table._j_table
-    internal_rows = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(
-        jvm.org.apache.flink.table.data.RowData._java_lang_class)
+    internal_rows = (
+        j_table.getResolvedSchema()
+        .toPhysicalRowDataType()
+        .bridgedTo(jvm.org.apache.flink.table.data.RowData._java_lang_class)
+    )
     j_stream = j_tenv.toDataStream(j_table, internal_rows)
-    schema = (Schema.new_builder()
-              .column_by_metadata(rowtime, DataTypes.TIMESTAMP_LTZ(3), "rowtime")
-              .watermark(rowtime, "SOURCE_WATERMARK()")
-              .build())
+    schema = (
+        Schema.new_builder()
+        .column_by_metadata(rowtime, DataTypes.TIMESTAMP_LTZ(3), "rowtime")
+        .watermark(rowtime, "SOURCE_WATERMARK()")
+        .build()
+    )
     return Table(j_tenv.fromDataStream(j_stream, schema._j_schema), t_env)
 
 
@@ -231,7 +255,8 @@ def batch_table_environment(props: Props) -> TableEnvironment:
         tuning = props.get("FlinkTuning", {})
         config.set_string("parallelism.default", tuning.get("parallelism", "1"))
     t_env = TableEnvironment.create(
-        EnvironmentSettings.new_instance().in_batch_mode().with_configuration(config).build())
+        EnvironmentSettings.new_instance().in_batch_mode().with_configuration(config).build()
+    )
     t_env.get_config().set("table.local-time-zone", "UTC")
     return t_env
 
@@ -259,14 +284,22 @@ def order_batches(records: DataStream, max_records: int, max_delay_ms: int) -> D
     """Raw records grouped into ``OrderBatcher`` batches (``pizzastream.batches``): a
     stateless Python function then crosses from the JVM once per batch."""
     jvm = get_gateway().jvm
-    return DataStream(records._j_data_stream.transform(
-        "order-batches", BATCH.get_java_type_info(),
-        jvm.pizzastream.flink.OrderBatcher(max_records, max_delay_ms)))
+    return DataStream(
+        records._j_data_stream.transform(
+            "order-batches",
+            BATCH.get_java_type_info(),
+            jvm.pizzastream.flink.OrderBatcher(max_records, max_delay_ms),
+        )
+    )
 
 
 def store_batches(
-    records: DataStream, id_field_by_kind: dict[str, str], ttl_ms: int, shards: int,
-    max_records: int, max_delay_ms: int,
+    records: DataStream,
+    id_field_by_kind: dict[str, str],
+    ttl_ms: int,
+    shards: int,
+    max_records: int,
+    max_delay_ms: int,
 ) -> tuple[KeyedStream, DataStream]:
     """Tagged records ``(partition_key, (kind, data))`` without repeats (the first of each
     id passes, remembered ``ttl_ms``; ``id_field_by_kind`` names the JSON id field of each
@@ -281,15 +314,18 @@ def store_batches(
         fields.put(kind, field)
     shard_key = Types.ROW([Types.STRING()]).get_java_type_info()
     batched = (
-        records._j_data_stream
-        .keyBy(flink.StoreShardKey(shards, MAX_PARALLELISM), shard_key)
-        .transform("store-batches", STORE_BATCH.get_java_type_info(),
-                   flink.StoreBatcher(fields, ttl_ms, max_records, max_delay_ms))
+        records._j_data_stream.keyBy(flink.StoreShardKey(shards, MAX_PARALLELISM), shard_key)
+        .transform(
+            "store-batches",
+            STORE_BATCH.get_java_type_info(),
+            flink.StoreBatcher(fields, ttl_ms, max_records, max_delay_ms),
+        )
         .uid("store-batches")
     )
     repeats = batched.getSideOutput(flink.StoreBatcher.REPEATS)
-    keyed = jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils \
-        .reinterpretAsKeyedStream(batched, jvm.KeyByKeySelector(), shard_key)
+    keyed = jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+        batched, jvm.KeyByKeySelector(), shard_key
+    )
     return KeyedStream(keyed, BATCH, DataStream(batched)), DataStream(repeats)
 
 
@@ -300,9 +336,12 @@ def batch_outputs(results: DataStream, main_tag: str, side_tags: str) -> DataStr
     from connectors.kinesis import KEYED_RECORD
 
     jvm = get_gateway().jvm
-    return DataStream(results._j_data_stream.process(
-        jvm.pizzastream.flink.BatchOutputs(main_tag, side_tags),
-        KEYED_RECORD.get_java_type_info()).name("batch-outputs"))
+    return DataStream(
+        results._j_data_stream.process(
+            jvm.pizzastream.flink.BatchOutputs(main_tag, side_tags),
+            KEYED_RECORD.get_java_type_info(),
+        ).name("batch-outputs")
+    )
 
 
 def batch_output(outputs: DataStream, tag: str) -> DataStream:
@@ -316,8 +355,11 @@ def delimited_rows(lines: DataStream, row_type, kinds: str) -> DataStream:
     """Lines whose payload is tab-separated fields as ``row_type`` rows, parsed in the JVM;
     ``kinds`` has a letter per field: I int, L long, S string."""
     jvm = get_gateway().jvm
-    return DataStream(lines._j_data_stream.map(
-        jvm.pizzastream.flink.DelimitedRows(kinds), row_type.get_java_type_info()))
+    return DataStream(
+        lines._j_data_stream.map(
+            jvm.pizzastream.flink.DelimitedRows(kinds), row_type.get_java_type_info()
+        )
+    )
 
 
 def redis_set_commands(lines: DataStream, key_prefix: str) -> DataStream:
@@ -325,19 +367,25 @@ def redis_set_commands(lines: DataStream, key_prefix: str) -> DataStream:
     from connectors.redis_store import REDIS_COMMAND
 
     jvm = get_gateway().jvm
-    return DataStream(lines._j_data_stream.map(
-        jvm.pizzastream.flink.RedisSetCommands(key_prefix),
-        REDIS_COMMAND.get_java_type_info()))
+    return DataStream(
+        lines._j_data_stream.map(
+            jvm.pizzastream.flink.RedisSetCommands(key_prefix), REDIS_COMMAND.get_java_type_info()
+        )
+    )
 
 
-def json_event_time(field: str, out_of_orderness_ms: int, idle_ms: int,
-                    pos_wait_ms: int = 0) -> WatermarkStrategy:
+def json_event_time(
+    field: str, out_of_orderness_ms: int, idle_ms: int, pos_wait_ms: int = 0
+) -> WatermarkStrategy:
     """Event time from a JSON text record's epoch-millisecond ``field`` and watermarks
     bounded by ``out_of_orderness_ms``, held back by POS progress markers at most
     ``pos_wait_ms``, following the wall clock on a shard quiet for ``idle_ms``; computed in
     the JVM (``pizzastream.flink.JsonEventTime``, which says why)."""
-    return WatermarkStrategy(get_gateway().jvm.pizzastream.flink.JsonEventTime(
-        field, out_of_orderness_ms, idle_ms, pos_wait_ms))
+    return WatermarkStrategy(
+        get_gateway().jvm.pizzastream.flink.JsonEventTime(
+            field, out_of_orderness_ms, idle_ms, pos_wait_ms
+        )
+    )
 
 
 def json_rows(stream: DataStream, row_type, max_bytes: int) -> DataStream:
@@ -349,9 +397,11 @@ def json_rows(stream: DataStream, row_type, max_bytes: int) -> DataStream:
 
     schema = JsonRowDeserializationSchema.builder().type_info(row_type).build()
     decoder = get_gateway().jvm.pizzastream.flink.JsonRows(
-        schema._j_deserialization_schema, max_bytes)
-    return DataStream(stream._j_data_stream.flatMap(decoder, row_type.get_java_type_info())
-                      .name("json-decode"))
+        schema._j_deserialization_schema, max_bytes
+    )
+    return DataStream(
+        stream._j_data_stream.flatMap(decoder, row_type.get_java_type_info()).name("json-decode")
+    )
 
 
 def side_output(stream: DataStream, tag: OutputTag) -> DataStream:

@@ -18,6 +18,7 @@ to reshard a stream whose readers are behind (``Resharding.max_consumer_lag_ms``
 it cannot know, unless ``--even-if-behind``: connector 4.3.0 can reorder a store's records
 across a reshard it reads behind the tip (docs/resharding.md, "The consumer-lag guard").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,9 +49,15 @@ class LagGuard:
     stream's metric counts like any reader's, so ``recheck`` (before each step) looks only at
     minutes after ``reads_done`` and keeps the earlier reading while there is none."""
 
-    def __init__(self, read: Callable[[dt.datetime, dt.datetime], float | None] | None,
-                 stream: str, settings: Settings, *, even_if_behind: bool,
-                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+    def __init__(
+        self,
+        read: Callable[[dt.datetime, dt.datetime], float | None] | None,
+        stream: str,
+        settings: Settings,
+        *,
+        even_if_behind: bool,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ):
         self.read = read
         self.stream = stream
         self.settings = settings
@@ -65,10 +72,15 @@ class LagGuard:
         if self.not_before is not None:
             start = max(start, self.not_before)
         lag = self.read(start, end) if self.read is not None and start < end else None
-        return rs.lag_verdict(lag, stream=self.stream, lag_source=self.settings.lag_source,
-                              max_lag_ms=self.settings.max_consumer_lag_ms,
-                              lookback_s=self.settings.lag_lookback_s,
-                              even_if_behind=self.even_if_behind, earlier=earlier)
+        return rs.lag_verdict(
+            lag,
+            stream=self.stream,
+            lag_source=self.settings.lag_source,
+            max_lag_ms=self.settings.max_consumer_lag_ms,
+            lookback_s=self.settings.lag_lookback_s,
+            even_if_behind=self.even_if_behind,
+            earlier=earlier,
+        )
 
     def check(self) -> rs.LagVerdict:
         self.first = self._verdict(None)
@@ -87,9 +99,15 @@ class LagGuard:
             raise Refused(verdict.message)
 
 
-def apply(shards: ShardMap, keys: list[rs.KeyLoad], policy: rs.Policy, *,
-          max_steps: int | None = None, log: Callable[[str], None] = print,
-          before_step: Callable[[], None] = lambda: None) -> list[rs.Step]:
+def apply(
+    shards: ShardMap,
+    keys: list[rs.KeyLoad],
+    policy: rs.Policy,
+    *,
+    max_steps: int | None = None,
+    log: Callable[[str], None] = print,
+    before_step: Callable[[], None] = lambda: None,
+) -> list[rs.Step]:
     """Carries out the plan's steps until none is left (or ``max_steps`` are done).
     ``before_step`` runs right before each step is carried out (the consumer-lag guard: it
     raises to stop)."""
@@ -106,8 +124,10 @@ def apply(shards: ShardMap, keys: list[rs.KeyLoad], policy: rs.Policy, *,
         if not plan.steps:
             break
         if len(done) >= limit:
-            raise RuntimeError(f"stopped after {len(done)} steps: the shard map keeps "
-                               "changing under the plan (another reshard running?)")
+            raise RuntimeError(
+                f"stopped after {len(done)} steps: the shard map keeps "
+                "changing under the plan (another reshard running?)"
+            )
         step = plan.steps[0]
         before_step()
         if isinstance(step, rs.Split):
@@ -121,18 +141,24 @@ def apply(shards: ShardMap, keys: list[rs.KeyLoad], policy: rs.Policy, *,
 
 
 def _rate(load: rs.Load, limits: rs.Limits) -> str:
-    return (f"{load.records_per_s:>9,.1f} rec/s {load.bytes_per_s / 1e6:>7.3f} MB/s "
-            f"{load.utilisation(limits):>5.0%}")
+    return (
+        f"{load.records_per_s:>9,.1f} rec/s {load.bytes_per_s / 1e6:>7.3f} MB/s "
+        f"{load.utilisation(limits):>5.0%}"
+    )
 
 
 def describe(step: rs.Step, limits: rs.Limits) -> str:
     if isinstance(step, rs.Split):
-        return (f"split {step.shard_id} at hash key {step.new_starting_hash_key}: "
-                f"{step.before.utilisation(limits):.0%} -> {step.lower.utilisation(limits):.0%}"
-                f" + {step.upper.utilisation(limits):.0%}")
-    return (f"merge {step.shard_id} + {step.adjacent_shard_id}: "
-            f"{step.lower.utilisation(limits):.0%} + {step.upper.utilisation(limits):.0%} -> "
-            f"{step.after.utilisation(limits):.0%}")
+        return (
+            f"split {step.shard_id} at hash key {step.new_starting_hash_key}: "
+            f"{step.before.utilisation(limits):.0%} -> {step.lower.utilisation(limits):.0%}"
+            f" + {step.upper.utilisation(limits):.0%}"
+        )
+    return (
+        f"merge {step.shard_id} + {step.adjacent_shard_id}: "
+        f"{step.lower.utilisation(limits):.0%} + {step.upper.utilisation(limits):.0%} -> "
+        f"{step.after.utilisation(limits):.0%}"
+    )
 
 
 def _stores(sl: rs.ShardLoad, top: int) -> str:
@@ -141,16 +167,17 @@ def _stores(sl: rs.ShardLoad, top: int) -> str:
     return shown + (f" and {more} more" if more > 0 else "") if sl.keys else "no records"
 
 
-def format_report(stream: str, plan: rs.Plan, window_s: float, source: str, *,
-                  top: int = 5) -> str:
+def format_report(stream: str, plan: rs.Plan, window_s: float, source: str, *, top: int = 5) -> str:
     limits = plan.policy.limits
     by_heat = sorted(plan.before, key=lambda sl: (-sl.utilisation(limits), sl.shard.start))
-    lines = [f"stream {stream}: {len(plan.before)} open shards; load over the last "
-             f"{window_s:,.0f} s ({source})",
-             f"limits per shard {limits.records_per_s:,.0f} records/s and "
-             f"{limits.bytes_per_s:,.0f} bytes/s; split above {plan.policy.split_above:.0%}, "
-             f"merge adjacent pairs at or under {plan.policy.merge_below:.0%}", "",
-             ]
+    lines = [
+        f"stream {stream}: {len(plan.before)} open shards; load over the last "
+        f"{window_s:,.0f} s ({source})",
+        f"limits per shard {limits.records_per_s:,.0f} records/s and "
+        f"{limits.bytes_per_s:,.0f} bytes/s; split above {plan.policy.split_above:.0%}, "
+        f"merge adjacent pairs at or under {plan.policy.merge_below:.0%}",
+        "",
+    ]
 
     def row(sl: rs.ShardLoad) -> str:
         return f"  {sl.shard.shard_id:<28}{_rate(sl.load, limits)}  stores {_stores(sl, top)}"
@@ -161,14 +188,20 @@ def format_report(stream: str, plan: rs.Plan, window_s: float, source: str, *,
         lines += ["hottest shards"] + [row(sl) for sl in by_heat[:top]]
         lines += ["coldest shards"] + [row(sl) for sl in reversed(by_heat[-top:])]
     if plan.hot_keys:
-        lines += ["", "stores hotter than one shard (no split can help: aggregate their events "
-                      "into fewer records, or salt their key)"]
+        lines += [
+            "",
+            "stores hotter than one shard (no split can help: aggregate their events "
+            "into fewer records, or salt their key)",
+        ]
         lines += [f"  store {k.key}  {_rate(k.load, limits)}" for k in plan.hot_keys]
     lines += ["", "plan" if plan.steps else "plan: nothing to do"]
     lines += [f"  {i}. {describe(step, limits)}" for i, step in enumerate(plan.steps, 1)]
     if plan.steps:
-        lines += ["", f"after the plan: {len(plan.after)} open shards (ids of new shards are "
-                      "Kinesis'; shown as parent/lower, parent/upper, a+b)"]
+        lines += [
+            "",
+            f"after the plan: {len(plan.after)} open shards (ids of new shards are "
+            "Kinesis'; shown as parent/lower, parent/upper, a+b)",
+        ]
         lines += [f"  {sl.shard.shard_id:<28}{_rate(sl.load, limits)}" for sl in plan.after]
     return "\n".join(lines)
 
@@ -181,17 +214,24 @@ def shards_command(args: argparse.Namespace) -> int:
     props = load_properties()
     validate(props)
     settings = Settings.from_properties(props)
-    name = stream_name(props, args.stream) if args.stream in props.get("Streams", {}) \
-        else args.stream
+    name = (
+        stream_name(props, args.stream) if args.stream in props.get("Streams", {}) else args.stream
+    )
     window_s = args.window_s or settings.window_s
     stream, meter = kinesis_shards.for_stream(
-        props, name, load_source=settings.load_source,
+        props,
+        name,
+        load_source=settings.load_source,
         active_timeout_s=settings.active_timeout_s,
-        sample_per_shard=settings.sample_records_per_shard)
-    guard = LagGuard(kinesis_shards.lag_reader(props, name)
-                     if settings.lag_source == "cloudwatch" else None,
-                     name, settings, even_if_behind=args.even_if_behind)
-    lag = guard.check()                  # before the tool's own reads count in the metric
+        sample_per_shard=settings.sample_records_per_shard,
+    )
+    guard = LagGuard(
+        kinesis_shards.lag_reader(props, name) if settings.lag_source == "cloudwatch" else None,
+        name,
+        settings,
+        even_if_behind=args.even_if_behind,
+    )
+    lag = guard.check()  # before the tool's own reads count in the metric
     keys = meter.key_loads(window_s)
     guard.reads_done()
     plan = rs.plan(stream.open_shards(), keys, settings.policy)
@@ -199,37 +239,58 @@ def shards_command(args: argparse.Namespace) -> int:
     print(f"\n{lag.message}")
     if not args.apply:
         if plan.steps:
-            print("\ndry run: nothing changed (--apply carries the plan out"
-                  + ("; it would refuse now" if not lag.proceed else "") + ")")
+            print(
+                "\ndry run: nothing changed (--apply carries the plan out"
+                + ("; it would refuse now" if not lag.proceed else "")
+                + ")"
+            )
         return 0
     if not lag.proceed and plan.steps:
         raise Refused(lag.message)
     print()
-    done = apply(stream, keys, settings.policy, max_steps=args.max_steps,
-                 before_step=guard.recheck)
+    done = apply(stream, keys, settings.policy, max_steps=args.max_steps, before_step=guard.recheck)
     left = rs.plan(stream.open_shards(), keys, settings.policy).steps
-    print(f"applied {len(done)} steps; {len(stream.open_shards())} open shards; "
-          + (f"{len(left)} steps left" if left else "nothing left to do"))
+    print(
+        f"applied {len(done)} steps; {len(stream.open_shards())} open shards; "
+        + (f"{len(left)} steps left" if left else "nothing left to do")
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pizzastream.admin", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pizzastream.admin",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     shards = commands.add_parser("shards", help="measure, plan and apply a reshard")
-    shards.add_argument("--stream", default="orders",
-                        help="a Streams property (orders, orders_enriched, ...) or a stream name")
+    shards.add_argument(
+        "--stream",
+        default="orders",
+        help="a Streams property (orders, orders_enriched, ...) or a stream name",
+    )
     shards.add_argument("--apply", action="store_true", help="carry the plan out")
-    shards.add_argument("--max-steps", type=int, default=None,
-                        help="with --apply: stop after this many steps (run again to go on)")
-    shards.add_argument("--window-s", type=float, default=None,
-                        help="measure over this many seconds (default Resharding.window_s)")
+    shards.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="with --apply: stop after this many steps (run again to go on)",
+    )
+    shards.add_argument(
+        "--window-s",
+        type=float,
+        default=None,
+        help="measure over this many seconds (default Resharding.window_s)",
+    )
     shards.add_argument("--top", type=int, default=5, help="shards and stores shown")
-    shards.add_argument("--even-if-behind", action="store_true",
-                        help="with --apply: reshard even if the stream's readers are behind "
-                             "(or their lag is unknown); connector 4.3.0 can then reorder a "
-                             "store's records across the reshard (docs/resharding.md)")
+    shards.add_argument(
+        "--even-if-behind",
+        action="store_true",
+        help="with --apply: reshard even if the stream's readers are behind "
+        "(or their lag is unknown); connector 4.3.0 can then reorder a "
+        "store's records across the reshard (docs/resharding.md)",
+    )
     args = parser.parse_args(argv)
     from connectors.kinesis_shards import ReshardError
 

@@ -21,6 +21,7 @@ Results out of Python (text)
     fields of validated values, so the framing needs no escaping; ``result_line`` refuses
     anything that would break it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ _LENGTH = Struct(">I")
 _STORE_RECORD_HEAD = Struct(">BH")
 # A record kind's byte as text: what ``bytes([kind]).decode("latin-1")`` gives, looked up.
 _KINDS = tuple(chr(code) for code in range(256))
-_STORE_HEAD_BYTES = 9         # flags, epoch
+_STORE_HEAD_BYTES = 9  # flags, epoch
 
 
 def raw_records(batch: bytes) -> Iterator[bytes]:
@@ -40,7 +41,7 @@ def raw_records(batch: bytes) -> Iterator[bytes]:
     while at < end:
         (length,) = unpack(batch, at)
         at += 4
-        yield batch[at:at + length]
+        yield batch[at : at + length]
         at += length
 
 
@@ -67,22 +68,28 @@ def _store_records(batch: bytes) -> Iterator[tuple[str, str, bytes]]:
     while at < end:
         kind, key_length = head(batch, at)
         at += 3
-        key = batch[at:at + key_length].decode("utf-8", "replace")
+        key = batch[at : at + key_length].decode("utf-8", "replace")
         at += key_length
         (data_length,) = length(batch, at)
         at += 4
-        yield _KINDS[kind], key, batch[at:at + data_length]
+        yield _KINDS[kind], key, batch[at : at + data_length]
         at += data_length
 
 
-def frame_store_records(records: list[tuple[str, str, bytes]], persist: bool = False,
-                        epoch: bytes = bytes(8)) -> bytes:
+def frame_store_records(
+    records: list[tuple[str, str, bytes]], persist: bool = False, epoch: bytes = bytes(8)
+) -> bytes:
     """The ``StoreBatcher`` format of ``(kind, partition_key, data)`` records (tests, tools)."""
     parts = [bytes([PERSIST if persist else 0]) + epoch]
     for kind, key, data in records:
         key_bytes = key.encode()
-        parts.append(kind.encode("latin-1") + len(key_bytes).to_bytes(2, "big") + key_bytes
-                     + _LENGTH.pack(len(data)) + data)
+        parts.append(
+            kind.encode("latin-1")
+            + len(key_bytes).to_bytes(2, "big")
+            + key_bytes
+            + _LENGTH.pack(len(data))
+            + data
+        )
     return b"".join(parts)
 
 

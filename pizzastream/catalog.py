@@ -6,13 +6,14 @@ from ``pizzastream.reference_data``. Money is integer cents inside the pipeline:
 cents are exact, and the only conversions happen at the edges (``to_cents``,
 ``from_cents``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
+from typing import Any
 
 PRODUCT_COLUMNS = ("product_id", "name", "unit_price_cents", "active")
 RECIPE_COLUMNS = ("product_id", "ingredient_id", "quantity")
@@ -53,20 +54,24 @@ def _columns(row: Row, names: tuple[str, ...]) -> tuple[Any, ...]:
 class Catalog:
     """Immutable lookup of products and recipes; a reload builds a new ``Catalog``."""
 
-    def __init__(self, products: Iterable[CatalogProduct],
-                 recipes: Mapping[int, Mapping[int, int]]):
+    def __init__(
+        self, products: Iterable[CatalogProduct], recipes: Mapping[int, Mapping[int, int]]
+    ):
         self._products = {p.product_id: p for p in products}
         self._recipes = {pid: MappingProxyType(dict(lines)) for pid, lines in recipes.items()}
         # The order path's per-event lookups, precomputed once per catalog load: the unit
         # price of each product on sale, and each recipe as (ingredient, units) pairs.
         self.sale_prices: Mapping[int, int] = MappingProxyType(
-            {p.product_id: p.unit_price_cents for p in self._products.values() if p.active})
+            {p.product_id: p.unit_price_cents for p in self._products.values() if p.active}
+        )
         self.recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]] = MappingProxyType(
-            {pid: tuple(lines.items()) for pid, lines in self._recipes.items()})
+            {pid: tuple(lines.items()) for pid, lines in self._recipes.items()}
+        )
         # Each recipe as a plain dict, for ``inventory.order_demand`` to copy (``dict(...)``
         # of a dict is a C-level copy) as the demand of one unit of the product.
         self.recipe_units: Mapping[int, dict[int, int]] = MappingProxyType(
-            {pid: dict(lines) for pid, lines in self._recipes.items()})
+            {pid: dict(lines) for pid, lines in self._recipes.items()}
+        )
 
     @classmethod
     def from_rows(cls, product_rows: Iterable[Row], recipe_rows: Iterable[Row]) -> Catalog:
@@ -91,8 +96,10 @@ class Catalog:
         from pizzastream import reference_data
 
         return cls.from_rows(
-            ((p.product_id, p.name, to_cents(p.unit_price), p.active)
-             for p in reference_data.products()),
+            (
+                (p.product_id, p.name, to_cents(p.unit_price), p.active)
+                for p in reference_data.products()
+            ),
             ((r.product_id, r.ingredient_id, r.quantity) for r in reference_data.recipes()),
         )
 

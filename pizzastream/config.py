@@ -15,6 +15,7 @@ Secrets never travel in properties: on AWS a group names a Secrets Manager secre
 ``<key>_secret_arn`` (``Aurora.password_secret_arn``, ``Redis.password_secret_arn``) and
 ``load_properties`` reads it at start into ``<key>``, in memory only.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,7 +69,7 @@ def load_properties(path: Path | None = None) -> Props:
     for name, value in os.environ.items():
         if not name.startswith(ENV_OVERRIDE_PREFIX):
             continue
-        group, _, key = name[len(ENV_OVERRIDE_PREFIX):].partition("__")
+        group, _, key = name[len(ENV_OVERRIDE_PREFIX) :].partition("__")
         if key:
             groups.setdefault(lowered.get(group.lower(), group), {})[key.lower()] = value
     # File paths (keys ending in ``_file``) are relative to the repository root; made
@@ -81,20 +82,23 @@ def load_properties(path: Path | None = None) -> Props:
     return resolve_secrets(groups)
 
 
-def resolve_secrets(groups: Props, read_secret: Callable[[str], str] | None = None
-                    ) -> Props:
+def resolve_secrets(groups: Props, read_secret: Callable[[str], str] | None = None) -> Props:
     """Fills ``<key>`` from the secret each ``<key>_secret_arn`` names (JSON with a
     ``password`` field, as RDS and Redshift create them, or the plain secret string).
     ``read_secret(arn)`` defaults to Secrets Manager with the ``Aws`` group's settings."""
-    wanted = [(group, key) for group, values in groups.items() for key in values
-              if key.endswith(SECRET_SUFFIX) and values[key]]
+    wanted = [
+        (group, key)
+        for group, values in groups.items()
+        for key in values
+        if key.endswith(SECRET_SUFFIX) and values[key]
+    ]
     if not wanted:
         return groups
     if read_secret is None:
         from connectors import aws
 
         client = aws.client(groups, "secretsmanager")
-        read_secret = (lambda arn: client.get_secret_value(SecretId=arn)["SecretString"])  # noqa: E731 - local shorthand
+        read_secret = lambda arn: client.get_secret_value(SecretId=arn)["SecretString"]  # noqa: E731 - local shorthand
     for group, key in wanted:
         value = read_secret(groups[group][key])
         try:
@@ -102,12 +106,14 @@ def resolve_secrets(groups: Props, read_secret: Callable[[str], str] | None = No
         except ValueError:
             parsed = value
         groups[group][key[: -len(SECRET_SUFFIX)]] = (
-            parsed["password"] if isinstance(parsed, dict) else value)
+            parsed["password"] if isinstance(parsed, dict) else value
+        )
     return groups
 
 
-def flag(props: Mapping[str, Mapping[str, str]], group: str, key: str,
-         default: bool = False) -> bool:
+def flag(
+    props: Mapping[str, Mapping[str, str]], group: str, key: str, default: bool = False
+) -> bool:
     """A yes/no property: ``true`` or ``false`` (any case; absent or empty: ``default``).
     Anything else is refused at start: a misspelt ``tls`` or ``cluster_mode`` silently read
     as false would connect the wrong way and fail later, far from its cause."""

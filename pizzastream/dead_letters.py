@@ -6,6 +6,7 @@ restart, producer retry) lands on the same row instead of a second one. A repeat
 (which repeat it is, counted in the job's state and so the same after a restore) is hashed
 too, one row per repeat.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,9 +39,11 @@ class DeadLetter:
 
 # PostgreSQL: an ``as_tuple`` into ``dead_letter``, once (a replayed bad record has the
 # same id), for the writers outside Flink (POS ingestion, the delivery service).
-INSERT_SQL = (f"INSERT INTO {DEAD_LETTER.name} ({', '.join(DeadLetter.FIELDS)})"
-              f" VALUES ({', '.join(['%s'] * len(DeadLetter.FIELDS))})"
-              f" ON CONFLICT ({', '.join(DEAD_LETTER.primary_key)}) DO NOTHING")
+INSERT_SQL = (
+    f"INSERT INTO {DEAD_LETTER.name} ({', '.join(DeadLetter.FIELDS)})"
+    f" VALUES ({', '.join(['%s'] * len(DeadLetter.FIELDS))})"
+    f" ON CONFLICT ({', '.join(DEAD_LETTER.primary_key)}) DO NOTHING"
+)
 
 
 def printable_payload(raw: bytes) -> str:
@@ -54,15 +57,30 @@ def storable_store_id(store_id: object) -> int | None:
     """A store id a record names, as the ``dead_letter.store_id`` column takes it (an
     ``integer``): None for anything else, so a bad record's huge number cannot fail the
     write."""
-    return store_id if type(store_id) is int and -2**31 <= store_id < 2**31 else None
+    return store_id if type(store_id) is int and -(2**31) <= store_id < 2**31 else None
 
 
-def dead_letter(job: str, raw: bytes, reason: str, detail: str,
-                event_id: str | None = None, order_id: str | None = None,
-                occurrence: int | None = None, store_id: object = None) -> DeadLetter:
+def dead_letter(
+    job: str,
+    raw: bytes,
+    reason: str,
+    detail: str,
+    event_id: str | None = None,
+    order_id: str | None = None,
+    occurrence: int | None = None,
+    store_id: object = None,
+) -> DeadLetter:
     identity = job.encode() + b"\x00" + raw
     if occurrence is not None:
         identity += b"\x00repeat %d" % occurrence
     digest = hashlib.sha256(identity).hexdigest()[:32]
-    return DeadLetter(digest, job, reason, detail, event_id, order_id, printable_payload(raw),
-                      storable_store_id(store_id))
+    return DeadLetter(
+        digest,
+        job,
+        reason,
+        detail,
+        event_id,
+        order_id,
+        printable_payload(raw),
+        storable_store_id(store_id),
+    )

@@ -55,6 +55,7 @@ What a denial means for the order
     ``delivery_assignment`` with its reason, so the application offers the customer pickup
     or a refund. Nothing is lost: every delivery order ends either assigned or denied.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,8 +72,8 @@ EARTH_RADIUS_KM = 6371.0088
 ASSIGNED = "assigned"
 DENIED_PREFIX = "denied:"
 UNDELIVERABLE_PREFIX = "undeliverable:"
-SEARCHING = "searching"      # offers of a round under way
-RETRYING = "retrying"        # waiting for the next round
+SEARCHING = "searching"  # offers of a round under way
+RETRYING = "retrying"  # waiting for the next round
 
 
 class DenialReason(StrEnum):
@@ -154,7 +155,8 @@ class DeliveryRules:
         if not (0 < self.retry_backoff_s <= self.retry_backoff_max_s and self.deadline_minutes > 0):
             raise ConfigurationError(
                 "Delivery: retry_backoff_s must be positive and at most retry_backoff_max_s, "
-                "deadline_minutes positive")
+                "deadline_minutes positive"
+            )
 
     @classmethod
     def from_properties(cls, group: Mapping[str, str]) -> DeliveryRules:
@@ -169,8 +171,9 @@ class DeliveryRules:
 
     def backoff_ms(self, rounds: int) -> int:
         """The wait after the ``rounds``-th round failed."""
-        return int(1000 * min(self.retry_backoff_max_s,
-                              self.retry_backoff_s * 2 ** max(0, rounds - 1)))
+        return int(
+            1000 * min(self.retry_backoff_max_s, self.retry_backoff_s * 2 ** max(0, rounds - 1))
+        )
 
     def deadline_ms(self, order_ts_ms: int) -> int:
         return order_ts_ms + int(self.deadline_minutes * 60_000)
@@ -197,14 +200,34 @@ class Partner:
         if not isinstance(row, (Mapping, Sequence)):
             row = vars(row)
         if isinstance(row, Mapping):
-            values = [row[name] for name in (
-                "partner_id", "name", "lat", "lon", "base_fee", "fee_per_km", "capacity",
-                "refusal_rate", "speed_kmh")]
+            values = [
+                row[name]
+                for name in (
+                    "partner_id",
+                    "name",
+                    "lat",
+                    "lon",
+                    "base_fee",
+                    "fee_per_km",
+                    "capacity",
+                    "refusal_rate",
+                    "speed_kmh",
+                )
+            ]
         else:
             values = list(row)
         pid, name, lat, lon, base_fee, per_km, capacity, refusal, speed = values
-        return cls(int(pid), str(name), float(lat), float(lon), money_to_cents(base_fee),
-                   money_to_cents(per_km), int(capacity), float(refusal), float(speed))
+        return cls(
+            int(pid),
+            str(name),
+            float(lat),
+            float(lon),
+            money_to_cents(base_fee),
+            money_to_cents(per_km),
+            int(capacity),
+            float(refusal),
+            float(speed),
+        )
 
 
 @dataclass(frozen=True)
@@ -256,8 +279,13 @@ class Ranking:
     excluded: Mapping[int, DenialReason] = field(default_factory=dict)
 
 
-def rank(partners: Iterable[Partner], store: Place, customer: Place, rules: DeliveryRules,
-         load: Mapping[int, int] | None = None) -> Ranking:
+def rank(
+    partners: Iterable[Partner],
+    store: Place,
+    customer: Place,
+    rules: DeliveryRules,
+    load: Mapping[int, int] | None = None,
+) -> Ranking:
     """Every partner within the limits and with room, best first.
 
     ``load`` is how many deliveries each partner carries at the order's time (missing
@@ -286,12 +314,16 @@ def _limit_denial(excluded: Mapping[int, DenialReason], rules: DeliveryRules) ->
     reason = max(reasons, key=_LIMIT_ORDER.index) if reasons else DenialReason.OUT_OF_RANGE
     details = {
         DenialReason.OUT_OF_RANGE: f"no partner within {rules.max_distance_km:g} km",
-        DenialReason.OVER_MAX_FEE: (f"every partner in range charges more than "
-                                    f"{cents_to_money(rules.max_fee_cents)}"),
+        DenialReason.OVER_MAX_FEE: (
+            f"every partner in range charges more than {cents_to_money(rules.max_fee_cents)}"
+        ),
         DenialReason.NO_CAPACITY: "every partner within the limits is fully booked",
     }
-    counted = ", ".join(f"{sum(1 for r in excluded.values() if r == key)} {key.value}"
-                        for key in _LIMIT_ORDER if key in reasons)
+    counted = ", ".join(
+        f"{sum(1 for r in excluded.values() if r == key)} {key.value}"
+        for key in _LIMIT_ORDER
+        if key in reasons
+    )
     return Denial(reason, f"{details[reason]} ({counted or 'no partners'})")
 
 
@@ -314,7 +346,7 @@ class Assignment:
     quote: Quote
     delivery_id: str
     attempts: tuple[tuple[int, OfferOutcome], ...]
-    progress: DispatchProgress | None = None    # every step, when rounds were counted
+    progress: DispatchProgress | None = None  # every step, when rounds were counted
 
     status = ASSIGNED
 
@@ -335,8 +367,9 @@ def choose(ranking: Ranking, offer: Callable[[Quote], OfferResult]) -> Assignmen
             if not result.delivery_id:
                 raise ValueError(f"partner {candidate.partner.partner_id} accepted without an id")
             return Assignment(candidate, result.delivery_id, tuple(attempts))
-    return Denial(DenialReason.ALL_REFUSED,
-                  f"every partner offered said no ({describe_attempts(attempts)})")
+    return Denial(
+        DenialReason.ALL_REFUSED, f"every partner offered said no ({describe_attempts(attempts)})"
+    )
 
 
 def describe_attempts(attempts: Iterable[tuple[int, OfferOutcome]]) -> str:
@@ -344,9 +377,14 @@ def describe_attempts(attempts: Iterable[tuple[int, OfferOutcome]]) -> str:
     return ", ".join(f"partner {pid} {outcome.value}" for pid, outcome in attempts)
 
 
-def decide(partners: Iterable[Partner], store: Place | None, customer: Place | None,
-           rules: DeliveryRules, load: Mapping[int, int] | None,
-           offer: Callable[[Quote], OfferResult]) -> Assignment | Denial:
+def decide(
+    partners: Iterable[Partner],
+    store: Place | None,
+    customer: Place | None,
+    rules: DeliveryRules,
+    load: Mapping[int, int] | None,
+    offer: Callable[[Quote], OfferResult],
+) -> Assignment | Denial:
     """The whole decision for one order: place checks, ranking, offers."""
     if customer is None:
         return Denial(DenialReason.NO_LOCATION, "the order carries no customer location")
@@ -356,6 +394,7 @@ def decide(partners: Iterable[Partner], store: Place | None, customer: Place | N
 
 
 # --------------------------------------------------------------------------- rounds
+
 
 @dataclass(frozen=True)
 class Step:
@@ -415,12 +454,18 @@ class Undeliverable:
         return f"{UNDELIVERABLE_PREFIX}{self.reason.value}"
 
 
-def dispatch_round(partners: Iterable[Partner], store: Place | None, customer: Place | None,
-                   rules: DeliveryRules, load: Mapping[int, int] | None,
-                   offer: Callable[[Quote], OfferResult], progress: DispatchProgress,
-                   order_ts_ms: int, now_ms: int,
-                   on_step: Callable[[DispatchProgress], None] | None = None
-                   ) -> Assignment | Denial | Retry | Undeliverable:
+def dispatch_round(
+    partners: Iterable[Partner],
+    store: Place | None,
+    customer: Place | None,
+    rules: DeliveryRules,
+    load: Mapping[int, int] | None,
+    offer: Callable[[Quote], OfferResult],
+    progress: DispatchProgress,
+    order_ts_ms: int,
+    now_ms: int,
+    on_step: Callable[[DispatchProgress], None] | None = None,
+) -> Assignment | Denial | Retry | Undeliverable:
     """One round of offers for an order at ``now_ms``, after ``progress``.
 
     ``Denial`` when no partner could ever take it (no location, unknown store, every
@@ -449,9 +494,12 @@ def dispatch_round(partners: Iterable[Partner], store: Place | None, customer: P
         if result.outcome is OfferOutcome.ACCEPTED:
             if not result.delivery_id:
                 raise ValueError(f"partner {candidate.partner.partner_id} accepted without an id")
-            return Assignment(candidate, result.delivery_id,
-                              tuple((s.partner_id, s.outcome) for s in steps),
-                              DispatchProgress(round_no, tuple(steps)))
+            return Assignment(
+                candidate,
+                result.delivery_id,
+                tuple((s.partner_id, s.outcome) for s in steps),
+                DispatchProgress(round_no, tuple(steps)),
+            )
         if on_step is not None:
             on_step(DispatchProgress(round_no, tuple(steps)))
     progress = DispatchProgress(round_no, tuple(steps))

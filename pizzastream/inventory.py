@@ -62,6 +62,7 @@ adds its stock), and after a restore
 from a checkpoint the re-processed events regenerate the same supplier order ids, so a
 consumer can deduplicate on ``supplier_order_id``.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,7 +73,12 @@ from typing import Any, TypeGuard, cast
 
 from pizzastream.catalog import Catalog, Row, _columns
 from pizzastream.orders import (
-    STORE_IDS, EnrichedOrder, OrderStatus, Reason, format_event_time, is_id,
+    STORE_IDS,
+    EnrichedOrder,
+    OrderStatus,
+    Reason,
+    format_event_time,
+    is_id,
     parse_event_time,
 )
 
@@ -81,8 +87,13 @@ DEFAULT_WINDOW_MINUTES = 60
 DEFAULT_BUCKET_MINUTES = 5
 INSUFFICIENT_INVENTORY = "insufficient_inventory"
 UNKNOWN_INGREDIENT = "unknown_ingredient"
-POLICY_COLUMNS = ("ingredient_id", "supplier_id", "lead_time_minutes", "safety_stock",
-                  "reorder_quantity")
+POLICY_COLUMNS = (
+    "ingredient_id",
+    "supplier_id",
+    "lead_time_minutes",
+    "safety_stock",
+    "reorder_quantity",
+)
 RESTOCK_FIELDS = ("event_id", "store_id", "ingredient_id", "quantity", "ts")
 # The most units one supplier delivery can carry. Far above any real delivery, far below
 # what a 64-bit stock level, Flink's LONG fields and Aurora's BIGINT hold, so no sum of
@@ -98,6 +109,7 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 # --------------------------------------------------------------------------- state
 
+
 @dataclass(slots=True)
 class StoreStock:
     """One store's stock, reorders and recent consumption. Mutable: ``place_order``,
@@ -105,13 +117,13 @@ class StoreStock:
     dicts so ``to_state`` is a cheap copy."""
 
     store_id: int
-    on_hand: dict[int, int]                                   # ingredient -> units
+    on_hand: dict[int, int]  # ingredient -> units
     outstanding: dict[int, str] = field(default_factory=dict)  # ingredient -> supplier order id
     # bucket index (ts_ms // bucket_ms) -> {ingredient: units consumed in that bucket};
     # by bucket first, so expiring a bucket is one deletion whatever it holds
     buckets: dict[int, dict[int, int]] = field(default_factory=dict)
-    seq: int = 0               # supplier orders issued by this store so far
-    clock_ms: int = 0          # latest event time of an accepted order (0: none yet)
+    seq: int = 0  # supplier orders issued by this store so far
+    clock_ms: int = 0  # latest event time of an accepted order (0: none yet)
     bucket_ms: int = DEFAULT_BUCKET_MINUTES * _MINUTE_MS
     window_buckets: int = DEFAULT_WINDOW_MINUTES // DEFAULT_BUCKET_MINUTES
     # ingredient -> units in all kept buckets: derived from ``buckets`` (not stored), an
@@ -126,27 +138,46 @@ class StoreStock:
         self.kept = kept
 
     @classmethod
-    def initial(cls, store_id: int, on_hand: Mapping[int, int], *,
-                window_minutes: int = DEFAULT_WINDOW_MINUTES,
-                bucket_minutes: int = DEFAULT_BUCKET_MINUTES) -> StoreStock:
+    def initial(
+        cls,
+        store_id: int,
+        on_hand: Mapping[int, int],
+        *,
+        window_minutes: int = DEFAULT_WINDOW_MINUTES,
+        bucket_minutes: int = DEFAULT_BUCKET_MINUTES,
+    ) -> StoreStock:
         """Opening stock of a store with no history (e.g. from the ``inventory`` table)."""
         if bucket_minutes <= 0 or window_minutes <= 0 or window_minutes % bucket_minutes:
-            raise ValueError(f"window {window_minutes} min must be a positive multiple of "
-                             f"the bucket {bucket_minutes} min")
+            raise ValueError(
+                f"window {window_minutes} min must be a positive multiple of "
+                f"the bucket {bucket_minutes} min"
+            )
         levels = {int(i): int(q) for i, q in on_hand.items()}
         negative = sorted(i for i, q in levels.items() if q < 0)
         if negative:
             raise ValueError(f"store {store_id}: negative opening stock of {negative}")
-        return cls(int(store_id), levels, bucket_ms=bucket_minutes * _MINUTE_MS,
-                   window_buckets=window_minutes // bucket_minutes)
+        return cls(
+            int(store_id),
+            levels,
+            bucket_ms=bucket_minutes * _MINUTE_MS,
+            window_buckets=window_minutes // bucket_minutes,
+        )
 
     def to_state(self) -> list[Any]:
         """A compact copy for Flink ValueState: a list of ints and dicts of ints/strs,
         ``[version, store_id, clock_ms, seq, bucket_ms, window_buckets, on_hand,
         outstanding, buckets]``. Nothing in it is shared with ``self``."""
-        return [STATE_VERSION, self.store_id, self.clock_ms, self.seq, self.bucket_ms,
-                self.window_buckets, dict(self.on_hand), dict(self.outstanding),
-                {i: dict(b) for i, b in self.buckets.items()}]
+        return [
+            STATE_VERSION,
+            self.store_id,
+            self.clock_ms,
+            self.seq,
+            self.bucket_ms,
+            self.window_buckets,
+            dict(self.on_hand),
+            dict(self.outstanding),
+            {i: dict(b) for i, b in self.buckets.items()},
+        ]
 
     @classmethod
     def from_state(cls, state: Any) -> StoreStock | None:
@@ -154,13 +185,29 @@ class StoreStock:
         mutating the result never touches a value a state backend may have cached."""
         if state is None:
             return None
-        version, store_id, clock_ms, seq, bucket_ms, window_buckets, on_hand, outstanding, \
-            buckets = state
+        (
+            version,
+            store_id,
+            clock_ms,
+            seq,
+            bucket_ms,
+            window_buckets,
+            on_hand,
+            outstanding,
+            buckets,
+        ) = state
         if version != STATE_VERSION:
             raise ValueError(f"unsupported StoreStock state version {version!r}")
-        return cls(store_id, dict(on_hand), dict(outstanding),
-                   {i: dict(b) for i, b in buckets.items()}, seq, clock_ms, bucket_ms,
-                   window_buckets)
+        return cls(
+            store_id,
+            dict(on_hand),
+            dict(outstanding),
+            {i: dict(b) for i, b in buckets.items()},
+            seq,
+            clock_ms,
+            bucket_ms,
+            window_buckets,
+        )
 
     def to_bytes(self) -> bytes:
         """``to_state`` as bytes, for a state backend that stores bytes."""
@@ -178,8 +225,11 @@ class StoreStock:
         """``(units consumed, span_ms)`` of the consumption window ending at ``now_ms``."""
         now_bucket = now_ms // self.bucket_ms
         first = now_bucket - self.window_buckets
-        used = sum(counts.get(ingredient_id, 0) for b, counts in self.buckets.items()
-                   if first <= b <= now_bucket)
+        used = sum(
+            counts.get(ingredient_id, 0)
+            for b, counts in self.buckets.items()
+            if first <= b <= now_bucket
+        )
         return used, now_ms - first * self.bucket_ms
 
     def _consume(self, demand: Mapping[int, int], ts_ms: int) -> None:
@@ -215,6 +265,7 @@ class StoreStock:
 
 # --------------------------------------------------------------------------- orders
 
+
 @dataclass(frozen=True)
 class Decision:
     """The outcome of one order: ``consumed`` (accepted) or ``short``
@@ -232,22 +283,24 @@ class Decision:
     @property
     def status(self) -> str:
         """The contract's final order status for this decision."""
-        return (OrderStatus.ACCEPTED if self.accepted
-                else OrderStatus.REJECTED_INSUFFICIENT_INVENTORY).value
+        return (
+            OrderStatus.ACCEPTED if self.accepted else OrderStatus.REJECTED_INSUFFICIENT_INVENTORY
+        ).value
 
 
 def requirements(order: EnrichedOrder, catalog: Catalog) -> dict[int, int]:
     """Units of each ingredient the whole order takes (a product without a recipe in
     ``catalog`` takes nothing)."""
     try:
-        return order_demand([[line.product_id, line.quantity, line.unit_price_cents]
-                             for line in order.lines], catalog.recipe_units)
+        return order_demand(
+            [[line.product_id, line.quantity, line.unit_price_cents] for line in order.lines],
+            catalog.recipe_units,
+        )
     except ValueError as error:
         raise ValueError(f"order {order.order_id}: {error}") from None
 
 
-def order_demand(lines: list[Any], recipe_units: Mapping[int, Mapping[int, int]]
-                 ) -> dict[int, int]:
+def order_demand(lines: list[Any], recipe_units: Mapping[int, Mapping[int, int]]) -> dict[int, int]:
     """``requirements`` from lines ``[product_id, quantity, unit_price_cents]`` as the
     ``orders-enriched`` record carries them (``Catalog.recipe_units``). Raises
     ``ValueError`` for a line of another shape or a quantity that is not a positive
@@ -262,21 +315,29 @@ def order_demand(lines: list[Any], recipe_units: Mapping[int, Mapping[int, int]]
         if type(line) is not list or len(line) != 3:
             raise ValueError(f"line {line!r:.60} is not [product_id, quantity, unit_price]")
         product_id, quantity, unit_price_cents = line
-        if (type(product_id) is not int or type(quantity) is not int or quantity <= 0
-                or type(unit_price_cents) is not int):
+        if (
+            type(product_id) is not int
+            or type(quantity) is not int
+            or quantity <= 0
+            or type(unit_price_cents) is not int
+        ):
             raise ValueError(f"line {line!r:.60}: integers and a positive quantity needed")
         recipe = recipe_units.get(product_id, _NO_RECIPE)
         if demand is None:
-            demand = (dict(recipe) if quantity == 1 else
-                      {ingredient_id: per_unit * quantity
-                       for ingredient_id, per_unit in recipe.items()})
+            demand = (
+                dict(recipe)
+                if quantity == 1
+                else {
+                    ingredient_id: per_unit * quantity for ingredient_id, per_unit in recipe.items()
+                }
+            )
         else:
             for ingredient_id, per_unit in recipe.items():
                 demand[ingredient_id] = demand.get(ingredient_id, 0) + per_unit * quantity
     return {} if demand is None else demand
 
 
-_NO_RECIPE: Mapping[int, int] = {}   # a product without a recipe takes nothing
+_NO_RECIPE: Mapping[int, int] = {}  # a product without a recipe takes nothing
 
 
 def shortages(stock: StoreStock, demand: Mapping[int, int]) -> dict[int, tuple[int, int]]:
@@ -296,11 +357,11 @@ def accepted_detail(demand: Mapping[int, int]) -> str:
 
 def shortage_detail(short: Mapping[int, tuple[int, int]]) -> str:
     return "insufficient inventory: " + "; ".join(
-        f"ingredient {i} needs {needed}, has {have}" for i, (needed, have) in short.items())
+        f"ingredient {i} needs {needed}, has {have}" for i, (needed, have) in short.items()
+    )
 
 
-def take_stock(stock: StoreStock, demand: dict[int, int], ts_ms: int
-               ) -> dict[int, tuple[int, int]]:
+def take_stock(stock: StoreStock, demand: dict[int, int], ts_ms: int) -> dict[int, tuple[int, int]]:
     """The all-or-nothing rule: takes ``demand`` out of ``stock`` at event time ``ts_ms``
     when every ingredient suffices and returns ``{}``; otherwise changes nothing and returns
     the shortages."""
@@ -316,7 +377,7 @@ def take(stock: StoreStock, demand: Mapping[int, int]) -> dict[int, tuple[int, i
     ``outstanding`` serve ``due_reorders`` alone; the forecast counts demand itself
     (``StoreReplenishment.record_demand``), so the job skips the window's bookkeeping."""
     on_hand = stock.on_hand
-    have = on_hand.get   # bound once: looked up per ingredient of every order
+    have = on_hand.get  # bound once: looked up per ingredient of every order
     for ingredient_id, needed in demand.items():
         if needed > have(ingredient_id, 0):
             return shortages(stock, demand)
@@ -329,8 +390,9 @@ def place_order(stock: StoreStock, order: EnrichedOrder, catalog: Catalog) -> De
     """Accepts the order and takes its ingredients out of ``stock`` if every one of them
     suffices; otherwise rejects it and leaves ``stock`` exactly as it was."""
     if order.store_id != stock.store_id:
-        raise ValueError(f"order {order.order_id} of store {order.store_id} "
-                         f"given to store {stock.store_id}")
+        raise ValueError(
+            f"order {order.order_id} of store {order.store_id} given to store {stock.store_id}"
+        )
     demand = requirements(order, catalog)
     short = take_stock(stock, demand, order.ts_ms)
     if short:
@@ -339,6 +401,7 @@ def place_order(stock: StoreStock, order: EnrichedOrder, catalog: Catalog) -> De
 
 
 # --------------------------------------------------------------------------- restocks
+
 
 class InvalidRestock(ValueError):
     """A restock that cannot be applied; ``reason`` names the rule for the dead letter."""
@@ -388,18 +451,22 @@ def parse_restock(raw: bytes | str) -> Restock:
         raise InvalidRestock(Reason.INVALID_TIMESTAMP.value, "ts is not ISO-8601 UTC")
     supplier_order_id = doc.get("supplier_order_id")
     if supplier_order_id not in (None, "") and not is_id(supplier_order_id):
-        raise InvalidRestock(Reason.WRONG_TYPE.value,
-                             "supplier_order_id must be a short printable string")
+        raise InvalidRestock(
+            Reason.WRONG_TYPE.value, "supplier_order_id must be a short printable string"
+        )
     _check_quantity(doc["quantity"])
-    return Restock(event_id, store_id, doc["ingredient_id"], doc["quantity"], ts_ms,
-                   supplier_order_id or None)
+    return Restock(
+        event_id, store_id, doc["ingredient_id"], doc["quantity"], ts_ms, supplier_order_id or None
+    )
 
 
 def _check_quantity(quantity: object) -> None:
     if not _is_int(quantity) or not 0 < quantity <= MAX_RESTOCK_QUANTITY:
         shown = quantity if len(repr(quantity)) <= 40 else f"{repr(quantity)[:40]}…"
-        raise InvalidRestock(Reason.INVALID_QUANTITY.value,
-                             f"quantity {shown} must be an integer 1..{MAX_RESTOCK_QUANTITY}")
+        raise InvalidRestock(
+            Reason.INVALID_QUANTITY.value,
+            f"quantity {shown} must be an integer 1..{MAX_RESTOCK_QUANTITY}",
+        )
 
 
 def store_of_partition_key(key: object) -> int | None:
@@ -416,14 +483,22 @@ def check_restock_key(restock_record: Restock, key: object) -> None:
     """Raises ``InvalidRestock`` unless the record was sent on its own store's partition
     key: the key decides which store's stock it reaches."""
     if store_of_partition_key(key) != restock_record.store_id:
-        raise InvalidRestock(PARTITION_KEY_MISMATCH,
-                             f"store {restock_record.store_id} sent on partition key "
-                             f"{str(key)[:40]!r}, expected {str(restock_record.store_id)!r}")
+        raise InvalidRestock(
+            PARTITION_KEY_MISMATCH,
+            f"store {restock_record.store_id} sent on partition key "
+            f"{str(key)[:40]!r}, expected {str(restock_record.store_id)!r}",
+        )
 
 
-def restock(stock: StoreStock, ingredient_id: int, quantity: int,
-            supplier_order_id: str | None, ts_ms: int, *,
-            known: Container[int] = ()) -> str | None:
+def restock(
+    stock: StoreStock,
+    ingredient_id: int,
+    quantity: int,
+    supplier_order_id: str | None,
+    ts_ms: int,
+    *,
+    known: Container[int] = (),
+) -> str | None:
     """Adds ``quantity`` units to the store's stock; returns the supplier order id it
     closes, if it carries the one outstanding for this ingredient (else None).
 
@@ -434,10 +509,12 @@ def restock(stock: StoreStock, ingredient_id: int, quantity: int,
     _check_quantity(quantity)
     if not _is_int(ts_ms):
         raise InvalidRestock(Reason.INVALID_TIMESTAMP.value, f"ts_ms {ts_ms!r}")
-    if not _is_int(ingredient_id) or (ingredient_id not in stock.on_hand
-                                      and ingredient_id not in known):
-        raise InvalidRestock(UNKNOWN_INGREDIENT,
-                             f"store {stock.store_id} has no ingredient {ingredient_id!r}")
+    if not _is_int(ingredient_id) or (
+        ingredient_id not in stock.on_hand and ingredient_id not in known
+    ):
+        raise InvalidRestock(
+            UNKNOWN_INGREDIENT, f"store {stock.store_id} has no ingredient {ingredient_id!r}"
+        )
     stock.on_hand[ingredient_id] = stock.on_hand.get(ingredient_id, 0) + quantity
     if supplier_order_id and stock.outstanding.get(ingredient_id) == supplier_order_id:
         del stock.outstanding[ingredient_id]
@@ -446,6 +523,7 @@ def restock(stock: StoreStock, ingredient_id: int, quantity: int,
 
 
 # --------------------------------------------------------------------------- reorders
+
 
 @dataclass(frozen=True)
 class IngredientPolicy:
@@ -460,8 +538,10 @@ class IngredientPolicy:
 
     def __post_init__(self) -> None:
         if self.lead_time_minutes <= 0 or self.safety_stock < 0 or self.reorder_quantity <= 0:
-            raise ValueError(f"ingredient {self.ingredient_id}: lead time and reorder "
-                             f"quantity must be positive, safety stock not negative")
+            raise ValueError(
+                f"ingredient {self.ingredient_id}: lead time and reorder "
+                f"quantity must be positive, safety stock not negative"
+            )
 
 
 def policies_from_rows(rows: Iterable[Row]) -> dict[int, IngredientPolicy]:
@@ -480,9 +560,9 @@ def policies_from_reference_data() -> dict[int, IngredientPolicy]:
 
     lead = {s.supplier_id: s.lead_time_minutes for s in reference_data.suppliers()}
     return policies_from_rows(
-        (i.ingredient_id, i.supplier_id, lead[i.supplier_id], i.safety_stock,
-         i.reorder_quantity)
-        for i in reference_data.ingredients())
+        (i.ingredient_id, i.supplier_id, lead[i.supplier_id], i.safety_stock, i.reorder_quantity)
+        for i in reference_data.ingredients()
+    )
 
 
 @dataclass(frozen=True)
@@ -499,12 +579,19 @@ class SupplierOrder:
     def to_json(self) -> str:
         """The ``supplier-orders`` record (docs/streams.md); ``ts`` in the contract's
         ISO-8601 format, as suppliers are outside the pipeline."""
-        return json.dumps({
-            "supplier_order_id": self.supplier_order_id, "store_id": self.store_id,
-            "ingredient_id": self.ingredient_id, "supplier_id": self.supplier_id,
-            "quantity": self.quantity, "ts": format_event_time(self.ts_ms),
-            "on_hand": self.on_hand, "reorder_point": self.reorder_point,
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "supplier_order_id": self.supplier_order_id,
+                "store_id": self.store_id,
+                "ingredient_id": self.ingredient_id,
+                "supplier_id": self.supplier_id,
+                "quantity": self.quantity,
+                "ts": format_event_time(self.ts_ms),
+                "on_hand": self.on_hand,
+                "reorder_point": self.reorder_point,
+            },
+            separators=(",", ":"),
+        )
 
 
 def lead_time_use(stock: StoreStock, policy: IngredientPolicy, now_ms: int) -> int:
@@ -519,8 +606,12 @@ def reorder_point(stock: StoreStock, policy: IngredientPolicy, now_ms: int) -> i
     return lead_time_use(stock, policy, now_ms) + policy.safety_stock
 
 
-def due_reorders(stock: StoreStock, ingredients: Mapping[int, IngredientPolicy],
-                 now_ms: int, changed: Collection[int] | None = None) -> list[SupplierOrder]:
+def due_reorders(
+    stock: StoreStock,
+    ingredients: Mapping[int, IngredientPolicy],
+    now_ms: int,
+    changed: Collection[int] | None = None,
+) -> list[SupplierOrder]:
     """Supplier orders to emit now, by ingredient id, each marked outstanding in
     ``stock`` so it is emitted once. ``now_ms`` should be event time, so a replay gives
     the same result: the store's clock ``stock.clock_ms``, or the current event's own
@@ -534,14 +625,14 @@ def due_reorders(stock: StoreStock, ingredients: Mapping[int, IngredientPolicy],
     window_ms = stock.window_buckets * stock.bucket_ms
     outstanding, levels, kept = stock.outstanding, stock.on_hand, stock.kept
     low = []
-    for ingredient_id in (ingredients if changed is None else changed):
+    for ingredient_id in ingredients if changed is None else changed:
         policy = ingredients.get(ingredient_id)
         if policy is None or ingredient_id in outstanding:
             continue
         on_hand = levels.get(ingredient_id, 0)
         if on_hand <= 0 or on_hand < policy.safety_stock + -(
-                -kept.get(ingredient_id, 0) * policy.lead_time_minutes * _MINUTE_MS
-                // window_ms):
+            -kept.get(ingredient_id, 0) * policy.lead_time_minutes * _MINUTE_MS // window_ms
+        ):
             low.append(ingredient_id)
     orders = []
     for ingredient_id in sorted(low):
@@ -554,7 +645,16 @@ def due_reorders(stock: StoreStock, ingredients: Mapping[int, IngredientPolicy],
         stock.seq += 1
         order_id = f"SO-{stock.store_id}-{ingredient_id}-{stock.seq}"
         outstanding[ingredient_id] = order_id
-        orders.append(SupplierOrder(
-            order_id, stock.store_id, ingredient_id, policy.supplier_id,
-            max(policy.reorder_quantity, point - on_hand + use), now_ms, on_hand, point))
+        orders.append(
+            SupplierOrder(
+                order_id,
+                stock.store_id,
+                ingredient_id,
+                policy.supplier_id,
+                max(policy.reorder_quantity, point - on_hand + use),
+                now_ms,
+                on_hand,
+                point,
+            )
+        )
     return orders

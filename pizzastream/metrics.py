@@ -18,13 +18,14 @@ reference the tests hold the SQL to):
 Window bounds are naive ``datetime``s in UTC, as the lake's Parquet ``TIMESTAMP`` and the
 warehouse's ``timestamp`` columns hold them.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -52,7 +53,7 @@ def as_hour(moment: datetime) -> datetime:
     """``moment`` as a window start: naive UTC (an aware value is converted first), and it
     must be on the hour; anything else is a caller's mistake, not something to round."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     if moment != moment.replace(minute=0, second=0, microsecond=0):
         raise ValueError(f"{moment.isoformat()} is not the start of an hour")
     return moment
@@ -85,22 +86,37 @@ class SaleOrder:
     @classmethod
     def from_enriched(cls, order: EnrichedOrder) -> SaleOrder:
         """What a sale record of ``order`` carries (``pizzastream.sales.sale_json``)."""
-        return cls(order.order_id, order.store_id, order.channel, order.fulfillment,
-                   order.ts_ms, item_count(order), order.total_cents)
+        return cls(
+            order.order_id,
+            order.store_id,
+            order.channel,
+            order.fulfillment,
+            order.ts_ms,
+            item_count(order),
+            order.total_cents,
+        )
 
 
 def sale_orders_from_lines(lines: Iterable[Mapping[str, Any]]) -> list[SaleOrder]:
     """Orders from ``order_fct`` line items (mappings with the contract's column names,
     ``transaction_ts`` an aware ``datetime``), as the batch view regroups them."""
     orders = []
-    for order_id, grouped in itertools.groupby(sorted(lines, key=lambda line: line["order_id"]),
-                                               key=lambda line: line["order_id"]):
+    for order_id, grouped in itertools.groupby(
+        sorted(lines, key=lambda line: line["order_id"]), key=lambda line: line["order_id"]
+    ):
         group = list(grouped)
         first = group[0]
-        orders.append(SaleOrder(
-            order_id, first["store_id"], first["channel"], first["delivery_type"],
-            epoch_ms(first["transaction_ts"]), sum(line["quantity"] for line in group),
-            sum(to_cents(line["total_transaction_amt"]) for line in group)))
+        orders.append(
+            SaleOrder(
+                order_id,
+                first["store_id"],
+                first["channel"],
+                first["delivery_type"],
+                epoch_ms(first["transaction_ts"]),
+                sum(line["quantity"] for line in group),
+                sum(to_cents(line["total_transaction_amt"]) for line in group),
+            )
+        )
     return orders
 
 
@@ -121,8 +137,15 @@ class MetricRow:
     avg_order_value: Decimal
 
 
-SALE_ORDER_COLUMNS = ("order_id", "store_id", "channel", "fulfillment", "ts", "items",
-                      "revenue_cents")
+SALE_ORDER_COLUMNS = (
+    "order_id",
+    "store_id",
+    "channel",
+    "fulfillment",
+    "ts",
+    "items",
+    "revenue_cents",
+)
 
 
 def metric_rows(orders: Iterable[SaleOrder]) -> list[MetricRow]:
@@ -134,16 +157,24 @@ def metric_rows(orders: Iterable[SaleOrder]) -> list[MetricRow]:
     by_window = sorted(firsts.items(), key=lambda item: (item[0][0], item[1].store_id))
     rows = []
     for (start, store_id), group in itertools.groupby(
-            by_window, key=lambda item: (item[0][0], item[1].store_id)):
+        by_window, key=lambda item: (item[0][0], item[1].store_id)
+    ):
         sold = [order for _, order in group]
         revenue_cents = sum(order.revenue_cents for order in sold)
-        rows.append(MetricRow(
-            store_id, start, start + HOUR, len(sold), sum(order.items for order in sold),
-            from_cents(revenue_cents),
-            sum(order.channel == Channel.ONLINE for order in sold),
-            sum(order.channel == Channel.IN_STORE for order in sold),
-            sum(order.fulfillment == Fulfillment.DELIVERY for order in sold),
-            from_cents(average_order_value_cents(revenue_cents, len(sold)))))
+        rows.append(
+            MetricRow(
+                store_id,
+                start,
+                start + HOUR,
+                len(sold),
+                sum(order.items for order in sold),
+                from_cents(revenue_cents),
+                sum(order.channel == Channel.ONLINE for order in sold),
+                sum(order.channel == Channel.IN_STORE for order in sold),
+                sum(order.fulfillment == Fulfillment.DELIVERY for order in sold),
+                from_cents(average_order_value_cents(revenue_cents, len(sold))),
+            )
+        )
     return rows
 
 
@@ -156,8 +187,10 @@ def money_sql(cents: str) -> str:
 def money_text_sql(cents: str) -> str:
     """SQL: non-negative integer cents as the text of the amount (``1250`` -> ``12.50``),
     what ``CAST`` of ``money_sql`` prints, in integer arithmetic (no decimal division)."""
-    return (f"CONCAT(CAST(({cents}) / 100 AS STRING), '.', "
-            f"LPAD(CAST(MOD({cents}, 100) AS STRING), 2, '0'))")
+    return (
+        f"CONCAT(CAST(({cents}) / 100 AS STRING), '.', "
+        f"LPAD(CAST(MOD({cents}, 100) AS STRING), 2, '0'))"
+    )
 
 
 def metric_sql(view: str = "sale_orders") -> str:
@@ -226,12 +259,19 @@ def summarize_delays(publications: Iterable[Publication], target: timedelta) -> 
     def rank(q: float) -> timedelta:
         return delays[max(0, math.ceil(q * len(delays)) - 1)]
 
-    return DelaySummary(len(delays), delays[-1], rank(0.5), rank(0.95),
-                        sum(delay <= target for delay in delays), target)
+    return DelaySummary(
+        len(delays),
+        delays[-1],
+        rank(0.5),
+        rank(0.95),
+        sum(delay <= target for delay in delays),
+        target,
+    )
 
 
-def stream_closes_at(hour: datetime, out_of_orderness: timedelta, idle: timedelta,
-                     pos_wait: timedelta = timedelta(0)) -> datetime:
+def stream_closes_at(
+    hour: datetime, out_of_orderness: timedelta, idle: timedelta, pos_wait: timedelta = timedelta(0)
+) -> datetime:
     """When the streaming job has published ``hour`` at the latest, unless it is behind:
     its watermark passes the hour's end once a sale ``out_of_orderness`` past the end
     arrives and every store system's POS batches up to the end are in, but a silent POS
@@ -241,9 +281,12 @@ def stream_closes_at(hour: datetime, out_of_orderness: timedelta, idle: timedelt
     return window_bounds(hour)[1] + max(out_of_orderness, pos_wait) + idle
 
 
-def shortest_dedup_ttl(out_of_orderness: timedelta, idle: timedelta,
-                       pos_wait: timedelta = timedelta(0),
-                       lateness: timedelta = timedelta(0)) -> timedelta:
+def shortest_dedup_ttl(
+    out_of_orderness: timedelta,
+    idle: timedelta,
+    pos_wait: timedelta = timedelta(0),
+    lateness: timedelta = timedelta(0),
+) -> timedelta:
     """How long the stream must remember an order id after its first copy for every later
     copy to be dropped while the order's hour can still change, when the job keeps up with
     the stream: the hour closes at most an hour after its first sale plus the watermark's

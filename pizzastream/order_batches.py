@@ -15,6 +15,7 @@ is arranged so that an event costs a few microseconds of Python:
 
 tests/pizzastream/test_order_batches.py holds the batch rules to the one-by-one rules.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -27,19 +28,45 @@ from pizzastream.batches import batch_epoch, raw_records, store_records
 from pizzastream.catalog import Catalog, Row
 from pizzastream.dead_letters import DeadLetter, dead_letter, storable_store_id
 from pizzastream.inventory import (
-    PARTITION_KEY_MISMATCH, InvalidRestock, StoreStock, accepted_detail, check_restock_key,
-    order_demand, parse_restock, restock, shortage_detail, store_of_partition_key, take,
+    PARTITION_KEY_MISMATCH,
+    InvalidRestock,
+    StoreStock,
+    accepted_detail,
+    check_restock_key,
+    order_demand,
+    parse_restock,
+    restock,
+    shortage_detail,
+    store_of_partition_key,
+    take,
 )
 from pizzastream.orders import (
-    CHANNELS, FULFILLMENTS, MAX_ID_LENGTH, EnrichedOrder, OrderRules, OrderStatus, Rejection,
-    accept, enrich, is_id,
+    CHANNELS,
+    FULFILLMENTS,
+    MAX_ID_LENGTH,
+    EnrichedOrder,
+    OrderRules,
+    OrderStatus,
+    Rejection,
+    accept,
+    enrich,
+    is_id,
 )
 from pizzastream.replenishment import (
-    HOUR_MS, HistoryWindow, OverdueAlert, ReplenishmentOrder, ReplenishmentPolicy,
-    StockoutWarning, StoreReplenishment, hourly_demand,
+    HOUR_MS,
+    HistoryWindow,
+    OverdueAlert,
+    ReplenishmentOrder,
+    ReplenishmentPolicy,
+    StockoutWarning,
+    StoreReplenishment,
+    hourly_demand,
 )
 from pizzastream.sales import (
-    decided_status_json, fact_lines, rejection_status_json, sale_of_enriched,
+    decided_status_json,
+    fact_lines,
+    rejection_status_json,
+    sale_of_enriched,
 )
 from pizzastream.ticks import InvalidTick, parse_tick
 
@@ -47,17 +74,17 @@ from pizzastream.ticks import InvalidTick, parse_tick
 SavedState = Callable[[int], bytes | None]
 
 # Result line tags: one character per output of the jobs (pizzastream.flink.BatchOutputs).
-ENRICHED = "E"           # orders-enriched, keyed by store
-STATUS = "S"             # order-status, keyed by store (by order when the store is unknown)
-STATUS_CACHE = "C"       # Redis order status: key order id, payload the status
-SALE = "A"               # sales: accepted online sales
-POS_ORDER = "P"          # pos-orders: accepted in-store sales
-DELIVERY = "D"           # deliveries: accepted delivery orders
-FACT = "F"               # order_fct rows (sales.fact_line)
-SUPPLIER_ORDER = "R"     # supplier-orders records
+ENRICHED = "E"  # orders-enriched, keyed by store
+STATUS = "S"  # order-status, keyed by store (by order when the store is unknown)
+STATUS_CACHE = "C"  # Redis order status: key order id, payload the status
+SALE = "A"  # sales: accepted online sales
+POS_ORDER = "P"  # pos-orders: accepted in-store sales
+DELIVERY = "D"  # deliveries: accepted delivery orders
+FACT = "F"  # order_fct rows (sales.fact_line)
+SUPPLIER_ORDER = "R"  # supplier-orders records
 SUPPLIER_ORDER_ROW = "Q"  # supplier_order rows, one per order line
-ALERT = "W"              # replenishment_alert rows: overdue orders, expected stock-outs
-STOCK_LEVEL = "L"        # inventory rows: store, ingredient, on hand
+ALERT = "W"  # replenishment_alert rows: overdue orders, expected stock-outs
+STOCK_LEVEL = "L"  # inventory rows: store, ingredient, on hand
 
 ENRICHMENT_JOB = "order_enrichment"
 INVENTORY_JOB = "inventory_windowing"
@@ -66,7 +93,7 @@ ORDER, RESTOCK = "o", "r"
 EVENT_ID_FIELDS = {ORDER: "o", RESTOCK: "event_id"}
 MALFORMED_ENRICHED_ORDER = "malformed_enriched_order"
 UNKNOWN_RECORD_KIND = "unknown_record_kind"
-OVERDUE, STOCKOUT = "supplier_order_overdue", "expected_stockout"   # alert kinds
+OVERDUE, STOCKOUT = "supplier_order_overdue", "expected_stockout"  # alert kinds
 # A store's entry in the job's state: [version, StoreStock state, StoreReplenishment bytes].
 # StoreStock.to_bytes alone (its own version, 2) is the format before plans.
 STORE_STATE_VERSION = 3
@@ -74,8 +101,9 @@ _ACCEPTED = OrderStatus.ACCEPTED.value
 _REJECTED_INVENTORY = OrderStatus.REJECTED_INSUFFICIENT_INVENTORY.value
 
 
-def enrich_batch(batch: bytes, catalog: Catalog, rules: OrderRules,
-                 now_ms: int) -> tuple[str, list[DeadLetter]]:
+def enrich_batch(
+    batch: bytes, catalog: Catalog, rules: OrderRules, now_ms: int
+) -> tuple[str, list[DeadLetter]]:
     """order_enrichment for an ``OrderBatcher`` batch: the result lines (``ENRICHED`` for
     valid orders; ``STATUS`` and ``STATUS_CACHE`` for rejected orders that name their id)
     and a dead letter for each record that is no usable order."""
@@ -90,9 +118,17 @@ def enrich_batch(batch: bytes, catalog: Catalog, rules: OrderRules,
         if isinstance(result, EnrichedOrder):
             out.append(f"E{result.store_id}\t{result.to_json()}\n")
             continue
-        letters.append(dead_letter(ENRICHMENT_JOB, raw, result.reason, result.detail,
-                                   result.event_id, result.order_id,
-                                   store_id=result.store_id))
+        letters.append(
+            dead_letter(
+                ENRICHMENT_JOB,
+                raw,
+                result.reason,
+                result.detail,
+                result.event_id,
+                result.order_id,
+                store_id=result.store_id,
+            )
+        )
         out.extend(rejection_lines(result, now_ms))
     return "".join(out), letters
 
@@ -126,11 +162,14 @@ class ShardDesk:
     on its ingredient; a tick (``pizzastream.ticks``) reviews every ingredient, as does a
     store's first event."""
 
-    def __init__(self, catalog: Callable[[], Catalog],
-                 policies: Callable[[], Mapping[int, ReplenishmentPolicy]],
-                 opening_stock: Callable[[int], Mapping[int, int]],
-                 sales_history: Callable[[int, int, int], Iterable[Row]],
-                 history: HistoryWindow):
+    def __init__(
+        self,
+        catalog: Callable[[], Catalog],
+        policies: Callable[[], Mapping[int, ReplenishmentPolicy]],
+        opening_stock: Callable[[int], Mapping[int, int]],
+        sales_history: Callable[[int, int, int], Iterable[Row]],
+        history: HistoryWindow,
+    ):
         self._catalog = catalog
         self._policies = policies
         self._opening_stock = opening_stock
@@ -142,8 +181,9 @@ class ShardDesk:
         self._changed: dict[str, dict[int, set[int] | None]] = {}
         self._epoch: bytes | None = None
 
-    def decide(self, shard: str, batch: bytes, saved_state: Callable[[int], bytes | None]
-               ) -> tuple[str, list[DeadLetter], list[tuple[int, bytes]]]:
+    def decide(
+        self, shard: str, batch: bytes, saved_state: Callable[[int], bytes | None]
+    ) -> tuple[str, list[DeadLetter], list[tuple[int, bytes]]]:
         epoch = batch_epoch(batch)
         if epoch != self._epoch:
             # The job was (re)started: stores kept in memory may be ahead of the state it was
@@ -156,27 +196,40 @@ class ShardDesk:
         letters: list[DeadLetter] = []
         changed = self._changed.setdefault(shard, {})
         catalog, policies = self._catalog(), self._policies()
-        order = self._order   # bound once: called for most records
+        order = self._order  # bound once: called for most records
         for kind, key, data in records:
             store_id = store_of_partition_key(key)
             if kind == ORDER:
                 order(store_id, key, data, catalog, policies, changed, saved_state, out, letters)
             elif kind == RESTOCK:
-                if b'"tick"' in data and self._tick(store_id, key, data, catalog, policies,
-                                                    changed, saved_state, out, letters):
+                if b'"tick"' in data and self._tick(
+                    store_id, key, data, catalog, policies, changed, saved_state, out, letters
+                ):
                     continue
-                self._restock(store_id, key, data, catalog, policies, changed, saved_state,
-                              out, letters)
+                self._restock(
+                    store_id, key, data, catalog, policies, changed, saved_state, out, letters
+                )
             else:
-                letters.append(dead_letter(INVENTORY_JOB, data, UNKNOWN_RECORD_KIND,
-                                           f"record kind {kind!r} is neither order nor restock",
-                                           store_id=store_id))
+                letters.append(
+                    dead_letter(
+                        INVENTORY_JOB,
+                        data,
+                        UNKNOWN_RECORD_KIND,
+                        f"record kind {kind!r} is neither order nor restock",
+                        store_id=store_id,
+                    )
+                )
         saved = self._persist(changed, out) if persist else []
         return "".join(out), letters, saved
 
-    def _store(self, store_id: int, event_ms: int, catalog: Catalog,
-               changed: dict[int, set[int] | None], saved_state: SavedState
-               ) -> tuple[StoreStock, StoreReplenishment, bool]:
+    def _store(
+        self,
+        store_id: int,
+        event_ms: int,
+        catalog: Catalog,
+        changed: dict[int, set[int] | None],
+        saved_state: SavedState,
+    ) -> tuple[StoreStock, StoreReplenishment, bool]:
         """The store's stock and plan, and whether the plan is new (the store was just
         opened, or restored from a state saved before plans were: its first event
         reviews every ingredient)."""
@@ -194,17 +247,29 @@ class ShardDesk:
         if planner is None:
             first, end = self._history.hours(event_ms)
             planner = StoreReplenishment.seeded(
-                store_id, hourly_demand(self._sales_history(store_id, first * HOUR_MS,
-                                                            end * HOUR_MS),
-                                        catalog.recipe_pairs),
-                until_hour=end, start_hour=event_ms // HOUR_MS)
+                store_id,
+                hourly_demand(
+                    self._sales_history(store_id, first * HOUR_MS, end * HOUR_MS),
+                    catalog.recipe_pairs,
+                ),
+                until_hour=end,
+                start_hour=event_ms // HOUR_MS,
+            )
         self._stores[store_id] = (stock, planner)
         return stock, planner, fresh
 
-    def _order(self, store_id: int | None, key: str, data: bytes, catalog: Catalog,
-               policies: Mapping[int, ReplenishmentPolicy],
-               changed: dict[int, set[int] | None], saved_state: SavedState, out: list[str],
-               letters: list[DeadLetter]) -> None:
+    def _order(
+        self,
+        store_id: int | None,
+        key: str,
+        data: bytes,
+        catalog: Catalog,
+        policies: Mapping[int, ReplenishmentPolicy],
+        changed: dict[int, set[int] | None],
+        saved_state: SavedState,
+        out: list[str],
+        letters: list[DeadLetter],
+    ) -> None:
         try:
             text = data.decode()
             order = orjson.loads(text)
@@ -216,33 +281,50 @@ class ShardDesk:
             # touched (order_demand checks the lines): a record that fails half-way must
             # change nothing.
             # is_id written out for the two ids (orjson only makes exact str): two calls fewer
-            if not (type(order_id) is str and 0 < len(order_id) <= MAX_ID_LENGTH
-                    and order_id.isprintable()
-                    and type(event_id) is str and 0 < len(event_id) <= MAX_ID_LENGTH
-                    and event_id.isprintable() and type(ts_ms) is int
-                    and channel in CHANNELS and fulfillment in FULFILLMENTS
-                    and type(lines) is list and lines):
+            if not (
+                type(order_id) is str
+                and 0 < len(order_id) <= MAX_ID_LENGTH
+                and order_id.isprintable()
+                and type(event_id) is str
+                and 0 < len(event_id) <= MAX_ID_LENGTH
+                and event_id.isprintable()
+                and type(ts_ms) is int
+                and channel in CHANNELS
+                and fulfillment in FULFILLMENTS
+                and type(lines) is list
+                and lines
+            ):
                 raise ValueError("ids, event time, channel, fulfillment or lines malformed")
             demand = order_demand(lines, catalog.recipe_units)
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             order_id, event_id, named_store = record_ids(ORDER, data)
-            letters.append(dead_letter(INVENTORY_JOB, data, MALFORMED_ENRICHED_ORDER,
-                                       f"not an orders-enriched record: {error}"[:200],
-                                       event_id, order_id, store_id=named_store or store_id))
+            letters.append(
+                dead_letter(
+                    INVENTORY_JOB,
+                    data,
+                    MALFORMED_ENRICHED_ORDER,
+                    f"not an orders-enriched record: {error}"[:200],
+                    event_id,
+                    order_id,
+                    store_id=named_store or store_id,
+                )
+            )
             return
-        store = self._stores.get(store_id)   # a store met before: most events, no call
+        store = self._stores.get(store_id)  # a store met before: most events, no call
         if store is None:
             stock, planner, fresh = self._store(store_id, ts_ms, catalog, changed, saved_state)
         else:
             (stock, planner), fresh = store, False
         short = take(stock, demand)
         if short:
-            status = decided_status_json(order_id, event_id, store_id, ts_ms,
-                                         _REJECTED_INVENTORY, shortage_detail(short))
+            status = decided_status_json(
+                order_id, event_id, store_id, ts_ms, _REJECTED_INVENTORY, shortage_detail(short)
+            )
             out.append(f"S{key}\t{status}\nC{order_id}\t{_REJECTED_INVENTORY}\n")
         else:
-            status = decided_status_json(order_id, event_id, store_id, ts_ms, _ACCEPTED,
-                                         accepted_detail(demand))
+            status = decided_status_json(
+                order_id, event_id, store_id, ts_ms, _ACCEPTED, accepted_detail(demand)
+            )
             items = revenue = 0
             for _, quantity, unit_price_cents in lines:
                 items += quantity
@@ -251,14 +333,17 @@ class ShardDesk:
             # An accepted order's lines as one text: status, cache, order_fct rows (online
             # sales), sale, delivery.
             if channel == "online":
-                facts = fact_lines(FACT, key, store_id, order_id, ts_ms, lines, fulfillment,
-                                   channel)
+                facts = fact_lines(
+                    FACT, key, store_id, order_id, ts_ms, lines, fulfillment, channel
+                )
                 sale_tag = SALE
             else:
                 facts, sale_tag = "", POS_ORDER
             delivery = f"D{key}\t{sale}\n" if fulfillment == "delivery" else ""
-            out.append(f"S{key}\t{status}\nC{order_id}\t{_ACCEPTED}\n{facts}"
-                       f"{sale_tag}{key}\t{sale}\n{delivery}")
+            out.append(
+                f"S{key}\t{status}\nC{order_id}\t{_ACCEPTED}\n{facts}"
+                f"{sale_tag}{key}\t{sale}\n{delivery}"
+            )
         # _mark_changed written out (one call fewer per order)
         levels = changed.get(store_id, _UNMARKED)
         if levels is _UNMARKED:
@@ -269,42 +354,86 @@ class ShardDesk:
         planner.record_demand(demand, ts_ms)
         _review(planner, stock, policies, ts_ms, None if fresh else demand, key, out)
 
-    def _restock(self, store_id: int | None, key: str, data: bytes, catalog: Catalog,
-                 policies: Mapping[int, ReplenishmentPolicy],
-                 changed: dict[int, set[int] | None], saved_state: SavedState, out: list[str],
-                 letters: list[DeadLetter]) -> None:
+    def _restock(
+        self,
+        store_id: int | None,
+        key: str,
+        data: bytes,
+        catalog: Catalog,
+        policies: Mapping[int, ReplenishmentPolicy],
+        changed: dict[int, set[int] | None],
+        saved_state: SavedState,
+        out: list[str],
+        letters: list[DeadLetter],
+    ) -> None:
         try:
             delivery = parse_restock(data)
             check_restock_key(delivery, key)
         except InvalidRestock as invalid:
             _, event_id, named_store = record_ids(RESTOCK, data)
-            letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
-                                       event_id, store_id=named_store or store_id))
+            letters.append(
+                dead_letter(
+                    INVENTORY_JOB,
+                    data,
+                    invalid.reason,
+                    invalid.detail,
+                    event_id,
+                    store_id=named_store or store_id,
+                )
+            )
             return
-        store_id = delivery.store_id   # the same: check_restock_key held the key to it
+        store_id = delivery.store_id  # the same: check_restock_key held the key to it
         known = store_id in self._stores
-        stock, planner, fresh = self._store(store_id, delivery.ts_ms, catalog, changed,
-                                            saved_state)
+        stock, planner, fresh = self._store(store_id, delivery.ts_ms, catalog, changed, saved_state)
         try:
-            restock(stock, delivery.ingredient_id, delivery.quantity,
-                    delivery.supplier_order_id, delivery.ts_ms, known=policies)
+            restock(
+                stock,
+                delivery.ingredient_id,
+                delivery.quantity,
+                delivery.supplier_order_id,
+                delivery.ts_ms,
+                known=policies,
+            )
         except InvalidRestock as invalid:
-            if not known:   # as if never met: the store is read or opened with its next event
+            if not known:  # as if never met: the store is read or opened with its next event
                 del self._stores[store_id]
                 if changed.get(store_id, ()) is None:
                     del changed[store_id]
-            letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
-                                       delivery.event_id, store_id=delivery.store_id))
+            letters.append(
+                dead_letter(
+                    INVENTORY_JOB,
+                    data,
+                    invalid.reason,
+                    invalid.detail,
+                    delivery.event_id,
+                    store_id=delivery.store_id,
+                )
+            )
             return
         _mark_changed(changed, store_id, (delivery.ingredient_id,))
         planner.receive(delivery.supplier_order_id, delivery.ingredient_id, policies)
-        _review(planner, stock, policies, delivery.ts_ms,
-                None if fresh else (delivery.ingredient_id,), key, out)
+        _review(
+            planner,
+            stock,
+            policies,
+            delivery.ts_ms,
+            None if fresh else (delivery.ingredient_id,),
+            key,
+            out,
+        )
 
-    def _tick(self, store_id: int | None, key: str, data: bytes, catalog: Catalog,
-              policies: Mapping[int, ReplenishmentPolicy],
-              changed: dict[int, set[int] | None], saved_state: SavedState, out: list[str],
-              letters: list[DeadLetter]) -> bool:
+    def _tick(
+        self,
+        store_id: int | None,
+        key: str,
+        data: bytes,
+        catalog: Catalog,
+        policies: Mapping[int, ReplenishmentPolicy],
+        changed: dict[int, set[int] | None],
+        saved_state: SavedState,
+        out: list[str],
+        letters: list[DeadLetter],
+    ) -> bool:
         """Reviews every ingredient of the store at the tick's hour; False if the record
         is no tick after all (a restock that only mentions one)."""
         try:
@@ -316,20 +445,31 @@ class ShardDesk:
         try:
             tick = parse_tick(doc)
             if store_id != tick.store_id:
-                raise InvalidTick(PARTITION_KEY_MISMATCH,
-                                  f"store {tick.store_id} sent on partition key {key[:40]!r}")
+                raise InvalidTick(
+                    PARTITION_KEY_MISMATCH,
+                    f"store {tick.store_id} sent on partition key {key[:40]!r}",
+                )
         except InvalidTick as invalid:
             _, event_id, named_store = record_ids(RESTOCK, data)
-            letters.append(dead_letter(INVENTORY_JOB, data, invalid.reason, invalid.detail,
-                                       event_id, store_id=named_store or store_id))
+            letters.append(
+                dead_letter(
+                    INVENTORY_JOB,
+                    data,
+                    invalid.reason,
+                    invalid.detail,
+                    event_id,
+                    store_id=named_store or store_id,
+                )
+            )
             return True
         stock, planner, _ = self._store(store_id, tick.ts_ms, catalog, changed, saved_state)
         _mark_changed(changed, store_id, ())
         _review(planner, stock, policies, tick.ts_ms, None, key, out)
         return True
 
-    def _persist(self, changed: dict[int, set[int] | None], out: list[str]
-                 ) -> list[tuple[int, bytes]]:
+    def _persist(
+        self, changed: dict[int, set[int] | None], out: list[str]
+    ) -> list[tuple[int, bytes]]:
         """The state of each store changed since the last persist, and its changed stock
         levels (all of them for a store just opened) as ``STOCK_LEVEL`` lines: published
         once per store and checkpoint, not once per order."""
@@ -338,16 +478,23 @@ class ShardDesk:
             stock, planner = self._stores[store_id]
             ingredients = changed[store_id]
             for ingredient_id in sorted(stock.on_hand if ingredients is None else ingredients):
-                out.append(f"L{store_id}\t{store_id}\t{ingredient_id}\t"
-                           f"{stock.on_hand[ingredient_id]}\n")
+                out.append(
+                    f"L{store_id}\t{store_id}\t{ingredient_id}\t{stock.on_hand[ingredient_id]}\n"
+                )
             saved.append((store_id, store_to_bytes(stock, planner)))
         changed.clear()
         return saved
 
 
-def _review(planner: StoreReplenishment, stock: StoreStock,
-            policies: Mapping[int, ReplenishmentPolicy], now_ms: int,
-            ingredients: Collection[int] | None, key: str, out: list[str]) -> None:
+def _review(
+    planner: StoreReplenishment,
+    stock: StoreStock,
+    policies: Mapping[int, ReplenishmentPolicy],
+    now_ms: int,
+    ingredients: Collection[int] | None,
+    key: str,
+    out: list[str],
+) -> None:
     """The plan's records as result lines: a supplier order's record (``R``) and a
     ``supplier_order`` row per line (``Q``, with the line's on-hand and reorder point at
     issue), an alert's ``replenishment_alert`` row (``W``)."""
@@ -357,13 +504,18 @@ def _review(planner: StoreReplenishment, stock: StoreStock,
     on_hand = stock.on_hand
     for record in records:
         if type(record) is ReplenishmentOrder:
-            order_id, store_id, supplier_id = (record.supplier_order_id, record.store_id,
-                                               record.supplier_id)
+            order_id, store_id, supplier_id = (
+                record.supplier_order_id,
+                record.store_id,
+                record.supplier_id,
+            )
             out.append(f"R{key}\t{record.to_json()}\n")
             for ingredient_id, quantity in record.lines:
-                out.append(f"Q{key}\t{order_id}\t{store_id}\t{ingredient_id}\t{supplier_id}\t"
-                           f"{quantity}\t{record.ts_ms}\t{on_hand.get(ingredient_id, 0)}\t"
-                           f"{planner.reorder_point(ingredient_id) or 0}\n")
+                out.append(
+                    f"Q{key}\t{order_id}\t{store_id}\t{ingredient_id}\t{supplier_id}\t"
+                    f"{quantity}\t{record.ts_ms}\t{on_hand.get(ingredient_id, 0)}\t"
+                    f"{planner.reorder_point(ingredient_id) or 0}\n"
+                )
         else:
             out.append(f"W{key}\t{alert_row(record)}\n")
 
@@ -375,18 +527,21 @@ def alert_row(record: OverdueAlert | StockoutWarning) -> str:
     so a replay writes the same row again, never a second one: an order is overdue once
     (it is re-issued under a new id), a warning is raised once per ingredient and time."""
     if type(record) is OverdueAlert:
-        return (f"overdue-{record.supplier_order_id}\t{OVERDUE}\t{record.store_id}\t0\t"
-                f"{record.supplier_id}\t{record.supplier_order_id}\t{record.ts_ms}\t"
-                f"{record.to_json()}")
-    return (f"stockout-{record.store_id}-{record.ingredient_id}-{record.ts_ms}\t{STOCKOUT}\t"
-            f"{record.store_id}\t{record.ingredient_id}\t0\t\t{record.ts_ms}\t"
-            f"{record.to_json()}")
+        return (
+            f"overdue-{record.supplier_order_id}\t{OVERDUE}\t{record.store_id}\t0\t"
+            f"{record.supplier_id}\t{record.supplier_order_id}\t{record.ts_ms}\t"
+            f"{record.to_json()}"
+        )
+    return (
+        f"stockout-{record.store_id}-{record.ingredient_id}-{record.ts_ms}\t{STOCKOUT}\t"
+        f"{record.store_id}\t{record.ingredient_id}\t0\t\t{record.ts_ms}\t"
+        f"{record.to_json()}"
+    )
 
 
 def store_to_bytes(stock: StoreStock, planner: StoreReplenishment) -> bytes:
     """One store's entry of the shard's keyed state: its stock and its plan."""
-    return pickle.dumps([STORE_STATE_VERSION, stock.to_state(), planner.to_bytes()],
-                        protocol=5)
+    return pickle.dumps([STORE_STATE_VERSION, stock.to_state(), planner.to_bytes()], protocol=5)
 
 
 def store_from_bytes(data: bytes) -> tuple[StoreStock, StoreReplenishment | None]:
@@ -400,18 +555,19 @@ def store_from_bytes(data: bytes) -> tuple[StoreStock, StoreReplenishment | None
     return cast(StoreStock, StoreStock.from_state(state)), None
 
 
-def _mark_changed(changed: dict[int, set[int] | None], store_id: int,
-                  ingredients: Iterable[int]) -> None:
+def _mark_changed(
+    changed: dict[int, set[int] | None], store_id: int, ingredients: Iterable[int]
+) -> None:
     """Notes stock levels to publish at the next persist (a store just opened publishes
     all of them already)."""
     levels = changed.get(store_id, _UNMARKED)
-    if levels is _UNMARKED:   # no empty set made and thrown away per event
+    if levels is _UNMARKED:  # no empty set made and thrown away per event
         changed[store_id] = set(ingredients)
     elif levels is not None:
         levels.update(ingredients)
 
 
-_UNMARKED: set[int] = set()   # a store not in ``changed`` (identity, never filled)
+_UNMARKED: set[int] = set()  # a store not in ``changed`` (identity, never filled)
 
 
 def repeat_letter(key: str, kind: str, data: bytes, repeat: int) -> DeadLetter:
@@ -419,12 +575,23 @@ def repeat_letter(key: str, kind: str, data: bytes, repeat: int) -> DeadLetter:
     (``StoreBatcher`` counts them in state): one row per repeat, with the ids it repeats;
     the event is never applied twice."""
     order_id, event_id, store_id = record_ids(kind, data)
-    reason = ("duplicate_order" if kind == ORDER
-              else "duplicate_tick" if _is_tick(data) else "duplicate_restock")
-    return dead_letter(INVENTORY_JOB, data, reason,
-                       f"repeat {repeat} of an event already processed; ignored", event_id,
-                       order_id, occurrence=repeat,
-                       store_id=store_id or store_of_partition_key(key))
+    reason = (
+        "duplicate_order"
+        if kind == ORDER
+        else "duplicate_tick"
+        if _is_tick(data)
+        else "duplicate_restock"
+    )
+    return dead_letter(
+        INVENTORY_JOB,
+        data,
+        reason,
+        f"repeat {repeat} of an event already processed; ignored",
+        event_id,
+        order_id,
+        occurrence=repeat,
+        store_id=store_id or store_of_partition_key(key),
+    )
 
 
 def _is_tick(data: bytes) -> bool:
@@ -449,5 +616,8 @@ def record_ids(kind: str, data: bytes) -> tuple[str | None, str | None, int | No
         order_id, event_id, store_id = doc.get("o"), doc.get("e"), doc.get("s")
     else:
         order_id, event_id, store_id = None, doc.get("event_id"), doc.get("store_id")
-    return (order_id if is_id(order_id) else None, event_id if is_id(event_id) else None,
-            storable_store_id(store_id))
+    return (
+        order_id if is_id(order_id) else None,
+        event_id if is_id(event_id) else None,
+        storable_store_id(store_id),
+    )

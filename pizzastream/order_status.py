@@ -27,6 +27,7 @@ The edge that applies the rule atomically where the writes land is
 ``pizzastream.flink.OrderStatusGate`` and by ``redis_store.write_order_status``); the script
 is generated from the names here and tests/connectors/test_redis_store.py holds it to ``transition``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -43,9 +44,9 @@ ABSENT_RANK, UNKNOWN_RANK, PENDING_RANK, FINAL_RANK = -1, 0, 1, 2
 
 
 class Outcome(Enum):
-    WRITE = "write"          # the status moves forward: written
-    SAME = "same"            # a replay of the status already there: nothing changes
-    CONFLICT = "conflict"    # refused: the status stays, the write is dead-lettered
+    WRITE = "write"  # the status moves forward: written
+    SAME = "same"  # a replay of the status already there: nothing changes
+    CONFLICT = "conflict"  # refused: the status stays, the write is dead-lettered
 
 
 def is_final(status: str | None) -> bool:
@@ -67,8 +68,9 @@ def transition(current: str | None, new: str) -> Outcome:
     return Outcome.WRITE if rank(new) > rank(current) else Outcome.CONFLICT
 
 
-def settle(writes: Iterable[str], current: str | None = None
-           ) -> tuple[str | None, list[tuple[str, str | None]]]:
+def settle(
+    writes: Iterable[str], current: str | None = None
+) -> tuple[str | None, list[tuple[str, str | None]]]:
     """The status a sequence of writes leaves, from ``current``, and the refused writes as
     ``(refused, status kept)`` in order."""
     conflicts: list[tuple[str, str | None]] = []
@@ -88,8 +90,10 @@ def conflict_payload(order_id: str, refused: str, kept: str | None) -> str:
 
 
 def conflict_detail(order_id: str, refused: str, kept: str | None) -> str:
-    return (f"order {order_id}: status {refused} refused, the order already has the"
-            f" final status {kept} (statuses only move forward)")
+    return (
+        f"order {order_id}: status {refused} refused, the order already has the"
+        f" final status {kept} (statuses only move forward)"
+    )
 
 
 def conflict_dead_letter(job: str, order_id: str, refused: str, kept: str | None) -> DeadLetter:
@@ -97,5 +101,10 @@ def conflict_dead_letter(job: str, order_id: str, refused: str, kept: str | None
     hashes the job and the payload: the same refusal replayed (a restart, a repeated bad
     record) lands on the same row. ``pizzastream.flink.OrderStatusGate`` builds the same
     row in the JVM."""
-    return dead_letter(job, conflict_payload(order_id, refused, kept).encode(), CONFLICT_REASON,
-                       conflict_detail(order_id, refused, kept), order_id=order_id)
+    return dead_letter(
+        job,
+        conflict_payload(order_id, refused, kept).encode(),
+        CONFLICT_REASON,
+        conflict_detail(order_id, refused, kept),
+        order_id=order_id,
+    )

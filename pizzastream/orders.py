@@ -6,20 +6,20 @@ broke. It never raises, whatever the bytes: one poison record must not stop the 
 The checks run in a fixed order, cheapest and most fundamental first, so a record with
 several defects always gets the same reason.
 """
+
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeGuard
 
 import orjson
 
 from pizzastream.catalog import Catalog
-
 
 # How a KPL aggregated record starts (connectors/kinesis_agg.py).
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
@@ -79,7 +79,7 @@ ITEM_FIELDS = ("product_id", "quantity")
 # Any of these on the order or an item means the client tried to set a price.
 PRICE_FIELDS = frozenset({"price", "unit_price", "total", "amount"})
 _UNKNOWN_PRODUCT_REASONS = frozenset({Reason.UNKNOWN_PRODUCT, Reason.INACTIVE_PRODUCT})
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _DETAIL_VALUE_CHARS = 60
 
@@ -133,30 +133,59 @@ class EnrichedOrder:
     def to_json(self) -> str:
         """The ``orders-enriched`` record (``enriched_json``)."""
         return enriched_json(
-            self.event_id, self.order_id, self.store_id, self.channel, self.fulfillment,
-            self.ts_ms, [[ln.product_id, ln.quantity, ln.unit_price_cents] for ln in self.lines],
-            None if self.customer_lat is None
-            else [self.customer_lat, self.customer_lon])  # type: ignore[list-item]  # both or neither
+            self.event_id,
+            self.order_id,
+            self.store_id,
+            self.channel,
+            self.fulfillment,
+            self.ts_ms,
+            [[ln.product_id, ln.quantity, ln.unit_price_cents] for ln in self.lines],
+            None if self.customer_lat is None else [self.customer_lat, self.customer_lon],  # type: ignore[list-item]  # both or neither
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> EnrichedOrder:
         """Inverse of ``to_json``; trusts its input, which only ``to_json`` produces."""
         doc = json.loads(text)
         lat, lon = doc.get("g", (None, None))
-        return cls(doc["e"], doc["o"], doc["s"], doc["c"], doc["f"], doc["t"], lat, lon,
-                   tuple(OrderLine(*line) for line in doc["l"]))
+        return cls(
+            doc["e"],
+            doc["o"],
+            doc["s"],
+            doc["c"],
+            doc["f"],
+            doc["t"],
+            lat,
+            lon,
+            tuple(OrderLine(*line) for line in doc["l"]),
+        )
 
 
-def enriched_json(event_id: str, order_id: str, store_id: int, channel: str, fulfillment: str,
-                  ts_ms: int, lines: list[list[int]], location: list[float] | None) -> str:
+def enriched_json(
+    event_id: str,
+    order_id: str,
+    store_id: int,
+    channel: str,
+    fulfillment: str,
+    ts_ms: int,
+    lines: list[list[int]],
+    location: list[float] | None,
+) -> str:
     """Compact JSON, since every event crosses the JVM/Python boundary and Kinesis:
     ``{"e": event_id, "o": order_id, "s": store_id, "c": channel, "f": fulfillment,
     "t": ts_ms, "l": [[product_id, quantity, unit_price_cents], ...], "g": [lat, lon]}``
     with ``"g"`` only for deliveries; UTF-8, non-ASCII characters as they are. Amounts and
     the total are left out: they follow from the lines. The one writer of the format, for
     ``EnrichedOrder.to_json`` and ``accept`` alike."""
-    doc: dict[str, Any] = {"e": event_id, "o": order_id, "s": store_id, "c": channel,
-                           "f": fulfillment, "t": ts_ms, "l": lines}
+    doc: dict[str, Any] = {
+        "e": event_id,
+        "o": order_id,
+        "s": store_id,
+        "c": channel,
+        "f": fulfillment,
+        "t": ts_ms,
+        "l": lines,
+    }
     if location is not None:
         doc["g"] = location
     return orjson.dumps(doc).decode()
@@ -216,8 +245,9 @@ class _Invalid(Exception):
         self.detail = detail
 
 
-def enrich(raw: bytes, catalog: Catalog, rules: OrderRules,
-           now_ms: int) -> EnrichedOrder | Rejection:
+def enrich(
+    raw: bytes, catalog: Catalog, rules: OrderRules, now_ms: int
+) -> EnrichedOrder | Rejection:
     """Validates one raw ``orders`` record against the rules as of ``now_ms`` and prices
     it from ``catalog``. Never raises."""
     order: object = None
@@ -234,8 +264,9 @@ def enrich(raw: bytes, catalog: Catalog, rules: OrderRules,
 
 # The contract's own ``ts`` form, the one producers send: checked here, then parsed from
 # the minute it names (cached) plus seconds and milliseconds.
-_CANONICAL_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9]\.[0-9]{3}Z",
-                           re.ASCII)
+_CANONICAL_TS = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9]\.[0-9]{3}Z", re.ASCII
+)
 _MINUTE_MS: dict[str, int | None] = {}
 # ``YYYY-MM-DDTHH:MM:SS`` of a ``ts`` that matched ``_CANONICAL_TS`` -> epoch ms of that
 # second (None: no such time): a record of a second already seen only needs its
@@ -265,13 +296,13 @@ def _canonical_event_time(ts: str) -> int | None:
         minute_ms = _MINUTE_MS[minute] = parse_event_time(minute + ":00Z")
     if len(_SECOND_MS) >= _MINUTE_CACHE_SIZE:
         _SECOND_MS.clear()
-    second_ms = _SECOND_MS[ts[:19]] = (None if minute_ms is None
-                                       else minute_ms + int(ts[17:19]) * 1000)
+    second_ms = _SECOND_MS[ts[:19]] = (
+        None if minute_ms is None else minute_ms + int(ts[17:19]) * 1000
+    )
     return None if second_ms is None else second_ms + int(ts[20:23])
 
 
-def accept(raw: bytes, catalog: Catalog, rules: OrderRules,
-           now_ms: int) -> tuple[int, str] | None:
+def accept(raw: bytes, catalog: Catalog, rules: OrderRules, now_ms: int) -> tuple[int, str] | None:
     """``(store_id, enriched_json)`` of a record that ``enrich`` accepts, computed without
     building its objects; None when the record is not an everyday valid order (any defect,
     or a valid order in an unusual form such as a ``ts`` with an offset), which
@@ -289,20 +320,37 @@ def accept(raw: bytes, catalog: Catalog, rules: OrderRules,
         return None
     if type(order) is not dict or not PRICE_FIELDS.isdisjoint(order):
         return None
-    event_id, order_id, store_id = order.get("event_id"), order.get("order_id"), order.get("store_id")
+    event_id, order_id, store_id = (
+        order.get("event_id"),
+        order.get("order_id"),
+        order.get("store_id"),
+    )
     channel, fulfillment, ts = order.get("channel"), order.get("fulfillment"), order.get("ts")
     items = order.get("items")
-    if (type(event_id) is not str or type(order_id) is not str or type(store_id) is not int
-            or type(channel) is not str or type(fulfillment) is not str
-            or type(ts) is not str or type(items) is not list
-            or not 0 < len(event_id) <= MAX_ID_LENGTH or not 0 < len(order_id) <= MAX_ID_LENGTH
-            or not event_id.isprintable() or not order_id.isprintable()
-            or store_id not in STORE_IDS or channel not in CHANNELS
-            or fulfillment not in FULFILLMENTS or not 1 <= len(items) <= rules.max_lines):
+    if (
+        type(event_id) is not str
+        or type(order_id) is not str
+        or type(store_id) is not int
+        or type(channel) is not str
+        or type(fulfillment) is not str
+        or type(ts) is not str
+        or type(items) is not list
+        or not 0 < len(event_id) <= MAX_ID_LENGTH
+        or not 0 < len(order_id) <= MAX_ID_LENGTH
+        or not event_id.isprintable()
+        or not order_id.isprintable()
+        or store_id not in STORE_IDS
+        or channel not in CHANNELS
+        or fulfillment not in FULFILLMENTS
+        or not 1 <= len(items) <= rules.max_lines
+    ):
         return None
     ts_ms = _canonical_event_time(ts)
-    if (ts_ms is None or ts_ms > now_ms + rules.max_future_seconds * 1000
-            or ts_ms < now_ms - rules.max_age_hours * 3_600_000):
+    if (
+        ts_ms is None
+        or ts_ms > now_ms + rules.max_future_seconds * 1000
+        or ts_ms < now_ms - rules.max_age_hours * 3_600_000
+    ):
         return None
     prices, max_quantity = catalog.sale_prices, rules.max_quantity
     lines = []
@@ -311,8 +359,12 @@ def accept(raw: bytes, catalog: Catalog, rules: OrderRules,
         if type(item) is not dict or not PRICE_FIELDS.isdisjoint(item):
             return None
         product_id, quantity = item.get("product_id"), item.get("quantity")
-        if (type(product_id) is not int or type(quantity) is not int
-                or not 1 <= quantity <= max_quantity or product_id in products):
+        if (
+            type(product_id) is not int
+            or type(quantity) is not int
+            or not 1 <= quantity <= max_quantity
+            or product_id in products
+        ):
             return None
         price = prices.get(product_id)
         if price is None:
@@ -325,15 +377,21 @@ def accept(raw: bytes, catalog: Catalog, rules: OrderRules,
         if type(customer) is not dict:
             return None
         lat, lon = customer.get("lat"), customer.get("lon")
-        if (type(lat) not in _NUMBER_TYPES or type(lon) not in _NUMBER_TYPES
-                or not -90 <= lat <= 90 or not -180 <= lon <= 180):  # type: ignore[operator]  # numbers: type() checked first
+        if (
+            type(lat) not in _NUMBER_TYPES
+            or type(lon) not in _NUMBER_TYPES
+            or not -90 <= lat <= 90  # type: ignore[operator]  # numbers: type() checked first
+            or not -180 <= lon <= 180  # type: ignore[operator]  # numbers: type() checked first
+        ):
             return None
         location = [float(lat), float(lon)]  # type: ignore[arg-type]  # numbers, as above
-    return store_id, enriched_json(event_id, order_id, store_id, channel, fulfillment, ts_ms,
-                                   lines, location)
+    return store_id, enriched_json(
+        event_id, order_id, store_id, channel, fulfillment, ts_ms, lines, location
+    )
 
 
 # --------------------------------------------------------------------------- the full rules
+
 
 def _decode(raw: object, max_bytes: int) -> dict[str, Any]:
     if isinstance(raw, (bytearray, memoryview)):
@@ -348,8 +406,10 @@ def _decode(raw: object, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         if raw.startswith(KPL_MAGIC):
             # The sources unpack valid aggregates; one that reaches the rules failed its check.
-            raise _Invalid(Reason.NOT_UTF8, "a KPL aggregated record whose MD5 or protobuf "
-                           "does not verify (not unpacked)") from None
+            raise _Invalid(
+                Reason.NOT_UTF8,
+                "a KPL aggregated record whose MD5 or protobuf does not verify (not unpacked)",
+            ) from None
         raise _Invalid(Reason.NOT_UTF8, f"invalid UTF-8 at byte {error.start}") from None
     try:
         order = json.loads(text, parse_constant=_refuse_constant)
@@ -377,8 +437,9 @@ def _check_types(order: dict[str, Any]) -> None:
     """Shapes only, so the business checks after it can rely on the types."""
     for name in ("event_id", "order_id"):
         if not is_id(order[name]):
-            raise _wrong_type(name, f"a non-empty string of at most {MAX_ID_LENGTH} characters",
-                              order[name])
+            raise _wrong_type(
+                name, f"a non-empty string of at most {MAX_ID_LENGTH} characters", order[name]
+            )
     if not _is_int(order["store_id"]):
         raise _wrong_type("store_id", "an integer", order["store_id"])
     for name in ("channel", "fulfillment", "ts"):
@@ -396,12 +457,15 @@ def _check_types(order: dict[str, Any]) -> None:
                 raise _wrong_type(f"items[{index}].{name}", "an integer", item[name])
 
 
-def _build(order: dict[str, Any], catalog: Catalog, rules: OrderRules, now_ms: int
-           ) -> EnrichedOrder:
+def _build(
+    order: dict[str, Any], catalog: Catalog, rules: OrderRules, now_ms: int
+) -> EnrichedOrder:
     """Business checks on a well-typed order, then pricing."""
     if order["store_id"] not in STORE_IDS:
-        raise _Invalid(Reason.UNKNOWN_STORE, f"store_id {_clip(order['store_id'])} is not "
-                       f"{STORE_IDS.start}..{STORE_IDS.stop - 1}")
+        raise _Invalid(
+            Reason.UNKNOWN_STORE,
+            f"store_id {_clip(order['store_id'])} is not {STORE_IDS.start}..{STORE_IDS.stop - 1}",
+        )
     if order["channel"] not in CHANNELS:
         raise _Invalid(Reason.INVALID_CHANNEL, f"channel {_clip(order['channel'])}")
     if order["fulfillment"] not in FULFILLMENTS:
@@ -410,10 +474,22 @@ def _build(order: dict[str, Any], catalog: Catalog, rules: OrderRules, now_ms: i
     items = order["items"]
     _check_items(order, items, rules)
     lines = _price(items, catalog)
-    lat, lon = (_location(order["customer"]) if order["fulfillment"] == Fulfillment.DELIVERY
-                else (None, None))
-    return EnrichedOrder(order["event_id"], order["order_id"], order["store_id"],
-                         order["channel"], order["fulfillment"], ts_ms, lat, lon, lines)
+    lat, lon = (
+        _location(order["customer"])
+        if order["fulfillment"] == Fulfillment.DELIVERY
+        else (None, None)
+    )
+    return EnrichedOrder(
+        order["event_id"],
+        order["order_id"],
+        order["store_id"],
+        order["channel"],
+        order["fulfillment"],
+        ts_ms,
+        lat,
+        lon,
+        lines,
+    )
 
 
 def _event_time(text: str, rules: OrderRules, now_ms: int) -> int:
@@ -421,11 +497,14 @@ def _event_time(text: str, rules: OrderRules, now_ms: int) -> int:
     if ts_ms is None:
         raise _Invalid(Reason.INVALID_TIMESTAMP, f"ts {_clip(text)} is not ISO-8601 UTC")
     if ts_ms > now_ms + rules.max_future_seconds * 1000:
-        raise _Invalid(Reason.FUTURE_EVENT_TIME,
-                       f"ts {_clip(text)} is more than {rules.max_future_seconds}s ahead")
+        raise _Invalid(
+            Reason.FUTURE_EVENT_TIME,
+            f"ts {_clip(text)} is more than {rules.max_future_seconds}s ahead",
+        )
     if ts_ms < now_ms - rules.max_age_hours * 3_600_000:
-        raise _Invalid(Reason.STALE_EVENT_TIME,
-                       f"ts {_clip(text)} is more than {rules.max_age_hours}h old")
+        raise _Invalid(
+            Reason.STALE_EVENT_TIME, f"ts {_clip(text)} is more than {rules.max_age_hours}h old"
+        )
     return ts_ms
 
 
@@ -434,8 +513,10 @@ def _check_items(order: dict[str, Any], items: list[dict[str, Any]], rules: Orde
         raise _Invalid(Reason.NO_ITEMS, f"{len(items)} lines, expected 1..{rules.max_lines}")
     for index, item in enumerate(items):
         if not 1 <= item["quantity"] <= rules.max_quantity:
-            raise _Invalid(Reason.INVALID_QUANTITY, f"items[{index}].quantity "
-                           f"{_clip(item['quantity'])} is not 1..{rules.max_quantity}")
+            raise _Invalid(
+                Reason.INVALID_QUANTITY,
+                f"items[{index}].quantity {_clip(item['quantity'])} is not 1..{rules.max_quantity}",
+            )
     _refuse_prices("order", order)
     for index, item in enumerate(items):
         _refuse_prices(f"items[{index}]", item)
@@ -444,8 +525,10 @@ def _check_items(order: dict[str, Any], items: list[dict[str, Any]], rules: Orde
 def _refuse_prices(where: str, record: dict[str, Any]) -> None:
     offered = PRICE_FIELDS.intersection(record)
     if offered:
-        raise _Invalid(Reason.CLIENT_PRICE, f"{where} carries {', '.join(sorted(offered))}; "
-                       f"prices come from the catalog")
+        raise _Invalid(
+            Reason.CLIENT_PRICE,
+            f"{where} carries {', '.join(sorted(offered))}; prices come from the catalog",
+        )
 
 
 def _price(items: list[dict[str, Any]], catalog: Catalog) -> tuple[OrderLine, ...]:
@@ -455,17 +538,22 @@ def _price(items: list[dict[str, Any]], catalog: Catalog) -> tuple[OrderLine, ..
     for index, item in enumerate(items):
         product = catalog.product(item["product_id"])
         if product is None:
-            raise _Invalid(Reason.UNKNOWN_PRODUCT,
-                           f"items[{index}].product_id {_clip(item['product_id'])} is unknown")
+            raise _Invalid(
+                Reason.UNKNOWN_PRODUCT,
+                f"items[{index}].product_id {_clip(item['product_id'])} is unknown",
+            )
         if not product.active:
-            raise _Invalid(Reason.INACTIVE_PRODUCT,
-                           f"items[{index}].product_id {product.product_id} is not sold")
+            raise _Invalid(
+                Reason.INACTIVE_PRODUCT,
+                f"items[{index}].product_id {product.product_id} is not sold",
+            )
         lines.append(OrderLine(product.product_id, item["quantity"], product.unit_price_cents))
     seen: set[int] = set()
     for line in lines:
         if line.product_id in seen:
-            raise _Invalid(Reason.DUPLICATE_PRODUCT,
-                           f"product_id {line.product_id} is on more than one line")
+            raise _Invalid(
+                Reason.DUPLICATE_PRODUCT, f"product_id {line.product_id} is on more than one line"
+            )
         seen.add(line.product_id)
     return tuple(lines)
 
@@ -474,8 +562,11 @@ def _location(customer: object) -> tuple[float, float]:
     lat = customer.get("lat") if isinstance(customer, dict) else None
     lon = customer.get("lon") if isinstance(customer, dict) else None
     if not (_is_number(lat) and _is_number(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
-        raise _Invalid(Reason.INVALID_LOCATION, f"customer lat {_clip(lat)}, lon {_clip(lon)}: "
-                       f"need numbers, lat -90..90, lon -180..180")
+        raise _Invalid(
+            Reason.INVALID_LOCATION,
+            f"customer lat {_clip(lat)}, lon {_clip(lon)}: "
+            f"need numbers, lat -90..90, lon -180..180",
+        )
     return float(lat), float(lon)
 
 
@@ -515,8 +606,9 @@ def _is_number(value: object) -> TypeGuard[int | float]:
 
 
 def _json_type(value: object) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean",
-            type(None): "null"}.get(type(value), "number")
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
 
 
 def _clip(value: object) -> str:
@@ -527,5 +619,4 @@ def _clip(value: object) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     text = text if len(text) <= _DETAIL_VALUE_CHARS else text[:_DETAIL_VALUE_CHARS] + "…"
     # Details go to PostgreSQL and through PyFlink's UTF-8 serializer: escape what they refuse.
-    return (text.encode("utf-8", "backslashreplace").decode("utf-8")
-            .replace("\x00", "\\x00"))
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")

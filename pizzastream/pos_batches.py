@@ -20,6 +20,7 @@ A line ``parse_line`` accepts fits every ``order_fct`` column (integer columns, 
 ``numeric(10,2)``/``numeric(12,2)`` amounts): no line can fail on insert and stop a store
 system's later batches.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,15 @@ from typing import Any
 from pizzastream.catalog import from_cents, to_cents
 from pizzastream.dead_letters import DeadLetter, printable_payload, storable_store_id
 from pizzastream.orders import (
-    FULFILLMENTS, MAX_ID_LENGTH, STORE_IDS, Channel, EnrichedOrder, OrderLine, is_id,
-    format_event_time, parse_event_time,
+    FULFILLMENTS,
+    MAX_ID_LENGTH,
+    STORE_IDS,
+    Channel,
+    EnrichedOrder,
+    OrderLine,
+    format_event_time,
+    is_id,
+    parse_event_time,
 )
 from pizzastream.sales import fact_rows
 from pizzastream.schemas import ORDER_FCT
@@ -59,7 +67,8 @@ _BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MANIFEST_KEY = re.compile(
     rf"^{re.escape(LANDING_PREFIX)}store_system=(\d+)/({_BATCH_ID.pattern})"
-    rf"{re.escape(MANIFEST_SUFFIX)}$")
+    rf"{re.escape(MANIFEST_SUFFIX)}$"
+)
 
 
 class Fault(StrEnum):
@@ -86,6 +95,7 @@ class BadBatch(Exception):
 
 
 # --- store systems and keys -------------------------------------------------------------
+
 
 def store_system(store_id: int, systems: int) -> int:
     """The POS store system (1..``systems``) that runs a store: contiguous store ranges."""
@@ -123,13 +133,14 @@ def sale_event_id(order_id: str) -> str:
 
 # --- manifest ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Manifest:
     batch_id: str
     store_system: int
     record_count: int
     sha256: str
-    min_ts: str | None      # contract ts format; None for an empty batch
+    min_ts: str | None  # contract ts format; None for an empty batch
     max_ts: str | None
 
     def to_json(self) -> str:
@@ -164,12 +175,14 @@ class Manifest:
             raise BadBatch(Fault.BAD_MANIFEST, f"sha256 {self.sha256!r}")
         for name in ("min_ts", "max_ts"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str)
-                                      or parse_event_time(value) is None):
+            if value is not None and (
+                not isinstance(value, str) or parse_event_time(value) is None
+            ):
                 raise BadBatch(Fault.BAD_MANIFEST, f"{name} {value!r} is not ISO-8601 UTC")
 
 
 # --- line items -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SettledLine:
@@ -188,14 +201,21 @@ class SettledLine:
 
     def to_json(self) -> str:
         """The line as the POS writes it: ``LINE_COLUMNS``, money as decimal numbers."""
-        return json.dumps({
-            "store_id": self.store_id, "order_id": self.order_id,
-            "product_id": self.product_id,
-            "transaction_ts": format_event_time(self.transaction_ts_ms),
-            "quantity": self.quantity, "unit_price": float(from_cents(self.unit_price_cents)),
-            "total_transaction_amt": float(from_cents(self.total_cents)),
-            "delivery_id": None, "delivery_type": self.delivery_type, "channel": self.channel,
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "store_id": self.store_id,
+                "order_id": self.order_id,
+                "product_id": self.product_id,
+                "transaction_ts": format_event_time(self.transaction_ts_ms),
+                "quantity": self.quantity,
+                "unit_price": float(from_cents(self.unit_price_cents)),
+                "total_transaction_amt": float(from_cents(self.total_cents)),
+                "delivery_id": None,
+                "delivery_type": self.delivery_type,
+                "channel": self.channel,
+            },
+            separators=(",", ":"),
+        )
 
 
 def settle(order: EnrichedOrder) -> list[SettledLine]:
@@ -226,10 +246,11 @@ def _settled_line(doc: dict[str, Any]) -> SettledLine:
         if not _is_int(doc[name]):
             raise TypeError(f"{name} must be an integer")
     order_id, ts = doc["order_id"], doc["transaction_ts"]
-    if not (isinstance(order_id, str) and 0 < len(order_id) <= MAX_ID_LENGTH
-            and isinstance(ts, str)):
+    if not (
+        isinstance(order_id, str) and 0 < len(order_id) <= MAX_ID_LENGTH and isinstance(ts, str)
+    ):
         raise TypeError("order_id and transaction_ts must be non-empty strings")
-    if not order_id.isprintable():      # a NUL or lone surrogate: no database takes it
+    if not order_id.isprintable():  # a NUL or lone surrogate: no database takes it
         raise ValueError(f"order_id {order_id!r} has unprintable characters")
     ts_ms = parse_event_time(ts)
     if doc["store_id"] not in STORE_IDS or ts_ms is None:
@@ -239,16 +260,26 @@ def _settled_line(doc: dict[str, Any]) -> SettledLine:
             raise ValueError(f"{name} {doc[name]} is not in 1..{MAX_INTEGER}")
     price, total = (_cents(doc[name]) for name in ("unit_price", "total_transaction_amt"))
     if not 0 < price <= MAX_UNIT_PRICE_CENTS or not 0 < total <= MAX_TOTAL_CENTS:
-        raise ValueError(f"unit_price {price} or total {total} cents out of range "
-                         f"(numeric(10,2), numeric(12,2))")
+        raise ValueError(
+            f"unit_price {price} or total {total} cents out of range (numeric(10,2), numeric(12,2))"
+        )
     if total != doc["quantity"] * price:
         raise ValueError(f"total {total} is not quantity x unit_price ({price} cents)")
     if doc.get("delivery_id") is not None:
         raise ValueError("an in-store sale has no delivery_id")
     if doc["delivery_type"] not in FULFILLMENTS or doc["channel"] != Channel.IN_STORE:
         raise ValueError(f"delivery_type {doc['delivery_type']!r} / channel {doc['channel']!r}")
-    return SettledLine(doc["store_id"], order_id, doc["product_id"], ts_ms, doc["quantity"],
-                       price, total, doc["delivery_type"], doc["channel"])
+    return SettledLine(
+        doc["store_id"],
+        order_id,
+        doc["product_id"],
+        ts_ms,
+        doc["quantity"],
+        price,
+        total,
+        doc["delivery_type"],
+        doc["channel"],
+    )
 
 
 def _cents(value: object) -> int:
@@ -261,6 +292,7 @@ def _cents(value: object) -> int:
 
 
 # --- whole batch ------------------------------------------------------------------------
+
 
 class BatchDigest:
     """Running count, sha256 and event-time range of the lines read so far, so a batch of
@@ -282,8 +314,10 @@ class BatchDigest:
         self.count += 1
         line = parse_line(raw)
         if store_system(line.store_id, self._systems) != self._system:
-            raise BadBatch(Fault.WRONG_STORE_SYSTEM,
-                           f"store {line.store_id} is not in store system {self._system}")
+            raise BadBatch(
+                Fault.WRONG_STORE_SYSTEM,
+                f"store {line.store_id} is not in store system {self._system}",
+            )
         ts = line.transaction_ts_ms
         self.min_ts_ms = ts if self.min_ts_ms is None else min(self.min_ts_ms, ts)
         self.max_ts_ms = ts if self.max_ts_ms is None else max(self.max_ts_ms, ts)
@@ -291,36 +325,55 @@ class BatchDigest:
 
     def manifest(self, batch: str) -> Manifest:
         """The manifest that describes exactly the lines added (what the POS writes)."""
-        return Manifest(batch, self._system, self.count, self._sha.hexdigest(),
-                        *(None if ts is None else format_event_time(ts)
-                          for ts in (self.min_ts_ms, self.max_ts_ms)))
+        return Manifest(
+            batch,
+            self._system,
+            self.count,
+            self._sha.hexdigest(),
+            *(
+                None if ts is None else format_event_time(ts)
+                for ts in (self.min_ts_ms, self.max_ts_ms)
+            ),
+        )
 
     def verify(self, manifest: Manifest) -> None:
         """``BadBatch`` unless the lines read are exactly the ones the manifest describes."""
         if manifest.store_system != self._system:
-            raise BadBatch(Fault.WRONG_STORE_SYSTEM, f"manifest says store system "
-                           f"{manifest.store_system}, key says {self._system}")
+            raise BadBatch(
+                Fault.WRONG_STORE_SYSTEM,
+                f"manifest says store system {manifest.store_system}, key says {self._system}",
+            )
         actual = self.manifest(manifest.batch_id)
         if actual.record_count != manifest.record_count:
-            raise BadBatch(Fault.COUNT_MISMATCH, f"{actual.record_count} lines read, manifest "
-                           f"says {manifest.record_count}")
+            raise BadBatch(
+                Fault.COUNT_MISMATCH,
+                f"{actual.record_count} lines read, manifest says {manifest.record_count}",
+            )
         if actual.sha256 != manifest.sha256:
-            raise BadBatch(Fault.CHECKSUM_MISMATCH, f"sha256 {actual.sha256} read, manifest "
-                           f"says {manifest.sha256}")
+            raise BadBatch(
+                Fault.CHECKSUM_MISMATCH,
+                f"sha256 {actual.sha256} read, manifest says {manifest.sha256}",
+            )
         if (actual.min_ts, actual.max_ts) != _normalised_range(manifest):
-            raise BadBatch(Fault.TS_RANGE_MISMATCH, f"lines span {actual.min_ts}..{actual.max_ts}"
-                           f", manifest says {manifest.min_ts}..{manifest.max_ts}")
+            raise BadBatch(
+                Fault.TS_RANGE_MISMATCH,
+                f"lines span {actual.min_ts}..{actual.max_ts}"
+                f", manifest says {manifest.min_ts}..{manifest.max_ts}",
+            )
 
 
 def _normalised_range(manifest: Manifest) -> tuple[str | None, str | None]:
     """The manifest's range in ``format_event_time`` form, so ``...Z`` and ``+00:00``
     spellings of the same instant compare equal."""
     # Both parse: the manifest was checked when it was read.
-    return tuple(None if ts is None else format_event_time(parse_event_time(ts))  # type: ignore[arg-type]
-                 for ts in (manifest.min_ts, manifest.max_ts))  # type: ignore[return-value]  # two
+    return tuple(
+        None if ts is None else format_event_time(parse_event_time(ts))  # type: ignore[arg-type]
+        for ts in (manifest.min_ts, manifest.max_ts)
+    )  # type: ignore[return-value]  # two
 
 
 # --- line items back to orders ----------------------------------------------------------
+
 
 def orders_from_lines(lines: Iterable[SettledLine]) -> Iterator[EnrichedOrder]:
     """Regroups line items into orders (the sale record's shape). ``lines`` must come
@@ -335,10 +388,16 @@ def _order(lines: list[SettledLine]) -> EnrichedOrder:
     if any(header(line) != header(first) for line in lines):
         raise ValueError(f"lines of order {first.order_id} disagree on store, time or type")
     return EnrichedOrder(
-        sale_event_id(first.order_id), first.order_id, first.store_id, first.channel,
-        first.delivery_type, first.transaction_ts_ms, None, None,
-        tuple(OrderLine(line.product_id, line.quantity, line.unit_price_cents)
-              for line in lines))
+        sale_event_id(first.order_id),
+        first.order_id,
+        first.store_id,
+        first.channel,
+        first.delivery_type,
+        first.transaction_ts_ms,
+        None,
+        None,
+        tuple(OrderLine(line.product_id, line.quantity, line.unit_price_cents) for line in lines),
+    )
 
 
 def _is_int(value: object) -> bool:
@@ -346,6 +405,7 @@ def _is_int(value: object) -> bool:
 
 
 # --- refused lines ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RefusedLine:
@@ -363,8 +423,9 @@ class BadLines(BadBatch):
 
     def __init__(self, refused: list[RefusedLine], count: int):
         first = refused[0]
-        super().__init__(first.fault, f"{count} line(s) refused; line {first.number}: "
-                                      f"{first.detail}")
+        super().__init__(
+            first.fault, f"{count} line(s) refused; line {first.number}: {first.detail}"
+        )
         self.refused = refused
         self.count = count
 
@@ -375,9 +436,16 @@ def line_dead_letter(data_key: str, line: RefusedLine) -> DeadLetter:
     digest = hashlib.sha256(f"{DEAD_LETTER_JOB}\0{data_key}\0{line.number}".encode())
     where = f"line {line.number}" if line.number else "(no line: the batch as a whole)"
     order_id, store_id = _readable_ids(line.raw)
-    return DeadLetter(digest.hexdigest()[:32], DEAD_LETTER_JOB, str(line.fault),
-                      f"{data_key} {where}: {line.detail}", None, order_id,
-                      printable_payload(line.raw), store_id)
+    return DeadLetter(
+        digest.hexdigest()[:32],
+        DEAD_LETTER_JOB,
+        str(line.fault),
+        f"{data_key} {where}: {line.detail}",
+        None,
+        order_id,
+        printable_payload(line.raw),
+        store_id,
+    )
 
 
 def _readable_ids(raw: bytes) -> tuple[str | None, int | None]:
@@ -406,8 +474,10 @@ def batch_cut_ms(batch: str) -> int | None:
     match = _BATCH_CUT.match(batch)
     if not match:
         return None
-    return parse_event_time(f"{match[1][:4]}-{match[1][4:6]}-{match[1][6:]}T"
-                            f"{match[2][:2]}:{match[2][2:4]}:{match[2][4:]}.{match[3]}Z")
+    return parse_event_time(
+        f"{match[1][:4]}-{match[1][4:6]}-{match[1][6:]}T"
+        f"{match[2][:2]}:{match[2][2:4]}:{match[2][4:]}.{match[3]}Z"
+    )
 
 
 def delivered_up_to(batches: Iterable[tuple[str, str]], cadence_ms: int) -> int | None:

@@ -12,6 +12,7 @@ freshness report reads back.
   are published again as ``late`` (the lake's hour rewritten whole, the warehouse's rows
   merged, ``metrics_publication`` logging the load and how much it changed).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
@@ -54,17 +55,22 @@ class HourlySettings:
                 raise ValueError(f"{GROUP}.{key} is missing")
             return float(group[key])
 
-        settings = cls(timedelta(minutes=read("out_of_orderness_minutes")),
-                       timedelta(seconds=read("idle_seconds")),
-                       timedelta(minutes=read("pos_wait_minutes")),
-                       timedelta(minutes=read("allowed_lateness_minutes")),
-                       timedelta(seconds=read("late_refresh_seconds")),
-                       timedelta(minutes=read("dedup_ttl_minutes")))
-        shortest = shortest_dedup_ttl(settings.out_of_orderness, settings.idle,
-                                      settings.pos_wait, settings.lateness)
+        settings = cls(
+            timedelta(minutes=read("out_of_orderness_minutes")),
+            timedelta(seconds=read("idle_seconds")),
+            timedelta(minutes=read("pos_wait_minutes")),
+            timedelta(minutes=read("allowed_lateness_minutes")),
+            timedelta(seconds=read("late_refresh_seconds")),
+            timedelta(minutes=read("dedup_ttl_minutes")),
+        )
+        shortest = shortest_dedup_ttl(
+            settings.out_of_orderness, settings.idle, settings.pos_wait, settings.lateness
+        )
         if settings.dedup_ttl < shortest:
-            raise ValueError(f"{GROUP}.dedup_ttl_minutes must be at least "
-                             f"{shortest / timedelta(minutes=1):g}: an hour can change that long")
+            raise ValueError(
+                f"{GROUP}.dedup_ttl_minutes must be at least "
+                f"{shortest / timedelta(minutes=1):g}: an hour can change that long"
+            )
         return settings
 
     def closes_at(self, hour: datetime) -> datetime:
@@ -97,19 +103,31 @@ def row_from_wire(values: Sequence[Any]) -> MetricRow:
     """A metric row whose window bounds come as minutes since the epoch and amounts as
     integer cents (as the job's publisher gets them)."""
     (store, start, end, orders, items, revenue, online, in_store, delivery, average) = values
-    return MetricRow(store, _EPOCH + start * MINUTE, _EPOCH + end * MINUTE, orders, items,
-                     from_cents(revenue), online, in_store, delivery, from_cents(average))
+    return MetricRow(
+        store,
+        _EPOCH + start * MINUTE,
+        _EPOCH + end * MINUTE,
+        orders,
+        items,
+        from_cents(revenue),
+        online,
+        in_store,
+        delivery,
+        from_cents(average),
+    )
 
 
-def first_publication(rows: Iterable[MetricRow], delivered: Set[int]
-                      ) -> list[tuple[MetricRow, str]]:
+def first_publication(
+    rows: Iterable[MetricRow], delivered: Set[int]
+) -> list[tuple[MetricRow, str]]:
     """An hour's rows with their ``source``: ``stream`` for a store whose POS had said it
     delivered the whole hour when it was published (``delivered``), ``partial`` otherwise."""
     return [(row, STREAM if row.store_id in delivered else PARTIAL) for row in rows]
 
 
-def corrections(published: Mapping[int, MetricRow], current: Iterable[MetricRow]
-                ) -> list[tuple[MetricRow, str]]:
+def corrections(
+    published: Mapping[int, MetricRow], current: Iterable[MetricRow]
+) -> list[tuple[MetricRow, str]]:
     """The rows of a published hour that late sales changed (or created), as ``late``."""
     return [(row, LATE) for row in current if published.get(row.store_id) != row]
 
@@ -146,14 +164,20 @@ class FreshnessReport:
     @property
     def late_published(self) -> list[datetime]:
         """Hours first published later than ``bound`` after their end."""
-        return [h.window_start for h in self.hours
-                if h.delay > self.bound and not self.replayed(h.window_start)]
+        return [
+            h.window_start
+            for h in self.hours
+            if h.delay > self.bound and not self.replayed(h.window_start)
+        ]
 
     @property
     def overdue(self) -> list[datetime]:
         """Hours with sales still unpublished ``bound`` after their end."""
-        return [hour for hour in self.unpublished
-                if hour + HOUR + self.bound < self.now and not self.replayed(hour)]
+        return [
+            hour
+            for hour in self.unpublished
+            if hour + HOUR + self.bound < self.now and not self.replayed(hour)
+        ]
 
     @property
     def late(self) -> list[datetime]:
@@ -166,9 +190,13 @@ class FreshnessReport:
         return {LATE_HOURS: len(self.late_published), UNPUBLISHED_HOURS: len(self.overdue)}
 
 
-def freshness(publications: Iterable[Publication], expected: Iterable[datetime],
-              bound: timedelta, now: datetime, replayed_before: datetime | None = None
-              ) -> FreshnessReport:
+def freshness(
+    publications: Iterable[Publication],
+    expected: Iterable[datetime],
+    bound: timedelta,
+    now: datetime,
+    replayed_before: datetime | None = None,
+) -> FreshnessReport:
     """The report over ``publications`` (``connectors.warehouse.publications``); hours of
     ``expected`` (that had sales) never published are listed as unpublished. All times
     naive UTC."""

@@ -6,6 +6,7 @@ and how traffic is spread, so every party agrees on the data without reading a d
 Field names equal the column names of ``stack/sql/operational.sql``, which lets the
 seeder COPY a dataclass straight into its table.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,12 +18,12 @@ from typing import NamedTuple
 DEFAULT_SEED = 20261124
 
 STORE_COUNT = 2000
-BUSY_STORE_COUNT = 400            # the 20% of stores ...
-BUSY_TRAFFIC_SHARE = 0.8          # ... that carry 80% of the orders
+BUSY_STORE_COUNT = 400  # the 20% of stores ...
+BUSY_TRAFFIC_SHARE = 0.8  # ... that carry 80% of the orders
 
 # Demand assumptions used only to size the opening stock (see ``initial_inventory``).
-ASSUMED_CHAIN_ORDERS_PER_DAY = 300_000   # ~150 orders per store per day on average
-ASSUMED_ITEMS_PER_ORDER = 2              # units per order, drawn uniformly from active products
+ASSUMED_CHAIN_ORDERS_PER_DAY = 300_000  # ~150 orders per store per day on average
+ASSUMED_ITEMS_PER_ORDER = 2  # units per order, drawn uniformly from active products
 
 _KM_PER_DEGREE_LAT = 111.32
 
@@ -56,7 +57,7 @@ class Store:
     name: str
     lat: float
     lon: float
-    traffic_weight: float   # share of the chain's orders; all stores sum to 1.0
+    traffic_weight: float  # share of the chain's orders; all stores sum to 1.0
     busy: bool
 
 
@@ -65,7 +66,7 @@ class Product:
     product_id: int
     name: str
     unit_price: Decimal
-    active: bool            # retired products stay in the catalog so old ids are recognisable
+    active: bool  # retired products stay in the catalog so old ids are recognisable
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ class Supplier:
 class Ingredient:
     ingredient_id: int
     name: str
-    unit: str               # "g" or "pcs": whole units keep stock arithmetic exact
+    unit: str  # "g" or "pcs": whole units keep stock arithmetic exact
     supplier_id: int
-    safety_stock: int       # reorder when on-hand falls below this (the floor of any safety stock)
-    reorder_quantity: int   # units per supplier order (the least one order line carries)
+    safety_stock: int  # reorder when on-hand falls below this (the floor of any safety stock)
+    reorder_quantity: int  # units per supplier order (the least one order line carries)
     # Share of replenishment cycles that should end without a stock-out: sets the safety
     # stock from the demand forecast's error (pizzastream.replenishment).
     service_level: float = 0.99
@@ -97,7 +98,7 @@ class Ingredient:
 class RecipeLine:
     product_id: int
     ingredient_id: int
-    quantity: int           # units of the ingredient per unit of the product
+    quantity: int  # units of the ingredient per unit of the product
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,8 @@ class DeliveryPartner:
     lon: float
     base_fee: Decimal
     fee_per_km: Decimal
-    capacity: int           # deliveries a partner carries at once
-    refusal_rate: float     # probability a partner declines an offered delivery
+    capacity: int  # deliveries a partner carries at once
+    refusal_rate: float  # probability a partner declines an offered delivery
     speed_kmh: float
 
 
@@ -127,8 +128,20 @@ _SUPPLIERS = (
     Supplier(5, "Fizz Beverages", 720, 4320, 240),
 )
 
-(_DOUGH, _SAUCE, _MOZZARELLA, _PEPPERONI, _MUSHROOMS, _HAM, _PINEAPPLE, _BASIL,
- _WINGS, _PIZZA_BOX, _SIDE_BOX, _CAN) = range(1, 13)
+(
+    _DOUGH,
+    _SAUCE,
+    _MOZZARELLA,
+    _PEPPERONI,
+    _MUSHROOMS,
+    _HAM,
+    _PINEAPPLE,
+    _BASIL,
+    _WINGS,
+    _PIZZA_BOX,
+    _SIDE_BOX,
+    _CAN,
+) = range(1, 13)
 
 _INGREDIENTS = (
     Ingredient(_DOUGH, "Dough", "g", 1, 10_000, 50_000),
@@ -156,8 +169,12 @@ _PIZZA_GRAMS = {
 def _pizza(size: str, *toppings: int) -> dict[int, int]:
     """Recipe of one pizza: base, cheese, sauce, a box, and each topping at the size's amount."""
     grams = _PIZZA_GRAMS[size]
-    recipe = {_DOUGH: grams[_DOUGH], _SAUCE: grams[_SAUCE], _MOZZARELLA: grams[_MOZZARELLA],
-              _PIZZA_BOX: 1}
+    recipe = {
+        _DOUGH: grams[_DOUGH],
+        _SAUCE: grams[_SAUCE],
+        _MOZZARELLA: grams[_MOZZARELLA],
+        _PIZZA_BOX: 1,
+    }
     for topping in toppings:
         recipe[topping] = grams[_BASIL] if topping == _BASIL else grams["topping"]
     return recipe
@@ -183,19 +200,18 @@ _CATALOG = (
     _CatalogItem(9, "Hawaiian Medium", "13.49", True, _pizza("Medium", _HAM, _PINEAPPLE)),
     _CatalogItem(10, "Hawaiian Large", "16.49", True, _pizza("Large", _HAM, _PINEAPPLE)),
     _CatalogItem(11, "Meat Feast Large", "17.99", True, _pizza("Large", _PEPPERONI, _HAM)),
-    _CatalogItem(12, "Prosciutto e Funghi Large", "16.99", True,
-                 _pizza("Large", _HAM, _MUSHROOMS)),
+    _CatalogItem(12, "Prosciutto e Funghi Large", "16.99", True, _pizza("Large", _HAM, _MUSHROOMS)),
     _CatalogItem(13, "Garlic Bread", "4.99", True, {_DOUGH: 150, _SIDE_BOX: 1}),
-    _CatalogItem(14, "Cheesy Garlic Bread", "5.99", True,
-                 {_DOUGH: 150, _MOZZARELLA: 60, _SIDE_BOX: 1}),
+    _CatalogItem(
+        14, "Cheesy Garlic Bread", "5.99", True, {_DOUGH: 150, _MOZZARELLA: 60, _SIDE_BOX: 1}
+    ),
     _CatalogItem(15, "Chicken Wings (8 pc)", "8.49", True, {_WINGS: 8, _SIDE_BOX: 1}),
     _CatalogItem(16, "Cola 330 ml", "1.99", True, {_CAN: 1}),
     _CatalogItem(17, "Diet Cola 330 ml", "1.99", True, {_CAN: 1}),
     _CatalogItem(18, "Lemon Soda 330 ml", "1.99", True, {_CAN: 1}),
     # Retired: still known ids, so orders for them are rejected rather than "unknown".
     _CatalogItem(19, "Hawaiian Small", "10.49", False, _pizza("Small", _HAM, _PINEAPPLE)),
-    _CatalogItem(20, "Four Cheese Large", "16.99", False,
-                 {**_pizza("Large"), _MOZZARELLA: 300}),
+    _CatalogItem(20, "Four Cheese Large", "16.99", False, {**_pizza("Large"), _MOZZARELLA: 300}),
 )
 
 _COURIER_BRANDS = ("Dash", "Zoom", "Pronto")
@@ -239,14 +255,24 @@ def stores(seed: int = DEFAULT_SEED) -> list[Store]:
         for number in range(1, metro.store_count + 1):
             store_id = len(result) + 1
             lat, lon = _point_near(rng, metro, metro.radius_km)
-            result.append(Store(store_id, f"{metro.name} #{number:03d}", lat, lon,
-                                weights[store_id], store_id in busy))
+            result.append(
+                Store(
+                    store_id,
+                    f"{metro.name} #{number:03d}",
+                    lat,
+                    lon,
+                    weights[store_id],
+                    store_id in busy,
+                )
+            )
     return result
 
 
 def products() -> list[Product]:
-    return [Product(item.product_id, item.name, Decimal(item.unit_price), item.active)
-            for item in _CATALOG]
+    return [
+        Product(item.product_id, item.name, Decimal(item.unit_price), item.active)
+        for item in _CATALOG
+    ]
 
 
 def suppliers() -> list[Supplier]:
@@ -258,8 +284,11 @@ def ingredients() -> list[Ingredient]:
 
 
 def recipes() -> list[RecipeLine]:
-    return [RecipeLine(item.product_id, ingredient_id, quantity)
-            for item in _CATALOG for ingredient_id, quantity in item.recipe.items()]
+    return [
+        RecipeLine(item.product_id, ingredient_id, quantity)
+        for item in _CATALOG
+        for ingredient_id, quantity in item.recipe.items()
+    ]
 
 
 def _use_per_order() -> dict[int, float]:
@@ -290,8 +319,9 @@ def initial_inventory(seed: int = DEFAULT_SEED) -> list[StockLevel]:
         for ingredient in _INGREDIENTS:
             daily_use = math.ceil(orders_per_day * use_per_order[ingredient.ingredient_id])
             floor = ingredient.safety_stock + ingredient.reorder_quantity
-            result.append(StockLevel(store.store_id, ingredient.ingredient_id,
-                                     max(daily_use, floor)))
+            result.append(
+                StockLevel(store.store_id, ingredient.ingredient_id, max(daily_use, floor))
+            )
     return result
 
 
@@ -302,15 +332,17 @@ def delivery_partners(seed: int = DEFAULT_SEED) -> list[DeliveryPartner]:
     for metro in METROS:
         for brand in _COURIER_BRANDS:
             lat, lon = _point_near(rng, metro, metro.radius_km / 2)
-            result.append(DeliveryPartner(
-                partner_id=len(result) + 1,
-                name=f"{brand} {metro.name}",
-                lat=lat,
-                lon=lon,
-                base_fee=Decimal(rng.randrange(199, 400)) / 100,
-                fee_per_km=Decimal(rng.randrange(40, 121)) / 100,
-                capacity=rng.randint(4, 12),
-                refusal_rate=round(rng.uniform(0.02, 0.2), 3),
-                speed_kmh=round(rng.uniform(18.0, 32.0), 1),
-            ))
+            result.append(
+                DeliveryPartner(
+                    partner_id=len(result) + 1,
+                    name=f"{brand} {metro.name}",
+                    lat=lat,
+                    lon=lon,
+                    base_fee=Decimal(rng.randrange(199, 400)) / 100,
+                    fee_per_km=Decimal(rng.randrange(40, 121)) / 100,
+                    capacity=rng.randint(4, 12),
+                    refusal_rate=round(rng.uniform(0.02, 0.2), 3),
+                    speed_kmh=round(rng.uniform(18.0, 32.0), 1),
+                )
+            )
     return result

@@ -59,6 +59,7 @@ checkpoint that replays the same events regenerates the same orders with the sam
 As with ``inventory``, applying an event twice is not a no-op (demand would count twice):
 the caller drops repeated event ids first.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,13 +82,16 @@ HOUR_MS = 3_600_000
 HOURS_PER_WEEK = 168
 # 1970-01-01, hour 0 of epoch time, was a Thursday: slot 0 is Monday 00:00-01:00 UTC.
 _EPOCH_HOUR_OF_WEEK = 72
-SMOOTHING = 0.25            # weight of this week's observation in an hour's forecast
-FIRST_SIGHT_ERROR = 0.25    # error assumed for a slot's first observation, as a share of it
-MAD_TO_SIGMA = 1.25         # σ ≈ 1.25 × mean absolute deviation for normal errors
-_GRID = 16                  # levels and errors are kept in 1/16 units: exact in to_bytes
+SMOOTHING = 0.25  # weight of this week's observation in an hour's forecast
+FIRST_SIGHT_ERROR = 0.25  # error assumed for a slot's first observation, as a share of it
+MAD_TO_SIGMA = 1.25  # σ ≈ 1.25 × mean absolute deviation for normal errors
+_GRID = 16  # levels and errors are kept in 1/16 units: exact in to_bytes
 STATE_VERSION = 1
-POLICY_COLUMNS = INVENTORY_POLICY_COLUMNS + ("review_period_minutes", "grace_minutes",
-                                             "service_level")
+POLICY_COLUMNS = INVENTORY_POLICY_COLUMNS + (
+    "review_period_minutes",
+    "grace_minutes",
+    "service_level",
+)
 
 
 def hour_of_week(epoch_hour: int) -> int:
@@ -110,6 +114,7 @@ def _grace_ms(lines: Mapping[int, int], policies: Mapping[int, ReplenishmentPoli
 
 # --------------------------------------------------------------------------- policies
 
+
 @dataclass(frozen=True)
 class ReplenishmentPolicy(IngredientPolicy):
     """``IngredientPolicy`` plus what the forecast-driven rules need: how far an order
@@ -124,11 +129,15 @@ class ReplenishmentPolicy(IngredientPolicy):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.review_period_minutes <= 0 or self.grace_minutes < 0:
-            raise ValueError(f"ingredient {self.ingredient_id}: review period must be "
-                             f"positive, grace not negative")
+            raise ValueError(
+                f"ingredient {self.ingredient_id}: review period must be "
+                f"positive, grace not negative"
+            )
         if not 0.5 <= self.service_level < 1:
-            raise ValueError(f"ingredient {self.ingredient_id}: service level "
-                             f"{self.service_level} must be in [0.5, 1)")
+            raise ValueError(
+                f"ingredient {self.ingredient_id}: service level "
+                f"{self.service_level} must be in [0.5, 1)"
+            )
         object.__setattr__(self, "z", NormalDist().inv_cdf(self.service_level))
 
 
@@ -138,8 +147,10 @@ def policies_from_rows(rows: Iterable[Row]) -> dict[int, ReplenishmentPolicy]:
     policies = {}
     for row in rows:
         values = _columns(row, POLICY_COLUMNS)
-        policy = ReplenishmentPolicy(*(int(v) for v in values[:-1]),  # type: ignore[call-arg]
-                                     float(values[-1]))  # the ints, then service_level
+        policy = ReplenishmentPolicy(
+            *(int(v) for v in values[:-1]),  # type: ignore[call-arg]
+            float(values[-1]),
+        )  # the ints, then service_level
         policies[policy.ingredient_id] = policy
     return policies
 
@@ -150,13 +161,22 @@ def policies_from_reference_data() -> dict[int, ReplenishmentPolicy]:
 
     suppliers = {s.supplier_id: s for s in reference_data.suppliers()}
     return policies_from_rows(
-        (i.ingredient_id, i.supplier_id, suppliers[i.supplier_id].lead_time_minutes,
-         i.safety_stock, i.reorder_quantity, suppliers[i.supplier_id].review_period_minutes,
-         suppliers[i.supplier_id].grace_minutes, i.service_level)
-        for i in reference_data.ingredients())
+        (
+            i.ingredient_id,
+            i.supplier_id,
+            suppliers[i.supplier_id].lead_time_minutes,
+            i.safety_stock,
+            i.reorder_quantity,
+            suppliers[i.supplier_id].review_period_minutes,
+            suppliers[i.supplier_id].grace_minutes,
+            i.service_level,
+        )
+        for i in reference_data.ingredients()
+    )
 
 
 # --------------------------------------------------------------------------- records
+
 
 @final
 @dataclass(frozen=True)
@@ -174,13 +194,18 @@ class ReplenishmentOrder:
     replaces: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({
-            "supplier_order_id": self.supplier_order_id, "store_id": self.store_id,
-            "supplier_id": self.supplier_id,
-            "lines": [{"ingredient_id": i, "quantity": q} for i, q in self.lines],
-            "ts": format_event_time(self.ts_ms), "due": format_event_time(self.due_ms),
-            "replaces": self.replaces,
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "supplier_order_id": self.supplier_order_id,
+                "store_id": self.store_id,
+                "supplier_id": self.supplier_id,
+                "lines": [{"ingredient_id": i, "quantity": q} for i, q in self.lines],
+                "ts": format_event_time(self.ts_ms),
+                "due": format_event_time(self.due_ms),
+                "replaces": self.replaces,
+            },
+            separators=(",", ":"),
+        )
 
 
 @final
@@ -197,12 +222,19 @@ class OverdueAlert:
     ts_ms: int
 
     def to_json(self) -> str:
-        return json.dumps({
-            "alert": "supplier_order_overdue", "store_id": self.store_id,
-            "supplier_id": self.supplier_id, "supplier_order_id": self.supplier_order_id,
-            "reissued_as": self.reissued_as, "ordered": format_event_time(self.ordered_ms),
-            "due": format_event_time(self.due_ms), "ts": format_event_time(self.ts_ms),
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "alert": "supplier_order_overdue",
+                "store_id": self.store_id,
+                "supplier_id": self.supplier_id,
+                "supplier_order_id": self.supplier_order_id,
+                "reissued_as": self.reissued_as,
+                "ordered": format_event_time(self.ordered_ms),
+                "due": format_event_time(self.due_ms),
+                "ts": format_event_time(self.ts_ms),
+            },
+            separators=(",", ":"),
+        )
 
 
 @final
@@ -218,13 +250,18 @@ class StockoutWarning:
     ts_ms: int
 
     def to_json(self) -> str:
-        return json.dumps({
-            "alert": "expected_stockout", "store_id": self.store_id,
-            "ingredient_id": self.ingredient_id, "on_hand": self.on_hand,
-            "expected_demand": self.expected_demand,
-            "next_delivery": format_event_time(self.next_delivery_ms),
-            "ts": format_event_time(self.ts_ms),
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "alert": "expected_stockout",
+                "store_id": self.store_id,
+                "ingredient_id": self.ingredient_id,
+                "on_hand": self.on_hand,
+                "expected_demand": self.expected_demand,
+                "next_delivery": format_event_time(self.next_delivery_ms),
+                "ts": format_event_time(self.ts_ms),
+            },
+            separators=(",", ":"),
+        )
 
 
 Record = ReplenishmentOrder | OverdueAlert | StockoutWarning
@@ -232,8 +269,10 @@ Record = ReplenishmentOrder | OverdueAlert | StockoutWarning
 
 # --------------------------------------------------------------------------- history
 
-def hourly_demand(sales: Iterable[Row], recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]]
-                  ) -> dict[int, dict[int, int]]:
+
+def hourly_demand(
+    sales: Iterable[Row], recipe_pairs: Mapping[int, tuple[tuple[int, int], ...]]
+) -> dict[int, dict[int, int]]:
     """``{epoch hour: {ingredient: units}}`` from one store's sales rows
     ``(transaction_ts, product_id, quantity)`` (``order_fct`` columns; ``transaction_ts``
     an aware datetime or epoch ms) and ``Catalog.recipe_pairs``."""
@@ -263,8 +302,10 @@ class HistoryWindow:
 
     def __post_init__(self) -> None:
         if self.gap_hours < 0 or self.weeks <= 0:
-            raise ValueError(f"history gap {self.gap_hours} h must not be negative, "
-                             f"weeks {self.weeks} must be positive")
+            raise ValueError(
+                f"history gap {self.gap_hours} h must not be negative, "
+                f"weeks {self.weeks} must be positive"
+            )
 
     def hours(self, first_event_ms: int) -> tuple[int, int]:
         """``(first, end)`` epoch hours of the sales to read (``end`` exclusive)."""
@@ -275,8 +316,10 @@ class HistoryWindow:
     def from_properties(cls, group: Mapping[str, str]) -> HistoryWindow:
         """From the ``Inventory`` property group; a missing or unreadable key raises
         naming it, so the job fails at start and not at its first store."""
-        return cls(gap_hours=_whole_number(group, "history_gap_hours"),
-                   weeks=_whole_number(group, "history_weeks"))
+        return cls(
+            gap_hours=_whole_number(group, "history_gap_hours"),
+            weeks=_whole_number(group, "history_weeks"),
+        )
 
 
 def _whole_number(group: Mapping[str, str], key: str) -> int:
@@ -294,29 +337,47 @@ def _whole_number(group: Mapping[str, str], key: str) -> int:
 
 # --------------------------------------------------------------------------- state
 
+
 class StoreReplenishment:
     """One store's forecast, open supplier orders and warnings. Mutable; the limits
     derived from it (reorder points, order-up-to levels, demand until the next delivery)
     are recomputed from it once per hour and are not part of the saved state."""
 
-    __slots__ = ("store_id", "hour", "current", "level", "error", "seen", "seq", "open",
-                 "warned", "on_order", "_limits_hour", "_reorder_point", "_order_up_to",
-                 "_until_delivery", "_next_delivery", "_supplier_of", "_deadline_ms",
-                 "_calm", "_packed")
+    __slots__ = (
+        "store_id",
+        "hour",
+        "current",
+        "level",
+        "error",
+        "seen",
+        "seq",
+        "open",
+        "warned",
+        "on_order",
+        "_limits_hour",
+        "_reorder_point",
+        "_order_up_to",
+        "_until_delivery",
+        "_next_delivery",
+        "_supplier_of",
+        "_deadline_ms",
+        "_calm",
+        "_packed",
+    )
 
     def __init__(self, store_id: int):
         self.store_id = int(store_id)
-        self.hour = -1                          # epoch hour that ``current`` counts
-        self.current: dict[int, int] = {}       # ingredient -> demand so far this hour
+        self.hour = -1  # epoch hour that ``current`` counts
+        self.current: dict[int, int] = {}  # ingredient -> demand so far this hour
         self.level: dict[int, list[float]] = {}  # ingredient -> 168 hourly forecasts
         self.error: dict[int, list[float]] = {}  # ingredient -> 168 mean absolute errors
-        self.seen: dict[int, int] = {}           # ingredient -> bitmask of observed slots
-        self.seq = 0                             # supplier orders issued so far
+        self.seen: dict[int, int] = {}  # ingredient -> bitmask of observed slots
+        self.seq = 0  # supplier orders issued so far
         # supplier -> [order id, ordered ms, due ms, {ingredient: units not delivered}]
         self.open: dict[int, list[Any]] = {}
-        self.warned: set[int] = set()            # ingredients with a standing warning
-        self.on_order: dict[int, int] = {}       # derived from ``open``
-        self._limits_hour: int | None = None     # hour the limits below were computed for
+        self.warned: set[int] = set()  # ingredients with a standing warning
+        self.on_order: dict[int, int] = {}  # derived from ``open``
+        self._limits_hour: int | None = None  # hour the limits below were computed for
         self._reorder_point: dict[int, int] = {}
         self._order_up_to: dict[int, int] = {}
         self._until_delivery: dict[int, int] = {}
@@ -356,8 +417,9 @@ class StoreReplenishment:
             for step in range(min(hour - old, HOURS_PER_WEEK)):
                 slot = hour_of_week(old + step)
                 for ingredient_id in ingredients:
-                    self._fold(ingredient_id, slot, current.get(ingredient_id, 0) if step == 0
-                               else 0)
+                    self._fold(
+                        ingredient_id, slot, current.get(ingredient_id, 0) if step == 0 else 0
+                    )
         self.current = {}
         self.hour = hour
 
@@ -379,9 +441,13 @@ class StoreReplenishment:
         error[slot] = _on_grid(error[slot] + SMOOTHING * (abs(miss) - error[slot]))
 
     @classmethod
-    def seeded(cls, store_id: int, history: Mapping[int, Mapping[int, int]],
-               until_hour: int | None = None, start_hour: int | None = None
-               ) -> StoreReplenishment:
+    def seeded(
+        cls,
+        store_id: int,
+        history: Mapping[int, Mapping[int, int]],
+        until_hour: int | None = None,
+        start_hour: int | None = None,
+    ) -> StoreReplenishment:
         """A store's state with its forecast learnt from ``history`` (``hourly_demand``),
         every hour from the first one in it up to ``until_hour`` (exclusive; default: the
         hour after the last one) folded in order, hours without sales as zero demand.
@@ -441,7 +507,8 @@ class StoreReplenishment:
             safety = max(policy.safety_stock, policy.z * math.sqrt(variance))
             self._reorder_point[ingredient_id] = math.ceil(mean + safety)
             mean, variance = self._expected(
-                ingredient_id, hour, cover + _hours(policy.review_period_minutes))
+                ingredient_id, hour, cover + _hours(policy.review_period_minutes)
+            )
             safety = max(policy.safety_stock, policy.z * math.sqrt(variance))
             self._order_up_to[ingredient_id] = math.ceil(mean + safety)
             self._supplier_of[ingredient_id] = policy.supplier_id
@@ -459,8 +526,7 @@ class StoreReplenishment:
         due_of: dict[int, int] = {}
         for supplier_id, (_, _, due_ms, lines) in self.open.items():
             due_of[supplier_id] = due_ms
-            self._deadline_ms = min(self._deadline_ms,
-                                    due_ms + _grace_ms(lines, policies))
+            self._deadline_ms = min(self._deadline_ms, due_ms + _grace_ms(lines, policies))
         for ingredient_id in sorted(policies):
             policy = policies[ingredient_id]
             due = due_of.get(policy.supplier_id)
@@ -483,8 +549,13 @@ class StoreReplenishment:
 
     # -- decisions ----------------------------------------------------------------------
 
-    def review(self, policies: Mapping[int, ReplenishmentPolicy], on_hand: Mapping[int, int],
-               now_ms: int, changed: Collection[int] | None = None) -> list[Record]:
+    def review(
+        self,
+        policies: Mapping[int, ReplenishmentPolicy],
+        on_hand: Mapping[int, int],
+        now_ms: int,
+        changed: Collection[int] | None = None,
+    ) -> list[Record]:
         """Supplier orders, overdue re-issues and stock-out warnings due at event time
         ``now_ms``, looking at the ingredients in ``changed`` (None: all of them, as the
         hourly tick and a store's first event do). ``on_hand`` is the store's stock
@@ -506,12 +577,15 @@ class StoreReplenishment:
                     break
             else:
                 return out
-        reorder_point, supplier_of, on_order = (self._reorder_point, self._supplier_of,
-                                                self.on_order)
+        reorder_point, supplier_of, on_order = (
+            self._reorder_point,
+            self._supplier_of,
+            self.on_order,
+        )
         until_delivery, open_orders = self._until_delivery, self.open
         due = short = None
-        for ingredient_id in (reorder_point if changed is None else changed):
-            level = calm.get(ingredient_id)   # well stocked: skipped, as above
+        for ingredient_id in reorder_point if changed is None else changed:
+            level = calm.get(ingredient_id)  # well stocked: skipped, as above
             if level is not None and on_hand.get(ingredient_id, 0) >= level:
                 continue
             point = reorder_point.get(ingredient_id)
@@ -519,12 +593,13 @@ class StoreReplenishment:
                 continue
             have = on_hand.get(ingredient_id, 0)
             position = have + on_order.get(ingredient_id, 0)
-            if (position < point or position <= 0) \
-                    and supplier_of[ingredient_id] not in open_orders:
+            if (position < point or position <= 0) and supplier_of[
+                ingredient_id
+            ] not in open_orders:
                 if due is None:
                     due = set()
                 due.add(supplier_of[ingredient_id])
-            if have < until_delivery[ingredient_id]:     # an upper bound: look closer
+            if have < until_delivery[ingredient_id]:  # an upper bound: look closer
                 if short is None:
                     short = []
                 short.append(ingredient_id)
@@ -537,8 +612,14 @@ class StoreReplenishment:
             self._warn(short or (), on_hand, now_ms, changed is None, out)
         return out
 
-    def _warn(self, short: Iterable[int], on_hand: Mapping[int, int], now_ms: int,
-              hourly: bool, out: list[Record]) -> None:
+    def _warn(
+        self,
+        short: Iterable[int],
+        on_hand: Mapping[int, int],
+        now_ms: int,
+        hourly: bool,
+        out: list[Record],
+    ) -> None:
         """One warning per ingredient whose on-hand is below the forecast demand from
         ``now_ms`` to its next delivery. A warning stands until the ingredient is
         delivered or an hourly review finds it covered again: warnings follow the
@@ -551,13 +632,17 @@ class StoreReplenishment:
             expected = math.ceil(self._demand_between(ingredient_id, now_ms, next_delivery))
             if have < expected:
                 self.warned.add(ingredient_id)
-                out.append(StockoutWarning(self.store_id, ingredient_id, have, expected,
-                                           next_delivery, now_ms))
+                out.append(
+                    StockoutWarning(
+                        self.store_id, ingredient_id, have, expected, next_delivery, now_ms
+                    )
+                )
         if hourly:
             for ingredient_id in sorted(self.warned):
                 next_delivery = self._next_delivery.get(ingredient_id, now_ms)
                 if on_hand.get(ingredient_id, 0) >= self._demand_between(
-                        ingredient_id, now_ms, next_delivery):
+                    ingredient_id, now_ms, next_delivery
+                ):
                     self.warned.discard(ingredient_id)
 
     def _demand_between(self, ingredient_id: int, start_ms: int, end_ms: int) -> float:
@@ -571,8 +656,12 @@ class StoreReplenishment:
             start_ms += part
         return total
 
-    def _lines(self, supplier_id: int, policies: Mapping[int, ReplenishmentPolicy],
-               on_hand: Mapping[int, int]) -> dict[int, int]:
+    def _lines(
+        self,
+        supplier_id: int,
+        policies: Mapping[int, ReplenishmentPolicy],
+        on_hand: Mapping[int, int],
+    ) -> dict[int, int]:
         """Every ingredient of the supplier below its order-up-to level, topped up to it
         (at least the policy's ``reorder_quantity``)."""
         lines = {}
@@ -586,9 +675,14 @@ class StoreReplenishment:
                 lines[ingredient_id] = max(policy.reorder_quantity, target - position)
         return lines
 
-    def _issue(self, supplier_id: int, lines: Mapping[int, int],
-               policies: Mapping[int, ReplenishmentPolicy], now_ms: int,
-               replaces: str | None) -> ReplenishmentOrder:
+    def _issue(
+        self,
+        supplier_id: int,
+        lines: Mapping[int, int],
+        policies: Mapping[int, ReplenishmentPolicy],
+        now_ms: int,
+        replaces: str | None,
+    ) -> ReplenishmentOrder:
         lead = max(policies[i].lead_time_minutes for i in lines if i in policies)
         self.seq += 1
         order_id = f"PO-{self.store_id}-{supplier_id}-{self.seq}"
@@ -597,19 +691,36 @@ class StoreReplenishment:
         for ingredient_id, units in lines.items():
             self.on_order[ingredient_id] = self.on_order.get(ingredient_id, 0) + units
         self._deliveries(policies)
-        return ReplenishmentOrder(order_id, self.store_id, supplier_id,
-                                  tuple(sorted(lines.items())), now_ms, due_ms, replaces)
+        return ReplenishmentOrder(
+            order_id,
+            self.store_id,
+            supplier_id,
+            tuple(sorted(lines.items())),
+            now_ms,
+            due_ms,
+            replaces,
+        )
 
-    def _reissue_overdue(self, policies: Mapping[int, ReplenishmentPolicy], now_ms: int,
-                         out: list[Record]) -> None:
+    def _reissue_overdue(
+        self, policies: Mapping[int, ReplenishmentPolicy], now_ms: int, out: list[Record]
+    ) -> None:
         for supplier_id in sorted(self.open):
             order_id, ordered_ms, due_ms, lines = self.open[supplier_id]
             if now_ms < due_ms + _grace_ms(lines, policies):
                 continue
             self._forget(supplier_id)
             order = self._issue(supplier_id, lines, policies, now_ms, order_id)
-            out.append(OverdueAlert(self.store_id, supplier_id, order_id,
-                                    order.supplier_order_id, ordered_ms, due_ms, now_ms))
+            out.append(
+                OverdueAlert(
+                    self.store_id,
+                    supplier_id,
+                    order_id,
+                    order.supplier_order_id,
+                    ordered_ms,
+                    due_ms,
+                    now_ms,
+                )
+            )
             out.append(order)
 
     def _forget(self, supplier_id: int) -> None:
@@ -621,8 +732,12 @@ class StoreReplenishment:
             else:
                 del self.on_order[ingredient_id]
 
-    def receive(self, supplier_order_id: str | None, ingredient_id: int,
-                policies: Mapping[int, ReplenishmentPolicy]) -> bool:
+    def receive(
+        self,
+        supplier_order_id: str | None,
+        ingredient_id: int,
+        policies: Mapping[int, ReplenishmentPolicy],
+    ) -> bool:
         """A restock arrived (after ``inventory.restock`` added its units): closes the
         line it answers if it carries an open order's id; True if it did. A delivery that
         is short still closes its line (the supplier sent what it had; the next review
@@ -654,15 +769,26 @@ class StoreReplenishment:
         return self._state(self._forecast())
 
     def _forecast(self) -> dict[int, tuple[int, bytes, bytes]]:
-        return {i: (self.seen[i],
-                    array("q", (int(v * _GRID) for v in self.level[i])).tobytes(),
-                    array("q", (int(v * _GRID) for v in self.error[i])).tobytes())
-                for i in sorted(self.level)}
+        return {
+            i: (
+                self.seen[i],
+                array("q", (int(v * _GRID) for v in self.level[i])).tobytes(),
+                array("q", (int(v * _GRID) for v in self.error[i])).tobytes(),
+            )
+            for i in sorted(self.level)
+        }
 
     def _state(self, forecast: Any) -> list[Any]:
-        return [STATE_VERSION, self.store_id, self.hour, self.seq, dict(self.current),
-                forecast, {s: [o[0], o[1], o[2], dict(o[3])] for s, o in self.open.items()},
-                sorted(self.warned)]
+        return [
+            STATE_VERSION,
+            self.store_id,
+            self.hour,
+            self.seq,
+            dict(self.current),
+            forecast,
+            {s: [o[0], o[1], o[2], dict(o[3])] for s, o in self.open.items()},
+            sorted(self.warned),
+        ]
 
     @classmethod
     def from_state(cls, state: Any) -> StoreReplenishment | None:
@@ -691,8 +817,10 @@ class StoreReplenishment:
         ingredients), the rest of its state (~µs) each time."""
         packed = self._packed
         if packed is None or packed[0] != self.hour:
-            packed = self._packed = (self.hour, zlib.compress(
-                pickle.dumps(self._forecast(), protocol=5), 6))
+            packed = self._packed = (
+                self.hour,
+                zlib.compress(pickle.dumps(self._forecast(), protocol=5), 6),
+            )
         return pickle.dumps(self._state(packed[1]), protocol=5)
 
     @classmethod

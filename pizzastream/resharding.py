@@ -19,6 +19,7 @@ map and loads always give the same plan, and the plan of a planned map is empty:
 first step and planning again from the new map gives the rest of the same plan. That is what
 lets ``--apply`` stop anywhere and be run again.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-HASH_KEY_MAX = 2 ** 128 - 1
+HASH_KEY_MAX = 2**128 - 1
 GROUP = "Resharding"
 
 
@@ -94,16 +95,21 @@ class Policy:
 
     def __post_init__(self) -> None:
         if not 0 < self.merge_below < self.split_above <= 1:
-            raise ConfigError("Resharding needs 0 < merge_below < split_above <= 1, got "
-                              f"merge_below={self.merge_below}, split_above={self.split_above}")
+            raise ConfigError(
+                "Resharding needs 0 < merge_below < split_above <= 1, got "
+                f"merge_below={self.merge_below}, split_above={self.split_above}"
+            )
         if self.limits.records_per_s <= 0 or self.limits.bytes_per_s <= 0:
             raise ConfigError("Resharding shard limits must be positive")
 
     @classmethod
     def from_properties(cls, props: dict[str, dict[str, str]]) -> Policy:
-        limits = Limits(setting(props, "shard_records_per_s", float),
-                        setting(props, "shard_bytes_per_s", float))
-        return cls(limits, setting(props, "split_above", float), setting(props, "merge_below", float))
+        limits = Limits(
+            setting(props, "shard_records_per_s", float), setting(props, "shard_bytes_per_s", float)
+        )
+        return cls(
+            limits, setting(props, "split_above", float), setting(props, "merge_below", float)
+        )
 
 
 def setting(props: dict[str, dict[str, str]], key: str, kind: type[Any]) -> Any:
@@ -130,8 +136,9 @@ def key_loads(records: Iterable[tuple[str, int]], seconds: float) -> list[KeyLoa
     return [KeyLoad(key, Load(n / seconds, size / seconds)) for key, (n, size) in counts.items()]
 
 
-def scaled_to_shard_totals(keys: list[KeyLoad], shards: list[Shard],
-                           totals: dict[str, Load]) -> list[KeyLoad]:
+def scaled_to_shard_totals(
+    keys: list[KeyLoad], shards: list[Shard], totals: dict[str, Load]
+) -> list[KeyLoad]:
     """Per-key loads from a sample of records, rescaled so each shard's keys add up to the
     shard's measured total (CloudWatch's ``IncomingRecords``/``IncomingBytes``): the sample
     gives the split between keys, the metric the level. A shard with a total but no sampled
@@ -177,7 +184,7 @@ Step = Split | Merge
 class ShardLoad:
     shard: Shard
     load: Load
-    keys: list[KeyLoad]           # hottest first
+    keys: list[KeyLoad]  # hottest first
 
     def utilisation(self, limits: Limits) -> float:
         return self.load.utilisation(limits)
@@ -186,10 +193,10 @@ class ShardLoad:
 @dataclass
 class Plan:
     policy: Policy
-    before: list[ShardLoad]       # in hash order
+    before: list[ShardLoad]  # in hash order
     steps: list[Step]
-    after: list[ShardLoad]        # in hash order; ids of shards still to be made are made up
-    hot_keys: list[KeyLoad] = field(default_factory=list)   # hotter than one whole shard
+    after: list[ShardLoad]  # in hash order; ids of shards still to be made are made up
+    hot_keys: list[KeyLoad] = field(default_factory=list)  # hotter than one whole shard
 
 
 def shard_loads(shards: Iterable[Shard], keys: Iterable[KeyLoad]) -> list[ShardLoad]:
@@ -198,8 +205,10 @@ def shard_loads(shards: Iterable[Shard], keys: Iterable[KeyLoad]) -> list[ShardL
     by_shard = _keys_by_shard(ordered, keys)
     result = []
     for shard in ordered:
-        members = sorted(by_shard[shard.shard_id], key=lambda k: (-k.load.records_per_s,
-                                                                  -k.load.bytes_per_s, k.key))
+        members = sorted(
+            by_shard[shard.shard_id],
+            key=lambda k: (-k.load.records_per_s, -k.load.bytes_per_s, k.key),
+        )
         result.append(ShardLoad(shard, sum((k.load for k in members), Load()), members))
     return result
 
@@ -232,7 +241,9 @@ def split_point(shard: Shard, keys: list[KeyLoad], limits: Limits) -> int | None
     lower = Load()
     for i in range(1, len(hashes)):
         lower = lower + groups[hashes[i - 1]]
-        upper = Load(total.records_per_s - lower.records_per_s, total.bytes_per_s - lower.bytes_per_s)
+        upper = Load(
+            total.records_per_s - lower.records_per_s, total.bytes_per_s - lower.bytes_per_s
+        )
         worst = max(lower.utilisation(limits), upper.utilisation(limits))
         if best is None or worst < best:
             best, best_at = worst, hashes[i]
@@ -248,12 +259,13 @@ def plan(shards: Iterable[Shard], keys: Iterable[KeyLoad], policy: Policy) -> Pl
     before = shard_loads(shards, keys)
     current = [(sl.shard, sl.load, sl.keys) for sl in before]
     steps: list[Step] = []
-    unsplittable: set[int] = set()     # shards (by start) with no split point
+    unsplittable: set[int] = set()  # shards (by start) with no split point
     while True:
-        candidates = [(load.utilisation(limits), -shard.start, i)
-                      for i, (shard, load, _) in enumerate(current)
-                      if load.utilisation(limits) > policy.split_above
-                      and shard.start not in unsplittable]
+        candidates = [
+            (load.utilisation(limits), -shard.start, i)
+            for i, (shard, load, _) in enumerate(current)
+            if load.utilisation(limits) > policy.split_above and shard.start not in unsplittable
+        ]
         if not candidates:
             break
         _, _, i = max(candidates)
@@ -267,23 +279,30 @@ def plan(shards: Iterable[Shard], keys: Iterable[KeyLoad], policy: Policy) -> Pl
         low = sum((k.load for k in low_keys), Load())
         high = sum((k.load for k in high_keys), Load())
         steps.append(Split(shard.shard_id, at, load, low, high))
-        current[i:i + 1] = [(Shard(f"{shard.shard_id}/lower", shard.start, at - 1), low, low_keys),
-                            (Shard(f"{shard.shard_id}/upper", at, shard.end), high, high_keys)]
+        current[i : i + 1] = [
+            (Shard(f"{shard.shard_id}/lower", shard.start, at - 1), low, low_keys),
+            (Shard(f"{shard.shard_id}/upper", at, shard.end), high, high_keys),
+        ]
     while True:
-        pairs = [((a[1] + b[1]).utilisation(limits), a[0].start, i)
-                 for i, (a, b) in enumerate(pairwise(current))
-                 if a[0].end + 1 == b[0].start]
+        pairs = [
+            ((a[1] + b[1]).utilisation(limits), a[0].start, i)
+            for i, (a, b) in enumerate(pairwise(current))
+            if a[0].end + 1 == b[0].start
+        ]
         pairs = [p for p in pairs if p[0] <= policy.merge_below]
         if not pairs:
             break
         _, _, i = min(pairs)
         (a, a_load, a_keys), (b, b_load, b_keys) = current[i], current[i + 1]
         steps.append(Merge(a.shard_id, b.shard_id, a_load, b_load))
-        current[i:i + 2] = [(Shard(f"{a.shard_id}+{b.shard_id}", a.start, b.end),
-                             a_load + b_load, a_keys + b_keys)]
+        current[i : i + 2] = [
+            (Shard(f"{a.shard_id}+{b.shard_id}", a.start, b.end), a_load + b_load, a_keys + b_keys)
+        ]
     after = shard_loads([s for s, _, _ in current], keys)
-    hot = sorted((k for k in keys if k.load.utilisation(limits) > 1),
-                 key=lambda k: (-k.load.utilisation(limits), k.key))
+    hot = sorted(
+        (k for k in keys if k.load.utilisation(limits) > 1),
+        key=lambda k: (-k.load.utilisation(limits), k.key),
+    )
     return Plan(policy, before, steps, after, hot)
 
 
@@ -312,9 +331,16 @@ class LagVerdict:
     message: str
 
 
-def lag_verdict(lag_ms: float | None, *, stream: str, lag_source: str, max_lag_ms: float,
-                lookback_s: float, even_if_behind: bool,
-                earlier: LagVerdict | None = None) -> LagVerdict:
+def lag_verdict(
+    lag_ms: float | None,
+    *,
+    stream: str,
+    lag_source: str,
+    max_lag_ms: float,
+    lookback_s: float,
+    even_if_behind: bool,
+    earlier: LagVerdict | None = None,
+) -> LagVerdict:
     """The guard's decision; no AWS call here (``connectors.kinesis_shards.consumer_lag_ms``
     reads the figure).
 
@@ -331,41 +357,67 @@ def lag_verdict(lag_ms: float | None, *, stream: str, lag_source: str, max_lag_m
       the tool's own reads keeps the earlier reading: nothing newer says otherwise.
     """
     if lag_source not in LAG_SOURCES:
-        raise ConfigError(f"property {GROUP}.lag_source must be one of {', '.join(LAG_SOURCES)},"
-                          f" not {lag_source!r}")
+        raise ConfigError(
+            f"property {GROUP}.lag_source must be one of {', '.join(LAG_SOURCES)},"
+            f" not {lag_source!r}"
+        )
     if lag_source == "none":
-        return LagVerdict(True, False, None, f"consumer lag of {stream} not checked "
-                          f"({GROUP}.lag_source is none): reshard only while its readers are "
-                          f"caught up ({DOCS})")
+        return LagVerdict(
+            True,
+            False,
+            None,
+            f"consumer lag of {stream} not checked "
+            f"({GROUP}.lag_source is none): reshard only while its readers are "
+            f"caught up ({DOCS})",
+        )
     bound = f"{GROUP}.max_consumer_lag_ms {max_lag_ms:,.0f} ms"
-    why = ("flink-connector-kinesis 4.3.0 reads a child shard before its parent is read to the "
-           "end (FLINK-32218), so a reader behind can reorder a store's records across the "
-           f"reshard ({DOCS})")
+    why = (
+        "flink-connector-kinesis 4.3.0 reads a child shard before its parent is read to the "
+        "end (FLINK-32218), so a reader behind can reorder a store's records across the "
+        f"reshard ({DOCS})"
+    )
     if lag_ms is None:
         if earlier is not None and earlier.checked and earlier.lag_ms is not None:
-            return LagVerdict(earlier.proceed, True, earlier.lag_ms,
-                              f"consumer lag of {stream}: no datapoint newer than the tool's own "
-                              f"reads yet; the reading before them stands "
-                              f"({earlier.lag_ms:,.0f} ms)")
-        what = (f"consumer lag of {stream} unknown: no GetRecords.IteratorAgeMilliseconds "
-                f"datapoint in the last {lookback_s:,.0f} s (no reader polled it: nobody reads "
-                "it, or its jobs are stopped or use enhanced fan-out)")
+            return LagVerdict(
+                earlier.proceed,
+                True,
+                earlier.lag_ms,
+                f"consumer lag of {stream}: no datapoint newer than the tool's own "
+                f"reads yet; the reading before them stands "
+                f"({earlier.lag_ms:,.0f} ms)",
+            )
+        what = (
+            f"consumer lag of {stream} unknown: no GetRecords.IteratorAgeMilliseconds "
+            f"datapoint in the last {lookback_s:,.0f} s (no reader polled it: nobody reads "
+            "it, or its jobs are stopped or use enhanced fan-out)"
+        )
         if even_if_behind:
             return LagVerdict(True, True, None, f"{what}; going on (--even-if-behind)")
-        return LagVerdict(False, True, None,
-                          f"{what}; refusing to reshard: {why}. Start the readers and let them "
-                          "catch up, or pass --even-if-behind if nobody will read the stream's "
-                          "backlog across the reshard")
-    what = (f"consumer lag of {stream}: GetRecords.IteratorAgeMilliseconds Maximum "
-            f"{lag_ms:,.0f} ms over the last {lookback_s:,.0f} s")
+        return LagVerdict(
+            False,
+            True,
+            None,
+            f"{what}; refusing to reshard: {why}. Start the readers and let them "
+            "catch up, or pass --even-if-behind if nobody will read the stream's "
+            "backlog across the reshard",
+        )
+    what = (
+        f"consumer lag of {stream}: GetRecords.IteratorAgeMilliseconds Maximum "
+        f"{lag_ms:,.0f} ms over the last {lookback_s:,.0f} s"
+    )
     if lag_ms <= max_lag_ms:
         return LagVerdict(True, True, lag_ms, f"{what}, within {bound}")
     if even_if_behind:
-        return LagVerdict(True, True, lag_ms, f"{what}, over {bound}; going on "
-                          f"(--even-if-behind): {why}")
-    return LagVerdict(False, True, lag_ms,
-                      f"{what}, over {bound}; refusing to reshard: {why}. Let the jobs catch "
-                      "up and run again, or pass --even-if-behind")
+        return LagVerdict(
+            True, True, lag_ms, f"{what}, over {bound}; going on (--even-if-behind): {why}"
+        )
+    return LagVerdict(
+        False,
+        True,
+        lag_ms,
+        f"{what}, over {bound}; refusing to reshard: {why}. Let the jobs catch "
+        "up and run again, or pass --even-if-behind",
+    )
 
 
 @dataclass(frozen=True)
@@ -386,14 +438,22 @@ class Settings:
     def from_properties(cls, props: dict[str, dict[str, str]]) -> Settings:
         source = setting(props, "load_source", str)
         if source not in ("records", "cloudwatch"):
-            raise ConfigError(f"property {GROUP}.load_source must be records or "
-                                 f"cloudwatch, not {source!r}")
+            raise ConfigError(
+                f"property {GROUP}.load_source must be records or cloudwatch, not {source!r}"
+            )
         lag_source = setting(props, "lag_source", str)
         if lag_source not in LAG_SOURCES:
-            raise ConfigError(f"property {GROUP}.lag_source must be one of "
-                                 f"{', '.join(LAG_SOURCES)}, not {lag_source!r}")
-        return cls(Policy.from_properties(props), setting(props, "window_s", float),
-                   source, setting(props, "sample_records_per_shard", int),
-                   setting(props, "active_timeout_s", float), lag_source,
-                   setting(props, "max_consumer_lag_ms", float),
-                   setting(props, "lag_lookback_s", float))
+            raise ConfigError(
+                f"property {GROUP}.lag_source must be one of "
+                f"{', '.join(LAG_SOURCES)}, not {lag_source!r}"
+            )
+        return cls(
+            Policy.from_properties(props),
+            setting(props, "window_s", float),
+            source,
+            setting(props, "sample_records_per_shard", int),
+            setting(props, "active_timeout_s", float),
+            lag_source,
+            setting(props, "max_consumer_lag_ms", float),
+            setting(props, "lag_lookback_s", float),
+        )

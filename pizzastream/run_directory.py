@@ -23,6 +23,7 @@ them the environment without it.
 
 No Flink import: this is plain process plumbing, also used by the benchmark harness.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -48,8 +49,11 @@ def runs_root() -> Path:
     in the system temp directory (taken before any claim changed ``TMPDIR``)."""
     if os.environ.get(ROOT_ENV):
         return Path(os.environ[ROOT_ENV])
-    system = (os.environ[SYSTEM_TMPDIR_ENV] or "/tmp" if SYSTEM_TMPDIR_ENV in os.environ
-              else tempfile.gettempdir())
+    system = (
+        os.environ[SYSTEM_TMPDIR_ENV] or "/tmp"
+        if SYSTEM_TMPDIR_ENV in os.environ
+        else tempfile.gettempdir()
+    )
     return Path(system) / ROOT_NAME
 
 
@@ -135,8 +139,9 @@ def outside_env(env: dict[str, str]) -> dict[str, str]:
     if SYSTEM_TMPDIR_ENV not in env:
         return dict(env)
     system = env[SYSTEM_TMPDIR_ENV]
-    result = {k: v for k, v in env.items()
-              if k not in (*TEMP_VARIABLES, SYSTEM_TMPDIR_ENV, ROOT_ENV)}
+    result = {
+        k: v for k, v in env.items() if k not in (*TEMP_VARIABLES, SYSTEM_TMPDIR_ENV, ROOT_ENV)
+    }
     if system:
         result["TMPDIR"] = system
     return result

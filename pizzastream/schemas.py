@@ -17,13 +17,19 @@ Logical types, and what each engine makes of them:
 - ``timestamptz``: an instant; ``timestamp``: a naive UTC time (the metrics' hours).
 - ``numeric(p,s)``: exact money.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
 INTEGER, BIGINT, TEXT, TIMESTAMPTZ, TIMESTAMP = (
-    "integer", "bigint", "text", "timestamptz", "timestamp")
+    "integer",
+    "bigint",
+    "text",
+    "timestamptz",
+    "timestamp",
+)
 _NUMERIC = re.compile(r"numeric\((\d+),(\d+)\)")
 
 
@@ -71,70 +77,90 @@ class Table:
 
 
 # Aurora and the warehouse: one row per sold line item.
-ORDER_FCT = Table("order_fct", (
-    Column("store_id", INTEGER),
-    Column("order_id", TEXT, width=64),
-    Column("product_id", INTEGER),
-    Column("transaction_ts", TIMESTAMPTZ),
-    Column("quantity", INTEGER),
-    Column("unit_price", numeric(10, 2)),
-    Column("total_transaction_amt", numeric(12, 2)),
-    Column("delivery_id", TEXT, nullable=True, width=64),
-    Column("delivery_type", TEXT, width=16),
-    Column("channel", TEXT, width=16),
-), primary_key=("order_id", "product_id"))
+ORDER_FCT = Table(
+    "order_fct",
+    (
+        Column("store_id", INTEGER),
+        Column("order_id", TEXT, width=64),
+        Column("product_id", INTEGER),
+        Column("transaction_ts", TIMESTAMPTZ),
+        Column("quantity", INTEGER),
+        Column("unit_price", numeric(10, 2)),
+        Column("total_transaction_amt", numeric(12, 2)),
+        Column("delivery_id", TEXT, nullable=True, width=64),
+        Column("delivery_type", TEXT, width=16),
+        Column("channel", TEXT, width=16),
+    ),
+    primary_key=("order_id", "product_id"),
+)
 
 # Aurora: one row per unusable input record (``pizzastream.dead_letters``).
-DEAD_LETTER = Table("dead_letter", (
-    Column("dead_letter_id", TEXT),
-    Column("job", TEXT),
-    Column("reason", TEXT),
-    Column("detail", TEXT),
-    Column("event_id", TEXT, nullable=True),
-    Column("order_id", TEXT, nullable=True),
-    Column("payload", TEXT),
-    Column("received_at", TIMESTAMPTZ, defaulted=True),
-    Column("store_id", INTEGER, nullable=True),
-), primary_key=("dead_letter_id",))
+DEAD_LETTER = Table(
+    "dead_letter",
+    (
+        Column("dead_letter_id", TEXT),
+        Column("job", TEXT),
+        Column("reason", TEXT),
+        Column("detail", TEXT),
+        Column("event_id", TEXT, nullable=True),
+        Column("order_id", TEXT, nullable=True),
+        Column("payload", TEXT),
+        Column("received_at", TIMESTAMPTZ, defaulted=True),
+        Column("store_id", INTEGER, nullable=True),
+    ),
+    primary_key=("dead_letter_id",),
+)
 
 # The warehouse's metric columns after the contract's: who wrote the row and when
 # (``connectors.warehouse``); the lake's Parquet has the contract's columns only.
 PROVENANCE = ("source", "published_at")
 
 # Lake and warehouse: one row per (store, UTC hour) with sales (``pizzastream.metrics``).
-HOURLY_STORE_METRICS = Table("hourly_store_metrics", (
-    Column("store_id", INTEGER),
-    Column("window_start", TIMESTAMP),
-    Column("window_end", TIMESTAMP),
-    Column("orders", BIGINT),
-    Column("items", BIGINT),
-    Column("revenue", numeric(12, 2)),
-    Column("online_orders", BIGINT),
-    Column("in_store_orders", BIGINT),
-    Column("delivery_orders", BIGINT),
-    Column("avg_order_value", numeric(12, 2)),
-    Column("source", TEXT, width=8),
-    Column("published_at", TIMESTAMP),
-), primary_key=("store_id", "window_start"))
+HOURLY_STORE_METRICS = Table(
+    "hourly_store_metrics",
+    (
+        Column("store_id", INTEGER),
+        Column("window_start", TIMESTAMP),
+        Column("window_end", TIMESTAMP),
+        Column("orders", BIGINT),
+        Column("items", BIGINT),
+        Column("revenue", numeric(12, 2)),
+        Column("online_orders", BIGINT),
+        Column("in_store_orders", BIGINT),
+        Column("delivery_orders", BIGINT),
+        Column("avg_order_value", numeric(12, 2)),
+        Column("source", TEXT, width=8),
+        Column("published_at", TIMESTAMP),
+    ),
+    primary_key=("store_id", "window_start"),
+)
 
 # The contract's columns of ``hourly_store_metrics``, a ``MetricRow``'s fields.
 METRIC_COLUMNS = tuple(name for name in HOURLY_STORE_METRICS.names if name not in PROVENANCE)
 
 # Warehouse: every load of an hour's metric rows (``pizzastream.metrics.Publication``).
-METRICS_PUBLICATION = Table("metrics_publication", (
-    Column("window_start", TIMESTAMP),
-    Column("window_end", TIMESTAMP),
-    Column("source", TEXT, width=8),
-    Column("published_at", TIMESTAMP),
-    Column("stores", BIGINT),
-    Column("revenue_change", numeric(14, 2)),
-    Column("orders_change", BIGINT),
-))
+METRICS_PUBLICATION = Table(
+    "metrics_publication",
+    (
+        Column("window_start", TIMESTAMP),
+        Column("window_end", TIMESTAMP),
+        Column("source", TEXT, width=8),
+        Column("published_at", TIMESTAMP),
+        Column("stores", BIGINT),
+        Column("revenue_change", numeric(14, 2)),
+        Column("orders_change", BIGINT),
+    ),
+)
 
 TABLES = (ORDER_FCT, DEAD_LETTER, HOURLY_STORE_METRICS, METRICS_PUBLICATION)
 
-_FLINK_SQL = {INTEGER: "INT", BIGINT: "BIGINT", TEXT: "STRING",
-              TIMESTAMPTZ: "TIMESTAMP_LTZ(3)", TIMESTAMP: "TIMESTAMP(3)"}
+_FLINK_SQL = {
+    INTEGER: "INT",
+    BIGINT: "BIGINT",
+    TEXT: "STRING",
+    TIMESTAMPTZ: "TIMESTAMP_LTZ(3)",
+    TIMESTAMP: "TIMESTAMP(3)",
+}
 
 
 def flink_sql_type(column: Column) -> str:
@@ -143,4 +169,3 @@ def flink_sql_type(column: Column) -> str:
     if precision:
         return f"DECIMAL({precision[0]}, {precision[1]})"
     return _FLINK_SQL[column.type]
-

@@ -30,6 +30,7 @@ The groups that already had a typed reader keep it and hold its result:
 Deliberately pure: no Flink, no AWS; the parsing reads the groups through a loop the
 deployment analysis (``deploy/property_reads.py``) does not count as reads of any key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,8 +67,9 @@ class ConfigError(ValueError):
         self.group, self.key, self.problem = group, key, problem
         where = f"{group}.{key}" if key else group
         # "Aws.region is missing ...", "Aurora.port: 'x' is not a whole number"
-        super().__init__(f"{where} {problem}" if problem.startswith("is missing")
-                         else f"{where}: {problem}")
+        super().__init__(
+            f"{where} {problem}" if problem.startswith("is missing") else f"{where}: {problem}"
+        )
 
 
 # Checks a field's metadata asks for (``field(metadata=POSITIVE)``).
@@ -91,6 +93,7 @@ def need(value: T | None, group: str, key: str) -> T:
 
 # --- parsing one value ---------------------------------------------------------------------
 
+
 def _convert(group: str, key: str, kind: Any, text: str) -> Any:
     """``text`` as the annotated ``kind``; empty text was handled by the caller."""
     origin = typing.get_origin(kind)
@@ -104,8 +107,9 @@ def _convert(group: str, key: str, kind: Any, text: str) -> Any:
         return _convert(group, key, inner, text)
     if origin is tuple:
         (inner, _) = typing.get_args(kind)
-        return tuple(_convert(group, key, inner, part.strip())
-                     for part in text.split(",") if part.strip())
+        return tuple(
+            _convert(group, key, inner, part.strip()) for part in text.split(",") if part.strip()
+        )
     if kind is bool:
         value = _TRUE_FALSE.get(text.strip().lower())
         if value is None:
@@ -137,8 +141,9 @@ def _type_hints(cls: type[Any]) -> dict[str, Any]:
     return hints
 
 
-def _parse_fields(cls: type[Any], group: str, values: Mapping[str, str],
-                  skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+def _parse_fields(
+    cls: type[Any], group: str, values: Mapping[str, str], skip: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The keyword arguments of ``cls`` from the group's ``values``: each field named as its
     key; an absent or empty key leaves the field's default (or is refused if it has none,
     unless the group names the secret it comes from: ``<key>_secret_arn``)."""
@@ -150,10 +155,9 @@ def _parse_fields(cls: type[Any], group: str, values: Mapping[str, str],
         text = values.get(f.name)
         kind = hints[f.name]
         if text is None or (not str(text).strip() and kind is not str):
-            required = (f.default is dataclasses.MISSING
-                        and f.default_factory is dataclasses.MISSING)
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             if required and values.get(f"{f.name}{SECRET_SUFFIX}"):
-                out[f.name] = ""      # filled from the secret by load_properties
+                out[f.name] = ""  # filled from the secret by load_properties
             elif required:
                 raise ConfigError(group, f.name, "is missing from the configuration")
             continue
@@ -181,22 +185,24 @@ def _reader(group: str, read: Callable[[], T]) -> T:
     except ConfigError:
         raise
     except KeyError as error:
-        raise ConfigError(group, str(error.args[0]), "is missing from the configuration") \
-            from None
+        raise ConfigError(group, str(error.args[0]), "is missing from the configuration") from None
     except ValueError as error:
         message = str(error)
         named = re.search(rf"\b{group}\.(\w+)", message)
         if named is None:
             raise ConfigError(group, None, message.removeprefix(f"{group}: ")) from None
-        before, after = message[: named.start()].strip(), message[named.end():].lstrip(" =:")
+        before, after = message[: named.start()].strip(), message[named.end() :].lstrip(" =:")
         if before not in ("", "property", "missing property"):
             raise ConfigError(group, named[1], message) from None
-        raise ConfigError(group, named[1], after or "is missing from the configuration") \
-            from None
+        raise ConfigError(group, named[1], after or "is missing from the configuration") from None
 
 
-def _check_each(group: str, values: Mapping[str, str], keys: list[str] | tuple[str, ...],
-                kind: type[int] | type[float]) -> None:
+def _check_each(
+    group: str,
+    values: Mapping[str, str],
+    keys: list[str] | tuple[str, ...],
+    kind: type[int] | type[float],
+) -> None:
     """Each of ``keys`` present and a ``kind``: what an existing reader parses, checked
     first so its errors name the key too."""
     for key in keys:
@@ -205,11 +211,18 @@ def _check_each(group: str, values: Mapping[str, str], keys: list[str] | tuple[s
         _convert(group, key, kind, values[key])
 
 
-HOURLY_TIMING_KEYS = ("out_of_orderness_minutes", "idle_seconds", "pos_wait_minutes",
-                      "allowed_lateness_minutes", "late_refresh_seconds", "dedup_ttl_minutes")
+HOURLY_TIMING_KEYS = (
+    "out_of_orderness_minutes",
+    "idle_seconds",
+    "pos_wait_minutes",
+    "allowed_lateness_minutes",
+    "late_refresh_seconds",
+    "dedup_ttl_minutes",
+)
 
 
 # --- the groups ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class GroupSettings:
@@ -229,7 +242,7 @@ class AwsSettings(GroupSettings):
 
     region: str
     account_id: str = ""
-    endpoint: str = ""           # set locally (moto); empty on AWS
+    endpoint: str = ""  # set locally (moto); empty on AWS
     access_key_id: str = ""
     secret_access_key: str = ""
 
@@ -243,8 +256,11 @@ class AwsSettings(GroupSettings):
         values = _plain(values)
         parsed = super().from_group(values)
         if parsed.access_key_id and not parsed.secret_access_key:
-            raise ConfigError(cls.GROUP, "secret_access_key",
-                              "is missing from the configuration (access_key_id is set)")
+            raise ConfigError(
+                cls.GROUP,
+                "secret_access_key",
+                "is missing from the configuration (access_key_id is set)",
+            )
         return parsed
 
 
@@ -260,7 +276,7 @@ class StreamsSettings(GroupSettings):
 
     names: Mapping[str, str] = field(default_factory=dict)
     shard_count: int | None = field(default=None, metadata=POSITIVE)  # the local stack's
-    initial_position: InitialPosition | None = None   # None: each reader's own default
+    initial_position: InitialPosition | None = None  # None: each reader's own default
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> StreamsSettings:
@@ -269,8 +285,10 @@ class StreamsSettings(GroupSettings):
         empty = sorted(k for k, v in names.items() if not v.strip())
         if empty:
             raise ConfigError(cls.GROUP, empty[0], "names no stream")
-        return cls(names=types.MappingProxyType(names),
-                   **_parse_fields(cls, cls.GROUP, values, frozenset({"names"})))
+        return cls(
+            names=types.MappingProxyType(names),
+            **_parse_fields(cls, cls.GROUP, values, frozenset({"names"})),
+        )
 
     def name(self, logical_name: str) -> str:
         """The stream's name (``config.stream_name``)."""
@@ -297,10 +315,10 @@ class DatabaseSettings(GroupSettings):
     port: int = field(metadata=POSITIVE)
     dbname: str
     user: str
-    password: str               # or password_secret_arn, read at start
+    password: str  # or password_secret_arn, read at start
     password_secret_arn: str = ""
     sslmode: SslMode | None = None
-    sslrootcert: str = ""       # relative: under the application root (config.tls_settings)
+    sslrootcert: str = ""  # relative: under the application root (config.tls_settings)
     sink_batch_rows: int = field(default=1000, metadata=POSITIVE)
     sink_flush_interval: str = "1s"
     copy_batch_rows: int = field(default=50000, metadata=POSITIVE)
@@ -314,8 +332,10 @@ class DatabaseSettings(GroupSettings):
     def dsn(self) -> str:
         """libpq connection string, with ``tls()`` (``config.postgres_dsn``)."""
         tls = "".join(f" {key}={value}" for key, value in self.tls())
-        return (f"host={self.host} port={self.port} dbname={self.dbname} "
-                f"user={self.user} password={self.password}{tls}")
+        return (
+            f"host={self.host} port={self.port} dbname={self.dbname} "
+            f"user={self.user} password={self.password}{tls}"
+        )
 
     def jdbc_url(self) -> str:
         """The same database for pgjdbc (``config.jdbc_url``, which says why the CAs come
@@ -326,8 +346,9 @@ class DatabaseSettings(GroupSettings):
             source = str(path) if path.is_absolute() else f"classpath:{path.as_posix()}"
             params += [("sslfactory", PEM_TRUST_FACTORY), ("sslfactoryarg", source)]
         query = "&".join(f"{key}={value}" for key, value in params)
-        return (f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}"
-                + (f"?{query}" if query else ""))
+        return f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}" + (
+            f"?{query}" if query else ""
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -339,16 +360,16 @@ class AuroraSettings(DatabaseSettings):
 class WarehouseSettings(DatabaseSettings):
     GROUP: ClassVar[str] = "Warehouse"
 
-    port: int = field(default=5439, metadata=POSITIVE)     # Redshift's
+    port: int = field(default=5439, metadata=POSITIVE)  # Redshift's
 
     engine: Literal["postgresql", "redshift"] = "postgresql"
-    stand_in: Literal["", "postgresql"] = ""   # redshift SQL run on PostgreSQL (locally)
-    iam_role: str | None = None                # the COPY role; only the loaders read it
-    load_bucket: str = ""                      # empty: Lake.bucket
+    stand_in: Literal["", "postgresql"] = ""  # redshift SQL run on PostgreSQL (locally)
+    iam_role: str | None = None  # the COPY role; only the loaders read it
+    load_bucket: str = ""  # empty: Lake.bucket
     load_prefix: str = "warehouse/loads"
     serialization_attempts: int = field(default=5, metadata=POSITIVE)
     serialization_backoff_s: float = field(default=0.5, metadata=NON_NEGATIVE)
-    connect_timeout_s: int = field(default=30, metadata=POSITIVE)   # Redshift's driver
+    connect_timeout_s: int = field(default=30, metadata=POSITIVE)  # Redshift's driver
 
 
 def tls_pairs(sslmode: str, sslrootcert: str) -> list[tuple[str, str]]:
@@ -361,7 +382,8 @@ def tls_pairs(sslmode: str, sslrootcert: str) -> list[tuple[str, str]]:
 
 
 DATABASES: Mapping[str, type[DatabaseSettings]] = types.MappingProxyType(
-    {"Aurora": AuroraSettings, "Warehouse": WarehouseSettings})
+    {"Aurora": AuroraSettings, "Warehouse": WarehouseSettings}
+)
 
 
 def database(props: Mapping[str, Mapping[str, str]], group: str = "Aurora") -> DatabaseSettings:
@@ -379,7 +401,7 @@ class RedisSettings(GroupSettings):
     password: str = ""
     password_secret_arn: str = ""
     tls: bool = False
-    tls_ca_file: Path | None = None    # None: the system's trust store
+    tls_ca_file: Path | None = None  # None: the system's trust store
     cluster_mode: bool = False
 
 
@@ -388,8 +410,8 @@ class LakeSettings(GroupSettings):
     GROUP: ClassVar[str] = "Lake"
 
     bucket: str
-    staging_bucket: str = ""    # empty: bucket (config.staging_bucket)
-    pos_bucket: str = ""        # empty: bucket (config.pos_bucket)
+    staging_bucket: str = ""  # empty: bucket (config.staging_bucket)
+    pos_bucket: str = ""  # empty: bucket (config.pos_bucket)
 
     @property
     def staging(self) -> str:
@@ -411,8 +433,10 @@ class OrderRulesSettings(GroupSettings):
     def from_group(cls, values: Mapping[str, str]) -> OrderRulesSettings:
         values = _plain(values)
         _check_each(cls.GROUP, values, [f.name for f in dataclasses.fields(OrderRules)], int)
-        return cls(rules=_reader(cls.GROUP, lambda: OrderRules.from_properties(values)),
-                   **_parse_fields(cls, cls.GROUP, values, frozenset({"rules"})))
+        return cls(
+            rules=_reader(cls.GROUP, lambda: OrderRules.from_properties(values)),
+            **_parse_fields(cls, cls.GROUP, values, frozenset({"rules"})),
+        )
 
 
 @dataclass(frozen=True)
@@ -425,8 +449,10 @@ class InventorySettings(GroupSettings):
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> InventorySettings:
         values = _plain(values)
-        return cls(history=_reader(cls.GROUP, lambda: HistoryWindow.from_properties(values)),
-                   **_parse_fields(cls, cls.GROUP, values, frozenset({"history"})))
+        return cls(
+            history=_reader(cls.GROUP, lambda: HistoryWindow.from_properties(values)),
+            **_parse_fields(cls, cls.GROUP, values, frozenset({"history"})),
+        )
 
     @property
     def dedup_ttl_ms(self) -> int:
@@ -470,7 +496,7 @@ class FlinkTuningSettings(GroupSettings):
 
     GROUP: ClassVar[str] = "FlinkTuning"
 
-    parallelism: int = field(default=1, metadata=POSITIVE)                # locally only
+    parallelism: int = field(default=1, metadata=POSITIVE)  # locally only
     checkpoint_interval_ms: int = field(default=5000, metadata=POSITIVE)  # locally only
     python: Mapping[str, str] = field(default_factory=dict)
 
@@ -478,8 +504,10 @@ class FlinkTuningSettings(GroupSettings):
     def from_group(cls, values: Mapping[str, str]) -> FlinkTuningSettings:
         values = _plain(values)
         python = {k: v for k, v in values.items() if k.startswith("python.")}
-        return cls(python=types.MappingProxyType(python),
-                   **_parse_fields(cls, cls.GROUP, values, frozenset({"python"})))
+        return cls(
+            python=types.MappingProxyType(python),
+            **_parse_fields(cls, cls.GROUP, values, frozenset({"python"})),
+        )
 
 
 @dataclass(frozen=True)
@@ -493,7 +521,7 @@ class DeliverySettings(GroupSettings):
     rules: DeliveryRules
     retry_poll_s: float = field(metadata=POSITIVE)
     provider_url: str
-    kcl_application_name: str | None = None      # the KCL daemon's; required there
+    kcl_application_name: str | None = None  # the KCL daemon's; required there
     provider_timeout_s: float = field(default=2.0, metadata=POSITIVE)
     provider_attempts: int = field(default=3, metadata=POSITIVE)
     provider_backoff_s: float = field(default=0.2, metadata=NON_NEGATIVE)
@@ -503,7 +531,7 @@ class DeliverySettings(GroupSettings):
     retry_max_s: float = field(default=30.0, metadata=POSITIVE)
     unexpected_error_attempts: int = field(default=3, metadata=POSITIVE)
     checkpoint_every_s: float = field(default=5.0, metadata=POSITIVE)
-    kcl_initial_position: InitialPosition | None = None   # None: Streams.initial_position
+    kcl_initial_position: InitialPosition | None = None  # None: Streams.initial_position
     kcl_max_records: int = field(default=100, metadata=POSITIVE)
     kcl_idle_between_reads_ms: int = field(default=500, metadata=NON_NEGATIVE)
     kcl_failover_ms: int = field(default=10000, metadata=POSITIVE)
@@ -532,13 +560,25 @@ class DeliverySettings(GroupSettings):
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> DeliverySettings:
         values = _plain(values)
-        _check_each(cls.GROUP, values, ("max_fee", "max_distance_km", "eta_cost_cents_per_min",
-                                        "retry_backoff_s", "retry_backoff_max_s",
-                                        "deadline_minutes"), float)
-        kcl = {k[len("kcl."):]: v for k, v in values.items() if k.startswith("kcl.")}
-        return cls(rules=_reader(cls.GROUP, lambda: DeliveryRules.from_properties(values)),
-                   kcl=types.MappingProxyType(kcl),
-                   **_parse_fields(cls, cls.GROUP, values, frozenset({"rules", "kcl"})))
+        _check_each(
+            cls.GROUP,
+            values,
+            (
+                "max_fee",
+                "max_distance_km",
+                "eta_cost_cents_per_min",
+                "retry_backoff_s",
+                "retry_backoff_max_s",
+                "deadline_minutes",
+            ),
+            float,
+        )
+        kcl = {k[len("kcl.") :]: v for k, v in values.items() if k.startswith("kcl.")}
+        return cls(
+            rules=_reader(cls.GROUP, lambda: DeliveryRules.from_properties(values)),
+            kcl=types.MappingProxyType(kcl),
+            **_parse_fields(cls, cls.GROUP, values, frozenset({"rules", "kcl"})),
+        )
 
 
 @dataclass(frozen=True)
@@ -551,7 +591,7 @@ class PosSettings(GroupSettings):
     store_systems: int = field(metadata=POSITIVE)
     batch_interval_s: float = field(metadata=POSITIVE)
     poll_interval_s: float = field(default=1.0, metadata=POSITIVE)
-    state_dir: Path | None = None                 # the simulator's; required there
+    state_dir: Path | None = None  # the simulator's; required there
     duplicate_share: float = field(default=0.0, metadata=SHARE)
     truncate_share: float = field(default=0.0, metadata=SHARE)
     short_share: float = field(default=0.0, metadata=SHARE)
@@ -563,11 +603,16 @@ class PosSettings(GroupSettings):
     def from_group(cls, values: Mapping[str, str]) -> PosSettings:
         values = _plain(values)
         parsed = super().from_group(values)
-        shares = (parsed.duplicate_share + parsed.truncate_share + parsed.short_share
-                  + parsed.late_share)
+        shares = (
+            parsed.duplicate_share + parsed.truncate_share + parsed.short_share + parsed.late_share
+        )
         if shares > 1:
-            raise ConfigError(cls.GROUP, None, "duplicate_share, truncate_share, short_share "
-                              f"and late_share add up to {shares:g}, more than 1")
+            raise ConfigError(
+                cls.GROUP,
+                None,
+                "duplicate_share, truncate_share, short_share "
+                f"and late_share add up to {shares:g}, more than 1",
+            )
         return parsed
 
 
@@ -579,7 +624,7 @@ class EtlSettings(GroupSettings):
     part_rows: int = field(metadata=POSITIVE)
     metrics_chunk_hours: int = field(metadata=POSITIVE)
     ingestion_interval_s: float | None = field(default=None, metadata=POSITIVE)  # local loop
-    schedule_interval_s: float | None = field(default=None, metadata=POSITIVE)   # local loop
+    schedule_interval_s: float | None = field(default=None, metadata=POSITIVE)  # local loop
 
 
 @dataclass(frozen=True)
@@ -599,8 +644,7 @@ class HourlyMetricsSettings(GroupSettings):
         values = _plain(values)
         _check_each(cls.GROUP, values, HOURLY_TIMING_KEYS, float)
         timing = _reader(cls.GROUP, lambda: HourlySettings.from_props({cls.GROUP: values}))
-        return cls(timing=timing,
-                   **_parse_fields(cls, cls.GROUP, values, frozenset({"timing"})))
+        return cls(timing=timing, **_parse_fields(cls, cls.GROUP, values, frozenset({"timing"})))
 
 
 @dataclass(frozen=True)
@@ -631,17 +675,36 @@ class _ReshardingGroup:
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> resharding.Settings:
         values = _plain(values)
-        return _reader(cls.GROUP, lambda: resharding.Settings.from_properties(
-            {cls.GROUP: dict(values)}))
+        return _reader(
+            cls.GROUP, lambda: resharding.Settings.from_properties({cls.GROUP: dict(values)})
+        )
 
 
 # Every group, by its PropertyGroupId.
-GROUPS: Mapping[str, Callable[[Mapping[str, str]], object]] = types.MappingProxyType({
-    cls.GROUP: cls.from_group for cls in (
-        AwsSettings, StreamsSettings, _ReshardingGroup, AuroraSettings, WarehouseSettings,
-        RedisSettings, LakeSettings, OrderRulesSettings, InventorySettings, OrderPathSettings,
-        AggregationSettings, FlinkTuningSettings, DeliverySettings, PosSettings, EtlSettings,
-        HourlyMetricsSettings, ApiSettings)})
+GROUPS: Mapping[str, Callable[[Mapping[str, str]], object]] = types.MappingProxyType(
+    {
+        cls.GROUP: cls.from_group
+        for cls in (
+            AwsSettings,
+            StreamsSettings,
+            _ReshardingGroup,
+            AuroraSettings,
+            WarehouseSettings,
+            RedisSettings,
+            LakeSettings,
+            OrderRulesSettings,
+            InventorySettings,
+            OrderPathSettings,
+            AggregationSettings,
+            FlinkTuningSettings,
+            DeliverySettings,
+            PosSettings,
+            EtlSettings,
+            HourlyMetricsSettings,
+            ApiSettings,
+        )
+    }
+)
 
 
 @dataclass(frozen=True)

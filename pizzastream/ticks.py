@@ -18,6 +18,7 @@ A tick record::
 scheduled Lambda on AWS calls ``handler``; the demo and the tests write the hours they
 need with ``tick_records``).
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,7 @@ class InvalidTick(InvalidRestock):
 class Tick:
     event_id: str
     store_id: int
-    ts_ms: int          # the start of the hour the tick opens
+    ts_ms: int  # the start of the hour the tick opens
 
 
 def tick_event_id(store_id: int, hour_ms: int) -> str:
@@ -57,9 +58,16 @@ def tick_records(store_ids: Iterable[int], hour_ms: int) -> list[tuple[str, byte
     ``hour_ms``, in store order."""
     start = hour_ms - hour_ms % HOUR_MS
     tick = format_event_time(start)
-    return [(str(store_id), json.dumps(
-        {"event_id": tick_event_id(store_id, start), "store_id": store_id, "tick": tick},
-        separators=(",", ":")).encode()) for store_id in sorted(store_ids)]
+    return [
+        (
+            str(store_id),
+            json.dumps(
+                {"event_id": tick_event_id(store_id, start), "store_id": store_id, "tick": tick},
+                separators=(",", ":"),
+            ).encode(),
+        )
+        for store_id in sorted(store_ids)
+    ]
 
 
 def parse_tick(doc: dict[str, Any]) -> Tick:
@@ -86,8 +94,7 @@ def parse_tick(doc: dict[str, Any]) -> Tick:
     return Tick(doc["event_id"], store_id, ts_ms)
 
 
-def write_ticks(props: Props, hour_ms: int,
-                store_ids: Iterable[int] = STORE_IDS) -> int:
+def write_ticks(props: Props, hour_ms: int, store_ids: Iterable[int] = STORE_IDS) -> int:
     """Writes the hour's ticks to the ``restocks`` stream (one serialised writer:
     ``KinesisProducer``); returns how many."""
     from connectors.kinesis_producer import KinesisProducer

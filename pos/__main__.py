@@ -6,6 +6,7 @@ Settings come from the ``Pos`` property group (environment overrides such as
 what is due now and exits; planned redeliveries and late batches wait in the outbox for a
 later run. Without it the stand-in runs until SIGTERM/SIGINT.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,15 @@ from pizzastream.settings import validate
 from pos.service import PosStandIn
 
 # flag -> Pos key
-OVERRIDES = {"interval": "batch_interval_s", "duplicate_share": "duplicate_share",
-             "truncate_share": "truncate_share", "short_share": "short_share",
-             "late_share": "late_share", "late_s": "late_s", "state_dir": "state_dir"}
+OVERRIDES = {
+    "interval": "batch_interval_s",
+    "duplicate_share": "duplicate_share",
+    "truncate_share": "truncate_share",
+    "short_share": "short_share",
+    "late_share": "late_share",
+    "late_s": "late_s",
+    "state_dir": "state_dir",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,11 +36,19 @@ def main(argv: list[str] | None = None) -> int:
     for flag in OVERRIDES:
         parser.add_argument(f"--{flag.replace('_', '-')}", help=f"Pos.{OVERRIDES[flag]}")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     props = load_properties()
-    props["Pos"].update({key: getattr(args, flag) for flag, key in OVERRIDES.items()
-                         if getattr(args, flag) is not None})
+    props["Pos"].update(
+        {
+            key: getattr(args, flag)
+            for flag, key in OVERRIDES.items()
+            if getattr(args, flag) is not None
+        }
+    )
     validate(props)
     stop = []
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,6 +6,7 @@ some 30 M lines across the store systems), for load and memory tests of the inge
 The batch goes through the stand-in's own spool and outbox, so it is a real batch with a
 real manifest. Orders have ``lines_per_order`` lines and are spread over the last hour.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,16 +19,15 @@ from pathlib import Path
 from connectors import aws
 from pizzastream.catalog import Catalog
 from pizzastream.config import Props, load_properties, pos_bucket
-from pizzastream.settings import PosSettings, validate
 from pizzastream.orders import STORE_IDS, EnrichedOrder, OrderLine
 from pizzastream.pos_batches import Manifest, batch_id, settle, store_system
+from pizzastream.settings import PosSettings, validate
 from pos.outbox import Outbox, Spool, Version
 
 HOUR_MS = 3_600_000
 
 
-def deliver_bulk(props: Props, lines: int, lines_per_order: int = 4,
-                 system: int = 1) -> Manifest:
+def deliver_bulk(props: Props, lines: int, lines_per_order: int = 4, system: int = 1) -> Manifest:
     """Delivers one batch of about ``lines`` line items (whole orders) for ``system``."""
     systems = PosSettings.from_group(props["Pos"]).store_systems
     stores = [s for s in STORE_IDS if store_system(s, systems) == system]
@@ -39,10 +39,19 @@ def deliver_bulk(props: Props, lines: int, lines_per_order: int = 4,
         spool = Spool(Path(directory), system, systems)
         for n in range(max(1, lines // lines_per_order)):
             order = EnrichedOrder(
-                f"bulk-{batch}-{n}", f"B{batch}-{n:08d}", stores[n % len(stores)], "in_store",
-                "dine_in", now_ms - HOUR_MS + n % HOUR_MS, None, None,
-                tuple(OrderLine(p.product_id, 1 + n % 3, p.unit_price_cents)
-                      for p in itertools.islice(products, lines_per_order)))
+                f"bulk-{batch}-{n}",
+                f"B{batch}-{n:08d}",
+                stores[n % len(stores)],
+                "in_store",
+                "dine_in",
+                now_ms - HOUR_MS + n % HOUR_MS,
+                None,
+                None,
+                tuple(
+                    OrderLine(p.product_id, 1 + n % 3, p.unit_price_cents)
+                    for p in itertools.islice(products, lines_per_order)
+                ),
+            )
             for line in settle(order):
                 spool.add(line)
         manifest = spool.cut(batch, outbox.data_path(batch))
@@ -59,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     props = load_properties()
     validate(props)
-    manifest = deliver_bulk(props, args.lines, args.lines_per_order,
-                            args.store_system)
+    manifest = deliver_bulk(props, args.lines, args.lines_per_order, args.store_system)
     print(f"{manifest.batch_id}: {manifest.record_count} lines, sha256 {manifest.sha256}")
     return 0
 

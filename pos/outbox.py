@@ -15,6 +15,7 @@ failed transfer; without it, those sales would be gone whatever the pipeline did
 is on disk, so a restart still delivers what is due. Data goes up before the manifest,
 which is what tells the ingestion a batch is there.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -29,15 +30,21 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from pizzastream.settings import PosSettings
 from pizzastream.pos_batches import (
-    DATA_SUFFIX, LANDING_PREFIX, MANIFEST_SUFFIX, BatchDigest, Manifest, SettledLine, batch_key,
+    DATA_SUFFIX,
+    LANDING_PREFIX,
+    MANIFEST_SUFFIX,
+    BatchDigest,
+    Manifest,
+    SettledLine,
+    batch_key,
 )
+from pizzastream.settings import PosSettings
 
 log = logging.getLogger(__name__)
 
 PLAN_SUFFIX = ".plan.json"
-SHORT_SHARE_MISSING = 10        # a short delivery lacks 1/10 of the lines (at least one)
+SHORT_SHARE_MISSING = 10  # a short delivery lacks 1/10 of the lines (at least one)
 
 
 class Version(StrEnum):
@@ -48,7 +55,7 @@ class Version(StrEnum):
     SHORT = "short"
 
 
-Step = tuple[float, Version]     # (due, epoch seconds; version)
+Step = tuple[float, Version]  # (due, epoch seconds; version)
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,30 @@ class Faults:
     @classmethod
     def from_settings(cls, pos: PosSettings) -> Faults:
         """From the typed ``Pos`` group (``pizzastream.settings.PosSettings``)."""
-        return cls(pos.duplicate_share, pos.truncate_share, pos.short_share, pos.late_share,
-                   pos.late_s, seed=pos.fault_seed)
+        return cls(
+            pos.duplicate_share,
+            pos.truncate_share,
+            pos.short_share,
+            pos.late_share,
+            pos.late_s,
+            seed=pos.fault_seed,
+        )
 
     @classmethod
     def from_properties(cls, group: Mapping[str, str]) -> Faults:
-        return cls(*(float(group.get(name, default)) for name, default in (  # type: ignore[misc,arg-type]  # the five shares, then the seed by name
-            ("duplicate_share", 0), ("truncate_share", 0), ("short_share", 0),
-            ("late_share", 0), ("late_s", 7200))), seed=int(group.get("fault_seed", 1)))
+        return cls(
+            *(
+                float(group.get(name, default))
+                for name, default in (  # type: ignore[misc,arg-type]  # the five shares, then the seed by name
+                    ("duplicate_share", 0),
+                    ("truncate_share", 0),
+                    ("short_share", 0),
+                    ("late_share", 0),
+                    ("late_s", 7200),
+                )
+            ),
+            seed=int(group.get("fault_seed", 1)),
+        )
 
     def plan(self, batch: str, now: float, interval_s: float) -> list[Step]:
         """The deliveries of one batch."""
@@ -102,7 +125,7 @@ class Spool:
 
     def add(self, line: SettledLine) -> None:
         raw = line.to_json().encode() + b"\n"
-        self._digest.add(raw)          # also proves the stand-in writes valid lines
+        self._digest.add(raw)  # also proves the stand-in writes valid lines
         self._file.write(raw)
 
     def cut(self, batch: str, destination: Path) -> Manifest:
@@ -156,11 +179,16 @@ class Outbox:
         manifest = Manifest.from_json((self.directory / f"{batch}{MANIFEST_SUFFIX}").read_text())
         with tempfile.TemporaryDirectory(dir=self.directory) as scratch:
             data = _version_file(self.data_path(batch), manifest, version, Path(scratch))
-            self._s3.upload_file(str(data), self._bucket, batch_key(
-                LANDING_PREFIX, manifest.store_system, batch, DATA_SUFFIX))
-        self._s3.put_object(Bucket=self._bucket, Body=manifest.to_json().encode(),
-                            Key=batch_key(LANDING_PREFIX, manifest.store_system, batch,
-                                          MANIFEST_SUFFIX))
+            self._s3.upload_file(
+                str(data),
+                self._bucket,
+                batch_key(LANDING_PREFIX, manifest.store_system, batch, DATA_SUFFIX),
+            )
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Body=manifest.to_json().encode(),
+            Key=batch_key(LANDING_PREFIX, manifest.store_system, batch, MANIFEST_SUFFIX),
+        )
         log.info("delivered %s (%s, %d lines)", batch, version, manifest.record_count)
 
     def _remove(self, batch: str) -> None:

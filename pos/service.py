@@ -6,6 +6,7 @@ checkpoint moves past what those batches hold, then due deliveries go out. A cra
 the checkpoint re-reads those orders into new batches (duplicates the ingestion absorbs);
 a crash after it still has the batches on disk.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -31,10 +32,12 @@ class PosStandIn:
         state = need(settings.state_dir, "Pos", "state_dir")
         state = state if state.is_absolute() else REPO_ROOT / state
         self._reader = CheckpointedReader(
-            aws.client(props, "kinesis"), stream_name(props, "pos_orders"),
+            aws.client(props, "kinesis"),
+            stream_name(props, "pos_orders"),
             state / "checkpoint.json",
-            StreamsSettings.from_group(props["Streams"]).initial_position or "TRIM_HORIZON")
-        if self._reader.stream_replaced:     # a reset stack: old batches belong to old data
+            StreamsSettings.from_group(props["Streams"]).initial_position or "TRIM_HORIZON",
+        )
+        if self._reader.stream_replaced:  # a reset stack: old batches belong to old data
             shutil.rmtree(state / "outbox", ignore_errors=True)
         self.outbox = Outbox(state / "outbox", aws.client(props, "s3"), pos_bucket(props))
         self._spool_dir = state / "spool"
@@ -79,5 +82,7 @@ class PosStandIn:
                 time.sleep(self.poll_interval_s)
 
     def _open_spools(self) -> dict[int, Spool]:
-        return {system: Spool(self._spool_dir, system, self._systems)
-                for system in range(1, self._systems + 1)}
+        return {
+            system: Spool(self._spool_dir, system, self._systems)
+            for system in range(1, self._systems + 1)
+        }

@@ -19,6 +19,7 @@ as ``simulation.traffic`` draws them. Stores open with ``reference_data.initial_
 The new policy's forecast is seeded from ``--history-weeks`` weeks of the same traffic
 before the first day (unconstrained demand: as if the store had sold all of it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,34 +31,54 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any
 
 from pizzastream import reference_data
 from pizzastream.catalog import Catalog
 from pizzastream.inventory import (
-    StoreStock, due_reorders, restock, take_stock,
+    StoreStock,
+    due_reorders,
+    restock,
+    take_stock,
 )
 from pizzastream.inventory import policies_from_reference_data as todays_policies
 from pizzastream.orders import epoch_ms
 from pizzastream.replenishment import (
-    HOUR_MS, ReplenishmentOrder, StoreReplenishment, policies_from_reference_data,
+    HOUR_MS,
+    ReplenishmentOrder,
+    StoreReplenishment,
+    policies_from_reference_data,
 )
 from simulation.traffic import LINE_COUNT_WEIGHTS, QUANTITY_WEIGHTS
 
 DAY_MS = 24 * HOUR_MS
 # A Monday, so day 1 is a weekday and days 5-7 carry the weekend uplift.
-START = datetime(2026, 11, 23, tzinfo=timezone.utc)
-DAY_FACTORS = (0.9, 0.9, 0.9, 0.95, 1.1, 1.25, 1.15)            # Monday .. Sunday
-_HOUR_WEIGHTS = {10: 1, 11: 5, 12: 10, 13: 8, 14: 4, 15: 3, 16: 3, 17: 6, 18: 10, 19: 10,
-                 20: 7, 21: 4, 22: 2}
+START = datetime(2026, 11, 23, tzinfo=UTC)
+DAY_FACTORS = (0.9, 0.9, 0.9, 0.95, 1.1, 1.25, 1.15)  # Monday .. Sunday
+_HOUR_WEIGHTS = {
+    10: 1,
+    11: 5,
+    12: 10,
+    13: 8,
+    14: 4,
+    15: 3,
+    16: 3,
+    17: 6,
+    18: 10,
+    19: 10,
+    20: 7,
+    21: 4,
+    22: 2,
+}
 HOUR_SHARES = {h: w / sum(_HOUR_WEIGHTS.values()) for h, w in _HOUR_WEIGHTS.items()}
 DOUGH = 1
 OLD, NEW = "today", "forecast"
 
 
 # --------------------------------------------------------------------------- traffic
+
 
 class Traffic:
     """Order demand per store: ``(ts_ms, {ingredient: units})`` in time order."""
@@ -66,23 +87,30 @@ class Traffic:
         self._seed = seed
         self._recipes = catalog.recipe_pairs
         self._products = [p.product_id for p in catalog.products() if p.active]
-        self._lines, self._line_cum = list(LINE_COUNT_WEIGHTS), list(
-            accumulate(LINE_COUNT_WEIGHTS.values()))
-        self._qty, self._qty_cum = list(QUANTITY_WEIGHTS), list(
-            accumulate(QUANTITY_WEIGHTS.values()))
+        self._lines, self._line_cum = (
+            list(LINE_COUNT_WEIGHTS),
+            list(accumulate(LINE_COUNT_WEIGHTS.values())),
+        )
+        self._qty, self._qty_cum = (
+            list(QUANTITY_WEIGHTS),
+            list(accumulate(QUANTITY_WEIGHTS.values())),
+        )
 
-    def orders(self, store: reference_data.Store, first_day_ms: int, days: int,
-               stream: str) -> list[tuple[int, dict[int, int]]]:
+    def orders(
+        self, store: reference_data.Store, first_day_ms: int, days: int, stream: str
+    ) -> list[tuple[int, dict[int, int]]]:
         rng = random.Random(f"{self._seed}:{stream}:{store.store_id}")
         daily = store.traffic_weight * reference_data.ASSUMED_CHAIN_ORDERS_PER_DAY
         out: list[tuple[int, dict[int, int]]] = []
         for day in range(days):
             day_ms = first_day_ms + day * DAY_MS
-            weekday = (day_ms // DAY_MS + 3) % 7           # 1970-01-01 was a Thursday
+            weekday = (day_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
             for hour, share in HOUR_SHARES.items():
                 start = day_ms + hour * HOUR_MS
-                times = sorted(start + rng.randrange(HOUR_MS) for _ in range(
-                    _poisson(rng, daily * DAY_FACTORS[weekday] * share)))
+                times = sorted(
+                    start + rng.randrange(HOUR_MS)
+                    for _ in range(_poisson(rng, daily * DAY_FACTORS[weekday] * share))
+                )
                 out.extend((ts, self._demand(rng)) for ts in times)
         return out
 
@@ -109,6 +137,7 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 # --------------------------------------------------------------------------- runs
 
+
 @dataclass
 class DayFigures:
     orders: int = 0
@@ -130,7 +159,7 @@ class StoreRun:
     store_id: int
     policy: str
     days: list[DayFigures]
-    trace: list[tuple[int, int, int | None]]   # (ts_ms, dough on hand, dough reorder point)
+    trace: list[tuple[int, int, int | None]]  # (ts_ms, dough on hand, dough reorder point)
     reissued: int = 0
     warnings: int = 0
 
@@ -141,10 +170,17 @@ def _cover(on_hand: Mapping[int, int], daily_use: Mapping[int, float]) -> float:
     return sum(on_hand.get(i, 0) / daily_use[i] for i in used) / len(used)
 
 
-def run_store(store: reference_data.Store, orders: Sequence[tuple[int, dict[int, int]]],
-              opening: Mapping[int, int], policy: str, first_day_ms: int, days: int,
-              history: Mapping[int, Mapping[int, int]] | None = None,
-              lost_share: float = 0.0, seed: int = 0) -> StoreRun:
+def run_store(
+    store: reference_data.Store,
+    orders: Sequence[tuple[int, dict[int, int]]],
+    opening: Mapping[int, int],
+    policy: str,
+    first_day_ms: int,
+    days: int,
+    history: Mapping[int, Mapping[int, int]] | None = None,
+    lost_share: float = 0.0,
+    seed: int = 0,
+) -> StoreRun:
     """One store's week under one policy. Events in time order: supplier deliveries due,
     then the hourly tick (the new policy's review), then the orders."""
     stock = StoreStock.initial(store.store_id, opening)
@@ -155,14 +191,15 @@ def run_store(store: reference_data.Store, orders: Sequence[tuple[int, dict[int,
             daily_use[ingredient_id] += units / days
     figures = [DayFigures() for _ in range(days)]
     trace: list[tuple[int, int, int | None]] = []
-    deliveries: list[tuple[int, int, str, int, int]] = []   # (due, seq, order id, ingr, qty)
+    deliveries: list[tuple[int, int, str, int, int]] = []  # (due, seq, order id, ingr, qty)
     tie = 0
     old_policies = todays_policies()
     new_policies = policies_from_reference_data()
     planner = None
     if policy == NEW:
-        planner = StoreReplenishment.seeded(store.store_id, history or {},
-                                            until_hour=first_day_ms // HOUR_MS)
+        planner = StoreReplenishment.seeded(
+            store.store_id, history or {}, until_hour=first_day_ms // HOUR_MS
+        )
     run = StoreRun(store.store_id, policy, figures, trace)
 
     def day_of(ts_ms: int) -> DayFigures | None:
@@ -179,9 +216,16 @@ def run_store(store: reference_data.Store, orders: Sequence[tuple[int, dict[int,
                 if lost.random() >= lost_share:
                     tie += 1
                     lead = old_policies[record.ingredient_id].lead_time_minutes
-                    heapq.heappush(deliveries, (ts_ms + lead * 60_000, tie,
-                                                record.supplier_order_id,
-                                                record.ingredient_id, record.quantity))
+                    heapq.heappush(
+                        deliveries,
+                        (
+                            ts_ms + lead * 60_000,
+                            tie,
+                            record.supplier_order_id,
+                            record.ingredient_id,
+                            record.quantity,
+                        ),
+                    )
             elif isinstance(record, ReplenishmentOrder):
                 day = day_of(ts_ms)
                 if day:
@@ -190,9 +234,10 @@ def run_store(store: reference_data.Store, orders: Sequence[tuple[int, dict[int,
                 if lost.random() >= lost_share:
                     for ingredient_id, quantity in record.lines:
                         tie += 1
-                        heapq.heappush(deliveries, (record.due_ms, tie,
-                                                    record.supplier_order_id, ingredient_id,
-                                                    quantity))
+                        heapq.heappush(
+                            deliveries,
+                            (record.due_ms, tie, record.supplier_order_id, ingredient_id, quantity),
+                        )
             else:
                 run.warnings += 1
 
@@ -201,13 +246,21 @@ def run_store(store: reference_data.Store, orders: Sequence[tuple[int, dict[int,
             due, _, order_id, ingredient_id, quantity = heapq.heappop(deliveries)
             restock(stock, ingredient_id, quantity, order_id, due)
             if policy == OLD:
-                ship(due_reorders(stock, old_policies, stock.clock_ms or due, (ingredient_id,)),
-                     due)
+                ship(
+                    due_reorders(stock, old_policies, stock.clock_ms or due, (ingredient_id,)), due
+                )
             else:
                 # The new policy runs with a planner.
                 planner.receive(order_id, ingredient_id, new_policies)  # type: ignore[union-attr]
-                ship(planner.review(new_policies, stock.on_hand, due,  # type: ignore[union-attr]
-                                    (ingredient_id,)), due)
+                ship(
+                    planner.review(  # type: ignore[union-attr]
+                        new_policies,
+                        stock.on_hand,
+                        due,
+                        (ingredient_id,),
+                    ),
+                    due,
+                )
             trace.append((due, stock.on_hand.get(DOUGH, 0), _point(planner)))
 
     end_ms = first_day_ms + days * DAY_MS
@@ -249,8 +302,10 @@ def _point(planner: StoreReplenishment | None) -> int | None:
 
 # --------------------------------------------------------------------------- the week
 
-def chosen_stores(count: int, seed: int = reference_data.DEFAULT_SEED
-                  ) -> list[reference_data.Store]:
+
+def chosen_stores(
+    count: int, seed: int = reference_data.DEFAULT_SEED
+) -> list[reference_data.Store]:
     """The busiest store first, then ``count - 1`` stores spread evenly over the ranking
     by traffic, so quiet stores are in it too."""
     ranked = sorted(reference_data.stores(seed), key=lambda s: (-s.traffic_weight, s.store_id))
@@ -258,7 +313,7 @@ def chosen_stores(count: int, seed: int = reference_data.DEFAULT_SEED
         return ranked
     picks = {0} | {round(k * (len(ranked) - 1) / max(count - 1, 1)) for k in range(1, count)}
     step = 1
-    while len(picks) < count:           # rounding collided: fill from the top
+    while len(picks) < count:  # rounding collided: fill from the top
         picks.add(step)
         step += 1
     return [ranked[i] for i in sorted(picks)]
@@ -272,8 +327,13 @@ class Week:
     seconds: float
 
 
-def simulate(store_count: int = 100, days: int = 7, history_weeks: int = 4, seed: int = 1,
-             lost_share: float = 0.0) -> Week:
+def simulate(
+    store_count: int = 100,
+    days: int = 7,
+    history_weeks: int = 4,
+    seed: int = 1,
+    lost_share: float = 0.0,
+) -> Week:
     started = time.perf_counter()
     catalog = Catalog.from_reference_data()
     traffic = Traffic(catalog, seed)
@@ -287,13 +347,22 @@ def simulate(store_count: int = 100, days: int = 7, history_weeks: int = 4, seed
     runs: dict[str, dict[int, StoreRun]] = {OLD: {}, NEW: {}}
     for store in stores:
         orders = traffic.orders(store, first_day_ms, days, "week")
-        past = traffic.orders(store, first_day_ms - history_weeks * 7 * DAY_MS,
-                              history_weeks * 7, "history")
+        past = traffic.orders(
+            store, first_day_ms - history_weeks * 7 * DAY_MS, history_weeks * 7, "history"
+        )
         history = _history(past)
         for policy in (OLD, NEW):
             runs[policy][store.store_id] = run_store(
-                store, orders, opening[store.store_id], policy, first_day_ms, days,
-                history if policy == NEW else None, lost_share, seed)
+                store,
+                orders,
+                opening[store.store_id],
+                policy,
+                first_day_ms,
+                days,
+                history if policy == NEW else None,
+                lost_share,
+                seed,
+            )
     return Week(stores, runs, days, time.perf_counter() - started)
 
 
@@ -309,29 +378,38 @@ def _history(orders: Sequence[tuple[int, dict[int, int]]]) -> dict[int, dict[int
 
 # --------------------------------------------------------------------------- report
 
+
 def busiest_table(week: Week) -> str:
     store = week.stores[0]
     old, new = week.runs[OLD][store.store_id], week.runs[NEW][store.store_id]
-    rows = ["| day | orders | refused today | refused forecast | supplier orders today "
-            "| supplier orders forecast | stock days today | stock days forecast |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| day | orders | refused today | refused forecast | supplier orders today "
+        "| supplier orders forecast | stock days today | stock days forecast |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for day in range(week.days):
         o, n = old.days[day], new.days[day]
         weekday = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[day % 7]
-        rows.append(f"| {day + 1} ({weekday}) | {o.orders} | {100 * o.refused_share:.2f}% | "
-                    f"{100 * n.refused_share:.2f}% | {o.supplier_orders} | "
-                    f"{n.supplier_orders} | {o.stock_days:.2f} | {n.stock_days:.2f} |")
+        rows.append(
+            f"| {day + 1} ({weekday}) | {o.orders} | {100 * o.refused_share:.2f}% | "
+            f"{100 * n.refused_share:.2f}% | {o.supplier_orders} | "
+            f"{n.supplier_orders} | {o.stock_days:.2f} | {n.stock_days:.2f} |"
+        )
     return "\n".join(rows)
 
 
 def stores_table(week: Week) -> str:
-    rows = ["| store | orders/day | worst day refused today | worst day refused forecast "
-            "| refused today (week) | refused forecast (week) | supplier orders/day today "
-            "| supplier orders/day forecast | stock days today | stock days forecast |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| store | orders/day | worst day refused today | worst day refused forecast "
+        "| refused today (week) | refused forecast (week) | supplier orders/day today "
+        "| supplier orders/day forecast | stock days today | stock days forecast |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for store in week.stores:
-        cells = [f"{store.store_id}{' (busiest)' if store is week.stores[0] else ''}",
-                 f"{sum(d.orders for d in week.runs[OLD][store.store_id].days) / week.days:.0f}"]
+        cells = [
+            f"{store.store_id}{' (busiest)' if store is week.stores[0] else ''}",
+            f"{sum(d.orders for d in week.runs[OLD][store.store_id].days) / week.days:.0f}",
+        ]
         per = {p: week.runs[p][store.store_id].days for p in (OLD, NEW)}
         cells += [f"{100 * max(d.refused_share for d in per[p]):.2f}%" for p in (OLD, NEW)]
         cells += [f"{100 * _share(per[p]):.2f}%" for p in (OLD, NEW)]
@@ -366,21 +444,32 @@ def totals(week: Week) -> dict[str, dict[str, float]]:
 
 def plot(week: Week, path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     store = week.stores[0]
     start = epoch_ms(START)
     fig, ax = plt.subplots(figsize=(12, 4.5))
-    for policy, style in ((OLD, {"color": "tab:gray", "alpha": 0.7}),
-                          (NEW, {"color": "tab:blue"})):
+    for policy, style in ((OLD, {"color": "tab:gray", "alpha": 0.7}), (NEW, {"color": "tab:blue"})):
         trace = week.runs[policy][store.store_id].trace
-        ax.step([(t - start) / DAY_MS for t, _, _ in trace], [v / 1000 for _, v, _ in trace],
-                where="post", label=f"dough on hand, {policy} policy", linewidth=1, **style)
+        ax.step(
+            [(t - start) / DAY_MS for t, _, _ in trace],
+            [v / 1000 for _, v, _ in trace],
+            where="post",
+            label=f"dough on hand, {policy} policy",
+            linewidth=1,
+            **style,
+        )
     trace = week.runs[NEW][store.store_id].trace
-    ax.step([(t - start) / DAY_MS for t, _, p in trace if p is not None],
-            [p / 1000 for _, _, p in trace if p is not None], where="post",
-            label="reorder point, forecast policy", color="tab:orange", linewidth=1)
+    ax.step(
+        [(t - start) / DAY_MS for t, _, p in trace if p is not None],
+        [p / 1000 for _, _, p in trace if p is not None],
+        where="post",
+        label="reorder point, forecast policy",
+        color="tab:orange",
+        linewidth=1,
+    )
     ax.set_xlabel("day of the simulated week (day 1 = Monday 00:00 UTC)")
     ax.set_ylabel("dough (kg)")
     ax.set_title(f"Store {store.store_id} (busiest): dough on hand vs reorder point")
@@ -394,29 +483,38 @@ def plot(week: Week, path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stores", type=int, default=100,
-                        help="stores simulated: the busiest and others spread over the ranking")
+    parser.add_argument(
+        "--stores",
+        type=int,
+        default=100,
+        help="stores simulated: the busiest and others spread over the ranking",
+    )
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--history-weeks", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--lost-share", type=float, default=0.0,
-                        help="share of supplier orders never delivered")
+    parser.add_argument(
+        "--lost-share", type=float, default=0.0, help="share of supplier orders never delivered"
+    )
     parser.add_argument("--plot", help="PNG of the busiest store's dough")
     args = parser.parse_args(argv)
     week = simulate(args.stores, args.days, args.history_weeks, args.seed, args.lost_share)
-    print(f"{len(week.stores)} stores x {week.days} days, realistic opening stock, "
-          f"{args.history_weeks} weeks of history, lost supplier orders "
-          f"{100 * args.lost_share:g}% ({week.seconds:.1f} s)\n")
+    print(
+        f"{len(week.stores)} stores x {week.days} days, realistic opening stock, "
+        f"{args.history_weeks} weeks of history, lost supplier orders "
+        f"{100 * args.lost_share:g}% ({week.seconds:.1f} s)\n"
+    )
     print(f"busiest store {week.stores[0].store_id}, by day:\n{busiest_table(week)}\n")
     print(f"per store:\n{stores_table(week)}\n")
     summary = totals(week)
     print("all simulated stores:")
     for policy, values in summary.items():
-        print(f"  {policy:<9} refused {100 * values['refused_share']:.2f}%, supplier orders "
-              f"per store-day {values['supplier_orders_per_store_day']:.2f}, stock "
-              f"{values['stock_days']:.2f} days of use, busiest store's worst day "
-              f"{100 * values['busiest_worst_day_refused']:.2f}%, re-issued "
-              f"{values['reissued']}, stock-out warnings {values['warnings']}")
+        print(
+            f"  {policy:<9} refused {100 * values['refused_share']:.2f}%, supplier orders "
+            f"per store-day {values['supplier_orders_per_store_day']:.2f}, stock "
+            f"{values['stock_days']:.2f} days of use, busiest store's worst day "
+            f"{100 * values['busiest_worst_day_refused']:.2f}%, re-issued "
+            f"{values['reissued']}, stock-out warnings {values['warnings']}"
+        )
     if args.plot:
         plot(week, args.plot)
         print(f"\nplot: {args.plot}")

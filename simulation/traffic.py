@@ -14,6 +14,7 @@ increasing order, mostly small orders (1-4 lines, 1-3 of each product, about two
 per order on average, the figure the opening inventory is sized for), delivery addresses
 within a few kilometres of the store.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,13 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from pizzastream import reference_data
 from pizzastream.catalog import Catalog
 from pizzastream.orders import (
-    STORE_IDS, Channel, Fulfillment, OrderRules, Reason, epoch_ms, format_event_time,
+    STORE_IDS,
+    Channel,
+    Fulfillment,
+    OrderRules,
+    Reason,
+    epoch_ms,
+    format_event_time,
 )
 from pizzastream.reference_data import Store
 
@@ -47,7 +54,7 @@ LINE_COUNT_WEIGHTS = {1: 55, 2: 28, 3: 12, 4: 5}
 QUANTITY_WEIGHTS = {1: 82, 2: 13, 3: 5}
 EVENT_TIME_JITTER_MS = 45_000
 DELIVERY_RADIUS_KM = 6.0
-DUPLICATE_POOL_SIZE = 1000          # duplicates replay one of the latest valid events
+DUPLICATE_POOL_SIZE = 1000  # duplicates replay one of the latest valid events
 _KM_PER_DEGREE_LAT = 111.32
 # Bad event times sit this far beyond the rules' limits, so they stay bad for as long
 # as the valid records stay valid (see ``OrderTraffic.processing_window``).
@@ -115,10 +122,18 @@ class OrderTraffic:
     ``day_start`` (an aware UTC datetime). ``records(n)`` yields them and keeps
     ``report`` up to date."""
 
-    def __init__(self, rules: OrderRules, day_start: datetime, *, seed: int = 7,
-                 bad_share: float = 0.05, duplicate_share: float = 0.0,
-                 catalog: Catalog | None = None, stores: Sequence[Store] | None = None,
-                 first_sequence: int = 1):
+    def __init__(
+        self,
+        rules: OrderRules,
+        day_start: datetime,
+        *,
+        seed: int = 7,
+        bad_share: float = 0.05,
+        duplicate_share: float = 0.0,
+        catalog: Catalog | None = None,
+        stores: Sequence[Store] | None = None,
+        first_sequence: int = 1,
+    ):
         """``first_sequence`` numbers each store's first order; a later wave of traffic
         starts above the last one so its order ids are new orders, not replays."""
         if not (bad_share >= 0 and duplicate_share >= 0 and bad_share + duplicate_share <= 1):
@@ -146,8 +161,10 @@ class OrderTraffic:
         """Earliest and latest processing time (epoch ms) at which every record gets the
         kind it is labelled with: the valid ones are neither future nor stale yet, and
         the future and stale ones still are."""
-        return (self.day_end_ms - self._rules.max_future_seconds * 1000,
-                self._day_start_ms + self._rules.max_age_hours * 3_600_000)
+        return (
+            self.day_end_ms - self._rules.max_future_seconds * 1000,
+            self._day_start_ms + self._rules.max_age_hours * 3_600_000,
+        )
 
     def records(self, n: int) -> Iterator[TrafficRecord]:
         """``n`` records whose event times spread evenly over the business day."""
@@ -178,8 +195,9 @@ class OrderTraffic:
         self._bad_count += 1
         order = self._order(ts_ms)
         data = mutate(order)
-        return TrafficRecord(str(order["store_id"]),
-                             data if isinstance(data, bytes) else _dumps(data), reason.value)
+        return TrafficRecord(
+            str(order["store_id"]), data if isinstance(data, bytes) else _dumps(data), reason.value
+        )
 
     def _order(self, ts_ms: int) -> dict[str, Any]:
         rng = self._rng
@@ -191,18 +209,18 @@ class OrderTraffic:
         order = {  # event_id first: a record cut short still holds its unique token
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "order_id": f"S{store.store_id:04d}-"
-                        f"{self._sequence_base + self._next_seq[store.store_id]:06d}",
+            f"{self._sequence_base + self._next_seq[store.store_id]:06d}",
             "store_id": store.store_id,
             "channel": channel.value,
             "fulfillment": fulfillment.value,
-            "ts": format_event_time(min(max(ts_ms + jitter, self._day_start_ms),
-                                        self.day_end_ms)),
+            "ts": format_event_time(min(max(ts_ms + jitter, self._day_start_ms), self.day_end_ms)),
         }
         if fulfillment == Fulfillment.DELIVERY:
             order["customer"] = _near(rng, store)
         products = rng.sample(self._active_ids, _LINE_COUNTS.draw(rng))
-        order["items"] = [{"product_id": product_id, "quantity": _QUANTITIES.draw(rng)}
-                          for product_id in products]
+        order["items"] = [
+            {"product_id": product_id, "quantity": _QUANTITIES.draw(rng)} for product_id in products
+        ]
         return order
 
     def _count_valid(self, order: dict[str, Any]) -> None:
@@ -212,8 +230,9 @@ class OrderTraffic:
         for item in order["items"]:
             report.line_items += 1
             report.units += item["quantity"]
-            report.revenue_cents += (item["quantity"] *
-                                     self._catalog.product(item["product_id"]).unit_price_cents)  # type: ignore[union-attr]  # drawn from the catalog
+            report.revenue_cents += (
+                item["quantity"] * self._catalog.product(item["product_id"]).unit_price_cents  # type: ignore[union-attr]  # drawn from the catalog
+            )
 
     def _bad_variant_table(self) -> list[tuple[Reason, Mutation]]:
         """Every defect this generator can produce, each tagged with the reason ``enrich``
@@ -243,16 +262,20 @@ class OrderTraffic:
             (Reason.FUTURE_EVENT_TIME, _set("ts", format_event_time(future_ms))),
             (Reason.STALE_EVENT_TIME, _set("ts", format_event_time(stale_ms))),
             (Reason.NO_ITEMS, _set("items", [])),
-            (Reason.NO_ITEMS,
-             lambda order: {**order, "items": order["items"][:1] * (rules.max_lines + 1)}),
+            (
+                Reason.NO_ITEMS,
+                lambda order: {**order, "items": order["items"][:1] * (rules.max_lines + 1)},
+            ),
             (Reason.INVALID_QUANTITY, _set_item("quantity", 0)),
             (Reason.INVALID_QUANTITY, _set_item("quantity", -1)),
             (Reason.INVALID_QUANTITY, _set_item("quantity", rules.max_quantity + 1)),
             (Reason.CLIENT_PRICE, _set_item("unit_price", 0.01)),
             (Reason.CLIENT_PRICE, _set("total", 1.0)),
             (Reason.UNKNOWN_PRODUCT, _set_item("product_id", unknown_id)),
-            (Reason.DUPLICATE_PRODUCT,
-             lambda order: {**order, "items": order["items"] + order["items"][:1]}),
+            (
+                Reason.DUPLICATE_PRODUCT,
+                lambda order: {**order, "items": order["items"] + order["items"][:1]},
+            ),
             (Reason.INVALID_LOCATION, _delivery_to({"lat": 123.4, "lon": -74.0})),
         ]
         if inactive_ids:
@@ -283,13 +306,19 @@ def _drop(key: str) -> Mutation:
 
 def _set_item(key: str, value: object) -> Mutation:
     """Changes the first line; ``None`` (JSON null) counts as absent for the rules."""
-    return lambda order: {**order, "items": [{**order["items"][0], key: value},
-                                             *order["items"][1:]]}
+    return lambda order: {
+        **order,
+        "items": [{**order["items"][0], key: value}, *order["items"][1:]],
+    }
 
 
 def _delivery_to(customer: dict[str, Any] | None) -> Mutation:
-    return lambda order: {**order, "channel": Channel.ONLINE.value,
-                          "fulfillment": Fulfillment.DELIVERY.value, "customer": customer}
+    return lambda order: {
+        **order,
+        "channel": Channel.ONLINE.value,
+        "fulfillment": Fulfillment.DELIVERY.value,
+        "customer": customer,
+    }
 
 
 def _latin1_note(order: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ Every entry point takes an exclusive lock on ``.stack/stack.lock``: engineers an
 sessions share one stack per checkout, and two concurrent ``up`` calls must not both
 initdb or both start moto.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -52,11 +53,13 @@ def up(props: Props | None = None) -> None:
         paths.prepare()
         services = stack_services(props, paths)
         if services.moto.pid() is not None and not services.moto.serialises_kinesis():
-            _say("moto runs without the Kinesis write lock (started by an older stack); "
-                 "restarting it (streams and bucket are recreated below)")
+            _say(
+                "moto runs without the Kinesis write lock (started by an older stack); "
+                "restarting it (streams and bucket are recreated below)"
+            )
             services.moto.stop()
         stopped = [service for service in services if service.pid() is None]
-        for service in stopped:      # all conflicts first, so a busy port starts nothing
+        for service in stopped:  # all conflicts first, so a busy port starts nothing
             service.check_port_free()
         for service in stopped:
             service.launch()
@@ -97,10 +100,14 @@ def down(props: Props | None = None, purge: bool = False) -> None:
                 shutil.rmtree(paths.root)
                 _say(f"purged {paths.root}")
     for service in services:
-        if not wait_until(lambda: not port_in_use(service.host, service.port),  # noqa: B023 - called here
-                          PORT_RELEASE_TIMEOUT):
-            raise ServiceError(f"{service.name}: {service.address} is still in use by a process "
-                               f"this stack did not start")
+        if not wait_until(
+            lambda: not port_in_use(service.host, service.port),  # noqa: B023 - called here
+            PORT_RELEASE_TIMEOUT,
+        ):
+            raise ServiceError(
+                f"{service.name}: {service.address} is still in use by a process "
+                f"this stack did not start"
+            )
         _say(f"{service.name} down")
 
 

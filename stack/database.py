@@ -5,6 +5,7 @@ reference data from ``pizzastream.reference_data``; the warehouse database (``Wa
 group) gets ``stack/sql/warehouse.sql``. Each database runs its files in the order listed,
 skipping missing ones; the ETL's files come after the ones whose tables they extend.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,21 +38,26 @@ def ensure_databases(admin: psycopg.Connection, props: Props) -> None:
         _ensure_role(admin, db["user"], db["password"])
         _ensure_database(admin, db["dbname"], db["user"])
     # The hourly ETL (etl/hourly.py, change_cutoff) must see every session's transaction.
-    admin.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(
-        sql.Identifier(props["Aurora"]["user"])))
+    admin.execute(
+        sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(props["Aurora"]["user"]))
+    )
 
 
 def _ensure_role(admin: psycopg.Connection, user: str, password: str) -> None:
     exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [user]).fetchone()
-    admin.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
-        sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(user), sql.Literal(password)))
+    admin.execute(
+        sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+            sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(user), sql.Literal(password)
+        )
+    )
 
 
 def _ensure_database(admin: psycopg.Connection, dbname: str, owner: str) -> None:
     if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone():
         return
-    admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-        sql.Identifier(dbname), sql.Identifier(owner)))
+    admin.execute(
+        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(owner))
+    )
 
 
 def apply_schemas(props: Props) -> None:
@@ -110,8 +116,11 @@ def _tables(conn: psycopg.Connection) -> list[str]:
 def _truncate(conn: psycopg.Connection, tables: Sequence[str]) -> None:
     """One TRUNCATE for all, so foreign keys among them do not get in the way."""
     if tables:
-        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
-            sql.SQL(", ").join(map(sql.Identifier, tables))))
+        conn.execute(
+            sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                sql.SQL(", ").join(map(sql.Identifier, tables))
+            )
+        )
 
 
 def _copy(conn: psycopg.Connection, table: str, rows: Sequence) -> None:

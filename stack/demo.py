@@ -11,13 +11,14 @@ would. ``--stock-factor F`` scales it (0.01 leaves ~1% and makes about a third o
 orders fail for inventory, exercising reorders and restocks): a stress setting, and the
 summary says so.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import analytics.__main__ as analytics_cli
@@ -40,8 +41,10 @@ JOBS = ("order_enrichment", "inventory_windowing", "hourly_metrics")
 SERVICES = {
     "provider": (["-m", "stack.provider"], {}),
     "delivery": (["-m", "delivery", "--worker-id", "demo-1"], {}),
-    "pos": (["-m", "pos", "--interval", "10", "--duplicate-share", "0.1",
-             "--truncate-share", "0.05"], {}),
+    "pos": (
+        ["-m", "pos", "--interval", "10", "--duplicate-share", "0.1", "--truncate-share", "0.05"],
+        {},
+    ),
     "pos_ingestion": (["-m", "etl.pos_ingestion"], {"PIZZASTREAM__ETL__INGESTION_INTERVAL_S": "5"}),
     # production's hourly schedule of the ETL (stack.etl_schedule), every 30 s for the demo
     "etl_schedule": (["-m", "stack.etl_schedule"], {"PIZZASTREAM__ETL__SCHEDULE_INTERVAL_S": "30"}),
@@ -108,8 +111,11 @@ class HourlyTicks:
         pending: list[Any] = []
         for key, data in records:
             ts_ms = _event_time(data)
-            if ts_ms is not None and self._day[0] <= ts_ms <= self._day[1] \
-                    and (hour is None or ts_ms - ts_ms % HOUR_MS > hour):
+            if (
+                ts_ms is not None
+                and self._day[0] <= ts_ms <= self._day[1]
+                and (hour is None or ts_ms - ts_ms % HOUR_MS > hour)
+            ):
                 if pending:
                     sent += self._producer.put(stream, pending, on_sent)
                     pending = []
@@ -131,21 +137,38 @@ def _event_time(data: bytes) -> int | None:
     return parse_event_time(ts) if isinstance(ts, str) else None
 
 
-def _wave(props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float,
-          ticked: set[int]) -> dict:
+def _wave(
+    props, jobs, n: int, seed: int, first_sequence: int, timeout_s: float, ticked: set[int]
+) -> dict:
     # Counted before sending: the wave goes out hour by hour, and its first hours' orders
     # are decided while the last ones are still being sent.
     before = _count(props, "order_status")
     ticks = HourlyTicks(props, ticked)
-    report = send_orders(props, n, bad_share=0.05, duplicate_share=0.01, seed=seed,
-                         first_sequence=first_sequence, producer=ticks).to_dict()  # type: ignore[arg-type]  # HourlyTicks puts like a KinesisProducer
-    print(f"demo: wrote {ticks.written} review ticks (every store, each hour of the wave"
-          " not ticked before)")
-    print(f"demo: sent {n} orders: {report['by_kind'].get('valid', 0)} valid,"
-          f" {report['by_kind'].get('duplicate', 0)} replays,"
-          f" {n - report['by_kind'].get('valid', 0) - report['by_kind'].get('duplicate', 0)} bad")
-    _settle(jobs, "every order's status", lambda: _count(props, "order_status"),
-            before + report["by_kind"].get("valid", 0), timeout_s)
+    report = send_orders(
+        props,
+        n,
+        bad_share=0.05,
+        duplicate_share=0.01,
+        seed=seed,
+        first_sequence=first_sequence,
+        producer=ticks,  # type: ignore[arg-type]  # HourlyTicks puts like a KinesisProducer
+    ).to_dict()
+    print(
+        f"demo: wrote {ticks.written} review ticks (every store, each hour of the wave"
+        " not ticked before)"
+    )
+    print(
+        f"demo: sent {n} orders: {report['by_kind'].get('valid', 0)} valid,"
+        f" {report['by_kind'].get('duplicate', 0)} replays,"
+        f" {n - report['by_kind'].get('valid', 0) - report['by_kind'].get('duplicate', 0)} bad"
+    )
+    _settle(
+        jobs,
+        "every order's status",
+        lambda: _count(props, "order_status"),
+        before + report["by_kind"].get("valid", 0),
+        timeout_s,
+    )
     return report
 
 
@@ -165,48 +188,64 @@ def _summary(props, stock_factor: float) -> None:
     print("\n== routed ==")
     for logical in ("sales", "pos_orders", "deliveries", "supplier_orders"):
         print(f"  {stream_name(props, logical):<34}{_count(props, logical):>8}")
-    rows, revenue = _query(props, "SELECT count(*), coalesce(sum(total_transaction_amt), 0)"
-                                  " FROM order_fct")[0]
+    rows, revenue = _query(
+        props, "SELECT count(*), coalesce(sum(total_transaction_amt), 0) FROM order_fct"
+    )[0]
     print(f"\n== Aurora ==\n  order_fct rows {rows}, revenue {revenue}")
-    print(f"  supplier_order rows {_query(props, 'SELECT count(*) FROM supplier_order')[0][0]}"
-          " (one per order line)")
+    print(
+        f"  supplier_order rows {_query(props, 'SELECT count(*) FROM supplier_order')[0][0]}"
+        " (one per order line)"
+    )
     print("  replenishment alerts by kind:")
-    for kind, count in _query(props, "SELECT kind, count(*) FROM replenishment_alert"
-                                     " GROUP BY kind ORDER BY 1"):
+    for kind, count in _query(
+        props, "SELECT kind, count(*) FROM replenishment_alert GROUP BY kind ORDER BY 1"
+    ):
         print(f"    {kind:<32}{count:>8}")
     print("  POS batches by outcome:")
     for status, count in _query(props, "SELECT status, count(*) FROM pos_batch GROUP BY 1"):
         print(f"    {status:<32}{count:>8}")
     print("  dead letters by reason:")
-    for reason, count in _query(props, "SELECT reason, count(*) FROM dead_letter"
-                                       " GROUP BY reason ORDER BY 2 DESC"):
+    for reason, count in _query(
+        props, "SELECT reason, count(*) FROM dead_letter GROUP BY reason ORDER BY 2 DESC"
+    ):
         print(f"    {reason:<32}{count:>8}")
     print("\n== deliveries (delivery service on the KCL) ==")
     for status, reason, count in _query(
-            props, "SELECT status, coalesce(reason, ''), count(*) FROM delivery_assignment"
-                   " GROUP BY 1, 2 ORDER BY 3 DESC"):
+        props,
+        "SELECT status, coalesce(reason, ''), count(*) FROM delivery_assignment"
+        " GROUP BY 1, 2 ORDER BY 3 DESC",
+    ):
         print(f"  {status + (':' + reason if reason else ''):<34}{count:>8}")
-    with_id = _query(props, "SELECT count(DISTINCT order_id) FROM order_fct"
-                            " WHERE delivery_id IS NOT NULL")[0][0]
+    with_id = _query(
+        props, "SELECT count(DISTINCT order_id) FROM order_fct WHERE delivery_id IS NOT NULL"
+    )[0][0]
     print(f"  orders in order_fct carrying their delivery_id {with_id:>10}")
-    store = _query(props, "SELECT store_id FROM supplier_order GROUP BY store_id"
-                          " ORDER BY count(*) DESC LIMIT 1")
+    store = _query(
+        props,
+        "SELECT store_id FROM supplier_order GROUP BY store_id ORDER BY count(*) DESC LIMIT 1",
+    )
     if store:
         redis = redis_store.client(props)
         levels = redis.hgetall(redis_store.inventory_key(store[0][0]))
-        print(f"\n== Redis {redis_store.inventory_key(store[0][0])} (hot read) ==\n  "
-              + ", ".join(f"{k}={v}" for k, v in sorted(levels.items(), key=lambda kv: int(kv[0]))))  # type: ignore[union-attr]  # a sync client: a dict
+        print(
+            f"\n== Redis {redis_store.inventory_key(store[0][0])} (hot read) ==\n  "
+            + ", ".join(f"{k}={v}" for k, v in sorted(levels.items(), key=lambda kv: int(kv[0])))  # type: ignore[union-attr]  # a sync client: a dict
+        )
         warnings = redis.hgetall(redis_store.stockout_key(store[0][0]))
-        print(f"  {redis_store.stockout_key(store[0][0])}: {len(warnings)} expected stock-outs"  # type: ignore[arg-type]  # a sync client: a dict
-              + "".join(f"\n    ingredient {k}: {v}" for k, v in sorted(warnings.items())))  # type: ignore[union-attr]  # a sync client: a dict
+        print(
+            f"  {redis_store.stockout_key(store[0][0])}: {len(warnings)} expected stock-outs"  # type: ignore[arg-type]  # a sync client: a dict
+            + "".join(f"\n    ingredient {k}: {v}" for k, v in sorted(warnings.items()))  # type: ignore[union-attr]  # a sync client: a dict
+        )
 
 
 def stock_label(stock_factor: float) -> str:
     """How the run's opening stock is described in the summary."""
     if stock_factor == 1:
         return "seeded opening stock (a business day of each store's expected use)"
-    return (f"STRESS SETTING: opening stock x {stock_factor:g} (--stock-factor), not a "
-            f"store's real stock; refusals and reorders below are what that provokes")
+    return (
+        f"STRESS SETTING: opening stock x {stock_factor:g} (--stock-factor), not a "
+        f"store's real stock; refusals and reorders below are what that provokes"
+    )
 
 
 def _stock_summary(props, stock_factor: float, by_store: dict[int, Counter]) -> None:
@@ -215,26 +254,37 @@ def _stock_summary(props, stock_factor: float, by_store: dict[int, Counter]) -> 
     print(f"\n== stock: {stock_label(stock_factor)} ==")
     decided = sum(sum(c.values()) for c in by_store.values())
     refused = sum(c[REFUSED] for c in by_store.values())
-    supplier_orders = _query(props, "SELECT count(DISTINCT supplier_order_id)"
-                                    " FROM supplier_order")[0][0]
-    print(f"  refused for inventory {refused} of {decided} orders decided on stock"
-          f" ({100 * refused / max(decided, 1):.2f}%); {len(by_store)} stores took orders")
-    print(f"  supplier orders {supplier_orders}: {supplier_orders / max(len(by_store), 1):.2f}"
-          " per store and demo day (both waves replay the same business day)")
+    supplier_orders = _query(props, "SELECT count(DISTINCT supplier_order_id) FROM supplier_order")[
+        0
+    ][0]
+    print(
+        f"  refused for inventory {refused} of {decided} orders decided on stock"
+        f" ({100 * refused / max(decided, 1):.2f}%); {len(by_store)} stores took orders"
+    )
+    print(
+        f"  supplier orders {supplier_orders}: {supplier_orders / max(len(by_store), 1):.2f}"
+        " per store and demo day (both waves replay the same business day)"
+    )
     busiest = sorted(by_store.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:5]
     print("  busiest stores: orders, refused for inventory")
     for store_id, counts in busiest:
         total = sum(counts.values())
-        print(f"    store {store_id:<6}{total:>6}{counts[REFUSED]:>6}"
-              f" ({100 * counts[REFUSED] / total:.1f}%)")
+        print(
+            f"    store {store_id:<6}{total:>6}{counts[REFUSED]:>6}"
+            f" ({100 * counts[REFUSED] / total:.1f}%)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=4000, help="orders per wave")
-    parser.add_argument("--stock-factor", type=float, default=1.0,
-                        help="stress setting: opening stock as a share of the seeded stock "
-                             "(1: as seeded; 0.01 makes ~a third of the orders fail)")
+    parser.add_argument(
+        "--stock-factor",
+        type=float,
+        default=1.0,
+        help="stress setting: opening stock as a share of the seeded stock "
+        "(1: as seeded; 0.01 makes ~a third of the orders fail)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
@@ -246,43 +296,63 @@ def main() -> None:
     if args.stock_factor != 1:
         print(f"demo: {stock_label(args.stock_factor)}")
         for table in ("inventory", "opening_inventory"):
-            _query(props,
-                   f"UPDATE {table} SET on_hand = floor(on_hand * {args.stock_factor:f})")
+            _query(props, f"UPDATE {table} SET on_hand = floor(on_hand * {args.stock_factor:f})")
     jobs: list[LocalProcess] = [JobProcess(job) for job in JOBS]
     jobs += [LocalProcess(name, argv, env) for name, (argv, env) in SERVICES.items()]
     try:
         read_side = ReadSide.start(props)  # the API (api/demo.py): stays up after the demo
-        print(f"demo: running {', '.join(JOBS)} and the {', '.join(SERVICES)} services"
-              " (logs in .stack/logs/)")
+        print(
+            f"demo: running {', '.join(JOBS)} and the {', '.join(SERVICES)} services"
+            " (logs in .stack/logs/)"
+        )
         ticked: set[int] = set()
         # Hours that ended before now are replayed: sent within minutes, late by construction.
-        started = datetime.now(timezone.utc).replace(tzinfo=None)
+        started = datetime.now(UTC).replace(tzinfo=None)
         _wave(props, jobs, args.orders, args.seed, 1, args.timeout, ticked)
         read_side.place_sample_order()
         delivered = suppliers.deliver_all(props)
         print(f"demo: suppliers delivered {delivered} restocks")
         time.sleep(10)  # restocks land before the next wave's orders
-        _wave(props, jobs, args.orders, args.seed + 1, SECOND_WAVE_SEQUENCE, args.timeout,
-              ticked)
-        _settle(jobs, "every delivery to be decided",
-                lambda: _query(props, "SELECT count(*) FROM delivery_assignment")[0][0],
-                _count(props, "deliveries"), args.timeout)
-        _settle(jobs, "in-store sales to come back from the POS",
-                lambda: _query(props, "SELECT count(DISTINCT order_id) FROM order_fct"
-                                      " WHERE channel = 'in_store'")[0][0],
-                _count(props, "pos_orders"), args.timeout)
-        _settle(jobs, "the business day's hours to be published", lambda: _published_hours(props),
-                1, args.timeout)
+        _wave(props, jobs, args.orders, args.seed + 1, SECOND_WAVE_SEQUENCE, args.timeout, ticked)
+        _settle(
+            jobs,
+            "every delivery to be decided",
+            lambda: _query(props, "SELECT count(*) FROM delivery_assignment")[0][0],
+            _count(props, "deliveries"),
+            args.timeout,
+        )
+        _settle(
+            jobs,
+            "in-store sales to come back from the POS",
+            lambda: _query(
+                props, "SELECT count(DISTINCT order_id) FROM order_fct WHERE channel = 'in_store'"
+            )[0][0],
+            _count(props, "pos_orders"),
+            args.timeout,
+        )
+        _settle(
+            jobs,
+            "the business day's hours to be published",
+            lambda: _published_hours(props),
+            1,
+            args.timeout,
+        )
         schedule = next(job for job in jobs if job.job == "etl_schedule")
-        _settle(jobs, "a scheduled hourly ETL run after the traffic",
-                lambda: _finished_etl_runs(schedule), _started_etl_runs(schedule) + 1,
-                args.timeout)
+        _settle(
+            jobs,
+            "a scheduled hourly ETL run after the traffic",
+            lambda: _finished_etl_runs(schedule),
+            _started_etl_runs(schedule) + 1,
+            args.timeout,
+        )
     finally:
         for job in jobs:
             job.stop()
     _summary(props, args.stock_factor)
-    print("\n== hourly ETL on its schedule (stack.etl_schedule): Aurora -> S3 staging -> "
-          "warehouse, late sales corrected ==")
+    print(
+        "\n== hourly ETL on its schedule (stack.etl_schedule): Aurora -> S3 staging -> "
+        "warehouse, late sales corrected =="
+    )
     print(schedule.output())
     _hourly_metrics(props, started)
     read_side.print_access()
@@ -298,8 +368,9 @@ def _finished_etl_runs(schedule: LocalProcess) -> int:
 
 def _published_hours(props) -> int:
     with aurora.connect(props, "Warehouse") as conn:
-        return conn.execute("SELECT count(DISTINCT window_start) FROM hourly_store_metrics"  # type: ignore[index]  # an aggregate: always one row
-                            ).fetchone()[0]
+        return conn.execute(
+            "SELECT count(DISTINCT window_start) FROM hourly_store_metrics"  # type: ignore[index]  # an aggregate: always one row
+        ).fetchone()[0]
 
 
 def _hourly_metrics(props, started: datetime) -> None:
@@ -308,13 +379,16 @@ def _hourly_metrics(props, started: datetime) -> None:
     with aurora.connect(props, "Warehouse") as conn:
         store, day = conn.execute(  # type: ignore[misc]  # the demo's day has metrics
             "SELECT store_id, window_start::date FROM hourly_store_metrics"
-            " GROUP BY 1, 2 ORDER BY sum(revenue) DESC LIMIT 1").fetchone()
+            " GROUP BY 1, 2 ORDER BY sum(revenue) DESC LIMIT 1"
+        ).fetchone()
     for engine, flags in (("S3 lake (Parquet, DuckDB)", []), ("warehouse", ["--warehouse"])):
         print(f"\n== store {store} on {day} by hour, from the {engine} ==")
         analytics_cli.main([*flags, "store-day", "--store", str(store), "--day", day.isoformat()])
-    print("\n== publication delay after each hour's end ==\n"
-          "  (the demo replays a past business day within minutes, so these delays measure the\n"
-          "  replay; on live traffic the same report gives the pipeline's own delay)")
+    print(
+        "\n== publication delay after each hour's end ==\n"
+        "  (the demo replays a past business day within minutes, so these delays measure the\n"
+        "  replay; on live traffic the same report gives the pipeline's own delay)"
+    )
     analytics_cli.main(["publication", "--from", day.isoformat(), "--to", day.isoformat()])
     _freshness(props, day, started)
     print("\n== chart ==")
@@ -328,42 +402,71 @@ def _freshness(props, day, started: datetime) -> None:
     but not judged. From the replayed day's midnight to now: a demo running past midnight
     (UTC) has its live hours on the next date."""
     start = datetime.combine(day, datetime.min.time())
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    end = max(start + timedelta(days=1), now.replace(minute=0, second=0, microsecond=0)
-              + timedelta(hours=1))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    end = max(
+        start + timedelta(days=1),
+        now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1),
+    )
     settings = HourlySettings.from_props(props)
     with aurora.connect(props, "Warehouse") as conn:
-        sold = [hour for (hour,) in conn.execute(
-            "SELECT DISTINCT window_start FROM hourly_store_metrics WHERE window_start >= %s"
-            " AND window_start < %s", (start, end))]
-    report = freshness(warehouse.publications(props, start, end), sold, settings.alarm_bound,
-                       now, replayed_before=started)
-    print(f"\n== freshness and completeness (alarm: first publication later than "
-          f"{settings.alarm_bound} after the hour) ==")
-    print(f"  Hours that ended before the demo started ({started:%H:%M:%S} UTC) are REPLAYED: "
-          f"their sales were sent\n"
-          f"  within minutes, after the hour had ended, so they are late by construction and "
-          f"the alarm does\n"
-          f"  not judge them. Their stores are published partial as well: the POS stand-in cuts "
-          f"its batches at\n"
-          f"  the wall clock, so its progress markers complete no replayed hour, and the "
-          f"in-store sales it\n"
-          f"  brings afterwards come in as corrections. Only hours that ended during the demo "
-          f"are judged.")
-    print(f"  {'hour':<18}{'first published':<22}{'corrections':>12}{'orders +/-':>11}"
-          f"{'revenue +/-':>13}{'partial stores':>16}  verdict")
+        sold = [
+            hour
+            for (hour,) in conn.execute(
+                "SELECT DISTINCT window_start FROM hourly_store_metrics WHERE window_start >= %s"
+                " AND window_start < %s",
+                (start, end),
+            )
+        ]
+    report = freshness(
+        warehouse.publications(props, start, end),
+        sold,
+        settings.alarm_bound,
+        now,
+        replayed_before=started,
+    )
+    print(
+        f"\n== freshness and completeness (alarm: first publication later than "
+        f"{settings.alarm_bound} after the hour) =="
+    )
+    print(
+        f"  Hours that ended before the demo started ({started:%H:%M:%S} UTC) are REPLAYED: "
+        f"their sales were sent\n"
+        f"  within minutes, after the hour had ended, so they are late by construction and "
+        f"the alarm does\n"
+        f"  not judge them. Their stores are published partial as well: the POS stand-in cuts "
+        f"its batches at\n"
+        f"  the wall clock, so its progress markers complete no replayed hour, and the "
+        f"in-store sales it\n"
+        f"  brings afterwards come in as corrections. Only hours that ended during the demo "
+        f"are judged."
+    )
+    print(
+        f"  {'hour':<18}{'first published':<22}{'corrections':>12}{'orders +/-':>11}"
+        f"{'revenue +/-':>13}{'partial stores':>16}  verdict"
+    )
     for hour in report.hours:
-        verdict = ("replayed" if report.replayed(hour.window_start) else
-                   "LATE" if hour.window_start in report.late else "on time")
-        print(f"  {hour.window_start:%Y-%m-%d %H:00}  {hour.first_published_at:%H:%M:%S}"
-              f"{'':<14}{hour.corrections:>12}{hour.orders_change:>11}"
-              f"{hour.revenue_change:>13}{hour.partial_stores:>16}  {verdict}")
+        verdict = (
+            "replayed"
+            if report.replayed(hour.window_start)
+            else "LATE"
+            if hour.window_start in report.late
+            else "on time"
+        )
+        print(
+            f"  {hour.window_start:%Y-%m-%d %H:00}  {hour.first_published_at:%H:%M:%S}"
+            f"{'':<14}{hour.corrections:>12}{hour.orders_change:>11}"
+            f"{hour.revenue_change:>13}{hour.partial_stores:>16}  {verdict}"
+        )
     judged = [h for h in report.hours if not report.replayed(h.window_start)]
-    print(f"  alarm: {len(report.late)} of {len(judged)} hour(s) that ended during the demo late"
-          + (f": {', '.join(f'{h:%H:00}' for h in report.late)}" if report.late else ""))
-    print("  (the scheduled ETL's runs above put the same alarm's metrics, LateHours and\n"
-          "  UnpublishedHours, as in production (etl.freshness): they know of no replay, so "
-          "replayed\n  hours of the last three may count there)")
+    print(
+        f"  alarm: {len(report.late)} of {len(judged)} hour(s) that ended during the demo late"
+        + (f": {', '.join(f'{h:%H:00}' for h in report.late)}" if report.late else "")
+    )
+    print(
+        "  (the scheduled ETL's runs above put the same alarm's metrics, LateHours and\n"
+        "  UnpublishedHours, as in production (etl.freshness): they know of no replay, so "
+        "replayed\n  hours of the last three may count there)"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ rather than when someone runs the ETL by hand. A run that fails is reported and 
 comes at its time, as with the scheduled task. Stops on SIGTERM/SIGINT after the run in
 progress.
 """
+
 from __future__ import annotations
 
 import signal

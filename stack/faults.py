@@ -30,6 +30,7 @@ settings and per-operation counters, ``POST`` a JSON object of settings to chang
 
 Only stdlib; listens on 127.0.0.1 only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,9 +59,21 @@ SETTINGS = {
     "put_records_partial": float,
     "s3_outage": str,
 }
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-                         "te", "trailer", "trailers", "transfer-encoding", "upgrade",
-                         "content-length", "expect"})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "expect",
+    }
+)
 UPSTREAM_TIMEOUT_S = 120
 
 
@@ -70,9 +83,12 @@ class _State:
     def __init__(self, upstream: str, seed: int):
         parts = urlsplit(upstream)
         self.upstream_host, self.upstream_port = parts.hostname, parts.port or 80
-        self.settings: dict[str, object] = {"put_records_throttle": 0.0,
-                                            "get_records_throttle": 0.0,
-                                            "put_records_partial": 0.0, "s3_outage": ""}
+        self.settings: dict[str, object] = {
+            "put_records_throttle": 0.0,
+            "get_records_throttle": 0.0,
+            "put_records_partial": 0.0,
+            "s3_outage": "",
+        }
         self.counters: dict[str, Counter] = defaultdict(Counter)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -87,8 +103,10 @@ class _State:
 
     def snapshot(self) -> dict:
         with self._lock:
-            return {"settings": dict(self.settings),
-                    "stats": {op: dict(c) for op, c in sorted(self.counters.items())}}
+            return {
+                "settings": dict(self.settings),
+                "stats": {op: dict(c) for op, c in sorted(self.counters.items())},
+            }
 
     def update(self, changes: dict) -> None:
         unknown = set(changes) - set(SETTINGS)
@@ -140,8 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, document: object, content_type="application/json") -> None:
-        self._reply(status, json.dumps(document).encode(),
-                    [("Content-Type", content_type), ("x-amzn-RequestId", str(uuid.uuid4()))])
+        self._reply(
+            status,
+            json.dumps(document).encode(),
+            [("Content-Type", content_type), ("x-amzn-RequestId", str(uuid.uuid4()))],
+        )
 
     # ------------------------------------------------------------------ routing
     def _dispatch(self) -> None:
@@ -169,13 +190,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _kinesis(self, operation: str, body: bytes) -> None:
         state, name = self.state, f"Kinesis.{operation}"
-        share = {"PutRecords": state.settings["put_records_throttle"],
-                 "GetRecords": state.settings["get_records_throttle"]}.get(operation, 0.0)
+        share = {
+            "PutRecords": state.settings["put_records_throttle"],
+            "GetRecords": state.settings["get_records_throttle"],
+        }.get(operation, 0.0)
         if share and state.draw() < share:  # type: ignore[operator]  # the settings' shares are floats
             state.count(name, calls=1, throttled=1)
-            return self._json(400, {"__type": THROTTLED,
-                                    "message": "Rate exceeded for shard (injected by stack.faults)"},
-                              "application/x-amz-json-1.1")
+            return self._json(
+                400,
+                {
+                    "__type": THROTTLED,
+                    "message": "Rate exceeded for shard (injected by stack.faults)",
+                },
+                "application/x-amz-json-1.1",
+            )
         partial = state.settings["put_records_partial"]
         if operation == "PutRecords" and partial:
             return self._partial_put_records(body, partial)  # type: ignore[arg-type]  # the settings' shares are floats
@@ -188,13 +216,13 @@ class _Handler(BaseHTTPRequestHandler):
         records = request["Records"]
         failed = [state.draw() < share for _ in records]
         kept = [record for record, fail in zip(records, failed) if not fail]
-        state.count("Kinesis.PutRecords", calls=1, records=len(records),
-                    records_failed=sum(failed))
+        state.count("Kinesis.PutRecords", calls=1, records=len(records), records_failed=sum(failed))
         results: list[dict] = []
         moto_failed = 0
         if kept:
-            status, headers, answer = self._upstream(json.dumps({**request, "Records": kept})
-                                                     .encode())
+            status, headers, answer = self._upstream(
+                json.dumps({**request, "Records": kept}).encode()
+            )
             if status != 200:  # the whole call failed upstream: pass that on unchanged
                 return self._reply(status, answer, headers)
             document = json.loads(answer)
@@ -202,11 +230,19 @@ class _Handler(BaseHTTPRequestHandler):
             moto_failed = document.get("FailedRecordCount", 0)
         merged, upstream_results = [], iter(results)
         for fail in failed:
-            merged.append({"ErrorCode": THROTTLED,
-                           "ErrorMessage": "Rate exceeded for shard (injected by stack.faults)"}
-                          if fail else next(upstream_results))
-        self._json(200, {"FailedRecordCount": moto_failed + sum(failed), "Records": merged},
-                   "application/x-amz-json-1.1")
+            merged.append(
+                {
+                    "ErrorCode": THROTTLED,
+                    "ErrorMessage": "Rate exceeded for shard (injected by stack.faults)",
+                }
+                if fail
+                else next(upstream_results)
+            )
+        self._json(
+            200,
+            {"FailedRecordCount": moto_failed + sum(failed), "Records": merged},
+            "application/x-amz-json-1.1",
+        )
 
     def _s3(self, body: bytes) -> None:
         outage = self.state.settings["s3_outage"]
@@ -220,9 +256,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if outage:
             self.state.count("S3", calls=1, refused=1)
-            return self._reply(503, b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>"
-                                    b"ServiceUnavailable</Code><Message>injected by stack.faults"
-                                    b"</Message></Error>", [("Content-Type", "application/xml")])
+            return self._reply(
+                503,
+                b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>'
+                b"ServiceUnavailable</Code><Message>injected by stack.faults"
+                b"</Message></Error>",
+                [("Content-Type", "application/xml")],
+            )
         self.state.count("S3", calls=1)
         self._forward(body)
 
@@ -231,8 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
         """One request to moto on a fresh connection (a kept-alive one that moto closed
         could not be retried safely: PutRecords is not idempotent)."""
         state = self.state
-        connection = http.client.HTTPConnection(state.upstream_host, state.upstream_port,  # type: ignore[arg-type]  # set before the server starts
-                                                timeout=UPSTREAM_TIMEOUT_S)
+        connection = http.client.HTTPConnection(
+            state.upstream_host,  # type: ignore[arg-type]  # set before the server starts
+            state.upstream_port,
+            timeout=UPSTREAM_TIMEOUT_S,
+        )
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             headers["Content-Length"] = str(len(body))
@@ -265,11 +308,19 @@ def serve(upstream: str, host: str = "127.0.0.1", port: int = 0, seed: int = 1) 
 
 # ---------------------------------------------------------------------- test-side handle
 
+
 class FaultProxy:
     """Runs ``python -m stack.faults`` as a child process and controls it."""
 
-    def __init__(self, upstream: str, *, port: int = 0, seed: int = 1,
-                 log: Path | None = None, start_timeout_s: float = 20):
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        port: int = 0,
+        seed: int = 1,
+        log: Path | None = None,
+        start_timeout_s: float = 20,
+    ):
         self.upstream = upstream
         self._port, self._seed, self._timeout = port, seed, start_timeout_s
         self._log = log
@@ -288,11 +339,26 @@ class FaultProxy:
         log = open(self._log, "ab") if self._log else subprocess.DEVNULL  # noqa: SIM115 - the child's
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "stack.faults", "--upstream", self.upstream,
-                 "--port", str(self._port), "--seed", str(self._seed),
-                 "--port-file", str(port_file), "--parent-pid", str(os.getpid())],
-                cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=log,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "stack.faults",
+                    "--upstream",
+                    self.upstream,
+                    "--port",
+                    str(self._port),
+                    "--seed",
+                    str(self._seed),
+                    "--port-file",
+                    str(port_file),
+                    "--parent-pid",
+                    str(os.getpid()),
+                ],
+                cwd=Path(__file__).resolve().parents[1],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()  # type: ignore[union-attr]  # a file here: DEVNULL is checked above
@@ -308,8 +374,9 @@ class FaultProxy:
 
     def _call(self, path: str = "", payload: dict | None = None) -> dict:
         data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(self.endpoint + CONTROL_PATH + path, data=data,
-                                         method="GET" if data is None else "POST")
+        request = urllib.request.Request(
+            self.endpoint + CONTROL_PATH + path, data=data, method="GET" if data is None else "POST"
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -319,8 +386,9 @@ class FaultProxy:
 
     def clear(self) -> None:
         """Every fault off."""
-        self.configure(put_records_throttle=0, get_records_throttle=0, put_records_partial=0,
-                       s3_outage="")
+        self.configure(
+            put_records_throttle=0, get_records_throttle=0, put_records_partial=0, s3_outage=""
+        )
 
     def stats(self) -> dict[str, dict[str, int]]:
         return self._call()["stats"]
@@ -356,9 +424,14 @@ def _watch_parent(parent_pid: int, server: _Server) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stack.faults", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--upstream", required=True, help="moto's endpoint, e.g. http://127.0.0.1:4566")
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.faults",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--upstream", required=True, help="moto's endpoint, e.g. http://127.0.0.1:4566"
+    )
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--seed", type=int, default=1, help="seed of the fault draws")
     parser.add_argument("--port-file", type=Path, help="write the bound port here when ready")

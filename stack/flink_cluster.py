@@ -27,11 +27,11 @@ it (``tests/deploy/test_msf_zip.py``): for that the cluster can run outside the 
 from there, whatever the zip lacks), with another interpreter (``python``: one with only
 what MSF's runtime provides), file system plugins (``plugins``) and ``settings`` of its own.
 """
+
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 import re
 import shutil
 import signal
@@ -41,6 +41,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from pizzastream.config import REPO_ROOT
@@ -122,11 +123,21 @@ class ClusterError(RuntimeError):
 
 
 class StandaloneCluster:
-    def __init__(self, workdir: Path, *, task_managers: int = 2, slots: int = 2,
-                 checkpoint_interval: str = "5 s", restart_delay: str = "5 s",
-                 task_manager_memory: str = "1728m", python: str = sys.executable,
-                 cwd: Path = REPO_ROOT, environ: Mapping[str, str] | None = None,
-                 plugins: Path | None = None, settings: Mapping[str, object] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        task_managers: int = 2,
+        slots: int = 2,
+        checkpoint_interval: str = "5 s",
+        restart_delay: str = "5 s",
+        task_manager_memory: str = "1728m",
+        python: str = sys.executable,
+        cwd: Path = REPO_ROOT,
+        environ: Mapping[str, str] | None = None,
+        plugins: Path | None = None,
+        settings: Mapping[str, object] | None = None,
+    ):
         self.workdir = Path(workdir)
         self.cwd, self._environ = Path(cwd), environ
         self._plugins, self._settings = plugins, dict(settings or {})
@@ -158,10 +169,16 @@ class StandaloneCluster:
         """Environment for the package's scripts: this cluster's conf, lib, pid, log and
         temp dirs."""
         plugins = {"FLINK_PLUGINS_DIR": str(self._plugins)} if self._plugins else {}
-        return {**(os.environ if self._environ is None else self._environ),
-                "TMPDIR": str(self.tmp_dir), "FLINK_CONF_DIR": str(self.conf_dir),
-                "FLINK_LIB_DIR": str(self.workdir / "lib"), "FLINK_PID_DIR": str(self.workdir / "pid"),
-                "FLINK_LOG_DIR": str(self.log_dir), **plugins, **(extra or {})}
+        return {
+            **(os.environ if self._environ is None else self._environ),
+            "TMPDIR": str(self.tmp_dir),
+            "FLINK_CONF_DIR": str(self.conf_dir),
+            "FLINK_LIB_DIR": str(self.workdir / "lib"),
+            "FLINK_PID_DIR": str(self.workdir / "pid"),
+            "FLINK_LOG_DIR": str(self.log_dir),
+            **plugins,
+            **(extra or {}),
+        }
 
     def _write_configuration(self) -> None:
         for name in ("conf", "lib", "pid", "log", "savepoints", "checkpoints", "tmp"):
@@ -170,7 +187,10 @@ class StandaloneCluster:
             if source.name.startswith(("log4j", "logback")):
                 (self.conf_dir / source.name).write_bytes(source.read_bytes())
         lib = self.workdir / "lib"
-        for jar in [*(self.home / "lib").glob("*.jar"), *(self.home / "opt").glob("flink-python*.jar")]:
+        for jar in [
+            *(self.home / "lib").glob("*.jar"),
+            *(self.home / "opt").glob("flink-python*.jar"),
+        ]:
             link = lib / jar.name
             if not link.exists():
                 link.symlink_to(jar)
@@ -178,8 +198,9 @@ class StandaloneCluster:
         (self.conf_dir / "workers").write_text("localhost\n" * self.task_managers)
         (self.conf_dir / "masters").write_text(f"localhost:{self.rest_port}\n")
         settings = {
-            "env.java.opts.all": (f"{_default_java_options(self.home)} {JVM_OPTIONS} "
-                                  f"-Djava.io.tmpdir={self.tmp_dir}"),
+            "env.java.opts.all": (
+                f"{_default_java_options(self.home)} {JVM_OPTIONS} -Djava.io.tmpdir={self.tmp_dir}"
+            ),
             "io.tmp.dirs": str(self.tmp_dir),
             "jobmanager.bind-host": "127.0.0.1",
             "jobmanager.rpc.address": "127.0.0.1",
@@ -211,14 +232,28 @@ class StandaloneCluster:
         }
         # Flat keys are valid YAML for Flink's config.yaml parser.
         (self.conf_dir / "config.yaml").write_text(
-            "".join(f"{key}: {json.dumps(value) if isinstance(value, str) else value}\n"
-                    for key, value in settings.items()))
+            "".join(
+                f"{key}: {json.dumps(value) if isinstance(value, str) else value}\n"
+                for key, value in settings.items()
+            )
+        )
 
-    def _script(self, *args: str, timeout_s: float = 300, env: dict[str, str] | None = None,
-                cwd: Path | None = None) -> str:
-        result = subprocess.run(["bash", str(self.home / "bin" / args[0]), *args[1:]],
-                                cwd=cwd or self.cwd, env=self.env(env), capture_output=True,
-                                text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    def _script(
+        self,
+        *args: str,
+        timeout_s: float = 300,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> str:
+        result = subprocess.run(
+            ["bash", str(self.home / "bin" / args[0]), *args[1:]],
+            cwd=cwd or self.cwd,
+            env=self.env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+        )
         output = result.stdout + result.stderr
         if result.returncode != 0:
             raise ClusterError(f"`{' '.join(args)}` exited {result.returncode}:\n{output[-3000:]}")
@@ -264,9 +299,12 @@ class StandaloneCluster:
     # ------------------------------------------------------------------ REST
     def rest(self, path: str, method: str = "GET", body: dict | None = None):
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}", data=data,
-                                         method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.rest_port}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
 
@@ -288,20 +326,24 @@ class StandaloneCluster:
         return self.rest("/taskmanagers")["taskmanagers"]
 
     def wait_for_task_managers(self, count: int, timeout_s: float = 120) -> None:
-        self._wait(f"{count} task managers",
-                   lambda: len(self.task_managers_info()) >= count, timeout_s)
+        self._wait(
+            f"{count} task managers", lambda: len(self.task_managers_info()) >= count, timeout_s
+        )
 
     def job(self, job_id: str) -> dict:
         return self.rest(f"/jobs/{job_id}")
 
     def wait_running(self, job_id: str, timeout_s: float = 240) -> None:
         """Until the job and every one of its tasks run (after a submit or a failover)."""
+
         def running():
             job = self.job(job_id)
             if job["state"] in ("FAILED", "CANCELED", "FINISHED"):
                 raise ClusterError(f"job {job_id} is {job['state']}: {self.root_exception(job_id)}")
             return job["state"] == "RUNNING" and all(
-                v["status"] == "RUNNING" for v in job["vertices"])
+                v["status"] == "RUNNING" for v in job["vertices"]
+            )
+
         self._wait(f"job {job_id} running", running, timeout_s)
 
     def root_exception(self, job_id: str) -> str:
@@ -319,22 +361,41 @@ class StandaloneCluster:
         return self.rest(f"/jobs/{job_id}/checkpoints")
 
     # ------------------------------------------------------------------ jobs
-    def run_python_job(self, job: str, *, restore_from: str | Path | None = None,
-                       env: dict[str, str] | None = None, timeout_s: float = 300,
-                       entry_point: Path | None = None) -> str:
+    def run_python_job(
+        self,
+        job: str,
+        *,
+        restore_from: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 300,
+        entry_point: Path | None = None,
+    ) -> str:
         """Submits ``jobs/<job>.py`` (or another ``entry_point``: a changed version of it)
         detached (``flink run -d -py``); returns the job id. ``restore_from``: a savepoint
         or retained checkpoint directory (``-s``)."""
         args = ["flink", "run", "-d"]
         if restore_from:
             args += ["-s", str(restore_from)]
-        args += ["-pyclientexec", self.python, "-pyexec", self.python,
-                 "-j", str(DEPENDENCIES_JAR),
-                 "-py", str(entry_point or REPO_ROOT / "jobs" / f"{job}.py")]
+        args += [
+            "-pyclientexec",
+            self.python,
+            "-pyexec",
+            self.python,
+            "-j",
+            str(DEPENDENCIES_JAR),
+            "-py",
+            str(entry_point or REPO_ROOT / "jobs" / f"{job}.py"),
+        ]
         return _job_id(self._script(*args, timeout_s=timeout_s, env=env))
 
-    def run_packaged_job(self, directory: Path, run_options: Mapping[str, str], *,
-                         env: dict[str, str] | None = None, timeout_s: float = 300) -> str:
+    def run_packaged_job(
+        self,
+        directory: Path,
+        run_options: Mapping[str, str],
+        *,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 300,
+    ) -> str:
         """Submits an unpacked MSF application zip detached, as MSF starts it: each of its
         run options (the ``kinesis.analytics.flink.run.options`` group) as the ``flink run``
         option it stands for, naming a path inside ``directory``, run from ``directory``;
@@ -349,8 +410,14 @@ class StandaloneCluster:
     def stop_with_savepoint(self, job_id: str, timeout_s: float = 180) -> str:
         """``flink stop --savepointPath``: the job drains nothing (no ``--drain``), takes a
         savepoint and finishes; returns the savepoint's path."""
-        output = self._script("flink", "stop", "--savepointPath", self.savepoint_dir.as_uri(),
-                              job_id, timeout_s=timeout_s)
+        output = self._script(
+            "flink",
+            "stop",
+            "--savepointPath",
+            self.savepoint_dir.as_uri(),
+            job_id,
+            timeout_s=timeout_s,
+        )
         found = re.search(r"Savepoint completed\. Path: (\S+)", output)
         if not found:
             raise ClusterError(f"no savepoint path in the output of flink stop:\n{output[-3000:]}")
@@ -390,8 +457,11 @@ class StandaloneCluster:
 
     def wait_task_manager_gone(self, task_manager_id: str, timeout_s: float = 60) -> None:
         """Until the JobManager has noticed a dead TaskManager (heartbeat timeout)."""
-        self._wait(f"{task_manager_id} to be dropped", lambda: task_manager_id not in {
-            tm["id"] for tm in self.task_managers_info()}, timeout_s)
+        self._wait(
+            f"{task_manager_id} to be dropped",
+            lambda: task_manager_id not in {tm["id"] for tm in self.task_managers_info()},
+            timeout_s,
+        )
 
     def start_task_manager(self) -> None:
         """One more TaskManager (``bin/taskmanager.sh start``), e.g. to replace a dead one."""

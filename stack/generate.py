@@ -8,6 +8,7 @@ a day that has not happened yet would turn valid orders into rejections.
 Each run with the same seed produces the same event_ids and order_ids: a second run is a
 replay, which the pipeline deduplicates. Use another ``--seed`` for new orders.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from connectors.kinesis_producer import KinesisProducer, Record
@@ -29,22 +30,37 @@ PACING_TICKS_PER_SECOND = 10
 PROGRESS_REDRAW_S = 0.1
 
 
-def send_orders(props: Props, n: int, *, bad_share: float = 0.05,
-                duplicate_share: float = 0.0, seed: int = 7, day_start: datetime | None = None,
-                rate: float = 0.0, producer: KinesisProducer | None = None,
-                on_sent: Callable[[int], None] | None = None,
-                first_sequence: int = 1) -> TrafficReport:
+def send_orders(
+    props: Props,
+    n: int,
+    *,
+    bad_share: float = 0.05,
+    duplicate_share: float = 0.0,
+    seed: int = 7,
+    day_start: datetime | None = None,
+    rate: float = 0.0,
+    producer: KinesisProducer | None = None,
+    on_sent: Callable[[int], None] | None = None,
+    first_sequence: int = 1,
+) -> TrafficReport:
     """Generates ``n`` records and puts them on the ``orders`` stream, at most ``rate``
     records per second (0: as fast as Kinesis takes them). Returns what was sent."""
-    now = datetime.now(timezone.utc)
-    traffic = OrderTraffic(OrderRules.from_properties(props["OrderRules"]),
-                           day_start or now - BUSINESS_DAY, seed=seed, bad_share=bad_share,
-                           duplicate_share=duplicate_share, first_sequence=first_sequence)
+    now = datetime.now(UTC)
+    traffic = OrderTraffic(
+        OrderRules.from_properties(props["OrderRules"]),
+        day_start or now - BUSINESS_DAY,
+        seed=seed,
+        bad_share=bad_share,
+        duplicate_share=duplicate_share,
+        first_sequence=first_sequence,
+    )
     earliest, latest = traffic.processing_window()
     if not earliest <= epoch_ms(now) <= latest:
-        warnings.warn("the order rules, applied now, would reject this day's valid orders as "
-                      "future or stale events; pick a day_start within the allowed window",
-                      stacklevel=2)
+        warnings.warn(
+            "the order rules, applied now, would reject this day's valid orders as "
+            "future or stale events; pick a day_start within the allowed window",
+            stacklevel=2,
+        )
     producer = producer or KinesisProducer(props)
     stream = stream_name(props, "orders")
     records = ((r.partition_key, r.data) for r in traffic.records(n))
@@ -95,8 +111,10 @@ class ProgressBar:
     def _draw(self, now: float) -> None:
         filled = self._width * self._done // self._total
         rate = self._done / max(now - self._start, 1e-9)
-        self._stream.write(f"\r[{'#' * filled}{'.' * (self._width - filled)}] "
-                           f"{self._done}/{self._total} {rate:,.0f} records/s")
+        self._stream.write(
+            f"\r[{'#' * filled}{'.' * (self._width - filled)}] "
+            f"{self._done}/{self._total} {rate:,.0f} records/s"
+        )
         self._stream.flush()
 
     def close(self) -> None:
@@ -105,14 +123,22 @@ class ProgressBar:
 
 def format_report(report: TrafficReport) -> str:
     """The report as a table for the terminal."""
-    rows = [*sorted(report.by_kind.items(), key=lambda kv: (-kv[1], kv[0])),
-            ("total", report.records), ("", ""),
-            *((f"valid {channel}", count) for channel, count in
-              sorted(report.valid_by_channel.items())),
-            *((f"valid {fulfillment}", count) for fulfillment, count in
-              sorted(report.valid_by_fulfillment.items())),
-            ("line items", report.line_items), ("units", report.units),
-            ("revenue", from_cents(report.revenue_cents))]
+    rows = [
+        *sorted(report.by_kind.items(), key=lambda kv: (-kv[1], kv[0])),
+        ("total", report.records),
+        ("", ""),
+        *(
+            (f"valid {channel}", count)
+            for channel, count in sorted(report.valid_by_channel.items())
+        ),
+        *(
+            (f"valid {fulfillment}", count)
+            for fulfillment, count in sorted(report.valid_by_fulfillment.items())
+        ),
+        ("line items", report.line_items),
+        ("units", report.units),
+        ("revenue", from_cents(report.revenue_cents)),
+    ]
     width = max(len(str(name)) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value:>12}" for name, value in rows)
 
@@ -120,23 +146,33 @@ def format_report(report: TrafficReport) -> str:
 def _utc_datetime(text: str) -> datetime:
     """An ISO-8601 time; without an offset it is taken as UTC."""
     moment = datetime.fromisoformat(text)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
-        timezone.utc)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stack.generate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.generate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--orders", type=int, required=True, help="records to send")
     parser.add_argument("--bad-share", type=float, default=0.05)
     parser.add_argument("--duplicate-share", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--day-start", type=_utc_datetime,
-                        help="start of the 8-hour business day (default: 8 hours ago)")
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="records per second, 0 for as fast as possible")
-    parser.add_argument("--first-sequence", type=int, default=1,
-                        help="number of each store's first order (a later wave starts above)")
+    parser.add_argument(
+        "--day-start",
+        type=_utc_datetime,
+        help="start of the 8-hour business day (default: 8 hours ago)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="records per second, 0 for as fast as possible"
+    )
+    parser.add_argument(
+        "--first-sequence",
+        type=int,
+        default=1,
+        help="number of each store's first order (a later wave starts above)",
+    )
     parser.add_argument("--report", type=Path, help="also write the report as JSON here")
     return parser.parse_args(argv)
 
@@ -144,10 +180,17 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
     progress = ProgressBar(args.orders)
-    report = send_orders(load_properties(), args.orders, bad_share=args.bad_share,
-                         duplicate_share=args.duplicate_share, seed=args.seed,
-                         day_start=args.day_start, rate=args.rate, on_sent=progress,
-                         first_sequence=args.first_sequence)
+    report = send_orders(
+        load_properties(),
+        args.orders,
+        bad_share=args.bad_share,
+        duplicate_share=args.duplicate_share,
+        seed=args.seed,
+        day_start=args.day_start,
+        rate=args.rate,
+        on_sent=progress,
+        first_sequence=args.first_sequence,
+    )
     progress.close()
     print(format_report(report))
     if args.report:

@@ -4,6 +4,7 @@
 Each is its own process group (a job with its own mini-cluster JVM, as each is its own
 application on Managed Service for Apache Flink); stopping the group leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,11 @@ class LocalProcess:
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
                 [sys.executable, *args],
-                cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})}, start_new_session=True,
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
             )
 
     def running(self) -> bool:
@@ -42,8 +46,11 @@ class LocalProcess:
 
     def output(self) -> str:
         """What the program printed, without the JVM's log lines (they stay in the log)."""
-        return "\n".join(line for line in self.log_path.read_text(errors="replace").splitlines()
-                         if not _JVM_LOG_LINE.match(line))
+        return "\n".join(
+            line
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if not _JVM_LOG_LINE.match(line)
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

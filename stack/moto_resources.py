@@ -4,6 +4,7 @@ Moto keeps everything in memory, so these are re-ensured on every ``up``: a rest
 moto comes back empty. (The clients the platform itself uses are ``connectors.aws``'; these
 are the stack's, aimed at moto, with its fast-failing probe.)
 """
+
 from __future__ import annotations
 
 import boto3
@@ -20,8 +21,11 @@ _FAST_WAIT = {"Delay": 1, "MaxAttempts": 30}
 def client(props: Props, service: str, *, quick: bool = False):
     """A boto3 client aimed at the configured endpoint; ``quick`` fails fast, for probes."""
     aws = props["Aws"]
-    config = (Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
-              if quick else Config(retries={"max_attempts": 3, "mode": "standard"}))
+    config = (
+        Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
+        if quick
+        else Config(retries={"max_attempts": 3, "mode": "standard"})
+    )
     return boto3.client(
         service,
         endpoint_url=aws["endpoint"],
@@ -81,8 +85,11 @@ def ensure_bucket(props: Props) -> bool:
         if error.response["Error"]["Code"] not in ("404", "NoSuchBucket"):
             raise
     region = props["Aws"]["region"]
-    location = {} if region == "us-east-1" else {
-        "CreateBucketConfiguration": {"LocationConstraint": region}}
+    location = (
+        {}
+        if region == "us-east-1"
+        else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    )
     s3.create_bucket(Bucket=bucket, **location)
     return True
 

@@ -41,6 +41,7 @@ again with the iterator it cached and fails ("Have records for a split that was 
 registered"). ``reshard_as_kinesis`` makes moto do the same
 (``tests/stack/test_kinesis_emulator.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,9 @@ import threading
 from collections.abc import Callable, Iterable
 
 from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication, MotoRequestHandler, create_backend_app,
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
 )
 from werkzeug.serving import run_simple
 from werkzeug.wsgi import get_input_stream
@@ -110,8 +113,11 @@ def honour_exclusive_start_shard_id() -> None:
         if after is not None:
             body["Shards"] = [shard for shard in body["Shards"] if shard["ShardId"] > after]
         if shard_filter.get("Type") == "AT_LATEST":
-            body["Shards"] = [shard for shard in body["Shards"]
-                              if "EndingSequenceNumber" not in shard["SequenceNumberRange"]]
+            body["Shards"] = [
+                shard
+                for shard in body["Shards"]
+                if "EndingSequenceNumber" not in shard["SequenceNumberRange"]
+            ]
         return ActionResult(body)
 
     list_shards.honours_exclusive_start = True  # type: ignore[attr-defined]
@@ -132,9 +138,8 @@ def reshard_as_kinesis() -> None:
     validate_key = Stream.get_shard_for_key
 
     def get_shard_for_key(self: Stream, partition_key: str, explicit_hash_key: str):
-        validate_key(self, partition_key, explicit_hash_key)     # moto's argument checks
-        position = (int(explicit_hash_key) if explicit_hash_key else
-                    hash_key(partition_key))
+        validate_key(self, partition_key, explicit_hash_key)  # moto's argument checks
+        position = int(explicit_hash_key) if explicit_hash_key else hash_key(partition_key)
         for shard in self.shards.values():
             if shard.is_open and shard.starting_hash <= position <= shard.ending_hash:
                 return shard
@@ -147,8 +152,9 @@ def reshard_as_kinesis() -> None:
         if not shard.is_open:
             raise InvalidArgumentError(
                 message=f"Shard {shard.shard_id} in stream {self.stream_name} under account "
-                        f"{self.account_id} has already been merged or split, and thus is not "
-                        "eligible for merging or splitting.")
+                f"{self.account_id} has already been merged or split, and thus is not "
+                "eligible for merging or splitting."
+            )
 
     def split_shard(self: Stream, shard_to_split: str, new_starting_hash_key: str) -> None:
         shard = self.shards[shard_to_split]
@@ -157,13 +163,15 @@ def reshard_as_kinesis() -> None:
         if not shard.starting_hash < at < shard.ending_hash:
             raise InvalidArgumentError(
                 message=f"NewStartingHashKey {at} used in SplitShard() on shard "
-                        f"{shard.shard_id} in stream {self.stream_name} under account "
-                        f"{self.account_id} is not both greater than one plus the shard's "
-                        f"StartingHashKey {shard.starting_hash} and less than the shard's "
-                        f"EndingHashKey {shard.ending_hash - 1}.")
+                f"{shard.shard_id} in stream {self.stream_name} under account "
+                f"{self.account_id} is not both greater than one plus the shard's "
+                f"StartingHashKey {shard.starting_hash} and less than the shard's "
+                f"EndingHashKey {shard.ending_hash - 1}."
+            )
         first = next_id(self)
-        for index, (start, end) in enumerate(((shard.starting_hash, at - 1),
-                                              (at, shard.ending_hash))):
+        for index, (start, end) in enumerate(
+            ((shard.starting_hash, at - 1), (at, shard.ending_hash))
+        ):
             child = Shard(first + index, start, end, parent=shard.shard_id)
             self.shards[child.shard_id] = child
         shard.is_open = False
@@ -177,10 +185,16 @@ def reshard_as_kinesis() -> None:
         if low.ending_hash + 1 != high.starting_hash:
             raise InvalidArgumentError(
                 message=f"Shards {first.shard_id} and {second.shard_id} in stream "
-                        f"{self.stream_name} under account {self.account_id} are not an "
-                        "adjacent pair of shards eligible for merging")
-        child = Shard(next_id(self), low.starting_hash, high.ending_hash,
-                      parent=first.shard_id, adjacent_parent=second.shard_id)
+                f"{self.stream_name} under account {self.account_id} are not an "
+                "adjacent pair of shards eligible for merging"
+            )
+        child = Shard(
+            next_id(self),
+            low.starting_hash,
+            high.ending_hash,
+            parent=first.shard_id,
+            adjacent_parent=second.shard_id,
+        )
         self.shards[child.shard_id] = child
         first.is_open = second.is_open = False
         self.shard_count = sum(s.is_open for s in self.shards.values())
@@ -192,19 +206,25 @@ def reshard_as_kinesis() -> None:
         body = dict(result.result)  # type: ignore[call-overload]  # moto's ActionResult holds a dict
         stream_name, shard_id, _ = decompose_shard_iterator(self._get_param("ShardIterator"))
         stream = self.kinesis_backend.describe_stream(
-            stream_arn=self._get_param("StreamARN"), stream_name=stream_name)
+            stream_arn=self._get_param("StreamARN"), stream_name=stream_name
+        )
         shard = stream.get_shard(shard_id)
         position = int(decompose_shard_iterator(body["NextShardIterator"])[2])
         if shard.is_open or body["Records"] or position < shard.get_max_sequence_number():
             return result
         body.pop("NextShardIterator")
         body["ChildShards"] = [
-            {"ShardId": child.shard_id,
-             "ParentShards": [p for p in (child.parent, child.adjacent_parent) if p],
-             "HashKeyRange": {"StartingHashKey": str(child.starting_hash),
-                              "EndingHashKey": str(child.ending_hash)}}
+            {
+                "ShardId": child.shard_id,
+                "ParentShards": [p for p in (child.parent, child.adjacent_parent) if p],
+                "HashKeyRange": {
+                    "StartingHashKey": str(child.starting_hash),
+                    "EndingHashKey": str(child.ending_hash),
+                },
+            }
             for child in stream.shards.values()
-            if shard_id in (child.parent, child.adjacent_parent)]
+            if shard_id in (child.parent, child.adjacent_parent)
+        ]
         return ActionResult(body)
 
     split_shard.as_kinesis = True  # type: ignore[attr-defined]
@@ -221,15 +241,19 @@ def application() -> OneKinesisCallAtATime:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stack.moto_server", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.moto_server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto_server: moto builds URLs with it
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run_simple(args.host, args.port, application(), threaded=True,
-               request_handler=MotoRequestHandler)
+    run_simple(
+        args.host, args.port, application(), threaded=True, request_handler=MotoRequestHandler
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ process titles, so for them the services also accept "right process name, and th
 working directory is that service's own directory in our state dir". That lets ``down``
 kill every leftover of this stack and nothing that belongs to anyone else.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,8 +56,10 @@ def has_marker(pid: int, stack_dir: Path) -> bool:
 def runs_in(pid: int, name: str, cwd: Path) -> bool:
     """True if ``pid`` is a process called ``name`` whose working directory is ``cwd``."""
     try:
-        return (Path(f"/proc/{pid}/comm").read_text().strip() == name
-                and Path(os.readlink(f"/proc/{pid}/cwd")) == cwd)
+        return (
+            Path(f"/proc/{pid}/comm").read_text().strip() == name
+            and Path(os.readlink(f"/proc/{pid}/cwd")) == cwd
+        )
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
 

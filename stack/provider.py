@@ -29,13 +29,14 @@ stand-in runs (``server.state.knobs``), so a partner can time out and then recov
 A partner's refusal is a pure function of (seed, order, partner): asked again, it says the
 same, like a real courier declining an offer it already saw.
 """
+
 from __future__ import annotations
 
 import argparse
-import sys
 import hashlib
 import json
 import random
+import sys
 import threading
 import time
 import uuid
@@ -91,7 +92,7 @@ class Dispatch:
     order_id: str
     partner_id: int
     delivery_id: str
-    status: str = "active"          # active | cancelled
+    status: str = "active"  # active | cancelled
     requests: int = 1
     first_at: float = field(default_factory=time.time)
 
@@ -106,8 +107,9 @@ class ProviderState:
         self._refusals: dict[tuple[str, int], int] = {}
         self._errors = 0
         self._rng = random.Random(knobs.seed)
-        self._partner_refusal = {p.partner_id: p.refusal_rate
-                                 for p in reference_data.delivery_partners()}
+        self._partner_refusal = {
+            p.partner_id: p.refusal_rate for p in reference_data.delivery_partners()
+        }
 
     def refuses(self, order_id: str, partner_id: int) -> bool:
         if partner_id in self.knobs.refusing_partners:
@@ -116,7 +118,7 @@ class ProviderState:
         if rate is None:
             rate = self._partner_refusal.get(partner_id, 0.0)
         digest = hashlib.sha256(f"{self.knobs.seed}:{order_id}:{partner_id}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2 ** 64 < rate
+        return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
     def draw(self) -> float:
         with self._lock:
@@ -136,7 +138,7 @@ class ProviderState:
             existing = self._dispatches.get(key)
             if existing is not None:
                 existing.requests += 1
-                existing.status = "active"      # re-offered after a cancel: same courier job
+                existing.status = "active"  # re-offered after a cancel: same courier job
                 return existing
             created = Dispatch(order_id, partner_id, f"DLV-{partner_id}-{uuid.uuid4().hex[:12]}")
             self._dispatches[key] = created
@@ -152,10 +154,14 @@ class ProviderState:
 
     def snapshot(self, order_id: str | None = None) -> dict[str, Any]:
         with self._lock:
-            dispatches = [asdict(d) for d in self._dispatches.values()
-                          if order_id is None or d.order_id == order_id]
-            refusals = sum(n for (oid, _), n in self._refusals.items()
-                           if order_id is None or oid == order_id)
+            dispatches = [
+                asdict(d)
+                for d in self._dispatches.values()
+                if order_id is None or d.order_id == order_id
+            ]
+            refusals = sum(
+                n for (oid, _), n in self._refusals.items() if order_id is None or oid == order_id
+            )
             return {"dispatches": dispatches, "refusals": refusals, "errors": self._errors}
 
 
@@ -186,8 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _delay(self, state: ProviderState, partner_id: int) -> None:
         knobs = state.knobs
         delay_ms = state.draw() * knobs.latency_ms if knobs.latency_ms else 0.0
-        if (knobs.slow_rate and state.draw() < knobs.slow_rate) \
-                or partner_id in knobs.slow_partners:
+        if (
+            knobs.slow_rate and state.draw() < knobs.slow_rate
+        ) or partner_id in knobs.slow_partners:
             delay_ms += knobs.slow_ms
         if delay_ms:
             time.sleep(delay_ms / 1000)
@@ -209,8 +216,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path not in ("/dispatch", "/cancel"):
             self._reply(HTTPStatus.NOT_FOUND, {"error": "not_found"})
             return
-        if (body is None or not isinstance(body.get("order_id"), str)
-                or not isinstance(body.get("partner_id"), int)):
+        if (
+            body is None
+            or not isinstance(body.get("order_id"), str)
+            or not isinstance(body.get("partner_id"), int)
+        ):
             self._reply(HTTPStatus.BAD_REQUEST, {"error": "order_id and partner_id required"})
             return
         if state.knobs.error_rate and state.draw() < state.knobs.error_rate:
@@ -222,12 +232,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.OK, {"cancelled": state.cancel(order_id, partner_id)})
             return
         dispatch = state.dispatch(order_id, partner_id)
-        self._delay(state, partner_id)   # decided first: a client that gives up was served
+        self._delay(state, partner_id)  # decided first: a client that gives up was served
         if dispatch is None:
             self._reply(HTTPStatus.CONFLICT, {"error": "refused"})
         else:
-            self._reply(HTTPStatus.OK, {"delivery_id": dispatch.delivery_id,
-                                        "order_id": order_id, "partner_id": partner_id})
+            self._reply(
+                HTTPStatus.OK,
+                {
+                    "delivery_id": dispatch.delivery_id,
+                    "order_id": order_id,
+                    "partner_id": partner_id,
+                },
+            )
 
 
 class ProviderServer(ThreadingHTTPServer):

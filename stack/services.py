@@ -5,6 +5,7 @@ Each service knows how to launch itself, prove it answers a real request, and st
 All state lives under ``.stack/`` in the repo (see ``StackPaths``), so one checkout has
 exactly one stack and ``down --purge`` removes every trace of it.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,17 @@ from connectors import redis_store
 from pizzastream.config import REPO_ROOT, Props
 from stack import moto_resources, tls
 from stack.process import (
-    ServiceError, has_marker, is_alive, log_tail, marked_env, port_in_use, read_pid, runs_in,
-    spawn_detached, terminate, wait_until,
+    ServiceError,
+    has_marker,
+    is_alive,
+    log_tail,
+    marked_env,
+    port_in_use,
+    read_pid,
+    runs_in,
+    spawn_detached,
+    terminate,
+    wait_until,
 )
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -119,8 +129,10 @@ class Service:
 
     def check_port_free(self) -> None:
         if port_in_use(self.host, self.port):
-            raise ServiceError(f"{self.name}: {self.address} is in use by a process this stack "
-                               f"did not start; stop it or change the port in the config")
+            raise ServiceError(
+                f"{self.name}: {self.address} is in use by a process this stack "
+                f"did not start; stop it or change the port in the config"
+            )
 
     def launch(self) -> None:
         """Start the server; returns once launched, ``wait_ready`` waits until it answers."""
@@ -128,8 +140,10 @@ class Service:
 
     def wait_ready(self) -> None:
         if not wait_until(lambda: self.pid() is not None and self.answers(), self.ready_timeout):
-            raise ServiceError(f"{self.name} did not answer on {self.address} within "
-                               f"{self.ready_timeout:.0f}s\n{log_tail(self.log)}")
+            raise ServiceError(
+                f"{self.name} did not answer on {self.address} within "
+                f"{self.ready_timeout:.0f}s\n{log_tail(self.log)}"
+            )
 
     def stop(self) -> None:
         pid = self.pid()
@@ -190,11 +204,20 @@ class Redis(Service):
 
     def _config(self) -> list[str]:
         if redis_store.cluster_mode(self.props):
-            raise ServiceError("redis: Redis.cluster_mode is on; the local stack runs one "
-                               "server without cluster mode (the cluster tests start their "
-                               "own cluster, tests/redis_cluster.py)")
-        lines = [f"bind {self.host}", "daemonize yes", f"pidfile {self.pid_file}",
-                 f"logfile {self.log}", 'save ""', "appendonly no", f"dir {self.paths.redis}"]
+            raise ServiceError(
+                "redis: Redis.cluster_mode is on; the local stack runs one "
+                "server without cluster mode (the cluster tests start their "
+                "own cluster, tests/redis_cluster.py)"
+            )
+        lines = [
+            f"bind {self.host}",
+            "daemonize yes",
+            f"pidfile {self.pid_file}",
+            f"logfile {self.log}",
+            'save ""',
+            "appendonly no",
+            f"dir {self.paths.redis}",
+        ]
         return lines + redis_access(self.props, self.host, self.port)
 
     def owns(self, pid: int) -> bool:
@@ -230,12 +253,20 @@ def redis_access(props: Props, host: str, port: int) -> list[str]:
     if redis_store.tls_enabled(props):
         ca = redis_store.ca_file(props)
         if ca is None:
-            raise ServiceError("redis: Redis.tls is on; the local server needs "
-                               "Redis.tls_ca_file for the CA it makes")
+            raise ServiceError(
+                "redis: Redis.tls is on; the local server needs "
+                "Redis.tls_ca_file for the CA it makes"
+            )
         tls.ensure_certificates(ca, host)
         cert, key = tls.server_files(ca)
-        lines = ["port 0", f"tls-port {port}", f"tls-cert-file {cert}",
-                 f"tls-key-file {key}", f"tls-ca-cert-file {ca}", "tls-auth-clients no"]
+        lines = [
+            "port 0",
+            f"tls-port {port}",
+            f"tls-cert-file {cert}",
+            f"tls-key-file {key}",
+            f"tls-ca-cert-file {ca}",
+            "tls-auth-clients no",
+        ]
     else:
         lines = [f"port {port}"]
     password, user = conf.get("password", ""), conf.get("user", "")
@@ -260,8 +291,10 @@ class Postgres(Service):
     def __init__(self, paths: StackPaths, props: Props) -> None:
         aurora, warehouse = props["Aurora"], props["Warehouse"]
         if (aurora["host"], aurora["port"]) != (warehouse["host"], warehouse["port"]):
-            raise ServiceError("postgres: Aurora and Warehouse must share host and port; "
-                               "the local stack runs one server for both")
+            raise ServiceError(
+                "postgres: Aurora and Warehouse must share host and port; "
+                "the local stack runs one server for both"
+            )
         super().__init__(paths, aurora["host"], int(aurora["port"]))
 
     @property
@@ -283,13 +316,37 @@ class Postgres(Service):
     def launch(self) -> None:
         if not (self.data / "PG_VERSION").exists():
             print(f"stack: postgres initdb {self.data}", flush=True)
-            self._pg("initdb", "-D", str(self.data), "-U", PG_SUPERUSER, "-E", "UTF8",
-                     "--no-locale", "--auth-local=trust", "--auth-host=scram-sha-256")
-        options = [f"-c listen_addresses={self.host}", f"-p {self.port}",
-                   f"-k {shlex.quote(str(self.socket_dir))}"]
+            self._pg(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                PG_SUPERUSER,
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            )
+        options = [
+            f"-c listen_addresses={self.host}",
+            f"-p {self.port}",
+            f"-k {shlex.quote(str(self.socket_dir))}",
+        ]
         options += [f"-c {key}={value}" for key, value in PG_SETTINGS.items()]
-        self._pg("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w",
-                 "-t", str(int(self.ready_timeout)), "-o", " ".join(options))
+        self._pg(
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            str(int(self.ready_timeout)),
+            "-o",
+            " ".join(options),
+        )
 
     def stop(self) -> None:
         if self.pid() is None:
@@ -303,8 +360,14 @@ class Postgres(Service):
 
     def admin_connection(self) -> psycopg.Connection:
         """Superuser session over the Unix socket, autocommit (CREATE DATABASE needs it)."""
-        return psycopg.connect(host=str(self.socket_dir), port=self.port, user=PG_SUPERUSER,
-                               dbname="postgres", connect_timeout=3, autocommit=True)
+        return psycopg.connect(
+            host=str(self.socket_dir),
+            port=self.port,
+            user=PG_SUPERUSER,
+            dbname="postgres",
+            connect_timeout=3,
+            autocommit=True,
+        )
 
     def ping(self) -> None:
         with self.admin_connection() as conn:
@@ -319,11 +382,19 @@ class Postgres(Service):
 
 def _run(argv: list[str], service: Service, env: dict[str, str]) -> None:
     """Run a short command for ``service``; on failure raise with its output and the log tail."""
-    result = subprocess.run(argv, env=env, cwd=service.paths.root, capture_output=True,
-                            text=True, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        argv,
+        env=env,
+        cwd=service.paths.root,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode != 0:
-        raise ServiceError(f"{service.name}: `{shlex.join(argv)}` exited {result.returncode}\n"
-                           f"{result.stdout}{result.stderr}{log_tail(service.log)}")
+        raise ServiceError(
+            f"{service.name}: `{shlex.join(argv)}` exited {result.returncode}\n"
+            f"{result.stdout}{result.stderr}{log_tail(service.log)}"
+        )
 
 
 class Services(NamedTuple):

@@ -7,10 +7,11 @@ as a restock of its own, carrying the order's id so the job closes that line. Ea
 delivery's event id is derived from the order and the ingredient it answers: delivering
 twice is a replay the pipeline ignores.
 """
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from connectors import aws
 from connectors.kinesis_producer import KinesisProducer
@@ -22,21 +23,24 @@ def restocks_for(supplier_order: dict, delivered_at: datetime) -> list[dict]:
     """The contract's restock records delivering a ``supplier-orders`` record in full, one
     per line."""
     order_id = supplier_order["supplier_order_id"]
-    return [{
-        "event_id": f"R-{order_id}-{line['ingredient_id']}",
-        "store_id": supplier_order["store_id"],
-        "ingredient_id": line["ingredient_id"],
-        "quantity": line["quantity"],
-        "ts": format_event_time(epoch_ms(delivered_at)),
-        "supplier_order_id": order_id,
-    } for line in supplier_order["lines"]]
+    return [
+        {
+            "event_id": f"R-{order_id}-{line['ingredient_id']}",
+            "store_id": supplier_order["store_id"],
+            "ingredient_id": line["ingredient_id"],
+            "quantity": line["quantity"],
+            "ts": format_event_time(epoch_ms(delivered_at)),
+            "supplier_order_id": order_id,
+        }
+        for line in supplier_order["lines"]
+    ]
 
 
 def deliver_all(props: Props) -> int:
     """Delivers every supplier order now on the ``supplier-orders`` stream; returns how many
     restocks (order lines) that took."""
     kinesis = aws.client(props, "kinesis")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     restocks = [
         restock
         for _, data in aws.read_stream(kinesis, stream_name(props, "supplier_orders"))

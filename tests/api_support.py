@@ -1,9 +1,10 @@
 """What the API tests share: tokens, warehouse hours written the way the pipeline writes
 them, and waiting for something the server notices on its next poll."""
+
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from api import auth
@@ -16,13 +17,29 @@ def token(props, role: str, stores=(), subject: str = "tester", **kwargs) -> dic
     return {"Authorization": f"Bearer {issued}"}
 
 
-def metric_row(store_id: int, hour: datetime, orders: int, revenue: str, items: int = 0,
-               online: int | None = None, delivery: int = 0) -> MetricRow:
+def metric_row(
+    store_id: int,
+    hour: datetime,
+    orders: int,
+    revenue: str,
+    items: int = 0,
+    online: int | None = None,
+    delivery: int = 0,
+) -> MetricRow:
     online = orders if online is None else online
     revenue_d = Decimal(revenue)
-    return MetricRow(store_id, hour, hour + timedelta(hours=1), orders, items or orders,
-                     revenue_d, online, orders - online, delivery,
-                     (revenue_d / orders).quantize(Decimal("0.01")))
+    return MetricRow(
+        store_id,
+        hour,
+        hour + timedelta(hours=1),
+        orders,
+        items or orders,
+        revenue_d,
+        online,
+        orders - online,
+        delivery,
+        (revenue_d / orders).quantize(Decimal("0.01")),
+    )
 
 
 def publish(props, hours: list[datetime], rows: list[MetricRow]) -> None:
@@ -35,8 +52,7 @@ def publish(props, hours: list[datetime], rows: list[MetricRow]) -> None:
 
 def past_day(days_ago: int = 3) -> datetime:
     """Midnight UTC of a day well outside the live window."""
-    today = datetime.now(timezone.utc).replace(tzinfo=None, hour=0, minute=0, second=0,
-                                               microsecond=0)
+    today = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=days_ago)
 
 

@@ -3,6 +3,7 @@
 `make test` starts the stack before pytest; the fixtures make sure it is up (no test skips
 for a missing server) and give each end-to-end test clean streams and tables.
 """
+
 from __future__ import annotations
 
 import os
@@ -68,10 +69,10 @@ def api_server(local_stack):
     """One API server (``python -m api serve``) for the whole session, on a free port, on a
     clean stack, polling ``metrics_publication`` every 0.3 s so tests see corrections
     quickly. Yields its base URL."""
+    import os
     import socket
     import subprocess
     import sys
-    import os
 
     import stack
     from api.__main__ import healthy
@@ -86,9 +87,12 @@ def api_server(local_stack):
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "api", "serve", "--port", str(port)], cwd=REPO_ROOT,
-            stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "PIZZASTREAM__API__PUBLICATION_POLL_S": "0.3"})
+            [sys.executable, "-m", "api", "serve", "--port", str(port)],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PIZZASTREAM__API__PUBLICATION_POLL_S": "0.3"},
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
         if not wait_until(lambda: healthy(base_url) or server.poll() is not None, 60):
@@ -99,6 +103,8 @@ def api_server(local_stack):
     finally:
         server.terminate()
         server.wait(20)
+
+
 WAREHOUSE_ENGINES = ("postgresql", "redshift")
 
 

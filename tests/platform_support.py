@@ -2,6 +2,7 @@
 resolved to the names and ARNs CloudFormation would give (the stack names its buckets,
 streams, tables, roles and log groups itself, so those are exact), and each role's policies
 gathered, for the IAM evaluation and the configuration checks of tests/deploy/test_platform.py."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT, REGION = "111122223333", "us-east-1"
-SECRET_SUFFIX = "-AbCdEf"           # what Secrets Manager appends to a secret's name
+SECRET_SUFFIX = "-AbCdEf"  # what Secrets Manager appends to a secret's name
 
 
 class Template:
@@ -30,7 +31,7 @@ class Template:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, value), = node.items()
+            ((key, value),) = node.items()
             if key == "Ref":
                 return self.ref(value)
             if key == "Fn::GetAtt":
@@ -46,10 +47,11 @@ class Template:
                 while "${" in text:
                     start = text.index("${")
                     end = text.index("}", start)
-                    name = text[start + 2:end]
-                    resolved = self.ref(name) if "." not in name else self.get_att(
-                        *name.split(".", 1))
-                    text = text[:start] + str(resolved) + text[end + 1:]
+                    name = text[start + 2 : end]
+                    resolved = (
+                        self.ref(name) if "." not in name else self.get_att(*name.split(".", 1))
+                    )
+                    text = text[:start] + str(resolved) + text[end + 1 :]
                 return text
             if key == "Fn::Select":
                 index, items = value
@@ -60,8 +62,13 @@ class Template:
         return {k: self.resolve(v) for k, v in node.items()}
 
     def ref(self, name: str):
-        pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
-                  "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": "stack"}
+        pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": "stack",
+        }
         if name in pseudo:
             return pseudo[name]
         if name in self.body.get("Parameters", {}):
@@ -74,16 +81,29 @@ class Template:
         if kind == "AWS::Kinesis::Stream":
             return props.get("Name", name)
         if kind == "AWS::SecretsManager::Secret":
-            return (f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:"
-                    f"{self.resolve(props.get('Name', name))}{SECRET_SUFFIX}")
+            return (
+                f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:"
+                f"{self.resolve(props.get('Name', name))}{SECRET_SUFFIX}"
+            )
         if kind == "AWS::SecretsManager::SecretTargetAttachment":
             return self.resolve(props["SecretId"])
-        if kind in ("AWS::IAM::Role", "AWS::Logs::LogGroup", "AWS::DynamoDB::GlobalTable",
-                    "AWS::DynamoDB::Table", "AWS::ECS::Cluster"):
-            return self.resolve(props.get({"AWS::IAM::Role": "RoleName",
-                                           "AWS::Logs::LogGroup": "LogGroupName",
-                                           "AWS::ECS::Cluster": "ClusterName"}
-                                          .get(kind, "TableName"), name))
+        if kind in (
+            "AWS::IAM::Role",
+            "AWS::Logs::LogGroup",
+            "AWS::DynamoDB::GlobalTable",
+            "AWS::DynamoDB::Table",
+            "AWS::ECS::Cluster",
+        ):
+            return self.resolve(
+                props.get(
+                    {
+                        "AWS::IAM::Role": "RoleName",
+                        "AWS::Logs::LogGroup": "LogGroupName",
+                        "AWS::ECS::Cluster": "ClusterName",
+                    }.get(kind, "TableName"),
+                    name,
+                )
+            )
         if kind == "AWS::KinesisAnalyticsV2::Application":
             return props.get("ApplicationName", name)
         return name
@@ -110,18 +130,28 @@ class Template:
 
     def role(self, role_name: str) -> tuple[str, list[dict]]:
         """``(role ARN, its identity policies)`` of the role named ``role_name``."""
-        (logical,) = [k for k, v in self.of_type("AWS::IAM::Role").items()
-                      if self.resolve(v["Properties"].get("RoleName")) == role_name]
-        policies = [self.resolve(v["Properties"]["PolicyDocument"])
-                    for v in self.of_type("AWS::IAM::Policy").values()
-                    if {"Ref": logical} in v["Properties"].get("Roles", [])]
-        inline = [self.resolve(p["PolicyDocument"]) for p in
-                  self.resources[logical]["Properties"].get("Policies", [])]
+        (logical,) = [
+            k
+            for k, v in self.of_type("AWS::IAM::Role").items()
+            if self.resolve(v["Properties"].get("RoleName")) == role_name
+        ]
+        policies = [
+            self.resolve(v["Properties"]["PolicyDocument"])
+            for v in self.of_type("AWS::IAM::Policy").values()
+            if {"Ref": logical} in v["Properties"].get("Roles", [])
+        ]
+        inline = [
+            self.resolve(p["PolicyDocument"])
+            for p in self.resources[logical]["Properties"].get("Policies", [])
+        ]
         return f"arn:aws:iam::{ACCOUNT}:role/{role_name}", policies + inline
 
     def trust(self, role_name: str) -> dict:
-        (role,) = [v for v in self.of_type("AWS::IAM::Role").values()
-                   if self.resolve(v["Properties"].get("RoleName")) == role_name]
+        (role,) = [
+            v
+            for v in self.of_type("AWS::IAM::Role").values()
+            if self.resolve(v["Properties"].get("RoleName")) == role_name
+        ]
         return self.resolve(role["Properties"]["AssumeRolePolicyDocument"])
 
 
@@ -130,10 +160,16 @@ def simulate(requests: list[dict]) -> list[str]:
     "ImplicitlyDenied", "ExplicitlyDenied" or "error: ..."."""
     node_modules = REPO_ROOT / "deploy" / "node_modules"
     if not (node_modules / "@cloud-copilot" / "iam-simulate").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix",
-                        str(REPO_ROOT / "deploy")], check=True)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(REPO_ROOT / "deploy")],
+            check=True,
+        )
     result = subprocess.run(
-        ["node", str(REPO_ROOT / "tests" / "iam_simulate.cjs")], input=json.dumps(requests),
-        capture_output=True, text=True, check=True,
-        env={**os.environ, "NODE_PATH": str(node_modules)})
+        ["node", str(REPO_ROOT / "tests" / "iam_simulate.cjs")],
+        input=json.dumps(requests),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "NODE_PATH": str(node_modules)},
+    )
     return json.loads(result.stdout)

@@ -1,5 +1,6 @@
 """Helpers for the POS and ETL tests: in-store orders, batches the POS stand-in delivers
 (its real spool and outbox, with chosen faults), and reads of what came out."""
+
 from __future__ import annotations
 
 import json
@@ -18,17 +19,30 @@ SYSTEMS = 20
 HOUR_MS = 3_600_000
 
 
-def make_order(n: int, store_id: int, ts_ms: int, channel: str = "in_store",
-               lines=((1, 2, 899), (7, 1, 1299)), fulfillment: str | None = None
-               ) -> EnrichedOrder:
+def make_order(
+    n: int,
+    store_id: int,
+    ts_ms: int,
+    channel: str = "in_store",
+    lines=((1, 2, 899), (7, 1, 1299)),
+    fulfillment: str | None = None,
+) -> EnrichedOrder:
     """An accepted order; unless told, in-store ones are dine-in or pickup, online ones
     pickup."""
     fulfillment = fulfillment or ("dine_in" if n % 2 and channel == "in_store" else "pickup")
     location: tuple[float | None, float | None] = (
-        (40.7, -74.0) if fulfillment == "delivery" else (None, None))
-    return EnrichedOrder(f"e-{store_id}-{n}", f"S{store_id:04d}-{channel[0].upper()}{n:06d}",
-                         store_id, channel, fulfillment, ts_ms, *location,
-                         tuple(OrderLine(*line) for line in lines))
+        (40.7, -74.0) if fulfillment == "delivery" else (None, None)
+    )
+    return EnrichedOrder(
+        f"e-{store_id}-{n}",
+        f"S{store_id:04d}-{channel[0].upper()}{n:06d}",
+        store_id,
+        channel,
+        fulfillment,
+        ts_ms,
+        *location,
+        tuple(OrderLine(*line) for line in lines),
+    )
 
 
 def insert_sales(props, orders: list[EnrichedOrder]) -> None:
@@ -40,7 +54,8 @@ def insert_sales(props, orders: list[EnrichedOrder]) -> None:
             " unit_price, total_transaction_amt, delivery_type, channel) VALUES (%s, %s, %s,"
             " timestamptz 'epoch' + %s * interval '1 millisecond', %s, %s / 100.0,"
             " %s / 100.0, %s, %s) ON CONFLICT DO NOTHING",
-            [row for order in orders for row in fact_rows(order)])
+            [row for order in orders for row in fact_rows(order)],
+        )
 
 
 class PosDeliveries:
@@ -51,8 +66,12 @@ class PosDeliveries:
         self.outbox = Outbox(directory, aws.client(props, "s3"), props["Lake"]["bucket"])
         self._cuts = 0
 
-    def deliver(self, orders: list[EnrichedOrder], version: Version = Version.COMPLETE,
-                batch: str | None = None) -> Manifest:
+    def deliver(
+        self,
+        orders: list[EnrichedOrder],
+        version: Version = Version.COMPLETE,
+        batch: str | None = None,
+    ) -> Manifest:
         system = store_system(orders[0].store_id, SYSTEMS) if orders else 1
         self._cuts += 1
         batch = batch or batch_id(system, self._cuts)
@@ -74,8 +93,9 @@ def query(props, sql: str, *args, group: str = "Aurora") -> list[tuple]:
 
 def stream_json(props, logical_name: str) -> list[dict]:
     kinesis = aws.client(props, "kinesis")
-    return [json.loads(data) for _, data in
-            aws.read_stream(kinesis, stream_name(props, logical_name))]
+    return [
+        json.loads(data) for _, data in aws.read_stream(kinesis, stream_name(props, logical_name))
+    ]
 
 
 def sale_records(props) -> list[dict]:
@@ -95,5 +115,6 @@ def progress_markers(props) -> dict[int, int]:
 def landing_keys(props, prefix: str) -> list[str]:
     s3 = aws.client(props, "s3")
     pages = s3.get_paginator("list_objects_v2").paginate(
-        Bucket=props["Lake"]["bucket"], Prefix=prefix)
+        Bucket=props["Lake"]["bucket"], Prefix=prefix
+    )
     return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))

@@ -9,6 +9,7 @@ The nodes are children of the test process, on free ports, with their CA, certif
 configuration and data in one directory under the run directory
 (``pizzastream.run_directory``); they are told to stop when the test process dies.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -58,9 +59,17 @@ class LocalRedisCluster:
         self.root = Path(tempfile.mkdtemp(prefix="redis-cluster-", dir=run_directory.claim()))
         ports = free_ports(2 * MASTERS)
         self.ports, self.bus_ports = ports[:MASTERS], ports[MASTERS:]
-        self.props = {**props, "Redis": {
-            **props["Redis"], "host": HOST, "port": str(self.ports[0]), "tls": "true",
-            "tls_ca_file": str(self.root / "tls" / "ca.crt"), "cluster_mode": "true"}}
+        self.props = {
+            **props,
+            "Redis": {
+                **props["Redis"],
+                "host": HOST,
+                "port": str(self.ports[0]),
+                "tls": "true",
+                "tls_ca_file": str(self.root / "tls" / "ca.crt"),
+                "cluster_mode": "true",
+            },
+        }
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> dict[str, dict[str, str]]:
@@ -76,8 +85,10 @@ class LocalRedisCluster:
 
     def node_props(self, port: int) -> dict[str, dict[str, str]]:
         """The props of one node as a plain server (no cluster client)."""
-        return {**self.props, "Redis": {**self.props["Redis"], "port": str(port),
-                                        "cluster_mode": "false"}}
+        return {
+            **self.props,
+            "Redis": {**self.props["Redis"], "port": str(port), "cluster_mode": "false"},
+        }
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
@@ -87,22 +98,44 @@ class LocalRedisCluster:
             node = self.root / f"node-{port}"
             node.mkdir()
             config = node / "redis.conf"
-            config.write_text("\n".join([
-                f"bind {HOST}", f"dir {node}", 'save ""', "appendonly no",
-                "cluster-enabled yes", "cluster-config-file nodes.conf",
-                f"cluster-port {bus_port}", "cluster-node-timeout 5000", "tls-cluster yes",
-                *redis_access(self.props, HOST, port)]) + "\n")
+            config.write_text(
+                "\n".join(
+                    [
+                        f"bind {HOST}",
+                        f"dir {node}",
+                        'save ""',
+                        "appendonly no",
+                        "cluster-enabled yes",
+                        "cluster-config-file nodes.conf",
+                        f"cluster-port {bus_port}",
+                        "cluster-node-timeout 5000",
+                        "tls-cluster yes",
+                        *redis_access(self.props, HOST, port),
+                    ]
+                )
+                + "\n"
+            )
             config.chmod(0o600)
             with open(node / "redis.log", "wb") as log:
-                self.processes.append(subprocess.Popen(
-                    [binary, str(config)], cwd=node, stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent))
+                self.processes.append(
+                    subprocess.Popen(
+                        [binary, str(config)],
+                        cwd=node,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        preexec_fn=_die_with_parent,
+                    )
+                )
         for port in self.ports:
             self._wait(port, lambda client: client.ping(), "answer")
         self._create()
         for port in self.ports:
-            self._wait(port, lambda client: client.cluster("info")["cluster_state"] == "ok",
-                       "report the cluster ok")
+            self._wait(
+                port,
+                lambda client: client.cluster("info")["cluster_state"] == "ok",
+                "report the cluster ok",
+            )
 
     def _wait(self, port: int, probe, what: str) -> None:
         def done() -> bool:
@@ -113,27 +146,42 @@ class LocalRedisCluster:
                 return False
 
         if not wait_until(done, 20):
-            raise RuntimeError(f"redis cluster node {port} did not {what} within 20 s\n"
-                               f"{self._logs()}")
+            raise RuntimeError(
+                f"redis cluster node {port} did not {what} within 20 s\n{self._logs()}"
+            )
 
     def _create(self) -> None:
         conf = self.props["Redis"]
-        argv = ["redis-cli", "--tls", "--cacert", conf["tls_ca_file"], "--cluster", "create",
-                *(f"{HOST}:{port}" for port in self.ports), "--cluster-replicas", "0",
-                "--cluster-yes"]
+        argv = [
+            "redis-cli",
+            "--tls",
+            "--cacert",
+            conf["tls_ca_file"],
+            "--cluster",
+            "create",
+            *(f"{HOST}:{port}" for port in self.ports),
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        ]
         if conf.get("user") and conf["user"] != redis_store.DEFAULT_USER:
             argv[1:1] = ["--user", conf["user"]]
         # The password in the environment, not on a command line others can read.
         env = {**os.environ, "REDISCLI_AUTH": conf.get("password", "")}
-        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster create exited {result.returncode}\n"
-                               f"{result.stdout}{result.stderr}{self._logs()}")
+            raise RuntimeError(
+                f"redis-cli --cluster create exited {result.returncode}\n"
+                f"{result.stdout}{result.stderr}{self._logs()}"
+            )
 
     def _logs(self) -> str:
-        return "\n".join(f"--- {log}\n{log.read_text()[-2000:]}"
-                         for log in sorted(self.root.glob("node-*/redis.log")))
+        return "\n".join(
+            f"--- {log}\n{log.read_text()[-2000:]}"
+            for log in sorted(self.root.glob("node-*/redis.log"))
+        )
 
     def stop(self) -> None:
         for process in self.processes:

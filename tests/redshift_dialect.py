@@ -6,6 +6,7 @@ What counts as lacking (Redshift's SQL reference): ``INSERT … ON CONFLICT`` (R
 (Redshift's COPY reads from S3, DynamoDB, EMR or SSH hosts), a COPY from S3 without an IAM
 role, any statement sqlglot cannot parse as Redshift (it falls back to an opaque command),
 and functions the Redshift dialect does not know."""
+
 from __future__ import annotations
 
 import sqlglot
@@ -30,8 +31,11 @@ def problems(sql: str) -> list[str]:
         if not copy.args.get("kind"):
             found.append("COPY … TO (Redshift unloads with UNLOAD)")
         for source in copy.args.get("files") or []:
-            if not (isinstance(source, exp.Literal) and source.is_string
-                    and source.this.startswith("s3://")):
+            if not (
+                isinstance(source, exp.Literal)
+                and source.is_string
+                and source.this.startswith("s3://")
+            ):
                 found.append(f"COPY from {source.sql()} (Redshift copies from S3)")
         credentials = copy.args.get("credentials")
         if credentials is None or credentials.args.get("iam_role") is None:
@@ -43,6 +47,8 @@ def problems(sql: str) -> list[str]:
 
 def statements(script: str) -> list[str]:
     """The statements of a SQL script, comments dropped, as sqlglot splits them."""
-    return [tree.sql("redshift") for tree in sqlglot.parse(script, read="redshift",
-                                                             error_level=ErrorLevel.RAISE)
-            if tree is not None]
+    return [
+        tree.sql("redshift")
+        for tree in sqlglot.parse(script, read="redshift", error_level=ErrorLevel.RAISE)
+        if tree is not None
+    ]

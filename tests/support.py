@@ -1,4 +1,5 @@
 """Helpers for end-to-end tests: polling outputs and running a job on the mini-cluster."""
+
 from __future__ import annotations
 
 import time
@@ -9,8 +10,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], T], done: Callable[[T], bool],
-             timeout_s: float, every_s: float = 2.0) -> T:
+def wait_for(
+    what: str,
+    probe: Callable[[], T],
+    done: Callable[[T], bool],
+    timeout_s: float,
+    every_s: float = 2.0,
+) -> T:
     """Polls ``probe`` until ``done(value)``; fails with the last value seen."""
     deadline = time.monotonic() + timeout_s
     value = probe()
@@ -61,13 +67,19 @@ def run_redis_sink(props, rows, ttl_s: int = 0, batch_size: int = 2) -> None:
 
     env = runtime.stream_environment(props)
     env.set_parallelism(1)
-    env.from_collection(rows, type_info=redis_store.REDIS_COMMAND) \
-        .sink_to(redis_store.sink(props, ttl_s, batch_size))
+    env.from_collection(rows, type_info=redis_store.REDIS_COMMAND).sink_to(
+        redis_store.sink(props, ttl_s, batch_size)
+    )
     env.execute("redis-sink-test")
 
 
-def run_status_gate(props, statuses: list[tuple[str, str]], job: str = "gate-test",
-                    batch_size: int = 2, ttl_s: int = 600) -> list[tuple]:
+def run_status_gate(
+    props,
+    statuses: list[tuple[str, str]],
+    job: str = "gate-test",
+    batch_size: int = 2,
+    ttl_s: int = 600,
+) -> list[tuple]:
     """Writes ``(order_id, status)`` pairs through the jobs' JVM status writer
     (``redis_store.order_status_gate``), in batches of ``batch_size``, on a mini-cluster job
     that ends with its input; returns the dead letters it put out, as tuples."""
@@ -79,8 +91,9 @@ def run_status_gate(props, statuses: list[tuple[str, str]], job: str = "gate-tes
 
     env = runtime.stream_environment(props)
     env.set_parallelism(1)
-    lines = env.from_collection([Row(order_id, status) for order_id, status in statuses],
-                                type_info=KEYED_RECORD)
+    lines = env.from_collection(
+        [Row(order_id, status) for order_id, status in statuses], type_info=KEYED_RECORD
+    )
     # the status commands as the jobs make them of their batches' status lines
     commands = runtime.redis_set_commands(lines, redis_store.order_status_key(""))
     letters = redis_store.order_status_gate(commands, props, job, ttl_s, batch_size)

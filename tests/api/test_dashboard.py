@@ -1,6 +1,7 @@
 """The dashboard in a real browser: Debian's headless chromium, driven by Selenium through
 Debian's chromedriver, opens the page the API serves and the chart must show the figures
 stored in the warehouse, hour by hour, with the live hour, the totals and the stock."""
+
 from __future__ import annotations
 
 import shutil
@@ -24,12 +25,18 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    assert shutil.which("chromium") and shutil.which(CHROMEDRIVER), \
+    assert shutil.which("chromium") and shutil.which(CHROMEDRIVER), (
         "chromium and chromium-driver are installed by scripts/setup.sh"
+    )
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                 "--disable-gpu", "--window-size=1100,1100"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1100,1100",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -43,26 +50,38 @@ def test_the_chart_shows_the_stored_hourly_figures(api_server, props, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
     day = past_day(2)
-    stored = {day + timedelta(hours=h): (orders, revenue) for h, orders, revenue in
-              ((11, 4, "48.00"), (12, 9, "117.50"), (18, 6, "66.60"))}
-    publish(props, [day + timedelta(hours=h) for h in range(24)],
-            [metric_row(STORE, hour, orders, revenue) for hour, (orders, revenue) in
-             stored.items()])
+    stored = {
+        day + timedelta(hours=h): (orders, revenue)
+        for h, orders, revenue in ((11, 4, "48.00"), (12, 9, "117.50"), (18, 6, "66.60"))
+    }
+    publish(
+        props,
+        [day + timedelta(hours=h) for h in range(24)],
+        [metric_row(STORE, hour, orders, revenue) for hour, (orders, revenue) in stored.items()],
+    )
     redis = redis_store.client(props)
     redis.hset(redis_store.inventory_key(STORE), mapping={"1": "0", "2": "999999"})
     header = token(props, auth.MERCHANT, [STORE])["Authorization"].removeprefix("Bearer ")
 
     def bars():
         browser.get("about:blank")
-        browser.get(f"{api_server}/dashboard#token={header}&store={STORE}"
-                    f"&day={day.date().isoformat()}")
+        browser.get(
+            f"{api_server}/dashboard#token={header}&store={STORE}&day={day.date().isoformat()}"
+        )
         WebDriverWait(browser, 20).until(
-            lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded")
-            or b.find_element(By.ID, "error").text)
+            lambda b: (
+                b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded")
+                or b.find_element(By.ID, "error").text
+            )
+        )
         assert browser.find_element(By.ID, "error").text == ""
-        return {rect.get_attribute("data-hour"): (int(rect.get_attribute("data-orders")),
-                                                  rect.get_attribute("data-revenue"))
-                for rect in browser.find_elements(By.CSS_SELECTOR, "#hourly-chart rect.bar")}
+        return {
+            rect.get_attribute("data-hour"): (
+                int(rect.get_attribute("data-orders")),
+                rect.get_attribute("data-revenue"),
+            )
+            for rect in browser.find_elements(By.CSS_SELECTOR, "#hourly-chart rect.bar")
+        }
 
     # The server sees the new hours on its next metrics_publication poll.
     shown = bars()
@@ -72,11 +91,18 @@ def test_the_chart_shows_the_stored_hourly_figures(api_server, props, browser):
         shown = bars()
     assert len(shown) == 24
     assert {hour: figures for hour, figures in shown.items() if figures[0]} == {
-        f"{hour.isoformat()}Z": figures for hour, figures in stored.items()}
-    heights = {rect.get_attribute("data-hour"): float(rect.get_attribute("height"))
-               for rect in browser.find_elements(By.CSS_SELECTOR, "#hourly-chart rect.bar")}
-    assert heights[f"{day.replace(hour=12).isoformat()}Z"] > \
-        heights[f"{day.replace(hour=18).isoformat()}Z"] > heights[f"{day.replace(hour=11).isoformat()}Z"] > 0
+        f"{hour.isoformat()}Z": figures for hour, figures in stored.items()
+    }
+    heights = {
+        rect.get_attribute("data-hour"): float(rect.get_attribute("height"))
+        for rect in browser.find_elements(By.CSS_SELECTOR, "#hourly-chart rect.bar")
+    }
+    assert (
+        heights[f"{day.replace(hour=12).isoformat()}Z"]
+        > heights[f"{day.replace(hour=18).isoformat()}Z"]
+        > heights[f"{day.replace(hour=11).isoformat()}Z"]
+        > 0
+    )
     assert "$232.10" in browser.find_element(By.ID, "totals").text
     stock_rows = browser.find_elements(By.CSS_SELECTOR, "#stock tbody tr")
     assert [row.get_attribute("class") for row in stock_rows] == ["low", ""]

@@ -2,6 +2,7 @@
 arithmetic holds (the COPY upsert sink the benchmarks measure is tested with the connectors,
 ``tests/connectors/test_aurora_copy_sink.py``). Benchmarks are not timed tests: nothing here
 asserts a rate beyond "something flowed"."""
+
 from __future__ import annotations
 
 import json
@@ -14,17 +15,21 @@ import pytest
 from bench import capacity as cap
 from pizzastream.config import REPO_ROOT
 
-
 # ------------------------------------------------------------------ harness (CI smoke)
+
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_smoke_run_measures_every_part(local_stack, tmp_path):
     out = tmp_path / "results.json"
     doc = tmp_path / "benchmarks.md"
-    run = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--results", str(out),
-                          "--doc", str(doc)], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=170)
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--results", str(out), "--doc", str(doc)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads(out.read_text())
     flink = {r["scenario"]: r for r in results["flink"]}
@@ -41,6 +46,7 @@ def test_smoke_run_measures_every_part(local_stack, tmp_path):
 
 
 # ------------------------------------------------------------------ capacity model (unit)
+
 
 def test_skewed_weights_put_80_percent_on_20_percent_of_stores():
     weights = cap.skewed_weights(2000)
@@ -67,14 +73,14 @@ def test_shards_respect_records_bytes_and_hot_keys():
     load = cap.Load(3_000, tuple([0.1] * 10))
     small = cap.plan_stream(load, cap.StreamSpec("s", 1.0, 100), utilisation=1.0)
     assert small.lower_bound == 3
-    assert small.contiguous == 4                 # ceil(10 stores / 3 per shard)
+    assert small.contiguous == 4  # ceil(10 stores / 3 per shard)
     big = cap.plan_stream(load, cap.StreamSpec("s", 1.0, 2_000), utilisation=1.0)
     assert big.lower_bound == math.ceil(3_000 * 2_000 / cap.SHARD_BYTES_PER_S)
     assert big.contiguous >= big.lower_bound
     # one store above a shard's 1,000 records/s cannot keep str(store_id) as its only key
     hot = cap.plan_stream(cap.Load(2_500, (0.6, 0.4)), cap.StreamSpec("s", 1.0, 100), 1.0)
     assert hot.hot_stores == [1] and hot.even_ranges is None
-    assert hot.contiguous == 2 + 1               # store 1 salted over 2 shards, store 2 alone
+    assert hot.contiguous == 2 + 1  # store 1 salted over 2 shards, store 2 alone
 
 
 def test_even_hash_ranges_need_more_shards_than_placed_boundaries():
@@ -85,9 +91,14 @@ def test_even_hash_ranges_need_more_shards_than_placed_boundaries():
 
 
 def test_monthly_cost_adds_kpus_storage_shards_and_put_units():
-    prices = cap.Prices(kpu_hour=0.1, shard_hour=0.01, put_payload_units_per_million=0.02,
-                        running_storage_gb_month=0.1, storage_gb_per_kpu=50,
-                        hours_per_month=100)
+    prices = cap.Prices(
+        kpu_hour=0.1,
+        shard_hour=0.01,
+        put_payload_units_per_million=0.02,
+        running_storage_gb_month=0.1,
+        storage_gb_per_kpu=50,
+        hours_per_month=100,
+    )
     load = cap.Load(1_000, tuple([0.5, 0.5]), events_per_day=1e6, days_per_month=10)
     streams = (cap.StreamSpec("orders", 1.0, 100),)
     plan = cap.plan(load, (cap.JobSpec("j", 1.0, 1_000),), streams, 1.0, prices)
@@ -124,7 +135,7 @@ def test_packing_events_into_records_cuts_records_not_bytes():
 def test_aggregation_packs_each_store_by_its_own_rate_up_to_a_megabyte():
     aggregation = cap.Aggregation(linger_s=0.1)
     assert aggregation.events_per_record(700, 260) == pytest.approx(70)
-    assert aggregation.events_per_record(5, 260) == 1.0              # never below one
+    assert aggregation.events_per_record(5, 260) == 1.0  # never below one
     assert aggregation.events_per_record(1e6, 2_000) == cap.MAX_RECORD_BYTES // 2_000
     load = cap.Load(3_000, (0.9, 0.1))
     plan = cap.plan_stream(load, cap.StreamSpec("s", 1.0, 100), 1.0, aggregation=aggregation)
@@ -132,17 +143,20 @@ def test_aggregation_packs_each_store_by_its_own_rate_up_to_a_megabyte():
     assert plan.bytes_per_s == pytest.approx(3_000 * 100)
     assert plan.hot_stores == [] and plan.shards == 1
     # the bytes still bind: a store over 1 MB/s stays too hot for one shard
-    heavy = cap.plan_stream(cap.Load(3_000, (0.9, 0.1)), cap.StreamSpec("s", 1.0, 1_000), 1.0,
-                            aggregation=aggregation)
+    heavy = cap.plan_stream(
+        cap.Load(3_000, (0.9, 0.1)), cap.StreamSpec("s", 1.0, 1_000), 1.0, aggregation=aggregation
+    )
     assert heavy.hot_stores == [1] and heavy.shards == 3 + 1
 
 
 def test_aggregated_records_over_25_kb_cost_more_put_units():
     load = cap.Load(1_000, (1.0,))
-    small = cap.plan_stream(load, cap.StreamSpec("s", 1.0, 100), 1.0,
-                            aggregation=cap.Aggregation(0.1))         # 100 x 100 B: 1 unit
-    big = cap.plan_stream(load, cap.StreamSpec("s", 1.0, 1_000), 1.0,
-                          aggregation=cap.Aggregation(0.1))           # 100 KB: 4 units
+    small = cap.plan_stream(
+        load, cap.StreamSpec("s", 1.0, 100), 1.0, aggregation=cap.Aggregation(0.1)
+    )  # 100 x 100 B: 1 unit
+    big = cap.plan_stream(
+        load, cap.StreamSpec("s", 1.0, 1_000), 1.0, aggregation=cap.Aggregation(0.1)
+    )  # 100 KB: 4 units
     assert small.put_units_per_s == pytest.approx(10)
     assert big.put_units_per_s == pytest.approx(10 * 4)
 
@@ -156,11 +170,13 @@ def test_the_seeds_peak_fits_400_shards_only_with_aggregation():
     assert aggregated.billed_kpus == one.billed_kpus
     assert aggregated.monthly_cost()["total"] < one.monthly_cost()["total"] / 4
     with pytest.raises(ValueError):
-        cap.plan(cap.planned_peak(), jobs, internal_events_per_record=10,
-                 aggregation=cap.Aggregation())
+        cap.plan(
+            cap.planned_peak(), jobs, internal_events_per_record=10, aggregation=cap.Aggregation()
+        )
 
 
 # ------------------------------------------------------------------ publication latency (unit)
+
 
 def test_publication_latency_runs_from_the_watermark_passing_sale_to_the_first_row(tmp_path):
     """The generator's n-th sale has event time (first record time - lag) + n * 1000 / rate;
@@ -173,7 +189,8 @@ def test_publication_latency_runs_from_the_watermark_passing_sale_to_the_first_r
     props["HourlyMetrics"]["out_of_orderness_minutes"] = "20"
     # 1,000 sales/s from t = 1,000 s; event time starts at t - 1 h and runs 40 ms per sale
     (tmp_path / "events-0.progress").write_text(
-        "".join(f"{1 + 1000 * i} {(1000 + i) * 1000}\n" for i in range(101)))
+        "".join(f"{1 + 1000 * i} {(1000 + i) * 1000}\n" for i in range(101))
+    )
     # the hour ending at epoch 0 may close at sale (20 min + 1 h - 1,000 s) / 40 ms = 95,000,
     # made at t = 1,095 s; its first row left at 1,097.5 s
     (tmp_path / hourly.PUBLISHED).write_text("0 1097500\n")
@@ -184,24 +201,46 @@ def test_publication_latency_runs_from_the_watermark_passing_sale_to_the_first_r
     assert result["p50_s"] == pytest.approx(2.5, abs=0.01)
     # the publisher's bound: the longer of 20 and pos_wait (30) min, plus idle (60 s)
     assert (result["bound_min"], result["late_refresh_s"]) == (31.0, 5.0)
-    assert hourly.publication_latencies(tmp_path, spec, props, generated,
-                                        after=1096.0)["hours_published"] == 0
+    assert (
+        hourly.publication_latencies(tmp_path, spec, props, generated, after=1096.0)[
+            "hours_published"
+        ]
+        == 0
+    )
 
 
 def test_the_delay_section_states_the_bound_a_run_recorded_and_no_other_number():
     from bench import markdown
 
-    publications = {"hours_published": 8, "p50_s": 0.73, "max_s": 1.271,
-                    "out_of_orderness_min": 20.0, "idle_s": 60.0,
-                    "checkpoint_interval_ms": 5000}
-    run = {"scenario": "hourly_delay", "section": "delay", "parallelism": 1, "id": "d",
-           "label": "", "tuning": {"parallelism": "1"}, "events_per_s": 26_000, "rate": 25,
-           "publications": publications}
+    publications = {
+        "hours_published": 8,
+        "p50_s": 0.73,
+        "max_s": 1.271,
+        "out_of_orderness_min": 20.0,
+        "idle_s": 60.0,
+        "checkpoint_interval_ms": 5000,
+    }
+    run = {
+        "scenario": "hourly_delay",
+        "section": "delay",
+        "parallelism": 1,
+        "id": "d",
+        "label": "",
+        "tuning": {"parallelism": "1"},
+        "events_per_s": 26_000,
+        "rate": 25,
+        "publications": publications,
+    }
     older = markdown._delay({"flink": [run]})
     assert "`HourlySettings.bound` after its end:" in older
     assert "20 min past the hour's end" in older and "about 20 minutes" not in older
-    newer = markdown._delay({"flink": [{**run, "publications": {
-        **publications, "bound_min": 31.0, "late_refresh_s": 5.0}}]})
+    newer = markdown._delay(
+        {
+            "flink": [
+                {**run, "publications": {**publications, "bound_min": 31.0, "late_refresh_s": 5.0}}
+            ]
+        }
+    )
     assert "`HourlySettings.bound` after its end (31 min in this run):" in newer
     assert "`late_refresh_seconds` (5 s)" in newer
 
@@ -210,11 +249,18 @@ def test_the_report_sets_the_fused_prototype_beside_the_chained_jobs():
     from bench import markdown
 
     def run(scenario, section, p, per_cpu):
-        return {"scenario": scenario, "section": section, "parallelism": p, "id": f"{scenario} p{p}",
-                "label": "", "tuning": {"parallelism": str(p)}, "events_per_s": per_cpu,
-                "events_per_cpu_s": per_cpu,
-                "cpu": {"jvm_cores": 0.5, "python_cores": 0.5, "tree_cores": 1.0,
-                        "others_cores": 0.0}, "load_before": [0.5]}
+        return {
+            "scenario": scenario,
+            "section": section,
+            "parallelism": p,
+            "id": f"{scenario} p{p}",
+            "label": "",
+            "tuning": {"parallelism": str(p)},
+            "events_per_s": per_cpu,
+            "events_per_cpu_s": per_cpu,
+            "cpu": {"jvm_cores": 0.5, "python_cores": 0.5, "tree_cores": 1.0, "others_cores": 0.0},
+            "load_before": [0.5],
+        }
 
     results = {"flink": [run("chained", "jobs", 1, 20_000), run("fused", "merged", 1, 30_000)]}
     text = markdown._merged(results)

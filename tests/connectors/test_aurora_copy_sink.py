@@ -1,5 +1,6 @@
 """The COPY upsert sink (``connectors.aurora.copy_upsert_sink``, inventory_windowing's
 ``order_fct`` sink) keeps the JDBC sink's semantics: one row per key with the last values."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -19,29 +20,38 @@ def test_copy_sink_upserts_last_version_of_each_key(local_stack):
     from jobs import inventory_windowing, runtime
 
     props = benchdb.ensure(local_stack)
-    props["Aurora"]["copy_batch_rows"] = "3"   # several batches
+    props["Aurora"]["copy_batch_rows"] = "3"  # several batches
     with aurora.connect(props) as conn:
         conn.execute("DELETE FROM order_fct WHERE order_id LIKE 'COPYTEST-%'")
     ts = 1_795_500_000_123
-    rows = [Row(7, "COPYTEST-1", 1, ts, 1, 899, 899, "pickup", "online"),
-            Row(7, "COPYTEST-1", 1, ts, 2, 899, 1798, "pickup", "online"),      # same key
-            Row(8, "COPYTEST-2", 4, ts + 1, 3, 999, 2997, "delivery", "online"),
-            Row(9, "COPYTEST-3", 16, ts + 2, 1, 199, 199, "dine_in", "in_store"),
-            Row(7, "COPYTEST-1", 1, ts, 3, 899, 2697, "pickup", "online")]      # replay, later
+    rows = [
+        Row(7, "COPYTEST-1", 1, ts, 1, 899, 899, "pickup", "online"),
+        Row(7, "COPYTEST-1", 1, ts, 2, 899, 1798, "pickup", "online"),  # same key
+        Row(8, "COPYTEST-2", 4, ts + 1, 3, 999, 2997, "delivery", "online"),
+        Row(9, "COPYTEST-3", 16, ts + 2, 1, 199, 199, "dine_in", "in_store"),
+        Row(7, "COPYTEST-1", 1, ts, 3, 899, 2697, "pickup", "online"),
+    ]  # replay, later
     env = runtime.stream_environment(props)
     env.set_parallelism(1)
     stream = env.from_collection(rows, type_info=inventory_windowing.FACT_ROW)
-    stream.sink_to(aurora.copy_upsert_sink(props, "order_fct", aurora.ORDER_FCT_STAGE,
-                                           aurora.ORDER_FCT_TARGET, ["order_id", "product_id"]))
+    stream.sink_to(
+        aurora.copy_upsert_sink(
+            props,
+            "order_fct",
+            aurora.ORDER_FCT_STAGE,
+            aurora.ORDER_FCT_TARGET,
+            ["order_id", "product_id"],
+        )
+    )
     env.execute("copy-sink-test")
     with aurora.connect(props) as conn:
         got = conn.execute(
             "SELECT order_id, product_id, store_id, quantity, unit_price, total_transaction_amt,"
             " (extract(epoch FROM transaction_ts) * 1000)::bigint, delivery_type, channel"
-            " FROM order_fct WHERE order_id LIKE 'COPYTEST-%' ORDER BY order_id").fetchall()
+            " FROM order_fct WHERE order_id LIKE 'COPYTEST-%' ORDER BY order_id"
+        ).fetchall()
     assert got == [
         ("COPYTEST-1", 1, 7, 3, Decimal("8.99"), Decimal("26.97"), ts, "pickup", "online"),
         ("COPYTEST-2", 4, 8, 3, Decimal("9.99"), Decimal("29.97"), ts + 1, "delivery", "online"),
-        ("COPYTEST-3", 16, 9, 1, Decimal("1.99"), Decimal("1.99"), ts + 2, "dine_in",
-         "in_store"),
+        ("COPYTEST-3", 16, 9, 1, Decimal("1.99"), Decimal("1.99"), ts + 2, "dine_in", "in_store"),
     ]

@@ -1,6 +1,7 @@
 """KPL aggregated records in Python (connectors.kinesis_agg), checked against bytes that
 protobuf's own runtime wrote from KPL's schema (tests/connectors/test_kinesis_aggregation_jvm.py checks
 the JVM's against KPL's generated classes)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,10 @@ from connectors import kinesis_agg
 KPL_TWO_RECORDS = b"\n\x0242\x1a\x05\x08\x00\x1a\x01a\x1a\x04\x08\x00\x1a\x00"
 # partition_key_table ["7", "8"], explicit_hash_key_table ["1"], records
 # [(1, b"a", explicit_hash_key_index 0), (0, b"b", tags [("k", "v")])]:
-KPL_TWO_KEYS = (b"\n\x017\n\x018\x12\x011\x1a\x07\x08\x01\x10\x00\x1a\x01a"
-                b"\x1a\r\x08\x00\x1a\x01b\"\x06\n\x01k\x12\x01v")
+KPL_TWO_KEYS = (
+    b"\n\x017\n\x018\x12\x011\x1a\x07\x08\x01\x10\x00\x1a\x01a"
+    b'\x1a\r\x08\x00\x1a\x01b"\x06\n\x01k\x12\x01v'
+)
 
 
 def test_encoded_aggregates_are_kpls_bytes():
@@ -32,17 +35,19 @@ def test_aggregates_written_by_kpl_are_read():
 
 def test_round_trip_keeps_order():
     data = [f"event {i}".encode() for i in range(1000)]
-    assert kinesis_agg.user_records("5", kinesis_agg.encode("5", data)) == [
-        ("5", d) for d in data]
+    assert kinesis_agg.user_records("5", kinesis_agg.encode("5", data)) == [("5", d) for d in data]
 
 
-@pytest.mark.parametrize("corrupt", [
-    lambda record: record[:-1] + bytes([record[-1] ^ 1]),           # bad MD5
-    lambda record: record[:20] + record[-16:],                       # body cut short
-    lambda record: kinesis_agg.MAGIC + b"\xff\xff" + hashlib.md5(b"\xff\xff").digest(),
-    lambda record: kinesis_agg.MAGIC + hashlib.md5(b"").digest(),    # no records
-    lambda record: kinesis_agg.MAGIC + b"\x01",                      # shorter than a digest
-])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda record: record[:-1] + bytes([record[-1] ^ 1]),  # bad MD5
+        lambda record: record[:20] + record[-16:],  # body cut short
+        lambda record: kinesis_agg.MAGIC + b"\xff\xff" + hashlib.md5(b"\xff\xff").digest(),
+        lambda record: kinesis_agg.MAGIC + hashlib.md5(b"").digest(),  # no records
+        lambda record: kinesis_agg.MAGIC + b"\x01",  # shorter than a digest
+    ],
+)
 def test_a_corrupt_aggregate_is_handed_on_as_received(corrupt):
     record = corrupt(kinesis_agg.encode("3", [b"one", b"two"]))
     assert kinesis_agg.user_records("3", record) == [("3", record)]
@@ -66,4 +71,6 @@ def test_aggregates_keep_within_the_bounds_and_send_a_lone_record_plain():
     assert list(kinesis_agg.aggregates("9", [b"only"], 1_000, 10)) == [b"only"]
     # one member already over the bound goes alone, never dropped
     assert list(kinesis_agg.aggregates("9", [b"x" * 2_000, b"y"], 1_000, 10)) == [
-        b"x" * 2_000, b"y"]
+        b"x" * 2_000,
+        b"y",
+    ]

@@ -3,6 +3,7 @@
 mini-cluster jobs: the bytes are KPL's (its generated classes, shaded in the connector, parse
 them; Python's ``connectors.kinesis_agg`` and the JVM read each other's), a key's records keep
 their order, and nothing buffered misses a checkpoint."""
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,10 @@ def _java_list(jvm, items: list[bytes]):
 
 
 def _user_records(jvm, key: str, data: bytes) -> list[tuple[str, bytes]]:
-    return [(str(get_field(user, "partitionKey")), bytes(get_field(user, "data")))
-            for user in jvm.pizzastream.flink.KinesisAggregation.userRecords(key, data)]
+    return [
+        (str(get_field(user, "partitionKey")), bytes(get_field(user, "data")))
+        for user in jvm.pizzastream.flink.KinesisAggregation.userRecords(key, data)
+    ]
 
 
 def test_the_jvms_aggregates_are_kpls_and_pythons(jvm):
@@ -50,10 +53,12 @@ def test_the_jvms_aggregates_are_kpls_and_pythons(jvm):
     assert encoded == kinesis_agg.encode("42", data)
     assert kinesis_agg.user_records("42", encoded) == [("42", d) for d in data]
     parsed = getattr(getattr(jvm, KPL_MESSAGES), "Messages$AggregatedRecord").parseFrom(
-        encoded[4:-16])
+        encoded[4:-16]
+    )
     assert list(parsed.getPartitionKeyTableList()) == ["42"]
-    assert [bytes(parsed.getRecords(i).getData().toByteArray())
-            for i in range(parsed.getRecordsCount())] == data
+    assert [
+        bytes(parsed.getRecords(i).getData().toByteArray()) for i in range(parsed.getRecordsCount())
+    ] == data
 
 
 def test_the_jvm_reads_pythons_and_kpls_aggregates(jvm):
@@ -63,35 +68,53 @@ def test_the_jvm_reads_pythons_and_kpls_aggregates(jvm):
     builder = getattr(messages, "Messages$AggregatedRecord").newBuilder()
     builder.addPartitionKeyTable("7").addPartitionKeyTable("8").addExplicitHashKeyTable("1")
     record = getattr(messages, "Messages$Record")
-    builder.addRecords(record.newBuilder().setPartitionKeyIndex(1).setExplicitHashKeyIndex(0)
-                       .setData(jvm.org.apache.flink.kinesis.shaded.com.google.protobuf
-                                .ByteString.copyFrom(b"a")).build())
-    builder.addRecords(record.newBuilder().setPartitionKeyIndex(0)
-                       .setData(jvm.org.apache.flink.kinesis.shaded.com.google.protobuf
-                                .ByteString.copyFrom(b"b")).build())
+    builder.addRecords(
+        record.newBuilder()
+        .setPartitionKeyIndex(1)
+        .setExplicitHashKeyIndex(0)
+        .setData(jvm.org.apache.flink.kinesis.shaded.com.google.protobuf.ByteString.copyFrom(b"a"))
+        .build()
+    )
+    builder.addRecords(
+        record.newBuilder()
+        .setPartitionKeyIndex(0)
+        .setData(jvm.org.apache.flink.kinesis.shaded.com.google.protobuf.ByteString.copyFrom(b"b"))
+        .build()
+    )
     body = bytes(builder.build().toByteArray())
     written_by_kpl = kinesis_agg.MAGIC + body + hashlib.md5(body).digest()
     assert _user_records(jvm, "7", written_by_kpl) == [("8", b"a"), ("7", b"b")]
 
 
-@pytest.mark.parametrize("corrupt", [
-    lambda record: record[:-1] + bytes([record[-1] ^ 1]),           # bad MD5
-    lambda record: kinesis_agg.MAGIC + b"\xff\xff" + hashlib.md5(b"\xff\xff").digest(),
-    lambda record: kinesis_agg.MAGIC + b"\x0a\x09" + hashlib.md5(b"\x0a\x09").digest(),
-    lambda record: kinesis_agg.MAGIC + hashlib.md5(b"").digest(),    # no records
-    lambda record: b'{"order_id": "S1-1"}',                          # plain
-])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda record: record[:-1] + bytes([record[-1] ^ 1]),  # bad MD5
+        lambda record: kinesis_agg.MAGIC + b"\xff\xff" + hashlib.md5(b"\xff\xff").digest(),
+        lambda record: kinesis_agg.MAGIC + b"\x0a\x09" + hashlib.md5(b"\x0a\x09").digest(),
+        lambda record: kinesis_agg.MAGIC + hashlib.md5(b"").digest(),  # no records
+        lambda record: b'{"order_id": "S1-1"}',  # plain
+    ],
+)
 def test_the_jvm_hands_anything_else_on_as_received(jvm, corrupt):
     record = corrupt(kinesis_agg.encode("3", [b"one", b"two"]))
     assert _user_records(jvm, "3", record) == [("3", record)]
 
 
-def _aggregated_by_a_job(props, rows: list[Row], linger_ms: str, max_records: str
-                         ) -> list[tuple[str, bytes]]:
+def _aggregated_by_a_job(
+    props, rows: list[Row], linger_ms: str, max_records: str
+) -> list[tuple[str, bytes]]:
     from jobs import runtime
 
-    props = {**props, "Aggregation": {"enabled": "true", "linger_ms": linger_ms,
-                                      "max_bytes": "1000000", "max_records": max_records}}
+    props = {
+        **props,
+        "Aggregation": {
+            "enabled": "true",
+            "linger_ms": linger_ms,
+            "max_bytes": "1000000",
+            "max_records": max_records,
+        },
+    }
     env = runtime.stream_environment(props)
     env.set_parallelism(1)
     stream = env.from_collection(rows, type_info=kinesis.KEYED_RECORD)
@@ -107,7 +130,8 @@ def test_the_operator_packs_each_key_in_order_within_its_bounds(props):
     assert sorted(unpacked) == sorted((row[0], row[1].encode()) for row in rows)
     for store in "012":
         assert [d for k, d in unpacked if k == store] == [
-            row[1].encode() for row in rows if row[0] == store]
+            row[1].encode() for row in rows if row[0] == store
+        ]
     assert all(len(kinesis_agg.user_records(k, d)) <= 10 for k, d in out)
     # 34, 33 and 33 records: four aggregates each of at most ten, the last of 3 or 4
     assert len(out) == 12
@@ -131,10 +155,16 @@ def test_a_checkpoint_sends_what_is_buffered_and_sources_unpack(local_stack):
     for name in (source, target):
         kinesis_client.create_stream(StreamName=name, ShardCount=2)
         kinesis_client.get_waiter("stream_exists").wait(StreamName=name)
-    props = {**local_stack,
-             "Streams": {**local_stack["Streams"], "orders": source, "sales": target},
-             "Aggregation": {"enabled": "true", "linger_ms": "3600000",
-                             "max_bytes": "1000000", "max_records": "10000"}}
+    props = {
+        **local_stack,
+        "Streams": {**local_stack["Streams"], "orders": source, "sales": target},
+        "Aggregation": {
+            "enabled": "true",
+            "linger_ms": "3600000",
+            "max_bytes": "1000000",
+            "max_records": "10000",
+        },
+    }
     events = {store: [f"{store}-{n}".encode() for n in range(40)] for store in ("1", "2", "3")}
     records = [(store, kinesis_agg.encode(store, data[:30])) for store, data in events.items()]
     records += [(store, item) for store, data in events.items() for item in data[30:]]
@@ -142,8 +172,9 @@ def test_a_checkpoint_sends_what_is_buffered_and_sources_unpack(local_stack):
 
     def build(env, job_props):
         tagged = kinesis.tagged_records(env, job_props, {"orders": "o"})
-        keyed = tagged.map(lambda row: Row(row[0], bytes(row[1][1]).decode()),
-                           output_type=kinesis.KEYED_RECORD)
+        keyed = tagged.map(
+            lambda row: Row(row[0], bytes(row[1][1]).decode()), output_type=kinesis.KEYED_RECORD
+        )
         kinesis.sink_to_stream(keyed, job_props, "sales")
 
     def written():
@@ -151,15 +182,27 @@ def test_a_checkpoint_sends_what_is_buffered_and_sources_unpack(local_stack):
 
     try:
         with running_job(build, props, "aggregate-checkpoint-test"):
-            out = wait_for("every event through a checkpoint", written,
-                           lambda seen: len(seen) >= 120, timeout_s=120)
-            time.sleep(6)      # another checkpoint: nothing sent twice
+            out = wait_for(
+                "every event through a checkpoint",
+                written,
+                lambda seen: len(seen) >= 120,
+                timeout_s=120,
+            )
+            time.sleep(6)  # another checkpoint: nothing sent twice
             out = written()
         kinesis_records = sum(
-            len(kinesis_client.get_records(ShardIterator=kinesis_client.get_shard_iterator(
-                StreamName=target, ShardId=shard["ShardId"],
-                ShardIteratorType="TRIM_HORIZON")["ShardIterator"], Limit=10000)["Records"])
-            for shard in kinesis_client.list_shards(StreamName=target)["Shards"])
+            len(
+                kinesis_client.get_records(
+                    ShardIterator=kinesis_client.get_shard_iterator(
+                        StreamName=target,
+                        ShardId=shard["ShardId"],
+                        ShardIteratorType="TRIM_HORIZON",
+                    )["ShardIterator"],
+                    Limit=10000,
+                )["Records"]
+            )
+            for shard in kinesis_client.list_shards(StreamName=target)["Shards"]
+        )
     finally:
         for name in (source, target):
             kinesis_client.delete_stream(StreamName=name, EnforceConsumerDeletion=True)

@@ -1,6 +1,7 @@
 """``connectors.kinesis_shards.CloudWatchLoadMeter``: the per-shard totals production reads
 from CloudWatch, and the per-key split sampled from the records, combined (moto in process:
 its Kinesis keeps records, its CloudWatch answers GetMetricData on the data points put)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,27 +27,51 @@ def clients(monkeypatch):
 
 
 def _metric(cloudwatch, shard_id: str, name: str, value: float, when: dt.datetime) -> None:
-    cloudwatch.put_metric_data(Namespace="AWS/Kinesis", MetricData=[{
-        "MetricName": name, "Value": value, "Timestamp": when,
-        "Dimensions": [{"Name": "StreamName", "Value": "s"}, {"Name": "ShardId", "Value": shard_id}]}])
+    cloudwatch.put_metric_data(
+        Namespace="AWS/Kinesis",
+        MetricData=[
+            {
+                "MetricName": name,
+                "Value": value,
+                "Timestamp": when,
+                "Dimensions": [
+                    {"Name": "StreamName", "Value": "s"},
+                    {"Name": "ShardId", "Value": shard_id},
+                ],
+            }
+        ],
+    )
 
 
 def test_key_loads_take_the_split_from_records_and_the_level_from_cloudwatch(clients):
     kinesis, cloudwatch = clients
     stream = KinesisShards(kinesis, "s")
     shards = stream.open_shards()
-    keys = {shard.shard_id: [str(k) for k in range(1, 500)
-                             if shard.start <= rs.hash_key(str(k)) <= shard.end][:2]
-            for shard in shards}
+    keys = {
+        shard.shard_id: [
+            str(k) for k in range(1, 500) if shard.start <= rs.hash_key(str(k)) <= shard.end
+        ][:2]
+        for shard in shards
+    }
     (a1, a2), (b1, _) = keys[shards[0].shard_id], keys[shards[1].shard_id]
     # sampled records: on shard 0, a1 three times as often as a2; shard 1 only b1
-    kinesis.put_records(StreamName="s", Records=[{"PartitionKey": k, "Data": b"x" * 99}
-                                                 for k in [a1] * 30 + [a2] * 10 + [b1] * 5])
-    now = dt.datetime.now(dt.timezone.utc)
-    _metric(cloudwatch, shards[0].shard_id, "IncomingRecords", 120_000, now - dt.timedelta(minutes=2))
-    _metric(cloudwatch, shards[0].shard_id, "IncomingBytes", 12_000_000, now - dt.timedelta(minutes=2))
-    _metric(cloudwatch, shards[1].shard_id, "IncomingRecords", 30_000, now - dt.timedelta(minutes=3))
-    _metric(cloudwatch, shards[1].shard_id, "IncomingBytes", 3_000_000, now - dt.timedelta(minutes=3))
+    kinesis.put_records(
+        StreamName="s",
+        Records=[{"PartitionKey": k, "Data": b"x" * 99} for k in [a1] * 30 + [a2] * 10 + [b1] * 5],
+    )
+    now = dt.datetime.now(dt.UTC)
+    _metric(
+        cloudwatch, shards[0].shard_id, "IncomingRecords", 120_000, now - dt.timedelta(minutes=2)
+    )
+    _metric(
+        cloudwatch, shards[0].shard_id, "IncomingBytes", 12_000_000, now - dt.timedelta(minutes=2)
+    )
+    _metric(
+        cloudwatch, shards[1].shard_id, "IncomingRecords", 30_000, now - dt.timedelta(minutes=3)
+    )
+    _metric(
+        cloudwatch, shards[1].shard_id, "IncomingBytes", 3_000_000, now - dt.timedelta(minutes=3)
+    )
 
     meter = CloudWatchLoadMeter(kinesis, cloudwatch, stream, sample_per_shard=1_000)
     loads = {k.key: k.load for k in meter.key_loads(600)}

@@ -6,10 +6,11 @@ lists and describes applications but has no UpdateApplication, so the update pat
 from a botocore Stubber (which still validates the request against the real API model).
 Only the zip build (Maven, pip downloads) is slow.
 """
+
 from __future__ import annotations
 
-import json
 import io
+import json
 import os
 import re
 import subprocess
@@ -33,33 +34,49 @@ EXAMPLE = msf.ENVIRONMENTS_DIR / "prod.example.json"
 ACCOUNT, REGION = "111122223333", "us-east-1"
 JOBS = msf.jobs()
 
-SOURCE_ACTIONS = {"kinesis:DescribeStream", "kinesis:DescribeStreamSummary",
-                  "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"}
+SOURCE_ACTIONS = {
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+}
 SINK_ACTIONS = {"kinesis:ListShards", "kinesis:PutRecord", "kinesis:PutRecords"}
 # AWS has no resource-level permissions for these: the only actions allowed on "*".
-DESCRIBE_ONLY = {"ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces",
-                 "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"}
+DESCRIBE_ONLY = {
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+}
 # Keys of the local configuration that MSF replaces: emulator endpoint and keys (the
 # application's role instead), parallelism and checkpointing (application settings).
 # What production sets instead of a local key: passwords come from Secrets Manager at
 # start (pizzastream.config.resolve_secrets), over TLS (the server verified against the CA
 # bundle every package carries).
 DATABASE_TLS = {"sslmode", "sslrootcert"}
-ON_AWS_INSTEAD = {"Aurora": ({"password"}, {"password_secret_arn", *DATABASE_TLS}),
-                  "Warehouse": ({"password"}, {"password_secret_arn", *DATABASE_TLS}),
-                  "Redis": ({"password"}, {"password_secret_arn"})}
-LOCAL_ONLY = {"Aws": {"endpoint", "access_key_id", "secret_access_key"},
-              "FlinkTuning": {"parallelism", "checkpoint_interval_ms"},
-              "Warehouse": {"stand_in"},
-              # ElastiCache's certificates chain to a CA in the JVM's and Python's own
-              # trust stores; only the local server's self-made CA needs naming.
-              "Redis": {"tls_ca_file"}}
+ON_AWS_INSTEAD = {
+    "Aurora": ({"password"}, {"password_secret_arn", *DATABASE_TLS}),
+    "Warehouse": ({"password"}, {"password_secret_arn", *DATABASE_TLS}),
+    "Redis": ({"password"}, {"password_secret_arn"}),
+}
+LOCAL_ONLY = {
+    "Aws": {"endpoint", "access_key_id", "secret_access_key"},
+    "FlinkTuning": {"parallelism", "checkpoint_interval_ms"},
+    "Warehouse": {"stand_in"},
+    # ElastiCache's certificates chain to a CA in the JVM's and Python's own
+    # trust stores; only the local server's self-made CA needs naming.
+    "Redis": {"tls_ca_file"},
+}
 LAKE_WRITERS = {"hourly_metrics"}  # ../shared/CONTRACT.md: hourly store metrics to S3
 
 
 def _groups(body: dict) -> dict[str, dict[str, str]]:
-    return {g["PropertyGroupId"]: g["PropertyMap"]
-            for g in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]}
+    return {
+        g["PropertyGroupId"]: g["PropertyMap"]
+        for g in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]
+    }
 
 
 def _listed(value) -> list:
@@ -85,6 +102,7 @@ def _streams_in_docs() -> dict[str, tuple[set[str], set[str]]]:
 
 # --- application definitions -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("job", JOBS)
 def test_application_is_a_valid_create_request_for_flink_1_20(job):
     body = msf.render(job, ACCOUNT, REGION, EXAMPLE)
@@ -93,7 +111,10 @@ def test_application_is_a_valid_create_request_for_flink_1_20(job):
     assert "${" not in json.dumps(body)
     assert body["RuntimeEnvironment"] == "FLINK-1_20"
     assert _groups(body)[msf.RUN_OPTIONS] == {
-        "python": f"jobs/{job}.py", "jarfile": "lib/pizzastream-deps.jar", "pyFiles": "python-deps"}
+        "python": f"jobs/{job}.py",
+        "jarfile": "lib/pizzastream-deps.jar",
+        "pyFiles": "python-deps",
+    }
     config = body["ApplicationConfiguration"]
     flink = config["FlinkApplicationConfiguration"]
     assert flink["CheckpointConfiguration"]["CheckpointingEnabled"] is True
@@ -108,8 +129,10 @@ def test_application_is_a_valid_create_request_for_flink_1_20(job):
 def test_property_groups_carry_what_the_local_configuration_has(job):
     """The same groups and keys as conf/local (a key added there must be decided for
     production too), minus what MSF provides; Streams names exactly the job's streams."""
-    local = {g["PropertyGroupId"]: set(g["PropertyMap"])
-             for g in json.loads(LOCAL_PROPERTIES.read_text())}
+    local = {
+        g["PropertyGroupId"]: set(g["PropertyMap"])
+        for g in json.loads(LOCAL_PROPERTIES.read_text())
+    }
     groups = _groups(msf.render(job, ACCOUNT, REGION, EXAMPLE))
     for group, properties in groups.items():
         if group not in (msf.RUN_OPTIONS, "Streams"):
@@ -140,6 +163,7 @@ def test_example_environment_has_no_static_keys():
 
 
 # --- IAM -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("job", JOBS)
 def test_policy_has_no_wildcards_beyond_what_aws_requires(job):
@@ -180,15 +204,20 @@ def test_policy_names_exactly_the_streams_the_job_uses(job):
 def test_policy_reads_only_its_own_code_and_writes_s3_only_under_its_prefixes(job):
     body = msf.render(job, ACCOUNT, REGION, EXAMPLE)
     code = body["ApplicationConfiguration"]["ApplicationCodeConfiguration"]["CodeContent"][
-        "S3ContentLocation"]
+        "S3ContentLocation"
+    ]
     lake = msf.load_environment(EXAMPLE)["lake"]["bucket"]
     expected = {f"{code['BucketARN']}/{code['FileKey']}": {"s3:GetObject", "s3:GetObjectVersion"}}
     if job in LAKE_WRITERS:
         # the lake, and the warehouse load files of the stream on Redshift
         for prefix in ("lake/*", "warehouse/loads/hourly_store_metrics/stream/*"):
             expected[f"arn:aws:s3:::{lake}/{prefix}"] = {
-                "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject",
-                "s3:ListMultipartUploadParts", "s3:PutObject"}
+                "s3:AbortMultipartUpload",
+                "s3:DeleteObject",
+                "s3:GetObject",
+                "s3:ListMultipartUploadParts",
+                "s3:PutObject",
+            }
         expected[f"arn:aws:s3:::{lake}"] = {"s3:ListBucket", "s3:ListBucketMultipartUploads"}
     granted = defaultdict(set)
     policy = msf.render_role(job, ACCOUNT, REGION, EXAMPLE)["PolicyDocument"]
@@ -197,8 +226,11 @@ def test_policy_reads_only_its_own_code_and_writes_s3_only_under_its_prefixes(jo
         for resource in _listed(statement["Resource"]) if s3 else []:
             granted[resource] |= s3
         if "s3:ListBucket" in s3:
-            assert statement["Condition"] == {"StringLike": {"s3:prefix": [
-                "lake/*", "warehouse/loads/hourly_store_metrics/stream/*"]}}
+            assert statement["Condition"] == {
+                "StringLike": {
+                    "s3:prefix": ["lake/*", "warehouse/loads/hourly_store_metrics/stream/*"]
+                }
+            }
     assert granted == expected
 
 
@@ -210,11 +242,17 @@ def test_role_trusts_only_the_jobs_own_application(job):
     assert trust["Principal"] == {"Service": "kinesisanalytics.amazonaws.com"}
     assert trust["Condition"] == {
         "StringEquals": {"aws:SourceAccount": ACCOUNT},
-        "ArnEquals": {"aws:SourceArn": f"arn:aws:kinesisanalytics:{REGION}:{ACCOUNT}:"
-                                       f"application/{body['ApplicationName']}"}}
+        "ArnEquals": {
+            "aws:SourceArn": f"arn:aws:kinesisanalytics:{REGION}:{ACCOUNT}:"
+            f"application/{body['ApplicationName']}"
+        },
+    }
     assert body["ServiceExecutionRole"].endswith(f":role/{role['RoleName']}")
-    logs = [s["Resource"] for s in role["PolicyDocument"]["Statement"]
-            if s["Action"] == ["logs:PutLogEvents"]]
+    logs = [
+        s["Resource"]
+        for s in role["PolicyDocument"]["Statement"]
+        if s["Action"] == ["logs:PutLogEvents"]
+    ]
     assert logs == [body["CloudWatchLoggingOptions"][0]["LogStreamARN"]]
 
 
@@ -226,6 +264,7 @@ def test_iam_command_prints_the_role(capsys):
 
 # --- python dependencies ------------------------------------------------------------------
 
+
 def test_msf_dependencies_are_pinned_within_the_tested_ranges():
     import tomllib
 
@@ -233,8 +272,10 @@ def test_msf_dependencies_are_pinned_within_the_tested_ranges():
 
     def requirements(lines):
         lines = (line.split("#", 1)[0].strip() for line in lines)
-        return {r.name: r for r in map(Requirement, (line for line in lines
-                                                     if line and not line.startswith("-")))}
+        return {
+            r.name: r
+            for r in map(Requirement, (line for line in lines if line and not line.startswith("-")))
+        }
 
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     tested = requirements(project["dependencies"])
@@ -248,6 +289,7 @@ def test_msf_dependencies_are_pinned_within_the_tested_ranges():
 
 
 # --- submit -----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def moto_endpoint():
@@ -270,13 +312,19 @@ def aws(moto_endpoint, tmp_path):
     env["aws"] = {"account_id": "123456789012", "region": REGION, **keys}
 
     def client(service):
-        return boto3.client(service, region_name=REGION, endpoint_url=moto_endpoint,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=moto_endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     s3 = client("s3")
     s3.create_bucket(Bucket=env["code"]["bucket"])
-    s3.put_bucket_versioning(Bucket=env["code"]["bucket"],
-                             VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_versioning(
+        Bucket=env["code"]["bucket"], VersioningConfiguration={"Status": "Enabled"}
+    )
     secrets = client("secretsmanager")
     for name in env["secrets"]:
         env["secrets"][name] = secrets.create_secret(
@@ -292,8 +340,11 @@ def app_zip(tmp_path):
     """A stand-in for the real zip (slow to build), with the files the run options name."""
     path = tmp_path / "pizzastream-msf.zip"
     with zipfile.ZipFile(path, "w") as archive:
-        for name in (*(f"jobs/{job}.py" for job in JOBS), "lib/pizzastream-deps.jar",
-                     "python-deps/psycopg/__init__.py"):
+        for name in (
+            *(f"jobs/{job}.py" for job in JOBS),
+            "lib/pizzastream-deps.jar",
+            "python-deps/psycopg/__init__.py",
+        ):
             archive.writestr(name, "")
     return path
 
@@ -306,13 +357,17 @@ def _code_object(aws, job):
 def test_submit_uploads_the_zip_and_creates_the_application(aws, app_zip):
     submit("order_enrichment", aws.env_file, app_zip, out=lambda line: None)
     detail = aws.client("kinesisanalyticsv2").describe_application(
-        ApplicationName="pizzastream-prod-order-enrichment")["ApplicationDetail"]
+        ApplicationName="pizzastream-prod-order-enrichment"
+    )["ApplicationDetail"]
     config = detail["ApplicationConfigurationDescription"]
     code = config["ApplicationCodeConfigurationDescription"]["CodeContentDescription"][
-        "S3ApplicationCodeLocationDescription"]
+        "S3ApplicationCodeLocationDescription"
+    ]
     assert code["ObjectVersion"] == _code_object(aws, "order_enrichment")["VersionId"]
-    groups = {g["PropertyGroupId"]: g["PropertyMap"]
-              for g in config["EnvironmentPropertyDescriptions"]["PropertyGroupDescriptions"]}
+    groups = {
+        g["PropertyGroupId"]: g["PropertyMap"]
+        for g in config["EnvironmentPropertyDescriptions"]["PropertyGroupDescriptions"]
+    }
     # The password stays in Secrets Manager: the application names the secret only.
     assert "password" not in groups["Aurora"]
     assert groups["Aurora"]["password_secret_arn"] == aws.env["secrets"]["aurora"]
@@ -321,34 +376,65 @@ def test_submit_uploads_the_zip_and_creates_the_application(aws, app_zip):
 
 def test_submit_updates_an_existing_application_from_its_current_version(aws, app_zip):
     name = "pizzastream-prod-inventory-windowing"
-    flink = boto3.client("kinesisanalyticsv2", region_name=REGION,
-                         aws_access_key_id="testing", aws_secret_access_key="testing")
-    app = {"ApplicationARN": f"arn:aws:kinesisanalytics:{REGION}:123456789012:application/{name}",
-           "ApplicationName": name, "RuntimeEnvironment": "FLINK-1_20",
-           "ApplicationStatus": "RUNNING", "ApplicationVersionId": 7}
+    flink = boto3.client(
+        "kinesisanalyticsv2",
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    app = {
+        "ApplicationARN": f"arn:aws:kinesisanalytics:{REGION}:123456789012:application/{name}",
+        "ApplicationName": name,
+        "RuntimeEnvironment": "FLINK-1_20",
+        "ApplicationStatus": "RUNNING",
+        "ApplicationVersionId": 7,
+    }
     stub = Stubber(flink)
     stub.add_response("list_applications", {"ApplicationSummaries": [app]})
-    stub.add_response("describe_application", {"ApplicationDetail": {
-        **app,
-        "ApplicationConfigurationDescription": {"VpcConfigurationDescriptions": [{
-            "VpcConfigurationId": "2.1", "VpcId": "vpc-1", "SubnetIds": ["subnet-old"],
-            "SecurityGroupIds": ["sg-old"]}]},
-        "CloudWatchLoggingOptionDescriptions": [{
-            "CloudWatchLoggingOptionId": "3.1", "LogStreamARN": "arn:aws:logs:old"}],
-    }}, {"ApplicationName": name})
+    stub.add_response(
+        "describe_application",
+        {
+            "ApplicationDetail": {
+                **app,
+                "ApplicationConfigurationDescription": {
+                    "VpcConfigurationDescriptions": [
+                        {
+                            "VpcConfigurationId": "2.1",
+                            "VpcId": "vpc-1",
+                            "SubnetIds": ["subnet-old"],
+                            "SecurityGroupIds": ["sg-old"],
+                        }
+                    ]
+                },
+                "CloudWatchLoggingOptionDescriptions": [
+                    {"CloudWatchLoggingOptionId": "3.1", "LogStreamARN": "arn:aws:logs:old"}
+                ],
+            }
+        },
+        {"ApplicationName": name},
+    )
     # The request itself is checked below; the Stubber validates it against the API model.
-    stub.add_response("update_application", {"ApplicationDetail": {
-        **app, "ApplicationStatus": "UPDATING", "ApplicationVersionId": 8}})
+    stub.add_response(
+        "update_application",
+        {"ApplicationDetail": {**app, "ApplicationStatus": "UPDATING", "ApplicationVersionId": 8}},
+    )
 
     with stub:
-        request = submit("inventory_windowing", aws.env_file, app_zip, out=lambda line: None,
-                         client=lambda service: flink if service == "kinesisanalyticsv2"
-                         else aws.client(service))
+        request = submit(
+            "inventory_windowing",
+            aws.env_file,
+            app_zip,
+            out=lambda line: None,
+            client=lambda service: (
+                flink if service == "kinesisanalyticsv2" else aws.client(service)
+            ),
+        )
     stub.assert_no_pending_responses()
     assert request["CurrentApplicationVersionId"] == 7
     update = request["ApplicationConfigurationUpdate"]
     location = update["ApplicationCodeConfigurationUpdate"]["CodeContentUpdate"][
-        "S3ContentLocationUpdate"]
+        "S3ContentLocationUpdate"
+    ]
     assert location["ObjectVersionUpdate"] == _code_object(aws, "inventory_windowing")["VersionId"]
     assert update["VpcConfigurationUpdates"][0]["VpcConfigurationId"] == "2.1"
     assert update["VpcConfigurationUpdates"][0]["SubnetIdUpdates"] == aws.env["vpc"]["subnet_ids"]
@@ -356,7 +442,9 @@ def test_submit_updates_an_existing_application_from_its_current_version(aws, ap
     assert request["RunConfigurationUpdate"] == {
         "FlinkRunConfiguration": {"AllowNonRestoredState": False},
         "ApplicationRestoreConfiguration": {
-            "ApplicationRestoreType": "RESTORE_FROM_LATEST_SNAPSHOT"}}
+            "ApplicationRestoreType": "RESTORE_FROM_LATEST_SNAPSHOT"
+        },
+    }
     assert "RuntimeEnvironmentUpdate" not in request
 
 
@@ -366,8 +454,9 @@ def test_a_job_reads_its_secrets_at_start_and_only_then(aws):
     from a plain one."""
     from pizzastream.config import resolve_secrets
 
-    token = aws.client("secretsmanager").create_secret(
-        Name="redis-auth", SecretString="t0ken")["ARN"]
+    token = aws.client("secretsmanager").create_secret(Name="redis-auth", SecretString="t0ken")[
+        "ARN"
+    ]
     groups = _groups(msf.render("order_enrichment", ACCOUNT, REGION, aws.env_file))
     groups["Aws"] = {key: str(value) for key, value in aws.env["aws"].items()}
     groups["Redis"]["password_secret_arn"] = token
@@ -377,8 +466,9 @@ def test_a_job_reads_its_secrets_at_start_and_only_then(aws):
 
 
 def test_dry_run_prints_the_requests_and_changes_nothing(aws, app_zip, capsys):
-    main(["submit", "hourly_metrics", "--env", str(aws.env_file), "--zip", str(app_zip),
-          "--dry-run"])
+    main(
+        ["submit", "hourly_metrics", "--env", str(aws.env_file), "--zip", str(app_zip), "--dry-run"]
+    )
     printed = json.loads(capsys.readouterr().out)
     create = printed["CreateApplication"]
     assert _groups(create)["Warehouse"]["password_secret_arn"] == aws.env["secrets"]["warehouse"]
@@ -396,8 +486,9 @@ def test_submit_refuses_another_accounts_credentials(aws, app_zip):
 
 
 def test_submit_refuses_an_unversioned_code_bucket(aws, app_zip):
-    aws.client("s3").put_bucket_versioning(Bucket=aws.env["code"]["bucket"],
-                                           VersioningConfiguration={"Status": "Suspended"})
+    aws.client("s3").put_bucket_versioning(
+        Bucket=aws.env["code"]["bucket"], VersioningConfiguration={"Status": "Suspended"}
+    )
     with pytest.raises(SystemExit, match="enable versioning"):
         submit("order_enrichment", aws.env_file, app_zip)
 
@@ -412,21 +503,36 @@ def test_submit_refuses_a_zip_without_the_job(aws, tmp_path):
 
 # --- the application zip ----------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_package_builds_the_msf_zip_with_dependencies_for_msf(tmp_path):
     stale = msf.DEPLOY_DIR / "target" / "python-deps" / "stale.py"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_text("")
-    subprocess.run(["bash", str(msf.DEPLOY_DIR / "package.sh")], check=True, timeout=170,
-                   env={**os.environ, "PY": sys.executable})
+    subprocess.run(
+        ["bash", str(msf.DEPLOY_DIR / "package.sh")],
+        check=True,
+        timeout=170,
+        env={**os.environ, "PY": sys.executable},
+    )
 
     with zipfile.ZipFile(msf.ZIP_PATH) as archive:
         names = set(archive.namelist())
         archive.extractall(tmp_path, [n for n in names if n.startswith("python-deps/")])
     jobs = {f"jobs/{path.name}" for path in (REPO_ROOT / "jobs").glob("*.py")}
-    assert jobs | {"jobs/order_enrichment.py", "pizzastream/config.py", "connectors/kinesis.py",
-                   "lib/pizzastream-deps.jar", "python-deps/psycopg/__init__.py",
-                   "python-deps/redis/__init__.py", "certs/rds-ca-bundle.pem"} <= names
+    assert (
+        jobs
+        | {
+            "jobs/order_enrichment.py",
+            "pizzastream/config.py",
+            "connectors/kinesis.py",
+            "lib/pizzastream-deps.jar",
+            "python-deps/psycopg/__init__.py",
+            "python-deps/redis/__init__.py",
+            "certs/rds-ca-bundle.pem",
+        }
+        <= names
+    )
     with zipfile.ZipFile(msf.ZIP_PATH) as archive:
         assert archive.read("certs/rds-ca-bundle.pem") == certs.rds_ca_bundle().read_bytes()
         # and inside the jar, for the TaskManagers' pgjdbc (PemTrustFactory, classpath:)
@@ -439,8 +545,15 @@ def test_package_builds_the_msf_zip_with_dependencies_for_msf(tmp_path):
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     # python-deps alone must do (-S: no site-packages to fall back on); psycopg's native
     # build for MSF's platform loads.
-    probe = "import sys; sys.path.insert(0, 'python-deps'); import psycopg, redis; " \
-            "print(psycopg.pq.__impl__)"
-    result = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, check=True,
-                            capture_output=True, text=True)
+    probe = (
+        "import sys; sys.path.insert(0, 'python-deps'); import psycopg, redis; "
+        "print(psycopg.pq.__impl__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert result.stdout.strip() == "binary"

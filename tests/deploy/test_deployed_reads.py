@@ -6,6 +6,7 @@ program from its entry point), never from a list kept by hand, so a job that sta
 a new key fails here until its deployment carries that key. The first half checks the
 analysis itself against small programs written for it; the second checks the deployments.
 """
+
 from __future__ import annotations
 
 import importlib.metadata as metadata
@@ -26,6 +27,7 @@ RUN_OPTIONS = msf.RUN_OPTIONS
 
 # --- the analysis, on programs written for it ----------------------------------------------
 
+
 @pytest.fixture
 def program(tmp_path, monkeypatch):
     """Writes modules of a throwaway ``jobs`` package under a temporary root and points the
@@ -37,11 +39,14 @@ def program(tmp_path, monkeypatch):
     def write(name: str, source: str) -> str:
         (tmp_path / "jobs" / f"{name}.py").write_text(textwrap.dedent(source))
         return f"jobs/{name}.py"
+
     return write
 
 
 def test_reads_through_helpers_loops_guards_and_objects(program):
-    program("helpers", """
+    program(
+        "helpers",
+        """
         from dataclasses import dataclass, fields
 
         def dsn(props, group="Aurora"):
@@ -59,8 +64,11 @@ def test_reads_through_helpers_loops_guards_and_objects(program):
             @classmethod
             def from_properties(cls, group):
                 return cls(**{f.name: int(group[f.name]) for f in fields(cls)})
-        """)
-    entry = program("job", """
+        """,
+    )
+    entry = program(
+        "job",
+        """
         import boto3
         from jobs import helpers
         from jobs.helpers import Rules
@@ -91,21 +99,28 @@ def test_reads_through_helpers_loops_guards_and_objects(program):
 
         if __name__ == "__main__":
             run(build)
-        """)
+        """,
+    )
     analysis = analyze(entry)
     assert analysis.unresolved == []
     assert analysis.required() == {
-        "Aurora": {"host", "port"}, "Warehouse": {"host", "port"},
-        "Streams": {"orders", "sales", "restocks"}, "OrderRules": {"max_lines", "max_quantity"},
-        "Aws": set(), "Lake": set(), "Redis": {"host"}}
-    assert analysis.optional() == {"Aws": {"endpoint", "secret_access_key"},
-                                   "Lake": {"prefix"}}
+        "Aurora": {"host", "port"},
+        "Warehouse": {"host", "port"},
+        "Streams": {"orders", "sales", "restocks"},
+        "OrderRules": {"max_lines", "max_quantity"},
+        "Aws": set(),
+        "Lake": set(),
+        "Redis": {"host"},
+    }
+    assert analysis.optional() == {"Aws": {"endpoint", "secret_access_key"}, "Lake": {"prefix"}}
     assert "boto3" in analysis.external_modules
     assert {"jobs.job", "jobs.helpers"} <= analysis.project_modules
 
 
 def test_a_read_it_cannot_resolve_is_reported_not_skipped(program):
-    entry = program("job", """
+    entry = program(
+        "job",
+        """
         import os
 
         def build(props):
@@ -113,13 +128,16 @@ def test_a_read_it_cannot_resolve_is_reported_not_skipped(program):
 
         if __name__ == "__main__":
             build(props)
-        """)
+        """,
+    )
     (unresolved,) = analyze(entry).unresolved
     assert "jobs/job.py:5" in unresolved
 
 
 def test_local_only_code_is_not_a_production_read(program):
-    entry = program("job", """
+    entry = program(
+        "job",
+        """
         from pizzastream.config import is_local
 
         def settings(props):
@@ -135,16 +153,20 @@ def test_local_only_code_is_not_a_production_read(program):
 
         if __name__ == "__main__":
             build(props)
-        """)
+        """,
+    )
     assert analyze(entry).required() == {"Aws": {"region"}}
 
 
 # --- the MSF applications -------------------------------------------------------------------
 
+
 def _deployed_groups(job: str) -> dict[str, dict[str, str]]:
     body = msf.render(job, ACCOUNT, REGION, EXAMPLE)
-    return {g["PropertyGroupId"]: g["PropertyMap"]
-            for g in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]}
+    return {
+        g["PropertyGroupId"]: g["PropertyMap"]
+        for g in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]
+    }
 
 
 @pytest.mark.parametrize("job", msf.jobs())
@@ -174,7 +196,8 @@ def _distributions(requirements: list[str]) -> set[str]:
             dependency = Requirement(line)
             extras = requirement.extras or {""}
             if dependency.marker is None or any(
-                    dependency.marker.evaluate({"extra": extra}) for extra in extras):
+                dependency.marker.evaluate({"extra": extra}) for extra in extras
+            ):
                 todo.append(dependency)
     return seen
 
@@ -189,8 +212,10 @@ def _importable(distributions: set[str]) -> set[str]:
 
 
 def _msf_requirements() -> list[str]:
-    lines = (line.split("#", 1)[0].strip()
-             for line in (msf.DEPLOY_DIR / "requirements-msf.txt").read_text().splitlines())
+    lines = (
+        line.split("#", 1)[0].strip()
+        for line in (msf.DEPLOY_DIR / "requirements-msf.txt").read_text().splitlines()
+    )
     return [line for line in lines if line]
 
 
@@ -198,8 +223,11 @@ def _zip_packages() -> set[str]:
     """Top-level project packages the MSF zip carries (deploy/assembly/msf-zip.xml)."""
     namespace = {"a": "http://maven.apache.org/ASSEMBLY/2.1.1"}
     root = ElementTree.parse(msf.DEPLOY_DIR / "assembly" / "msf-zip.xml").getroot()
-    return {directory for fs in root.iterfind(".//a:fileSet", namespace)
-            if (directory := fs.findtext("a:outputDirectory", namespaces=namespace)) is not None}
+    return {
+        directory
+        for fs in root.iterfind(".//a:fileSet", namespace)
+        if (directory := fs.findtext("a:outputDirectory", namespaces=namespace)) is not None
+    }
 
 
 @pytest.mark.parametrize("job", msf.jobs())
@@ -224,28 +252,37 @@ def test_boto3_is_not_provided_by_msf_and_is_shipped():
     assert "boto3" in {Requirement(r).name for r in _msf_requirements()}
 
 
-
 # --- what production adds to the connection settings ---------------------------------------
+
 
 def test_tls_settings_reach_libpq_and_jdbc_only_when_set():
     from connectors import redis_store
     from pizzastream.config import jdbc_url, postgres_dsn
 
-    local = {"Aurora": {"host": "h", "port": "5432", "dbname": "d", "user": "u",
-                        "password": "p"}}
+    local = {"Aurora": {"host": "h", "port": "5432", "dbname": "d", "user": "u", "password": "p"}}
     assert postgres_dsn(local) == "host=h port=5432 dbname=d user=u password=p"
     assert jdbc_url(local) == "jdbc:postgresql://h:5432/d"
     local["Aurora"]["sslmode"] = "require"
     assert postgres_dsn(local).endswith(" password=p sslmode=require")
     assert jdbc_url(local) == "jdbc:postgresql://h:5432/d?sslmode=require"
     assert redis_store.connection_options({"Redis": {"host": "r", "port": "6379"}}) == {
-        "host": "r", "port": 6379}
+        "host": "r",
+        "port": 6379,
+    }
     # ElastiCache as deployed: TLS against the system's trust store, the AUTH token (from
     # ``password_secret_arn``) as the default user's password.
-    assert redis_store.connection_options({"Redis": {
-        "host": "r", "port": "6379", "user": "default", "tls": "true", "password": "t"}}) == {
-        "host": "r", "port": 6379, "username": None, "password": "t", "ssl": True,
-        "ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": None}
+    assert redis_store.connection_options(
+        {"Redis": {"host": "r", "port": "6379", "user": "default", "tls": "true", "password": "t"}}
+    ) == {
+        "host": "r",
+        "port": 6379,
+        "username": None,
+        "password": "t",
+        "ssl": True,
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+        "ssl_ca_certs": None,
+    }
 
 
 def test_yes_no_settings_are_true_or_false_and_a_misspelt_one_stops_the_start():

@@ -3,6 +3,7 @@
 connectors and the JVM helpers but no benchmark class, and the benchmarks' jar
 (``bench/jvm/pom.xml``, loaded by benchmark jobs only) has the benchmark classes alone.
 ``scripts/setup.sh`` builds both; a missing jar fails here rather than passing."""
+
 from __future__ import annotations
 
 import zipfile
@@ -26,18 +27,20 @@ def _entries(jar: Path) -> list[str]:
 
 
 def _classes_of(sources: Path) -> set[str]:
-    return {str(path.relative_to(sources).with_suffix(".class"))
-            for path in sources.rglob("*.java")}
+    return {
+        str(path.relative_to(sources).with_suffix(".class")) for path in sources.rglob("*.java")
+    }
 
 
 def test_the_product_jar_holds_no_benchmark_class():
     entries = _entries(DEPENDENCIES_JAR)
-    assert _classes_of(PRODUCT_SOURCES) <= set(entries)          # our helpers are in it
+    assert _classes_of(PRODUCT_SOURCES) <= set(entries)  # our helpers are in it
     assert [e for e in entries if e.startswith(BENCH_PACKAGE)] == []
     # nor the unit tests of the helpers, nor what they run on
     assert [e for e in entries if e.endswith("Test.class") and e.startswith("pizzastream/")] == []
-    assert [e for e in entries if e.startswith(("org/junit/", "org/apache/flink/streaming/util/"))] \
-        == []
+    assert [
+        e for e in entries if e.startswith(("org/junit/", "org/apache/flink/streaming/util/"))
+    ] == []
 
 
 def test_the_benchmark_jar_holds_the_benchmark_classes_alone():

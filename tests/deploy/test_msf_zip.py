@@ -20,6 +20,7 @@ the job's root exception.
 
 The zip is ``deploy/package.sh``'s, rebuilt first when it is stale (``_zip_is_stale``).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,14 +49,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 JOBS = msf.jobs()
 ORDERS = 40
 # What the zip is built from (deploy/package.sh, deploy/assembly/msf-zip.xml, deploy/pom.xml).
-ZIP_SOURCES = [REPO_ROOT / "deploy" / name for name in
-               ("package.sh", "requirements-msf.txt", "pom.xml", "assembly/msf-zip.xml",
-                "certs.py", "package-lock.json")]
+ZIP_SOURCES = [
+    REPO_ROOT / "deploy" / name
+    for name in (
+        "package.sh",
+        "requirements-msf.txt",
+        "pom.xml",
+        "assembly/msf-zip.xml",
+        "certs.py",
+        "package-lock.json",
+    )
+]
 ZIP_SOURCE_TREES = ("jobs", "pizzastream", "connectors", "etl")
 # What the local stack needs where AWS needs nothing: the emulator's endpoint and keys (on
 # AWS the application's role), the local Redis server's own CA (ElastiCache's is trusted).
-LOCAL_STACK_ONLY = {"Aws": ("endpoint", "access_key_id", "secret_access_key"),
-                    "Redis": ("tls_ca_file",)}
+LOCAL_STACK_ONLY = {
+    "Aws": ("endpoint", "access_key_id", "secret_access_key"),
+    "Redis": ("tls_ca_file",),
+}
 # The local PostgreSQL serves no TLS; Aurora and Redshift serve only TLS (``sslmode``). The
 # CA bundle (``sslrootcert``) stays: it must name a file of the unpacked zip.
 TLS_ONLY_ON_AWS = {"Aurora": "sslmode", "Warehouse": "sslmode"}
@@ -82,8 +93,12 @@ def _zip_is_stale() -> bool:
 @pytest.fixture(scope="module")
 def msf_zip() -> Path:
     if _zip_is_stale():
-        subprocess.run(["bash", str(msf.DEPLOY_DIR / "package.sh")], check=True, timeout=900,
-                       env={**os.environ, "PY": sys.executable})
+        subprocess.run(
+            ["bash", str(msf.DEPLOY_DIR / "package.sh")],
+            check=True,
+            timeout=900,
+            env={**os.environ, "PY": sys.executable},
+        )
     return msf.ZIP_PATH
 
 
@@ -97,8 +112,11 @@ def msf_python(tmp_path_factory) -> Path:
     for name in _distributions(["apache-flink"]):
         distribution = metadata.distribution(name)
         for top in {file.parts[0] for file in distribution.files or []}:
-            if top not in ("..", "__pycache__") and not top.endswith(".pth") \
-                    and not (provided / top).exists():
+            if (
+                top not in ("..", "__pycache__")
+                and not top.endswith(".pth")
+                and not (provided / top).exists()
+            ):
                 (provided / top).symlink_to(Path(str(distribution.locate_file(top))))
     # CPython's interpreter this venv was made from; typeshed leaves the attribute out.
     base_python = sys._base_executable  # type: ignore[attr-defined]
@@ -107,10 +125,12 @@ def msf_python(tmp_path_factory) -> Path:
     (site / "msf-runtime.pth").write_text(f"{provided}\n")
     python = root / "venv" / "bin" / "python"
     # The premise: PyFlink is there; what the zip must bring, and the project, are not.
-    probe = ("import pyflink.datastream\n"
-             "for name in ('psycopg', 'redis', 'boto3', 'pizzastream'):\n"
-             "    try:\n        __import__(name)\n    except ImportError:\n        continue\n"
-             "    raise SystemExit(name + ' is importable')\n")
+    probe = (
+        "import pyflink.datastream\n"
+        "for name in ('psycopg', 'redis', 'boto3', 'pizzastream'):\n"
+        "    try:\n        __import__(name)\n    except ImportError:\n        continue\n"
+        "    raise SystemExit(name + ' is importable')\n"
+    )
     subprocess.run([str(python), "-c", probe], check=True, cwd=root, env=_outside_repository())
     return python
 
@@ -118,9 +138,12 @@ def msf_python(tmp_path_factory) -> Path:
 def _outside_repository() -> dict[str, str]:
     """This process's environment without a way into the repository or the local
     configuration: no ``PYTHONPATH``, venv or ``PIZZASTREAM_*`` variable."""
-    return {name: value for name, value in os.environ.items()
-            if name not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
-            and not name.startswith("PIZZASTREAM")}
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+        and not name.startswith("PIZZASTREAM")
+    }
 
 
 def _secrets(props) -> dict[str, str]:
@@ -128,14 +151,18 @@ def _secrets(props) -> dict[str, str]:
     writes them), named as ``deploy/environments/*.json`` names them."""
     client = aws.client(props, "secretsmanager")
     run = uuid.uuid4().hex[:8]
-    return {name: client.create_secret(Name=f"pizzastream-local-{run}/{name}",
-                                       SecretString=json.dumps({"password": props[group]["password"]}))["ARN"]
-            for name, group in (("aurora", "Aurora"), ("warehouse", "Warehouse"),
-                                ("redis", "Redis"))}
+    return {
+        name: client.create_secret(
+            Name=f"pizzastream-local-{run}/{name}",
+            SecretString=json.dumps({"password": props[group]["password"]}),
+        )["ARN"]
+        for name, group in (("aurora", "Aurora"), ("warehouse", "Warehouse"), ("redis", "Redis"))
+    }
 
 
 def _environment(props, secrets: dict[str, str]) -> dict:
     """The local stack as a ``deploy/environments/<env>.json``."""
+
     def keys(group: str, *names: str) -> dict[str, str]:
         return {name: props[group][name] for name in names}
 
@@ -151,8 +178,9 @@ def _environment(props, secrets: dict[str, str]) -> dict:
         "lake": {"bucket": props["Lake"]["bucket"]},
         "secrets": secrets,
         "vpc": {"subnet_ids": ["subnet-local"], "security_group_ids": ["sg-local"]},
-        "jobs": {job: {"parallelism": 1, "parallelism_per_kpu": 1, "autoscaling": False}
-                 for job in JOBS},
+        "jobs": {
+            job: {"parallelism": 1, "parallelism_per_kpu": 1, "autoscaling": False} for job in JOBS
+        },
     }
 
 
@@ -175,8 +203,11 @@ def _causes(cluster: StandaloneCluster, job_id: str) -> str:
     """The end of a failed job's root exception without its stack frames: the causes, with
     a Python worker's traceback and error among them."""
     text = cluster.rest(f"/jobs/{job_id}/exceptions").get("root-exception") or ""
-    lines = [line for line in text.splitlines()
-             if line.strip() and not line.strip().startswith(("at ", "... "))]
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith(("at ", "... "))
+    ]
     return "\n".join(lines[-40:])
 
 
@@ -190,19 +221,27 @@ def test_msf_zip_runs_every_job_as_msf_starts_it(clean_stack, msf_zip, msf_pytho
     env_file.write_text(json.dumps(_environment(props, _secrets(props))))
     cluster_dir = tmp_path / "cluster"
     cluster = StandaloneCluster(
-        cluster_dir, task_managers=1, slots=len(JOBS), python=str(msf_python),
-        cwd=cluster_dir, environ=_outside_repository(), plugins=PLUGINS_DIR,
-        settings={**_s3_settings(props), "restart-strategy.type": "none"})
+        cluster_dir,
+        task_managers=1,
+        slots=len(JOBS),
+        python=str(msf_python),
+        cwd=cluster_dir,
+        environ=_outside_repository(),
+        plugins=PLUGINS_DIR,
+        settings={**_s3_settings(props), "restart-strategy.type": "none"},
+    )
     with cluster:
         started = {}
         for job in JOBS:
             groups = _property_groups(job, props, env_file, app)
             properties = tmp_path / f"{job}-application_properties.json"
             properties.write_text(json.dumps(groups))
-            (run_options,) = (g["PropertyMap"] for g in groups
-                              if g["PropertyGroupId"] == msf.RUN_OPTIONS)
+            (run_options,) = (
+                g["PropertyMap"] for g in groups if g["PropertyGroupId"] == msf.RUN_OPTIONS
+            )
             started[job] = cluster.run_packaged_job(
-                app, run_options, env={ENV_MSF_FILE: str(properties)})
+                app, run_options, env={ENV_MSF_FILE: str(properties)}
+            )
         for job_id in started.values():
             cluster.wait_running(job_id)
 
@@ -213,10 +252,16 @@ def test_msf_zip_runs_every_job_as_msf_starts_it(clean_stack, msf_zip, msf_pytho
             for job, job_id in started.items():
                 state = cluster.job(job_id)["state"]
                 assert state == "RUNNING", f"{job} {state}: {_causes(cluster, job_id)}"
-            return (len(list(redis.scan_iter(match=redis_store.order_status_key("*")))),
-                    len(list(redis.scan_iter(match="live:*"))))
+            return (
+                len(list(redis.scan_iter(match=redis_store.order_status_key("*")))),
+                len(list(redis.scan_iter(match="live:*"))),
+            )
 
-        wait_for("a final status of every order and the live view of their sales", outputs,
-                 lambda found: found[0] >= report.by_kind[VALID] and found[1] > 0, 300)
+        wait_for(
+            "a final status of every order and the live view of their sales",
+            outputs,
+            lambda found: found[0] >= report.by_kind[VALID] and found[1] > 0,
+            300,
+        )
         for job_id in started.values():
             cluster.cancel(job_id)

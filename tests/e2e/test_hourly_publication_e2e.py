@@ -19,11 +19,12 @@ delivered within the bound equal the recomputation from the raw events; stores o
 are below it. At the end, every row equals the recomputation (nothing counted twice), in
 the lake and the warehouse, the corrections logged as ``late`` with what they changed.
 """
+
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -51,17 +52,17 @@ HOURS = 3
 DELAY = {1: 0, 2: 14, 3: 0, 4: 0, 5: 0, 6: 0}
 SILENCE_ENDS = HOURS * 60 + 50
 LATE_BATCHES = {3: {120: 40}, 6: {cut: SILENCE_ENDS - cut for cut in range(150, 226, CADENCE)}}
-TWICE = (4, 60, 5)             # system, cut, redelivered minutes after the first delivery
-CUT_SHORT = (5, 60, 6)         # system, cut, delivered whole minutes after the cut-short one
+TWICE = (4, 60, 5)  # system, cut, redelivered minutes after the first delivery
+CUT_SHORT = (5, 60, 6)  # system, cut, delivered whole minutes after the cut-short one
 # (hour index, system): published without that system's POS, corrected later
 HELD = {(1, 3), (2, 6)}
-STORES_PER_SYSTEM = 8          # with online sales, so every shard sees sales every minute
-IN_STORE_STORES = 2            # of those, with in-store sales too
+STORES_PER_SYSTEM = 8  # with online sales, so every shard sees sales every minute
+IN_STORE_STORES = 2  # of those, with in-store sales too
 SECONDS_PER_MINUTE = 1.0
 
 
 def _day() -> datetime:
-    today = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
     return today.replace(hour=10) + timedelta(days=1)
 
 
@@ -71,11 +72,11 @@ class Day:
 
     def __init__(self, start: datetime):
         self.start = start
-        self.start_ms = epoch_ms(start.replace(tzinfo=timezone.utc))
+        self.start_ms = epoch_ms(start.replace(tzinfo=UTC))
         self.minutes = HOURS * 60 + 60
         n = 0
-        self.online: dict[int, list] = defaultdict(list)      # minute -> orders
-        self.in_store: dict[tuple[int, int], list] = defaultdict(list)   # (system, cut) -> orders
+        self.online: dict[int, list] = defaultdict(list)  # minute -> orders
+        self.in_store: dict[tuple[int, int], list] = defaultdict(list)  # (system, cut) -> orders
         for system in DELAY:
             stores = system_stores(system, SYSTEMS)[:STORES_PER_SYSTEM]
             for minute in range(self.minutes):
@@ -92,7 +93,7 @@ class Day:
     def arrivals(self) -> dict[int, list[tuple[int, int, Version]]]:
         """minute -> [(system, cut, version)] delivered then."""
         due: dict[int, list] = defaultdict(list)
-        for (system, cut) in sorted(self.in_store):
+        for system, cut in sorted(self.in_store):
             minute = cut + LATE_BATCHES.get(system, {}).get(cut, DELAY[system])
             if (system, cut) == CUT_SHORT[:2]:
                 due[minute].append((system, cut, Version.SHORT))
@@ -106,17 +107,22 @@ class Day:
         return batch_id(system, self.start_ms + cut * 60_000)
 
     def all_orders(self) -> list:
-        return ([o for orders in self.online.values() for o in orders]
-                + [o for orders in self.in_store.values() for o in orders])
+        return [o for orders in self.online.values() for o in orders] + [
+            o for orders in self.in_store.values() for o in orders
+        ]
 
 
 def test_hours_are_published_complete_flagged_and_corrected_by_the_stream(clean_stack, tmp_path):
-    props = {**clean_stack, "HourlyMetrics": {**clean_stack["HourlyMetrics"],
-                                              "late_refresh_seconds": "2"}}
+    props = {
+        **clean_stack,
+        "HourlyMetrics": {**clean_stack["HourlyMetrics"], "late_refresh_seconds": "2"},
+    }
     day = Day(_day())
     hours = [day.start + i * HOUR for i in range(HOURS)]
-    truth = {(r.window_start, r.store_id): r
-             for r in metric_rows(SaleOrder.from_enriched(o) for o in day.all_orders())}
+    truth = {
+        (r.window_start, r.store_id): r
+        for r in metric_rows(SaleOrder.from_enriched(o) for o in day.all_orders())
+    }
     pos = PosDeliveries(props, tmp_path)
     ingestion = PosIngestion(props)
     producer = KinesisProducer(props)
@@ -126,29 +132,39 @@ def test_hours_are_published_complete_flagged_and_corrected_by_the_stream(clean_
     first_rows: dict[datetime, dict[int, MetricRow]] = {}
 
     with running_job(hourly_metrics.build, props, "hourly_metrics-publication-test"):
-        time.sleep(15)     # the job's source is reading before the day starts
+        time.sleep(15)  # the job's source is reading before the day starts
         for minute in range(day.minutes):
             began = time.monotonic()
-            producer.put(sales, [(str(o.store_id), sale_json(o).encode())
-                                 for o in day.online[minute]])
+            producer.put(
+                sales, [(str(o.store_id), sale_json(o).encode()) for o in day.online[minute]]
+            )
             for system, cut, version in arrivals.get(minute, []):
                 pos.deliver(day.in_store[system, cut], version, batch=day.batch(system, cut))
             if minute in arrivals:
                 ingestion.run_once()
             for hour in _new_hours(props, first_seen):
                 first_seen[hour] = minute
-                first_rows[hour] = {r.store_id: r for r in lake.read_metrics(props)
-                                    if r.window_start == hour}
+                first_rows[hour] = {
+                    r.store_id: r for r in lake.read_metrics(props) if r.window_start == hour
+                }
             time.sleep(max(0.0, SECONDS_PER_MINUTE - (time.monotonic() - began)))
 
-        expected = sorted((r for r in truth.values() if r.window_start in hours),
-                          key=lambda r: (r.window_start, r.store_id))
-        wait_for("the corrected hours in the warehouse",
-                 lambda: [r for r in warehouse.metric_rows(props) if r.window_start in hours],
-                 lambda rows: rows == expected, timeout_s=90)
-        wait_for("the corrected hours in the lake",
-                 lambda: [r for r in lake.read_metrics(props) if r.window_start in hours],
-                 lambda rows: rows == expected, timeout_s=30)
+        expected = sorted(
+            (r for r in truth.values() if r.window_start in hours),
+            key=lambda r: (r.window_start, r.store_id),
+        )
+        wait_for(
+            "the corrected hours in the warehouse",
+            lambda: [r for r in warehouse.metric_rows(props) if r.window_start in hours],
+            lambda rows: rows == expected,
+            timeout_s=90,
+        )
+        wait_for(
+            "the corrected hours in the lake",
+            lambda: [r for r in lake.read_metrics(props) if r.window_start in hours],
+            lambda rows: rows == expected,
+            timeout_s=30,
+        )
 
     assert sorted(first_seen) == hours
     for index, hour in enumerate(hours):
@@ -159,21 +175,32 @@ def test_hours_are_published_complete_flagged_and_corrected_by_the_stream(clean_
             else:
                 assert row == truth[hour, store], (hour, store)
     # the late and silent systems' stores were short at first publication, and flagged
-    assert any(first_rows[hours[1]][s] != truth[hours[1], s] for s in system_stores(3, SYSTEMS)
-               if s in first_rows[hours[1]])
-    assert any(first_rows[hours[2]][s] != truth[hours[2], s] for s in system_stores(6, SYSTEMS)
-               if s in first_rows[hours[2]])
-    publications = {p.window_start: p for p in
-                    warehouse.publications(props, day.start, day.start + HOURS * HOUR)}
+    assert any(
+        first_rows[hours[1]][s] != truth[hours[1], s]
+        for s in system_stores(3, SYSTEMS)
+        if s in first_rows[hours[1]]
+    )
+    assert any(
+        first_rows[hours[2]][s] != truth[hours[2], s]
+        for s in system_stores(6, SYSTEMS)
+        if s in first_rows[hours[2]]
+    )
+    publications = {
+        p.window_start: p
+        for p in warehouse.publications(props, day.start, day.start + HOURS * HOUR)
+    }
     assert publications[hours[0]].corrections == 0
     assert publications[hours[0]].partial_stores == 0
     for hour, system in ((hours[1], 3), (hours[2], 6)):
-        missed = sum(truth[hour, s].revenue - first_rows[hour][s].revenue
-                     for s in system_stores(system, SYSTEMS) if (hour, s) in truth)
+        missed = sum(
+            truth[hour, s].revenue - first_rows[hour][s].revenue
+            for s in system_stores(system, SYSTEMS)
+            if (hour, s) in truth
+        )
         assert publications[hour].corrections >= 1
         assert publications[hour].partial_stores == STORES_PER_SYSTEM
         assert publications[hour].revenue_change == missed
-    assert {source for source, in _publication_sources(props)} == {"stream", PARTIAL, LATE}
+    assert {source for (source,) in _publication_sources(props)} == {"stream", PARTIAL, LATE}
 
     delays = {hour: (first_seen[hour] - (hour - day.start) // MINUTE - 60) for hour in hours}
     # complete early: the first hour waited only for system 2 (14 minutes); the others for
@@ -182,9 +209,11 @@ def test_hours_are_published_complete_flagged_and_corrected_by_the_stream(clean_
     assert delays[hours[0]] < 30
     assert all(30 <= delays[hour] < 40 for hour in hours[1:])
     summary = summarize_delays([_published(hour, delays[hour]) for hour in hours], timedelta(0))
-    print(f"\npublication delay after the hour's end (stream minutes): "
-          f"{ {h.isoformat(): d for h, d in delays.items()} }; p50 {summary.p50}, "
-          f"p95 {summary.p95}, max {summary.max}")
+    print(
+        f"\npublication delay after the hour's end (stream minutes): "
+        f"{ {h.isoformat(): d for h, d in delays.items()} }; p50 {summary.p50}, "
+        f"p95 {summary.p95}, max {summary.max}"
+    )
 
 
 def _new_hours(props, seen: dict) -> list[datetime]:

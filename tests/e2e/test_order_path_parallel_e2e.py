@@ -6,6 +6,7 @@ stock level must be what ``pizzastream.inventory.take`` and
 ``pizzastream.replenishment.StoreReplenishment`` decide applied store by store, one order at
 a time, in the order each store's orders were written. A store's stock and the order ids seen
 must come through each restore and each rescale (keyed state moving between subtasks)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,8 @@ from tests.support import running_job, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-STORES = list(range(101, 161))           # 60 stores over many shards
-SHORT_STORES = STORES[::3]               # opened with little stock: refusals and reorders
+STORES = list(range(101, 161))  # 60 stores over many shards
+SHORT_STORES = STORES[::3]  # opened with little stock: refusals and reorders
 ORDERS = 3000
 REPLAYS = 150
 REPLAYED_TWICE = 20
@@ -47,14 +48,28 @@ def traffic(catalog: Catalog) -> list[EnrichedOrder]:
     for n in range(ORDERS):
         store_id = rng.choice(STORES)
         channel = rng.choice(["online", "online", "in_store"])
-        fulfillment = rng.choice(["delivery", "pickup"] if channel == "online"
-                                 else ["dine_in", "pickup"])
+        fulfillment = rng.choice(
+            ["delivery", "pickup"] if channel == "online" else ["dine_in", "pickup"]
+        )
         location: tuple[float | None, float | None] = (
-            (40.7, -74.0) if fulfillment == "delivery" else (None, None))
-        lines = tuple(OrderLine(p.product_id, rng.randint(1, 3), p.unit_price_cents)
-                      for p in rng.sample(active, rng.randint(1, 3)))
-        orders.append(EnrichedOrder(str(uuid.uuid4()), f"P{store_id}-{n:05d}", store_id, channel,
-                                    fulfillment, now_ms + n * 100, *location, lines))
+            (40.7, -74.0) if fulfillment == "delivery" else (None, None)
+        )
+        lines = tuple(
+            OrderLine(p.product_id, rng.randint(1, 3), p.unit_price_cents)
+            for p in rng.sample(active, rng.randint(1, 3))
+        )
+        orders.append(
+            EnrichedOrder(
+                str(uuid.uuid4()),
+                f"P{store_id}-{n:05d}",
+                store_id,
+                channel,
+                fulfillment,
+                now_ms + n * 100,
+                *location,
+                lines,
+            )
+        )
     return orders
 
 
@@ -66,13 +81,16 @@ def one_by_one(orders, opening, catalog, policies) -> dict:
     for order in orders:
         opened = order.store_id not in stores
         if opened:
-            stores[order.store_id] = (StoreStock.initial(order.store_id, opening[order.store_id]),
-                                      StoreReplenishment(order.store_id))
+            stores[order.store_id] = (
+                StoreStock.initial(order.store_id, opening[order.store_id]),
+                StoreReplenishment(order.store_id),
+            )
         stock, planner = stores[order.store_id]
         demand = requirements(order, catalog)
         accepted = not take(stock, demand)
-        out["status"].append((order.order_id, "accepted" if accepted
-                              else "rejected:insufficient_inventory"))
+        out["status"].append(
+            (order.order_id, "accepted" if accepted else "rejected:insufficient_inventory")
+        )
         if accepted:
             out["sales" if order.channel == "online" else "pos_orders"].append(sale_json(order))
             if order.fulfillment == "delivery":
@@ -80,11 +98,14 @@ def one_by_one(orders, opening, catalog, policies) -> dict:
             if order.channel == "online":
                 out["facts"] += fact_rows(order)
         planner.record_demand(demand, order.ts_ms)
-        for record in planner.review(policies, stock.on_hand, order.ts_ms,
-                                     None if opened else demand):
+        for record in planner.review(
+            policies, stock.on_hand, order.ts_ms, None if opened else demand
+        ):
             if isinstance(record, ReplenishmentOrder):
-                out["reorders"] += [(record.supplier_order_id, ingredient_id, quantity)
-                                    for ingredient_id, quantity in record.lines]
+                out["reorders"] += [
+                    (record.supplier_order_id, ingredient_id, quantity)
+                    for ingredient_id, quantity in record.lines
+                ]
     out["stock"] = {(s, i): q for s, (stock, _) in stores.items() for i, q in stock.on_hand.items()}
     return out
 
@@ -94,12 +115,13 @@ def traffic_and_expected(props) -> tuple[list[EnrichedOrder], dict]:
     the rules decide of it one order at a time, in order (``one_by_one``)."""
     for store_id in SHORT_STORES:
         for table in ("inventory", "opening_inventory"):
-            query(props, f"UPDATE {table} SET on_hand = on_hand / 20 WHERE store_id = %s",
-                  store_id)
+            query(props, f"UPDATE {table} SET on_hand = on_hand / 20 WHERE store_id = %s", store_id)
     opening: dict[int, dict[int, int]] = defaultdict(dict)
     for store_id, ingredient_id, on_hand in query(
-            props, "SELECT store_id, ingredient_id, on_hand FROM opening_inventory"
-                   " WHERE store_id = ANY(%s)", STORES):
+        props,
+        "SELECT store_id, ingredient_id, on_hand FROM opening_inventory WHERE store_id = ANY(%s)",
+        STORES,
+    ):
         opening[store_id][ingredient_id] = on_hand
     catalog = Catalog.from_rows(*aurora.catalog_rows(props))
     policies = policies_from_rows(aurora.ingredient_policy_rows(props))
@@ -111,19 +133,26 @@ def traffic_and_expected(props) -> tuple[list[EnrichedOrder], dict]:
 
 def wait_for_stock(props, expected: dict) -> None:
     """Until the stock levels in Aurora are the expected ones (published per checkpoint)."""
-    wait_for("the stock published", lambda: dict(
-        ((s, i), q) for s, i, q in query(
-            props, "SELECT store_id, ingredient_id, on_hand FROM inventory"
-                   " WHERE store_id = ANY(%s)", STORES)),
+    wait_for(
+        "the stock published",
+        lambda: dict(
+            ((s, i), q)
+            for s, i, q in query(
+                props,
+                "SELECT store_id, ingredient_id, on_hand FROM inventory WHERE store_id = ANY(%s)",
+                STORES,
+            )
+        ),
         lambda levels: all(levels.get(k) == v for k, v in expected["stock"].items()),
-        timeout_s=120)
+        timeout_s=120,
+    )
 
 
 def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clean_stack, tmp_path):
     orders, expected = traffic_and_expected(clean_stack)
     # Replayed after the restores, of orders decided before them: the ids seen must survive;
     # some twice, and each repeat is a dead letter of its own.
-    replays = random.Random(5).sample(orders[:RUNS[-1][0]], REPLAYS)
+    replays = random.Random(5).sample(orders[: RUNS[-1][0]], REPLAYS)
     replays += replays[:REPLAYED_TWICE]
 
     from pizzastream.config import stream_name
@@ -132,22 +161,28 @@ def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clea
     savepoint = None
     for run, (first, parallelism) in enumerate(RUNS):
         last = RUNS[run + 1][0] if run + 1 < len(RUNS) else ORDERS
-        props = {**clean_stack, "FlinkTuning": {**clean_stack["FlinkTuning"],
-                                                "parallelism": str(parallelism)}}
+        props = {
+            **clean_stack,
+            "FlinkTuning": {**clean_stack["FlinkTuning"], "parallelism": str(parallelism)},
+        }
         sent = orders[first:last] + (replays if run == len(RUNS) - 1 else [])
-        with running_job(inventory_windowing.build, props, f"order-path-{run}",
-                         restore_from=savepoint) as job:
+        with running_job(
+            inventory_windowing.build, props, f"order-path-{run}", restore_from=savepoint
+        ) as job:
             records = [(str(o.store_id), o.to_json().encode()) for o in sent]
             for start in range(0, len(records), 500):
-                producer.put(stream_name(props, "orders_enriched"), records[start:start + 500])
-            wait_for(f"orders up to {last} decided",
-                     lambda: len(stream_json(clean_stack, "order_status")),
-                     lambda n, decided=last: n >= decided, timeout_s=300)
+                producer.put(stream_name(props, "orders_enriched"), records[start : start + 500])
+            wait_for(
+                f"orders up to {last} decided",
+                lambda: len(stream_json(clean_stack, "order_status")),
+                lambda n, decided=last: n >= decided,
+                timeout_s=300,
+            )
             if run + 1 < len(RUNS):
                 savepoint = job.stop_with_savepoint(tmp_path / f"savepoints-{run}")
                 continue
             wait_for_stock(clean_stack, expected)
-            time.sleep(6)   # a checkpoint more: nothing else may arrive
+            time.sleep(6)  # a checkpoint more: nothing else may arrive
     props = clean_stack
     statuses = stream_json(props, "order_status")
     streams = {name: stream_json(props, name) for name in ("sales", "pos_orders", "deliveries")}
@@ -155,18 +190,26 @@ def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clea
     assert Counter(s["o"] for s in statuses) == Counter(o.order_id for o in orders)
     assert sorted((s["o"], s["status"]) for s in statuses) == sorted(expected["status"])
     redis = redis_store.client(props)
-    assert {o: redis.get(redis_store.order_status_key(o)) for o, _ in expected["status"]} \
-        == dict(expected["status"])
+    assert {o: redis.get(redis_store.order_status_key(o)) for o, _ in expected["status"]} == dict(
+        expected["status"]
+    )
     for name, records in streams.items():
         assert Counter(json.dumps(r, sort_keys=True) for r in records) == Counter(
-            json.dumps(json.loads(s), sort_keys=True) for s in expected[name]), name
-    facts = query(props, "SELECT store_id, order_id, product_id, quantity,"
-                         " (unit_price * 100)::bigint, (total_transaction_amt * 100)::bigint,"
-                         " delivery_type, channel FROM order_fct")
+            json.dumps(json.loads(s), sort_keys=True) for s in expected[name]
+        ), name
+    facts = query(
+        props,
+        "SELECT store_id, order_id, product_id, quantity,"
+        " (unit_price * 100)::bigint, (total_transaction_amt * 100)::bigint,"
+        " delivery_type, channel FROM order_fct",
+    )
     assert sorted(facts) == sorted(
-        (r[0], r[1], r[2], r[4], r[5], r[6], r[7], r[8]) for r in expected["facts"])
-    assert sorted(query(props, "SELECT supplier_order_id, ingredient_id, quantity"
-                               " FROM supplier_order")) == sorted(expected["reorders"])
+        (r[0], r[1], r[2], r[4], r[5], r[6], r[7], r[8]) for r in expected["facts"]
+    )
+    assert sorted(
+        query(props, "SELECT supplier_order_id, ingredient_id, quantity FROM supplier_order")
+    ) == sorted(expected["reorders"])
     letters = query(props, "SELECT reason, order_id, event_id, store_id FROM dead_letter")
-    assert Counter(letters) == Counter(("duplicate_order", o.order_id, o.event_id, o.store_id)
-                                       for o in replays)
+    assert Counter(letters) == Counter(
+        ("duplicate_order", o.order_id, o.event_id, o.store_id) for o in replays
+    )

@@ -19,6 +19,7 @@ parent and a child; at this scale each parent is read in one GetRecords page bef
 children's records reach the decisions, so a pass shows the job copes in that case, not that
 the race cannot happen with larger backlogs (docs/resharding.md).
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -45,8 +46,9 @@ class Resharder:
     """The reshard tool's steps on ``orders-enriched``, with the loads of the whole traffic."""
 
     def __init__(self, props, orders):
-        self.shards = KinesisShards(aws.client(props, "kinesis"),
-                                    stream_name(props, "orders_enriched"))
+        self.shards = KinesisShards(
+            aws.client(props, "kinesis"), stream_name(props, "orders_enriched")
+        )
         self.keys = rs.key_loads(((str(o.store_id), 1) for o in orders), 1.0)
         self.done: list[str] = []
 
@@ -54,15 +56,15 @@ class Resharder:
         self.shards.wait_active()
         loads = rs.shard_loads(self.shards.open_shards(), self.keys)
         hottest = max(loads, key=lambda sl: sl.load.records_per_s)
-        self.shards.split(hottest.shard.shard_id,
-                          rs.split_point(hottest.shard, hottest.keys, rs.Limits()))
+        self.shards.split(
+            hottest.shard.shard_id, rs.split_point(hottest.shard, hottest.keys, rs.Limits())
+        )
         self.done.append(f"split {hottest.shard.shard_id}")
 
     def merge_coldest_pair(self) -> None:
         self.shards.wait_active()
         loads = rs.shard_loads(self.shards.open_shards(), self.keys)
-        a, b = min(pairwise(loads), key=lambda p: p[0].load.records_per_s
-                   + p[1].load.records_per_s)
+        a, b = min(pairwise(loads), key=lambda p: p[0].load.records_per_s + p[1].load.records_per_s)
         self.shards.merge(a.shard.shard_id, b.shard.shard_id)
         self.done.append(f"merge {a.shard.shard_id} {b.shard.shard_id}")
 
@@ -71,12 +73,16 @@ def _send(props, orders) -> None:
     producer = KinesisProducer(props)
     records = [(str(o.store_id), o.to_json().encode()) for o in orders]
     for start in range(0, len(records), 500):
-        producer.put(stream_name(props, "orders_enriched"), records[start:start + 500])
+        producer.put(stream_name(props, "orders_enriched"), records[start : start + 500])
 
 
 def _decided(props, n: int) -> None:
-    wait_for(f"{n} orders decided", lambda: len(stream_json(props, "order_status")),
-             lambda seen: seen >= n, timeout_s=300)
+    wait_for(
+        f"{n} orders decided",
+        lambda: len(stream_json(props, "order_status")),
+        lambda seen: seen >= n,
+        timeout_s=300,
+    )
 
 
 def _check(props, orders, expected) -> None:
@@ -92,8 +98,9 @@ def _check(props, orders, expected) -> None:
     out_of_order = [store for store in written if decided[store] != written[store]]
     assert out_of_order == [], f"{len(out_of_order)} stores decided out of written order"
     assert sorted((s["o"], s["status"]) for s in statuses) == sorted(expected["status"])
-    assert sorted(query(props, "SELECT supplier_order_id, ingredient_id, quantity"
-                               " FROM supplier_order")) == sorted(expected["reorders"])
+    assert sorted(
+        query(props, "SELECT supplier_order_id, ingredient_id, quantity FROM supplier_order")
+    ) == sorted(expected["reorders"])
 
 
 def _props(props):
@@ -114,8 +121,7 @@ def test_at_the_tip_through_two_splits_a_savepoint_and_a_merge(clean_stack, tmp_
         _send(props, orders[1600:2000])
         _decided(props, 2000)
         savepoint = job.stop_with_savepoint(tmp_path / "savepoints")
-    with running_job(inventory_windowing.build, props, "reshard-tip-1",
-                     restore_from=savepoint):
+    with running_job(inventory_windowing.build, props, "reshard-tip-1", restore_from=savepoint):
         reshard.merge_coldest_pair()
         _send(props, orders[2000:])
         _decided(props, len(orders))

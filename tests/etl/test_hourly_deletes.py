@@ -2,6 +2,7 @@
 role that cannot see every open transaction (its change window would silently end at
 "now"), and rows deleted from Aurora's ``order_fct`` leave the warehouse and their hour's
 metrics (propagated, by design: docs/hourly_metrics.md)."""
+
 from __future__ import annotations
 
 import psycopg
@@ -22,8 +23,13 @@ ROLE = "etl_without_stats"
 
 def _superuser(props, dbname: str) -> psycopg.Connection:
     postgres = stack_services(props, StackPaths()).postgres
-    return psycopg.connect(host=str(postgres.socket_dir), port=postgres.port, user="postgres",
-                           dbname=dbname, autocommit=True)
+    return psycopg.connect(
+        host=str(postgres.socket_dir),
+        port=postgres.port,
+        user="postgres",
+        dbname=dbname,
+        autocommit=True,
+    )
 
 
 @pytest.fixture
@@ -35,17 +41,19 @@ def role_without_stats(local_stack):
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'etl'").format(sql.Identifier(ROLE)))
     yield {**local_stack, "Aurora": {**local_stack["Aurora"], "user": ROLE, "password": "etl"}}
     with _superuser(local_stack, dbname) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                      " WHERE usename = %s", [ROLE])
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [ROLE]
+        )
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(ROLE)))
 
 
 def test_the_etl_stops_loudly_when_its_role_cannot_see_every_transaction(
-        clean_stack, role_without_stats):
+    clean_stack, role_without_stats
+):
     with pytest.raises(hourly.MissingPrivilege) as missing:
         hourly.run(role_without_stats)
     assert f"GRANT pg_read_all_stats TO {ROLE}" in str(missing.value)
-    assert query(clean_stack, "SELECT count(*) FROM etl_run") == [(0,)]      # nothing done
+    assert query(clean_stack, "SELECT count(*) FROM etl_run") == [(0,)]  # nothing done
 
 
 def test_the_cutoff_waits_for_another_roles_open_transaction(clean_stack):
@@ -53,7 +61,7 @@ def test_the_cutoff_waits_for_another_roles_open_transaction(clean_stack):
     role: invisible without it) holds the cutoff back to its start."""
     with _superuser(clean_stack, clean_stack["Aurora"]["dbname"]) as other:
         other.autocommit = False
-        (started,) = other.execute("SELECT now()").fetchone()           # transaction open
+        (started,) = other.execute("SELECT now()").fetchone()  # transaction open
         with psycopg.connect(postgres_dsn(clean_stack, "Aurora"), autocommit=True) as etl:
             now, cutoff = hourly.change_cutoff(etl)
         other.rollback()
@@ -70,15 +78,22 @@ def test_deleted_rows_leave_the_warehouse_and_their_hours_metrics(clean_stack):
     hourly.run(clean_stack, emptied_hour)
     assert warehouse.metric_rows(clean_stack) == expected_metrics(kept + deleted + gone)
 
-    query(clean_stack, "DELETE FROM order_fct WHERE order_id = ANY(%s)",
-          [o.order_id for o in deleted + gone])
-    report = hourly.run(clean_stack)                                  # the next scheduled run
+    query(
+        clean_stack,
+        "DELETE FROM order_fct WHERE order_id = ANY(%s)",
+        [o.order_id for o in deleted + gone],
+    )
+    report = hourly.run(clean_stack)  # the next scheduled run
 
     assert report[kept_hour] == ("late_rows", 2 * len(kept))
     assert report[emptied_hour] == ("late_rows", 0)
-    assert warehouse.metric_rows(clean_stack) == lake.read_metrics(clean_stack) \
+    assert (
+        warehouse.metric_rows(clean_stack)
+        == lake.read_metrics(clean_stack)
         == expected_metrics(kept)
-    assert sorted(query(clean_stack, "SELECT DISTINCT order_id FROM order_fct",
-                        group="Warehouse")) == sorted((o.order_id,) for o in kept)
-    assert query(clean_stack, "SELECT count(*) FROM order_fct_deleted") == [(0,)]   # pruned
-    assert kept_hour not in hourly.run(clean_stack)                   # handled once
+    )
+    assert sorted(
+        query(clean_stack, "SELECT DISTINCT order_id FROM order_fct", group="Warehouse")
+    ) == sorted((o.order_id,) for o in kept)
+    assert query(clean_stack, "SELECT count(*) FROM order_fct_deleted") == [(0,)]  # pruned
+    assert kept_hour not in hourly.run(clean_stack)  # handled once

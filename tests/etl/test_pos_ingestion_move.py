@@ -1,6 +1,7 @@
 """POS ingestion moves a processed delivery out of landing only as the version it read: a
 re-upload under the same name, landing at the worst moment (just before the delete), is
 never lost. Against moto's S3, which enforces ``If-Match`` on DeleteObject."""
+
 from __future__ import annotations
 
 import gzip
@@ -29,15 +30,18 @@ def test_moto_refuses_a_delete_whose_etag_no_longer_matches(clean_stack):
 
 @pytest.mark.parametrize("replaced", [DATA_SUFFIX, MANIFEST_SUFFIX])
 def test_a_re_upload_just_before_the_move_deletes_it_stays_for_the_next_run(
-        clean_stack, monkeypatch, replaced):
+    clean_stack, monkeypatch, replaced
+):
     ingestion = PosIngestion(clean_stack)
     s3, bucket = aws.client(clean_stack, "s3"), clean_stack["Lake"]["bucket"]
     batch = deliver(clean_stack, valid_lines(1, 2))
     key = batch_key(LANDING_PREFIX, SYSTEM, batch, replaced)
     original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    re_upload = (gzip.compress(gzip.decompress(original), compresslevel=1, mtime=0)
-                 if replaced == DATA_SUFFIX
-                 else original.replace(b"}", b' }'))     # same meaning, new bytes and ETag
+    re_upload = (
+        gzip.compress(gzip.decompress(original), compresslevel=1, mtime=0)
+        if replaced == DATA_SUFFIX
+        else original.replace(b"}", b" }")
+    )  # same meaning, new bytes and ETag
     assert re_upload != original
     delete = ingestion._s3.delete_object
 
@@ -45,11 +49,12 @@ def test_a_re_upload_just_before_the_move_deletes_it_stays_for_the_next_run(
         if request["Key"] == key:
             s3.put_object(Bucket=bucket, Key=key, Body=re_upload)
         return delete(**request)
+
     monkeypatch.setattr(ingestion._s3, "delete_object", pos_uploads_again_first)
 
     assert [o.status for o in ingestion.run_once([SYSTEM])] == ["loaded"]
 
-    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == re_upload   # not lost
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == re_upload  # not lost
     assert key in landing_keys(clean_stack, LANDING_PREFIX)
     monkeypatch.undo()
     assert [o.status for o in PosIngestion(clean_stack).run_once([SYSTEM])] == ["duplicate"]

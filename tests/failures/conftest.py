@@ -1,5 +1,6 @@
 """Fixtures of the failure suite: one pipeline (both jobs, AWS through the fault proxy)
 for the whole end-to-end module, and the summary table at the end of the run."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,7 +12,7 @@ from tests.failures import summary
 
 WORKDIR = REPO_ROOT / ".stack" / "failures"
 
-STOCK_FACTOR = 0.03     # opening stock as a share of the seeded one: stores run short
+STOCK_FACTOR = 0.03  # opening stock as a share of the seeded one: stores run short
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,11 @@ def pipeline(local_stack):
     props = local_stack
     stack.reset_data(props)
     # The opening stock the job reads, wherever the schema keeps it.
-    for (table,) in query(props, "SELECT t FROM unnest(ARRAY['inventory', 'opening_inventory'])"
-                                 " AS t WHERE to_regclass(t) IS NOT NULL"):
+    for (table,) in query(
+        props,
+        "SELECT t FROM unnest(ARRAY['inventory', 'opening_inventory'])"
+        " AS t WHERE to_regclass(t) IS NOT NULL",
+    ):
         query(props, f"UPDATE {table} SET on_hand = floor(on_hand * {STOCK_FACTOR:f})")
     workdir = WORKDIR
     shutil.rmtree(workdir, ignore_errors=True)

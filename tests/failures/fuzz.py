@@ -9,6 +9,7 @@ corrupted bytes; a valid order with fields replaced by arbitrary JSON; and a val
 whose string fields carry JSON escapes that decode to characters the edges are touchy
 about (lone UTF-16 surrogates, NUL, control characters, non-BMP pairs).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,20 +19,38 @@ from hypothesis import strategies as st
 
 from pizzastream.catalog import Catalog
 from pizzastream.orders import (
-    PRICE_FIELDS, REQUIRED_FIELDS, EnrichedOrder, OrderRules, enrich, format_event_time,
+    PRICE_FIELDS,
+    REQUIRED_FIELDS,
+    EnrichedOrder,
+    OrderRules,
+    enrich,
+    format_event_time,
 )
 from tests.failures.harness import BadRecord, now_ms
 
-JSON_SCALARS = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-                | st.text(max_size=20))
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                           max_leaves=8)
+JSON_SCALARS = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 FIELDS = [*REQUIRED_FIELDS, "customer", *sorted(PRICE_FIELDS)]
 STRING_FIELDS = ["event_id", "order_id", "channel", "fulfillment", "ts"]
 # Escapes as they appear in the JSON text: decoding gives one character each.
-TOUCHY_ESCAPES = ["\\ud800", "\\udfff", "\\udc80", "\\u0000", "\\u001f", "\\ud83d\\ude00",
-                  "\\u2028", "\\ufeff"]
+TOUCHY_ESCAPES = [
+    "\\ud800",
+    "\\udfff",
+    "\\udc80",
+    "\\u0000",
+    "\\u001f",
+    "\\ud83d\\ude00",
+    "\\u2028",
+    "\\ufeff",
+]
 # Strategies must not depend on anything but their draws (hypothesis replays them), so the
 # ids carry a placeholder that ``number`` replaces after generation, byte for byte.
 PLACEHOLDER = "#####"
@@ -57,8 +76,9 @@ def number(raw: bytes, index: int) -> bytes:
 
 
 def _mutated(draw, order: dict) -> bytes:
-    for name, value in draw(st.lists(st.tuples(st.sampled_from(FIELDS), JSON_VALUES),
-                                     min_size=1, max_size=3)):
+    for name, value in draw(
+        st.lists(st.tuples(st.sampled_from(FIELDS), JSON_VALUES), min_size=1, max_size=3)
+    ):
         order[name] = value
     return json.dumps(order).encode()
 
@@ -67,7 +87,7 @@ def _corrupted(draw, order: dict) -> bytes:
     raw = bytearray(json.dumps(order).encode())
     for _ in range(draw(st.integers(1, 4))):
         position = draw(st.integers(0, len(raw) - 1))
-        raw[position:position + 1] = draw(st.binary(max_size=3))
+        raw[position : position + 1] = draw(st.binary(max_size=3))
     return bytes(raw)
 
 
@@ -96,8 +116,9 @@ def bad_records(draw, tag: str, ts: str) -> bytes:
     return {"corrupted": _corrupted, "mutated": _mutated, "escaped": _escaped}[kind](draw, order)
 
 
-def fuzz_batch(size: int, fuzz_seed: int, rules: OrderRules, catalog: Catalog,
-               tag: str) -> tuple[list[BadRecord], list[bytes]]:
+def fuzz_batch(
+    size: int, fuzz_seed: int, rules: OrderRules, catalog: Catalog, tag: str
+) -> tuple[list[BadRecord], list[bytes]]:
     """``size`` hypothesis-generated records, each with the rejection ``enrich`` gives it
     now, and separately the ones it would accept (not sent: they would be real orders).
     Records whose verdict depends on the second they are judged are left out too."""
@@ -105,8 +126,13 @@ def fuzz_batch(size: int, fuzz_seed: int, rules: OrderRules, catalog: Catalog,
     ts = format_event_time(now_ms() - 600_000)
 
     @seed(fuzz_seed)
-    @settings(max_examples=size, database=None, phases=[Phase.generate], deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=size,
+        database=None,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(bad_records(tag, ts))
     def collect(raw):
         drawn.append(raw)
@@ -114,7 +140,7 @@ def fuzz_batch(size: int, fuzz_seed: int, rules: OrderRules, catalog: Catalog,
     collect()
     bad, accepted = [], []
     numbered = (number(raw, index) for index, raw in enumerate(drawn))
-    for raw in dict.fromkeys(numbered):       # distinct bytes: one dead letter each
+    for raw in dict.fromkeys(numbered):  # distinct bytes: one dead letter each
         now = now_ms()
         result, later = enrich(raw, catalog, rules, now), enrich(raw, catalog, rules, now + 120_000)
         if isinstance(result, EnrichedOrder):

@@ -1,10 +1,11 @@
 """The suite's summary table: one row per scenario, printed at the end of the run and,
 with ``PIZZASTREAM_FAILURES_DOC=1``, written into docs/failures.md between its markers."""
+
 from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pizzastream.config import REPO_ROOT
@@ -18,26 +19,64 @@ COMMAND = "PIZZASTREAM_FAILURES_DOC=1 .venv/bin/python -m pytest tests/failures 
 RESULTS: list[Verdict] = []
 NOTES: list[str] = []
 
-COLUMNS = ("scenario", "p", "failures injected", "job restarts", "valid orders", "accepted",
-           "sales lost", "sales duplicated", "status copies", "sale copies", "stock cells off",
-           "bad inputs tried", "bad inputs dead-lettered", "seconds", "verdict")
+COLUMNS = (
+    "scenario",
+    "p",
+    "failures injected",
+    "job restarts",
+    "valid orders",
+    "accepted",
+    "sales lost",
+    "sales duplicated",
+    "status copies",
+    "sale copies",
+    "stock cells off",
+    "bad inputs tried",
+    "bad inputs dead-lettered",
+    "seconds",
+    "verdict",
+)
 
 
 def _row(v: Verdict) -> list[str]:
-    return [v.scenario, v.parallelism, "; ".join(v.faults) or "none", str(v.restarts), str(v.orders),
-            str(v.accepted), str(v.lost), str(v.duplicated), str(v.status_copies),
-            str(v.stream_copies),
-            str(v.inventory_cells_off), str(v.bad_tried), str(v.bad_dead_lettered),
-            f"{v.seconds:.0f}", "pass" if not v.problems else f"FAIL ({len(v.problems)})"]
+    return [
+        v.scenario,
+        v.parallelism,
+        "; ".join(v.faults) or "none",
+        str(v.restarts),
+        str(v.orders),
+        str(v.accepted),
+        str(v.lost),
+        str(v.duplicated),
+        str(v.status_copies),
+        str(v.stream_copies),
+        str(v.inventory_cells_off),
+        str(v.bad_tried),
+        str(v.bad_dead_lettered),
+        f"{v.seconds:.0f}",
+        "pass" if not v.problems else f"FAIL ({len(v.problems)})",
+    ]
 
 
 def rows() -> list[list[str]]:
     table = [_row(v) for v in RESULTS]
     if RESULTS:
-        total = Verdict("**total**", [f"{sum(v.failures for v in RESULTS)} failures"],
-                        parallelism="")
-        for name in ("restarts", "orders", "accepted", "lost", "duplicated", "status_copies",
-                     "stream_copies", "inventory_cells_off", "bad_tried", "bad_dead_lettered", "seconds"):
+        total = Verdict(
+            "**total**", [f"{sum(v.failures for v in RESULTS)} failures"], parallelism=""
+        )
+        for name in (
+            "restarts",
+            "orders",
+            "accepted",
+            "lost",
+            "duplicated",
+            "status_copies",
+            "stream_copies",
+            "inventory_cells_off",
+            "bad_tried",
+            "bad_dead_lettered",
+            "seconds",
+        ):
             setattr(total, name, sum(getattr(v, name) for v in RESULTS))
         total.problems = [p for v in RESULTS for p in v.problems]
         table.append(_row(total))
@@ -46,8 +85,7 @@ def rows() -> list[list[str]]:
 
 def markdown() -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
-              for row in rows()]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows()]
     return "\n".join(lines)
 
 
@@ -69,9 +107,11 @@ def write_doc(path: Path = DOC) -> bool:
     document = path.read_text()
     if BEGIN not in document or END not in document:
         return False
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    block = (f"{BEGIN}\nProduced by `{COMMAND}` on {stamp} "
-             f"(Python {sys.version.split()[0]}):\n\n{markdown()}\n")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    block = (
+        f"{BEGIN}\nProduced by `{COMMAND}` on {stamp} "
+        f"(Python {sys.version.split()[0]}):\n\n{markdown()}\n"
+    )
     if NOTES:
         block += "\n" + "\n".join(f"- {note}" for note in NOTES) + "\n"
     head, rest = document.split(BEGIN, 1)

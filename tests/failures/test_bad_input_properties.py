@@ -7,6 +7,7 @@ letter and the same status, and every string the job hands to an edge (PyFlink's
 string serializer, PostgreSQL ``text``, Redis keys, Kinesis JSON) must be encodable there,
 or the record becomes a poison pill that fails the job on every restart.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ from pizzastream.sales import enriched_status_json, fact_rows, rejection_status_
 from tests.failures.fuzz import STRING_FIELDS, TOUCHY_ESCAPES, bad_records, number, template
 from tests.fuzzing import storable
 
-RULES = OrderRules(max_quantity=20, max_lines=25, max_record_bytes=8192,
-                   max_future_seconds=300, max_age_hours=48)
+RULES = OrderRules(
+    max_quantity=20, max_lines=25, max_record_bytes=8192, max_future_seconds=300, max_age_hours=48
+)
 CATALOG = Catalog.from_reference_data()
 NOW_MS = int(time.time() * 1000)
 RECORDS = bad_records("prop", format_event_time(NOW_MS - 600_000)).map(lambda raw: number(raw, 1))
@@ -35,20 +37,31 @@ RECORDS = bad_records("prop", format_event_time(NOW_MS - 600_000)).map(lambda ra
 def edge_strings(raw: bytes, result) -> list[str]:
     """Every string the job derives from ``raw`` and writes to an edge."""
     if isinstance(result, Rejection):
-        letter = dead_letter("order_enrichment", raw, result.reason, result.detail,
-                             result.event_id, result.order_id, store_id=result.store_id)
+        letter = dead_letter(
+            "order_enrichment",
+            raw,
+            result.reason,
+            result.detail,
+            result.event_id,
+            result.order_id,
+            store_id=result.store_id,
+        )
         strings = [s for s in letter.as_tuple() if isinstance(s, str)]
         status = rejection_status_json(result, NOW_MS)
         if status is not None:
-            assert result.order_id is not None      # a status: the record names its order
+            assert result.order_id is not None  # a status: the record names its order
             strings += [status, redis_store.order_status_key(result.order_id)]
             # its status write refused because the order is already accepted: a dead letter
-            conflict = conflict_dead_letter("order_enrichment", result.order_id, result.status(),
-                                            "accepted")
+            conflict = conflict_dead_letter(
+                "order_enrichment", result.order_id, result.status(), "accepted"
+            )
             strings += [s for s in conflict.as_tuple() if isinstance(s, str)]
         return strings
-    strings = [result.to_json(), enriched_status_json(result),
-               redis_store.order_status_key(result.order_id)]
+    strings = [
+        result.to_json(),
+        enriched_status_json(result),
+        redis_store.order_status_key(result.order_id),
+    ]
     strings += [value for row in fact_rows(result) for value in row if isinstance(value, str)]
     return strings
 
@@ -66,8 +79,14 @@ def dead_letter_table(records: list[bytes], rewind_to: int, row_key) -> dict:
         raw = records[position]
         result = enrich(raw, CATALOG, RULES, NOW_MS)
         if isinstance(result, Rejection):
-            letter = dead_letter("order_enrichment", raw, result.reason, result.detail,
-                                 result.event_id, result.order_id)
+            letter = dead_letter(
+                "order_enrichment",
+                raw,
+                result.reason,
+                result.detail,
+                result.event_id,
+                result.order_id,
+            )
             table[row_key(writes, position, letter)] = letter
             writes += 1
     return table
@@ -76,13 +95,17 @@ def dead_letter_table(records: list[bytes], rewind_to: int, row_key) -> dict:
 def check_a_replay_adds_no_dead_letter(row_key, max_examples: int = 200) -> None:
     """The property: whatever the records and wherever the restore rewinds the source to,
     the table after the replay is the table without one (no row added, none lost)."""
-    @settings(max_examples=max_examples, suppress_health_check=[HealthCheck.too_slow],
-              database=None)
+
+    @settings(
+        max_examples=max_examples, suppress_health_check=[HealthCheck.too_slow], database=None
+    )
     @given(st.lists(RECORDS, min_size=1, max_size=6), st.data())
     def replay_adds_nothing(records, data):
         rewind_to = data.draw(st.integers(0, len(records)), label="rewind_to")
-        assert dead_letter_table(records, rewind_to, row_key) == \
-            dead_letter_table(records, len(records), row_key)
+        assert dead_letter_table(records, rewind_to, row_key) == dead_letter_table(
+            records, len(records), row_key
+        )
+
     replay_adds_nothing()
 
 
@@ -96,14 +119,15 @@ def test_the_replay_property_fails_on_a_broken_dedup():
     a serial number of the write (an INSERT with a sequence-generated key), which is
     right without a failure and adds a row for every record read again after one."""
     with pytest.raises(AssertionError):
-        check_a_replay_adds_no_dead_letter(lambda write, position, letter: write,
-                                           max_examples=50)
+        check_a_replay_adds_no_dead_letter(lambda write, position, letter: write, max_examples=50)
     # ... and without a replay the broken sink agrees with the right one: the property
     # fails because of the replay, not because the two keys differ
     records = [b"not json", b"{}", b'{"order_id": 5}']
-    assert len(dead_letter_table(records, 3, lambda write, position, letter: write)) == len(
-        dead_letter_table(records, 3, lambda write, position, letter: letter.dead_letter_id)) \
+    assert (
+        len(dead_letter_table(records, 3, lambda write, position, letter: write))
+        == len(dead_letter_table(records, 3, lambda write, position, letter: letter.dead_letter_id))
         == 3
+    )
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -112,14 +136,16 @@ def test_a_replayed_record_gives_the_same_dead_letter_and_status(raw):
     first, again = enrich(raw, CATALOG, RULES, NOW_MS), enrich(raw, CATALOG, RULES, NOW_MS)
     assert first == again
     if isinstance(first, Rejection):
-        one = dead_letter("order_enrichment", raw, first.reason, first.detail,
-                          first.event_id, first.order_id)
-        two = dead_letter("order_enrichment", raw, again.reason, again.detail,
-                          again.event_id, again.order_id)
+        one = dead_letter(
+            "order_enrichment", raw, first.reason, first.detail, first.event_id, first.order_id
+        )
+        two = dead_letter(
+            "order_enrichment", raw, again.reason, again.detail, again.event_id, again.order_id
+        )
         assert one == two and len(one.dead_letter_id) == 32
         assert rejection_status_json(first, NOW_MS) == rejection_status_json(again, NOW_MS)
     else:
-        assert first.to_json() == again.to_json()      # the repeat filter sees equal bytes
+        assert first.to_json() == again.to_json()  # the repeat filter sees equal bytes
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -128,7 +154,7 @@ def test_any_payload_is_storable_as_postgresql_text_and_bounded(raw):
     letter = dead_letter("order_enrichment", raw, "malformed_json", "x")
     assert "\x00" not in letter.payload
     letter.payload.encode("utf-8")
-    assert len(letter.payload) <= 4 * PAYLOAD_LIMIT + 32     # escapes at most quadruple
+    assert len(letter.payload) <= 4 * PAYLOAD_LIMIT + 32  # escapes at most quadruple
 
 
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
@@ -145,8 +171,9 @@ def test_every_string_sent_to_an_edge_is_valid_unicode(raw):
 
 @given(st.sampled_from(STRING_FIELDS), st.sampled_from(TOUCHY_ESCAPES[:3]))
 def test_ids_with_lone_surrogates_are_refused(field, escape):
-    order = json.loads(number(json.dumps(template("lone", format_event_time(NOW_MS - 60_000)))
-                              .encode(), 1))
+    order = json.loads(
+        number(json.dumps(template("lone", format_event_time(NOW_MS - 60_000))).encode(), 1)
+    )
     text = json.dumps(order).replace(f'"{order[field]}"', f'"{order[field]}{escape}"', 1)
     result = enrich(text.encode(), CATALOG, RULES, NOW_MS)
     assert isinstance(result, (EnrichedOrder, Rejection))

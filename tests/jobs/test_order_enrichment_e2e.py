@@ -1,12 +1,13 @@
 """order_enrichment on the mini-cluster, through the real edges: the Kinesis connector
 against the Kinesis emulator, the JDBC sink against PostgreSQL, Redis. Counts are exact."""
+
 from __future__ import annotations
 
 import json
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -35,8 +36,9 @@ def enriched_orders(props) -> list[tuple[str, EnrichedOrder]]:
 
 def statuses(props) -> list[dict]:
     kinesis = aws.client(props, "kinesis")
-    return [json.loads(data) for _, data in
-            aws.read_stream(kinesis, stream_name(props, "order_status"))]
+    return [
+        json.loads(data) for _, data in aws.read_stream(kinesis, stream_name(props, "order_status"))
+    ]
 
 
 def query(props, sql: str, *args) -> list[tuple]:
@@ -46,15 +48,27 @@ def query(props, sql: str, *args) -> list[tuple]:
 
 
 def dead_letter_reasons(props) -> Counter:
-    return Counter(dict(query(props, "SELECT reason, count(*) FROM dead_letter"
-                                     " WHERE job = 'order_enrichment' GROUP BY reason")))
+    return Counter(
+        dict(
+            query(
+                props,
+                "SELECT reason, count(*) FROM dead_letter"
+                " WHERE job = 'order_enrichment' GROUP BY reason",
+            )
+        )
+    )
 
 
 def order_for(product_id: int, n: int) -> tuple[str, bytes]:
-    order = {"event_id": str(uuid.uuid4()), "order_id": f"S0007-C{n:05d}", "store_id": 7,
-             "channel": "online", "fulfillment": "pickup",
-             "ts": format_event_time(epoch_ms(datetime.now(timezone.utc))),
-             "items": [{"product_id": product_id, "quantity": 2}]}
+    order = {
+        "event_id": str(uuid.uuid4()),
+        "order_id": f"S0007-C{n:05d}",
+        "store_id": 7,
+        "channel": "online",
+        "fulfillment": "pickup",
+        "ts": format_event_time(epoch_ms(datetime.now(UTC))),
+        "items": [{"product_id": product_id, "quantity": 2}],
+    }
     return "7", json.dumps(order).encode()
 
 
@@ -67,15 +81,21 @@ def restored_catalog(clean_stack):
     reference = Catalog.from_reference_data()
     for product_id in (REPRICED, RETIRED):
         product = reference.product(product_id)
-        query(clean_stack, "UPDATE product SET unit_price = %s / 100.0, active = %s"
-                           " WHERE product_id = %s",
-              product.unit_price_cents, product.active, product_id)
+        query(
+            clean_stack,
+            "UPDATE product SET unit_price = %s / 100.0, active = %s WHERE product_id = %s",
+            product.unit_price_cents,
+            product.active,
+            product_id,
+        )
 
 
 def test_orders_enriched_once_bad_ones_dead_lettered_and_catalog_changes_live(restored_catalog):
     clean_stack = restored_catalog
-    props = {**clean_stack, "OrderRules": {**clean_stack["OrderRules"],
-                                           "catalog_refresh_seconds": "2"}}
+    props = {
+        **clean_stack,
+        "OrderRules": {**clean_stack["OrderRules"], "catalog_refresh_seconds": "2"},
+    }
     report = send_orders(props, ORDERS, bad_share=0.15, seed=11).to_dict()
     counts = report["by_kind"]
     expected_valid = counts["valid"]
@@ -96,21 +116,35 @@ def test_orders_enriched_once_bad_ones_dead_lettered_and_catalog_changes_live(re
         # The catalog changes while the job runs: a price, a retirement, a new product.
         query(props, "UPDATE product SET unit_price = 10.49 WHERE product_id = %s", REPRICED)
         query(props, "UPDATE product SET active = false WHERE product_id = %s", RETIRED)
-        query(props, "INSERT INTO product (product_id, name, unit_price) VALUES (%s, 'Calzone', 12.00)",
-              NEW_PRODUCT)
-        query(props, "INSERT INTO recipe (product_id, ingredient_id, quantity) VALUES (%s, 1, 200)",
-              NEW_PRODUCT)
+        query(
+            props,
+            "INSERT INTO product (product_id, name, unit_price) VALUES (%s, 'Calzone', 12.00)",
+            NEW_PRODUCT,
+        )
+        query(
+            props,
+            "INSERT INTO recipe (product_id, ingredient_id, quantity) VALUES (%s, 1, 200)",
+            NEW_PRODUCT,
+        )
         time.sleep(4)
-        KinesisProducer(props).put(stream_name(props, "orders"),
-                                   [order_for(p, n) for n, p in
-                                    enumerate((REPRICED, RETIRED, NEW_PRODUCT))])
-        later = wait_for("the orders after the catalog change",
-                         lambda: {o.order_id: o for _, o in enriched_orders(props)
-                                  if o.order_id.startswith("S0007-C")},
-                         lambda seen: len(seen) >= 2, timeout_s=60)
-        wait_for("the retired product's rejection",
-                 lambda: dead_letter_reasons(props)["inactive_product"],
-                 lambda n: n == expected_bad["inactive_product"] + 1, timeout_s=30)
+        KinesisProducer(props).put(
+            stream_name(props, "orders"),
+            [order_for(p, n) for n, p in enumerate((REPRICED, RETIRED, NEW_PRODUCT))],
+        )
+        later = wait_for(
+            "the orders after the catalog change",
+            lambda: {
+                o.order_id: o for _, o in enriched_orders(props) if o.order_id.startswith("S0007-C")
+            },
+            lambda seen: len(seen) >= 2,
+            timeout_s=60,
+        )
+        wait_for(
+            "the retired product's rejection",
+            lambda: dead_letter_reasons(props)["inactive_product"],
+            lambda n: n == expected_bad["inactive_product"] + 1,
+            timeout_s=30,
+        )
         final_statuses = statuses(props)
 
     assert len(enriched) == expected_valid
@@ -124,7 +158,9 @@ def test_orders_enriched_once_bad_ones_dead_lettered_and_catalog_changes_live(re
             assert line.unit_price_cents == catalog.product(line.product_id).unit_price_cents
 
     assert {o.order_id: o.lines[0].unit_price_cents for o in later.values()} == {
-        "S0007-C00000": 1049, "S0007-C00002": 1200}
+        "S0007-C00000": 1049,
+        "S0007-C00002": 1200,
+    }
 
     # Each rejected order that names an order id has one final status, in Redis too.
     named = query(props, "SELECT order_id FROM dead_letter WHERE order_id IS NOT NULL")

@@ -1,5 +1,6 @@
 """The Python workers import the project's packages from what the job ships them, not from
 the directory they happen to start in (on MSF that is not the repository)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -31,7 +32,8 @@ SCRIPT = textwrap.dedent(f"""
 
 
 def test_workers_import_shipped_packages_outside_the_repository(tmp_path):
-    run = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "['oversize', 'oversize']" in run.stdout

@@ -1,4 +1,5 @@
 """Which properties file a program reads, and whether it then behaves as on MSF."""
+
 from __future__ import annotations
 
 import json
@@ -41,12 +42,21 @@ def test_the_local_stacks_fixed_ports_are_below_the_ephemeral_range():
     55432 with "Address already in use". Every port the local file names stays below it."""
     from urllib.parse import urlsplit
 
-    groups = {group["PropertyGroupId"]: group["PropertyMap"]
-              for group in json.loads(config.LOCAL_PROPERTIES.read_text())}
-    ports = {f"{name}.{key}": int(value) for name, keys in groups.items()
-             for key, value in keys.items() if key == "port"}
-    ports |= {f"{name}.{key}": urlsplit(value).port for name, keys in groups.items()
-              for key, value in keys.items() if value.startswith("http://")
-              and urlsplit(value).port}
+    groups = {
+        group["PropertyGroupId"]: group["PropertyMap"]
+        for group in json.loads(config.LOCAL_PROPERTIES.read_text())
+    }
+    ports = {
+        f"{name}.{key}": int(value)
+        for name, keys in groups.items()
+        for key, value in keys.items()
+        if key == "port"
+    }
+    ports |= {
+        f"{name}.{key}": urlsplit(value).port
+        for name, keys in groups.items()
+        for key, value in keys.items()
+        if value.startswith("http://") and urlsplit(value).port
+    }
     assert {"Aurora.port", "Redis.port", "Aws.endpoint"} <= ports.keys()
     assert {key: port for key, port in ports.items() if port >= 32768} == {}

@@ -1,5 +1,6 @@
 """Store inventory rules: all-or-nothing orders, conservation of stock, restocks, the
 windowed reorder point, one supplier reorder per crossing, and the ValueState shape."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,22 @@ from hypothesis import strategies as st
 from pizzastream import reference_data
 from pizzastream.catalog import Catalog
 from pizzastream.inventory import (
-    MAX_RESTOCK_QUANTITY, POLICY_COLUMNS, IngredientPolicy, InvalidRestock, StoreStock,
-    SupplierOrder, check_restock_key, due_reorders, lead_time_use, parse_restock, place_order,
-    policies_from_reference_data, policies_from_rows, reorder_point, requirements, restock,
+    MAX_RESTOCK_QUANTITY,
+    POLICY_COLUMNS,
+    IngredientPolicy,
+    InvalidRestock,
+    StoreStock,
+    SupplierOrder,
+    check_restock_key,
+    due_reorders,
+    lead_time_use,
+    parse_restock,
+    place_order,
+    policies_from_reference_data,
+    policies_from_rows,
+    reorder_point,
+    requirements,
+    restock,
     store_of_partition_key,
 )
 from pizzastream.orders import EnrichedOrder, OrderLine, OrderStatus, epoch_ms
@@ -42,8 +56,9 @@ def order(lines, ts_ms: int = T0, store_id: int = STORE) -> EnrichedOrder:
         product = CATALOG.product(product_id)
         assert product is not None
         priced.append(OrderLine(product_id, quantity, product.unit_price_cents))
-    return EnrichedOrder(f"e{n}", f"o{n}", store_id, "online", "pickup", ts_ms, None, None,
-                         tuple(priced))
+    return EnrichedOrder(
+        f"e{n}", f"o{n}", store_id, "online", "pickup", ts_ms, None, None, tuple(priced)
+    )
 
 
 def full_stock(**changes) -> StoreStock:
@@ -54,19 +69,25 @@ def full_stock(**changes) -> StoreStock:
 
 # --------------------------------------------------------------------------- strategies
 
-lines_st = st.lists(st.tuples(st.sampled_from([p.product_id for p in ACTIVE]),
-                              st.integers(1, 4)),
-                    min_size=1, max_size=4, unique_by=lambda line: line[0])
-initial_st = st.dictionaries(st.sampled_from(INGREDIENTS), st.integers(0, 3_000),
-                             min_size=len(INGREDIENTS) - 2)
+lines_st = st.lists(
+    st.tuples(st.sampled_from([p.product_id for p in ACTIVE]), st.integers(1, 4)),
+    min_size=1,
+    max_size=4,
+    unique_by=lambda line: line[0],
+)
+initial_st = st.dictionaries(
+    st.sampled_from(INGREDIENTS), st.integers(0, 3_000), min_size=len(INGREDIENTS) - 2
+)
 # Operations: orders, anonymous restocks, and restocks answering the outstanding reorder.
 # Each carries a time step in minutes (0..20), so windows fill, roll and empty.
 op_st = st.one_of(
     st.tuples(st.just("order"), lines_st, st.integers(0, 20)),
-    st.tuples(st.just("restock"), st.sampled_from(INGREDIENTS), st.integers(1, 2_000),
-              st.integers(0, 20)),
-    st.tuples(st.just("close"), st.sampled_from(INGREDIENTS), st.integers(1, 60_000),
-              st.integers(0, 20)),
+    st.tuples(
+        st.just("restock"), st.sampled_from(INGREDIENTS), st.integers(1, 2_000), st.integers(0, 20)
+    ),
+    st.tuples(
+        st.just("close"), st.sampled_from(INGREDIENTS), st.integers(1, 60_000), st.integers(0, 20)
+    ),
 )
 ops_st = st.lists(op_st, max_size=60)
 
@@ -84,8 +105,7 @@ def run(stock: StoreStock, ops, start_ms: int = T0):
         else:
             _, ingredient_id, quantity, _ = op
             so_id = stock.outstanding.get(ingredient_id) if op[0] == "close" else None
-            closed = restock(stock, ingredient_id, quantity, so_id, now,
-                             known=POLICIES)
+            closed = restock(stock, ingredient_id, quantity, so_id, now, known=POLICIES)
             log.append(("restock", ingredient_id, quantity, closed))
         log.append(("reorders", due_reorders(stock, POLICIES, stock.clock_ms)))
     return log
@@ -101,10 +121,18 @@ def is_plain(value) -> bool:
 
 # --------------------------------------------------------------------------- orders
 
+
 def test_requirements_sum_recipes_over_lines():
     got = requirements(order([(PEPPERONI_LARGE, 2), (GARLIC_BREAD, 1), (COLA, 3)]), CATALOG)
-    assert got == {DOUGH: 2 * 350 + 150, 2: 2 * 120, 3: 2 * 170, PEPPERONI: 2 * 80,
-                   PIZZA_BOX: 2, 11: 1, CAN: 3}
+    assert got == {
+        DOUGH: 2 * 350 + 150,
+        2: 2 * 120,
+        3: 2 * 170,
+        PEPPERONI: 2 * 80,
+        PIZZA_BOX: 2,
+        11: 1,
+        CAN: 3,
+    }
 
 
 @given(initial_st, lines_st)
@@ -114,20 +142,20 @@ def test_order_is_all_or_nothing(initial, lines):
     the_order = order(lines)
     need = requirements(the_order, CATALOG)
     decision = place_order(stock, the_order, CATALOG)
-    expected_short = {i: (q, initial.get(i, 0)) for i, q in need.items()
-                      if q > initial.get(i, 0)}
+    expected_short = {i: (q, initial.get(i, 0)) for i, q in need.items() if q > initial.get(i, 0)}
     assert dict(decision.short) == expected_short
     assert decision.accepted == (not expected_short)
     if decision.accepted:
         assert decision.status == OrderStatus.ACCEPTED
         assert dict(decision.consumed) == need
-        assert stock.on_hand == {i: initial.get(i, 0) - need.get(i, 0)
-                                 for i in set(initial) | set(need)}
+        assert stock.on_hand == {
+            i: initial.get(i, 0) - need.get(i, 0) for i in set(initial) | set(need)
+        }
     else:
         assert decision.status == "rejected:insufficient_inventory"
         assert decision.reason == "insufficient_inventory"
         assert decision.consumed == {}
-        assert stock.to_state() == before      # a rejection changes nothing at all
+        assert stock.to_state() == before  # a rejection changes nothing at all
 
 
 def test_multi_line_order_short_on_one_line_takes_nothing():
@@ -165,6 +193,7 @@ def test_stock_is_conserved_and_never_negative(initial, ops):
 
 
 # --------------------------------------------------------------------------- state
+
 
 @settings(max_examples=100)
 @given(initial_st, ops_st)
@@ -204,9 +233,12 @@ def test_rules_are_deterministic_across_a_checkpoint(initial, ops, data):
 
 def test_busy_store_state_stays_small():
     stock = full_stock()
-    for minute in range(0, 24 * 60, 1):      # an order a minute for a day
-        place_order(stock, order([(PEPPERONI_LARGE, 1), (GARLIC_BREAD, 1), (COLA, 2)],
-                                 T0 + minute * MINUTE), CATALOG)
+    for minute in range(0, 24 * 60, 1):  # an order a minute for a day
+        place_order(
+            stock,
+            order([(PEPPERONI_LARGE, 1), (GARLIC_BREAD, 1), (COLA, 2)], T0 + minute * MINUTE),
+            CATALOG,
+        )
         due_reorders(stock, POLICIES, stock.clock_ms)
     assert len(stock.buckets) <= stock.window_buckets + 1
     assert len(pickle.dumps(stock.to_state(), protocol=pickle.HIGHEST_PROTOCOL)) < 1500
@@ -214,11 +246,12 @@ def test_busy_store_state_stays_small():
 
 # --------------------------------------------------------------------------- restocks
 
+
 def test_restock_adds_and_closes_only_the_outstanding_reorder():
     stock = full_stock(i1=0)
     (so,) = [s for s in due_reorders(stock, POLICIES, T0) if s.ingredient_id == DOUGH]
-    assert restock(stock, DOUGH, 100, None, T0) is None                 # no id: stock only
-    assert restock(stock, DOUGH, 100, "SO-42-1-999", T0) is None        # not ours
+    assert restock(stock, DOUGH, 100, None, T0) is None  # no id: stock only
+    assert restock(stock, DOUGH, 100, "SO-42-1-999", T0) is None  # not ours
     assert restock(stock, PEPPERONI, 5, so.supplier_order_id, T0) is None  # other ingredient
     assert stock.outstanding[DOUGH] == so.supplier_order_id
     assert restock(stock, DOUGH, 60_000, so.supplier_order_id, T0) == so.supplier_order_id
@@ -229,14 +262,17 @@ def test_restock_adds_and_closes_only_the_outstanding_reorder():
     assert stock.on_hand[DOUGH] == 60_201
 
 
-@pytest.mark.parametrize("ingredient_id, quantity, reason", [
-    (DOUGH, 0, "invalid_quantity"),
-    (DOUGH, -5, "invalid_quantity"),
-    (DOUGH, True, "invalid_quantity"),
-    (DOUGH, 2.5, "invalid_quantity"),
-    (99, 10, "unknown_ingredient"),
-    ("1", 10, "unknown_ingredient"),
-])
+@pytest.mark.parametrize(
+    "ingredient_id, quantity, reason",
+    [
+        (DOUGH, 0, "invalid_quantity"),
+        (DOUGH, -5, "invalid_quantity"),
+        (DOUGH, True, "invalid_quantity"),
+        (DOUGH, 2.5, "invalid_quantity"),
+        (99, 10, "unknown_ingredient"),
+        ("1", 10, "unknown_ingredient"),
+    ],
+)
 def test_invalid_restock_raises_and_changes_nothing(ingredient_id, quantity, reason):
     stock = full_stock()
     before = stock.to_state()
@@ -256,17 +292,31 @@ def test_restock_of_an_ingredient_new_to_the_store_needs_it_known():
 
 
 def test_parse_restock():
-    record = {"event_id": "r1", "store_id": 42, "ingredient_id": 1, "quantity": 500,
-              "ts": "2026-11-24T18:00:00.000Z", "supplier_order_id": "SO-42-1-3"}
+    record = {
+        "event_id": "r1",
+        "store_id": 42,
+        "ingredient_id": 1,
+        "quantity": 500,
+        "ts": "2026-11-24T18:00:00.000Z",
+        "supplier_order_id": "SO-42-1-3",
+    }
     parsed = parse_restock(json.dumps(record).encode())
-    assert (parsed.event_id, parsed.store_id, parsed.ingredient_id, parsed.quantity,
-            parsed.ts_ms, parsed.supplier_order_id) == ("r1", 42, 1, 500, T0, "SO-42-1-3")
-    assert parse_restock(json.dumps({**record, "supplier_order_id": None})).supplier_order_id \
-        is None
+    assert (
+        parsed.event_id,
+        parsed.store_id,
+        parsed.ingredient_id,
+        parsed.quantity,
+        parsed.ts_ms,
+        parsed.supplier_order_id,
+    ) == ("r1", 42, 1, 500, T0, "SO-42-1-3")
+    assert (
+        parse_restock(json.dumps({**record, "supplier_order_id": None})).supplier_order_id is None
+    )
     for bad, reason in [
-        (b"{", "malformed_json"), (b"[]", "not_an_object"),
+        (b"{", "malformed_json"),
+        (b"[]", "not_an_object"),
         ({**record, "quantity": 0}, "invalid_quantity"),
-        ({**record, "quantity": 10 ** 20}, "invalid_quantity"),   # past BIGINT: a poison pill
+        ({**record, "quantity": 10**20}, "invalid_quantity"),  # past BIGINT: a poison pill
         ({**record, "quantity": MAX_RESTOCK_QUANTITY + 1}, "invalid_quantity"),
         ({**record, "quantity": "5"}, "wrong_type"),
         ({**record, "store_id": 0}, "unknown_store"),
@@ -279,18 +329,37 @@ def test_parse_restock():
         assert raised.value.reason == reason
 
 
-@pytest.mark.parametrize("key, store_id", [
-    ("42", 42), ("1", 1), ("2000", 2000),
-    ("007", None), ("abc", None), ("0", None), ("2001", None), ("", None), ("-5", None),
-    (" 42", None), ("４２", None), ("1e3", None), (None, None), (42, None),  # noqa: RUF001 - fullwidth digits on purpose
-])
+@pytest.mark.parametrize(
+    "key, store_id",
+    [
+        ("42", 42),
+        ("1", 1),
+        ("2000", 2000),
+        ("007", None),
+        ("abc", None),
+        ("0", None),
+        ("2001", None),
+        ("", None),
+        ("-5", None),
+        (" 42", None),
+        ("４２", None),  # noqa: RUF001 - fullwidth digits on purpose
+        ("1e3", None),
+        (None, None),
+        (42, None),
+    ],
+)
 def test_store_of_partition_key_accepts_only_the_contracts_form(key, store_id):
     assert store_of_partition_key(key) == store_id
 
 
 def test_a_restock_must_arrive_on_its_own_stores_key():
-    record = {"event_id": "r1", "store_id": 7, "ingredient_id": 1, "quantity": 3,
-              "ts": "2026-11-24T18:00:00.000Z"}
+    record = {
+        "event_id": "r1",
+        "store_id": 7,
+        "ingredient_id": 1,
+        "quantity": 3,
+        "ts": "2026-11-24T18:00:00.000Z",
+    }
     delivery = parse_restock(json.dumps(record))
     check_restock_key(delivery, "7")
     for key in ("007", "abc", "8"):
@@ -300,6 +369,7 @@ def test_a_restock_must_arrive_on_its_own_stores_key():
 
 
 # --------------------------------------------------------------------------- reorder point
+
 
 def consumed(count: int, ts_ms: int = T0) -> StoreStock:
     """A store that sold ``count`` garlic breads (150 g dough each) at ``ts_ms``."""
@@ -316,8 +386,8 @@ def test_reorder_point_without_history_is_safety_stock():
 
 
 def test_reorder_point_is_rate_times_lead_time_plus_safety_stock():
-    dough = POLICIES[DOUGH]                       # lead time 240 min, safety stock 10 kg
-    stock = consumed(20, T0)                      # 3,000 g at 18:00
+    dough = POLICIES[DOUGH]  # lead time 240 min, safety stock 10 kg
+    stock = consumed(20, T0)  # 3,000 g at 18:00
     # At 18:00 sharp the window spans exactly 60 minutes: 3,000 g/h * 4 h.
     assert reorder_point(stock, dough, T0) == 12_000 + 10_000
     # At 18:02:30 it spans 62.5 minutes: ceil(3000 * 240 / 62.5) = 11,520.
@@ -333,15 +403,16 @@ def test_reorder_point_grows_with_consumption_rate(low, extra, later):
     slow, fast = consumed(low, now), consumed(low + extra, now)
     for policy in POLICIES.values():
         assert reorder_point(slow, policy, now) <= reorder_point(fast, policy, now)
-    assert (reorder_point(fast, POLICIES[DOUGH], now) > reorder_point(slow, POLICIES[DOUGH], now)
-            ) == (extra > 0)
+    assert (
+        reorder_point(fast, POLICIES[DOUGH], now) > reorder_point(slow, POLICIES[DOUGH], now)
+    ) == (extra > 0)
 
 
 def test_late_order_takes_stock_but_not_the_rate():
-    stock = consumed(1, T0 + 3 * 60 * MINUTE)      # clock at 21:00
+    stock = consumed(1, T0 + 3 * 60 * MINUTE)  # clock at 21:00
     dough_before = stock.on_hand[DOUGH]
     point_before = reorder_point(stock, POLICIES[DOUGH], stock.clock_ms)
-    assert place_order(stock, order([(GARLIC_BREAD, 10)], T0), CATALOG).accepted   # 18:00
+    assert place_order(stock, order([(GARLIC_BREAD, 10)], T0), CATALOG).accepted  # 18:00
     assert stock.on_hand[DOUGH] == dough_before - 1_500
     assert stock.clock_ms == T0 + 3 * 60 * MINUTE
     assert reorder_point(stock, POLICIES[DOUGH], stock.clock_ms) == point_before
@@ -349,15 +420,15 @@ def test_late_order_takes_stock_but_not_the_rate():
 
 # --------------------------------------------------------------------------- reorders
 
+
 def test_one_reorder_per_crossing():
     dough = POLICIES[DOUGH]
     stock = full_stock(i1=dough.safety_stock + 1_000)
     emitted = []
-    for n in range(30):                           # 30 garlic breads over 30 minutes
-        assert place_order(stock, order([(GARLIC_BREAD, 1)], T0 + n * MINUTE),
-                           CATALOG).accepted
+    for n in range(30):  # 30 garlic breads over 30 minutes
+        assert place_order(stock, order([(GARLIC_BREAD, 1)], T0 + n * MINUTE), CATALOG).accepted
         emitted += due_reorders(stock, POLICIES, stock.clock_ms)
-    (first,) = emitted                            # crossed once: one reorder, not one per order
+    (first,) = emitted  # crossed once: one reorder, not one per order
     assert first.ingredient_id == DOUGH
     assert first.supplier_order_id == f"SO-{STORE}-{DOUGH}-1"
     assert first.supplier_id == dough.supplier_id
@@ -374,18 +445,21 @@ def test_one_reorder_per_crossing():
     # Stock falls again: exactly one new reorder, with the next id.
     start = stock.clock_ms + MINUTE
     for n in range(400):
-        if not place_order(stock, order([(GARLIC_BREAD, 1)], start + n * MINUTE // 10),
-                           CATALOG).accepted:
+        if not place_order(
+            stock, order([(GARLIC_BREAD, 1)], start + n * MINUTE // 10), CATALOG
+        ).accepted:
             break
         emitted += due_reorders(stock, POLICIES, stock.clock_ms)
-    assert [s.supplier_order_id for s in emitted] == [f"SO-{STORE}-{DOUGH}-1",
-                                                      f"SO-{STORE}-{DOUGH}-2"]
+    assert [s.supplier_order_id for s in emitted] == [
+        f"SO-{STORE}-{DOUGH}-1",
+        f"SO-{STORE}-{DOUGH}-2",
+    ]
 
 
 def test_still_low_after_the_restock_orders_again():
     stock = full_stock(i1=0)
     (so,) = [s for s in due_reorders(stock, POLICIES, T0) if s.ingredient_id == DOUGH]
-    restock(stock, DOUGH, 10, so.supplier_order_id, T0)       # a short delivery
+    restock(stock, DOUGH, 10, so.supplier_order_id, T0)  # a short delivery
     (again,) = [s for s in due_reorders(stock, POLICIES, T0) if s.ingredient_id == DOUGH]
     assert again.supplier_order_id != so.supplier_order_id
 
@@ -426,22 +500,28 @@ def test_reorders_are_unique_and_one_outstanding_per_ingredient(initial, ops):
         if entry[0] == "reorders":
             for so in entry[1]:
                 assert so.supplier_order_id not in seen
-                assert so.ingredient_id not in open_ids       # none while outstanding
+                assert so.ingredient_id not in open_ids  # none while outstanding
                 seen.add(so.supplier_order_id)
                 open_ids[so.ingredient_id] = so.supplier_order_id
     assert stock.outstanding == open_ids
     # Asking again finds nothing new: each reorder is emitted once.
     if not ops:
-        due_reorders(stock, POLICIES, T0)      # run() asks after each event; there were none
+        due_reorders(stock, POLICIES, T0)  # run() asks after each event; there were none
     assert due_reorders(stock, POLICIES, stock.clock_ms) == []
 
 
 def test_supplier_order_json():
     so = SupplierOrder("SO-42-1-7", 42, 1, 1, 50_000, T0, 9_000, 22_000)
     assert json.loads(so.to_json()) == {
-        "supplier_order_id": "SO-42-1-7", "store_id": 42, "ingredient_id": 1,
-        "supplier_id": 1, "quantity": 50_000, "ts": "2026-11-24T18:00:00.000Z",
-        "on_hand": 9_000, "reorder_point": 22_000}
+        "supplier_order_id": "SO-42-1-7",
+        "store_id": 42,
+        "ingredient_id": 1,
+        "supplier_id": 1,
+        "quantity": 50_000,
+        "ts": "2026-11-24T18:00:00.000Z",
+        "on_hand": 9_000,
+        "reorder_point": 22_000,
+    }
 
 
 def test_policies():
@@ -461,4 +541,4 @@ def test_initial_validates():
     levels = [s for s in reference_data.initial_inventory() if s.store_id == STORE]
     stock = StoreStock.initial(STORE, {s.ingredient_id: s.on_hand for s in levels})
     assert stock.on_hand == {s.ingredient_id: s.on_hand for s in levels}
-    assert due_reorders(stock, POLICIES, T0) == []   # no store opens below its reorder point
+    assert due_reorders(stock, POLICIES, T0) == []  # no store opens below its reorder point

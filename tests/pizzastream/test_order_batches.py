@@ -4,48 +4,80 @@ rules applied one record at a time, in order (``pizzastream.orders``,
 store, ticks included): whatever the batch boundaries, persist points and restarts from a
 persisted state, every status, sale, fact, delivery, supplier order and its rows, alert,
 dead letter, final stock level and plan must be the same."""
+
 from __future__ import annotations
 
 import json
 import random
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pizzastream.batches import (
-    frame_raw_records, frame_store_records, raw_records, result_lines, store_records,
+    frame_raw_records,
+    frame_store_records,
+    raw_records,
+    result_lines,
+    store_records,
 )
 from pizzastream.catalog import Catalog
 from pizzastream.dead_letters import dead_letter
 from pizzastream.inventory import (
-    PARTITION_KEY_MISMATCH, InvalidRestock, StoreStock, accepted_detail, check_restock_key,
-    parse_restock, requirements, restock, shortage_detail, take,
+    PARTITION_KEY_MISMATCH,
+    InvalidRestock,
+    StoreStock,
+    accepted_detail,
+    check_restock_key,
+    parse_restock,
+    requirements,
+    restock,
+    shortage_detail,
+    take,
 )
 from pizzastream.order_batches import (
-    INVENTORY_JOB, ORDER, RESTOCK, ShardDesk, alert_row, enrich_batch, record_ids,
-    rejection_lines, repeat_letter, store_from_bytes,
+    INVENTORY_JOB,
+    ORDER,
+    RESTOCK,
+    ShardDesk,
+    alert_row,
+    enrich_batch,
+    record_ids,
+    rejection_lines,
+    repeat_letter,
+    store_from_bytes,
 )
 from pizzastream.orders import (
-    EnrichedOrder, OrderLine, OrderRules, enrich, epoch_ms, format_event_time, is_id,
+    EnrichedOrder,
+    OrderLine,
+    OrderRules,
+    enrich,
+    epoch_ms,
+    format_event_time,
+    is_id,
 )
 from pizzastream.replenishment import (
-    HOUR_MS, HistoryWindow, ReplenishmentOrder, StoreReplenishment, hourly_demand,
+    HOUR_MS,
+    HistoryWindow,
+    ReplenishmentOrder,
+    StoreReplenishment,
+    hourly_demand,
     policies_from_reference_data,
 )
-from pizzastream.ticks import InvalidTick, parse_tick, tick_event_id
 from pizzastream.sales import enriched_status_json, fact_rows, sale_json
+from pizzastream.ticks import InvalidTick, parse_tick, tick_event_id
 from tests.fuzzing import json_values, profile_examples, storable
 
 CATALOG = Catalog.from_reference_data()
 POLICIES = policies_from_reference_data()
-RULES = OrderRules(max_quantity=20, max_lines=25, max_record_bytes=8192,
-                   max_future_seconds=300, max_age_hours=48)
+RULES = OrderRules(
+    max_quantity=20, max_lines=25, max_record_bytes=8192, max_future_seconds=300, max_age_hours=48
+)
 T0 = epoch_ms(datetime.fromisoformat("2026-11-24T18:00:00Z"))
 ACTIVE = [p.product_id for p in CATALOG.products() if p.active]
-STORES = (3, 35, 67)          # one shard of 32: 3 % 32 == 35 % 32 == 67 % 32
+STORES = (3, 35, 67)  # one shard of 32: 3 % 32 == 35 % 32 == 67 % 32
 INGREDIENTS = sorted(POLICIES)
 
 
@@ -72,8 +104,14 @@ def _past_sales() -> dict[int, list[tuple[int, int, int]]]:
     rows = []
     for hour in range(T0 // HOUR_MS - 3 * 168, T0 // HOUR_MS):
         if 11 <= hour % 24 <= 21:
-            rows += [(hour * HOUR_MS + rng.randint(0, HOUR_MS - 1), rng.choice(ACTIVE),
-                      rng.randint(1, 3)) for _ in range(rng.randint(0, 3))]
+            rows += [
+                (
+                    hour * HOUR_MS + rng.randint(0, HOUR_MS - 1),
+                    rng.choice(ACTIVE),
+                    rng.randint(1, 3),
+                )
+                for _ in range(rng.randint(0, 3))
+            ]
     return {35: rows}
 
 
@@ -92,12 +130,17 @@ def new_desk() -> ShardDesk:
 def seeded_plan(store_id: int, first_event_ms: int) -> StoreReplenishment:
     first, end = HISTORY.hours(first_event_ms)
     return StoreReplenishment.seeded(
-        store_id, hourly_demand(sales_history(store_id, first * HOUR_MS, end * HOUR_MS),
-                                CATALOG.recipe_pairs),
-        until_hour=end, start_hour=first_event_ms // HOUR_MS)
+        store_id,
+        hourly_demand(
+            sales_history(store_id, first * HOUR_MS, end * HOUR_MS), CATALOG.recipe_pairs
+        ),
+        until_hour=end,
+        start_hour=first_event_ms // HOUR_MS,
+    )
 
 
 # --------------------------------------------------------------------------- framing
+
 
 def test_frames_read_back_exactly():
     records = [b"", b"\x00\n\t{", "ünïcode".encode(), bytes(range(256))]
@@ -110,13 +153,15 @@ def test_frames_read_back_exactly():
 
 # --------------------------------------------------------------------------- enrichment
 
+
 def test_an_enrichment_batch_is_its_records_enriched_one_by_one():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from simulation.traffic import OrderTraffic
 
-    traffic = OrderTraffic(RULES, datetime(2026, 11, 24, tzinfo=timezone.utc), seed=5,
-                           bad_share=0.3, catalog=CATALOG)
+    traffic = OrderTraffic(
+        RULES, datetime(2026, 11, 24, tzinfo=UTC), seed=5, bad_share=0.3, catalog=CATALOG
+    )
     now_ms = traffic.processing_window()[0]
     raws = [record.data for record in traffic.records(600)]
     expected_lines, expected_letters = [], []
@@ -125,14 +170,23 @@ def test_an_enrichment_batch_is_its_records_enriched_one_by_one():
         if isinstance(result, EnrichedOrder):
             expected_lines.append(("E", str(result.store_id), result.to_json()))
         else:
-            expected_letters.append(dead_letter("order_enrichment", raw, result.reason,
-                                                result.detail, result.event_id, result.order_id,
-                                                store_id=result.store_id))
+            expected_letters.append(
+                dead_letter(
+                    "order_enrichment",
+                    raw,
+                    result.reason,
+                    result.detail,
+                    result.event_id,
+                    result.order_id,
+                    store_id=result.store_id,
+                )
+            )
             expected_lines += [tuple(_split(line)) for line in rejection_lines(result, now_ms)]
     lines, letters = [], []
     for start in range(0, len(raws), 97):
-        result, batch_letters = enrich_batch(frame_raw_records(raws[start:start + 97]),
-                                             CATALOG, RULES, now_ms)
+        result, batch_letters = enrich_batch(
+            frame_raw_records(raws[start : start + 97]), CATALOG, RULES, now_ms
+        )
         lines += result_lines(result.encode())
         letters += batch_letters
     assert lines == expected_lines
@@ -146,8 +200,10 @@ def _split(line: str) -> tuple[str, str, str]:
 
 # --------------------------------------------------------------------------- inventory
 
-def one_by_one(records: list[tuple[str, str, bytes]],
-               saved: dict[int, bytes] | None = None) -> dict:
+
+def one_by_one(
+    records: list[tuple[str, str, bytes]], saved: dict[int, bytes] | None = None
+) -> dict:
     """The rules applied record by record, each store's stock and plan on their own: what
     the batches must add up to. ``saved``: stores' states to start from (as restored)."""
     stores: dict[int, tuple[StoreStock, StoreReplenishment]] = {}
@@ -157,19 +213,30 @@ def one_by_one(records: list[tuple[str, str, bytes]],
     def store(store_id: int, event_ms: int) -> tuple[StoreStock, StoreReplenishment, bool]:
         if store_id in stores:
             return (*stores[store_id], False)
-        stock, planner = (store_from_bytes(saved[store_id]) if store_id in saved
-                          else (StoreStock.initial(store_id, opening(store_id)), None))
+        stock, planner = (
+            store_from_bytes(saved[store_id])
+            if store_id in saved
+            else (StoreStock.initial(store_id, opening(store_id)), None)
+        )
         return stock, planner or seeded_plan(store_id, event_ms), planner is None
 
     def emit(records, stock, planner):
         for record in records:
             if isinstance(record, ReplenishmentOrder):
                 out["R"].append(record.to_json())
-                out["Q"] += [(record.supplier_order_id, record.store_id, ingredient_id,
-                              record.supplier_id, quantity, record.ts_ms,
-                              stock.on_hand.get(ingredient_id, 0),
-                              planner.reorder_point(ingredient_id))
-                             for ingredient_id, quantity in record.lines]
+                out["Q"] += [
+                    (
+                        record.supplier_order_id,
+                        record.store_id,
+                        ingredient_id,
+                        record.supplier_id,
+                        quantity,
+                        record.ts_ms,
+                        stock.on_hand.get(ingredient_id, 0),
+                        planner.reorder_point(ingredient_id),
+                    )
+                    for ingredient_id, quantity in record.lines
+                ]
             else:
                 out["W"].append(alert_row(record))
 
@@ -191,15 +258,29 @@ def one_by_one(records: list[tuple[str, str, bytes]],
                 delivery = parse_restock(data)
                 check_restock_key(delivery, key)
                 stock, planner, fresh = store(delivery.store_id, delivery.ts_ms)
-                restock(stock, delivery.ingredient_id, delivery.quantity,
-                        delivery.supplier_order_id, delivery.ts_ms, known=POLICIES)
+                restock(
+                    stock,
+                    delivery.ingredient_id,
+                    delivery.quantity,
+                    delivery.supplier_order_id,
+                    delivery.ts_ms,
+                    known=POLICIES,
+                )
             except InvalidRestock as invalid:
                 out["letters"].append(invalid.reason)
                 continue
             stores[delivery.store_id] = (stock, planner)
             planner.receive(delivery.supplier_order_id, delivery.ingredient_id, POLICIES)
-            emit(planner.review(POLICIES, stock.on_hand, delivery.ts_ms,
-                                None if fresh else (delivery.ingredient_id,)), stock, planner)
+            emit(
+                planner.review(
+                    POLICIES,
+                    stock.on_hand,
+                    delivery.ts_ms,
+                    None if fresh else (delivery.ingredient_id,),
+                ),
+                stock,
+                planner,
+            )
         else:
             order = EnrichedOrder.from_json(data)
             stock, planner, fresh = store(order.store_id, order.ts_ms)
@@ -207,8 +288,11 @@ def one_by_one(records: list[tuple[str, str, bytes]],
             demand = requirements(order, CATALOG)
             short = take(stock, demand)
             status = "rejected:insufficient_inventory" if short else "accepted"
-            out["S"].append(enriched_status_json(
-                order, status, shortage_detail(short) if short else accepted_detail(demand)))
+            out["S"].append(
+                enriched_status_json(
+                    order, status, shortage_detail(short) if short else accepted_detail(demand)
+                )
+            )
             out["C"].append((order.order_id, status))
             if not short:
                 sale = sale_json(order)
@@ -218,10 +302,15 @@ def one_by_one(records: list[tuple[str, str, bytes]],
                 if order.channel == "online":
                     out["F"] += [tuple(row) for row in fact_rows(order)]
             planner.record_demand(demand, order.ts_ms)
-            emit(planner.review(POLICIES, stock.on_hand, order.ts_ms,
-                                None if fresh else demand), stock, planner)
-    out["stock"] = {store_id: (stock.to_state(), planner.to_state())
-                    for store_id, (stock, planner) in stores.items()}
+            emit(
+                planner.review(POLICIES, stock.on_hand, order.ts_ms, None if fresh else demand),
+                stock,
+                planner,
+            )
+    out["stock"] = {
+        store_id: (stock.to_state(), planner.to_state())
+        for store_id, (stock, planner) in stores.items()
+    }
     return out
 
 
@@ -232,8 +321,13 @@ def _json_or_none(data: bytes):
         return None
 
 
-def batched(records: list[tuple[str, str, bytes]], cuts: list[int], persists: set[int],
-            restart_at: int | None, saved: dict[int, bytes] | None = None) -> dict:
+def batched(
+    records: list[tuple[str, str, bytes]],
+    cuts: list[int],
+    persists: set[int],
+    restart_at: int | None,
+    saved: dict[int, bytes] | None = None,
+) -> dict:
     """The records through ``ShardDesk`` in batches ending at ``cuts`` (a batch ending at a
     cut in ``persists`` asks to persist); with ``restart_at``, the desk is replaced after
     that many batches by a new one restored from what was persisted, and the records after
@@ -248,7 +342,8 @@ def batched(records: list[tuple[str, str, bytes]], cuts: list[int], persists: se
         for start, end in batches:
             persist = end in persists or end == len(records)
             result, letters, saved = desk.decide(
-                "shard", frame_store_records(records[start:end], persist), state.get)
+                "shard", frame_store_records(records[start:end], persist), state.get
+            )
             for tag, key, payload in result_lines(result.encode()):
                 emitted[tag].append((key, payload))
             emitted["letters"] += [letter.reason for letter in letters]
@@ -261,12 +356,14 @@ def batched(records: list[tuple[str, str, bytes]], cuts: list[int], persists: se
     batches = bounds if restart_at is None else bounds[:restart_at]
     for emitted, saved in run(desk, batches):
         if saved is None:
-            break                   # lost with the failure: decided again below
+            break  # lost with the failure: decided again below
         _collect(out, levels, emitted)
         state.update(saved)
     if restart_at is not None:
-        last_persisted = max((end for _, end in bounds[:restart_at]
-                              if end in persists or end == len(records)), default=0)
+        last_persisted = max(
+            (end for _, end in bounds[:restart_at] if end in persists or end == len(records)),
+            default=0,
+        )
         replay = [(s, e) for s, e in bounds if s >= last_persisted]
         for emitted, saved in run(new_desk(), replay):
             _collect(out, levels, emitted)
@@ -300,10 +397,18 @@ def _collect(out, levels, emitted) -> None:
 
 
 def _fact(payload: str) -> tuple:
-    store, order_id, product, ts, quantity, price, total, fulfillment, channel = \
-        payload.split("\t")
-    return (int(store), order_id, int(product), int(ts), int(quantity), int(price),
-            int(total), fulfillment, channel)
+    store, order_id, product, ts, quantity, price, total, fulfillment, channel = payload.split("\t")
+    return (
+        int(store),
+        order_id,
+        int(product),
+        int(ts),
+        int(quantity),
+        int(price),
+        int(total),
+        fulfillment,
+        channel,
+    )
 
 
 def _supplier_order_row(payload: str) -> tuple:
@@ -324,8 +429,11 @@ def traffic(seed: int, n: int) -> list[tuple[str, str, bytes]]:
         draw = rng.random()
         if draw < 0.06:
             hour_ms = ts_ms - ts_ms % HOUR_MS
-            body = {"event_id": tick_event_id(store_id, hour_ms), "store_id": store_id,
-                    "tick": format_event_time(hour_ms)}
+            body = {
+                "event_id": tick_event_id(store_id, hour_ms),
+                "store_id": store_id,
+                "tick": format_event_time(hour_ms),
+            }
             key, flaw = str(store_id), rng.randint(0, 7)
             if flaw == 1:
                 body["tick"] = format_event_time(hour_ms + 60_000)
@@ -335,7 +443,7 @@ def traffic(seed: int, n: int) -> list[tuple[str, str, bytes]]:
                 body["quantity"] = 5
             elif flaw == 4:
                 key = "x"
-            elif (store_id, hour_ms) in ticked:      # the JVM drops a tick's repeats
+            elif (store_id, hour_ms) in ticked:  # the JVM drops a tick's repeats
                 continue
             else:
                 ticked.add((store_id, hour_ms))
@@ -345,23 +453,38 @@ def traffic(seed: int, n: int) -> list[tuple[str, str, bytes]]:
             ingredient = rng.choice([*INGREDIENTS, 999])
             supplier = POLICIES[ingredient].supplier_id if ingredient in POLICIES else 1
             key = rng.choice([str(store_id)] * 8 + ["0" + str(store_id), "x"])
-            body = {"event_id": f"R{index}", "store_id": store_id, "ingredient_id": ingredient,
-                    "quantity": rng.choice([3_000, 6_000, 0]), "ts": format_event_time(ts_ms),
-                    "supplier_order_id": rng.choice(
-                        [f"PO-{store_id}-{supplier}-{rng.randint(1, 4)}"] * 3
-                        + [f"SO-{store_id}-{ingredient}-1", None])}
+            body = {
+                "event_id": f"R{index}",
+                "store_id": store_id,
+                "ingredient_id": ingredient,
+                "quantity": rng.choice([3_000, 6_000, 0]),
+                "ts": format_event_time(ts_ms),
+                "supplier_order_id": rng.choice(
+                    [f"PO-{store_id}-{supplier}-{rng.randint(1, 4)}"] * 3
+                    + [f"SO-{store_id}-{ingredient}-1", None]
+                ),
+            }
             records.append((RESTOCK, key, json.dumps(body).encode()))
             continue
         products = rng.sample(ACTIVE, rng.randint(1, 3))
-        lines = tuple(OrderLine(p, rng.randint(1, 4), price(p))
-                      for p in products)
+        lines = tuple(OrderLine(p, rng.randint(1, 4), price(p)) for p in products)
         channel = rng.choice(["online", "online", "in_store"])
-        fulfillment = rng.choice(["delivery", "pickup"] if channel == "online"
-                                 else ["dine_in", "pickup"])
+        fulfillment = rng.choice(
+            ["delivery", "pickup"] if channel == "online" else ["dine_in", "pickup"]
+        )
         location: tuple[float | None, float | None] = (
-            (40.7, -74.0) if fulfillment == "delivery" else (None, None))
-        order = EnrichedOrder(f"e{index}", f"S{store_id}-{index}", store_id, channel,
-                              fulfillment, ts_ms, *location, lines)
+            (40.7, -74.0) if fulfillment == "delivery" else (None, None)
+        )
+        order = EnrichedOrder(
+            f"e{index}",
+            f"S{store_id}-{index}",
+            store_id,
+            channel,
+            fulfillment,
+            ts_ms,
+            *location,
+            lines,
+        )
         records.append((ORDER, str(store_id), order.to_json().encode()))
     return records
 
@@ -371,15 +494,19 @@ def expected_levels(reference: dict) -> dict[tuple[int, int], int]:
     for store_id, (state, _) in reference["stock"].items():
         stock = StoreStock.from_state(state)
         assert stock is not None
-        levels.update({(store_id, ingredient_id): on_hand
-                       for ingredient_id, on_hand in stock.on_hand.items()})
+        levels.update(
+            {(store_id, ingredient_id): on_hand for ingredient_id, on_hand in stock.on_hand.items()}
+        )
     return levels
 
 
 def assert_same(batch_out: dict, reference: dict) -> None:
     for tag in ("S", "C", "A", "P", "D", "F", "R", "Q", "W", "letters"):
-        expected = [(str(order_id), status) for order_id, status in reference[tag]] \
-            if tag == "C" else reference[tag]
+        expected = (
+            [(str(order_id), status) for order_id, status in reference[tag]]
+            if tag == "C"
+            else reference[tag]
+        )
         assert batch_out[tag] == expected, tag
     assert batch_out["stock"] == reference["stock"]
     assert batch_out["levels"] == expected_levels(reference)
@@ -395,18 +522,27 @@ def test_the_traffic_exercises_every_rule():
     assert any(len(json.loads(r)["lines"]) > 1 for r in reference["R"])
     assert len(reference["Q"]) > len(reference["R"])
     assert any("expected_stockout" in w for w in reference["W"])
-    assert {"partition_key_mismatch", "unknown_ingredient", "invalid_quantity",
-            "invalid_tick"} <= set(reference["letters"])
+    assert {
+        "partition_key_mismatch",
+        "unknown_ingredient",
+        "invalid_quantity",
+        "invalid_tick",
+    } <= set(reference["letters"])
     ticks = [r for r in records if b'"tick"' in r[2]]
     assert len(ticks) > 10
     # a restock closes the line it answers: some order lines were received
-    closed = {(json.loads(d)["supplier_order_id"], json.loads(d)["ingredient_id"])
-              for k, _, d in records if k == RESTOCK and b"PO-" in d}
+    closed = {
+        (json.loads(d)["supplier_order_id"], json.loads(d)["ingredient_id"])
+        for k, _, d in records
+        if k == RESTOCK and b"PO-" in d
+    }
     issued = {(row[0], row[2]) for row in reference["Q"]}
     assert closed & issued
     # store 35 was seeded from its past sales, the others start from nothing
-    plans = {store: StoreReplenishment.from_state(plan)
-             for store, (_, plan) in reference["stock"].items()}
+    plans = {
+        store: StoreReplenishment.from_state(plan)
+        for store, (_, plan) in reference["stock"].items()
+    }
     assert plans[35].level and plans[35].forecast(1, T0 // HOUR_MS - 5) > 0
 
 
@@ -430,6 +566,7 @@ def test_a_broken_desk_is_caught():
     def forgetful(self, changed, out):
         original(self, changed, out)
         return []
+
     try:
         ShardDesk._persist = forgetful
         broken = batched(records, cuts, persists, restart_at=3)
@@ -443,19 +580,32 @@ def test_a_broken_desk_is_caught():
 
 
 def test_a_malformed_enriched_record_is_dead_lettered_and_changes_nothing():
-    good = EnrichedOrder("e1", "S3-1", 3, "online", "pickup", T0, None, None,
-                         (OrderLine(ACTIVE[0], 1, price(ACTIVE[0])),))
-    bad = [b"{", b'{"o":"x"}', json.dumps({**json.loads(good.to_json()), "o": "a\nb"}).encode(),
-           json.dumps({**json.loads(good.to_json()), "l": [[ACTIVE[0], -1, 5]]}).encode(),
-           json.dumps({**json.loads(good.to_json()), "s": 4}).encode()]
+    good = EnrichedOrder(
+        "e1",
+        "S3-1",
+        3,
+        "online",
+        "pickup",
+        T0,
+        None,
+        None,
+        (OrderLine(ACTIVE[0], 1, price(ACTIVE[0])),),
+    )
+    bad = [
+        b"{",
+        b'{"o":"x"}',
+        json.dumps({**json.loads(good.to_json()), "o": "a\nb"}).encode(),
+        json.dumps({**json.loads(good.to_json()), "l": [[ACTIVE[0], -1, 5]]}).encode(),
+        json.dumps({**json.loads(good.to_json()), "s": 4}).encode(),
+    ]
     desk = new_desk()
     records = [(ORDER, "3", data) for data in bad] + [(ORDER, "3", good.to_json().encode())]
-    result, letters, _saved = desk.decide("shard", frame_store_records(records, True),
-                                          lambda store: None)
+    result, letters, _saved = desk.decide(
+        "shard", frame_store_records(records, True), lambda store: None
+    )
     assert [letter.reason for letter in letters] == ["malformed_enriched_order"] * len(bad)
     assert {letter.job for letter in letters} == {INVENTORY_JOB}
-    assert [json.loads(p)["o"] for t, _, p in result_lines(result.encode()) if t == "S"] \
-        == ["S3-1"]
+    assert [json.loads(p)["o"] for t, _, p in result_lines(result.encode()) if t == "S"] == ["S3-1"]
 
 
 def test_a_new_epoch_reads_stock_from_state_again():
@@ -464,15 +614,17 @@ def test_a_new_epoch_reads_stock_from_state_again():
     records = traffic(4, 60)
     desk = new_desk()
     state: dict[int, bytes] = {}
-    _, _, saved = desk.decide("shard", frame_store_records(records[:20], True, b"A" * 8),
-                              state.get)
+    _, _, saved = desk.decide("shard", frame_store_records(records[:20], True, b"A" * 8), state.get)
     state.update(saved)
     desk.decide("shard", frame_store_records(records[20:40], False, b"A" * 8), state.get)
-    after_restore = desk.decide("shard", frame_store_records(records[20:], True, b"B" * 8),
-                                state.get)
+    after_restore = desk.decide(
+        "shard", frame_store_records(records[20:], True, b"B" * 8), state.get
+    )
     fresh = new_desk()
-    assert after_restore[0] == fresh.decide(
-        "shard", frame_store_records(records[20:], True, b"B" * 8), state.get)[0]
+    assert (
+        after_restore[0]
+        == fresh.decide("shard", frame_store_records(records[20:], True, b"B" * 8), state.get)[0]
+    )
 
 
 def test_a_records_ids_are_read_for_its_dead_letter_when_it_has_them():
@@ -488,8 +640,9 @@ def test_a_records_ids_are_read_for_its_dead_letter_when_it_has_them():
 # --------------------------------------------------------------------------- restock fuzz
 
 # A partition key is what Kinesis carries: any text UTF-8 can encode.
-_PARTITION_KEY = st.one_of(st.text(max_size=12),
-                           st.sampled_from(["a\x00b", "", "x" * 300, "007", " 3", "3.0"]))
+_PARTITION_KEY = st.one_of(
+    st.text(max_size=12), st.sampled_from(["a\x00b", "", "x" * 300, "007", " 3", "3.0"])
+)
 _JSON_VALUE = json_values()
 
 
@@ -500,14 +653,21 @@ def restock_records(draw) -> tuple[str, bytes]:
     if draw(st.integers(0, 9)) == 0:
         return draw(_PARTITION_KEY), draw(st.binary(max_size=80))
     store_id = draw(st.sampled_from(STORES))
-    if draw(st.integers(0, 3)) == 0:       # a tick
-        doc = {"event_id": tick_event_id(store_id, T0), "store_id": store_id,
-               "tick": format_event_time(T0)}
+    if draw(st.integers(0, 3)) == 0:  # a tick
+        doc = {
+            "event_id": tick_event_id(store_id, T0),
+            "store_id": store_id,
+            "tick": format_event_time(T0),
+        }
     else:
-        doc = {"event_id": f"R-{draw(st.integers(0, 10**6))}", "store_id": store_id,
-               "ingredient_id": draw(st.sampled_from(INGREDIENTS)),
-               "quantity": draw(st.integers(1, 500)), "ts": "2026-11-24T18:00:00Z",
-               "supplier_order_id": draw(st.none() | st.just(f"PO-{store_id}-1-1"))}
+        doc = {
+            "event_id": f"R-{draw(st.integers(0, 10**6))}",
+            "store_id": store_id,
+            "ingredient_id": draw(st.sampled_from(INGREDIENTS)),
+            "quantity": draw(st.integers(1, 500)),
+            "ts": "2026-11-24T18:00:00Z",
+            "supplier_order_id": draw(st.none() | st.just(f"PO-{store_id}-1-1")),
+        }
     for name in draw(st.lists(st.sampled_from(sorted(doc)), max_size=3, unique=True)):
         if draw(st.booleans()):
             del doc[name]
@@ -518,13 +678,20 @@ def restock_records(draw) -> tuple[str, bytes]:
 
 
 def _restock(**fields) -> tuple[str, bytes]:
-    doc = {"event_id": "R-1", "store_id": 3, "ingredient_id": INGREDIENTS[0], "quantity": 5,
-           "ts": "2026-11-24T18:00:00Z", **fields}
+    doc = {
+        "event_id": "R-1",
+        "store_id": 3,
+        "ingredient_id": INGREDIENTS[0],
+        "quantity": 5,
+        "ts": "2026-11-24T18:00:00Z",
+        **fields,
+    }
     return "3", json.dumps(doc).encode()
 
 
-@settings(max_examples=3 * profile_examples(), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=3 * profile_examples(), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(records=st.lists(restock_records(), min_size=1, max_size=12))
 # Poison found by hand before: ids a dead letter would carry that PostgreSQL (NUL) or the
 # string coder (lone surrogate) refuse, on a restock refused after parsing.
@@ -539,16 +706,20 @@ def test_any_restock_is_applied_exactly_or_dead_lettered_storably(records):
     desk = new_desk()
     for key, data in records:
         before = {store: dict(stock.on_hand) for store, (stock, _) in desk._stores.items()}
-        _, letters, _ = desk.decide("shard-3", frame_store_records([(RESTOCK, key, data)], True),
-                                    lambda store: None)
+        _, letters, _ = desk.decide(
+            "shard-3", frame_store_records([(RESTOCK, key, data)], True), lambda store: None
+        )
         if letters:
             (letter,) = letters
             assert letter.reason and letter.job == INVENTORY_JOB
-            assert all(storable(v) for v in (letter.detail, letter.payload, letter.event_id,
-                                              letter.order_id)), letter
-            assert letter.store_id is None or -2**31 <= letter.store_id < 2**31, letter
-            assert {s: dict(stock.on_hand) for s, (stock, _) in desk._stores.items()
-                    if s in before} == before
+            assert all(
+                storable(v)
+                for v in (letter.detail, letter.payload, letter.event_id, letter.order_id)
+            ), letter
+            assert letter.store_id is None or -(2**31) <= letter.store_id < 2**31, letter
+            assert {
+                s: dict(stock.on_hand) for s, (stock, _) in desk._stores.items() if s in before
+            } == before
             continue
         doc = json.loads(data)
         assert key == str(doc["store_id"]) and is_id(doc["event_id"])
@@ -557,22 +728,26 @@ def test_any_restock_is_applied_exactly_or_dead_lettered_storably(records):
         if "tick" in doc:
             assert stock == had
         else:
-            assert stock[doc["ingredient_id"]] == had.get(doc["ingredient_id"], 0) \
-                + doc["quantity"]
+            assert stock[doc["ingredient_id"]] == had.get(doc["ingredient_id"], 0) + doc["quantity"]
 
 
 def test_each_repeat_is_a_dead_letter_of_its_own_with_the_ids_it_repeats():
     order = b'{"o":"A-1","e":"E-1","s":3}'
     first, second = (repeat_letter("3", ORDER, order, n) for n in (1, 2))
     assert (first.reason, first.order_id, first.event_id, first.store_id) == (
-        "duplicate_order", "A-1", "E-1", 3)
+        "duplicate_order",
+        "A-1",
+        "E-1",
+        3,
+    )
     assert first.dead_letter_id != second.dead_letter_id
-    assert repeat_letter("3", ORDER, order, 1) == first          # a restore numbers it again
+    assert repeat_letter("3", ORDER, order, 1) == first  # a restore numbers it again
     restock = repeat_letter("35", RESTOCK, b"{not json", 1)
     assert (restock.reason, restock.event_id, restock.store_id) == ("duplicate_restock", None, 35)
 
 
 # --------------------------------------------------------------------------- state
+
 
 def old_format_states() -> dict[int, bytes]:
     """Stores 3 and 35 as the job saved them before plans: ``StoreStock.to_bytes`` alone,
@@ -596,8 +771,7 @@ def test_a_store_saved_before_plans_restores_and_replays_to_the_same_records(see
     stock and gets a plan seeded as a new store's at its first event; then a restart from
     the new format mid-stream decides the same again."""
     records = traffic(seed, 120)
-    cuts = sorted(data.draw(st.sets(st.integers(1, len(records) - 1), min_size=1,
-                                    max_size=20)))
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(records) - 1), min_size=1, max_size=20)))
     persists = set(data.draw(st.lists(st.sampled_from(cuts), min_size=1, max_size=5)))
     restart_at = data.draw(st.integers(1, len(cuts) + 1))
     saved = old_format_states()
@@ -623,8 +797,9 @@ def test_the_store_state_round_trips_and_reads_the_old_format():
     planner.review(POLICIES, stock.on_hand, T0 + 5, None)
     back_stock, back_plan = store_from_bytes(store_to_bytes(stock, planner))
     assert back_stock == stock and back_plan == planner
-    assert back_plan.review(POLICIES, stock.on_hand, T0 + 2 * HOUR_MS, None) \
-        == planner.review(POLICIES, stock.on_hand, T0 + 2 * HOUR_MS, None)
+    assert back_plan.review(POLICIES, stock.on_hand, T0 + 2 * HOUR_MS, None) == planner.review(
+        POLICIES, stock.on_hand, T0 + 2 * HOUR_MS, None
+    )
     old_stock, no_plan = store_from_bytes(stock.to_bytes())
     assert old_stock == stock and no_plan is None
 
@@ -640,25 +815,37 @@ def test_a_new_store_is_seeded_from_its_sales_older_than_the_gap():
         return sales_history(store_id, first_ms, end_ms)
 
     desk = ShardDesk(lambda: CATALOG, lambda: POLICIES, opening, history, HISTORY)
-    order = EnrichedOrder("e1", "S35-1", 35, "online", "pickup", T0 + 1_234, None, None,
-                          (OrderLine(ACTIVE[0], 1, price(ACTIVE[0])),))
-    desk.decide("shard", frame_store_records([(ORDER, "35", order.to_json().encode())], True),
-                lambda store: None)
+    order = EnrichedOrder(
+        "e1",
+        "S35-1",
+        35,
+        "online",
+        "pickup",
+        T0 + 1_234,
+        None,
+        None,
+        (OrderLine(ACTIVE[0], 1, price(ACTIVE[0])),),
+    )
+    desk.decide(
+        "shard",
+        frame_store_records([(ORDER, "35", order.to_json().encode())], True),
+        lambda store: None,
+    )
     end = T0 - 48 * HOUR_MS
     assert calls == [(35, end - 2 * 168 * HOUR_MS, end)]
     plan = desk._stores[35][1]
     assert plan.level == seeded_plan(35, T0 + 1_234).level and plan.level
     # the sales in the gap are not in it: seeding with them too gives another forecast
-    everything = StoreReplenishment.seeded(35, hourly_demand(PAST_SALES[35],
-                                                             CATALOG.recipe_pairs))
+    everything = StoreReplenishment.seeded(35, hourly_demand(PAST_SALES[35], CATALOG.recipe_pairs))
     assert everything.level != plan.level
 
 
 def test_history_window_settings_are_required():
     import pytest
 
-    assert HistoryWindow.from_properties({"history_gap_hours": "48", "history_weeks": "4"}) \
-        == HistoryWindow(48, 4)
+    assert HistoryWindow.from_properties(
+        {"history_gap_hours": "48", "history_weeks": "4"}
+    ) == HistoryWindow(48, 4)
     with pytest.raises(ValueError, match=r"Inventory.history_weeks is missing"):
         HistoryWindow.from_properties({"history_gap_hours": "48"})
     with pytest.raises(ValueError, match=r"Inventory.history_gap_hours"):

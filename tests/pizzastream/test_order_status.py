@@ -1,5 +1,6 @@
 """The order status lifecycle (``pizzastream.order_status``): statuses only move forward, the
 first final status stays, a replay changes nothing, a refused write is one dead letter."""
+
 from __future__ import annotations
 
 from hypothesis import given
@@ -7,7 +8,14 @@ from hypothesis import strategies as st
 
 from pizzastream.dead_letters import dead_letter
 from pizzastream.order_status import (
-    CONFLICT_REASON, FINAL, PENDING, Outcome, conflict_dead_letter, is_final, rank, settle,
+    CONFLICT_REASON,
+    FINAL,
+    PENDING,
+    Outcome,
+    conflict_dead_letter,
+    is_final,
+    rank,
+    settle,
     transition,
 )
 from pizzastream.orders import OrderStatus
@@ -17,8 +25,12 @@ STATUSES = st.sampled_from([*FINALS, PENDING, "garbage"])
 
 
 def test_the_final_statuses_are_the_contracts():
-    assert {"accepted", "rejected:unknown_product", "rejected:insufficient_inventory",
-                     "rejected:invalid"} == FINAL
+    assert {
+        "accepted",
+        "rejected:unknown_product",
+        "rejected:insufficient_inventory",
+        "rejected:invalid",
+    } == FINAL
     assert all(is_final(s) for s in FINAL) and not is_final(PENDING) and not is_final(None)
     assert rank(None) < rank("garbage") < rank(PENDING) < rank(OrderStatus.ACCEPTED)
 
@@ -28,8 +40,8 @@ def test_a_final_status_is_never_replaced_by_another():
     assert transition("accepted", "rejected:invalid") is Outcome.CONFLICT
     assert transition("rejected:invalid", "accepted") is Outcome.CONFLICT
     assert transition("accepted", "accepted") is Outcome.SAME
-    assert transition(PENDING, "accepted") is Outcome.WRITE          # forward
-    assert transition("accepted", PENDING) is Outcome.CONFLICT       # never backwards
+    assert transition(PENDING, "accepted") is Outcome.WRITE  # forward
+    assert transition("accepted", PENDING) is Outcome.CONFLICT  # never backwards
     assert transition(None, PENDING) is Outcome.WRITE
     assert transition("garbage", "rejected:invalid") is Outcome.WRITE
 
@@ -46,7 +58,8 @@ def test_writes_in_any_order_end_in_the_first_final_status(writes, random):
             # every later final write of another status was refused, and only those (and
             # moves backwards)
             assert [r for r, _ in conflicts if is_final(r)] == [
-                w for w in finals[1:] if w != finals[0]]
+                w for w in finals[1:] if w != finals[0]
+            ]
             assert all(kept == status for r, kept in conflicts if is_final(r))
         else:
             assert status is None or rank(status) == max(rank(w) for w in sequence)
@@ -77,21 +90,35 @@ def test_a_write_moves_forward_or_is_refused(current, new):
 
 
 def test_a_conflict_is_a_dead_letter_named_by_the_order_that_a_replay_lands_on_again():
-    letter = conflict_dead_letter("order_enrichment", "S0007-000001", "rejected:invalid",
-                                  "accepted")
+    letter = conflict_dead_letter(
+        "order_enrichment", "S0007-000001", "rejected:invalid", "accepted"
+    )
     assert (letter.job, letter.reason, letter.order_id) == (
-        "order_enrichment", CONFLICT_REASON, "S0007-000001")
+        "order_enrichment",
+        CONFLICT_REASON,
+        "S0007-000001",
+    )
     assert (letter.event_id, letter.store_id) == (None, None)
     assert letter.payload == "S0007-000001\trejected:invalid\taccepted"
     assert "rejected:invalid" in letter.detail and "accepted" in letter.detail
-    assert letter == conflict_dead_letter("order_enrichment", "S0007-000001",
-                                          "rejected:invalid", "accepted")
-    assert letter.dead_letter_id == dead_letter(
-        "order_enrichment", letter.payload.encode(), CONFLICT_REASON, "").dead_letter_id
-    others = {conflict_dead_letter("inventory_windowing", "S0007-000001", "rejected:invalid",
-                                   "accepted").dead_letter_id,
-              conflict_dead_letter("order_enrichment", "S0007-000002", "rejected:invalid",
-                                   "accepted").dead_letter_id,
-              conflict_dead_letter("order_enrichment", "S0007-000001", "rejected:unknown_product",
-                                   "accepted").dead_letter_id}
+    assert letter == conflict_dead_letter(
+        "order_enrichment", "S0007-000001", "rejected:invalid", "accepted"
+    )
+    assert (
+        letter.dead_letter_id
+        == dead_letter(
+            "order_enrichment", letter.payload.encode(), CONFLICT_REASON, ""
+        ).dead_letter_id
+    )
+    others = {
+        conflict_dead_letter(
+            "inventory_windowing", "S0007-000001", "rejected:invalid", "accepted"
+        ).dead_letter_id,
+        conflict_dead_letter(
+            "order_enrichment", "S0007-000002", "rejected:invalid", "accepted"
+        ).dead_letter_id,
+        conflict_dead_letter(
+            "order_enrichment", "S0007-000001", "rejected:unknown_product", "accepted"
+        ).dead_letter_id,
+    }
     assert letter.dead_letter_id not in others and len(others) == 3

@@ -1,4 +1,5 @@
 """Invariants of the reference data the stack seeds and the generator and jobs rely on."""
+
 from __future__ import annotations
 
 import re
@@ -28,16 +29,22 @@ def _sql_columns() -> dict[str, dict[str, bool]]:
     tables = {}
     for table, body in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", text, re.S):
         lines = (line.split("--")[0].strip() for line in body.splitlines())
-        tables[table] = {line.split()[0]: "DEFAULT" in line for line in lines
-                         if line and not line.startswith("PRIMARY KEY")}
+        tables[table] = {
+            line.split()[0]: "DEFAULT" in line
+            for line in lines
+            if line and not line.startswith("PRIMARY KEY")
+        }
     return tables
 
 
 @pytest.mark.parametrize("table", [*TABLE_ROWS, "inventory"])
 def test_fields_are_the_table_columns_without_defaults(table):
     columns = _sql_columns()[table]
-    names = (list(rd.StockLevel._fields) if table == "inventory"
-             else [f.name for f in fields(TABLE_ROWS[table])])
+    names = (
+        list(rd.StockLevel._fields)
+        if table == "inventory"
+        else [f.name for f in fields(TABLE_ROWS[table])]
+    )
     assert set(names) <= set(columns)
     assert all(columns[c] for c in set(columns) - set(names)), "uncovered column needs a DEFAULT"
 
@@ -68,8 +75,10 @@ def test_catalog_has_prices_in_cents_and_a_retired_product():
     products = rd.products()
     assert 15 <= len(products) <= 25
     assert len({p.product_id for p in products}) == len(products)
-    assert all(p.unit_price > 0 and p.unit_price == p.unit_price.quantize(Decimal("0.01"))
-               for p in products)
+    assert all(
+        p.unit_price > 0 and p.unit_price == p.unit_price.quantize(Decimal("0.01"))
+        for p in products
+    )
     assert 1 <= sum(not p.active for p in products) <= 2
 
 
@@ -102,8 +111,12 @@ def _days_of_cover() -> dict[tuple[bool, int], list[float]]:
     cover = defaultdict(list)
     for store_id, ingredient_id, on_hand in rd.initial_inventory():
         store = stores[store_id]
-        daily = (store.traffic_weight * rd.ASSUMED_CHAIN_ORDERS_PER_DAY
-                 * rd.ASSUMED_ITEMS_PER_ORDER * use_per_item[ingredient_id])
+        daily = (
+            store.traffic_weight
+            * rd.ASSUMED_CHAIN_ORDERS_PER_DAY
+            * rd.ASSUMED_ITEMS_PER_ORDER
+            * use_per_item[ingredient_id]
+        )
         cover[store.busy, ingredient_id].append(on_hand / daily)
     return cover
 

@@ -10,11 +10,12 @@ Cost of the per-order hook, measured on the project's machine (CPython 3.11)::
 
 and with ``review`` of those five ingredients (nothing due) after it, 1.3 µs.
 """
+
 from __future__ import annotations
 
 import math
 import timeit
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -24,19 +25,33 @@ from pizzastream.catalog import Catalog
 from pizzastream.inventory import StoreStock, restock, take_stock
 from pizzastream.orders import epoch_ms
 from pizzastream.replenishment import (
-    FIRST_SIGHT_ERROR, HOUR_MS, HOURS_PER_WEEK, MAD_TO_SIGMA, POLICY_COLUMNS, SMOOTHING,
-    OverdueAlert, ReplenishmentOrder, ReplenishmentPolicy, StockoutWarning,
-    StoreReplenishment, hour_of_week, hourly_demand, policies_from_reference_data,
+    FIRST_SIGHT_ERROR,
+    HOUR_MS,
+    HOURS_PER_WEEK,
+    MAD_TO_SIGMA,
+    POLICY_COLUMNS,
+    SMOOTHING,
+    OverdueAlert,
+    ReplenishmentOrder,
+    ReplenishmentPolicy,
+    StockoutWarning,
+    StoreReplenishment,
+    hour_of_week,
+    hourly_demand,
+    policies_from_reference_data,
     policies_from_rows,
 )
 
 POLICIES = policies_from_reference_data()
-MONDAY = epoch_ms(datetime(2026, 11, 23, tzinfo=timezone.utc))
+MONDAY = epoch_ms(datetime(2026, 11, 23, tzinfo=UTC))
 MONDAY_HOUR = MONDAY // HOUR_MS
 DOUGH, SAUCE, CHEESE, PEPPERONI, BOX = 1, 2, 3, 4, 10
 # One supplier, one ingredient, round numbers: the arithmetic of a test can be done by hand.
-SIMPLE = {1: ReplenishmentPolicy(1, 1, 120, 0, 10, review_period_minutes=240,
-                                 grace_minutes=60, service_level=0.5)}
+SIMPLE = {
+    1: ReplenishmentPolicy(
+        1, 1, 120, 0, 10, review_period_minutes=240, grace_minutes=60, service_level=0.5
+    )
+}
 
 
 def _steady(state: StoreReplenishment, per_hour: dict[int, int], weeks: int = 1) -> None:
@@ -50,10 +65,16 @@ def _steady(state: StoreReplenishment, per_hour: dict[int, int], weeks: int = 1)
 
 # --------------------------------------------------------------------------- policies
 
+
 def test_policies_extend_todays_with_review_grace_and_service_level():
     dough = POLICIES[DOUGH]
-    assert (dough.supplier_id, dough.lead_time_minutes, dough.review_period_minutes,
-            dough.grace_minutes, dough.service_level) == (1, 240, 1440, 120, 0.99)
+    assert (
+        dough.supplier_id,
+        dough.lead_time_minutes,
+        dough.review_period_minutes,
+        dough.grace_minutes,
+        dough.service_level,
+    ) == (1, 240, 1440, 120, 0.99)
     assert dough.z == pytest.approx(2.326, abs=1e-3)
     assert POLICIES[BOX].review_period_minutes == 4320
 
@@ -69,6 +90,7 @@ def test_policies_from_rows_read_the_new_columns_and_refuse_bad_ones():
 
 # --------------------------------------------------------------------------- forecast
 
+
 def test_hour_of_week_starts_on_monday_midnight_utc():
     assert hour_of_week(MONDAY_HOUR) == 0
     assert hour_of_week(MONDAY_HOUR + 12) == 12
@@ -79,7 +101,7 @@ def test_refused_demand_counts_like_accepted_demand():
     """The store's stock decides nothing here: whatever an order asked for is demand."""
     stock = StoreStock.initial(1, {DOUGH: 100})
     state = StoreReplenishment(1)
-    for demand in ({DOUGH: 80}, {DOUGH: 80}):       # the second is refused
+    for demand in ({DOUGH: 80}, {DOUGH: 80}):  # the second is refused
         take_stock(stock, demand, MONDAY + 1)
         state.record_demand(demand, MONDAY + 1)
     assert stock.on_hand[DOUGH] == 20
@@ -89,7 +111,7 @@ def test_refused_demand_counts_like_accepted_demand():
 def test_first_sight_sets_a_slot_then_it_learns_exponentially():
     state = StoreReplenishment(1)
     state.record_demand({DOUGH: 1000}, MONDAY)
-    state.record_demand({DOUGH: 1}, MONDAY + HOUR_MS)              # closes Monday 00:00
+    state.record_demand({DOUGH: 1}, MONDAY + HOUR_MS)  # closes Monday 00:00
     assert state.forecast(DOUGH, MONDAY_HOUR) == 1000
     assert state.error[DOUGH][0] == 1000 * FIRST_SIGHT_ERROR
     state.record_demand({DOUGH: 2000}, MONDAY + HOURS_PER_WEEK * HOUR_MS)
@@ -109,14 +131,25 @@ def test_a_late_order_counts_in_the_current_hour():
 
 def test_forecast_is_seeded_from_order_fct_rows_and_recipes():
     catalog = Catalog.from_reference_data()
-    monday = datetime(2026, 11, 23, tzinfo=timezone.utc)
-    rows = [(monday + timedelta(minutes=5), 3, 2),             # 2 Margherita Large
-            {"transaction_ts": monday + timedelta(minutes=50), "product_id": 13,
-             "quantity": 1},                                   # garlic bread
-            (epoch_ms(monday + timedelta(hours=12)), 16, 4)]   # 4 colas, ts in ms
+    monday = datetime(2026, 11, 23, tzinfo=UTC)
+    rows = [
+        (monday + timedelta(minutes=5), 3, 2),  # 2 Margherita Large
+        {
+            "transaction_ts": monday + timedelta(minutes=50),
+            "product_id": 13,
+            "quantity": 1,
+        },  # garlic bread
+        (epoch_ms(monday + timedelta(hours=12)), 16, 4),
+    ]  # 4 colas, ts in ms
     hours = hourly_demand(rows, catalog.recipe_pairs)
-    assert hours[MONDAY_HOUR] == {DOUGH: 2 * 350 + 150, SAUCE: 240, CHEESE: 340, 8: 10,
-                                  BOX: 2, 11: 1}
+    assert hours[MONDAY_HOUR] == {
+        DOUGH: 2 * 350 + 150,
+        SAUCE: 240,
+        CHEESE: 340,
+        8: 10,
+        BOX: 2,
+        11: 1,
+    }
     assert hours[MONDAY_HOUR + 12] == {12: 4}
     state = StoreReplenishment.seeded(5, hours)
     assert state.forecast(DOUGH, MONDAY_HOUR) == 850
@@ -127,9 +160,10 @@ def test_forecast_is_seeded_from_order_fct_rows_and_recipes():
 
 # --------------------------------------------------------------------------- limits
 
+
 def test_reorder_point_covers_lead_time_and_a_tick_with_a_service_level_safety_stock():
     state = StoreReplenishment(1)
-    _steady(state, {DOUGH: 1000}, weeks=1)          # error at first sight: 250 per hour
+    _steady(state, {DOUGH: 1000}, weeks=1)  # error at first sight: 250 per hour
     dough = ReplenishmentPolicy(DOUGH, 1, 240, 0, 50_000, 1440, 120, 0.99)
     state.review({DOUGH: dough}, {DOUGH: 10**9}, MONDAY)
     hours = dough.lead_time_minutes // 60 + 1
@@ -142,7 +176,7 @@ def test_reorder_point_covers_lead_time_and_a_tick_with_a_service_level_safety_s
 
 def test_safety_stock_never_below_the_ingredients_floor():
     state = StoreReplenishment(1)
-    state.review(POLICIES, {}, MONDAY)              # no forecast at all
+    state.review(POLICIES, {}, MONDAY)  # no forecast at all
     assert state.reorder_point(DOUGH) == POLICIES[DOUGH].safety_stock
 
 
@@ -159,6 +193,7 @@ def test_the_reorder_point_looks_ahead_to_the_lunch_peak():
 
 # --------------------------------------------------------------------------- orders
 
+
 def test_one_consolidated_order_per_supplier_with_a_minimum_line():
     state = StoreReplenishment(9)
     _steady(state, {DOUGH: 10_000, SAUCE: 300, CHEESE: 10, PEPPERONI: 50})
@@ -167,15 +202,19 @@ def test_one_consolidated_order_per_supplier_with_a_minimum_line():
     (order,) = [o for o in out if isinstance(o, ReplenishmentOrder)]
     assert (order.supplier_order_id, order.supplier_id, order.replaces) == ("PO-9-1-1", 1, None)
     lines = dict(order.lines)
-    assert set(lines) == {DOUGH, CHEESE}            # sauce is above its order-up-to level
+    assert set(lines) == {DOUGH, CHEESE}  # sauce is above its order-up-to level
     assert lines[DOUGH] == state.order_up_to(DOUGH) - 100
-    assert lines[CHEESE] == POLICIES[CHEESE].reorder_quantity     # the minimum line
+    assert lines[CHEESE] == POLICIES[CHEESE].reorder_quantity  # the minimum line
     assert order.due_ms == MONDAY + 60_000 + 240 * 60_000
     assert state.on_order == lines
     # while it is open: nothing more from that supplier, whatever runs low
-    assert [o for o in state.review(POLICIES, {**on_hand, SAUCE: 0}, MONDAY + 120_000,
-                                    [DOUGH, SAUCE, CHEESE])
-            if isinstance(o, ReplenishmentOrder)] == []
+    assert [
+        o
+        for o in state.review(
+            POLICIES, {**on_hand, SAUCE: 0}, MONDAY + 120_000, [DOUGH, SAUCE, CHEESE]
+        )
+        if isinstance(o, ReplenishmentOrder)
+    ] == []
 
 
 def test_review_looks_only_at_the_ingredients_it_is_given():
@@ -183,8 +222,11 @@ def test_review_looks_only_at_the_ingredients_it_is_given():
     _steady(state, {DOUGH: 1000, PEPPERONI: 100})
     on_hand = {DOUGH: 10**6, PEPPERONI: 0}
     assert state.review(POLICIES, on_hand, MONDAY, [DOUGH]) == []
-    orders = [o for o in state.review(POLICIES, on_hand, MONDAY, [PEPPERONI])
-              if isinstance(o, ReplenishmentOrder)]
+    orders = [
+        o
+        for o in state.review(POLICIES, on_hand, MONDAY, [PEPPERONI])
+        if isinstance(o, ReplenishmentOrder)
+    ]
     assert [o.supplier_id for o in orders] == [2]
 
 
@@ -195,7 +237,7 @@ def test_delivery_closes_lines_and_a_closed_order_lets_the_next_one_go():
     assert not state.receive("PO-1-1-999", 1, SIMPLE)
     assert state.receive(order.supplier_order_id, 1, SIMPLE)
     assert state.open == {} and state.on_order == {}
-    assert not state.receive(order.supplier_order_id, 1, SIMPLE)      # a repeat: nothing
+    assert not state.receive(order.supplier_order_id, 1, SIMPLE)  # a repeat: nothing
     (again,) = state.review(SIMPLE, {1: 0}, MONDAY + 60_000)
     assert again.supplier_order_id == "PO-1-1-2"
 
@@ -208,17 +250,20 @@ def test_an_overdue_order_is_reissued_once_with_a_linked_id_and_an_alert():
     alert, reissue = state.review(SIMPLE, {1: 0}, deadline)
     assert alert == OverdueAlert(3, 1, "PO-3-1-1", "PO-3-1-2", MONDAY, first.due_ms, deadline)
     assert (reissue.supplier_order_id, reissue.replaces, reissue.lines) == (
-        "PO-3-1-2", "PO-3-1-1", first.lines)
-    assert state.on_order == {1: 10}                # the re-issue replaces, never adds
+        "PO-3-1-2",
+        "PO-3-1-1",
+        first.lines,
+    )
+    assert state.on_order == {1: 10}  # the re-issue replaces, never adds
     assert state.review(SIMPLE, {1: 0}, deadline + 1) == []
-    assert not state.receive("PO-3-1-1", 1, SIMPLE)   # the old one's late delivery
+    assert not state.receive("PO-3-1-1", 1, SIMPLE)  # the old one's late delivery
     assert state.receive("PO-3-1-2", 1, SIMPLE)
 
 
 def test_expected_stockout_warns_once_until_delivered():
     state = StoreReplenishment(1)
     _steady(state, {DOUGH: 1000})
-    on_hand = {DOUGH: 2_000}                        # about two hours of dough
+    on_hand = {DOUGH: 2_000}  # about two hours of dough
     out = state.review(POLICIES, on_hand, MONDAY, [DOUGH])
     (order,) = [o for o in out if isinstance(o, ReplenishmentOrder)]
     (warning,) = [o for o in out if isinstance(o, StockoutWarning)]
@@ -226,30 +271,39 @@ def test_expected_stockout_warns_once_until_delivered():
     on_hand[DOUGH] = 1_500
     assert state.review(POLICIES, on_hand, MONDAY + 60_000, [DOUGH]) == []
     assert state.receive(order.supplier_order_id, DOUGH, POLICIES)
-    on_hand[DOUGH] = 100                            # delivered, then short again: warns again
-    assert any(isinstance(o, StockoutWarning)
-               for o in state.review(POLICIES, on_hand, MONDAY + 120_000, [DOUGH]))
+    on_hand[DOUGH] = 100  # delivered, then short again: warns again
+    assert any(
+        isinstance(o, StockoutWarning)
+        for o in state.review(POLICIES, on_hand, MONDAY + 120_000, [DOUGH])
+    )
 
 
 def test_records_are_json_for_the_streams():
-    order = ReplenishmentOrder("PO-1-2-3", 1, 2, ((4, 100), (6, 50)), MONDAY, MONDAY + 1,
-                               "PO-1-2-1")
+    order = ReplenishmentOrder(
+        "PO-1-2-3", 1, 2, ((4, 100), (6, 50)), MONDAY, MONDAY + 1, "PO-1-2-1"
+    )
     assert order.to_json() == (
         '{"supplier_order_id":"PO-1-2-3","store_id":1,"supplier_id":2,"lines":'
         '[{"ingredient_id":4,"quantity":100},{"ingredient_id":6,"quantity":50}],'
         '"ts":"2026-11-23T00:00:00.000Z","due":"2026-11-23T00:00:00.001Z",'
-        '"replaces":"PO-1-2-1"}')
+        '"replaces":"PO-1-2-1"}'
+    )
     assert '"alert":"expected_stockout"' in StockoutWarning(1, 2, 3, 4, 5, 6).to_json()
     assert '"alert":"supplier_order_overdue"' in OverdueAlert(1, 2, "a", "b", 3, 4, 5).to_json()
 
 
 # --------------------------------------------------------------------------- state
 
-events = st.lists(st.tuples(
-    st.integers(0, 3 * HOURS_PER_WEEK * 60),        # minute after MONDAY (sorted below)
-    st.sampled_from(["order", "restock", "tick"]),
-    st.dictionaries(st.sampled_from(sorted(POLICIES)), st.integers(1, 900), min_size=1,
-                    max_size=6)), max_size=120)
+events = st.lists(
+    st.tuples(
+        st.integers(0, 3 * HOURS_PER_WEEK * 60),  # minute after MONDAY (sorted below)
+        st.sampled_from(["order", "restock", "tick"]),
+        st.dictionaries(
+            st.sampled_from(sorted(POLICIES)), st.integers(1, 900), min_size=1, max_size=6
+        ),
+    ),
+    max_size=120,
+)
 
 
 def _play(state, stock, evs, deliveries):
@@ -318,12 +372,15 @@ def test_the_per_order_hook_costs_microseconds():
     demand = {DOUGH: 350, SAUCE: 120, CHEESE: 170, PEPPERONI: 80, BOX: 1}
     state.record_demand(demand, MONDAY)
     runs = 50_000
-    best = min(timeit.repeat(lambda: state.record_demand(demand, MONDAY), number=runs,
-                             repeat=5)) / runs
+    best = (
+        min(timeit.repeat(lambda: state.record_demand(demand, MONDAY), number=runs, repeat=5))
+        / runs
+    )
     assert best < 5e-6, f"{best * 1e6:.2f} µs per order"
 
 
 # --------------------------------------------------------------------------- the week
+
 
 def test_two_days_of_the_simulation_meet_the_target():
     """The busiest store refuses under 1% of orders on each day with the forecast policy,
@@ -332,13 +389,17 @@ def test_two_days_of_the_simulation_meet_the_target():
 
     week = simulate.simulate(store_count=3, days=2, history_weeks=2)
     busiest = week.stores[0]
-    assert busiest.store_id == max(simulate.chosen_stores(2000),
-                                   key=lambda s: s.traffic_weight).store_id
+    assert (
+        busiest.store_id
+        == max(simulate.chosen_stores(2000), key=lambda s: s.traffic_weight).store_id
+    )
     new = week.runs[simulate.NEW][busiest.store_id].days
     assert all(day.orders > 500 and day.refused_share < 0.01 for day in new)
     totals = simulate.totals(week)
-    assert (totals[simulate.NEW]["supplier_orders_per_store_day"]
-            < totals[simulate.OLD]["supplier_orders_per_store_day"])
+    assert (
+        totals[simulate.NEW]["supplier_orders_per_store_day"]
+        < totals[simulate.OLD]["supplier_orders_per_store_day"]
+    )
     # and today's policy does starve it by day 2: the comparison measures something
     assert week.runs[simulate.OLD][busiest.store_id].days[1].refused_share > 0.05
 

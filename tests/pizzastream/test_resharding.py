@@ -1,6 +1,7 @@
 """The resharding planner's arithmetic (``pizzastream.resharding``) on skewed load tables:
 splits halve a shard's load as finely as whole keys allow, merges join only adjacent
 shards and never go over the limit, and planning a planned map finds nothing left to do."""
+
 from __future__ import annotations
 
 from itertools import pairwise
@@ -19,8 +20,10 @@ POLICY = Policy(LIMITS, split_above=0.8, merge_below=0.5)
 def even_shards(n: int) -> list[Shard]:
     """``n`` shards over equal ranges, as CreateStream makes them."""
     step = (rs.HASH_KEY_MAX + 1) // n
-    return [Shard(f"shardId-{i:012d}", i * step,
-                  rs.HASH_KEY_MAX if i == n - 1 else (i + 1) * step - 1) for i in range(n)]
+    return [
+        Shard(f"shardId-{i:012d}", i * step, rs.HASH_KEY_MAX if i == n - 1 else (i + 1) * step - 1)
+        for i in range(n)
+    ]
 
 
 def stores(rates: dict[int, float], record_bytes: int = 200) -> list[KeyLoad]:
@@ -30,20 +33,25 @@ def stores(rates: dict[int, float], record_bytes: int = 200) -> list[KeyLoad]:
 def skewed(n_stores: int, total: float, busy_share: float = 0.8) -> list[KeyLoad]:
     """80% of the records on the first 20% of the stores (the seed's skew)."""
     busy = max(1, n_stores // 5)
-    rates = {s: total * busy_share / busy if s <= busy else
-             total * (1 - busy_share) / (n_stores - busy) for s in range(1, n_stores + 1)}
+    rates = {
+        s: total * busy_share / busy if s <= busy else total * (1 - busy_share) / (n_stores - busy)
+        for s in range(1, n_stores + 1)
+    }
     return stores(rates)
 
 
 def covers_the_hash_space(loads: list[rs.ShardLoad]) -> bool:
     ranges = [(sl.shard.start, sl.shard.end) for sl in loads]
-    return (ranges[0][0] == 0 and ranges[-1][1] == rs.HASH_KEY_MAX
-            and all(a[1] + 1 == b[0] for a, b in pairwise(ranges)))
+    return (
+        ranges[0][0] == 0
+        and ranges[-1][1] == rs.HASH_KEY_MAX
+        and all(a[1] + 1 == b[0] for a, b in pairwise(ranges))
+    )
 
 
 def test_hash_key_is_kinesis_md5_placement():
     # MD5("42") = a1d0c6e83f027327d8461063f4ac58a6
-    assert rs.hash_key("42") == 0xa1d0c6e83f027327d8461063f4ac58a6
+    assert rs.hash_key("42") == 0xA1D0C6E83F027327D8461063F4AC58A6
 
 
 def test_split_point_halves_the_load_at_a_key_boundary_not_the_middle_of_the_range():
@@ -93,19 +101,33 @@ def test_cold_adjacent_shards_merge_and_a_hot_neighbour_does_not():
         keys.append(KeyLoad(key, Load(rate, rate * 100)))
     p = rs.plan(shards, keys, POLICY)
     assert [(s.shard_id, s.adjacent_shard_id) for s in p.steps] == [
-        (shards[0].shard_id, shards[1].shard_id)]
+        (shards[0].shard_id, shards[1].shard_id)
+    ]
     assert [round(sl.load.records_per_s) for sl in p.after] == [250, 700, 50]
 
 
 def test_policy_names_a_missing_or_bad_property():
     with pytest.raises(rs.ConfigError, match=r"Resharding.merge_below"):
-        Policy.from_properties({"Resharding": {"shard_records_per_s": "1000",
-                                               "shard_bytes_per_s": "1048576",
-                                               "split_above": "0.8"}})
+        Policy.from_properties(
+            {
+                "Resharding": {
+                    "shard_records_per_s": "1000",
+                    "shard_bytes_per_s": "1048576",
+                    "split_above": "0.8",
+                }
+            }
+        )
     with pytest.raises(rs.ConfigError, match=r"Resharding.split_above"):
-        Policy.from_properties({"Resharding": {"shard_records_per_s": "1000",
-                                               "shard_bytes_per_s": "1048576",
-                                               "split_above": "high", "merge_below": "0.5"}})
+        Policy.from_properties(
+            {
+                "Resharding": {
+                    "shard_records_per_s": "1000",
+                    "shard_bytes_per_s": "1048576",
+                    "split_above": "high",
+                    "merge_below": "0.5",
+                }
+            }
+        )
     with pytest.raises(rs.ConfigError, match="merge_below < split_above"):
         Policy(LIMITS, split_above=0.5, merge_below=0.6)
 
@@ -128,9 +150,9 @@ def test_sampled_keys_are_scaled_to_the_shards_measured_totals():
 # --- properties on random skewed tables ---------------------------------------------------
 
 load_tables = st.tuples(
-    st.integers(1, 8),                                                  # open shards
+    st.integers(1, 8),  # open shards
     st.dictionaries(st.integers(1, 2_000), st.floats(0.5, 1_400), min_size=1, max_size=120),
-    st.sampled_from([100, 200, 2_000, 20_000]),                         # bytes per record
+    st.sampled_from([100, 200, 2_000, 20_000]),  # bytes per record
     st.sampled_from([(0.8, 0.5), (0.9, 0.3), (0.6, 0.55)]),
 )
 
@@ -196,18 +218,21 @@ def test_plans_converge_step_by_step(table):
         by_id = {s.shard_id: s for s in shards}
         if isinstance(step, rs.Split):
             parent = by_id.pop(step.shard_id)
-            by_id[f"shardId-{next_id:012d}"] = Shard(f"shardId-{next_id:012d}", parent.start,
-                                                    step.new_starting_hash_key - 1)
-            by_id[f"shardId-{next_id + 1:012d}"] = Shard(f"shardId-{next_id + 1:012d}",
-                                                        step.new_starting_hash_key, parent.end)
+            by_id[f"shardId-{next_id:012d}"] = Shard(
+                f"shardId-{next_id:012d}", parent.start, step.new_starting_hash_key - 1
+            )
+            by_id[f"shardId-{next_id + 1:012d}"] = Shard(
+                f"shardId-{next_id + 1:012d}", step.new_starting_hash_key, parent.end
+            )
             next_id += 2
         else:
             a, b = by_id.pop(step.shard_id), by_id.pop(step.adjacent_shard_id)
-            assert a.end + 1 == b.start              # only adjacent shards merge
+            assert a.end + 1 == b.start  # only adjacent shards merge
             by_id[f"shardId-{next_id:012d}"] = Shard(f"shardId-{next_id:012d}", a.start, b.end)
             next_id += 1
         shards = list(by_id.values())
     final = rs.plan(shards, keys, policy)
     assert final.steps == []
-    assert [(sl.shard.start, sl.shard.end) for sl in final.before] == \
-        [(sl.shard.start, sl.shard.end) for sl in first.after]
+    assert [(sl.shard.start, sl.shard.end) for sl in final.before] == [
+        (sl.shard.start, sl.shard.end) for sl in first.after
+    ]

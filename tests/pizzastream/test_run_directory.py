@@ -1,6 +1,7 @@
 """Each process run keeps its temporary files in one directory that goes when the run ends,
 killed or not (``pizzastream.run_directory``); a Flink job run leaves the system temp
 directory as it found it."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,13 @@ def _system_env(system_tmp: Path) -> dict[str, str]:
 
 
 def _start(system_tmp: Path, *args: str) -> tuple[subprocess.Popen, dict]:
-    process = subprocess.Popen([sys.executable, "-c", CLAIMING, *args], env=_system_env(system_tmp),
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLAIMING, *args],
+        env=_system_env(system_tmp),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     return process, json.loads(process.stdout.readline())
 
@@ -83,7 +89,7 @@ def test_a_killed_runs_directory_is_removed_by_the_next_run_and_a_live_one_is_no
     live, live_seen = _start(tmp_path, "wait")
     killed.kill()
     killed.wait(30)
-    assert Path(killed_seen["own"]).is_dir()     # nothing could clean up after SIGKILL
+    assert Path(killed_seen["own"]).is_dir()  # nothing could clean up after SIGKILL
 
     process, _ = _start(tmp_path)
     assert process.wait(30) == 0
@@ -110,13 +116,17 @@ def test_a_directory_named_after_a_reused_pid_is_stale(tmp_path):
 
 
 def test_detached_servers_get_the_system_temp_directory_back():
-    env = {"TMPDIR": "/work/tmp/pizzastream-runs/1-2", "TEMP": "/work/tmp/pizzastream-runs/1-2",
-           run_directory.SYSTEM_TMPDIR_ENV: "/work/tmp",
-           run_directory.ROOT_ENV: "/work/tmp/pizzastream-runs", "PATH": "/bin"}
+    env = {
+        "TMPDIR": "/work/tmp/pizzastream-runs/1-2",
+        "TEMP": "/work/tmp/pizzastream-runs/1-2",
+        run_directory.SYSTEM_TMPDIR_ENV: "/work/tmp",
+        run_directory.ROOT_ENV: "/work/tmp/pizzastream-runs",
+        "PATH": "/bin",
+    }
     assert run_directory.outside_env(env) == {"TMPDIR": "/work/tmp", "PATH": "/bin"}
-    env[run_directory.SYSTEM_TMPDIR_ENV] = ""          # TMPDIR was unset before the claim
+    env[run_directory.SYSTEM_TMPDIR_ENV] = ""  # TMPDIR was unset before the claim
     assert run_directory.outside_env(env) == {"PATH": "/bin"}
-    assert run_directory.outside_env({"PATH": "/bin"}) == {"PATH": "/bin"}   # never claimed
+    assert run_directory.outside_env({"PATH": "/bin"}) == {"PATH": "/bin"}  # never claimed
 
 
 FLINK_JOB = textwrap.dedent(f"""
@@ -154,8 +164,14 @@ def test_a_flink_job_run_leaves_the_system_temp_directory_as_it_found_it(tmp_pat
     system.mkdir()
     (system / "someone-elses-file").write_text("kept")
     before = _tree(system)
-    run = subprocess.run([sys.executable, "-c", FLINK_JOB], cwd=tmp_path, env=_system_env(system),
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", FLINK_JOB],
+        cwd=tmp_path,
+        env=_system_env(system),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.split("RESULT ", 1)[1])
 

@@ -1,5 +1,6 @@
 """The typed property groups: every file the platform starts with parses, each kind of bad
 value is refused naming its group and key, and the defaults are what the code read before."""
+
 from __future__ import annotations
 
 import json
@@ -49,11 +50,13 @@ def test_the_local_configuration_parses_every_group(monkeypatch):
 @pytest.mark.parametrize("job", msf.jobs())
 def test_every_msf_applications_properties_parse(job):
     body = msf.render(job, "111122223333", "us-east-1", EXAMPLE)
-    groups = {g["PropertyGroupId"]: {k: str(v) for k, v in g["PropertyMap"].items()}
-              for g in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]}
+    groups = {
+        g["PropertyGroupId"]: {k: str(v) for k, v in g["PropertyMap"].items()}
+        for g in body["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]
+    }
     parsed = settings.validate(groups)
     assert set(parsed.groups) == set(groups) - {msf.RUN_OPTIONS}
-    if parsed.has("Aurora"):      # the password comes from its secret at start
+    if parsed.has("Aurora"):  # the password comes from its secret at start
         assert parsed.aurora.password == "" and parsed.aurora.password_secret_arn
 
 
@@ -67,24 +70,51 @@ def test_an_absent_group_is_refused_only_when_asked_for():
     assert parsed.flink_tuning.parallelism == 1
 
 
-@pytest.mark.parametrize(("group", "key", "value", "message"), [
-    ("Inventory", "dedup_ttl_hours", "abc", "Inventory.dedup_ttl_hours: 'abc' is not a number"),
-    ("OrderPath", "store_shards", "3.5", "OrderPath.store_shards: '3.5' is not a whole number"),
-    ("OrderPath", "batch_max_records", "0", "OrderPath.batch_max_records: '0' must be positive"),
-    ("Warehouse", "serialization_backoff_s", "-1",
-     "Warehouse.serialization_backoff_s: '-1' must not be negative"),
-    ("Redis", "tls", "yes", "Redis.tls: 'yes' is not true or false"),
-    ("Warehouse", "engine", "oracle", "Warehouse.engine: 'oracle' is not one of postgresql, redshift"),
-    ("Streams", "initial_position", "EARLIEST", "Streams.initial_position: 'EARLIEST' is not one of"),
-    ("Pos", "late_share", "1.5", "Pos.late_share: '1.5' must be between 0 and 1"),
-    ("Aurora", "port", "x", "Aurora.port: 'x' is not a whole number"),
-    ("OrderRules", "max_lines", "many", "OrderRules.max_lines: 'many' is not a whole number"),
-    ("HourlyMetrics", "idle_seconds", "soon", "HourlyMetrics.idle_seconds: 'soon' is not a number"),
-    ("Delivery", "max_fee", "lots", "Delivery.max_fee: 'lots' is not a number"),
-    ("Delivery", "kcl_metrics_level", "ALL", "Delivery.kcl_metrics_level: 'ALL' is not one of"),
-    ("Resharding", "lag_source", "guess", "Resharding.lag_source"),
-    ("Inventory", "history_weeks", "four", "Inventory.history_weeks"),
-])
+@pytest.mark.parametrize(
+    ("group", "key", "value", "message"),
+    [
+        ("Inventory", "dedup_ttl_hours", "abc", "Inventory.dedup_ttl_hours: 'abc' is not a number"),
+        ("OrderPath", "store_shards", "3.5", "OrderPath.store_shards: '3.5' is not a whole number"),
+        (
+            "OrderPath",
+            "batch_max_records",
+            "0",
+            "OrderPath.batch_max_records: '0' must be positive",
+        ),
+        (
+            "Warehouse",
+            "serialization_backoff_s",
+            "-1",
+            "Warehouse.serialization_backoff_s: '-1' must not be negative",
+        ),
+        ("Redis", "tls", "yes", "Redis.tls: 'yes' is not true or false"),
+        (
+            "Warehouse",
+            "engine",
+            "oracle",
+            "Warehouse.engine: 'oracle' is not one of postgresql, redshift",
+        ),
+        (
+            "Streams",
+            "initial_position",
+            "EARLIEST",
+            "Streams.initial_position: 'EARLIEST' is not one of",
+        ),
+        ("Pos", "late_share", "1.5", "Pos.late_share: '1.5' must be between 0 and 1"),
+        ("Aurora", "port", "x", "Aurora.port: 'x' is not a whole number"),
+        ("OrderRules", "max_lines", "many", "OrderRules.max_lines: 'many' is not a whole number"),
+        (
+            "HourlyMetrics",
+            "idle_seconds",
+            "soon",
+            "HourlyMetrics.idle_seconds: 'soon' is not a number",
+        ),
+        ("Delivery", "max_fee", "lots", "Delivery.max_fee: 'lots' is not a number"),
+        ("Delivery", "kcl_metrics_level", "ALL", "Delivery.kcl_metrics_level: 'ALL' is not one of"),
+        ("Resharding", "lag_source", "guess", "Resharding.lag_source"),
+        ("Inventory", "history_weeks", "four", "Inventory.history_weeks"),
+    ],
+)
 def test_a_malformed_value_names_its_group_and_key(group, key, value, message):
     with pytest.raises(ConfigError) as error:
         settings.validate(_with(group, **{key: value}))
@@ -92,14 +122,28 @@ def test_a_malformed_value_names_its_group_and_key(group, key, value, message):
     assert error.value.group == group
 
 
-@pytest.mark.parametrize(("group", "key"), [
-    ("Aws", "region"), ("Aurora", "host"), ("Redis", "port"), ("Lake", "bucket"),
-    ("OrderRules", "max_quantity"), ("Inventory", "history_gap_hours"),
-    ("Aggregation", "enabled"), ("Aggregation", "linger_ms"), ("Delivery", "provider_url"),
-    ("Delivery", "retry_poll_s"), ("Delivery", "max_distance_km"), ("Pos", "store_systems"),
-    ("Etl", "fetch_rows"), ("HourlyMetrics", "dedup_ttl_minutes"),
-    ("HourlyMetrics", "staging_prefix"), ("Api", "token_secret"), ("Resharding", "window_s"),
-])
+@pytest.mark.parametrize(
+    ("group", "key"),
+    [
+        ("Aws", "region"),
+        ("Aurora", "host"),
+        ("Redis", "port"),
+        ("Lake", "bucket"),
+        ("OrderRules", "max_quantity"),
+        ("Inventory", "history_gap_hours"),
+        ("Aggregation", "enabled"),
+        ("Aggregation", "linger_ms"),
+        ("Delivery", "provider_url"),
+        ("Delivery", "retry_poll_s"),
+        ("Delivery", "max_distance_km"),
+        ("Pos", "store_systems"),
+        ("Etl", "fetch_rows"),
+        ("HourlyMetrics", "dedup_ttl_minutes"),
+        ("HourlyMetrics", "staging_prefix"),
+        ("Api", "token_secret"),
+        ("Resharding", "window_s"),
+    ],
+)
 def test_a_missing_required_key_names_its_group_and_key(group, key):
     with pytest.raises(ConfigError) as error:
         settings.validate(_without(group, key))
@@ -121,47 +165,89 @@ def test_a_disabled_aggregation_needs_no_sizes():
 
 def test_the_defaults_are_what_the_code_read_before():
     """Each default as the reader it replaces had it (``.get(key, default)``)."""
-    minimal = {"Aws": {"region": "r"}, "Streams": {"orders": "o"},
-               "Warehouse": {"host": "h", "port": "1", "dbname": "d", "user": "u",
-                             "password": "p"},
-               "Redis": {"host": "h", "port": "1"},
-               "Inventory": {"history_gap_hours": "48", "history_weeks": "4"},
-               "OrderRules": {k: "1" for k in ("max_quantity", "max_lines", "max_record_bytes",
-                                               "max_future_seconds", "max_age_hours")},
-               "Delivery": {"max_fee": "12.00", "max_distance_km": "35",
-                            "eta_cost_cents_per_min": "10", "retry_backoff_s": "5",
-                            "retry_backoff_max_s": "60", "deadline_minutes": "45",
-                            "retry_poll_s": "1", "provider_url": "http://p"},
-               "Pos": {"store_systems": "2", "batch_interval_s": "900"}}
+    minimal = {
+        "Aws": {"region": "r"},
+        "Streams": {"orders": "o"},
+        "Warehouse": {"host": "h", "port": "1", "dbname": "d", "user": "u", "password": "p"},
+        "Redis": {"host": "h", "port": "1"},
+        "Inventory": {"history_gap_hours": "48", "history_weeks": "4"},
+        "OrderRules": {
+            k: "1"
+            for k in (
+                "max_quantity",
+                "max_lines",
+                "max_record_bytes",
+                "max_future_seconds",
+                "max_age_hours",
+            )
+        },
+        "Delivery": {
+            "max_fee": "12.00",
+            "max_distance_km": "35",
+            "eta_cost_cents_per_min": "10",
+            "retry_backoff_s": "5",
+            "retry_backoff_max_s": "60",
+            "deadline_minutes": "45",
+            "retry_poll_s": "1",
+            "provider_url": "http://p",
+        },
+        "Pos": {"store_systems": "2", "batch_interval_s": "900"},
+    }
     parsed = settings.validate(minimal)
-    assert parsed.streams.initial_position is None     # LATEST for Flink, TRIM_HORIZON for KCL
+    assert parsed.streams.initial_position is None  # LATEST for Flink, TRIM_HORIZON for KCL
     assert parsed.warehouse.engine == "postgresql" and parsed.warehouse.stand_in == ""
     assert parsed.warehouse.load_prefix == "warehouse/loads"
-    assert (parsed.warehouse.serialization_attempts, parsed.warehouse.serialization_backoff_s) \
-        == (5, 0.5)
+    assert (parsed.warehouse.serialization_attempts, parsed.warehouse.serialization_backoff_s) == (
+        5,
+        0.5,
+    )
     assert (parsed.warehouse.sink_batch_rows, parsed.warehouse.sink_flush_interval) == (1000, "1s")
-    assert (parsed.warehouse.copy_batch_rows, parsed.warehouse.copy_flush_interval_ms) \
-        == (50000, 1000)
-    assert (parsed.redis.tls, parsed.redis.cluster_mode, parsed.redis.tls_ca_file) \
-        == (False, False, None)
+    assert (parsed.warehouse.copy_batch_rows, parsed.warehouse.copy_flush_interval_ms) == (
+        50000,
+        1000,
+    )
+    assert (parsed.redis.tls, parsed.redis.cluster_mode, parsed.redis.tls_ca_file) == (
+        False,
+        False,
+        None,
+    )
     assert parsed.inventory.dedup_ttl_hours == 50 and parsed.inventory.dedup_ttl_ms == 180_000_000
     assert parsed.order_rules.catalog_refresh_seconds == 30
-    assert (parsed.order_path.batch_max_records, parsed.order_path.batch_max_delay_ms,
-            parsed.order_path.store_shards) == (1000, 100, 32)
-    assert (parsed.flink_tuning.parallelism, parsed.flink_tuning.checkpoint_interval_ms) \
-        == (1, 5000)
+    assert (
+        parsed.order_path.batch_max_records,
+        parsed.order_path.batch_max_delay_ms,
+        parsed.order_path.store_shards,
+    ) == (1000, 100, 32)
+    assert (parsed.flink_tuning.parallelism, parsed.flink_tuning.checkpoint_interval_ms) == (
+        1,
+        5000,
+    )
     delivery = parsed.delivery
-    assert (delivery.provider_timeout_s, delivery.provider_attempts,
-            delivery.provider_backoff_s) == (2, 3, 0.2)
-    assert (delivery.redis_ttl_s, delivery.reference_refresh_s, delivery.partner_cache_ttl_s,
-            delivery.retry_max_s, delivery.unexpected_error_attempts,
-            delivery.checkpoint_every_s) == (86400, 300, 300, 30, 3, 5)
-    assert (delivery.kcl_max_records, delivery.kcl_idle_between_reads_ms,
-            delivery.kcl_failover_ms, delivery.kcl_shard_sync_ms,
-            delivery.kcl_parent_shard_poll_ms, delivery.kcl_metrics_level,
-            delivery.kcl_shutdown_grace_ms, delivery.kcl_log_level, delivery.kcl_h2c_bridge,
-            delivery.kcl_cbor_enabled) \
-        == (100, 500, 10000, 60000, 10000, "SUMMARY", 10000, "INFO", "auto", False)
+    assert (
+        delivery.provider_timeout_s,
+        delivery.provider_attempts,
+        delivery.provider_backoff_s,
+    ) == (2, 3, 0.2)
+    assert (
+        delivery.redis_ttl_s,
+        delivery.reference_refresh_s,
+        delivery.partner_cache_ttl_s,
+        delivery.retry_max_s,
+        delivery.unexpected_error_attempts,
+        delivery.checkpoint_every_s,
+    ) == (86400, 300, 300, 30, 3, 5)
+    assert (
+        delivery.kcl_max_records,
+        delivery.kcl_idle_between_reads_ms,
+        delivery.kcl_failover_ms,
+        delivery.kcl_shard_sync_ms,
+        delivery.kcl_parent_shard_poll_ms,
+        delivery.kcl_metrics_level,
+        delivery.kcl_shutdown_grace_ms,
+        delivery.kcl_log_level,
+        delivery.kcl_h2c_bridge,
+        delivery.kcl_cbor_enabled,
+    ) == (100, 500, 10000, 60000, 10000, "SUMMARY", 10000, "INFO", "auto", False)
     assert parsed.pos.poll_interval_s == 1 and parsed.pos.late_s == 7200
     assert parsed.pos.fault_seed == 1
 
@@ -180,7 +266,21 @@ def test_pass_through_keys_stay_as_written():
 
 def test_a_properties_file_with_a_bad_value_fails_validation(tmp_path: Path):
     path = tmp_path / "props.json"
-    path.write_text(json.dumps([{"PropertyGroupId": "Inventory", "PropertyMap": {
-        "dedup_ttl_hours": "abc", "history_gap_hours": "48", "history_weeks": "4"}}]))
-    with pytest.raises(ConfigError, match=re.escape("Inventory.dedup_ttl_hours: 'abc' is not a number")):
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "PropertyGroupId": "Inventory",
+                    "PropertyMap": {
+                        "dedup_ttl_hours": "abc",
+                        "history_gap_hours": "48",
+                        "history_weeks": "4",
+                    },
+                }
+            ]
+        )
+    )
+    with pytest.raises(
+        ConfigError, match=re.escape("Inventory.dedup_ttl_hours: 'abc' is not a number")
+    ):
         settings.validate(config.load_properties(path))

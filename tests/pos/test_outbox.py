@@ -1,5 +1,6 @@
 """The POS stand-in's batches without servers: fault plans are repeatable and honour their
 shares, and the damaged versions it delivers are exactly what the ingestion's checks catch."""
+
 from __future__ import annotations
 
 import gzip
@@ -18,20 +19,24 @@ def test_without_faults_every_batch_is_delivered_once_now():
     assert Faults().plan("ss01-x", 100.0, INTERVAL) == [(100.0, Version.COMPLETE)]
 
 
-@pytest.mark.parametrize("faults, steps", [
-    (Faults(duplicate_share=1), [(0, Version.COMPLETE), (INTERVAL, Version.COMPLETE)]),
-    (Faults(truncate_share=1), [(0, Version.TRUNCATED_GZIP), (INTERVAL, Version.COMPLETE)]),
-    (Faults(short_share=1), [(0, Version.SHORT), (INTERVAL, Version.COMPLETE)]),
-    (Faults(late_share=1, late_s=7200), [(7200, Version.COMPLETE)]),
-])
+@pytest.mark.parametrize(
+    "faults, steps",
+    [
+        (Faults(duplicate_share=1), [(0, Version.COMPLETE), (INTERVAL, Version.COMPLETE)]),
+        (Faults(truncate_share=1), [(0, Version.TRUNCATED_GZIP), (INTERVAL, Version.COMPLETE)]),
+        (Faults(short_share=1), [(0, Version.SHORT), (INTERVAL, Version.COMPLETE)]),
+        (Faults(late_share=1, late_s=7200), [(7200, Version.COMPLETE)]),
+    ],
+)
 def test_each_fault_ends_in_a_complete_delivery(faults, steps):
     assert faults.plan("ss01-x", 0.0, INTERVAL) == steps
 
 
 def test_faults_are_drawn_per_batch_repeatably_in_their_shares():
     kinds = ("duplicate", "truncate", "short", "late")
-    plan_of = {tuple(Faults(**{f"{kind}_share": 1}).plan("any", 0.0, INTERVAL)): kind
-               for kind in kinds}
+    plan_of = {
+        tuple(Faults(**{f"{kind}_share": 1}).plan("any", 0.0, INTERVAL)): kind for kind in kinds
+    }
     faults = Faults(**{f"{kind}_share": 0.1 for kind in kinds})
     plans = [tuple(faults.plan(f"ss01-{i}", 0.0, INTERVAL)) for i in range(4000)]
     assert plans == [tuple(faults.plan(f"ss01-{i}", 0.0, INTERVAL)) for i in range(4000)]

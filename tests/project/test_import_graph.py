@@ -7,6 +7,7 @@ edge client imported in a function still has to be installed wherever the functi
 And the layers: ``pizzastream/`` is the rules (the standard library and orjson, no Flink,
 no AWS, database or Redis client), ``simulation/`` the made-up load over them, which nothing
 deployed imports."""
+
 from __future__ import annotations
 
 import ast
@@ -16,9 +17,21 @@ from pathlib import Path
 
 from pizzastream.config import REPO_ROOT
 
-PACKAGES = ("pizzastream", "simulation", "connectors", "jobs", "etl", "delivery", "pos", "api",
-            "stack", "analytics", "deploy", "bench")
-SKIPPED = {"node_modules", "target", "__pycache__", "static", "docker"}   # no project code
+PACKAGES = (
+    "pizzastream",
+    "simulation",
+    "connectors",
+    "jobs",
+    "etl",
+    "delivery",
+    "pos",
+    "api",
+    "stack",
+    "analytics",
+    "deploy",
+    "bench",
+)
+SKIPPED = {"node_modules", "target", "__pycache__", "static", "docker"}  # no project code
 
 
 def _module_of(path: Path) -> str:
@@ -49,7 +62,7 @@ def import_graph() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 wanted.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                for alias in node.names:    # a submodule if there is one, else a name of it
+                for alias in node.names:  # a submodule if there is one, else a name of it
                     submodule = f"{node.module}.{alias.name}"
                     wanted.add(submodule if submodule in modules else node.module)
         graph[module] = {name for name in wanted if name in modules and name != module}
@@ -105,9 +118,11 @@ def test_the_check_finds_a_circle():
 # key names its ARN; the operators' command (``python -m pizzastream.admin``, the name issue
 # 17 gives it) drives the resharding planner against Kinesis; the hourly review ticks' writer
 # (``python -m pizzastream.ticks`` and its Lambda handler) puts them on ``restocks``.
-EDGES_ALLOWED = {"pizzastream.config": {"connectors.aws"},
-                 "pizzastream.admin": {"connectors.kinesis_shards"},
-                 "pizzastream.ticks": {"connectors.kinesis_producer"}}
+EDGES_ALLOWED = {
+    "pizzastream.config": {"connectors.aws"},
+    "pizzastream.admin": {"connectors.kinesis_shards"},
+    "pizzastream.ticks": {"connectors.kinesis_producer"},
+}
 
 
 def test_the_rules_import_no_flink_and_no_edge():
@@ -125,8 +140,18 @@ def test_the_rules_import_no_flink_and_no_edge():
 # What the rules may import besides the standard library and each other: the order path's
 # JSON. Everything else (PyFlink, boto3, psycopg, redis, ...) is an edge's.
 RULES_THIRD_PARTY = {"orjson"}
-EDGE_CLIENTS = {"pyflink", "boto3", "botocore", "psycopg", "psycopg_pool", "redis",
-                "redshift_connector", "duckdb", "amazon_kclpy", "httpx"}
+EDGE_CLIENTS = {
+    "pyflink",
+    "boto3",
+    "botocore",
+    "psycopg",
+    "psycopg_pool",
+    "redis",
+    "redshift_connector",
+    "duckdb",
+    "amazon_kclpy",
+    "httpx",
+}
 
 
 def _third_party(path: Path) -> set[str]:
@@ -138,15 +163,20 @@ def _third_party(path: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
-    return {name for name in names
-            if name not in PACKAGES and name not in sys.stdlib_module_names
-            and name != "__future__"}
+    return {
+        name
+        for name in names
+        if name not in PACKAGES and name not in sys.stdlib_module_names and name != "__future__"
+    }
 
 
 def test_the_rules_import_no_client_of_an_edge():
     modules = _project_modules()
-    seen = {module: _third_party(path) for module, path in modules.items()
-            if module.split(".")[0] == "pizzastream"}
+    seen = {
+        module: _third_party(path)
+        for module, path in modules.items()
+        if module.split(".")[0] == "pizzastream"
+    }
     assert "pizzastream.orders" in seen
     for module, names in seen.items():
         assert not names & EDGE_CLIENTS, (module, names & EDGE_CLIENTS)
@@ -155,8 +185,9 @@ def test_the_rules_import_no_client_of_an_edge():
 
 def test_the_check_sees_an_import_inside_a_function(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("import json\n\ndef f():\n    import boto3.session\n"
-                      "    from psycopg import sql\n")
+    module.write_text(
+        "import json\n\ndef f():\n    import boto3.session\n    from psycopg import sql\n"
+    )
     assert _third_party(module) == {"boto3", "psycopg"}
 
 
@@ -169,14 +200,19 @@ SIMULATION_USERS = {"simulation", "stack", "bench"}
 def test_only_the_local_tools_import_the_simulation():
     graph = import_graph()
     assert {"simulation.traffic", "simulation.simulate"} <= set(graph)
-    users = {module for module, wanted in graph.items()
-             if any(name.split(".")[0] == "simulation" for name in wanted)}
+    users = {
+        module
+        for module, wanted in graph.items()
+        if any(name.split(".")[0] == "simulation" for name in wanted)
+    }
     assert "stack.generate" in users
     assert {module.split(".")[0] for module in users} <= SIMULATION_USERS, users
     for module in graph:
         if module.split(".")[0] == "simulation":
-            assert {m.split(".")[0] for m in graph[module]} <= {"simulation", "pizzastream"}, \
-                (module, graph[module])
+            assert {m.split(".")[0] for m in graph[module]} <= {"simulation", "pizzastream"}, (
+                module,
+                graph[module],
+            )
 
 
 # Modules of different packages that share a name, each kept for its reason: the package
@@ -206,6 +242,9 @@ def test_no_two_packages_have_a_module_of_the_same_name_without_a_reason():
             by_name.setdefault(module.rsplit(".", 1)[1], set()).add(module)
     shared = {name: modules for name, modules in by_name.items() if len(modules) > 1}
     assert shared == SHARED_NAMES
-    as_packages = {module for module in _project_modules()
-                   if "." in module and module.rsplit(".", 1)[1] in PACKAGES}
+    as_packages = {
+        module
+        for module in _project_modules()
+        if "." in module and module.rsplit(".", 1)[1] in PACKAGES
+    }
     assert as_packages == NAMED_AS_A_PACKAGE

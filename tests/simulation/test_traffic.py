@@ -4,29 +4,40 @@ The key test: every record the generator labels is treated by ``enrich`` exactly
 labelled, so the generator's report is a trustworthy expectation for end-to-end tests.
 No test here needs a Kinesis server; the producer runs against a scripted client.
 """
+
 from __future__ import annotations
 
 import json
 import math
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from connectors.kinesis_producer import (
-    MAX_BATCH_BYTES, MAX_BATCH_RECORDS, KinesisProducer, KinesisPutError, batches,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_RECORDS,
+    KinesisProducer,
+    KinesisPutError,
+    batches,
 )
 from pizzastream import reference_data
 from pizzastream.catalog import Catalog
 from pizzastream.orders import EnrichedOrder, OrderRules, Reason, Rejection, enrich, epoch_ms
 from simulation.traffic import (
-    DELIVERY_RADIUS_KM, DUPLICATE, EVENT_TIME_JITTER_MS, VALID, OrderTraffic, TrafficRecord,
+    DELIVERY_RADIUS_KM,
+    DUPLICATE,
+    EVENT_TIME_JITTER_MS,
+    VALID,
+    OrderTraffic,
+    TrafficRecord,
 )
 from stack.generate import format_report, send_orders
 
-RULES = OrderRules(max_quantity=20, max_lines=25, max_record_bytes=8192,
-                   max_future_seconds=300, max_age_hours=48)
-DAY_START = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+RULES = OrderRules(
+    max_quantity=20, max_lines=25, max_record_bytes=8192, max_future_seconds=300, max_age_hours=48
+)
+DAY_START = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 CATALOG = Catalog.from_reference_data()
 STORES = {store.store_id: store for store in reference_data.stores()}
 
@@ -63,7 +74,9 @@ def test_every_record_is_treated_by_enrich_exactly_as_labelled(mixed):
                 assert record.partition_key == str(result.store_id)
             else:
                 assert isinstance(result, Rejection) and result.reason == record.kind, (
-                    record, result)
+                    record,
+                    result,
+                )
             outcomes[record.kind] += 1
         assert outcomes == traffic.report.by_kind
 
@@ -98,8 +111,11 @@ def test_report_adds_up(mixed):
     valid_count = report.by_kind[VALID]
     assert sum(report.valid_by_channel.values()) == valid_count
     assert sum(report.valid_by_fulfillment.values()) == valid_count
-    enriched = [enrich(r.data, CATALOG, RULES, traffic.processing_window()[0])
-                for r in records if r.kind == VALID]
+    enriched = [
+        enrich(r.data, CATALOG, RULES, traffic.processing_window()[0])
+        for r in records
+        if r.kind == VALID
+    ]
     assert report.line_items == sum(len(order.lines) for order in enriched)
     assert report.units == sum(line.quantity for order in enriched for line in order.lines)
     assert report.revenue_cents == sum(order.total_cents for order in enriched)
@@ -132,8 +148,7 @@ def test_order_shape_is_realistic(clean_day):
 
 def test_event_times_fill_the_business_day_in_rough_order(clean_day):
     traffic, records = clean_day
-    times = [enrich(r.data, CATALOG, RULES, traffic.processing_window()[0]).ts_ms
-             for r in records]
+    times = [enrich(r.data, CATALOG, RULES, traffic.processing_window()[0]).ts_ms for r in records]
     assert epoch_ms(DAY_START) <= min(times) and max(times) <= traffic.day_end_ms
     assert max(times) - min(times) > 0.99 * (traffic.day_end_ms - epoch_ms(DAY_START))
     latest = 0
@@ -157,6 +172,7 @@ def km_between(store, point: dict) -> float:
 
 # --- the producer, against a scripted client ---------------------------------------------
 
+
 class ScriptedKinesis:
     """Records every PutRecords call; fails the records whose data is in ``failures``
     as many times as counted there."""
@@ -172,8 +188,12 @@ class ScriptedKinesis:
         for entry in Records:
             if self.failures[entry["Data"]] > 0:
                 self.failures[entry["Data"]] -= 1
-                results.append({"ErrorCode": "ProvisionedThroughputExceededException",
-                                "ErrorMessage": "slow down"})
+                results.append(
+                    {
+                        "ErrorCode": "ProvisionedThroughputExceededException",
+                        "ErrorMessage": "slow down",
+                    }
+                )
             else:
                 self.stored.append((entry["PartitionKey"], entry["Data"]))
                 results.append({"SequenceNumber": "1", "ShardId": "shardId-000000000000"})
@@ -201,7 +221,10 @@ def test_only_failed_records_are_resent_with_growing_delays():
     records = [(str(i), data) for i, data in enumerate([b"a", b"b", b"c", b"d"])]
     assert producer(client, delays).put("orders", records) == 4
     assert [[e["Data"] for e in call] for call in client.calls] == [
-        [b"a", b"b", b"c", b"d"], [b"b", b"d"], [b"b"]]
+        [b"a", b"b", b"c", b"d"],
+        [b"b", b"d"],
+        [b"b"],
+    ]
     assert sorted(client.stored) == sorted(records)
     assert delays == [0.1, 0.2]
 
@@ -217,16 +240,25 @@ def test_a_record_that_keeps_failing_raises_after_the_last_attempt():
 def test_send_orders_puts_every_generated_record_on_the_orders_stream(props):
     client = ScriptedKinesis()
     sent = []
-    day_start = datetime.now(timezone.utc) - timedelta(hours=8)
-    report = send_orders(props, 1200, seed=11, bad_share=0.15, day_start=day_start,
-                         producer=producer(client), on_sent=sent.append)
+    day_start = datetime.now(UTC) - timedelta(hours=8)
+    report = send_orders(
+        props,
+        1200,
+        seed=11,
+        bad_share=0.15,
+        day_start=day_start,
+        producer=producer(client),
+        on_sent=sent.append,
+    )
     assert len(client.stored) == report.records == 1200 == sum(sent)
-    expected = [(r.partition_key, r.data)
-                for r in OrderTraffic(RULES, day_start, seed=11, bad_share=0.15).records(1200)]
+    expected = [
+        (r.partition_key, r.data)
+        for r in OrderTraffic(RULES, day_start, seed=11, bad_share=0.15).records(1200)
+    ]
     assert client.stored == expected
 
 
 def test_send_orders_warns_when_the_day_is_not_processable_now(props):
-    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
     with pytest.warns(UserWarning, match="future or stale"):
         send_orders(props, 10, day_start=tomorrow, producer=producer(ScriptedKinesis()))

@@ -2,6 +2,7 @@
 
 The session shares one stack, so nothing here calls ``down``.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,8 +92,10 @@ def test_reset_data_empties_everything_but_reference_data(props):
     s3.put_object(Bucket=props["Lake"]["bucket"], Key="pos/landing/test.jsonl", Body=b"{}\n")
     with psycopg.connect(postgres_dsn(props)) as conn:
         conn.execute("UPDATE inventory SET on_hand = 0 WHERE store_id = 1")
-        conn.execute("INSERT INTO order_fct VALUES (1, 'S0001-1', 1, now(), 1, 8.99, 8.99, "
-                     "NULL, 'pickup', 'online')")
+        conn.execute(
+            "INSERT INTO order_fct VALUES (1, 'S0001-1', 1, now(), 1, 8.99, 8.99, "
+            "NULL, 'pickup', 'online')"
+        )
     with _redis(props) as client:
         client.set("order-status:S0001-1", "accepted")
 
@@ -103,8 +106,11 @@ def test_reset_data_empties_everything_but_reference_data(props):
     assert _count(props, "order_fct") == 0
     assert _count(props, "store") == 2000
     with psycopg.connect(postgres_dsn(props)) as conn:
-        on_hand = dict(conn.execute("SELECT ingredient_id, on_hand FROM inventory "
-                                    "WHERE store_id = 1").fetchall())
+        on_hand = dict(
+            conn.execute(
+                "SELECT ingredient_id, on_hand FROM inventory WHERE store_id = 1"
+            ).fetchall()
+        )
     assert on_hand == {i: q for s, i, q in rd.initial_inventory() if s == 1}
     with _redis(props) as client:
         assert client.dbsize() == 0
@@ -113,7 +119,8 @@ def test_reset_data_empties_everything_but_reference_data(props):
 def _records(kinesis, stream: str) -> list:
     records = []
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         records += kinesis.get_records(ShardIterator=iterator)["Records"]
     return records

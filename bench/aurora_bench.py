@@ -18,17 +18,13 @@ import time
 from typing import Any
 
 from bench.measure import CpuSampler, load_average, stack_pids
+from pizzastream.sales import FACT_TARGET
+from pizzastream.schemas import ORDER_FCT
 
-COLUMNS = (
-    "store_id, order_id, product_id, transaction_ts, quantity, unit_price, "
-    "total_transaction_amt, delivery_type, channel"
-)
-ON_CONFLICT = (
-    "ON CONFLICT (order_id, product_id) DO UPDATE SET store_id = EXCLUDED.store_id, "
-    "transaction_ts = EXCLUDED.transaction_ts, quantity = EXCLUDED.quantity, "
-    "unit_price = EXCLUDED.unit_price, total_transaction_amt = "
-    "EXCLUDED.total_transaction_amt, delivery_type = EXCLUDED.delivery_type, "
-    "channel = EXCLUDED.channel"
+# the columns a sale writes, and the upsert on the table's key (pizzastream.schemas)
+COLUMNS = ", ".join(FACT_TARGET)
+ON_CONFLICT = f"ON CONFLICT ({', '.join(ORDER_FCT.primary_key)}) DO UPDATE SET " + ", ".join(
+    f"{name} = EXCLUDED.{name}" for name in FACT_TARGET if name not in ORDER_FCT.primary_key
 )
 UPSERT = (
     f"INSERT INTO order_fct ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) " + ON_CONFLICT

@@ -17,6 +17,8 @@ from pyflink.datastream import DataStream
 from pyflink.java_gateway import get_gateway
 
 from bench import benchdb, sql
+from pizzastream.sales import FACT_TARGET
+from pizzastream.schemas import ORDER_FCT, flink_sql_type
 
 OUTPUT_COUNT = "out"  # progress name of counted outputs
 COUNT_OUTPUTS = {"count": OUTPUT_COUNT}
@@ -375,16 +377,11 @@ def _fused(ctx: Context):
 # ------------------------------------------------------------------ the Aurora sink
 
 # the JDBC upsert inventory_windowing.build wrote order_fct with before the COPY sink
+# (the columns a sale writes, typed as in the jobs' tables but for the time, which that sink
+# took as the JVM's local timestamp)
 ORDER_FCT_COLUMNS = [
-    ("store_id", "INT"),
-    ("order_id", "STRING"),
-    ("product_id", "INT"),
-    ("transaction_ts", "TIMESTAMP(3)"),
-    ("quantity", "INT"),
-    ("unit_price", "DECIMAL(10, 2)"),
-    ("total_transaction_amt", "DECIMAL(12, 2)"),
-    ("delivery_type", "STRING"),
-    ("channel", "STRING"),
+    (name, "TIMESTAMP(3)" if name == "transaction_ts" else flink_sql_type(ORDER_FCT.column(name)))
+    for name in FACT_TARGET
 ]
 ORDER_FCT_SELECT = (
     "store_id, order_id, product_id,"

@@ -333,18 +333,12 @@ def statements(text: str) -> list[str]:
 
 def connect_redshift(props: Props):
     """A ``redshift_connector`` connection as ``connectors.redshift.connect_redshift`` makes
-    it (TLS on), without that module's Parquet dependencies, which the Lambda package lacks."""
+    it (``WarehouseSettings.redshift_connection``: ``sslmode`` too, which this one used to
+    leave out), without that module's Parquet dependencies, which the Lambda package lacks."""
     import redshift_connector
 
-    db = WarehouseSettings.from_group(props["Warehouse"])
     return redshift_connector.connect(
-        host=db.host,
-        port=db.port,
-        database=db.dbname,
-        user=db.user,
-        password=db.password,
-        ssl=True,
-        timeout=db.connect_timeout_s,
+        **WarehouseSettings.from_group(props["Warehouse"]).redshift_connection()
     )
 
 

@@ -264,17 +264,6 @@ def connect_redshift(props: Props):
     workgroup of the ``Warehouse`` group."""
     import redshift_connector
 
-    db = WarehouseSettings.from_group(props["Warehouse"])
-    # ``Warehouse.sslmode`` (``verify-full`` as deployed: the certificate and the endpoint's
-    # name verified) against the driver's own Redshift CA bundle, which holds the Amazon
-    # roots Redshift's ACM certificates chain to; ``sslrootcert`` is libpq's (psycopg reads).
     return redshift_connector.connect(
-        host=db.host,
-        port=db.port,
-        database=db.dbname,
-        user=db.user,
-        password=db.password,
-        ssl=True,
-        sslmode=db.sslmode,
-        timeout=db.connect_timeout_s,
+        **WarehouseSettings.from_group(props["Warehouse"]).redshift_connection()
     )

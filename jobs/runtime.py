@@ -55,7 +55,7 @@ MSF_STATE_BACKEND = {"state.backend.type": "rocksdb", "state.backend.incremental
 # RocksDB's memory (block cache, write buffers) per task slot of the local mini-cluster: about
 # Flink's default managed share (0.4) of a KPU's 4 GB. The mini-cluster's own default, 128 MB
 # for all its slots, flushed and compacted RocksDB so often that hourly_metrics ran at
-# ~0.6x (docs/benchmarks.md, "State backend").
+# 0.29x (docs/benchmarks.md, "The state backend").
 MANAGED_MEMORY_PER_SLOT_MB = 1024
 
 

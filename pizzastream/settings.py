@@ -371,6 +371,22 @@ class WarehouseSettings(DatabaseSettings):
     serialization_backoff_s: float = field(default=0.5, metadata=NON_NEGATIVE)
     connect_timeout_s: int = field(default=30, metadata=POSITIVE)  # Redshift's driver
 
+    def redshift_connection(self) -> dict[str, Any]:
+        """``redshift_connector.connect``'s arguments: TLS on, ``sslmode`` (``verify-full``
+        as deployed: the certificate and the endpoint's name verified) against the driver's
+        own Redshift CA bundle, which holds the Amazon roots Redshift's ACM certificates
+        chain to (``sslrootcert`` is libpq's, for psycopg)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "database": self.dbname,
+            "user": self.user,
+            "password": self.password,
+            "ssl": True,
+            "sslmode": self.sslmode,
+            "timeout": self.connect_timeout_s,
+        }
+
 
 def tls_pairs(sslmode: str, sslrootcert: str) -> list[tuple[str, str]]:
     """``[("sslmode", ...), ("sslrootcert", absolute path)]``, those set."""

@@ -284,3 +284,27 @@ def test_a_properties_file_with_a_bad_value_fails_validation(tmp_path: Path):
         ConfigError, match=re.escape("Inventory.dedup_ttl_hours: 'abc' is not a number")
     ):
         settings.validate(config.load_properties(path))
+
+
+def test_both_redshift_connections_verify_the_server_as_configured():
+    db = settings.WarehouseSettings.from_group(
+        {
+            "host": "wg.example",
+            "port": "5439",
+            "dbname": "dev",
+            "user": "u",
+            "password": "p",
+            "sslmode": "verify-full",
+            "connect_timeout_s": "7",
+        }
+    )
+    assert db.redshift_connection() == {
+        "host": "wg.example",
+        "port": 5439,
+        "database": "dev",
+        "user": "u",
+        "password": "p",
+        "ssl": True,
+        "sslmode": "verify-full",
+        "timeout": 7,
+    }

@@ -293,51 +293,39 @@ class DeliveryService:
     ) -> store.Decision:
         order_ts = store.ms_to_datetime(order.ts_ms)
         if isinstance(outcome, Denial):
-            return store.Decision(
+            return store.Decision.unassigned(
                 order.order_id,
                 order.store_id,
                 "denied",
                 outcome.reason.value,
                 outcome.detail,
-                None,
-                None,
-                None,
-                None,
-                None,
                 order_ts,
-                None,
             )
         if isinstance(outcome, Undeliverable):
-            return store.Decision(
+            return store.Decision.unassigned(
                 order.order_id,
                 order.store_id,
                 "undeliverable",
                 outcome.reason.value,
                 outcome.detail,
-                None,
-                None,
-                None,
-                None,
-                None,
                 order_ts,
-                None,
-                steps=outcome.progress.to_json(),  # type: ignore[arg-type]  # steps are stored as their JSON list
+                steps=outcome.progress.to_json(),
             )
         q = outcome.quote
         return store.Decision(
-            order.order_id,
-            order.store_id,
-            ASSIGNED,
-            None,
-            rules_mod.describe_attempts(outcome.attempts),
-            q.partner.partner_id,
-            outcome.delivery_id,
-            rules_mod.cents_to_money(q.fee_cents),
-            Decimal(f"{q.distance_km:.2f}"),
-            Decimal(f"{q.eta_min:.1f}"),
-            order_ts,
-            store.ms_to_datetime(q.busy_until_ms(order.ts_ms)),
-            steps=outcome.progress.to_json() if outcome.progress else (),  # type: ignore[arg-type]  # steps are stored as their JSON list
+            order_id=order.order_id,
+            store_id=order.store_id,
+            status=ASSIGNED,
+            reason=None,
+            detail=rules_mod.describe_attempts(outcome.attempts),
+            partner_id=q.partner.partner_id,
+            delivery_id=outcome.delivery_id,
+            fee=rules_mod.cents_to_money(q.fee_cents),
+            distance_km=Decimal(f"{q.distance_km:.2f}"),
+            eta_minutes=Decimal(f"{q.eta_min:.1f}"),
+            order_ts=order_ts,
+            busy_until=store.ms_to_datetime(q.busy_until_ms(order.ts_ms)),
+            steps=outcome.progress.to_json() if outcome.progress else (),
         )
 
     def _publish(self, decision: store.Decision | None) -> None:

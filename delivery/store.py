@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -77,7 +77,36 @@ class Decision:
     order_ts: datetime
     busy_until: datetime | None
     assigned_at: datetime | None = None
-    steps: tuple = field(default=(), compare=False)  # DispatchProgress.to_json(), shown only
+    # DispatchProgress.to_json() (a JSON list, as jsonb gives it back), shown only
+    steps: Sequence[Sequence[Any]] = field(default=(), compare=False)
+
+    @classmethod
+    def unassigned(
+        cls,
+        order_id: str,
+        store_id: int,
+        status: str,
+        reason: str,
+        detail: str | None,
+        order_ts: datetime,
+        steps: Sequence[Sequence[Any]] = (),
+    ) -> Decision:
+        """A ``denied`` or ``undeliverable`` decision: no partner, fee, distance or time."""
+        return cls(
+            order_id=order_id,
+            store_id=store_id,
+            status=status,
+            reason=reason,
+            detail=detail,
+            partner_id=None,
+            delivery_id=None,
+            fee=None,
+            distance_km=None,
+            eta_minutes=None,
+            order_ts=order_ts,
+            busy_until=None,
+            steps=steps,
+        )
 
     @property
     def delivery_status(self) -> str:

@@ -22,8 +22,8 @@ of a run holds), Kinesis, Aurora and Redis (the catalog, ingredient policies, op
 and sales history are injected; the Redis status gate, which turns a refused status write
 into a dead letter, is not run), parallelism (one instance of each operator: every shard is
 decided by one ``ShardDesk``). hourly_metrics (Flink SQL windows) has no in-memory runner.
-tests/jobs/test_testing.py holds it to the rules, and to the mini-cluster in
-tests/e2e/test_order_path_parallel_e2e.py.
+tests/jobs/test_testing.py holds it to the rules; tests/e2e/test_order_path_parallel_e2e.py
+and tests/jobs/test_inventory_windowing_e2e.py to the mini-cluster, record by record.
 """
 
 from __future__ import annotations
@@ -196,6 +196,8 @@ class JobState:
 
 
 class OrderPath(NamedTuple):
+    """What each job of the order path put out in a ``run_order_path``."""
+
     enrichment: Enrichment[list]
     decisions: Decisions[list]
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import redis
 import redis.asyncio
@@ -80,6 +80,16 @@ DEFAULT_USER = "default"
 DELIVERY_PARTNERS_KEY = "catalog:delivery_partners"
 
 
+class RedisCommand(NamedTuple):
+    """A ``REDIS_COMMAND`` row: ``SET key value`` (``field`` empty) or ``HSET key field
+    value``."""
+
+    command: str
+    key: str
+    field: str
+    value: str
+
+
 def __getattr__(name: str):
     """``REDIS_COMMAND``, what a job emits to Redis (SET key value, or HSET key field
     value), as a Flink row type built on first use: the delivery service imports this module
@@ -87,7 +97,7 @@ def __getattr__(name: str):
     if name == "REDIS_COMMAND":
         from pyflink.common import Types
 
-        return Types.ROW_NAMED(["command", "key", "field", "value"], [Types.STRING()] * 4)
+        return Types.ROW_NAMED(list(RedisCommand._fields), [Types.STRING()] * 4)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

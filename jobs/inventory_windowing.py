@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -50,6 +49,7 @@ from pizzastream.order_batches import (
     ORDER,
     POS_ORDER,
     RESTOCK,
+    ROW_LAYOUTS,
     SALE,
     STATUS,
     STATUS_CACHE,
@@ -57,80 +57,21 @@ from pizzastream.order_batches import (
     STOCKOUT,
     SUPPLIER_ORDER,
     SUPPLIER_ORDER_ROW,
+    Decisions,
     ShardDesk,
     repeat_letter,
 )
 from pizzastream.replenishment import HistoryWindow, policies_from_rows
-from pizzastream.sales import FACT_COLUMNS
 from pizzastream.settings import InventorySettings, OrderPathSettings, OrderRulesSettings
 
 JOB_NAME = INVENTORY_JOB
 
-FACT_ROW = Types.ROW_NAMED(
-    list(FACT_COLUMNS),
-    [
-        Types.INT(),
-        Types.STRING(),
-        Types.INT(),
-        Types.LONG(),
-        Types.INT(),
-        Types.LONG(),
-        Types.LONG(),
-        Types.STRING(),
-        Types.STRING(),
-    ],
-)
-FACT_KINDS = "ISILILLSS"  # pizzastream.sales.fact_line, field by field
-SUPPLIER_ORDER_ROW_TYPE = Types.ROW_NAMED(
-    [
-        "supplier_order_id",
-        "store_id",
-        "ingredient_id",
-        "supplier_id",
-        "quantity",
-        "ordered_ts_ms",
-        "on_hand",
-        "reorder_point",
-    ],
-    [
-        Types.STRING(),
-        Types.INT(),
-        Types.INT(),
-        Types.INT(),
-        Types.INT(),
-        Types.LONG(),
-        Types.LONG(),
-        Types.LONG(),
-    ],
-)
-SUPPLIER_ORDER_KINDS = "SIIIILLL"
-ALERT_ROW = Types.ROW_NAMED(  # pizzastream.order_batches.alert_row
-    [
-        "alert_id",
-        "kind",
-        "store_id",
-        "ingredient_id",
-        "supplier_id",
-        "supplier_order_id",
-        "ts_ms",
-        "record",
-    ],
-    [
-        Types.STRING(),
-        Types.STRING(),
-        Types.INT(),
-        Types.INT(),
-        Types.INT(),
-        Types.STRING(),
-        Types.LONG(),
-        Types.STRING(),
-    ],
-)
-ALERT_KINDS = "SSIIISLS"
-INVENTORY_ROW = Types.ROW_NAMED(
-    ["store_id", "ingredient_id", "on_hand"], [Types.INT(), Types.INT(), Types.LONG()]
-)
-INVENTORY_KINDS = "IIL"
+# The table rows parsed in the JVM from result lines (order_batches.ROW_LAYOUTS).
+FACT_ROW = runtime.delimited_row_type(ROW_LAYOUTS[FACT])
+FACT_KINDS = ROW_LAYOUTS[FACT].kinds
+SUPPLIER_ORDER_ROW_TYPE = runtime.delimited_row_type(ROW_LAYOUTS[SUPPLIER_ORDER_ROW])
+ALERT_ROW = runtime.delimited_row_type(ROW_LAYOUTS[ALERT])
+INVENTORY_ROW = runtime.delimited_row_type(ROW_LAYOUTS[STOCK_LEVEL])
 DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
 SIDE_TAGS = (
     STATUS_CACHE
@@ -246,28 +187,12 @@ def stockout_cache_commands(t_env, alerts: DataStream) -> DataStream:
     return t_env.to_data_stream(t_env.sql_query(STOCKOUT_CACHE_SQL))
 
 
-class Decisions(NamedTuple):
-    """What the job's logic puts out, each a stream ready for its sink."""
-
-    statuses: DataStream  # Row(store, order-status record)
-    status_commands: DataStream  # Redis SET order:<id> <status>
-    sales: DataStream  # Row(store, sale record) of accepted online orders
-    pos_orders: DataStream  # ... of accepted in-store orders
-    deliveries: DataStream  # ... of accepted delivery orders
-    supplier_orders: DataStream  # Row(store, supplier-orders record)
-    facts: DataStream  # FACT_ROW of accepted online orders
-    supplier_order_rows: DataStream  # SUPPLIER_ORDER_ROW_TYPE, one per order line
-    alerts: DataStream  # ALERT_ROW: overdue supplier orders, expected stock-outs
-    levels: DataStream  # INVENTORY_ROW of changed stock, once per checkpoint
-    dead_letters: DataStream  # DEAD_LETTER_ROW: unusable records and repeats
-
-
 def decide_orders(
     records: DataStream,
     props: Props,
     desk: KeyedProcessFunction | None = None,
     event_id_fields: dict[str, str] = EVENT_ID_FIELDS,
-) -> Decisions:
+) -> Decisions[DataStream]:
     """The job's logic without its edges: tagged orders and restocks in, its outputs out.
     Benchmarks feed it directly, and may put another desk in (``bench.prototypes``)."""
     inventory = InventorySettings.from_group(props["Inventory"])
@@ -298,12 +223,10 @@ def decide_orders(
         side(POS_ORDER),
         side(DELIVERY),
         side(SUPPLIER_ORDER),
-        runtime.delimited_rows(side(FACT), FACT_ROW, FACT_KINDS),
-        runtime.delimited_rows(
-            side(SUPPLIER_ORDER_ROW), SUPPLIER_ORDER_ROW_TYPE, SUPPLIER_ORDER_KINDS
-        ),
-        runtime.delimited_rows(side(ALERT), ALERT_ROW, ALERT_KINDS),
-        runtime.delimited_rows(side(STOCK_LEVEL), INVENTORY_ROW, INVENTORY_KINDS),
+        runtime.delimited_rows(side(FACT), ROW_LAYOUTS[FACT]),
+        runtime.delimited_rows(side(SUPPLIER_ORDER_ROW), ROW_LAYOUTS[SUPPLIER_ORDER_ROW]),
+        runtime.delimited_rows(side(ALERT), ROW_LAYOUTS[ALERT]),
+        runtime.delimited_rows(side(STOCK_LEVEL), ROW_LAYOUTS[STOCK_LEVEL]),
         dead_letters,
     )
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,6 +38,7 @@ from pizzastream.order_batches import (
     ENRICHMENT_JOB,
     STATUS,
     STATUS_CACHE,
+    Enrichment,
     enrich_batch,
 )
 from pizzastream.orders import OrderRules
@@ -81,16 +81,7 @@ class EnrichOrderBatches(ProcessFunction):
             yield result.encode()
 
 
-class Enrichment(NamedTuple):
-    """What the job's logic puts out, each a stream ready for its sink."""
-
-    enriched: DataStream  # Row(store, orders-enriched record)
-    statuses: DataStream  # Row(key, order-status record) of rejected orders
-    status_commands: DataStream  # Redis SET order:<id> <status> of rejected orders
-    dead_letters: DataStream  # DEAD_LETTER_ROW of unusable records
-
-
-def enrich_orders(raw_orders: DataStream, props: Props) -> Enrichment:
+def enrich_orders(raw_orders: DataStream, props: Props) -> Enrichment[DataStream]:
     """The job's logic without its edges: raw order bytes in, its outputs out.
     Benchmarks feed it directly."""
     path = OrderPathSettings.from_group(props.get("OrderPath", {}))

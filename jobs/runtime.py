@@ -36,6 +36,7 @@ from pyflink.table import (
 
 from pizzastream import run_directory, settings
 from pizzastream.config import REPO_ROOT, Props, is_local, load_properties
+from pizzastream.order_batches import DelimitedLayout
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
 LOCAL_CHECKPOINTS = REPO_ROOT / ".stack" / "checkpoints"
@@ -351,13 +352,21 @@ def batch_output(outputs: DataStream, tag: str) -> DataStream:
     return side_output(outputs, OutputTag(f"batch-{tag}", KEYED_RECORD))
 
 
-def delimited_rows(lines: DataStream, row_type, kinds: str) -> DataStream:
-    """Lines whose payload is tab-separated fields as ``row_type`` rows, parsed in the JVM;
-    ``kinds`` has a letter per field: I int, L long, S string."""
+def delimited_row_type(layout: DelimitedLayout):
+    """The Flink row type of a ``DelimitedLayout``: its field names, each typed by its
+    letter."""
+    types = {"I": Types.INT(), "L": Types.LONG(), "S": Types.STRING()}
+    return Types.ROW_NAMED(list(layout.fields), [types[kind] for kind in layout.kinds])
+
+
+def delimited_rows(lines: DataStream, layout: DelimitedLayout) -> DataStream:
+    """Lines whose payload is tab-separated fields as rows of ``layout``, parsed in the JVM
+    (``pizzastream.flink.DelimitedRows``)."""
     jvm = get_gateway().jvm
     return DataStream(
         lines._j_data_stream.map(
-            jvm.pizzastream.flink.DelimitedRows(kinds), row_type.get_java_type_info()
+            jvm.pizzastream.flink.DelimitedRows(layout.kinds),
+            delimited_row_type(layout).get_java_type_info(),
         )
     )
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import cast
+from typing import Generic, NamedTuple, TypeVar, cast
 
 import orjson
 
@@ -63,6 +63,7 @@ from pizzastream.replenishment import (
     hourly_demand,
 )
 from pizzastream.sales import (
+    FACT_COLUMNS,
     decided_status_json,
     fact_lines,
     rejection_status_json,
@@ -99,6 +100,76 @@ OVERDUE, STOCKOUT = "supplier_order_overdue", "expected_stockout"  # alert kinds
 STORE_STATE_VERSION = 3
 _ACCEPTED = OrderStatus.ACCEPTED.value
 _REJECTED_INVENTORY = OrderStatus.REJECTED_INSUFFICIENT_INVENTORY.value
+
+
+class DelimitedLayout(NamedTuple):
+    """The row the JVM parses from a tab-separated result line
+    (``pizzastream.flink.DelimitedRows``): its field names and a letter per field,
+    ``I`` int, ``L`` long, ``S`` string."""
+
+    fields: tuple[str, ...]
+    kinds: str
+
+
+# The table rows of inventory_windowing, by result line tag.
+ROW_LAYOUTS = {
+    FACT: DelimitedLayout(FACT_COLUMNS, "ISILILLSS"),  # sales.fact_line, field by field
+    SUPPLIER_ORDER_ROW: DelimitedLayout(
+        (
+            "supplier_order_id",
+            "store_id",
+            "ingredient_id",
+            "supplier_id",
+            "quantity",
+            "ordered_ts_ms",
+            "on_hand",
+            "reorder_point",
+        ),
+        "SIIIILLL",
+    ),
+    ALERT: DelimitedLayout(  # alert_row
+        (
+            "alert_id",
+            "kind",
+            "store_id",
+            "ingredient_id",
+            "supplier_id",
+            "supplier_order_id",
+            "ts_ms",
+            "record",
+        ),
+        "SSIIISLS",
+    ),
+    STOCK_LEVEL: DelimitedLayout(("store_id", "ingredient_id", "on_hand"), "IIL"),
+}
+
+# What carries each output: a Flink ``DataStream`` in the jobs, a list in ``jobs.testing``.
+Output = TypeVar("Output")
+
+
+class Enrichment(NamedTuple, Generic[Output]):
+    """What order_enrichment's logic puts out, each ready for its sink."""
+
+    enriched: Output  # (store, orders-enriched record)
+    statuses: Output  # (key, order-status record) of rejected orders
+    status_commands: Output  # Redis SET order:<id> <status> of rejected orders
+    dead_letters: Output  # dead letters (DEAD_LETTER_ROW) of unusable records
+
+
+class Decisions(NamedTuple, Generic[Output]):
+    """What inventory_windowing's logic puts out, each ready for its sink."""
+
+    statuses: Output  # (store, order-status record)
+    status_commands: Output  # Redis SET order:<id> <status>
+    sales: Output  # (store, sale record) of accepted online orders
+    pos_orders: Output  # ... of accepted in-store orders
+    deliveries: Output  # ... of accepted delivery orders
+    supplier_orders: Output  # (store, supplier-orders record)
+    facts: Output  # ROW_LAYOUTS[FACT] rows of accepted online orders
+    supplier_order_rows: Output  # ROW_LAYOUTS[SUPPLIER_ORDER_ROW], one per order line
+    alerts: Output  # ROW_LAYOUTS[ALERT]: overdue supplier orders, expected stock-outs
+    levels: Output  # ROW_LAYOUTS[STOCK_LEVEL] of changed stock, once per checkpoint
+    dead_letters: Output  # dead letters (DEAD_LETTER_ROW): unusable records and repeats
 
 
 def enrich_batch(

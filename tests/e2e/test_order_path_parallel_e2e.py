@@ -5,7 +5,12 @@ batched path, and every decision, status, sale, fact row, supplier order line an
 stock level must be what ``pizzastream.inventory.take`` and
 ``pizzastream.replenishment.StoreReplenishment`` decide applied store by store, one order at
 a time, in the order each store's orders were written. A store's stock and the order ids seen
-must come through each restore and each rescale (keyed state moving between subtasks)."""
+must come through each restore and each rescale (keyed state moving between subtasks).
+
+The same records, run by the in-memory runner (``jobs.testing``, its state carried from run
+to run as the savepoints carry the job's), must give every output record the mini-cluster
+gave: each stream's records in the same order within a store, each table's rows, the Redis
+statuses and the dead letters."""
 
 from __future__ import annotations
 
@@ -21,11 +26,13 @@ import pytest
 from connectors import aurora, redis_store
 from connectors.kinesis_producer import KinesisProducer
 from jobs import inventory_windowing
+from jobs.testing import TestingSource, no_sales
 from pizzastream.catalog import Catalog
 from pizzastream.inventory import StoreStock, requirements, take
 from pizzastream.orders import EnrichedOrder, OrderLine
 from pizzastream.replenishment import ReplenishmentOrder, StoreReplenishment, policies_from_rows
 from pizzastream.sales import fact_rows, sale_json
+from tests.order_path_support import assert_the_in_memory_runner_agrees
 from tests.pos_support import query, stream_json
 from tests.support import running_job, wait_for
 
@@ -110,9 +117,10 @@ def one_by_one(orders, opening, catalog, policies) -> dict:
     return out
 
 
-def traffic_and_expected(props) -> tuple[list[EnrichedOrder], dict]:
-    """Opens ``SHORT_STORES`` with a twentieth of their stock; returns the traffic and what
-    the rules decide of it one order at a time, in order (``one_by_one``)."""
+def traffic_and_expected(props) -> tuple[list[EnrichedOrder], dict, tuple]:
+    """Opens ``SHORT_STORES`` with a twentieth of their stock; returns the traffic, what
+    the rules decide of it one order at a time, in order (``one_by_one``), and what the
+    rules read: ``(opening stock, catalog, policies)``."""
     for store_id in SHORT_STORES:
         for table in ("inventory", "opening_inventory"):
             query(props, f"UPDATE {table} SET on_hand = on_hand / 20 WHERE store_id = %s", store_id)
@@ -128,7 +136,7 @@ def traffic_and_expected(props) -> tuple[list[EnrichedOrder], dict]:
     orders = traffic(catalog)
     expected = one_by_one(orders, opening, catalog, policies)
     assert len(expected["reorders"]) > len({r[0] for r in expected["reorders"]}) > 5
-    return orders, expected
+    return orders, expected, (opening, catalog, policies)
 
 
 def wait_for_stock(props, expected: dict) -> None:
@@ -149,7 +157,7 @@ def wait_for_stock(props, expected: dict) -> None:
 
 
 def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clean_stack, tmp_path):
-    orders, expected = traffic_and_expected(clean_stack)
+    orders, expected, rules_read = traffic_and_expected(clean_stack)
     # Replayed after the restores, of orders decided before them: the ids seen must survive;
     # some twice, and each repeat is a dead letter of its own.
     replays = random.Random(5).sample(orders[: RUNS[-1][0]], REPLAYS)
@@ -159,6 +167,7 @@ def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clea
 
     producer = KinesisProducer(clean_stack)
     savepoint = None
+    runs_sent = []
     for run, (first, parallelism) in enumerate(RUNS):
         last = RUNS[run + 1][0] if run + 1 < len(RUNS) else ORDERS
         props = {
@@ -166,6 +175,7 @@ def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clea
             "FlinkTuning": {**clean_stack["FlinkTuning"], "parallelism": str(parallelism)},
         }
         sent = orders[first:last] + (replays if run == len(RUNS) - 1 else [])
+        runs_sent.append(sent)
         with running_job(
             inventory_windowing.build, props, f"order-path-{run}", restore_from=savepoint
         ) as job:
@@ -212,4 +222,15 @@ def test_batches_decide_what_the_rules_decide_through_restores_and_rescales(clea
     letters = query(props, "SELECT reason, order_id, event_id, store_id FROM dead_letter")
     assert Counter(letters) == Counter(
         ("duplicate_order", o.order_id, o.event_id, o.store_id) for o in replays
+    )
+    opening, catalog, policies = rules_read
+    # order_fct is empty, and the history window ends two days back: no sales seed a plan
+    assert_the_in_memory_runner_agrees(
+        props,
+        [TestingSource.enriched_orders(sent) for sent in runs_sent],
+        catalog,
+        policies,
+        opening,
+        no_sales,
+        STORES,
     )

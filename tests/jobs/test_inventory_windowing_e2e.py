@@ -3,7 +3,8 @@ a scripted day where a store seeded from its past sales runs short of dough and 
 stock-out is warned of, rejections follow, one supplier order with both lines goes out, the
 supplier's restocks close it and orders are accepted again; a store no order reaches is
 reviewed by its hourly tick, and its order, never delivered, is re-issued as overdue by a
-later tick. Outputs must match the script exactly."""
+later tick. Outputs must match the script exactly, and every output record must be what the
+in-memory runner (``jobs.testing``) gives for the same records."""
 
 from __future__ import annotations
 
@@ -19,10 +20,15 @@ import pytest
 from connectors import aurora, aws, redis_store
 from connectors.kinesis_producer import KinesisProducer
 from jobs import inventory_windowing
+from jobs.testing import SourceRecord, TestingSource
+from pizzastream.catalog import Catalog
 from pizzastream.config import stream_name
+from pizzastream.order_batches import RESTOCK
 from pizzastream.orders import EnrichedOrder, OrderLine
+from pizzastream.replenishment import policies_from_rows
 from pizzastream.ticks import HOUR_MS, write_ticks
 from stack import suppliers
+from tests.order_path_support import assert_the_in_memory_runner_agrees
 from tests.support import running_job, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -271,3 +277,24 @@ def test_stock_runs_out_is_reordered_once_and_restocked(clean_stack):
     ) == query(
         props, "SELECT on_hand FROM opening_inventory WHERE store_id = 7 AND ingredient_id = 1"
     )
+    with aurora.connect(props) as conn:
+        assert_the_in_memory_runner_agrees(
+            props,
+            [
+                TestingSource(
+                    [SourceRecord(key, json.dumps(r).encode(), RESTOCK) for key, r in poison]
+                )
+                + TestingSource.enriched_orders([first, second, third, delivery, dine_in, delivery])
+                + TestingSource.restocks([bad_restock])
+                + TestingSource.ticks([QUIET_STORE], hour_ms)
+                + TestingSource.restocks(delivered)
+                + TestingSource.enriched_orders([fourth])
+                + TestingSource.ticks([5, QUIET_STORE], later)
+            ],
+            Catalog.from_rows(*aurora.catalog_rows(props)),
+            policies_from_rows(aurora.ingredient_policy_rows(props)),
+            lambda store_id: aurora.store_inventory(conn, store_id),
+            lambda store_id, first_ms, end_ms: aurora.store_sales(conn, store_id, first_ms, end_ms),
+            [5, 6, QUIET_STORE],
+            facts_where="order_id NOT LIKE 'H-%%'",  # past_sales
+        )

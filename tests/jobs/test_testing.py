@@ -49,7 +49,7 @@ from pizzastream.order_batches import (
 from pizzastream.orders import EnrichedOrder, OrderLine, enrich
 from pizzastream.settings import InventorySettings, OrderPathSettings
 from pizzastream.ticks import tick_records
-from tests.pizzastream.test_order_batches import (
+from tests.order_batches_support import (
     ACTIVE,
     CATALOG,
     HISTORY,

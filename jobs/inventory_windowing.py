@@ -38,7 +38,7 @@ from pyflink.datastream import (
 from pyflink.datastream.state import MapStateDescriptor
 
 from connectors import aurora, kinesis, redis_store
-from jobs import runtime
+from jobs import operators, runtime
 from pizzastream.catalog import Catalog
 from pizzastream.config import Props
 from pizzastream.order_batches import (
@@ -272,8 +272,8 @@ def decide_orders(
     Benchmarks feed it directly, and may put another desk in (``bench.prototypes``)."""
     inventory = InventorySettings.from_group(props["Inventory"])
     path = OrderPathSettings.from_group(props.get("OrderPath", {}))
-    runtime.hand_records_on_by_reference(records)
-    batches, repeats = runtime.store_batches(
+    operators.hand_records_on_by_reference(records)
+    batches, repeats = operators.store_batches(
         records,
         event_id_fields,
         inventory.dedup_ttl_ms,
@@ -282,28 +282,28 @@ def decide_orders(
         path.batch_max_delay_ms,
     )
     results = (
-        batches.process(desk or DecideStoreBatches(props), output_type=runtime.BATCH)
+        batches.process(desk or DecideStoreBatches(props), output_type=operators.BATCH)
         .name("store-inventory")
         .uid("store-inventory-batches")
     )
-    outputs = runtime.batch_outputs(results, STATUS, SIDE_TAGS)
-    side = lambda tag: runtime.batch_output(outputs, tag)  # noqa: E731 - local shorthand
-    dead_letters = runtime.side_output(results, DEAD_LETTERS).union(
+    outputs = operators.batch_outputs(results, STATUS, SIDE_TAGS)
+    side = lambda tag: operators.batch_output(outputs, tag)  # noqa: E731 - local shorthand
+    dead_letters = operators.side_output(results, DEAD_LETTERS).union(
         repeats.map(repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW).name("repeats")
     )
     return Decisions(
         outputs,
-        runtime.redis_set_commands(side(STATUS_CACHE), redis_store.order_status_key("")),
+        operators.redis_set_commands(side(STATUS_CACHE), redis_store.order_status_key("")),
         side(SALE),
         side(POS_ORDER),
         side(DELIVERY),
         side(SUPPLIER_ORDER),
-        runtime.delimited_rows(side(FACT), FACT_ROW, FACT_KINDS),
-        runtime.delimited_rows(
+        operators.delimited_rows(side(FACT), FACT_ROW, FACT_KINDS),
+        operators.delimited_rows(
             side(SUPPLIER_ORDER_ROW), SUPPLIER_ORDER_ROW_TYPE, SUPPLIER_ORDER_KINDS
         ),
-        runtime.delimited_rows(side(ALERT), ALERT_ROW, ALERT_KINDS),
-        runtime.delimited_rows(side(STOCK_LEVEL), INVENTORY_ROW, INVENTORY_KINDS),
+        operators.delimited_rows(side(ALERT), ALERT_ROW, ALERT_KINDS),
+        operators.delimited_rows(side(STOCK_LEVEL), INVENTORY_ROW, INVENTORY_KINDS),
         dead_letters,
     )
 

@@ -215,7 +215,7 @@ def table_environment(env: StreamExecutionEnvironment) -> StreamTableEnvironment
 
 
 def batch_table_environment(props: Props) -> TableEnvironment:
-    """A bounded SQL run (``jobs.hourly_metrics.run_batch``) with the jobs' jar, file
+    """A bounded SQL run (``etl.metrics.run_batch``) with the jobs' jar, file
     systems and time zone; SQL only, so no Python is shipped."""
     config = _started_configuration(props)
     if is_local():

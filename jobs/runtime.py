@@ -24,6 +24,7 @@ from pyflink.table import EnvironmentSettings, StreamTableEnvironment, TableEnvi
 
 from pizzastream import run_directory, settings
 from pizzastream.config import REPO_ROOT, Props, is_local, load_properties
+from pizzastream.settings import AwsSettings, FlinkTuningSettings
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
 LOCAL_CHECKPOINTS = REPO_ROOT / ".stack" / "checkpoints"
@@ -54,7 +55,7 @@ def _prepare_local_jvm(props: Props) -> None:
     """Must run before the first py4j call, which starts the JVM."""
     if not DEPENDENCIES_JAR.exists():
         sys.exit(f"{DEPENDENCIES_JAR} is missing: build it with `mvn -f deploy/pom.xml package`")
-    if props["Aws"].get("endpoint"):
+    if AwsSettings.from_group(props["Aws"]).endpoint:
         # The emulators answer the SDK's CBOR with HTTP 500 or corrupt it.
         # JVM_ARGS adds to PyFlink's default JVM options (FLINK_ENV_JAVA_OPTS would replace
         # its Java 17 --add-opens list).
@@ -76,14 +77,14 @@ def _prepare_local_jvm(props: Props) -> None:
 def _s3_settings(props: Props) -> dict[str, str]:
     """The S3 file system plugin's settings for the emulator (path-style, static keys);
     empty on AWS, where the plugin uses the application's role."""
-    aws = props["Aws"]
-    if not aws.get("endpoint"):
+    aws = AwsSettings.from_group(props["Aws"])
+    if not aws.endpoint:
         return {}
     return {
-        "s3.endpoint": aws["endpoint"],
+        "s3.endpoint": aws.endpoint,
         "s3.path.style.access": "true",
-        "s3.access-key": aws["access_key_id"],
-        "s3.secret-key": aws["secret_access_key"],
+        "s3.access-key": aws.access_key_id,
+        "s3.secret-key": aws.secret_access_key,
     }
 
 
@@ -103,28 +104,30 @@ def _initialize_file_systems(config: Configuration) -> None:
     jvm.org.apache.flink.core.fs.FileSystem.initialize(config._j_configuration, plugins)
 
 
+def _tuning(props: Props) -> FlinkTuningSettings:
+    """The ``FlinkTuning`` group, typed; every default where a deployment leaves it out."""
+    return FlinkTuningSettings.from_group(props.get("FlinkTuning", {}))
+
+
 def flink_configuration(props: Props, restore_from: str | None = None) -> Configuration:
     """The job's Flink settings; locally, ``restore_from`` (else ``PIZZASTREAM_RESTORE_FROM``)
     names the savepoint or retained checkpoint to start from."""
     config = Configuration()
-    for key, value in props.get("FlinkTuning", {}).items():
-        if key.startswith("python."):
-            config.set_string(key, value)
+    tuning = _tuning(props)
+    for key, value in tuning.python.items():
+        config.set_string(key, value)
     if is_local():
         # MSF's state backend (RocksDB, incremental snapshots: an application cannot choose
         # another in code) with about a KPU's memory for it: local runs, tests and benchmarks
         # pay what state costs on MSF. ``state.*`` and ``taskmanager.memory.*`` keys in
         # FlinkTuning override them locally (the benchmarks compare).
-        tuning = props.get("FlinkTuning", {})
-        slots = int(tuning.get("parallelism", "1"))
         local = {
             **MSF_STATE_BACKEND,
-            "taskmanager.memory.managed.size": f"{MANAGED_MEMORY_PER_SLOT_MB * slots}m",
+            "taskmanager.memory.managed.size": (
+                f"{MANAGED_MEMORY_PER_SLOT_MB * tuning.parallelism}m"
+            ),
         }
-        for key, value in {
-            **local,
-            **{k: v for k, v in tuning.items() if k.startswith(("state.", "taskmanager.memory."))},
-        }.items():
+        for key, value in {**local, **tuning.state_and_memory}.items():
             config.set_string(key, value)
         config.set_string("pipeline.jars", DEPENDENCIES_JAR.as_uri())
         config.set_string("python.executable", sys.executable)
@@ -166,13 +169,11 @@ def stream_environment(props: Props, restore_from: str | None = None) -> StreamE
         _started_configuration(props, restore_from)
     )
     env.set_max_parallelism(MAX_PARALLELISM)
-    tuning = props.get("FlinkTuning", {})
     if is_local():
         # On MSF parallelism and checkpointing are application settings, not code.
-        env.set_parallelism(int(tuning.get("parallelism", "1")))
-        env.enable_checkpointing(
-            int(tuning.get("checkpoint_interval_ms", "5000")), CheckpointingMode.EXACTLY_ONCE
-        )
+        tuning = _tuning(props)
+        env.set_parallelism(tuning.parallelism)
+        env.enable_checkpointing(tuning.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     # The order path's batchers hand every pending record downstream before a barrier passes
     # (pizzastream.flink.StoreBatcher): exactly-once with them needs aligned checkpoints.
     env.get_checkpoint_config().enable_unaligned_checkpoints(False)
@@ -219,8 +220,7 @@ def batch_table_environment(props: Props) -> TableEnvironment:
     systems and time zone; SQL only, so no Python is shipped."""
     config = _started_configuration(props)
     if is_local():
-        tuning = props.get("FlinkTuning", {})
-        config.set_string("parallelism.default", tuning.get("parallelism", "1"))
+        config.set_string("parallelism.default", str(_tuning(props).parallelism))
     t_env = TableEnvironment.create(
         EnvironmentSettings.new_instance().in_batch_mode().with_configuration(config).build()
     )

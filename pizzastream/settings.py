@@ -28,8 +28,9 @@ The groups that already had a typed reader keep it and hold its result:
 ``DeliverySettings.rules`` (``pizzastream.delivery.DeliveryRules``) and
 ``Settings.resharding`` (``pizzastream.resharding.Settings``).
 
-Deliberately pure: no Flink, no AWS; the parsing reads the groups through a loop the
-deployment analysis (``deploy/property_reads.py``) does not count as reads of any key.
+Deliberately pure: no Flink, no AWS. The parsing reads the groups through a loop the
+deployment analysis (``deploy/property_reads.py``) does not count as reads of any key; it
+counts the fields a program then uses (``group.host`` reads ``host``).
 """
 
 from __future__ import annotations
@@ -174,8 +175,9 @@ def _parse_fields(
 
 def _plain(values: Mapping[str, str]) -> dict[str, str]:
     """A copy of a group's values. Each ``from_group`` reads the copy: to the deployment
-    analysis (``deploy/property_reads.py``) parsing a group is one read of the whole group,
-    and its keys are checked here, by the tests that parse every deployed file."""
+    analysis (``deploy/property_reads.py``) parsing a group is one read of the whole group
+    and each field used afterwards a read of its key, and the keys are checked here, by the
+    tests that parse every deployed file."""
     return {str(key): str(value) for key, value in values.items()}
 
 

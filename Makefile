@@ -32,11 +32,21 @@ format: setup
 
 # requirements.lock from pyproject.toml (after changing a dependency there); the KCL wheel it
 # finds in deploy/kcl/target/wheels comes from setup. PIP_FIND_LINKS is a machine's own.
+# Then requirements-runtime.lock: pyproject.toml's dependencies without the extras, at the
+# full lock's versions (its constraint), for what the product ships (deploy/docker/Dockerfile).
+# pip-compile copies the constraint's --find-links as an absolute path of this machine: the
+# last line drops it (the relative one stays).
 lock: setup
 	env -u PIP_FIND_LINKS CUSTOM_COMPILE_COMMAND="make lock" .venv/bin/pip-compile -q \
 	  --extra dev --extra bench --extra deploy --allow-unsafe --strip-extras \
 	  --find-links deploy/kcl/target/wheels --pip-args "--only-binary amazon-kclpy" \
 	  --no-emit-index-url -o requirements.lock pyproject.toml
+	env -u PIP_FIND_LINKS CUSTOM_COMPILE_COMMAND="make lock" .venv/bin/pip-compile -q \
+	  --constraint requirements.lock --allow-unsafe --strip-extras \
+	  --find-links deploy/kcl/target/wheels --pip-args "--only-binary amazon-kclpy" \
+	  --no-emit-index-url -o requirements-runtime.lock pyproject.toml
+	grep -v '^--find-links /' requirements-runtime.lock > requirements-runtime.lock.tmp
+	mv requirements-runtime.lock.tmp requirements-runtime.lock
 
 stack-up: setup
 	$(PY) -m stack up

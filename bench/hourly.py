@@ -1,5 +1,5 @@
 """hourly_metrics on the benchmark generator: ``jobs.hourly_metrics`` as shipped (sale
-text, event time and watermarks from ``runtime.json_event_time`` in the JVM, as its Kinesis
+text, event time and watermarks from ``operators.json_event_time`` in the JVM, as its Kinesis
 source assigns them, decoded once by ``sales_table``, then ``metrics_and_live``'s SQL); the
 same SQL over sales the generator emits already typed, with a SQL watermark (the pure-SQL
 yardstick: no JSON at all); and the publication latency of each hour's rows.
@@ -30,12 +30,12 @@ DELAY_RATE = 25
 
 def _timed_sales(ctx) -> DataStream:
     """Sale records as text with event time and watermarks, as ``kinesis.text_records``
-    with ``runtime.json_event_time`` gives them to the job."""
+    with ``operators.json_event_time`` gives them to the job."""
     from jobs import hourly_metrics as job
-    from jobs import runtime
+    from jobs import operators
 
     out_of_orderness, idle = job._settings(ctx.props)
-    strategy = runtime.json_event_time(
+    strategy = operators.json_event_time(
         "t", out_of_orderness // timedelta(milliseconds=1), idle // timedelta(milliseconds=1)
     )
     sales = ctx.generator("sale_text")

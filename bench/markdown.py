@@ -92,7 +92,7 @@ def render(results: dict) -> str:
         "JVM, from the benchmarks' own jar, `bench/jvm`: 80/20 store skew over 2,000 "
         "stores, catalog products and prices) into discarding sinks, through the jobs' own "
         "functions (`enrich_orders`, `decide_orders`, `metrics_and_live`) and side outputs "
-        "(`runtime.side_output`). State is kept as on MSF: RocksDB with incremental "
+        "(`operators.side_output`). State is kept as on MSF: RocksDB with incremental "
         "checkpoints, 1 GB of managed memory per slot (`jobs/runtime.py`); reports before "
         "2026-12-05 ran on the heap backend (see *The state backend* below).",
         "* After a warm-up, a steady window gives **events/s** (wall) and, with the CPU time "
@@ -466,7 +466,7 @@ def _findings(results: dict) -> str:
             f"over typed rows (`hourly_sql`, no JSON) it runs {_x(hourly_ratio)} (target "
             f"{TARGET_HOURLY_RATIO}x); what is left of the gap is reading the Kinesis text: "
             f"event time from `json_event_time` and one JSON decode per sale "
-            f"(`runtime.json_rows`, Flink's JSON format)."
+            f"(`operators.json_rows`, Flink's JSON format)."
         )
     if tumble_ratio is not None:
         lines.append(

@@ -47,10 +47,10 @@ def passthrough(raw: DataStream) -> DataStream:
 
 
 def keyed_passthrough(tagged: DataStream, state: bool) -> DataStream:
-    from jobs import runtime
+    from jobs import operators
 
     return (
-        runtime.key_by_store(tagged, TAGGED_RECORD)
+        operators.key_by_store(tagged, TAGGED_RECORD)
         .process(_KeyedPassthrough(state), output_type=KEYED_RECORD)
         .name("keyed-passthrough")
     )

@@ -4,7 +4,7 @@ prototypes of the proposed fixes, each fed by the in-job generator into discardi
 Every scenario counts its input events at the generator (``Progress`` in the JVM); with the
 generator much faster than what it feeds, the job is back-pressured and the generator's
 rate is the rate of the slowest operator. Outputs go to discarding sinks through the same
-side outputs the jobs' ``build`` functions use (``runtime.side_output``), so the measured
+side outputs the jobs' ``build`` functions use (``operators.side_output``), so the measured
 work is the jobs' work minus Kinesis, Redis and the database.
 """
 

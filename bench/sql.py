@@ -2,7 +2,7 @@
 cost with no Python in the hot path".
 
 They read the same generator records as the jobs. JSON is decoded once per record in the
-JVM by Flink's JSON format (``runtime.json_rows``), as a Kinesis table with
+JVM by Flink's JSON format (``operators.json_rows``), as a Kinesis table with
 ``'format' = 'json'`` would (``JSON_VALUE`` re-parses the document on every call). Then,
 ending in ``blackhole`` tables:
 
@@ -112,9 +112,9 @@ def recipe_case(column: str) -> str:
 
 def decoded(stream: DataStream, row_type) -> DataStream:
     """JSON bytes (or tagged records) decoded once in the JVM into ``row_type`` rows."""
-    from jobs import runtime
+    from jobs import operators
 
-    return runtime.json_rows(stream, row_type, MAX_RECORD_BYTES)
+    return operators.json_rows(stream, row_type, MAX_RECORD_BYTES)
 
 
 def _view(ctx, stream: DataStream, name: str, watermark: str | None = None) -> None:

@@ -94,7 +94,7 @@ def text_records(
     logical_name: str,
     watermarks: WatermarkStrategy,
 ) -> DataStream:
-    """The stream's records as UTF-8 text (decoded later, e.g. by ``runtime.json_rows``).
+    """The stream's records as UTF-8 text (decoded later, e.g. by ``operators.json_rows``).
     ``watermarks`` runs in the source, so Flink keeps event time per shard."""
     schema = get_gateway().jvm.pizzastream.flink.TextRecordSchema()
     return _source(env, props, logical_name, schema, Types.STRING(), watermarks)
@@ -104,7 +104,7 @@ def tagged_records(
     env: StreamExecutionEnvironment, props: Props, kinds: dict[str, str]
 ) -> DataStream:
     """Streams ``{logical_name: kind}`` merged into one, each element
-    ``(partition_key, (kind, data))`` built in the JVM (see ``jobs.runtime.key_by_store``)."""
+    ``(partition_key, (kind, data))`` built in the JVM (see ``jobs.operators.key_by_store``)."""
     jvm = get_gateway().jvm
     streams = [
         _source(

@@ -191,7 +191,7 @@ ETL = {"fetch_rows": "10000", "part_rows": "1000000", "metrics_chunk_hours": "24
 DATABASE_TLS = {"sslmode": "verify-full", "sslrootcert": str(certs.BUNDLE)}
 # The container image's build context: only what deploy/docker/Dockerfile copies.
 IMAGE_FILES = [
-    "requirements.lock",
+    "requirements-runtime.lock",
     "scripts/setup_kcl.sh",
     "deploy/kcl/pom.xml",
     "deploy/pom.xml",

@@ -12,6 +12,12 @@ it calls, with the arguments each call passes, and records
   argument (``postgres_dsn(props, "Warehouse")``, ``stream_arn(props, "sales")``), loops over
   literal tuples and dicts, ``dataclasses.fields(cls)`` names, and objects that keep the
   properties (``self._props``, ``self.props``);
+* the typed reads of ``pizzastream.settings``: ``XSettings.from_group(props["Group"])`` reads
+  the group, and each field then read of the result (directly, or by a property or method
+  of the class reading ``self.<field>``) reads the key of that name: required when the field
+  has no default, optional otherwise; a field the class derives from several keys (named in
+  its ``from_group``'s ``frozenset({...})``, such as ``StreamsSettings.names``) reads the
+  whole group optionally;
 * whether each read is *required* (``[...]``) or *optional* (``.get(key, default)``, or a
   ``[...]`` guarded by ``if group.get(key)``); iterating a whole group reads it optionally;
 * every module it imports: the project's own (followed) and third-party top-level names.
@@ -108,6 +114,15 @@ class FieldRef:
     name: str
 
 
+@dataclass(frozen=True)
+class Typed:
+    """A group parsed into its settings class (``AuroraSettings.from_group(props["Aurora"])``,
+    ``pizzastream.settings``): reading one of its fields reads that key of ``group``."""
+
+    cls: ClassRef
+    group: str
+
+
 PROPS = Props()
 LOCAL = "<is_local>"
 Values = frozenset
@@ -193,6 +208,8 @@ class _Analyzer:
         self.modules: dict[str, _ModuleInfo] = {}
         self.result = Analysis()
         self.done: set = set()
+        # The typed groups each analyzed call returns (``settings.database``'s), by call.
+        self.returns: dict = {}
         self.instantiated: set[ClassRef] = set()
 
     # modules
@@ -218,6 +235,12 @@ class _Analyzer:
                 and isinstance(node.targets[0], ast.Name)
             ):
                 info.constants[node.targets[0].id] = node.value
+            elif (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and node.value is not None
+            ):
+                info.constants[node.target.id] = node.value
         # Imports at module level (also in class bodies and under if/try) run on import;
         # those inside functions count when the analysis reaches the function.
         for node in _module_level(tree.body):
@@ -259,6 +282,59 @@ class _Analyzer:
             else:
                 bound[alias.asname or alias.name] = None
         return bound
+
+    def settings_fields(self, cls: ClassRef) -> dict[str, bool | None]:
+        """``{field: required}`` of a settings dataclass and its bases in the same module;
+        ``None`` for a field derived from several keys (not a key of its own)."""
+        out: dict[str, bool | None] = {}
+        for node in reversed(self._class_chain(cls)):
+            derived: set[str] = set()
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "from_group":
+                    for call in ast.walk(item):
+                        if (
+                            isinstance(call, ast.Call)
+                            and isinstance(call.func, ast.Name)
+                            and call.func.id == "frozenset"
+                            and call.args
+                            and isinstance(call.args[0], ast.Set)
+                        ):
+                            derived |= {
+                                e.value
+                                for e in call.args[0].elts
+                                if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                            }
+            for item in node.body:
+                if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
+                    continue
+                if "ClassVar" in ast.unparse(item.annotation):
+                    continue
+                name = item.target.id
+                out[name] = None if name in derived else _without_default(item.value)
+        return out
+
+    def _class_chain(self, cls: ClassRef) -> list[ast.ClassDef]:
+        """The class and its bases defined in the same module, the class first."""
+        chain: list[ast.ClassDef] = []
+        info = self.module(cls.module)
+        node = info.classes.get(cls.name)
+        while node is not None and node not in chain:
+            chain.append(node)
+            bases = [b.id for b in node.bases if isinstance(b, ast.Name) and b.id in info.classes]
+            node = info.classes[bases[0]] if bases else None
+        return chain
+
+    def settings_member(self, cls: ClassRef, name: str) -> tuple[Function, bool] | None:
+        """The method or property ``name`` of ``cls`` or a base in its module, and whether
+        it is a property."""
+        info = self.module(cls.module)
+        for node in self._class_chain(cls):
+            qualname = f"{node.name}.{name}"
+            fn = info.functions.get(qualname)
+            if fn is not None:
+                is_property = any(ast.unparse(d) == "property" for d in fn.decorator_list)
+                return Function(cls.module, qualname), is_property
+        return None
 
     def _import_value(self, name: str):
         return Module(name) if _is_project(name) else None
@@ -320,11 +396,12 @@ class _Analyzer:
 
     def call_function(
         self, fn: Function, args: list, kwargs: dict, self_value=None, cls_value=None
-    ) -> None:
+    ) -> Values:
+        """Analyzes the call; returns the typed groups (``Typed``) it may return."""
         info = self.module(fn.module)
         node = info.functions.get(fn.qualname)
         if node is None:
-            return
+            return Values()
         env: dict[str, Values] = {}
         params = node.args
         positional = [*params.posonlyargs, *params.args]
@@ -356,10 +433,23 @@ class _Analyzer:
                 env[param.arg] = module_scope.eval(default)
         key = (fn, tuple(sorted((k, _freeze(v)) for k, v in env.items())))
         if key in self.done:
-            return
+            return self.returns.get(key, Values())
         self.done.add(key)
         cls = fn.qualname.split(".")[0] if "." in fn.qualname else None
-        _Scope(self, info, env, cls, fn.qualname).block(node.body)
+        scope = _Scope(self, info, env, cls, fn.qualname)
+        scope.returned = set()
+        scope.block(node.body)
+        self.returns[key] = Values(v for v in scope.returned if isinstance(v, Typed))
+        return self.returns[key]
+
+
+def _without_default(value: ast.expr | None) -> bool:
+    """Whether a dataclass field's right-hand side leaves it without a default."""
+    if value is None:
+        return True
+    if isinstance(value, ast.Call) and ast.unparse(value.func) in ("field", "dataclasses.field"):
+        return not any(kw.arg in ("default", "default_factory") for kw in value.keywords)
+    return False
 
 
 def _freeze(values: Values) -> tuple:
@@ -372,6 +462,7 @@ class _Scope:
     ):
         self.a, self.info, self.env, self.cls, self.where = analyzer, info, env, cls, where
         self.guarded: set[str] = set()
+        self.returned: set[object] | None = None  # a function's body: what it returns
 
     def at(self, node) -> str:
         return (
@@ -407,6 +498,11 @@ class _Scope:
                 inner.block(node.body)
             return
         if isinstance(node, ast.ClassDef):
+            return
+        if isinstance(node, ast.Return):
+            returned = self.eval(node.value)
+            if self.returned is not None:
+                self.returned |= returned
             return
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             if self.where != "<module>":
@@ -556,6 +652,8 @@ class _Scope:
                             out.add(member)
                 elif isinstance(v, FieldRef) and node.attr == "name":
                     out.add(Const(v.name))
+                elif isinstance(v, Typed):
+                    out |= self.typed_attribute(node, v, record)
                 elif isinstance(v, (ClassRef, Instance)):
                     cls = v if isinstance(v, ClassRef) else v.cls
                     qualname = f"{cls.name}.{node.attr}"
@@ -612,6 +710,26 @@ class _Scope:
                 ev(child)
         return Values()
 
+    def typed_attribute(self, node: ast.Attribute, typed: Typed, record: bool) -> Values:
+        """``typed.<attr>``: a field reads its key; a property runs with ``self`` the typed
+        group; a method is bound to it."""
+        fields = self.a.settings_fields(typed.cls)
+        if node.attr in fields:
+            required = fields[node.attr]
+            if record:
+                key = None if required is None else node.attr
+                self.a.read(self, typed.group, key, bool(required), node)
+            return Values()
+        member = self.a.settings_member(typed.cls, node.attr)
+        if member is None:
+            return Values()
+        fn, is_property = member
+        if is_property:
+            if record:
+                self.a.call_function(fn, [], {}, self_value=Values({typed}))
+            return Values()
+        return Values({_BoundMethod(fn, typed)})
+
     def global_value(self, name: str) -> Values:
         if name in self.info.imports and self.info.imports[name] is not None:
             return Values({self.info.imports[name]})
@@ -621,6 +739,12 @@ class _Scope:
             return Values({ClassRef(self.info.name, name)})
         if name in self.info.constants:
             node = self.info.constants[name]
+            if (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func).endswith("MappingProxyType")
+                and len(node.args) == 1
+            ):
+                node = node.args[0]  # a read-only view of a literal dict: the dict
             if isinstance(node, (ast.Constant, ast.Tuple, ast.List, ast.Dict)):
                 return _Scope(self.a, self.info, {}, None, self.where).eval(node, record=False)
         return Values()
@@ -700,6 +824,11 @@ class _Scope:
                             out.add(Seq(b.keys))
                         else:
                             out.add(Seq(b.values))
+            if func.attr == "from_group" and args:
+                groups = [g for g in args[0] if isinstance(g, Group)]
+                for b in base:
+                    if isinstance(b, ClassRef):
+                        out |= {Typed(b, g.name) for g in groups}
             for target in self.eval(func, record=False):
                 out |= self.invoke(target, args, kwargs)
             if func.attr == "load_properties":
@@ -726,15 +855,14 @@ class _Scope:
 
     def invoke(self, target, args, kwargs) -> Values:
         if isinstance(target, Function):
-            self.a.call_function(target, args, kwargs)
+            return self.a.call_function(target, args, kwargs)
         elif isinstance(target, _BoundMethod):
             receiver = target.receiver
-            if isinstance(receiver, Instance):
-                self.a.call_function(target.fn, args, kwargs, self_value=Values({receiver}))
-            else:
-                self.a.call_function(
-                    target.fn, args, kwargs, cls_value=Values({receiver}), self_value=Values()
-                )
+            if isinstance(receiver, (Instance, Typed)):
+                return self.a.call_function(target.fn, args, kwargs, self_value=Values({receiver}))
+            return self.a.call_function(
+                target.fn, args, kwargs, cls_value=Values({receiver}), self_value=Values()
+            )
         elif isinstance(target, ClassRef):
             self.a.instantiated.add(target)
             init = f"{target.name}.__init__"

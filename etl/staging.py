@@ -7,7 +7,7 @@ contract's columns with their contract types (timestamps in UTC, money as decima
 any Parquet reader gets the same values Aurora has. An hour is always written whole, in key
 order, chunk by chunk: the same rows give byte-identical objects, so re-running an hour
 changes nothing. An hour without sales is one empty part, so "staged, nothing sold" is not
-mistaken for "not staged" (``hourly_metrics.run_batch`` refuses unstaged hours).
+mistaken for "not staged" (``etl.metrics.run_batch`` refuses unstaged hours).
 
 Parts are written to a local temporary file and uploaded from there: memory holds one
 chunk of rows, never the hour.

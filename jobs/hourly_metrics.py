@@ -21,9 +21,9 @@ for every POS store system's batches up to the hour's end, at most ``pos_wait_mi
 (``pizzastream.flink.JsonEventTime``): an hour is published as soon as it is complete, and a
 store whose POS stayed silent is published ``partial``. A sale later than that updates its
 hour within ``allowed_lateness_minutes`` (``pizzastream.publication``); later still, it is in
-``order_fct``: the hourly ETL recomputes the hour with ``run_batch`` (the same SQL, in batch
-mode, over the staging copy of ``order_fct``) and replaces it in both sinks with
-``publish_hours``.
+``order_fct``: the hourly ETL recomputes the hour with ``etl.metrics.run_batch`` (the same
+SQL, ``pizzastream.metrics.metric_sql``, in batch mode over the staging copy of
+``order_fct``) and replaces it in both sinks with ``etl.metrics.publish_hours``.
 
 Run locally with ``python jobs/hourly_metrics.py``; the same file is the ``python`` run option
 of the Managed Service for Apache Flink application.
@@ -32,8 +32,7 @@ of the Managed Service for Apache Flink application.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,13 +45,11 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
 
 from connectors import kinesis, lake, redis_store, warehouse
-from jobs import runtime
+from jobs import operators, runtime
 from pizzastream.config import Props
 from pizzastream.metrics import (
     HOUR_MS,
     SALE_ORDER_COLUMNS,
-    MetricRow,
-    as_hour,
     metric_sql,
     money_text_sql,
 )
@@ -70,7 +67,6 @@ SALES, FIRST_COPIES, SALE_ORDERS = "sales", "first_copies", "sale_orders"
 MINUTE_MS = 60_000
 # Most sales folded into the live view's per-store, per-minute counts before they are written.
 LIVE_BATCH_SALES = 100_000
-STAGING_TABLE = "staging_order_fct"
 # What the publisher hands the warehouse sink: a metric row and who wrote it.
 _TIMESTAMP = LocalTimeTypeInfo(LocalTimeTypeInfo.TimeType.LOCAL_DATE_TIME)
 PUBLISHED_ROW = Types.ROW_NAMED(
@@ -179,7 +175,7 @@ def sales_table(t_env: StreamTableEnvironment, sales: DataStream) -> Table:
     columns runs ~1.4x as fast as one ``JSON_VALUE`` parse per field
     (docs/benchmarks.md)."""
     return t_env.from_data_stream(
-        runtime.json_rows(sales, SALE_RECORD, KINESIS_MAX_RECORD_BYTES), timed_columns()
+        operators.json_rows(sales, SALE_RECORD, KINESIS_MAX_RECORD_BYTES), timed_columns()
     )
 
 
@@ -215,7 +211,7 @@ def metrics_and_live(
     config.set("table.exec.mini-batch.enabled", "false")
     t_env.create_temporary_view(SALES, sales)
     t_env.create_temporary_view(
-        FIRST_COPIES, runtime.computed_once(t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime")
+        FIRST_COPIES, operators.computed_once(t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime")
     )
     t_env.execute_sql(SALE_ORDERS_SQL)
     if settings.lateness:
@@ -340,7 +336,7 @@ def build(env: StreamExecutionEnvironment, props: Props) -> None:
         env,
         props,
         "sales",
-        runtime.json_event_time(
+        operators.json_event_time(
             "t",
             settings.out_of_orderness // timedelta(milliseconds=1),
             settings.idle // timedelta(milliseconds=1),
@@ -356,57 +352,6 @@ def build(env: StreamExecutionEnvironment, props: Props) -> None:
     # one (at most once per key and mini-batch), which leaves the new value.
     ttl_s = int(HourlyMetricsSettings.from_group(props["HourlyMetrics"]).live_ttl_minutes * 60)
     live.sink_to(redis_store.sink(props, ttl_s)).name("redis:live").uid("sink-redis-live")
-
-
-def run_batch(props: Props, hours: Sequence[datetime]) -> list[MetricRow]:
-    """The metrics of ``hours`` (window starts, naive UTC or aware) recomputed by Flink in
-    batch mode, with the streaming job's SQL, from the S3 staging copy of ``order_fct``
-    (``lake.staging_source_ddl``), regrouped into orders. Every hour must be staged (an
-    hour without sales as an empty part): an unstaged hour would otherwise read as "no
-    sales" and ``publish_hours`` would empty it."""
-    hours = sorted({as_hour(hour) for hour in hours})
-    if not hours:
-        return []
-    missing = lake.unstaged_hours(props, hours)
-    if missing:
-        raise ValueError(f"no staging partition for {[h.isoformat() for h in missing]}")
-    t_env = runtime.batch_table_environment(props)
-    t_env.execute_sql(lake.staging_source_ddl(props, STAGING_TABLE))
-    partitions = " OR ".join(
-        f"(dt = '{dt}' AND `hour` = '{hh}')" for dt, hh in map(lake.partition_values, hours)
-    )
-    t_env.execute_sql(f"""
-CREATE TEMPORARY VIEW {SALE_ORDERS} ({", ".join(SALE_ORDER_COLUMNS)}) AS
-SELECT order_id, store_id, channel, delivery_type, transaction_ts,
-       CAST(SUM(quantity) AS BIGINT), SUM(CAST(total_transaction_amt * 100 AS BIGINT))
-FROM {STAGING_TABLE}
-WHERE {partitions}
-GROUP BY order_id, store_id, channel, delivery_type, transaction_ts""")
-    with t_env.sql_query(metric_sql(SALE_ORDERS)).execute().collect() as results:
-        rows = [MetricRow(*result) for result in results]
-    return sorted(rows, key=lambda row: (row.window_start, row.store_id))
-
-
-def publish_hours(props: Props, rows: Sequence[MetricRow], hours: Sequence[datetime]) -> None:
-    """Replaces ``hours`` in the lake (one PUT of each hour's object, ``lake.replace_hour``)
-    and in the warehouse (staging + merge, one transaction, ``warehouse.replace_hours``) with
-    ``rows`` (``run_batch``'s): rows of a store that no longer sold in an hour disappear.
-    Idempotent. Refuses hours the stream may still publish itself (``stream_closes_at``)
-    and rows outside ``hours``."""
-    hours = sorted({as_hour(hour) for hour in hours})
-    now = datetime.now(UTC).replace(tzinfo=None)
-    settings = HourlySettings.from_props(props)
-    open_hours = [hour for hour in hours if settings.closes_at(hour) > now]
-    if open_hours:
-        raise ValueError(f"the stream may still publish {[h.isoformat() for h in open_hours]}")
-    by_hour: dict[datetime, list[MetricRow]] = {hour: [] for hour in hours}
-    for row in rows:
-        if row.window_start not in by_hour:
-            raise ValueError(f"row of {row.window_start.isoformat()} is outside the hours")
-        by_hour[row.window_start].append(row)
-    for hour, hour_rows in by_hour.items():
-        lake.replace_hour(props, hour, hour_rows)
-    warehouse.replace_hours(props, hours, rows)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from pyflink.datastream import (
 from pyflink.datastream.state import MapStateDescriptor
 
 from connectors import aurora, kinesis, redis_store
-from jobs import runtime
+from jobs import operators, runtime
 from pizzastream.catalog import Catalog
 from pizzastream.config import Props
 from pizzastream.order_batches import (
@@ -67,11 +67,11 @@ from pizzastream.settings import InventorySettings, OrderPathSettings, OrderRule
 JOB_NAME = INVENTORY_JOB
 
 # The table rows parsed in the JVM from result lines (order_batches.ROW_LAYOUTS).
-FACT_ROW = runtime.delimited_row_type(ROW_LAYOUTS[FACT])
+FACT_ROW = operators.delimited_row_type(ROW_LAYOUTS[FACT])
 FACT_KINDS = ROW_LAYOUTS[FACT].kinds
-SUPPLIER_ORDER_ROW_TYPE = runtime.delimited_row_type(ROW_LAYOUTS[SUPPLIER_ORDER_ROW])
-ALERT_ROW = runtime.delimited_row_type(ROW_LAYOUTS[ALERT])
-INVENTORY_ROW = runtime.delimited_row_type(ROW_LAYOUTS[STOCK_LEVEL])
+SUPPLIER_ORDER_ROW_TYPE = operators.delimited_row_type(ROW_LAYOUTS[SUPPLIER_ORDER_ROW])
+ALERT_ROW = operators.delimited_row_type(ROW_LAYOUTS[ALERT])
+INVENTORY_ROW = operators.delimited_row_type(ROW_LAYOUTS[STOCK_LEVEL])
 DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
 SIDE_TAGS = (
     STATUS_CACHE
@@ -197,8 +197,8 @@ def decide_orders(
     Benchmarks feed it directly, and may put another desk in (``bench.prototypes``)."""
     inventory = InventorySettings.from_group(props["Inventory"])
     path = OrderPathSettings.from_group(props.get("OrderPath", {}))
-    runtime.hand_records_on_by_reference(records)
-    batches, repeats = runtime.store_batches(
+    operators.hand_records_on_by_reference(records)
+    batches, repeats = operators.store_batches(
         records,
         event_id_fields,
         inventory.dedup_ttl_ms,
@@ -207,26 +207,26 @@ def decide_orders(
         path.batch_max_delay_ms,
     )
     results = (
-        batches.process(desk or DecideStoreBatches(props), output_type=runtime.BATCH)
+        batches.process(desk or DecideStoreBatches(props), output_type=operators.BATCH)
         .name("store-inventory")
         .uid("store-inventory-batches")
     )
-    outputs = runtime.batch_outputs(results, STATUS, SIDE_TAGS)
-    side = lambda tag: runtime.batch_output(outputs, tag)  # noqa: E731 - local shorthand
-    dead_letters = runtime.side_output(results, DEAD_LETTERS).union(
+    outputs = operators.batch_outputs(results, STATUS, SIDE_TAGS)
+    side = lambda tag: operators.batch_output(outputs, tag)  # noqa: E731 - local shorthand
+    dead_letters = operators.side_output(results, DEAD_LETTERS).union(
         repeats.map(repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW).name("repeats")
     )
     return Decisions(
         outputs,
-        runtime.redis_set_commands(side(STATUS_CACHE), redis_store.order_status_key("")),
+        operators.redis_set_commands(side(STATUS_CACHE), redis_store.order_status_key("")),
         side(SALE),
         side(POS_ORDER),
         side(DELIVERY),
         side(SUPPLIER_ORDER),
-        runtime.delimited_rows(side(FACT), ROW_LAYOUTS[FACT]),
-        runtime.delimited_rows(side(SUPPLIER_ORDER_ROW), ROW_LAYOUTS[SUPPLIER_ORDER_ROW]),
-        runtime.delimited_rows(side(ALERT), ROW_LAYOUTS[ALERT]),
-        runtime.delimited_rows(side(STOCK_LEVEL), ROW_LAYOUTS[STOCK_LEVEL]),
+        operators.delimited_rows(side(FACT), ROW_LAYOUTS[FACT]),
+        operators.delimited_rows(side(SUPPLIER_ORDER_ROW), ROW_LAYOUTS[SUPPLIER_ORDER_ROW]),
+        operators.delimited_rows(side(ALERT), ROW_LAYOUTS[ALERT]),
+        operators.delimited_rows(side(STOCK_LEVEL), ROW_LAYOUTS[STOCK_LEVEL]),
         dead_letters,
     )
 

@@ -30,7 +30,7 @@ from pyflink.datastream import (
 )
 
 from connectors import aurora, kinesis, redis_store
-from jobs import runtime
+from jobs import operators, runtime
 from pizzastream.catalog import Catalog
 from pizzastream.config import Props
 from pizzastream.order_batches import (
@@ -85,21 +85,21 @@ def enrich_orders(raw_orders: DataStream, props: Props) -> Enrichment[DataStream
     """The job's logic without its edges: raw order bytes in, its outputs out.
     Benchmarks feed it directly."""
     path = OrderPathSettings.from_group(props.get("OrderPath", {}))
-    runtime.hand_records_on_by_reference(raw_orders)
-    batches = runtime.order_batches(raw_orders, path.batch_max_records, path.batch_max_delay_ms)
+    operators.hand_records_on_by_reference(raw_orders)
+    batches = operators.order_batches(raw_orders, path.batch_max_records, path.batch_max_delay_ms)
     results = (
-        batches.process(EnrichOrderBatches(props), output_type=runtime.BATCH)
+        batches.process(EnrichOrderBatches(props), output_type=operators.BATCH)
         .name("enrich-orders")
         .uid("enrich-orders")
     )
-    outputs = runtime.batch_outputs(results, ENRICHED, STATUS + STATUS_CACHE)
+    outputs = operators.batch_outputs(results, ENRICHED, STATUS + STATUS_CACHE)
     return Enrichment(
         outputs,
-        runtime.batch_output(outputs, STATUS),
-        runtime.redis_set_commands(
-            runtime.batch_output(outputs, STATUS_CACHE), redis_store.order_status_key("")
+        operators.batch_output(outputs, STATUS),
+        operators.redis_set_commands(
+            operators.batch_output(outputs, STATUS_CACHE), redis_store.order_status_key("")
         ),
-        runtime.side_output(results, DEAD_LETTERS),
+        operators.side_output(results, DEAD_LETTERS),
     )
 
 

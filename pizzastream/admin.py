@@ -212,11 +212,10 @@ def shards_command(args: argparse.Namespace) -> int:
     from pizzastream.settings import validate
 
     props = load_properties()
-    validate(props)
+    checked = validate(props)
     settings = Settings.from_properties(props)
-    name = (
-        stream_name(props, args.stream) if args.stream in props.get("Streams", {}) else args.stream
-    )
+    logical = checked.has("Streams") and args.stream in checked.streams.names
+    name = stream_name(props, args.stream) if logical else args.stream
     window_s = args.window_s or settings.window_s
     stream, meter = kinesis_shards.for_stream(
         props,

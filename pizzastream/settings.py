@@ -17,7 +17,8 @@ each reader keeps its own default. A key that some deployments leave out because
 program does not read it (``Pos.state_dir``, ``Etl.ingestion_interval_s``,
 ``Warehouse.iam_role``...) is ``None`` when unset; ``need`` refuses it by name where it is
 read. Groups that hold open-ended maps keep them typed: ``Streams.names`` (logical name
-to stream), ``FlinkTuning.python`` (Flink's ``python.*`` options), ``Delivery.kcl``
+to stream), ``FlinkTuning.python`` and ``FlinkTuning.state_and_memory`` (Flink's own
+options), ``Delivery.kcl``
 (``kcl.<property>`` passed to the KCL daemon).
 
 The groups that already had a typed reader keep it and hold its result:
@@ -27,8 +28,9 @@ The groups that already had a typed reader keep it and hold its result:
 ``DeliverySettings.rules`` (``pizzastream.delivery.DeliveryRules``) and
 ``Settings.resharding`` (``pizzastream.resharding.Settings``).
 
-Deliberately pure: no Flink, no AWS; the parsing reads the groups through a loop the
-deployment analysis (``deploy/property_reads.py``) does not count as reads of any key.
+Deliberately pure: no Flink, no AWS. The parsing reads the groups through a loop the
+deployment analysis (``deploy/property_reads.py``) does not count as reads of any key; it
+counts the fields a program then uses (``group.host`` reads ``host``).
 """
 
 from __future__ import annotations
@@ -173,8 +175,9 @@ def _parse_fields(
 
 def _plain(values: Mapping[str, str]) -> dict[str, str]:
     """A copy of a group's values. Each ``from_group`` reads the copy: to the deployment
-    analysis (``deploy/property_reads.py``) parsing a group is one read of the whole group,
-    and its keys are checked here, by the tests that parse every deployed file."""
+    analysis (``deploy/property_reads.py``) parsing a group is one read of the whole group
+    and each field used afterwards a read of its key, and the keys are checked here, by the
+    tests that parse every deployed file."""
     return {str(key): str(value) for key, value in values.items()}
 
 
@@ -508,21 +511,28 @@ class AggregationSettings(GroupSettings):
 
 @dataclass(frozen=True)
 class FlinkTuningSettings(GroupSettings):
-    """``python``: Flink's ``python.*`` options, passed through as written."""
+    """``python``: Flink's ``python.*`` options, passed through as written.
+    ``state_and_memory``: Flink's ``state.*`` and ``taskmanager.memory.*`` options, which
+    locally replace the state backend and managed memory ``jobs.runtime`` sets as on MSF
+    (the benchmarks compare backends with them); MSF chooses both itself."""
 
     GROUP: ClassVar[str] = "FlinkTuning"
+    LOCAL_PREFIXES: ClassVar[tuple[str, ...]] = ("state.", "taskmanager.memory.")
 
     parallelism: int = field(default=1, metadata=POSITIVE)  # locally only
     checkpoint_interval_ms: int = field(default=5000, metadata=POSITIVE)  # locally only
     python: Mapping[str, str] = field(default_factory=dict)
+    state_and_memory: Mapping[str, str] = field(default_factory=dict)  # locally only
 
     @classmethod
     def from_group(cls, values: Mapping[str, str]) -> FlinkTuningSettings:
         values = _plain(values)
         python = {k: v for k, v in values.items() if k.startswith("python.")}
+        local = {k: v for k, v in values.items() if k.startswith(cls.LOCAL_PREFIXES)}
         return cls(
             python=types.MappingProxyType(python),
-            **_parse_fields(cls, cls.GROUP, values, frozenset({"python"})),
+            state_and_memory=types.MappingProxyType(local),
+            **_parse_fields(cls, cls.GROUP, values, frozenset({"python", "state_and_memory"})),
         )
 
 
@@ -788,7 +798,7 @@ class Settings:
 
     @property
     def flink_tuning(self) -> FlinkTuningSettings:
-        """Absent group: every default (the runtime reads it with ``props.get``)."""
+        """Absent group: every default (as ``jobs.runtime`` reads it)."""
         value = self.groups.get("FlinkTuning")
         return value if isinstance(value, FlinkTuningSettings) else FlinkTuningSettings()
 

@@ -87,7 +87,7 @@ def run_status_gate(
 
     from connectors import redis_store
     from connectors.kinesis import KEYED_RECORD
-    from jobs import runtime
+    from jobs import operators, runtime
 
     env = runtime.stream_environment(props)
     env.set_parallelism(1)
@@ -95,7 +95,7 @@ def run_status_gate(
         [Row(order_id, status) for order_id, status in statuses], type_info=KEYED_RECORD
     )
     # the status commands as the jobs make them of their batches' status lines
-    commands = runtime.redis_set_commands(lines, redis_store.order_status_key(""))
+    commands = operators.redis_set_commands(lines, redis_store.order_status_key(""))
     letters = redis_store.order_status_gate(commands, props, job, ttl_s, batch_size)
     with letters.execute_and_collect("status-gate-test") as rows:
         return [tuple(row) for row in rows]

@@ -288,6 +288,29 @@ def test_msf_dependencies_are_pinned_within_the_tested_ranges():
         assert requirement.extras == tested[name].extras, name
 
 
+def test_msf_and_lambda_pins_are_the_runtime_locks():
+    """deploy/package.sh and deploy/packages.py install their own short lists for MSF's and
+    Lambda's platform (CPython 3.11 wheels: the lock as a whole does not resolve there, its
+    soupsieve needs Python 3.11.5), each pinned at the version the tests ran."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from deploy import packages
+    from tests.project.test_locks import pins
+
+    locked = pins("requirements-runtime.lock")
+    for requirements in (msf.DEPLOY_DIR / "requirements-msf.txt", packages.LAMBDA_REQUIREMENTS):
+        for line in requirements.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                requirement = Requirement(line)
+                (pin,) = requirement.specifier
+                assert locked[canonicalize_name(requirement.name)] == pin.version, (
+                    requirements.name,
+                    line,
+                )
+
+
 # --- submit -----------------------------------------------------------------------------
 
 

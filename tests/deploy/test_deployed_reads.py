@@ -117,6 +117,90 @@ def test_reads_through_helpers_loops_guards_and_objects(program):
     assert {"jobs.job", "jobs.helpers"} <= analysis.project_modules
 
 
+def test_typed_reads_read_the_keys_of_the_fields_they_use(program):
+    """``pizzastream.settings``' form: a group parsed into a dataclass by ``from_group``;
+    each field read afterwards (directly, through a property or method, or from what a
+    helper returns) reads its key, required when the field has no default. A field the
+    class derives from several keys reads the group, optionally."""
+    program(
+        "settings",
+        """
+        import types
+        from dataclasses import dataclass, field
+
+        @dataclass(frozen=True)
+        class GroupSettings:
+            GROUP = ""
+
+            @classmethod
+            def from_group(cls, values):
+                return cls(**dict(values))
+
+        @dataclass(frozen=True)
+        class DatabaseSettings(GroupSettings):
+            host: str
+            port: int = field(metadata={"check": "positive"})
+            sslmode: str = "prefer"
+            unused: str = ""
+
+            @property
+            def dsn(self):
+                return f"{self.host}:{self.port}"
+
+            def tls(self):
+                return [("sslmode", self.sslmode)]
+
+        @dataclass(frozen=True)
+        class WarehouseSettings(DatabaseSettings):
+            port: int = field(default=5439)
+
+        @dataclass(frozen=True)
+        class StreamsSettings(GroupSettings):
+            names: dict = field(default_factory=dict)
+            initial_position: str | None = None
+
+            @classmethod
+            def from_group(cls, values):
+                names = {k: v for k, v in values.items()}
+                return cls(names=names, **parse(cls, values, frozenset({"names"})))
+
+        DATABASES = types.MappingProxyType(
+            {"Aurora": DatabaseSettings, "Warehouse": WarehouseSettings}
+        )
+
+        def parse(cls, values, skip):
+            return {}
+
+        def database(props, group="Aurora"):
+            return DATABASES[group].from_group(props[group])
+        """,
+    )
+    entry = program(
+        "job",
+        """
+        from jobs.settings import StreamsSettings, database
+
+        def build(props):
+            aurora = database(props)
+            aurora.dsn
+            aurora.tls()
+            database(props, "Warehouse").dsn
+            StreamsSettings.from_group(props["Streams"]).names["orders"]
+
+        if __name__ == "__main__":
+            build(props)
+        """,
+    )
+    analysis = analyze(entry)
+    assert analysis.unresolved == []
+    assert analysis.required() == {
+        "Aurora": {"host", "port"},
+        "Warehouse": {"host"},
+        "Streams": set(),
+    }
+    assert analysis.optional() == {"Aurora": {"sslmode"}, "Warehouse": {"port"}}
+
+
 def test_a_read_it_cannot_resolve_is_reported_not_skipped(program):
     entry = program(
         "job",

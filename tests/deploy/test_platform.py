@@ -25,6 +25,7 @@ from deploy.property_reads import analyze, analyze_function
 from pizzastream import settings
 from tests.deploy.test_deployed_reads import _distributions, _importable, _msf_requirements
 from tests.platform_support import ACCOUNT, REGION, Template, simulate
+from tests.project.test_locks import pins
 
 ENV = "example"
 PREFIX = platform.load_environment(ENV)["name_prefix"]
@@ -275,6 +276,23 @@ def test_the_container_image_gets_every_project_package_its_services_import(synt
         for package in {m.split(".")[0] for m in _analysis(program).project_modules}:
             assert (context / package).is_dir(), package
             assert f"COPY {package} {package}" in dockerfile, package
+
+
+def test_the_container_image_installs_the_runtime_lock_which_has_every_module_its_services_import(
+    synthesized,
+):
+    """The image gets the product's dependencies at the tested versions
+    (requirements-runtime.lock), not the test, benchmark and deploy tooling of
+    requirements.lock; so whatever its services import must come from the runtime lock."""
+    outdir, _ = synthesized
+    (context,) = [p for p in outdir.glob("asset.*") if (p / "deploy" / "docker").is_dir()]
+    dockerfile = (context / "deploy" / "docker" / "Dockerfile").read_text()
+    assert "-r requirements-runtime.lock" in dockerfile
+    assert (context / "requirements-runtime.lock").is_file()
+    assert not (context / "requirements.lock").exists()
+    installed = _importable(set(pins("requirements-runtime.lock")))
+    for program in ("etl", "delivery"):
+        assert _analysis(program).external_modules - installed == set(), program
 
 
 def test_every_database_client_verifies_the_server_with_the_bundle_its_package_carries(

@@ -13,8 +13,7 @@ import pytest
 
 import stack
 from connectors import aws, lake, warehouse
-from etl import hourly
-from jobs import hourly_metrics
+from etl import hourly, metrics
 from pizzastream.config import REPO_ROOT
 from pizzastream.metrics import SaleOrder, metric_rows, metric_sql
 from pizzastream.orders import Channel, epoch_ms
@@ -75,7 +74,7 @@ def test_reprocessing_a_day_after_a_fix_gives_exactly_what_a_clean_run_gives(
     insert_sales(props, sold)
 
     with monkeypatch.context() as patch:
-        patch.setattr(hourly_metrics, "metric_sql", in_store_counted_as_online)
+        patch.setattr(metrics, "metric_sql", in_store_counted_as_online)
         exported = hourly.run(props)  # the day goes out with the bug
     assert {hour for hour, (cause, _) in exported.items() if cause == "late_rows"} == {
         day + h * HOUR for h in range(24)

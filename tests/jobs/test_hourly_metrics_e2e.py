@@ -7,7 +7,8 @@ job starts; their ``order_fct`` rows go to Aurora. Watermarks: once the stream h
 the shards go quiet, and after ``idle_seconds`` each shard's watermark follows the wall clock
 (now - 20 min), so every test hour closes without a "tick" sale (``JsonEventTime``); the
 hours end at least 25 minutes ago for that. Then in-store sales far beyond the bound arrive:
-the stream must leave its published hours alone, and ``run_batch`` + ``publish_hours`` must
+the stream must leave its published hours alone, and the hourly ETL's ``etl.metrics.run_batch`` +
+``publish_hours`` must
 bring both sinks to the recomputation from ``order_fct``, to the cent, in place.
 """
 
@@ -29,6 +30,7 @@ from psycopg.rows import dict_row
 import analytics
 from connectors import aws, lake, redis_store, warehouse
 from connectors.kinesis_producer import KinesisProducer
+from etl import metrics
 from jobs import hourly_metrics
 from pizzastream.catalog import Catalog, from_cents
 from pizzastream.config import postgres_dsn, stream_name
@@ -262,10 +264,10 @@ def test_stream_publishes_on_time_hours_and_batch_corrects_late_sales_in_place(e
 
     for hour in hours:
         stage(props, hour, order_fct(props, hour, hour + HOUR))
-    rows = hourly_metrics.run_batch(props, hours)
+    rows = metrics.run_batch(props, hours)
     assert rows == recomputed
     for _replay in range(2):
-        hourly_metrics.publish_hours(props, rows, hours)
+        metrics.publish_hours(props, rows, hours)
         assert warehouse.metric_rows(props) == recomputed
         assert lake.read_metrics(props) == recomputed
         assert on_duckdb(props) == recomputed

@@ -264,6 +264,25 @@ def test_pass_through_keys_stay_as_written():
     assert dict(settings.validate(props).delivery.kcl) == {"maxLeasesForWorker": "5"}
 
 
+def test_flink_tunings_state_and_memory_options_stay_as_written_apart_from_pythons():
+    props = _with(
+        "FlinkTuning",
+        **{
+            "state.backend.type": "hashmap",
+            "taskmanager.memory.managed.size": "256m",
+            "python.fn-execution.bundle.size": "500",
+        },
+    )
+    tuning = settings.validate(props).flink_tuning
+    assert dict(tuning.state_and_memory) == {
+        "state.backend.type": "hashmap",
+        "taskmanager.memory.managed.size": "256m",
+    }
+    assert tuning.python["python.fn-execution.bundle.size"] == "500"
+    assert not set(tuning.python) & set(tuning.state_and_memory)
+    assert settings.FlinkTuningSettings().state_and_memory == {}
+
+
 def test_a_properties_file_with_a_bad_value_fails_validation(tmp_path: Path):
     path = tmp_path / "props.json"
     path.write_text(

@@ -1,0 +1,205 @@
+"""The JVM operators the jobs are built from: thin Python wrappers over the project's
+dataflow helpers in ``connectors/jvm`` (``pizzastream.flink.*``), so each job's ``build``
+reads as the dataflow it is while every per-record step runs in the JVM (a Python operator
+would cost a JVM-Python crossing per record: docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from pyflink.common import Types, WatermarkStrategy
+from pyflink.datastream import DataStream, KeyedStream, OutputTag
+from pyflink.java_gateway import get_gateway
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
+
+from jobs.runtime import MAX_PARALLELISM
+from pizzastream.order_batches import DelimitedLayout
+
+# {batch tag: (its key, the batch)} of StoreBatcher, as a keyed Python function receives it
+STORE_BATCH = Types.ROW([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+BATCH = Types.PRIMITIVE_ARRAY(Types.BYTE())
+
+
+def computed_once(t_env: StreamTableEnvironment, table: Table, rowtime: str) -> Table:
+    """``table`` (insert-only, with one rowtime attribute) computed once for every query
+    that reads the result: ``to_data_stream`` and ``to_changelog_stream`` plan each query on
+    its own, so two outputs of one view would each run a copy of its operators and state.
+    The rows go through as Flink's internal rows (no conversion), the rowtime attribute as
+    the records' timestamps and watermarks, and come back with it as column ``rowtime``
+    (the table's own time column stays, as a plain timestamp)."""
+    jvm = get_gateway().jvm
+    j_tenv, j_table = t_env._j_tenv, table._j_table
+    internal_rows = (
+        j_table.getResolvedSchema()
+        .toPhysicalRowDataType()
+        .bridgedTo(jvm.org.apache.flink.table.data.RowData._java_lang_class)
+    )
+    j_stream = j_tenv.toDataStream(j_table, internal_rows)
+    schema = (
+        Schema.new_builder()
+        .column_by_metadata(rowtime, DataTypes.TIMESTAMP_LTZ(3), "rowtime")
+        .watermark(rowtime, "SOURCE_WATERMARK()")
+        .build()
+    )
+    return Table(j_tenv.fromDataStream(j_stream, schema._j_schema), t_env)
+
+
+def hand_records_on_by_reference(stream: DataStream) -> None:
+    """Object reuse for the job ``stream`` belongs to: chained operators hand records on
+    without a defensive copy. The order path fans every batch out to about six records per
+    event in the JVM, and copying each between chained operators cost as much as producing
+    it. Safe there because every JVM operator of the order path makes new records and no
+    sink keeps a record it is handed beyond what the record's producer made for it
+    (``PostgresCopySink`` keeps the rows ``DelimitedRows`` creates; the Kinesis, Redis and
+    JDBC sinks serialize or copy on write)."""
+    stream._j_data_stream.getExecutionEnvironment().getConfig().enableObjectReuse()
+
+
+def order_batches(records: DataStream, max_records: int, max_delay_ms: int) -> DataStream:
+    """Raw records grouped into ``OrderBatcher`` batches (``pizzastream.batches``): a
+    stateless Python function then crosses from the JVM once per batch."""
+    jvm = get_gateway().jvm
+    return DataStream(
+        records._j_data_stream.transform(
+            "order-batches",
+            BATCH.get_java_type_info(),
+            jvm.pizzastream.flink.OrderBatcher(max_records, max_delay_ms),
+        )
+    )
+
+
+def store_batches(
+    records: DataStream,
+    id_field_by_kind: dict[str, str],
+    ttl_ms: int,
+    shards: int,
+    max_records: int,
+    max_delay_ms: int,
+) -> tuple[KeyedStream, DataStream]:
+    """Tagged records ``(partition_key, (kind, data))`` without repeats (the first of each
+    id passes, remembered ``ttl_ms``; ``id_field_by_kind`` names the JSON id field of each
+    kind), grouped into one batch per store shard (``pizzastream.flink.StoreShardKey``,
+    ``StoreBatcher``) and keyed by shard for a keyed Python function; and the repeats.
+    Both in the JVM: a Python lookup of an id never seen would cost a state round trip per
+    event."""
+    jvm = get_gateway().jvm
+    flink = jvm.pizzastream.flink
+    fields = jvm.java.util.HashMap()
+    for kind, field in id_field_by_kind.items():
+        fields.put(kind, field)
+    shard_key = Types.ROW([Types.STRING()]).get_java_type_info()
+    batched = (
+        records._j_data_stream.keyBy(flink.StoreShardKey(shards, MAX_PARALLELISM), shard_key)
+        .transform(
+            "store-batches",
+            STORE_BATCH.get_java_type_info(),
+            flink.StoreBatcher(fields, ttl_ms, max_records, max_delay_ms),
+        )
+        .uid("store-batches")
+    )
+    repeats = batched.getSideOutput(flink.StoreBatcher.REPEATS)
+    keyed = jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+        batched, jvm.KeyByKeySelector(), shard_key
+    )
+    return KeyedStream(keyed, BATCH, DataStream(batched)), DataStream(repeats)
+
+
+def batch_outputs(results: DataStream, main_tag: str, side_tags: str) -> DataStream:
+    """The result lines of a batch (``pizzastream.batches``) fanned out in the JVM
+    (``pizzastream.flink.BatchOutputs``): lines tagged ``main_tag`` as the returned stream,
+    the others as side outputs taken with ``batch_output``."""
+    from connectors.kinesis import KEYED_RECORD
+
+    jvm = get_gateway().jvm
+    return DataStream(
+        results._j_data_stream.process(
+            jvm.pizzastream.flink.BatchOutputs(main_tag, side_tags),
+            KEYED_RECORD.get_java_type_info(),
+        ).name("batch-outputs")
+    )
+
+
+def batch_output(outputs: DataStream, tag: str) -> DataStream:
+    """The ``Row(partition_key, payload)`` lines tagged ``tag`` of ``batch_outputs``."""
+    from connectors.kinesis import KEYED_RECORD
+
+    return side_output(outputs, OutputTag(f"batch-{tag}", KEYED_RECORD))
+
+
+def delimited_row_type(layout: DelimitedLayout):
+    """The Flink row type of a ``DelimitedLayout``: its field names, each typed by its
+    letter."""
+    types = {"I": Types.INT(), "L": Types.LONG(), "S": Types.STRING()}
+    return Types.ROW_NAMED(list(layout.fields), [types[kind] for kind in layout.kinds])
+
+
+def delimited_rows(lines: DataStream, layout: DelimitedLayout) -> DataStream:
+    """Lines whose payload is tab-separated fields as rows of ``layout``, parsed in the JVM
+    (``pizzastream.flink.DelimitedRows``)."""
+    jvm = get_gateway().jvm
+    return DataStream(
+        lines._j_data_stream.map(
+            jvm.pizzastream.flink.DelimitedRows(layout.kinds),
+            delimited_row_type(layout).get_java_type_info(),
+        )
+    )
+
+
+def redis_set_commands(lines: DataStream, key_prefix: str) -> DataStream:
+    """``SET <key_prefix><key> <payload>`` commands of lines, built in the JVM."""
+    from connectors.redis_store import REDIS_COMMAND
+
+    jvm = get_gateway().jvm
+    return DataStream(
+        lines._j_data_stream.map(
+            jvm.pizzastream.flink.RedisSetCommands(key_prefix), REDIS_COMMAND.get_java_type_info()
+        )
+    )
+
+
+def json_event_time(
+    field: str, out_of_orderness_ms: int, idle_ms: int, pos_wait_ms: int = 0
+) -> WatermarkStrategy:
+    """Event time from a JSON text record's epoch-millisecond ``field`` and watermarks
+    bounded by ``out_of_orderness_ms``, held back by POS progress markers at most
+    ``pos_wait_ms``, following the wall clock on a shard quiet for ``idle_ms``; computed in
+    the JVM (``pizzastream.flink.JsonEventTime``, which says why)."""
+    return WatermarkStrategy(
+        get_gateway().jvm.pizzastream.flink.JsonEventTime(
+            field, out_of_orderness_ms, idle_ms, pos_wait_ms
+        )
+    )
+
+
+def json_rows(stream: DataStream, row_type, max_bytes: int) -> DataStream:
+    """JSON records of ``stream`` decoded once, in the JVM, into ``row_type`` rows (named
+    after the JSON fields), keeping their timestamps: SQL over typed columns instead of one
+    ``JSON_VALUE`` parse per field (docs/benchmarks.md). Undecodable records are counted and
+    dropped (``pizzastream.flink.JsonRows``)."""
+    from pyflink.datastream.formats.json import JsonRowDeserializationSchema
+
+    schema = JsonRowDeserializationSchema.builder().type_info(row_type).build()
+    decoder = get_gateway().jvm.pizzastream.flink.JsonRows(
+        schema._j_deserialization_schema, max_bytes
+    )
+    return DataStream(
+        stream._j_data_stream.flatMap(decoder, row_type.get_java_type_info()).name("json-decode")
+    )
+
+
+def side_output(stream: DataStream, tag: OutputTag) -> DataStream:
+    """``stream``'s side output ``tag``, taken in the JVM. PyFlink's ``get_side_output``
+    appends a Python identity ``map`` to every side output, so each side-output record would
+    cross into Python and back once more (docs/benchmarks.md); ``tag`` must have a Flink
+    type (not the pickled default), which every tag of the jobs has."""
+    return DataStream(stream._j_data_stream.getSideOutput(tag.get_java_output_tag()))
+
+
+def key_by_store(records: DataStream, value_type) -> KeyedStream:
+    """Keys tagged records by their partition key (the store) in the JVM, so a keyed Python
+    function receives ``value_type`` values with one JVM-Python crossing per event
+    (PyFlink's ``key_by`` would run a Python key extractor first)."""
+    jvm = get_gateway().jvm
+    j_keyed = records._j_data_stream.keyBy(
+        jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, value_type, records)

@@ -12,9 +12,6 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.apache.flink.api.common.operators.ProcessingTimeService;
-import org.apache.flink.api.connector.sink2.Sink;
-import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.types.Row;
 import org.postgresql.PGConnection;
 import org.postgresql.copy.CopyManager;
@@ -29,9 +26,9 @@ import org.postgresql.copy.CopyManager;
  * {@code selectExpressions} turn them into the target's {@code targetColumns} inside the
  * database (e.g. {@code unit_price_cents / 100.0}, {@code to_timestamp(ts_ms / 1000.0)}).
  *
- * <p>Delivery: a batch is written every {@code batchRows} rows, every {@code flushIntervalMs}
- * and on every checkpoint (Flink calls {@code flush} before the barrier), in one transaction,
- * so what a checkpoint covers is committed (at-least-once). Replays after a restart rewrite
+ * <p>Delivery ({@link CheckpointFlushedSink}): a batch is written every {@code batchRows}
+ * distinct keys, {@code flushIntervalMs} after a row found no write scheduled and on every
+ * checkpoint, in one transaction, so what a checkpoint covers is committed (at-least-once). Replays after a restart rewrite
  * the same keys (idempotent). Within a batch only the last row of each primary key is kept,
  * since one {@code INSERT ... ON CONFLICT DO UPDATE} may not touch a row twice.
  *
@@ -41,7 +38,7 @@ import org.postgresql.copy.CopyManager;
  * {@code ON CONFLICT DO UPDATE}. Columns the sink does not write (e.g. {@code delivery_id},
  * set later by another writer) are never touched.
  */
-public final class PostgresCopySink implements Sink<Row> {
+public final class PostgresCopySink extends CheckpointFlushedSink<Row> {
     private static final long serialVersionUID = 1L;
     private static final String UNIQUE_VIOLATION = "23505";
 
@@ -53,13 +50,12 @@ public final class PostgresCopySink implements Sink<Row> {
     private final String[] targetColumns;
     private final String[] selectExpressions;
     private final String[] primaryKey;         // target column names
-    private final int batchRows;
-    private final long flushIntervalMs;
 
     public PostgresCopySink(String url, String user, String password, String targetTable,
                             String[] stageColumns, String[] targetColumns,
                             String[] selectExpressions, String[] primaryKey, int batchRows,
                             long flushIntervalMs) {
+        super(batchRows, flushIntervalMs);
         if (targetColumns.length != selectExpressions.length) {
             throw new IllegalArgumentException("one select expression per target column");
         }
@@ -74,14 +70,11 @@ public final class PostgresCopySink implements Sink<Row> {
         this.targetColumns = targetColumns.clone();
         this.selectExpressions = selectExpressions.clone();
         this.primaryKey = primaryKey.clone();
-        this.batchRows = batchRows;
-        this.flushIntervalMs = flushIntervalMs;
     }
 
     @Override
-    @SuppressWarnings("deprecation")
-    public SinkWriter<Row> createWriter(InitContext context) throws IOException {
-        return new Writer(context.getProcessingTimeService());
+    protected Buffer<Row> newBuffer() {
+        return new Stage();
     }
 
     private String stageName() {
@@ -133,8 +126,7 @@ public final class PostgresCopySink implements Sink<Row> {
         return positions;
     }
 
-    private final class Writer implements SinkWriter<Row> {
-        private final ProcessingTimeService time;
+    private final class Stage implements Buffer<Row> {
         private final int[] keyPositions = keyPositions();
         private final Map<List<Object>, Row> batch = new LinkedHashMap<>();
         private final String insert = insertSql();
@@ -142,10 +134,9 @@ public final class PostgresCopySink implements Sink<Row> {
         private final StringBuilder text = new StringBuilder(1 << 16);
         private Connection connection;
         private CopyManager copy;
-        private boolean timerPending;
 
-        Writer(ProcessingTimeService time) throws IOException {
-            this.time = time;
+        @Override
+        public void setup(int subtask) throws IOException {
             connect();
         }
 
@@ -165,29 +156,18 @@ public final class PostgresCopySink implements Sink<Row> {
         }
 
         @Override
-        public void write(Row row, Context context) throws IOException {
+        public int write(Row row) {
             List<Object> key = new ArrayList<>(keyPositions.length);
             for (int position : keyPositions) {
                 key.add(row.getField(position));
             }
             batch.remove(key);           // the last version of a key wins, in arrival order
             batch.put(key, row);
-            if (batch.size() >= batchRows) {
-                flush(false);
-            } else if (!timerPending && flushIntervalMs > 0) {
-                timerPending = true;
-                time.registerTimer(time.getCurrentProcessingTime() + flushIntervalMs, t -> {
-                    timerPending = false;
-                    flush(false);
-                });
-            }
+            return batch.size();
         }
 
         @Override
-        public void flush(boolean endOfInput) throws IOException {
-            if (batch.isEmpty()) {
-                return;
-            }
+        public void flush() throws IOException {
             text.setLength(0);
             for (Row row : batch.values()) {
                 appendCopyLine(row);

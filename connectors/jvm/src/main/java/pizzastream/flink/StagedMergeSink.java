@@ -12,8 +12,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Properties;
 import java.util.ServiceLoader;
-import org.apache.flink.api.connector.sink2.Sink;
-import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.types.Row;
 
 /**
@@ -28,8 +26,12 @@ import org.apache.flink.types.Row;
  * into it binding a row's fields in order and then the load time, and {@code after} statements
  * (merge, log, drop the staging table). A replay after a restart merges the same keys again,
  * so at-least-once delivery leaves each row exactly once.
+ *
+ * <p>Shaped as every sink of the project ({@link CheckpointFlushedSink}), with no count or
+ * time threshold: only checkpoints (and the end of input) load. The connection is opened by
+ * the first load, not by {@code setup}.
  */
-public final class StagedMergeSink implements Sink<Row> {
+public final class StagedMergeSink extends CheckpointFlushedSink<Row> {
     private static final long serialVersionUID = 1L;
 
     private final String url;
@@ -41,6 +43,7 @@ public final class StagedMergeSink implements Sink<Row> {
 
     public StagedMergeSink(String url, String user, String password, List<String> before,
                            String insert, List<String> after) {
+        super(0, 0);
         this.url = url;
         this.user = user;
         this.password = password;
@@ -50,9 +53,8 @@ public final class StagedMergeSink implements Sink<Row> {
     }
 
     @Override
-    @SuppressWarnings("deprecation")
-    public SinkWriter<Row> createWriter(InitContext context) {
-        return new Writer();
+    protected Buffer<Row> newBuffer() {
+        return new Load();
     }
 
     /**
@@ -73,20 +75,23 @@ public final class StagedMergeSink implements Sink<Row> {
         throw new SQLException("no JDBC driver in the job's jar accepts " + url);
     }
 
-    private final class Writer implements SinkWriter<Row> {
+    private final class Load implements Buffer<Row> {
         private final List<Row> pending = new ArrayList<>();
         private Connection connection;
 
         @Override
-        public void write(Row row, Context context) {
-            pending.add(row);
+        public void setup(int subtask) {
+            // the first flush connects
         }
 
         @Override
-        public void flush(boolean endOfInput) throws IOException {
-            if (pending.isEmpty()) {
-                return;
-            }
+        public int write(Row row) {
+            pending.add(row);
+            return pending.size();
+        }
+
+        @Override
+        public void flush() throws IOException {
             try {
                 if (connection == null || connection.isClosed()) {
                     connection = connect();

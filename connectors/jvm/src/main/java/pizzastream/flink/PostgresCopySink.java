@@ -3,7 +3,6 @@ package pizzastream.flink;
 import java.io.IOException;
 import java.io.StringReader;
 import java.sql.Connection;
-import java.sql.DriverManager;
 import java.sql.SQLException;
 import java.sql.Savepoint;
 import java.sql.Statement;
@@ -19,7 +18,7 @@ import org.postgresql.copy.CopyManager;
 /**
  * Upserts rows into a PostgreSQL (Aurora) table by COPYing each batch into a temporary
  * staging table and merging it with one {@code INSERT ... SELECT ... ON CONFLICT (pk) DO
- * UPDATE} statement: COPY's bulk speed with the JDBC upsert sink's semantics.
+ * UPDATE} statement: COPY's bulk speed with the semantics of an upsert by primary key.
  *
  * <p>Rows are {@code Row}s whose fields match {@code stageColumns} by position; the staging
  * table has exactly those columns (e.g. money in integer cents, times in epoch ms) and
@@ -142,8 +141,7 @@ public final class PostgresCopySink extends CheckpointFlushedSink<Row> {
 
         private void connect() throws IOException {
             try {
-                connection = DriverManager.getConnection(url, user, password);
-                connection.setAutoCommit(false);
+                connection = JobJarDrivers.connect(url, user, password);
                 try (Statement statement = connection.createStatement()) {
                     statement.execute("CREATE TEMPORARY TABLE IF NOT EXISTS " + stageName() + " ("
                             + String.join(", ", stageColumns) + ") ON COMMIT DELETE ROWS");

@@ -9,7 +9,6 @@ import java.io.Writer;
 import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
-import java.sql.Driver;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.LocalDateTime;
@@ -17,8 +16,6 @@ import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Properties;
-import java.util.ServiceLoader;
 import java.util.UUID;
 import java.util.zip.GZIPInputStream;
 import java.util.zip.GZIPOutputStream;
@@ -94,20 +91,11 @@ public final class RedshiftStagedMergeSink extends CheckpointFlushedSink<Row> {
     }
 
     private Connection connect() throws SQLException {
-        Properties credentials = new Properties();
-        credentials.setProperty("user", user);
-        credentials.setProperty("password", password);
-        for (Driver driver : ServiceLoader.load(Driver.class, RedshiftStagedMergeSink.class.getClassLoader())) {
-            if (driver.acceptsURL(url)) {
-                Connection connection = driver.connect(url, credentials);
-                connection.setAutoCommit(false);
-                if (!standInTable.isEmpty()) {
-                    connection.setTransactionIsolation(Connection.TRANSACTION_SERIALIZABLE);
-                }
-                return connection;
-            }
+        Connection connection = JobJarDrivers.connect(url, user, password);
+        if (!standInTable.isEmpty()) {
+            connection.setTransactionIsolation(Connection.TRANSACTION_SERIALIZABLE);
         }
-        throw new SQLException("no JDBC driver in the job's jar accepts " + url);
+        return connection;
     }
 
     static boolean isSerializationConflict(SQLException e) {

@@ -2,7 +2,6 @@ package pizzastream.flink;
 
 import java.io.IOException;
 import java.sql.Connection;
-import java.sql.Driver;
 import java.sql.PreparedStatement;
 import java.sql.SQLException;
 import java.sql.Statement;
@@ -10,8 +9,6 @@ import java.time.LocalDateTime;
 import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Properties;
-import java.util.ServiceLoader;
 import org.apache.flink.types.Row;
 
 /**
@@ -57,24 +54,6 @@ public final class StagedMergeSink extends CheckpointFlushedSink<Row> {
         return new Load();
     }
 
-    /**
-     * The driver that accepts the URL, from the job's own jar: {@code DriverManager} only sees
-     * drivers on the JVM's class path, not in Flink's user-code class loader.
-     */
-    private Connection connect() throws SQLException {
-        Properties credentials = new Properties();
-        credentials.setProperty("user", user);
-        credentials.setProperty("password", password);
-        for (Driver driver : ServiceLoader.load(Driver.class, StagedMergeSink.class.getClassLoader())) {
-            if (driver.acceptsURL(url)) {
-                Connection connection = driver.connect(url, credentials);
-                connection.setAutoCommit(false);
-                return connection;
-            }
-        }
-        throw new SQLException("no JDBC driver in the job's jar accepts " + url);
-    }
-
     private final class Load implements Buffer<Row> {
         private final List<Row> pending = new ArrayList<>();
         private Connection connection;
@@ -94,7 +73,7 @@ public final class StagedMergeSink extends CheckpointFlushedSink<Row> {
         public void flush() throws IOException {
             try {
                 if (connection == null || connection.isClosed()) {
-                    connection = connect();
+                    connection = JobJarDrivers.connect(url, user, password);
                 }
                 load(connection);
             } catch (SQLException e) {

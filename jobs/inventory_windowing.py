@@ -62,6 +62,7 @@ from pizzastream.order_batches import (
 )
 from pizzastream.replenishment import HistoryWindow, policies_from_rows
 from pizzastream.sales import FACT_COLUMNS
+from pizzastream.schemas import ORDER_FCT
 from pizzastream.settings import InventorySettings, OrderPathSettings, OrderRulesSettings
 
 JOB_NAME = INVENTORY_JOB
@@ -131,6 +132,29 @@ INVENTORY_ROW = Types.ROW_NAMED(
     ["store_id", "ingredient_id", "on_hand"], [Types.INT(), Types.INT(), Types.LONG()]
 )
 INVENTORY_KINDS = "IIL"
+# The Aurora columns each row type fills (connectors.aurora.copy_upsert_sink's ``target``):
+# times from epoch ms, 0 and '' of the fields an alert kind leaves empty as NULL, and the
+# stock level's time as the write's.
+SUPPLIER_ORDER_TARGET = [
+    ("ordered_ts", aurora.from_epoch_ms(name)) if name == "ordered_ts_ms" else (name, name)
+    for name in SUPPLIER_ORDER_ROW_TYPE.get_field_names()
+]
+ALERT_TARGET = [
+    ("alert_id", "alert_id"),
+    ("kind", "kind"),
+    ("store_id", "store_id"),
+    ("ingredient_id", "NULLIF(ingredient_id, 0)"),
+    ("supplier_id", "NULLIF(supplier_id, 0)"),
+    ("supplier_order_id", "NULLIF(supplier_order_id, '')"),
+    ("alert_ts", aurora.from_epoch_ms("ts_ms")),
+    ("record", "record"),
+]
+INVENTORY_TARGET = [
+    ("store_id", "store_id"),
+    ("ingredient_id", "ingredient_id"),
+    ("on_hand", "on_hand"),
+    ("updated_at", "now()"),
+]
 DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
 SIDE_TAGS = (
     STATUS_CACHE
@@ -330,76 +354,44 @@ def build(env: StreamExecutionEnvironment, props: Props) -> None:
         redis_store.sink(props, redis_store.STOCKOUT_TTL_S)
     ).name("redis:stockouts").uid("sink-redis-stockouts")
 
-    statements = t_env.create_statement_set()
-    # order_fct: COPY into a staging table + one INSERT per batch (flushed on every
-    # checkpoint), several times the JDBC upsert's rows/s (docs/benchmarks.md)
-    out.facts.sink_to(
-        aurora.copy_upsert_sink(
-            props,
-            "order_fct",
+    # Every Aurora table: COPY into a staging table + one INSERT per batch, flushed on every
+    # checkpoint (connectors.aurora.copy_upsert_sink); conversions run in the database.
+    for rows, table, stage, target, primary_key in (
+        (
+            out.facts,
+            ORDER_FCT.name,
             aurora.ORDER_FCT_STAGE,
             aurora.ORDER_FCT_TARGET,
-            ["order_id", "product_id"],
-        )
-    ).name("aurora:order_fct").uid("sink-aurora-order-fct")
-    aurora.upsert_rows(
-        t_env,
-        statements,
-        props,
-        out.supplier_order_rows,
-        "supplier_order",
-        [
-            ("supplier_order_id", "STRING"),
-            ("store_id", "INT"),
-            ("ingredient_id", "INT"),
-            ("supplier_id", "INT"),
-            ("quantity", "INT"),
-            ("ordered_ts", "TIMESTAMP(3)"),
-            ("on_hand", "BIGINT"),
-            ("reorder_point", "BIGINT"),
-        ],
-        ["supplier_order_id", "ingredient_id"],
-        select="supplier_order_id, store_id, ingredient_id, supplier_id, quantity,"
-        " CAST(TO_TIMESTAMP_LTZ(ordered_ts_ms, 3) AS TIMESTAMP(3)), on_hand, reorder_point",
-    )
-    aurora.upsert_rows(
-        t_env,
-        statements,
-        props,
-        out.alerts,
-        "replenishment_alert",
-        [
-            ("alert_id", "STRING"),
-            ("kind", "STRING"),
-            ("store_id", "INT"),
-            ("ingredient_id", "INT"),
-            ("supplier_id", "INT"),
-            ("supplier_order_id", "STRING"),
-            ("alert_ts", "TIMESTAMP(3)"),
-            ("record", "STRING"),
-        ],
-        ["alert_id"],
-        select="alert_id, kind, store_id, NULLIF(ingredient_id, 0), NULLIF(supplier_id, 0),"
-        " NULLIF(supplier_order_id, ''),"
-        " CAST(TO_TIMESTAMP_LTZ(ts_ms, 3) AS TIMESTAMP(3)), record",
-    )
-    aurora.upsert_rows(
-        t_env,
-        statements,
-        props,
-        out.levels,
-        "inventory",
-        [
-            ("store_id", "INT"),
-            ("ingredient_id", "INT"),
-            ("on_hand", "BIGINT"),
-            ("updated_at", "TIMESTAMP(3)"),
-        ],
-        ["store_id", "ingredient_id"],
-        select="store_id, ingredient_id, on_hand, CAST(LOCALTIMESTAMP AS TIMESTAMP(3))",
-    )
-    aurora.sink_dead_letters(t_env, statements, props, out.dead_letters.union(conflicts))
-    statements.attach_as_datastream()
+            list(ORDER_FCT.primary_key),
+        ),
+        (
+            out.supplier_order_rows,
+            "supplier_order",
+            aurora.stage_columns(SUPPLIER_ORDER_ROW_TYPE, SUPPLIER_ORDER_KINDS),
+            SUPPLIER_ORDER_TARGET,
+            ["supplier_order_id", "ingredient_id"],
+        ),
+        (
+            out.alerts,
+            "replenishment_alert",
+            aurora.stage_columns(ALERT_ROW, ALERT_KINDS),
+            ALERT_TARGET,
+            ["alert_id"],
+        ),
+        (
+            out.levels,
+            "inventory",
+            aurora.stage_columns(INVENTORY_ROW, INVENTORY_KINDS),
+            INVENTORY_TARGET,
+            ["store_id", "ingredient_id"],
+        ),
+    ):
+        rows.sink_to(aurora.copy_upsert_sink(props, table, stage, target, primary_key)).name(
+            f"aurora:{table}"
+        ).uid(f"sink-aurora-{table.replace('_', '-')}")
+    out.dead_letters.union(conflicts).sink_to(aurora.dead_letter_sink(props)).name(
+        "aurora:dead_letter"
+    ).uid("sink-aurora-dead-letter")
 
 
 if __name__ == "__main__":

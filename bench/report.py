@@ -214,7 +214,7 @@ def sink_rows(results: dict) -> list[list[str]]:
         if r.get("section") == "aurora":
             name = {
                 "sink_copy": "sink_copy (shipped: aurora.copy_upsert_sink)",
-                "sink_jdbc": "sink_jdbc (replaced: aurora.upsert_rows)",
+                "sink_jdbc": "sink_jdbc (replaced: Flink JDBC upsert)",
             }.get(r["scenario"], r["scenario"])
             rows.append(
                 [

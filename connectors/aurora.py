@@ -1,10 +1,10 @@
 """Aurora (PostgreSQL) edge: reference-data reads and the Flink sinks.
 
 Reads use psycopg directly (small, periodic). Writes from Flink are upserts, so a row
-written twice after a restart stays one row: ``order_fct``, the high-volume table, through
-``copy_upsert_sink`` (COPY into a staging table, then one INSERT per batch: several times
-the JDBC connector's rows/s, docs/benchmarks.md); the smaller tables through the JDBC table
-connector in upsert mode.
+written twice after a restart stays one row: every table the jobs write (``order_fct``,
+``supplier_order``, ``replenishment_alert``, ``inventory``, ``dead_letter``) through
+``copy_upsert_sink`` (COPY into a staging table, then one INSERT per batch, flushed on every
+checkpoint: several times the Flink JDBC connector's rows/s, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from pizzastream.config import Props, jdbc_url, postgres_dsn
+from pizzastream.config import Props, postgres_dsn
+from pizzastream.order_batches import DelimitedLayout
 from pizzastream.sales import FACT_COLUMNS, FACT_FIELD, FACT_TARGET
-from pizzastream.schemas import DEAD_LETTER, ORDER_FCT, flink_sql_type
+from pizzastream.schemas import BIGINT, DEAD_LETTER, INTEGER, ORDER_FCT, TEXT, flink_sql_type
 from pizzastream.settings import database
 
 if TYPE_CHECKING:  # the Flink parts: the jobs have PyFlink; POS ingestion and the delivery
     # service import this module for its database helpers and run without it.
-    from pyflink.datastream import DataStream
-    from pyflink.table import StatementSet, StreamTableEnvironment
+    from pyflink.datastream.connectors import Sink
 
 log = logging.getLogger(__name__)
 
@@ -99,37 +99,6 @@ class Refreshing:
         return self._value
 
 
-def jdbc_upsert_table_ddl(
-    props: Props,
-    flink_table: str,
-    columns: list[tuple[str, str]],
-    primary_key: list[str],
-    target_table: str,
-    group: str = "Aurora",
-) -> str:
-    """DDL of a Flink table that upserts into a PostgreSQL table by its primary key.
-
-    Buffered rows are flushed on every checkpoint, so what a checkpoint covers is in the
-    database; replays after a restart overwrite the same keys."""
-    db = database(props, group)
-    cols = ",\n  ".join(f"`{name}` {sql_type}" for name, sql_type in columns)
-    pk = ", ".join(f"`{name}`" for name in primary_key)
-    return f"""
-CREATE TEMPORARY TABLE `{flink_table}` (
-  {cols},
-  PRIMARY KEY ({pk}) NOT ENFORCED
-) WITH (
-  'connector' = 'jdbc',
-  'url' = '{jdbc_url(props, group)}',
-  'table-name' = '{target_table}',
-  'username' = '{db.user}',
-  'password' = '{db.password}',
-  'sink.buffer-flush.max-rows' = '{db.sink_batch_rows}',
-  'sink.buffer-flush.interval' = '{db.sink_flush_interval}',
-  'sink.max-retries' = '5'
-)"""
-
-
 def __getattr__(name: str):
     """``DEAD_LETTER_ROW``: the Flink row type of a dead letter, built on first use so that
     importing this module needs no PyFlink."""
@@ -144,41 +113,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def upsert_rows(
-    t_env: StreamTableEnvironment,
-    statements: StatementSet,
-    props: Props,
-    rows: DataStream,
-    target_table: str,
-    columns: list[tuple[str, str]],
-    primary_key: list[str],
-    select: str = "*",
-) -> None:
-    """Adds to ``statements`` an upsert of ``rows`` into ``target_table``. ``columns`` are the
-    target's columns as Flink SQL types; ``select`` maps the rows' fields onto them (unit
-    conversions such as cents to ``DECIMAL`` stay in the JVM)."""
-    t_env.execute_sql(
-        jdbc_upsert_table_ddl(props, f"{target_table}_sink", columns, primary_key, target_table)
-    )
-    t_env.create_temporary_view(f"{target_table}_rows", t_env.from_data_stream(rows))
-    statements.add_insert_sql(
-        f"INSERT INTO `{target_table}_sink` SELECT {select} FROM `{target_table}_rows`"
-    )
-
-
-def sink_dead_letters(t_env, statements, props, letters: DataStream) -> None:
-    """``DEAD_LETTER_ROW`` rows into ``dead_letter``, one row per distinct bad record."""
-    upsert_rows(
-        t_env,
-        statements,
-        props,
-        letters,
-        DEAD_LETTER.name,
-        [(column.name, flink_sql_type(column)) for column in DEAD_LETTER.written],
-        list(DEAD_LETTER.primary_key),
-    )
-
-
 def copy_upsert_sink(
     props: Props,
     target_table: str,
@@ -186,18 +120,22 @@ def copy_upsert_sink(
     target: list[tuple[str, str]],
     primary_key: list[str],
     group: str = "Aurora",
-):
+    updates_expected: bool = False,
+) -> Sink:
     """A sink that upserts rows into ``target_table`` through PostgreSQL ``COPY``
     (``pizzastream.flink.PostgresCopySink``): each batch is COPYed into a temporary staging
     table of ``stage_columns`` (``(name, PostgreSQL type)``, matching the rows' fields by
     position) and moved with one plain ``INSERT ... SELECT`` (new keys, the common case), or
     with ``ON CONFLICT (primary_key) DO UPDATE`` when that hits a key already there (a
-    replay after a restart); ``target`` maps each target column to a SQL expression over the staging
+    replay after a restart), or at once if ``updates_expected`` (a table of rows rewritten
+    in place, such as stock levels, where the plain insert would fail nearly every batch); ``target`` maps each target column to a SQL expression over the staging
     columns, so unit conversions run in the database. Batches are written every
-    ``copy_batch_rows`` rows (default 50000: PostgreSQL's cost is per statement and commit,
-    see docs/benchmarks.md), every ``copy_flush_interval_ms`` (default 1000) and on every
-    checkpoint: at-least-once and idempotent, like ``upsert_rows``, at several times its
-    rows per second."""
+    ``copy_batch_rows`` distinct keys (default 50000: PostgreSQL's cost is per statement and
+    commit, see docs/benchmarks.md), ``copy_flush_interval_ms`` (default 1000) after a row
+    found no write scheduled, and on every checkpoint (``pizzastream.flink.CheckpointFlushedSink``):
+    at-least-once and idempotent by primary key. The update sets every ``target`` column but
+    the key; columns not in ``target`` (a database default such as ``received_at``, a column
+    another writer sets such as ``delivery_id``) keep what the first write left."""
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
 
@@ -222,7 +160,45 @@ def copy_upsert_sink(
             strings(primary_key),
             db.copy_batch_rows,
             db.copy_flush_interval_ms,
+            updates_expected,
         )
+    )
+
+
+_STAGE_TYPES = {"S": TEXT, "I": INTEGER, "L": BIGINT}
+
+
+def stage_columns(layout: DelimitedLayout) -> list[tuple[str, str]]:
+    """The staging columns of ``copy_upsert_sink`` for rows of ``layout`` made by
+    ``jobs.operators.delimited_rows`` (``S`` text, ``I`` integer, ``L`` bigint): the rows'
+    field names, each with its PostgreSQL type."""
+    return [
+        (name, _STAGE_TYPES[kind]) for name, kind in zip(layout.fields, layout.kinds, strict=True)
+    ]
+
+
+def from_epoch_ms(column: str) -> str:
+    """SQL of the ``timestamptz`` a staging column of epoch milliseconds holds."""
+    return f"timestamptz 'epoch' + {column} * interval '1 millisecond'"
+
+
+# ``dead_letter`` from ``DEAD_LETTER_ROW`` rows: the columns the pipeline writes, as they are;
+# ``received_at`` is the database's, so a replayed letter keeps its first time.
+DEAD_LETTER_STAGE = [(column.name, column.type) for column in DEAD_LETTER.written]
+DEAD_LETTER_TARGET = [(column.name, column.name) for column in DEAD_LETTER.written]
+
+
+def dead_letter_sink(props: Props) -> Sink:
+    """``DEAD_LETTER_ROW`` rows into ``dead_letter``, one row per distinct bad record: its id
+    hashes the job and the record (``pizzastream.dead_letters``), so a replay rewrites the
+    row it wrote (the update sets the written columns; ``received_at`` stays the first
+    write's) and never adds a second, as the JDBC connector's upsert by primary key did."""
+    return copy_upsert_sink(
+        props,
+        DEAD_LETTER.name,
+        DEAD_LETTER_STAGE,
+        DEAD_LETTER_TARGET,
+        list(DEAD_LETTER.primary_key),
     )
 
 
@@ -233,7 +209,7 @@ ORDER_FCT_STAGE = [
     for field, column in zip(FACT_COLUMNS, FACT_TARGET)
 ]
 _FROM_FACT = {
-    "transaction_ts": "timestamptz 'epoch' + transaction_ts_ms * interval '1 millisecond'",
+    "transaction_ts": from_epoch_ms("transaction_ts_ms"),
     "unit_price": "unit_price_cents / 100.0",
     "total_transaction_amt": "total_cents / 100.0",
 }

@@ -94,10 +94,10 @@ R, RW, RWD = "SELECT", "SELECT, INSERT, UPDATE", "SELECT, INSERT, UPDATE, DELETE
 # is recorded in order_fct_deleted.
 _ORDER_FCT_WRITER = {"order_fct": RW, "delivery_assignment": R, "order_fct_deleted": RW}
 AURORA_GRANTS: dict[str, dict[str, str]] = {
-    # catalog (connectors.aurora.catalog_rows), dead letters (JDBC upsert)
+    # catalog (connectors.aurora.catalog_rows), dead letters (COPY upsert)
     "order_enrichment": {"product": R, "recipe": R, "dead_letter": RW},
     # catalog and replenishment policies, opening stock, a store's past sales; the sinks:
-    # order_fct (COPY upsert), supplier_order, replenishment_alert, inventory, dead_letter
+    # order_fct, supplier_order, replenishment_alert, inventory, dead_letter (COPY upserts)
     "inventory_windowing": {
         "product": R,
         "recipe": R,

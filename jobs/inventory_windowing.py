@@ -62,6 +62,7 @@ from pizzastream.order_batches import (
     repeat_letter,
 )
 from pizzastream.replenishment import HistoryWindow, policies_from_rows
+from pizzastream.schemas import ORDER_FCT
 from pizzastream.settings import InventorySettings, OrderPathSettings, OrderRulesSettings
 
 JOB_NAME = INVENTORY_JOB
@@ -72,6 +73,29 @@ FACT_KINDS = ROW_LAYOUTS[FACT].kinds
 SUPPLIER_ORDER_ROW_TYPE = operators.delimited_row_type(ROW_LAYOUTS[SUPPLIER_ORDER_ROW])
 ALERT_ROW = operators.delimited_row_type(ROW_LAYOUTS[ALERT])
 INVENTORY_ROW = operators.delimited_row_type(ROW_LAYOUTS[STOCK_LEVEL])
+# The Aurora columns each row type fills (connectors.aurora.copy_upsert_sink's ``target``):
+# times from epoch ms, 0 and '' of the fields an alert kind leaves empty as NULL, and the
+# stock level's time as the write's.
+SUPPLIER_ORDER_TARGET = [
+    ("ordered_ts", aurora.from_epoch_ms(name)) if name == "ordered_ts_ms" else (name, name)
+    for name in SUPPLIER_ORDER_ROW_TYPE.get_field_names()
+]
+ALERT_TARGET = [
+    ("alert_id", "alert_id"),
+    ("kind", "kind"),
+    ("store_id", "store_id"),
+    ("ingredient_id", "NULLIF(ingredient_id, 0)"),
+    ("supplier_id", "NULLIF(supplier_id, 0)"),
+    ("supplier_order_id", "NULLIF(supplier_order_id, '')"),
+    ("alert_ts", aurora.from_epoch_ms("ts_ms")),
+    ("record", "record"),
+]
+INVENTORY_TARGET = [
+    ("store_id", "store_id"),
+    ("ingredient_id", "ingredient_id"),
+    ("on_hand", "on_hand"),
+    ("updated_at", "now()"),
+]
 DEAD_LETTERS = OutputTag("dead-letters", aurora.DEAD_LETTER_ROW)
 SIDE_TAGS = (
     STATUS_CACHE
@@ -253,76 +277,48 @@ def build(env: StreamExecutionEnvironment, props: Props) -> None:
         redis_store.sink(props, redis_store.STOCKOUT_TTL_S)
     ).name("redis:stockouts").uid("sink-redis-stockouts")
 
-    statements = t_env.create_statement_set()
-    # order_fct: COPY into a staging table + one INSERT per batch (flushed on every
-    # checkpoint), several times the JDBC upsert's rows/s (docs/benchmarks.md)
-    out.facts.sink_to(
-        aurora.copy_upsert_sink(
-            props,
-            "order_fct",
+    # Every Aurora table: COPY into a staging table + one INSERT per batch, flushed on every
+    # checkpoint (connectors.aurora.copy_upsert_sink); conversions run in the database.
+    for rows, table, stage, target, primary_key in (
+        (
+            out.facts,
+            ORDER_FCT.name,
             aurora.ORDER_FCT_STAGE,
             aurora.ORDER_FCT_TARGET,
-            ["order_id", "product_id"],
+            list(ORDER_FCT.primary_key),
+        ),
+        (
+            out.supplier_order_rows,
+            "supplier_order",
+            aurora.stage_columns(ROW_LAYOUTS[SUPPLIER_ORDER_ROW]),
+            SUPPLIER_ORDER_TARGET,
+            ["supplier_order_id", "ingredient_id"],
+        ),
+        (
+            out.alerts,
+            "replenishment_alert",
+            aurora.stage_columns(ROW_LAYOUTS[ALERT]),
+            ALERT_TARGET,
+            ["alert_id"],
+        ),
+        (
+            out.levels,
+            "inventory",
+            aurora.stage_columns(ROW_LAYOUTS[STOCK_LEVEL]),
+            INVENTORY_TARGET,
+            ["store_id", "ingredient_id"],
+        ),
+    ):
+        # A stock level rewrites its store's and ingredient's row: merged at once, where the
+        # plain insert would fail on nearly every batch.
+        rewritten = table == "inventory"
+        sink = aurora.copy_upsert_sink(
+            props, table, stage, target, primary_key, updates_expected=rewritten
         )
-    ).name("aurora:order_fct").uid("sink-aurora-order-fct")
-    aurora.upsert_rows(
-        t_env,
-        statements,
-        props,
-        out.supplier_order_rows,
-        "supplier_order",
-        [
-            ("supplier_order_id", "STRING"),
-            ("store_id", "INT"),
-            ("ingredient_id", "INT"),
-            ("supplier_id", "INT"),
-            ("quantity", "INT"),
-            ("ordered_ts", "TIMESTAMP(3)"),
-            ("on_hand", "BIGINT"),
-            ("reorder_point", "BIGINT"),
-        ],
-        ["supplier_order_id", "ingredient_id"],
-        select="supplier_order_id, store_id, ingredient_id, supplier_id, quantity,"
-        " CAST(TO_TIMESTAMP_LTZ(ordered_ts_ms, 3) AS TIMESTAMP(3)), on_hand, reorder_point",
-    )
-    aurora.upsert_rows(
-        t_env,
-        statements,
-        props,
-        out.alerts,
-        "replenishment_alert",
-        [
-            ("alert_id", "STRING"),
-            ("kind", "STRING"),
-            ("store_id", "INT"),
-            ("ingredient_id", "INT"),
-            ("supplier_id", "INT"),
-            ("supplier_order_id", "STRING"),
-            ("alert_ts", "TIMESTAMP(3)"),
-            ("record", "STRING"),
-        ],
-        ["alert_id"],
-        select="alert_id, kind, store_id, NULLIF(ingredient_id, 0), NULLIF(supplier_id, 0),"
-        " NULLIF(supplier_order_id, ''),"
-        " CAST(TO_TIMESTAMP_LTZ(ts_ms, 3) AS TIMESTAMP(3)), record",
-    )
-    aurora.upsert_rows(
-        t_env,
-        statements,
-        props,
-        out.levels,
-        "inventory",
-        [
-            ("store_id", "INT"),
-            ("ingredient_id", "INT"),
-            ("on_hand", "BIGINT"),
-            ("updated_at", "TIMESTAMP(3)"),
-        ],
-        ["store_id", "ingredient_id"],
-        select="store_id, ingredient_id, on_hand, CAST(LOCALTIMESTAMP AS TIMESTAMP(3))",
-    )
-    aurora.sink_dead_letters(t_env, statements, props, out.dead_letters.union(conflicts))
-    statements.attach_as_datastream()
+        rows.sink_to(sink).name(f"aurora:{table}").uid(f"sink-aurora-{table.replace('_', '-')}")
+    out.dead_letters.union(conflicts).sink_to(aurora.dead_letter_sink(props)).name(
+        "aurora:dead_letter"
+    ).uid("sink-aurora-dead-letter")
 
 
 if __name__ == "__main__":

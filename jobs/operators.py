@@ -49,8 +49,8 @@ def hand_records_on_by_reference(stream: DataStream) -> None:
     event in the JVM, and copying each between chained operators cost as much as producing
     it. Safe there because every JVM operator of the order path makes new records and no
     sink keeps a record it is handed beyond what the record's producer made for it
-    (``PostgresCopySink`` keeps the rows ``DelimitedRows`` creates; the Kinesis, Redis and
-    JDBC sinks serialize or copy on write)."""
+    (``PostgresCopySink`` keeps the rows ``DelimitedRows`` and the dead-letter operators
+    create; the Kinesis, Redis and warehouse sinks serialize or copy on write)."""
     stream._j_data_stream.getExecutionEnvironment().getConfig().enableObjectReuse()
 
 

@@ -105,16 +105,14 @@ def enrich_orders(raw_orders: DataStream, props: Props) -> Enrichment[DataStream
 
 def build(env: StreamExecutionEnvironment, props: Props) -> None:
     """Adds the job's dataflow, with its sources and sinks, to ``env``."""
-    t_env = runtime.table_environment(env)
     outputs = enrich_orders(kinesis.raw_record_source(env, props, "orders"), props)
     kinesis.sink_to_stream(outputs.enriched, props, "orders_enriched")
     kinesis.sink_to_stream(outputs.statuses, props, "order_status")
     # Statuses only move forward (pizzastream.order_status): a refused write is a dead letter.
     conflicts = redis_store.order_status_gate(outputs.status_commands, props, JOB_NAME)
-
-    statements = t_env.create_statement_set()
-    aurora.sink_dead_letters(t_env, statements, props, outputs.dead_letters.union(conflicts))
-    statements.attach_as_datastream()
+    outputs.dead_letters.union(conflicts).sink_to(aurora.dead_letter_sink(props)).name(
+        "aurora:dead_letter"
+    ).uid("sink-aurora-dead-letter")
 
 
 if __name__ == "__main__":

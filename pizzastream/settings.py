@@ -311,8 +311,8 @@ SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-
 
 @dataclass(frozen=True, kw_only=True)
 class DatabaseSettings(GroupSettings):
-    """What ``Aurora`` and ``Warehouse`` share: the address, the login, TLS, and the JDBC
-    sink's batching (``connectors.aurora``, which writes to either)."""
+    """What ``Aurora`` and ``Warehouse`` share: the address, the login, TLS, and the COPY
+    upsert sink's batching (``connectors.aurora.copy_upsert_sink``, which writes to either)."""
 
     host: str
     port: int = field(metadata=POSITIVE)
@@ -322,8 +322,6 @@ class DatabaseSettings(GroupSettings):
     password_secret_arn: str = ""
     sslmode: SslMode | None = None
     sslrootcert: str = ""  # relative: under the application root (config.tls_settings)
-    sink_batch_rows: int = field(default=1000, metadata=POSITIVE)
-    sink_flush_interval: str = "1s"
     copy_batch_rows: int = field(default=50000, metadata=POSITIVE)
     copy_flush_interval_ms: int = field(default=1000, metadata=POSITIVE)
 

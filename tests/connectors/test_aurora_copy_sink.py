@@ -1,5 +1,5 @@
-"""The COPY upsert sink (``connectors.aurora.copy_upsert_sink``, inventory_windowing's
-``order_fct`` sink) keeps the JDBC sink's semantics: one row per key with the last values."""
+"""The COPY upsert sink (``connectors.aurora.copy_upsert_sink``, every Aurora table the jobs
+write) keeps the JDBC sink's semantics: one row per key with the last values."""
 
 from __future__ import annotations
 
@@ -55,3 +55,52 @@ def test_copy_sink_upserts_last_version_of_each_key(local_stack):
         ("COPYTEST-2", 4, 8, 3, Decimal("9.99"), Decimal("29.97"), ts + 1, "delivery", "online"),
         ("COPYTEST-3", 16, 9, 1, Decimal("1.99"), Decimal("1.99"), ts + 2, "dine_in", "in_store"),
     ]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_dead_letter_sink_keeps_one_row_per_letter_and_its_first_time(local_stack):
+    """``dead_letter`` through the COPY upsert sink: a letter repeated within a batch and
+    replayed in a later run (a restart) stays one row, ``received_at`` the first write's (the
+    dead-letter alarm counts recent rows), and a payload with tabs, newlines and backslashes
+    arrives as sent."""
+    from pyflink.common import Row
+
+    from connectors import aurora
+    from jobs import runtime
+
+    props = dict(local_stack)
+    prefix = "COPYTEST-DL-"
+    with aurora.connect(props) as conn:
+        conn.execute("DELETE FROM dead_letter WHERE dead_letter_id LIKE %s", (prefix + "%",))
+
+    def letter(n: int, detail: str, payload: str = "{}") -> Row:
+        return Row(prefix + str(n), "test", "invalid", detail, None, f"O{n}", payload, 42)
+
+    def run(rows: list) -> None:
+        env = runtime.stream_environment(props)
+        env.set_parallelism(1)
+        env.from_collection(rows, type_info=aurora.DEAD_LETTER_ROW).sink_to(
+            aurora.dead_letter_sink(props)
+        )
+        env.execute("dead-letter-sink-test")
+
+    def stored() -> list[tuple]:
+        with aurora.connect(props) as conn:
+            return conn.execute(
+                "SELECT dead_letter_id, detail, order_id, payload, store_id, received_at"
+                " FROM dead_letter WHERE dead_letter_id LIKE %s ORDER BY dead_letter_id",
+                (prefix + "%",),
+            ).fetchall()
+
+    awkward = 'a\tb\nc\\d "e"'
+    run([letter(1, "first"), letter(2, "two", awkward), letter(1, "first")])
+    first = stored()
+    assert [row[:5] for row in first] == [
+        (prefix + "1", "first", "O1", "{}", 42),
+        (prefix + "2", "two", "O2", awkward, 42),
+    ]
+    run([letter(2, "two", awkward), letter(3, "three")])  # the replay of a restart, and a new one
+    second = stored()
+    assert [row[0] for row in second] == [prefix + "1", prefix + "2", prefix + "3"]
+    assert second[:2] == first  # the replayed letter: same row, same first time

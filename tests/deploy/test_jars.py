@@ -1,7 +1,8 @@
 """The two jars hold what they are for and nothing else: the product jar
 (``deploy/pom.xml``, the one the jobs load and the MSF application zip carries) has the
 connectors and the JVM helpers but no benchmark class, and the benchmarks' jar
-(``bench/jvm/pom.xml``, loaded by benchmark jobs only) has the benchmark classes alone.
+(``bench/jvm/pom.xml``, loaded by benchmark jobs only) has the benchmark classes and the
+``sink_jdbc`` baseline's JDBC connector alone.
 ``scripts/setup.sh`` builds both; a missing jar fails here rather than passing."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from jobs.runtime import DEPENDENCIES_JAR
 from pizzastream.config import REPO_ROOT
 
 BENCH_PACKAGE = "pizzastream/flink/bench/"
+JDBC_CONNECTOR = "org/apache/flink/connector/jdbc/"
 PRODUCT_SOURCES = REPO_ROOT / "connectors" / "jvm" / "src" / "main" / "java"
 BENCH_SOURCES = REPO_ROOT / "bench" / "jvm" / "src" / "main" / "java"
 POM = "{http://maven.apache.org/POM/4.0.0}"
@@ -41,14 +43,26 @@ def test_the_product_jar_holds_no_benchmark_class():
     assert [
         e for e in entries if e.startswith(("org/junit/", "org/apache/flink/streaming/util/"))
     ] == []
+    # nor Flink's JDBC connector: every Aurora table is written by PostgresCopySink, through
+    # the PostgreSQL driver alone
+    assert [e for e in entries if e.startswith(JDBC_CONNECTOR)] == []
+    assert "org/postgresql/Driver.class" in entries
 
 
-def test_the_benchmark_jar_holds_the_benchmark_classes_alone():
+def test_the_benchmark_jar_holds_the_benchmark_classes_and_the_jdbc_baseline_alone():
     sources = _classes_of(BENCH_SOURCES)
     assert "pizzastream/flink/bench/OrderGenerator.class" in sources
-    classes = {e for e in _entries(BENCH_JAR) if e.endswith(".class")}
+    entries = _entries(BENCH_JAR)
+    classes = {e for e in entries if e.endswith(".class")}
     assert sources <= classes
-    assert all(c.startswith(BENCH_PACKAGE) for c in classes), classes
+    # the sink_jdbc baseline's connector (bench/scenarios.py), its table factory registered
+    assert any(c.startswith(JDBC_CONNECTOR) for c in classes)
+    with zipfile.ZipFile(BENCH_JAR) as archive:
+        factories = archive.read("META-INF/services/org.apache.flink.table.factories.Factory")
+    assert b"org.apache.flink.connector.jdbc" in factories
+    assert all(c.startswith((BENCH_PACKAGE, JDBC_CONNECTOR)) for c in classes), {
+        c for c in classes if not c.startswith((BENCH_PACKAGE, JDBC_CONNECTOR))
+    }
 
 
 def test_no_benchmark_source_is_among_the_products():

@@ -201,7 +201,6 @@ def test_the_defaults_are_what_the_code_read_before():
         5,
         0.5,
     )
-    assert (parsed.warehouse.sink_batch_rows, parsed.warehouse.sink_flush_interval) == (1000, "1s")
     assert (parsed.warehouse.copy_batch_rows, parsed.warehouse.copy_flush_interval_ms) == (
         50000,
         1000,

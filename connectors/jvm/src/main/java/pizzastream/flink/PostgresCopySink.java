@@ -3,7 +3,6 @@ package pizzastream.flink;
 import java.io.IOException;
 import java.io.StringReader;
 import java.sql.Connection;
-import java.sql.DriverManager;
 import java.sql.SQLException;
 import java.sql.Savepoint;
 import java.sql.Statement;
@@ -12,9 +11,6 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.apache.flink.api.common.operators.ProcessingTimeService;
-import org.apache.flink.api.connector.sink2.Sink;
-import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.types.Row;
 import org.postgresql.PGConnection;
 import org.postgresql.copy.CopyManager;
@@ -22,26 +18,27 @@ import org.postgresql.copy.CopyManager;
 /**
  * Upserts rows into a PostgreSQL (Aurora) table by COPYing each batch into a temporary
  * staging table and merging it with one {@code INSERT ... SELECT ... ON CONFLICT (pk) DO
- * UPDATE} statement: COPY's bulk speed with the JDBC upsert sink's semantics.
+ * UPDATE} statement: COPY's bulk speed with the semantics of an upsert by primary key.
  *
  * <p>Rows are {@code Row}s whose fields match {@code stageColumns} by position; the staging
  * table has exactly those columns (e.g. money in integer cents, times in epoch ms) and
  * {@code selectExpressions} turn them into the target's {@code targetColumns} inside the
  * database (e.g. {@code unit_price_cents / 100.0}, {@code to_timestamp(ts_ms / 1000.0)}).
  *
- * <p>Delivery: a batch is written every {@code batchRows} rows, every {@code flushIntervalMs}
- * and on every checkpoint (Flink calls {@code flush} before the barrier), in one transaction,
- * so what a checkpoint covers is committed (at-least-once). Replays after a restart rewrite
+ * <p>Delivery ({@link CheckpointFlushedSink}): a batch is written every {@code batchRows}
+ * distinct keys, {@code flushIntervalMs} after a row found no write scheduled and on every
+ * checkpoint, in one transaction, so what a checkpoint covers is committed (at-least-once). Replays after a restart rewrite
  * the same keys (idempotent). Within a batch only the last row of each primary key is kept,
  * since one {@code INSERT ... ON CONFLICT DO UPDATE} may not touch a row twice.
  *
  * <p>Each batch is first tried as a plain {@code INSERT ... SELECT} (no conflict handling:
  * the common case, new keys only, and the cheaper statement); only if that hits a unique
  * violation (a replay after a restart) is it rolled back to a savepoint and merged with
- * {@code ON CONFLICT DO UPDATE}. Columns the sink does not write (e.g. {@code delivery_id},
+ * {@code ON CONFLICT DO UPDATE}; a table whose keys are usually there already
+ * ({@code updatesExpected}) is merged at once. Columns the sink does not write (e.g. {@code delivery_id},
  * set later by another writer) are never touched.
  */
-public final class PostgresCopySink implements Sink<Row> {
+public final class PostgresCopySink extends CheckpointFlushedSink<Row> {
     private static final long serialVersionUID = 1L;
     private static final String UNIQUE_VIOLATION = "23505";
 
@@ -53,13 +50,13 @@ public final class PostgresCopySink implements Sink<Row> {
     private final String[] targetColumns;
     private final String[] selectExpressions;
     private final String[] primaryKey;         // target column names
-    private final int batchRows;
-    private final long flushIntervalMs;
+    private final boolean updatesExpected;
 
     public PostgresCopySink(String url, String user, String password, String targetTable,
                             String[] stageColumns, String[] targetColumns,
                             String[] selectExpressions, String[] primaryKey, int batchRows,
-                            long flushIntervalMs) {
+                            long flushIntervalMs, boolean updatesExpected) {
+        super(batchRows, flushIntervalMs);
         if (targetColumns.length != selectExpressions.length) {
             throw new IllegalArgumentException("one select expression per target column");
         }
@@ -74,14 +71,12 @@ public final class PostgresCopySink implements Sink<Row> {
         this.targetColumns = targetColumns.clone();
         this.selectExpressions = selectExpressions.clone();
         this.primaryKey = primaryKey.clone();
-        this.batchRows = batchRows;
-        this.flushIntervalMs = flushIntervalMs;
+        this.updatesExpected = updatesExpected;
     }
 
     @Override
-    @SuppressWarnings("deprecation")
-    public SinkWriter<Row> createWriter(InitContext context) throws IOException {
-        return new Writer(context.getProcessingTimeService());
+    protected Buffer<Row> newBuffer() {
+        return new Stage();
     }
 
     private String stageName() {
@@ -102,6 +97,16 @@ public final class PostgresCopySink implements Sink<Row> {
     String insertSql() {
         return "INSERT INTO " + targetTable + " (" + String.join(", ", targetColumns) + ") SELECT "
                 + String.join(", ", selectExpressions) + " FROM " + stageName();
+    }
+
+    /**
+     * The statement a batch is first written with: the plain insert, unless the table's keys
+     * are usually there already (a row per store and ingredient, rewritten as stock moves),
+     * where the insert would fail on nearly every batch, costing a statement and an error in
+     * the server's log each time.
+     */
+    String firstSql() {
+        return updatesExpected ? mergeSql() : insertSql();
     }
 
     String mergeSql() {
@@ -133,26 +138,23 @@ public final class PostgresCopySink implements Sink<Row> {
         return positions;
     }
 
-    private final class Writer implements SinkWriter<Row> {
-        private final ProcessingTimeService time;
+    private final class Stage implements Buffer<Row> {
         private final int[] keyPositions = keyPositions();
         private final Map<List<Object>, Row> batch = new LinkedHashMap<>();
-        private final String insert = insertSql();
+        private final String insert = firstSql();
         private final String merge = mergeSql();
         private final StringBuilder text = new StringBuilder(1 << 16);
         private Connection connection;
         private CopyManager copy;
-        private boolean timerPending;
 
-        Writer(ProcessingTimeService time) throws IOException {
-            this.time = time;
+        @Override
+        public void setup(int subtask) throws IOException {
             connect();
         }
 
         private void connect() throws IOException {
             try {
-                connection = DriverManager.getConnection(url, user, password);
-                connection.setAutoCommit(false);
+                connection = JobJarDrivers.connect(url, user, password);
                 try (Statement statement = connection.createStatement()) {
                     statement.execute("CREATE TEMPORARY TABLE IF NOT EXISTS " + stageName() + " ("
                             + String.join(", ", stageColumns) + ") ON COMMIT DELETE ROWS");
@@ -165,29 +167,18 @@ public final class PostgresCopySink implements Sink<Row> {
         }
 
         @Override
-        public void write(Row row, Context context) throws IOException {
+        public int write(Row row) {
             List<Object> key = new ArrayList<>(keyPositions.length);
             for (int position : keyPositions) {
                 key.add(row.getField(position));
             }
             batch.remove(key);           // the last version of a key wins, in arrival order
             batch.put(key, row);
-            if (batch.size() >= batchRows) {
-                flush(false);
-            } else if (!timerPending && flushIntervalMs > 0) {
-                timerPending = true;
-                time.registerTimer(time.getCurrentProcessingTime() + flushIntervalMs, t -> {
-                    timerPending = false;
-                    flush(false);
-                });
-            }
+            return batch.size();
         }
 
         @Override
-        public void flush(boolean endOfInput) throws IOException {
-            if (batch.isEmpty()) {
-                return;
-            }
+        public void flush() throws IOException {
             text.setLength(0);
             for (Row row : batch.values()) {
                 appendCopyLine(row);

@@ -1,27 +1,9 @@
 package pizzastream.flink;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.file.Files;
-import java.nio.file.Paths;
-import java.security.GeneralSecurityException;
-import java.security.KeyStore;
-import java.security.cert.Certificate;
-import java.security.cert.CertificateFactory;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Set;
-import javax.net.ssl.SSLContext;
-import javax.net.ssl.SSLParameters;
-import javax.net.ssl.SSLSocketFactory;
-import javax.net.ssl.TrustManagerFactory;
-import org.apache.flink.api.connector.sink2.Sink;
-import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.types.Row;
-import redis.clients.jedis.DefaultJedisClientConfig;
-import redis.clients.jedis.HostAndPort;
-import redis.clients.jedis.JedisClientConfig;
-import redis.clients.jedis.JedisCluster;
 import redis.clients.jedis.PipelineBase;
 import redis.clients.jedis.Response;
 import redis.clients.jedis.UnifiedJedis;
@@ -44,39 +26,41 @@ import redis.clients.jedis.params.SetParams;
  * checked as above. A node that does not answer leaves its replies unset, and a key that moved
  * (resharding, failover) comes back as a MOVED error: both fail the flush, and the restarted
  * job reads the cluster's slots afresh.
+ *
+ * <p>Shaped as every sink of the project ({@link CheckpointFlushedSink}): a batch is sent
+ * every {@code batchSize} rows and on every checkpoint.
  */
-public final class RedisSink implements Sink<Row> {
+public final class RedisSink extends CheckpointFlushedSink<Row> {
     private static final long serialVersionUID = 1L;
 
     private final RedisEndpoint endpoint;
     private final long ttlSeconds;
-    private final int batchSize;
 
     public RedisSink(RedisEndpoint endpoint, long ttlSeconds, int batchSize) {
+        super(batchSize, 0);
         this.endpoint = endpoint;
         this.ttlSeconds = ttlSeconds;
-        this.batchSize = batchSize;
     }
 
     @Override
-    @SuppressWarnings("deprecation")
-    public SinkWriter<Row> createWriter(InitContext context) throws IOException {
-        return new Writer(endpoint.connect());
+    protected Buffer<Row> newBuffer() {
+        return new Pipeline();
     }
 
-    private final class Writer implements SinkWriter<Row> {
-        private final UnifiedJedis redis;
+    private final class Pipeline implements Buffer<Row> {
+        private UnifiedJedis redis;
         /** The batch being written (opened at its first row), and its replies to check. */
         private PipelineBase pipeline;
         private final List<Response<?>> replies = new ArrayList<>();
         private int rows;
 
-        Writer(UnifiedJedis redis) {
-            this.redis = redis;
+        @Override
+        public void setup(int subtask) throws IOException {
+            redis = endpoint.connect();
         }
 
         @Override
-        public void write(Row row, Context context) throws IOException {
+        public int write(Row row) throws IOException {
             String command = String.valueOf(row.getField(0));
             String key = String.valueOf(row.getField(1));
             String value = String.valueOf(row.getField(3));
@@ -94,16 +78,11 @@ public final class RedisSink implements Sink<Row> {
                     replies.add(pipeline.expire(key, ttlSeconds));
                 }
             }
-            if (++rows >= batchSize) {
-                flush(false);
-            }
+            return ++rows;
         }
 
         @Override
-        public void flush(boolean endOfInput) throws IOException {
-            if (pipeline == null) {
-                return;
-            }
+        public void flush() throws IOException {
             PipelineBase batch = pipeline;
             pipeline = null;
             rows = 0;

@@ -9,7 +9,6 @@ import java.io.Writer;
 import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
-import java.sql.Driver;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.LocalDateTime;
@@ -17,13 +16,9 @@ import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Properties;
-import java.util.ServiceLoader;
 import java.util.UUID;
 import java.util.zip.GZIPInputStream;
 import java.util.zip.GZIPOutputStream;
-import org.apache.flink.api.connector.sink2.Sink;
-import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.core.fs.FSDataInputStream;
 import org.apache.flink.core.fs.FSDataOutputStream;
 import org.apache.flink.core.fs.FileSystem;
@@ -55,8 +50,11 @@ import org.postgresql.core.BaseConnection;
  * PostgreSQL lacks, is performed by reading that very manifest and its files back from S3 and
  * copying them into {@code standInTable} through PostgreSQL's COPY: everything else is the
  * statements Redshift runs.
+ *
+ * <p>Shaped as every sink of the project ({@link CheckpointFlushedSink}), with no count or
+ * time threshold: only checkpoints (and the end of input) load, each on a connection of its own.
  */
-public final class RedshiftStagedMergeSink implements Sink<Row> {
+public final class RedshiftStagedMergeSink extends CheckpointFlushedSink<Row> {
     private static final long serialVersionUID = 1L;
     private static final DateTimeFormatter TIMESTAMP = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss.SSSSSS");
 
@@ -74,6 +72,7 @@ public final class RedshiftStagedMergeSink implements Sink<Row> {
     public RedshiftStagedMergeSink(String url, String user, String password, List<String> before,
                                    String copyTemplate, List<String> after, String loadPrefix,
                                    String standInTable, int attempts, long backoffMillis) {
+        super(0, 0);
         this.url = url;
         this.user = user;
         this.password = password;
@@ -87,26 +86,16 @@ public final class RedshiftStagedMergeSink implements Sink<Row> {
     }
 
     @Override
-    @SuppressWarnings("deprecation")
-    public SinkWriter<Row> createWriter(InitContext context) {
-        return new LoadWriter(context.getSubtaskId());
+    protected Buffer<Row> newBuffer() {
+        return new Load();
     }
 
     private Connection connect() throws SQLException {
-        Properties credentials = new Properties();
-        credentials.setProperty("user", user);
-        credentials.setProperty("password", password);
-        for (Driver driver : ServiceLoader.load(Driver.class, RedshiftStagedMergeSink.class.getClassLoader())) {
-            if (driver.acceptsURL(url)) {
-                Connection connection = driver.connect(url, credentials);
-                connection.setAutoCommit(false);
-                if (!standInTable.isEmpty()) {
-                    connection.setTransactionIsolation(Connection.TRANSACTION_SERIALIZABLE);
-                }
-                return connection;
-            }
+        Connection connection = JobJarDrivers.connect(url, user, password);
+        if (!standInTable.isEmpty()) {
+            connection.setTransactionIsolation(Connection.TRANSACTION_SERIALIZABLE);
         }
-        throw new SQLException("no JDBC driver in the job's jar accepts " + url);
+        return connection;
     }
 
     static boolean isSerializationConflict(SQLException e) {
@@ -125,25 +114,24 @@ public final class RedshiftStagedMergeSink implements Sink<Row> {
         return false;
     }
 
-    private final class LoadWriter implements SinkWriter<Row> {
+    private final class Load implements Buffer<Row> {
         private final List<Row> pending = new ArrayList<>();
-        private final String writerId;
+        private String writerId;
         private long sequence;
 
-        LoadWriter(int subtask) {
-            this.writerId = subtask + "-" + UUID.randomUUID();
+        @Override
+        public void setup(int subtask) {
+            writerId = subtask + "-" + UUID.randomUUID();
         }
 
         @Override
-        public void write(Row row, Context context) {
+        public int write(Row row) {
             pending.add(row);
+            return pending.size();
         }
 
         @Override
-        public void flush(boolean endOfInput) throws IOException {
-            if (pending.isEmpty()) {
-                return;
-            }
+        public void flush() throws IOException {
             String manifest = stage(LocalDateTime.now(ZoneOffset.UTC));
             String copy = copyTemplate.replace("{manifest}", manifest);
             for (int attempt = 1; ; attempt++) {
@@ -240,6 +228,7 @@ public final class RedshiftStagedMergeSink implements Sink<Row> {
 
         @Override
         public void close() {
+            // every load closes its own connection
         }
     }
 

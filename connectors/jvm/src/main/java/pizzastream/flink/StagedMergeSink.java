@@ -2,7 +2,6 @@ package pizzastream.flink;
 
 import java.io.IOException;
 import java.sql.Connection;
-import java.sql.Driver;
 import java.sql.PreparedStatement;
 import java.sql.SQLException;
 import java.sql.Statement;
@@ -10,10 +9,6 @@ import java.time.LocalDateTime;
 import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Properties;
-import java.util.ServiceLoader;
-import org.apache.flink.api.connector.sink2.Sink;
-import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.types.Row;
 
 /**
@@ -28,8 +23,12 @@ import org.apache.flink.types.Row;
  * into it binding a row's fields in order and then the load time, and {@code after} statements
  * (merge, log, drop the staging table). A replay after a restart merges the same keys again,
  * so at-least-once delivery leaves each row exactly once.
+ *
+ * <p>Shaped as every sink of the project ({@link CheckpointFlushedSink}), with no count or
+ * time threshold: only checkpoints (and the end of input) load. The connection is opened by
+ * the first load, not by {@code setup}.
  */
-public final class StagedMergeSink implements Sink<Row> {
+public final class StagedMergeSink extends CheckpointFlushedSink<Row> {
     private static final long serialVersionUID = 1L;
 
     private final String url;
@@ -41,6 +40,7 @@ public final class StagedMergeSink implements Sink<Row> {
 
     public StagedMergeSink(String url, String user, String password, List<String> before,
                            String insert, List<String> after) {
+        super(0, 0);
         this.url = url;
         this.user = user;
         this.password = password;
@@ -50,46 +50,30 @@ public final class StagedMergeSink implements Sink<Row> {
     }
 
     @Override
-    @SuppressWarnings("deprecation")
-    public SinkWriter<Row> createWriter(InitContext context) {
-        return new Writer();
+    protected Buffer<Row> newBuffer() {
+        return new Load();
     }
 
-    /**
-     * The driver that accepts the URL, from the job's own jar: {@code DriverManager} only sees
-     * drivers on the JVM's class path, not in Flink's user-code class loader.
-     */
-    private Connection connect() throws SQLException {
-        Properties credentials = new Properties();
-        credentials.setProperty("user", user);
-        credentials.setProperty("password", password);
-        for (Driver driver : ServiceLoader.load(Driver.class, StagedMergeSink.class.getClassLoader())) {
-            if (driver.acceptsURL(url)) {
-                Connection connection = driver.connect(url, credentials);
-                connection.setAutoCommit(false);
-                return connection;
-            }
-        }
-        throw new SQLException("no JDBC driver in the job's jar accepts " + url);
-    }
-
-    private final class Writer implements SinkWriter<Row> {
+    private final class Load implements Buffer<Row> {
         private final List<Row> pending = new ArrayList<>();
         private Connection connection;
 
         @Override
-        public void write(Row row, Context context) {
-            pending.add(row);
+        public void setup(int subtask) {
+            // the first flush connects
         }
 
         @Override
-        public void flush(boolean endOfInput) throws IOException {
-            if (pending.isEmpty()) {
-                return;
-            }
+        public int write(Row row) {
+            pending.add(row);
+            return pending.size();
+        }
+
+        @Override
+        public void flush() throws IOException {
             try {
                 if (connection == null || connection.isClosed()) {
-                    connection = connect();
+                    connection = JobJarDrivers.connect(url, user, password);
                 }
                 load(connection);
             } catch (SQLException e) {

@@ -80,6 +80,8 @@ def run(spec: dict) -> dict:
         window = _steady_window(
             client, progress, spec["warmup_s"], spec["measure_s"], spec.get("jfr")
         )
+        if spec.get("jfr"):
+            _await_recording(Path(spec["jfr"]))
     finally:
         _cancel(client)
         sampler.stop()
@@ -179,7 +181,9 @@ def _steady_window(
 
 
 def _record_jvm(path: str, seconds: float) -> None:
-    """Starts a flight recording of ``seconds`` in this run's JVM (``jcmd``)."""
+    """Starts a flight recording of ``seconds`` in this run's JVM (``jcmd``); started just
+    after the window opens, it stops a little before the window closes."""
+    seconds = max(1, int(seconds) - 2)
     jvms = [pid for pid, (_, role) in descendants_cpu(os.getpid()).items() if role == "jvm"]
     for pid in jvms:
         subprocess.run(
@@ -188,12 +192,20 @@ def _record_jvm(path: str, seconds: float) -> None:
                 str(pid),
                 "JFR.start",
                 "settings=profile",
-                f"duration={int(seconds)}s",
+                f"duration={seconds}s",
                 f"filename={path}",
             ],
             capture_output=True,
             check=False,
         )
+
+
+def _await_recording(path: Path, timeout_s: float = 30) -> None:
+    """Waits for the JVM to write the recording out (the run is cancelled after this)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not (path.exists() and path.stat().st_size > 0):
+        time.sleep(0.5)
+    time.sleep(1)  # the file grows while JFR writes it
 
 
 def _check_running(client) -> None:

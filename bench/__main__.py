@@ -139,7 +139,7 @@ def check_jar() -> None:
         )
 
 
-def run_flink(run: Run, logs: Path, run_tag: str) -> dict:
+def run_flink(run: Run, logs: Path, run_tag: str, jfr: Path | None = None) -> dict:
     spec = {
         "id": run.id,
         "section": run.section,
@@ -153,6 +153,9 @@ def run_flink(run: Run, logs: Path, run_tag: str) -> dict:
         **run.extra,
     }
     safe = "".join(c if c.isalnum() else "_" for c in run.id)
+    if jfr:
+        jfr.mkdir(parents=True, exist_ok=True)
+        spec["jfr"] = str(jfr.resolve() / f"{safe}.jfr")
     spec_path, result_path = logs / f"{safe}.spec.json", logs / f"{safe}.result.json"
     log_path = logs / f"{safe}.log"
     spec_path.write_text(json.dumps(spec))
@@ -193,7 +196,7 @@ def merge(plan: list[Run], args) -> int:
     if args.only or args.section:
         for index, run in enumerate(plan, 1):
             print(f"[{index}/{len(plan)}] {run.id} (load {load_average()[0]:.2f})", flush=True)
-            result = run_flink(run, logs, run_tag)
+            result = run_flink(run, logs, run_tag, args.jfr)
             print("    " + report.one_line(result), flush=True)
             result["rerun"] = datetime.now(UTC).isoformat(timespec="seconds")
             results["flink"] = [r for r in results["flink"] if r.get("id") != run.id] + [result]
@@ -238,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parts", default="", help="with --merge: also re-run these of aurora,e2e,profile"
     )
+    parser.add_argument(
+        "--jfr",
+        type=Path,
+        help="record each Flink run's measured window with Java Flight Recorder into this "
+        "directory (<run>.jfr; read with python -m bench.jfr)",
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--skip", default="", help="comma-separated: flink,aurora,e2e,profile")
     parser.add_argument("--results", type=Path, help="where the raw results go (JSON)")
@@ -277,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if "flink" not in skip:
         for index, run in enumerate(plan, 1):
             print(f"[{index}/{len(plan)}] {run.id} (load {load_average()[0]:.2f})", flush=True)
-            result = run_flink(run, logs, run_tag)
+            result = run_flink(run, logs, run_tag, args.jfr)
             results["flink"].append(result)
             print("    " + report.one_line(result), flush=True)
     if "aurora" not in skip:

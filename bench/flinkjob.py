@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench import benchdb  # noqa: E402 - after the repository is put on sys.path
-from bench.measure import CpuSampler, ProgressFiles, load_average, stack_pids  # noqa: E402 - after the repository is put on sys.path
+from bench.measure import CpuSampler, ProgressFiles, descendants_cpu, load_average, stack_pids  # noqa: E402 - after the repository is put on sys.path
 from pizzastream import run_directory  # noqa: E402 - after the repository is put on sys.path
 
 PROGRESS_NAME = "events"
@@ -76,7 +77,11 @@ def run(spec: dict) -> dict:
     load_before = load_average()
     client = env.execute_async(f"bench-{spec['scenario']}")
     try:
-        window = _steady_window(client, progress, spec["warmup_s"], spec["measure_s"])
+        window = _steady_window(
+            client, progress, spec["warmup_s"], spec["measure_s"], spec.get("jfr")
+        )
+        if spec.get("jfr"):
+            _await_recording(Path(spec["jfr"]))
     finally:
         _cancel(client)
         sampler.stop()
@@ -151,8 +156,10 @@ def _ship_bench(env) -> None:
 
 
 def _steady_window(
-    client, progress: ProgressFiles, warmup_s: float, measure_s: float
+    client, progress: ProgressFiles, warmup_s: float, measure_s: float, jfr: str | None = None
 ) -> tuple[float, float]:
+    """The measured window's (start, end); with ``jfr`` (a file name), the JVM records it
+    with Java Flight Recorder (``bench.jfr`` reads it)."""
     started = time.time()
     while True:
         _check_running(client)
@@ -166,8 +173,39 @@ def _steady_window(
     t1 = t0 + measure_s
     while progress.latest_time() < t1 + 0.3:
         _check_running(client)
+        if jfr and progress.latest_time() >= t0:
+            _record_jvm(jfr, measure_s)
+            jfr = None
         time.sleep(0.25)
     return t0, t1
+
+
+def _record_jvm(path: str, seconds: float) -> None:
+    """Starts a flight recording of ``seconds`` in this run's JVM (``jcmd``); started just
+    after the window opens, it stops a little before the window closes."""
+    seconds = max(1, int(seconds) - 2)
+    jvms = [pid for pid, (_, role) in descendants_cpu(os.getpid()).items() if role == "jvm"]
+    for pid in jvms:
+        subprocess.run(
+            [
+                "jcmd",
+                str(pid),
+                "JFR.start",
+                "settings=profile",
+                f"duration={seconds}s",
+                f"filename={path}",
+            ],
+            capture_output=True,
+            check=False,
+        )
+
+
+def _await_recording(path: Path, timeout_s: float = 30) -> None:
+    """Waits for the JVM to write the recording out (the run is cancelled after this)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not (path.exists() and path.stat().st_size > 0):
+        time.sleep(0.5)
+    time.sleep(1)  # the file grows while JFR writes it
 
 
 def _check_running(client) -> None:

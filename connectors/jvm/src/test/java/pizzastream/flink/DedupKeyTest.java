@@ -57,4 +57,42 @@ class DedupKeyTest {
         assertNull(DedupKey.topLevelString("{\"order_id\":null}".getBytes(StandardCharsets.UTF_8),
                 "order_id"));
     }
+
+    @Test
+    void aRecordOpeningWithItsIdIsKeyedAsTheParserWouldKeyIt() throws Exception {
+        byte[] opening = "order_id".getBytes(StandardCharsets.UTF_8);
+        // read straight from the bytes: the id among the plain strings the record opens with
+        String[] direct = {"{\"order_id\":\"A1\",\"x\":[1]}", "{\"order_id\":\"A 1~\"}",
+                           "{\"order_id\":\"A1\",\"order_id\":\"B2\"}",
+                           "{\"order_id\":\"A1\",\"rest\": [unterminated",
+                           "{\"e\":\"E-1\",\"order\":\"no\",\"order_id\":\"A1\",\"s\":7}",
+                           "{\"\":\"\",\"order_id\":\"\"}"};
+        for (String json : direct) {
+            byte[] data = json.getBytes(StandardCharsets.UTF_8);
+            assertEquals(DedupKey.topLevelString(data, "order_id"),
+                    DedupKey.leadingString(data, opening), json);
+            assertEquals("o:" + DedupKey.topLevelString(data, "order_id"),
+                    key.getKey(tagged("o", json)), json);
+        }
+        // anything else is left to the parser, and keyed as before
+        String[] parsed = {"{\"order_id\":\"A\\\"1\"}", "{\"order_id\":\"\u00e9t\u00e9\"}",
+                           "{\"order_id\":\"\\u0041\"}", "{ \"order_id\":\"A1\"}",
+                           "{\"order_id\": \"A1\"}", "{\"order_id\":\"A1",
+                           "{\"order_id\":\"", "{\"order_id\":\"A\t1\"}",
+                           "{\"x\":1,\"order_id\":\"A1\"}", "{\"e\":\"E\" ,\"order_id\":\"A1\"}",
+                           "{\"e\":\"\\n\",\"order_id\":\"A1\"}", "{\"e\":\"E\"}",
+                           "{\"e\":\"E\",\"m\":{\"order_id\":\"in\"},\"order_id\":\"A1\"}",
+                           "{\"e\":\"E\",", "{\"e\":\"E\"\"order_id\":\"A1\"}", "{", ""};
+        for (String json : parsed) {
+            byte[] data = json.getBytes(StandardCharsets.UTF_8);
+            assertNull(DedupKey.leadingString(data, opening), json);
+            String id = DedupKey.topLevelString(data, "order_id");
+            String expected = id != null ? "o:" + id : key.getKey(tagged("o", json));
+            assertEquals(expected, key.getKey(tagged("o", json)), json);
+        }
+        assertEquals("o:A\"1", key.getKey(tagged("o", "{\"order_id\":\"A\\\"1\"}")));
+        assertEquals("o:\u00e9t\u00e9", key.getKey(tagged("o", "{\"order_id\":\"\u00e9t\u00e9\"}")));
+        assertEquals("o:A", key.getKey(tagged("o", "{\"order_id\":\"\\u0041\"}")));
+        assertTrue(key.getKey(tagged("o", "{\"order_id\":\"A\t1\"}")).startsWith("o#"));
+    }
 }

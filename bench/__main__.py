@@ -85,6 +85,8 @@ def full_plan() -> list[Run]:
     for p in (1, 2):  # 1. the jobs as shipped, 2. the same logic in pure SQL
         runs += [Run("jobs", job, p, **PYTHON) for job in ORDER_PATH]
         runs.append(Run("jobs", "hourly_metrics", p, **JVM))
+        # before StoreHourMetrics: the SQL group window, beside it in the same run
+        runs.append(Run("jobs", "hourly_group_window", p, **JVM))
         runs += [Run("sql", f"{job}_sql", p, **JVM) for job in (*ORDER_PATH, "hourly")]
     runs += [Run("sql", "hourly_tumble_sql", p, **JVM) for p in (1, 2)]
     runs.append(Run("jobs", "hourly_json_value", 1, **JVM))  # before decode-once

@@ -22,6 +22,8 @@ from pathlib import Path
 from pyflink.common import Types
 from pyflink.datastream import DataStream, MapFunction
 
+from pizzastream.schemas import METRIC_COLUMNS
+
 PUBLISHED = "published.txt"
 # simulated sales per event-time second in the delay run: at the job's ~20k sales/s per core
 # an hour of event time passes every few wall-clock seconds
@@ -134,7 +136,7 @@ class _FirstRowOfEachHour(MapFunction):
         self._file = open(self._path, "a")  # noqa: SIM115 - closed in close()
 
     def map(self, row):
-        end_ms = row[2] * 60_000  # window_end in minutes (``job.WIRE_COLUMNS``)
+        end_ms = row[2] * 60_000  # window_end in minutes (``job.METRIC_WIRE_ROW``)
         if end_ms not in self._seen:
             self._seen.add(end_ms)
             self._file.write(f"{end_ms} {time.time_ns() // 1_000_000}\n")
@@ -192,6 +194,60 @@ def publication_latencies(progress_dir: Path, spec: dict, props, generated, afte
         "idle_s": float(props["HourlyMetrics"]["idle_seconds"]),
         "checkpoint_interval_ms": int(props["FlinkTuning"]["checkpoint_interval_ms"]),
     }
+
+
+# The metric rows of the SQL group window as they crossed into the publisher before
+# ``StoreHourMetrics`` (the job's ``METRIC_WIRE_ROW``): window bounds in minutes since the
+# epoch, money in integer cents.
+GROUP_WINDOW_WIRE_COLUMNS = tuple(
+    f"CAST({name} * 100 AS BIGINT)"
+    if name in ("revenue", "avg_order_value")
+    else f"TIMESTAMPDIFF(MINUTE, TIMESTAMP '1970-01-01 00:00:00', {name})"
+    if name in ("window_start", "window_end")
+    else name
+    for name in METRIC_COLUMNS
+)
+
+
+def group_window_metrics(t_env, settings) -> DataStream:
+    """The hourly metrics as the job computed them before ``StoreHourMetrics``: the SQL
+    group window of ``metric_sql`` over ``sale_orders``, open ``settings.lateness`` after
+    it fired and re-firing every ``settings.late_refresh`` while late sales change it (its
+    accumulator and timers in keyed state, read and written per sale)."""
+    from jobs import hourly_metrics as job
+    from pizzastream.metrics import metric_sql
+
+    config = t_env.get_config()
+    if settings.lateness:
+        config.set(
+            "table.exec.emit.allow-lateness", f"{settings.lateness // timedelta(milliseconds=1)} ms"
+        )
+        config.set("table.exec.emit.late-fire.enabled", "true")
+        config.set(
+            "table.exec.emit.late-fire.delay",
+            f"{settings.late_refresh // timedelta(milliseconds=1)} ms",
+        )
+    return t_env.to_changelog_stream(
+        t_env.sql_query(
+            f"SELECT {', '.join(GROUP_WINDOW_WIRE_COLUMNS)} FROM ({metric_sql(job.SALE_ORDERS)})"
+        )
+    )
+
+
+def build_group_window(ctx) -> dict:
+    """``metrics_and_live`` fed as the job feeds it, with the hourly metrics of the SQL
+    group window it had before ``StoreHourMetrics`` (the measured "before" of that change)."""
+    from jobs import hourly_metrics as job
+
+    metrics, live = job.metrics_and_live(
+        ctx.t_env,
+        job.sales_table(ctx.t_env, _timed_sales(ctx)),
+        ctx.props,
+        hour_metrics=group_window_metrics,
+    )
+    ctx.discard(metrics)
+    ctx.discard(live)
+    return {}
 
 
 # hourly_metrics before its sales were deduplicated once (kept to be measured beside it): the

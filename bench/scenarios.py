@@ -282,6 +282,19 @@ def _hourly_metrics(ctx: Context):
 
 
 @scenario(
+    "hourly_group_window",
+    "hourly_metrics as shipped but for its hourly metrics: the SQL group window "
+    "(accumulator and timers in keyed state per sale) in place of StoreHourMetrics",
+    "sql",
+    "hourly",
+)
+def _hourly_group_window(ctx: Context):
+    from bench import hourly
+
+    return hourly.build_group_window(ctx)
+
+
+@scenario(
     "hourly_json_value",
     "hourly_metrics before sales were decoded once: six JSON_VALUE "
     "calls per sale in the view the SQL reads",

@@ -128,11 +128,12 @@ def copy_upsert_sink(
     position) and moved with one plain ``INSERT ... SELECT`` (new keys, the common case), or
     with ``ON CONFLICT (primary_key) DO UPDATE`` when that hits a key already there (a
     replay after a restart), or at once if ``updates_expected`` (a table of rows rewritten
-    in place, such as stock levels, where the plain insert would fail nearly every batch); ``target`` maps each target column to a SQL expression over the staging
-    columns, so unit conversions run in the database. Batches are written every
-    ``copy_batch_rows`` distinct keys (default 50000: PostgreSQL's cost is per statement and
-    commit, see docs/benchmarks.md), ``copy_flush_interval_ms`` (default 1000) after a row
-    found no write scheduled, and on every checkpoint (``pizzastream.flink.CheckpointFlushedSink``):
+    in place, such as stock levels, where the plain insert would fail nearly every batch).
+    ``target`` maps each target column to a SQL expression over the staging columns, so
+    unit conversions run in the database. Batches are written every ``copy_batch_rows``
+    distinct keys (default 50000: PostgreSQL's cost is per statement and commit, see
+    docs/benchmarks.md), ``copy_flush_interval_ms`` (default 1000) after a row found no
+    write scheduled, and on every checkpoint (``pizzastream.flink.CheckpointFlushedSink``):
     at-least-once and idempotent by primary key. The update sets every ``target`` column but
     the key; columns not in ``target`` (a database default such as ``received_at``, a column
     another writer sets such as ``delivery_id``) keep what the first write left."""

@@ -4,9 +4,10 @@ a live per-minute view of each store's hour in Redis.
 sales (Kinesis, JSON text; event time and per-shard watermarks, then decoded once into typed
 rows, in the JVM) -> Flink SQL:
   first copy of each order id (one deduplication, shared) -> sale_orders (view)
-  sale_orders -> ``pizzastream.metrics.metric_sql``: 1-hour TUMBLE per store, emitted when
-    the watermark passes the hour's end, then once more per ``late_refresh_seconds`` while
-    late sales change it (allowed lateness)
+  sale_orders -> ``pizzastream.metrics.metric_sql``'s rows, 1-hour windows per store folded
+    in memory (JVM: ``pizzastream.flink.StoreHourMetrics``), emitted when the watermark
+    passes the hour's end, then once more per ``late_refresh_seconds`` while late sales
+    change it (allowed lateness)
       -> publisher (Python, per store and hour: ``HourPublisher``)
            -> lake: Parquet under dt=/hour=, the hour's one object written whole (``connectors.lake``)
            -> warehouse: staged merge per checkpoint          (``connectors.warehouse``)
@@ -21,8 +22,8 @@ for every POS store system's batches up to the hour's end, at most ``pos_wait_mi
 (``pizzastream.flink.JsonEventTime``): an hour is published as soon as it is complete, and a
 store whose POS stayed silent is published ``partial``. A sale later than that updates its
 hour within ``allowed_lateness_minutes`` (``pizzastream.publication``); later still, it is in
-``order_fct``: the hourly ETL recomputes the hour with ``etl.metrics.run_batch`` (the same
-SQL, ``pizzastream.metrics.metric_sql``, in batch mode over the staging copy of
+``order_fct``: the hourly ETL recomputes the hour with ``etl.metrics.run_batch``
+(``pizzastream.metrics.metric_sql``, the same rules, in batch mode over the staging copy of
 ``order_fct``) and replaces it in both sinks with ``etl.metrics.publish_hours``.
 
 Run locally with ``python jobs/hourly_metrics.py``; the same file is the ``python`` run option
@@ -32,6 +33,7 @@ of the Managed Service for Apache Flink application.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from pyflink.common.typeinfo import LocalTimeTypeInfo
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.functions import KeyedCoProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
 
 from connectors import kinesis, lake, redis_store, warehouse
@@ -50,9 +53,9 @@ from pizzastream.config import Props
 from pizzastream.metrics import (
     HOUR_MS,
     SALE_ORDER_COLUMNS,
-    metric_sql,
     money_text_sql,
 )
+from pizzastream.orders import Channel, Fulfillment
 from pizzastream.publication import (
     HourlySettings,
     corrections,
@@ -117,17 +120,22 @@ FROM (
   WHERE o IS NOT NULL)
 WHERE copy = 1"""
 
-# The metric rows as they cross into the publisher: window bounds in minutes since the
-# epoch and money in integer cents (``row_from_wire`` in Python), which PyFlink carries
-# exactly (its conversion of a SQL TIMESTAMP or DECIMAL column does not).
-WIRE_COLUMNS = tuple(
-    f"CAST({name} * 100 AS BIGINT)"
-    if name in ("revenue", "avg_order_value")
-    else f"TIMESTAMPDIFF(MINUTE, TIMESTAMP '1970-01-01 00:00:00', {name})"
-    if name in ("window_start", "window_end")
-    else name
-    for name in METRIC_COLUMNS
+# The metric rows as they cross into the publisher (``StoreHourMetrics``' output, in
+# ``METRIC_COLUMNS`` order): window bounds in minutes since the epoch and money in integer
+# cents (``row_from_wire`` in Python), which PyFlink carries exactly.
+METRIC_WIRE_ROW = Types.ROW_NAMED(
+    list(METRIC_COLUMNS), [Types.INT(), Types.INT(), Types.INT(), *[Types.LONG()] * 7]
 )
+
+# What ``StoreHourMetrics`` folds of each first copy: its store, the ``metric_sql`` filters
+# as flags (the business's channel and fulfillment names stay here), items and cents; ``ts``
+# carries the event time (the records' timestamps) into the stream.
+STORE_HOUR_INPUT_SQL = f"""
+SELECT store_id, channel = '{Channel.ONLINE}' AS online,
+       channel = '{Channel.IN_STORE}' AS in_store,
+       fulfillment = '{Fulfillment.DELIVERY}' AS delivery, items, revenue_cents, ts
+FROM {SALE_ORDERS}
+WHERE store_id IS NOT NULL"""
 
 # POS progress markers (``pizzastream.pos_batches.progress_json``: no order id): the store's
 # POS has delivered every sale before ``t``, so every hour ending by then; each goes to the
@@ -191,13 +199,40 @@ def timed_columns() -> Schema:
     )
 
 
+def store_hour_metrics(t_env: StreamTableEnvironment, settings: HourlySettings) -> DataStream:
+    """The ``metric_sql`` rows of the ``sale_orders`` view per store and event-time hour, as
+    a changelog of ``METRIC_WIRE_ROW``: each store-hour inserted when the watermark passes
+    its end, then updated by late sales within ``settings.lateness``, at most once per
+    ``settings.late_refresh``. Folded in memory by ``pizzastream.flink.StoreHourMetrics``
+    (keyed by store, written to state once per checkpoint): the SQL group window it
+    replaces read and wrote RocksDB once per sale (docs/benchmarks.md)."""
+    jvm = get_gateway().jvm
+    sales = t_env.to_data_stream(t_env.sql_query(STORE_HOUR_INPUT_SQL))._j_data_stream
+    operator = jvm.pizzastream.flink.StoreHourMetrics(
+        settings.lateness // timedelta(milliseconds=1),
+        settings.late_refresh // timedelta(milliseconds=1),
+    )
+    return DataStream(
+        sales.keyBy(jvm.pizzastream.flink.StoreHourMetrics.STORE, Types.INT().get_java_type_info())
+        .transform("store-hour-metrics", METRIC_WIRE_ROW.get_java_type_info(), operator)
+        .uid("store-hour-metrics")
+    )
+
+
+HourMetrics = Callable[[StreamTableEnvironment, HourlySettings], DataStream]
+
+
 def metrics_and_live(
-    t_env: StreamTableEnvironment, sales: Table, props: Props
+    t_env: StreamTableEnvironment,
+    sales: Table,
+    props: Props,
+    hour_metrics: HourMetrics = store_hour_metrics,
 ) -> tuple[DataStream, DataStream]:
     """The job's logic without its edges: sales (``SALE_RECORD`` columns, ``event_time``
-    with watermarks, ``seen_at``) in; metric rows (``WIRE_COLUMNS``, a changelog: each
+    with watermarks, ``seen_at``) in; metric rows (``METRIC_WIRE_ROW``, a changelog: each
     store-hour inserted when the watermark passes its end, then updated by late sales) and
-    live Redis commands out. Benchmarks feed it directly."""
+    live Redis commands out. Benchmarks feed it directly, and measure ``hour_metrics``
+    (the metrics of the ``sale_orders`` view) against the SQL group window it replaced."""
     group = HourlyMetricsSettings.from_group(props["HourlyMetrics"])
     settings = group.timing
     config = t_env.get_config()
@@ -214,20 +249,7 @@ def metrics_and_live(
         FIRST_COPIES, operators.computed_once(t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime")
     )
     t_env.execute_sql(SALE_ORDERS_SQL)
-    if settings.lateness:
-        # An hour stays open that long after it fired; a late sale updates its row (an
-        # update pair per store, hour and ``late_refresh``, not per sale).
-        config.set(
-            "table.exec.emit.allow-lateness", f"{settings.lateness // timedelta(milliseconds=1)} ms"
-        )
-        config.set("table.exec.emit.late-fire.enabled", "true")
-        config.set(
-            "table.exec.emit.late-fire.delay",
-            f"{settings.late_refresh // timedelta(milliseconds=1)} ms",
-        )
-    metrics = t_env.to_changelog_stream(
-        t_env.sql_query(f"SELECT {', '.join(WIRE_COLUMNS)} FROM ({metric_sql(SALE_ORDERS)})")
-    )
+    metrics = hour_metrics(t_env, settings)
     # The live view's running counts change once per key and mini-batch, not per sale: a
     # batch ends after ``live_refresh_ms`` or LIVE_BATCH_SALES sales, enough for the
     # busiest second to fold into one update per store and minute.
@@ -315,7 +337,7 @@ class HourPublisher(KeyedCoProcessFunction):
 
 
 def publish(t_env: StreamTableEnvironment, metrics: DataStream, props: Props) -> DataStream:
-    """Metric rows (``metrics_and_live``'s changelog, ``WIRE_COLUMNS``) through
+    """Metric rows (``metrics_and_live``'s changelog, ``METRIC_WIRE_ROW``) through
     ``HourPublisher``, with the POS progress markers of the ``sales`` view: the rows each
     publication wrote."""
     progress = t_env.to_data_stream(t_env.sql_query(PROGRESS_SQL))

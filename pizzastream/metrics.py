@@ -1,9 +1,9 @@
-"""Hourly store metrics (contract): what a row means, the window maths, and the one SQL
-query that computes the rows, in streaming (``jobs/hourly_metrics.py``) and in batch
-corrections alike.
+"""Hourly store metrics (contract): what a row means, the window maths, and the SQL query
+that computes the rows in batch corrections (``metric_sql``; the stream folds the same rules
+in the JVM, ``pizzastream.flink.StoreHourMetrics``, for what per-sale state cost in SQL).
 
-The rules, which ``metric_sql`` implements in Flink SQL and ``metric_rows`` in Python (the
-reference the tests hold the SQL to):
+The rules, which ``metric_sql`` implements in Flink SQL, ``StoreHourMetrics`` in Java and
+``metric_rows`` in Python (the reference the tests hold the other two to):
 
 - A sale belongs to the UTC hour ``[H, H + 1 h)`` holding its event time, the time the
   customer placed the order, never the time the pipeline saw it.
@@ -196,14 +196,15 @@ def money_text_sql(cents: str) -> str:
 def metric_sql(view: str = "sale_orders") -> str:
     """Flink SQL of the ``METRIC_COLUMNS`` rows over ``view``, a table or view with the
     ``SALE_ORDER_COLUMNS`` (``ts`` the event time; in streaming its rowtime attribute) and
-    one row per order: streaming reads the sales after its one deduplication by order id
-    (``jobs.hourly_metrics.SALE_ORDERS_SQL``, shared with the live view), batch reads
-    ``order_fct`` regrouped into orders. Streaming and batch run this same text, so a
-    correction computes exactly what the stream would have, had the sale been on time.
+    one row per order: the hourly ETL's batch reads ``order_fct`` regrouped into orders
+    (``jobs.hourly_metrics.run_batch``). The stream computes the same rows with
+    ``pizzastream.flink.StoreHourMetrics`` (benchmarks measure this query beside it over
+    ``jobs.hourly_metrics.SALE_ORDERS_SQL``), so a correction computes what the stream
+    would have, had the sale been on time.
 
-    A group window (``GROUP BY TUMBLE``), not the window table function: only the group
-    window can stay open after it fired (allowed lateness) and emit its updated row for a
-    late sale, the stream's own correction path (``jobs.hourly_metrics``)."""
+    A group window (``GROUP BY TUMBLE``), not the window table function: in streaming only
+    the group window can stay open after it fired (allowed lateness) and emit its updated
+    row for a late sale, as ``StoreHourMetrics`` does."""
     return f"""
 SELECT
   store_id,

@@ -1,0 +1,278 @@
+package pizzastream.flink;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
+import org.apache.flink.api.java.functions.KeySelector;
+import org.apache.flink.runtime.state.VoidNamespace;
+import org.apache.flink.runtime.state.VoidNamespaceSerializer;
+import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
+import org.apache.flink.streaming.api.operators.InternalTimer;
+import org.apache.flink.streaming.api.operators.InternalTimerService;
+import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
+import org.apache.flink.streaming.api.operators.Triggerable;
+import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
+import org.apache.flink.types.Row;
+import org.apache.flink.types.RowKind;
+
+/**
+ * hourly_metrics' event-time hourly windows per store, folded in memory: what the SQL group
+ * window ({@code GROUP BY store_id, TUMBLE(ts, INTERVAL '1' HOUR)} with allowed lateness and
+ * late firing) emits, without its keyed-state read and write and timer registration per sale
+ * (on RocksDB, that window was the job's second largest cost after the deduplication: JFR,
+ * docs/benchmarks.md). Keyed by store ({@link #STORE}).
+ *
+ * <p><b>Input.</b> One row per order (the first copy of each order id, deduplicated upstream)
+ * with its event time as the record's timestamp: {@code Row(store_id INT, online BOOLEAN,
+ * in_store BOOLEAN, delivery BOOLEAN, items BIGINT, revenue_cents BIGINT)}. What counts as
+ * online, in-store or delivery is decided upstream (the job's SQL, from the business enums).
+ *
+ * <p><b>Output.</b> A changelog of {@code Row(store_id, window_start, window_end, orders,
+ * items, revenue, online_orders, in_store_orders, delivery_orders, avg_order_value)}, window
+ * bounds in minutes since the epoch and money in integer cents (the job's wire columns),
+ * {@code avg_order_value} the revenue per order rounded half up to the cent, as the SQL's
+ * {@code (2 * SUM + COUNT) / (2 * COUNT)}. As the group window: a store-hour is inserted when
+ * the watermark reaches its last millisecond; a sale for it after that, within {@code
+ * latenessMillis}, updates it (an update-before/update-after pair, only if the row changed) at
+ * most {@code lateRefreshMillis} of processing time later (at once if 0), folding every sale of
+ * that interval into one update; a sale later than the lateness is dropped, and the store-hour
+ * is forgotten when the watermark passes its end plus the lateness (an update still pending is
+ * emitted first). A store-hour whose first sale comes after its end has passed is inserted at
+ * once.
+ *
+ * <p><b>State.</b> Per store, its open hours' sums, whether each was emitted and what was
+ * emitted last, as one {@code long[]} in keyed state, written once per checkpoint for each
+ * store that changed since the last one ({@link #prepareSnapshotPreBarrier}), read once per store
+ * after a start or restore. Timers are set once per store-hour. This needs aligned checkpoints,
+ * the only kind the jobs enable.
+ */
+public final class StoreHourMetrics extends AbstractStreamOperator<Row>
+        implements OneInputStreamOperator<Row, Row>, Triggerable<Integer, VoidNamespace> {
+    private static final long serialVersionUID = 1L;
+    static final long HOUR_MS = 3_600_000L;
+    private static final long MINUTE_MS = 60_000L;
+
+    /** The input's store id, the operator's key. */
+    public static final KeySelector<Row, Integer> STORE = new StoreKey();
+
+    private static final class StoreKey implements KeySelector<Row, Integer> {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        public Integer getKey(Row row) {
+            return (Integer) row.getField(0);
+        }
+    }
+
+    // long[] layout of one store-hour in state: its start, the sums, flags, what was emitted
+    private static final int START = 0;
+    private static final int ORDERS = 1; // ORDERS..DELIVERY: the sums, in output order
+    private static final int SUMS = 6;
+    private static final int FLAGS = ORDERS + SUMS;
+    private static final int EMITTED = FLAGS + 1; // the sums as last emitted
+    private static final int WIDTH = EMITTED + SUMS;
+    private static final long FIRED = 1;
+    private static final long LATE_PENDING = 2;
+
+    private final long latenessMillis;
+    private final long lateRefreshMillis;
+
+    private transient ValueStateDescriptor<long[]> hoursDescriptor;
+    private transient ValueState<long[]> hoursState;
+    private transient InternalTimerService<VoidNamespace> timers;
+    /** The open store-hours of every store touched since the start, by store, then hour. */
+    private transient Map<Integer, Map<Long, long[]>> byStore;
+    private transient Set<Integer> changed;
+
+    public StoreHourMetrics(long latenessMillis, long lateRefreshMillis) {
+        if (latenessMillis < 0 || lateRefreshMillis < 0) {
+            throw new IllegalArgumentException("latenessMillis, lateRefreshMillis >= 0");
+        }
+        this.latenessMillis = latenessMillis;
+        this.lateRefreshMillis = lateRefreshMillis;
+    }
+
+    @Override
+    public void open() throws Exception {
+        super.open();
+        hoursDescriptor = new ValueStateDescriptor<>(
+                "store-hours", PrimitiveArrayTypeInfo.LONG_PRIMITIVE_ARRAY_TYPE_INFO);
+        hoursState = getPartitionedState(
+                VoidNamespace.INSTANCE, VoidNamespaceSerializer.INSTANCE, hoursDescriptor);
+        timers = getInternalTimerService("store-hours", VoidNamespaceSerializer.INSTANCE, this);
+        byStore = new HashMap<>();
+        changed = new HashSet<>();
+    }
+
+    /** The current key's open hours: from memory, else (first touch since the start) from state. */
+    private Map<Long, long[]> hours() throws Exception {
+        Integer store = (Integer) getCurrentKey();
+        Map<Long, long[]> hours = byStore.get(store);
+        if (hours == null) {
+            hours = new HashMap<>();
+            long[] saved = hoursState.value();
+            if (saved != null) {
+                for (int i = 0; i + WIDTH <= saved.length; i += WIDTH) {
+                    long[] hour = new long[WIDTH];
+                    System.arraycopy(saved, i, hour, 0, WIDTH);
+                    hours.put(hour[START], hour);
+                }
+            }
+            byStore.put(store, hours);
+        }
+        return hours;
+    }
+
+    private static long lastMillisecond(long[] hour) {
+        return hour[START] + HOUR_MS - 1;
+    }
+
+    private long cleanupTime(long[] hour) {
+        long last = lastMillisecond(hour);
+        return last + latenessMillis >= last ? last + latenessMillis : Long.MAX_VALUE;
+    }
+
+    @Override
+    public void processElement(StreamRecord<Row> element) throws Exception {
+        long ts = element.getTimestamp();
+        long start = ts - Math.floorMod(ts, HOUR_MS);
+        long watermark = timers.currentWatermark();
+        if (start + HOUR_MS - 1 + latenessMillis <= watermark) {
+            return; // later than the lateness: the group window drops it too
+        }
+        Map<Long, long[]> hours = hours();
+        long[] hour = hours.get(start);
+        if (hour == null) {
+            hour = new long[WIDTH];
+            hour[START] = start;
+            hours.put(start, hour);
+            timers.registerEventTimeTimer(VoidNamespace.INSTANCE, lastMillisecond(hour));
+            timers.registerEventTimeTimer(VoidNamespace.INSTANCE, cleanupTime(hour));
+        }
+        Row sale = element.getValue();
+        hour[ORDERS] += 1;
+        hour[ORDERS + 1] += orZero(sale.getField(4));
+        hour[ORDERS + 2] += orZero(sale.getField(5));
+        hour[ORDERS + 3] += Boolean.TRUE.equals(sale.getField(1)) ? 1 : 0;
+        hour[ORDERS + 4] += Boolean.TRUE.equals(sale.getField(2)) ? 1 : 0;
+        hour[ORDERS + 5] += Boolean.TRUE.equals(sale.getField(3)) ? 1 : 0;
+        changed.add((Integer) getCurrentKey());
+        if ((hour[FLAGS] & FIRED) == 0) {
+            if (lastMillisecond(hour) <= watermark) {
+                emit(hour); // its first sale came after its end had passed
+            }
+        } else if (lateRefreshMillis == 0) {
+            emit(hour);
+        } else if ((hour[FLAGS] & LATE_PENDING) == 0) {
+            hour[FLAGS] |= LATE_PENDING;
+            timers.registerProcessingTimeTimer(
+                    VoidNamespace.INSTANCE,
+                    timers.currentProcessingTime() + lateRefreshMillis);
+        }
+    }
+
+    private static long orZero(Object value) {
+        return value == null ? 0 : ((Number) value).longValue();
+    }
+
+    /** The row as it is now: inserted the first time, else an update pair if it changed. */
+    private void emit(long[] hour) {
+        boolean fired = (hour[FLAGS] & FIRED) != 0;
+        hour[FLAGS] = (hour[FLAGS] | FIRED) & ~LATE_PENDING;
+        if (fired) {
+            boolean same = true;
+            for (int i = 0; i < SUMS; i++) {
+                same &= hour[ORDERS + i] == hour[EMITTED + i];
+            }
+            if (same) {
+                return;
+            }
+            output.collect(new StreamRecord<>(row(hour, EMITTED, RowKind.UPDATE_BEFORE)));
+        }
+        System.arraycopy(hour, ORDERS, hour, EMITTED, SUMS);
+        output.collect(new StreamRecord<>(
+                row(hour, EMITTED, fired ? RowKind.UPDATE_AFTER : RowKind.INSERT)));
+    }
+
+    private Row row(long[] hour, int at, RowKind kind) {
+        long orders = hour[at];
+        long revenue = hour[at + 2];
+        Row row = Row.withPositions(kind, 10);
+        row.setField(0, getCurrentKey());
+        row.setField(1, (int) (hour[START] / MINUTE_MS));
+        row.setField(2, (int) ((hour[START] + HOUR_MS) / MINUTE_MS));
+        row.setField(3, orders);
+        row.setField(4, hour[at + 1]);
+        row.setField(5, revenue);
+        row.setField(6, hour[at + 3]);
+        row.setField(7, hour[at + 4]);
+        row.setField(8, hour[at + 5]);
+        row.setField(9, (2 * revenue + orders) / (2 * orders));
+        return row;
+    }
+
+    @Override
+    public void onEventTime(InternalTimer<Integer, VoidNamespace> timer) throws Exception {
+        long time = timer.getTimestamp();
+        Map<Long, long[]> hours = hours();
+        boolean removed = false;
+        for (Iterator<long[]> it = hours.values().iterator(); it.hasNext(); ) {
+            long[] hour = it.next();
+            if ((hour[FLAGS] & FIRED) == 0 && lastMillisecond(hour) <= time) {
+                emit(hour);
+                changed.add(timer.getKey());
+            }
+            if (cleanupTime(hour) <= time) {
+                if ((hour[FLAGS] & LATE_PENDING) != 0) {
+                    emit(hour);
+                }
+                it.remove();
+                removed = true;
+            }
+        }
+        if (removed) {
+            changed.add(timer.getKey());
+        }
+    }
+
+    @Override
+    public void onProcessingTime(InternalTimer<Integer, VoidNamespace> timer) throws Exception {
+        for (long[] hour : hours().values()) {
+            if ((hour[FLAGS] & LATE_PENDING) != 0) {
+                emit(hour);
+                changed.add(timer.getKey());
+            }
+        }
+    }
+
+    /** Each store changed since the last checkpoint written to state, once. */
+    @Override
+    public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
+        List<Integer> stores = new ArrayList<>(changed);
+        for (Integer store : stores) {
+            setCurrentKey(store);
+            Map<Long, long[]> hours = byStore.get(store);
+            if (hours == null || hours.isEmpty()) {
+                hoursState.clear();
+                byStore.remove(store);
+                continue;
+            }
+            long[] saved = new long[hours.size() * WIDTH];
+            int i = 0;
+            for (long[] hour : hours.values()) {
+                System.arraycopy(hour, 0, saved, i, WIDTH);
+                i += WIDTH;
+            }
+            hoursState.update(saved);
+        }
+        changed.clear();
+        super.prepareSnapshotPreBarrier(checkpointId);
+    }
+}

@@ -44,7 +44,6 @@ from pyflink.common.typeinfo import LocalTimeTypeInfo
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.functions import KeyedCoProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
-from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
 
 from connectors import kinesis, lake, redis_store, warehouse
@@ -206,16 +205,11 @@ def store_hour_metrics(t_env: StreamTableEnvironment, settings: HourlySettings) 
     ``settings.late_refresh``. Folded in memory by ``pizzastream.flink.StoreHourMetrics``
     (keyed by store, written to state once per checkpoint): the SQL group window it
     replaces read and wrote RocksDB once per sale (docs/benchmarks.md)."""
-    jvm = get_gateway().jvm
-    sales = t_env.to_data_stream(t_env.sql_query(STORE_HOUR_INPUT_SQL))._j_data_stream
-    operator = jvm.pizzastream.flink.StoreHourMetrics(
+    return operators.store_hour_metrics(
+        t_env.to_data_stream(t_env.sql_query(STORE_HOUR_INPUT_SQL)),
+        METRIC_WIRE_ROW,
         settings.lateness // timedelta(milliseconds=1),
         settings.late_refresh // timedelta(milliseconds=1),
-    )
-    return DataStream(
-        sales.keyBy(jvm.pizzastream.flink.StoreHourMetrics.STORE, Types.INT().get_java_type_info())
-        .transform("store-hour-metrics", METRIC_WIRE_ROW.get_java_type_info(), operator)
-        .uid("store-hour-metrics")
     )
 
 

@@ -194,6 +194,27 @@ def side_output(stream: DataStream, tag: OutputTag) -> DataStream:
     return DataStream(stream._j_data_stream.getSideOutput(tag.get_java_output_tag()))
 
 
+def store_hour_metrics(
+    sales: DataStream, metric_row_type, lateness_ms: int, late_refresh_ms: int
+) -> DataStream:
+    """Sales (``store_id``, the channel and fulfillment flags, items, cents, event time) as
+    ``metric_row_type`` rows per store and event-time hour: a changelog of each hour
+    inserted when the watermark passes its end and updated by late sales within
+    ``lateness_ms``, at most once per ``late_refresh_ms`` (``StoreHourMetrics``, keyed by
+    store, folding an hour's sales in memory and writing state once per checkpoint)."""
+    jvm = get_gateway().jvm
+    metrics = jvm.pizzastream.flink.StoreHourMetrics
+    return DataStream(
+        sales._j_data_stream.keyBy(metrics.STORE, Types.INT().get_java_type_info())
+        .transform(
+            "store-hour-metrics",
+            metric_row_type.get_java_type_info(),
+            metrics(lateness_ms, late_refresh_ms),
+        )
+        .uid("store-hour-metrics")
+    )
+
+
 def key_by_store(records: DataStream, value_type) -> KeyedStream:
     """Keys tagged records by their partition key (the store) in the JVM, so a keyed Python
     function receives ``value_type`` values with one JVM-Python crossing per event

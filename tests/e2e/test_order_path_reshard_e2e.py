@@ -109,7 +109,7 @@ def _props(props):
 
 def test_at_the_tip_through_two_splits_a_savepoint_and_a_merge(clean_stack, tmp_path):
     props = _props(clean_stack)
-    orders, expected = traffic_and_expected(clean_stack)
+    orders, expected, _rules_read = traffic_and_expected(clean_stack)
     reshard = Resharder(props, orders)
     with running_job(inventory_windowing.build, props, "reshard-tip-0") as job:
         _send(props, orders[:1000])
@@ -131,7 +131,7 @@ def test_at_the_tip_through_two_splits_a_savepoint_and_a_merge(clean_stack, tmp_
 
 def test_catching_up_on_a_stream_split_before_the_job_reads_it(clean_stack):
     props = _props(clean_stack)
-    orders, expected = traffic_and_expected(clean_stack)
+    orders, expected, _rules_read = traffic_and_expected(clean_stack)
     reshard = Resharder(props, orders)
     _send(props, orders[:1200])
     reshard.split_hottest()

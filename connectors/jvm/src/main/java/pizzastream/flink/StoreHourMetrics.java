@@ -52,8 +52,12 @@ import org.apache.flink.types.RowKind;
  * store that changed since the last one ({@link #prepareSnapshotPreBarrier}), read once per store
  * after a start or restore. Timers are set once per store-hour. This needs aligned checkpoints,
  * the only kind the jobs enable.
+ *
+ * <p>The job runs {@link StoreSales}, which extends these windows ({@link #fold}, {@link
+ * #width}, {@link #forget}) with the deduplication and the live view; this class alone, over
+ * the input above, is the benchmarks' "before" (bench/hourly.py).
  */
-public final class StoreHourMetrics extends AbstractStreamOperator<Row>
+public class StoreHourMetrics extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, Triggerable<Integer, VoidNamespace> {
     private static final long serialVersionUID = 1L;
     static final long HOUR_MS = 3_600_000L;
@@ -72,14 +76,17 @@ public final class StoreHourMetrics extends AbstractStreamOperator<Row>
     }
 
     // long[] layout of one store-hour in state: its start, the sums, flags, what was emitted
-    private static final int START = 0;
+    static final int START = 0;
     private static final int ORDERS = 1; // ORDERS..DELIVERY: the sums, in output order
     private static final int SUMS = 6;
-    private static final int FLAGS = ORDERS + SUMS;
+    static final int FLAGS = ORDERS + SUMS;
     private static final int EMITTED = FLAGS + 1; // the sums as last emitted
-    private static final int WIDTH = EMITTED + SUMS;
+    /** Slots of a store-hour's {@code long[]}: a subclass keeps its own from here on. */
+    static final int WIDTH = EMITTED + SUMS;
     private static final long FIRED = 1;
     private static final long LATE_PENDING = 2;
+    /** Set on a store-hour read from state (a start from a checkpoint, savepoint or rescale). */
+    static final long FROM_STATE = 4;
 
     private final long latenessMillis;
     private final long lateRefreshMillis;
@@ -118,10 +125,12 @@ public final class StoreHourMetrics extends AbstractStreamOperator<Row>
         if (hours == null) {
             hours = new HashMap<>();
             long[] saved = hoursState.value();
+            int width = width();
             if (saved != null) {
-                for (int i = 0; i + WIDTH <= saved.length; i += WIDTH) {
-                    long[] hour = new long[WIDTH];
-                    System.arraycopy(saved, i, hour, 0, WIDTH);
+                for (int i = 0; i + width <= saved.length; i += width) {
+                    long[] hour = new long[width];
+                    System.arraycopy(saved, i, hour, 0, width);
+                    hour[FLAGS] |= FROM_STATE;
                     hours.put(hour[START], hour);
                 }
             }
@@ -150,19 +159,15 @@ public final class StoreHourMetrics extends AbstractStreamOperator<Row>
         Map<Long, long[]> hours = hours();
         long[] hour = hours.get(start);
         if (hour == null) {
-            hour = new long[WIDTH];
+            hour = new long[width()];
             hour[START] = start;
             hours.put(start, hour);
             timers.registerEventTimeTimer(VoidNamespace.INSTANCE, lastMillisecond(hour));
             timers.registerEventTimeTimer(VoidNamespace.INSTANCE, cleanupTime(hour));
         }
-        Row sale = element.getValue();
-        hour[ORDERS] += 1;
-        hour[ORDERS + 1] += orZero(sale.getField(4));
-        hour[ORDERS + 2] += orZero(sale.getField(5));
-        hour[ORDERS + 3] += Boolean.TRUE.equals(sale.getField(1)) ? 1 : 0;
-        hour[ORDERS + 4] += Boolean.TRUE.equals(sale.getField(2)) ? 1 : 0;
-        hour[ORDERS + 5] += Boolean.TRUE.equals(sale.getField(3)) ? 1 : 0;
+        if (!fold(hour, element.getValue(), ts)) {
+            return;
+        }
         changed.add((Integer) getCurrentKey());
         if ((hour[FLAGS] & FIRED) == 0) {
             if (lastMillisecond(hour) <= watermark) {
@@ -178,7 +183,38 @@ public final class StoreHourMetrics extends AbstractStreamOperator<Row>
         }
     }
 
-    private static long orZero(Object value) {
+    /**
+     * Adds one sale ({@code ts} its event time) to its store-hour's sums; false if it does
+     * not count (the subclass's repeats), and then nothing may change. Here the input is
+     * {@code Row(store_id, online, in_store, delivery, items, revenue_cents)}, one per order.
+     */
+    protected boolean fold(long[] hour, Row sale, long ts) throws Exception {
+        add(hour, orZero(sale.getField(4)), orZero(sale.getField(5)),
+                Boolean.TRUE.equals(sale.getField(1)), Boolean.TRUE.equals(sale.getField(2)),
+                Boolean.TRUE.equals(sale.getField(3)));
+        return true;
+    }
+
+    /** One order in a store-hour's sums. */
+    static void add(long[] hour, long items, long cents, boolean online, boolean inStore,
+                    boolean delivery) {
+        hour[ORDERS] += 1;
+        hour[ORDERS + 1] += items;
+        hour[ORDERS + 2] += cents;
+        hour[ORDERS + 3] += online ? 1 : 0;
+        hour[ORDERS + 4] += inStore ? 1 : 0;
+        hour[ORDERS + 5] += delivery ? 1 : 0;
+    }
+
+    /** Slots per store-hour: {@link #WIDTH}, more if a subclass keeps more per hour. */
+    protected int width() {
+        return WIDTH;
+    }
+
+    /** Called with the store as the current key as a store-hour is dropped (its cleanup). */
+    protected void forget(long[] hour) throws Exception {}
+
+    static long orZero(Object value) {
         return value == null ? 0 : ((Number) value).longValue();
     }
 
@@ -233,6 +269,7 @@ public final class StoreHourMetrics extends AbstractStreamOperator<Row>
                 if ((hour[FLAGS] & LATE_PENDING) != 0) {
                     emit(hour);
                 }
+                forget(hour);
                 it.remove();
                 removed = true;
             }
@@ -264,11 +301,12 @@ public final class StoreHourMetrics extends AbstractStreamOperator<Row>
                 byStore.remove(store);
                 continue;
             }
-            long[] saved = new long[hours.size() * WIDTH];
+            int width = width();
+            long[] saved = new long[hours.size() * width];
             int i = 0;
             for (long[] hour : hours.values()) {
-                System.arraycopy(hour, 0, saved, i, WIDTH);
-                i += WIDTH;
+                System.arraycopy(hour, 0, saved, i, width);
+                i += width;
             }
             hoursState.update(saved);
         }

@@ -85,7 +85,9 @@ def full_plan() -> list[Run]:
     for p in (1, 2):  # 1. the jobs as shipped, 2. the same logic in pure SQL
         runs += [Run("jobs", job, p, **PYTHON) for job in ORDER_PATH]
         runs.append(Run("jobs", "hourly_metrics", p, **JVM))
-        # before StoreHourMetrics: the SQL group window, beside it in the same run
+        # before StoreSales: the ROW_NUMBER dedup, StoreHourMetrics and the SQL live view;
+        # before StoreHourMetrics: the same with the SQL group window; beside it in the run
+        runs.append(Run("jobs", "hourly_row_number_dedup", p, **JVM))
         runs.append(Run("jobs", "hourly_group_window", p, **JVM))
         runs += [Run("sql", f"{job}_sql", p, **JVM) for job in (*ORDER_PATH, "hourly")]
     runs += [Run("sql", "hourly_tumble_sql", p, **JVM) for p in (1, 2)]

@@ -1,8 +1,10 @@
 """hourly_metrics on the benchmark generator: ``jobs.hourly_metrics`` as shipped (sale
 text, event time and watermarks from ``operators.json_event_time`` in the JVM, as its Kinesis
-source assigns them, decoded once by ``sales_table``, then ``metrics_and_live``'s SQL); the
-same SQL over sales the generator emits already typed, with a SQL watermark (the pure-SQL
-yardstick: no JSON at all); and the publication latency of each hour's rows.
+source assigns them, decoded once by ``sale_records``, then ``metrics_and_live``: one
+``StoreSales`` operator keyed by store); the same over sales the generator emits already
+typed, with a SQL watermark (no JSON at all); the job's earlier versions, built here from
+the SQL they ran (the measured "before" of each change); and the publication latency of each
+hour's rows.
 
 Publication: an hour's rows leave the job when the watermark passes the hour's end, i.e.
 when a sale ``out_of_orderness`` later than the end has come in (on a quiet stream, the wall
@@ -52,7 +54,7 @@ def _shipped(ctx):
     """``metrics_and_live`` fed as the job feeds it."""
     from jobs import hourly_metrics as job
 
-    return job.metrics_and_live(ctx.t_env, job.sales_table(ctx.t_env, _timed_sales(ctx)), ctx.props)
+    return job.metrics_and_live(job.sale_records(_timed_sales(ctx)), ctx.props)
 
 
 def build(ctx) -> dict:
@@ -80,30 +82,165 @@ def build_typed(ctx) -> dict:
         ctx.generator("sale_row"),
         Schema.new_builder()
         .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
-        .column_by_expression("seen_at", "PROCTIME()")
         .watermark("event_time", f"event_time - INTERVAL '{_hms(out_of_orderness)}' HOUR TO SECOND")
         .build(),
     )
     t_env.create_temporary_view("sale_rows", rows)
+    # the rowtime column last: ``to_data_stream`` makes it the records' timestamps
     sales = t_env.sql_query(
         "SELECT order_id AS o, store_id AS s, channel AS c, "
-        "fulfillment AS f, ts_ms AS t, CAST(n AS BIGINT) AS n, r, "
-        "event_time, seen_at FROM sale_rows"
+        "fulfillment AS f, ts_ms AS t, CAST(n AS BIGINT) AS n, r, event_time FROM sale_rows"
     )
-    metrics, live = job.metrics_and_live(t_env, sales, ctx.props)
+    metrics, live = job.metrics_and_live(t_env.to_data_stream(sales), ctx.props)
+    ctx.discard(metrics)
+    ctx.discard(live)
+    return {}
+
+
+# hourly_metrics before ``StoreSales`` (the "before" of hourly_row_number_dedup and, with
+# other metrics or input, of the earlier changes): the first copy of each order id by a SQL
+# ``ROW_NUMBER`` keyed by order id (a shuffle of every sale by order id, state with a TTL
+# read and written per sale), shared by the metrics (``StoreHourMetrics`` over
+# STORE_HOUR_INPUT_SQL) and the live view (LIVE_SQL, a mini-batch group-by).
+FIRST_COPIES, SALE_ORDERS = "first_copies", "sale_orders"
+FIRST_COPIES_SQL = """
+SELECT o AS order_id, s AS store_id, c AS channel, f AS fulfillment, n AS items,
+       r AS revenue_cents, t AS ts_ms, event_time
+FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY o ORDER BY seen_at) AS copy FROM sales_before
+  WHERE o IS NOT NULL)
+WHERE copy = 1"""
+# Most sales folded into the live view's per-store, per-minute counts before they are written.
+LIVE_BATCH_SALES = 100_000
+MINUTE_MS = 60_000
+
+
+def _sale_orders_sql() -> str:
+    from pizzastream.metrics import SALE_ORDER_COLUMNS
+
+    return f"""
+CREATE TEMPORARY VIEW {SALE_ORDERS} ({", ".join(SALE_ORDER_COLUMNS)}, ts_ms) AS
+SELECT order_id, store_id, channel, fulfillment, rowtime, items, revenue_cents, ts_ms
+FROM {FIRST_COPIES}"""
+
+
+def _store_hour_input_sql() -> str:
+    from pizzastream.orders import Channel, Fulfillment
+
+    return f"""
+SELECT store_id, channel = '{Channel.ONLINE}' AS online,
+       channel = '{Channel.IN_STORE}' AS in_store,
+       fulfillment = '{Fulfillment.DELIVERY}' AS delivery, items, revenue_cents, ts
+FROM {SALE_ORDERS}
+WHERE store_id IS NOT NULL"""
+
+
+def _live_sql() -> str:
+    from connectors import redis_store
+    from pizzastream.metrics import HOUR_MS, money_text_sql
+
+    key = redis_store.live_key_sql(
+        "store_id", "DATE_FORMAT(TO_TIMESTAMP_LTZ(hour_ms, 3), 'yyyyMMddHH')"
+    )
+    return f"""
+SELECT
+  'HSET' AS command,
+  {key} AS key,
+  LPAD(CAST(minute_of_hour AS STRING), 2, '0') AS field,
+  CONCAT(CAST(COUNT(*) AS STRING), '/', {money_text_sql("SUM(revenue_cents)")}) AS `value`
+FROM (
+  SELECT store_id, revenue_cents, ts_ms - MOD(ts_ms, {HOUR_MS}) AS hour_ms,
+         CAST(MOD(ts_ms, {HOUR_MS}) / {MINUTE_MS} AS INT) AS minute_of_hour
+  FROM {SALE_ORDERS})
+GROUP BY store_id, hour_ms, minute_of_hour"""
+
+
+def timed_columns():
+    """The decoded sales' columns plus ``event_time`` (with the source's watermarks) and
+    ``seen_at`` (when the job saw the record), as ``row_number_dedup`` reads them."""
+    from pyflink.table import DataTypes, Schema
+
+    return (
+        Schema.new_builder()
+        .column_by_metadata("event_time", DataTypes.TIMESTAMP_LTZ(3), "rowtime")
+        .column_by_expression("seen_at", "PROCTIME()")
+        .watermark("event_time", "SOURCE_WATERMARK()")
+        .build()
+    )
+
+
+def sales_table_before(ctx):
+    """The job's decoded sales as the table the earlier versions read."""
+    from jobs import hourly_metrics as job
+
+    return ctx.t_env.from_data_stream(job.sale_records(_timed_sales(ctx)), timed_columns())
+
+
+def store_hour_metrics_before(t_env, settings) -> DataStream:
+    """``StoreHourMetrics`` over STORE_HOUR_INPUT_SQL's rows, as the job ran it."""
+    from pyflink.java_gateway import get_gateway
+
+    from jobs import hourly_metrics as job
+
+    metrics = get_gateway().jvm.pizzastream.flink.StoreHourMetrics
+    flags = t_env.to_data_stream(t_env.sql_query(_store_hour_input_sql()))
+    return DataStream(
+        flags._j_data_stream.keyBy(metrics.STORE, Types.INT().get_java_type_info())
+        .transform(
+            "store-hour-metrics",
+            job.METRIC_WIRE_ROW.get_java_type_info(),
+            metrics(
+                settings.lateness // timedelta(milliseconds=1),
+                settings.late_refresh // timedelta(milliseconds=1),
+            ),
+        )
+        .uid("store-hour-metrics")
+    )
+
+
+def row_number_dedup(t_env, sales, props, hour_metrics=store_hour_metrics_before):
+    """hourly_metrics' ``metrics_and_live`` before ``StoreSales``, over a ``sales`` table
+    (``SALE_RECORD`` columns, ``event_time`` with watermarks, ``seen_at``): the ROW_NUMBER
+    deduplication, ``hour_metrics`` over the ``sale_orders`` view and LIVE_SQL, with the
+    job's table configuration of then."""
+    from jobs import operators
+    from pizzastream.settings import HourlyMetricsSettings
+
+    group = HourlyMetricsSettings.from_group(props["HourlyMetrics"])
+    settings = group.timing
+    config = t_env.get_config()
+    config.set("pipeline.object-reuse", "true")
+    config.set("table.exec.state.ttl", f"{settings.dedup_ttl // timedelta(milliseconds=1)} ms")
+    config.set("table.exec.mini-batch.enabled", "false")
+    t_env.create_temporary_view("sales_before", sales)
+    t_env.create_temporary_view(
+        FIRST_COPIES, operators.computed_once(t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime")
+    )
+    t_env.execute_sql(_sale_orders_sql())
+    metrics = hour_metrics(t_env, settings)
+    config.set("table.exec.state.ttl", f"{group.live_ttl_minutes:g} min")
+    config.set("table.exec.mini-batch.enabled", "true")
+    config.set("table.exec.mini-batch.allow-latency", f"{group.live_refresh_ms} ms")
+    config.set("table.exec.mini-batch.size", str(LIVE_BATCH_SALES))
+    live = t_env.to_changelog_stream(t_env.sql_query(_live_sql()))
+    return metrics, live
+
+
+def build_row_number_dedup(ctx) -> dict:
+    """hourly_metrics before ``StoreSales``: the measured "before" of that change."""
+    metrics, live = row_number_dedup(ctx.t_env, sales_table_before(ctx), ctx.props)
     ctx.discard(metrics)
     ctx.discard(live)
     return {}
 
 
 def build_json_value(ctx) -> dict:
-    """``metrics_and_live`` over a view that parses each field with ``JSON_VALUE`` (the job
-    until it decoded sales once): the measured "before" of that change."""
-    from jobs import hourly_metrics as job
-
+    """hourly_metrics with the ROW_NUMBER deduplication (``row_number_dedup``) over a view
+    that parses each field with ``JSON_VALUE`` (the job until it decoded sales once): the
+    measured "before" of that change."""
     t_env = ctx.t_env
     t_env.create_temporary_view(
-        "sale_text", t_env.from_data_stream(_timed_sales(ctx), job.timed_columns())
+        "sale_text", t_env.from_data_stream(_timed_sales(ctx), timed_columns())
     )
     fields = ", ".join(
         f"CAST(JSON_VALUE(f0, '$.{name}') AS {sql_type}) AS {name}"
@@ -118,7 +255,7 @@ def build_json_value(ctx) -> dict:
         )
     )
     sales = t_env.sql_query(f"SELECT {fields}, event_time, seen_at FROM sale_text")
-    metrics, live = job.metrics_and_live(t_env, sales, ctx.props)
+    metrics, live = row_number_dedup(t_env, sales, ctx.props)
     ctx.discard(metrics)
     ctx.discard(live)
     return {}
@@ -214,7 +351,6 @@ def group_window_metrics(t_env, settings) -> DataStream:
     group window of ``metric_sql`` over ``sale_orders``, open ``settings.lateness`` after
     it fired and re-firing every ``settings.late_refresh`` while late sales change it (its
     accumulator and timers in keyed state, read and written per sale)."""
-    from jobs import hourly_metrics as job
     from pizzastream.metrics import metric_sql
 
     config = t_env.get_config()
@@ -229,21 +365,17 @@ def group_window_metrics(t_env, settings) -> DataStream:
         )
     return t_env.to_changelog_stream(
         t_env.sql_query(
-            f"SELECT {', '.join(GROUP_WINDOW_WIRE_COLUMNS)} FROM ({metric_sql(job.SALE_ORDERS)})"
+            f"SELECT {', '.join(GROUP_WINDOW_WIRE_COLUMNS)} FROM ({metric_sql(SALE_ORDERS)})"
         )
     )
 
 
 def build_group_window(ctx) -> dict:
-    """``metrics_and_live`` fed as the job feeds it, with the hourly metrics of the SQL
-    group window it had before ``StoreHourMetrics`` (the measured "before" of that change)."""
-    from jobs import hourly_metrics as job
-
-    metrics, live = job.metrics_and_live(
-        ctx.t_env,
-        job.sales_table(ctx.t_env, _timed_sales(ctx)),
-        ctx.props,
-        hour_metrics=group_window_metrics,
+    """hourly_metrics with the ROW_NUMBER deduplication (``row_number_dedup``) and the
+    hourly metrics of the SQL group window it had before ``StoreHourMetrics`` (the measured
+    "before" of that change, beside hourly_row_number_dedup)."""
+    metrics, live = row_number_dedup(
+        ctx.t_env, sales_table_before(ctx), ctx.props, hour_metrics=group_window_metrics
     )
     ctx.discard(metrics)
     ctx.discard(live)
@@ -288,7 +420,6 @@ GROUP BY store_id, hour_key, minute_key"""
 def build_two_dedups(ctx) -> dict:
     """hourly_metrics as it was before one deduplication fed both outputs (same source,
     decoding and configuration as then: no object reuse, mini-batches of 5,000 sales)."""
-    from jobs import hourly_metrics as job
     from pizzastream.metrics import money_sql
 
     t_env = ctx.t_env
@@ -298,11 +429,11 @@ def build_two_dedups(ctx) -> dict:
     config.set("table.exec.mini-batch.enabled", "true")
     config.set("table.exec.mini-batch.allow-latency", f"{group['live_refresh_ms']} ms")
     config.set("table.exec.mini-batch.size", "5000")
-    t_env.create_temporary_view("sales_before", job.sales_table(t_env, _timed_sales(ctx)))
+    t_env.create_temporary_view("sales_two_dedups", sales_table_before(ctx))
     t_env.execute_sql(
         "CREATE TEMPORARY VIEW sale_orders_before AS SELECT o AS order_id, "
         "s AS store_id, c AS channel, f AS fulfillment, event_time AS ts, "
-        "n AS items, r AS revenue_cents, seen_at FROM sales_before"
+        "n AS items, r AS revenue_cents, seen_at FROM sales_two_dedups"
     )
     revenue = money_sql("SUM(revenue_cents)")
     average = money_sql("(2 * SUM(revenue_cents) + COUNT(*)) / (2 * COUNT(*))")

@@ -21,6 +21,8 @@ INPUT_FORMAT = {
     "hourly_metrics": "sale_text",
     "hourly_sql": "sale_row",
     "hourly_json_value": "sale_text",
+    "hourly_row_number_dedup": "sale_text",
+    "hourly_group_window": "sale_text",
     "hourly_delay": "sale_text",
     "hourly_two_dedups": "sale_text",
 }

@@ -198,16 +198,29 @@ def product_key(product_id: int | str) -> str:
     return f"catalog:product:{product_id}"
 
 
+# The places of the store id and of the UTC hour (``yyyymmddhh``) in ``LIVE_KEY_TEMPLATE``.
+LIVE_KEY_STORE, LIVE_KEY_HOUR = "<store>", "<hour>"
+# The live per-minute hash's key, the one home of its format: ``live_key`` fills it here,
+# ``pizzastream.flink.StoreSales`` in the JVM (hourly_metrics passes it this template).
+LIVE_KEY_TEMPLATE = f"live:{store_tag(LIVE_KEY_STORE)}:{LIVE_KEY_HOUR}"
+
+
 def live_key(store_id: int | str, hour: datetime) -> str:
-    """The live per-minute hash of a store's UTC hour (``live_key_sql`` builds it in the
-    JVM)."""
-    return f"live:{store_tag(store_id)}:{hour:%Y%m%d%H}"
+    """The live per-minute hash of a store's UTC hour (``LIVE_KEY_TEMPLATE``)."""
+    return LIVE_KEY_TEMPLATE.replace(LIVE_KEY_STORE, str(store_id)).replace(
+        LIVE_KEY_HOUR, f"{hour:%Y%m%d%H}"
+    )
 
 
 def live_key_sql(store_column: str, hour_text_sql: str) -> str:
     """``live_key`` as a Flink SQL expression of an INT store id column and the hour as
-    ``yyyyMMddHH`` text."""
-    return f"CONCAT('live:{{', CAST({store_column} AS STRING), '}}:', {hour_text_sql})"
+    ``yyyyMMddHH`` text (the benchmarks' SQL live view, bench/hourly.py)."""
+    before, rest = LIVE_KEY_TEMPLATE.split(LIVE_KEY_STORE)
+    middle, after = rest.split(LIVE_KEY_HOUR)
+    return (
+        f"CONCAT('{before}', CAST({store_column} AS STRING), '{middle}', {hour_text_sql}, "
+        f"'{after}')"
+    )
 
 
 def tls_enabled(props: Mapping[str, Mapping[str, str]]) -> bool:

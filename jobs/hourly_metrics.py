@@ -2,18 +2,20 @@
 a live per-minute view of each store's hour in Redis.
 
 sales (Kinesis, JSON text; event time and per-shard watermarks, then decoded once into typed
-rows, in the JVM) -> Flink SQL:
-  first copy of each order id (one deduplication, shared) -> sale_orders (view)
-  sale_orders -> ``pizzastream.metrics.metric_sql``'s rows, 1-hour windows per store folded
-    in memory (JVM: ``pizzastream.flink.StoreHourMetrics``), emitted when the watermark
-    passes the hour's end, then once more per ``late_refresh_seconds`` while late sales
-    change it (allowed lateness)
-      -> publisher (Python, per store and hour: ``HourPublisher``)
-           -> lake: Parquet under dt=/hour=, the hour's one object written whole (``connectors.lake``)
-           -> warehouse: staged merge per checkpoint          (``connectors.warehouse``)
-  POS progress markers -> the publisher (which stores' POS had delivered the hour)
-  sale_orders -> orders/revenue per store and minute, updated as sales come
-      -> Redis ``live:{<store>}:<yyyymmddhh>``                       (``connectors.redis_store``)
+rows, in the JVM):
+  sales, keyed by store (one shuffle) -> ``pizzastream.flink.StoreSales`` (JVM), per sale:
+    first copy of each order id in its store-hour (ids in RocksDB per store-hour,
+      fingerprints in memory)
+    -> ``pizzastream.metrics.metric_sql``'s rows, 1-hour windows per store folded in
+       memory, emitted when the watermark passes the hour's end, then once more per
+       ``late_refresh_seconds`` while late sales change it (allowed lateness)
+         -> publisher (Python, per store and hour: ``HourPublisher``)
+              -> lake: Parquet under dt=/hour=, the hour's one object written whole (``connectors.lake``)
+              -> warehouse: staged merge per checkpoint          (``connectors.warehouse``)
+    -> orders/revenue per store and minute, each changed minute every ``live_refresh_ms``
+         -> Redis ``live:{<store>}:<yyyymmddhh>``                    (``connectors.redis_store``)
+  POS progress markers (no order id; Flink SQL) -> the publisher (which stores' POS had
+    delivered the hour)
 
 Every per-sale step runs in the JVM; Python wires the job and publishes store-hours.
 
@@ -21,10 +23,11 @@ The watermark trails the newest sale by ``HourlyMetrics.out_of_orderness_minutes
 for every POS store system's batches up to the hour's end, at most ``pos_wait_minutes``
 (``pizzastream.flink.JsonEventTime``): an hour is published as soon as it is complete, and a
 store whose POS stayed silent is published ``partial``. A sale later than that updates its
-hour within ``allowed_lateness_minutes`` (``pizzastream.publication``); later still, it is in
-``order_fct``: the hourly ETL recomputes the hour with ``etl.metrics.run_batch``
-(``pizzastream.metrics.metric_sql``, the same rules, in batch mode over the staging copy of
-``order_fct``) and replaces it in both sinks with ``etl.metrics.publish_hours``.
+hour and the live view within ``allowed_lateness_minutes`` (``pizzastream.publication``);
+later still, it changes neither and is in ``order_fct``: the hourly ETL recomputes the hour
+with ``etl.metrics.run_batch`` (``pizzastream.metrics.metric_sql``, the same rules, in batch
+mode over the staging copy of ``order_fct``) and replaces it in both sinks with
+``etl.metrics.publish_hours``.
 
 Run locally with ``python jobs/hourly_metrics.py``; the same file is the ``python`` run option
 of the Managed Service for Apache Flink application.
@@ -33,7 +36,6 @@ of the Managed Service for Apache Flink application.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,16 +46,12 @@ from pyflink.common.typeinfo import LocalTimeTypeInfo
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.functions import KeyedCoProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
+from pyflink.table import StreamTableEnvironment
 
 from connectors import kinesis, lake, redis_store, warehouse
 from jobs import operators, runtime
 from pizzastream.config import Props
-from pizzastream.metrics import (
-    HOUR_MS,
-    SALE_ORDER_COLUMNS,
-    money_text_sql,
-)
+from pizzastream.metrics import HOUR_MS
 from pizzastream.orders import Channel, Fulfillment
 from pizzastream.publication import (
     HourlySettings,
@@ -65,10 +63,7 @@ from pizzastream.schemas import METRIC_COLUMNS
 from pizzastream.settings import HourlyMetricsSettings
 
 JOB_NAME = "hourly_metrics"
-SALES, FIRST_COPIES, SALE_ORDERS = "sales", "first_copies", "sale_orders"
-MINUTE_MS = 60_000
-# Most sales folded into the live view's per-store, per-minute counts before they are written.
-LIVE_BATCH_SALES = 100_000
+SALES = "sales"
 # What the publisher hands the warehouse sink: a metric row and who wrote it.
 _TIMESTAMP = LocalTimeTypeInfo(LocalTimeTypeInfo.TimeType.LOCAL_DATE_TIME)
 PUBLISHED_ROW = Types.ROW_NAMED(
@@ -104,37 +99,12 @@ SALE_RECORD = Types.ROW_NAMED(
 )
 KINESIS_MAX_RECORD_BYTES = 1024 * 1024
 
-# The first copy of each order id (the ``sales`` stream is at-least-once: a replay repeats
-# records). ONE deduplication feeds both outputs: the metrics and the live view each
-# deduplicated on their own before, two states keyed by order id and two shuffles of every
-# sale (docs/benchmarks.md). First by arrival: the copies of an order are the same record.
-# Its state lives ``HourlyMetrics.dedup_ttl_minutes`` after an order's first copy: longer
-# than an hour stays open (hour + out-of-orderness bound + idleness), so within an open hour
-# an order counts once.
-FIRST_COPIES_SQL = f"""
-SELECT o AS order_id, s AS store_id, c AS channel, f AS fulfillment, n AS items,
-       r AS revenue_cents, t AS ts_ms, event_time
-FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY o ORDER BY seen_at) AS copy FROM {SALES}
-  WHERE o IS NOT NULL)
-WHERE copy = 1"""
-
-# The metric rows as they cross into the publisher (``StoreHourMetrics``' output, in
+# The metric rows as they cross into the publisher (``StoreSales``' output, in
 # ``METRIC_COLUMNS`` order): window bounds in minutes since the epoch and money in integer
 # cents (``row_from_wire`` in Python), which PyFlink carries exactly.
 METRIC_WIRE_ROW = Types.ROW_NAMED(
     list(METRIC_COLUMNS), [Types.INT(), Types.INT(), Types.INT(), *[Types.LONG()] * 7]
 )
-
-# What ``StoreHourMetrics`` folds of each first copy: its store, the ``metric_sql`` filters
-# as flags (the business's channel and fulfillment names stay here), items and cents; ``ts``
-# carries the event time (the records' timestamps) into the stream.
-STORE_HOUR_INPUT_SQL = f"""
-SELECT store_id, channel = '{Channel.ONLINE}' AS online,
-       channel = '{Channel.IN_STORE}' AS in_store,
-       fulfillment = '{Fulfillment.DELIVERY}' AS delivery, items, revenue_cents, ts
-FROM {SALE_ORDERS}
-WHERE store_id IS NOT NULL"""
 
 # POS progress markers (``pizzastream.pos_batches.progress_json``: no order id): the store's
 # POS has delivered every sale before ``t``, so every hour ending by then; each goes to the
@@ -143,32 +113,6 @@ PROGRESS_SQL = f"""
 SELECT s AS store_id, t - MOD(t, {HOUR_MS}) AS hour_end_ms FROM {SALES}
 WHERE o IS NULL AND s IS NOT NULL AND t IS NOT NULL"""
 
-# The first copies as the metrics' ``SALE_ORDER_COLUMNS`` (``ts`` the rowtime attribute)
-# plus ``ts_ms``, the same event time in epoch ms for the live view's arithmetic.
-SALE_ORDERS_SQL = f"""
-CREATE TEMPORARY VIEW {SALE_ORDERS} ({", ".join(SALE_ORDER_COLUMNS)}, ts_ms) AS
-SELECT order_id, store_id, channel, fulfillment, rowtime, items, revenue_cents, ts_ms
-FROM {FIRST_COPIES}"""
-
-# Running orders/revenue of each store's minutes, updated as sales arrive, late in-store
-# ones included: windows would wait for the watermark, up to ``HourlySettings.bound``
-# behind. Values, not increments, so a replay rewrites the same numbers. Grouped by
-# numbers (the hour's first millisecond, the minute); the key and field text is formatted
-# once per output row, not per sale. Key as ``redis_store.live_key``.
-LIVE_SQL = f"""
-SELECT
-  'HSET' AS command,
-  {
-    redis_store.live_key_sql("store_id", "DATE_FORMAT(TO_TIMESTAMP_LTZ(hour_ms, 3), 'yyyyMMddHH')")
-} AS key,
-  LPAD(CAST(minute_of_hour AS STRING), 2, '0') AS field,
-  CONCAT(CAST(COUNT(*) AS STRING), '/', {money_text_sql("SUM(revenue_cents)")}) AS `value`
-FROM (
-  SELECT store_id, revenue_cents, ts_ms - MOD(ts_ms, {HOUR_MS}) AS hour_ms,
-         CAST(MOD(ts_ms, {HOUR_MS}) / {MINUTE_MS} AS INT) AS minute_of_hour
-  FROM {SALE_ORDERS})
-GROUP BY store_id, hour_ms, minute_of_hour"""
-
 
 def _settings(props: Props) -> tuple[timedelta, timedelta]:
     """The watermark's out-of-orderness bound and idleness."""
@@ -176,83 +120,36 @@ def _settings(props: Props) -> tuple[timedelta, timedelta]:
     return settings.out_of_orderness, settings.idle
 
 
-def sales_table(t_env: StreamTableEnvironment, sales: DataStream) -> Table:
+def sale_records(sales: DataStream) -> DataStream:
     """Sale records (JSON text, event time and watermarks assigned by the source) decoded
-    once, in the JVM, into ``SALE_RECORD`` columns with their event time: SQL over typed
-    columns runs ~1.4x as fast as one ``JSON_VALUE`` parse per field
-    (docs/benchmarks.md)."""
-    return t_env.from_data_stream(
-        operators.json_rows(sales, SALE_RECORD, KINESIS_MAX_RECORD_BYTES), timed_columns()
-    )
+    once, in the JVM, into ``SALE_RECORD`` rows, their event time kept as the records'
+    timestamps: typed fields instead of one ``JSON_VALUE`` parse per field (~1.4x as fast,
+    docs/benchmarks.md)."""
+    return operators.json_rows(sales, SALE_RECORD, KINESIS_MAX_RECORD_BYTES)
 
 
-def timed_columns() -> Schema:
-    """The stream's columns plus ``event_time`` (with the source's watermarks) and
-    ``seen_at`` (when the job saw the record), as ``metrics_and_live`` reads them."""
-    return (
-        Schema.new_builder()
-        .column_by_metadata("event_time", DataTypes.TIMESTAMP_LTZ(3), "rowtime")
-        .column_by_expression("seen_at", "PROCTIME()")
-        .watermark("event_time", "SOURCE_WATERMARK()")
-        .build()
-    )
-
-
-def store_hour_metrics(t_env: StreamTableEnvironment, settings: HourlySettings) -> DataStream:
-    """The ``metric_sql`` rows of the ``sale_orders`` view per store and event-time hour, as
-    a changelog of ``METRIC_WIRE_ROW``: each store-hour inserted when the watermark passes
-    its end, then updated by late sales within ``settings.lateness``, at most once per
-    ``settings.late_refresh``. Folded in memory by ``pizzastream.flink.StoreHourMetrics``
-    (keyed by store, written to state once per checkpoint): the SQL group window it
-    replaces read and wrote RocksDB once per sale (docs/benchmarks.md)."""
-    return operators.store_hour_metrics(
-        t_env.to_data_stream(t_env.sql_query(STORE_HOUR_INPUT_SQL)),
+def metrics_and_live(sales: DataStream, props: Props) -> tuple[DataStream, DataStream]:
+    """The job's logic without its edges: ``sale_records`` (event time as the records'
+    timestamps, with watermarks) in; metric rows (``METRIC_WIRE_ROW``, a changelog: each
+    store-hour inserted when the watermark passes its end, then updated by late sales within
+    the lateness, at most once per ``late_refresh``) and the live view's Redis commands
+    (``HSET`` rows of each changed minute's value) out, both from one JVM operator keyed by
+    store (``operators.store_sales``: ``pizzastream.flink.StoreSales``, which deduplicates
+    order ids per store-hour). Benchmarks feed it directly."""
+    group = HourlyMetricsSettings.from_group(props["HourlyMetrics"])
+    settings = group.timing
+    # The decoding, the filter and StoreSales neither keep nor change the records they are
+    # handed, so chained operators pass them on without a defensive copy each.
+    operators.hand_records_on_by_reference(sales)
+    return operators.store_sales(
+        sales,
         METRIC_WIRE_ROW,
         settings.lateness // timedelta(milliseconds=1),
         settings.late_refresh // timedelta(milliseconds=1),
+        group.live_refresh_ms,
+        (Channel.ONLINE, Channel.IN_STORE, Fulfillment.DELIVERY),
+        redis_store.LIVE_KEY_TEMPLATE,
     )
-
-
-HourMetrics = Callable[[StreamTableEnvironment, HourlySettings], DataStream]
-
-
-def metrics_and_live(
-    t_env: StreamTableEnvironment,
-    sales: Table,
-    props: Props,
-    hour_metrics: HourMetrics = store_hour_metrics,
-) -> tuple[DataStream, DataStream]:
-    """The job's logic without its edges: sales (``SALE_RECORD`` columns, ``event_time``
-    with watermarks, ``seen_at``) in; metric rows (``METRIC_WIRE_ROW``, a changelog: each
-    store-hour inserted when the watermark passes its end, then updated by late sales) and
-    live Redis commands out. Benchmarks feed it directly, and measure ``hour_metrics``
-    (the metrics of the ``sale_orders`` view) against the SQL group window it replaced."""
-    group = HourlyMetricsSettings.from_group(props["HourlyMetrics"])
-    settings = group.timing
-    config = t_env.get_config()
-    # Every operator is Flink SQL or JVM code that neither keeps nor changes the records it
-    # is handed, so chained operators pass them on without a defensive copy each.
-    config.set("pipeline.object-reuse", "true")
-    # Only the deduplication and the live view keep per-key state outside windows.
-    config.set("table.exec.state.ttl", f"{settings.dedup_ttl // timedelta(milliseconds=1)} ms")
-    # The deduplication without mini-batches: a processing-time mini-batch assigner would
-    # replace the sales' watermarks with the wall clock, and the windows need the former.
-    config.set("table.exec.mini-batch.enabled", "false")
-    t_env.create_temporary_view(SALES, sales)
-    t_env.create_temporary_view(
-        FIRST_COPIES, operators.computed_once(t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime")
-    )
-    t_env.execute_sql(SALE_ORDERS_SQL)
-    metrics = hour_metrics(t_env, settings)
-    # The live view's running counts change once per key and mini-batch, not per sale: a
-    # batch ends after ``live_refresh_ms`` or LIVE_BATCH_SALES sales, enough for the
-    # busiest second to fold into one update per store and minute.
-    config.set("table.exec.state.ttl", f"{group.live_ttl_minutes:g} min")
-    config.set("table.exec.mini-batch.enabled", "true")
-    config.set("table.exec.mini-batch.allow-latency", f"{group.live_refresh_ms} ms")
-    config.set("table.exec.mini-batch.size", str(LIVE_BATCH_SALES))
-    live = t_env.to_changelog_stream(t_env.sql_query(LIVE_SQL))
-    return metrics, live
 
 
 class HourPublisher(KeyedCoProcessFunction):
@@ -348,24 +245,27 @@ def build(env: StreamExecutionEnvironment, props: Props) -> None:
     """Adds the job's dataflow to ``env`` (tests and benchmarks reuse it)."""
     t_env = runtime.table_environment(env)
     settings = HourlySettings.from_props(props)
-    sales = kinesis.text_records(
-        env,
-        props,
-        "sales",
-        operators.json_event_time(
-            "t",
-            settings.out_of_orderness // timedelta(milliseconds=1),
-            settings.idle // timedelta(milliseconds=1),
-            settings.pos_wait // timedelta(milliseconds=1),
-        ),
+    sales = sale_records(
+        kinesis.text_records(
+            env,
+            props,
+            "sales",
+            operators.json_event_time(
+                "t",
+                settings.out_of_orderness // timedelta(milliseconds=1),
+                settings.idle // timedelta(milliseconds=1),
+                settings.pos_wait // timedelta(milliseconds=1),
+            ),
+        )
     )
-    metrics, live = metrics_and_live(t_env, sales_table(t_env, sales), props)
+    # Only the records without an order id become rows of the ``sales`` table (PROGRESS_SQL).
+    t_env.create_temporary_view(SALES, t_env.from_data_stream(operators.other_records(sales)))
+    metrics, live = metrics_and_live(sales, props)
     publish(t_env, metrics, props).sink_to(warehouse.stream_sink(props)).name(
         "warehouse:hourly_store_metrics"
     ).uid("sink-warehouse-hourly-store-metrics")
 
-    # The live rows are a changelog: an update's old value is written just before its new
-    # one (at most once per key and mini-batch), which leaves the new value.
+    # The live rows are inserts of each changed minute's new value (HSET overwrites it).
     ttl_s = int(HourlyMetricsSettings.from_group(props["HourlyMetrics"]).live_ttl_minutes * 60)
     live.sink_to(redis_store.sink(props, ttl_s)).name("redis:live").uid("sink-redis-live")
 

@@ -50,7 +50,9 @@ def hand_records_on_by_reference(stream: DataStream) -> None:
     it. Safe there because every JVM operator of the order path makes new records and no
     sink keeps a record it is handed beyond what the record's producer made for it
     (``PostgresCopySink`` keeps the rows ``DelimitedRows`` and the dead-letter operators
-    create; the Kinesis, Redis and warehouse sinks serialize or copy on write)."""
+    create; the Kinesis, Redis and warehouse sinks serialize or copy on write). hourly_metrics
+    too: its decoded sales go to filters, a shuffle and ``StoreSales``, none of which keeps
+    or changes a record it is handed."""
     stream._j_data_stream.getExecutionEnvironment().getConfig().enableObjectReuse()
 
 
@@ -194,24 +196,60 @@ def side_output(stream: DataStream, tag: OutputTag) -> DataStream:
     return DataStream(stream._j_data_stream.getSideOutput(tag.get_java_output_tag()))
 
 
-def store_hour_metrics(
-    sales: DataStream, metric_row_type, lateness_ms: int, late_refresh_ms: int
-) -> DataStream:
-    """Sales (``store_id``, the channel and fulfillment flags, items, cents, event time) as
-    ``metric_row_type`` rows per store and event-time hour: a changelog of each hour
-    inserted when the watermark passes its end and updated by late sales within
-    ``lateness_ms``, at most once per ``late_refresh_ms`` (``StoreHourMetrics``, keyed by
-    store, folding an hour's sales in memory and writing state once per checkpoint)."""
+def store_sales(
+    sales: DataStream,
+    metric_row_type,
+    lateness_ms: int,
+    late_refresh_ms: int,
+    live_refresh_ms: int,
+    channels: tuple[str, str, str],
+    live_key_template: str,
+) -> tuple[DataStream, DataStream]:
+    """Decoded sale records (``o, s, c, f, t, n, r``, event time as the records'
+    timestamps) through ``pizzastream.flink.StoreSales``, keyed by store (one shuffle): the
+    records with an order id and a store, each order counted once per store-hour (order ids
+    in RocksDB per store-hour, fingerprints in memory). Returns the ``metric_row_type`` rows
+    per store and event-time hour (a changelog: each hour inserted when the watermark passes
+    its end, updated by late sales within ``lateness_ms``, at most once per
+    ``late_refresh_ms``) and the live view's ``REDIS_COMMAND`` rows (``HSET`` of each
+    minute changed, every ``live_refresh_ms`` and at each checkpoint; ``live_key_template``
+    as ``connectors.redis_store.LIVE_KEY_TEMPLATE``). ``channels``: the online, in-store
+    and delivery names the metrics count."""
+    from connectors.redis_store import REDIS_COMMAND
+
     jvm = get_gateway().jvm
-    metrics = jvm.pizzastream.flink.StoreHourMetrics
-    return DataStream(
-        sales._j_data_stream.keyBy(metrics.STORE, Types.INT().get_java_type_info())
+    store_sales = jvm.pizzastream.flink.StoreSales
+    online, in_store, delivery = channels
+    metrics = DataStream(
+        sales._j_data_stream.filter(store_sales.SALES)
+        .name("orders")
+        .keyBy(store_sales.STORE, Types.INT().get_java_type_info())
         .transform(
-            "store-hour-metrics",
+            "store-sales",
             metric_row_type.get_java_type_info(),
-            metrics(lateness_ms, late_refresh_ms),
+            store_sales(
+                lateness_ms,
+                late_refresh_ms,
+                live_refresh_ms,
+                online,
+                in_store,
+                delivery,
+                live_key_template,
+            ),
         )
-        .uid("store-hour-metrics")
+        .uid("store-sales")
+    )
+    return metrics, side_output(metrics, OutputTag("live", REDIS_COMMAND))
+
+
+def other_records(records: DataStream) -> DataStream:
+    """The decoded sale records without an order id (POS progress markers), filtered in the
+    JVM (``pizzastream.flink.StoreSales.OTHER_RECORDS``)."""
+    jvm = get_gateway().jvm
+    return DataStream(
+        records._j_data_stream.filter(jvm.pizzastream.flink.StoreSales.OTHER_RECORDS).name(
+            "progress-markers"
+        )
     )
 
 

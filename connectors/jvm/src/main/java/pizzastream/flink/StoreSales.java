@@ -83,6 +83,8 @@ public final class StoreSales extends StoreHourMetrics {
     public static final KeySelector<Row, Integer> STORE = new StoreKey();
     /** Sale records with an order id and a store: what this operator takes. */
     public static final FilterFunction<Row> SALES = new Sales();
+    /** The other records, without an order id (POS progress markers): not this operator's. */
+    public static final FilterFunction<Row> OTHER_RECORDS = new OtherRecords();
 
     private static final class StoreKey implements KeySelector<Row, Integer> {
         private static final long serialVersionUID = 1L;
@@ -99,6 +101,15 @@ public final class StoreSales extends StoreHourMetrics {
         @Override
         public boolean filter(Row row) {
             return row.getField(0) != null && row.getField(1) != null;
+        }
+    }
+
+    private static final class OtherRecords implements FilterFunction<Row> {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        public boolean filter(Row row) {
+            return row.getField(0) == null;
         }
     }
 

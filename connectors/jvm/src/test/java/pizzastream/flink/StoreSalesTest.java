@@ -273,6 +273,9 @@ class StoreSalesTest {
         assertTrue(StoreSales.SALES.filter(Row.of("a", 7, "online", "pickup", 1L, 1L, 1L)));
         assertFalse(StoreSales.SALES.filter(Row.of(null, 7, null, null, 1L, null, null)));
         assertFalse(StoreSales.SALES.filter(Row.of("a", null, "online", "pickup", 1L, 1L, 1L)));
+        assertTrue(StoreSales.OTHER_RECORDS.filter(Row.of(null, 7, null, null, 1L, null, null)));
+        assertFalse(StoreSales.OTHER_RECORDS.filter(
+                Row.of("a", 7, "online", "pickup", 1L, 1L, 1L)));
     }
 
     @Test

@@ -1,6 +1,7 @@
 """Hourly store metrics (contract): what a row means, the window maths, and the SQL query
 that computes the rows in batch corrections (``metric_sql``; the stream folds the same rules
-in the JVM, ``pizzastream.flink.StoreHourMetrics``, for what per-sale state cost in SQL).
+in the JVM, ``pizzastream.flink.StoreSales`` with the windows of ``StoreHourMetrics``, for
+what per-sale state cost in SQL).
 
 The rules, which ``metric_sql`` implements in Flink SQL, ``StoreHourMetrics`` in Java and
 ``metric_rows`` in Python (the reference the tests hold the other two to):
@@ -198,9 +199,9 @@ def metric_sql(view: str = "sale_orders") -> str:
     ``SALE_ORDER_COLUMNS`` (``ts`` the event time; in streaming its rowtime attribute) and
     one row per order: the hourly ETL's batch reads ``order_fct`` regrouped into orders
     (``jobs.hourly_metrics.run_batch``). The stream computes the same rows with
-    ``pizzastream.flink.StoreHourMetrics`` (benchmarks measure this query beside it over
-    ``jobs.hourly_metrics.SALE_ORDERS_SQL``), so a correction computes what the stream
-    would have, had the sale been on time.
+    ``pizzastream.flink.StoreSales`` (the windows of ``StoreHourMetrics``; benchmarks
+    measure this query in its place over ``bench.hourly``'s ``sale_orders`` view), so a
+    correction computes what the stream would have, had the sale been on time.
 
     A group window (``GROUP BY TUMBLE``), not the window table function: in streaming only
     the group window can stay open after it fired (allowed lateness) and emit its updated

@@ -119,6 +119,7 @@ class Sales:
             for h in range(start + 3_600_000, end + 1, 3_600_000)
         ]
         self.replayed = rng.sample(self.online, 5)
+        self.order = order
 
     def on_time_arrivals(self) -> list[EnrichedOrder]:
         """Online sales at their event time, in-store ones 15 minutes later, replays a
@@ -249,13 +250,20 @@ def test_stream_publishes_on_time_hours_and_batch_corrects_late_sales_in_place(e
         seen, expected = live_view(props, sales.online + sales.in_store)
         assert seen == expected
 
-        put_sales(props, sales.late + sales.replayed)
+        # Then, on the same shards (keyed by store), a sale of the current hour per store of
+        # the late ones: once the live view shows it, the sales before it were processed.
+        probes = [sales.order(store, "online", epoch_ms(datetime.now(UTC))) for store in STORES[:2]]
+        put_sales(props, sales.late + sales.replayed + probes)
         wait_for(
-            "the late sales in the live view",
-            lambda: live_view(props, sales.online + sales.in_store + sales.late),
+            "the sales after the late ones in the live view",
+            lambda: live_view(props, probes),
             lambda views: views[0] == views[1],
             timeout_s=60,
         )
+        # Later than the lateness, the late sales change the live view no more than the
+        # metrics; the replays count once.
+        seen, expected = live_view(props, sales.online + sales.in_store)
+        assert seen == expected
         time.sleep(2 * int(props["FlinkTuning"].get("checkpoint_interval_ms", "5000")) / 1000)
         # Too late for the stream: its published hours stand as they were.
         assert warehouse.metric_rows(props) == on_time

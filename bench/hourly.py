@@ -176,6 +176,33 @@ def sales_table_before(ctx):
     return ctx.t_env.from_data_stream(job.sale_records(_timed_sales(ctx)), timed_columns())
 
 
+def computed_once(t_env, table, rowtime: str):
+    """``table`` (insert-only, with one rowtime attribute) computed once for every query
+    that reads the result: ``to_data_stream`` and ``to_changelog_stream`` plan each query on
+    its own, so two outputs of one view would each run a copy of its operators and state.
+    The rows go through as Flink's internal rows (no conversion), the rowtime attribute as
+    the records' timestamps and watermarks, and come back with it as column ``rowtime``
+    (the table's own time column stays, as a plain timestamp)."""
+    from pyflink.java_gateway import get_gateway
+    from pyflink.table import DataTypes, Schema, Table
+
+    jvm = get_gateway().jvm
+    j_tenv, j_table = t_env._j_tenv, table._j_table
+    internal_rows = (
+        j_table.getResolvedSchema()
+        .toPhysicalRowDataType()
+        .bridgedTo(jvm.org.apache.flink.table.data.RowData._java_lang_class)
+    )
+    j_stream = j_tenv.toDataStream(j_table, internal_rows)
+    schema = (
+        Schema.new_builder()
+        .column_by_metadata(rowtime, DataTypes.TIMESTAMP_LTZ(3), "rowtime")
+        .watermark(rowtime, "SOURCE_WATERMARK()")
+        .build()
+    )
+    return Table(j_tenv.fromDataStream(j_stream, schema._j_schema), t_env)
+
+
 def store_hour_metrics_before(t_env, settings) -> DataStream:
     """``StoreHourMetrics`` over STORE_HOUR_INPUT_SQL's rows, as the job ran it."""
     from pyflink.java_gateway import get_gateway
@@ -203,7 +230,6 @@ def row_number_dedup(t_env, sales, props, hour_metrics=store_hour_metrics_before
     (``SALE_RECORD`` columns, ``event_time`` with watermarks, ``seen_at``): the ROW_NUMBER
     deduplication, ``hour_metrics`` over the ``sale_orders`` view and LIVE_SQL, with the
     job's table configuration of then."""
-    from jobs import operators
     from pizzastream.settings import HourlyMetricsSettings
 
     group = HourlyMetricsSettings.from_group(props["HourlyMetrics"])
@@ -214,7 +240,7 @@ def row_number_dedup(t_env, sales, props, hour_metrics=store_hour_metrics_before
     config.set("table.exec.mini-batch.enabled", "false")
     t_env.create_temporary_view("sales_before", sales)
     t_env.create_temporary_view(
-        FIRST_COPIES, operators.computed_once(t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime")
+        FIRST_COPIES, computed_once(t_env, t_env.sql_query(FIRST_COPIES_SQL), "rowtime")
     )
     t_env.execute_sql(_sale_orders_sql())
     metrics = hour_metrics(t_env, settings)

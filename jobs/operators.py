@@ -9,7 +9,6 @@ from __future__ import annotations
 from pyflink.common import Types, WatermarkStrategy
 from pyflink.datastream import DataStream, KeyedStream, OutputTag
 from pyflink.java_gateway import get_gateway
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
 
 from jobs.runtime import MAX_PARALLELISM
 from pizzastream.order_batches import DelimitedLayout
@@ -17,30 +16,6 @@ from pizzastream.order_batches import DelimitedLayout
 # {batch tag: (its key, the batch)} of StoreBatcher, as a keyed Python function receives it
 STORE_BATCH = Types.ROW([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 BATCH = Types.PRIMITIVE_ARRAY(Types.BYTE())
-
-
-def computed_once(t_env: StreamTableEnvironment, table: Table, rowtime: str) -> Table:
-    """``table`` (insert-only, with one rowtime attribute) computed once for every query
-    that reads the result: ``to_data_stream`` and ``to_changelog_stream`` plan each query on
-    its own, so two outputs of one view would each run a copy of its operators and state.
-    The rows go through as Flink's internal rows (no conversion), the rowtime attribute as
-    the records' timestamps and watermarks, and come back with it as column ``rowtime``
-    (the table's own time column stays, as a plain timestamp)."""
-    jvm = get_gateway().jvm
-    j_tenv, j_table = t_env._j_tenv, table._j_table
-    internal_rows = (
-        j_table.getResolvedSchema()
-        .toPhysicalRowDataType()
-        .bridgedTo(jvm.org.apache.flink.table.data.RowData._java_lang_class)
-    )
-    j_stream = j_tenv.toDataStream(j_table, internal_rows)
-    schema = (
-        Schema.new_builder()
-        .column_by_metadata(rowtime, DataTypes.TIMESTAMP_LTZ(3), "rowtime")
-        .watermark(rowtime, "SOURCE_WATERMARK()")
-        .build()
-    )
-    return Table(j_tenv.fromDataStream(j_stream, schema._j_schema), t_env)
 
 
 def hand_records_on_by_reference(stream: DataStream) -> None:

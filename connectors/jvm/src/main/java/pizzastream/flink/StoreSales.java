@@ -290,8 +290,10 @@ public final class StoreSales extends StoreHourMetrics {
         }
     }
 
-    /** Non-negative cents as the amount's text ({@code 1250} -> {@code 12.50}): the twin of
-     * {@code pizzastream.metrics.money_text_sql} (tests hold both to the same examples). */
+    /** Non-negative cents as the amount's text ({@code 1250} -> {@code 12.50}), as {@code
+     * pizzastream.metrics.money_text_sql} prints it in SQL (the live view's earlier home);
+     * tests/jobs/test_hourly_metrics_e2e.py reads the values back against {@code
+     * pizzastream.catalog.from_cents}. */
     static String moneyText(long cents) {
         long rest = cents % 100;
         return (cents / 100) + (rest < 10 ? ".0" : ".") + rest;

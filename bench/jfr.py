@@ -28,6 +28,12 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("batch building (StoreBatcher)", ("StoreBatcher", "StoreShardKey")),
     ("fact/row parsing (DelimitedRows)", ("DelimitedRows",)),
     ("Redis commands", ("RedisSetCommands",)),
+    ("JSON decode (JsonRows)", ("JsonRows", "JsonRowDeserializationSchema", "jackson")),
+    ("event time (JsonEventTime)", ("JsonEventTime",)),
+    (
+        "store-hours, fingerprints, live view (StoreSales)",
+        ("StoreSales", "StoreHourMetrics"),
+    ),
     (
         "SQL conversions (levels, alerts)",
         ("InputConversionOperator", "OutputConversionOperator", "StreamExecCalc", "table.data"),

@@ -16,6 +16,15 @@ def test_the_innermost_named_frame_decides_the_part():
     assert part_of(["java.lang.String.indexOf", FANOUT]) == "line fan-out (BatchOutputs)"
     assert part_of([ROCKS_GET, BATCHER]) == "dedup state (RocksDB get+put, TTL)"
     assert part_of(["java.lang.Thread.run"]) == "other"
+    # hourly_metrics: RocksDB under StoreSales is state; its own frames are its part
+    store_sales = "pizzastream.flink.StoreSales.fold"
+    assert part_of(["org.rocksdb.RocksDB.put", store_sales]) == (
+        "dedup state (RocksDB get+put, TTL)"
+    )
+    assert part_of(["pizzastream.flink.StoreSales$Fingerprints.add", store_sales]) == (
+        "store-hours, fingerprints, live view (StoreSales)"
+    )
+    assert part_of(["pizzastream.flink.JsonRows.flatMap"]) == "JSON decode (JsonRows)"
 
 
 def test_native_samples_count_only_inside_rocksdb_and_weigh_twice():

@@ -42,6 +42,7 @@ from pizzastream.catalog import Catalog
 from pizzastream.config import Props
 from pizzastream.order_batches import (
     ALERT,
+    DECISION_ROUTES,
     DELIVERY,
     EVENT_ID_FIELDS,
     FACT,
@@ -235,7 +236,7 @@ def decide_orders(
         .name("store-inventory")
         .uid("store-inventory-batches")
     )
-    outputs = operators.batch_outputs(results, STATUS, SIDE_TAGS)
+    outputs = operators.batch_outputs(results, STATUS, SIDE_TAGS, DECISION_ROUTES)
     side = lambda tag: operators.batch_output(outputs, tag)  # noqa: E731 - local shorthand
     dead_letters = operators.side_output(results, DEAD_LETTERS).union(
         repeats.map(repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW).name("repeats")

@@ -12,6 +12,7 @@ from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
 
 from jobs.runtime import MAX_PARALLELISM
+from pizzastream.batches import NO_ROUTES, LineRoutes
 from pizzastream.order_batches import DelimitedLayout
 
 # {batch tag: (its key, the batch)} of StoreBatcher, as a keyed Python function receives it
@@ -103,23 +104,31 @@ def store_batches(
     return KeyedStream(keyed, BATCH, DataStream(batched)), DataStream(repeats)
 
 
-def batch_outputs(results: DataStream, main_tag: str, side_tags: str) -> DataStream:
+def batch_outputs(
+    results: DataStream, main_tag: str, side_tags: str, routes: LineRoutes = NO_ROUTES
+) -> DataStream:
     """The result lines of a batch (``pizzastream.batches``) fanned out in the JVM
-    (``pizzastream.flink.BatchOutputs``): lines tagged ``main_tag`` as the returned stream,
-    the others as side outputs taken with ``batch_output``."""
+    (``pizzastream.flink.BatchOutputs``): records of ``main_tag`` as the returned stream,
+    the others as side outputs taken with ``batch_output``; ``routes`` names the lines that
+    stand for more than one record."""
     from connectors.kinesis import KEYED_RECORD
 
     jvm = get_gateway().jvm
+    copies, cached = jvm.java.util.HashMap(), jvm.java.util.HashMap()
+    for tag, outputs in routes.copies.items():
+        copies.put(tag, outputs)
+    for tag, cache in routes.cached.items():
+        cached.put(tag, cache)
     return DataStream(
         results._j_data_stream.process(
-            jvm.pizzastream.flink.BatchOutputs(main_tag, side_tags),
+            jvm.pizzastream.flink.BatchOutputs(main_tag, side_tags, copies, cached),
             KEYED_RECORD.get_java_type_info(),
         ).name("batch-outputs")
     )
 
 
 def batch_output(outputs: DataStream, tag: str) -> DataStream:
-    """The ``Row(partition_key, payload)`` lines tagged ``tag`` of ``batch_outputs``."""
+    """The ``Row(partition_key, payload)`` records tagged ``tag`` of ``batch_outputs``."""
     from connectors.kinesis import KEYED_RECORD
 
     return side_output(outputs, OutputTag(f"batch-{tag}", KEYED_RECORD))

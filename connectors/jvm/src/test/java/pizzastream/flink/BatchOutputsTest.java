@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.util.OneInputStreamOperatorTestHarness;
 import org.apache.flink.streaming.util.ProcessFunctionTestHarnesses;
@@ -82,6 +83,58 @@ class BatchOutputsTest {
                     () -> harness.processElement(utf8(cut), 1L), cut);
             assertTrue(error.getMessage().contains("cut short"), error.getMessage());
         }
+    }
+
+    @Test
+    void aCopiedLineIsOneRecordForEachOutputItNames() throws Exception {
+        harness.close();
+        harness = ProcessFunctionTestHarnesses.forProcessFunction(
+                new BatchOutputs("m", "st", Map.of("b", "ms", "c", "st"), Map.of()));
+        harness.processElement(utf8("b7\t{\"a\":1}\nc8\tx\ty\nt9\tz\n"), 5L);
+        assertEquals(List.of(Row.of("7", "{\"a\":1}")), harness.extractOutputValues());
+        assertEquals(List.of(Row.of("7", "{\"a\":1}"), Row.of("8", "x\ty")), side("s"));
+        assertEquals(List.of(Row.of("8", "x\ty"), Row.of("9", "z")), side("t"));
+    }
+
+    @Test
+    void aCachedLineCarriesItsCacheEntryAheadOfItsPayload() throws Exception {
+        harness.close();
+        harness = ProcessFunctionTestHarnesses.forProcessFunction(
+                new BatchOutputs("m", "st", Map.of(), Map.of("m", "t", "s", "t")));
+        harness.processElement(
+                utf8("m7\to-1\taccepted\t{\"a\":\"b\\tc\"}\ns8\to-2\tpaid\tx\ty\nm9\tø\t\t\n"), 5L);
+        assertEquals(List.of(Row.of("7", "{\"a\":\"b\\tc\"}"), Row.of("9", "")),
+                harness.extractOutputValues());
+        // the payload after the cache entry keeps its tabs; id and value may be empty or not ASCII
+        assertEquals(List.of(Row.of("8", "x\ty")), side("s"));
+        assertEquals(List.of(Row.of("o-1", "accepted"), Row.of("o-2", "paid"), Row.of("ø", "")),
+                side("t"));
+        for (String cut : new String[] {"m1\to-1\n", "m1\to-1\taccepted\n"}) {
+            IllegalStateException error = assertThrows(IllegalStateException.class,
+                    () -> harness.processElement(utf8(cut), 1L), cut);
+            assertTrue(error.getMessage().contains("cut short"), error.getMessage());
+        }
+    }
+
+    @Test
+    void routesNameOnlyTheFunctionsOutputs() {
+        Map<String, String> none = Map.of();
+        // a copied tag is no output itself and names outputs; a cached tag is an output
+        // whose cache is another side output
+        assertThrows(IllegalArgumentException.class,
+                () -> new BatchOutputs("m", "st", Map.of("s", "mt"), none));
+        assertThrows(IllegalArgumentException.class,
+                () -> new BatchOutputs("m", "st", Map.of("b", "mx"), none));
+        assertThrows(IllegalArgumentException.class,
+                () -> new BatchOutputs("m", "st", Map.of("b", ""), none));
+        assertThrows(IllegalArgumentException.class,
+                () -> new BatchOutputs("m", "st", none, Map.of("b", "t")));
+        assertThrows(IllegalArgumentException.class,
+                () -> new BatchOutputs("m", "st", none, Map.of("m", "m")));
+        assertThrows(IllegalArgumentException.class,
+                () -> new BatchOutputs("m", "st", none, Map.of("s", "s")));
+        assertThrows(IllegalArgumentException.class,
+                () -> new BatchOutputs("m", "st", none, Map.of("m", "x")));
     }
 
     @Test

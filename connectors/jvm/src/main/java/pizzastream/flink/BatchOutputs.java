@@ -25,6 +25,10 @@ import org.apache.flink.util.OutputTag;
  * of its payload: {@code Row(id, value)} goes to the side output the value names, {@code
  * Row(key, rest of the line)} to the tag's own output (an order's status and its Redis cache
  * entry are one line).
+ *
+ * <p>The payload of a side output's line whose tag is a key of {@code rowKinds} is a table row's
+ * tab-separated fields, put out as the typed row {@link DelimitedRows} reads with the value's
+ * kinds (no {@code Row(key, payload)} and no string of the payload in between).
  */
 public final class BatchOutputs extends ProcessFunction<byte[], Row> {
     private static final long serialVersionUID = 1L;
@@ -41,14 +45,16 @@ public final class BatchOutputs extends ProcessFunction<byte[], Row> {
     private final String[] routes = new String[TAGS];
     /** By line tag: the output of the {@code (id, value)} its payload starts with, or 0. */
     private final char[] cacheOf = new char[TAGS];
+    /** By output tag: the reader of its table rows, or null (a {@code Row(key, payload)}). */
+    private final DelimitedRows[] rows = new DelimitedRows[TAGS];
     private transient OutputTag<Row>[] sides;
 
     public BatchOutputs(String mainTag, String sideTags) {
-        this(mainTag, sideTags, Map.of(), Map.of());
+        this(mainTag, sideTags, Map.of(), Map.of(), Map.of());
     }
 
     public BatchOutputs(String mainTag, String sideTags, Map<String, String> copies,
-                        Map<String, String> cached) {
+                        Map<String, String> cached, Map<String, String> rowKinds) {
         if (mainTag.length() != 1 || sideTags.indexOf(mainTag.charAt(0)) >= 0) {
             throw new IllegalArgumentException("one main tag, not among the side tags");
         }
@@ -57,6 +63,16 @@ public final class BatchOutputs extends ProcessFunction<byte[], Row> {
         String outputs = mainTag + sideTags;
         for (char c : outputs.toCharArray()) {
             routes[ascii(c)] = String.valueOf(c);
+        }
+        for (Map.Entry<String, String> layout : rowKinds.entrySet()) {
+            String tag = layout.getKey();
+            if (tag.length() != 1 || sideTags.indexOf(tag.charAt(0)) < 0
+                    || String.join("", copies.values()).indexOf(tag.charAt(0)) >= 0
+                    || cached.containsKey(tag) || cached.containsValue(tag)) {
+                throw new IllegalArgumentException(
+                        "a table row's tag is a side output of its own lines: " + tag);
+            }
+            rows[ascii(tag.charAt(0))] = new DelimitedRows(layout.getValue());
         }
         for (Map.Entry<String, String> copy : copies.entrySet()) {
             String tag = copy.getKey();
@@ -107,7 +123,8 @@ public final class BatchOutputs extends ProcessFunction<byte[], Row> {
     public void open(org.apache.flink.api.common.functions.OpenContext context) {
         sides = new OutputTag[TAGS];
         for (char c : sideTags.toCharArray()) {
-            sides[c] = tag(String.valueOf(c));
+            sides[c] = rows[c] == null ? tag(String.valueOf(c))
+                                       : new OutputTag<>("batch-" + c, rows[c].rowType());
         }
     }
 
@@ -133,7 +150,10 @@ public final class BatchOutputs extends ProcessFunction<byte[], Row> {
                 start = valueEnd + 1;
             }
             int newline = indexOf(result, (byte) '\n', start, end);
-            Row row = Row.of(new String(result, i + 1, tab - i - 1, StandardCharsets.UTF_8),
+            DelimitedRows table = rows[tag];
+            Row row = table != null
+                    ? table.parse(result, start, newline)
+                    : Row.of(new String(result, i + 1, tab - i - 1, StandardCharsets.UTF_8),
                              new String(result, start, newline - start, StandardCharsets.UTF_8));
             for (int n = 0; n < to.length(); n++) {
                 emit(to.charAt(n), row, ctx, out);

@@ -198,7 +198,7 @@ def metric_sql(view: str = "sale_orders") -> str:
     """Flink SQL of the ``METRIC_COLUMNS`` rows over ``view``, a table or view with the
     ``SALE_ORDER_COLUMNS`` (``ts`` the event time; in streaming its rowtime attribute) and
     one row per order: the hourly ETL's batch reads ``order_fct`` regrouped into orders
-    (``jobs.hourly_metrics.run_batch``). The stream computes the same rows with
+    (``etl.metrics.run_batch``). The stream computes the same rows with
     ``pizzastream.flink.StoreSales`` (the windows of ``StoreHourMetrics``; benchmarks
     measure this query in its place over ``bench.hourly``'s ``sale_orders`` view), so a
     correction computes what the stream would have, had the sale been on time.

@@ -163,6 +163,25 @@ class StoreHourMetricsTest {
     }
 
     @Test
+    void aSaleLaterThanTheLatenessStaysDroppedBeforeTheFirstWatermarkAfterARestore()
+            throws Exception {
+        var h = open(LATENESS, REFRESH, null);
+        h.processElement(sale(7, true, true, 2, 1_000, H0 + 10));
+        h.processWatermark(new Watermark(H0 + HOUR - 1 + LATENESS)); // inserted, then cleaned up
+        assertEquals(List.of(row("+I", 7, H0, "1 2 1000 1 0 1 1000")), rows(h));
+        h.prepareSnapshotPreBarrier(1);
+        OperatorSubtaskState checkpoint = h.snapshot(1, 1);
+
+        var restored = open(LATENESS, REFRESH, checkpoint);
+        // no watermark has reached the restored operator yet: the hour is still too late
+        restored.processElement(sale(7, true, true, 2, 1_000, H0 + 10));
+        restored.processElement(sale(7, false, false, 1, 300, H0 + HOUR + 5)); // next hour
+        restored.processWatermark(new Watermark(H0 + 2 * HOUR - 1));
+        restored.setProcessingTime(3 * REFRESH);
+        assertEquals(List.of(row("+I", 7, H0 + HOUR, "1 1 300 0 1 0 300")), rows(restored));
+    }
+
+    @Test
     void rejectsANegativeLateness() {
         assertThrows(IllegalArgumentException.class, () -> new StoreHourMetrics(-1, 0));
     }

@@ -36,7 +36,6 @@ from pizzastream.config import Props
 from pizzastream.order_batches import (
     ENRICHED,
     ENRICHMENT_JOB,
-    ENRICHMENT_ROUTES,
     STATUS,
     STATUS_CACHE,
     Enrichment,
@@ -93,7 +92,7 @@ def enrich_orders(raw_orders: DataStream, props: Props) -> Enrichment[DataStream
         .name("enrich-orders")
         .uid("enrich-orders")
     )
-    outputs = operators.batch_outputs(results, ENRICHED, STATUS + STATUS_CACHE, ENRICHMENT_ROUTES)
+    outputs = operators.batch_outputs(results, ENRICHED, STATUS + STATUS_CACHE)
     return Enrichment(
         outputs,
         operators.batch_output(outputs, STATUS),

@@ -6,9 +6,8 @@ Deciding a batch is exactly deciding its records one by one, in order, with
 is arranged so that an event costs a few microseconds of Python:
 
 * the common case of each rule has a lean form that gives the same answer
-  (``orders.accept``; ``replenishment.serve_order``, which is ``inventory.take``,
-  ``record_demand`` and ``review`` in one pass over the order's ingredients) and falls
-  back to the full rules for everything else;
+  (``orders.accept``, ``inventory.take`` on the record's own lines) and falls back
+  to the full rules for everything else;
 * a store's stock and replenishment plan stay in memory between batches and are written
   to Flink state only when a checkpoint follows (``ShardDesk._persist``), together with the
   stock levels it publishes;
@@ -39,6 +38,7 @@ from pizzastream.inventory import (
     restock,
     shortage_detail,
     store_of_partition_key,
+    take,
 )
 from pizzastream.orders import (
     CHANNELS,
@@ -56,13 +56,11 @@ from pizzastream.replenishment import (
     HOUR_MS,
     HistoryWindow,
     OverdueAlert,
-    Record,
     ReplenishmentOrder,
     ReplenishmentPolicy,
     StockoutWarning,
     StoreReplenishment,
     hourly_demand,
-    serve_order,
 )
 from pizzastream.sales import (
     FACT_COLUMNS,
@@ -388,8 +386,7 @@ class ShardDesk:
             stock, planner, fresh = self._store(store_id, ts_ms, catalog, changed, saved_state)
         else:
             (stock, planner), fresh = store, False
-        # take, record_demand and review in one pass (replenishment.serve_order)
-        short, records = serve_order(stock, planner, demand, ts_ms, policies, fresh)
+        short = take(stock, demand)
         if short:
             status = decided_status_json(
                 order_id, event_id, store_id, ts_ms, _REJECTED_INVENTORY, shortage_detail(short)
@@ -424,10 +421,9 @@ class ShardDesk:
             changed[store_id] = set() if short else set(demand)
         elif levels is not None and not short:
             levels.update(demand)
-        # Refused demand is demand (serve_order counted it): the forecast learns what the
-        # store could have sold.
-        if records:
-            _record_lines(records, planner, stock, key, out)
+        # Refused demand is demand: the forecast learns what the store could have sold.
+        planner.record_demand(demand, ts_ms)
+        _review(planner, stock, policies, ts_ms, None if fresh else demand, key, out)
 
     def _restock(
         self,
@@ -570,18 +566,12 @@ def _review(
     key: str,
     out: list[str],
 ) -> None:
-    """The plan's review as result lines (``_record_lines``)."""
-    records = planner.review(policies, stock.on_hand, now_ms, ingredients)
-    if records:
-        _record_lines(records, planner, stock, key, out)
-
-
-def _record_lines(
-    records: list[Record], planner: StoreReplenishment, stock: StoreStock, key: str, out: list[str]
-) -> None:
     """The plan's records as result lines: a supplier order's record (``R``) and a
     ``supplier_order`` row per line (``Q``, with the line's on-hand and reorder point at
     issue), an alert's ``replenishment_alert`` row (``W``)."""
+    records = planner.review(policies, stock.on_hand, now_ms, ingredients)
+    if not records:
+        return
     on_hand = stock.on_hand
     for record in records:
         if type(record) is ReplenishmentOrder:

@@ -49,7 +49,7 @@ class StoreHourMetricsTest {
     }
 
     /** "kind store start end orders items revenue online in_store delivery average". */
-    private static List<String> rows(KeyedOneInputStreamOperatorTestHarness<Integer, Row, Row> h) {
+    static List<String> rows(KeyedOneInputStreamOperatorTestHarness<Integer, Row, Row> h) {
         List<String> out = new ArrayList<>();
         for (Object element : h.getOutput()) {
             if (element instanceof StreamRecord<?>) {

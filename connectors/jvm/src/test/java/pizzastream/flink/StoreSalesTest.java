@@ -65,19 +65,7 @@ class StoreSalesTest {
 
     /** The metric rows: "kind store start end orders items revenue online in_store delivery avg". */
     private static List<String> rows(KeyedOneInputStreamOperatorTestHarness<Integer, Row, Row> h) {
-        List<String> out = new ArrayList<>();
-        for (Object element : h.getOutput()) {
-            if (element instanceof StreamRecord<?>) {
-                Row row = (Row) ((StreamRecord<?>) element).getValue();
-                StringBuilder text = new StringBuilder(row.getKind().shortString());
-                for (int i = 0; i < row.getArity(); i++) {
-                    text.append(' ').append(row.getField(i));
-                }
-                out.add(text.toString());
-            }
-        }
-        h.getOutput().clear();
-        return out;
+        return StoreHourMetricsTest.rows(h);
     }
 
     /** The live rows: "command key field value", sorted. */

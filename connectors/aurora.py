@@ -171,7 +171,7 @@ _STAGE_TYPES = {"S": TEXT, "I": INTEGER, "L": BIGINT}
 
 def stage_columns(layout: DelimitedLayout) -> list[tuple[str, str]]:
     """The staging columns of ``copy_upsert_sink`` for rows of ``layout`` made by
-    ``jobs.operators.delimited_rows`` (``S`` text, ``I`` integer, ``L`` bigint): the rows'
+    ``jobs.operators.batch_rows`` (``S`` text, ``I`` integer, ``L`` bigint): the rows'
     field names, each with its PostgreSQL type."""
     return [
         (name, _STAGE_TYPES[kind]) for name, kind in zip(layout.fields, layout.kinds, strict=True)

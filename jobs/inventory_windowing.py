@@ -42,6 +42,7 @@ from pizzastream.catalog import Catalog
 from pizzastream.config import Props
 from pizzastream.order_batches import (
     ALERT,
+    DECISION_ROUTES,
     DELIVERY,
     EVENT_ID_FIELDS,
     FACT,
@@ -235,8 +236,14 @@ def decide_orders(
         .name("store-inventory")
         .uid("store-inventory-batches")
     )
-    outputs = operators.batch_outputs(results, STATUS, SIDE_TAGS)
-    side = lambda tag: operators.batch_output(outputs, tag)  # noqa: E731 - local shorthand
+    outputs = operators.batch_outputs(results, STATUS, SIDE_TAGS, DECISION_ROUTES, ROW_LAYOUTS)
+
+    def side(tag: str) -> DataStream:
+        return operators.batch_output(outputs, tag)
+
+    def rows(tag: str) -> DataStream:
+        return operators.batch_rows(outputs, tag, ROW_LAYOUTS[tag])
+
     dead_letters = operators.side_output(results, DEAD_LETTERS).union(
         repeats.map(repeat_dead_letter, output_type=aurora.DEAD_LETTER_ROW).name("repeats")
     )
@@ -247,10 +254,10 @@ def decide_orders(
         side(POS_ORDER),
         side(DELIVERY),
         side(SUPPLIER_ORDER),
-        operators.delimited_rows(side(FACT), ROW_LAYOUTS[FACT]),
-        operators.delimited_rows(side(SUPPLIER_ORDER_ROW), ROW_LAYOUTS[SUPPLIER_ORDER_ROW]),
-        operators.delimited_rows(side(ALERT), ROW_LAYOUTS[ALERT]),
-        operators.delimited_rows(side(STOCK_LEVEL), ROW_LAYOUTS[STOCK_LEVEL]),
+        rows(FACT),
+        rows(SUPPLIER_ORDER_ROW),
+        rows(ALERT),
+        rows(STOCK_LEVEL),
         dead_letters,
     )
 

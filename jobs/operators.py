@@ -6,11 +6,14 @@ would cost a JVM-Python crossing per record: docs/benchmarks.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pyflink.common import Types, WatermarkStrategy
 from pyflink.datastream import DataStream, KeyedStream, OutputTag
 from pyflink.java_gateway import get_gateway
 
 from jobs.runtime import MAX_PARALLELISM
+from pizzastream.batches import NO_ROUTES, LineRoutes
 from pizzastream.order_batches import DelimitedLayout
 
 # {batch tag: (its key, the batch)} of StoreBatcher, as a keyed Python function receives it
@@ -24,7 +27,7 @@ def hand_records_on_by_reference(stream: DataStream) -> None:
     event in the JVM, and copying each between chained operators cost as much as producing
     it. Safe there because every JVM operator of the order path makes new records and no
     sink keeps a record it is handed beyond what the record's producer made for it
-    (``PostgresCopySink`` keeps the rows ``DelimitedRows`` and the dead-letter operators
+    (``PostgresCopySink`` keeps the rows ``BatchOutputs`` and the dead-letter operators
     create; the Kinesis, Redis and warehouse sinks serialize or copy on write). hourly_metrics
     too: its decoded sales go to filters, a shuffle and ``StoreSales``, none of which keeps
     or changes a record it is handed."""
@@ -80,23 +83,38 @@ def store_batches(
     return KeyedStream(keyed, BATCH, DataStream(batched)), DataStream(repeats)
 
 
-def batch_outputs(results: DataStream, main_tag: str, side_tags: str) -> DataStream:
+def batch_outputs(
+    results: DataStream,
+    main_tag: str,
+    side_tags: str,
+    routes: LineRoutes = NO_ROUTES,
+    layouts: Mapping[str, DelimitedLayout] | None = None,
+) -> DataStream:
     """The result lines of a batch (``pizzastream.batches``) fanned out in the JVM
-    (``pizzastream.flink.BatchOutputs``): lines tagged ``main_tag`` as the returned stream,
-    the others as side outputs taken with ``batch_output``."""
+    (``pizzastream.flink.BatchOutputs``): records of ``main_tag`` as the returned stream,
+    the others as side outputs taken with ``batch_output``, or, for the side tags of
+    ``layouts``, as table rows taken with ``batch_rows``; ``routes`` names the lines that
+    stand for more than one record."""
     from connectors.kinesis import KEYED_RECORD
 
     jvm = get_gateway().jvm
+    copies, cached, kinds = (jvm.java.util.HashMap() for _ in range(3))
+    for tag, outputs in routes.copies.items():
+        copies.put(tag, outputs)
+    for tag, cache in routes.cached.items():
+        cached.put(tag, cache)
+    for tag, layout in (layouts or {}).items():
+        kinds.put(tag, layout.kinds)
     return DataStream(
         results._j_data_stream.process(
-            jvm.pizzastream.flink.BatchOutputs(main_tag, side_tags),
+            jvm.pizzastream.flink.BatchOutputs(main_tag, side_tags, copies, cached, kinds),
             KEYED_RECORD.get_java_type_info(),
         ).name("batch-outputs")
     )
 
 
 def batch_output(outputs: DataStream, tag: str) -> DataStream:
-    """The ``Row(partition_key, payload)`` lines tagged ``tag`` of ``batch_outputs``."""
+    """The ``Row(partition_key, payload)`` records tagged ``tag`` of ``batch_outputs``."""
     from connectors.kinesis import KEYED_RECORD
 
     return side_output(outputs, OutputTag(f"batch-{tag}", KEYED_RECORD))
@@ -109,16 +127,11 @@ def delimited_row_type(layout: DelimitedLayout):
     return Types.ROW_NAMED(list(layout.fields), [types[kind] for kind in layout.kinds])
 
 
-def delimited_rows(lines: DataStream, layout: DelimitedLayout) -> DataStream:
-    """Lines whose payload is tab-separated fields as rows of ``layout``, parsed in the JVM
-    (``pizzastream.flink.DelimitedRows``)."""
-    jvm = get_gateway().jvm
-    return DataStream(
-        lines._j_data_stream.map(
-            jvm.pizzastream.flink.DelimitedRows(layout.kinds),
-            delimited_row_type(layout).get_java_type_info(),
-        )
-    )
+def batch_rows(outputs: DataStream, tag: str, layout: DelimitedLayout) -> DataStream:
+    """The table rows of ``layout`` that ``batch_outputs`` parsed from the lines tagged
+    ``tag`` (``pizzastream.flink.DelimitedRows``, as it read each line: no record of the
+    line's text in between)."""
+    return side_output(outputs, OutputTag(f"batch-{tag}", delimited_row_type(layout)))
 
 
 def redis_set_commands(lines: DataStream, key_prefix: str) -> DataStream:

@@ -36,6 +36,7 @@ from pizzastream.config import Props
 from pizzastream.order_batches import (
     ENRICHED,
     ENRICHMENT_JOB,
+    ENRICHMENT_ROUTES,
     STATUS,
     STATUS_CACHE,
     Enrichment,
@@ -92,7 +93,7 @@ def enrich_orders(raw_orders: DataStream, props: Props) -> Enrichment[DataStream
         .name("enrich-orders")
         .uid("enrich-orders")
     )
-    outputs = operators.batch_outputs(results, ENRICHED, STATUS + STATUS_CACHE)
+    outputs = operators.batch_outputs(results, ENRICHED, STATUS + STATUS_CACHE, ENRICHMENT_ROUTES)
     return Enrichment(
         outputs,
         operators.batch_output(outputs, STATUS),

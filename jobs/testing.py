@@ -41,13 +41,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from connectors.redis_store import RedisCommand, order_status_key
-from pizzastream.batches import frame_raw_records, frame_store_records, result_lines
+from pizzastream.batches import LineRoutes, frame_raw_records, frame_store_records, result_lines
 from pizzastream.catalog import Catalog, Row
 from pizzastream.dead_letters import DeadLetter
 from pizzastream.order_batches import (
     ALERT,
+    DECISION_ROUTES,
     DELIVERY,
     ENRICHED,
+    ENRICHMENT_ROUTES,
     EVENT_ID_FIELDS,
     FACT,
     ORDER,
@@ -269,7 +271,7 @@ def run_inventory_windowing(
         state.stores[shard].update(saved)
         outputs.dead_letters.extend(letters)
         if result:
-            _fan_out(result, DECISION_OUTPUTS, by_name)
+            _fan_out(result, DECISION_OUTPUTS, by_name, DECISION_ROUTES)
     return _collect(outputs, sinks)
 
 
@@ -346,7 +348,7 @@ def _enrich(
         outputs.dead_letters.extend(letters)
         if result:
             before = len(outputs.enriched)
-            _fan_out(result, ENRICHMENT_OUTPUTS, by_name)
+            _fan_out(result, ENRICHMENT_OUTPUTS, by_name, ENRICHMENT_ROUTES)
             arrivals += [closed_ms] * (len(outputs.enriched) - before)
     return outputs, arrivals
 
@@ -519,14 +521,16 @@ class _StoreBatcher:
                 yield self._emit(shard, persist=False)
 
 
-def _fan_out(result: str, outputs: Mapping[str, str], into: Mapping[str, list]) -> None:
-    """A batch's result lines into the outputs their tags name (``BatchOutputs``), the
-    table rows parsed (``DelimitedRows``) and the status cache lines as Redis commands
-    (``RedisSetCommands``)."""
+def _fan_out(
+    result: str, outputs: Mapping[str, str], into: Mapping[str, list], routes: LineRoutes
+) -> None:
+    """A batch's result lines into the outputs their tags and ``routes`` name
+    (``BatchOutputs``), the table rows parsed (``DelimitedRows``) and the status cache
+    entries as Redis commands (``RedisSetCommands``)."""
     if not result.endswith("\n"):
         raise ValueError(f"result line cut short: {result[-80:]!r}")
     status_key_prefix = order_status_key("")
-    for tag, key, payload in result_lines(result.encode()):
+    for tag, key, payload in result_lines(result.encode(), routes):
         name = outputs.get(tag)
         if name is None:
             raise ValueError(f"result line with unknown tag {tag}")

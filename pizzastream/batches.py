@@ -20,12 +20,18 @@ Results out of Python (text)
     there is the pipeline's own JSON (which escapes control characters) or tab-separated
     fields of validated values, so the framing needs no escaping; ``result_line`` refuses
     anything that would break it.
+
+    A line may stand for more than one output record (``LineRoutes``), so that a payload that
+    goes to two outputs is written, crossed and decoded once: a *copied* line's record goes
+    to each output its routes name; a *cached* line carries ``<id>\t<value>\t`` ahead of
+    its payload, a record ``(id, value)`` of its cache output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from struct import Struct
+from typing import NamedTuple
 
 PERSIST = 1
 _LENGTH = Struct(">I")
@@ -101,9 +107,29 @@ def result_line(tag: str, key: str, payload: str) -> str:
     return f"{tag}{key}\t{payload}\n"
 
 
-def result_lines(result: bytes) -> Iterator[tuple[str, str, str]]:
-    """``(tag, key, payload)`` of each line of a result (tests, tools; the JVM reads it in
-    ``BatchOutputs``)."""
+class LineRoutes(NamedTuple):
+    """The lines of a result that stand for more than one output record, by line tag
+    (``BatchOutputs`` takes the same two maps)."""
+
+    copies: Mapping[str, str] = {}  # line tag -> the output tags its record goes to
+    cached: Mapping[str, str] = {}  # output tag -> the tag of its lines' cache entries
+
+
+NO_ROUTES = LineRoutes()
+
+
+def result_lines(result: bytes, routes: LineRoutes = NO_ROUTES) -> Iterator[tuple[str, str, str]]:
+    """``(output tag, key, payload)`` of each output record of a result, in the order
+    ``BatchOutputs`` emits them (tests, tools, ``jobs.testing``; the JVM reads it in
+    ``BatchOutputs``): a cached line's cache entry first, then its record; a copied line's
+    record once per output its routes name."""
+    copies, cached = routes.copies, routes.cached
     for line in result.decode("utf-8").split("\n")[:-1]:
+        tag = line[0]
         key, _, payload = line[1:].partition("\t")
-        yield line[0], key, payload
+        cache = cached.get(tag)
+        if cache is not None:
+            entry_id, value, payload = payload.split("\t", 2)
+            yield cache, entry_id, value
+        for output in copies.get(tag, tag):
+            yield output, key, payload

@@ -322,7 +322,10 @@ def order_demand(lines: list[Any], recipe_units: Mapping[int, Mapping[int, int]]
             or type(unit_price_cents) is not int
         ):
             raise ValueError(f"line {line!r:.60}: integers and a positive quantity needed")
-        recipe = recipe_units.get(product_id, _NO_RECIPE)
+        try:  # a subscript: ``get`` of a MappingProxyType is a method call on its dict
+            recipe = recipe_units[product_id]
+        except KeyError:
+            recipe = _NO_RECIPE
         if demand is None:
             demand = (
                 dict(recipe)
@@ -352,7 +355,13 @@ def shortages(stock: StoreStock, demand: Mapping[int, int]) -> dict[int, tuple[i
 
 
 def accepted_detail(demand: Mapping[int, int]) -> str:
-    return f"accepted: {len(demand)} ingredients taken from stock"
+    count = len(demand)
+    if count < len(_ACCEPTED_DETAILS):  # the order path's: one per accepted order
+        return _ACCEPTED_DETAILS[count]
+    return f"accepted: {count} ingredients taken from stock"
+
+
+_ACCEPTED_DETAILS = tuple(f"accepted: {count} ingredients taken from stock" for count in range(64))
 
 
 def shortage_detail(short: Mapping[int, tuple[int, int]]) -> str:

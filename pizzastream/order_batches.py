@@ -6,12 +6,15 @@ Deciding a batch is exactly deciding its records one by one, in order, with
 is arranged so that an event costs a few microseconds of Python:
 
 * the common case of each rule has a lean form that gives the same answer
-  (``orders.accept``, ``inventory.take`` on the record's own lines) and falls back
-  to the full rules for everything else;
+  (``orders.accept``; ``replenishment.serve_order``, which is ``inventory.take``,
+  ``record_demand`` and ``review`` in one pass over the order's ingredients) and falls
+  back to the full rules for everything else;
 * a store's stock and replenishment plan stay in memory between batches and are written
   to Flink state only when a checkpoint follows (``ShardDesk._persist``), together with the
   stock levels it publishes;
-* every output is one text line of the batch's single result (``batches.result_line``).
+* every output is a text line of the batch's single result (``batches.result_line``); a
+  line stands for two outputs where they share what they carry (``DECISION_ROUTES``: a status and
+  its Redis status, a delivered sale and its delivery).
 
 tests/pizzastream/test_order_batches.py holds the batch rules to the one-by-one rules.
 """
@@ -24,7 +27,7 @@ from typing import Generic, NamedTuple, TypeVar, cast
 
 import orjson
 
-from pizzastream.batches import batch_epoch, raw_records, store_records
+from pizzastream.batches import LineRoutes, batch_epoch, raw_records, store_records
 from pizzastream.catalog import Catalog, Row
 from pizzastream.dead_letters import DeadLetter, dead_letter, storable_store_id
 from pizzastream.inventory import (
@@ -38,7 +41,6 @@ from pizzastream.inventory import (
     restock,
     shortage_detail,
     store_of_partition_key,
-    take,
 )
 from pizzastream.orders import (
     CHANNELS,
@@ -56,11 +58,13 @@ from pizzastream.replenishment import (
     HOUR_MS,
     HistoryWindow,
     OverdueAlert,
+    Record,
     ReplenishmentOrder,
     ReplenishmentPolicy,
     StockoutWarning,
     StoreReplenishment,
     hourly_demand,
+    serve_order,
 )
 from pizzastream.sales import (
     FACT_COLUMNS,
@@ -74,18 +78,32 @@ from pizzastream.ticks import InvalidTick, parse_tick
 # A store's saved state, by store id (None: never saved).
 SavedState = Callable[[int], bytes | None]
 
-# Result line tags: one character per output of the jobs (pizzastream.flink.BatchOutputs).
+# Output tags: one character per output of the jobs (pizzastream.flink.BatchOutputs), each
+# also the tag of its result lines but for ``STATUS_CACHE`` and ``DELIVERY``, which ride on
+# other lines (``DECISION_ROUTES``).
 ENRICHED = "E"  # orders-enriched, keyed by store
-STATUS = "S"  # order-status, keyed by store (by order when the store is unknown)
+# order-status, keyed by store (by order when the store is unknown); each line carries the
+# order's Redis status ahead of the record: ``S<key>\t<order id>\t<status>\t<record>``
+STATUS = "S"
 STATUS_CACHE = "C"  # Redis order status: key order id, payload the status
 SALE = "A"  # sales: accepted online sales
 POS_ORDER = "P"  # pos-orders: accepted in-store sales
 DELIVERY = "D"  # deliveries: accepted delivery orders
+DELIVERED_SALE = "a"  # line tag: a sale that is also a delivery (sales and deliveries)
+DELIVERED_POS_ORDER = "p"  # line tag: ... an in-store one (pos-orders and deliveries)
 FACT = "F"  # order_fct rows (sales.fact_line)
 SUPPLIER_ORDER = "R"  # supplier-orders records
 SUPPLIER_ORDER_ROW = "Q"  # supplier_order rows, one per order line
 ALERT = "W"  # replenishment_alert rows: overdue orders, expected stock-outs
 STOCK_LEVEL = "L"  # inventory rows: store, ingredient, on hand
+# The lines that stand for two output records, per job: a status and its Redis status, a
+# delivered sale for its sales or pos-orders output and deliveries (written, crossed and
+# decoded once).
+ENRICHMENT_ROUTES = LineRoutes(cached={STATUS: STATUS_CACHE})
+DECISION_ROUTES = LineRoutes(
+    copies={DELIVERED_SALE: SALE + DELIVERY, DELIVERED_POS_ORDER: POS_ORDER + DELIVERY},
+    cached={STATUS: STATUS_CACHE},
+)
 
 ENRICHMENT_JOB = "order_enrichment"
 INVENTORY_JOB = "inventory_windowing"
@@ -176,7 +194,8 @@ def enrich_batch(
     batch: bytes, catalog: Catalog, rules: OrderRules, now_ms: int
 ) -> tuple[str, list[DeadLetter]]:
     """order_enrichment for an ``OrderBatcher`` batch: the result lines (``ENRICHED`` for
-    valid orders; ``STATUS`` and ``STATUS_CACHE`` for rejected orders that name their id)
+    valid orders; ``STATUS``, with its ``STATUS_CACHE`` entry, for rejected orders that name
+    their id)
     and a dead letter for each record that is no usable order."""
     out: list[str] = []
     letters: list[DeadLetter] = []
@@ -211,7 +230,7 @@ def rejection_lines(rejection: Rejection, now_ms: int) -> list[str]:
     if status is None:
         return []
     key = rejection.order_id if rejection.store_id is None else str(rejection.store_id)
-    return [f"S{key}\t{status}\n", f"C{rejection.order_id}\t{rejection.status()}\n"]
+    return [f"S{key}\t{rejection.order_id}\t{rejection.status()}\t{status}\n"]
 
 
 class ShardDesk:
@@ -386,12 +405,13 @@ class ShardDesk:
             stock, planner, fresh = self._store(store_id, ts_ms, catalog, changed, saved_state)
         else:
             (stock, planner), fresh = store, False
-        short = take(stock, demand)
+        # take, record_demand and review in one pass (replenishment.serve_order)
+        short, records = serve_order(stock, planner, demand, ts_ms, policies, fresh)
         if short:
             status = decided_status_json(
                 order_id, event_id, store_id, ts_ms, _REJECTED_INVENTORY, shortage_detail(short)
             )
-            out.append(f"S{key}\t{status}\nC{order_id}\t{_REJECTED_INVENTORY}\n")
+            out.append(f"S{key}\t{order_id}\t{_REJECTED_INVENTORY}\t{status}\n")
         else:
             status = decided_status_json(
                 order_id, event_id, store_id, ts_ms, _ACCEPTED, accepted_detail(demand)
@@ -401,19 +421,19 @@ class ShardDesk:
                 items += quantity
                 revenue += quantity * unit_price_cents
             sale = sale_of_enriched(text, items, revenue)
-            # An accepted order's lines as one text: status, cache, order_fct rows (online
-            # sales), sale, delivery.
+            # An accepted order's lines as one text: status with its cache entry, order_fct
+            # rows (online sales), sale (a delivery's once, for both outputs: DECISION_ROUTES).
+            delivered = fulfillment == "delivery"
             if channel == "online":
                 facts = fact_lines(
                     FACT, key, store_id, order_id, ts_ms, lines, fulfillment, channel
                 )
-                sale_tag = SALE
+                sale_tag = DELIVERED_SALE if delivered else SALE
             else:
-                facts, sale_tag = "", POS_ORDER
-            delivery = f"D{key}\t{sale}\n" if fulfillment == "delivery" else ""
+                facts = ""
+                sale_tag = DELIVERED_POS_ORDER if delivered else POS_ORDER
             out.append(
-                f"S{key}\t{status}\nC{order_id}\t{_ACCEPTED}\n{facts}"
-                f"{sale_tag}{key}\t{sale}\n{delivery}"
+                f"S{key}\t{order_id}\t{_ACCEPTED}\t{status}\n{facts}{sale_tag}{key}\t{sale}\n"
             )
         # _mark_changed written out (one call fewer per order)
         levels = changed.get(store_id, _UNMARKED)
@@ -421,9 +441,10 @@ class ShardDesk:
             changed[store_id] = set() if short else set(demand)
         elif levels is not None and not short:
             levels.update(demand)
-        # Refused demand is demand: the forecast learns what the store could have sold.
-        planner.record_demand(demand, ts_ms)
-        _review(planner, stock, policies, ts_ms, None if fresh else demand, key, out)
+        # Refused demand is demand (serve_order counted it): the forecast learns what the
+        # store could have sold.
+        if records:
+            _record_lines(records, planner, stock, key, out)
 
     def _restock(
         self,
@@ -566,12 +587,18 @@ def _review(
     key: str,
     out: list[str],
 ) -> None:
+    """The plan's review as result lines (``_record_lines``)."""
+    records = planner.review(policies, stock.on_hand, now_ms, ingredients)
+    if records:
+        _record_lines(records, planner, stock, key, out)
+
+
+def _record_lines(
+    records: list[Record], planner: StoreReplenishment, stock: StoreStock, key: str, out: list[str]
+) -> None:
     """The plan's records as result lines: a supplier order's record (``R``) and a
     ``supplier_order`` row per line (``Q``, with the line's on-hand and reorder point at
     issue), an alert's ``replenishment_alert`` row (``W``)."""
-    records = planner.review(policies, stock.on_hand, now_ms, ingredients)
-    if not records:
-        return
     on_hand = stock.on_hand
     for record in records:
         if type(record) is ReplenishmentOrder:

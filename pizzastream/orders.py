@@ -320,13 +320,13 @@ def accept(raw: bytes, catalog: Catalog, rules: OrderRules, now_ms: int) -> tupl
         return None
     if type(order) is not dict or not PRICE_FIELDS.isdisjoint(order):
         return None
-    event_id, order_id, store_id = (
-        order.get("event_id"),
-        order.get("order_id"),
-        order.get("store_id"),
-    )
-    channel, fulfillment, ts = order.get("channel"), order.get("fulfillment"), order.get("ts")
-    items = order.get("items")
+    # Subscripts, not ``get`` (a call each): a missing field is no everyday order either.
+    try:
+        event_id, order_id, store_id = order["event_id"], order["order_id"], order["store_id"]
+        channel, fulfillment, ts = order["channel"], order["fulfillment"], order["ts"]
+        items = order["items"]
+    except KeyError:
+        return None
     if (
         type(event_id) is not str
         or type(order_id) is not str
@@ -358,7 +358,10 @@ def accept(raw: bytes, catalog: Catalog, rules: OrderRules, now_ms: int) -> tupl
     for item in items:
         if type(item) is not dict or not PRICE_FIELDS.isdisjoint(item):
             return None
-        product_id, quantity = item.get("product_id"), item.get("quantity")
+        try:
+            product_id, quantity = item["product_id"], item["quantity"]
+        except KeyError:
+            return None
         if (
             type(product_id) is not int
             or type(quantity) is not int
@@ -366,25 +369,29 @@ def accept(raw: bytes, catalog: Catalog, rules: OrderRules, now_ms: int) -> tupl
             or product_id in products
         ):
             return None
-        price = prices.get(product_id)
-        if price is None:
+        try:
+            price = prices[product_id]
+        except KeyError:  # unknown or not on sale
             return None
         products.add(product_id)
         lines.append([product_id, quantity, price])
     location = None
     if fulfillment == "delivery":
-        customer = order.get("customer")
-        if type(customer) is not dict:
+        try:
+            customer = order["customer"]
+            if type(customer) is not dict:
+                return None
+            lat, lon = customer["lat"], customer["lon"]
+        except KeyError:
             return None
-        lat, lon = customer.get("lat"), customer.get("lon")
         if (
             type(lat) not in _NUMBER_TYPES
             or type(lon) not in _NUMBER_TYPES
-            or not -90 <= lat <= 90  # type: ignore[operator]  # numbers: type() checked first
-            or not -180 <= lon <= 180  # type: ignore[operator]  # numbers: type() checked first
+            or not -90 <= lat <= 90
+            or not -180 <= lon <= 180
         ):
             return None
-        location = [float(lat), float(lon)]  # type: ignore[arg-type]  # numbers, as above
+        location = [float(lat), float(lon)]
     return store_id, enriched_json(
         event_id, order_id, store_id, channel, fulfillment, ts_ms, lines, location
     )

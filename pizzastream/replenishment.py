@@ -75,7 +75,7 @@ from typing import Any, cast, final
 
 from pizzastream.catalog import Row, _columns
 from pizzastream.inventory import POLICY_COLUMNS as INVENTORY_POLICY_COLUMNS
-from pizzastream.inventory import IngredientPolicy
+from pizzastream.inventory import IngredientPolicy, StoreStock, shortages
 from pizzastream.orders import epoch_ms, format_event_time
 
 HOUR_MS = 3_600_000
@@ -836,3 +836,87 @@ class StoreReplenishment:
         return isinstance(other, StoreReplenishment) and self.to_state() == other.to_state()
 
     __hash__ = None  # type: ignore[assignment]  # unhashable: equal by its mutable state
+
+
+# --------------------------------------------------------------------------- the order path
+
+
+def serve_order(
+    stock: StoreStock,
+    planner: StoreReplenishment,
+    demand: Mapping[int, int],
+    ts_ms: int,
+    policies: Mapping[int, ReplenishmentPolicy],
+    review_all: bool = False,
+) -> tuple[dict[int, tuple[int, int]], list[Record]]:
+    """An order's whole effect on a planned store, in one pass over its ingredients:
+    ``inventory.take(stock, demand)`` (the shortages, ``{}`` when taken), then
+    ``planner.record_demand(demand, ts_ms)``, then the records of ``planner.review(policies,
+    stock.on_hand, ts_ms, None if review_all else demand)``, exactly as those three calls
+    give them (tests/pizzastream/test_replenishment.py holds it to them).
+
+    Why one pass: the order path calls these for every order, and most orders are taken
+    whole and leave every ingredient at or above its calm level (``review`` then has
+    nothing to do). Taking, counting and that check are one loop here instead of three,
+    and ``review`` is called only when an ingredient falls below its calm level, the
+    hour's limits are not computed yet, or an open order may be overdue."""
+    on_hand = stock.on_hand
+    hour = ts_ms // HOUR_MS
+    # review's own early exit (every ingredient left at or above its calm level) is looked
+    # for while taking, when the hour's limits stand and no open order may be overdue
+    quiet = (
+        not review_all
+        and hour <= planner.hour
+        and planner._limits_hour == planner.hour
+        and ts_ms < planner._deadline_ms
+    )
+    calm = planner._calm
+    # Subscripts, not ``get``: a store stocks every ingredient of its recipes, and every
+    # planned ingredient has a calm level; a missing one (KeyError) only sends the order
+    # the long way, through ``shortages`` and ``review``.
+    stocked = True
+    try:
+        for ingredient_id, needed in demand.items():
+            have = on_hand[ingredient_id]
+            if needed > have:
+                stocked = False
+                break
+            if quiet and have - needed < calm[ingredient_id]:
+                quiet = False
+    except KeyError:
+        stocked = quiet = False
+    if stocked:
+        short = {}
+    else:
+        short = shortages(stock, demand)
+        if not short:  # taken as ``take`` takes it, though some ingredient has no entry
+            for ingredient_id, units in demand.items():
+                on_hand[ingredient_id] -= units
+    if hour > planner.hour:
+        planner._roll(hour)
+    current = planner.current
+    if stocked:
+        for ingredient_id, units in demand.items():
+            on_hand[ingredient_id] -= units
+            try:
+                current[ingredient_id] += units
+            except KeyError:
+                current[ingredient_id] = units
+        if quiet:
+            return short, []
+    else:
+        for ingredient_id, units in demand.items():
+            try:
+                current[ingredient_id] += units
+            except KeyError:
+                current[ingredient_id] = units
+    if not review_all and planner._limits_hour == planner.hour and ts_ms < planner._deadline_ms:
+        try:  # review's own check, as the order left the stock
+            for ingredient_id in demand:
+                if on_hand[ingredient_id] < calm[ingredient_id]:
+                    break
+            else:
+                return short, []
+        except KeyError:
+            pass
+    return short, planner.review(policies, on_hand, ts_ms, None if review_all else demand)

@@ -30,6 +30,7 @@ from pizzastream.inventory import (
     take,
 )
 from pizzastream.order_batches import (
+    DECISION_ROUTES,
     ORDER,
     RESTOCK,
     ShardDesk,
@@ -133,11 +134,6 @@ def seeded_plan(store_id: int, first_event_ms: int) -> StoreReplenishment:
         until_hour=end,
         start_hour=first_event_ms // HOUR_MS,
     )
-
-
-def split_result_line(line: str) -> tuple[str, str, str]:
-    key, _, payload = line[1:-1].partition("\t")
-    return line[0], key, payload
 
 
 def one_by_one(
@@ -283,7 +279,7 @@ def batched(
             result, letters, saved = desk.decide(
                 "shard", frame_store_records(records[start:end], persist), state.get
             )
-            for tag, key, payload in result_lines(result.encode()):
+            for tag, key, payload in result_lines(result.encode(), DECISION_ROUTES):
                 emitted[tag].append((key, payload))
             emitted["letters"] += [letter.reason for letter in letters]
             if persist:

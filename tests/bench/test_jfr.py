@@ -3,7 +3,7 @@
 from bench.jfr import part_of, split, thread_group
 
 FANOUT = "pizzastream.flink.BatchOutputs.processElement"
-FACTS = "pizzastream.flink.DelimitedRows.map"
+FACTS = "pizzastream.flink.DelimitedRows.parse"
 ROCKS_GET = "org.rocksdb.RocksDB.get"
 BATCHER = "pizzastream.flink.StoreBatcher.processElement"
 

@@ -37,6 +37,7 @@ from pizzastream.batches import frame_raw_records, result_lines
 from pizzastream.order_batches import (
     ALERT,
     ENRICHMENT_JOB,
+    ENRICHMENT_ROUTES,
     INVENTORY_JOB,
     ORDER,
     RESTOCK,
@@ -339,7 +340,9 @@ def test_the_order_path_is_enrichment_then_the_rules_store_by_store():
     # the rejections and dead letters of all the records as one batch
     result, letters = enrich_batch(frame_raw_records(raws), CATALOG, RULES, now_ms)
     rejected = [
-        (tag, key, payload) for tag, key, payload in result_lines(result.encode()) if tag != "E"
+        (tag, key, payload)
+        for tag, key, payload in result_lines(result.encode(), ENRICHMENT_ROUTES)
+        if tag != "E"
     ]
     assert len(enriched) > 200 and len(letters) > 50
 
@@ -477,7 +480,7 @@ def test_a_result_line_of_no_output_of_the_job_fails_the_run():
 
     into: dict = {name: [] for name in testing.ENRICHMENT_OUTPUTS.values()}
     with pytest.raises(ValueError, match="unknown tag"):
-        testing._fan_out("F3\tx\n", testing.ENRICHMENT_OUTPUTS, into)
+        testing._fan_out("F3\tx\n", testing.ENRICHMENT_OUTPUTS, into, ENRICHMENT_ROUTES)
     with pytest.raises(ValueError, match="cut short"):
-        testing._fan_out("E3\tx", testing.ENRICHMENT_OUTPUTS, into)
+        testing._fan_out("E3\tx", testing.ENRICHMENT_OUTPUTS, into, ENRICHMENT_ROUTES)
     assert list(result_lines(b"E3\tx\n")) == [("E", "3", "x")]

@@ -25,6 +25,8 @@ from pizzastream.inventory import (
     StoreStock,
 )
 from pizzastream.order_batches import (
+    DECISION_ROUTES,
+    ENRICHMENT_ROUTES,
     INVENTORY_JOB,
     ORDER,
     RESTOCK,
@@ -69,7 +71,6 @@ from tests.order_batches_support import (
     price,
     sales_history,
     seeded_plan,
-    split_result_line,
     traffic,
 )
 
@@ -81,6 +82,38 @@ def test_frames_read_back_exactly():
     persist, read = store_records(frame_store_records(tagged, persist=True))
     assert persist and list(read) == tagged
     assert store_records(frame_store_records(tagged))[0] is False
+
+
+def test_a_routed_line_stands_for_each_output_record_it_carries():
+    """A status line carries its Redis status ahead of the record; a delivered sale is one
+    line for both its outputs (``BatchOutputs`` reads them the same way)."""
+    result = (
+        b'S3\tS3-1\taccepted\t{"o":"S3-1","detail":"a\\tb"}\n'
+        b"a3\tsale\tx\np4\tpos\nA5\tonline\nF3\t1\t2\n"
+    )
+    assert list(result_lines(result, DECISION_ROUTES)) == [
+        ("C", "S3-1", "accepted"),
+        ("S", "3", '{"o":"S3-1","detail":"a\\tb"}'),
+        ("A", "3", "sale\tx"),
+        ("D", "3", "sale\tx"),
+        ("P", "4", "pos"),
+        ("D", "4", "pos"),
+        ("A", "5", "online"),
+        ("F", "3", "1\t2"),
+    ]
+    # read without routes, each line is one record of its own tag
+    assert [tag for tag, _, _ in result_lines(result)] == ["S", "a", "p", "A", "F"]
+
+
+def test_each_decided_order_is_one_line_with_its_cache_entry_and_delivery():
+    records = traffic(3, 300)
+    result, _, _ = new_desk().decide("shard", frame_store_records(records, True), lambda s: None)
+    tags = [line[0] for line in result.split("\n")[:-1]]
+    assert "C" not in tags and "D" not in tags
+    assert tags.count("a") + tags.count("p") > 5
+    routed = [tag for tag, _, _ in result_lines(result.encode(), DECISION_ROUTES)]
+    assert routed.count("C") == routed.count("S") == tags.count("S") > 100
+    assert routed.count("D") == tags.count("a") + tags.count("p")
 
 
 def test_an_enrichment_batch_is_its_records_enriched_one_by_one():
@@ -109,15 +142,15 @@ def test_an_enrichment_batch_is_its_records_enriched_one_by_one():
                     store_id=result.store_id,
                 )
             )
-            expected_lines += [
-                tuple(split_result_line(line)) for line in rejection_lines(result, now_ms)
-            ]
+            expected_lines += result_lines(
+                "".join(rejection_lines(result, now_ms)).encode(), ENRICHMENT_ROUTES
+            )
     lines, letters = [], []
     for start in range(0, len(raws), 97):
         result, batch_letters = enrich_batch(
             frame_raw_records(raws[start : start + 97]), CATALOG, RULES, now_ms
         )
-        lines += result_lines(result.encode())
+        lines += result_lines(result.encode(), ENRICHMENT_ROUTES)
         letters += batch_letters
     assert lines == expected_lines
     assert letters == expected_letters
@@ -216,7 +249,9 @@ def test_a_malformed_enriched_record_is_dead_lettered_and_changes_nothing():
     )
     assert [letter.reason for letter in letters] == ["malformed_enriched_order"] * len(bad)
     assert {letter.job for letter in letters} == {INVENTORY_JOB}
-    assert [json.loads(p)["o"] for t, _, p in result_lines(result.encode()) if t == "S"] == ["S3-1"]
+    assert [
+        json.loads(p)["o"] for t, _, p in result_lines(result.encode(), DECISION_ROUTES) if t == "S"
+    ] == ["S3-1"]
 
 
 def test_a_new_epoch_reads_stock_from_state_again():

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pizzastream.catalog import Catalog
-from pizzastream.inventory import StoreStock, restock, take_stock
+from pizzastream.inventory import StoreStock, restock, take, take_stock
 from pizzastream.orders import epoch_ms
 from pizzastream.replenishment import (
     FIRST_SIGHT_ERROR,
@@ -40,6 +40,7 @@ from pizzastream.replenishment import (
     hourly_demand,
     policies_from_reference_data,
     policies_from_rows,
+    serve_order,
 )
 
 POLICIES = policies_from_reference_data()
@@ -352,6 +353,68 @@ def test_a_restore_from_bytes_replays_to_the_same_records_and_state(evs, cut):
     tail = _play(restored, stock3, evs[cut:], pending)
     assert head + tail == straight
     assert restored == state and restored.to_bytes() == state.to_bytes()
+
+
+# Small limits, so that stock meets them exactly: ingredient i's calm level is its safety
+# stock 5 * i until demand is forecast; 4 is planned but not stocked, 5 stocked but not
+# planned, 99 neither.
+SERVED = {
+    i: ReplenishmentPolicy(
+        i, i % 2 + 1, 60, 5 * i, 10, review_period_minutes=120, grace_minutes=30, service_level=0.5
+    )
+    for i in (1, 2, 3, 4)
+}
+served_events = st.lists(
+    st.tuples(
+        st.integers(0, 2 * 24 * 60),  # minute after MONDAY (sorted below)
+        st.sampled_from(["order"] * 6 + ["fresh order", "restock", "restock", "tick"]),
+        st.dictionaries(st.sampled_from([1, 2, 3, 4, 5, 99]), st.integers(1, 12), max_size=5),
+    ),
+    min_size=20,
+    max_size=150,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(served_events, st.integers(0, 120))
+def test_serving_an_order_is_take_then_record_demand_then_review(evs, opening):
+    """``serve_order`` (the order path's one pass) gives the shortages, records, stock and
+    plan that ``inventory.take``, ``record_demand`` and ``review`` give one after the
+    other, whether the order is taken or refused, reviewed in full or not."""
+    evs = sorted(evs, key=lambda e: e[0])
+
+    def fresh():
+        state = StoreReplenishment(7)
+        _steady(state, {1: 3, 5: 1})
+        return state, StoreStock.initial(7, {1: opening, 2: opening, 3: opening, 5: opening})
+
+    served, served_stock = fresh()
+    state, stock = fresh()
+    deliveries: list[tuple[str, int, int]] = []  # lines of the supplier orders issued
+    for minute, kind, demand in evs:
+        ts = MONDAY + minute * 60_000
+        if kind.endswith("order"):
+            review_all = kind == "fresh order"
+            short, records = serve_order(served_stock, served, demand, ts, SERVED, review_all)
+            expected_short = take(stock, demand)
+            state.record_demand(demand, ts)
+            expected = state.review(SERVED, stock.on_hand, ts, None if review_all else demand)
+            assert (short, records) == (expected_short, expected)
+        else:
+            delivery = deliveries.pop(0) if kind == "restock" and deliveries else None
+            for plan, levels in ((served, served_stock), (state, stock)):
+                if delivery:
+                    order_id, ingredient_id, units = delivery
+                    restock(levels, ingredient_id, units, order_id, ts, known=SERVED)
+                    plan.receive(order_id, ingredient_id, SERVED)
+                records = plan.review(
+                    SERVED, levels.on_hand, ts, [delivery[1]] if delivery else None
+                )
+        for record in records:
+            if isinstance(record, ReplenishmentOrder):
+                deliveries += [(record.supplier_order_id, i, q) for i, q in record.lines]
+        assert served_stock.on_hand == stock.on_hand
+        assert served == state
 
 
 def test_state_stays_bounded_by_ingredients_times_hours_of_the_week():

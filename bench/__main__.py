@@ -73,6 +73,7 @@ GENERATOR: dict[str, Any] = {"warmup_s": 3, "measure_s": 5}
 ORDER_PATH = ("enrichment", "inventory", "chained")
 HEAP_BACKEND = {"state.backend.type": "hashmap", "state.backend.incremental": "false"}
 SMALL_ROCKSDB_MEMORY = {"taskmanager.memory.managed.size": "128m"}
+THREAD_MODE = {"python.execution-mode": "thread"}
 
 
 def full_plan() -> list[Run]:
@@ -110,6 +111,9 @@ def full_plan() -> list[Run]:
         for job, kind in (("chained", PYTHON), ("hourly_metrics", JVM))
     ]
     runs.append(Run("backend", "hourly_metrics", 1, tuning=SMALL_ROCKSDB_MEMORY, **JVM))
+    # the order path with its Python embedded in the JVM (PyFlink's thread mode) instead of
+    # in worker processes: the measured lever the jobs do not ship yet (docs/benchmarks.md)
+    runs += [Run("mode", "chained", p, tuning=THREAD_MODE, **PYTHON) for p in (1, 2)]
     # what merging the two order jobs would save (bench.prototypes.fused_order_path)
     runs += [Run("merged", "fused", p, **PYTHON) for p in (1, 2)]
     # 4. the Aurora sink: the COPY sink shipped, and the JDBC upsert it replaced

@@ -56,13 +56,6 @@ def run(spec: dict) -> dict:
     # this run's Flink log in a directory of its own (PyFlink's default one is shared by
     # every JVM started from this checkout)
     os.environ["FLINK_LOG_DIR"] = str(progress_dir)
-    if props["FlinkTuning"].get("python.execution-mode") == "thread":
-        # the interpreter embedded in the JVM starts from the base Python, not this venv:
-        # without its site-packages it cannot even import pemja
-        import site
-
-        paths = [*site.getsitepackages(), os.environ.get("PYTHONPATH", "")]
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     env = runtime.stream_environment(props)
     # the generators' jar beside the connector jar the environment already has
     env.add_jars(bench_jar().as_uri())

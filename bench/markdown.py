@@ -178,6 +178,10 @@ def render(results: dict) -> str:
         "",
         _backend(results),
         "",
+        "### The order path's Python in the JVM (PyFlink's thread mode)",
+        "",
+        _thread_mode(results),
+        "",
         "### Both order jobs in one keyed Python call (prototype `fused`)",
         "",
         _merged(results),
@@ -572,6 +576,38 @@ def _merged(results: dict) -> str:
         "writes and re-reads the enriched JSON inside Python, which a merged job would "
         "not."
     )
+    return "\n".join(lines)
+
+
+def _thread_mode(results: dict) -> str:
+    """The chained order path with ``python.execution-mode: thread`` beside the same jobs as
+    shipped (process mode), from the same run."""
+    runs = _section(results, "mode")
+    if not runs:
+        return "_not run_"
+    lines = [_rows(results, runs), ""]
+    for r in runs:
+        shipped = find(results, r["scenario"], r["parallelism"], "jobs")
+        if shipped and shipped.get("events_per_cpu_s") and r.get("events_per_cpu_s"):
+            lines.append(
+                f"* {r['scenario']} p={r['parallelism']} in thread mode: {_per_cpu(r)} "
+                f"events/CPU-s against {_per_cpu(shipped)} in process mode as shipped "
+                f"({r['events_per_cpu_s'] / shipped['events_per_cpu_s']:.2f}x)."
+            )
+    lines += [
+        "",
+        "Thread mode runs each Python function inside the TaskManager's JVM (pemja) "
+        "instead of in a Beam worker process fed over gRPC: no framing, no second process, "
+        "and state calls on the task's own thread (inventory_windowing reads its map state "
+        "through `StoreStockState`, because PyFlink 1.20's embedded map state cannot carry "
+        "a byte-array value). The jobs still ship process mode, for two reasons found "
+        "here: every job and attempt in one JVM shares one interpreter, so a package "
+        "imported from one attempt's shipped files keeps their path after Flink deletes "
+        "them with the attempt (a second job on a test session's mini-cluster failed with "
+        "`No module named 'jobs.order_enrichment'`); and all slots of a TaskManager share "
+        "its interpreter lock, which MSF's grouping of KPUs into TaskManagers (not "
+        "documented) decides.",
+    ]
     return "\n".join(lines)
 
 

@@ -136,8 +136,10 @@ class DecideStoreBatches(KeyedProcessFunction):
             lambda: policies_from_rows(aurora.ingredient_policy_rows(self._props)), period
         )
         self._db = aurora.connect(self._props)
-        self._stores = runtime_context.get_map_state(
-            MapStateDescriptor("store-stock", Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE()))
+        self._stores = StoreStockState(
+            runtime_context.get_map_state(
+                MapStateDescriptor("store-stock", Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE()))
+            )
         )
         self._desk = ShardDesk(
             catalog.get, policies.get, self._opening_stock, self._store_sales, self._history
@@ -173,8 +175,33 @@ class DecideStoreBatches(KeyedProcessFunction):
             yield result.encode()
 
     def _saved_state(self, store_id: int):
-        saved = self._stores.get(store_id)
+        return self._stores.get(store_id)
+
+
+class StoreStockState:
+    """The shard's ``store-stock`` map (store id -> ``order_batches.store_to_bytes``) read and
+    written as ``bytes`` in either of PyFlink's Python execution modes. In thread mode
+    (``python.execution-mode: thread``, the interpreter embedded in the TaskManager) PyFlink
+    1.20's map state converts a byte-array value element by element (``ArrayDataConverter``
+    in ``pyflink/fn_execution/embedded/converters.py``: a tuple of ints out, none of it back to
+    ``byte[]``) and fails on a key it does not hold; the Java state it wraps takes and gives
+    ``byte[]`` as ``bytes``, so there it is used directly. Same descriptor, same serializer,
+    same checkpoints in both modes."""
+
+    def __init__(self, state):
+        embedded = type(state).__module__.endswith(".embedded.state_impl")
+        self._java = state._state if embedded else None
+        self._state = state
+
+    def get(self, store_id: int) -> bytes | None:
+        saved = self._java.get(store_id) if self._java is not None else self._state.get(store_id)
         return None if saved is None else bytes(saved)
+
+    def put(self, store_id: int, saved: bytes) -> None:
+        if self._java is not None:
+            self._java.put(store_id, saved)
+        else:
+            self._state.put(store_id, saved)
 
 
 def repeat_dead_letter(record):

@@ -13,6 +13,7 @@ import atexit
 import os
 import re
 import shutil
+import site
 import sys
 import tempfile
 from pathlib import Path
@@ -68,6 +69,12 @@ def _prepare_local_jvm(props: Props) -> None:
         os.environ.setdefault("AWS_CBOR_ENABLED", "false")
     # Python workers in separate processes, as on a cluster, not inside this client.
     os.environ.setdefault("_python_worker_execution_mode", "process")
+    # A job run in thread mode (``python.execution-mode: thread``) has its Python embedded
+    # in the JVM, which starts it from the base Python, not this virtualenv: without the
+    # virtualenv's site-packages it cannot even import pemja. Process-mode workers run the
+    # virtualenv's own interpreter, so the same path changes nothing for them.
+    paths = [*site.getsitepackages(), os.environ.get("PYTHONPATH", "")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
     # Every temporary file of this run (the JVM's, and Python's here and in the workers,
     # which inherit TMPDIR) in one directory that goes when the run does.
     jvm_args = re.sub(r"\s*-Djava\.io\.tmpdir=\S*", "", os.environ.get("JVM_ARGS", ""))

@@ -122,3 +122,29 @@ def test_a_conflict_is_a_dead_letter_named_by_the_order_that_a_replay_lands_on_a
         ).dead_letter_id,
     }
     assert letter.dead_letter_id not in others and len(others) == 3
+
+
+@given(
+    st.lists(st.sampled_from(FINALS), max_size=10),
+    st.sampled_from([None, PENDING, "garbage", *FINALS]),
+    st.data(),
+)
+def test_a_batch_of_final_statuses_sent_again_after_part_of_it_landed_settles_as_one_send(
+    writes, current, data
+):
+    """The jobs' status writers (``pizzastream.flink.OrderStatusGate``) send a batch again
+    when the connection drops, and any first part of it may have landed: the batch then
+    refuses the same writes, keeping the same status, as one uninterrupted send. A write that
+    landed is a replay (``SAME``) the second time, since the jobs write only final statuses and
+    a final status stays."""
+    landed = data.draw(st.integers(0, len(writes)))
+    partly, _ = settle(writes[:landed], current)
+    assert settle(writes, partly) == settle(writes, current)
+
+
+def test_a_batch_with_a_status_before_a_final_one_is_not_safe_to_send_again():
+    """Why the precondition above: a pending status moved past by a final one in the same
+    batch is refused when the batch goes again (a move backwards). No job writes one."""
+    once = settle([PENDING, "accepted"])
+    assert once == ("accepted", [])
+    assert settle([PENDING, "accepted"], once[0]) == ("accepted", [(PENDING, "accepted")])

@@ -89,6 +89,12 @@ def test_an_absent_group_is_refused_only_when_asked_for():
         ),
         ("Redis", "tls", "yes", "Redis.tls: 'yes' is not true or false"),
         (
+            "Redis",
+            "write_retry_seconds",
+            "-1",
+            "Redis.write_retry_seconds: '-1' must not be negative",
+        ),
+        (
             "Warehouse",
             "engine",
             "oracle",
@@ -155,6 +161,19 @@ def test_a_required_password_may_come_from_its_secret():
     props = _without("Aurora", "password")
     props["Aurora"]["password_secret_arn"] = "arn:aws:secretsmanager:us-east-1:1:secret:x"
     assert settings.validate(props).aurora.password == ""
+
+
+def test_redis_writes_are_retried_for_a_minute_unless_configured_otherwise():
+    """``Redis.write_retry_seconds``: how long the jobs' Redis writers send a batch again after
+    a connection failure (``pizzastream.flink.RedisBatchSender``); 0 restarts the job at the
+    first one, as before the setting."""
+    group = {"host": "h", "port": "1"}
+    assert settings.RedisSettings.from_group(group).write_retry_seconds == 60
+    assert (
+        settings.RedisSettings.from_group({**group, "write_retry_seconds": "0"}).write_retry_seconds
+        == 0
+    )
+    assert settings.validate(_local()).redis.write_retry_seconds == 60
 
 
 def test_a_disabled_aggregation_needs_no_sizes():

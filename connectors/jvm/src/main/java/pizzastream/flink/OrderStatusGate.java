@@ -15,6 +15,7 @@ import org.apache.flink.types.Row;
 import redis.clients.jedis.PipelineBase;
 import redis.clients.jedis.Response;
 import redis.clients.jedis.UnifiedJedis;
+import redis.clients.jedis.exceptions.JedisDataException;
 
 /**
  * Writes order statuses to Redis so that they only move forward, and puts out each refused
@@ -38,8 +39,18 @@ import redis.clients.jedis.UnifiedJedis;
  * covers are emitted before its barrier, so they reach the dead-letter sink's flush of that
  * checkpoint. After a restore the writes since the checkpoint run again: the winner's are
  * replays (0), the loser's are refused again and make the same dead letters. The key is one
- * slot, so on a Redis cluster each write goes to its key's node. Error
- * replies fail the job as in {@link RedisSink}.
+ * slot, so on a Redis cluster each write goes to its key's node.
+ *
+ * <p>A connection failure (Redis restarting, a failover) does not fail the job at once: the
+ * batch is kept and sent again, whole, by a {@link RedisBatchSender}, until the endpoint's
+ * {@code writeRetrySeconds} run out. Part of it may have landed before the connection
+ * dropped, and those writes run a second time; that is as safe as a restore's replay, and the
+ * dead letters come from the replies of the batch that went through: a status the script
+ * wrote the first time is the order's status when it runs again (a final status stays, and
+ * the jobs write only final ones), so it replies 0 (a replay), never a refusal; a write it
+ * refused is refused again with the same kept status. tests/pizzastream/test_order_status.py
+ * holds the rule to that ({@code settle} of a batch sent again after any part of it landed),
+ * OrderStatusGateTest the gate. Error replies fail the job at once, as in {@link RedisSink}.
  */
 public final class OrderStatusGate extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, BoundedOneInput {
@@ -56,7 +67,7 @@ public final class OrderStatusGate extends AbstractStreamOperator<Row>
     private final String job;
     private final String script;
 
-    private transient UnifiedJedis redis;
+    private transient RedisBatchSender redis;
     private transient String sha;
     private transient List<String[]> pending;
     private transient boolean timerPending;
@@ -79,7 +90,7 @@ public final class OrderStatusGate extends AbstractStreamOperator<Row>
     @Override
     public void open() throws Exception {
         super.open();
-        redis = endpoint.connect();
+        redis = new RedisBatchSender(endpoint, "status write");
         sha = hex(MessageDigest.getInstance("SHA-1").digest(script.getBytes(StandardCharsets.UTF_8)));
         pending = new ArrayList<>();
     }
@@ -164,32 +175,32 @@ public final class OrderStatusGate extends AbstractStreamOperator<Row>
     /** Marks a reply of a node that did not know the script yet. */
     private static final class NoScript {}
 
+    /** Runs the script on each write of {@code batch} (by its SHA or its text), sent again
+     * after a connection failure; the replies, in order. */
     private Object[] run(List<String[]> batch, boolean bySha) throws IOException {
+        return redis.send(batch.size(), client -> attempt(client, batch, bySha));
+    }
+
+    private Object[] attempt(UnifiedJedis client, List<String[]> batch, boolean bySha) {
         List<Response<Object>> responses = new ArrayList<>(batch.size());
         List<String> ttl = List.of(Long.toString(ttlSeconds));
-        PipelineBase pipeline = redis.pipelined();
-        try {
-            for (String[] write : batch) {
-                List<String> keys = List.of(keyPrefix + write[0]);
-                List<String> args = List.of(write[1], ttl.get(0));
-                responses.add(bySha ? pipeline.evalsha(sha, keys, args)
-                                    : pipeline.eval(script, keys, args));
-            }
-            pipeline.close();                    // syncs, hands the connections back
-        } catch (RuntimeException e) {
-            throw new IOException("Redis write failed; the job restarts from its checkpoint", e);
+        PipelineBase pipeline = client.pipelined();
+        for (String[] write : batch) {
+            List<String> keys = List.of(keyPrefix + write[0]);
+            List<String> args = List.of(write[1], ttl.get(0));
+            responses.add(bySha ? pipeline.evalsha(sha, keys, args)
+                                : pipeline.eval(script, keys, args));
         }
+        pipeline.close();                        // syncs, hands the connections back
         Object[] replies = new Object[batch.size()];
         for (int i = 0; i < replies.length; i++) {
             try {
-                replies[i] = responses.get(i).get();
-            } catch (RuntimeException e) {
-                if (bySha && String.valueOf(e.getMessage()).startsWith("NOSCRIPT")) {
-                    replies[i] = new NoScript();
-                } else {
-                    throw new IOException("Redis refused a status write (" + e.getMessage()
-                            + "); the job restarts from its checkpoint", e);
+                replies[i] = RedisBatchSender.reply(responses.get(i));
+            } catch (JedisDataException e) {
+                if (!bySha || !String.valueOf(e.getMessage()).startsWith("NOSCRIPT")) {
+                    throw e;
                 }
+                replies[i] = new NoScript();
             }
         }
         return replies;

@@ -32,6 +32,10 @@ import redis.clients.jedis.UnifiedJedis;
  * store when empty) and its name against {@code host}. With {@code clusterMode} the server is
  * a Redis cluster (ElastiCache cluster mode) whose configuration endpoint is {@code host}: a
  * {@link JedisCluster} learns the shards from it, with the same AUTH and TLS for every node.
+ *
+ * <p>{@code writeRetrySeconds} is how long a writer keeps sending a batch again after the
+ * connection failed ({@link RedisBatchSender}): a Redis restart or failover of a few seconds
+ * is ridden out instead of restarting the job; 0 fails at the first connection failure.
  */
 public final class RedisEndpoint implements Serializable {
     private static final long serialVersionUID = 1L;
@@ -46,9 +50,13 @@ public final class RedisEndpoint implements Serializable {
     private final boolean tls;
     private final String caFile;
     private final boolean clusterMode;
+    private final int writeRetrySeconds;
 
     public RedisEndpoint(String host, int port, String user, String password, boolean tls,
-                         String caFile, boolean clusterMode) {
+                         String caFile, boolean clusterMode, int writeRetrySeconds) {
+        if (writeRetrySeconds < 0) {
+            throw new IllegalArgumentException("writeRetrySeconds >= 0");
+        }
         this.host = host;
         this.port = port;
         this.user = user;
@@ -56,6 +64,12 @@ public final class RedisEndpoint implements Serializable {
         this.tls = tls;
         this.caFile = caFile;
         this.clusterMode = clusterMode;
+        this.writeRetrySeconds = writeRetrySeconds;
+    }
+
+    /** How long a batch is sent again after a connection failure (0: never). */
+    public int writeRetrySeconds() {
+        return writeRetrySeconds;
     }
 
     /** A client connected as described above; the caller closes it. */

@@ -17,15 +17,21 @@ import redis.clients.jedis.params.SetParams;
  * leaves the same values. Writes are pipelined in batches: one round trip per batch, not per
  * record. Keys expire after {@code ttlSeconds} when it is positive.
  *
- * <p>Connects as {@link RedisEndpoint} describes. Every reply of a pipeline is checked:
- * an error reply (a refused write, a key of another type, out of memory) fails the flush, so
- * the job restarts from its checkpoint and writes again rather than losing the update.
+ * <p>Connects as {@link RedisEndpoint} describes, through a {@link RedisBatchSender}: when the
+ * connection fails (Redis restarting, a failover), the batch is kept and sent again, whole,
+ * until the endpoint's {@code writeRetrySeconds} run out; only then does the flush fail and
+ * the job restart from its checkpoint. Sending a batch again is as safe as that replay: SET,
+ * HSET and EXPIRE leave the same values however often they land. Every reply of a pipeline
+ * is checked: an error reply (a refused write, a key of another type, out of memory) fails
+ * the flush at once, so the job restarts from its checkpoint and writes again rather than
+ * losing the update.
  *
  * <p>On a Redis cluster a batch holds keys of many slots (rows of
  * many stores); its pipeline sends each node its own commands, and each node's replies are
- * checked as above. A node that does not answer leaves its replies unset, and a key that moved
- * (resharding, failover) comes back as a MOVED error: both fail the flush, and the restarted
- * job reads the cluster's slots afresh.
+ * checked as above. A node that does not answer leaves its replies unset: a connection
+ * failure, the batch is sent again by a new client, which reads the cluster's slots afresh. A
+ * key that moved (resharding) comes back as a MOVED error: that fails the flush, and the
+ * restarted job reads the cluster's slots afresh.
  *
  * <p>Shaped as every sink of the project ({@link CheckpointFlushedSink}): a batch is sent
  * every {@code batchSize} rows and on every checkpoint.
@@ -48,69 +54,66 @@ public final class RedisSink extends CheckpointFlushedSink<Row> {
     }
 
     private final class Pipeline implements Buffer<Row> {
-        private UnifiedJedis redis;
-        /** The batch being written (opened at its first row), and its replies to check. */
-        private PipelineBase pipeline;
-        private final List<Response<?>> replies = new ArrayList<>();
-        private int rows;
+        private RedisBatchSender redis;
+        /** The batch: {command, key, field, value} per row, kept until Redis confirmed it. */
+        private final List<String[]> batch = new ArrayList<>();
 
         @Override
-        public void setup(int subtask) throws IOException {
-            redis = endpoint.connect();
+        public void setup(int subtask) {
+            redis = new RedisBatchSender(endpoint, "write");
         }
 
         @Override
         public int write(Row row) throws IOException {
             String command = String.valueOf(row.getField(0));
-            String key = String.valueOf(row.getField(1));
-            String value = String.valueOf(row.getField(3));
             if (!command.equals("SET") && !command.equals("HSET")) {
                 throw new IOException("unsupported Redis command " + command);
             }
-            if (pipeline == null) {
-                pipeline = redis.pipelined();
-            }
-            if (command.equals("SET")) {
-                replies.add(pipeline.set(key, value, ttlSeconds > 0 ? SetParams.setParams().ex(ttlSeconds) : new SetParams()));
-            } else {
-                replies.add(pipeline.hset(key, String.valueOf(row.getField(2)), value));
-                if (ttlSeconds > 0) {
-                    replies.add(pipeline.expire(key, ttlSeconds));
-                }
-            }
-            return ++rows;
+            batch.add(new String[] {command, String.valueOf(row.getField(1)),
+                    String.valueOf(row.getField(2)), String.valueOf(row.getField(3))});
+            return batch.size();
         }
 
         @Override
         public void flush() throws IOException {
-            PipelineBase batch = pipeline;
-            pipeline = null;
-            rows = 0;
             try {
-                // Closing syncs, and hands the batch's connections back (a cluster pipeline's
-                // cannot take another batch after its sync).
-                batch.close();
-            } catch (RuntimeException e) {
-                replies.clear();
-                throw new IOException("Redis write failed; the job restarts from its checkpoint", e);
-            }
-            // Error replies are not thrown by the sync: each one is thrown by its own get(), as
-            // is a reply a cluster node never sent (its connection failed).
-            try {
-                for (Response<?> reply : replies) {
-                    reply.get();
-                }
-            } catch (RuntimeException e) {
-                throw new IOException("Redis refused a write (" + e.getMessage()
-                        + "); the job restarts from its checkpoint", e);
+                redis.send(batch.size(), this::send);
             } finally {
-                replies.clear();
+                batch.clear();
             }
+        }
+
+        /** One attempt: the batch pipelined, synced, every reply checked. */
+        private Void send(UnifiedJedis client) {
+            List<Response<?>> replies = new ArrayList<>();
+            SetParams expiring = ttlSeconds > 0 ? SetParams.setParams().ex(ttlSeconds) : new SetParams();
+            PipelineBase pipeline = client.pipelined();
+            for (String[] write : batch) {
+                String key = write[1];
+                if (write[0].equals("SET")) {
+                    replies.add(pipeline.set(key, write[3], expiring));
+                } else {
+                    replies.add(pipeline.hset(key, write[2], write[3]));
+                    if (ttlSeconds > 0) {
+                        replies.add(pipeline.expire(key, ttlSeconds));
+                    }
+                }
+            }
+            // Closing syncs, and hands the batch's connections back (a cluster pipeline's
+            // cannot take another batch after its sync). Error replies are not thrown by the
+            // sync: each one is thrown by its own reply.
+            pipeline.close();
+            for (Response<?> reply : replies) {
+                RedisBatchSender.reply(reply);
+            }
+            return null;
         }
 
         @Override
         public void close() {
-            redis.close();
+            if (redis != null) {
+                redis.close();
+            }
         }
     }
 }

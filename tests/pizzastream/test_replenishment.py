@@ -477,3 +477,67 @@ def test_hours_deliberately_not_read_are_not_learnt_as_zero_demand():
     assert all(skipped.forecast(DOUGH, until + h) == 100 for h in range(48))
     folded = StoreReplenishment.seeded(1, history, until_hour=until + 48)
     assert folded.forecast(DOUGH, until + 3) < 100
+
+
+def _served_like_three_calls(state, stock, demand, ts) -> list:
+    """``serve_order`` on copies of ``state`` and ``stock`` against ``take``,
+    ``record_demand`` and ``review`` on other copies: same shortages, records, stock and
+    plan. Returns the records."""
+    served, served_stock = (
+        StoreReplenishment.from_bytes(state.to_bytes()),
+        StoreStock.from_bytes(stock.to_bytes()),
+    )
+    plan, levels = (
+        StoreReplenishment.from_bytes(state.to_bytes()),
+        StoreStock.from_bytes(stock.to_bytes()),
+    )
+    short, records = serve_order(served_stock, served, demand, ts, SERVED)
+    expected_short = take(levels, demand)
+    plan.record_demand(demand, ts)
+    expected = plan.review(SERVED, levels.on_hand, ts, demand)
+    assert (short, records) == (expected_short, expected)
+    assert served_stock.on_hand == levels.on_hand and served == plan
+    return records
+
+
+@pytest.mark.parametrize("left_over", [-1, 0, 1])
+def test_an_order_leaving_an_ingredient_at_its_calm_level_is_served_as_review_decides(left_over):
+    """The one pass skips ``review`` only while every ingredient the order touched stays at
+    or above its calm level: an order that leaves one exactly at it, one unit below or one
+    above is served as the three calls serve it (the boundary a random run rarely hits)."""
+    state = StoreReplenishment(7)
+    _steady(state, {1: 3, 2: 3, 3: 3})
+    stock = StoreStock.initial(7, {1: 500, 2: 500, 3: 500})
+    # a first review fixes the hour's limits, so the next order may take the quiet path
+    state.review(SERVED, stock.on_hand, MONDAY, None)
+    plan_before = state.to_state()
+    level = SERVED[2].safety_stock * 4  # comfortably above any calm level of ingredient 2
+    stock.on_hand[2] = level
+    records = _served_like_three_calls(state, stock, {2: 1}, MONDAY + 60_000)
+    assert records == [] and state.to_state() == plan_before  # quiet: nothing to review
+    calm_level = next(
+        units
+        for units in range(level, -1, -1)
+        if _served_like_three_calls(state, _with(stock, 2, units + 1), {2: 1}, MONDAY + 60_000)
+    )  # the highest stock from which taking one unit makes review act
+    stock = _with(stock, 2, calm_level + 1 + left_over)
+    _served_like_three_calls(state, stock, {2: 1}, MONDAY + 60_000)
+
+
+def _with(stock: StoreStock, ingredient_id: int, units: int) -> StoreStock:
+    copy = StoreStock.from_bytes(stock.to_bytes())
+    copy.on_hand[ingredient_id] = units
+    return copy
+
+
+def test_an_order_in_a_later_hour_rolls_the_plan_before_it_is_served():
+    """An order in an hour after the plan's rolls the plan over first (the hour's demand
+    starts again, the hour's limits are computed anew), exactly as ``record_demand`` and
+    ``review`` do, though the order leaves every ingredient far above its calm level."""
+    state = StoreReplenishment(7)
+    _steady(state, {1: 3, 2: 3, 3: 3})
+    stock = StoreStock.initial(7, {1: 5_000, 2: 5_000, 3: 5_000})
+    state.review(SERVED, stock.on_hand, MONDAY, None)
+    _served_like_three_calls(state, stock, {1: 2}, MONDAY + 10 * 60_000)
+    for hours_later in (1, 2, 25):
+        _served_like_three_calls(state, stock, {1: 2, 3: 1}, MONDAY + hours_later * HOUR_MS)

@@ -413,7 +413,13 @@ def test_s3_down_for_a_minute_under_hourly_metrics(pipeline):
             job,
             extra={
                 "PIZZASTREAM__STREAMS__SALES": stream,
-                "PIZZASTREAM__HOURLYMETRICS__IDLE_SECONDS": "10",
+                # Quiet shards follow the wall clock after this, which closes the last
+                # hours once everything is read. Not less: a shard whose first records come
+                # later than this (a loaded machine, the emulator slow to answer) follows the
+                # clock too, and its backlog's hours close before they are read, which is
+                # JsonEventTime's documented behaviour, not what this scenario is about (a
+                # run at load average ~8 lost half the rows so with 10 s).
+                "PIZZASTREAM__HOURLYMETRICS__IDLE_SECONDS": "30",
             },
         )
         pipeline.current_job_id(job)

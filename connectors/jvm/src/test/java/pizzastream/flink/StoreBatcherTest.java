@@ -12,8 +12,15 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.time.Duration;
+import org.apache.flink.api.common.state.StateTtlConfig;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.common.typeutils.base.StringSerializer;
 import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
+import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
+import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.util.KeyedOneInputStreamOperatorTestHarness;
 import org.apache.flink.types.Row;
@@ -203,6 +210,92 @@ class StoreBatcherTest {
         Batch batch = batches(harness).get(0);
         assertArrayEquals(new String[] {"o " + "k".repeat(0xFFFF) + " " + order("A")},
                 batch.records.toArray(new String[0]));
+    }
+
+    @Test
+    void nonAsciiKeysAreWrittenAsUtf8AndBatchesGrowPastTheirFirstBuffer() throws Exception {
+        var harness = open(3, null);
+        String big = "{\"order_id\":\"B\",\"pad\":\"" + "x".repeat(40_000) + "\"}";
+        send(harness, "1", "o", order("A"), 1);
+        send(harness, "1", "o", big, 2);               // past the 32 KB the buffer starts at
+        send(harness, "1\u00e9", "o", order("C"), 3);  // a non-ASCII key: shard of its hash
+        harness.endInput();
+        List<String> records = new ArrayList<>();
+        for (Batch batch : batches(harness)) {
+            records.addAll(batch.records);
+        }
+        // in arrival order whether or not the key's shard is store 1's
+        assertEquals(List.of("o 1 " + order("A"), "o 1 " + big, "o 1\u00e9 " + order("C")),
+                records);
+        // the next batch of the shard starts afresh after the big one
+        send(harness, "1", "o", order("D"), 4);
+        harness.endInput();
+        List<Batch> all = batches(harness);
+        assertEquals(List.of("o 1 " + order("D")), all.get(all.size() - 1).records);
+    }
+
+    /** StoreBatcher's dedup state as it was first written: the same state, looked up with
+     * getPartitionedState and Flink's StringSerializer for each id; puts out the times each
+     * id was seen before. */
+    private static final class PerRecordLookup extends AbstractStreamOperator<Row>
+            implements OneInputStreamOperator<Row, Row> {
+        private transient ValueStateDescriptor<Integer> seen;
+
+        @Override
+        public void open() throws Exception {
+            super.open();
+            seen = new ValueStateDescriptor<>("times-seen", Types.INT);
+            seen.enableTimeToLive(StateTtlConfig.newBuilder(Duration.ofMillis(TTL_MS))
+                    .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                    .setStateVisibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                    .cleanupIncrementally(1, false)
+                    .cleanupInRocksdbCompactFilter(1000)
+                    .build());
+        }
+
+        @Override
+        public void processElement(StreamRecord<Row> element) throws Exception {
+            ValueState<Integer> sightings = getPartitionedState(
+                    new DedupKey(Map.of("o", "order_id")).getKey(element.getValue()),
+                    StringSerializer.INSTANCE, seen);
+            Integer before = sightings.value();
+            sightings.update(before == null ? 1 : before + 1);
+            output.collect(new StreamRecord<>(Row.of(before == null ? 0 : before)));
+        }
+    }
+
+    @Test
+    void restoresTheIdsWrittenThroughAStateLookupPerRecord() throws Exception {
+        var before = new KeyedOneInputStreamOperatorTestHarness<>(
+                new PerRecordLookup(), shardKey, Types.ROW(Types.STRING));
+        harnesses.add(before);
+        before.open();
+        send(before, "3", "o", order("A"), 1);
+        send(before, "3", "o", order("A"), 2);
+        OperatorSubtaskState snapshot = before.snapshot(1, 100);
+
+        var restored = open(100, snapshot);
+        send(restored, "3", "o", order("A"), 3);
+        send(restored, "3", "o", order("B"), 4);
+        assertEquals(List.of("3 o " + order("A") + " 2@3"), repeats(restored));
+    }
+
+    @Test
+    void itsIdsRestoreIntoAStateLookupPerRecord() throws Exception {
+        var first = open(100, null);
+        send(first, "3", "o", order("A"), 1);
+        send(first, "3", "o", order("A"), 2);
+        first.prepareSnapshotPreBarrier(1);
+        OperatorSubtaskState snapshot = first.snapshot(1, 100);
+
+        var before = new KeyedOneInputStreamOperatorTestHarness<>(
+                new PerRecordLookup(), shardKey, Types.ROW(Types.STRING));
+        harnesses.add(before);
+        before.initializeState(snapshot);
+        before.open();
+        send(before, "3", "o", order("A"), 3);
+        send(before, "3", "o", order("B"), 4);
+        assertEquals(List.of(Row.of(2), Row.of(0)), before.extractOutputValues());
     }
 
     @Test

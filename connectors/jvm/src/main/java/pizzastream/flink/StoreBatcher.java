@@ -13,7 +13,6 @@ import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
-import org.apache.flink.api.common.typeutils.base.StringSerializer;
 import org.apache.flink.runtime.state.internal.InternalKvState;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.BoundedOneInput;
@@ -202,8 +201,9 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
                         .cleanupInRocksdbCompactFilter(1000)
                         .build());
         // One state object, its namespace set per record: what getPartitionedState does on
-        // each call after the first, without its lookup by name.
-        sightings = getKeyedStateBackend().getOrCreateKeyedState(StringSerializer.INSTANCE, seen);
+        // each call after the first, without its lookup by name. The ids are written as
+        // StringSerializer writes them, only faster (DedupKeySerializer): the same state.
+        sightings = getKeyedStateBackend().getOrCreateKeyedState(new DedupKeySerializer(), seen);
         @SuppressWarnings("unchecked")
         InternalKvState<Row, String, ?> byId = (InternalKvState<Row, String, ?>) sightings;
         sightingsById = byId;

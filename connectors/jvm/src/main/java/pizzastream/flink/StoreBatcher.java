@@ -1,8 +1,10 @@
 package pizzastream.flink;
 
+import java.io.ByteArrayOutputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.Map;
@@ -13,7 +15,7 @@ import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
-import org.apache.flink.runtime.state.internal.InternalKvState;
+import org.apache.flink.api.common.typeutils.base.StringSerializer;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.BoundedOneInput;
 import org.apache.flink.streaming.api.operators.ChainingStrategy;
@@ -71,9 +73,7 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
     private final int maxRecords;
     private final long maxDelayMs;
 
-    /** Times each id was seen, namespaced by id under the shard's key. */
-    private transient ValueState<Integer> sightings;
-    private transient InternalKvState<Row, String, ?> sightingsById;
+    private transient ValueStateDescriptor<Integer> seen;
     private transient Map<String, Pending> pending;     // by shard, kept and reused
     private transient Set<String> sincePersist;
     private transient boolean timerPending;
@@ -82,93 +82,24 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
     /**
      * A shard's batch being built. Kept for the shard and reset after each emit: a fresh
      * buffer per batch grew by doubling from a few KB each time, and those copies were ~7% of
-     * the JVM's time in the chained benchmark (JFR). Written straight into its array: a
-     * {@code DataOutputStream} over a {@code ByteArrayOutputStream} took a synchronized call
-     * per byte of every header field.
+     * the JVM's time in the chained benchmark (JFR).
      */
     private static final class Pending {
-        private byte[] bytes = new byte[1 << 15];
-        private int size;
+        final ByteArrayOutputStream bytes = new ByteArrayOutputStream(1 << 15);
+        final DataOutputStream out = new DataOutputStream(bytes);
         final long epoch;
         int records;
 
-        Pending(long epoch) {
+        Pending(long epoch) throws IOException {
             this.epoch = epoch;
             reset();
         }
 
-        void reset() {
-            size = 0;
-            writeByte(0);
-            writeLong(epoch);
+        void reset() throws IOException {
+            bytes.reset();
+            out.writeByte(0);
+            out.writeLong(epoch);
             records = 0;
-        }
-
-        private void ensure(int more) {
-            if (size + more > bytes.length) {
-                bytes = Arrays.copyOf(bytes, Math.max(bytes.length * 2, size + more));
-            }
-        }
-
-        private void writeByte(int b) {
-            ensure(1);
-            bytes[size++] = (byte) b;
-        }
-
-        private void writeLong(long v) {
-            ensure(8);
-            for (int shift = 56; shift >= 0; shift -= 8) {
-                bytes[size++] = (byte) (v >>> shift);
-            }
-        }
-
-        /** One record: {@code kind (1 byte), key length (2), key (UTF-8, cut at 65535
-         * bytes), data length (4), data}, big-endian. */
-        void append(char kind, String key, byte[] data) {
-            int keyLength = key.length();
-            if (keyLength <= 0xFFFF && isAscii(key)) {
-                ensure(7 + keyLength + data.length);
-                bytes[size++] = (byte) kind;
-                bytes[size++] = (byte) (keyLength >>> 8);
-                bytes[size++] = (byte) keyLength;
-                for (int i = 0; i < keyLength; i++) {
-                    bytes[size++] = (byte) key.charAt(i);
-                }
-            } else {
-                byte[] keyBytes = key.getBytes(StandardCharsets.UTF_8);
-                int cut = Math.min(keyBytes.length, 0xFFFF);
-                ensure(7 + cut + data.length);
-                bytes[size++] = (byte) kind;
-                bytes[size++] = (byte) (cut >>> 8);
-                bytes[size++] = (byte) cut;
-                System.arraycopy(keyBytes, 0, bytes, size, cut);
-                size += cut;
-            }
-            int length = data.length;
-            bytes[size++] = (byte) (length >>> 24);
-            bytes[size++] = (byte) (length >>> 16);
-            bytes[size++] = (byte) (length >>> 8);
-            bytes[size++] = (byte) length;
-            System.arraycopy(data, 0, bytes, size, length);
-            size += length;
-            records++;
-        }
-
-        private static boolean isAscii(String key) {
-            for (int i = 0; i < key.length(); i++) {
-                if (key.charAt(i) >= 0x80) {
-                    return false;
-                }
-            }
-            return true;
-        }
-
-        /** The batch so far with {@code flags}; the buffer is then reset. */
-        byte[] take(byte flags) {
-            byte[] batch = Arrays.copyOf(bytes, size);
-            batch[0] = flags;
-            reset();
-            return batch;
         }
     }
 
@@ -187,7 +118,7 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
     @Override
     public void open() throws Exception {
         super.open();
-        ValueStateDescriptor<Integer> seen = new ValueStateDescriptor<>("times-seen", Types.INT);
+        seen = new ValueStateDescriptor<>("times-seen", Types.INT);
         seen.enableTimeToLive(
                 StateTtlConfig.newBuilder(Duration.ofMillis(ttlMillis))
                         .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
@@ -200,13 +131,6 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
                         // RocksDB (Managed Flink): expired ids go in compaction, as by default.
                         .cleanupInRocksdbCompactFilter(1000)
                         .build());
-        // One state object, its namespace set per record: what getPartitionedState does on
-        // each call after the first, without its lookup by name. The ids are written as
-        // StringSerializer writes them, only faster (DedupKeySerializer): the same state.
-        sightings = getKeyedStateBackend().getOrCreateKeyedState(new DedupKeySerializer(), seen);
-        @SuppressWarnings("unchecked")
-        InternalKvState<Row, String, ?> byId = (InternalKvState<Row, String, ?>) sightings;
-        sightingsById = byId;
         // New with every (re)start of this operator: tells the Python side that what it keeps
         // in memory from before may be ahead of the state just restored (batches.batch_epoch).
         epoch = java.util.concurrent.ThreadLocalRandom.current().nextLong();
@@ -220,7 +144,8 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
         Row tagged = (Row) record.getField(1);
         String kind = (String) tagged.getField(0);
         byte[] data = (byte[]) tagged.getField(1);
-        sightingsById.setCurrentNamespace(eventIds.getKey(record));
+        ValueState<Integer> sightings =
+                getPartitionedState(eventIds.getKey(record), StringSerializer.INSTANCE, seen);
         Integer before = sightings.value();
         if (before != null) {
             sightings.update(before + 1);
@@ -237,8 +162,7 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
             batch = new Pending(epoch);
             pending.put(shard, batch);
         }
-        batch.append(kind.isEmpty() ? '?' : kind.charAt(0), String.valueOf(record.getField(0)),
-                     data);
+        append(batch, kind, String.valueOf(record.getField(0)), data);
         sincePersist.add(shard);
         if (batch.records >= maxRecords) {
             emit(shard, batch, false);
@@ -252,13 +176,27 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
         }
     }
 
-    /** Emits the shard's batch (empty but for its header, for a persist of its own) and
-     * resets it for the shard's next records. */
-    private void emit(String shard, Pending batch, boolean persist) {
-        output.collect(new StreamRecord<>(Row.of(shard, batch.take(persist ? PERSIST : 0))));
+    private static void append(Pending batch, String kind, String key, byte[] data)
+            throws IOException {
+        byte[] keyBytes = key.getBytes(StandardCharsets.UTF_8);
+        batch.out.writeByte(kind.isEmpty() ? '?' : kind.charAt(0));
+        batch.out.writeShort(Math.min(keyBytes.length, 0xFFFF));
+        batch.out.write(keyBytes, 0, Math.min(keyBytes.length, 0xFFFF));
+        batch.out.writeInt(data.length);
+        batch.out.write(data);
+        batch.records++;
     }
 
-    private void flush(boolean persist) {
+    /** Emits the shard's batch (empty but for its header, for a persist of its own) and
+     * resets it for the shard's next records. */
+    private void emit(String shard, Pending batch, boolean persist) throws IOException {
+        byte[] bytes = batch.bytes.toByteArray();
+        bytes[0] = persist ? PERSIST : 0;
+        batch.reset();
+        output.collect(new StreamRecord<>(Row.of(shard, bytes)));
+    }
+
+    private void flush(boolean persist) throws IOException {
         if (persist) {
             // every shard holding records saw them since the last persist
             for (String shard : sincePersist) {
@@ -281,7 +219,7 @@ public final class StoreBatcher extends AbstractStreamOperator<Row>
     }
 
     @Override
-    public void endInput() {
+    public void endInput() throws IOException {
         flush(true);
     }
 }

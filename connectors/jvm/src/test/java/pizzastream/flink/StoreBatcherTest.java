@@ -12,15 +12,8 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.time.Duration;
-import org.apache.flink.api.common.state.StateTtlConfig;
-import org.apache.flink.api.common.state.ValueState;
-import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.Types;
-import org.apache.flink.api.common.typeutils.base.StringSerializer;
 import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
-import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
-import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.util.KeyedOneInputStreamOperatorTestHarness;
 import org.apache.flink.types.Row;
@@ -232,70 +225,6 @@ class StoreBatcherTest {
         harness.endInput();
         List<Batch> all = batches(harness);
         assertEquals(List.of("o 1 " + order("D")), all.get(all.size() - 1).records);
-    }
-
-    /** StoreBatcher's dedup state as it was first written: the same state, looked up with
-     * getPartitionedState and Flink's StringSerializer for each id; puts out the times each
-     * id was seen before. */
-    private static final class PerRecordLookup extends AbstractStreamOperator<Row>
-            implements OneInputStreamOperator<Row, Row> {
-        private transient ValueStateDescriptor<Integer> seen;
-
-        @Override
-        public void open() throws Exception {
-            super.open();
-            seen = new ValueStateDescriptor<>("times-seen", Types.INT);
-            seen.enableTimeToLive(StateTtlConfig.newBuilder(Duration.ofMillis(TTL_MS))
-                    .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                    .setStateVisibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-                    .cleanupIncrementally(1, false)
-                    .cleanupInRocksdbCompactFilter(1000)
-                    .build());
-        }
-
-        @Override
-        public void processElement(StreamRecord<Row> element) throws Exception {
-            ValueState<Integer> sightings = getPartitionedState(
-                    new DedupKey(Map.of("o", "order_id")).getKey(element.getValue()),
-                    StringSerializer.INSTANCE, seen);
-            Integer before = sightings.value();
-            sightings.update(before == null ? 1 : before + 1);
-            output.collect(new StreamRecord<>(Row.of(before == null ? 0 : before)));
-        }
-    }
-
-    @Test
-    void restoresTheIdsWrittenThroughAStateLookupPerRecord() throws Exception {
-        var before = new KeyedOneInputStreamOperatorTestHarness<>(
-                new PerRecordLookup(), shardKey, Types.ROW(Types.STRING));
-        harnesses.add(before);
-        before.open();
-        send(before, "3", "o", order("A"), 1);
-        send(before, "3", "o", order("A"), 2);
-        OperatorSubtaskState snapshot = before.snapshot(1, 100);
-
-        var restored = open(100, snapshot);
-        send(restored, "3", "o", order("A"), 3);
-        send(restored, "3", "o", order("B"), 4);
-        assertEquals(List.of("3 o " + order("A") + " 2@3"), repeats(restored));
-    }
-
-    @Test
-    void itsIdsRestoreIntoAStateLookupPerRecord() throws Exception {
-        var first = open(100, null);
-        send(first, "3", "o", order("A"), 1);
-        send(first, "3", "o", order("A"), 2);
-        first.prepareSnapshotPreBarrier(1);
-        OperatorSubtaskState snapshot = first.snapshot(1, 100);
-
-        var before = new KeyedOneInputStreamOperatorTestHarness<>(
-                new PerRecordLookup(), shardKey, Types.ROW(Types.STRING));
-        harnesses.add(before);
-        before.initializeState(snapshot);
-        before.open();
-        send(before, "3", "o", order("A"), 3);
-        send(before, "3", "o", order("B"), 4);
-        assertEquals(List.of(Row.of(2), Row.of(0)), before.extractOutputValues());
     }
 
     @Test

@@ -206,6 +206,28 @@ class StoreBatcherTest {
     }
 
     @Test
+    void nonAsciiKeysAreWrittenAsUtf8AndBatchesGrowPastTheirFirstBuffer() throws Exception {
+        var harness = open(3, null);
+        String big = "{\"order_id\":\"B\",\"pad\":\"" + "x".repeat(40_000) + "\"}";
+        send(harness, "1", "o", order("A"), 1);
+        send(harness, "1", "o", big, 2);               // past the 32 KB the buffer starts at
+        send(harness, "1\u00e9", "o", order("C"), 3);  // a non-ASCII key: shard of its hash
+        harness.endInput();
+        List<String> records = new ArrayList<>();
+        for (Batch batch : batches(harness)) {
+            records.addAll(batch.records);
+        }
+        // in arrival order whether or not the key's shard is store 1's
+        assertEquals(List.of("o 1 " + order("A"), "o 1 " + big, "o 1\u00e9 " + order("C")),
+                records);
+        // the next batch of the shard starts afresh after the big one
+        send(harness, "1", "o", order("D"), 4);
+        harness.endInput();
+        List<Batch> all = batches(harness);
+        assertEquals(List.of("o 1 " + order("D")), all.get(all.size() - 1).records);
+    }
+
+    @Test
     void limitsMustMakeSense() {
         Map<String, String> ids = Map.of("o", "order_id");
         assertThrows(IllegalArgumentException.class, () -> new StoreBatcher(ids, 1, 0, 1));

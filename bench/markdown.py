@@ -601,10 +601,12 @@ def _thread_mode(results: dict) -> str:
         "and state calls on the task's own thread (inventory_windowing reads its map state "
         "through `StoreStockState`, because PyFlink 1.20's embedded map state cannot carry "
         "a byte-array value). The jobs still ship process mode, for two reasons found "
-        "here: every job and attempt in one JVM shares one interpreter, so a package "
-        "imported from one attempt's shipped files keeps their path after Flink deletes "
-        "them with the attempt (a second job on a test session's mini-cluster failed with "
-        "`No module named 'jobs.order_enrichment'`); and all slots of a TaskManager share "
+        "here: every job one JVM runs shares one interpreter, so a package imported from "
+        "one job's shipped files keeps their path after Flink deletes them with that job "
+        "(a second job on a test session's mini-cluster failed with `No module named "
+        "'jobs.order_enrichment'`; whether a restarted attempt of the same job meets it "
+        "for a module first imported after the restart is not measured); and all slots "
+        "of a TaskManager share "
         "its interpreter lock, which MSF's grouping of KPUs into TaskManagers (not "
         "documented) decides.",
     ]

@@ -579,21 +579,34 @@ def _merged(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _settings_of(run: dict) -> str:
+    settings = ", ".join(f"{k}={v}" for k, v in sorted(run["tuning"].items()) if k != "parallelism")
+    return f"with {settings}"
+
+
+def _beside_shipped(results: dict, runs: list[dict], variant, shipped_as: str) -> list[str]:
+    """The table of ``runs`` and a line per run against the same scenario and parallelism as
+    shipped (section ``jobs``) in the same run: ``variant(run)`` names what the run changed,
+    ``shipped_as`` how the shipped one runs."""
+    lines = [_rows(results, runs), ""]
+    for r in runs:
+        shipped = find(results, r["scenario"], r["parallelism"], "jobs")
+        if shipped and shipped.get("events_per_cpu_s") and r.get("events_per_cpu_s"):
+            lines.append(
+                f"* {r['scenario']} p={r['parallelism']} {variant(r)}: {_per_cpu(r)} "
+                f"events/CPU-s against {_per_cpu(shipped)} {shipped_as} "
+                f"({r['events_per_cpu_s'] / shipped['events_per_cpu_s']:.2f}x)."
+            )
+    return lines
+
+
 def _thread_mode(results: dict) -> str:
     """The chained order path with ``python.execution-mode: thread`` beside the same jobs as
     shipped (process mode), from the same run."""
     runs = _section(results, "mode")
     if not runs:
         return "_not run_"
-    lines = [_rows(results, runs), ""]
-    for r in runs:
-        shipped = find(results, r["scenario"], r["parallelism"], "jobs")
-        if shipped and shipped.get("events_per_cpu_s") and r.get("events_per_cpu_s"):
-            lines.append(
-                f"* {r['scenario']} p={r['parallelism']} in thread mode: {_per_cpu(r)} "
-                f"events/CPU-s against {_per_cpu(shipped)} in process mode as shipped "
-                f"({r['events_per_cpu_s'] / shipped['events_per_cpu_s']:.2f}x)."
-            )
+    lines = _beside_shipped(results, runs, lambda r: "in thread mode", "in process mode as shipped")
     lines += [
         "",
         "Thread mode runs each Python function inside the TaskManager's JVM (pemja) "
@@ -618,18 +631,7 @@ def _backend(results: dict) -> str:
     runs = _section(results, "backend")
     if not runs:
         return "_not run_"
-    lines = [_rows(results, runs), ""]
-    for r in runs:
-        shipped = find(results, r["scenario"], r["parallelism"], "jobs")
-        if shipped and shipped.get("events_per_cpu_s") and r.get("events_per_cpu_s"):
-            setting = ", ".join(
-                f"{k}={v}" for k, v in sorted(r["tuning"].items()) if k != "parallelism"
-            )
-            lines.append(
-                f"* {r['scenario']} p={r['parallelism']} with {setting}: "
-                f"{_per_cpu(r)} events/CPU-s against {_per_cpu(shipped)} as shipped "
-                f"({r['events_per_cpu_s'] / shipped['events_per_cpu_s']:.2f}x)."
-            )
+    lines = _beside_shipped(results, runs, _settings_of, "as shipped")
     lines += [
         "",
         "MSF keeps every application's state in RocksDB (incremental snapshots); "

@@ -232,13 +232,17 @@ def publish(t_env: StreamTableEnvironment, metrics: DataStream, props: Props) ->
     ``HourPublisher``, with the POS progress markers of the ``sales`` view: the rows each
     publication wrote."""
     progress = t_env.to_data_stream(t_env.sql_query(PROGRESS_SQL))
-    return (
-        metrics.key_by(lambda row: row[2] * 60_000, key_type=Types.LONG())
-        .connect(progress.key_by(lambda marker: marker[1], key_type=Types.LONG()))
-        .process(HourPublisher(props), PUBLISHED_ROW)
-        .name("publish-hours")
-        .uid("publish-hours")
-    )
+    # In worker processes even where FlinkTuning runs Python in the JVM (thread mode, the
+    # order jobs): run embedded, the publisher's first e2e run published an hour twice
+    # (the warehouse load met its own primary key); not investigated yet.
+    with runtime.python_in_worker_processes(metrics.get_execution_environment()):
+        return (
+            metrics.key_by(lambda row: row[2] * 60_000, key_type=Types.LONG())
+            .connect(progress.key_by(lambda marker: marker[1], key_type=Types.LONG()))
+            .process(HourPublisher(props), PUBLISHED_ROW)
+            .name("publish-hours")
+            .uid("publish-hours")
+        )
 
 
 def build(env: StreamExecutionEnvironment, props: Props) -> None:

@@ -186,9 +186,7 @@ class StoreStockState:
     in ``pyflink/fn_execution/embedded/converters.py``: a tuple of ints out, none of it back to
     ``byte[]``) and fails on a key it does not hold; the Java state it wraps takes and gives
     ``byte[]`` as ``bytes``, so there it is used directly. Same descriptor, same serializer,
-    same checkpoints in both modes. Thread mode is not shipped: the benchmark's thread-mode
-    runs write through this and look up stores not yet saved; reading a saved store back in
-    thread mode (a restore) is not tested."""
+    same checkpoints in both modes."""
 
     def __init__(self, state):
         embedded = type(state).__module__.endswith(".embedded.state_impl")

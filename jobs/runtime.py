@@ -10,18 +10,21 @@ dataflows are built from are ``jobs.operators``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
 import site
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from pyflink.common import Configuration
 from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, StreamTableEnvironment, TableEnvironment
+from pyflink.util.java_utils import get_j_env_configuration
 
 from pizzastream import run_directory, settings
 from pizzastream.config import REPO_ROOT, Props, is_local, load_properties
@@ -204,6 +207,29 @@ def _ship_packages(env: StreamExecutionEnvironment) -> None:
         if (REPO_ROOT / data).is_dir():
             shutil.copytree(REPO_ROOT / data, code / data)
     env.add_python_file(str(code))
+
+
+PYTHON_EXECUTION_MODE = "python.execution-mode"
+
+
+@contextlib.contextmanager
+def python_in_worker_processes(env: StreamExecutionEnvironment) -> Iterator[None]:
+    """The Python operators added to ``env`` inside the block run in Python worker processes
+    (``python.execution-mode: process``) whatever ``FlinkTuning`` says: PyFlink picks an
+    operator's mode from the environment's configuration when the operator is added, so one
+    job can run some functions embedded in the JVM (thread mode) and others in workers.
+    For functions not proven in thread mode (``jobs.hourly_metrics.publish``)."""
+    # the configuration PyFlink itself reads the mode from (the getter's is read-only)
+    conf = get_j_env_configuration(env._j_stream_execution_environment)
+    before = conf.toMap().get(PYTHON_EXECUTION_MODE)
+    conf.setString(PYTHON_EXECUTION_MODE, "process")
+    try:
+        yield
+    finally:
+        if before is None:
+            conf.removeKey(PYTHON_EXECUTION_MODE)
+        else:
+            conf.setString(PYTHON_EXECUTION_MODE, before)
 
 
 def run_job(build, job_name: str) -> None:

@@ -37,3 +37,42 @@ def test_workers_import_shipped_packages_outside_the_repository(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "['oversize', 'oversize']" in run.stdout
+
+
+# Two jobs one after the other in one JVM, their Python embedded (thread mode): one
+# interpreter serves both, and Flink deletes the first job's shipped files with it.
+TWO_JOBS = textwrap.dedent(f"""
+    import copy
+    import sys
+    sys.path.insert(0, {str(REPO_ROOT)!r})
+    from pyflink.common import Types
+    from jobs import runtime
+    from pizzastream.config import load_properties
+
+    def first(_):
+        from jobs import operators  # the first job imports jobs, not order_enrichment
+        return operators.__name__
+
+    def second(_):
+        from jobs.order_enrichment import EnrichOrderBatches  # first imported here
+        return EnrichOrderBatches.__name__
+
+    props = copy.deepcopy(load_properties())
+    props["FlinkTuning"]["python.execution-mode"] = "thread"
+    for function in (first, second):
+        env = runtime.stream_environment(props)
+        stream = env.from_collection([1], type_info=Types.INT())
+        with stream.map(function, output_type=Types.STRING()).execute_and_collect() as rows:
+            print(sorted(rows))
+""")
+
+
+def test_a_second_job_in_the_same_jvm_imports_what_the_first_never_did(tmp_path):
+    """``jobs/__init__.py`` imports every shipped module when it runs embedded: without it
+    the second job failed with ``No module named 'jobs.order_enrichment'``."""
+    run = subprocess.run(
+        [sys.executable, "-c", TWO_JOBS], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "['jobs.operators']" in run.stdout
+    assert "['EnrichOrderBatches']" in run.stdout

@@ -18,8 +18,10 @@ settings (``tests/redis_cluster.py``).
 A pipeline's replies are checked one by one, in Python (``redis-py`` raises the first
 error reply on ``execute``) and in the JVM sink (which fails the job, so it restarts from
 its checkpoint and writes again): a refused write is never a lost update. The JVM writers
-(``sink``, ``order_status_gate``) ride out a connection failure (a Redis restart, a
-failover): they send the batch again, pausing 100 ms doubling to 2 s, for
+(``sink``, ``order_status_gate``) ride out a connection failure or an error reply of a
+restart or failover (``LOADING``, ``READONLY``, ``MASTERDOWN``, ``CLUSTERDOWN``,
+``TRYAGAIN``, ``MOVED``, ``ASK``; any other error reply fails the job at once): they send
+the batch again on a new connection, pausing 100 ms doubling to 2 s, for
 ``Redis.write_retry_seconds`` (default 60; 0: not at all) before failing the job
 (``pizzastream.flink.RedisBatchSender``). On a cluster a
 pipeline (never a transaction here) may hold keys of many slots: the client splits it by
@@ -302,7 +304,7 @@ def publish_catalog(redis_client: redis.Redis | redis.cluster.RedisCluster, cata
 def jvm_endpoint(props: Props):
     """``pizzastream.flink.RedisEndpoint``: the JVM operators connect as ``client`` does
     (the ``Redis`` group: AUTH, TLS with the CA bundle, cluster mode), and send a batch again
-    after a connection failure for ``write_retry_seconds``."""
+    after a connection failure or an error reply of a failover for ``write_retry_seconds``."""
     from pyflink.java_gateway import get_gateway
 
     conf = RedisSettings.from_group(props["Redis"])

@@ -420,8 +420,9 @@ class RedisSettings(GroupSettings):
     tls: bool = False
     tls_ca_file: Path | None = None  # None: the system's trust store
     cluster_mode: bool = False
-    # How long the jobs' Redis writers send a batch again after a connection failure
-    # (pizzastream.flink.RedisBatchSender) before the job restarts; 0: at the first failure.
+    # How long the jobs' Redis writers send a batch again after a connection failure or an
+    # error reply of a failover (LOADING, READONLY, ...: pizzastream.flink.RedisBatchSender)
+    # before the job restarts; 0: at the first failure.
     write_retry_seconds: int = field(default=60, metadata=NON_NEGATIVE)
 
 

@@ -165,8 +165,8 @@ def test_a_required_password_may_come_from_its_secret():
 
 def test_redis_writes_are_retried_for_a_minute_unless_configured_otherwise():
     """``Redis.write_retry_seconds``: how long the jobs' Redis writers send a batch again after
-    a connection failure (``pizzastream.flink.RedisBatchSender``); 0 restarts the job at the
-    first one, as before the setting."""
+    a connection failure or an error reply of a failover (``pizzastream.flink.RedisBatchSender``);
+    0 restarts the job at the first one, as before the setting."""
     group = {"host": "h", "port": "1"}
     assert settings.RedisSettings.from_group(group).write_retry_seconds == 60
     assert (

@@ -41,16 +41,20 @@ import redis.clients.jedis.exceptions.JedisDataException;
  * replays (0), the loser's are refused again and make the same dead letters. The key is one
  * slot, so on a Redis cluster each write goes to its key's node.
  *
- * <p>A connection failure (Redis restarting, a failover) does not fail the job at once: the
- * batch is kept and sent again, whole, by a {@link RedisBatchSender}, until the endpoint's
+ * <p>A connection failure or an error reply of a restart or failover (LOADING, READONLY, the
+ * sender's {@code TRANSIENT_REPLIES}) does not fail the job at once: the batch is kept and
+ * sent again, whole, on a new connection, by a {@link RedisBatchSender}, until the endpoint's
  * {@code writeRetrySeconds} run out. Part of it may have landed before the connection
- * dropped, and those writes run a second time; that is as safe as a restore's replay, and the
- * dead letters come from the replies of the batch that went through: a status the script
- * wrote the first time is the order's status when it runs again (a final status stays, and
- * the jobs write only final ones), so it replies 0 (a replay), never a refusal; a write it
- * refused is refused again with the same kept status. tests/pizzastream/test_order_status.py
- * holds the rule to that ({@code settle} of a batch sent again after any part of it landed),
- * OrderStatusGateTest the gate. Error replies fail the job at once, as in {@link RedisSink}.
+ * dropped (or before the primary it reached was demoted), and those writes run a second
+ * time; that is as safe as a restore's replay, and the dead letters come from the replies of
+ * the batch that went through: a status the script wrote the first time is the order's
+ * status when it runs again (a final status stays, and the jobs write only final ones), so it
+ * replies 0 (a replay), never a refusal; a write it refused is refused again with the same
+ * kept status. tests/pizzastream/test_order_status.py holds the rule to that ({@code settle}
+ * of a batch sent again after any part of it landed), OrderStatusGateTest the gate. Other
+ * error replies fail the job at once, as in {@link RedisSink}; NOSCRIPT, which a new primary
+ * after a failover answers too (replicas do not have the scripts), is the gate's own: those
+ * writes go again as EVAL.
  */
 public final class OrderStatusGate extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, BoundedOneInput {
@@ -176,7 +180,7 @@ public final class OrderStatusGate extends AbstractStreamOperator<Row>
     private static final class NoScript {}
 
     /** Runs the script on each write of {@code batch} (by its SHA or its text), sent again
-     * after a connection failure; the replies, in order. */
+     * after a connection failure or a transient error reply; the replies, in order. */
     private Object[] run(List<String[]> batch, boolean bySha) throws IOException {
         return redis.send(batch.size(), client -> attempt(client, batch, bySha));
     }

@@ -2,6 +2,7 @@ package pizzastream.flink;
 
 import java.io.IOException;
 import java.io.InterruptedIOException;
+import java.util.List;
 import java.util.function.Function;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -12,24 +13,42 @@ import redis.clients.jedis.exceptions.JedisDataException;
 
 /**
  * A Redis writer's connection ({@link RedisSink}, {@link OrderStatusGate}), which sends each
- * batch of writes again when the connection fails, so that a Redis restart or failover of a
- * few seconds does not restart the job (each restart replays from the checkpoint, and
- * restarts in quick succession have crashed a TaskManager's RocksDB, docs/failures.md).
+ * batch of writes again when the connection fails or Redis answers that it cannot take them
+ * yet, so that a Redis restart or failover of a few seconds does not restart the job (each
+ * restart replays from the checkpoint, and restarts in quick succession have crashed a
+ * TaskManager's RocksDB, docs/failures.md).
  *
  * <p>A <em>connection failure</em> is the server unreachable or the connection dropped
  * (Jedis' {@link JedisConnectionException}, also when connecting to a cluster), or a reply a
- * cluster node never sent (its connection failed during the pipeline's sync). On one, the
- * client is closed, and after a pause (100 ms, doubling up to 2 s) a new one sends the whole
- * batch again, until {@link RedisEndpoint#writeRetrySeconds()} have passed since the batch's
- * first attempt: the last attempt starts at the latest then, and if it fails too the batch
- * fails with an {@link IOException} (the task fails, the job restarts from its checkpoint).
- * Each retry is logged at WARN with its cause. The caller's writes must be safe to apply
- * twice, as they must be for a restart's replay: part of a batch may have landed before the
- * connection dropped.
+ * cluster node never sent (its connection failed during the pipeline's sync). A
+ * <em>transient error reply</em> is one of the {@link #TRANSIENT_REPLIES}, the replies Redis
+ * gives while a restart or a failover is under way: {@code LOADING} (the server is loading its
+ * dataset: started again, or a replica's full sync), {@code READONLY} (the write reached a
+ * replica: the demoted primary, still at the end of a connection, or of a DNS name, after a
+ * failover; or a replica not yet promoted), {@code MASTERDOWN}
+ * (a replica lost its primary, with {@code replica-serve-stale-data no}), {@code CLUSTERDOWN}
+ * (a cluster without a primary for some slot while it fails over), {@code TRYAGAIN} (a
+ * cluster's slot migrating), and on a cluster {@code MOVED} and {@code ASK}: Jedis follows
+ * those for a single command, but a pipeline hands them back as replies, so a cluster client
+ * still holding the slots of before the failover (the demoted primary answers MOVED) or a
+ * resharding would fail the batch. On either kind, the client is closed (its connections, and a
+ * cluster client's slots, may point at the old primary), and after a pause (100 ms, doubling
+ * up to 2 s) a new client, connecting afresh (and reading a cluster's slots afresh), sends the
+ * whole batch again, until {@link RedisEndpoint#writeRetrySeconds()} have passed since the
+ * batch's first attempt: the last attempt starts at the latest then, and if it fails too the
+ * batch fails with an {@link IOException} (the task fails, the job restarts from its
+ * checkpoint) naming the last error reply, if it was one. Each retry is logged at WARN with
+ * its cause. The caller's writes must be safe to apply twice, as they must be for a restart's
+ * replay: part of a batch may have landed before the connection dropped or the error reply
+ * came (every write of {@link RedisSink} overwrites; {@link OrderStatusGate}'s script answers
+ * a write it applied before as a replay).
  *
- * <p>An <em>error reply</em> (Redis refused a command: a key of another type, out of memory,
- * a MOVED key, a refused AUTH) is not retried: the batch fails at once, as a restart from the
- * checkpoint and a write again is the way to make it land.
+ * <p>Every other <em>error reply</em> (Redis refused a command: a key of another type, out of
+ * memory, a script error, a refused AUTH) is not retried: the batch fails at once, as sending
+ * it again would be refused again; a restart from the checkpoint and a write again is the way
+ * to make it land. ({@code NOSCRIPT} never reaches the sender: {@link OrderStatusGate} answers
+ * it by sending those writes again as EVAL, as it must after a failover too, the new primary
+ * not having the script.)
  *
  * <p>Connects at the first batch, not before, so a writer opened while Redis is down waits
  * for it as a batch does.
@@ -39,6 +58,14 @@ final class RedisBatchSender implements AutoCloseable {
 
     static final long FIRST_PAUSE_MS = 100;
     static final long LONGEST_PAUSE_MS = 2000;
+
+    /**
+     * The error codes (the first word of an error reply) sent again as a connection failure
+     * is: Redis answers them while a restart or failover is under way (see above), and every
+     * write of the callers is safe to send twice.
+     */
+    static final List<String> TRANSIENT_REPLIES =
+            List.of("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK");
 
     private final RedisEndpoint endpoint;
     /** What the batches write, for messages ("write", "status write"). */
@@ -53,7 +80,8 @@ final class RedisBatchSender implements AutoCloseable {
     /**
      * Sends a batch of {@code size} writes: {@code batch} pipelines them on the client it is
      * given, syncs, and reads the replies with {@link #reply}; it runs again after a
-     * connection failure, as above. Returns what {@code batch} returns.
+     * connection failure or a transient error reply, as above. Returns what {@code batch}
+     * returns.
      */
     <T> T send(int size, Function<UnifiedJedis, T> batch) throws IOException {
         long budgetNanos = endpoint.writeRetrySeconds() * 1_000_000_000L;
@@ -65,11 +93,13 @@ final class RedisBatchSender implements AutoCloseable {
                     redis = endpoint.connect();
                 }
                 return batch.apply(redis);
-            } catch (JedisDataException e) {
-                throw new IOException("Redis refused a " + writes + " (" + e.getMessage()
-                        + "); the job restarts from its checkpoint", e);
             } catch (RuntimeException e) {
-                if (!isConnectionFailure(e)) {
+                String transientReply = transientReply(e);
+                if (transientReply == null && !isConnectionFailure(e)) {
+                    if (e instanceof JedisDataException) {
+                        throw new IOException("Redis refused a " + writes + " (" + e.getMessage()
+                                + "); the job restarts from its checkpoint", e);
+                    }
                     throw new IOException("Redis " + writes + " failed; the job restarts from its"
                             + " checkpoint", e);
                 }
@@ -78,12 +108,15 @@ final class RedisBatchSender implements AutoCloseable {
                 if (leftMs <= 0) {
                     throw new IOException("Redis " + writes + " failed (" + attempt
                             + (attempt == 1 ? " attempt" : " attempts") + " in "
-                            + endpoint.writeRetrySeconds() + " s); the job restarts from its"
-                            + " checkpoint", e);
+                            + endpoint.writeRetrySeconds() + " s)"
+                            + (transientReply == null ? "" : ", the last answered \""
+                                    + transientReply + "\"")
+                            + "; the job restarts from its checkpoint", e);
                 }
                 long wait = Math.min(pause, leftMs);
-                LOG.warn("Redis unreachable, a batch of {} {}s not confirmed (attempt {}: {});"
+                LOG.warn("{}, a batch of {} {}s not confirmed (attempt {}: {});"
                                 + " sending it again in {} ms, {} ms of the {} s retry budget left",
+                        transientReply == null ? "Redis unreachable" : "Redis not writable now",
                         size, writes, attempt, causes(e), wait, leftMs,
                         endpoint.writeRetrySeconds());
                 try {
@@ -129,6 +162,33 @@ final class RedisBatchSender implements AutoCloseable {
             }
         }
         return false;
+    }
+
+    /** The first transient error reply ({@link #TRANSIENT_REPLIES}) among the causes (or
+     * suppressed, as above: a cluster client whose node answered LOADING to CLUSTER SLOTS),
+     * as Redis sent it; null if there is none. */
+    static String transientReply(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t instanceof JedisDataException && isTransientReply(t.getMessage())) {
+                return t.getMessage();
+            }
+            for (Throwable suppressed : t.getSuppressed()) {
+                String reply = transientReply(suppressed);
+                if (reply != null) {
+                    return reply;
+                }
+            }
+        }
+        return null;
+    }
+
+    /** Whether an error reply's code (its first word) is one of {@link #TRANSIENT_REPLIES}. */
+    static boolean isTransientReply(String reply) {
+        if (reply == null) {
+            return false;
+        }
+        int space = reply.indexOf(' ');
+        return TRANSIENT_REPLIES.contains(space < 0 ? reply : reply.substring(0, space));
     }
 
     private static String causes(Throwable e) {

@@ -34,8 +34,9 @@ import redis.clients.jedis.UnifiedJedis;
  * {@link JedisCluster} learns the shards from it, with the same AUTH and TLS for every node.
  *
  * <p>{@code writeRetrySeconds} is how long a writer keeps sending a batch again after the
- * connection failed ({@link RedisBatchSender}): a Redis restart or failover of a few seconds
- * is ridden out instead of restarting the job; 0 fails at the first connection failure.
+ * connection failed or Redis answered an error reply of a restart or failover (LOADING,
+ * READONLY, ...: {@link RedisBatchSender}): a Redis restart or failover of a few seconds is
+ * ridden out instead of restarting the job; 0 fails at the first such failure.
  */
 public final class RedisEndpoint implements Serializable {
     private static final long serialVersionUID = 1L;
@@ -67,7 +68,8 @@ public final class RedisEndpoint implements Serializable {
         this.writeRetrySeconds = writeRetrySeconds;
     }
 
-    /** How long a batch is sent again after a connection failure (0: never). */
+    /** How long a batch is sent again after a connection failure or a transient error reply
+     * (0: never). */
     public int writeRetrySeconds() {
         return writeRetrySeconds;
     }

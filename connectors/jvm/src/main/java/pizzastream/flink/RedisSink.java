@@ -18,20 +18,22 @@ import redis.clients.jedis.params.SetParams;
  * record. Keys expire after {@code ttlSeconds} when it is positive.
  *
  * <p>Connects as {@link RedisEndpoint} describes, through a {@link RedisBatchSender}: when the
- * connection fails (Redis restarting, a failover), the batch is kept and sent again, whole,
- * until the endpoint's {@code writeRetrySeconds} run out; only then does the flush fail and
- * the job restart from its checkpoint. Sending a batch again is as safe as that replay: SET,
- * HSET and EXPIRE leave the same values however often they land. Every reply of a pipeline
- * is checked: an error reply (a refused write, a key of another type, out of memory) fails
- * the flush at once, so the job restarts from its checkpoint and writes again rather than
- * losing the update.
+ * connection fails or Redis answers that it cannot take writes yet (Redis restarting, a
+ * failover: LOADING, READONLY, the sender's {@code TRANSIENT_REPLIES}), the batch is kept and
+ * sent again, whole, on a new connection, until the endpoint's {@code writeRetrySeconds} run
+ * out; only then does the flush fail and the job restart from its checkpoint. Sending a batch
+ * again is as safe as that replay: SET, HSET and EXPIRE leave the same values however often
+ * they land. Every reply of a pipeline is checked: any other error reply (a refused write, a
+ * key of another type, out of memory) fails the flush at once, so the job restarts from its
+ * checkpoint and writes again rather than losing the update.
  *
  * <p>On a Redis cluster a batch holds keys of many slots (rows of
  * many stores); its pipeline sends each node its own commands, and each node's replies are
  * checked as above. A node that does not answer leaves its replies unset: a connection
  * failure, the batch is sent again by a new client, which reads the cluster's slots afresh. A
- * key that moved (resharding) comes back as a MOVED error: that fails the flush, and the
- * restarted job reads the cluster's slots afresh.
+ * key whose slot moved (a failover, a resharding) comes back as a MOVED (or ASK) error reply,
+ * which Jedis does not follow in a pipeline: the batch is sent again the same way, by a new
+ * client that reads the cluster's slots afresh.
  *
  * <p>Shaped as every sink of the project ({@link CheckpointFlushedSink}): a batch is sent
  * every {@code batchSize} rows and on every checkpoint.

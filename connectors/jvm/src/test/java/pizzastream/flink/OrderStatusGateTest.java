@@ -31,8 +31,9 @@ import redis.clients.jedis.Jedis;
  * The order status gate's batches against a redis-server of the test's own, with the jobs'
  * script (connectors/redis_store.py {@code STATUS_WRITE_SCRIPT}, printed by the project's
  * Python): a batch sent again after part of it landed and the connection dropped gives the
- * dead letters and statuses of one uninterrupted send; a longer outage and an error reply
- * fail the flush. Its writes over TLS with AUTH, in a job, are
+ * dead letters and statuses of one uninterrupted send, and so does a batch sent to a replica
+ * (READONLY, after NOSCRIPT) until it is promoted, as in a failover; a longer outage and an
+ * error reply fail the flush. Its writes over TLS with AUTH, in a job, are
  * tests/connectors/test_redis_store.py's.
  */
 class OrderStatusGateTest {
@@ -86,8 +87,13 @@ class OrderStatusGateTest {
     /** An open gate writing {@code prefix<order_id>}, whose batches wait for a checkpoint. */
     private OneInputStreamOperatorTestHarness<Row, Row> gate(String prefix, int writeRetrySeconds)
             throws Exception {
+        return gate(server.endpoint(writeRetrySeconds), prefix);
+    }
+
+    private OneInputStreamOperatorTestHarness<Row, Row> gate(RedisEndpoint endpoint, String prefix)
+            throws Exception {
         var harness = new OneInputStreamOperatorTestHarness<Row, Row>(new OrderStatusGate(
-                server.endpoint(writeRetrySeconds), 600, 1000, 3_600_000, prefix, JOB, script));
+                endpoint, 600, 1000, 3_600_000, prefix, JOB, script));
         harnesses.add(harness);
         TypeSerializer<?>[] fields = new TypeSerializer<?>[8];
         Arrays.fill(fields, StringSerializer.INSTANCE);     // the dead letters, copied as rows
@@ -104,8 +110,12 @@ class OrderStatusGateTest {
     }
 
     private Map<String, String> statuses(String prefix) {
+        return statuses(server, prefix);
+    }
+
+    private static Map<String, String> statuses(RedisTestServer of, String prefix) {
         Map<String, String> statuses = new LinkedHashMap<>();
-        try (Jedis redis = server.client()) {
+        try (Jedis redis = of.client()) {
             for (String order : List.of("A", "B", "C", "D", "E")) {
                 statuses.put(order, redis.get(prefix + order));
             }
@@ -157,6 +167,37 @@ class OrderStatusGateTest {
             back.join();
             assertEquals(once, gate.extractOutputValues(), "landed " + landed);
             assertEquals(settled, statuses(prefix), "landed " + landed);
+        }
+    }
+
+    @Test
+    void aBatchSentToAReplicaLandsOnceItIsPromotedAsOneSendWould() throws Exception {
+        List<Row> once = sendOnce("ref:");
+        Map<String, String> settled = statuses("ref:");
+        try (Jedis redis = server.client()) {
+            redis.set("order:D", "rejected:invalid");
+        }
+        try (RedisTestServer replica = new RedisTestServer()) {
+            replica.replicaOf(server);  // the endpoint names the primary of before a failover
+            var gate = gate(replica.endpoint(10), "order:");
+            send(gate, "order:");
+            Thread failover = new Thread(() -> {
+                try {
+                    Thread.sleep(1000);
+                } catch (InterruptedException e) {
+                    return;
+                }
+                replica.promote();
+            });
+            failover.start();
+            long start = System.nanoTime();
+            // EVALSHA: NOSCRIPT (a replica has no scripts); EVAL: READONLY at the first write
+            // of the batch, sent again until the replica is promoted.
+            gate.prepareSnapshotPreBarrier(1);
+            assertTrue(System.nanoTime() - start >= 1_000_000_000L);
+            failover.join();
+            assertEquals(once, gate.extractOutputValues());
+            assertEquals(settled, statuses(replica, "order:"));
         }
     }
 

@@ -17,7 +17,8 @@ import redis.clients.jedis.Jedis;
 
 /**
  * The Redis sink's batches against a redis-server of the test's own: a Redis restart within
- * {@code writeRetrySeconds} is ridden out, a longer outage and an error reply fail the flush
+ * {@code writeRetrySeconds} is ridden out (the connection cut, then LOADING while the server
+ * loads its dataset), a longer outage and an error reply fail the flush
  * (the job restarts from its checkpoint). Its writes over TLS with AUTH, in a job, are
  * tests/connectors/test_redis_store.py's.
  */
@@ -75,6 +76,42 @@ class RedisSinkTest {
         try (Jedis redis = server.client()) {
             assertEquals("accepted", redis.get("order:C"));
         }
+    }
+
+    @Test
+    void aBatchWrittenWhileRedisLoadsItsDatasetLandsOnceItIsLoaded() throws Exception {
+        try (Jedis redis = server.client()) {
+            redis.eval("for i = 1, 10000 do redis.call('SET', 'old:' .. i, i) end", 0);
+        }
+        buffer(10);
+        buffer.write(Row.of("SET", "order:A", "", "accepted"));
+        buffer.flush();
+        buffer.write(Row.of("SET", "order:A", "", "rejected:insufficient_inventory"));
+        buffer.write(Row.of("HSET", "inventory:{1}", "7", "9"));
+        server.stop();
+        server.startLoading(100);       // answers LOADING for about 2 s
+        buffer.flush();                 // waits for the dataset instead of failing
+        try (Jedis redis = server.client()) {
+            assertEquals(10_002L, redis.dbSize());
+            assertEquals("rejected:insufficient_inventory", redis.get("order:A"));
+            assertEquals(Map.of("7", "9"), redis.hgetAll("inventory:{1}"));
+            assertTrue(redis.ttl("inventory:{1}") > 0 && redis.ttl("order:A") > 0);
+        }
+    }
+
+    @Test
+    void withoutABudgetLoadingFailsTheFlushNamingIt() throws Exception {
+        try (Jedis redis = server.client()) {
+            redis.eval("for i = 1, 10000 do redis.call('SET', 'old:' .. i, i) end", 0);
+        }
+        buffer(0);
+        buffer.write(Row.of("SET", "order:A", "", "accepted"));
+        server.stop();
+        server.startLoading(100);
+        IOException failed = assertThrows(IOException.class, buffer::flush);
+        assertEquals("Redis write failed (1 attempt in 0 s), the last answered \"LOADING Redis is"
+                + " loading the dataset in memory\"; the job restarts from its checkpoint",
+                failed.getMessage());
     }
 
     /** A flush of one write with Redis down for good, with the given budget: what it threw,

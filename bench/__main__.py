@@ -222,7 +222,9 @@ def merge(plan: list[Run], args) -> int:
 
         results["profile"] = profile.run(props)
     order = {run.id: i for i, run in enumerate(full_plan())}
-    results["flink"].sort(key=lambda r: order.get(r.get("id"), len(order)))
+    # a run the plan no longer has (its settings changed) would be reported beside its successor
+    results["flink"] = [r for r in results["flink"] if r.get("id") in order]
+    results["flink"].sort(key=lambda r: order[r["id"]])
     results["capacity"] = report.capacity(results)
     path.write_text(json.dumps(results, indent=1))
     print(report.table(results))

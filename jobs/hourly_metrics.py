@@ -236,10 +236,12 @@ def publish(t_env: StreamTableEnvironment, metrics: DataStream, props: Props) ->
     # order jobs): run embedded, the publisher's first e2e run published an hour twice
     # (the warehouse load met its own primary key); not investigated yet.
     with runtime.python_in_worker_processes(metrics.get_execution_environment()):
+        hours = metrics.key_by(lambda row: row[2] * 60_000, key_type=Types.LONG()).connect(
+            progress.key_by(lambda marker: marker[1], key_type=Types.LONG())
+        )
+        # its publication timers in every checkpoint (operators.keyed_co_process)
         return (
-            metrics.key_by(lambda row: row[2] * 60_000, key_type=Types.LONG())
-            .connect(progress.key_by(lambda marker: marker[1], key_type=Types.LONG()))
-            .process(HourPublisher(props), PUBLISHED_ROW)
+            operators.keyed_co_process(hours, HourPublisher(props), PUBLISHED_ROW)
             .name("publish-hours")
             .uid("publish-hours")
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pyflink.common import Types, WatermarkStrategy
-from pyflink.datastream import DataStream, KeyedStream, OutputTag
+from pyflink.datastream import ConnectedStreams, DataStream, KeyedStream, OutputTag
 from pyflink.java_gateway import get_gateway
 
 from jobs.runtime import MAX_PARALLELISM
@@ -250,3 +250,28 @@ def key_by_store(records: DataStream, value_type) -> KeyedStream:
         jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
     )
     return KeyedStream(j_keyed, value_type, records)
+
+
+def keyed_co_process(connected: ConnectedStreams, function, output_type) -> DataStream:
+    """``connected.process(function, output_type)`` for a Python ``KeyedCoProcessFunction``
+    in a worker process, with the timers it registers in every checkpoint
+    (``pizzastream.flink.CheckpointedTimersKeyedCoProcessOperator``: PyFlink 1.20 leaves a
+    timer registered since the last watermark out of a checkpoint, so a job restored from it
+    never fires that timer). Always process mode: in thread mode PyFlink registers timers
+    itself as the function asks."""
+    from pyflink.datastream.data_stream import _create_j_data_stream_python_function_info
+    from pyflink.fn_execution.flink_fn_execution_pb2 import UserDefinedDataStreamFunction
+    from pyflink.util.java_utils import get_j_env_configuration
+
+    first, second = connected.stream1._j_data_stream, connected.stream2._j_data_stream
+    j_output_type = output_type.get_java_type_info()
+    operator = get_gateway().jvm.pizzastream.flink.CheckpointedTimersKeyedCoProcessOperator(
+        get_j_env_configuration(first.getExecutionEnvironment()),
+        _create_j_data_stream_python_function_info(
+            function, UserDefinedDataStreamFunction.KEYED_CO_PROCESS
+        ),
+        first.getTransformation().getOutputType(),
+        second.getTransformation().getOutputType(),
+        j_output_type,
+    )
+    return DataStream(first.connect(second).transform("Keyed Co-Process", j_output_type, operator))

@@ -122,6 +122,10 @@ def _tuning(props: Props) -> FlinkTuningSettings:
 def flink_configuration(props: Props, restore_from: str | None = None) -> Configuration:
     """The job's Flink settings; locally, ``restore_from`` (else ``PIZZASTREAM_RESTORE_FROM``)
     names the savepoint or retained checkpoint to start from."""
+    if is_local():
+        # The Configuration below starts the JVM when none runs yet: prepared first, or the
+        # JVM (and every job of this process) talks CBOR to the Kinesis emulator.
+        _prepare_local_jvm(props)
     config = Configuration()
     tuning = _tuning(props)
     for key, value in tuning.python.items():
@@ -164,11 +168,9 @@ def flink_configuration(props: Props, restore_from: str | None = None) -> Config
 
 
 def _started_configuration(props: Props, restore_from: str | None = None) -> Configuration:
-    """``flink_configuration`` with, locally, the JVM prepared before it starts (creating
-    the configuration starts it) and the file systems loaded after."""
+    """``flink_configuration`` with, locally, the file systems loaded after the JVM started."""
     if not is_local():
         return flink_configuration(props)
-    _prepare_local_jvm(props)
     config = flink_configuration(props, restore_from)
     _initialize_file_systems(config)
     return config

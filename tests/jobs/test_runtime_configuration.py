@@ -74,7 +74,7 @@ def _python_operators(env) -> dict[str, str]:
         if factory.getClass().getSimpleName() != "SimpleOperatorFactory":
             continue
         operator = factory.getOperator().getClass().getSimpleName()
-        if "Python" in operator:
+        if "Python" in operator or operator.startswith("CheckpointedTimers"):
             found[transformation.getName()] = operator
     return found
 
@@ -111,5 +111,7 @@ def test_in_thread_mode_the_order_jobs_run_embedded_and_the_hour_publisher_in_a_
     assert modes["jobs.order_enrichment"] and modes["jobs.inventory_windowing"], modes
     for job in ("jobs.order_enrichment", "jobs.inventory_windowing"):
         assert all(op.startswith("Embedded") for op in modes[job].values()), modes[job]
-    assert modes["jobs.hourly_metrics"]["publish-hours"].startswith("External"), modes
-    assert all(op.startswith("External") for op in modes["jobs.hourly_metrics"].values())
+    hourly = modes["jobs.hourly_metrics"]
+    # in a worker process, with its timers in every checkpoint (operators.keyed_co_process)
+    assert hourly.pop("publish-hours") == "CheckpointedTimersKeyedCoProcessOperator", modes
+    assert hourly and all(op.startswith("External") for op in hourly.values()), modes

@@ -170,7 +170,7 @@ def render(results: dict) -> str:
         "",
         "## Where the time goes",
         "",
-        "### The crossing alone (one crossing per event, no rules, process mode)",
+        "### The crossing alone (one crossing per event, no rules)",
         "",
         _rows(results, _section(results, "crossing", "prototype")),
         "",
@@ -178,7 +178,7 @@ def render(results: dict) -> str:
         "",
         _backend(results),
         "",
-        "### The order path's Python in the JVM (PyFlink's thread mode, shipped)",
+        "### The order path's Python in the JVM (PyFlink's thread mode)",
         "",
         _thread_mode(results),
         "",
@@ -601,26 +601,28 @@ def _beside_shipped(results: dict, runs: list[dict], variant, shipped_as: str) -
 
 
 def _thread_mode(results: dict) -> str:
-    """The chained order path as shipped (``python.execution-mode: thread``) beside the same
-    jobs with their Python in worker processes (process mode, before), from the same run."""
+    """The chained order path with ``python.execution-mode: thread`` beside the same jobs as
+    shipped (process mode), from the same run."""
     runs = _section(results, "mode")
     if not runs:
         return "_not run_"
-    lines = _beside_shipped(
-        results, runs, lambda r: "in process mode (before)", "in thread mode as shipped"
-    )
+    lines = _beside_shipped(results, runs, lambda r: "in thread mode", "in process mode as shipped")
     lines += [
         "",
         "Thread mode runs each Python function inside the TaskManager's JVM (pemja) "
         "instead of in a Beam worker process fed over gRPC: no framing, no second process, "
         "and state calls on the task's own thread (inventory_windowing reads its map state "
         "through `StoreStockState`, because PyFlink 1.20's embedded map state cannot carry "
-        "a byte-array value). Every job one JVM runs shares one interpreter, so importing "
-        "`jobs` embedded imports every shipped module while the job's files exist "
-        "(`jobs/__init__.py`). All slots of a TaskManager share its interpreter lock: the "
-        "p=2 runs here are one JVM with two slots, as MSF is when `ParallelismPerKPU` > 1. "
-        "hourly_metrics keeps its one Python function (`HourPublisher`) in a worker "
-        "process (`jobs.runtime.python_in_worker_processes`).",
+        "a byte-array value). The jobs still ship process mode. One interpreter serves "
+        "every job a JVM runs, so importing `jobs` embedded imports every shipped module "
+        "while the job's files exist (`jobs/__init__.py`; without it a second job on a "
+        "test session's mini-cluster failed with `No module named "
+        "'jobs.order_enrichment'`). What stops it: on a standalone cluster whose Python is "
+        "another installation than the client's (the MSF zip test, MSF's case) the "
+        "embedded interpreter found neither pemja nor, with the packages on its "
+        "`PYTHONPATH`, the standard library's `_struct`; and all slots of a TaskManager "
+        "share its interpreter lock, which MSF's grouping of KPUs into TaskManagers (not "
+        "documented) decides.",
     ]
     return "\n".join(lines)
 

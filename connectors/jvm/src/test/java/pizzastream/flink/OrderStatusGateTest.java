@@ -181,15 +181,7 @@ class OrderStatusGateTest {
             replica.replicaOf(server);  // the endpoint names the primary of before a failover
             var gate = gate(replica.endpoint(10), "order:");
             send(gate, "order:");
-            Thread failover = new Thread(() -> {
-                try {
-                    Thread.sleep(1000);
-                } catch (InterruptedException e) {
-                    return;
-                }
-                replica.promote();
-            });
-            failover.start();
+            Thread failover = replica.promoteLater(1000);
             long start = System.nanoTime();
             // EVALSHA: NOSCRIPT (a replica has no scripts); EVAL: READONLY at the first write
             // of the batch, sent again until the replica is promoted.

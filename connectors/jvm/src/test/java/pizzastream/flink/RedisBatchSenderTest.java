@@ -126,15 +126,7 @@ class RedisBatchSenderTest {
              RedisBatchSender sender = new RedisBatchSender(replica.endpoint(10), "write")) {
             replica.replicaOf(primary);     // the endpoint names the primary of before a failover
             List<Long> connections = new ArrayList<>();
-            Thread failover = new Thread(() -> {
-                try {
-                    Thread.sleep(1000);
-                } catch (InterruptedException e) {
-                    return;
-                }
-                replica.promote();
-            });
-            failover.start();
+            Thread failover = replica.promoteLater(1000);
             long start = System.nanoTime();
             assertEquals("OK", sender.send(1, client -> setOn(client, connections)));
             assertTrue(System.nanoTime() - start >= 1_000_000_000L);

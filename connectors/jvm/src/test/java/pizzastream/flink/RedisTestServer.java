@@ -165,6 +165,20 @@ final class RedisTestServer implements AutoCloseable {
         }
     }
 
+    /** Promotes this server {@code afterMillis} from now, on another thread (a failover). */
+    Thread promoteLater(long afterMillis) {
+        Thread later = new Thread(() -> {
+            try {
+                Thread.sleep(afterMillis);
+            } catch (InterruptedException e) {
+                return;
+            }
+            promote();
+        });
+        later.start();
+        return later;
+    }
+
     /** Starts the server again {@code afterMillis} from now, on another thread. */
     Thread startLater(long afterMillis) {
         Thread later = new Thread(() -> {

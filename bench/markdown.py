@@ -617,12 +617,14 @@ def _thread_mode(results: dict) -> str:
         "every job a JVM runs, so importing `jobs` embedded imports every shipped module "
         "while the job's files exist (`jobs/__init__.py`; without it a second job on a "
         "test session's mini-cluster failed with `No module named "
-        "'jobs.order_enrichment'`). What stops it: on a standalone cluster whose Python is "
-        "another installation than the client's (the MSF zip test, MSF's case) the "
-        "embedded interpreter found neither pemja nor, with the packages on its "
-        "`PYTHONPATH`, the standard library's `_struct`; and all slots of a TaskManager "
-        "share its interpreter lock, which MSF's grouping of KPUs into TaskManagers (not "
-        "documented) decides.",
+        "'jobs.order_enrichment'`). The embedded interpreter takes its standard library and "
+        "packages from the first `python3` on the TaskManager's `PATH`, which the jobs' "
+        "JVMs and local clusters set to their own Python (README *Configuration*; with "
+        "Debian's `python3` first it read Debian's standard library and failed on `_struct`). "
+        "What holds it back: all slots of a TaskManager share its interpreter lock, and so "
+        "do the two Python functions of the chained scenario (the p=2 runs here: one JVM, "
+        "two slots, four Python functions); how MSF groups KPUs into TaskManagers is not "
+        "documented.",
     ]
     return "\n".join(lines)
 

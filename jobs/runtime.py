@@ -14,7 +14,6 @@ import contextlib
 import os
 import re
 import shutil
-import site
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -27,7 +26,13 @@ from pyflink.table import EnvironmentSettings, StreamTableEnvironment, TableEnvi
 from pyflink.util.java_utils import get_j_env_configuration
 
 from pizzastream import run_directory, settings
-from pizzastream.config import REPO_ROOT, Props, is_local, load_properties
+from pizzastream.config import (
+    REPO_ROOT,
+    Props,
+    is_local,
+    load_properties,
+    prepend_interpreter_to_path,
+)
 from pizzastream.settings import AwsSettings, FlinkTuningSettings
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
@@ -72,12 +77,13 @@ def _prepare_local_jvm(props: Props) -> None:
         os.environ.setdefault("AWS_CBOR_ENABLED", "false")
     # Python workers in separate processes, as on a cluster, not inside this client.
     os.environ.setdefault("_python_worker_execution_mode", "process")
-    # A job run in thread mode (``python.execution-mode: thread``) has its Python embedded
-    # in the JVM, which starts it from the base Python, not this virtualenv: without the
-    # virtualenv's site-packages it cannot even import pemja. Process-mode workers run the
-    # virtualenv's own interpreter, so the same path changes nothing for them.
-    paths = [*site.getsitepackages(), os.environ.get("PYTHONPATH", "")]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
+    # The JVM's PATH names this interpreter's installation first. A job run in thread mode
+    # (``python.execution-mode: thread``) embeds Python in the JVM (pemja), and CPython
+    # started that way finds its standard library and site-packages from the first
+    # ``python3`` on PATH (no program name is given it): another installation's there, such
+    # as the system's beside a pyenv or virtualenv Python, gave it a foreign standard library
+    # (``No module named '_struct'``) or no pemja. An activated virtualenv does the same.
+    prepend_interpreter_to_path(os.environ, sys.executable)
     # Every temporary file of this run (the JVM's, and Python's here and in the workers,
     # which inherit TMPDIR) in one directory that goes when the run does.
     jvm_args = re.sub(r"\s*-Djava\.io\.tmpdir=\S*", "", os.environ.get("JVM_ARGS", ""))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 
 # The names config always had, now owned by pizzastream.settings (which imports nothing of
@@ -58,6 +58,18 @@ def properties_path() -> Path:
 def is_local() -> bool:
     """True unless running on MSF, where the platform provides the properties file."""
     return properties_path() != msf_properties_path()
+
+
+def prepend_interpreter_to_path(environ: MutableMapping[str, str], python: str) -> None:
+    """Puts the directory of ``python`` first on ``environ``'s ``PATH``. A JVM started with
+    that environment that embeds Python (PyFlink's thread mode, through pemja) gives CPython
+    no program name, so CPython takes its standard library and site-packages from the first
+    ``python3`` on ``PATH``: that must be the installation the jobs run on (a system
+    ``python3`` of the same version beside a pyenv or virtualenv one gave the embedded
+    interpreter a foreign standard library, ``No module named '_struct'``, or no pemja)."""
+    directory = str(Path(python).parent)
+    rest = [entry for entry in environ.get("PATH", "").split(os.pathsep) if entry != directory]
+    environ["PATH"] = os.pathsep.join([directory, *filter(None, rest)])
 
 
 def load_properties(path: Path | None = None) -> Props:

@@ -44,7 +44,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from pizzastream.config import REPO_ROOT
+from pizzastream.config import REPO_ROOT, prepend_interpreter_to_path
 
 DEPENDENCIES_JAR = REPO_ROOT / "deploy" / "target" / "pizzastream-deps.jar"
 JVM_OPTIONS = "-Daws.cborEnabled=false -Duser.timezone=UTC"
@@ -169,8 +169,11 @@ class StandaloneCluster:
         """Environment for the package's scripts: this cluster's conf, lib, pid, log and
         temp dirs."""
         plugins = {"FLINK_PLUGINS_DIR": str(self._plugins)} if self._plugins else {}
+        environ = dict(os.environ if self._environ is None else self._environ)
+        # Python embedded in the TaskManagers (thread mode) is this cluster's Python.
+        prepend_interpreter_to_path(environ, self.python)
         return {
-            **(os.environ if self._environ is None else self._environ),
+            **environ,
             "TMPDIR": str(self.tmp_dir),
             "FLINK_CONF_DIR": str(self.conf_dir),
             "FLINK_LIB_DIR": str(self.workdir / "lib"),

@@ -60,3 +60,12 @@ def test_the_local_stacks_fixed_ports_are_below_the_ephemeral_range():
     }
     assert {"Aurora.port", "Redis.port", "Aws.endpoint"} <= ports.keys()
     assert {key: port for key, port in ports.items() if port >= 32768} == {}
+
+
+def test_the_jobs_interpreter_comes_first_on_path_once():
+    environ = {"PATH": "/usr/bin:/venv/bin:/bin"}
+    config.prepend_interpreter_to_path(environ, "/venv/bin/python")
+    assert environ["PATH"] == "/venv/bin:/usr/bin:/bin"
+    empty: dict[str, str] = {}
+    config.prepend_interpreter_to_path(empty, "/opt/py/bin/python3")
+    assert empty["PATH"] == "/opt/py/bin"

@@ -17,9 +17,13 @@ import cProfile
 import io
 import json
 import pstats
+import subprocess
+import sys
+import tempfile
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pizzastream import batches
 from pizzastream.catalog import Catalog
@@ -204,8 +208,46 @@ def run(props, n: int = 20_000) -> dict:
         "events": n,
         "enrichment": time_enrichment(props, raw),
         "inventory": time_inventory(tagged),
+        "compiled": compiled_timings(n),
         "json": json_costs(raw, tagged),
     }
+
+
+# Times both functions in a process whose pizzastream is the copy the jobs ship, its core
+# compiled (deploy.compiled_core), and prints their µs per event as JSON.
+_TIME_COMPILED = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import pizzastream.order_batches
+assert pizzastream.order_batches.__file__.endswith(".so"), pizzastream.order_batches.__file__
+from bench import benchdb, profile
+props = benchdb.ensure()
+raw = profile.raw_orders(int(sys.argv[2]), props)
+tagged = profile.enriched_orders(raw, props)
+print(json.dumps({
+    "enrichment": profile.time_enrichment(props, raw)["us_per_event"],
+    "inventory": profile.time_inventory(tagged)["us_per_event"],
+}))
+"""
+
+
+def compiled_timings(n: int) -> dict:
+    """µs per event of ``enrich_batch`` and ``ShardDesk.decide`` with the core compiled as
+    the jobs ship it, on the same kind of records, in a process of its own."""
+    from deploy import compiled_core
+    from pizzastream.config import REPO_ROOT
+
+    with tempfile.TemporaryDirectory(prefix="compiled-core-") as code:
+        compiled_core.compiled_checkout(Path(code))
+        run = subprocess.run(
+            [sys.executable, "-c", _TIME_COMPILED, code, str(n)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

@@ -121,13 +121,19 @@ class DecideStoreBatches(KeyedProcessFunction):
 
     def __init__(self, props: Props):
         self._props = props
-        # Read here, where the job is built: a missing key stops it before it runs.
-        self._history: HistoryWindow = InventorySettings.from_group(props["Inventory"]).history
+        # Read here, where the job is built: a missing key stops it before it runs. Only
+        # plain values are kept for the workers: the history window is built in ``open``,
+        # from the class the workers import (compiled: deploy.compiled_core, whose frozen
+        # dataclasses cannot be unpickled from the client's plain ones).
+        InventorySettings.from_group(props["Inventory"])
         self._catalog_refresh_s = OrderRulesSettings.from_group(
             props["OrderRules"]
         ).catalog_refresh_seconds
 
     def open(self, runtime_context):
+        self._history: HistoryWindow = InventorySettings.from_group(
+            self._props["Inventory"]
+        ).history
         period = self._catalog_refresh_s
         catalog = aurora.Refreshing(
             lambda: Catalog.from_rows(*aurora.catalog_rows(self._props)), period

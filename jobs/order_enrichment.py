@@ -56,12 +56,16 @@ class EnrichOrderBatches(ProcessFunction):
 
     def __init__(self, props: Props):
         self._props = props
-        rules = OrderRulesSettings.from_group(props["OrderRules"])
-        self._rules: OrderRules = rules.rules
-        self._catalog_refresh_s = rules.catalog_refresh_seconds
+        # Read here, where the job is built: a bad key stops it before it runs. Only plain
+        # values are kept for the workers: the rules' own objects are built in ``open``,
+        # from the classes the workers import (compiled: deploy.compiled_core).
+        self._catalog_refresh_s = OrderRulesSettings.from_group(
+            props["OrderRules"]
+        ).catalog_refresh_seconds
         self._catalog = None
 
     def open(self, runtime_context):
+        self._rules: OrderRules = OrderRulesSettings.from_group(self._props["OrderRules"]).rules
         period = self._catalog_refresh_s
         self._redis = redis_store.client(self._props)
         self._catalog = aurora.Refreshing(self._load_catalog, period)

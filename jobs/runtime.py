@@ -132,6 +132,12 @@ def flink_configuration(props: Props, restore_from: str | None = None) -> Config
         # The Configuration below starts the JVM when none runs yet: prepared first, or the
         # JVM (and every job of this process) talks CBOR to the Kinesis emulator.
         _prepare_local_jvm(props)
+        # The JVM, and the Python workers it starts, run in this process's run directory,
+        # as on MSF outside the code: a worker started in the repository would import the
+        # packages from there (the working directory comes first on its path), ahead of
+        # the copy shipped to it (``_ship_packages``, with the compiled core).
+        with contextlib.chdir(run_directory.claim()):
+            get_gateway()
     config = Configuration()
     tuning = _tuning(props)
     for key, value in tuning.python.items():
@@ -200,7 +206,8 @@ def stream_environment(props: Props, restore_from: str | None = None) -> StreamE
 
 
 def _ship_packages(env: StreamExecutionEnvironment) -> None:
-    """Ships the project's packages to the Python workers inside one directory of their own:
+    """Ships the project's packages to the Python workers inside one directory of their own,
+    with the order path's core compiled (``deploy.compiled_core``):
     Flink puts a shipped directory itself on the workers' PYTHONPATH, so shipping
     ``pizzastream/`` would make ``config`` importable, not ``pizzastream.config``. (Local
     workers start in the repository root and would find the packages anyway; on MSF they
@@ -214,6 +221,12 @@ def _ship_packages(env: StreamExecutionEnvironment) -> None:
     for data in SHIPPED_DATA:
         if (REPO_ROOT / data).is_dir():
             shutil.copytree(REPO_ROOT / data, code / data)
+    if is_local():
+        # The order path's core compiled (deploy.compiled_core), beside its sources as in
+        # the MSF zip, whose copy of the package already holds it.
+        from deploy import compiled_core
+
+        compiled_core.ship_into(code)
     env.add_python_file(str(code))
 
 

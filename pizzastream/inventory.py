@@ -501,10 +501,10 @@ def check_restock_key(restock_record: Restock, key: object) -> None:
 
 def restock(
     stock: StoreStock,
-    ingredient_id: int,
-    quantity: int,
+    ingredient_id: object,
+    quantity: object,
     supplier_order_id: str | None,
-    ts_ms: int,
+    ts_ms: object,
     *,
     known: Container[int] = (),
 ) -> str | None:
@@ -514,7 +514,9 @@ def restock(
     An ingredient is known if the store stocks it or it is in ``known`` (e.g. the
     policies, for an ingredient added after the store's state was created). Raises
     ``InvalidRestock`` (nothing changed) for a non-positive quantity or unknown
-    ingredient. ``ts_ms`` is checked but does not move the consumption clock."""
+    ingredient. ``ts_ms`` is checked but does not move the consumption clock. The numbers are
+    typed ``object``: whatever a record carried is refused with its reason (compiled, an
+    ``int`` type here would raise ``TypeError`` instead: deploy.compiled_core)."""
     _check_quantity(quantity)
     if not _is_int(ts_ms):
         raise InvalidRestock(Reason.INVALID_TIMESTAMP.value, f"ts_ms {ts_ms!r}")
@@ -524,7 +526,7 @@ def restock(
         raise InvalidRestock(
             UNKNOWN_INGREDIENT, f"store {stock.store_id} has no ingredient {ingredient_id!r}"
         )
-    stock.on_hand[ingredient_id] = stock.on_hand.get(ingredient_id, 0) + quantity
+    stock.on_hand[ingredient_id] = stock.on_hand.get(ingredient_id, 0) + cast(int, quantity)
     if supplier_order_id and stock.outstanding.get(ingredient_id) == supplier_order_id:
         del stock.outstanding[ingredient_id]
         return supplier_order_id

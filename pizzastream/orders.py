@@ -246,10 +246,12 @@ class _Invalid(Exception):
 
 
 def enrich(
-    raw: bytes, catalog: Catalog, rules: OrderRules, now_ms: int
+    raw: object, catalog: Catalog, rules: OrderRules, now_ms: int
 ) -> EnrichedOrder | Rejection:
     """Validates one raw ``orders`` record against the rules as of ``now_ms`` and prices
-    it from ``catalog``. Never raises."""
+    it from ``catalog``. Never raises: ``raw`` is typed ``object`` because anything a
+    producer sent, not only bytes, is rejected with a reason (compiled, a ``bytes`` type
+    here would raise ``TypeError`` instead: deploy.compiled_core)."""
     order: object = None
     try:
         order = _decode(raw, rules.max_record_bytes)

@@ -57,6 +57,7 @@ ZIP_SOURCES = [
         "pom.xml",
         "assembly/msf-zip.xml",
         "certs.py",
+        "compiled_core.py",
         "package-lock.json",
     )
 ]

@@ -76,3 +76,40 @@ def test_a_second_job_in_the_same_jvm_imports_what_the_first_never_did(tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "['jobs.operators']" in run.stdout
     assert "['EnrichOrderBatches']" in run.stdout
+
+
+# Run from the repository root, as the demo, the benchmarks and the tests run jobs.
+WHAT_THE_WORKER_IMPORTS = textwrap.dedent(f"""
+    import sys
+    sys.path.insert(0, {str(REPO_ROOT)!r})
+    from pyflink.common import Types
+    from jobs import runtime
+    from pizzastream.config import load_properties
+
+    def imported(_):
+        import os
+        import pizzastream.order_batches
+        return pizzastream.order_batches.__file__ + "|" + os.getcwd()
+
+    env = runtime.stream_environment(load_properties())
+    stream = env.from_collection([1], type_info=Types.INT())
+    with stream.map(imported, output_type=Types.STRING()).execute_and_collect() as rows:
+        print("imported:", list(rows)[0])
+""")
+
+
+def test_a_local_worker_started_from_the_repository_runs_the_compiled_core():
+    """The worker runs in the run directory, not the repository, so the shipped copy of the
+    package, with its compiled core (deploy.compiled_core), is the one it imports."""
+    run = subprocess.run(
+        [sys.executable, "-c", WHAT_THE_WORKER_IMPORTS],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (line,) = [line for line in run.stdout.splitlines() if line.startswith("imported: ")]
+    module, cwd = line.removeprefix("imported: ").split("|")
+    assert module.endswith(".so") and "pizzastream-code-" in module, module
+    assert cwd != str(REPO_ROOT), cwd

@@ -209,9 +209,9 @@ def _ship_packages(env: StreamExecutionEnvironment) -> None:
     """Ships the project's packages to the Python workers inside one directory of their own,
     with the order path's core compiled (``deploy.compiled_core``):
     Flink puts a shipped directory itself on the workers' PYTHONPATH, so shipping
-    ``pizzastream/`` would make ``config`` importable, not ``pizzastream.config``. (Local
-    workers start in the repository root and would find the packages anyway; on MSF they
-    do not.)"""
+    ``pizzastream/`` would make ``config`` importable, not ``pizzastream.config``. Workers
+    import only this copy: on MSF they start outside the code, and locally in the process's
+    run directory (``flink_configuration``)."""
     code = Path(tempfile.mkdtemp(prefix="pizzastream-code-", dir=run_directory.path()))
     atexit.register(shutil.rmtree, code, ignore_errors=True)
     for package in SHIPPED_PACKAGES:

@@ -505,7 +505,11 @@ class _Scope:
                 self.returned |= returned
             return
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            if self.where != "<module>":
+            if self.where != "<module>" and LOCAL in self.guarded:
+                # ``if is_local():``: imported by local runs only, nothing MSF needs
+                for alias in node.names:
+                    self.env[alias.asname or alias.name.split(".")[0]] = Values()
+            elif self.where != "<module>":
                 for local, value in self.a.imports(self.info, node).items():
                     self.env[local] = Values({value}) if value is not None else Values()
             return

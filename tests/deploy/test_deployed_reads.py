@@ -242,6 +242,25 @@ def test_local_only_code_is_not_a_production_read(program):
     assert analyze(entry).required() == {"Aws": {"region"}}
 
 
+def test_a_local_only_import_is_not_a_module_the_zip_must_carry(program):
+    program("localtool", "def build():\n    return 1\n")
+    entry = program(
+        "job",
+        """
+        from pizzastream.config import is_local
+
+        def ship():
+            if is_local():
+                from jobs import localtool
+                localtool.build()
+
+        if __name__ == "__main__":
+            ship()
+        """,
+    )
+    assert "jobs.localtool" not in analyze(entry).project_modules
+
+
 # --- the MSF applications -------------------------------------------------------------------
 
 

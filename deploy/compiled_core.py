@@ -3,8 +3,8 @@
 The rules stay plain Python in ``pizzastream/`` (tests and tools import them as they are);
 what the jobs ship beside them are C extensions mypyc builds from the same files, which
 Python imports in place of a module's ``.py`` when both sit in one package directory.
-Compiled, the order path's Python core costs ~20% less per event (``python -m
-bench.profile``; docs/benchmarks.md), with the same answers: the rule tests run against the
+Compiled, the order path's Python core costs less per event (``python -m bench.profile``
+times both; docs/benchmarks.md), with the same answers: the rule tests run against the
 compiled modules too (tests/deploy/test_compiled_core.py).
 
 An extension is never put beside the sources in the repository (a stale one would shadow an
@@ -33,6 +33,9 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+# As deploy/'s other build tools: package.sh runs them from deploy/, where importing the
+# project (orjson, through pizzastream.config) crashes on deploy/platform.py shadowing the
+# standard library's ``platform``.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "pizzastream"
 # The modules of the order path's hot loop (bench.profile): validation and pricing, the
@@ -112,7 +115,7 @@ def build(root: Path = REPO_ROOT, cache: Path = CACHE) -> Path:
         missing = {*COMPILED, GROUP.split(".")[1] + "__mypyc"} - names
         if missing:
             raise RuntimeError(f"mypyc built no extension for {sorted(missing)}")
-        (built / COMPLETE).write_text(build_key(root))
+        (built / COMPLETE).write_text(target.name)
         try:
             built.rename(target)
         except OSError:

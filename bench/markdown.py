@@ -505,8 +505,9 @@ def _findings(results: dict) -> str:
             f"{TARGET_HOURLY_RATIO}x); "
             + (
                 "what is left of the gap is reading the Kinesis text: event time from "
-                "`json_event_time` and one JSON decode per sale (`operators.json_rows`, "
-                "Flink's JSON format)."
+                "`json_event_time` (read straight from the text when it leads the record) and "
+                "one JSON decode per sale (`operators.json_rows`: one pass of a streaming "
+                "parser, `FlatJsonRows`)."
                 if hourly_ratio < 1
                 else "the typed rows are not faster here: they reach `StoreSales` through a SQL "
                 "watermark and conversions between table and stream rows, which cost about as "

@@ -164,16 +164,40 @@ def json_rows(stream: DataStream, row_type, max_bytes: int) -> DataStream:
     """JSON records of ``stream`` decoded once, in the JVM, into ``row_type`` rows (named
     after the JSON fields), keeping their timestamps: SQL over typed columns instead of one
     ``JSON_VALUE`` parse per field (docs/benchmarks.md). Undecodable records are counted and
-    dropped (``pizzastream.flink.JsonRows``)."""
+    dropped (``pizzastream.flink.JsonRows``). A flat row of string, int and long fields (the
+    sales hourly_metrics reads) is read in one pass of a streaming parser
+    (``pizzastream.flink.FlatJsonRows``); any other row type by Flink's JSON format, which
+    builds a tree of each record first."""
     from pyflink.datastream.formats.json import JsonRowDeserializationSchema
 
-    schema = JsonRowDeserializationSchema.builder().type_info(row_type).build()
-    decoder = get_gateway().jvm.pizzastream.flink.JsonRows(
-        schema._j_deserialization_schema, max_bytes
-    )
+    jvm = get_gateway().jvm
+    kinds = flat_kinds(row_type)
+    if kinds is not None:
+        names = row_type.get_field_names()
+        j_names = get_gateway().new_array(jvm.String, len(names))
+        for i, name in enumerate(names):
+            j_names[i] = name
+        j_schema = jvm.pizzastream.flink.FlatJsonRows(j_names, kinds)
+    else:
+        schema = JsonRowDeserializationSchema.builder().type_info(row_type).build()
+        j_schema = schema._j_deserialization_schema
+    decoder = jvm.pizzastream.flink.JsonRows(j_schema, max_bytes)
     return DataStream(
         stream._j_data_stream.flatMap(decoder, row_type.get_java_type_info()).name("json-decode")
     )
+
+
+def flat_kinds(row_type) -> str | None:
+    """``FlatJsonRows``' kind letters of ``row_type`` (``S`` string, ``I`` int, ``L``
+    long, as ``delimited_row_type`` reads them), or None if any field is of another type."""
+    letters = ((Types.STRING(), "S"), (Types.INT(), "I"), (Types.LONG(), "L"))
+    kinds = ""
+    for field in row_type.get_field_types():
+        kind = next((letter for type_, letter in letters if field == type_), None)
+        if kind is None:
+            return None
+        kinds += kind
+    return kinds
 
 
 def side_output(stream: DataStream, tag: OutputTag) -> DataStream:

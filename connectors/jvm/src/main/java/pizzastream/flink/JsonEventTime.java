@@ -114,6 +114,101 @@ public final class JsonEventTime implements WatermarkStrategy<String> {
     }
 
     long eventTime(String record, long receivedAt) {
+        long leading = leadingInteger(record, field);
+        return leading != NOT_LEADING ? leading : parsedEventTime(record, receivedAt);
+    }
+
+    /** What {@link #leadingInteger} returns when it leaves the record to the parser. */
+    static final long NOT_LEADING = Long.MIN_VALUE;
+
+    /**
+     * The integer value of top-level {@code field} when the record opens with plain fields up
+     * to it, as every sale and progress marker does ({@code {"e":"...","o":"...","s":42,...,
+     * "t":1795000000123,...}}): names and string values of printable ASCII without escapes,
+     * integers of at most 18 digits, no white space; read straight from the text, as {@link
+     * #parsedEventTime} would read it. {@link #NOT_LEADING} as soon as the record holds
+     * anything else before the field or the value is another kind of number, which the parser
+     * then reads. A parser per sale took about a tenth of hourly_metrics' JVM samples (JFR).
+     */
+    static long leadingInteger(String record, String field) {
+        int end = record.length();
+        if (end == 0 || record.charAt(0) != '{') {
+            return NOT_LEADING;
+        }
+        int i = 1;
+        while (i < end && record.charAt(i) == '"') {
+            int nameEnd = plainStringEnd(record, i + 1);
+            if (nameEnd < 0 || nameEnd + 2 >= end || record.charAt(nameEnd + 1) != ':') {
+                return NOT_LEADING;
+            }
+            boolean wanted = nameEnd - i - 1 == field.length()
+                    && record.regionMatches(i + 1, field, 0, field.length());
+            int at = nameEnd + 2;
+            char first = record.charAt(at);
+            int valueEnd;
+            if (first == '"') {
+                if (wanted) {
+                    return NOT_LEADING;
+                }
+                valueEnd = plainStringEnd(record, at + 1);
+                if (valueEnd < 0) {
+                    return NOT_LEADING;
+                }
+                valueEnd++;
+            } else {
+                valueEnd = integerEnd(record, at);
+                if (valueEnd < 0) {
+                    return NOT_LEADING;
+                }
+                if (wanted) {
+                    return Long.parseLong(record, at, valueEnd, 10);
+                }
+            }
+            if (valueEnd >= end || record.charAt(valueEnd) != ',') {
+                return NOT_LEADING;
+            }
+            i = valueEnd + 1;
+        }
+        return NOT_LEADING;
+    }
+
+    /** Where the string whose text starts at {@code from} ends (its closing quote), or -1 if
+     * it holds a character that is not printable ASCII or an escape, or is cut short. */
+    private static int plainStringEnd(String text, int from) {
+        for (int i = from; i < text.length(); i++) {
+            char c = text.charAt(i);
+            if (c == '"') {
+                return i;
+            }
+            if (c < 0x20 || c > 0x7E || c == '\\') {
+                return -1;
+            }
+        }
+        return -1;
+    }
+
+    /** Where the JSON integer starting at {@code from} ends, if it has 1 to 18 digits and is
+     * followed by {@code ,} or {@code }}; else -1 (a fraction, an exponent, a leading zero,
+     * a longer number, anything else). */
+    private static int integerEnd(String text, int from) {
+        int i = from;
+        if (i < text.length() && text.charAt(i) == '-') {
+            i++;
+        }
+        int digits = i;
+        while (i < text.length() && text.charAt(i) >= '0' && text.charAt(i) <= '9') {
+            i++;
+        }
+        int count = i - digits;
+        if (count == 0 || count > 18 || (count > 1 && text.charAt(digits) == '0')
+                || i >= text.length() || (text.charAt(i) != ',' && text.charAt(i) != '}')) {
+            return -1;
+        }
+        return i;
+    }
+
+    /** The event time as Jackson's streaming parser reads it, up to the field. */
+    long parsedEventTime(String record, long receivedAt) {
         try (JsonParser parser = JSON.createParser(record)) {
             if (parser.nextToken() != JsonToken.START_OBJECT) {
                 return receivedAt;

@@ -202,4 +202,39 @@ class JsonEventTimeTest {
         main.onPeriodicEmit(output);
         assertEquals(List.of("idle"), output.said);
     }
+    @Test
+    void theEventTimeReadFromTheTextIsWhatTheParserReads() {
+        String sale = "{\"e\":\"ev-1\",\"o\":\"S0042-000123\",\"s\":42,\"c\":\"online\","
+                + "\"f\":\"delivery\",\"t\":1795000000123,\"cu\":{\"lat\":40.71},"
+                + "\"l\":[[7,2,1299]],\"n\":2,\"r\":2598}";
+        String[] read = {
+            sale,
+            "{\"pos\":3,\"s\":17,\"t\":1795000000000}",   // a POS progress marker
+            "{\"t\":-5}", "{\"t\":0}", "{\"t\":-0}", "{\"a\":\"\",\"t\":7}",
+            "{\"t\":1,\"t\":2}",                              // the first, as the parser
+        };
+        String[] leftToTheParser = {
+            "{\"t\":1.5}", "{\"t\":1e3}", "{\"t\":\"12\"}", "{\"t\":012}", "{\"t\":-}",
+            "{\"t\":1234567890123456789}",                    // 19 digits
+            "{\"t\":99999999999999999999}",                   // beyond a long
+            "{\"x\":{\"t\":5},\"t\":6}",                      // not top level
+            "{\"x\":[1],\"t\":6}", "{\"x\":true,\"t\":6}", "{\"x\":null,\"t\":6}",
+            "{\"x\":\"a\\\"b\",\"t\":6}",                     // an escape before it
+            "{\"x\":\"\u00e9\",\"t\":6}",                      // not ASCII before it
+            "{ \"t\":6}", "{\"t\" :6}", "{\"t\": 6}", "{\"t\":6 }",
+            "{\"s\":1}", "{}", "", "[1]", "{\"t\":", "{\"t\":12", "not json",
+        };
+        for (String record : read) {
+            long parsed = strategy.parsedEventTime(record, -1);
+            assertTrue(parsed != -1, record);
+            assertEquals(parsed, JsonEventTime.leadingInteger(record, "t"), record);
+            assertEquals(parsed, strategy.eventTime(record, -1), record);
+        }
+        for (String record : leftToTheParser) {
+            assertEquals(JsonEventTime.NOT_LEADING, JsonEventTime.leadingInteger(record, "t"),
+                         record);
+            assertEquals(strategy.parsedEventTime(record, -1), strategy.eventTime(record, -1),
+                         record);
+        }
+    }
 }

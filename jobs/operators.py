@@ -120,11 +120,14 @@ def batch_output(outputs: DataStream, tag: str) -> DataStream:
     return side_output(outputs, OutputTag(f"batch-{tag}", KEYED_RECORD))
 
 
+# The field type of each kind letter, as DelimitedRows and FlatJsonRows read them.
+KIND_TYPES = {"I": Types.INT(), "L": Types.LONG(), "S": Types.STRING()}
+
+
 def delimited_row_type(layout: DelimitedLayout):
     """The Flink row type of a ``DelimitedLayout``: its field names, each typed by its
     letter."""
-    types = {"I": Types.INT(), "L": Types.LONG(), "S": Types.STRING()}
-    return Types.ROW_NAMED(list(layout.fields), [types[kind] for kind in layout.kinds])
+    return Types.ROW_NAMED(list(layout.fields), [KIND_TYPES[kind] for kind in layout.kinds])
 
 
 def batch_rows(outputs: DataStream, tag: str, layout: DelimitedLayout) -> DataStream:
@@ -170,11 +173,12 @@ def json_rows(stream: DataStream, row_type, max_bytes: int) -> DataStream:
     builds a tree of each record first."""
     from pyflink.datastream.formats.json import JsonRowDeserializationSchema
 
-    jvm = get_gateway().jvm
+    gateway = get_gateway()
+    jvm = gateway.jvm
     kinds = flat_kinds(row_type)
     if kinds is not None:
         names = row_type.get_field_names()
-        j_names = get_gateway().new_array(jvm.String, len(names))
+        j_names = gateway.new_array(jvm.String, len(names))
         for i, name in enumerate(names):
             j_names[i] = name
         j_schema = jvm.pizzastream.flink.FlatJsonRows(j_names, kinds)
@@ -188,12 +192,11 @@ def json_rows(stream: DataStream, row_type, max_bytes: int) -> DataStream:
 
 
 def flat_kinds(row_type) -> str | None:
-    """``FlatJsonRows``' kind letters of ``row_type`` (``S`` string, ``I`` int, ``L``
-    long, as ``delimited_row_type`` reads them), or None if any field is of another type."""
-    letters = ((Types.STRING(), "S"), (Types.INT(), "I"), (Types.LONG(), "L"))
+    """``FlatJsonRows``' kind letters of ``row_type`` (``KIND_TYPES``), or None if any
+    field is of another type."""
     kinds = ""
     for field in row_type.get_field_types():
-        kind = next((letter for type_, letter in letters if field == type_), None)
+        kind = next((letter for letter, type_ in KIND_TYPES.items() if field == type_), None)
         if kind is None:
             return None
         kinds += kind
